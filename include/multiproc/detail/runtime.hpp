@@ -1,0 +1,408 @@
+// Not part of the API: the state multiproc keeps per process (Python: the module globals of
+// multiprocessing.process and multiprocessing.util) and the life of a child from fork to _exit.
+#pragma once
+
+#include <multiproc/detail/demangle.hpp>
+#include <multiproc/detail/format.hpp>
+#include <multiproc/detail/sys.hpp>
+#include <multiproc/error.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+namespace multiproc {
+
+/// Logging levels, with multiprocessing's SUBDEBUG and SUBWARNING (Python: logging.DEBUG, ...).
+enum class log_level : int {
+    notset = 0,
+    subdebug = 5,
+    debug = 10,
+    info = 20,
+    subwarning = 25,
+    warning = 30,
+    error = 40,
+    critical = 50,
+};
+
+/// Where a logger sends each formatted line `[LEVEL/ProcessName] message\n`.
+using log_handler = void (*)(log_level level, std::string_view line, void* context);
+
+} // namespace multiproc
+
+namespace multiproc::detail {
+
+// ---------------------------------------------------------------------------------------
+// Log core. The public face is multiproc::logger (logging.hpp); lifecycle lines come from here.
+
+using log_sink_fn = log_handler;
+
+inline void stderr_sink(log_level, std::string_view line, void*) { (void)sys::write_all(2, line.data(), line.size()); }
+
+inline std::string level_name(int level) {
+    switch (level) {
+    case 0: return "NOTSET";
+    case 5: return "SUBDEBUG";
+    case 10: return "DEBUG";
+    case 20: return "INFO";
+    case 25: return "SUBWARNING";
+    case 30: return "WARNING";
+    case 40: return "ERROR";
+    case 50: return "CRITICAL";
+    default: return "Level " + std::to_string(level);
+    }
+}
+
+struct log_core {
+    std::atomic<int> level{0};            // 0 (NOTSET) means WARNING, as for Python's root logger
+    std::atomic<log_sink_fn> sink{nullptr};
+    std::atomic<void*> sink_ctx{nullptr};
+
+    [[nodiscard]] int effective_level() const noexcept {
+        int l = level.load(std::memory_order_relaxed);
+        return l == 0 ? 30 : l;
+    }
+    [[nodiscard]] bool enabled(int l) const noexcept {
+        return sink.load(std::memory_order_relaxed) != nullptr && l >= effective_level();
+    }
+};
+
+// ---------------------------------------------------------------------------------------
+// Child records: what a parent knows of one child. Shared by the process object that
+// created the child and by the runtime's list of children not yet reaped.
+
+struct child_record;
+
+/// A finalizer: runs at exit (Python: multiprocessing.util.Finalize with an exitpriority).
+struct finalizer {
+    int priority;
+    unsigned long id;
+    void (*fn)(void*);
+    void* ctx;
+};
+
+/// The identity of the running process (Python: current_process() and parent_process()).
+struct self_info {
+    std::string name = "MainProcess";
+    std::vector<int> identity;
+    bool daemon = false;
+    pid_t pid = ::getpid();
+    pid_t parent_pid = 0; // 0 in the main process
+    std::string parent_name;
+};
+
+struct runtime {
+    std::mutex mu;                                       // guards children, records, finalizers
+    self_info self;
+    int counter = 1;                                     // next Process-N number
+    std::vector<std::shared_ptr<child_record>> children; // started here, not yet reaped
+    std::set<child_record*> records;                     // every live record in this process
+    std::vector<finalizer> finalizers;
+    unsigned long next_finalizer = 1;
+    log_core log;
+    bool exiting = false;
+    bool in_child = false; // running a target under child_main
+};
+
+inline void exit_function();
+
+inline void at_exit_handler() { exit_function(); }
+
+/// The runtime of this process. Never destroyed, so it outlives every static object
+/// whose destructor might still use it; its exit function is registered with atexit when
+/// it is first made, as CPython registers util._exit_function on import.
+inline runtime& rt() {
+    static runtime* r = [] {
+        auto* p = new runtime();
+        std::atexit(at_exit_handler);
+        return p;
+    }();
+    return *r;
+}
+
+template <class... Args>
+void log(int level, std::string_view fmt, const Args&... args) {
+    auto& lc = rt().log;
+    if (!lc.enabled(level)) return;
+    std::string line = "[" + level_name(level) + "/" + rt().self.name + "] " + format(fmt, args...) + "\n";
+    if (auto s = lc.sink.load(std::memory_order_relaxed))
+        s(static_cast<log_level>(level), line, lc.sink_ctx.load(std::memory_order_relaxed));
+}
+
+/// Flushes C++ and C standard streams, so that output buffered before a fork is written
+/// once, and output of a child is written before it leaves with _exit.
+inline void flush_std_streams() noexcept {
+    try {
+        std::cout.flush();
+        std::cerr.flush();
+        std::clog.flush();
+    } catch (...) {
+    }
+    std::fflush(nullptr);
+}
+
+struct child_record {
+    std::string name;
+    std::vector<int> identity;
+    bool daemon = false;
+    pid_t parent_pid = ::getpid(); // the process that created the object (Python: _parent_pid)
+    pid_t pid = 0;                 // 0 until started
+    int pidfd = -1;                // readable once the child has exited: the sentinel
+    std::optional<int> exitcode;
+    bool closed = false;
+
+    child_record() {
+        auto& r = rt();
+        std::lock_guard lk(r.mu);
+        r.records.insert(this);
+    }
+    child_record(const child_record&) = delete;
+    child_record& operator=(const child_record&) = delete;
+    ~child_record() {
+        auto& r = rt();
+        {
+            std::lock_guard lk(r.mu);
+            r.records.erase(this);
+        }
+        if (pidfd >= 0) sys::close(pidfd);
+    }
+
+    [[nodiscard]] bool started() const noexcept { return pid != 0; }
+};
+
+inline int decode_wait_status(int status) {
+    if (WIFSIGNALED(status)) return -WTERMSIG(status);
+    return WEXITSTATUS(status);
+}
+
+/// Reaps the child if it has exited (blocking if `block`); returns its exit code or nothing.
+inline std::optional<int> poll_child(child_record& c, bool block = false) {
+    if (c.exitcode || !c.started()) return c.exitcode;
+    int status = 0;
+    pid_t r = sys::waitpid(c.pid, &status, block ? 0 : WNOHANG);
+    if (r == c.pid) {
+        c.exitcode = decode_wait_status(status);
+    } else if (r < 0) {
+        sys::fail("waitpid(" + std::to_string(c.pid) + ") for process " + c.name +
+                  " failed (did something else reap it, or set SIGCHLD to SIG_IGN?)");
+    }
+    return c.exitcode;
+}
+
+/// Drops reaped children from the runtime's list (Python: process._cleanup).
+inline void forget_finished(runtime& r) {
+    std::lock_guard lk(r.mu);
+    std::erase_if(r.children, [](const std::shared_ptr<child_record>& c) { return c->exitcode.has_value(); });
+}
+
+/// Polls every child and forgets those that have exited; returns the living ones.
+inline std::vector<std::shared_ptr<child_record>> reap_children() {
+    auto& r = rt();
+    std::vector<std::shared_ptr<child_record>> all;
+    {
+        std::lock_guard lk(r.mu);
+        all = r.children;
+    }
+    std::vector<std::shared_ptr<child_record>> alive, lost;
+    for (auto& c : all) {
+        if (c->parent_pid != ::getpid()) continue;
+        try {
+            if (!poll_child(*c)) alive.push_back(c);
+        } catch (const os_error&) {
+            lost.push_back(c); // reaped by something else: nothing more to learn or wait for
+        }
+    }
+    forget_finished(r);
+    if (!lost.empty()) {
+        std::lock_guard lk(r.mu);
+        std::erase_if(r.children, [&](const auto& c) { return std::find(lost.begin(), lost.end(), c) != lost.end(); });
+    }
+    return alive;
+}
+
+/// Waits for the child to exit, for at most `timeout` if given; reaps it when it has.
+inline void join_child(child_record& c, std::optional<std::chrono::steady_clock::duration> timeout) {
+    if (!c.exitcode) {
+        if (timeout) {
+            auto deadline = std::chrono::steady_clock::now() + *timeout;
+            pollfd p{c.pidfd, POLLIN, 0};
+            int n = sys::poll_until(&p, 1, deadline, false);
+            if (n < 0) sys::fail("poll on the sentinel of process " + c.name);
+            if (n == 0) return;
+        }
+        poll_child(c, /*block=*/!timeout.has_value());
+    }
+    if (c.exitcode) forget_finished(rt());
+}
+
+/// Sends `sig` to the child unless it has already been reaped (Python: Popen.terminate).
+inline void signal_child(child_record& c, int sig) {
+    if (c.exitcode || c.pidfd < 0) return;
+    if (sys::pidfd_send_signal(c.pidfd, sig) < 0 && errno != ESRCH)
+        sys::fail("sending signal " + std::to_string(sig) + " to process " + c.name);
+}
+
+// ---------------------------------------------------------------------------------------
+// Finalizers and the exit function.
+
+/// Registers `fn(ctx)` to run at exit, highest priority first; returns an id for unregister.
+inline unsigned long register_finalizer(int priority, void (*fn)(void*), void* ctx) {
+    auto& r = rt();
+    std::lock_guard lk(r.mu);
+    r.finalizers.push_back({priority, r.next_finalizer, fn, ctx});
+    return r.next_finalizer++;
+}
+
+inline void unregister_finalizer(unsigned long id) {
+    auto& r = rt();
+    std::lock_guard lk(r.mu);
+    std::erase_if(r.finalizers, [id](const finalizer& f) { return f.id == id; });
+}
+
+/// Runs and removes finalizers with priority >= `min_priority`: higher priority first,
+/// later registrations first among equals (Python: util._run_finalizers).
+inline void run_finalizers(std::optional<int> min_priority) {
+    auto& r = rt();
+    for (;;) {
+        finalizer f{};
+        {
+            std::lock_guard lk(r.mu);
+            auto best = r.finalizers.end();
+            for (auto it = r.finalizers.begin(); it != r.finalizers.end(); ++it) {
+                if (min_priority && it->priority < *min_priority) continue;
+                if (best == r.finalizers.end() || it->priority > best->priority ||
+                    (it->priority == best->priority && it->id > best->id))
+                    best = it;
+            }
+            if (best == r.finalizers.end()) return;
+            f = *best;
+            r.finalizers.erase(best);
+        }
+        try {
+            f.fn(f.ctx);
+        } catch (...) {
+        }
+    }
+}
+
+/// What a process does when it ends normally (Python: util._exit_function): terminate its
+/// daemonic children, join all its children, run finalizers; each step logged as CPython does.
+inline void exit_function() {
+    auto& r = rt();
+    if (r.exiting || r.self.pid != ::getpid()) return;
+    r.exiting = true;
+    log(20, "process shutting down");
+    log(10, "running all \"atexit\" finalizers with priority >= 0");
+    run_finalizers(0);
+    for (auto& c : reap_children()) {
+        if (c->daemon) {
+            log(20, "calling terminate() for daemon {}", c->name);
+            signal_child(*c, SIGTERM);
+        }
+    }
+    for (auto& c : reap_children()) {
+        log(20, "calling join() for process {}", c->name);
+        try {
+            join_child(*c, std::nullopt);
+        } catch (const error&) {
+        }
+    }
+    log(10, "running the remaining \"atexit\" finalizers");
+    run_finalizers(std::nullopt);
+}
+
+// ---------------------------------------------------------------------------------------
+// The child's side.
+
+[[noreturn]] inline void finish_child(int code, const std::string& failure) noexcept {
+    auto& r = rt();
+    try {
+        exit_function();
+    } catch (...) {
+    }
+    flush_std_streams();
+    if (!failure.empty()) {
+        std::string msg = "Process " + r.self.name + ":\n" + failure + "\n";
+        (void)sys::write_all(2, msg.data(), msg.size());
+    }
+    try {
+        log(20, "process exiting with exitcode {}", code);
+    } catch (...) {
+    }
+    flush_std_streams();
+    ::_exit(code);
+}
+
+/// Registered with on_exit in each child, so that a target calling std::exit(n) still
+/// leaves with n after the child's own shutdown, and never runs its parent's atexit
+/// handlers or static destructors.
+inline void child_exit_hook(int status, void*) {
+    auto& r = rt();
+    if (r.in_child && r.self.pid == ::getpid()) finish_child(status, {});
+}
+
+/// Makes the runtime describe the new child: called first thing after fork in the child.
+/// Descriptors of the parent's other children are closed: they mean nothing here.
+inline void become_child(const child_record& c) {
+    auto& r = rt();
+    r.self.parent_pid = c.parent_pid;
+    r.self.parent_name = r.self.name;
+    r.self.name = c.name;
+    r.self.identity = c.identity;
+    r.self.daemon = c.daemon;
+    r.self.pid = ::getpid();
+    r.counter = 1;
+    r.exiting = false;
+    r.finalizers.clear();
+    for (child_record* rec : r.records) {
+        if (rec->pidfd >= 0) {
+            sys::close(rec->pidfd);
+            rec->pidfd = -1;
+        }
+    }
+    auto inherited = std::move(r.children); // destroyed below, outside the loop over records
+    r.children.clear();
+    inherited.clear();
+}
+
+/// Runs `entry(ctx)` as the body of a new child and leaves with _exit: 0 when it returns,
+/// 1 with "Process <name>:" and the exception on stderr when it throws.
+[[noreturn]] inline void child_main(const child_record& c, void (*entry)(void*), void* ctx) noexcept {
+    auto& r = rt();
+    std::string failure;
+    int code = 0;
+    try {
+        become_child(c);
+        if (c.daemon) {
+            // A daemon dies with its parent: killed if the parent dies without the chance to
+            // terminate it. If the parent is already gone, follow it at once.
+            (void)sys::prctl(PR_SET_PDEATHSIG, SIGKILL);
+            if (::getppid() != c.parent_pid) ::raise(SIGKILL);
+        }
+        ::on_exit(child_exit_hook, nullptr);
+        r.in_child = true;
+        log(20, "child process calling self.run()");
+        entry(ctx);
+    } catch (...) {
+        code = 1;
+        auto [type, what] = describe_current_exception();
+        failure = what.empty() ? type : type + ": " + what;
+    }
+    finish_child(code, failure);
+}
+
+} // namespace multiproc::detail

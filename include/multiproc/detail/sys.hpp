@@ -1,0 +1,165 @@
+// Not part of the API: every system call multiproc makes goes through here, so that
+// EINTR is retried in one place and tests can inject failures (MULTIPROC_FAULT_INJECTION).
+#pragma once
+
+#include <multiproc/config.hpp>
+#include <multiproc/error.hpp>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstddef>
+#include <string>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/prctl.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace multiproc::detail::sys {
+
+/// The system calls that can be made to fail in tests.
+enum class call : unsigned char {
+    fork, waitpid, pidfd_open, pidfd_send_signal, poll, kill, close, pipe2, read, write, open, dup, dup2,
+    prctl, socketpair, sendmsg, recvmsg, mmap, ftruncate, memfd_create, shm_open, futex, execve, other
+};
+
+#if defined(MULTIPROC_FAULT_INJECTION)
+/// Returns the errno with which `c` must fail, or 0 to make the real call.
+using fault_hook_fn = int (*)(call c);
+inline std::atomic<fault_hook_fn> fault_hook{nullptr};
+inline int injected(call c) noexcept {
+    auto h = fault_hook.load(std::memory_order_relaxed);
+    return h ? h(c) : 0;
+}
+#else
+constexpr int injected(call) noexcept { return 0; }
+#endif
+
+/// Runs `f` (a raw call returning -1 and setting errno on failure) unless a fault is injected.
+template <class F>
+inline auto invoke(call c, F f) noexcept -> decltype(f()) {
+    if (int e = injected(c)) {
+        errno = e;
+        return -1;
+    }
+    return f();
+}
+
+/// As `invoke`, retrying while the call is interrupted by a signal.
+template <class F>
+inline auto retry(call c, F f) noexcept -> decltype(f()) {
+    for (;;) {
+        auto r = invoke(c, f);
+        if (r != -1 || errno != EINTR) return r;
+    }
+}
+
+/// Throws `os_error` naming the call, the object and errno: "multiproc: <what>: <strerror>".
+[[noreturn]] inline void fail(const std::string& what, int errnum = errno) {
+    throw os_error("multiproc: " + what, errnum);
+}
+
+inline pid_t fork() noexcept { return invoke(call::fork, [] { return ::fork(); }); }
+
+inline pid_t waitpid(pid_t pid, int* status, int options) noexcept {
+    return retry(call::waitpid, [&] { return ::waitpid(pid, status, options); });
+}
+
+inline int pidfd_open(pid_t pid) noexcept {
+    // glibc 2.36 declares pidfd_open without extern "C", so call the kernel directly.
+    return invoke(call::pidfd_open, [&] { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0U)); });
+}
+
+inline int pidfd_send_signal(int pidfd, int sig) noexcept {
+    return invoke(call::pidfd_send_signal,
+                  [&] { return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0U)); });
+}
+
+inline int kill(pid_t pid, int sig) noexcept {
+    return invoke(call::kill, [&] { return ::kill(pid, sig); });
+}
+
+/// close() is never retried: on Linux the descriptor is gone even when it reports EINTR.
+inline int close(int fd) noexcept {
+    return invoke(call::close, [&] { return ::close(fd); });
+}
+
+inline int pipe2(int fds[2], int flags) noexcept {
+    return invoke(call::pipe2, [&] { return ::pipe2(fds, flags); });
+}
+
+inline ssize_t read(int fd, void* buf, std::size_t n) noexcept {
+    return retry(call::read, [&] { return ::read(fd, buf, n); });
+}
+
+inline ssize_t write(int fd, const void* buf, std::size_t n) noexcept {
+    return retry(call::write, [&] { return ::write(fd, buf, n); });
+}
+
+inline int open(const char* path, int flags, mode_t mode = 0) noexcept {
+    return retry(call::open, [&] { return ::open(path, flags, mode); });
+}
+
+inline int dup2(int from, int to) noexcept {
+    return retry(call::dup2, [&] { return ::dup2(from, to); });
+}
+
+inline int prctl(int option, unsigned long arg) noexcept {
+    return invoke(call::prctl, [&] { return ::prctl(option, arg, 0UL, 0UL, 0UL); });
+}
+
+/// Writes all of `n` bytes unless an error other than EINTR occurs; returns 0 or -1.
+inline int write_all(int fd, const void* buf, std::size_t n) noexcept {
+    auto p = static_cast<const char*>(buf);
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0) return -1;
+        p += w;
+        n -= static_cast<std::size_t>(w);
+    }
+    return 0;
+}
+
+/// poll() until `deadline`; EINTR restarts it with the time that is left. Returns poll's
+/// result: 0 on timeout. `forever` blocks without a deadline.
+inline int poll_until(pollfd* fds, nfds_t n, std::chrono::steady_clock::time_point deadline, bool forever) noexcept {
+    for (;;) {
+        int ms = -1;
+        if (!forever) {
+            auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+            ms = left.count() < 0 ? 0 : (left.count() > 0x7fffffff ? 0x7fffffff : static_cast<int>(left.count()));
+        }
+        int r = invoke(call::poll, [&] { return ::poll(fds, n, ms); });
+        if (r != -1 || errno != EINTR) return r;
+    }
+}
+
+/// An owned file descriptor: closed on destruction, movable, never copied.
+class unique_fd {
+public:
+    unique_fd() noexcept = default;
+    explicit unique_fd(int fd) noexcept : fd_(fd) {}
+    unique_fd(unique_fd&& o) noexcept : fd_(o.release()) {}
+    unique_fd& operator=(unique_fd&& o) noexcept {
+        if (this != &o) reset(o.release());
+        return *this;
+    }
+    ~unique_fd() { reset(); }
+    [[nodiscard]] int get() const noexcept { return fd_; }
+    explicit operator bool() const noexcept { return fd_ >= 0; }
+    int release() noexcept { int f = fd_; fd_ = -1; return f; }
+    void reset(int fd = -1) noexcept {
+        if (fd_ >= 0) close(fd_);
+        fd_ = fd;
+    }
+
+private:
+    int fd_ = -1;
+};
+
+} // namespace multiproc::detail::sys

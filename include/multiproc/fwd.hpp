@@ -1,0 +1,18 @@
+/// @file fwd.hpp
+/// Declarations of multiproc's class templates and their everyday aliases, for headers
+/// that only name them (Python: the names multiprocessing exports).
+#pragma once
+
+namespace multiproc {
+
+template <class Derived, class... Policies>
+class process_base;
+template <class... Policies>
+class basic_process;
+/// A process with the default policies (Python: multiprocessing.Process).
+using process = basic_process<>;
+
+template <class... Policies>
+class context;
+
+} // namespace multiproc

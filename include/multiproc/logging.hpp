@@ -1,0 +1,77 @@
+/// @file logging.hpp
+/// The multiproc logger (Python: multiprocessing.get_logger() and log_to_stderr()).
+#pragma once
+
+#include <multiproc/detail/runtime.hpp> // also defines log_level and log_handler
+
+#include <string>
+#include <string_view>
+
+namespace multiproc {
+
+/// The name Python prints for a level: "DEBUG", "SUBWARNING", "Level 7", ...
+inline std::string level_name(log_level l) { return detail::level_name(static_cast<int>(l)); }
+
+/// The process-wide multiproc logger (Python: the "multiprocessing" logger). Copies are
+/// views of the same logger, so one can be passed to a child as an argument; a child
+/// inherits its parent's level and handler. Messages use "{}" placeholders.
+class logger {
+public:
+    /// Sets the level; `notset` means WARNING, as for Python's root logger.
+    void set_level(log_level l) noexcept { core().level.store(static_cast<int>(l), std::memory_order_relaxed); }
+    /// The level as set (`notset` until set).
+    [[nodiscard]] log_level level() const noexcept {
+        return static_cast<log_level>(core().level.load(std::memory_order_relaxed));
+    }
+    /// Whether a message at `l` would be emitted: a handler is set and `l` reaches the level.
+    [[nodiscard]] bool is_enabled_for(log_level l) const noexcept { return core().enabled(static_cast<int>(l)); }
+    /// Sends lines to `h(level, line, context)`; `nullptr` silences the logger (the initial state).
+    void set_handler(log_handler h, void* context = nullptr) noexcept {
+        core().sink_ctx.store(context, std::memory_order_relaxed);
+        core().sink.store(h, std::memory_order_relaxed);
+    }
+
+    /// Emits `fmt` with each "{}" replaced by the next argument, if `l` is enabled.
+    template <class... Args>
+    void log(log_level l, std::string_view fmt, const Args&... args) const {
+        detail::log(static_cast<int>(l), fmt, args...);
+    }
+    template <class... Args>
+    void subdebug(std::string_view fmt, const Args&... args) const { log(log_level::subdebug, fmt, args...); }
+    template <class... Args>
+    void debug(std::string_view fmt, const Args&... args) const { log(log_level::debug, fmt, args...); }
+    template <class... Args>
+    void info(std::string_view fmt, const Args&... args) const { log(log_level::info, fmt, args...); }
+    template <class... Args>
+    void subwarning(std::string_view fmt, const Args&... args) const { log(log_level::subwarning, fmt, args...); }
+    template <class... Args>
+    void warning(std::string_view fmt, const Args&... args) const { log(log_level::warning, fmt, args...); }
+    template <class... Args>
+    void error(std::string_view fmt, const Args&... args) const { log(log_level::error, fmt, args...); }
+    template <class... Args>
+    void critical(std::string_view fmt, const Args&... args) const { log(log_level::critical, fmt, args...); }
+
+private:
+    static detail::log_core& core() noexcept { return detail::rt().log; }
+};
+
+/// The multiproc logger, silent until given a handler (Python: multiprocessing.get_logger()).
+inline logger get_logger() { return logger{}; }
+
+/// Sends the logger's lines to stderr, each with one write(2) so that lines of different
+/// processes never interleave (Python: multiprocessing.log_to_stderr()). Calling it again
+/// does not duplicate lines, unlike CPython.
+inline logger log_to_stderr() {
+    logger l;
+    l.set_handler(detail::stderr_sink);
+    return l;
+}
+
+/// As `log_to_stderr()`, and sets the level.
+inline logger log_to_stderr(log_level level) {
+    logger l = log_to_stderr();
+    l.set_level(level);
+    return l;
+}
+
+} // namespace multiproc

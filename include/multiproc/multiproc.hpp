@@ -1,0 +1,12 @@
+/// @file multiproc.hpp
+/// Everything in multiproc but ext/ (Python: import multiprocessing).
+#pragma once
+
+#include <multiproc/config.hpp>
+#include <multiproc/context.hpp>
+#include <multiproc/error.hpp>
+#include <multiproc/fwd.hpp>
+#include <multiproc/logging.hpp>
+#include <multiproc/policies/resolve.hpp>
+#include <multiproc/process.hpp>
+#include <multiproc/version.hpp>

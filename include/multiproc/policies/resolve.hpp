@@ -1,0 +1,123 @@
+/// @file policies/resolve.hpp
+/// `policy_set<Ps...>`: resolves any number of policies, in any order, to one per kind
+/// (Python: get_context() and keyword defaults; here it all happens at compile time).
+#pragma once
+
+#include <multiproc/policies/daemon.hpp>
+#include <multiproc/policies/kinds.hpp>
+#include <multiproc/policies/order.hpp>
+#include <multiproc/policies/serialize.hpp>
+#include <multiproc/policies/start.hpp>
+#include <multiproc/policies/transport.hpp>
+
+#include <boost/hana/all_of.hpp>
+#include <boost/hana/count_if.hpp>
+#include <boost/hana/filter.hpp>
+#include <boost/hana/front.hpp>
+#include <boost/hana/integral_constant.hpp>
+#include <boost/hana/length.hpp>
+#include <boost/hana/tuple.hpp>
+#include <boost/hana/type.hpp>
+
+#include <cstddef>
+#include <type_traits>
+
+namespace multiproc {
+
+namespace detail {
+
+namespace hana = boost::hana;
+
+// Instantiated once per template argument, so that the compiler's "required from" note
+// names the offending type right above this sentence.
+template <class P>
+struct check_is_policy {
+    static_assert(policy<P>,
+                  "multiproc: every template argument must be a policy, such as start::spawn or "
+                  "transport::shm; a type of your own becomes one by declaring "
+                  "`using policy_kind = multiproc::kind::...;` (the offending type is named in the "
+                  "instantiation above)");
+    static constexpr bool value = true;
+};
+
+template <class K>
+constexpr auto is_of_kind = [](auto t) {
+    using P = typename decltype(t)::type;
+    if constexpr (policy<P>)
+        return hana::bool_c<std::is_same_v<typename P::policy_kind, K>>;
+    else
+        return hana::false_c;
+};
+
+template <class K, class... Ps>
+constexpr std::size_t count_of_kind = decltype(hana::count_if(hana::tuple_t<Ps...>, is_of_kind<K>))::value;
+
+template <class K>
+constexpr bool is_builtin_kind =
+    std::is_same_v<K, kind::start> || std::is_same_v<K, kind::daemon> || std::is_same_v<K, kind::transport> ||
+    std::is_same_v<K, kind::serialize> || std::is_same_v<K, kind::order>;
+
+// Kinds of the user's own: at most one policy each (the built-in kinds have their own sentences).
+template <class... Ps>
+constexpr bool user_kinds_unique = decltype(hana::all_of(hana::tuple_t<Ps...>, [](auto t) {
+    using P = typename decltype(t)::type;
+    if constexpr (policy<P>) {
+        using K = typename P::policy_kind;
+        return hana::bool_c<is_builtin_kind<K> || count_of_kind<K, Ps...> <= 1>;
+    } else {
+        return hana::true_c;
+    }
+}))::value;
+
+template <class K, class... Ps>
+constexpr auto resolve() {
+    constexpr auto found = hana::filter(hana::tuple_t<Ps...>, is_of_kind<K>);
+    if constexpr (decltype(hana::length(found))::value == 0)
+        return hana::type_c<typename default_policy<K>::type>;
+    else
+        return hana::front(found);
+}
+
+} // namespace detail
+
+/// The policies of a class, one per kind: the one given, or the kind's `default_policy`.
+/// Rejects non-policies and two policies of one kind with a sentence naming the fix.
+template <class... Ps>
+struct policy_set {
+    static_assert((detail::check_is_policy<Ps>::value && ...));
+    static_assert(detail::count_of_kind<kind::start, Ps...> <= 1,
+                  "multiproc: at most one start-method policy (start::fork | start::spawn | start::forkserver)");
+    static_assert(detail::count_of_kind<kind::daemon, Ps...> <= 1,
+                  "multiproc: at most one daemon policy (daemon::no | daemon::yes)");
+    static_assert(detail::count_of_kind<kind::transport, Ps...> <= 1,
+                  "multiproc: at most one transport policy (transport::pipe | transport::socketpair | transport::shm)");
+    static_assert(detail::count_of_kind<kind::serialize, Ps...> <= 1,
+                  "multiproc: at most one serialization policy (serialize::bitwise | serialize::binary | "
+                  "ext::serialize::cereal)");
+    static_assert(detail::count_of_kind<kind::order, Ps...> <= 1,
+                  "multiproc: at most one ordering policy (order::ordered | order::unordered)");
+    static_assert(detail::user_kinds_unique<Ps...>,
+                  "multiproc: at most one policy of each kind; two of the policies given share a policy_kind");
+
+    /// The policy of kind `K`.
+    template <class K>
+    using get = typename decltype(detail::resolve<K, Ps...>())::type;
+
+    using start = get<kind::start>;
+    using daemon = get<kind::daemon>;
+    using transport = get<kind::transport>;
+    using serialize = get<kind::serialize>;
+    using order = get<kind::order>;
+
+    static_assert(start_policy<start>, "multiproc: the start-method policy must satisfy multiproc::start_policy");
+    static_assert(daemon_policy<daemon>, "multiproc: the daemon policy must satisfy multiproc::daemon_policy");
+    static_assert(transport_policy<transport>, "multiproc: the transport policy must satisfy multiproc::transport_policy");
+    static_assert(serialize_policy<serialize>, "multiproc: the serialization policy must satisfy multiproc::serialize_policy");
+    static_assert(order_policy<order>, "multiproc: the ordering policy must satisfy multiproc::order_policy");
+};
+
+/// The policy of kind `K` among `Ps...` (or its default).
+template <class K, class... Ps>
+using policy_t = typename policy_set<Ps...>::template get<K>;
+
+} // namespace multiproc

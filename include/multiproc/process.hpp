@@ -1,0 +1,398 @@
+/// @file process.hpp
+/// Processes (Python: multiprocessing.Process, current_process, parent_process,
+/// active_children, cpu_count).
+#pragma once
+
+#include <multiproc/detail/cpu.hpp>
+#include <multiproc/detail/demangle.hpp>
+#include <multiproc/detail/runtime.hpp>
+#include <multiproc/detail/sys.hpp>
+#include <multiproc/error.hpp>
+#include <multiproc/fwd.hpp>
+#include <multiproc/logging.hpp>
+#include <multiproc/policies/resolve.hpp>
+
+#include <chrono>
+#include <concepts>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <typeinfo>
+#include <utility>
+#include <vector>
+
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+namespace multiproc {
+
+/// Options given when a process is made (Python: the `name` and `daemon` keywords of Process).
+struct process_options {
+    /// The process's name; empty means the default, `Process-N`.
+    std::string name;
+    /// Whether it is a daemon; empty means the daemon policy's default.
+    std::optional<bool> daemon;
+};
+
+class process_handle;
+inline std::vector<process_handle> active_children();
+
+/// A child process that was started by this process (Python: the Process objects that
+/// active_children() returns). Copies refer to the same child. Every process object is one.
+class process_handle {
+public:
+    /// The name (Python: Process.name): `Process-N` unless set, `Process-1:2` for the second
+    /// child of `Process-1`. Renaming takes effect in the child only if done before start().
+    [[nodiscard]] const std::string& name() const { return rec().name; }
+    void name(std::string n) { rec().name = std::move(n); }
+
+    /// Whether the process is a daemon (Python: Process.daemon).
+    [[nodiscard]] bool daemon() const { return rec().daemon; }
+    /// Makes the process a daemon or not; only before start() (Python: Process.daemon = ...).
+    void daemon(bool d) {
+        auto& c = checked();
+        if (c.started()) throw state_error("process has already started");
+        c.daemon = d;
+    }
+
+    /// The pid, or nothing before start() (Python: Process.pid).
+    [[nodiscard]] std::optional<pid_t> pid() const {
+        auto& c = checked();
+        return c.started() ? std::optional<pid_t>(c.pid) : std::nullopt;
+    }
+
+    /// The exit code once the process has ended, or nothing (Python: Process.exitcode):
+    /// 0 when the target returned, n for exit(n), 1 for an uncaught exception, -N for signal N.
+    [[nodiscard]] std::optional<int> exitcode() const {
+        auto& c = checked();
+        if (!c.started()) return std::nullopt;
+        require_child(c, "can only test a child process");
+        return detail::poll_child(c);
+    }
+
+    /// Whether the process has started and not yet ended (Python: Process.is_alive()).
+    [[nodiscard]] bool is_alive() const {
+        auto& c = checked();
+        require_child(c, "can only test a child process");
+        if (!c.started()) return false;
+        if (detail::poll_child(c)) {
+            detail::forget_finished(detail::rt());
+            return false;
+        }
+        return true;
+    }
+
+    /// Waits until the process ends (Python: Process.join()).
+    void join() {
+        auto& c = joinable();
+        detail::join_child(c, std::nullopt);
+    }
+    /// Waits at most `timeout`, then returns either way: ask is_alive() or exitcode() after
+    /// (Python: Process.join(timeout)). A negative timeout waits not at all.
+    template <class Rep, class Period>
+    void join(std::chrono::duration<Rep, Period> timeout) {
+        auto& c = joinable();
+        auto t = std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout);
+        detail::join_child(c, t < t.zero() ? t.zero() : t);
+    }
+
+    /// Sends SIGTERM (Python: Process.terminate()); nothing happens if it has been reaped.
+    void terminate() { detail::signal_child(signalable("terminate"), SIGTERM); }
+    /// Sends SIGKILL (Python: Process.kill()).
+    void kill() { detail::signal_child(signalable("kill"), SIGKILL); }
+
+    /// Releases the process's resources; any later use but name() is an error
+    /// (Python: Process.close()). The process must have ended.
+    void close() {
+        auto& c = checked();
+        if (c.started()) {
+            if (!detail::poll_child(c))
+                throw value_error("Cannot close a process while it is still running. "
+                                  "You should first call join() or terminate().");
+            if (c.pidfd >= 0) detail::sys::close(c.pidfd);
+            c.pidfd = -1;
+            detail::forget_finished(detail::rt());
+        }
+        c.closed = true;
+    }
+
+    /// A descriptor that becomes readable when the process ends, for poll/select
+    /// (Python: Process.sentinel). Owned by the process object.
+    [[nodiscard]] int sentinel() const {
+        auto& c = checked();
+        if (!c.started()) throw value_error("process not started");
+        return c.pidfd;
+    }
+
+    /// Python's repr: `<Process name='Process-1' pid=12 parent=11 stopped exitcode=-SIGTERM>`.
+    friend std::ostream& operator<<(std::ostream& os, const process_handle& p) {
+        auto& c = p.rec();
+        std::string status;
+        std::optional<int> code;
+        if (c.closed)
+            status = "closed";
+        else if (c.parent_pid != ::getpid())
+            status = "unknown";
+        else if (!c.started())
+            status = "initial";
+        else {
+            try {
+                code = detail::poll_child(c);
+            } catch (const error&) {
+            }
+            status = code ? "stopped" : "started";
+        }
+        os << '<' << p.class_name_ << " name='" << c.name << '\'';
+        if (c.started()) os << " pid=" << c.pid;
+        os << " parent=" << c.parent_pid << ' ' << status;
+        if (code) {
+            os << " exitcode=";
+            if (*code < 0 && ::sigabbrev_np(-*code))
+                os << "-SIG" << ::sigabbrev_np(-*code);
+            else
+                os << *code;
+        }
+        if (c.daemon) os << " daemon";
+        return os << '>';
+    }
+
+protected:
+    process_handle() = default;
+    process_handle(std::shared_ptr<detail::child_record> r, std::string class_name)
+        : rec_(std::move(r)), class_name_(std::move(class_name)) {}
+
+    detail::child_record& rec() const {
+        if (!rec_) throw state_error("process object was moved from");
+        return *rec_;
+    }
+    detail::child_record& checked() const {
+        auto& c = rec();
+        if (c.closed) throw value_error("process object is closed");
+        return c;
+    }
+    static void require_child(const detail::child_record& c, const char* what) {
+        if (c.parent_pid != ::getpid()) throw state_error(what);
+    }
+    detail::child_record& joinable() const {
+        auto& c = checked();
+        require_child(c, "can only join a child process");
+        if (!c.started()) throw state_error("can only join a started process");
+        return c;
+    }
+    detail::child_record& signalable(const char* verb) const {
+        auto& c = checked();
+        require_child(c, "can only signal a child process");
+        if (!c.started()) throw state_error(std::string("cannot ") + verb + " a process that was never started");
+        return c;
+    }
+
+    std::shared_ptr<detail::child_record> rec_;
+    std::string class_name_ = "Process";
+
+    friend std::vector<process_handle> active_children();
+};
+
+namespace detail {
+
+// What start() hands to the start policy's launch(): the child's side of a start.
+struct fork_child {
+    runtime& r;
+    const child_record& rec;
+    void (*entry)(void*);
+    void* self;
+
+    [[noreturn]] void run_in_child() noexcept {
+        r.mu.unlock(); // locked by start() across the fork, so no other thread held it then
+        child_main(rec, entry, self);
+    }
+};
+
+template <class D>
+std::string process_class_name() {
+    if constexpr (requires { D::process_class_name; })
+        return std::string(D::process_class_name);
+    else
+        return unqualified_name(demangle(typeid(D).name()));
+}
+
+} // namespace detail
+
+/// Base of a process defined by subclassing (Python: subclassing Process and overriding
+/// run()): `struct worker : multiproc::process_base<worker> { void run(); };`. start() calls
+/// `run()` of the derived class in the child. The default name is the class name with the
+/// process number, `worker-1`, as in Python.
+template <class Derived, class... Ps>
+class process_base : public process_handle {
+public:
+    using policies = policy_set<Ps...>;
+
+    process_base(const process_base&) = delete;
+    process_base& operator=(const process_base&) = delete;
+    process_base(process_base&&) noexcept = default;
+    process_base& operator=(process_base&&) noexcept = default;
+    /// Destroying a started process object neither stops nor waits for the child: it stays
+    /// among active_children(), and is joined (terminated first, if a daemon) at exit.
+    ~process_base() = default;
+
+    /// Starts the child (Python: Process.start()). Streams are flushed first, so output
+    /// buffered before the start is written once.
+    void start() {
+        auto& c = checked();
+        if (c.started()) throw state_error("cannot start a process twice");
+        if (c.parent_pid != ::getpid())
+            throw state_error("can only start a process object created by current process");
+        auto& r = detail::rt();
+        if (r.self.daemon) throw state_error("daemonic processes are not allowed to have children");
+        detail::reap_children();
+        detail::flush_std_streams();
+        detail::fork_child child{r, c, &entry, static_cast<Derived*>(this)};
+        pid_t pid;
+        {
+            std::lock_guard lk(r.mu);
+            pid = policies::start::launch(child);
+        }
+        if (pid < 0) detail::sys::fail("fork for process " + c.name);
+        int fd = detail::sys::pidfd_open(pid);
+        if (fd < 0) {
+            int e = errno;
+            ::kill(pid, SIGKILL);
+            detail::sys::waitpid(pid, nullptr, 0);
+            detail::sys::fail("pidfd_open for process " + c.name, e);
+        }
+        c.pid = pid;
+        c.pidfd = fd;
+        std::lock_guard lk(r.mu);
+        r.children.push_back(rec_);
+    }
+
+protected:
+    /// Makes a process that is not started; `opts` may name it or set its daemon flag.
+    explicit process_base(process_options opts = {}) {
+        auto& r = detail::rt();
+        auto c = std::make_shared<detail::child_record>();
+        {
+            std::lock_guard lk(r.mu);
+            c->identity = r.self.identity;
+            c->identity.push_back(r.counter++);
+        }
+        class_name_ = detail::process_class_name<Derived>();
+        if (opts.name.empty()) {
+            c->name = class_name_ + "-";
+            for (std::size_t i = 0; i < c->identity.size(); ++i)
+                c->name += (i ? ":" : "") + std::to_string(c->identity[i]);
+        } else {
+            c->name = std::move(opts.name);
+        }
+        c->daemon = opts.daemon.value_or(policies::daemon::value);
+        rec_ = std::move(c);
+    }
+
+private:
+    static void entry(void* self) { static_cast<Derived*>(self)->run(); }
+};
+
+/// A process that runs a target (Python: multiprocessing.Process(target, args)). Under
+/// `start::fork` any callable works, capturing lambdas included; the child calls
+/// `target(args...)` with its own copies of the arguments, passed as lvalues.
+template <class... Ps>
+class basic_process : public process_base<basic_process<Ps...>, Ps...> {
+    using base = process_base<basic_process<Ps...>, Ps...>;
+
+public:
+    static constexpr std::string_view process_class_name = "Process";
+
+    /// Prepares a child that will run `target(args...)`; nothing runs until start().
+    template <class F, class... Args>
+        requires(!std::same_as<std::remove_cvref_t<F>, process_options> &&
+                 !std::same_as<std::remove_cvref_t<F>, basic_process>)
+    explicit basic_process(F&& target, Args&&... args)
+        : basic_process(process_options{}, std::forward<F>(target), std::forward<Args>(args)...) {}
+
+    /// As above, with a name or daemon flag (Python: Process(name=..., daemon=...)).
+    template <class F, class... Args>
+    basic_process(process_options opts, F&& target, Args&&... args)
+        : base(std::move(opts)), target_(make_target(std::forward<F>(target), std::forward<Args>(args)...)) {}
+
+    /// What the child runs: the target with its arguments (Python: Process.run()).
+    void run() { target_.call(target_.box.get()); }
+
+private:
+    struct target_holder {
+        std::unique_ptr<void, void (*)(void*)> box{nullptr, [](void*) {}};
+        void (*call)(void*) = nullptr;
+    };
+
+    template <class F, class... Args>
+    static target_holder make_target(F&& f, Args&&... args) {
+        using box_t = std::tuple<std::decay_t<F>, std::decay_t<Args>...>;
+        static_assert(std::is_invocable_v<std::decay_t<F>&, std::decay_t<Args>&...>,
+                      "multiproc: the target cannot be called with these arguments; the child calls "
+                      "target(args...) with its own copy of each argument, passed as an lvalue");
+        target_holder t;
+        t.box = std::unique_ptr<void, void (*)(void*)>(
+            new box_t(std::forward<F>(f), std::forward<Args>(args)...),
+            [](void* p) { delete static_cast<box_t*>(p); });
+        t.call = [](void* p) { std::apply([](auto& fn, auto&... a) { std::invoke(fn, a...); }, *static_cast<box_t*>(p)); };
+        return t;
+    }
+
+    target_holder target_;
+};
+
+/// The running process as seen by itself, or its parent (Python: the objects that
+/// current_process() and parent_process() return).
+class process_info {
+public:
+    /// The name: `MainProcess` in the main process.
+    [[nodiscard]] std::string name() const { return current_ ? detail::rt().self.name : name_; }
+    /// Renames the current process, as log lines show it (Python: current_process().name = ...).
+    void name(std::string n) {
+        if (!current_) throw value_error("only the current process can be renamed");
+        detail::rt().self.name = std::move(n);
+    }
+    [[nodiscard]] pid_t pid() const noexcept { return pid_; }
+    /// Whether the process is a daemon (known for the current process only; false for a parent).
+    [[nodiscard]] bool daemon() const { return current_ && detail::rt().self.daemon; }
+    /// True for the current process; for the parent, whether it is still our parent.
+    [[nodiscard]] bool is_alive() const noexcept { return pid_ == ::getpid() || pid_ == ::getppid(); }
+
+private:
+    process_info(bool current, pid_t pid, std::string name) : current_(current), pid_(pid), name_(std::move(name)) {}
+    friend process_info current_process();
+    friend std::optional<process_info> parent_process();
+    bool current_;
+    pid_t pid_;
+    std::string name_;
+};
+
+/// The running process (Python: multiprocessing.current_process()).
+inline process_info current_process() { return process_info(true, ::getpid(), {}); }
+
+/// The process that started this one, or nothing in the main process
+/// (Python: multiprocessing.parent_process()).
+inline std::optional<process_info> parent_process() {
+    auto& s = detail::rt().self;
+    if (s.parent_pid == 0 || s.pid != ::getpid()) return std::nullopt;
+    return process_info(false, s.parent_pid, s.parent_name);
+}
+
+/// The children of this process that are still running; those that have ended are reaped
+/// (Python: multiprocessing.active_children()).
+inline std::vector<process_handle> active_children() {
+    std::vector<process_handle> out;
+    for (auto& c : detail::reap_children()) out.push_back(process_handle(c, "Process"));
+    return out;
+}
+
+/// The CPUs this process may use: its affinity mask, further capped by a cgroup (v2 or v1)
+/// CPU quota, rounded up; at least 1. Python's cpu_count() ignores both.
+inline int cpu_count() { return detail::usable_cpu_count(); }
+
+} // namespace multiproc
