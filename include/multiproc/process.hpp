@@ -111,7 +111,8 @@ public:
     /// Releases the process's resources; any later use but name() is an error
     /// (Python: Process.close()). The process must have ended.
     void close() {
-        auto& c = checked();
+        auto& c = rec();
+        if (c.closed) return; // closing twice is harmless, as in Python
         if (c.started()) {
             if (!detail::poll_child(c))
                 throw value_error("Cannot close a process while it is still running. "

@@ -1,0 +1,22 @@
+# multiproc_test_headers(<target> <include dir>): one translation unit per public header,
+# each including only that header, compiled into an object library: every header must
+# compile on its own. detail/ headers are internal and exempt.
+function(multiproc_test_headers target include_dir)
+  file(GLOB_RECURSE headers RELATIVE ${include_dir} CONFIGURE_DEPENDS ${include_dir}/multiproc/*.hpp)
+  set(sources)
+  foreach(h IN LISTS headers)
+    if(h MATCHES "/detail/")
+      continue()
+    endif()
+    if(h MATCHES "/ext/" AND NOT MULTIPROC_HAVE_CEREAL)
+      continue()
+    endif()
+    string(MAKE_C_IDENTIFIER ${h} id)
+    set(tu ${CMAKE_CURRENT_BINARY_DIR}/header_check/${id}.cpp)
+    file(CONFIGURE OUTPUT ${tu} CONTENT "#include <${h}>\n#include <${h}> // twice: include guards\n")
+    list(APPEND sources ${tu})
+  endforeach()
+  add_library(${target} OBJECT ${sources})
+  target_link_libraries(${target} PRIVATE multiproc::multiproc)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Werror)
+endfunction()

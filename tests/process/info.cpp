@@ -1,0 +1,187 @@
+// Names, current_process(), parent_process(), active_children() and cpu_count().
+#include "support/support.hpp"
+
+#include <multiproc/process.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <sched.h>
+
+using namespace multiproc;
+
+namespace {
+struct Worker : process_base<Worker> {
+    int fd;
+    explicit Worker(int f) : fd(f) {}
+    void run() { test::write_str(fd, current_process().name() + "\n"); }
+};
+namespace deep {
+template <class T>
+struct templated_job : process_base<templated_job<T>> {
+    void run() {}
+};
+} // namespace deep
+} // namespace
+
+TEST_CASE("the main process is MainProcess with no parent", "[process][names]") {
+    CHECK(current_process().name() == "MainProcess");
+    CHECK(current_process().pid() == ::getpid());
+    CHECK(current_process().is_alive());
+    CHECK_FALSE(current_process().daemon());
+    CHECK_FALSE(parent_process().has_value());
+}
+
+TEST_CASE("processes are numbered Process-N per creator, at construction", "[process][names]") {
+    process a([] {});
+    process b([] {});
+    std::string na = a.name(), nb = b.name();
+    REQUIRE(na.rfind("Process-", 0) == 0);
+    int ia = std::stoi(na.substr(8)), ib = std::stoi(nb.substr(8));
+    CHECK(ib == ia + 1);
+    b.start(); // starting order does not matter: the number was taken at construction
+    a.start();
+    a.join();
+    b.join();
+    process c([] {});
+    CHECK(c.name() == "Process-" + std::to_string(ib + 1));
+}
+
+TEST_CASE("a child sees its own name and its parent's; its children are Process-N:M", "[process][names]") {
+    test::pipe_pair out;
+    process p(process_options{.name = "outer"}, [&] {
+        auto parent = parent_process();
+        std::string s = current_process().name() + " " + (parent ? parent->name() : "none") + " " +
+                        std::to_string(parent ? parent->pid() : 0) + " " + (parent && parent->is_alive() ? "alive" : "dead") + "\n";
+        test::write_str(out.w, s);
+        process c1([&] { test::write_str(out.w, current_process().name() + " of " + parent_process()->name() + "\n"); });
+        process c2([&] { test::write_str(out.w, current_process().name() + "\n"); });
+        c1.start();
+        c1.join();
+        c2.start();
+        c2.join();
+    });
+    process q([] {});
+    std::string qname = q.name();
+    p.start();
+    p.join();
+    out.close_w();
+    std::string text = test::read_all(out.r);
+    // outer's identity is this process's counter; its children extend it.
+    int n = std::stoi(qname.substr(8)) - 1;
+    CHECK(text == "outer MainProcess " + std::to_string(::getpid()) + " alive\n" + "Process-" + std::to_string(n) +
+                      ":1 of outer\n" + "Process-" + std::to_string(n) + ":2\n");
+}
+
+TEST_CASE("a subclass is named after its class, a name may be given or changed", "[process][names]") {
+    test::pipe_pair out;
+    Worker w(out.w);
+    CHECK(w.name().rfind("Worker-", 0) == 0);
+    deep::templated_job<int> t;
+    CHECK(t.name().rfind("templated_job-", 0) == 0);
+    process named(process_options{.name = "my_service"}, [] {});
+    CHECK(named.name() == "my_service");
+    w.name("renamed");
+    w.start();
+    w.join();
+    out.close_w();
+    CHECK(test::read_all(out.r) == "renamed\n");
+}
+
+TEST_CASE("current_process can be renamed", "[process][names]") {
+    test::pipe_pair out;
+    process p([&] {
+        current_process().name("job");
+        test::write_str(out.w, current_process().name());
+    });
+    p.start();
+    p.join();
+    out.close_w();
+    CHECK(test::read_all(out.r) == "job");
+    CHECK(current_process().name() == "MainProcess");
+}
+
+TEST_CASE("active_children lists running children and reaps the finished ones", "[process][active_children]") {
+    test::gate gate;
+    process running([&] { gate.wait(); });
+    process quick([] {});
+    running.start();
+    quick.start();
+    pid_t quick_pid = *quick.pid();
+    // Wait for quick to exit without reaping it (the sentinel says so).
+    pollfd fd{quick.sentinel(), POLLIN, 0};
+    REQUIRE(::poll(&fd, 1, 10000) == 1);
+    auto kids = active_children();
+    REQUIRE(kids.size() == 1);
+    CHECK(kids[0].pid() == running.pid());
+    CHECK(kids[0].name() == running.name());
+    // quick was reaped by active_children: no zombie is left
+    auto zombies = test::children_of(::getpid());
+    CHECK(std::find(zombies.begin(), zombies.end(), quick_pid) == zombies.end());
+    CHECK(quick.exitcode() == 0);
+    gate.release();
+    running.join();
+    CHECK(active_children().empty());
+}
+
+TEST_CASE("cpu_count follows the affinity mask", "[cpu_count]") {
+    int all = cpu_count();
+    CHECK(all >= 1);
+    CHECK(all <= static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN)));
+    process one([] {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(0, &set);
+        if (::sched_setaffinity(0, sizeof set, &set) != 0) std::_Exit(99);
+        std::_Exit(cpu_count());
+    });
+    one.start();
+    one.join();
+    CHECK(one.exitcode() == 1);
+}
+
+TEST_CASE("cpu.max quotas are parsed as CPUs", "[cpu_count][cgroup]") {
+    using detail::parse_cpu_max;
+    CHECK_FALSE(parse_cpu_max("max 100000\n").has_value());
+    CHECK(parse_cpu_max("150000 100000\n") == 1.5);
+    CHECK(parse_cpu_max("50000 100000") == 0.5);
+    CHECK_FALSE(parse_cpu_max("").has_value());
+    CHECK_FALSE(parse_cpu_max("garbage").has_value());
+    CHECK_FALSE(parse_cpu_max("-1 100000").has_value());
+}
+
+TEST_CASE("the tightest cgroup v2 or v1 quota of the process's cgroup and its ancestors applies",
+          "[cpu_count][cgroup]") {
+    namespace fs = std::filesystem;
+    fs::path root = fs::temp_directory_path() / ("multiproc-cgroup-" + std::to_string(::getpid()));
+    fs::remove_all(root);
+    auto put = [&](const fs::path& rel, const std::string& text) {
+        fs::create_directories((root / rel).parent_path());
+        std::ofstream(root / rel) << text;
+    };
+    const std::string mountinfo =
+        "30 25 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw\n"
+        "31 25 0:27 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n"
+        "32 25 0:28 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
+    SECTION("v2: a quota on an ancestor caps a child cgroup without one") {
+        put("sys/fs/cgroup/app/cpu.max", "250000 100000\n");
+        put("sys/fs/cgroup/app/job/cpu.max", "max 100000\n");
+        auto lim = detail::cgroup_cpu_limit("0::/app/job\n", mountinfo, root.string());
+        REQUIRE(lim.has_value());
+        CHECK(*lim == 2.5);
+    }
+    SECTION("v1: cfs quota and period") {
+        put("sys/fs/cgroup/cpu,cpuacct/batch/cpu.cfs_quota_us", "100000\n");
+        put("sys/fs/cgroup/cpu,cpuacct/batch/cpu.cfs_period_us", "100000\n");
+        auto lim = detail::cgroup_cpu_limit("4:cpu,cpuacct:/batch\n0::/\n", mountinfo, root.string());
+        REQUIRE(lim.has_value());
+        CHECK(*lim == 1.0);
+    }
+    SECTION("the smaller of v1 and v2 wins; no quota anywhere means no limit") {
+        put("sys/fs/cgroup/a/cpu.max", "300000 100000\n");
+        put("sys/fs/cgroup/cpu,cpuacct/b/cpu.cfs_quota_us", "-1\n");
+        put("sys/fs/cgroup/cpu,cpuacct/b/cpu.cfs_period_us", "100000\n");
+        CHECK(detail::cgroup_cpu_limit("4:cpu,cpuacct:/b\n0::/a\n", mountinfo, root.string()) == 3.0);
+        CHECK_FALSE(detail::cgroup_cpu_limit("0::/nowhere\n", mountinfo, root.string()).has_value());
+    }
+    fs::remove_all(root);
+}

@@ -1,0 +1,293 @@
+// Process lifecycle with CPython's semantics: exit codes, joins, signals, misuse errors.
+#include "support/support.hpp"
+
+#include <multiproc/process.hpp>
+
+#include <functional>
+#include <memory>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+using namespace multiproc;
+using namespace std::chrono_literals;
+
+namespace {
+void return_normally() {}
+void exit_with(int n) { std::exit(n); }
+struct custom_failure {}; // not derived from std::exception
+
+int exit_of(process& p) {
+    p.start();
+    p.join();
+    REQUIRE(p.exitcode().has_value());
+    return *p.exitcode();
+}
+
+// Runs `throwing` in a child whose stderr is a pipe; returns {exit code, stderr}.
+template <class F>
+std::pair<int, std::string> stderr_of(F throwing, std::string name = {}) {
+    test::pipe_pair err;
+    process p(process_options{.name = name}, [&] {
+        ::dup2(err.w, 2);
+        throwing();
+    });
+    p.start();
+    err.close_w();
+    std::string text = test::read_all(err.r);
+    p.join();
+    return {*p.exitcode(), text};
+}
+} // namespace
+
+TEST_CASE("a target that returns gives exit code 0", "[process][exitcode]") {
+    process p(return_normally);
+    CHECK(exit_of(p) == 0);
+}
+
+TEST_CASE("a target calling exit(n) or _exit(n) gives exit code n", "[process][exitcode]") {
+    process a(exit_with, 3);
+    CHECK(exit_of(a) == 3);
+    process b([] { ::_exit(42); });
+    CHECK(exit_of(b) == 42);
+    process c([] { std::quick_exit(5); });
+    CHECK(exit_of(c) == 5);
+}
+
+TEST_CASE("an uncaught exception gives 1 and reports the process, type and what() on stderr",
+          "[process][exitcode]") {
+    auto [code, err] = stderr_of([] { throw std::invalid_argument("There was an error!"); }, "raises");
+    CHECK(code == 1);
+    CHECK(err == "Process raises:\nstd::invalid_argument: There was an error!\n");
+}
+
+TEST_CASE("an exception of a type not derived from std::exception gives 1 and is named", "[process][exitcode]") {
+    auto [code, err] = stderr_of([] { throw custom_failure{}; });
+    CHECK(code == 1);
+    CHECK_THAT(err, Catch::Matchers::StartsWith("Process Process-"));
+    CHECK_THAT(err, Catch::Matchers::EndsWith(":\n(anonymous namespace)::custom_failure\n"));
+    auto [code2, err2] = stderr_of([] { throw 7; });
+    CHECK(code2 == 1);
+    CHECK_THAT(err2, Catch::Matchers::EndsWith(":\nint\n"));
+}
+
+TEST_CASE("a child killed by signal N has exit code -N", "[process][exitcode][signal]") {
+    test::gate gate; // the children block reading it; they never see data
+    process t([&] { gate.wait(); });
+    process k([&] { gate.wait(); });
+    process s([] { ::raise(SIGSEGV); });
+    t.start();
+    k.start();
+    t.terminate();
+    k.kill();
+    t.join();
+    k.join();
+    CHECK(t.exitcode() == -SIGTERM);
+    CHECK(k.exitcode() == -SIGKILL);
+    CHECK(exit_of(s) == -SIGSEGV);
+    // Signalling a process that has been reaped does nothing.
+    CHECK_NOTHROW(t.terminate());
+    CHECK_NOTHROW(k.kill());
+}
+
+TEST_CASE("any callable is a target: functions, pointers, function objects, capturing lambdas",
+          "[process][target]") {
+    test::pipe_pair out;
+    struct functor {
+        int fd;
+        void operator()(const std::string& s) const { test::write_str(fd, "functor " + s + "\n"); }
+    };
+    int captured = 40;
+    void (*fp)(int) = [](int) {};
+    std::vector<process> ps;
+    ps.emplace_back(functor{out.w}, std::string("arg"));
+    ps.emplace_back([&, captured](int n) { test::write_str(out.w, "lambda " + std::to_string(captured + n) + "\n"); }, 2);
+    ps.emplace_back(fp, 1);
+    ps.emplace_back(std::function<void()>([w = out.w] { test::write_str(w, "function\n"); }));
+    for (auto& p : ps) p.start();
+    for (auto& p : ps) p.join();
+    out.close_w();
+    std::string text = test::read_all(out.r);
+    CHECK(test::count(text, "functor arg\n") == 1);
+    CHECK(test::count(text, "lambda 42\n") == 1);
+    CHECK(test::count(text, "function\n") == 1);
+    for (auto& p : ps) CHECK(p.exitcode() == 0);
+}
+
+TEST_CASE("the child gets its own copies of the arguments, as lvalues it may change", "[process][target]") {
+    std::vector<int> data{1, 2, 3};
+    auto big = std::make_unique<int>(5);
+    process p(
+        [](std::vector<int>& v, std::unique_ptr<int>& u) {
+            v.push_back(*u);
+            std::_Exit(static_cast<int>(v.size()));
+        },
+        data, std::move(big));
+    CHECK(exit_of(p) == 4);
+    CHECK(data.size() == 3); // the parent's vector is untouched
+}
+
+TEST_CASE("join with a timeout returns while the child still runs", "[process][join]") {
+    test::gate gate;
+    process p([&] { std::_Exit(gate.wait() ? 0 : 9); });
+    p.start();
+    p.join(20ms);
+    CHECK(p.is_alive());
+    CHECK_FALSE(p.exitcode().has_value());
+    p.join(-1s); // negative: do not wait
+    CHECK(p.is_alive());
+    gate.release();
+    p.join(1h); // returns as soon as the child ends
+    CHECK_FALSE(p.is_alive());
+    CHECK(p.exitcode() == 0);
+}
+
+TEST_CASE("is_alive is false before start and after the child ends", "[process][is_alive]") {
+    test::gate gate;
+    process p([&] { gate.wait(); });
+    CHECK_FALSE(p.is_alive());
+    CHECK_FALSE(p.pid().has_value());
+    CHECK_FALSE(p.exitcode().has_value());
+    p.start();
+    CHECK(p.is_alive());
+    REQUIRE(p.pid().has_value());
+    CHECK(*p.pid() > 0);
+    gate.release();
+    p.join();
+    CHECK_FALSE(p.is_alive());
+}
+
+TEST_CASE("the sentinel becomes readable when the child ends", "[process][sentinel]") {
+    test::gate gate;
+    process p([&] { gate.wait(); });
+    CHECK_THROWS_WITH(p.sentinel(), "process not started");
+    p.start();
+    pollfd fd{p.sentinel(), POLLIN, 0};
+    CHECK(::poll(&fd, 1, 0) == 0);
+    gate.release();
+    CHECK(::poll(&fd, 1, 10000) == 1);
+    p.join();
+    CHECK(p.exitcode() == 0);
+}
+
+TEST_CASE("misuse is an error with CPython's message", "[process][errors]") {
+    test::gate gate;
+    process p([&] { gate.wait(); });
+    CHECK_THROWS_AS(p.join(), state_error);
+    CHECK_THROWS_WITH(p.join(), "can only join a started process");
+    CHECK_THROWS_WITH(p.join(1s), "can only join a started process");
+    CHECK_THROWS_WITH(p.terminate(), "cannot terminate a process that was never started");
+    p.start();
+    CHECK_THROWS_AS(p.start(), state_error);
+    CHECK_THROWS_WITH(p.start(), "cannot start a process twice");
+    CHECK_THROWS_WITH(p.daemon(true), "process has already started");
+    CHECK_THROWS_AS(p.close(), value_error);
+    CHECK_THROWS_WITH(p.close(), "Cannot close a process while it is still running. "
+                                 "You should first call join() or terminate().");
+    gate.release();
+    p.join();
+    p.close();
+    CHECK_THROWS_AS(p.join(), value_error);
+    CHECK_THROWS_WITH(p.join(), "process object is closed");
+    CHECK_THROWS_WITH(p.start(), "process object is closed");
+    CHECK_THROWS_WITH(p.is_alive(), "process object is closed");
+    CHECK_THROWS_WITH(p.exitcode(), "process object is closed");
+    CHECK_THROWS_WITH(p.pid(), "process object is closed");
+    CHECK_THROWS_WITH(p.sentinel(), "process object is closed");
+    CHECK_THROWS_WITH(p.terminate(), "process object is closed");
+    CHECK(p.name().rfind("Process-", 0) == 0); // the name stays readable, as in Python
+    CHECK_NOTHROW(p.close());                 // closing twice is harmless
+}
+
+TEST_CASE("a process object from the parent cannot be joined, tested or started in a child",
+          "[process][errors]") {
+    test::gate gate;
+    process sibling([&] { gate.wait(); });
+    sibling.start();
+    process unstarted([] {});
+    process checker([&] {
+        int bad = 0;
+        try { sibling.join(); } catch (const state_error& e) { bad |= std::string(e.what()) == "can only join a child process" ? 0 : 1; }
+        try { (void)sibling.is_alive(); } catch (const state_error& e) { bad |= std::string(e.what()) == "can only test a child process" ? 0 : 2; }
+        try { unstarted.start(); } catch (const state_error& e) {
+            bad |= std::string(e.what()) == "can only start a process object created by current process" ? 0 : 4;
+        }
+        std::_Exit(bad);
+    });
+    CHECK(exit_of(checker) == 0);
+    gate.release();
+    sibling.join();
+}
+
+TEST_CASE("a process object moves; a moved-from one says so", "[process]") {
+    process a([] { std::_Exit(6); });
+    std::string name = a.name();
+    process b(std::move(a));
+    CHECK(b.name() == name);
+    CHECK_THROWS_WITH(a.start(), "process object was moved from"); // NOLINT(bugprone-use-after-move)
+    b.start();
+    process c = std::move(b);
+    c.join();
+    CHECK(c.exitcode() == 6);
+}
+
+TEST_CASE("destroying a started process object neither stops the child nor forgets it",
+          "[process][active_children]") {
+    test::gate gate;
+    pid_t pid;
+    {
+        process p([&] { std::_Exit(gate.wait() ? 0 : 1); });
+        p.start();
+        pid = *p.pid();
+    }
+    CHECK(test::running(pid));
+    auto kids = active_children();
+    auto it = std::find_if(kids.begin(), kids.end(), [&](auto& k) { return k.pid() == pid; });
+    REQUIRE(it != kids.end());
+    gate.release();
+    it->join();
+    CHECK(it->exitcode() == 0);
+    auto after = active_children();
+    CHECK(std::none_of(after.begin(), after.end(), [&](auto& k) { return k.pid() == pid; }));
+}
+
+TEST_CASE("the repr is Python 3.12's", "[process][repr]") {
+    process p(process_options{.name = "worker"}, [] { ::pause(); });
+    std::ostringstream before;
+    before << p;
+    CHECK(before.str() == "<Process name='worker' parent=" + std::to_string(::getpid()) + " initial>");
+    p.start();
+    std::ostringstream during;
+    during << p;
+    CHECK(during.str() == "<Process name='worker' pid=" + std::to_string(*p.pid()) + " parent=" +
+                              std::to_string(::getpid()) + " started>");
+    p.terminate();
+    p.join();
+    std::ostringstream after;
+    after << p;
+    CHECK(after.str() == "<Process name='worker' pid=" + std::to_string(*p.pid()) + " parent=" +
+                             std::to_string(::getpid()) + " stopped exitcode=-SIGTERM>");
+    process d(process_options{.name = "d", .daemon = true}, [] { std::_Exit(3); });
+    d.start();
+    d.join();
+    std::ostringstream dd;
+    dd << d;
+    CHECK_THAT(dd.str(), Catch::Matchers::EndsWith(" stopped exitcode=3 daemon>"));
+    d.close();
+    std::ostringstream closed;
+    closed << d;
+    CHECK_THAT(closed.str(), Catch::Matchers::EndsWith(" closed daemon>"));
+}
+
+TEST_CASE("no descriptor and no zombie is left once processes are joined", "[process][leaks]") {
+    auto fds_before = test::open_fds();
+    {
+        std::vector<process> ps;
+        for (int i = 0; i < 8; ++i) ps.emplace_back([i] { std::_Exit(i); });
+        for (auto& p : ps) p.start();
+        for (auto& p : ps) p.join();
+        for (int i = 0; i < 8; ++i) CHECK(ps[static_cast<std::size_t>(i)].exitcode() == i);
+    }
+    CHECK(test::describe_fds(test::open_fds()) == test::describe_fds(fds_before));
+    CHECK(test::children_of(::getpid()).empty());
+}

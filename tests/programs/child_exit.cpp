@@ -1,0 +1,31 @@
+// A child leaves with _exit: it never runs its parent's atexit handlers or static
+// destructors, whether its target returns, throws, or calls std::exit(n).
+#include <multiproc/process.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+#include <unistd.h>
+
+namespace {
+struct announces_destruction {
+    ~announces_destruction() { std::printf("static-destructor in %d\n", static_cast<int>(::getpid())); }
+} g_static;
+void at_exit() { std::printf("atexit in %d\n", static_cast<int>(::getpid())); }
+} // namespace
+
+int main() {
+    std::atexit(at_exit);
+    std::printf("main %d\n", static_cast<int>(::getpid()));
+    multiproc::process returns([] { std::printf("child returns\n"); });
+    multiproc::process throws([] { throw std::runtime_error("boom"); });
+    multiproc::process exits([] {
+        std::printf("child exits\n");
+        std::exit(3);
+    });
+    for (auto* p : {&returns, &throws, &exits}) {
+        p->start();
+        p->join();
+        std::printf("exitcode %d\n", *p->exitcode());
+    }
+}

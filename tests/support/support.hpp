@@ -1,0 +1,288 @@
+// Helpers shared by the tests: counting descriptors and children, running whole
+// programs, reporting from forked children, injecting system-call failures.
+#pragma once
+
+#include "catch.hpp"
+
+#include <multiproc/detail/sys.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <dirent.h>
+#include <fcntl.h>
+#include <fstream>
+#include <map>
+#include <poll.h>
+#include <sstream>
+#include <string>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <vector>
+
+namespace test {
+
+using namespace std::chrono_literals;
+
+/// A pipe whose ends are closed when it goes out of scope; close-on-exec.
+struct pipe_pair {
+    int r = -1, w = -1;
+    pipe_pair() {
+        int fds[2];
+        if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
+        r = fds[0];
+        w = fds[1];
+    }
+    pipe_pair(const pipe_pair&) = delete;
+    pipe_pair& operator=(const pipe_pair&) = delete;
+    ~pipe_pair() {
+        close_r();
+        close_w();
+    }
+    void close_r() {
+        if (r >= 0) ::close(r);
+        r = -1;
+    }
+    void close_w() {
+        if (w >= 0) ::close(w);
+        w = -1;
+    }
+};
+
+/// Children block in wait() until the parent calls release() or dies: EOF on a pipe.
+/// (A forked child inherits the write end too, so wait() closes the child's copy first.)
+struct gate {
+    pipe_pair p;
+    /// In a child: blocks until release(); true if released (EOF), false on stray data.
+    bool wait() {
+        p.close_w();
+        char c;
+        ssize_t n;
+        do n = ::read(p.r, &c, 1); while (n < 0 && errno == EINTR);
+        return n == 0;
+    }
+    /// In the parent: lets every waiting child go.
+    void release() { p.close_w(); }
+};
+
+/// Writes a whole string (for children reporting to the test).
+inline void write_str(int fd, const std::string& s) { (void)multiproc::detail::sys::write_all(fd, s.data(), s.size()); }
+
+/// Reads until EOF.
+inline std::string read_all(int fd) {
+    std::string out;
+    char buf[4096];
+    for (;;) {
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n > 0) {
+            out.append(buf, static_cast<std::size_t>(n));
+            continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        return out;
+    }
+}
+
+/// Reads one line (without the newline), or returns what is there at EOF.
+inline std::string read_line(int fd) {
+    std::string out;
+    char c;
+    while (::read(fd, &c, 1) == 1 && c != '\n') out += c;
+    return out;
+}
+
+/// Descriptors open in this process, as "fd -> target".
+inline std::map<int, std::string> open_fds() {
+    std::map<int, std::string> out;
+    DIR* d = ::opendir("/proc/self/fd");
+    int self = ::dirfd(d);
+    while (dirent* e = ::readdir(d)) {
+        if (e->d_name[0] == '.') continue;
+        int fd = std::atoi(e->d_name);
+        if (fd == self) continue;
+        char buf[512] = {};
+        std::string p = std::string("/proc/self/fd/") + e->d_name;
+        ssize_t n = ::readlink(p.c_str(), buf, sizeof buf - 1);
+        out[fd] = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "?";
+    }
+    ::closedir(d);
+    return out;
+}
+
+inline std::string describe_fds(const std::map<int, std::string>& fds) {
+    std::string s;
+    for (auto& [fd, t] : fds) s += std::to_string(fd) + "->" + t + " ";
+    return s;
+}
+
+/// The processes whose parent is `parent` (zombies included), from /proc.
+inline std::vector<pid_t> children_of(pid_t parent = ::getpid()) {
+    std::vector<pid_t> out;
+    DIR* d = ::opendir("/proc");
+    while (dirent* e = ::readdir(d)) {
+        pid_t pid = std::atoi(e->d_name);
+        if (pid <= 0) continue;
+        std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+        std::string stat;
+        std::getline(in, stat);
+        auto rp = stat.rfind(')');
+        if (rp == std::string::npos) continue;
+        std::istringstream rest(stat.substr(rp + 2));
+        char state;
+        pid_t ppid;
+        if (rest >> state >> ppid && ppid == parent) out.push_back(pid);
+    }
+    ::closedir(d);
+    return out;
+}
+
+/// Waits until `pid` (any process, not only a child) has exited, for at most `guard`
+/// (a failure bound for the test, never a means of synchronisation). True if it exited.
+inline bool wait_exit(pid_t pid, std::chrono::milliseconds guard = 10s) {
+    int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0U));
+    if (fd < 0) return errno == ESRCH; // already gone
+    pollfd p{fd, POLLIN, 0};
+    int n = ::poll(&p, 1, static_cast<int>(guard.count()));
+    ::close(fd);
+    return n == 1;
+}
+
+/// Whether `pid` names a live (not zombie) process.
+inline bool running(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string stat;
+    if (!std::getline(in, stat)) return false;
+    auto rp = stat.rfind(')');
+    return rp != std::string::npos && rp + 2 < stat.size() && stat[rp + 2] != 'Z' && stat[rp + 2] != 'X';
+}
+
+/// Decodes a wait status as Python does: exit code, or -signal.
+inline int decode(int status) { return WIFSIGNALED(status) ? -WTERMSIG(status) : WEXITSTATUS(status); }
+
+inline std::string program_path(const std::string& name) { return std::string(MULTIPROC_TEST_PROGRAMS) + "/" + name; }
+
+/// A helper program running with its stdout and stderr on pipes.
+struct running_program {
+    pid_t pid = -1;
+    int out = -1, err = -1;
+
+    explicit running_program(const std::string& name, std::vector<std::string> args = {}) {
+        int o[2], e[2];
+        REQUIRE(::pipe2(o, O_CLOEXEC) == 0);
+        REQUIRE(::pipe2(e, O_CLOEXEC) == 0);
+        std::string path = program_path(name);
+        std::vector<char*> argv{path.data()};
+        for (auto& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        std::fflush(nullptr);
+        pid = ::fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+            ::dup2(o[1], 1);
+            ::dup2(e[1], 2);
+            ::execv(path.c_str(), argv.data());
+            ::_exit(127);
+        }
+        ::close(o[1]);
+        ::close(e[1]);
+        out = o[0];
+        err = e[0];
+    }
+    running_program(const running_program&) = delete;
+    running_program& operator=(const running_program&) = delete;
+    ~running_program() {
+        if (pid > 0) {
+            ::kill(pid, SIGKILL);
+            ::waitpid(pid, nullptr, 0);
+        }
+        if (out >= 0) ::close(out);
+        if (err >= 0) ::close(err);
+    }
+
+    /// Reads stdout and stderr to EOF (both at once, so neither pipe can fill up) and
+    /// reaps the program; returns its exit code or -signal.
+    int finish(std::string& o, std::string& e) {
+        pollfd fds[2] = {{out, POLLIN, 0}, {err, POLLIN, 0}};
+        std::string* dst[2] = {&o, &e};
+        int open = 2;
+        while (open > 0) {
+            if (::poll(fds, 2, 30000) <= 0) break; // guard: a hung program fails the test below
+            for (int i = 0; i < 2; ++i) {
+                if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP))) continue;
+                char buf[4096];
+                ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+                if (n > 0) {
+                    dst[i]->append(buf, static_cast<std::size_t>(n));
+                } else {
+                    fds[i].fd = -1;
+                    --open;
+                }
+            }
+        }
+        REQUIRE(open == 0);
+        int status = 0;
+        REQUIRE(::waitpid(pid, &status, 0) == pid);
+        pid = -1;
+        return decode(status);
+    }
+};
+
+struct program_result {
+    int code;
+    std::string out, err;
+};
+
+/// Runs a helper program to completion, capturing both streams.
+inline program_result run_program(const std::string& name, std::vector<std::string> args = {}) {
+    running_program p(name, std::move(args));
+    program_result r{};
+    r.code = p.finish(r.out, r.err);
+    return r;
+}
+
+/// Counts the occurrences of `needle` in `hay`.
+inline std::size_t count(const std::string& hay, const std::string& needle) {
+    std::size_t n = 0;
+    for (auto i = hay.find(needle); i != std::string::npos; i = hay.find(needle, i + needle.size())) ++n;
+    return n;
+}
+
+// ---- fault injection (MULTIPROC_FAULT_INJECTION is defined for every test) ----
+
+namespace fault {
+inline std::atomic<int> call{-1}, err{0}, remaining{0};
+inline std::atomic<pid_t> owner{0};
+inline int hook(multiproc::detail::sys::call c) {
+    if (::getpid() != owner.load() || static_cast<int>(c) != call.load()) return 0;
+    if (remaining.fetch_sub(1) > 0) return err.load();
+    remaining.store(0);
+    return 0;
+}
+} // namespace fault
+
+/// While alive, makes the next `times` calls of `c` in this process (not in its children)
+/// fail with `errnum`.
+struct inject {
+    inject(multiproc::detail::sys::call c, int errnum, int times = 1) {
+        fault::call = static_cast<int>(c);
+        fault::err = errnum;
+        fault::remaining = times;
+        fault::owner = ::getpid();
+        multiproc::detail::sys::fault_hook = &fault::hook;
+    }
+    inject(const inject&) = delete;
+    inject& operator=(const inject&) = delete;
+    ~inject() {
+        multiproc::detail::sys::fault_hook = nullptr;
+        fault::call = -1;
+    }
+    /// How many of the planned failures have not happened yet.
+    [[nodiscard]] int left() const { return std::max(0, fault::remaining.load()); }
+};
+
+} // namespace test
