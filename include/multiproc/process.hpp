@@ -36,9 +36,9 @@ namespace multiproc {
 /// Options given when a process is made (Python: the `name` and `daemon` keywords of Process).
 struct process_options {
     /// The process's name; empty means the default, `Process-N`.
-    std::string name;
+    std::string name{};
     /// Whether it is a daemon; empty means the daemon policy's default.
-    std::optional<bool> daemon;
+    std::optional<bool> daemon{}; // (default initializers let users name one field under -Wextra)
 };
 
 class process_handle;

@@ -9,11 +9,15 @@
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <linux/futex.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/prctl.h>
 #include <sys/types.h>
@@ -111,6 +115,36 @@ inline int dup2(int from, int to) noexcept {
 
 inline int prctl(int option, unsigned long arg) noexcept {
     return invoke(call::prctl, [&] { return ::prctl(option, arg, 0UL, 0UL, 0UL); });
+}
+
+inline int ftruncate(int fd, off_t size) noexcept {
+    return retry(call::ftruncate, [&] { return ::ftruncate(fd, size); });
+}
+
+inline int memfd_create(const char* name, unsigned flags) noexcept {
+    return invoke(call::memfd_create, [&] { return ::memfd_create(name, flags); });
+}
+
+/// mmap reports failure with MAP_FAILED; this returns nullptr instead.
+inline void* mmap(void* addr, std::size_t len, int prot, int flags, int fd, off_t off) noexcept {
+    if (int e = injected(call::mmap)) {
+        errno = e;
+        return nullptr;
+    }
+    void* p = ::mmap(addr, len, prot, flags, fd, off);
+    return p == MAP_FAILED ? nullptr : p;
+}
+
+/// FUTEX_WAIT on a word shared between processes: returns 0 when woken (or spuriously),
+/// -1 with errno EAGAIN (value changed), ETIMEDOUT or EINTR. `rel` null waits forever.
+inline int futex_wait(const void* word, std::uint32_t expected, const timespec* rel) noexcept {
+    return invoke(call::futex,
+                  [&] { return static_cast<int>(::syscall(SYS_futex, word, FUTEX_WAIT, expected, rel, nullptr, 0)); });
+}
+
+/// FUTEX_WAKE: wakes up to `n` waiters; returns how many were woken.
+inline int futex_wake(const void* word, int n) noexcept {
+    return static_cast<int>(::syscall(SYS_futex, word, FUTEX_WAKE, n, nullptr, nullptr, 0));
 }
 
 /// Writes all of `n` bytes unless an error other than EINTR occurs; returns 0 or -1.
