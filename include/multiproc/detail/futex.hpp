@@ -5,6 +5,7 @@
 
 #include <multiproc/detail/sys.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <climits>
@@ -27,6 +28,13 @@ inline void cpu_relax() noexcept {
 
 /// How long waits spin before sleeping; benchmarks may tune it.
 inline constexpr std::chrono::microseconds default_spin{20};
+
+/// The longest a wait sleeps in the kernel before it looks at its condition again. A
+/// process killed between changing shared state and waking the sleepers (or, for a robust
+/// mutex, inside pthread_mutex_unlock between releasing the word and its futex wake) never
+/// wakes them, and the kernel does not either; so no wait may rely on a wake-up alone. A
+/// wake-up lost that way costs at most this long.
+inline constexpr std::chrono::milliseconds lost_wake_slice{100};
 
 /// A wake-up channel in shared memory: state changes are published by `notify_all()`;
 /// `wait_until(pred)` returns once `pred()` holds. Waiters register, so notify makes no
@@ -64,19 +72,17 @@ struct notifier {
                 sleepers.fetch_sub(1, std::memory_order_acq_rel);
                 return true;
             }
-            timespec ts{}, *tp = nullptr;
+            steady::duration left = lost_wake_slice;
             if (deadline) {
-                auto left = *deadline - steady::now();
+                left = std::min<steady::duration>(left, *deadline - steady::now());
                 if (left <= steady::duration::zero()) {
                     sleepers.fetch_sub(1, std::memory_order_acq_rel);
                     return pred();
                 }
-                auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
-                ts.tv_sec = static_cast<time_t>(ns / 1000000000);
-                ts.tv_nsec = static_cast<long>(ns % 1000000000);
-                tp = &ts;
             }
-            int r = sys::futex_wait(&seq, seen, tp);
+            auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+            timespec ts{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+            int r = sys::futex_wait(&seq, seen, &ts);
             int e = errno;
             sleepers.fetch_sub(1, std::memory_order_acq_rel);
             if (r == -1 && e != EAGAIN && e != EINTR && e != ETIMEDOUT) sys::fail("futex wait", e);

@@ -36,16 +36,21 @@ struct robust_mutex {
         if (r != 0) sys::fail("pthread_mutex_init of a process-shared mutex", r);
     }
 
-    /// Locks, waiting at most until `deadline` if given.
+    /// Locks, waiting at most until `deadline` if given. Sleeps at most lost_wake_slice at a
+    /// time: an owner killed inside pthread_mutex_unlock, after it released the word and
+    /// before its futex wake, leaves the waiters asleep on a free mutex (seen on Linux 6.18
+    /// with glibc 2.36), and only a timed wait gets them out.
     lock_status lock(std::optional<steady::time_point> deadline = std::nullopt) {
         int r;
-        if (!deadline) {
-            r = ::pthread_mutex_lock(&m);
-        } else {
+        for (;;) {
+            auto until = steady::now() + lost_wake_slice;
+            bool last = deadline && *deadline <= until;
+            if (last) until = *deadline;
             // pthread_mutex_clocklock takes an absolute CLOCK_MONOTONIC time, as steady_clock is.
-            auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline->time_since_epoch()).count();
+            auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(until.time_since_epoch()).count();
             timespec ts{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
             r = ::pthread_mutex_clocklock(&m, CLOCK_MONOTONIC, &ts);
+            if (r != ETIMEDOUT || last) break;
         }
         if (r == 0) return lock_status::acquired;
         if (r == ETIMEDOUT) return lock_status::timed_out;
