@@ -14,12 +14,15 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <linux/futex.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/prctl.h>
+#include <sys/uio.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -29,11 +32,16 @@ namespace multiproc::detail::sys {
 /// The system calls that can be made to fail in tests.
 enum class call : unsigned char {
     fork, waitpid, pidfd_open, pidfd_send_signal, poll, kill, close, pipe2, read, write, open, dup, dup2,
-    prctl, socketpair, sendmsg, recvmsg, mmap, ftruncate, memfd_create, shm_open, futex, execve, other
+    prctl, socketpair, sendmsg, recvmsg, mmap, ftruncate, memfd_create, shm_open, futex, execve,
+    writev, fcntl, sockopt, sigmask, fstat, other
 };
 
+/// A fault hook's answer that lets the call happen and then kills the process with
+/// SIGKILL: tests use it to kill a process exactly after a system call returned.
+inline constexpr int die_after_call = -1;
+
 #if defined(MULTIPROC_FAULT_INJECTION)
-/// Returns the errno with which `c` must fail, or 0 to make the real call.
+/// Returns the errno with which `c` must fail, `die_after_call`, or 0 to make the real call.
 using fault_hook_fn = int (*)(call c);
 inline std::atomic<fault_hook_fn> fault_hook{nullptr};
 inline int injected(call c) noexcept {
@@ -48,6 +56,11 @@ constexpr int injected(call) noexcept { return 0; }
 template <class F>
 inline auto invoke(call c, F f) noexcept -> decltype(f()) {
     if (int e = injected(c)) {
+        if (e == die_after_call) {
+            auto r = f();
+            ::kill(::getpid(), SIGKILL);
+            return r;
+        }
         errno = e;
         return -1;
     }
@@ -103,6 +116,60 @@ inline ssize_t read(int fd, void* buf, std::size_t n) noexcept {
 
 inline ssize_t write(int fd, const void* buf, std::size_t n) noexcept {
     return retry(call::write, [&] { return ::write(fd, buf, n); });
+}
+
+inline ssize_t writev(int fd, const iovec* iov, int n) noexcept {
+    return retry(call::writev, [&] { return ::writev(fd, iov, n); });
+}
+
+inline int socketpair(int domain, int type, int fds[2]) noexcept {
+    return invoke(call::socketpair, [&] { return ::socketpair(domain, type, 0, fds); });
+}
+
+/// sendmsg() with MSG_NOSIGNAL: a peer that has gone away is EPIPE, never SIGPIPE.
+inline ssize_t sendmsg(int fd, const msghdr* m, int flags) noexcept {
+    return retry(call::sendmsg, [&] { return ::sendmsg(fd, m, flags | MSG_NOSIGNAL); });
+}
+
+/// fcntl() with an integer argument (F_GETFL, F_SETFL, F_SETPIPE_SZ, F_GETPIPE_SZ, ...).
+inline int fcntl(int fd, int cmd, int arg = 0) noexcept {
+    return retry(call::fcntl, [&] { return ::fcntl(fd, cmd, arg); });
+}
+
+inline int setsockopt_int(int fd, int level, int name, int value) noexcept {
+    return invoke(call::sockopt, [&] { return ::setsockopt(fd, level, name, &value, sizeof value); });
+}
+
+/// getsockopt() of an int option; returns -1 with errno on failure.
+inline int getsockopt_int(int fd, int level, int name, int& value) noexcept {
+    socklen_t len = sizeof value;
+    return invoke(call::sockopt, [&] { return ::getsockopt(fd, level, name, &value, &len); });
+}
+
+inline int fstat(int fd, struct stat* st) noexcept {
+    return retry(call::fstat, [&] { return ::fstat(fd, st); });
+}
+
+/// writev() to a pipe that reports a reader-less pipe as EPIPE instead of killing the
+/// process with SIGPIPE: the signal is blocked in this thread around the call, and the
+/// one the call raised is taken back before the old mask returns. (Sockets use
+/// MSG_NOSIGNAL instead, which costs nothing.)
+inline ssize_t writev_nosigpipe(int fd, const iovec* iov, int n) noexcept {
+    sigset_t pipe_only, old;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    if (invoke(call::sigmask, [&] { return ::pthread_sigmask(SIG_BLOCK, &pipe_only, &old) == 0 ? 0 : -1; }) != 0)
+        return -1;
+    ssize_t r = sys::writev(fd, iov, n);
+    int e = errno;
+    if (r < 0 && e == EPIPE && !sigismember(&old, SIGPIPE)) {
+        timespec zero{};
+        while (::sigtimedwait(&pipe_only, nullptr, &zero) < 0 && errno == EINTR) {
+        }
+    }
+    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    errno = e;
+    return r;
 }
 
 inline int open(const char* path, int flags, mode_t mode = 0) noexcept {
