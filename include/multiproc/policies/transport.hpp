@@ -2,29 +2,115 @@
 /// IPC transport policies (Python: the pipe under Queue and Pipe; shm is ours).
 #pragma once
 
+#include <multiproc/detail/stream.hpp>
+#include <multiproc/detail/sys.hpp>
 #include <multiproc/policies/kinds.hpp>
 
+#include <array>
 #include <concepts>
+#include <cstddef>
 #include <string_view>
+
+#include <limits.h>
+#include <sys/types.h>
+#include <sys/uio.h>
 
 namespace multiproc {
 
+namespace detail {
+template <class Stream>
+class stream_channel;
+template <class Stream>
+class stream_link;
+class ring_channel;
+class ring_link;
+} // namespace detail
+
+/// One direction of a kernel byte stream, as a stream transport's `open_stream` returns
+/// it. The caller owns both descriptors, which must be non-blocking and close-on-exec.
+struct stream_ends {
+    int receive = -1;          ///< read from this one
+    int send = -1;             ///< write to this one
+    std::size_t capacity = 0;  ///< an upper bound on the bytes the stream can hold at once
+};
+
+/// What a transport built on kernel byte streams provides: `open_stream(buffer)` (buffer
+/// 0: the default size), `send(fd, iov, n)` (a writev that reports a vanished reader as
+/// EPIPE, never SIGPIPE), and `atomic_write`, the largest write that is never split nor
+/// interleaved with others (PIPE_BUF for pipes). `transport::stream_base` turns one into a
+/// transport policy.
+template <class P>
+concept byte_stream = requires(std::size_t n, int fd, const iovec* iov, int k) {
+    { P::open_stream(n) } -> std::same_as<stream_ends>;
+    { P::send(fd, iov, k) } -> std::same_as<ssize_t>;
+    { P::atomic_write } -> std::convertible_to<std::size_t>;
+};
+
 namespace transport {
-/// Anonymous pipes, as CPython uses. The default.
-struct pipe {
+
+/// Base of a transport on kernel byte streams (CRTP): `Derived` provides what `byte_stream`
+/// asks for, plus `name` and `policy_kind`; the base supplies the queue channel and the
+/// connection end the library uses. Derived may also provide `open_duplex(buffer)`,
+/// returning two descriptors that each read and write (as socketpair does).
+template <class Derived>
+struct stream_base {
+    using queue_channel = detail::stream_channel<Derived>;
+    using connection_end = detail::stream_link<Derived>;
+};
+
+/// Anonymous pipes, as CPython uses; the default. Buffers are raised to
+/// /proc/sys/fs/pipe-max-size (1 MiB) where the kernel allows.
+struct pipe : stream_base<pipe> {
     using policy_kind = kind::transport;
     static constexpr std::string_view name = "pipe";
+    static constexpr std::size_t atomic_write = PIPE_BUF;
+
+    static stream_ends open_stream(std::size_t buffer) {
+        std::size_t cap = 0;
+        auto [r, w] = detail::make_pipe(buffer, cap);
+        return {r.release(), w.release(), cap};
+    }
+    static ssize_t send(int fd, const iovec* iov, int n) noexcept { return detail::sys::writev_nosigpipe(fd, iov, n); }
 };
-/// Unix-domain socket pairs (duplex by nature).
-struct socketpair {
+
+/// Unix-domain stream socket pairs (duplex by nature: one descriptor per end). Send
+/// buffers are raised to net.core.wmem_max where the kernel allows.
+struct socketpair : stream_base<socketpair> {
     using policy_kind = kind::transport;
     static constexpr std::string_view name = "socketpair";
+    static constexpr std::size_t atomic_write = PIPE_BUF;
+
+    static stream_ends open_stream(std::size_t buffer) {
+        std::size_t cap = 0;
+        auto [a, b] = detail::make_socketpair(buffer, cap);
+        return {a.release(), b.release(), cap};
+    }
+    /// Two connected descriptors, each both readable and writable.
+    static std::array<int, 2> open_duplex(std::size_t buffer) {
+        std::size_t cap = 0;
+        auto [a, b] = detail::make_socketpair(buffer, cap);
+        return {a.release(), b.release()};
+    }
+    static ssize_t send(int fd, const iovec* iov, int n) noexcept {
+        msghdr m{};
+        m.msg_iov = const_cast<iovec*>(iov);
+        m.msg_iovlen = static_cast<std::size_t>(n);
+        return detail::sys::sendmsg(fd, &m, 0);
+    }
 };
-/// A bounded ring in shared memory; waits spin briefly, then sleep on a futex.
+
+/// A bounded ring in shared memory (a memfd); waits spin briefly, then sleep on a futex.
+/// The ring is reserved at `default_capacity` (256 MiB) unless a buffer size is given,
+/// but memory is only used as deep as the queue gets; a message larger than the ring
+/// streams through it.
 struct shm {
     using policy_kind = kind::transport;
     static constexpr std::string_view name = "shm";
+    static constexpr std::size_t default_capacity = std::size_t{256} << 20;
+    using queue_channel = detail::ring_channel;
+    using connection_end = detail::ring_link;
 };
+
 } // namespace transport
 
 template <>
@@ -32,10 +118,14 @@ struct default_policy<kind::transport> {
     using type = transport::pipe;
 };
 
-/// What a transport policy provides: its `name`.
+/// What a transport policy provides: its `name`, a `queue_channel` type (the engine's
+/// many-to-many chunk channel) and a `connection_end` type (one end of a pipe). Write one
+/// on kernel byte streams by deriving from `transport::stream_base` (see `byte_stream`).
 template <class P>
 concept transport_policy = policy_of_kind<P, kind::transport> && requires {
     { P::name } -> std::convertible_to<std::string_view>;
+    typename P::queue_channel;
+    typename P::connection_end;
 };
 
 } // namespace multiproc
