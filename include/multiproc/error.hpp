@@ -3,10 +3,12 @@
 #pragma once
 
 #include <cerrno>
+#include <cstddef>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <vector>
 #include <sys/types.h>
 
 namespace multiproc {
@@ -53,6 +55,20 @@ public:
 class eof_error : public error {
 public:
     using error::error;
+};
+
+/// `recv_bytes_into` was given a buffer too small for the message, which is consumed and
+/// kept whole in `message()` (Python: multiprocessing.BufferTooShort).
+class buffer_too_short : public error {
+public:
+    explicit buffer_too_short(std::vector<std::byte> message)
+        : error("multiproc: buffer too short for a message of " + std::to_string(message.size()) + " bytes"),
+          message_(std::move(message)) {}
+    /// The message that did not fit.
+    [[nodiscard]] const std::vector<std::byte>& message() const noexcept { return message_; }
+
+private:
+    std::vector<std::byte> message_;
 };
 
 /// A value could not be encoded, or bytes received are not a valid encoding

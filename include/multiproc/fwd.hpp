@@ -15,4 +15,27 @@ using process = basic_process<>;
 template <class... Policies>
 class context;
 
+template <class T, class... Policies>
+class basic_queue;
+/// A queue of T with the default policies (Python: multiprocessing.Queue).
+template <class T>
+using queue = basic_queue<T>;
+template <class T, class... Policies>
+class basic_simple_queue;
+/// A simple queue of T with the default policies (Python: multiprocessing.SimpleQueue).
+template <class T>
+using simple_queue = basic_simple_queue<T>;
+template <class T, class... Policies>
+class basic_joinable_queue;
+/// A joinable queue of T with the default policies (Python: multiprocessing.JoinableQueue).
+template <class T>
+using joinable_queue = basic_joinable_queue<T>;
+
+template <class T, class... Policies>
+class basic_connection;
+/// One end of a pipe carrying T, with the default policies (Python:
+/// multiprocessing.connection.Connection).
+template <class T>
+using connection = basic_connection<T>;
+
 } // namespace multiproc

@@ -7,6 +7,8 @@
 #include <multiproc/error.hpp>
 #include <multiproc/fwd.hpp>
 #include <multiproc/logging.hpp>
+#include <multiproc/pipe.hpp>
 #include <multiproc/policies/resolve.hpp>
 #include <multiproc/process.hpp>
+#include <multiproc/queue.hpp>
 #include <multiproc/version.hpp>

@@ -3,6 +3,7 @@
 /// active_children, cpu_count).
 #pragma once
 
+#include <multiproc/detail/child_key.hpp>
 #include <multiproc/detail/cpu.hpp>
 #include <multiproc/detail/demangle.hpp>
 #include <multiproc/detail/runtime.hpp>
@@ -296,7 +297,11 @@ protected:
     }
 
 private:
-    static void entry(void* self) { static_cast<Derived*>(self)->run(); }
+    static void entry(void* self) {
+        auto& d = *static_cast<Derived*>(self);
+        if constexpr (requires { d.prepare_child(detail::child_key{}); }) d.prepare_child(detail::child_key{});
+        d.run();
+    }
 };
 
 /// A process that runs a target (Python: multiprocessing.Process(target, args)). Under
@@ -324,10 +329,15 @@ public:
     /// What the child runs: the target with its arguments (Python: Process.run()).
     void run() { target_.call(target_.box.get()); }
 
+    /// For start(): in the child, before run(), the arguments let go of what is the
+    /// parent's (a connection closes its peer end unless that is an argument too).
+    void prepare_child(detail::child_key) noexcept { target_.adopt(target_.box.get()); }
+
 private:
     struct target_holder {
         std::unique_ptr<void, void (*)(void*)> box{nullptr, [](void*) {}};
         void (*call)(void*) = nullptr;
+        void (*adopt)(void*) = nullptr;
     };
 
     template <class F, class... Args>
@@ -341,6 +351,7 @@ private:
             new box_t(std::forward<F>(f), std::forward<Args>(args)...),
             [](void* p) { delete static_cast<box_t*>(p); });
         t.call = [](void* p) { std::apply([](auto& fn, auto&... a) { std::invoke(fn, a...); }, *static_cast<box_t*>(p)); };
+        t.adopt = [](void* p) { std::apply([](auto&, auto&... a) { detail::adopt_arguments(a...); }, *static_cast<box_t*>(p)); };
         return t;
     }
 

@@ -1,0 +1,179 @@
+// Not part of the API: one end of a connection over shared-memory rings (transport::shm),
+// one ring per direction. Messages travel as chunks (see chunk.hpp), so a sender that dies
+// mid-message leaves a message that the receiver drops when the next one starts.
+//
+// Who holds an end is counted by the kernel, not by us: each direction has a "liveness"
+// pipe whose read end the receiving end holds and whose write end the sending end holds.
+// When every holder of the sending end has closed it (or died), the read end reports
+// POLLHUP: end of file. Waits sleep on the ring's futex in slices of liveness_slice and
+// look at the liveness pipe between slices; close() wakes the other side at once.
+#pragma once
+
+#include <multiproc/detail/chunk.hpp>
+#include <multiproc/detail/futex.hpp>
+#include <multiproc/detail/queue_core.hpp>
+#include <multiproc/detail/ring.hpp>
+#include <multiproc/detail/shared_region.hpp>
+#include <multiproc/detail/stream_link.hpp>
+#include <multiproc/detail/sys.hpp>
+#include <multiproc/error.hpp>
+#include <multiproc/policies/transport.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include <fcntl.h>
+#include <poll.h>
+
+namespace multiproc::detail {
+
+class ring_link {
+public:
+    static std::array<ring_link, 2> open_pair(bool duplex, std::size_t buffer) {
+        std::array<ring_link, 2> e;
+        std::size_t cap = ring::round_capacity(buffer ? buffer : transport::shm::default_capacity);
+        auto connect = [&](ring_link& tx, ring_link& rx) {
+            auto region = std::make_shared<shared_region>(shared_region::create(ring::bytes_for(cap), "multiproc-pipe"));
+            ring r = ring::create(region->data(), cap);
+            int fds[2];
+            if (sys::pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) sys::fail("pipe2 for a shared-memory connection");
+            rx.in_ = direction{region, r};
+            rx.in_live_.reset(fds[0]);
+            tx.out_ = direction{region, r};
+            tx.out_live_.reset(fds[1]);
+        };
+        connect(e[1], e[0]);
+        if (duplex) connect(e[0], e[1]);
+        return e;
+    }
+
+    [[nodiscard]] bool can_recv() const noexcept { return in_.has_value(); }
+    [[nodiscard]] bool can_send() const noexcept { return out_.has_value(); }
+    int fileno() const {
+        throw value_error("multiproc: a transport::shm connection has no descriptor to poll for data; use poll(timeout)");
+    }
+
+    void close() noexcept {
+        in_live_.reset();
+        out_live_.reset();
+        // Wake whoever waits on the other side, so that it sees the end of file (or the
+        // vanished receiver) now rather than at its next liveness check.
+        if (out_) out_->r.shared().data.notify_all();
+        if (in_) in_->r.shared().space.notify_all();
+        in_.reset();
+        out_.reset();
+    }
+
+    /// Sends one message, in chunks if it is larger than a chunk; waits while the ring is
+    /// full. EPIPE (`os_error`) when no process holds the receiving end any more.
+    void send(std::span<const std::byte> bytes) {
+        ring& r = out_->r;
+        std::uint64_t seq = r.shared().next_seq.fetch_add(1, std::memory_order_relaxed) + 1;
+        const std::size_t maxp = r.max_payload();
+        std::size_t off = 0;
+        std::uint32_t index = 0;
+        do {
+            std::size_t len = std::min(bytes.size() - off, maxp);
+            chunk_header h = make_chunk(chunk_data, seq, index, static_cast<std::uint32_t>(len), bytes.size());
+            while (!r.try_put(h, [&](std::span<std::byte> dst) { std::memcpy(dst.data(), bytes.data() + off, len); })) {
+                if (!r.shared().space.wait_until([&] { return r.has_room(len); }, steady::now() + liveness_slice) &&
+                    (poll_now(out_live_.get()) & POLLERR))
+                    throw os_error("multiproc: send on a connection whose other end is closed", EPIPE);
+            }
+            off += len;
+            ++index;
+        } while (off < bytes.size());
+    }
+
+    /// Waits until a chunk is here (or end of file), at most until `deadline`.
+    frame_status wait(std::optional<steady::time_point> deadline) {
+        ring& r = in_->r;
+        for (;;) {
+            auto slice = steady::now() + liveness_slice;
+            bool last_slice = deadline && *deadline <= slice;
+            if (r.shared().data.wait_until([&] { return available(); }, last_slice ? deadline : slice))
+                return frame_status::ready;
+            if ((poll_now(in_live_.get()) & POLLHUP) && !available()) return frame_status::eof;
+            if (last_slice) return frame_status::timeout;
+        }
+    }
+
+    /// Takes the next message and returns `decode(payload)`; eof_error at end of file.
+    template <class Decode>
+    auto recv(Decode&& decode) {
+        ring& r = in_->r;
+        ring_shared& s = r.shared();
+        std::vector<std::byte> assembly;
+        bool assembling = false;
+        for (;;) {
+            auto it = r.try_peek(s.head.load(std::memory_order_relaxed));
+            if (!it) {
+                if (wait(std::nullopt) == frame_status::eof)
+                    throw eof_error(assembling ? "multiproc: got end of file during message"
+                                               : "multiproc: end of file: every other holder of the connection has "
+                                                 "closed it");
+                continue;
+            }
+            const chunk_header& h = it->h;
+            bool fits = follows(s.reader_last, h) && h.magic == chunk_data;
+            bool final = fits && advance(s.reader_last, h).final;
+            auto consume = [&] {
+                if (follows(s.reader_last, h)) s.reader_last = advance(s.reader_last, h);
+                r.release(it->next);
+            };
+            if (fits && h.index == 0) {
+                assembling = false;
+                assembly.clear();
+                if (final) { // the whole message in one chunk: decode it in place
+                    try {
+                        auto v = decode(std::span<const std::byte>(it->payload, h.length));
+                        consume();
+                        return v;
+                    } catch (...) {
+                        consume();
+                        throw;
+                    }
+                }
+                assembling = true;
+            } else if (!fits || !assembling) { // a marker, or the rest of a message whose sender died
+                consume();
+                continue;
+            }
+            assembly.insert(assembly.end(), it->payload, it->payload + h.length);
+            consume();
+            if (final) return decode(std::span<const std::byte>(assembly));
+        }
+    }
+
+private:
+    struct direction {
+        std::shared_ptr<shared_region> region; // shared by both ends in the creating process
+        ring r;
+    };
+
+    [[nodiscard]] bool available() const noexcept {
+        const ring_shared& s = in_->r.shared();
+        return s.tail.load(std::memory_order_acquire) != s.head.load(std::memory_order_relaxed);
+    }
+
+    static short poll_now(int fd) {
+        pollfd p{fd, 0, 0};
+        int n = sys::poll_until(&p, 1, steady::now(), false);
+        if (n < 0) sys::fail("poll on a shared-memory connection's liveness pipe");
+        return n > 0 ? p.revents : 0;
+    }
+
+    std::optional<direction> in_, out_;
+    sys::unique_fd in_live_;  // read end of the incoming direction's liveness pipe
+    sys::unique_fd out_live_; // write end of the outgoing direction's liveness pipe
+};
+
+} // namespace multiproc::detail

@@ -1,0 +1,204 @@
+// Not part of the API: the queue channel on a kernel byte stream (transport::pipe,
+// transport::socketpair and user stream transports).
+//
+// Writers put each chunk with one write of at most `atomic_write` bytes, so a chunk is in
+// the stream whole or not at all, and never interleaved with another. Readers never keep
+// stream bytes in private memory: a read goes straight into a staging area in the queue's
+// shared region, as large as everything the stream can hold, so one read takes all that
+// is there and never cuts a chunk. A consumer killed after a read but before committing
+// it leaves the bytes in staging; the next consumer finds them by scanning for chunks that
+// follow the last one consumed (older bytes in staging never do).
+#pragma once
+
+#include <multiproc/detail/chunk.hpp>
+#include <multiproc/detail/queue_core.hpp>
+#include <multiproc/detail/stream.hpp>
+#include <multiproc/detail/sys.hpp>
+#include <multiproc/policies/transport.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include <poll.h>
+#include <sys/uio.h>
+
+namespace multiproc::detail {
+
+template <class Stream>
+class stream_channel {
+public:
+    static constexpr const char* what = "kernel buffer";
+
+    static stream_channel open(std::size_t buffer) {
+        stream_ends e = Stream::open_stream(buffer);
+        stream_channel c;
+        c.r_.reset(e.receive);
+        c.w_.reset(e.send);
+        c.capacity_ = e.capacity;
+        c.unit_ = std::min<std::size_t>(Stream::atomic_write, 1 << 16);
+        return c;
+    }
+
+    /// Staging: everything the stream can hold, plus one chunk.
+    [[nodiscard]] std::size_t shared_bytes() const noexcept { return capacity_ + unit_; }
+    void bind(std::byte* area, bool) noexcept { staging_ = area; }
+    [[nodiscard]] std::size_t max_payload() const noexcept { return unit_ - sizeof(chunk_header); }
+    [[nodiscard]] int read_fd() const noexcept { return r_.get(); }
+    [[nodiscard]] int write_fd() const noexcept { return w_.get(); }
+
+    // ---- writer ----
+
+    [[nodiscard]] std::uint64_t mark() const noexcept { return 0; }
+    /// Whether a write that was in flight happened cannot be told from the writer's side.
+    [[nodiscard]] fate published_since(std::uint64_t) const noexcept { return fate::unknown; }
+
+    template <class Fill>
+    bool try_put(const chunk_header& h, Fill&& fill) {
+        if (!prepared_ || std::memcmp(&prepared_h_, &h, sizeof h) != 0) {
+            out_.resize(sizeof h + h.length);
+            std::memcpy(out_.data(), &h, sizeof h);
+            fill(std::span<std::byte>(out_.data() + sizeof h, h.length));
+            prepared_h_ = h;
+            prepared_ = true;
+        }
+        iovec iov{out_.data(), out_.size()};
+        ssize_t w = Stream::send(w_.get(), &iov, 1);
+        if (w < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
+            sys::fail("write to a queue's stream");
+        }
+        prepared_ = false;
+        if (static_cast<std::size_t>(w) != out_.size())
+            throw error("multiproc: a write of one chunk to a queue's stream was split; the transport's "
+                        "atomic_write is larger than what the kernel writes at once");
+        return true;
+    }
+
+    bool wait_room(std::size_t, std::optional<steady::time_point> deadline) {
+        return wait_fd(w_.get(), POLLOUT, deadline, "a queue's stream");
+    }
+
+    // ---- reader ----
+
+    /// The next whole chunk in staging, reading from the stream (one read) if staging has
+    /// none; nothing if the stream is empty. `commit(f)` records staging changes.
+    template <class Commit>
+    std::optional<chunk_ref> try_peek(const reader_state& rs, Commit&& commit) {
+        std::uint64_t pos = rs.pos, end = rs.end;
+        const chunk_position last = rs.last; // `rs` is a journal slot: copy before committing
+        for (;;) {
+            if (end - pos >= sizeof(chunk_header)) {
+                chunk_header h;
+                if (!load_chunk(staging_ + pos, h)) {
+                    // Not a chunk: bytes from outside multiproc. Skip to the next one that fits.
+                    std::uint64_t next = find_chunk(pos + 1, end, last);
+                    commit([&](reader_state& s) { s.pos = next; });
+                    pos = next;
+                    continue;
+                }
+                if (end - pos >= sizeof h + h.length)
+                    return chunk_ref{h, staging_ + pos + sizeof h, pos + sizeof h + h.length};
+            }
+            if (pos == end) {
+                if (pos != 0) commit([&](reader_state& s) { s.pos = s.end = 0; });
+                pos = end = 0;
+            } else if (pos != 0) { // a chunk cut by a read (not expected: staging is large enough)
+                std::memmove(staging_, staging_ + pos, end - pos);
+                end -= pos;
+                pos = 0;
+                commit([&](reader_state& s) {
+                    s.pos = 0;
+                    s.end = end;
+                });
+            }
+            ssize_t r = read_some(r_.get(), staging_ + end, shared_bytes() - end, "a queue's stream");
+            if (r < 0) return std::nullopt;
+            if (r == 0) throw error("multiproc: a queue's stream reached end of file (its write end was closed)");
+            end += static_cast<std::uint64_t>(r);
+            commit([&](reader_state& s) { s.end = end; });
+        }
+    }
+
+    bool wait_data(const reader_state&, std::optional<steady::time_point> deadline) {
+        return wait_fd(r_.get(), POLLIN, deadline, "a queue's stream");
+    }
+
+    void released(const reader_state&) noexcept {}
+
+    /// Whether the last chunk of message `seq` is in staging or the stream, taking all the
+    /// stream holds into staging to look; nothing if staging has no room for it all.
+    template <class Commit>
+    std::optional<bool> holds_final_of(std::uint64_t seq, const reader_state& rs, Commit&& commit) {
+        std::uint64_t pos = rs.pos, end = rs.end;
+        chunk_position last = rs.last;
+        if (pos != 0) {
+            std::memmove(staging_, staging_ + pos, end - pos);
+            end -= pos;
+            pos = 0;
+            commit([&](reader_state& s) {
+                s.pos = 0;
+                s.end = end;
+            });
+        }
+        for (;;) {
+            if (end == shared_bytes()) return std::nullopt;
+            ssize_t r = read_some(r_.get(), staging_ + end, shared_bytes() - end, "a queue's stream");
+            if (r < 0) break;
+            if (r == 0) throw error("multiproc: a queue's stream reached end of file (its write end was closed)");
+            end += static_cast<std::uint64_t>(r);
+            commit([&](reader_state& s) { s.end = end; });
+        }
+        chunk_header h;
+        for (std::uint64_t p = pos; end - p >= sizeof h && load_chunk(staging_ + p, h); p += sizeof h + h.length) {
+            if (end - p < sizeof h + h.length) break;
+            if (!follows(last, h)) continue;
+            last = advance(last, h);
+            if (last.seq == seq && last.final) return true;
+        }
+        return false;
+    }
+
+    /// A consumer died: take in the chunks it had read into staging but not committed.
+    void recover_reader(reader_state& rs) const noexcept {
+        chunk_position last = rs.last;
+        std::uint64_t pos = rs.pos;
+        chunk_header h;
+        while (rs.end - pos >= sizeof h && load_chunk(staging_ + pos, h) && rs.end - pos >= sizeof h + h.length) {
+            if (follows(last, h)) last = advance(last, h);
+            pos += sizeof h + h.length;
+        }
+        if (pos != rs.end) return; // a cut chunk at the end: keep what was committed
+        std::uint64_t end = rs.end;
+        while (shared_bytes() - end >= sizeof h && load_chunk(staging_ + end, h) && follows(last, h) &&
+               shared_bytes() - end >= sizeof h + h.length) {
+            last = advance(last, h);
+            end += sizeof h + h.length;
+        }
+        rs.end = end;
+    }
+
+private:
+    /// The first offset in [from, end) where a chunk that follows `last` starts, or end.
+    std::uint64_t find_chunk(std::uint64_t from, std::uint64_t end, const chunk_position& last) const noexcept {
+        chunk_header h;
+        for (std::uint64_t p = from; end - p >= sizeof h; ++p)
+            if (load_chunk(staging_ + p, h) && follows(last, h)) return p;
+        return end;
+    }
+
+    sys::unique_fd r_, w_;
+    std::size_t capacity_ = 0;
+    std::size_t unit_ = 0;
+    std::byte* staging_ = nullptr;
+    std::vector<std::byte> out_;
+    chunk_header prepared_h_{};
+    bool prepared_ = false;
+};
+
+} // namespace multiproc::detail

@@ -1,0 +1,191 @@
+/// @file pipe.hpp
+/// Pipes and their two connections (Python: multiprocessing.Pipe and
+/// multiprocessing.connection.Connection).
+#pragma once
+
+#include <multiproc/detail/bytes.hpp>
+#include <multiproc/detail/child_key.hpp>
+#include <multiproc/detail/futex.hpp>
+#include <multiproc/detail/queue_core.hpp>
+#include <multiproc/detail/ring_link.hpp>
+#include <multiproc/detail/stream_link.hpp>
+#include <multiproc/error.hpp>
+#include <multiproc/fwd.hpp>
+#include <multiproc/policies/resolve.hpp>
+
+#include <cerrno>
+#include <chrono>
+#include <cstddef>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace multiproc {
+
+/// Two connected ends of a pipe carrying T (Python: multiprocessing.Pipe(duplex)). Duplex
+/// (the default): both ends send and receive; otherwise the first only receives and the
+/// second only sends. `buffer` sizes the transport's buffer in bytes (0: its default).
+template <class T, class... Ps>
+[[nodiscard]] std::pair<basic_connection<T, Ps...>, basic_connection<T, Ps...>> pipe(bool duplex = true,
+                                                                                      std::size_t buffer = 0);
+
+/// One end of a pipe carrying values of T (Python: multiprocessing.connection.Connection).
+/// Copies, and copies in children made by fork, are the same end; as in Python, an end is
+/// not meant to be read (or written) by two processes at once. Given to a process as an
+/// argument, an end closes its peer end in the child (see docs/design/queues.md); the
+/// parent closes the end it handed over itself, as in Python, to see EOF later.
+template <class T, class... Ps>
+class basic_connection {
+public:
+    using value_type = T;
+    using policies = policy_set<Ps...>;
+    using serializer = typename policies::serialize;
+    using transport = typename policies::transport;
+    static_assert(detail::check_serializable<T, serializer>());
+
+    /// Sends `obj`, serialized here: a value that cannot be sent fails before any byte
+    /// leaves. Waits while the pipe is full (Python: Connection.send()).
+    void send(const T& obj) {
+        auto& e = sender();
+        auto& buf = detail::scratch();
+        buf.clear();
+        detail::vector_writer w(buf);
+        serializer::encode(obj, w);
+        e.send(buf);
+    }
+
+    /// Receives the next value, waiting for it; `eof_error` once nothing is left and every
+    /// other holder of the other end has closed it (Python: Connection.recv()).
+    T recv() {
+        return receiver().recv([](std::span<const std::byte> bytes) {
+            detail::span_reader r(bytes);
+            return serializer::template decode<T>(r);
+        });
+    }
+
+    /// Whether a message (or end of file) is there to receive, waiting at most `timeout`
+    /// for one; `poll()` does not wait, `poll(std::nullopt)` waits as long as it takes
+    /// (Python: Connection.poll(timeout)).
+    bool poll(std::optional<std::chrono::duration<double>> timeout = std::chrono::duration<double>(0)) {
+        auto& e = receiver();
+        return e.wait(detail::deadline_after(timeout)) != detail::frame_status::timeout;
+    }
+
+    /// Sends raw bytes as one message: `size` bytes from `offset` (all the rest by
+    /// default) (Python: Connection.send_bytes(buf, offset, size)).
+    void send_bytes(std::span<const std::byte> buf, std::size_t offset = 0, std::optional<std::size_t> size = {}) {
+        if (offset > buf.size()) throw value_error("multiproc: send_bytes: offset is larger than the buffer");
+        std::size_t n = size.value_or(buf.size() - offset);
+        if (n > buf.size() - offset) throw value_error("multiproc: send_bytes: offset + size is larger than the buffer");
+        sender().send(buf.subspan(offset, n));
+    }
+
+    /// Receives one message as raw bytes. A message longer than `maxlength` is consumed and
+    /// reported as `os_error` (EMSGSIZE); unlike Python's, the connection stays usable
+    /// (Python: Connection.recv_bytes(maxlength)).
+    std::vector<std::byte> recv_bytes(std::optional<std::size_t> maxlength = {}) {
+        return receiver().recv([&](std::span<const std::byte> bytes) {
+            if (maxlength && bytes.size() > *maxlength)
+                throw os_error("multiproc: bad message length: " + std::to_string(bytes.size()) +
+                                   " bytes, more than maxlength " + std::to_string(*maxlength),
+                               EMSGSIZE);
+            return std::vector<std::byte>(bytes.begin(), bytes.end());
+        });
+    }
+
+    /// Receives one message into `buf` from `offset` and returns its length; if it does not
+    /// fit, throws `buffer_too_short` holding the whole message (Python:
+    /// Connection.recv_bytes_into(buffer, offset)).
+    std::size_t recv_bytes_into(std::span<std::byte> buf, std::size_t offset = 0) {
+        if (offset > buf.size()) throw value_error("multiproc: recv_bytes_into: offset is larger than the buffer");
+        return receiver().recv([&](std::span<const std::byte> bytes) {
+            if (bytes.size() > buf.size() - offset)
+                throw buffer_too_short(std::vector<std::byte>(bytes.begin(), bytes.end()));
+            if (!bytes.empty()) std::memcpy(buf.data() + offset, bytes.data(), bytes.size());
+            return bytes.size();
+        });
+    }
+
+    /// Closes this process's end, in every copy of it here (Python: Connection.close()).
+    /// The other end sees end of file once every process that held this one has closed it.
+    void close() noexcept {
+        if (s_) s_->close();
+    }
+    /// Whether the end is closed (Python: Connection.closed).
+    [[nodiscard]] bool closed() const noexcept { return !s_ || !s_->open; }
+    /// Whether this end can receive (Python: Connection.readable).
+    [[nodiscard]] bool readable() const noexcept { return !closed() && s_->end.can_recv(); }
+    /// Whether this end can send (Python: Connection.writable).
+    [[nodiscard]] bool writable() const noexcept { return !closed() && s_->end.can_send(); }
+
+    /// The descriptor to wait on with poll/select: readable when a message or end of file is
+    /// there (Python: Connection.fileno()). It is non-blocking; transport::shm has none and
+    /// throws `value_error`.
+    [[nodiscard]] int fileno() const { return open_end().fileno(); }
+
+    /// For process start: this end is an argument of the child being started.
+    void claim_in_child(detail::child_key) noexcept {
+        if (s_) s_->claimed = true;
+    }
+    /// For process start: in the child, closes the peer of this end, unless the peer is an
+    /// argument too, so that the child holds only what it was given.
+    void adopt_in_child(detail::child_key) noexcept {
+        if (!s_) return;
+        if (auto p = s_->peer.lock(); p && !p->claimed) p->close();
+    }
+
+private:
+    using end_t = typename transport::connection_end;
+
+    struct state {
+        end_t end;
+        bool open = true;
+        bool claimed = false;
+        std::weak_ptr<state> peer;
+        explicit state(end_t e) : end(std::move(e)) {}
+        void close() noexcept {
+            end.close();
+            open = false;
+        }
+    };
+
+    explicit basic_connection(std::shared_ptr<state> s) : s_(std::move(s)) {}
+
+    end_t& open_end() const {
+        if (closed()) throw value_error("multiproc: handle is closed");
+        return s_->end;
+    }
+    end_t& receiver() const {
+        auto& e = open_end();
+        if (!e.can_recv()) throw value_error("multiproc: connection is write-only");
+        return e;
+    }
+    end_t& sender() const {
+        auto& e = open_end();
+        if (!e.can_send()) throw value_error("multiproc: connection is read-only");
+        return e;
+    }
+
+    std::shared_ptr<state> s_;
+
+    template <class U, class... Qs>
+    friend std::pair<basic_connection<U, Qs...>, basic_connection<U, Qs...>> pipe(bool, std::size_t);
+};
+
+template <class T, class... Ps>
+std::pair<basic_connection<T, Ps...>, basic_connection<T, Ps...>> pipe(bool duplex, std::size_t buffer) {
+    using conn = basic_connection<T, Ps...>;
+    using state = typename conn::state;
+    auto ends = conn::end_t::open_pair(duplex, buffer);
+    auto a = std::make_shared<state>(std::move(ends[0]));
+    auto b = std::make_shared<state>(std::move(ends[1]));
+    a->peer = b;
+    b->peer = a;
+    return {conn(std::move(a)), conn(std::move(b))};
+}
+
+} // namespace multiproc

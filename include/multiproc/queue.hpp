@@ -1,0 +1,175 @@
+/// @file queue.hpp
+/// Queues between processes (Python: multiprocessing.Queue, SimpleQueue, JoinableQueue).
+#pragma once
+
+#include <multiproc/detail/bytes.hpp>
+#include <multiproc/detail/futex.hpp>
+#include <multiproc/detail/queue_core.hpp>
+#include <multiproc/detail/ring_channel.hpp>
+#include <multiproc/detail/stream_channel.hpp>
+#include <multiproc/error.hpp>
+#include <multiproc/fwd.hpp>
+#include <multiproc/policies/resolve.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <span>
+
+namespace multiproc {
+
+namespace detail {
+
+/// What every queue shares: the engine, the policies, put/get with deadlines, close.
+template <class T, class... Ps>
+class queue_handle {
+public:
+    using value_type = T;
+    using policies = policy_set<Ps...>;
+    using serializer = typename policies::serialize;
+    using transport = typename policies::transport;
+    static_assert(check_serializable<T, serializer>());
+
+    /// Whether no message is in the queue (Python: Queue.empty()).
+    [[nodiscard]] bool empty() const { return core().qsize() == 0; }
+
+    /// Releases this process's hold on the queue (its descriptors and mapping), for every
+    /// copy of it here; put and get then raise `value_error`. Other processes, and messages
+    /// already put, are unaffected (Python: Queue.close()). Closing twice is harmless; do
+    /// not close a queue while another thread of this process uses it.
+    void close() noexcept {
+        if (s_) s_->reset();
+    }
+
+protected:
+    using core_t = queue_core<typename transport::queue_channel>;
+
+    queue_handle(std::ptrdiff_t maxsize, std::size_t buffer) : s_(std::make_shared<std::optional<core_t>>()) {
+        s_->emplace(maxsize > 0 ? maxsize : 0, buffer);
+    }
+
+    core_t& core() const {
+        if (!*s_) throw value_error("Queue is closed");
+        return **s_;
+    }
+
+    void put_until(const T& v, std::optional<steady::time_point> deadline) {
+        core_t& q = core();
+        // Encoded here, before any lock: a value that cannot be sent fails in the caller.
+        if (auto n = detail::encoded_size<serializer>(v); n && *n <= q.max_payload()) {
+            q.put_in_place(
+                *n,
+                [&](std::span<std::byte> dst) {
+                    span_writer w(dst);
+                    serializer::encode(v, w);
+                },
+                deadline);
+        } else {
+            auto& buf = scratch();
+            buf.clear();
+            vector_writer w(buf);
+            serializer::encode(v, w);
+            q.put_bytes(buf, deadline);
+        }
+    }
+
+    T get_until(std::optional<steady::time_point> deadline) {
+        return core().get(
+            [](std::span<const std::byte> bytes) {
+                span_reader r(bytes);
+                return serializer::template decode<T>(r);
+            },
+            deadline);
+    }
+
+    template <class Rep, class Period>
+    static std::optional<steady::time_point> after(std::chrono::duration<Rep, Period> timeout) {
+        return deadline_after(std::optional<std::chrono::duration<Rep, Period>>(timeout));
+    }
+
+    std::shared_ptr<std::optional<core_t>> s_; // shared by the copies in this process
+};
+
+} // namespace detail
+
+/// A FIFO queue between any number of producer and consumer processes (Python:
+/// multiprocessing.Queue). Copies, and copies in children made by fork, are the same queue.
+/// `put` serializes the value in the caller and returns once the bytes are in the transport,
+/// so nothing put is lost when the producer exits; there is no feeder thread. A consumer
+/// killed inside `get` loses at most the message it was taking; the others go on.
+template <class T, class... Ps>
+class basic_queue : public detail::queue_handle<T, Ps...> {
+    using base = detail::queue_handle<T, Ps...>;
+
+public:
+    /// A queue holding at most `maxsize` messages (<= 0: no limit, as in Python). `buffer`
+    /// sizes the transport's buffer in bytes (0: its default). An unbounded queue's put
+    /// still waits while that buffer is full.
+    explicit basic_queue(std::ptrdiff_t maxsize = 0, std::size_t buffer = 0) : base(maxsize, buffer) {}
+
+    /// Puts `v`, waiting for room as long as it takes (Python: Queue.put(obj)).
+    void put(const T& v) { this->put_until(v, std::nullopt); }
+    /// Puts `v`, waiting at most `timeout` for room; `queue_full` after that
+    /// (Python: Queue.put(obj, timeout=t)).
+    template <class Rep, class Period>
+    void put(const T& v, std::chrono::duration<Rep, Period> timeout) {
+        this->put_until(v, base::after(timeout));
+    }
+    /// Puts `v` only if there is room now, else `queue_full` (Python: Queue.put_nowait()).
+    void put_nowait(const T& v) { this->put_until(v, detail::steady::now()); }
+
+    /// Takes the next message, waiting as long as it takes (Python: Queue.get()).
+    T get() { return this->get_until(std::nullopt); }
+    /// Takes the next message, waiting at most `timeout` for one to start arriving;
+    /// `queue_empty` after that (Python: Queue.get(timeout=t)).
+    template <class Rep, class Period>
+    T get(std::chrono::duration<Rep, Period> timeout) {
+        return this->get_until(base::after(timeout));
+    }
+    /// Takes a message only if one is there now, else `queue_empty` (Python: Queue.get_nowait()).
+    T get_nowait() { return this->get_until(detail::steady::now()); }
+
+    /// Messages in the queue: put completely and not yet taken (Python: Queue.qsize()).
+    /// Exact when no process is killed mid-put or mid-get (docs/design/queues.md says what
+    /// a kill can do to it).
+    [[nodiscard]] std::size_t qsize() const { return this->core().qsize(); }
+
+    /// Whether the queue holds maxsize messages; always false without a limit (Python: Queue.full()).
+    [[nodiscard]] bool full() const {
+        auto m = this->core().maxsize();
+        return m > 0 && qsize() >= static_cast<std::size_t>(m);
+    }
+};
+
+/// A queue that also counts unfinished tasks (Python: multiprocessing.JoinableQueue): each
+/// `put` adds a task, `task_done` finishes one, `join` waits until none is left.
+template <class T, class... Ps>
+class basic_joinable_queue : public basic_queue<T, Ps...> {
+public:
+    using basic_queue<T, Ps...>::basic_queue;
+
+    /// Marks a task taken with `get` as done; `value_error("task_done() called too many
+    /// times")` when there are more calls than messages put (Python: JoinableQueue.task_done()).
+    void task_done() { this->core().task_done(); }
+    /// Waits until every message put has been marked done (Python: JoinableQueue.join()).
+    /// A consumer killed after taking a task and before task_done() leaves it unfinished.
+    void join() { this->core().join(); }
+};
+
+/// The simplest queue: unbounded, no timeouts, no counts (Python: multiprocessing.SimpleQueue).
+template <class T, class... Ps>
+class basic_simple_queue : public detail::queue_handle<T, Ps...> {
+    using base = detail::queue_handle<T, Ps...>;
+
+public:
+    /// An empty queue; `buffer` sizes the transport's buffer in bytes (0: its default).
+    explicit basic_simple_queue(std::size_t buffer = 0) : base(0, buffer) {}
+
+    /// Puts `v`, waiting while the transport's buffer is full (Python: SimpleQueue.put()).
+    void put(const T& v) { this->put_until(v, std::nullopt); }
+    /// Takes the next message, waiting as long as it takes (Python: SimpleQueue.get()).
+    T get() { return this->get_until(std::nullopt); }
+};
+
+} // namespace multiproc

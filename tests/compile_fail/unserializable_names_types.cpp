@@ -1,0 +1,11 @@
+// expect: type_cannot_be_serialized_by<std::.*basic_string<char>, multiproc::serialize::bitwise>
+#include <multiproc/pipe.hpp>
+#include <string>
+int main() {
+#ifdef MULTIPROC_COMPILE_FAIL
+    auto ends = multiproc::pipe<std::string, multiproc::serialize::bitwise>(); // not trivially copyable
+#else
+    auto ends = multiproc::pipe<int, multiproc::serialize::bitwise>();
+#endif
+    (void)ends;
+}

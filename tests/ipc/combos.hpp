@@ -1,0 +1,233 @@
+// The transport x serializer combinations every IPC test runs over, and the message types
+// they send. A test iterates over `test::combos` with TEMPLATE_LIST_TEST_CASE; a value is
+// sent only through combinations whose serializer supports its type.
+#pragma once
+
+#include "support/support.hpp"
+
+#include <multiproc/multiproc.hpp>
+
+#include <boost/hana/adapt_struct.hpp>
+#include <boost/hana/define_struct.hpp>
+
+#if defined(MULTIPROC_HAVE_CEREAL)
+#include <multiproc/ext/serialize/cereal.hpp>
+
+#include <cereal/types/array.hpp>
+#include <cereal/types/chrono.hpp>
+#include <cereal/types/deque.hpp>
+#include <cereal/types/list.hpp>
+#include <cereal/types/map.hpp>
+#include <cereal/types/optional.hpp>
+#include <cereal/types/set.hpp>
+#include <cereal/types/string.hpp>
+#include <cereal/types/tuple.hpp>
+#include <cereal/types/unordered_map.hpp>
+#include <cereal/types/unordered_set.hpp>
+#include <cereal/types/utility.hpp>
+#include <cereal/types/variant.hpp>
+#include <cereal/types/vector.hpp>
+#endif
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <list>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <tuple>
+#include <unordered_map>
+#include <unordered_set>
+#include <variant>
+#include <vector>
+
+#include <sys/mman.h>
+
+namespace test {
+
+// ---- message types ------------------------------------------------------------------
+
+/// What the many-producer tests send: who sent it, its number, and a check of both.
+struct tagged {
+    std::uint32_t producer;
+    std::uint32_t seq;
+    std::uint64_t check;
+    template <class A>
+    void serialize(A& a) {
+        a(producer, seq, check);
+    }
+    friend bool operator==(const tagged&, const tagged&) = default;
+};
+inline std::uint64_t check_of(std::uint32_t producer, std::uint32_t seq) {
+    return (std::uint64_t{producer} << 32 | seq) * 0x9e3779b97f4a7c15ULL;
+}
+inline tagged make_tagged(std::uint32_t producer, std::uint32_t seq) { return {producer, seq, check_of(producer, seq)}; }
+
+struct point {
+    int x;
+    int y;
+    template <class A>
+    void serialize(A& a) {
+        a(x, y);
+    }
+    friend bool operator==(const point&, const point&) = default;
+};
+
+struct nothing {
+    template <class A>
+    void serialize(A&) {}
+    friend bool operator==(const nothing&, const nothing&) = default;
+};
+
+enum class color : std::uint8_t { red, green, blue };
+
+/// A plain aggregate with padding and nested standard types (Boost.PFR).
+struct person {
+    std::string name;
+    int age;
+    std::vector<point> places;
+    std::optional<double> height;
+    std::map<std::string, std::vector<int>> scores;
+    template <class A>
+    void serialize(A& a) {
+        a(name, age, places, height, scores);
+    }
+    friend bool operator==(const person&, const person&) = default;
+};
+
+/// A struct defined through Boost.Hana.
+struct hana_defined {
+    BOOST_HANA_DEFINE_STRUCT(hana_defined, (std::string, label), (std::vector<double>, values), (color, hue));
+    template <class A>
+    void serialize(A& a) {
+        a(label, values, hue);
+    }
+    friend bool operator==(const hana_defined&, const hana_defined&) = default;
+};
+
+/// A class adapted to Hana from outside (not an aggregate: it has a constructor).
+class hana_adapted {
+public:
+    hana_adapted() = default;
+    hana_adapted(int id, std::variant<int, std::string, std::monostate> v) : id(id), payload(std::move(v)) {}
+    int id = 0;
+    std::variant<int, std::string, std::monostate> payload;
+    template <class A>
+    void serialize(A& a) {
+        a(id, payload);
+    }
+    friend bool operator==(const hana_adapted&, const hana_adapted&) = default;
+};
+
+} // namespace test
+
+BOOST_HANA_ADAPT_STRUCT(test::hana_adapted, id, payload);
+
+namespace test {
+
+/// One value of every supported kind of type (the ones bitwise can send among them).
+inline auto sample_values() {
+    using namespace std::chrono_literals;
+    std::vector<std::map<std::string, std::vector<std::optional<point>>>> nested{
+        {{"a", {point{1, 2}, std::nullopt}}, {"b", {}}}, {}};
+    return std::make_tuple(
+        true, 'x', std::int8_t{-5}, std::uint16_t{65000}, -123456789, std::uint64_t{1} << 63, 3.5f, -2.25,
+        color::blue, std::string(), std::string("hello, world"), std::string(5000, 'z'), std::vector<int>{1, 2, 3},
+        std::vector<std::string>{"a", "", "ccc"}, std::vector<bool>{true, false, true}, std::array<int, 3>{7, 8, 9},
+        std::array<std::string, 2>{"x", "y"}, std::deque<double>{1.5, 2.5}, std::list<std::string>{"l1", "l2"},
+        std::map<std::string, int>{{"one", 1}, {"two", 2}},
+        std::unordered_map<int, std::string>{{1, "one"}, {2, "two"}}, std::set<int>{3, 1, 2},
+        std::multiset<int>{1, 1, 2}, std::unordered_set<std::string>{"p", "q"}, std::pair<int, std::string>{4, "four"},
+        std::tuple<int, std::optional<int>, std::string>{42, std::nullopt, "Hello"}, std::optional<std::string>(),
+        std::optional<std::string>("present"), std::variant<int, std::string, std::monostate>(std::string("alt")),
+        std::variant<int, std::string, std::monostate>(std::monostate{}), std::chrono::milliseconds(1500),
+        std::chrono::nanoseconds(-7), std::chrono::system_clock::time_point(123456789us), point{-1, 1},
+        make_tagged(3, 4), nothing{}, person{"ada", 36, {{1, 2}, {3, 4}}, 1.65, {{"math", {10, 9}}}},
+        hana_defined{"h", {0.5, 1.5}, color::green}, hana_adapted{9, std::string("adapted")}, nested);
+}
+
+// ---- combinations -------------------------------------------------------------------
+
+template <class Transport, class Serializer>
+struct combo {
+    using transport = Transport;
+    using serializer = Serializer;
+    template <class T>
+    using queue = multiproc::basic_queue<T, Transport, Serializer>;
+    template <class T>
+    using joinable_queue = multiproc::basic_joinable_queue<T, Transport, Serializer>;
+    template <class T>
+    using simple_queue = multiproc::basic_simple_queue<T, Transport, Serializer>;
+    template <class T>
+    using connection = multiproc::basic_connection<T, Transport, Serializer>;
+    template <class T>
+    static auto pipe(bool duplex = true, std::size_t buffer = 0) {
+        return multiproc::pipe<T, Transport, Serializer>(duplex, buffer);
+    }
+    /// Whether this combination's serializer can send a T.
+    template <class T>
+    static constexpr bool can = multiproc::serializer_for<Serializer, T>;
+    static std::string name() { return std::string(Transport::name) + " x " + std::string(Serializer::name); }
+};
+
+using multiproc::serialize::binary;
+using multiproc::serialize::bitwise;
+namespace tr = multiproc::transport;
+
+#if defined(MULTIPROC_HAVE_CEREAL)
+using cereal_policy = multiproc::ext::serialize::cereal;
+using combos = std::tuple<combo<tr::pipe, binary>, combo<tr::pipe, bitwise>, combo<tr::socketpair, binary>,
+                          combo<tr::socketpair, bitwise>, combo<tr::shm, binary>, combo<tr::shm, bitwise>,
+                          combo<tr::pipe, cereal_policy>, combo<tr::socketpair, cereal_policy>,
+                          combo<tr::shm, cereal_policy>>;
+#else
+using combos = std::tuple<combo<tr::pipe, binary>, combo<tr::pipe, bitwise>, combo<tr::socketpair, binary>,
+                          combo<tr::socketpair, bitwise>, combo<tr::shm, binary>, combo<tr::shm, bitwise>>;
+#endif
+
+/// Only the transports (the serializer matters little to what a test checks).
+using transports = std::tuple<combo<tr::pipe, binary>, combo<tr::socketpair, binary>, combo<tr::shm, binary>>;
+
+/// Calls f(value) for every sample value the combination can send.
+template <class C, class F>
+void for_each_sample(F&& f) {
+    std::apply([&](const auto&... v) { (..., [&](const auto& x) {
+        if constexpr (C::template can<std::decay_t<decltype(x)>>) f(x);
+    }(v)); }, sample_values());
+}
+
+/// Zeroed memory shared with the children forked after it is made (counters the children
+/// update with std::atomic_ref, so that the test can check what each one received).
+template <class T>
+class shared_array {
+public:
+    explicit shared_array(std::size_t n) : n_(n) {
+        void* p = ::mmap(nullptr, n * sizeof(T), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) throw std::runtime_error("mmap failed");
+        p_ = static_cast<T*>(p);
+    }
+    shared_array(const shared_array&) = delete;
+    shared_array& operator=(const shared_array&) = delete;
+    ~shared_array() { ::munmap(p_, n_ * sizeof(T)); }
+    std::atomic_ref<T> operator[](std::size_t i) const { return std::atomic_ref<T>(p_[i]); }
+    [[nodiscard]] std::size_t size() const { return n_; }
+
+private:
+    T* p_;
+    std::size_t n_;
+};
+
+/// Descriptors and children before and after a test: nothing may leak.
+struct leak_check {
+    std::map<int, std::string> fds = open_fds();
+    ~leak_check() noexcept(false) {
+        CHECK(describe_fds(open_fds()) == describe_fds(fds));
+        CHECK(children_of(::getpid()).empty());
+    }
+};
+
+} // namespace test

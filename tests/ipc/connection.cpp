@@ -1,0 +1,280 @@
+// Pipes and connections over every transport x serializer: round trips, end of file when
+// every other holder has closed, peers closed in children, poll, raw bytes, large messages.
+#include "ipc/combos.hpp"
+
+#include <multiproc/pipe.hpp>
+
+#include <cstring>
+
+using namespace multiproc;
+using namespace std::chrono_literals;
+
+namespace {
+std::vector<std::byte> bytes_of(const std::string& s) {
+    std::vector<std::byte> out(s.size());
+    std::memcpy(out.data(), s.data(), s.size());
+    return out;
+}
+std::string string_of(std::span<const std::byte> b) { return std::string(reinterpret_cast<const char*>(b.data()), b.size()); }
+} // namespace
+
+TEMPLATE_LIST_TEST_CASE("every supported value type round-trips through a pipe to a child and back",
+                        "[pipe][roundtrip]", test::combos) {
+    using C = TestType;
+    INFO(C::name());
+    test::leak_check leaks;
+    test::for_each_sample<C>([](const auto& v) {
+        using T = std::decay_t<decltype(v)>;
+        auto [mine, theirs] = C::template pipe<T>();
+        process echo(
+            [&v](typename C::template connection<T> c) {
+                T got = c.recv();
+                c.send(got);
+                std::_Exit(got == v ? 0 : 1);
+            },
+            theirs);
+        echo.start();
+        theirs.close();
+        mine.send(v);
+        CHECK(mine.recv() == v);
+        echo.join();
+        CHECK(echo.exitcode() == 0);
+    });
+}
+
+TEMPLATE_LIST_TEST_CASE("recv raises eof_error once every other holder has closed its end", "[pipe][eof]",
+                        test::combos) {
+    using C = TestType;
+    INFO(C::name());
+    test::leak_check leaks;
+    for (bool duplex : {true, false}) {
+        auto [reader, writer] = C::template pipe<int>(duplex);
+        process child(
+            [](typename C::template connection<int> w) {
+                for (int i = 0; i < 3; ++i) w.send(i);
+                // no close: the end closes when the process exits
+            },
+            writer);
+        child.start();
+        writer.close(); // as in Python, the parent closes the end it handed over
+        for (int i = 0; i < 3; ++i) CHECK(reader.recv() == i);
+        CHECK_THROWS_AS(reader.recv(), eof_error);
+        CHECK(reader.poll()); // at end of file, poll says a recv would not block
+        child.join();
+        CHECK(child.exitcode() == 0);
+        reader.close();
+        CHECK(reader.closed());
+        CHECK_THROWS_WITH(reader.recv(), "multiproc: handle is closed");
+    }
+}
+
+TEMPLATE_LIST_TEST_CASE("a child given one end of a pipe holds no copy of the other end", "[pipe][eof][adopt]",
+                        test::combos) {
+    using C = TestType;
+    INFO(C::name());
+    test::leak_check leaks;
+    auto [parent_end, child_end] = C::template pipe<int>();
+    // Captured by reference, the parent's end is visible to the child: it must be closed there.
+    process child(
+        [&parent_end = parent_end](typename C::template connection<int> c) {
+            c.send(parent_end.closed() ? 1 : 0);
+            // The child waits for the parent's reply; it must see EOF when the parent closes,
+            // which it cannot if it still held the parent's end itself.
+            try {
+                (void)c.recv();
+                std::_Exit(1);
+            } catch (const eof_error&) {
+                std::_Exit(0);
+            }
+        },
+        child_end);
+    child.start();
+    child_end.close();
+    CHECK(parent_end.recv() == 1); // the peer is closed in the child
+    CHECK_FALSE(parent_end.closed()); // untouched in the parent
+    parent_end.close();
+    child.join();
+    CHECK(child.exitcode() == 0);
+
+    // Both ends given to the same child: it keeps both.
+    auto [a, b] = C::template pipe<int>();
+    process both(
+        [](typename C::template connection<int> x, typename C::template connection<int> y) {
+            x.send(5);
+            std::_Exit(y.recv() == 5 && !x.closed() && !y.closed() ? 0 : 1);
+        },
+        a, b);
+    both.start();
+    both.join();
+    CHECK(both.exitcode() == 0);
+}
+
+TEMPLATE_LIST_TEST_CASE("poll waits at most its timeout, and returns as soon as a message is there",
+                        "[pipe][timeout]", test::combos) {
+    using C = TestType;
+    INFO(C::name());
+    test::leak_check leaks;
+    auto [a, b] = C::template pipe<int>();
+    CHECK_FALSE(a.poll());
+    auto t0 = std::chrono::steady_clock::now();
+    CHECK_FALSE(a.poll(40ms));
+    CHECK(std::chrono::steady_clock::now() - t0 >= 40ms);
+    test::gate gate;
+    process p(
+        [&](typename C::template connection<int> c) {
+            gate.wait();
+            c.send(1);
+        },
+        b);
+    p.start();
+    gate.release();
+    CHECK(a.poll(30s));
+    CHECK(a.poll(std::nullopt));
+    CHECK(a.recv() == 1);
+    p.join();
+}
+
+TEMPLATE_LIST_TEST_CASE("send_bytes, recv_bytes and recv_bytes_into move raw messages", "[pipe][bytes]",
+                        test::combos) {
+    using C = TestType;
+    INFO(C::name());
+    test::leak_check leaks;
+    auto [a, b] = C::template pipe<int>();
+    auto hello = bytes_of("hello, world");
+    b.send_bytes(hello);
+    b.send_bytes(hello, 7);
+    b.send_bytes(hello, 0, 5);
+    b.send_bytes({});
+    CHECK(string_of(a.recv_bytes()) == "hello, world");
+    CHECK(string_of(a.recv_bytes()) == "world");
+    std::vector<std::byte> buf(16, std::byte{'.'});
+    CHECK(a.recv_bytes_into(buf, 3) == 5);
+    CHECK(string_of(buf) == "...hello........");
+    CHECK(a.recv_bytes().empty());
+    CHECK_THROWS_AS(b.send_bytes(hello, 20), value_error);
+    CHECK_THROWS_AS(b.send_bytes(hello, 5, 10), value_error);
+
+    // Too long for maxlength: os_error, and the connection goes on.
+    b.send_bytes(hello);
+    b.send(42);
+    try {
+        (void)a.recv_bytes(4);
+        FAIL("recv_bytes(4) should have thrown");
+    } catch (const os_error& e) {
+        CHECK(e.code().value() == EMSGSIZE);
+    }
+    CHECK(a.recv() == 42);
+
+    // Too long for the buffer: buffer_too_short carries the whole message.
+    b.send_bytes(hello);
+    try {
+        (void)a.recv_bytes_into(buf, 10);
+        FAIL("recv_bytes_into should have thrown");
+    } catch (const buffer_too_short& e) {
+        CHECK(string_of(e.message()) == "hello, world");
+    }
+}
+
+TEMPLATE_LIST_TEST_CASE("a one-way pipe: the first end only receives, the second only sends", "[pipe][duplex]",
+                        test::combos) {
+    using C = TestType;
+    INFO(C::name());
+    test::leak_check leaks;
+    auto [r, w] = C::template pipe<int>(false);
+    CHECK(r.readable());
+    CHECK_FALSE(r.writable());
+    CHECK(w.writable());
+    CHECK_FALSE(w.readable());
+    CHECK_THROWS_WITH(r.send(1), "multiproc: connection is read-only");
+    CHECK_THROWS_WITH(w.recv(), "multiproc: connection is write-only");
+    w.send(3);
+    CHECK(r.recv() == 3);
+}
+
+TEMPLATE_LIST_TEST_CASE("fileno is a descriptor that polls readable when a message is there", "[pipe][fileno]",
+                        test::combos) {
+    using C = TestType;
+    INFO(C::name());
+    test::leak_check leaks;
+    auto [a, b] = C::template pipe<int>();
+    if constexpr (std::is_same_v<typename C::transport, transport::shm>) {
+        CHECK_THROWS_AS(a.fileno(), value_error);
+    } else {
+        pollfd p{a.fileno(), POLLIN, 0};
+        CHECK(::poll(&p, 1, 0) == 0);
+        b.send(1);
+        CHECK(::poll(&p, 1, 10000) == 1);
+        CHECK(a.recv() == 1);
+    }
+}
+
+TEMPLATE_LIST_TEST_CASE("sending to a pipe whose every receiver is closed is an os_error, not a SIGPIPE death",
+                        "[pipe][epipe]", test::combos) {
+    using C = TestType;
+    INFO(C::name());
+    test::leak_check leaks;
+    auto [a, b] = C::template pipe<int>(false, 64 * 1024);
+    a.close();
+    try {
+        // shm notices within its liveness check once the ring is full; kernel streams at once.
+        for (int i = 0; i < 1000000; ++i) b.send(i);
+        FAIL("send should have failed");
+    } catch (const os_error& e) {
+        CHECK(e.code().value() == EPIPE);
+    }
+}
+
+TEMPLATE_LIST_TEST_CASE("64 MiB messages pass whole through a pipe, larger than its buffer", "[pipe][large]",
+                        test::combos) {
+    using C = TestType;
+    INFO(C::name());
+    test::leak_check leaks;
+    constexpr std::size_t size = 64 << 20;
+    auto pattern = [](std::size_t i) { return static_cast<std::byte>((i * 2654435761U >> 13) & 0xff); };
+    constexpr bool typed = C::template can<std::vector<std::uint8_t>>;
+    using T = std::conditional_t<typed, std::vector<std::uint8_t>, int>; // bitwise: bytes only
+    auto [a, b] = C::template pipe<T>(true, 1 << 20);
+    process p(
+        [&](typename C::template connection<T> c) {
+            std::vector<std::byte> big(size);
+            for (std::size_t i = 0; i < size; ++i) big[i] = pattern(i);
+            c.send_bytes(big);
+            if constexpr (typed) {
+                std::vector<std::uint8_t> v(size);
+                std::memcpy(v.data(), big.data(), size);
+                c.send(v);
+            }
+        },
+        b);
+    p.start();
+    b.close();
+    auto got = a.recv_bytes();
+    REQUIRE(got.size() == size);
+    std::size_t bad = 0;
+    for (std::size_t i = 0; i < size; ++i) bad += got[i] != pattern(i);
+    CHECK(bad == 0);
+    if constexpr (typed) {
+        auto v = a.recv();
+        REQUIRE(v.size() == size);
+        CHECK(std::memcmp(v.data(), got.data(), size) == 0);
+    }
+    p.join();
+    CHECK(p.exitcode() == 0);
+}
+
+TEST_CASE("shm: a sender killed mid-message leaves the ring usable for the other senders", "[pipe][kill][shm]") {
+    test::leak_check leaks;
+    auto [r, w] = pipe<std::string, transport::shm>(false, 16 * 1024);
+    process victim([&] { w.send(std::string(1 << 20, 'v')); }); // far larger than the ring
+    victim.start();
+    CHECK(r.poll(30s)); // its first chunks are in the ring
+    victim.kill();
+    victim.join();
+    CHECK(victim.exitcode() == -SIGKILL);
+    process next([&] { w.send("next"); });
+    next.start();
+    w.close();
+    CHECK(r.recv() == "next"); // the dead sender's chunks are dropped
+    next.join();
+    CHECK_THROWS_AS(r.recv(), eof_error);
+}
