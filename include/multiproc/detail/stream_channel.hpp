@@ -68,7 +68,7 @@ public:
             prepared_ = true;
         }
         iovec iov{out_.data(), out_.size()};
-        ssize_t w = Stream::send(w_.get(), &iov, 1);
+        ssize_t w = Stream::send(w_.get(), &iov, 1, false); // this process holds a read end too
         if (w < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
             sys::fail("write to a queue's stream");

@@ -72,7 +72,7 @@ public:
     void send(std::span<const std::byte> bytes) {
         header h{magic, 0, bytes.size()};
         iovec iov[2] = {{&h, sizeof h}, {const_cast<std::byte*>(bytes.data()), bytes.size()}};
-        write_all([](int fd, const iovec* v, int n) { return Stream::send(fd, v, n); }, tx_fd_, iov,
+        write_all([](int fd, const iovec* v, int n) { return Stream::send(fd, v, n, true); }, tx_fd_, iov,
                   bytes.empty() ? 1 : 2, std::nullopt, "a connection");
     }
 

@@ -35,14 +35,14 @@ struct stream_ends {
 };
 
 /// What a transport built on kernel byte streams provides: `open_stream(buffer)` (buffer
-/// 0: the default size), `send(fd, iov, n)` (a writev that reports a vanished reader as
-/// EPIPE, never SIGPIPE), and `atomic_write`, the largest write that is never split nor
-/// interleaved with others (PIPE_BUF for pipes). `transport::stream_base` turns one into a
-/// transport policy.
+/// 0: the default size), `send(fd, iov, n, reader_may_be_gone)` (a writev; when the reader
+/// may be gone it must report that as EPIPE, never as SIGPIPE), and `atomic_write`, the
+/// largest write that is never split nor interleaved with others (PIPE_BUF for pipes).
+/// `transport::stream_base` turns one into a transport policy.
 template <class P>
-concept byte_stream = requires(std::size_t n, int fd, const iovec* iov, int k) {
+concept byte_stream = requires(std::size_t n, int fd, const iovec* iov, int k, bool b) {
     { P::open_stream(n) } -> std::same_as<stream_ends>;
-    { P::send(fd, iov, k) } -> std::same_as<ssize_t>;
+    { P::send(fd, iov, k, b) } -> std::same_as<ssize_t>;
     { P::atomic_write } -> std::convertible_to<std::size_t>;
 };
 
@@ -70,7 +70,11 @@ struct pipe : stream_base<pipe> {
         auto [r, w] = detail::make_pipe(buffer, cap);
         return {r.release(), w.release(), cap};
     }
-    static ssize_t send(int fd, const iovec* iov, int n) noexcept { return detail::sys::writev_nosigpipe(fd, iov, n); }
+    /// A queue's writer always holds a read end itself, so only a connection pays for
+    /// blocking SIGPIPE around the write (two more system calls).
+    static ssize_t send(int fd, const iovec* iov, int n, bool reader_may_be_gone) noexcept {
+        return reader_may_be_gone ? detail::sys::writev_nosigpipe(fd, iov, n) : detail::sys::writev(fd, iov, n);
+    }
 };
 
 /// Unix-domain stream socket pairs (duplex by nature: one descriptor per end). Send
@@ -91,7 +95,7 @@ struct socketpair : stream_base<socketpair> {
         auto [a, b] = detail::make_socketpair(buffer, cap);
         return {a.release(), b.release()};
     }
-    static ssize_t send(int fd, const iovec* iov, int n) noexcept {
+    static ssize_t send(int fd, const iovec* iov, int n, bool) noexcept {
         msghdr m{};
         m.msg_iov = const_cast<iovec*>(iov);
         m.msg_iovlen = static_cast<std::size_t>(n);
