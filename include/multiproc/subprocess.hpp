@@ -40,8 +40,10 @@ using duration = std::chrono::duration<double>;
 /// A child's environment: names and values (Python: the env mapping).
 using environment = std::map<std::string, std::string>;
 
-using multiproc::called_process_error; // Python: subprocess.CalledProcessError
-using multiproc::timeout_expired;      // Python: subprocess.TimeoutExpired
+/// The exceptions of error.hpp under their subprocess names too (Python:
+/// subprocess.CalledProcessError and subprocess.TimeoutExpired).
+using multiproc::called_process_error;
+using multiproc::timeout_expired;
 
 /// What a redirect does with one standard stream of the child.
 enum class redirect_kind : unsigned char { inherit, pipe, devnull, to_stdout, fd };
@@ -49,8 +51,10 @@ enum class redirect_kind : unsigned char { inherit, pipe, devnull, to_stdout, fd
 /// Where one standard stream of the child goes (Python: the value of the stdin, stdout or
 /// stderr argument). Use the constants below: `inherit`, `pipe`, `devnull`, `to_stdout`, `fd(n)`.
 struct redirect {
+    /// What to do with the stream.
     redirect_kind kind = redirect_kind::inherit;
-    int fd = -1; // for redirect_kind::fd
+    /// The descriptor, for redirect_kind::fd.
+    int fd = -1;
     friend constexpr bool operator==(const redirect&, const redirect&) = default;
 };
 
@@ -126,7 +130,9 @@ struct completed_process {
 
 /// What communicate() returns (Python: the (stdout, stderr) tuple): `auto [out, err] = ...`.
 struct captured_output {
+    /// What was read from the child's standard output (Python: stdout), empty if not a pipe.
     std::string out;
+    /// What was read from the child's standard error (Python: stderr), empty if not a pipe.
     std::string err;
 };
 
