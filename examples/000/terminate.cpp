@@ -25,10 +25,10 @@ int main() {
     auto logger = multiproc::log_to_stderr(multiproc::log_level::debug);
     example::ready_signal running;
 
-    multiproc::process p(multiproc::process_options{.name = "worker", .daemon = false}, worker, logger,
+    multiproc::process p(multiproc::process_options{.name = "worker"}, worker, logger,
                          std::ref(running));
     // The seed gives this process target=worker, a slip: its name says what it should run.
-    multiproc::process p_error(multiproc::process_options{.name = "worker_exit_error", .daemon = false},
+    multiproc::process p_error(multiproc::process_options{.name = "worker_exit_error"},
                                worker_exit_error);
 
     p.start();

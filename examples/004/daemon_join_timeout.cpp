@@ -30,7 +30,7 @@ int main() {
     example::ready_signal daemon_started;
     multiproc::process d(multiproc::process_options{.name = "daemon", .daemon = true}, daemon_task,
                          std::ref(daemon_started));
-    multiproc::process n(multiproc::process_options{.name = "non-daemon", .daemon = false}, non_daemon_task);
+    multiproc::process n(multiproc::process_options{.name = "non-daemon"}, non_daemon_task);
 
     d.start();
     n.start();
