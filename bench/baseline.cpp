@@ -564,7 +564,7 @@ void fig_speedup(long scale) {
 
 int main(int argc, char** argv) {
     std::string fig = argc > 1 ? argv[1] : "";
-    std::string variant = argc > 2 ? argv[2] : "";
+    std::string variant = argc > 2 && std::string(argv[2]) != "-" ? argv[2] : ""; // "-": none
     long scale = argc > 3 ? std::atol(argv[3]) : 0;
     if (fig == "noop") return 0;
     auto pick = [&](long dflt) { return scale > 0 ? scale : dflt; };

@@ -136,7 +136,7 @@ def fig_speedup(scale):
 
 def main():
     fig = sys.argv[1] if len(sys.argv) > 1 else ""
-    variant = sys.argv[2] if len(sys.argv) > 2 else ""
+    variant = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] != "-" else ""  # "-": none
     scale = int(sys.argv[3]) if len(sys.argv) > 3 else 0
     pick = lambda d: scale if scale > 0 else d
     if fig == "map":
