@@ -266,14 +266,15 @@ private:
     bool acquire_until(std::optional<detail::steady::time_point> deadline) {
         auto& s = *s_;
         detail::holder_slot* mine = s.nslots ? my_slot(true) : nullptr;
-        told_.store(false, std::memory_order_relaxed);
+        auto took = [&] {
+            if (!s.try_take(mine)) return false;
+            told_.store(s.recovered.load(std::memory_order_relaxed) && s.take_recovered(), std::memory_order_relaxed);
+            return true;
+        };
+        if (took()) return true;
         detail::check_schedule sched;
         for (;;) {
-            if (s.try_take(mine)) {
-                if (s.recovered.load(std::memory_order_relaxed) && s.take_recovered())
-                    told_.store(true, std::memory_order_relaxed);
-                return true;
-            }
+            if (took()) return true;
             auto now = detail::steady::now();
             bool expired = deadline && now >= *deadline;
             if ((expired || sched.due(now)) && detail::claim_check(s.next_check, now) && s.recover_dead(false) > 0)
@@ -380,38 +381,45 @@ struct condition_state {
     static constexpr std::uint32_t max_cancelled = 32;
 
     notifier changed{};
-    std::atomic<std::uint32_t> woken{0}; // tickets before this one are woken
-    std::uint32_t next_ticket = 0;
-    std::uint32_t ncancelled = 0;
+    std::atomic<std::uint32_t> woken{0};       // tickets before this one are woken
+    std::atomic<std::uint32_t> next_ticket{0}; // (atomics only so that the repr may read them)
+    std::atomic<std::uint32_t> ncancelled{0};
     std::uint32_t cancelled[max_cancelled] = {};
 
     [[nodiscard]] bool passed(std::uint32_t ticket) const noexcept {
         return static_cast<std::int32_t>(woken.load(std::memory_order_acquire) - ticket) > 0;
     }
+    std::uint32_t take_ticket() noexcept { return next_ticket.fetch_add(1, std::memory_order_relaxed); }
     bool drop_cancelled(std::uint32_t ticket) noexcept {
-        for (std::uint32_t i = 0; i < ncancelled; ++i)
+        std::uint32_t n = ncancelled.load(std::memory_order_relaxed);
+        for (std::uint32_t i = 0; i < n; ++i)
             if (cancelled[i] == ticket) {
-                cancelled[i] = cancelled[--ncancelled];
+                cancelled[i] = cancelled[n - 1];
+                ncancelled.store(n - 1, std::memory_order_relaxed);
                 return true;
             }
         return false;
     }
     void cancel(std::uint32_t ticket) noexcept {
-        if (ticket + 1 == next_ticket) {
-            --next_ticket;
-            while (next_ticket != woken.load(std::memory_order_relaxed) && drop_cancelled(next_ticket - 1)) --next_ticket;
-        } else if (ncancelled < max_cancelled) {
-            cancelled[ncancelled++] = ticket;
+        std::uint32_t next = next_ticket.load(std::memory_order_relaxed);
+        if (ticket + 1 == next) {
+            --next;
+            while (next != woken.load(std::memory_order_relaxed) && drop_cancelled(next - 1)) --next;
+            next_ticket.store(next, std::memory_order_relaxed);
+        } else if (std::uint32_t n = ncancelled.load(std::memory_order_relaxed); n < max_cancelled) {
+            cancelled[n] = ticket;
+            ncancelled.store(n + 1, std::memory_order_relaxed);
         } // else the ticket stays, and one later notify() is spent on it
     }
     /// Wakes up to `n` waiters (all for `n` = 0).
     void wake(std::size_t n) {
         std::uint32_t w = woken.load(std::memory_order_relaxed), first = w;
+        std::uint32_t end = next_ticket.load(std::memory_order_relaxed);
         if (n == 0) {
-            w = next_ticket;
-            ncancelled = 0;
+            w = end;
+            ncancelled.store(0, std::memory_order_relaxed);
         }
-        while (n > 0 && w != next_ticket) {
+        while (n > 0 && w != end) {
             if (!drop_cancelled(w)) --n;
             ++w;
         }
@@ -420,7 +428,8 @@ struct condition_state {
         changed.notify_all();
     }
     [[nodiscard]] std::uint32_t waiting() const noexcept {
-        return next_ticket - woken.load(std::memory_order_relaxed) - ncancelled;
+        return next_ticket.load(std::memory_order_relaxed) - woken.load(std::memory_order_relaxed) -
+               ncancelled.load(std::memory_order_relaxed);
     }
 };
 } // namespace detail
@@ -520,7 +529,7 @@ private:
     bool wait_until(std::optional<detail::steady::time_point> deadline) {
         require_owned("must acquire() condition before using wait()");
         auto& c = *c_;
-        std::uint32_t ticket = c.next_ticket++;
+        std::uint32_t ticket = c.take_ticket();
         // Release the lock entirely (every level of an rlock), remembering the depth.
         std::uint32_t depth = recursive_ ? l_->depth.load(std::memory_order_relaxed) : 1;
         if (recursive_) {

@@ -238,3 +238,11 @@ TEST_CASE("a context makes locks with its policies", "[sync][lock][context]") {
     std::lock_guard g(l);
     CHECK(test::repr(l) == "<Lock(owner=MainProcess)>");
 }
+
+TEST_CASE("a lock that was moved from is still the same lock", "[sync][lock]") {
+    lock a;
+    lock b = std::move(a);
+    CHECK(b.acquire(false));
+    CHECK_FALSE(a.acquire(false)); // NOLINT(bugprone-use-after-move): moving copies
+    b.release();
+}

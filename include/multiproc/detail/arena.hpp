@@ -44,6 +44,13 @@ struct shared_block {
     std::shared_ptr<arena_chunk> chunk;
     void* ptr = nullptr;
 
+    shared_block() = default;
+    shared_block(std::shared_ptr<arena_chunk> c, void* p) noexcept : chunk(std::move(c)), ptr(p) {}
+    // Copies only: a "moved-from" object still refers to its memory, as a Python object would.
+    shared_block(const shared_block&) = default;
+    shared_block& operator=(const shared_block&) = default;
+    ~shared_block() = default;
+
     /// The memfd behind the block (to pass to a spawned process with SCM_RIGHTS).
     [[nodiscard]] int fd() const noexcept { return chunk ? chunk->region.fd() : -1; }
     /// Where the block starts in that memfd.
@@ -104,6 +111,10 @@ template <class T>
 class shared_ptr_in_arena {
 public:
     shared_ptr_in_arena() = default;
+    // Copies only: moving a lock or a value leaves a usable object behind.
+    shared_ptr_in_arena(const shared_ptr_in_arena&) = default;
+    shared_ptr_in_arena& operator=(const shared_ptr_in_arena&) = default;
+    ~shared_ptr_in_arena() = default;
 
     /// Makes a T in fresh shared memory with `extra` bytes after it (for trailing arrays).
     template <class... Args>
