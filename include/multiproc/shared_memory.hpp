@@ -53,7 +53,7 @@ public:
     [[nodiscard]] static shared_memory attach(std::string_view name) { return shared_memory(name, false); }
 
     shared_memory(const shared_memory& o) : name_(o.name_) {
-        if (o.fd_) map(sys_checked(detail::sys::dup(o.fd_.get()), "dup of the descriptor of"), o.size_);
+        if (o.fd_) map(sys_checked(detail::sys::fcntl(o.fd_.get(), F_DUPFD_CLOEXEC), "dup of the descriptor of"), o.size_);
     }
     shared_memory& operator=(const shared_memory& o) {
         if (this != &o) *this = shared_memory(o);

@@ -14,8 +14,11 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <linux/futex.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -31,7 +34,7 @@ namespace multiproc::detail::sys {
 enum class call : unsigned char {
     fork, waitpid, pidfd_open, pidfd_send_signal, poll, kill, close, pipe2, read, write, open, dup, dup2,
     prctl, socketpair, sendmsg, recvmsg, mmap, ftruncate, memfd_create, shm_open, futex, execve,
-    shm_unlink, fstat, munmap, getrandom, other
+    posix_spawn, fcntl, access, stat, ioctl, shm_unlink, fstat, munmap, getrandom, other
 };
 
 #if defined(MULTIPROC_FAULT_INJECTION)
@@ -111,13 +114,39 @@ inline int open(const char* path, int flags, mode_t mode = 0) noexcept {
     return retry(call::open, [&] { return ::open(path, flags, mode); });
 }
 
-/// A close-on-exec duplicate of `fd`.
-inline int dup(int fd) noexcept {
-    return invoke(call::dup, [&] { return ::fcntl(fd, F_DUPFD_CLOEXEC, 0); });
-}
-
 inline int dup2(int from, int to) noexcept {
     return retry(call::dup2, [&] { return ::dup2(from, to); });
+}
+
+/// fcntl with an integer argument (F_GETFD, F_SETFL, F_DUPFD_CLOEXEC, ...).
+inline int fcntl(int fd, int cmd, int arg = 0) noexcept {
+    return retry(call::fcntl, [&] { return ::fcntl(fd, cmd, arg); });
+}
+
+inline int access(const char* path, int mode) noexcept {
+    return invoke(call::access, [&] { return ::access(path, mode); });
+}
+
+inline int stat(const char* path, struct stat* st) noexcept {
+    return invoke(call::stat, [&] { return ::stat(path, st); });
+}
+
+/// ioctl with an int out-parameter (FIONREAD, ...).
+inline int ioctl(int fd, unsigned long request, int* out) noexcept {
+    return retry(call::ioctl, [&] { return ::ioctl(fd, request, out); });
+}
+
+/// posix_spawn, with glibc's errno-as-result turned into -1 and errno. glibc runs the
+/// child with CLONE_VFORK, reports a failed file action or exec as the errno of the call,
+/// and reaps the failed child itself.
+inline int posix_spawn(pid_t* pid, const char* path, const posix_spawn_file_actions_t* actions,
+                       const posix_spawnattr_t* attr, char* const argv[], char* const envp[]) noexcept {
+    return invoke(call::posix_spawn, [&] {
+        int e = ::posix_spawn(pid, path, actions, attr, argv, envp);
+        if (e == 0) return 0;
+        errno = e;
+        return -1;
+    });
 }
 
 inline int prctl(int option, unsigned long arg) noexcept {
@@ -208,6 +237,44 @@ inline int poll_until(pollfd* fds, nfds_t n, std::chrono::steady_clock::time_poi
         if (r != -1 || errno != EINTR) return r;
     }
 }
+
+/// While alive, a write to a pipe whose reader is gone fails with EPIPE in this thread
+/// instead of raising SIGPIPE (which kills a process that does not ignore it). SIGPIPE is
+/// blocked in the calling thread, and one it raised meanwhile is consumed on the way out;
+/// one that was pending before is left pending.
+class sigpipe_guard {
+public:
+    sigpipe_guard() noexcept {
+        ::sigemptyset(&pipe_);
+        ::sigaddset(&pipe_, SIGPIPE);
+        ::pthread_sigmask(SIG_BLOCK, &pipe_, &old_);
+        sigset_t pending;
+        ::sigemptyset(&pending);
+        ::sigpending(&pending);
+        was_pending_ = ::sigismember(&pending, SIGPIPE) == 1;
+    }
+    sigpipe_guard(const sigpipe_guard&) = delete;
+    sigpipe_guard& operator=(const sigpipe_guard&) = delete;
+    ~sigpipe_guard() {
+        int saved = errno;
+        if (!was_pending_) {
+            sigset_t pending;
+            ::sigemptyset(&pending);
+            ::sigpending(&pending);
+            if (::sigismember(&pending, SIGPIPE) == 1) {
+                timespec zero{};
+                while (::sigtimedwait(&pipe_, nullptr, &zero) < 0 && errno == EINTR) {
+                }
+            }
+        }
+        ::pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+        errno = saved;
+    }
+
+private:
+    sigset_t pipe_{}, old_{};
+    bool was_pending_ = false;
+};
 
 /// An owned file descriptor: closed on destruction, movable, never copied.
 class unique_fd {
