@@ -7,9 +7,25 @@
 #include <multiproc/value.hpp>
 
 #include <mutex>
+#include <optional>
 
 using namespace multiproc;
 using namespace std::chrono_literals;
+
+namespace {
+/// Starts a child that waits on `c` for at most `timeout`; it exits with 0 if wait()
+/// returned `expect` (true: notified), else 1.
+process start_waiter(condition& c, std::chrono::milliseconds timeout, bool expect = true) {
+    process p([&c, timeout, expect] {
+        std::lock_guard g(c);
+        bool woken = c.wait(timeout);
+        c.release(); // _Exit runs no destructor
+        std::_Exit(woken == expect ? 0 : 1);
+    });
+    p.start();
+    return p;
+}
+} // namespace
 
 TEST_CASE("wait and notify need the lock held: CPython's AssertionError messages", "[sync][condition]") {
     condition c;
@@ -65,9 +81,10 @@ TEST_CASE("notify(n) wakes n waiters, notify_all the rest", "[sync][condition]")
     std::vector<process> ps;
     for (int i = 0; i < n; ++i)
         ps.emplace_back([&] {
-            std::lock_guard g(c);
+            c.acquire();
             bool ok = c.wait(30s);
             woken.fetch_add(1);
+            c.release();
             std::_Exit(ok ? 0 : 1);
         });
     for (auto& p : ps) p.start();
@@ -97,40 +114,25 @@ TEST_CASE("notify(n) wakes n waiters, notify_all the rest", "[sync][condition]")
 
 TEST_CASE("a waiter that comes after notify() does not take the wake-up of one already waiting", "[sync][condition]") {
     condition c;
-    process early([&] {
-        std::lock_guard g(c);
-        std::_Exit(c.wait(30s) ? 0 : 1);
-    });
-    early.start();
+    auto early = start_waiter(c, 30s);
     REQUIRE(test::asleep_in(*early.pid()));
-    process late([&] {
-        std::lock_guard g(c);
-        std::_Exit(c.wait(100ms) ? 1 : 0); // must not be woken
-    });
+    std::optional<process> late;
     {
         std::lock_guard g(c);
         c.notify();
-        late.start(); // it cannot wait before we release the lock
+        late = start_waiter(c, 100ms, false); // it cannot wait before we release the lock
     }
     early.join();
-    late.join();
+    late->join();
     CHECK(early.exitcode() == 0);
-    CHECK(late.exitcode() == 0);
+    CHECK(late->exitcode() == 0); // not woken
 }
 
 TEST_CASE("a waiter that timed out does not absorb a later notify()", "[sync][condition][timeout]") {
     condition c;
-    process quitter([&] {
-        std::lock_guard g(c);
-        std::_Exit(c.wait(100ms) ? 1 : 0);
-    });
-    quitter.start();
+    auto quitter = start_waiter(c, 100ms, false);
     REQUIRE(test::asleep_in(*quitter.pid()));
-    process stayer([&] {
-        std::lock_guard g(c);
-        std::_Exit(c.wait(30s) ? 0 : 1);
-    });
-    stayer.start(); // its ticket comes after the quitter's
+    auto stayer = start_waiter(c, 30s); // its ticket comes after the quitter's
     REQUIRE(test::asleep_in(*stayer.pid()));
     quitter.join();
     CHECK(quitter.exitcode() == 0);
@@ -145,14 +147,7 @@ TEST_CASE("a waiter that timed out does not absorb a later notify()", "[sync][co
 TEST_CASE("the lock of a condition whose holder is killed goes to the next acquirer, who is told",
           "[sync][condition][dead]") {
     condition c;
-    event held;
-    process p([&] {
-        c.acquire();
-        held.set();
-        for (;;) ::pause();
-    });
-    p.start();
-    REQUIRE(held.wait(30s));
+    auto p = test::start_holder([&] { c.acquire(); });
     p.kill();
     std::unique_lock g(c, std::defer_lock);
     REQUIRE(g.try_lock_for(30s));
@@ -172,11 +167,7 @@ TEST_CASE("a waiter killed while waiting does not stop notify_all() from waking 
     });
     doomed.start();
     REQUIRE(test::asleep_in(*doomed.pid()));
-    process waiter([&] {
-        std::lock_guard g(c);
-        std::_Exit(c.wait(30s) ? 0 : 1);
-    });
-    waiter.start();
+    auto waiter = start_waiter(c, 30s);
     REQUIRE(test::asleep_in(*waiter.pid()));
     doomed.kill();
     doomed.join();

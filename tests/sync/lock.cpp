@@ -17,19 +17,15 @@ using detail::sys::call;
 namespace {
 auto elapsed_since(std::chrono::steady_clock::time_point t0) { return std::chrono::steady_clock::now() - t0; }
 
-/// Starts a child that acquires `l`, says so through `held`, and then waits on `gate`
-/// (or forever): a holder that can be killed.
+/// Starts a child that acquires `l`, then releases it when `gate` opens.
 template <class Lock>
-process holder(Lock& l, event& held, test::gate* gate = nullptr) {
-    process p([&l, &held, gate] {
+process holder_until(Lock& l, test::gate& gate) {
+    event held;
+    process p([&l, held, &gate]() mutable {
         l.acquire();
         held.set();
-        if (gate) {
-            gate->wait();
-            l.release();
-        } else {
-            for (;;) ::pause();
-        }
+        gate.wait();
+        l.release();
     });
     p.start();
     REQUIRE(held.wait(30s));
@@ -64,9 +60,8 @@ TEST_CASE("any process may release a lock, as Python's Lock is a binary semaphor
 
 TEST_CASE("acquire(timeout) gives up after the timeout, and returns when the holder releases", "[sync][lock][timeout]") {
     lock l;
-    event held;
     test::gate gate;
-    auto p = holder(l, held, &gate);
+    auto p = holder_until(l, gate);
     CHECK(test::repr(l) == "<Lock(owner=SomeOtherProcess)>");
     auto t0 = std::chrono::steady_clock::now();
     CHECK_FALSE(l.acquire(50ms));
@@ -146,8 +141,7 @@ TEST_CASE("locks work with std::unique_lock (timed) and std::scoped_lock of two 
 
 TEST_CASE("a lock whose holder is killed goes to the next acquirer, who is told", "[sync][lock][dead]") {
     lock l;
-    event held;
-    auto p = holder(l, held);
+    auto p = test::start_holder([&] { l.acquire(); });
     CHECK_FALSE(l.acquire(false)); // the holder is alive
     pid_t pid = *p.pid();
     p.kill(); // not reaped yet: a zombie still holds the pid
@@ -167,8 +161,7 @@ TEST_CASE("a lock whose holder is killed goes to the next acquirer, who is told"
 
 TEST_CASE("a process blocked on a lock takes it over when the holder is killed", "[sync][lock][dead]") {
     lock l;
-    event held;
-    auto p = holder(l, held);
+    auto p = test::start_holder([&] { l.acquire(); });
     event waiting;
     process waiter([&] {
         waiting.set();
@@ -199,9 +192,8 @@ TEST_CASE("a non-blocking acquire takes over a lock whose holder has ended", "[s
 
 TEST_CASE("an interrupted futex wait is retried; a failing one is an os_error naming it", "[sync][lock][faults]") {
     lock l;
-    event held;
     test::gate gate;
-    auto p = holder(l, held, &gate);
+    auto p = holder_until(l, gate);
     {
         test::inject eintr(call::futex, EINTR, 3);
         CHECK_FALSE(l.acquire(30ms));
@@ -221,8 +213,7 @@ TEST_CASE("without /proc, a dead holder that has been reaped is still found", "[
     lock l;
     l.acquire(); // this process's id is known before /proc goes missing
     l.release();
-    event held;
-    auto p = holder(l, held);
+    auto p = test::start_holder([&] { l.acquire(); });
     p.kill();
     p.join(); // reaped: kill(pid, 0) reports ESRCH
     test::inject no_proc(call::open, EACCES, 1000);

@@ -77,16 +77,11 @@ TEST_CASE("only the holding thread may release an rlock, with CPython's Assertio
 
 TEST_CASE("an rlock held at depth 3 by a killed process goes to the next acquirer, who is told", "[sync][rlock][dead]") {
     rlock r;
-    event held;
-    process p([&] {
+    auto p = test::start_holder([&] {
         r.acquire();
         r.acquire();
         r.acquire();
-        held.set();
-        for (;;) ::pause();
     });
-    p.start();
-    REQUIRE(held.wait(30s));
     CHECK(test::repr(r) == "<RLock(SomeOtherProcess, nonzero)>");
     CHECK_FALSE(r.acquire(20ms));
     p.kill();

@@ -93,15 +93,10 @@ TEST_CASE("units taken by a consumer that ends are not made up: signals are cons
 
 TEST_CASE("units held by a killed process go back to the semaphore; the acquirer is told", "[sync][semaphore][dead]") {
     semaphore s(3);
-    event held;
-    process p([&] {
+    auto p = test::start_holder([&] {
         s.acquire();
         s.acquire();
-        held.set();
-        for (;;) ::pause();
     });
-    p.start();
-    REQUIRE(held.wait(30s));
     CHECK(s.acquire(false)); // the third unit, free
     CHECK_FALSE(s.owner_died());
     CHECK_FALSE(s.acquire(false));
@@ -122,14 +117,7 @@ TEST_CASE("units held by a killed process go back to the semaphore; the acquirer
 
 TEST_CASE("a unit handed off (acquired here, released there) is not given back twice", "[sync][semaphore][dead]") {
     bounded_semaphore b(1);
-    event held;
-    process p([&] {
-        b.acquire();
-        held.set();
-        for (;;) ::pause();
-    });
-    p.start();
-    REQUIRE(held.wait(30s));
+    auto p = test::start_holder([&] { b.acquire(); });
     b.release(); // on the holder's behalf
     p.kill();
     p.join();
@@ -142,14 +130,7 @@ TEST_CASE("a unit handed off (acquired here, released there) is not given back t
 
 TEST_CASE("a bounded semaphore is not over-filled by units coming back", "[sync][semaphore][dead]") {
     bounded_semaphore b(2);
-    event held;
-    process p([&] {
-        b.acquire();
-        held.set();
-        for (;;) ::pause();
-    });
-    p.start();
-    REQUIRE(held.wait(30s));
+    auto p = test::start_holder([&] { b.acquire(); });
     p.kill();
     p.join();
     CHECK(b.acquire(30s));

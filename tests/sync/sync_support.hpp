@@ -3,6 +3,9 @@
 
 #include "support/support.hpp"
 
+#include <multiproc/process.hpp>
+#include <multiproc/sync.hpp>
+
 #include <chrono>
 #include <fstream>
 #include <sched.h>
@@ -32,6 +35,22 @@ inline bool asleep_in(pid_t pid, const std::string& where = "futex", std::chrono
         ::sched_yield();
     }
     return false;
+}
+
+/// Starts a child that runs `take()` (acquiring a lock, units of a semaphore, ...), says
+/// so, and then waits to be killed: the holder of the tests of what a dead holder does.
+/// Returns once `take()` has returned in the child.
+template <class F>
+multiproc::process start_holder(F take) {
+    multiproc::event held;
+    multiproc::process p([take, held]() mutable {
+        take();
+        held.set();
+        for (;;) ::pause();
+    });
+    p.start();
+    REQUIRE(held.wait(30s));
+    return p;
 }
 
 } // namespace test
