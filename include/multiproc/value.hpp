@@ -110,7 +110,9 @@ public:
 
     /// The shared T itself (Python: the ctypes object); plain accesses are not atomic.
     [[nodiscard]] T& get_obj() const noexcept { return *cell_; }
+    /// The shared T, as get_obj().
     T& operator*() const noexcept { return *cell_; }
+    /// A member of the shared T.
     T* operator->() const noexcept { return cell_.get(); }
 
     /// A std::atomic_ref to the shared T, for any atomic operation (lock-free T only).
@@ -219,10 +221,15 @@ public:
         for (auto&& x : r) ::new (data_ + i++) T(static_cast<T>(x));
     }
 
+    /// The number of elements (Python: len(a)).
     [[nodiscard]] std::size_t size() const noexcept { return size_; }
+    /// Whether there are no elements.
     [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
+    /// The first element, in shared memory.
     [[nodiscard]] T* data() const noexcept { return data_; }
+    /// Iteration over the elements (a contiguous range); accesses are not atomic.
     [[nodiscard]] T* begin() const noexcept { return data_; }
+    /// The end of the elements.
     [[nodiscard]] T* end() const noexcept { return data_ + size_; }
 
     /// The element at `i`, unchecked.
