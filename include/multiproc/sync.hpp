@@ -150,6 +150,7 @@ template <class... Ps>
 class basic_lock : public detail::lockable<basic_lock<Ps...>> {
 public:
     using policies = policy_set<Ps...>;
+    static_assert(sizeof(policies) > 0); // checks the policies, with policy_set's sentences
 
     /// A new, unlocked lock.
     basic_lock() : s_(detail::shared_ptr_in_arena<detail::pid_lock>::make(0)) {}
