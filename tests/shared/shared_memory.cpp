@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <regex>
 #include <sstream>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 using namespace multiproc;
@@ -146,5 +148,27 @@ TEST_CASE("a failure while creating leaves no segment and no descriptor behind",
         test::inject fail(call::getrandom, ENOSYS);
         CHECK_THROWS_AS(shared_memory::create(4096), os_error);
     }
+    CHECK(test::describe_fds(test::open_fds()) == test::describe_fds(before));
+}
+
+TEST_CASE("attaching to an empty segment or one that cannot be examined fails cleanly",
+          "[shared][shared_memory][errors][faults]") {
+    auto before = test::open_fds();
+    std::string name = unique_name("empty");
+    int fd = ::shm_open(("/" + name).c_str(), O_CREAT | O_EXCL | O_RDWR, 0600); // size 0
+    REQUIRE(fd >= 0);
+    ::close(fd);
+    CHECK_THROWS_MATCHES(shared_memory::attach(name), value_error,
+                         Catch::Matchers::Message("cannot mmap an empty file: shared memory '/" + name + "' has size 0"));
+    ::shm_unlink(("/" + name).c_str());
+    auto owner = shared_memory::create(64, unique_name("fstat"));
+    {
+        test::inject fail(call::fstat, EIO);
+        CHECK_THROWS_MATCHES(shared_memory::attach(owner.name()), os_error,
+                             Catch::Matchers::Message("multiproc: fstat of shared memory '/" + owner.name() +
+                                                      "': Input/output error"));
+    }
+    owner.unlink();
+    owner.close();
     CHECK(test::describe_fds(test::open_fds()) == test::describe_fds(before));
 }
