@@ -117,6 +117,19 @@ public:
     using error::error;
 };
 
+/// A barrier was broken (aborted, timed out, its action threw, or a party died while
+/// waiting) or was reset while a party waited (Python: threading.BrokenBarrierError).
+class broken_barrier_error : public error {
+public:
+    using error::error;
+};
+
+/// An index out of range, such as `array::at(n)` past the end (Python: IndexError).
+class index_error : public error {
+public:
+    using error::error;
+};
+
 namespace detail {
 
 /// Python's repr() of a str: single quotes unless the text holds a ' and no ", backslash

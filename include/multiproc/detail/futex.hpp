@@ -85,12 +85,20 @@ struct notifier {
     }
 };
 
+/// A deadline `timeout` from now: a negative timeout is now (as Python treats it), and one
+/// too long to represent, such as `hours::max()`, is none: wait forever.
+template <class Rep, class Period>
+std::optional<steady::time_point> deadline_in(std::chrono::duration<Rep, Period> timeout) {
+    if (timeout <= timeout.zero()) return steady::now();
+    if (std::chrono::duration<double>(timeout).count() > 3e9) return std::nullopt; // ~95 years
+    return steady::now() + std::chrono::ceil<steady::duration>(timeout);
+}
+
 /// A deadline `timeout` from now, or none (wait forever) if `timeout` is empty.
 template <class Rep, class Period>
 std::optional<steady::time_point> deadline_after(std::optional<std::chrono::duration<Rep, Period>> timeout) {
     if (!timeout) return std::nullopt;
-    auto t = std::chrono::duration_cast<steady::duration>(*timeout);
-    return steady::now() + (t < steady::duration::zero() ? steady::duration::zero() : t);
+    return deadline_in(*timeout);
 }
 
 } // namespace multiproc::detail

@@ -20,6 +20,7 @@
 #include <linux/futex.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/prctl.h>
@@ -33,7 +34,7 @@ namespace multiproc::detail::sys {
 enum class call : unsigned char {
     fork, waitpid, pidfd_open, pidfd_send_signal, poll, kill, close, pipe2, read, write, open, dup, dup2,
     prctl, socketpair, sendmsg, recvmsg, mmap, ftruncate, memfd_create, shm_open, futex, execve,
-    posix_spawn, fcntl, access, stat, ioctl, other
+    posix_spawn, fcntl, access, stat, ioctl, shm_unlink, fstat, munmap, getrandom, other
 };
 
 #if defined(MULTIPROC_FAULT_INJECTION)
@@ -168,6 +169,35 @@ inline void* mmap(void* addr, std::size_t len, int prot, int flags, int fd, off_
     }
     void* p = ::mmap(addr, len, prot, flags, fd, off);
     return p == MAP_FAILED ? nullptr : p;
+}
+
+inline int munmap(void* addr, std::size_t len) noexcept {
+    return invoke(call::munmap, [&] { return ::munmap(addr, len); });
+}
+
+inline int fstat(int fd, struct stat* st) noexcept {
+    return invoke(call::fstat, [&] { return ::fstat(fd, st); });
+}
+
+/// shm_open: a name in /dev/shm (only for shared_memory, which users name on purpose).
+inline int shm_open(const char* name, int flags, mode_t mode) noexcept {
+    return retry(call::shm_open, [&] { return ::shm_open(name, flags, mode); });
+}
+
+inline int shm_unlink(const char* name) noexcept {
+    return invoke(call::shm_unlink, [&] { return ::shm_unlink(name); });
+}
+
+/// Fills `buf` with `n` random bytes from the kernel; returns 0 or -1.
+inline int getrandom_all(void* buf, std::size_t n) noexcept {
+    auto p = static_cast<unsigned char*>(buf);
+    while (n > 0) {
+        ssize_t r = retry(call::getrandom, [&] { return ::getrandom(p, n, 0); });
+        if (r < 0) return -1;
+        p += r;
+        n -= static_cast<std::size_t>(r);
+    }
+    return 0;
 }
 
 /// FUTEX_WAIT on a word shared between processes: returns 0 when woken (or spuriously),
