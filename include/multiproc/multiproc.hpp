@@ -11,4 +11,8 @@
 #include <multiproc/policies/resolve.hpp>
 #include <multiproc/process.hpp>
 #include <multiproc/queue.hpp>
+#include <multiproc/shared_memory.hpp>
+#include <multiproc/subprocess.hpp>
+#include <multiproc/sync.hpp>
+#include <multiproc/value.hpp>
 #include <multiproc/version.hpp>

@@ -151,7 +151,7 @@ public:
             }
             status = code ? "stopped" : "started";
         }
-        os << '<' << p.class_name_ << " name='" << c.name << '\'';
+        os << '<' << c.class_name << " name='" << c.name << '\'';
         if (c.started()) os << " pid=" << c.pid;
         os << " parent=" << c.parent_pid << ' ' << status;
         if (code) {
@@ -167,8 +167,7 @@ public:
 
 protected:
     process_handle() = default;
-    process_handle(std::shared_ptr<detail::child_record> r, std::string class_name)
-        : rec_(std::move(r)), class_name_(std::move(class_name)) {}
+    explicit process_handle(std::shared_ptr<detail::child_record> r) : rec_(std::move(r)) {}
 
     detail::child_record& rec() const {
         if (!rec_) throw state_error("process object was moved from");
@@ -196,7 +195,6 @@ protected:
     }
 
     std::shared_ptr<detail::child_record> rec_;
-    std::string class_name_ = "Process";
 
     friend std::vector<process_handle> active_children();
 };
@@ -264,7 +262,7 @@ public:
         int fd = detail::sys::pidfd_open(pid);
         if (fd < 0) {
             int e = errno;
-            ::kill(pid, SIGKILL);
+            detail::sys::kill(pid, SIGKILL);
             detail::sys::waitpid(pid, nullptr, 0);
             detail::sys::fail("pidfd_open for process " + c.name, e);
         }
@@ -284,9 +282,9 @@ protected:
             c->identity = r.self.identity;
             c->identity.push_back(r.counter++);
         }
-        class_name_ = detail::process_class_name<Derived>();
+        c->class_name = detail::process_class_name<Derived>();
         if (opts.name.empty()) {
-            c->name = class_name_ + "-";
+            c->name = c->class_name + "-";
             for (std::size_t i = 0; i < c->identity.size(); ++i)
                 c->name += (i ? ":" : "") + std::to_string(c->identity[i]);
         } else {
@@ -399,7 +397,7 @@ inline std::optional<process_info> parent_process() {
 /// (Python: multiprocessing.active_children()).
 inline std::vector<process_handle> active_children() {
     std::vector<process_handle> out;
-    for (auto& c : detail::reap_children()) out.push_back(process_handle(c, "Process"));
+    for (auto& c : detail::reap_children()) out.push_back(process_handle(c));
     return out;
 }
 

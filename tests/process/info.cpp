@@ -4,6 +4,7 @@
 #include <multiproc/process.hpp>
 
 #include <filesystem>
+#include <sstream>
 #include <fstream>
 #include <sched.h>
 
@@ -18,7 +19,8 @@ struct Worker : process_base<Worker> {
 namespace deep {
 template <class T>
 struct templated_job : process_base<templated_job<T>> {
-    void run() {}
+    test::gate* gate = nullptr;
+    void run() { gate->wait(); }
 };
 } // namespace deep
 } // namespace
@@ -78,6 +80,14 @@ TEST_CASE("a subclass is named after its class, a name may be given or changed",
     CHECK(w.name().rfind("Worker-", 0) == 0);
     deep::templated_job<int> t;
     CHECK(t.name().rfind("templated_job-", 0) == 0);
+    test::gate gate;
+    t.gate = &gate;
+    t.start();
+    std::ostringstream repr; // a subclass shows its own class name, in active_children() too
+    repr << active_children().at(0);
+    CHECK(repr.str().rfind("<templated_job name='templated_job-", 0) == 0);
+    gate.release();
+    t.join();
     process named(process_options{.name = "my_service"}, [] {});
     CHECK(named.name() == "my_service");
     w.name("renamed");
@@ -114,6 +124,9 @@ TEST_CASE("active_children lists running children and reaps the finished ones", 
     REQUIRE(kids.size() == 1);
     CHECK(kids[0].pid() == running.pid());
     CHECK(kids[0].name() == running.name());
+    std::ostringstream repr;
+    repr << kids[0];
+    CHECK(repr.str().rfind("<Process name='" + running.name() + "'", 0) == 0);
     // quick was reaped by active_children: no zombie is left
     auto zombies = test::children_of(::getpid());
     CHECK(std::find(zombies.begin(), zombies.end(), quick_pid) == zombies.end());

@@ -156,6 +156,7 @@ inline void flush_std_streams() noexcept {
 }
 
 struct child_record {
+    std::string class_name = "Process"; // what Python's repr shows: Process, or the subclass's name
     std::string name;
     std::vector<int> identity;
     bool daemon = false;
