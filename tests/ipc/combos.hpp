@@ -45,6 +45,7 @@
 #include <variant>
 #include <vector>
 
+#include <pthread.h>
 #include <sys/mman.h>
 
 namespace test {
@@ -220,6 +221,23 @@ private:
     T* p_;
     std::size_t n_;
 };
+
+/// Runs `f()` on a thread with a stack of `bytes` and waits for it: a function that
+/// returns a very large value (a 64 MiB trivially copyable struct) needs room for it.
+template <class F>
+void run_with_stack(std::size_t bytes, F f) {
+    pthread_attr_t attr;
+    ::pthread_attr_init(&attr);
+    ::pthread_attr_setstacksize(&attr, bytes);
+    pthread_t t;
+    auto trampoline = [](void* p) -> void* {
+        (*static_cast<F*>(p))();
+        return nullptr;
+    };
+    REQUIRE(::pthread_create(&t, &attr, trampoline, &f) == 0);
+    ::pthread_attr_destroy(&attr);
+    ::pthread_join(t, nullptr);
+}
 
 /// Descriptors and children before and after a test: nothing may leak.
 struct leak_check {

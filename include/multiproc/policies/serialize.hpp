@@ -69,9 +69,15 @@ struct bitwise {
             throw serialization_error("multiproc: cannot decode a " + detail::demangle(typeid(T).name()) +
                                       " (serialize::bitwise): the frame holds " + std::to_string(r.remaining()) +
                                       " bytes, not " + std::to_string(sizeof(T)));
-        std::array<std::byte, sizeof(T)> bytes;
-        r.read(bytes.data(), sizeof(T));
-        return std::bit_cast<T>(bytes);
+        if constexpr (std::is_default_constructible_v<T>) {
+            T v; // read straight into the value returned: one copy
+            r.read(std::addressof(v), sizeof(T));
+            return v;
+        } else {
+            std::array<std::byte, sizeof(T)> bytes;
+            r.read(bytes.data(), sizeof(T));
+            return std::bit_cast<T>(bytes);
+        }
     }
 };
 
