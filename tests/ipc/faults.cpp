@@ -14,32 +14,25 @@ namespace {
 using pipe_queue = basic_queue<std::string, transport::pipe>;
 using socket_queue = basic_queue<std::string, transport::socketpair>;
 using shm_queue = basic_queue<std::string, transport::shm>;
+
+/// Runs `op` while the next `times` calls of `c` fail with `err`, and checks that they all
+/// happened (so the loop under `op` met each failure and went on).
+template <class F>
+void through_faults(call c, int err, int times, F&& op) {
+    test::inject fault(c, err, times);
+    op();
+    CHECK(fault.left() == 0);
+}
 } // namespace
 
 TEST_CASE("interrupted reads, writes and polls are retried and the operation completes", "[ipc][faults][eintr]") {
     test::leak_check leaks;
     pipe_queue pq;
     socket_queue sq;
-    {
-        test::inject eintr(call::writev, EINTR, 3);
-        pq.put("through the pipe");
-        CHECK(eintr.left() == 0);
-    }
-    {
-        test::inject eintr(call::sendmsg, EINTR, 3);
-        sq.put("through the socket");
-        CHECK(eintr.left() == 0);
-    }
-    {
-        test::inject eintr(call::read, EINTR, 3);
-        CHECK(pq.get() == "through the pipe");
-        CHECK(eintr.left() == 0);
-    }
-    {
-        test::inject eintr(call::read, EINTR, 2);
-        CHECK(sq.get() == "through the socket");
-        CHECK(eintr.left() == 0);
-    }
+    through_faults(call::writev, EINTR, 3, [&] { pq.put("through the pipe"); });
+    through_faults(call::sendmsg, EINTR, 3, [&] { sq.put("through the socket"); });
+    through_faults(call::read, EINTR, 3, [&] { CHECK(pq.get() == "through the pipe"); });
+    through_faults(call::read, EINTR, 2, [&] { CHECK(sq.get() == "through the socket"); });
     {
         test::inject eintr(call::poll, EINTR, 2);
         auto t0 = std::chrono::steady_clock::now();
@@ -55,16 +48,8 @@ TEST_CASE("interrupted reads, writes and polls are retried and the operation com
         CHECK(mq.get() == "ring");
     }
     auto [a, b] = pipe<std::string>();
-    {
-        test::inject eintr(call::writev, EINTR, 2);
-        b.send("over a connection");
-        CHECK(eintr.left() == 0);
-    }
-    {
-        test::inject eintr(call::read, EINTR, 2);
-        CHECK(a.recv() == "over a connection");
-        CHECK(eintr.left() == 0);
-    }
+    through_faults(call::writev, EINTR, 2, [&] { b.send("over a connection"); });
+    through_faults(call::read, EINTR, 2, [&] { CHECK(a.recv() == "over a connection"); });
 }
 
 TEST_CASE("a read or write that would block makes the loop wait for the descriptor and try again",
@@ -72,37 +57,13 @@ TEST_CASE("a read or write that would block makes the loop wait for the descript
     test::leak_check leaks;
     pipe_queue pq;
     socket_queue sq;
-    {
-        test::inject again(call::writev, EAGAIN, 2);
-        pq.put("once the pipe has room");
-        CHECK(again.left() == 0);
-    }
-    {
-        test::inject again(call::sendmsg, EAGAIN, 2);
-        sq.put("once the socket has room");
-        CHECK(again.left() == 0);
-    }
-    {
-        test::inject again(call::read, EAGAIN, 2);
-        CHECK(pq.get(10s) == "once the pipe has room");
-        CHECK(again.left() == 0);
-    }
-    {
-        test::inject again(call::read, EAGAIN, 1);
-        CHECK(sq.get(10s) == "once the socket has room");
-        CHECK(again.left() == 0);
-    }
+    through_faults(call::writev, EAGAIN, 2, [&] { pq.put("once the pipe has room"); });
+    through_faults(call::sendmsg, EAGAIN, 2, [&] { sq.put("once the socket has room"); });
+    through_faults(call::read, EAGAIN, 2, [&] { CHECK(pq.get(10s) == "once the pipe has room"); });
+    through_faults(call::read, EAGAIN, 1, [&] { CHECK(sq.get(10s) == "once the socket has room"); });
     auto [a, b] = pipe<std::string, transport::socketpair>();
-    {
-        test::inject again(call::sendmsg, EAGAIN, 2);
-        b.send("connection");
-        CHECK(again.left() == 0);
-    }
-    {
-        test::inject again(call::read, EAGAIN, 2);
-        CHECK(a.recv() == "connection");
-        CHECK(again.left() == 0);
-    }
+    through_faults(call::sendmsg, EAGAIN, 2, [&] { b.send("connection"); });
+    through_faults(call::read, EAGAIN, 2, [&] { CHECK(a.recv() == "connection"); });
 }
 
 TEST_CASE("a failed read or write is an os_error naming it, and the queue stays usable", "[ipc][faults][errors]") {

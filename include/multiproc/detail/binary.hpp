@@ -120,6 +120,26 @@ constexpr auto fold_hana_members(F f) {
     });
 }
 
+/// Calls f(member) for each member of a Hana struct or a plain aggregate, in order; false
+/// if it has none (then it encodes as an empty value).
+template <class V, class F>
+bool for_each_member(V& v, F&& f) {
+    using U = std::remove_cvref_t<V>;
+    if constexpr (hana_struct<U>) {
+        if constexpr (decltype(hana::length(hana::accessors<U>()))::value == 0)
+            return false;
+        else
+            hana::for_each(hana::accessors<U>(), [&](auto p) { f(hana::second(p)(v)); });
+    } else {
+        static_assert(pfr_aggregate<U>);
+        if constexpr (boost::pfr::tuple_size_v<U> == 0)
+            return false;
+        else
+            boost::pfr::for_each_field(v, f);
+    }
+    return true;
+}
+
 // ---- what the format covers -----------------------------------------------------
 
 template <class T>
@@ -304,17 +324,8 @@ void encode(const T& v, W& w) {
         encode(v.count(), w);
     } else if constexpr (is_time_point<U>::value) {
         encode(v.time_since_epoch(), w);
-    } else if constexpr (hana_struct<U>) {
-        if constexpr (decltype(hana::length(hana::accessors<U>()))::value == 0)
-            put_unit(w);
-        else
-            hana::for_each(hana::accessors<U>(), [&](auto p) { encode(hana::second(p)(v), w); });
-    } else {
-        static_assert(pfr_aggregate<U>);
-        if constexpr (boost::pfr::tuple_size_v<U> == 0)
-            put_unit(w);
-        else
-            boost::pfr::for_each_field(v, [&](const auto& f) { encode(f, w); });
+    } else { // a Hana struct or a plain aggregate
+        if (!for_each_member(v, [&](const auto& m) { encode(m, w); })) put_unit(w);
     }
 }
 
@@ -455,17 +466,8 @@ void decode_into(T& v, R& r) {
         v = U(decode_value<typename U::rep>(r));
     } else if constexpr (is_time_point<U>::value) {
         v = U(decode_value<typename U::duration>(r));
-    } else if constexpr (hana_struct<U>) {
-        if constexpr (decltype(hana::length(hana::accessors<U>()))::value == 0)
-            get_unit(r);
-        else
-            hana::for_each(hana::accessors<U>(), [&](auto p) { decode_into(hana::second(p)(v), r); });
-    } else {
-        static_assert(pfr_aggregate<U>);
-        if constexpr (boost::pfr::tuple_size_v<U> == 0)
-            get_unit(r);
-        else
-            boost::pfr::for_each_field(v, [&](auto& f) { decode_into(f, r); });
+    } else { // a Hana struct or a plain aggregate
+        if (!for_each_member(v, [&](auto& m) { decode_into(m, r); })) get_unit(r);
     }
 }
 

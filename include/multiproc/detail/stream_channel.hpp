@@ -105,23 +105,8 @@ public:
                 if (end - pos >= sizeof h + h.length)
                     return chunk_ref{h, staging_ + pos + sizeof h, pos + sizeof h + h.length};
             }
-            if (pos == end) {
-                if (pos != 0) commit([&](reader_state& s) { s.pos = s.end = 0; });
-                pos = end = 0;
-            } else if (pos != 0) { // a chunk cut by a read (not expected: staging is large enough)
-                std::memmove(staging_, staging_ + pos, end - pos);
-                end -= pos;
-                pos = 0;
-                commit([&](reader_state& s) {
-                    s.pos = 0;
-                    s.end = end;
-                });
-            }
-            ssize_t r = read_some(r_.get(), staging_ + end, shared_bytes() - end, "a queue's stream");
-            if (r < 0) return std::nullopt;
-            if (r == 0) throw error("multiproc: a queue's stream reached end of file (its write end was closed)");
-            end += static_cast<std::uint64_t>(r);
-            commit([&](reader_state& s) { s.end = end; });
+            to_front(pos, end, commit); // (a chunk cut by a read is not expected: staging is large enough)
+            if (!read_more(end, commit)) return std::nullopt;
         }
     }
 
@@ -137,23 +122,10 @@ public:
     std::optional<bool> holds_final_of(std::uint64_t seq, const reader_state& rs, Commit&& commit) {
         std::uint64_t pos = rs.pos, end = rs.end;
         chunk_position last = rs.last;
-        if (pos != 0) {
-            std::memmove(staging_, staging_ + pos, end - pos);
-            end -= pos;
-            pos = 0;
-            commit([&](reader_state& s) {
-                s.pos = 0;
-                s.end = end;
-            });
-        }
-        for (;;) {
+        to_front(pos, end, commit);
+        do {
             if (end == shared_bytes()) return std::nullopt;
-            ssize_t r = read_some(r_.get(), staging_ + end, shared_bytes() - end, "a queue's stream");
-            if (r < 0) break;
-            if (r == 0) throw error("multiproc: a queue's stream reached end of file (its write end was closed)");
-            end += static_cast<std::uint64_t>(r);
-            commit([&](reader_state& s) { s.end = end; });
-        }
+        } while (read_more(end, commit));
         chunk_header h;
         for (std::uint64_t p = pos; end - p >= sizeof h && load_chunk(staging_ + p, h); p += sizeof h + h.length) {
             if (end - p < sizeof h + h.length) break;
@@ -184,6 +156,31 @@ public:
     }
 
 private:
+    /// Moves what is left in staging, [pos, end), to its start, so that a read has room.
+    template <class Commit>
+    void to_front(std::uint64_t& pos, std::uint64_t& end, Commit& commit) {
+        if (pos == 0) return;
+        if (end != pos) std::memmove(staging_, staging_ + pos, end - pos);
+        end -= pos;
+        pos = 0;
+        commit([&, e = end](reader_state& s) {
+            s.pos = 0;
+            s.end = e;
+        });
+    }
+
+    /// One read from the stream into staging after `end`, committed; false if the stream
+    /// holds nothing now.
+    template <class Commit>
+    bool read_more(std::uint64_t& end, Commit& commit) {
+        ssize_t r = read_some(r_.get(), staging_ + end, shared_bytes() - end, "a queue's stream");
+        if (r < 0) return false;
+        if (r == 0) throw error("multiproc: a queue's stream reached end of file (its write end was closed)");
+        end += static_cast<std::uint64_t>(r);
+        commit([e = end](reader_state& s) { s.end = e; });
+        return true;
+    }
+
     /// The first offset in [from, end) where a chunk that follows `last` starts, or end.
     std::uint64_t find_chunk(std::uint64_t from, std::uint64_t end, const chunk_position& last) const noexcept {
         chunk_header h;
