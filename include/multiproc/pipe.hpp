@@ -51,20 +51,13 @@ public:
     /// leaves. Waits while the pipe is full (Python: Connection.send()).
     void send(const T& obj) {
         auto& e = sender();
-        auto& buf = detail::scratch();
-        buf.clear();
-        detail::vector_writer w(buf);
-        serializer::encode(obj, w);
-        e.send(buf);
+        e.send(detail::encode_to_scratch<serializer>(obj));
     }
 
     /// Receives the next value, waiting for it; `eof_error` once nothing is left and every
     /// other holder of the other end has closed it (Python: Connection.recv()).
     T recv() {
-        return receiver().recv([](std::span<const std::byte> bytes) {
-            detail::span_reader r(bytes);
-            return serializer::template decode<T>(r);
-        });
+        return detail::decode_from<serializer, T>([&](auto take) { receiver().recv(take); });
     }
 
     /// Whether a message (or end of file) is there to receive, waiting at most `timeout`
@@ -88,13 +81,15 @@ public:
     /// reported as `os_error` (EMSGSIZE); unlike Python's, the connection stays usable
     /// (Python: Connection.recv_bytes(maxlength)).
     std::vector<std::byte> recv_bytes(std::optional<std::size_t> maxlength = {}) {
-        return receiver().recv([&](std::span<const std::byte> bytes) {
+        std::vector<std::byte> out;
+        receiver().recv([&](std::span<const std::byte> bytes) {
             if (maxlength && bytes.size() > *maxlength)
                 throw os_error("multiproc: bad message length: " + std::to_string(bytes.size()) +
                                    " bytes, more than maxlength " + std::to_string(*maxlength),
                                EMSGSIZE);
-            return std::vector<std::byte>(bytes.begin(), bytes.end());
+            out.assign(bytes.begin(), bytes.end());
         });
+        return out;
     }
 
     /// Receives one message into `buf` from `offset` and returns its length; if it does not
@@ -102,12 +97,14 @@ public:
     /// Connection.recv_bytes_into(buffer, offset)).
     std::size_t recv_bytes_into(std::span<std::byte> buf, std::size_t offset = 0) {
         if (offset > buf.size()) throw value_error("multiproc: recv_bytes_into: offset is larger than the buffer");
-        return receiver().recv([&](std::span<const std::byte> bytes) {
+        std::size_t n = 0;
+        receiver().recv([&](std::span<const std::byte> bytes) {
             if (bytes.size() > buf.size() - offset)
                 throw buffer_too_short(std::vector<std::byte>(bytes.begin(), bytes.end()));
             if (!bytes.empty()) std::memcpy(buf.data() + offset, bytes.data(), bytes.size());
-            return bytes.size();
+            n = bytes.size();
         });
+        return n;
     }
 
     /// Closes this process's end, in every copy of it here (Python: Connection.close()).

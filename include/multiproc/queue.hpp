@@ -16,6 +16,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <utility>
 
 namespace multiproc {
 
@@ -60,27 +61,18 @@ protected:
         if (auto n = detail::encoded_size<serializer>(v); n && *n <= q.max_payload()) {
             q.put_in_place(
                 *n,
-                [&](std::span<std::byte> dst) {
+                [&](std::span<std::byte> dst, std::size_t) {
                     span_writer w(dst);
                     serializer::encode(v, w);
                 },
                 deadline);
         } else {
-            auto& buf = scratch();
-            buf.clear();
-            vector_writer w(buf);
-            serializer::encode(v, w);
-            q.put_bytes(buf, deadline);
+            q.put_bytes(encode_to_scratch<serializer>(v), deadline);
         }
     }
 
     T get_until(std::optional<steady::time_point> deadline) {
-        return core().get(
-            [](std::span<const std::byte> bytes) {
-                span_reader r(bytes);
-                return serializer::template decode<T>(r);
-            },
-            deadline);
+        return decode_from<serializer, T>([&](auto take) { core().get(take, deadline); });
     }
 
     template <class Rep, class Period>

@@ -74,6 +74,13 @@ private:
     std::size_t left_;
 };
 
+/// Where a message is encoded before it is sent, when it cannot be encoded in place: one
+/// buffer per thread, kept between messages.
+inline std::vector<std::byte>& scratch() {
+    thread_local std::vector<std::byte> buf;
+    return buf;
+}
+
 /// Bytes received and not yet handed out: a window [begin, end) of a buffer that grows
 /// without zero-filling (a vector would clear every byte it adds).
 class byte_buffer {

@@ -11,7 +11,9 @@
 // copies published after each commit and re-published by the repair.
 #pragma once
 
+#include <multiproc/detail/bytes.hpp>
 #include <multiproc/detail/chunk.hpp>
+#include <multiproc/detail/function_ref.hpp>
 #include <multiproc/detail/futex.hpp>
 #include <multiproc/detail/robust_mutex.hpp>
 #include <multiproc/detail/shared_region.hpp>
@@ -107,12 +109,6 @@ inline constexpr std::chrono::milliseconds liveness_slice{100};
 /// process's put in progress before it counts the queue as full.
 inline constexpr std::chrono::milliseconds lock_grace{1};
 
-/// The bytes a put encodes into before the queue's lock is taken, one buffer per thread.
-inline std::vector<std::byte>& scratch() {
-    thread_local std::vector<std::byte> buf;
-    return buf;
-}
-
 template <class Channel>
 class queue_core {
 public:
@@ -161,27 +157,31 @@ public:
 
     // ---- put ----------------------------------------------------------------------------
 
-    /// Puts one message of `n` bytes that `fill(span)` writes in place (n <= max_payload()).
-    template <class Fill>
-    void put_in_place(std::size_t n, Fill&& fill, std::optional<steady::time_point> deadline) {
+    /// Fills the span it is given with the payload bytes from the given offset on.
+    using filler = function_ref<void(std::span<std::byte>, std::size_t)>;
+    /// Takes a whole message's bytes (copy or decode them before returning).
+    using taker = function_ref<void(std::span<const std::byte>)>;
+
+    /// Puts one message of `n` bytes that `fill(span, 0)` writes in place (n <= max_payload()).
+    void put_in_place(std::size_t n, filler fill, std::optional<steady::time_point> deadline) {
         auto lk = lock_writer(deadline);
-        write_message(n, std::forward<Fill>(fill), deadline);
+        write_message(n, fill, deadline);
     }
 
     /// Puts one message whose bytes are ready; cut into chunks if it is large.
     void put_bytes(std::span<const std::byte> bytes, std::optional<steady::time_point> deadline) {
         auto lk = lock_writer(deadline);
-        write_message(bytes.size(),
-                      [&](std::span<std::byte> dst, std::size_t off) { std::memcpy(dst.data(), bytes.data() + off, dst.size()); },
-                      deadline);
+        write_message(
+            bytes.size(),
+            [&](std::span<std::byte> dst, std::size_t off) { std::memcpy(dst.data(), bytes.data() + off, dst.size()); },
+            deadline);
     }
 
     // ---- get ----------------------------------------------------------------------------
 
-    /// Takes the next message and returns `decode(bytes)`. Throws `queue_empty` if none
-    /// arrives before `deadline`. A message that fails to decode is consumed all the same.
-    template <class Decode>
-    auto get(Decode&& decode, std::optional<steady::time_point> deadline) {
+    /// Takes the next message and hands its bytes to `take`. Throws `queue_empty` if none
+    /// arrives before `deadline`. A message `take` fails on is consumed all the same.
+    void get(taker take, std::optional<steady::time_point> deadline) {
         reader_lock lk(*this, deadline);
         std::vector<std::byte> assembly;
         bool assembling = false;
@@ -210,9 +210,9 @@ public:
                 assembly.clear();
                 if (h.length == h.total) { // the whole message in one chunk: decode it in place
                     try {
-                        auto v = decode(std::span<const std::byte>(c->payload, h.length));
+                        take(std::span<const std::byte>(c->payload, h.length));
                         consume(*c, true);
-                        return v;
+                        return;
                     } catch (...) {
                         consume(*c, true); // a message that cannot be decoded is still taken
                         throw;
@@ -230,7 +230,8 @@ public:
             consume(*c, final);
             if (final) {
                 lk.unlock();
-                return decode(std::span<const std::byte>(assembly));
+                take(std::span<const std::byte>(assembly));
+                return;
             }
         }
     }
@@ -422,8 +423,7 @@ private:
 
     /// Writes one message under the writer lock. The deadline applies to every wait; a
     /// message abandoned half-way is dropped by consumers (it was never counted as put).
-    template <class Fill>
-    void write_message(std::size_t n, Fill&& fill, std::optional<steady::time_point> deadline) {
+    void write_message(std::size_t n, filler fill, std::optional<steady::time_point> deadline) {
         if (ctl_->maxsize > 0 &&
             !ctl_->slots.wait_until([&] { return slots_used() < static_cast<std::uint64_t>(ctl_->maxsize); },
                                     deadline))
@@ -456,12 +456,7 @@ private:
                 s.in_flight = 1;
                 s.final_chunk = final;
             });
-            auto slice = [&](std::span<std::byte> dst) {
-                if constexpr (std::is_invocable_v<Fill&, std::span<std::byte>, std::size_t>)
-                    fill(dst, off);
-                else
-                    fill(dst);
-            };
+            auto slice = [&](std::span<std::byte> dst) { fill(dst, off); };
             while (!ch_.try_put(h, slice)) {
                 if (!ch_.wait_room(len, deadline))
                     throw queue_full("multiproc: queue is full (its " + std::string(Channel::what) +

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <multiproc/detail/chunk.hpp>
+#include <multiproc/detail/function_ref.hpp>
 #include <multiproc/detail/futex.hpp>
 #include <multiproc/detail/queue_core.hpp>
 #include <multiproc/detail/ring.hpp>
@@ -106,9 +107,8 @@ public:
         }
     }
 
-    /// Takes the next message and returns `decode(payload)`; eof_error at end of file.
-    template <class Decode>
-    auto recv(Decode&& decode) {
+    /// Takes the next message and hands its payload to `take`; eof_error at end of file.
+    void recv(function_ref<void(std::span<const std::byte>)> take) {
         ring& r = in_->r;
         ring_shared& s = r.shared();
         std::vector<std::byte> assembly;
@@ -134,9 +134,9 @@ public:
                 assembly.clear();
                 if (final) { // the whole message in one chunk: decode it in place
                     try {
-                        auto v = decode(std::span<const std::byte>(it->payload, h.length));
+                        take(std::span<const std::byte>(it->payload, h.length));
                         consume();
-                        return v;
+                        return;
                     } catch (...) {
                         consume();
                         throw;
@@ -149,7 +149,7 @@ public:
             }
             assembly.insert(assembly.end(), it->payload, it->payload + h.length);
             consume();
-            if (final) return decode(std::span<const std::byte>(assembly));
+            if (final) return take(std::span<const std::byte>(assembly));
         }
     }
 

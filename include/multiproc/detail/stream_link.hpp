@@ -6,6 +6,7 @@
 #pragma once
 
 #include <multiproc/detail/bytes.hpp>
+#include <multiproc/detail/function_ref.hpp>
 #include <multiproc/detail/futex.hpp>
 #include <multiproc/detail/stream.hpp>
 #include <multiproc/detail/sys.hpp>
@@ -92,9 +93,8 @@ public:
         }
     }
 
-    /// Takes the next frame and returns `decode(payload)`; eof_error at end of file.
-    template <class Decode>
-    auto recv(Decode&& decode) {
+    /// Takes the next frame and hands its payload to `take`; eof_error at end of file.
+    void recv(function_ref<void(std::span<const std::byte>)> take) {
         if (wait(std::nullopt) == frame_status::eof)
             throw eof_error(in_.size() ? "multiproc: got end of file during message" : "multiproc: end of file: every "
                                                                                        "other holder of the connection "
@@ -107,7 +107,7 @@ public:
             std::size_t n;
             ~consume_after() { in.consume(n); }
         } after{in_, sizeof h + h.length};
-        return decode(payload);
+        take(payload);
     }
 
 private:

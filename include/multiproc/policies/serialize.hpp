@@ -13,11 +13,15 @@
 #include <concepts>
 #include <cstddef>
 #include <memory>
+#include <new>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <type_traits>
 #include <typeinfo>
+#include <utility>
+#include <vector>
 
 namespace multiproc {
 
@@ -165,6 +169,45 @@ constexpr bool check_serializable() {
         (void)carrier;
     }
     return true;
+}
+
+/// Encodes `v` with S into this thread's scratch buffer; the bytes stay valid until the
+/// thread encodes again.
+template <class S, class T>
+std::span<const std::byte> encode_to_scratch(const T& v) {
+    auto& buf = scratch();
+    buf.clear();
+    vector_writer w(buf);
+    S::encode(v, w);
+    return buf;
+}
+
+/// Calls `source(take)`, which hands one message's bytes to `take`, and returns the T
+/// that S decodes from them.
+template <class S, class T, class Source>
+T decode_from(Source&& source) {
+    // The decoded value is built in place (a new-expression takes decode's result without a
+    // copy; optional::emplace would take a temporary first): a 64 MiB trivially copyable
+    // value then costs two copies of stack, not three.
+    union slot {
+        T value;
+        slot() noexcept {}
+        ~slot() {}
+    } out;
+    bool made = false;
+    source([&](std::span<const std::byte> bytes) {
+        span_reader r(bytes);
+        ::new (static_cast<void*>(std::addressof(out.value))) T(S::template decode<T>(r));
+        made = true;
+    });
+    struct destroy {
+        slot& s;
+        bool made;
+        ~destroy() {
+            if (made) s.value.~T();
+        }
+    } guard{out, made};
+    return std::move(out.value);
 }
 
 /// The encoded size when S can tell it cheaply, else nothing.
