@@ -264,7 +264,9 @@ TEMPLATE_LIST_TEST_CASE("64 MiB messages pass whole through a pipe, larger than 
 
 TEST_CASE("shm: a sender killed mid-message leaves the ring usable for the other senders", "[pipe][kill][shm]") {
     test::leak_check leaks;
-    auto [r, w] = pipe<std::string, transport::shm>(false, 16 * 1024);
+    auto ends = pipe<std::string, transport::shm>(false, 16 * 1024);
+    auto& r = ends.first;
+    auto& w = ends.second; // (plain references: clang 14 cannot capture structured bindings)
     process victim([&] { w.send(std::string(1 << 20, 'v')); }); // far larger than the ring
     victim.start();
     CHECK(r.poll(30s)); // its first chunks are in the ring

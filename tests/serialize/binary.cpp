@@ -41,7 +41,6 @@ std::vector<std::byte> cat(std::initializer_list<std::vector<std::byte>> parts) 
 struct padded {
     char c;
     double d;
-    friend bool operator==(const padded&, const padded&) = default;
 };
 struct empty_struct {};
 enum unfixed { u1, u2 };
