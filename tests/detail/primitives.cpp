@@ -47,7 +47,7 @@ TEST_CASE("a shared region is zeroed, shared with children, and leaves nothing i
     CHECK(test::describe_fds(test::open_fds()) == test::describe_fds(fds));
 }
 
-TEST_CASE("a notifier wakes a waiter in another process; waits time out", "[detail][futex]") {
+TEST_CASE("a notifier wakes a waiter in another process, waits time out", "[detail][futex]") {
     auto r = detail::shared_region::create(sizeof(shared_state));
     auto* s = r.construct<shared_state>();
     process waiter([&] {

@@ -26,7 +26,7 @@ TEST_CASE("/proc/<pid>/stat is parsed from the last parenthesis", "[detail][live
     CHECK(self->state == 'R');
 }
 
-TEST_CASE("a holder id names this process; a child gets its own after fork", "[detail][liveness]") {
+TEST_CASE("a holder id names this process, a child gets its own after fork", "[detail][liveness]") {
     auto me = detail::self_holder_id();
     CHECK(detail::holder_pid(me) == ::getpid());
     CHECK(detail::holder_start(me) != 0);

@@ -48,7 +48,7 @@ TEST_CASE("levels have Python's names and numbers", "[logging][levels]") {
     CHECK(static_cast<int>(log_level::subwarning) == 25);
 }
 
-TEST_CASE("the logger is silent until given a handler; NOTSET means WARNING", "[logging][levels]") {
+TEST_CASE("the logger is silent until given a handler, NOTSET means WARNING", "[logging][levels]") {
     reset_logger reset;
     auto log = get_logger();
     std::string lines;

@@ -48,7 +48,7 @@ TEST_CASE("processes are numbered Process-N per creator, at construction", "[pro
     CHECK(c.name() == "Process-" + std::to_string(ib + 1));
 }
 
-TEST_CASE("a child sees its own name and its parent's; its children are Process-N:M", "[process][names]") {
+TEST_CASE("a child sees its own name and its parent's, its children are Process-N:M", "[process][names]") {
     test::pipe_pair out;
     process p(process_options{.name = "outer"}, [&] {
         auto parent = parent_process();

@@ -219,7 +219,7 @@ TEST_CASE("a process object from the parent cannot be joined, tested or started 
     sibling.join();
 }
 
-TEST_CASE("a process object moves; a moved-from one says so", "[process]") {
+TEST_CASE("a process object moves, a moved-from one says so", "[process]") {
     process a([] { std::_Exit(6); });
     std::string name = a.name();
     process b(std::move(a));

@@ -23,7 +23,7 @@ bool in_dev_shm(const std::string& name) { return std::filesystem::exists("/dev/
 std::string unique_name(const char* what) { return "mpt_" + std::to_string(::getpid()) + "_" + what; }
 } // namespace
 
-TEST_CASE("an owner creates a segment with a random name, mode 0600; its destructor unlinks it",
+TEST_CASE("an owner creates a segment with a random name, mode 0600, its destructor unlinks it",
           "[shared][shared_memory]") {
     std::string name;
     {
@@ -44,7 +44,7 @@ TEST_CASE("an owner creates a segment with a random name, mode 0600; its destruc
     CHECK_FALSE(in_dev_shm(name));
 }
 
-TEST_CASE("a process attaches by name and sees the owner's bytes; attaching never unlinks",
+TEST_CASE("a process attaches by name and sees the owner's bytes, attaching never unlinks",
           "[shared][shared_memory]") {
     auto owner = shared_memory(unique_name("attach"), true, 64);
     std::memcpy(owner.buf().data(), "hello", 6);
@@ -65,7 +65,7 @@ TEST_CASE("a process attaches by name and sees the owner's bytes; attaching neve
     CHECK(in_dev_shm(owner.name()));
 }
 
-TEST_CASE("a copy of the owner is an attacher; a child destroying an inherited owner does not unlink",
+TEST_CASE("a copy of the owner is an attacher, a child destroying an inherited owner does not unlink",
           "[shared][shared_memory]") {
     auto owner = shared_memory::create(16, unique_name("copy"));
     {
@@ -86,7 +86,7 @@ TEST_CASE("a copy of the owner is an attacher; a child destroying an inherited o
     CHECK(owner.is_owner());
 }
 
-TEST_CASE("close() unmaps; unlink() removes the name, once", "[shared][shared_memory]") {
+TEST_CASE("close() unmaps, unlink() removes the name, once", "[shared][shared_memory]") {
     auto m = shared_memory::create(8, unique_name("unlink"));
     std::string name = m.name();
     m.close();

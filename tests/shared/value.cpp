@@ -57,7 +57,7 @@ TEST_CASE("N processes x M locked increments of a value give exactly N*M", "[sha
     CHECK(counter.load() == n * m);
 }
 
-TEST_CASE("a global is copied into each child; a value is shared", "[shared][value]") {
+TEST_CASE("a global is copied into each child, a value is shared", "[shared][value]") {
     global_counter = 0;
     value<int> shared(0);
     run_all(2, [&] {
@@ -169,7 +169,7 @@ TEST_CASE("N processes x M atomic increments of array elements give exactly N*M 
     for (auto c : counts) CHECK(c == n * m);
 }
 
-TEST_CASE("a large array gets a region of its own; a copy shares its elements", "[shared][array]") {
+TEST_CASE("a large array gets a region of its own, a copy shares its elements", "[shared][array]") {
     array<std::uint8_t> big(1 << 20);
     big[big.size() - 1] = 7;
     array<std::uint8_t> copy = big;

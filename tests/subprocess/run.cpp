@@ -133,7 +133,7 @@ TEST_CASE("a child that leaves without reading its input does not kill the paren
     before.check();
 }
 
-TEST_CASE("text mode turns \\r\\n and \\r into \\n, bytes mode keeps every byte", "[subprocess][text]") {
+TEST_CASE("text mode turns CR LF and CR into LF, bytes mode keeps every byte", "[subprocess][text]") {
     test::baseline before;
     std::vector<std::string> args{"printf", "a\\r\\nb\\rc\\n"};
     CHECK(sp::run(args, {.capture_output = true}).out == "a\r\nb\rc\n");

@@ -81,7 +81,7 @@ TEST_CASE("abort() and reset() break the wait of the parties waiting", "[sync][b
     CHECK(b.n_waiting() == 0);
 }
 
-TEST_CASE("an action that throws breaks the barrier; its party gets the exception", "[sync][barrier]") {
+TEST_CASE("an action that throws breaks the barrier, its party gets the exception", "[sync][barrier]") {
     barrier b(2, [] { throw std::runtime_error("action failed"); });
     auto p = party(b, "barrier is broken: its action threw an exception");
     REQUIRE(test::asleep_in(*p.pid()));
@@ -99,7 +99,7 @@ TEST_CASE("a barrier needs at least one party", "[sync][barrier]") {
     CHECK(one.wait() == 0);
 }
 
-TEST_CASE("a party killed while waiting breaks the barrier, naming it; reset() makes it usable",
+TEST_CASE("a party killed while waiting breaks the barrier, naming it, reset() makes it usable",
           "[sync][barrier][dead]") {
     barrier b(3);
     auto doomed = party(b);

@@ -33,7 +33,7 @@ process holder_until(Lock& l, test::gate& gate) {
 }
 } // namespace
 
-TEST_CASE("a lock is acquired once; releasing an unlocked lock is CPython's ValueError", "[sync][lock]") {
+TEST_CASE("a lock is acquired once, releasing an unlocked lock is CPython's ValueError", "[sync][lock]") {
     lock l;
     CHECK(l.acquire());
     CHECK_FALSE(l.acquire(false)); // not recursive: held, even by this process
@@ -190,7 +190,7 @@ TEST_CASE("a non-blocking acquire takes over a lock whose holder has ended", "[s
     l.release();
 }
 
-TEST_CASE("an interrupted futex wait is retried; a failing one is an os_error naming it", "[sync][lock][faults]") {
+TEST_CASE("an interrupted futex wait is retried, a failing one is an os_error naming it", "[sync][lock][faults]") {
     lock l;
     test::gate gate;
     auto p = holder_until(l, gate);

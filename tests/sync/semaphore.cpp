@@ -12,7 +12,7 @@
 using namespace multiproc;
 using namespace std::chrono_literals;
 
-TEST_CASE("a semaphore counts; a bounded one refuses to pass its bound", "[sync][semaphore]") {
+TEST_CASE("a semaphore counts, a bounded one refuses to pass its bound", "[sync][semaphore]") {
     semaphore s(2);
     CHECK(test::repr(s) == "<Semaphore(value=2)>");
     CHECK(s.acquire());
@@ -91,7 +91,7 @@ TEST_CASE("units taken by a consumer that ends are not made up: signals are cons
     CHECK(items.get_value() == 0);
 }
 
-TEST_CASE("units held by a killed process go back to the semaphore; the acquirer is told", "[sync][semaphore][dead]") {
+TEST_CASE("units held by a killed process go back to the semaphore, the acquirer is told", "[sync][semaphore][dead]") {
     semaphore s(3);
     auto p = test::start_holder([&] {
         s.acquire();

@@ -65,7 +65,7 @@ TEST_CASE("a failed pidfd_open kills and reaps the new child, and leaks nothing"
     CHECK(test::describe_fds(test::open_fds()) == test::describe_fds(fds));
 }
 
-TEST_CASE("a failed signal is reported; ESRCH (already gone) is not an error", "[sys][errors]") {
+TEST_CASE("a failed signal is reported, ESRCH (already gone) is not an error", "[sys][errors]") {
     test::gate gate;
     process p([&] { gate.wait(); });
     p.start();

@@ -173,7 +173,9 @@ public:
         auto lk = lock_writer(deadline);
         write_message(
             bytes.size(),
-            [&](std::span<std::byte> dst, std::size_t off) { std::memcpy(dst.data(), bytes.data() + off, dst.size()); },
+            [&](std::span<std::byte> dst, std::size_t off) {
+                if (!dst.empty()) std::memcpy(dst.data(), bytes.data() + off, dst.size()); // (an empty span may be null)
+            },
             deadline);
     }
 

@@ -84,7 +84,10 @@ public:
         do {
             std::size_t len = std::min(bytes.size() - off, maxp);
             chunk_header h = make_chunk(chunk_data, seq, index, static_cast<std::uint32_t>(len), bytes.size());
-            while (!r.try_put(h, [&](std::span<std::byte> dst) { std::memcpy(dst.data(), bytes.data() + off, len); })) {
+            auto fill = [&](std::span<std::byte> dst) {
+                if (len) std::memcpy(dst.data(), bytes.data() + off, len); // (an empty message may be null)
+            };
+            while (!r.try_put(h, fill)) {
                 if (!r.shared().space.wait_until([&] { return r.has_room(len); }, steady::now() + liveness_slice) &&
                     (poll_now(out_live_.get()) & POLLERR))
                     throw os_error("multiproc: send on a connection whose other end is closed", EPIPE);
