@@ -15,4 +15,16 @@ using process = basic_process<>;
 template <class... Policies>
 class context;
 
+template <class... Policies>
+class basic_pool;
+/// A pool with the default policies (Python: multiprocessing.Pool).
+using pool = basic_pool<>;
+template <class V>
+class async_result;
+
+namespace views {
+template <class Pool, class F, class Rng, bool Ordered>
+class imap_view;
+} // namespace views
+
 } // namespace multiproc

@@ -8,5 +8,7 @@
 #include <multiproc/fwd.hpp>
 #include <multiproc/logging.hpp>
 #include <multiproc/policies/resolve.hpp>
+#include <multiproc/pool.hpp>
 #include <multiproc/process.hpp>
 #include <multiproc/version.hpp>
+#include <multiproc/views/imap.hpp>

@@ -19,6 +19,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -29,7 +30,8 @@ namespace multiproc::detail::sys {
 /// The system calls that can be made to fail in tests.
 enum class call : unsigned char {
     fork, waitpid, pidfd_open, pidfd_send_signal, poll, kill, close, pipe2, read, write, open, dup, dup2,
-    prctl, socketpair, sendmsg, recvmsg, mmap, ftruncate, memfd_create, shm_open, futex, execve, other
+    prctl, socketpair, sendmsg, recvmsg, mmap, ftruncate, memfd_create, shm_open, futex, execve, eventfd, munmap,
+    sigaction, other
 };
 
 #if defined(MULTIPROC_FAULT_INJECTION)
@@ -133,6 +135,38 @@ inline void* mmap(void* addr, std::size_t len, int prot, int flags, int fd, off_
     }
     void* p = ::mmap(addr, len, prot, flags, fd, off);
     return p == MAP_FAILED ? nullptr : p;
+}
+
+/// munmap; returns 0 or -1.
+inline int munmap(void* addr, std::size_t len) noexcept {
+    return invoke(call::munmap, [&] { return ::munmap(addr, len); });
+}
+
+/// An eventfd (a counter that polls readable while non-zero), close-on-exec.
+inline int eventfd(unsigned initial, int flags) noexcept {
+    return invoke(call::eventfd, [&] { return ::eventfd(initial, flags | EFD_CLOEXEC); });
+}
+
+/// Adds 1 to an eventfd's counter (wakes whoever polls it); 0 or -1. EAGAIN (the counter
+/// is saturated, so it is readable anyway) counts as success.
+inline int eventfd_signal(int fd) noexcept {
+    std::uint64_t one = 1;
+    ssize_t n = retry(call::write, [&] { return ::write(fd, &one, sizeof one); });
+    return n == static_cast<ssize_t>(sizeof one) || (n < 0 && errno == EAGAIN) ? 0 : -1;
+}
+
+/// Reads and resets a non-blocking eventfd's counter; returns the count, 0 if it was zero.
+inline std::uint64_t eventfd_drain(int fd) noexcept {
+    std::uint64_t n = 0;
+    return retry(call::read, [&] { return ::read(fd, &n, sizeof n); }) == static_cast<ssize_t>(sizeof n) ? n : 0;
+}
+
+/// Sets the disposition of `sig` (SIG_IGN, SIG_DFL or a handler); 0 or -1.
+inline int set_signal_disposition(int sig, void (*handler)(int)) noexcept {
+    struct sigaction sa {};
+    sa.sa_handler = handler;
+    ::sigemptyset(&sa.sa_mask);
+    return invoke(call::sigaction, [&] { return ::sigaction(sig, &sa, nullptr); });
 }
 
 /// FUTEX_WAIT on a word shared between processes: returns 0 when woken (or spuriously),
