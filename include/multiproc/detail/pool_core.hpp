@@ -263,16 +263,16 @@ public:
         shared_->watchers.fetch_add(1, std::memory_order_seq_cst);
         auto spin_end = steady::now() + cfg_.caller_spin;
         if (deadline && *deadline < spin_end) spin_end = *deadline;
-        for (unsigned i = 1; !done(); ++i) {
-            if (shared_->attention.load(std::memory_order_relaxed) != 0 && mu_.try_lock()) {
-                std::lock_guard lk(mu_, std::adopt_lock);
-                drive_locked();
-                after_drive_locked();
-                continue;
-            }
-            cpu_relax();
-            if ((i & 63) == 0 && steady::now() >= spin_end) break;
-        }
+        (void)spin_until(
+            [&] {
+                if (shared_->attention.load(std::memory_order_relaxed) != 0 && mu_.try_lock()) {
+                    std::lock_guard lk(mu_, std::adopt_lock);
+                    drive_locked();
+                    after_drive_locked();
+                }
+                return done();
+            },
+            std::chrono::duration_cast<std::chrono::microseconds>(spin_end - steady::now()));
         stop_watching();
         if (done()) return true;
         return job.changed.wait_until(done, deadline, std::chrono::microseconds(0));

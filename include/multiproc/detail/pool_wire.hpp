@@ -307,6 +307,31 @@ inline std::uint32_t end_task(byte_buffer& out, std::size_t at, std::uint32_t co
 // ---------------------------------------------------------------------------------------
 // The worker.
 
+/// Spins until `pred()` holds or `budget` has passed; returns pred(). Between checks it
+/// yields the CPU: when there are more busy threads than cores (other programs included),
+/// a spinner that does not yield burns its time slice while the thread it waits for sits in
+/// the run queue. Measured here under load: apply's round trip is 3 µs when spinners yield,
+/// 42 µs when they yield only after 20 µs of spinning, and 206 µs when they never do.
+template <class Pred>
+bool spin_until(Pred&& pred, std::chrono::microseconds budget) {
+    if (pred()) return true;
+    const auto end = steady::now() + budget;
+    for (unsigned i = 1;; ++i) {
+        cpu_relax();
+        if (pred()) return true;
+        if ((i & 63) == 0) {
+            if (steady::now() >= end) return false;
+            sys::yield();
+        }
+    }
+}
+
+/// Waits for `pred()`: a short spin, then asleep on `n` until a notify_*.
+template <class Pred>
+void spin_then_wait(notifier& n, Pred&& pred, std::chrono::microseconds spin) {
+    if (!spin_until(pred, spin)) n.wait_until(pred, std::nullopt, std::chrono::microseconds(0));
+}
+
 /// What a worker needs, prepared by the parent before the fork and never changed after.
 struct worker_boot {
     pool_shared* pool = nullptr;
@@ -335,7 +360,7 @@ inline void send_to_parent(const worker_boot& b, const byte_buffer& msg) {
     while (off < msg.size()) {
         std::size_t room = r.writable();
         if (room == 0) {
-            r.indices().writable.wait_until([&] { return r.writable() > 0; }, std::nullopt, b.spin);
+            spin_then_wait(r.indices().writable, [&] { return r.writable() > 0; }, b.spin);
             continue;
         }
         std::size_t n = std::min(room, msg.size() - off);
@@ -420,20 +445,20 @@ inline void worker_main(const worker_boot& b) {
     int done = 0;
     for (;;) {
         auto have = [&](std::size_t n) { return tasks.readable() >= n; };
-        tasks.indices().readable.wait_until(
-            [&] { return have(sizeof(std::uint32_t)) || self.stop.load(std::memory_order_acquire) != 0; }, std::nullopt,
-            b.spin);
+        spin_then_wait(
+            tasks.indices().readable,
+            [&] { return have(sizeof(std::uint32_t)) || self.stop.load(std::memory_order_acquire) != 0; }, b.spin);
         if (!have(sizeof(std::uint32_t))) break; // told to stop, and nothing is left
         const auto size = load_pod<std::uint32_t>(tasks.read_ptr());
         if (size <= cap) {
-            tasks.indices().readable.wait_until([&] { return have(size); }, std::nullopt, b.spin);
+            spin_then_wait(tasks.indices().readable, [&] { return have(size); }, b.spin);
             run_task(b, tasks.read_ptr(), size, values, errors, out);
             consume_task_bytes(b, size);
         } else {
             // Bigger than the ring: gather it as the parent sends it.
             big.clear();
             while (big.size() < size) {
-                tasks.indices().readable.wait_until([&] { return have(1); }, std::nullopt, b.spin);
+                spin_then_wait(tasks.indices().readable, [&] { return have(1); }, b.spin);
                 std::size_t n = std::min<std::size_t>(tasks.readable(), size - big.size());
                 big.append(tasks.read_ptr(), n);
                 consume_task_bytes(b, n);

@@ -13,6 +13,7 @@
 #include <string>
 
 #include <fcntl.h>
+#include <sched.h>
 #include <poll.h>
 #include <signal.h>
 #include <linux/futex.h>
@@ -168,6 +169,9 @@ inline int set_signal_disposition(int sig, void (*handler)(int)) noexcept {
     ::sigemptyset(&sa.sa_mask);
     return invoke(call::sigaction, [&] { return ::sigaction(sig, &sa, nullptr); });
 }
+
+/// Gives the CPU to another runnable thread, if any (for spin loops on busy machines).
+inline void yield() noexcept { (void)::sched_yield(); }
 
 /// FUTEX_WAIT on a word shared between processes: returns 0 when woken (or spuriously),
 /// -1 with errno EAGAIN (value changed), ETIMEDOUT or EINTR. `rel` null waits forever.

@@ -35,7 +35,7 @@ struct imap_options {
     /// Inputs sent to a worker together (Python: chunksize); at least 1.
     std::size_t chunksize = 1;
     /// At most this many inputs are read but not yet yielded; by default two chunks per
-    /// worker, and never less than one chunk.
+    /// worker, or 64 inputs per worker if that is more; never less than one chunk.
     std::optional<std::size_t> window{};
 };
 
@@ -71,8 +71,11 @@ public:
         : core_(pool.core_), f_(f), base_(std::move(base)), opts_(opts) {
         static_assert(detail::check_task<codec, F, wire>());
         if (opts_.chunksize < 1) throw value_error("Chunksize must be 1+, not 0");
-        const std::size_t two_chunks_each = 2 * static_cast<std::size_t>(pool.processes()) * opts_.chunksize;
-        window_ = std::max(opts_.window.value_or(two_chunks_each), opts_.chunksize);
+        // Two chunks per worker, but at least 64 tasks per worker: with small chunks the window
+        // must cover the time it takes to wake the iterating thread (see docs/design/pool.md).
+        const std::size_t per_worker = std::max<std::size_t>(2 * opts_.chunksize, 64);
+        window_ = std::max(opts_.window.value_or(per_worker * static_cast<std::size_t>(pool.processes())),
+                           opts_.chunksize);
         core_->check_running();
     }
 
@@ -157,7 +160,9 @@ private:
                     ++yielded;
                     return;
                 }
-                fill();
+                // Top up in batches (when half the window is free): one lock and one
+                // dispatch for many tasks.
+                if (pulled - yielded <= window / 2) fill();
                 if (yielded == pulled) {
                     if (input_error) {
                         current = detail::outcome<result>{std::nullopt, std::exchange(input_error, nullptr)};
