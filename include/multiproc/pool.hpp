@@ -54,10 +54,6 @@ struct callbacks {
     C callback{};
     E error_callback{};
 };
-template <class C>
-callbacks(C) -> callbacks<C, std::nullptr_t>;
-template <class C, class E>
-callbacks(C, E) -> callbacks<C, E>;
 
 namespace detail {
 template <class T>
@@ -95,6 +91,13 @@ private:
     worker_boot* boot_;
 };
 
+/// map's chunksize when none is given, as CPython computes it: about four chunks per worker
+/// (chunksize, extra = divmod(len, 4 * processes); rounded up).
+constexpr std::size_t default_chunksize(std::size_t n, int processes) noexcept {
+    const std::size_t four_each = 4 * static_cast<std::size_t>(processes);
+    return n / four_each + (n % four_each ? 1 : 0);
+}
+
 template <class T>
 concept tuple_like_element = requires { std::tuple_size<std::remove_cvref_t<T>>::value; };
 } // namespace detail
@@ -104,6 +107,9 @@ concept tuple_like_element = requires { std::tuple_size<std::remove_cvref_t<T>>:
 template <class V>
 class async_result {
 public:
+    /// An empty result, to assign one to later; everything but assignment is a value_error.
+    async_result() = default;
+
     /// Whether the call has completed (Python: ready()).
     [[nodiscard]] bool ready() const { return st().is_ready(); }
 
@@ -367,9 +373,7 @@ private:
                 if (*chunksize < 1) throw value_error("Chunksize must be 1+, not 0");
                 cs = *chunksize;
             } else {
-                // CPython: chunksize, extra = divmod(len, 4 * processes); if extra: chunksize += 1
-                const std::size_t four_each = 4 * static_cast<std::size_t>(processes());
-                cs = n / four_each + (n % four_each ? 1 : 0);
+                cs = detail::default_chunksize(n, processes());
             }
             auto job = std::make_shared<detail::map_job<codec, R>>(n);
             detail::set_callbacks(*job, cb);

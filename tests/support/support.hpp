@@ -171,7 +171,9 @@ struct running_program {
     pid_t pid = -1;
     int out = -1, err = -1;
 
-    explicit running_program(const std::string& name, std::vector<std::string> args = {}) {
+    /// Starts `name` with `args`; in a process group of its own if `own_group` (so that a
+    /// test can signal the group, as a terminal does on Ctrl-C).
+    explicit running_program(const std::string& name, std::vector<std::string> args = {}, bool own_group = false) {
         int o[2], e[2];
         REQUIRE(::pipe2(o, O_CLOEXEC) == 0);
         REQUIRE(::pipe2(e, O_CLOEXEC) == 0);
@@ -183,11 +185,13 @@ struct running_program {
         pid = ::fork();
         REQUIRE(pid >= 0);
         if (pid == 0) {
+            if (own_group) ::setpgid(0, 0);
             ::dup2(o[1], 1);
             ::dup2(e[1], 2);
             ::execv(path.c_str(), argv.data());
             ::_exit(127);
         }
+        if (own_group) ::setpgid(pid, pid); // also here, so the group exists when we return
         ::close(o[1]);
         ::close(e[1]);
         out = o[0];

@@ -54,6 +54,9 @@ public:
         ix_->head.store(ix_->head.load(std::memory_order_relaxed) + n, std::memory_order_release);
     }
 
+    /// The byte at stream position `pos` (meaningful while head <= pos < tail).
+    [[nodiscard]] std::byte* at(std::uint64_t pos) const noexcept { return data_ + (pos % cap_); }
+
     // ---- producer side
     /// Bytes that can be written now.
     [[nodiscard]] std::size_t writable() const noexcept {

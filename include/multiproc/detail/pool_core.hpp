@@ -51,6 +51,8 @@ struct unit_meta {
     std::uint32_t attempts = 0; // times a worker died running one of its elements
     std::uint32_t size = 0;     // bytes of its message
     std::uint64_t seq = 0;      // its number on the worker it was sent to
+    std::uint64_t stream_pos = 0; // where its message starts in the worker's stream of task bytes
+    bool withdrawn = false;       // taken back from that worker, to be skipped there
 };
 
 /// What a kind of job does with results, as function pointers (no virtual dispatch).
@@ -128,6 +130,9 @@ struct pool_slot {
     byte_fifo log;                 // messages sent (or being sent) and not yet answered, oldest first
     std::size_t pushed = 0;        // bytes of `log` already in the task ring
     std::deque<unit_meta> inflight; // the units of `log`, in order
+    std::size_t live = 0;          // units of `inflight` not withdrawn
+    std::uint64_t assigned_bytes = 0; // stream position after the last unit assigned
+    std::uint64_t popped_bytes = 0;   // stream position of the front of `log`
     byte_buffer rx;                // a result bigger than the ring, being gathered
     std::size_t rx_need = 0;
     std::uint64_t next_seq = 1;
@@ -243,6 +248,7 @@ public:
         job.cancelled = true;
         job.open = false;
         finish_if_done(job);
+        after_drive_locked();
     }
 
     /// Runs `f()` under the pool's lock (what job state is guarded by).
@@ -339,6 +345,7 @@ private:
     std::thread engine_;
     std::mutex join_mu_;
     unsigned long finalizer_ = 0;
+    std::optional<steady::time_point> rebalance_at_; // when the engine means to look again
     // engine thread only
     std::optional<steady::time_point> kill_at_;
     bool signalled_ = false;
@@ -384,6 +391,7 @@ private:
         if (j.notify_each) j.changed.notify_all();
         if (j.outstanding != 0 || j.open || !j.keep) return;
         unlink(j);
+        if (!jobs_ && state_ == pool_state::close) wake_engine_ = true; // time to let the workers go
         std::shared_ptr<job_core> keep = std::move(j.keep);
         if (j.has_callbacks && !j.cancelled && j.ops->callbacks) {
             callbacks_due_.push_back(std::move(keep));
@@ -419,9 +427,15 @@ private:
         dispatch_locked();
     }
 
-    /// After a thread other than the engine drove the pool: callbacks are for the engine.
+    /// After a thread other than the engine drove the pool: callbacks are for the engine,
+    /// and so is a rebalance due sooner than the engine knows.
     void after_drive_locked() {
-        if (wake_engine_ && !on_engine_thread()) {
+        if (on_engine_thread()) return;
+        if (auto at = next_rebalance(); at && (!rebalance_at_ || *at < *rebalance_at_)) {
+            rebalance_at_ = at;
+            wake_engine_ = true;
+        }
+        if (wake_engine_) {
             wake_engine_ = false;
             (void)sys::eventfd_signal(wake_fd_.get());
         }
@@ -437,6 +451,25 @@ private:
             drive_locked();
             after_drive_locked();
         }
+    }
+
+    /// Drops the oldest unit of a worker (answered, or withdrawn and skipped there).
+    static unit_meta pop_front(pool_slot& s) {
+        unit_meta u = s.inflight.front();
+        s.inflight.pop_front();
+        s.log.pop_front(u.size);
+        s.popped_bytes += u.size;
+        s.pushed -= std::min<std::size_t>(s.pushed, u.size);
+        if (!u.withdrawn) --s.live;
+        return u;
+    }
+
+    /// Drops withdrawn units at the front once the worker has read past them.
+    static void forget_skipped(pool_slot& s) {
+        const std::uint64_t head = s.boot.tasks.indices().head.load(std::memory_order_acquire);
+        while (!s.inflight.empty() && s.inflight.front().withdrawn &&
+               s.inflight.front().stream_pos + s.inflight.front().size <= head)
+            pop_front(s);
     }
 
     void drain(pool_slot& s) {
@@ -469,6 +502,7 @@ private:
             consumed = true;
         }
         if (consumed) r.indices().writable.notify_all();
+        forget_skipped(s);
     }
 
     void handle_message(pool_slot& s, const std::byte* msg, std::size_t size) {
@@ -483,17 +517,15 @@ private:
             }
             return;
         }
-        if (s.inflight.empty() || s.inflight.front().seq != h.seq) {
+        while (!s.inflight.empty() && s.inflight.front().withdrawn && s.inflight.front().seq != h.seq) pop_front(s);
+        if (s.inflight.empty() || s.inflight.front().seq != h.seq || s.inflight.front().withdrawn) {
             // Cannot happen unless the worker's memory is corrupt: stop trusting it.
             report_to_stderr("multiproc: " + s.name + " (pid " + std::to_string(s.pid) +
                              ") sent a result for a task it was not given; killing it");
             if (s.proc) (void)sys::pidfd_send_signal(s.pidfd, SIGKILL);
             return;
         }
-        unit_meta u = s.inflight.front();
-        s.inflight.pop_front();
-        s.log.pop_front(u.size);
-        s.pushed -= std::min<std::size_t>(s.pushed, u.size);
+        unit_meta u = pop_front(s);
         s.last_done = ++tick_;
         ema_ns_ = ema_ns_ == 0 ? std::max<std::uint64_t>(h.busy_ns, 1) : (ema_ns_ * 7 + h.busy_ns) / 8 + 1;
         deliver(u, msg, size, s.pid);
@@ -510,25 +542,102 @@ private:
         return static_cast<std::size_t>(std::clamp<std::uint64_t>(d, 1, 64));
     }
 
+    /// Whether the worker has been running its current unit for much longer than units
+    /// usually take: then nothing more is queued behind it, and what is queued is withdrawn
+    /// for idle workers (a shared queue, as CPython's, never leaves work behind a long task).
+    [[nodiscard]] bool stuck(const pool_slot& s, std::uint64_t now_ns) const noexcept {
+        return s.live != 0 && now_ns > stuck_at(s);
+    }
+    /// When the worker's current unit will count as running long.
+    [[nodiscard]] std::uint64_t stuck_at(const pool_slot& s) const noexcept {
+        return s.shared->started_ns.load(std::memory_order_relaxed) + std::max<std::uint64_t>(1000000, 8 * ema_ns_);
+    }
+
+    /// When the engine must look again because a worker with units queued behind its
+    /// current one may by then count as stuck while another worker idles; or nothing.
+    [[nodiscard]] std::optional<steady::time_point> next_rebalance() const {
+        bool idle = false;
+        for (auto& p : slots_) idle |= usable(*p) && p->live == 0;
+        if (!idle) return std::nullopt;
+        std::optional<std::uint64_t> at;
+        for (auto& p : slots_)
+            if (!p->exited && p->live >= 2) at = std::min(at.value_or(UINT64_MAX), stuck_at(*p) + 1);
+        if (!at) return std::nullopt;
+        return steady::time_point(steady::duration(static_cast<steady::rep>(*at)));
+    }
+
+    static std::uint64_t now_ns() noexcept {
+        return static_cast<std::uint64_t>(steady::now().time_since_epoch().count());
+    }
+
+    [[nodiscard]] bool usable(const pool_slot& s) const noexcept {
+        return !s.exited && !s.stopping && (!cfg_.maxtasks || s.sent < static_cast<std::uint64_t>(*cfg_.maxtasks));
+    }
+
     /// The worker to send the next unit to: the least loaded with room, the one that
     /// finished most recently among equals (it is likely still spinning, not asleep).
-    pool_slot* pick() {
+    pool_slot* pick(std::uint64_t now) {
         if (state_ == pool_state::terminate || state_ == pool_state::broken) return nullptr;
         const std::size_t d = depth();
         pool_slot* best = nullptr;
         for (auto& p : slots_) {
             pool_slot& s = *p;
-            if (s.exited || s.stopping || s.inflight.size() >= d) continue;
-            if (cfg_.maxtasks && s.sent >= static_cast<std::uint64_t>(*cfg_.maxtasks)) continue;
-            if (!best || s.inflight.size() < best->inflight.size() ||
-                (s.inflight.size() == best->inflight.size() && s.last_done > best->last_done))
-                best = &s;
+            if (!usable(s) || s.live >= d || (s.live > 0 && stuck(s, now))) continue;
+            if (!best || s.live < best->live || (s.live == best->live && s.last_done > best->last_done)) best = &s;
         }
         return best;
     }
 
+    /// Takes back the units queued behind a stuck worker's current one, while another worker
+    /// is idle, and queues them again (ahead of new work, in order).
+    void rebalance(std::uint64_t now) {
+        bool idle = false;
+        for (auto& p : slots_) idle |= usable(*p) && p->live == 0;
+        if (!idle) return;
+        for (auto& p : slots_) {
+            pool_slot& s = *p;
+            if (s.exited || s.live < 2 || !stuck(s, now)) continue;
+            const std::uint64_t running = s.shared->unit.load(std::memory_order_acquire);
+            const std::uint64_t tail = s.boot.tasks.indices().tail.load(std::memory_order_relaxed);
+            std::vector<std::pair<unit_meta, byte_buffer>> back;
+            for (auto it = s.inflight.rbegin(); it != s.inflight.rend(); ++it) {
+                unit_meta& u = *it;
+                if (u.withdrawn) continue;
+                if (u.seq <= running || u.size > s.boot.tasks.capacity()) break; // started, or never in the ring whole
+                const std::uint64_t claim_pos = u.stream_pos + offsetof(task_header, claim);
+                if (claim_pos + sizeof(std::uint32_t) <= tail) {
+                    // In the ring. The worker consumes a unit only after claiming it, so if it
+                    // has read past this one, it has started it; else whoever claims first wins.
+                    if (u.stream_pos < s.boot.tasks.indices().head.load(std::memory_order_acquire)) break;
+                    std::uint32_t expected = claim_free;
+                    if (!claim_of(s.boot.tasks.at(u.stream_pos))
+                             .compare_exchange_strong(expected, claim_withdrawn, std::memory_order_acq_rel))
+                        break;
+                } else if (claim_pos >= tail) { // not sent yet: only the parent sees it
+                    claim_of(s.log.data() + (u.stream_pos - s.popped_bytes)).store(claim_withdrawn, std::memory_order_relaxed);
+                } else {
+                    break; // half sent: leave it
+                }
+                byte_buffer copy;
+                copy.append(s.log.data() + (u.stream_pos - s.popped_bytes), u.size);
+                claim_of(copy.data()).store(claim_free, std::memory_order_relaxed);
+                u.withdrawn = true;
+                --s.live;
+                --s.sent;
+                back.emplace_back(u, std::move(copy));
+            }
+            for (auto& [u, bytes] : back) { // newest first: pushing each to the front keeps the order
+                unit_meta again = u;
+                again.withdrawn = false;
+                requeued_.emplace_front(again, std::move(bytes));
+            }
+        }
+    }
+
     void assign(pool_slot& s, unit_meta u, const std::byte* bytes) {
         u.seq = s.next_seq++;
+        u.stream_pos = s.assigned_bytes;
+        s.assigned_bytes += u.size;
         const std::size_t at = s.log.size();
         s.log.append(bytes, u.size);
         std::byte* h = s.log.data() + at;
@@ -536,12 +645,15 @@ private:
         std::memcpy(h + offsetof(task_header, lo), &u.lo, sizeof u.lo);
         std::memcpy(h + offsetof(task_header, hi), &u.hi, sizeof u.hi);
         s.inflight.push_back(u);
+        ++s.live;
         ++s.sent;
     }
 
     void dispatch_locked() {
+        const std::uint64_t now = now_ns();
+        if (slots_.size() > 1) rebalance(now);
         while (!requeued_.empty() || !pending_meta_.empty()) {
-            pool_slot* s = pick();
+            pool_slot* s = pick(now);
             if (!s) break;
             if (!requeued_.empty()) {
                 auto& [u, bytes] = requeued_.front();
@@ -641,11 +753,12 @@ private:
             const unit_meta& u = s.inflight[k];
             const std::byte* bytes = s.log.data() + off;
             off += u.size;
+            if (u.withdrawn) continue; // already queued again
             if (state_ == pool_state::terminate || state_ == pool_state::broken) {
                 fail_unit(u, stopped_error());
                 continue;
             }
-            if (k != 0 || u.seq != running) {
+            if (u.seq != running) {
                 requeue(u, bytes, u.lo, u.hi, false);
                 continue;
             }
@@ -666,6 +779,7 @@ private:
             requeue(u, bytes, c + 1, u.hi, false);
         }
         s.inflight.clear();
+        s.live = 0;
         s.log.clear();
         try {
             s.proc->close();
@@ -746,8 +860,10 @@ private:
         case pool_state::broken:
             fail_queued();
             for (auto& s : slots_) {
-                for (const auto& u : s->inflight) fail_unit(u, stopped_error());
+                for (const auto& u : s->inflight)
+                    if (!u.withdrawn) fail_unit(u, stopped_error());
                 s->inflight.clear();
+                s->live = 0;
                 s->log.clear();
                 s->pushed = 0;
             }
@@ -808,11 +924,15 @@ private:
         std::vector<std::shared_ptr<job_core>> due;
         for (;;) {
             bool done;
+            std::optional<steady::time_point> until;
             {
                 std::lock_guard lk(mu_);
                 done = step_locked();
                 wake_engine_ = false;
                 due.swap(callbacks_due_);
+                rebalance_at_ = next_rebalance();
+                until = kill_at_;
+                if (rebalance_at_ && (!until || *rebalance_at_ < *until)) until = rebalance_at_;
             }
             run_callbacks(due);
             if (done) break;
@@ -824,8 +944,8 @@ private:
             shared_->watchers.fetch_sub(1, std::memory_order_seq_cst);
             std::atomic_thread_fence(std::memory_order_seq_cst);
             if (shared_->attention.load(std::memory_order_seq_cst) == 0) {
-                int n = kill_at_ ? sys::poll_until(fds.data(), fds.size(), *kill_at_, false)
-                                 : sys::poll_until(fds.data(), fds.size(), {}, true);
+                int n = until ? sys::poll_until(fds.data(), fds.size(), *until, false)
+                              : sys::poll_until(fds.data(), fds.size(), {}, true);
                 if (n < 0) report_to_stderr("multiproc: poll in a pool's engine failed: " + std::string(::strerror(errno)));
             }
             shared_->watchers.fetch_add(1, std::memory_order_seq_cst);

@@ -152,6 +152,16 @@ template <class Codec, class T>
 struct map_job : result_state<std::conditional_t<std::is_void_v<T>, void, std::vector<T>>> {
     using base = result_state<std::conditional_t<std::is_void_v<T>, void, std::vector<T>>>;
 
+    /// Whether a chunk's values are just the bytes of its elements, back to back.
+    static constexpr bool bulk_copyable_impl() {
+        if constexpr (std::is_void_v<T> || std::is_same_v<T, bool>)
+            return false;
+        else
+            return Codec::template fixed_size<T>() == sizeof(T);
+    }
+    template <class>
+    static constexpr bool bulk_copyable() { return bulk_copyable_impl(); }
+
     explicit map_job(std::size_t n) : base(&ops) {
         if constexpr (std::is_void_v<T>)
             this->value.emplace();
@@ -161,7 +171,7 @@ struct map_job : result_state<std::conditional_t<std::is_void_v<T>, void, std::v
 
     static void deliver(job_core& jc, const unit_meta& u, const std::byte* msg, std::size_t size, pid_t pid) {
         auto& j = static_cast<map_job&>(jc);
-        if constexpr (!std::is_void_v<T> && Codec::template fixed_size<T>() == sizeof(T) && !std::is_same_v<T, bool>) {
+        if constexpr (bulk_copyable<T>()) {
             // No errors: the values are the elements' bytes, back to back. One memcpy.
             const auto h = load_pod<result_header>(msg);
             const std::size_t n = u.hi - u.lo;

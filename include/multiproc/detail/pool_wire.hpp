@@ -46,6 +46,7 @@ struct worker_shared {
     ring_indices results; // worker -> parent
     alignas(64) std::atomic<std::uint64_t> unit; // the unit being run (its number on this worker), 0 before the first
     std::atomic<std::uint64_t> element;          // the element of that unit's chunk being run
+    std::atomic<std::uint64_t> started_ns;       // when that unit started (steady clock)
     std::atomic<std::uint32_t> stop;             // set by the parent: leave once no task is left
     std::atomic<std::uint32_t> phase;            // 0 started, 1 in the initializer, 2 running tasks
 };
@@ -53,7 +54,8 @@ struct worker_shared {
 enum : std::uint32_t { msg_task = 1, msg_result = 2, msg_init_failed = 3 };
 
 /// A chunk of tasks: header, callable bytes, then `count` encoded elements. The worker runs
-/// elements [lo, hi) and skips the others (a chunk split after its worker died).
+/// elements [lo, hi) and skips the others (a chunk split after its worker died). Messages
+/// are padded to a multiple of 8 bytes, so that every header in a ring is aligned.
 struct task_header {
     std::uint32_t size; // of the whole message
     std::uint32_t kind; // msg_task
@@ -63,8 +65,23 @@ struct task_header {
     std::uint32_t callable_size;
     std::uint32_t count;
     std::uint32_t lo, hi;
-    std::uint32_t reserved;
+    std::uint32_t claim; // claim_free, then claim_taken by the worker or claim_withdrawn by the parent
 };
+
+/// Who owns a unit that sits in a worker's task ring: the first to move `claim` from
+/// claim_free wins. The parent withdraws units queued behind a long-running one, to give
+/// them to an idle worker; the worker skips a withdrawn unit.
+enum : std::uint32_t { claim_free = 0, claim_taken = 1, claim_withdrawn = 2 };
+
+inline std::atomic_ref<std::uint32_t> claim_of(std::byte* header) noexcept {
+    return std::atomic_ref<std::uint32_t>(*reinterpret_cast<std::uint32_t*>(header + offsetof(task_header, claim)));
+}
+
+/// Pads a message that started at `at` to a multiple of 8 bytes.
+inline void pad_message(byte_buffer& out, std::size_t at) {
+    static constexpr std::byte zeros[8] = {};
+    out.append(zeros, (8 - (out.size() - at) % 8) % 8);
+}
 
 /// The results of a unit: header, the encoded values of the elements that succeeded, in
 /// order, then `errors` entries {u32 element, u32 type length, u32 what length, type, what}.
@@ -294,6 +311,7 @@ std::size_t begin_task(byte_buffer& out, const F& f) {
 
 /// Ends the task message that starts at `at`, holding `count` elements (all to be run).
 inline std::uint32_t end_task(byte_buffer& out, std::size_t at, std::uint32_t count) {
+    pad_message(out, at);
     auto size = checked_size(out.size() - at);
     auto* h = reinterpret_cast<task_header*>(out.data() + at);
     std::memcpy(&h->size, &size, sizeof size);
@@ -382,12 +400,13 @@ inline void consume_task_bytes(const worker_boot& b, std::size_t n) {
 inline void run_task(const worker_boot& b, const std::byte* msg, std::size_t size, byte_buffer& values,
                      byte_buffer& errors, byte_buffer& out) {
     task_header h = load_pod<task_header>(msg);
+    auto t0 = steady::now();
     b.self->element.store(h.lo, std::memory_order_relaxed);
+    b.self->started_ns.store(static_cast<std::uint64_t>(t0.time_since_epoch().count()), std::memory_order_relaxed);
     b.self->unit.store(h.seq, std::memory_order_release);
     values.clear();
     errors.clear();
     result_sink sink{values, errors, 0, &b.self->element};
-    auto t0 = steady::now();
     if (invoker_fn fn = find_invoker(h.invoker, h.signature);
         fn && size >= sizeof h + h.callable_size) {
         task_view v{&h, msg + sizeof h, msg + sizeof h + h.callable_size, size - sizeof h - h.callable_size};
@@ -408,16 +427,20 @@ inline void run_task(const worker_boot& b, const std::byte* msg, std::size_t siz
     r.busy_ns = static_cast<std::uint64_t>(busy);
     r.errors = sink.error_count;
     r.errors_at = checked_size(sizeof r + values.size());
-    r.size = checked_size(sizeof r + values.size() + errors.size());
     out.append(&r, sizeof r);
     out.append(values.data(), values.size());
     out.append(errors.data(), errors.size());
+    pad_message(out, 0);
+    r.size = checked_size(out.size());
+    std::memcpy(out.data(), &r.size, sizeof r.size);
 }
 
 /// The body of a pool worker: run the initializer, then chunks as they come, until told to
-/// stop or `maxtasks` chunks are done. SIGINT is ignored: Ctrl-C is for the parent to act on.
+/// stop or `maxtasks` chunks are done. SIGINT is ignored: Ctrl-C is for the parent to act on
+/// (it dies of it by default, and takes the workers with it). SIGTERM gets its default action.
 inline void worker_main(const worker_boot& b) {
     (void)sys::set_signal_disposition(SIGINT, SIG_IGN);
+    (void)sys::set_signal_disposition(SIGTERM, SIG_DFL); // terminate() must end it, whatever the parent set
     worker_shared& self = *b.self;
     byte_buffer values, errors, out, big;
     self.phase.store(1, std::memory_order_release);
@@ -430,11 +453,11 @@ inline void worker_main(const worker_boot& b) {
             r.kind = msg_init_failed;
             r.errors = 1;
             r.errors_at = sizeof r;
-            byte_buffer e;
-            put_error(e, 0, type, what);
-            r.size = checked_size(sizeof r + e.size());
             out.append(&r, sizeof r);
-            out.append(e.data(), e.size());
+            put_error(out, 0, type, what);
+            pad_message(out, 0);
+            r.size = checked_size(out.size());
+            std::memcpy(out.data(), &r.size, sizeof r.size);
             send_to_parent(b, out);
             std::exit(1); // the child's own exit: its exit code is 1, as for an uncaught exception
         }
@@ -452,9 +475,15 @@ inline void worker_main(const worker_boot& b) {
         const auto size = load_pod<std::uint32_t>(tasks.read_ptr());
         if (size <= cap) {
             spin_then_wait(tasks.indices().readable, [&] { return have(size); }, b.spin);
-            run_task(b, tasks.read_ptr(), size, values, errors, out);
+            std::byte* msg = const_cast<std::byte*>(tasks.read_ptr());
+            std::uint32_t expected = claim_free;
+            if (!claim_of(msg).compare_exchange_strong(expected, claim_taken, std::memory_order_acq_rel)) {
+                consume_task_bytes(b, size); // withdrawn by the parent: another worker runs it
+                continue;
+            }
+            run_task(b, msg, size, values, errors, out);
             consume_task_bytes(b, size);
-        } else {
+        } else { // (never withdrawn: it is not all in the ring at once)
             // Bigger than the ring: gather it as the parent sends it.
             big.clear();
             while (big.size() < size) {

@@ -205,14 +205,35 @@ private:
 
 namespace detail_imap {
 
+/// A container given to imap as an rvalue, kept alive (shared) by the view.
+template <class C>
+class owning : public ranges::view_base {
+public:
+    owning() = default;
+    explicit owning(C&& c) : c_(std::make_shared<C>(std::move(c))) {}
+    auto begin() const { return ranges::begin(*c_); }
+    auto end() const { return ranges::end(*c_); }
+
+private:
+    std::shared_ptr<C> c_;
+};
+
+template <class Rng>
+auto as_view(Rng&& rng) {
+    if constexpr (ranges::viewable_range<Rng>)
+        return ranges::views::all(std::forward<Rng>(rng));
+    else
+        return owning<std::remove_cvref_t<Rng>>(std::move(rng));
+}
+
 template <bool Unordered>
 struct imap_base_fn {
     template <class Rng, class Pool, class F>
-        requires ranges::viewable_range<Rng> && pool_type<Pool>
+        requires ranges::input_range<Rng> && pool_type<Pool>
     auto operator()(Rng&& rng, Pool* pool, F f, imap_options opts) const {
         constexpr bool ordered = !Unordered && Pool::policies::order::is_ordered;
-        using view_t = imap_view<Pool, F, ranges::views::all_t<Rng>, ordered>;
-        return view_t(*pool, f, ranges::views::all(std::forward<Rng>(rng)), opts);
+        using view_t = imap_view<Pool, F, decltype(as_view(std::forward<Rng>(rng))), ordered>;
+        return view_t(*pool, f, as_view(std::forward<Rng>(rng)), opts);
     }
 };
 
@@ -225,9 +246,9 @@ struct imap_fn : imap_base_fn<Unordered> {
         static_assert(detail::check_pool_callable<F>::value);
         return ranges::make_view_closure(ranges::bind_back(imap_base_fn<Unordered>{}, &pool, f, opts));
     }
-    /// `views::imap(xs, pool, f)`: the view at once.
+    /// `views::imap(xs, pool, f)`: the view at once (an rvalue container is kept by the view).
     template <class Rng, class Pool, class F>
-        requires ranges::viewable_range<Rng> && pool_type<Pool>
+        requires ranges::input_range<Rng> && pool_type<Pool>
     auto operator()(Rng&& rng, Pool& pool, F f, imap_options opts = {}) const {
         return imap_base_fn<Unordered>::operator()(std::forward<Rng>(rng), &pool, f, opts);
     }
