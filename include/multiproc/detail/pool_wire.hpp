@@ -158,10 +158,13 @@ struct callable_wire {
         if constexpr (is_function_pointer<F>) out.append(&f, sizeof f);
     }
     static F decode(const std::byte* p) {
-        if constexpr (is_function_pointer<F>)
+        if constexpr (is_function_pointer<F>) {
             return load_pod<F>(p);
-        else
+        } else if constexpr (is_stateless_callable<F>) {
             return F{};
+        } else {
+            std::abort(); // never compiled into a program: check_pool_callable rejects F first
+        }
     }
 };
 

