@@ -10,5 +10,9 @@
 #include <multiproc/policies/resolve.hpp>
 #include <multiproc/pool.hpp>
 #include <multiproc/process.hpp>
+#include <multiproc/shared_memory.hpp>
+#include <multiproc/subprocess.hpp>
+#include <multiproc/sync.hpp>
+#include <multiproc/value.hpp>
 #include <multiproc/version.hpp>
 #include <multiproc/views/imap.hpp>

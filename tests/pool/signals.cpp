@@ -17,7 +17,7 @@ std::vector<pid_t> pids_until_ready(int fd) {
 
 TEST_CASE("design 5.7: Ctrl-C stops a busy pool cleanly, with no storm of worker tracebacks",
           "[pool][signals][design5]") {
-    test::running_program prog("pool_sigint", {}, /*own_group=*/true);
+    test::running_program prog("pool_sigint"); // it makes itself a process group
     auto workers = pids_until_ready(prog.out);
     REQUIRE(workers.size() == 2);
     REQUIRE(::kill(-prog.pid, SIGINT) == 0); // the whole group, as a terminal does
@@ -29,7 +29,7 @@ TEST_CASE("design 5.7: Ctrl-C stops a busy pool cleanly, with no storm of worker
 
 TEST_CASE("design 5.7: a program that catches Ctrl-C terminates its pool and exits normally",
           "[pool][signals][design5]") {
-    test::running_program prog("pool_sigint", {"handle"}, /*own_group=*/true);
+    test::running_program prog("pool_sigint", {"handle"});
     auto workers = pids_until_ready(prog.out);
     REQUIRE(workers.size() == 2);
     REQUIRE(::kill(-prog.pid, SIGINT) == 0);

@@ -1,5 +1,5 @@
-// A pool whose workers are busy when Ctrl-C comes. Prints the workers' pids, then "ready",
-// then waits. With no argument, SIGINT has its default action (the program dies, and its
+// A pool whose workers are busy when Ctrl-C comes. Makes itself a process group (as a shell
+// does for a job), prints the workers' pids, then "ready", then waits. With no argument, SIGINT has its default action (the program dies, and its
 // workers with it); with "handle", main waits for SIGINT with sigwait and terminates the pool.
 #include <multiproc/pool.hpp>
 
@@ -15,6 +15,7 @@ int busy(int) {
 } // namespace
 
 int main(int argc, char** argv) {
+    ::setpgid(0, 0); // the test signals the group, as a terminal does on Ctrl-C
     const bool handle = argc > 1 && std::strcmp(argv[1], "handle") == 0;
     sigset_t set;
     sigemptyset(&set);
