@@ -194,3 +194,22 @@ TEST_CASE("submitting from many threads at once", "[pool][threads]") {
     for (auto& t : ts) t.join();
     CHECK(good == 4 * 201);
 }
+
+TEST_CASE("a child process may make and use a pool of its own, but not its parent's", "[pool][lifecycle]") {
+    pool outer(1);
+    process child([&outer] {
+        pool inner(2);
+        int r = inner.apply(square, 6);
+        bool refused = false;
+        try {
+            (void)outer.apply(square, 1); // inherited: not this process's pool
+        } catch (const state_error& e) {
+            refused = std::string(e.what()) == "multiproc: a pool can only be used by the process that created it";
+        }
+        std::_Exit(r == 36 && refused ? 0 : 1);
+    });
+    child.start();
+    child.join();
+    CHECK(child.exitcode() == 0);
+    CHECK(outer.apply(square, 7) == 49);
+}

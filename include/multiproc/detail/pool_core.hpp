@@ -181,12 +181,12 @@ public:
         wake_fd_ = sys::unique_fd(sys::eventfd(0, EFD_NONBLOCK));
         if (!wake_fd_) sys::fail("eventfd for a pool");
         shared_->watchers.store(1); // the engine, awake from the start
-        engine_ = std::thread([this] { engine_main(); });
+        engine_ = std::make_unique<std::thread>([this] { engine_main(); });
         std::unique_lock lk(mu_);
         started_cv_.wait(lk, [&] { return started_; });
         if (startup_error_) {
             lk.unlock();
-            engine_.join();
+            engine_->join();
             std::rethrow_exception(startup_error_);
         }
         lk.unlock();
@@ -197,8 +197,14 @@ public:
     pool_core& operator=(const pool_core&) = delete;
 
     ~pool_core() {
+        if (::getpid() != owner_) {
+            // An inherited copy: its thread does not exist here, so the handle is let go
+            // (destroying a std::thread that looks joinable would std::terminate).
+            (void)engine_.release();
+            return;
+        }
         unregister_finalizer(finalizer_);
-        if (engine_.joinable()) {
+        if (engine_->joinable()) {
             terminate();
             join_engine();
         }
@@ -263,6 +269,7 @@ public:
     template <class Pred>
     bool wait(job_core& job, Pred done, std::optional<steady::time_point> deadline) {
         if (done()) return true;
+        check_owner();
         if (on_engine_thread())
             throw state_error("multiproc: a pool callback cannot wait for a pool result: callbacks run in the "
                               "thread that delivers results");
@@ -286,6 +293,7 @@ public:
 
     /// Python: Pool.close(). No new work; the workers leave once the work in hand is done.
     void close() {
+        check_owner();
         log(10, "closing pool");
         std::lock_guard lk(mu_);
         if (state_ == pool_state::run) state_ = pool_state::close;
@@ -295,6 +303,7 @@ public:
     /// Python: Pool.terminate(). Stops the workers at once; results not yet in fail with
     /// broken_pool. Returns once the workers are gone (at once if called from a callback).
     void terminate() {
+        check_owner();
         log(10, "terminating pool");
         {
             std::lock_guard lk(mu_);
@@ -306,6 +315,7 @@ public:
 
     /// Python: Pool.join(). Waits for the workers to leave; only after close() or terminate().
     void join() {
+        check_owner();
         log(10, "joining pool");
         {
             std::lock_guard lk(mu_);
@@ -342,9 +352,10 @@ private:
     bool wake_engine_ = false;
     std::uint64_t tick_ = 0;
     std::uint64_t ema_ns_ = 0; // how long a unit takes, smoothed
-    std::thread engine_;
+    std::unique_ptr<std::thread> engine_;
     std::mutex join_mu_;
     unsigned long finalizer_ = 0;
+    pid_t owner_ = ::getpid();
     std::optional<steady::time_point> rebalance_at_; // when the engine means to look again
     // engine thread only
     std::optional<steady::time_point> kill_at_;
@@ -358,10 +369,19 @@ private:
 
     void join_engine() {
         std::lock_guard lk(join_mu_);
-        if (engine_.joinable()) engine_.join();
+        if (engine_->joinable()) engine_->join();
+    }
+
+    /// A child forked from the pool's process inherits the pool object but not its engine
+    /// thread or its workers: there, every use is an error (Python: pools cannot be passed
+    /// to other processes).
+    void check_owner() const {
+        if (::getpid() != owner_)
+            throw state_error("multiproc: a pool can only be used by the process that created it");
     }
 
     void check_running_locked(bool job_listed) {
+        check_owner();
         if (state_ == pool_state::broken) throw broken_pool(broken_reason_);
         if (state_ == pool_state::run) return;
         // An imap job that was running when close() came may go on feeding its input.
