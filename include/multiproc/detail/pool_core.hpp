@@ -234,12 +234,6 @@ public:
         after_drive_locked();
     }
 
-    /// A job with no work (map of nothing): listed and completed at once.
-    void submit_empty(const std::shared_ptr<job_core>& job) {
-        byte_buffer none;
-        submit(job, none, {});
-    }
-
     /// Marks an imap job's input as exhausted: it completes once its results are in.
     void close_input(job_core& job) {
         std::lock_guard lk(mu_);
@@ -323,12 +317,6 @@ public:
         }
         if (on_engine_thread()) throw state_error("multiproc: a pool cannot be joined from one of its callbacks");
         join_engine();
-    }
-
-    /// Whether close(), terminate() or a breakdown has happened.
-    [[nodiscard]] bool running() {
-        std::lock_guard lk(mu_);
-        return state_ == pool_state::run;
     }
 
 private:
