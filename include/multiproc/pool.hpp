@@ -51,7 +51,9 @@ struct pool_options {
 /// otherwise ignored. Either may be left out: `callbacks{.error_callback = f}`.
 template <class C = std::nullptr_t, class E = std::nullptr_t>
 struct callbacks {
+    /// Called with the result when the call succeeds (Python: callback).
     C callback{};
+    /// Called with the error when it fails (Python: error_callback).
     E error_callback{};
 };
 
@@ -177,6 +179,7 @@ private:
 template <class... Ps>
 class basic_pool {
 public:
+    /// The pool's policies, one per kind (order, worker_death, pool_exit, serialize, ...).
     using policies = policy_set<Ps...>;
     /// How arguments and results become bytes (the serialization policy's codec).
     using codec = detail::pool_codec<typename policies::serialize>;
@@ -262,18 +265,18 @@ public:
     /// input is sent in chunks of `chunksize` elements; by default about four chunks per
     /// worker, as CPython chooses. Returns std::vector of the results (nothing for void f).
     template <class F, std::ranges::input_range Rng>
-    auto map(F f, Rng&& xs, std::optional<std::size_t> chunksize = {}) {
+    auto map(F f, Rng&& xs, std::optional<std::ptrdiff_t> chunksize = {}) {
         return finish(map_async(f, std::forward<Rng>(xs), chunksize));
     }
     /// Asynchronous map (Python: map_async): an async_result of the std::vector.
     template <class F, std::ranges::input_range Rng>
         requires(!detail::is_callbacks<F>)
-    auto map_async(F f, Rng&& xs, std::optional<std::size_t> chunksize = {}) {
+    auto map_async(F f, Rng&& xs, std::optional<std::ptrdiff_t> chunksize = {}) {
         return map_async(callbacks<>{}, f, std::forward<Rng>(xs), chunksize);
     }
     /// As above, with callbacks; the callback receives the whole vector.
     template <class C, class E, class F, std::ranges::input_range Rng>
-    auto map_async(callbacks<C, E> cb, F f, Rng&& xs, std::optional<std::size_t> chunksize = {}) {
+    auto map_async(callbacks<C, E> cb, F f, Rng&& xs, std::optional<std::ptrdiff_t> chunksize = {}) {
         using W = detail::wire_t<std::ranges::range_reference_t<Rng>>;
         static_assert(detail::check_task<codec, F, W>());
         return submit_map<detail::invoker<codec, F, W>>(cb, f, std::forward<Rng>(xs), chunksize, [](auto& out, auto& e) {
@@ -284,18 +287,18 @@ public:
     /// Like map, with each element a tuple (or pair) of arguments: f(a, b) for (a, b)
     /// (Python: starmap).
     template <class F, std::ranges::input_range Rng>
-    auto starmap(F f, Rng&& xs, std::optional<std::size_t> chunksize = {}) {
+    auto starmap(F f, Rng&& xs, std::optional<std::ptrdiff_t> chunksize = {}) {
         return finish(starmap_async(f, std::forward<Rng>(xs), chunksize));
     }
     /// Asynchronous starmap (Python: starmap_async).
     template <class F, std::ranges::input_range Rng>
         requires(!detail::is_callbacks<F>)
-    auto starmap_async(F f, Rng&& xs, std::optional<std::size_t> chunksize = {}) {
+    auto starmap_async(F f, Rng&& xs, std::optional<std::ptrdiff_t> chunksize = {}) {
         return starmap_async(callbacks<>{}, f, std::forward<Rng>(xs), chunksize);
     }
     /// As above, with callbacks.
     template <class C, class E, class F, std::ranges::input_range Rng>
-    auto starmap_async(callbacks<C, E> cb, F f, Rng&& xs, std::optional<std::size_t> chunksize = {}) {
+    auto starmap_async(callbacks<C, E> cb, F f, Rng&& xs, std::optional<std::ptrdiff_t> chunksize = {}) {
         using T = std::remove_cvref_t<std::ranges::range_reference_t<Rng>>;
         static_assert(detail::tuple_like_element<T>,
                       "multiproc: starmap needs elements that are tuples or pairs of arguments");
@@ -313,12 +316,12 @@ public:
     /// `xs | views::imap(pool, f)`: results in input order (unless the pool's policy is
     /// order::unordered), at most a window of inputs read ahead.
     template <class F, class Rng>
-    auto imap(F f, Rng&& xs, std::size_t chunksize = 1) {
+    auto imap(F f, Rng&& xs, std::ptrdiff_t chunksize = 1) {
         return views::imap(std::forward<Rng>(xs), *this, f, imap_options{chunksize, {}});
     }
     /// As imap, with results as they are ready (Python: imap_unordered).
     template <class F, class Rng>
-    auto imap_unordered(F f, Rng&& xs, std::size_t chunksize = 1) {
+    auto imap_unordered(F f, Rng&& xs, std::ptrdiff_t chunksize = 1) {
         return views::imap_unordered(std::forward<Rng>(xs), *this, f, imap_options{chunksize, {}});
     }
 
@@ -353,7 +356,7 @@ private:
     }
 
     template <class Inv, class C, class E, class F, class Rng, class EncodeOne>
-    auto submit_map(callbacks<C, E>& cb, F f, Rng&& xs, std::optional<std::size_t> chunksize, EncodeOne encode_one) {
+    auto submit_map(callbacks<C, E>& cb, F f, Rng&& xs, std::optional<std::ptrdiff_t> chunksize, EncodeOne encode_one) {
         using R = typename Inv::result_type;
         using V = std::conditional_t<std::is_void_v<R>, void, std::vector<R>>;
         static_assert(std::is_void_v<R> || std::is_default_constructible_v<R>,
@@ -370,8 +373,7 @@ private:
             const auto n = static_cast<std::size_t>(std::ranges::size(xs));
             std::size_t cs;
             if (chunksize) {
-                if (*chunksize < 1) throw value_error("Chunksize must be 1+, not 0");
-                cs = *chunksize;
+                cs = detail::checked_chunksize(*chunksize);
             } else {
                 cs = detail::default_chunksize(n, processes());
             }

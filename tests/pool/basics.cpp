@@ -88,7 +88,7 @@ TEST_CASE("map returns the results in input order, for any input range", "[pool]
     CHECK(p.map(square, l) == std::vector<int>{9, 1, 4});
     CHECK(p.map(shout, std::vector<std::string>{"a", "b"}) == std::vector<std::string>{"a!", "b!"});
     CHECK(p.map(square, std::vector<int>{}).empty());
-    for (std::size_t cs : {1u, 3u, 7u, 1000u, 5000u}) CHECK(p.map(square, xs, cs) == ys);
+    for (int cs : {1, 3, 7, 1000, 5000}) CHECK(p.map(square, xs, cs) == ys);
     p.map(bump, xs); // void: nothing to return
     CHECK(p.map([](int x) { return x % 2 == 0; }, upto(5)) == std::vector<bool>{true, false, true, false, true});
 }
@@ -102,12 +102,16 @@ TEST_CASE("map's default chunksize is CPython's: about four chunks per worker", 
     CHECK(detail::default_chunksize(1000001, 2) == 125001);
 }
 
-TEST_CASE("a chunksize below 1 is CPython's ValueError", "[pool][map][errors]") {
+TEST_CASE("a chunksize below 1 is CPython's ValueError, with the value given", "[pool][map][errors]") {
     pool p(1);
     auto xs = upto(3);
     CHECK_THROWS_AS(p.map(square, xs, 0), value_error);
     CHECK_THROWS_WITH(p.map(square, xs, 0), "Chunksize must be 1+, not 0");
     CHECK_THROWS_WITH(p.imap(square, xs, 0), "Chunksize must be 1+, not 0");
+    CHECK_THROWS_WITH(p.imap_unordered(square, xs, -2), "Chunksize must be 1+, not -2");
+    CHECK_THROWS_WITH(p.map_async(square, xs, -1), "Chunksize must be 1+, not -1");
+    CHECK_THROWS_WITH(xs | views::imap(p, square, imap_options{1, 0}), "multiproc: an imap window must be at least 1, not 0");
+    CHECK(p.map(square, xs) == std::vector<int>{0, 1, 4}); // and the pool is fine
 }
 
 TEST_CASE("starmap unpacks each element into the arguments", "[pool][starmap]") {

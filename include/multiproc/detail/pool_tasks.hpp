@@ -6,6 +6,7 @@
 #include <multiproc/detail/pool_core.hpp>
 #include <multiproc/detail/pool_wire.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -111,6 +112,13 @@ void encode_run(byte_buffer& out, It it, std::size_t n) {
     } else {
         for (std::size_t i = 0; i < n; ++i, ++it) Codec::template encode<W>(out, to_wire(*it));
     }
+}
+
+/// A chunksize given by the user, checked as CPython checks it ("Chunksize must be 1+, not
+/// -1"); capped at what a chunk can count (2^32 - 1 elements).
+inline std::size_t checked_chunksize(std::ptrdiff_t n) {
+    if (n < 1) throw value_error("Chunksize must be 1+, not " + std::to_string(n));
+    return static_cast<std::size_t>(std::min<std::ptrdiff_t>(n, 0xffffffff));
 }
 
 /// A scratch buffer per thread for building messages, so that submitting does not allocate

@@ -23,6 +23,7 @@
 #include <exception>
 #include <memory>
 #include <optional>
+#include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -33,10 +34,10 @@ namespace multiproc {
 /// the window is ours: CPython reads everything first).
 struct imap_options {
     /// Inputs sent to a worker together (Python: chunksize); at least 1.
-    std::size_t chunksize = 1;
+    std::ptrdiff_t chunksize = 1;
     /// At most this many inputs are read but not yet yielded; by default two chunks per
     /// worker, or 64 inputs per worker if that is more; never less than one chunk.
-    std::optional<std::size_t> window{};
+    std::optional<std::ptrdiff_t> window{};
 };
 
 /// A pool that views::imap can use: one of the basic_pool types.
@@ -70,12 +71,15 @@ public:
     imap_view(Pool& pool, F f, Rng base, imap_options opts)
         : core_(pool.core_), f_(f), base_(std::move(base)), opts_(opts) {
         static_assert(detail::check_task<codec, F, wire>());
-        if (opts_.chunksize < 1) throw value_error("Chunksize must be 1+, not 0");
+        chunksize_ = detail::checked_chunksize(opts_.chunksize);
+        if (opts_.window && *opts_.window < 1)
+            throw value_error("multiproc: an imap window must be at least 1, not " + std::to_string(*opts_.window));
         // Two chunks per worker, but at least 64 tasks per worker: with small chunks the window
         // must cover the time it takes to wake the iterating thread (see docs/design/pool.md).
-        const std::size_t per_worker = std::max<std::size_t>(2 * opts_.chunksize, 64);
-        window_ = std::max(opts_.window.value_or(per_worker * static_cast<std::size_t>(pool.processes())),
-                           opts_.chunksize);
+        const std::size_t per_worker = std::max<std::size_t>(2 * chunksize_, 64);
+        const std::size_t wanted = opts_.window ? static_cast<std::size_t>(*opts_.window)
+                                                : per_worker * static_cast<std::size_t>(pool.processes());
+        window_ = std::max(wanted, chunksize_);
         core_->check_running();
     }
 
@@ -191,7 +195,7 @@ private:
 
     cursor begin_cursor() {
         if (!core_) throw value_error("multiproc: an imap view made without a pool cannot be iterated");
-        auto st = std::make_shared<state>(core_, f_, base_, opts_.chunksize, window_);
+        auto st = std::make_shared<state>(core_, f_, base_, chunksize_, window_);
         st->advance();
         return cursor{std::move(st)};
     }
@@ -200,7 +204,7 @@ private:
     F f_{};
     Rng base_{};
     imap_options opts_{};
-    std::size_t window_ = 1;
+    std::size_t chunksize_ = 1, window_ = 1;
 };
 
 namespace detail_imap {
