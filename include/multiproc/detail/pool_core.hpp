@@ -331,7 +331,7 @@ private:
     std::exception_ptr startup_error_;
     pool_state state_ = pool_state::run;
     std::string broken_reason_;
-    std::vector<std::unique_ptr<pool_slot>> slots_; // changed only by the engine thread
+    std::vector<std::unique_ptr<pool_slot>> slots_; // changed only by the engine thread, under mu_
     byte_fifo pending_bytes_;
     std::deque<unit_meta> pending_meta_;
     std::deque<std::pair<unit_meta, byte_buffer>> requeued_; // units of dead workers, sent first
@@ -930,11 +930,14 @@ private:
 
         std::vector<pollfd> fds;
         std::vector<std::shared_ptr<job_core>> due;
+        std::vector<pool_slot*> ended; // pidfds that polled readable, marked under the lock
         for (;;) {
             bool done;
             std::optional<steady::time_point> until;
             {
                 std::lock_guard lk(mu_);
+                for (pool_slot* s : ended) s->exited = true;
+                ended.clear();
                 done = step_locked();
                 wake_engine_ = false;
                 due.swap(callbacks_due_);
@@ -959,7 +962,7 @@ private:
             shared_->watchers.fetch_add(1, std::memory_order_seq_cst);
             (void)sys::eventfd_drain(wake_fd_.get());
             for (std::size_t i = 1; i < fds.size(); ++i)
-                if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) slots_[i - 1]->exited = true;
+                if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) ended.push_back(slots_[i - 1].get());
         }
         log(10, "pool engine exiting");
     }
