@@ -181,3 +181,30 @@ TEST_CASE("a worker killed while idle is replaced without failing anything", "[p
         CHECK(ys == std::vector<int>{1, 4, 9, 16, 25, 36, 49, 64});
     });
 }
+
+TEST_CASE("a worker reaped by someone else (SIGCHLD ignored) still fails its task clearly", "[pool][death]") {
+    pooltest::tokens tokens;
+    pooltest::reports reports;
+    struct sigaction old {};
+    struct sigaction ign {};
+    ign.sa_handler = SIG_IGN;
+    REQUIRE(::sigaction(SIGCHLD, &ign, &old) == 0); // the kernel now reaps children itself
+    {
+        pool p(1);
+        auto r = p.apply_async(pooltest::report_then_wait, reports.fd(), tokens.fd(), 1);
+        const pid_t victim = std::stoi(reports.line());
+        REQUIRE(::kill(victim, SIGKILL) == 0);
+        try {
+            (void)r.get();
+            FAIL("no broken_pool");
+        } catch (const broken_pool& e) {
+            CHECK(e.pid() == victim);
+            CHECK_FALSE(e.exitcode().has_value());
+            CHECK_THAT(std::string(e.what()), Catch::Matchers::Contains("is SIGCHLD ignored?") &&
+                                                  Catch::Matchers::Contains("while running task 0"));
+        }
+        CHECK(p.apply(square, 3) == 9); // replaced
+    }
+    REQUIRE(::sigaction(SIGCHLD, &old, nullptr) == 0);
+    CHECK(test::children_of(::getpid()).empty());
+}

@@ -158,7 +158,9 @@ struct pool_config {
 
 enum class pool_state { run, close, terminate, broken };
 
-inline std::string describe_exit(int code) {
+inline std::string describe_exit(std::optional<int> exitcode) {
+    if (!exitcode) return "ended (its exit status was collected by someone else: is SIGCHLD ignored?)";
+    const int code = *exitcode;
     if (code < 0) {
         const char* abbrev = ::sigabbrev_np(-code);
         return "was killed by signal " + std::to_string(-code) + (abbrev ? std::string(" (SIG") + abbrev + ")" : "");
@@ -744,7 +746,7 @@ private:
             code = s.proc->exitcode();
         } catch (const error&) {
         }
-        const int exitcode = code.value_or(-SIGKILL);
+        const std::optional<int> exitcode = code;
         const bool in_init = s.shared->phase.load(std::memory_order_acquire) < 2;
         log(10, "cleaning up worker {} (pid {}): {}", s.name, s.pid, describe_exit(exitcode));
         if (s.init_error || (in_init && cfg_.initializer && state_ != pool_state::terminate &&
@@ -904,6 +906,7 @@ private:
 
     void engine_main() {
         engine_of_this_thread() = this;
+        (void)sys::prctl(PR_SET_NAME, reinterpret_cast<unsigned long>("multiproc-pool")); // as top and gdb show it
         try {
             std::lock_guard lk(mu_);
             for (int i = 0; i < cfg_.processes; ++i) start_worker();
