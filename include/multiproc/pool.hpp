@@ -45,16 +45,18 @@ struct pool_options {
 };
 
 /// The callbacks of an asynchronous call (Python: the `callback` and `error_callback`
-/// keywords): `callback(result)` when it succeeds, `error_callback(const multiproc::error&)`
-/// when it fails. They run in the pool's engine thread (Python: the result-handler thread),
-/// before the result becomes ready. An exception thrown by one is reported on stderr and
-/// otherwise ignored. Either may be left out: `callbacks{.error_callback = f}`.
+/// keywords): `callbacks{cb}`, `callbacks{cb, ecb}`, or `callbacks{nullptr, ecb}` (Python's
+/// callback=None). `cb(result)` runs when the call succeeds, `ecb(const multiproc::error&)`
+/// when it fails, in the pool's engine thread (Python: the result-handler thread), before the
+/// result becomes ready. An exception thrown by one is reported on stderr and ignored.
 template <class C = std::nullptr_t, class E = std::nullptr_t>
 struct callbacks {
     /// Called with the result when the call succeeds (Python: callback).
-    C callback{};
+    C callback;
     /// Called with the error when it fails (Python: error_callback).
-    E error_callback{};
+    E error_callback;
+
+    callbacks(C c = {}, E e = {}) : callback(std::move(c)), error_callback(std::move(e)) {}
 };
 
 namespace detail {

@@ -75,7 +75,7 @@ TEST_CASE("callback gets the result and error_callback the error, before the res
                                           errors.push_back(e.what());
                                       }},
                             fail_with, 7);
-    auto bad = p.apply_async(callbacks{.error_callback = [&](const error& e) {
+    auto bad = p.apply_async(callbacks{nullptr, [&](const error& e) {
                                  std::lock_guard lk(mu);
                                  errors.push_back(e.what());
                              }},
@@ -121,7 +121,7 @@ TEST_CASE("design 5.2: an exception in a callback is reported and never wedges t
     pool p(2);
     stderr_capture err;
     auto r = p.apply_async(callbacks{[](int) { throw std::runtime_error("callback broke"); }}, square, 3);
-    auto e = p.apply_async(callbacks{.error_callback = [](const error&) { throw 42; }}, fail_with, 1);
+    auto e = p.apply_async(callbacks{nullptr, [](const error&) { throw 42; }}, fail_with, 1);
     CHECK(r.get() == 9);             // still ready, with its value
     CHECK_THROWS_AS(e.get(), remote_error);
     CHECK(p.apply(square, 5) == 25); // and the pool carries on
