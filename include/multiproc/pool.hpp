@@ -14,6 +14,7 @@
 #include <multiproc/process.hpp>
 #include <multiproc/views/imap.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -213,6 +214,8 @@ public:
         cfg.initializer = std::move(opts.initializer);
         cfg.retries = policies::worker_death::retries;
         cfg.spawn = &detail::pool_worker<Ps...>::spawn;
+        cfg.ring_capacity = std::clamp<std::size_t>((std::size_t{8} << 20) / static_cast<std::size_t>(cfg.processes),
+                                                    std::size_t{256} << 10, std::size_t{1} << 20);
         core_ = std::make_shared<detail::pool_core>(std::move(cfg));
     }
 
@@ -398,7 +401,7 @@ private:
                     }
                 });
             }
-            core_->submit(job, buf, units);
+            core_->submit(job, buf, units, /*take=*/true);
             return async_result<V>(std::move(job), core_);
         }
     }

@@ -112,6 +112,12 @@ public:
         buf_.clear();
         front_ = 0;
     }
+    /// Takes `b`'s bytes as the whole content (this must be empty); `b` gets the old storage.
+    void adopt(byte_buffer& b) noexcept {
+        std::swap(buf_, b);
+        b.clear();
+        front_ = 0;
+    }
 
 private:
     byte_buffer buf_;
@@ -149,7 +155,9 @@ struct pool_config {
     std::optional<int> maxtasks;
     std::function<void()> initializer;
     unsigned retries = 0;
-    std::size_t ring_capacity = std::size_t{256} << 10;
+    /// Bytes in each of a worker's two rings: 1 MiB for up to 8 workers (map's default chunks
+    /// of a few hundred KiB then travel whole), less with more workers, never below 256 KiB.
+    std::size_t ring_capacity = std::size_t{1} << 20;
     std::chrono::microseconds worker_spin{100};
     std::chrono::microseconds caller_spin{100};
     /// Starts a PoolWorker process that runs worker_main(*boot); called in the engine thread.
@@ -221,8 +229,10 @@ public:
     }
 
     /// Adds the units of `msgs` (their messages back to back, in order) to `job`, listing
-    /// the job first if it is not yet; then sends what the workers have room for.
-    void submit(const std::shared_ptr<job_core>& job, const byte_buffer& msgs, const std::vector<unit_meta>& units) {
+    /// the job first if it is not yet; then sends what the workers have room for. With
+    /// `take`, the bytes may be taken over rather than copied (a big map's input).
+    void submit(const std::shared_ptr<job_core>& job, byte_buffer& msgs, const std::vector<unit_meta>& units,
+                bool take = false) {
         std::lock_guard lk(mu_);
         check_running_locked(job->keep != nullptr);
         if (!job->keep) link(job);
@@ -230,7 +240,10 @@ public:
             job->outstanding += u.hi - u.lo;
             pending_meta_.push_back(u);
         }
-        pending_bytes_.append(msgs.data(), msgs.size());
+        if (take && pending_bytes_.size() == 0)
+            pending_bytes_.adopt(msgs);
+        else
+            pending_bytes_.append(msgs.data(), msgs.size());
         finish_if_done(*job);
         dispatch_locked();
         after_drive_locked();

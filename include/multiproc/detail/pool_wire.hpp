@@ -399,17 +399,19 @@ inline void consume_task_bytes(const worker_boot& b, std::size_t n) {
     if (w.load(std::memory_order_relaxed) != 0 && w.exchange(0, std::memory_order_seq_cst) != 0) wake_parent(b);
 }
 
-/// Runs one task message; builds the result message in `out`.
-inline void run_task(const worker_boot& b, const std::byte* msg, std::size_t size, byte_buffer& values,
-                     byte_buffer& errors, byte_buffer& out) {
+/// Runs one task message; builds the result message in `out`, the values in place after
+/// its header (no copy), the errors in `errors` until they are appended.
+inline void run_task(const worker_boot& b, const std::byte* msg, std::size_t size, byte_buffer& errors,
+                     byte_buffer& out) {
     task_header h = load_pod<task_header>(msg);
     auto t0 = steady::now();
     b.self->element.store(h.lo, std::memory_order_relaxed);
     b.self->started_ns.store(static_cast<std::uint64_t>(t0.time_since_epoch().count()), std::memory_order_relaxed);
     b.self->unit.store(h.seq, std::memory_order_release);
-    values.clear();
+    out.clear();
+    (void)out.grow(sizeof(result_header)); // filled in below
     errors.clear();
-    result_sink sink{values, errors, 0, &b.self->element};
+    result_sink sink{out, errors, 0, &b.self->element};
     if (invoker_fn fn = find_invoker(h.invoker, h.signature);
         fn && size >= sizeof h + h.callable_size) {
         task_view v{&h, msg + sizeof h, msg + sizeof h + h.callable_size, size - sizeof h - h.callable_size};
@@ -423,19 +425,16 @@ inline void run_task(const worker_boot& b, const std::byte* msg, std::size_t siz
         }
     }
     auto busy = std::chrono::duration_cast<std::chrono::nanoseconds>(steady::now() - t0).count();
-    out.clear();
     result_header r{};
     r.kind = msg_result;
     r.seq = h.seq;
     r.busy_ns = static_cast<std::uint64_t>(busy);
     r.errors = sink.error_count;
-    r.errors_at = checked_size(sizeof r + values.size());
-    out.append(&r, sizeof r);
-    out.append(values.data(), values.size());
+    r.errors_at = checked_size(out.size());
     out.append(errors.data(), errors.size());
     pad_message(out, 0);
     r.size = checked_size(out.size());
-    std::memcpy(out.data(), &r.size, sizeof r.size);
+    std::memcpy(out.data(), &r, sizeof r);
 }
 
 /// The body of a pool worker: run the initializer, then chunks as they come, until told to
@@ -445,7 +444,7 @@ inline void worker_main(const worker_boot& b) {
     (void)sys::set_signal_disposition(SIGINT, SIG_IGN);
     (void)sys::set_signal_disposition(SIGTERM, SIG_DFL); // terminate() must end it, whatever the parent set
     worker_shared& self = *b.self;
-    byte_buffer values, errors, out, big;
+    byte_buffer errors, out, big;
     self.phase.store(1, std::memory_order_release);
     if (b.initializer && *b.initializer) {
         try {
@@ -484,7 +483,7 @@ inline void worker_main(const worker_boot& b) {
                 consume_task_bytes(b, size); // withdrawn by the parent: another worker runs it
                 continue;
             }
-            run_task(b, msg, size, values, errors, out);
+            run_task(b, msg, size, errors, out);
             consume_task_bytes(b, size);
         } else { // (never withdrawn: it is not all in the ring at once)
             // Bigger than the ring: gather it as the parent sends it.
@@ -495,7 +494,7 @@ inline void worker_main(const worker_boot& b) {
                 big.append(tasks.read_ptr(), n);
                 consume_task_bytes(b, n);
             }
-            run_task(b, big.data(), big.size(), values, errors, out);
+            run_task(b, big.data(), big.size(), errors, out);
         }
         send_to_parent(b, out);
         if (b.maxtasks && ++done >= *b.maxtasks) break;
