@@ -15,8 +15,10 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <linux/futex.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/prctl.h>
@@ -29,7 +31,9 @@ namespace multiproc::detail::sys {
 /// The system calls that can be made to fail in tests.
 enum class call : unsigned char {
     fork, waitpid, pidfd_open, pidfd_send_signal, poll, kill, close, pipe2, read, write, open, dup, dup2,
-    prctl, socketpair, sendmsg, recvmsg, mmap, ftruncate, memfd_create, shm_open, futex, execve, other
+    prctl, socketpair, sendmsg, recvmsg, mmap, ftruncate, memfd_create, shm_open, futex, execve, other,
+    // the start methods spawn and forkserver (execve also stands for posix_spawn)
+    socket, bind, listen, accept, connect
 };
 
 #if defined(MULTIPROC_FAULT_INJECTION)
@@ -109,6 +113,11 @@ inline int open(const char* path, int flags, mode_t mode = 0) noexcept {
     return retry(call::open, [&] { return ::open(path, flags, mode); });
 }
 
+/// A close-on-exec duplicate of `fd` numbered `floor` or higher (fcntl F_DUPFD_CLOEXEC).
+inline int dup_above(int fd, int floor) noexcept {
+    return invoke(call::dup, [&] { return ::fcntl(fd, F_DUPFD_CLOEXEC, floor); });
+}
+
 inline int dup2(int from, int to) noexcept {
     return retry(call::dup2, [&] { return ::dup2(from, to); });
 }
@@ -123,6 +132,91 @@ inline int ftruncate(int fd, off_t size) noexcept {
 
 inline int memfd_create(const char* name, unsigned flags) noexcept {
     return invoke(call::memfd_create, [&] { return ::memfd_create(name, flags); });
+}
+
+inline int socket(int domain, int type, int protocol) noexcept {
+    return invoke(call::socket, [&] { return ::socket(domain, type, protocol); });
+}
+
+inline int socketpair(int domain, int type, int protocol, int fds[2]) noexcept {
+    return invoke(call::socketpair, [&] { return ::socketpair(domain, type, protocol, fds); });
+}
+
+inline int bind(int fd, const sockaddr* addr, socklen_t len) noexcept {
+    return invoke(call::bind, [&] { return ::bind(fd, addr, len); });
+}
+
+inline int listen(int fd, int backlog) noexcept {
+    return invoke(call::listen, [&] { return ::listen(fd, backlog); });
+}
+
+inline int accept4(int fd, int flags) noexcept {
+    return retry(call::accept, [&] { return ::accept4(fd, nullptr, nullptr, flags); });
+}
+
+/// connect() is not retried: after EINTR the connection goes on being made.
+inline int connect(int fd, const sockaddr* addr, socklen_t len) noexcept {
+    return invoke(call::connect, [&] { return ::connect(fd, addr, len); });
+}
+
+inline ssize_t sendmsg(int fd, const msghdr* msg, int flags) noexcept {
+    return retry(call::sendmsg, [&] { return ::sendmsg(fd, msg, flags); });
+}
+
+inline ssize_t recvmsg(int fd, msghdr* msg, int flags) noexcept {
+    return retry(call::recvmsg, [&] { return ::recvmsg(fd, msg, flags); });
+}
+
+/// The credentials of the process at the other end of a unix socket (SO_PEERCRED).
+inline int peer_credentials(int fd, ucred* out) noexcept {
+    return invoke(call::other, [&] {
+        socklen_t len = sizeof *out;
+        return ::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, out, &len);
+    });
+}
+
+/// posix_spawn, reporting failure as -1 with errno set (posix_spawn itself returns the
+/// error number). glibc reports a failed exec here too, so errno can be exec's.
+inline int posix_spawn(pid_t* pid, const char* path, const posix_spawn_file_actions_t* actions,
+                       char* const argv[], char* const envp[]) noexcept {
+    return invoke(call::execve, [&] {
+        int e = ::posix_spawn(pid, path, actions, nullptr, argv, envp);
+        if (e == 0) return 0;
+        errno = e;
+        return -1;
+    });
+}
+
+inline int getsockname(int fd, sockaddr* addr, socklen_t* len) noexcept {
+    return invoke(call::other, [&] { return ::getsockname(fd, addr, len); });
+}
+
+/// fcntl with an integer argument (F_GETFD, F_GETFL, F_SETFL, ...).
+inline int fcntl(int fd, int cmd, long arg = 0) noexcept {
+    return retry(call::other, [&] { return ::fcntl(fd, cmd, arg); });
+}
+
+/// Sets the disposition of `sig` (SIG_DFL or SIG_IGN), with no flags.
+inline int set_signal_disposition(int sig, void (*handler)(int)) noexcept {
+    return invoke(call::other, [&] {
+        struct sigaction sa {};
+        sa.sa_handler = handler;
+        sigemptyset(&sa.sa_mask);
+        return ::sigaction(sig, &sa, nullptr);
+    });
+}
+
+/// Fills `buf` with `n` random bytes from the kernel (getrandom(2)); 0 or -1.
+inline int random_bytes(void* buf, std::size_t n) noexcept {
+    return invoke(call::other, [&] {
+        auto r = ::syscall(SYS_getrandom, buf, n, 0U);
+        return r == static_cast<long>(n) ? 0 : -1;
+    });
+}
+
+/// Closes every descriptor from `first` on (close_range(2)).
+inline int close_from(unsigned first) noexcept {
+    return invoke(call::close, [&] { return static_cast<int>(::syscall(SYS_close_range, first, ~0U, 0U)); });
 }
 
 /// mmap reports failure with MAP_FAILED; this returns nullptr instead.
