@@ -380,16 +380,18 @@ inline bool hung_up(int fd, int timeout_ms) noexcept {
         for (auto& k : kids) p.push_back({k.pidfd, POLLIN, 0});
         if (sys::poll_until(p.data(), p.size(), {}, true) < 0) ::_exit(3);
         if (p[1].revents || p[2].revents) break;
-        std::size_t at = 3;
+        // The children known when poll() began first: serving a request adds to kids.
+        std::size_t at = 3 + pending.size(), known = kids.size();
+        for (std::size_t i = 0; i < known; ++i)
+            if (p[at + i].revents && kids[i].conn >= 0) requester_gone(kids[i]);
+        for (std::size_t i = 0; i < known; ++i)
+            if (p[at + known + i].revents && reap(kids[i])) kids[i].pid = 0;
+        std::erase_if(kids, [](const served_child& k) { return k.pid == 0; });
         std::vector<int> still;
+        at = 3;
         for (int fd : pending)
             if (!p[at++].revents || !serve_request(fd, kids)) still.push_back(fd);
         pending.swap(still);
-        for (auto& k : kids)
-            if (p[at++].revents && k.conn >= 0) requester_gone(k);
-        for (auto& k : kids)
-            if (p[at++].revents && reap(k)) k.pid = 0;
-        std::erase_if(kids, [](const served_child& k) { return k.pid == 0; });
         if (p[0].revents & POLLIN) {
             int fd = sys::accept4(listener, SOCK_CLOEXEC | SOCK_NONBLOCK);
             ucred cr{};
