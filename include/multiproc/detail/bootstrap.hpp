@@ -393,8 +393,10 @@ inline sys::unique_fd above(sys::unique_fd fd, int floor, const std::string& wha
 }
 
 /// Starts a fresh copy of this program with `fds[i]` at descriptor 3 + i and nothing else
-/// but 0, 1 and 2, and `marker` in the environment. Returns the pid; throws os_error.
-inline pid_t spawn_self(const std::vector<int>& fds, const std::string& marker, const std::string& what) {
+/// but 0, 1 and 2 (ours, or /dev/null if `null_stdio`), and `marker` in the environment.
+/// Returns the pid; throws os_error.
+inline pid_t spawn_self(const std::vector<int>& fds, const std::string& marker, const std::string& what,
+                        bool null_stdio = false) {
     std::string var = std::string(bootstrap_variable) + "=" + marker;
     std::vector<char*> envp;
     std::size_t prefix = std::strlen(bootstrap_variable) + 1;
@@ -413,6 +415,8 @@ inline pid_t spawn_self(const std::vector<int>& fds, const std::string& marker, 
     } guard{&fa};
     for (std::size_t i = 0; i < fds.size(); ++i)
         if (int e = ::posix_spawn_file_actions_adddup2(&fa, fds[i], 3 + static_cast<int>(i))) sys::fail(what, e);
+    for (int i = 0; null_stdio && i < 3; ++i)
+        if (int e = ::posix_spawn_file_actions_addopen(&fa, i, "/dev/null", O_RDWR, 0)) sys::fail(what, e);
     if (int e = ::posix_spawn_file_actions_addclosefrom_np(&fa, 3 + static_cast<int>(fds.size()))) sys::fail(what, e);
     pid_t pid = -1;
     if (sys::posix_spawn(&pid, "/proc/self/exe", &fa, argv, envp.data()) < 0) sys::fail(what);

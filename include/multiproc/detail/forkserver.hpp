@@ -125,8 +125,11 @@ inline void start_server(client_state& s) {
     // dup2 onto 3 and 4 in the server must not overwrite the other one before it is moved.
     listener = above(std::move(listener), 5, "dup for the forkserver");
     alive_r = above(std::move(alive_r), 5, "dup for the forkserver");
+    // The server's own stdin, stdout and stderr are /dev/null: each child gets its
+    // requester's, and a server holding its starter's would keep a pipe open after its
+    // starter, or whatever it redirected them to, has finished with it.
     pid_t pid = spawn_self({listener.get(), alive_r.get()}, "forkserver:3:4:" + std::to_string(::getpid()),
-                           "spawn of /proc/self/exe for the forkserver");
+                           "spawn of /proc/self/exe for the forkserver", /*null_stdio=*/true);
     int pidfd = sys::pidfd_open(pid);
     if (pidfd < 0) {
         int e = errno;
@@ -356,8 +359,6 @@ inline bool hung_up(int fd, int timeout_ms) noexcept {
 /// the daemon children whose requesters have gone, and leaves with _exit.
 [[noreturn]] inline void serve(int listener, int alive, pid_t parent) noexcept {
     (void)sys::set_signal_disposition(SIGINT, SIG_IGN); // Ctrl-C is for the children
-    for (int i = 0; i < 3; ++i) // received descriptors must land above 4, never on 0-2
-        if (sys::fcntl(i, F_GETFD) < 0 && sys::open("/dev/null", O_RDWR) != i) ::_exit(3);
     int parent_fd = sys::pidfd_open(parent);
     {
         auto& s = client(); // our own children ask this server for theirs
