@@ -9,4 +9,5 @@
 #include <multiproc/logging.hpp>
 #include <multiproc/policies/resolve.hpp>
 #include <multiproc/process.hpp>
+#include <multiproc/spawn.hpp>
 #include <multiproc/version.hpp>
