@@ -19,14 +19,6 @@ namespace {
 void exit_with(int n) { std::exit(n); }
 struct custom_failure {}; // not derived from std::exception
 
-template <class P>
-int exit_of(P& p) {
-    p.start();
-    p.join();
-    REQUIRE(p.exitcode().has_value());
-    return *p.exitcode();
-}
-
 // Runs `Throwing{}()` in a child whose stderr is a pipe; returns {exit code, stderr}.
 template <class Ctx, class Throwing>
 std::pair<int, std::string> stderr_of(Throwing, std::string name = {}) {
@@ -47,16 +39,16 @@ std::pair<int, std::string> stderr_of(Throwing, std::string name = {}) {
 
 TEMPLATE_TEST_CASE("a target that returns gives exit code 0", "[process][exitcode]", START_METHODS) {
     test::process_t<TestType> p([] {});
-    CHECK(exit_of(p) == 0);
+    CHECK(test::exit_of(p) == 0);
 }
 
 TEMPLATE_TEST_CASE("a target calling exit(n) or _exit(n) gives exit code n", "[process][exitcode]", START_METHODS) {
     test::process_t<TestType> a(fn<&exit_with>, 3);
-    CHECK(exit_of(a) == 3);
+    CHECK(test::exit_of(a) == 3);
     test::process_t<TestType> b([] { ::_exit(42); });
-    CHECK(exit_of(b) == 42);
+    CHECK(test::exit_of(b) == 42);
     test::process_t<TestType> c([] { std::quick_exit(5); });
-    CHECK(exit_of(c) == 5);
+    CHECK(test::exit_of(c) == 5);
 }
 
 TEMPLATE_TEST_CASE("an uncaught exception gives 1 and reports the process, type and what() on stderr",
@@ -90,7 +82,7 @@ TEMPLATE_TEST_CASE("a child killed by signal N has exit code -N", "[process][exi
     k.join();
     CHECK(t.exitcode() == -SIGTERM);
     CHECK(k.exitcode() == -SIGKILL);
-    CHECK(exit_of(s) == -SIGSEGV);
+    CHECK(test::exit_of(s) == -SIGSEGV);
     // Signalling a process that has been reaped does nothing.
     CHECK_NOTHROW(t.terminate());
     CHECK_NOTHROW(k.kill());
@@ -156,7 +148,7 @@ TEST_CASE("the child gets its own copies of the arguments, as lvalues it may cha
             std::_Exit(static_cast<int>(v.size()));
         },
         data, std::move(big));
-    CHECK(exit_of(p) == 4);
+    CHECK(test::exit_of(p) == 4);
     CHECK(data.size() == 3); // the parent's vector is untouched
 }
 
@@ -169,7 +161,7 @@ TEMPLATE_TEST_CASE("arguments arrive as data the child may change: strings, vect
             std::_Exit(v.size() == 4 && v[3] == 7 && v[0] == 1 ? 0 : 1);
         },
         data, std::string("four"), 3.5);
-    CHECK(exit_of(p) == 0);
+    CHECK(test::exit_of(p) == 0);
     CHECK(data.size() == 3);
 }
 
@@ -262,7 +254,7 @@ TEST_CASE("a process object from the parent cannot be joined, tested or started 
         }
         std::_Exit(bad);
     });
-    CHECK(exit_of(checker) == 0);
+    CHECK(test::exit_of(checker) == 0);
     gate.release();
     sibling.join();
 }

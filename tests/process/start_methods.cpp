@@ -22,14 +22,6 @@ namespace {
 
 int g_counter = 1; // changed by the test before starting children
 
-template <class P>
-int exit_of(P& p) {
-    p.start();
-    p.join();
-    REQUIRE(p.exitcode().has_value());
-    return *p.exitcode();
-}
-
 // The descriptors of the calling process, as "fd->target" lines.
 std::string fd_listing() {
     std::string s;
@@ -153,7 +145,7 @@ TEMPLATE_TEST_CASE("a spawn or forkserver child holds only 0, 1, 2 and the descr
                     fd_listing());
         },
         out.w_arg());
-    CHECK(exit_of(p) == 0);
+    CHECK(test::exit_of(p) == 0);
     std::string text = out.collect();
     ::close(stray[0]);
     ::close(stray[1]);
@@ -184,8 +176,8 @@ TEMPLATE_TEST_CASE("a forkserver child is forked by one server, which reports it
     test::report_pipe out;
     test::process_t<TestType> a([](test::fd_arg o) { o.write(std::to_string(::getppid()) + "\n"); }, out.w_arg());
     test::process_t<TestType> b([](test::fd_arg o) { o.write(std::to_string(::getppid()) + "\n"); }, out.w_arg());
-    CHECK(exit_of(a) == 0);
-    CHECK(exit_of(b) == 0);
+    CHECK(test::exit_of(a) == 0);
+    CHECK(test::exit_of(b) == 0);
     pid_t server = test::forkserver_pid();
     REQUIRE(server > 0);
     CHECK(out.collect() == std::to_string(server) + "\n" + std::to_string(server) + "\n");
@@ -339,7 +331,7 @@ TEMPLATE_TEST_CASE("objects cross as descriptors plus bytes, many descriptors an
             (void)detail::sys::write_all(last.fd, msg.data(), msg.size());
         },
         many, big);
-    CHECK(exit_of(p) == 0);
+    CHECK(test::exit_of(p) == 0);
     for (auto& m : many) ::close(m.fd);
     CHECK(out.collect() == "end 299 of 300, " + std::to_string(big.size()) + " bytes\n");
 }
@@ -348,7 +340,7 @@ TEMPLATE_TEST_CASE("globals: a forked child has a copy of the parent's, a fresh 
                    "[spawn][globals]", START_METHODS) {
     g_counter = 5;
     test::process_t<TestType> p([] { std::_Exit(g_counter); });
-    CHECK(exit_of(p) == (test::inherits_memory<TestType> ? 5 : 1));
+    CHECK(test::exit_of(p) == (test::inherits_memory<TestType> ? 5 : 1));
     g_counter = 1;
 }
 

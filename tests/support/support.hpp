@@ -49,6 +49,15 @@ struct process_of<multiproc::context<Ps...>> {
 template <class Ctx>
 using process_t = typename process_of<Ctx>::type;
 
+/// Starts `p`, joins it, and returns its exit code.
+template <class P>
+int exit_of(P& p) {
+    p.start();
+    p.join();
+    REQUIRE(p.exitcode().has_value());
+    return *p.exitcode();
+}
+
 /// Whether the context's children are forked from the caller, sharing its memory.
 template <class Ctx>
 constexpr bool inherits_memory = Ctx::policies::start::inherits_memory;
