@@ -24,7 +24,7 @@ int main() {
     multiproc::process d(multiproc::process_options{.name = "daemon", .daemon = true}, daemon_task, logger);
     // The seed forgets args=(logger,) here, so Python fails in the child with a TypeError;
     // in C++ a target called with the wrong arguments does not compile.
-    multiproc::process p(multiproc::process_options{.name = "non_daemon", .daemon = false}, non_daemon_task, logger);
+    multiproc::process p(multiproc::process_options{.name = "non_daemon"}, non_daemon_task, logger);
 
     d.start();
     p.start();

@@ -4,14 +4,14 @@
 #include <multiproc/logging.hpp>
 #include <multiproc/process.hpp>
 
-#include "support/ready_signal.hpp"
+#include <multiproc/sync.hpp>
 
 #include <chrono>
 #include <cstdlib>
 #include <functional>
 #include <thread>
 
-void worker(multiproc::logger logger, example::ready_signal& running) {
+void worker(multiproc::logger logger, multiproc::event& running) {
     logger.debug("run");
     running.set();
     // The seed's time.sleep(5), kept: main terminates the worker during this sleep, so it
@@ -23,12 +23,12 @@ void worker_exit_error() { std::exit(1); } // Python: sys.exit(1)
 
 int main() {
     auto logger = multiproc::log_to_stderr(multiproc::log_level::debug);
-    example::ready_signal running;
+    multiproc::event running;
 
-    multiproc::process p(multiproc::process_options{.name = "worker", .daemon = false}, worker, logger,
+    multiproc::process p(multiproc::process_options{.name = "worker"}, worker, logger,
                          std::ref(running));
     // The seed gives this process target=worker, a slip: its name says what it should run.
-    multiproc::process p_error(multiproc::process_options{.name = "worker_exit_error", .daemon = false},
+    multiproc::process p_error(multiproc::process_options{.name = "worker_exit_error"},
                                worker_exit_error);
 
     p.start();

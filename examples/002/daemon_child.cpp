@@ -4,14 +4,14 @@
 
 #include <multiproc/process.hpp>
 
-#include "support/ready_signal.hpp"
+#include <multiproc/sync.hpp>
 
 #include <chrono>
 #include <functional>
 #include <iostream>
 #include <thread>
 
-void foo_child(example::ready_signal& started) {
+void foo_child(multiproc::event& started) {
     std::cout << "daemon child sleeping for 10 seconds..." << std::endl;
     started.set();
     // Never runs to its end: the daemon is terminated when its parent ends, 0.2 s in.
@@ -21,7 +21,7 @@ void foo_child(example::ready_signal& started) {
 
 void foo() {
     // Start a daemon child: a process starting a process.
-    example::ready_signal child_started;
+    multiproc::event child_started;
     multiproc::process child_proc(foo_child, std::ref(child_started));
     child_proc.daemon(true); // Python: Process(target=foo_child, daemon=True)
     child_proc.start();

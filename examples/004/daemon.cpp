@@ -4,14 +4,14 @@
 
 #include <multiproc/process.hpp>
 
-#include "support/ready_signal.hpp"
+#include <multiproc/sync.hpp>
 
 #include <chrono>
 #include <functional>
 #include <iostream>
 #include <thread>
 
-void daemon_task(example::ready_signal& started) {
+void daemon_task(multiproc::event& started) {
     auto p = multiproc::current_process();
     std::cout << "Starting: " << p.name() << ' ' << p.pid() << std::endl;
     started.set();
@@ -28,7 +28,7 @@ void non_daemon_task() {
 }
 
 int main() {
-    example::ready_signal daemon_started;
+    multiproc::event daemon_started;
     // Name and daemon flag can also be set after construction, before start()
     // (Python: d.daemon = True).
     multiproc::process d(daemon_task, std::ref(daemon_started));

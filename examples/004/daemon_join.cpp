@@ -22,7 +22,7 @@ void non_daemon_task() {
 
 int main() {
     multiproc::process d(multiproc::process_options{.name = "daemon", .daemon = true}, daemon_task);
-    multiproc::process n(multiproc::process_options{.name = "non-daemon", .daemon = false}, non_daemon_task);
+    multiproc::process n(multiproc::process_options{.name = "non-daemon"}, non_daemon_task);
 
     d.start();
     n.start();

@@ -3,14 +3,14 @@
 
 #include <multiproc/process.hpp>
 
-#include "support/ready_signal.hpp"
+#include <multiproc/sync.hpp>
 
 #include <chrono>
 #include <functional>
 #include <iostream>
 #include <thread>
 
-void daemon_task(example::ready_signal& started) {
+void daemon_task(multiproc::event& started) {
     std::string name = multiproc::current_process().name();
     std::cout << "Starting: " << name << std::endl;
     started.set();
@@ -27,10 +27,10 @@ void non_daemon_task() {
 }
 
 int main() {
-    example::ready_signal daemon_started;
+    multiproc::event daemon_started;
     multiproc::process d(multiproc::process_options{.name = "daemon", .daemon = true}, daemon_task,
                          std::ref(daemon_started));
-    multiproc::process n(multiproc::process_options{.name = "non-daemon", .daemon = false}, non_daemon_task);
+    multiproc::process n(multiproc::process_options{.name = "non-daemon"}, non_daemon_task);
 
     d.start();
     n.start();

@@ -29,7 +29,7 @@ int main() {
     std::vector<multiproc::process> jobs;
     auto start = [&jobs](const std::string& name, auto target) {
         std::cout << "Starting process for " << name << '\n';
-        jobs.emplace_back(multiproc::process_options{.name = name, .daemon = false}, target);
+        jobs.emplace_back(multiproc::process_options{.name = name}, target);
         jobs.back().start();
     };
     start("exit_error", exit_error);

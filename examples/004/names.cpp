@@ -25,8 +25,8 @@ void my_service() {
 }
 
 int main() {
-    multiproc::process service(multiproc::process_options{.name = "my_service", .daemon = false}, my_service);
-    multiproc::process worker_1(multiproc::process_options{.name = "worker 1", .daemon = false}, worker);
+    multiproc::process service(multiproc::process_options{.name = "my_service"}, my_service);
+    multiproc::process worker_1(multiproc::process_options{.name = "worker 1"}, worker);
     // Unnamed: Process-3, since it is the third process object made here.
     multiproc::process worker_2(worker);
 

@@ -6,7 +6,14 @@
 #include <multiproc/fwd.hpp>
 #include <multiproc/policies/resolve.hpp>
 #include <multiproc/process.hpp>
+#include <multiproc/sync.hpp>
+#include <multiproc/value.hpp>
 
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <initializer_list>
+#include <optional>
 #include <utility>
 
 namespace multiproc {
@@ -25,6 +32,56 @@ public:
     template <class F, class... Args>
     [[nodiscard]] basic_process<Ps...> process(F&& target, Args&&... args) const {
         return basic_process<Ps...>(std::forward<F>(target), std::forward<Args>(args)...);
+    }
+
+    /// A lock (Python: ctx.Lock()).
+    [[nodiscard]] basic_lock<Ps...> lock() const { return basic_lock<Ps...>(); }
+    /// A recursive lock (Python: ctx.RLock()).
+    [[nodiscard]] multiproc::rlock rlock() const { return multiproc::rlock(); }
+    /// A semaphore with `value` units (Python: ctx.Semaphore(value=1)).
+    [[nodiscard]] multiproc::semaphore semaphore(int value = 1) const { return multiproc::semaphore(value); }
+    /// A bounded semaphore (Python: ctx.BoundedSemaphore(value=1)).
+    [[nodiscard]] multiproc::bounded_semaphore bounded_semaphore(int value = 1) const {
+        return multiproc::bounded_semaphore(value);
+    }
+    /// An event (Python: ctx.Event()).
+    [[nodiscard]] multiproc::event event() const { return multiproc::event(); }
+    /// A condition over a new rlock (Python: ctx.Condition()).
+    [[nodiscard]] multiproc::condition condition() const { return multiproc::condition(); }
+    /// A condition over `l`, a lock or an rlock (Python: ctx.Condition(lock)).
+    template <class Lock>
+    [[nodiscard]] multiproc::condition condition(const Lock& l) const {
+        return multiproc::condition(l);
+    }
+    /// A barrier (Python: ctx.Barrier(parties, action=None, timeout=None)).
+    [[nodiscard]] multiproc::barrier barrier(std::size_t parties, std::function<void()> action = {},
+                                             std::optional<std::chrono::nanoseconds> timeout = std::nullopt) const {
+        return multiproc::barrier(parties, std::move(action), timeout);
+    }
+    /// A T in shared memory with an rlock (Python: ctx.Value(typecode, init)).
+    template <class T>
+    [[nodiscard]] multiproc::value<T> value(const T& init = T{}) const {
+        return multiproc::value<T>(init);
+    }
+    /// `n` Ts in shared memory with an rlock (Python: ctx.Array(typecode, n)).
+    template <class T>
+    [[nodiscard]] multiproc::array<T> array(std::size_t n) const {
+        return multiproc::array<T>(n);
+    }
+    /// The Ts given, in shared memory with an rlock (Python: ctx.Array(typecode, [...])).
+    template <class T>
+    [[nodiscard]] multiproc::array<T> array(std::initializer_list<T> init) const {
+        return multiproc::array<T>(init);
+    }
+    /// A T in shared memory with no lock (Python: ctx.RawValue(typecode, init)).
+    template <class T>
+    [[nodiscard]] multiproc::raw_value<T> raw_value(const T& init = T{}) const {
+        return multiproc::raw_value<T>(init);
+    }
+    /// `n` Ts in shared memory with no lock (Python: ctx.RawArray(typecode, n)).
+    template <class T>
+    [[nodiscard]] multiproc::raw_array<T> raw_array(std::size_t n) const {
+        return multiproc::raw_array<T>(n);
     }
 };
 

@@ -3,10 +3,16 @@
 #pragma once
 
 #include <cerrno>
+#include <charconv>
+#include <chrono>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <system_error>
+#include <utility>
+#include <vector>
+#include <signal.h>
 #include <sys/types.h>
 
 namespace multiproc {
@@ -111,11 +117,137 @@ public:
     using error::error;
 };
 
-/// A subprocess run with `check` returned a non-zero status
-/// (Python: subprocess.CalledProcessError).
-class called_process_error : public error {
+/// A barrier was broken (aborted, timed out, its action threw, or a party died while
+/// waiting) or was reset while a party waited (Python: threading.BrokenBarrierError).
+class broken_barrier_error : public error {
 public:
     using error::error;
+};
+
+/// An index out of range, such as `array::at(n)` past the end (Python: IndexError).
+class index_error : public error {
+public:
+    using error::error;
+};
+
+namespace detail {
+
+/// Python's repr() of a str: single quotes unless the text holds a ' and no ", backslash
+/// escapes for the quote, backslash and control characters. Bytes >= 0x80 are kept as they
+/// are (UTF-8 text prints as Python prints it).
+inline std::string python_repr(std::string_view s) {
+    char q = (s.find('\'') != std::string_view::npos && s.find('"') == std::string_view::npos) ? '"' : '\'';
+    std::string out(1, q);
+    for (char c : s) {
+        auto u = static_cast<unsigned char>(c);
+        if (c == q || c == '\\') {
+            out += '\\';
+            out += c;
+        } else if (c == '\n') {
+            out += "\\n";
+        } else if (c == '\r') {
+            out += "\\r";
+        } else if (c == '\t') {
+            out += "\\t";
+        } else if (u < 0x20 || u == 0x7f) {
+            const char* hex = "0123456789abcdef";
+            out += "\\x";
+            out += hex[u >> 4];
+            out += hex[u & 15];
+        } else {
+            out += c;
+        }
+    }
+    return out + q;
+}
+
+/// Python's repr() of a list of str: `['ls', '-l']`.
+inline std::string python_repr(const std::vector<std::string>& v) {
+    std::string out = "[";
+    for (std::size_t i = 0; i < v.size(); ++i) out += (i ? ", " : "") + python_repr(v[i]);
+    return out + "]";
+}
+
+/// The name Python's signal.Signals gives signal `n` on Linux (the first name in
+/// alphabetical order where two share a number), or nullptr.
+inline const char* python_signal_name(int n) {
+    static constexpr std::pair<int, const char*> names[] = {
+        {SIGHUP, "SIGHUP"},       {SIGINT, "SIGINT"},       {SIGQUIT, "SIGQUIT"},   {SIGILL, "SIGILL"},
+        {SIGTRAP, "SIGTRAP"},     {SIGABRT, "SIGABRT"},     {SIGBUS, "SIGBUS"},     {SIGFPE, "SIGFPE"},
+        {SIGKILL, "SIGKILL"},     {SIGUSR1, "SIGUSR1"},     {SIGSEGV, "SIGSEGV"},   {SIGUSR2, "SIGUSR2"},
+        {SIGPIPE, "SIGPIPE"},     {SIGALRM, "SIGALRM"},     {SIGTERM, "SIGTERM"},   {SIGSTKFLT, "SIGSTKFLT"},
+        {SIGCHLD, "SIGCHLD"},     {SIGCONT, "SIGCONT"},     {SIGSTOP, "SIGSTOP"},   {SIGTSTP, "SIGTSTP"},
+        {SIGTTIN, "SIGTTIN"},     {SIGTTOU, "SIGTTOU"},     {SIGURG, "SIGURG"},     {SIGXCPU, "SIGXCPU"},
+        {SIGXFSZ, "SIGXFSZ"},     {SIGVTALRM, "SIGVTALRM"}, {SIGPROF, "SIGPROF"},   {SIGWINCH, "SIGWINCH"},
+        {SIGIO, "SIGIO"},         {SIGPWR, "SIGPWR"},       {SIGSYS, "SIGSYS"},
+    };
+    for (auto& [num, name] : names)
+        if (num == n) return name;
+    if (n == SIGRTMIN) return "SIGRTMIN";
+    if (n == SIGRTMAX) return "SIGRTMAX";
+    return nullptr;
+}
+
+} // namespace detail
+
+/// A subprocess run with `check` (or by check_call / check_output) returned a non-zero
+/// status (Python: subprocess.CalledProcessError). `what()` is CPython's text: "Command
+/// '['false']' returned non-zero exit status 1." or "... died with <Signals.SIGKILL: 9>.".
+class called_process_error : public error {
+public:
+    called_process_error(int returncode, std::vector<std::string> cmd, std::string out = {}, std::string err = {})
+        : error(describe(returncode, cmd)), returncode_(returncode), cmd_(std::move(cmd)), out_(std::move(out)),
+          err_(std::move(err)) {}
+    /// The exit status, or -N for signal N (Python: returncode).
+    [[nodiscard]] int returncode() const noexcept { return returncode_; }
+    /// The arguments the process was started with (Python: cmd).
+    [[nodiscard]] const std::vector<std::string>& cmd() const noexcept { return cmd_; }
+    /// Its standard output if it was captured, else empty (Python: output / stdout).
+    [[nodiscard]] const std::string& out() const noexcept { return out_; }
+    /// Its standard error if it was captured, else empty (Python: stderr).
+    [[nodiscard]] const std::string& err() const noexcept { return err_; }
+
+private:
+    static std::string describe(int rc, const std::vector<std::string>& cmd) {
+        std::string s = "Command '" + detail::python_repr(cmd) + "' ";
+        if (rc >= 0) return s + "returned non-zero exit status " + std::to_string(rc) + ".";
+        if (const char* name = detail::python_signal_name(-rc))
+            return s + "died with <Signals." + name + ": " + std::to_string(-rc) + ">.";
+        return s + "died with unknown signal " + std::to_string(-rc) + ".";
+    }
+    int returncode_;
+    std::vector<std::string> cmd_;
+    std::string out_, err_;
+};
+
+/// A subprocess did not finish within its timeout (Python: subprocess.TimeoutExpired); the
+/// child is left running by popen's wait and communicate, and killed by run, call and
+/// check_*. `what()` is CPython's text: "Command '['sleep', '9']' timed out after 0.5 seconds".
+/// Unlike CPython's, it derives from timeout_error.
+class timeout_expired : public timeout_error {
+public:
+    timeout_expired(std::vector<std::string> cmd, std::chrono::duration<double> timeout, std::string out = {},
+                    std::string err = {})
+        : timeout_error(describe(cmd, timeout)), cmd_(std::move(cmd)), timeout_(timeout), out_(std::move(out)),
+          err_(std::move(err)) {}
+    /// The arguments the process was started with (Python: cmd).
+    [[nodiscard]] const std::vector<std::string>& cmd() const noexcept { return cmd_; }
+    /// The timeout that expired (Python: timeout).
+    [[nodiscard]] std::chrono::duration<double> timeout() const noexcept { return timeout_; }
+    /// The standard output read before the timeout, if captured (Python: output / stdout).
+    [[nodiscard]] const std::string& out() const noexcept { return out_; }
+    /// The standard error read before the timeout, if captured (Python: stderr).
+    [[nodiscard]] const std::string& err() const noexcept { return err_; }
+
+private:
+    static std::string describe(const std::vector<std::string>& cmd, std::chrono::duration<double> t) {
+        char buf[64];
+        auto res = std::to_chars(buf, buf + sizeof buf, t.count()); // shortest form, as Python prints floats
+        return "Command '" + detail::python_repr(cmd) + "' timed out after " + std::string(buf, res.ptr) + " seconds";
+    }
+    std::vector<std::string> cmd_;
+    std::chrono::duration<double> timeout_;
+    std::string out_, err_;
 };
 
 } // namespace multiproc

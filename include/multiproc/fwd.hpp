@@ -15,4 +15,26 @@ using process = basic_process<>;
 template <class... Policies>
 class context;
 
+template <class... Policies>
+class basic_lock;
+/// A lock shared between processes (Python: multiprocessing.Lock).
+using lock = basic_lock<>;
+class rlock;
+class semaphore;
+class bounded_semaphore;
+class event;
+class condition;
+class barrier;
+
+template <class T>
+class raw_value;
+template <class T, class Lock = rlock>
+class value;
+template <class T>
+class raw_array;
+template <class T, class Lock = rlock>
+class array;
+
+class shared_memory;
+
 } // namespace multiproc

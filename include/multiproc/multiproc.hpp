@@ -9,5 +9,9 @@
 #include <multiproc/logging.hpp>
 #include <multiproc/policies/resolve.hpp>
 #include <multiproc/process.hpp>
+#include <multiproc/shared_memory.hpp>
 #include <multiproc/spawn.hpp>
+#include <multiproc/subprocess.hpp>
+#include <multiproc/sync.hpp>
+#include <multiproc/value.hpp>
 #include <multiproc/version.hpp>

@@ -371,7 +371,7 @@ public:
         int fd = child.pidfd >= 0 ? child.pidfd : detail::sys::pidfd_open(pid);
         if (fd < 0) {
             int e = errno;
-            ::kill(pid, SIGKILL);
+            detail::sys::kill(pid, SIGKILL);
             detail::sys::waitpid(pid, nullptr, 0);
             detail::sys::fail("pidfd_open for process " + c.name, e);
         }

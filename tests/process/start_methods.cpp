@@ -125,7 +125,7 @@ TEST_CASE("an injected posix_spawn failure is an os_error naming the process", "
     auto fds = test::open_fds();
     basic_process<start::spawn> p([] {});
     {
-        test::inject fail(detail::sys::call::execve, EAGAIN);
+        test::inject fail(detail::sys::call::posix_spawn, EAGAIN);
         CHECK_THROWS_WITH(p.start(), "multiproc: spawn of /proc/self/exe for process " + p.name() +
                                          ": Resource temporarily unavailable");
     }

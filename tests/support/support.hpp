@@ -7,6 +7,7 @@
 
 #include <multiproc/context.hpp>
 #include <multiproc/detail/sys.hpp>
+#include <multiproc/subprocess.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -234,69 +235,32 @@ inline int decode(int status) { return WIFSIGNALED(status) ? -WTERMSIG(status) :
 
 inline std::string program_path(const std::string& name) { return std::string(MULTIPROC_TEST_PROGRAMS) + "/" + name; }
 
-/// A helper program running with its stdout and stderr on pipes.
+/// A helper program running with its stdout and stderr on pipes (a subprocess::popen);
+/// killed and reaped if the test ends before finish().
 struct running_program {
-    pid_t pid = -1;
-    int out = -1, err = -1;
+    multiproc::subprocess::popen proc;
+    pid_t pid;
+    int out, err;
 
-    explicit running_program(const std::string& name, std::vector<std::string> args = {}) {
-        int o[2], e[2];
-        REQUIRE(::pipe2(o, O_CLOEXEC) == 0);
-        REQUIRE(::pipe2(e, O_CLOEXEC) == 0);
-        std::string path = program_path(name);
-        std::vector<char*> argv{path.data()};
-        for (auto& a : args) argv.push_back(a.data());
-        argv.push_back(nullptr);
-        std::fflush(nullptr);
-        pid = ::fork();
-        REQUIRE(pid >= 0);
-        if (pid == 0) {
-            ::dup2(o[1], 1);
-            ::dup2(e[1], 2);
-            ::execv(path.c_str(), argv.data());
-            ::_exit(127);
-        }
-        ::close(o[1]);
-        ::close(e[1]);
-        out = o[0];
-        err = e[0];
-    }
-    running_program(const running_program&) = delete;
-    running_program& operator=(const running_program&) = delete;
-    ~running_program() {
-        if (pid > 0) {
-            ::kill(pid, SIGKILL);
-            ::waitpid(pid, nullptr, 0);
-        }
-        if (out >= 0) ::close(out);
-        if (err >= 0) ::close(err);
-    }
+    explicit running_program(const std::string& name, std::vector<std::string> args = {})
+        : proc(with_program(name, std::move(args)),
+               {.out = multiproc::subprocess::pipe, .err = multiproc::subprocess::pipe}),
+          pid(proc.pid()), out(proc.out_fd()), err(proc.err_fd()) {}
 
     /// Reads stdout and stderr to EOF (both at once, so neither pipe can fill up) and
-    /// reaps the program; returns its exit code or -signal.
+    /// reaps the program; returns its exit code or -signal. A program still running after
+    /// 30 s fails the test (a guard, never a means of synchronisation).
     int finish(std::string& o, std::string& e) {
-        pollfd fds[2] = {{out, POLLIN, 0}, {err, POLLIN, 0}};
-        std::string* dst[2] = {&o, &e};
-        int open = 2;
-        while (open > 0) {
-            if (::poll(fds, 2, 30000) <= 0) break; // guard: a hung program fails the test below
-            for (int i = 0; i < 2; ++i) {
-                if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP))) continue;
-                char buf[4096];
-                ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
-                if (n > 0) {
-                    dst[i]->append(buf, static_cast<std::size_t>(n));
-                } else {
-                    fds[i].fd = -1;
-                    --open;
-                }
-            }
-        }
-        REQUIRE(open == 0);
-        int status = 0;
-        REQUIRE(::waitpid(pid, &status, 0) == pid);
-        pid = -1;
-        return decode(status);
+        auto r = proc.communicate(30s);
+        o = std::move(r.out);
+        e = std::move(r.err);
+        return *proc.returncode();
+    }
+
+private:
+    static std::vector<std::string> with_program(const std::string& name, std::vector<std::string> args) {
+        args.insert(args.begin(), program_path(name));
+        return args;
     }
 };
 
@@ -312,6 +276,16 @@ inline program_result run_program(const std::string& name, std::vector<std::stri
     r.code = p.finish(r.out, r.err);
     return r;
 }
+
+/// What a test must leave as it found it: the same descriptors open, and no children
+/// (running or zombie). Take one at the start, call check() at the end.
+struct baseline {
+    std::map<int, std::string> fds = open_fds();
+    void check() const {
+        CHECK(describe_fds(open_fds()) == describe_fds(fds));
+        CHECK(children_of(::getpid()).empty());
+    }
+};
 
 /// Counts the occurrences of `needle` in `hay`.
 inline std::size_t count(const std::string& hay, const std::string& needle) {

@@ -387,7 +387,7 @@ struct launch_result {
 /// child cannot overwrite another descriptor still to be moved.
 inline sys::unique_fd above(sys::unique_fd fd, int floor, const std::string& what) {
     if (fd.get() >= floor) return fd;
-    int moved = sys::dup_above(fd.get(), floor);
+    int moved = sys::fcntl(fd.get(), F_DUPFD_CLOEXEC, floor);
     if (moved < 0) sys::fail(what);
     return sys::unique_fd(moved);
 }
@@ -419,7 +419,7 @@ inline pid_t spawn_self(const std::vector<int>& fds, const std::string& marker, 
         if (int e = ::posix_spawn_file_actions_addopen(&fa, i, "/dev/null", O_RDWR, 0)) sys::fail(what, e);
     if (int e = ::posix_spawn_file_actions_addclosefrom_np(&fa, 3 + static_cast<int>(fds.size()))) sys::fail(what, e);
     pid_t pid = -1;
-    if (sys::posix_spawn(&pid, "/proc/self/exe", &fa, argv, envp.data()) < 0) sys::fail(what);
+    if (sys::posix_spawn(&pid, "/proc/self/exe", &fa, nullptr, argv, envp.data()) < 0) sys::fail(what);
     return pid;
 }
 

@@ -106,7 +106,7 @@ inline void start_server(client_state& s) {
     sys::unique_fd listener(sys::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
     if (!listener) sys::fail("socket for the forkserver");
     unsigned char rnd[12];
-    if (sys::random_bytes(rnd, sizeof rnd) < 0) sys::fail("getrandom for the forkserver's address");
+    if (sys::getrandom_all(rnd, sizeof rnd) < 0) sys::fail("getrandom for the forkserver's address");
     std::string name = "multiproc-forkserver-" + std::to_string(::getpid()) + "-";
     for (unsigned char b : rnd) {
         name += "0123456789abcdef"[b >> 4];

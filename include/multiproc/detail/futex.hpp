@@ -35,14 +35,18 @@ struct notifier {
     std::atomic<std::uint32_t> seq{0};
     std::atomic<std::uint32_t> sleepers{0};
 
+    // A store-then-load handshake on both sides (the notifier publishes the state and then
+    // reads `sleepers`; a waiter raises `sleepers` and then reads the state) is correct only
+    // with sequentially consistent operations; on x86 they cost what acq_rel costs.
+
     /// Call after changing the state `pred` looks at.
     void notify_all() noexcept {
-        seq.fetch_add(1, std::memory_order_acq_rel);
-        if (sleepers.load(std::memory_order_acquire) != 0) sys::futex_wake(&seq, INT_MAX);
+        seq.fetch_add(1, std::memory_order_seq_cst);
+        if (sleepers.load(std::memory_order_seq_cst) != 0) sys::futex_wake(&seq, INT_MAX);
     }
     void notify_one() noexcept {
-        seq.fetch_add(1, std::memory_order_acq_rel);
-        if (sleepers.load(std::memory_order_acquire) != 0) sys::futex_wake(&seq, 1);
+        seq.fetch_add(1, std::memory_order_seq_cst);
+        if (sleepers.load(std::memory_order_seq_cst) != 0) sys::futex_wake(&seq, 1);
     }
 
     /// Waits until `pred()` is true (returns true) or `deadline` passes (returns pred()).
@@ -59,7 +63,7 @@ struct notifier {
         }
         for (;;) {
             std::uint32_t seen = seq.load(std::memory_order_acquire);
-            sleepers.fetch_add(1, std::memory_order_acq_rel);
+            sleepers.fetch_add(1, std::memory_order_seq_cst);
             if (pred()) {
                 sleepers.fetch_sub(1, std::memory_order_acq_rel);
                 return true;
@@ -85,12 +89,20 @@ struct notifier {
     }
 };
 
+/// A deadline `timeout` from now: a negative timeout is now (as Python treats it), and one
+/// too long to represent, such as `hours::max()`, is none: wait forever.
+template <class Rep, class Period>
+std::optional<steady::time_point> deadline_in(std::chrono::duration<Rep, Period> timeout) {
+    if (timeout <= timeout.zero()) return steady::now();
+    if (std::chrono::duration<double>(timeout).count() > 3e9) return std::nullopt; // ~95 years
+    return steady::now() + std::chrono::ceil<steady::duration>(timeout);
+}
+
 /// A deadline `timeout` from now, or none (wait forever) if `timeout` is empty.
 template <class Rep, class Period>
 std::optional<steady::time_point> deadline_after(std::optional<std::chrono::duration<Rep, Period>> timeout) {
     if (!timeout) return std::nullopt;
-    auto t = std::chrono::duration_cast<steady::duration>(*timeout);
-    return steady::now() + (t < steady::duration::zero() ? steady::duration::zero() : t);
+    return deadline_in(*timeout);
 }
 
 } // namespace multiproc::detail

@@ -42,7 +42,7 @@ public:
     static shared_region attach(int raw_fd) {
         sys::unique_fd fd(raw_fd);
         struct stat st {};
-        if (::fstat(fd.get(), &st) != 0) sys::fail("fstat of a shared region");
+        if (sys::fstat(fd.get(), &st) != 0) sys::fail("fstat of a shared region");
         void* p = sys::mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
         if (!p) sys::fail("mmap of a shared region");
         shared_region r;
@@ -86,7 +86,7 @@ public:
 
 private:
     void unmap() noexcept {
-        if (data_) ::munmap(data_, size_);
+        if (data_) sys::munmap(data_, size_);
         data_ = nullptr;
         size_ = 0;
         fd_.reset();

@@ -14,10 +14,13 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <linux/futex.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -31,9 +34,10 @@ namespace multiproc::detail::sys {
 /// The system calls that can be made to fail in tests.
 enum class call : unsigned char {
     fork, waitpid, pidfd_open, pidfd_send_signal, poll, kill, close, pipe2, read, write, open, dup, dup2,
-    prctl, socketpair, sendmsg, recvmsg, mmap, ftruncate, memfd_create, shm_open, futex, execve, other,
-    // the start methods spawn and forkserver (execve also stands for posix_spawn)
-    socket, bind, listen, accept, connect
+    prctl, socketpair, sendmsg, recvmsg, mmap, ftruncate, memfd_create, shm_open, futex, execve,
+    posix_spawn, fcntl, access, stat, ioctl, shm_unlink, fstat, munmap, getrandom,
+    socket, bind, listen, accept, connect, // the start methods spawn and forkserver
+    other
 };
 
 #if defined(MULTIPROC_FAULT_INJECTION)
@@ -113,13 +117,39 @@ inline int open(const char* path, int flags, mode_t mode = 0) noexcept {
     return retry(call::open, [&] { return ::open(path, flags, mode); });
 }
 
-/// A close-on-exec duplicate of `fd` numbered `floor` or higher (fcntl F_DUPFD_CLOEXEC).
-inline int dup_above(int fd, int floor) noexcept {
-    return invoke(call::dup, [&] { return ::fcntl(fd, F_DUPFD_CLOEXEC, floor); });
-}
-
 inline int dup2(int from, int to) noexcept {
     return retry(call::dup2, [&] { return ::dup2(from, to); });
+}
+
+/// fcntl with an integer argument (F_GETFD, F_SETFL, F_DUPFD_CLOEXEC, ...).
+inline int fcntl(int fd, int cmd, int arg = 0) noexcept {
+    return retry(call::fcntl, [&] { return ::fcntl(fd, cmd, arg); });
+}
+
+inline int access(const char* path, int mode) noexcept {
+    return invoke(call::access, [&] { return ::access(path, mode); });
+}
+
+inline int stat(const char* path, struct stat* st) noexcept {
+    return invoke(call::stat, [&] { return ::stat(path, st); });
+}
+
+/// ioctl with an int out-parameter (FIONREAD, ...).
+inline int ioctl(int fd, unsigned long request, int* out) noexcept {
+    return retry(call::ioctl, [&] { return ::ioctl(fd, request, out); });
+}
+
+/// posix_spawn, with glibc's errno-as-result turned into -1 and errno. glibc runs the
+/// child with CLONE_VFORK, reports a failed file action or exec as the errno of the call,
+/// and reaps the failed child itself.
+inline int posix_spawn(pid_t* pid, const char* path, const posix_spawn_file_actions_t* actions,
+                       const posix_spawnattr_t* attr, char* const argv[], char* const envp[]) noexcept {
+    return invoke(call::posix_spawn, [&] {
+        int e = ::posix_spawn(pid, path, actions, attr, argv, envp);
+        if (e == 0) return 0;
+        errno = e;
+        return -1;
+    });
 }
 
 inline int prctl(int option, unsigned long arg) noexcept {
@@ -175,25 +205,8 @@ inline int peer_credentials(int fd, ucred* out) noexcept {
     });
 }
 
-/// posix_spawn, reporting failure as -1 with errno set (posix_spawn itself returns the
-/// error number). glibc reports a failed exec here too, so errno can be exec's.
-inline int posix_spawn(pid_t* pid, const char* path, const posix_spawn_file_actions_t* actions,
-                       char* const argv[], char* const envp[]) noexcept {
-    return invoke(call::execve, [&] {
-        int e = ::posix_spawn(pid, path, actions, nullptr, argv, envp);
-        if (e == 0) return 0;
-        errno = e;
-        return -1;
-    });
-}
-
 inline int getsockname(int fd, sockaddr* addr, socklen_t* len) noexcept {
     return invoke(call::other, [&] { return ::getsockname(fd, addr, len); });
-}
-
-/// fcntl with an integer argument (F_GETFD, F_GETFL, F_SETFL, ...).
-inline int fcntl(int fd, int cmd, long arg = 0) noexcept {
-    return retry(call::other, [&] { return ::fcntl(fd, cmd, arg); });
 }
 
 /// Sets the disposition of `sig` (SIG_DFL or SIG_IGN), with no flags.
@@ -203,14 +216,6 @@ inline int set_signal_disposition(int sig, void (*handler)(int)) noexcept {
         sa.sa_handler = handler;
         sigemptyset(&sa.sa_mask);
         return ::sigaction(sig, &sa, nullptr);
-    });
-}
-
-/// Fills `buf` with `n` random bytes from the kernel (getrandom(2)); 0 or -1.
-inline int random_bytes(void* buf, std::size_t n) noexcept {
-    return invoke(call::other, [&] {
-        auto r = ::syscall(SYS_getrandom, buf, n, 0U);
-        return r == static_cast<long>(n) ? 0 : -1;
     });
 }
 
@@ -227,6 +232,35 @@ inline void* mmap(void* addr, std::size_t len, int prot, int flags, int fd, off_
     }
     void* p = ::mmap(addr, len, prot, flags, fd, off);
     return p == MAP_FAILED ? nullptr : p;
+}
+
+inline int munmap(void* addr, std::size_t len) noexcept {
+    return invoke(call::munmap, [&] { return ::munmap(addr, len); });
+}
+
+inline int fstat(int fd, struct stat* st) noexcept {
+    return invoke(call::fstat, [&] { return ::fstat(fd, st); });
+}
+
+/// shm_open: a name in /dev/shm (only for shared_memory, which users name on purpose).
+inline int shm_open(const char* name, int flags, mode_t mode) noexcept {
+    return retry(call::shm_open, [&] { return ::shm_open(name, flags, mode); });
+}
+
+inline int shm_unlink(const char* name) noexcept {
+    return invoke(call::shm_unlink, [&] { return ::shm_unlink(name); });
+}
+
+/// Fills `buf` with `n` random bytes from the kernel; returns 0 or -1.
+inline int getrandom_all(void* buf, std::size_t n) noexcept {
+    auto p = static_cast<unsigned char*>(buf);
+    while (n > 0) {
+        ssize_t r = retry(call::getrandom, [&] { return ::getrandom(p, n, 0); });
+        if (r < 0) return -1;
+        p += r;
+        n -= static_cast<std::size_t>(r);
+    }
+    return 0;
 }
 
 /// FUTEX_WAIT on a word shared between processes: returns 0 when woken (or spuriously),
@@ -266,6 +300,44 @@ inline int poll_until(pollfd* fds, nfds_t n, std::chrono::steady_clock::time_poi
         if (r != -1 || errno != EINTR) return r;
     }
 }
+
+/// While alive, a write to a pipe whose reader is gone fails with EPIPE in this thread
+/// instead of raising SIGPIPE (which kills a process that does not ignore it). SIGPIPE is
+/// blocked in the calling thread, and one it raised meanwhile is consumed on the way out;
+/// one that was pending before is left pending.
+class sigpipe_guard {
+public:
+    sigpipe_guard() noexcept {
+        ::sigemptyset(&pipe_);
+        ::sigaddset(&pipe_, SIGPIPE);
+        ::pthread_sigmask(SIG_BLOCK, &pipe_, &old_);
+        sigset_t pending;
+        ::sigemptyset(&pending);
+        ::sigpending(&pending);
+        was_pending_ = ::sigismember(&pending, SIGPIPE) == 1;
+    }
+    sigpipe_guard(const sigpipe_guard&) = delete;
+    sigpipe_guard& operator=(const sigpipe_guard&) = delete;
+    ~sigpipe_guard() {
+        int saved = errno;
+        if (!was_pending_) {
+            sigset_t pending;
+            ::sigemptyset(&pending);
+            ::sigpending(&pending);
+            if (::sigismember(&pending, SIGPIPE) == 1) {
+                timespec zero{};
+                while (::sigtimedwait(&pipe_, nullptr, &zero) < 0 && errno == EINTR) {
+                }
+            }
+        }
+        ::pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+        errno = saved;
+    }
+
+private:
+    sigset_t pipe_{}, old_{};
+    bool was_pending_ = false;
+};
 
 /// An owned file descriptor: closed on destruction, movable, never copied.
 class unique_fd {

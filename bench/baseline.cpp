@@ -1,0 +1,582 @@
+// The raw-OS baseline: every figure of design.md §6 written directly on fork, pipes,
+// socketpairs, futexes and a shared-memory ring, with no multiproc code at all. This is
+// the "limit" multiproc is compared with. Usage: bench_baseline <figure> [variant] [scale]
+// Prints one JSON object: {"value": v, "unit": "...", ...}.
+
+#include "common.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <climits>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char** environ;
+
+namespace {
+
+using bench::clock_type;
+using bench::seconds_since;
+
+[[noreturn]] void die(const char* what) {
+    std::perror(what);
+    std::exit(2);
+}
+
+void write_full(int fd, const void* p, std::size_t n) {
+    auto c = static_cast<const char*>(p);
+    while (n) {
+        ssize_t w = ::write(fd, c, n);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            die("write");
+        }
+        c += w;
+        n -= static_cast<std::size_t>(w);
+    }
+}
+
+bool read_full(int fd, void* p, std::size_t n) {
+    auto c = static_cast<char*>(p);
+    while (n) {
+        ssize_t r = ::read(fd, c, n);
+        if (r == 0) return false;
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            die("read");
+        }
+        c += r;
+        n -= static_cast<std::size_t>(r);
+    }
+    return true;
+}
+
+void make_pipe(int fds[2]) {
+    if (::pipe2(fds, O_CLOEXEC) != 0) die("pipe2");
+    ::fcntl(fds[1], F_SETPIPE_SZ, 1 << 20); // as large as an unprivileged process may
+}
+
+template <class F>
+pid_t fork_child(F body) {
+    pid_t pid = ::fork();
+    if (pid < 0) die("fork");
+    if (pid == 0) {
+        body();
+        ::_exit(0);
+    }
+    return pid;
+}
+
+void reap(pid_t pid) {
+    int st;
+    while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+}
+
+// ---- futex ping-pong on a shared word --------------------------------------------------
+
+void futex_wait(std::atomic<std::uint32_t>* w, std::uint32_t v) {
+    ::syscall(SYS_futex, w, FUTEX_WAIT, v, nullptr, nullptr, 0);
+}
+void futex_wake(std::atomic<std::uint32_t>* w) { ::syscall(SYS_futex, w, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0); }
+
+template <class T>
+T* shared_alloc(std::size_t n = 1) {
+    void* p = ::mmap(nullptr, sizeof(T) * n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) die("mmap");
+    return static_cast<T*>(p);
+}
+
+// Waits until *w != old: spin up to `spin`, then sleep on the futex.
+std::uint32_t wait_change(std::atomic<std::uint32_t>* w, std::uint32_t old, std::chrono::microseconds spin) {
+    auto end = clock_type::now() + spin;
+    for (unsigned i = 0;; ++i) {
+        std::uint32_t v = w->load(std::memory_order_acquire);
+        if (v != old) return v;
+        if ((i & 63) == 0 && clock_type::now() > end) break;
+        __builtin_ia32_pause();
+    }
+    for (;;) {
+        std::uint32_t v = w->load(std::memory_order_acquire);
+        if (v != old) return v;
+        futex_wait(w, old);
+    }
+}
+
+// ---- figures -----------------------------------------------------------------------------
+
+std::int64_t tiny(std::int64_t x) { return x * x; }
+
+struct worker_pipes {
+    pid_t pid;
+    int task_w, result_r;
+};
+
+// Pre-forked workers that read [count][count x int64] chunks and answer with the squares.
+std::vector<worker_pipes> start_chunk_workers(int n) {
+    std::vector<worker_pipes> ws;
+    for (int i = 0; i < n; ++i) {
+        int t[2], r[2];
+        make_pipe(t);
+        make_pipe(r);
+        pid_t pid = fork_child([&] {
+            ::close(t[1]);
+            ::close(r[0]);
+            for (auto& w : ws) {
+                ::close(w.task_w);
+                ::close(w.result_r);
+            }
+            std::vector<std::int64_t> buf;
+            std::uint64_t count;
+            while (read_full(t[0], &count, sizeof count)) {
+                buf.resize(count);
+                read_full(t[0], buf.data(), count * sizeof(std::int64_t));
+                for (auto& x : buf) x = tiny(x);
+                write_full(r[1], &count, sizeof count);
+                write_full(r[1], buf.data(), count * sizeof(std::int64_t));
+            }
+        });
+        ::close(t[0]);
+        ::close(r[1]);
+        ws.push_back({pid, t[1], r[0]});
+    }
+    return ws;
+}
+
+void stop_workers(std::vector<worker_pipes>& ws) {
+    for (auto& w : ws) ::close(w.task_w);
+    for (auto& w : ws) {
+        ::close(w.result_r);
+        reap(w.pid);
+    }
+}
+
+// pool.map of N tiny tasks with CPython's default chunking (about 4 chunks per worker):
+// each chunk one write of a contiguous block, results one block back; a poll loop keeps
+// every pipe moving in both directions.
+void fig_map(long n) {
+    int workers = bench::cpus();
+    auto ws = start_chunk_workers(workers);
+    std::vector<std::int64_t> in(static_cast<std::size_t>(n)), out(static_cast<std::size_t>(n));
+    for (long i = 0; i < n; ++i) in[static_cast<std::size_t>(i)] = i;
+    auto t0 = clock_type::now();
+    long chunk = (n + 4L * workers - 1) / (4L * workers);
+    // Chunks go to workers round-robin; each worker answers in order.
+    std::vector<std::vector<long>> assigned(static_cast<std::size_t>(workers));
+    for (long start = 0, k = 0; start < n; start += chunk, ++k) assigned[static_cast<std::size_t>(k % workers)].push_back(start);
+    // Non-blocking task pipes: the parent writes while it can and reads results as they come,
+    // so neither side can block the other.
+    for (auto& w : ws) ::fcntl(w.task_w, F_SETFL, O_NONBLOCK);
+    struct progress {
+        std::size_t next_chunk = 0, sent_bytes = 0, recv_chunk = 0;
+        std::vector<char> msg; // the chunk being sent: [count][count x int64], one block
+    };
+    std::vector<progress> pr(static_cast<std::size_t>(workers));
+    std::size_t done = 0, total = 0;
+    for (auto& a : assigned) total += a.size();
+    std::vector<pollfd> fds;
+    while (done < total) {
+        fds.clear();
+        for (int i = 0; i < workers; ++i) {
+            auto& p = pr[static_cast<std::size_t>(i)];
+            auto& a = assigned[static_cast<std::size_t>(i)];
+            if (p.next_chunk < a.size()) fds.push_back({ws[static_cast<std::size_t>(i)].task_w, POLLOUT, 0});
+            if (p.recv_chunk < a.size()) fds.push_back({ws[static_cast<std::size_t>(i)].result_r, POLLIN, 0});
+        }
+        if (::poll(fds.data(), fds.size(), -1) < 0 && errno != EINTR) die("poll");
+        for (int i = 0; i < workers; ++i) {
+            auto& p = pr[static_cast<std::size_t>(i)];
+            auto& a = assigned[static_cast<std::size_t>(i)];
+            auto& w = ws[static_cast<std::size_t>(i)];
+            while (p.next_chunk < a.size()) {
+                if (p.sent_bytes == 0) { // encode the next chunk once
+                    long start = a[p.next_chunk];
+                    std::uint64_t cnt = static_cast<std::uint64_t>(std::min(chunk, n - start));
+                    p.msg.resize(sizeof cnt + cnt * sizeof(std::int64_t));
+                    std::memcpy(p.msg.data(), &cnt, sizeof cnt);
+                    std::memcpy(p.msg.data() + sizeof cnt, &in[static_cast<std::size_t>(start)], cnt * sizeof(std::int64_t));
+                }
+                ssize_t wr = ::write(w.task_w, p.msg.data() + p.sent_bytes, p.msg.size() - p.sent_bytes);
+                if (wr < 0) {
+                    if (errno == EAGAIN) break;
+                    die("write");
+                }
+                p.sent_bytes += static_cast<std::size_t>(wr);
+                if (p.sent_bytes < p.msg.size()) break;
+                p.sent_bytes = 0;
+                ++p.next_chunk;
+            }
+            // A result chunk, once it starts arriving, arrives whole soon: read it blocking.
+            pollfd probe{w.result_r, POLLIN, 0};
+            while (p.recv_chunk < a.size() && ::poll(&probe, 1, 0) == 1) {
+                std::uint64_t cnt;
+                read_full(w.result_r, &cnt, sizeof cnt);
+                long start = a[p.recv_chunk];
+                read_full(w.result_r, &out[static_cast<std::size_t>(start)], cnt * sizeof(std::int64_t));
+                ++p.recv_chunk;
+                ++done;
+            }
+        }
+    }
+    double s = seconds_since(t0);
+    stop_workers(ws);
+    for (long i = 0; i < n; i += n / 7 + 1)
+        if (out[static_cast<std::size_t>(i)] != tiny(i)) die("wrong result");
+    bench::emit(static_cast<double>(n) / s, "tasks/s", true);
+}
+
+// imap_unordered with chunksize 1: one 8-byte task message and one 16-byte result message
+// per task, many tasks in flight per worker, the parent batching its reads.
+void fig_imap_unordered(long n) {
+    int workers = bench::cpus();
+    std::vector<worker_pipes> ws;
+    for (int i = 0; i < workers; ++i) {
+        int t[2], r[2];
+        make_pipe(t);
+        make_pipe(r);
+        pid_t pid = fork_child([&] {
+            ::close(t[1]);
+            ::close(r[0]);
+            for (auto& w : ws) {
+                ::close(w.task_w);
+                ::close(w.result_r);
+            }
+            std::int64_t in[512], out[1024];
+            for (;;) {
+                ssize_t got = ::read(t[0], in, sizeof in);
+                if (got <= 0) break;
+                while (got % 8) { // complete a split message
+                    ssize_t more = ::read(t[0], reinterpret_cast<char*>(in) + got, static_cast<std::size_t>(8 - got % 8));
+                    if (more <= 0) ::_exit(1);
+                    got += more;
+                }
+                std::size_t k = static_cast<std::size_t>(got) / 8;
+                for (std::size_t j = 0; j < k; ++j) {
+                    out[2 * j] = in[j];
+                    out[2 * j + 1] = tiny(in[j]);
+                }
+                write_full(r[1], out, k * 16);
+            }
+        });
+        ::close(t[0]);
+        ::close(r[1]);
+        ws.push_back({pid, t[1], r[0]});
+    }
+    const long window = 256 * workers;
+    auto t0 = clock_type::now();
+    long sent = 0, received = 0;
+    std::int64_t sum = 0;
+    std::vector<pollfd> fds(static_cast<std::size_t>(workers));
+    for (int i = 0; i < workers; ++i) fds[static_cast<std::size_t>(i)] = {ws[static_cast<std::size_t>(i)].result_r, POLLIN, 0};
+    std::vector<std::int64_t> buf(4096);
+    while (received < n) {
+        // Fill the window: each worker gets its share of new tasks as one write of
+        // consecutive 8-byte task messages.
+        if (sent < n && sent - received < window) {
+            long room = std::min(window - (sent - received), n - sent);
+            for (int w = 0; w < workers && room > 0; ++w) {
+                std::int64_t batch[256];
+                long k = std::min<long>({room / (workers - w) + (room % (workers - w) ? 1 : 0), 256L, room});
+                for (long j = 0; j < k; ++j) batch[j] = sent++;
+                room -= k;
+                write_full(ws[static_cast<std::size_t>(w)].task_w, batch, static_cast<std::size_t>(k) * 8);
+            }
+        }
+        if (::poll(fds.data(), fds.size(), -1) < 0 && errno != EINTR) die("poll");
+        for (auto& f : fds) {
+            if (!(f.revents & POLLIN)) continue;
+            ssize_t got = ::read(f.fd, buf.data(), buf.size() * 8);
+            if (got <= 0) die("worker died");
+            while (got % 16) {
+                ssize_t more = ::read(f.fd, reinterpret_cast<char*>(buf.data()) + got, static_cast<std::size_t>(16 - got % 16));
+                if (more <= 0) die("worker died");
+                got += more;
+            }
+            for (ssize_t j = 0; j < got / 16; ++j) sum += buf[static_cast<std::size_t>(2 * j + 1)];
+            received += got / 16;
+        }
+    }
+    double s = seconds_since(t0);
+    for (auto& w : ws) ::close(w.task_w);
+    for (auto& w : ws) {
+        ::close(w.result_r);
+        reap(w.pid);
+    }
+    std::int64_t expect = 0;
+    for (long i = 0; i < n; ++i) expect += tiny(i);
+    if (sum != expect) die("wrong sum");
+    bench::emit(static_cast<double>(n) / s, "tasks/s", true);
+}
+
+// apply round trip: a request and a reply between two processes, n times; the variant
+// says how they wait: "pipe" (blocking reads) or "spin" (spin briefly, then a futex).
+void fig_apply(long n, const std::string& variant) {
+    std::vector<double> lat;
+    lat.reserve(static_cast<std::size_t>(n));
+    if (variant == "pipe") {
+        int a[2], b[2];
+        make_pipe(a);
+        make_pipe(b);
+        pid_t pid = fork_child([&] {
+            ::close(a[1]); // or the child would hold its own request pipe open: no EOF
+            ::close(b[0]);
+            std::int64_t x;
+            while (read_full(a[0], &x, 8)) {
+                x = tiny(x);
+                write_full(b[1], &x, 8);
+            }
+        });
+        ::close(a[0]);
+        ::close(b[1]);
+        for (long i = 0; i < n; ++i) {
+            auto t0 = clock_type::now();
+            std::int64_t x = i;
+            write_full(a[1], &x, 8);
+            read_full(b[0], &x, 8);
+            lat.push_back(seconds_since(t0) * 1e6);
+        }
+        ::close(a[1]);
+        ::close(b[0]);
+        reap(pid);
+    } else {
+        struct box {
+            std::atomic<std::uint32_t> req, rep;
+            std::int64_t value;
+        };
+        auto* bx = shared_alloc<box>();
+        pid_t pid = fork_child([&] {
+            std::uint32_t seen = 0;
+            for (;;) {
+                seen = wait_change(&bx->req, seen, std::chrono::microseconds(200));
+                if (bx->value < 0) break;
+                bx->value = tiny(bx->value);
+                bx->rep.fetch_add(1, std::memory_order_release);
+                futex_wake(&bx->rep);
+            }
+        });
+        std::uint32_t rep = 0;
+        for (long i = 0; i < n; ++i) {
+            auto t0 = clock_type::now();
+            bx->value = i;
+            bx->req.fetch_add(1, std::memory_order_release);
+            futex_wake(&bx->req);
+            rep = wait_change(&bx->rep, rep, std::chrono::microseconds(200));
+            lat.push_back(seconds_since(t0) * 1e6);
+        }
+        bx->value = -1;
+        bx->req.fetch_add(1, std::memory_order_release);
+        futex_wake(&bx->req);
+        reap(pid);
+    }
+    std::sort(lat.begin(), lat.end());
+    double p99 = lat[static_cast<std::size_t>(static_cast<double>(lat.size() - 1) * 0.99)];
+    bench::emit(lat[lat.size() / 2], "us", false, {{"p99_us", p99}});
+}
+
+// 8-byte messages from one process to another: "pipe" and "socketpair" one write and one
+// read per message; "shm" a single-producer single-consumer ring in shared memory.
+void fig_queue(long n, const std::string& variant) {
+    if (variant == "shm") {
+        constexpr std::size_t cap = 1 << 16;
+        struct ring {
+            alignas(64) std::atomic<std::uint64_t> head;
+            alignas(64) std::atomic<std::uint64_t> tail;
+            alignas(64) std::atomic<std::uint32_t> data_seq, space_seq;
+            std::int64_t slots[cap];
+        };
+        auto* r = shared_alloc<ring>();
+        pid_t pid = fork_child([&] {
+            std::int64_t sum = 0;
+            std::uint64_t t = 0;
+            for (long i = 0; i < n; ++i) {
+                while (r->head.load(std::memory_order_acquire) == t) __builtin_ia32_pause();
+                sum += r->slots[t % cap];
+                r->tail.store(++t, std::memory_order_release);
+            }
+            ::_exit(sum == static_cast<std::int64_t>(n) * (n - 1) / 2 ? 0 : 1);
+        });
+        auto t0 = clock_type::now();
+        std::uint64_t h = 0;
+        for (long i = 0; i < n; ++i) {
+            while (h - r->tail.load(std::memory_order_acquire) == cap) __builtin_ia32_pause();
+            r->slots[h % cap] = i;
+            r->head.store(++h, std::memory_order_release);
+        }
+        int st;
+        ::waitpid(pid, &st, 0);
+        double s = seconds_since(t0);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) die("wrong sum");
+        bench::emit(static_cast<double>(n) / s, "msg/s", true);
+        return;
+    }
+    int fds[2];
+    if (variant == "socketpair") {
+        if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) die("socketpair");
+    } else {
+        make_pipe(fds);
+    }
+    pid_t pid = fork_child([&] {
+        ::close(fds[1]);
+        std::int64_t x, sum = 0;
+        for (long i = 0; i < n; ++i) {
+            if (!read_full(fds[0], &x, 8)) ::_exit(1);
+            sum += x;
+        }
+        ::_exit(sum == static_cast<std::int64_t>(n) * (n - 1) / 2 ? 0 : 1);
+    });
+    ::close(fds[0]);
+    auto t0 = clock_type::now();
+    for (long i = 0; i < n; ++i) {
+        std::int64_t x = i;
+        write_full(fds[1], &x, 8);
+    }
+    int st;
+    ::waitpid(pid, &st, 0);
+    double s = seconds_since(t0);
+    ::close(fds[1]);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) die("wrong sum");
+    bench::emit(static_cast<double>(n) / s, "msg/s", true);
+}
+
+// 64 MiB from one process to another ("pipe", "socketpair"), or memcpy within one ("shm"'s limit).
+void fig_transfer(long mib, const std::string& variant) {
+    std::size_t n = static_cast<std::size_t>(mib) << 20;
+    if (variant == "shm" || variant == "memcpy") {
+        std::vector<char> a(n, 'x'), b(n);
+        std::memcpy(b.data(), a.data(), n); // touch the pages first
+        auto t0 = clock_type::now();
+        std::memcpy(b.data(), a.data(), n);
+        double s = seconds_since(t0);
+        if (b[n / 2] != 'x') die("memcpy");
+        bench::emit(static_cast<double>(n) / s / 1e9, "GB/s", true);
+        return;
+    }
+    int fds[2];
+    if (variant == "socketpair") {
+        if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) die("socketpair");
+        int sz = 4 << 20;
+        ::setsockopt(fds[0], SOL_SOCKET, SO_RCVBUF, &sz, sizeof sz);
+        ::setsockopt(fds[1], SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+    } else {
+        make_pipe(fds);
+    }
+    std::vector<char> buf(n, 'y');
+    pid_t pid = fork_child([&] {
+        ::close(fds[0]);
+        write_full(fds[1], buf.data(), n);
+    });
+    ::close(fds[1]);
+    std::vector<char> in(n);
+    std::memset(in.data(), 0, n);
+    auto t0 = clock_type::now();
+    if (!read_full(fds[0], in.data(), n)) die("short transfer");
+    double s = seconds_since(t0);
+    reap(pid);
+    ::close(fds[0]);
+    bench::emit(static_cast<double>(n) / s / 1e9, "GB/s", true);
+}
+
+// Process start + join: "fork" (fork, _exit, waitpid), "spawn" (posix_spawn of this very
+// executable, which exits at once), "forkserver" (a request over a socket to a server
+// process that forks the child, reaps it and answers).
+void fig_start(long n, const std::string& variant, const char* self) {
+    std::vector<double> t;
+    if (variant == "forkserver") {
+        int sv[2];
+        if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) die("socketpair");
+        pid_t server = fork_child([&] {
+            ::close(sv[0]);
+            char c;
+            while (::read(sv[1], &c, 1) == 1) {
+                pid_t child = ::fork();
+                if (child == 0) ::_exit(0);
+                int st;
+                ::waitpid(child, &st, 0);
+                int code = WEXITSTATUS(st);
+                write_full(sv[1], &code, sizeof code);
+            }
+        });
+        ::close(sv[1]);
+        for (long i = 0; i < n; ++i) {
+            auto t0 = clock_type::now();
+            char c = 1;
+            write_full(sv[0], &c, 1);
+            int code;
+            read_full(sv[0], &code, sizeof code);
+            t.push_back(seconds_since(t0) * 1e3);
+        }
+        ::close(sv[0]);
+        reap(server);
+    } else {
+        for (long i = 0; i < n; ++i) {
+            auto t0 = clock_type::now();
+            pid_t pid;
+            if (variant == "spawn") {
+                char arg0[] = "bench_baseline", arg1[] = "noop";
+                char* argv[] = {arg0, arg1, nullptr};
+                if (::posix_spawn(&pid, self, nullptr, nullptr, argv, environ) != 0) die("posix_spawn");
+            } else {
+                pid = fork_child([] {});
+            }
+            reap(pid);
+            t.push_back(seconds_since(t0) * 1e3);
+        }
+    }
+    std::sort(t.begin(), t.end());
+    bench::emit(t[t.size() / 2], "ms", false);
+}
+
+// CPU-bound speedup: the same work sequentially and split over every usable CPU.
+void fig_speedup(long scale) {
+    int workers = bench::cpus();
+    long per = scale * 1000;
+    auto t0 = clock_type::now();
+    volatile std::uint64_t sink = bench::burn(per * workers);
+    double seq = seconds_since(t0);
+    t0 = clock_type::now();
+    std::vector<pid_t> ps;
+    for (int i = 0; i < workers; ++i) ps.push_back(fork_child([&] { sink = bench::burn(per); }));
+    for (auto p : ps) reap(p);
+    double par = seconds_since(t0);
+    (void)sink;
+    bench::emit(seq / par, "x", true, {{"workers", workers}});
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    std::string fig = argc > 1 ? argv[1] : "";
+    std::string variant = argc > 2 && std::string(argv[2]) != "-" ? argv[2] : ""; // "-": none
+    long scale = argc > 3 ? std::atol(argv[3]) : 0;
+    if (fig == "noop") return 0;
+    auto pick = [&](long dflt) { return scale > 0 ? scale : dflt; };
+    if (fig == "map") fig_map(pick(1'000'000));
+    else if (fig == "imap_unordered") fig_imap_unordered(pick(200'000));
+    else if (fig == "apply") fig_apply(pick(20'000), variant.empty() ? "spin" : variant);
+    else if (fig == "queue") fig_queue(pick(2'000'000), variant);
+    else if (fig == "transfer") fig_transfer(pick(64), variant);
+    else if (fig == "start") fig_start(pick(200), variant, "/proc/self/exe");
+    else if (fig == "speedup") fig_speedup(pick(60'000));
+    else {
+        std::fprintf(stderr, "usage: %s map|imap_unordered|apply|queue|transfer|start|speedup [variant] [scale]\n", argv[0]);
+        return 2;
+    }
+}

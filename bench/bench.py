@@ -1,0 +1,161 @@
+"""CPython's multiprocessing doing the work of each figure of design.md section 6.
+
+Usage: python3 bench.py <figure> [variant] [scale]; prints one JSON object per run, as the
+C++ benchmark programs do, so that the driver can put the three side by side.
+"""
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+
+
+def tiny(x):
+    return x * x
+
+
+def noop():
+    pass
+
+
+def burn(units):
+    h = 1469598103934665603
+    for i in range(units):
+        for j in range(100):
+            h = ((h ^ (i + j)) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def emit(value, unit, higher_is_better, **extra):
+    out = {"value": value, "unit": unit, "higher_is_better": higher_is_better}
+    out.update(extra)
+    print(json.dumps(out), flush=True)
+
+
+def cpus():
+    return len(os.sched_getaffinity(0))
+
+
+def fig_map(n):
+    with mp.Pool(cpus()) as pool:
+        pool.map(tiny, range(10))  # workers up
+        t0 = time.perf_counter()
+        out = pool.map(tiny, range(n))
+        s = time.perf_counter() - t0
+    assert out[n // 2] == tiny(n // 2)
+    emit(n / s, "tasks/s", True)
+
+
+def fig_imap_unordered(n):
+    with mp.Pool(cpus()) as pool:
+        pool.map(tiny, range(10))
+        t0 = time.perf_counter()
+        total = sum(pool.imap_unordered(tiny, range(n), chunksize=1))
+        s = time.perf_counter() - t0
+    assert total == sum(tiny(i) for i in range(n))
+    emit(n / s, "tasks/s", True)
+
+
+def fig_apply(n):
+    lat = []
+    with mp.Pool(1) as pool:
+        pool.apply(tiny, (1,))
+        for i in range(n):
+            t0 = time.perf_counter()
+            pool.apply(tiny, (i,))
+            lat.append((time.perf_counter() - t0) * 1e6)
+    lat.sort()
+    emit(lat[len(lat) // 2], "us", False, p99_us=lat[int((len(lat) - 1) * 0.99)])
+
+
+def _consume(q, n, done):
+    s = 0
+    for _ in range(n):
+        s += q.get()
+    done.put(s)
+
+
+def fig_queue(n):
+    q, done = mp.Queue(), mp.Queue()
+    c = mp.Process(target=_consume, args=(q, n, done))
+    c.start()
+    t0 = time.perf_counter()
+    for i in range(n):
+        q.put(i)
+    total = done.get()
+    s = time.perf_counter() - t0
+    c.join()
+    assert total == n * (n - 1) // 2
+    emit(n / s, "msg/s", True)
+
+
+def _send(conn, n):
+    conn.send_bytes(b"y" * n)
+    conn.close()
+
+
+def fig_transfer(mib):
+    n = mib << 20
+    r, w = mp.Pipe(duplex=False)
+    p = mp.Process(target=_send, args=(w, n))
+    p.start()
+    w.close()
+    t0 = time.perf_counter()
+    data = r.recv_bytes()
+    s = time.perf_counter() - t0
+    p.join()
+    assert len(data) == n
+    emit(n / s / 1e9, "GB/s", True)
+
+
+def fig_start(n, method):
+    ctx = mp.get_context(method)
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        p = ctx.Process(target=noop)
+        p.start()
+        p.join()
+        times.append((time.perf_counter() - t0) * 1e3)
+    times.sort()
+    emit(times[len(times) // 2], "ms", False)
+
+
+def fig_speedup(scale):
+    workers = cpus()
+    per = scale * 1000 // 100  # CPython runs the same hash ~100x slower: a hundredth of the work
+    t0 = time.perf_counter()
+    burn(per * workers)
+    seq = time.perf_counter() - t0
+    with mp.Pool(workers) as pool:
+        t0 = time.perf_counter()
+        pool.map(burn, [per] * workers, chunksize=1)
+        par = time.perf_counter() - t0
+    emit(seq / par, "x", True, workers=workers)
+
+
+def main():
+    fig = sys.argv[1] if len(sys.argv) > 1 else ""
+    variant = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] != "-" else ""  # "-": none
+    scale = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+    pick = lambda d: scale if scale > 0 else d
+    if fig == "map":
+        fig_map(pick(1_000_000))
+    elif fig == "imap_unordered":
+        fig_imap_unordered(pick(100_000))
+    elif fig == "apply":
+        fig_apply(pick(5_000))
+    elif fig == "queue":
+        fig_queue(pick(200_000))
+    elif fig == "transfer":
+        fig_transfer(pick(64))
+    elif fig == "start":
+        fig_start(pick(30 if variant == "fork" else 10), variant or "fork")
+    elif fig == "speedup":
+        fig_speedup(pick(60_000))
+    else:
+        sys.exit("usage: bench.py map|imap_unordered|apply|queue|transfer|start|speedup [variant] [scale]")
+
+
+if __name__ == "__main__":
+    main()

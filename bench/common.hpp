@@ -1,0 +1,49 @@
+// What every benchmark program shares: timing, CPU count, the CPU-bound work unit, and
+// the one-line JSON result the driver reads.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <initializer_list>
+#include <string>
+#include <utility>
+
+#include <sched.h>
+
+namespace bench {
+
+using clock_type = std::chrono::steady_clock;
+
+inline double seconds_since(clock_type::time_point t0) {
+    return std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+/// CPUs in the affinity mask (what all three implementations use as "all cores").
+inline int cpus() {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (::sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+    int n = CPU_COUNT(&set);
+    return n > 0 ? n : 1;
+}
+
+/// The CPU-bound work unit: `units` rounds of an integer hash (the same in bench.py).
+inline std::uint64_t burn(long units) {
+    std::uint64_t h = 1469598103934665603ULL;
+    for (long i = 0; i < units; ++i)
+        for (int j = 0; j < 100; ++j) h = (h ^ static_cast<std::uint64_t>(i + j)) * 1099511628211ULL;
+    return h;
+}
+
+/// Prints {"value": v, "unit": u, "higher_is_better": b, extras...} on one line.
+inline void emit(double value, const char* unit, bool higher_is_better,
+                 std::initializer_list<std::pair<const char*, double>> extras = {}) {
+    std::printf("{\"value\": %.6g, \"unit\": \"%s\", \"higher_is_better\": %s", value, unit,
+                higher_is_better ? "true" : "false");
+    for (auto& [k, v] : extras) std::printf(", \"%s\": %.6g", k, v);
+    std::printf("}\n");
+    std::fflush(stdout);
+}
+
+} // namespace bench

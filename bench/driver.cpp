@@ -1,0 +1,271 @@
+// Runs every figure of design.md §6 three ways — multiproc, CPython's multiprocessing and
+// the raw-syscall baseline — several times each, and prints a table of medians with the
+// ratios multiproc/CPython and multiproc/baseline; writes the same as JSON.
+//
+//   bench_driver [--smoke] [--repeat N] [--json FILE] [--only FIGURE]
+//
+// --smoke runs each measurement once at a small scale (CI: seconds, no thresholds).
+
+#include <multiproc/subprocess.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#ifndef MULTIPROC_BENCH_DIR
+#error "MULTIPROC_BENCH_DIR (the directory of the bench programs) must be defined"
+#endif
+#ifndef MULTIPROC_BENCH_SOURCE_DIR
+#error "MULTIPROC_BENCH_SOURCE_DIR (bench/ in the source tree) must be defined"
+#endif
+
+namespace sp = multiproc::subprocess;
+
+namespace {
+
+struct figure {
+    std::string id, variant, title;
+    long smoke_scale;
+    // The design's target, as text, and how to check it given the three medians.
+    std::string target;
+    std::optional<bool> (*met)(double mp, std::optional<double> cpython, std::optional<double> base);
+};
+
+std::optional<bool> at_least_abs(double v, double t) { return v >= t; }
+
+const std::vector<figure>& figures() {
+    static const std::vector<figure> f = {
+        {"map", "", "pool.map, 1M tiny tasks", 20000, ">= 0.8x limit",
+         [](double m, auto, auto b) { return b ? std::optional<bool>(m >= 0.8 * *b) : std::nullopt; }},
+        {"imap_unordered", "", "imap_unordered, chunksize 1", 5000, ">= 1 M tasks/s",
+         [](double m, auto, auto) { return at_least_abs(m, 1e6); }},
+        {"apply", "", "apply round trip (median)", 500, "<= 20 us",
+         [](double m, auto, auto) { return std::optional<bool>(m <= 20.0); }},
+        {"queue", "pipe", "queue, 8-byte messages", 20000, ">= 2 M msg/s",
+         [](double m, auto, auto) { return at_least_abs(m, 2e6); }},
+        {"queue", "socketpair", "queue, 8-byte messages", 20000, "",
+         nullptr},
+        {"queue", "shm", "queue, 8-byte messages", 20000, ">= 20 M msg/s",
+         [](double m, auto, auto) { return at_least_abs(m, 20e6); }},
+        {"transfer", "pipe", "64 MiB transfer", 4, "", nullptr},
+        {"transfer", "socketpair", "64 MiB transfer", 4, "", nullptr},
+        {"transfer", "shm", "64 MiB transfer", 4, ">= 0.7x memcpy",
+         [](double m, auto, auto b) { return b ? std::optional<bool>(m >= 0.7 * *b) : std::nullopt; }},
+        {"start", "fork", "process start + join", 5, "<= 1.5x limit",
+         [](double m, auto, auto b) { return b ? std::optional<bool>(m <= 1.5 * *b) : std::nullopt; }},
+        {"start", "spawn", "process start + join", 3, "<= 1.5x limit",
+         [](double m, auto, auto b) { return b ? std::optional<bool>(m <= 1.5 * *b) : std::nullopt; }},
+        {"start", "forkserver", "process start + join", 3, "<= 1.5x limit",
+         [](double m, auto, auto b) { return b ? std::optional<bool>(m <= 1.5 * *b) : std::nullopt; }},
+        {"speedup", "", "CPU-bound speedup, all cores", 2000, ">= 1.95x",
+         [](double m, auto, auto) { return std::optional<bool>(m >= 1.95); }},
+    };
+    return f;
+}
+
+// One flat JSON object as printed by the bench programs: numbers, strings, booleans.
+std::map<std::string, std::string> parse_flat_json(const std::string& line) {
+    std::map<std::string, std::string> out;
+    std::size_t i = line.find('{');
+    if (i == std::string::npos) return out;
+    ++i;
+    while (i < line.size()) {
+        auto q1 = line.find('"', i);
+        if (q1 == std::string::npos) break;
+        auto q2 = line.find('"', q1 + 1);
+        auto colon = line.find(':', q2);
+        if (q2 == std::string::npos || colon == std::string::npos) break;
+        std::string key = line.substr(q1 + 1, q2 - q1 - 1);
+        std::size_t v = line.find_first_not_of(' ', colon + 1);
+        std::size_t end;
+        std::string value;
+        if (line[v] == '"') {
+            end = line.find('"', v + 1);
+            value = line.substr(v + 1, end - v - 1);
+            ++end;
+        } else {
+            end = line.find_first_of(",}", v);
+            value = line.substr(v, end - v);
+        }
+        out[key] = value;
+        i = line.find_first_of(",}", end);
+        if (i == std::string::npos || line[i] == '}') break;
+        ++i;
+    }
+    return out;
+}
+
+struct sample {
+    double value;
+    std::map<std::string, std::string> fields;
+};
+
+struct impl {
+    std::string name;
+    std::vector<std::string> command; // figure, variant and scale are appended
+    bool available;
+    std::string why_not;
+};
+
+std::optional<sample> run_once(const impl& im, const figure& f, long scale, std::string& error) {
+    std::vector<std::string> args = im.command;
+    args.push_back(f.id);
+    args.push_back(f.variant.empty() ? "-" : f.variant);
+    args.push_back(std::to_string(scale));
+    try {
+        auto r = sp::run(args, {.capture_output = true, .timeout = std::chrono::seconds(300)});
+        if (r.returncode != 0) {
+            error = "exit " + std::to_string(r.returncode) + ": " + r.err.substr(0, 300);
+            return std::nullopt;
+        }
+        auto fields = parse_flat_json(r.out);
+        if (!fields.count("value")) {
+            error = "no result in: " + r.out.substr(0, 200);
+            return std::nullopt;
+        }
+        return sample{std::stod(fields["value"]), fields};
+    } catch (const multiproc::error& e) {
+        error = e.what();
+        return std::nullopt;
+    }
+}
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+std::string fmt(double v) {
+    char buf[64];
+    double a = std::fabs(v);
+    if (a >= 1e6)
+        std::snprintf(buf, sizeof buf, "%.2f M", v / 1e6);
+    else if (a >= 1e4)
+        std::snprintf(buf, sizeof buf, "%.1f k", v / 1e3);
+    else if (a >= 100)
+        std::snprintf(buf, sizeof buf, "%.0f", v);
+    else
+        std::snprintf(buf, sizeof buf, "%.3g", v);
+    return buf;
+}
+
+// How many times better multiproc is than `other` (>1: multiproc better), for either sense.
+double advantage(double mp, double other, bool higher_is_better) {
+    return higher_is_better ? mp / other : other / mp;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    bool smoke = false;
+    int repeat = 5;
+    std::string json_path = "bench-results.json", only;
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        if (a == "--smoke") smoke = true;
+        else if (a == "--repeat" && i + 1 < argc) repeat = std::max(1, std::atoi(argv[++i]));
+        else if (a == "--json" && i + 1 < argc) json_path = argv[++i];
+        else if (a == "--only" && i + 1 < argc) only = argv[++i];
+        else {
+            std::cerr << "usage: bench_driver [--smoke] [--repeat N] [--json FILE] [--only FIGURE]\n";
+            return 2;
+        }
+    }
+    if (smoke) repeat = 1;
+
+    const std::string dir = MULTIPROC_BENCH_DIR, src = MULTIPROC_BENCH_SOURCE_DIR;
+    std::vector<impl> impls = {
+        {"multiproc", {dir + "/bench_multiproc"}, ::access((dir + "/bench_multiproc").c_str(), X_OK) == 0,
+         "bench_multiproc is not built"},
+        {"CPython", {"python3", src + "/bench.py"}, false, ""},
+        {"baseline", {dir + "/bench_baseline"}, ::access((dir + "/bench_baseline").c_str(), X_OK) == 0,
+         "bench_baseline is not built"},
+    };
+    try {
+        auto v = sp::run({"python3", "-c", "import multiprocessing, sys; print(sys.version.split()[0])"},
+                         {.capture_output = true, .timeout = std::chrono::seconds(30)});
+        impls[1].available = v.returncode == 0;
+        impls[1].name = "CPython " + v.out.substr(0, v.out.find('\n'));
+        if (!impls[1].available) impls[1].why_not = "python3 cannot import multiprocessing";
+    } catch (const multiproc::error&) {
+        impls[1].why_not = "python3 is not installed";
+    }
+    for (auto& im : impls)
+        if (!im.available) std::cout << "notice: skipping " << im.name << ": " << im.why_not << "\n";
+
+    std::ostringstream json;
+    json << "{\n  \"smoke\": " << (smoke ? "true" : "false") << ",\n  \"repeat\": " << repeat << ",\n  \"results\": [";
+    bool first_json = true;
+    std::printf("\n%-32s %-11s %14s %14s %14s %11s %11s  %-15s %s\n", "figure", "variant", "multiproc", "CPython",
+                "baseline", "vs CPython", "vs baseline", "target", "met");
+    for (const auto& f : figures()) {
+        if (!only.empty() && f.id != only) continue;
+        std::optional<double> med[3];
+        std::string unit;
+        bool higher = true;
+        std::string extra[3];
+        for (std::size_t k = 0; k < impls.size(); ++k) {
+            if (!impls[k].available) continue;
+            std::vector<double> vals;
+            std::vector<double> p99s;
+            for (int r = 0; r < repeat; ++r) {
+                std::string error;
+                auto s = run_once(impls[k], f, smoke ? f.smoke_scale : 0, error);
+                if (!s) {
+                    std::cerr << "warning: " << impls[k].name << " " << f.id << " " << f.variant << ": " << error << "\n";
+                    break;
+                }
+                vals.push_back(s->value);
+                unit = s->fields["unit"];
+                higher = s->fields["higher_is_better"] == "true";
+                if (s->fields.count("p99_us")) p99s.push_back(std::stod(s->fields["p99_us"]));
+            }
+            if (!vals.empty()) med[k] = median(vals);
+            if (!p99s.empty()) extra[k] = "p99 " + fmt(median(p99s)) + " us";
+        }
+        auto cell = [&](std::size_t k) { return med[k] ? fmt(*med[k]) + " " + unit : std::string("n/a"); };
+        auto ratio = [&](std::size_t k) {
+            if (!med[0] || !med[k]) return std::string("n/a");
+            char b[32];
+            std::snprintf(b, sizeof b, "%.2fx", advantage(*med[0], *med[k], higher));
+            return std::string(b);
+        };
+        std::string met = "-";
+        if (f.met && med[0]) {
+            auto m = f.met(*med[0], med[1], med[2]);
+            met = m ? (*m ? "yes" : "NO") : "n/a";
+        } else if (f.met) {
+            met = "n/a";
+        }
+        std::printf("%-32s %-11s %14s %14s %14s %11s %11s  %-15s %s\n", f.title.c_str(), f.variant.c_str(),
+                    cell(0).c_str(), cell(1).c_str(), cell(2).c_str(), ratio(1).c_str(), ratio(2).c_str(),
+                    f.target.c_str(), met.c_str());
+        for (std::size_t k = 0; k < 3; ++k)
+            if (!extra[k].empty()) std::printf("%-32s %-11s %14s\n", "", "", (impls[k].name.substr(0, 9) + ": " + extra[k]).c_str());
+        json << (first_json ? "\n" : ",\n") << "    {\"figure\": \"" << f.id << "\", \"variant\": \"" << f.variant
+             << "\", \"unit\": \"" << unit << "\", \"higher_is_better\": " << (higher ? "true" : "false");
+        const char* keys[3] = {"multiproc", "cpython", "baseline"};
+        for (std::size_t k = 0; k < 3; ++k) {
+            json << ", \"" << keys[k] << "\": ";
+            if (med[k])
+                json << *med[k];
+            else
+                json << "null";
+        }
+        json << ", \"target\": \"" << f.target << "\", \"met\": \"" << met << "\"}";
+        first_json = false;
+    }
+    json << "\n  ]\n}\n";
+    std::ofstream(json_path) << json.str();
+    std::printf("\nratios: how many times better multiproc is (>1: multiproc better; medians of %d run%s)\n"
+                "results written to %s\n",
+                repeat, repeat == 1 ? "" : "s", json_path.c_str());
+}

@@ -1,0 +1,110 @@
+// What the sync objects stand on: holder ids and telling a dead process from a live one
+// (zombies and reused pids included), and the arena the objects are carved from.
+#include "support/support.hpp"
+
+#include <multiproc/detail/arena.hpp>
+#include <multiproc/detail/liveness.hpp>
+#include <multiproc/process.hpp>
+#include <multiproc/sync.hpp>
+#include <multiproc/value.hpp>
+
+#include <vector>
+
+using namespace multiproc;
+using namespace std::chrono_literals;
+using detail::sys::call;
+
+TEST_CASE("/proc/<pid>/stat is parsed from the last parenthesis", "[detail][liveness]") {
+    auto st = detail::parse_proc_stat("42 (a) b (c)) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 987654 20 21\n");
+    REQUIRE(st);
+    CHECK(st->state == 'S');
+    CHECK(st->start == 987654);
+    CHECK_FALSE(detail::parse_proc_stat("42 (cut) S 1 2"));
+    CHECK_FALSE(detail::parse_proc_stat("no parenthesis"));
+    auto self = detail::read_proc_stat(0);
+    REQUIRE(self);
+    CHECK(self->state == 'R');
+}
+
+TEST_CASE("a holder id names this process; a child gets its own after fork", "[detail][liveness]") {
+    auto me = detail::self_holder_id();
+    CHECK(detail::holder_pid(me) == ::getpid());
+    CHECK(detail::holder_start(me) != 0);
+    CHECK(detail::self_holder_id() == me);
+    CHECK_FALSE(detail::process_gone(me));
+    process p([&] {
+        auto child = detail::self_holder_id();
+        bool ok = detail::holder_pid(child) == ::getpid() && child != me && !detail::process_gone(me);
+        std::_Exit(ok ? 0 : 1);
+    });
+    p.start();
+    p.join();
+    CHECK(p.exitcode() == 0);
+}
+
+TEST_CASE("a process is gone once it is a zombie, reaped, or its pid names another process",
+          "[detail][liveness]") {
+    // A pid reused by a process that started at another time: this one, with a wrong start.
+    auto me = detail::self_holder_id();
+    CHECK(detail::process_gone(detail::make_holder_id(::getpid(), detail::holder_start(me) + 1)));
+    CHECK_FALSE(detail::process_gone(detail::make_holder_id(::getpid(), 0))); // start unknown: pid only
+
+    std::fflush(nullptr);
+    pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) ::_exit(0);
+    REQUIRE(test::wait_exit(child)); // exited, not reaped: a zombie
+    auto st = detail::read_proc_stat(child);
+    REQUIRE(st);
+    auto id = detail::make_holder_id(child, static_cast<std::uint32_t>(st->start));
+    CHECK(st->state == 'Z');
+    CHECK(detail::process_gone(id));
+    REQUIRE(::waitpid(child, nullptr, 0) == child);
+    CHECK(detail::process_gone(id));
+    {
+        test::inject no_proc(call::open, EACCES, 10); // falls back on kill(pid, 0): ESRCH
+        CHECK(detail::process_gone(id));
+        CHECK_FALSE(detail::process_gone(me));
+    }
+    {
+        test::inject unreadable(call::read, EIO, 10); // a /proc it cannot read: assumed alive
+        CHECK_FALSE(detail::process_gone(me));
+    }
+}
+
+TEST_CASE("many small objects share a few memfd chunks, all released with the objects", "[detail][arena]") {
+    auto before = test::open_fds();
+    {
+        std::vector<lock> locks(1000);
+        std::vector<value<int>> values;
+        for (int i = 0; i < 200; ++i) values.emplace_back(i);
+        auto during = test::open_fds();
+        // 1000 locks + 200 values with their rlocks, 64 bytes each: 1400 slots, about 22 chunks.
+        CHECK(during.size() - before.size() <= 30);
+        CHECK(values[199].load() == 199);
+        int got = 0;
+        for (auto& l : locks) got += l.acquire(false);
+        CHECK(got == 1000);
+    }
+    CHECK(test::describe_fds(test::open_fds()) == test::describe_fds(before));
+}
+
+TEST_CASE("a failure to make shared memory for an object is an os_error, and leaks nothing", "[detail][arena][faults]") {
+    auto before = test::open_fds();
+    {
+        test::inject fail(call::memfd_create, EMFILE);
+        CHECK_THROWS_MATCHES(lock(), os_error,
+                             Catch::Matchers::Message("multiproc: memfd_create for multiproc-sync: Too many open files"));
+    }
+    {
+        test::inject fail(call::ftruncate, ENOSPC);
+        CHECK_THROWS_AS(array<char>(1 << 20), os_error);
+    }
+    {
+        test::inject fail(call::mmap, ENOMEM);
+        CHECK_THROWS_AS(semaphore(3), os_error);
+    }
+    CHECK(test::describe_fds(test::open_fds()) == test::describe_fds(before));
+    lock works; // the arena recovers
+    CHECK(works.acquire(false));
+}

@@ -1,0 +1,146 @@
+// multiproc::barrier: CPython's Barrier between processes (indices, action, timeout, reset,
+// abort), and what happens when a party dies: the barrier breaks instead of hanging.
+#include "sync/sync_support.hpp"
+
+#include <multiproc/process.hpp>
+#include <multiproc/sync.hpp>
+#include <multiproc/value.hpp>
+
+#include <set>
+
+using namespace multiproc;
+using namespace std::chrono_literals;
+
+namespace {
+/// Runs `b.wait(timeout)` in a child; its exit code is the index, or 100 for
+/// broken_barrier_error with the message `expect` (when given), 101 for another message.
+process party(barrier& b, std::string expect = {}, std::chrono::milliseconds timeout = 30s) {
+    process p([&b, expect, timeout] {
+        try {
+            std::_Exit(static_cast<int>(b.wait(timeout)));
+        } catch (const broken_barrier_error& e) {
+            std::_Exit(expect.empty() || e.what() == expect ? 100 : 101);
+        }
+    });
+    p.start();
+    return p;
+}
+} // namespace
+
+TEST_CASE("a barrier releases its parties together, each with its own index, round after round",
+          "[sync][barrier]") {
+    raw_value<int> actions(0);
+    barrier b(3, [&] { actions.fetch_add(1); });
+    CHECK(b.parties() == 3);
+    for (int round = 1; round <= 3; ++round) {
+        auto p1 = party(b);
+        auto p2 = party(b);
+        std::size_t mine = b.wait(30s);
+        p1.join();
+        p2.join();
+        std::set<int> indices{static_cast<int>(mine), *p1.exitcode(), *p2.exitcode()};
+        CHECK(indices == std::set<int>{0, 1, 2});
+        CHECK(actions.load() == round);
+        CHECK(b.n_waiting() == 0);
+    }
+    CHECK_FALSE(b.broken());
+}
+
+TEST_CASE("a barrier wait that times out breaks it for everyone until reset()", "[sync][barrier][timeout]") {
+    barrier b(2, 40ms); // the default timeout
+    auto t0 = std::chrono::steady_clock::now();
+    CHECK_THROWS_MATCHES(b.wait(), broken_barrier_error,
+                         Catch::Matchers::Message("barrier is broken: a party timed out waiting for the others"));
+    CHECK(std::chrono::steady_clock::now() - t0 >= 40ms);
+    CHECK(b.broken());
+    CHECK_THROWS_AS(b.wait(30s), broken_barrier_error); // at once
+    b.reset();
+    CHECK_FALSE(b.broken());
+    auto p = party(b);
+    CHECK(b.wait(30s) <= 1);
+    p.join();
+    CHECK(p.exitcode() <= 1);
+}
+
+TEST_CASE("abort() and reset() break the wait of the parties waiting", "[sync][barrier]") {
+    barrier b(3);
+    auto p = party(b, "barrier is broken: abort() was called");
+    REQUIRE(test::asleep_in(*p.pid()));
+    CHECK(b.n_waiting() == 1);
+    b.abort();
+    p.join();
+    CHECK(p.exitcode() == 100);
+    CHECK(b.broken());
+    b.reset();
+    auto q = party(b, "barrier was reset while waiting");
+    REQUIRE(test::asleep_in(*q.pid()));
+    b.reset();
+    q.join();
+    CHECK(q.exitcode() == 100);
+    CHECK_FALSE(b.broken());
+    CHECK(b.n_waiting() == 0);
+}
+
+TEST_CASE("an action that throws breaks the barrier; its party gets the exception", "[sync][barrier]") {
+    barrier b(2, [] { throw std::runtime_error("action failed"); });
+    auto p = party(b, "barrier is broken: its action threw an exception");
+    REQUIRE(test::asleep_in(*p.pid()));
+    CHECK_THROWS_MATCHES(b.wait(30s), std::runtime_error, Catch::Matchers::Message("action failed"));
+    p.join();
+    CHECK(p.exitcode() == 100);
+    CHECK(b.broken());
+}
+
+TEST_CASE("a barrier needs at least one party", "[sync][barrier]") {
+    CHECK_THROWS_MATCHES(barrier(0), value_error, Catch::Matchers::Message("parties must be >= 1"));
+    CHECK_THROWS_AS(barrier(100000), value_error);
+    barrier one(1);
+    CHECK(one.wait() == 0);
+    CHECK(one.wait() == 0);
+}
+
+TEST_CASE("a party killed while waiting breaks the barrier, naming it; reset() makes it usable",
+          "[sync][barrier][dead]") {
+    barrier b(3);
+    auto doomed = party(b);
+    REQUIRE(test::asleep_in(*doomed.pid()));
+    CHECK(b.n_waiting() == 1);
+    pid_t pid = *doomed.pid();
+    doomed.kill();
+    auto t0 = std::chrono::steady_clock::now();
+    CHECK_THROWS_MATCHES(b.wait(30s), broken_barrier_error,
+                         Catch::Matchers::Message("barrier is broken: party pid " + std::to_string(pid) +
+                                                  " died while waiting"));
+    CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+    doomed.join();
+    CHECK(b.n_waiting() == 0);
+    b.reset();
+    auto p1 = party(b);
+    auto p2 = party(b);
+    CHECK(b.wait(30s) <= 2);
+    p1.join();
+    p2.join();
+    CHECK(p1.exitcode() <= 2);
+    CHECK(p2.exitcode() <= 2);
+}
+
+TEST_CASE("a party that dies running the action breaks the barrier for the others", "[sync][barrier][dead]") {
+    pid_t main_pid = ::getpid();
+    barrier b(2, [main_pid] {
+        if (::getpid() != main_pid) ::raise(SIGKILL); // dies holding the barrier's own lock
+    });
+    process last([&] {
+        if (!test::asleep_in(main_pid)) std::_Exit(3); // arrive last, so as to run the action
+        b.wait(30s);
+    });
+    last.start();
+    auto t0 = std::chrono::steady_clock::now();
+    CHECK_THROWS_MATCHES(b.wait(30s), broken_barrier_error,
+                         Catch::Matchers::Message("barrier is broken: pid " + std::to_string(*last.pid()) +
+                                                  " died while using it"));
+    CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+    last.join();
+    CHECK(last.exitcode() == -SIGKILL);
+    CHECK(b.broken());
+    CHECK(b.n_waiting() == 0);
+}

@@ -1,0 +1,180 @@
+// multiproc::condition: wait/notify between processes with CPython's messages; no wake-up
+// stolen by a later waiter or lost to one that timed out; a dead holder of its lock.
+#include "sync/sync_support.hpp"
+
+#include <multiproc/process.hpp>
+#include <multiproc/sync.hpp>
+#include <multiproc/value.hpp>
+
+#include <mutex>
+#include <optional>
+
+using namespace multiproc;
+using namespace std::chrono_literals;
+
+namespace {
+/// Starts a child that waits on `c` for at most `timeout`; it exits with 0 if wait()
+/// returned `expect` (true: notified), else 1.
+process start_waiter(condition& c, std::chrono::milliseconds timeout, bool expect = true) {
+    process p([&c, timeout, expect] {
+        std::lock_guard g(c);
+        bool woken = c.wait(timeout);
+        c.release(); // _Exit runs no destructor
+        std::_Exit(woken == expect ? 0 : 1);
+    });
+    p.start();
+    return p;
+}
+} // namespace
+
+TEST_CASE("wait and notify need the lock held: CPython's AssertionError messages", "[sync][condition]") {
+    condition c;
+    CHECK_THROWS_MATCHES(c.wait(), state_error, Catch::Matchers::Message("must acquire() condition before using wait()"));
+    CHECK_THROWS_MATCHES(c.notify(), state_error, Catch::Matchers::Message("lock is not owned"));
+    CHECK_THROWS_MATCHES(c.notify_all(), state_error, Catch::Matchers::Message("lock is not owned"));
+    CHECK(test::repr(c) == "<Condition(<RLock(None, 0)>, 0)>");
+    std::lock_guard g(c);
+    CHECK_NOTHROW(c.notify());
+    CHECK_NOTHROW(c.notify_all());
+    CHECK(test::repr(c) == "<Condition(<RLock(MainProcess, 1)>, 0)>");
+}
+
+TEST_CASE("wait(timeout) returns false after the timeout, holding the lock again at its depth", "[sync][condition][timeout]") {
+    rlock r;
+    condition c(r);
+    std::lock_guard g1(c);
+    std::lock_guard g2(c);
+    auto t0 = std::chrono::steady_clock::now();
+    CHECK_FALSE(c.wait(30ms));
+    CHECK(std::chrono::steady_clock::now() - t0 >= 30ms);
+    CHECK(test::repr(r) == "<RLock(MainProcess, 2)>");
+    CHECK_FALSE(c.wait_for([] { return false; }, 20ms));
+    CHECK(c.wait_for([] { return 7; }, 0ms) == 7);
+    CHECK(test::repr(c) == "<Condition(<RLock(MainProcess, 2)>, 0)>");
+}
+
+TEST_CASE("a condition over a plain lock: a producer notifies a consumer in another process", "[sync][condition]") {
+    lock l;
+    condition c(l);
+    raw_value<int> items(0);
+    process consumer([&] {
+        std::unique_lock g(c);
+        bool ok = c.wait_for([&] { return items.load() == 3; }, 30s);
+        g.unlock(); // _Exit runs no destructor
+        std::_Exit(ok ? 0 : 1);
+    });
+    consumer.start();
+    for (int i = 0; i < 3; ++i) {
+        std::lock_guard g(c);
+        items.fetch_add(1);
+        c.notify();
+    }
+    consumer.join();
+    CHECK(consumer.exitcode() == 0);
+    CHECK(test::repr(c) == "<Condition(<Lock(owner=None)>, 0)>");
+}
+
+TEST_CASE("notify(n) wakes n waiters, notify_all the rest", "[sync][condition]") {
+    condition c;
+    raw_value<int> woken(0);
+    constexpr int n = 3;
+    std::vector<process> ps;
+    for (int i = 0; i < n; ++i)
+        ps.emplace_back([&] {
+            c.acquire();
+            bool ok = c.wait(30s);
+            woken.fetch_add(1);
+            c.release();
+            std::_Exit(ok ? 0 : 1);
+        });
+    for (auto& p : ps) p.start();
+    for (auto& p : ps) REQUIRE(test::asleep_in(*p.pid()));
+    {
+        std::lock_guard g(c);
+        CHECK(test::repr(c) == "<Condition(<RLock(MainProcess, 1)>, 3)>");
+        c.notify();
+        CHECK(test::repr(c) == "<Condition(<RLock(MainProcess, 1)>, 2)>");
+    }
+    process_handle* first = nullptr; // exactly one leaves: wait for it (10 s bounds a failure)
+    for (auto end = std::chrono::steady_clock::now() + 10s; !first && std::chrono::steady_clock::now() < end;)
+        for (auto& p : ps)
+            if (!first && !test::running(*p.pid())) first = &p;
+    REQUIRE(first);
+    first->join();
+    CHECK(first->exitcode() == 0);
+    CHECK(woken.load() == 1);
+    {
+        std::lock_guard g(c);
+        c.notify_all();
+    }
+    for (auto& p : ps) p.join();
+    for (auto& p : ps) CHECK(p.exitcode() == 0);
+    CHECK(woken.load() == n);
+}
+
+TEST_CASE("a waiter that comes after notify() does not take the wake-up of one already waiting", "[sync][condition]") {
+    condition c;
+    auto early = start_waiter(c, 30s);
+    REQUIRE(test::asleep_in(*early.pid()));
+    std::optional<process> late;
+    {
+        std::lock_guard g(c);
+        c.notify();
+        late = start_waiter(c, 100ms, false); // it cannot wait before we release the lock
+    }
+    early.join();
+    late->join();
+    CHECK(early.exitcode() == 0);
+    CHECK(late->exitcode() == 0); // not woken
+}
+
+TEST_CASE("a waiter that timed out does not absorb a later notify()", "[sync][condition][timeout]") {
+    condition c;
+    auto quitter = start_waiter(c, 100ms, false);
+    REQUIRE(test::asleep_in(*quitter.pid()));
+    auto stayer = start_waiter(c, 30s); // its ticket comes after the quitter's
+    REQUIRE(test::asleep_in(*stayer.pid()));
+    quitter.join();
+    CHECK(quitter.exitcode() == 0);
+    {
+        std::lock_guard g(c);
+        c.notify();
+    }
+    stayer.join();
+    CHECK(stayer.exitcode() == 0);
+}
+
+TEST_CASE("the lock of a condition whose holder is killed goes to the next acquirer, who is told",
+          "[sync][condition][dead]") {
+    condition c;
+    auto p = test::start_holder([&] { c.acquire(); });
+    p.kill();
+    std::unique_lock g(c, std::defer_lock);
+    REQUIRE(g.try_lock_for(30s));
+    CHECK(c.owner_died());
+    c.notify_all(); // usable as ever
+    g.unlock();
+    CHECK_FALSE(c.owner_died());
+    p.join();
+}
+
+TEST_CASE("a waiter killed while waiting does not stop notify_all() from waking the others",
+          "[sync][condition][dead]") {
+    condition c;
+    process doomed([&] {
+        std::lock_guard g(c);
+        c.wait();
+    });
+    doomed.start();
+    REQUIRE(test::asleep_in(*doomed.pid()));
+    auto waiter = start_waiter(c, 30s);
+    REQUIRE(test::asleep_in(*waiter.pid()));
+    doomed.kill();
+    doomed.join();
+    {
+        std::lock_guard g(c);
+        c.notify_all();
+    }
+    waiter.join();
+    CHECK(waiter.exitcode() == 0);
+}
