@@ -171,9 +171,10 @@ inline const std::string& build_id() {
 // Checks made in the parent before anything is started.
 
 /// A fresh copy of this program is starting up and has not reached freeze_support() yet:
-/// starting a process now (from a static initializer) would start copies without end.
+/// starting a process now (from a static initializer) would start copies without end. (A
+/// program without freeze_support() is never started as such a copy: no check there.)
 inline void check_not_bootstrapping() {
-    if (std::getenv(bootstrap_variable))
+    if (freeze_support_recorded && std::getenv(bootstrap_variable))
         throw state_error("multiproc: a process was started before this process finished starting up (from a "
                           "static initializer, before main() reached multiproc::freeze_support()); start "
                           "processes from main() or later");
