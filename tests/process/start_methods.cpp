@@ -184,6 +184,27 @@ TEMPLATE_TEST_CASE("a forkserver child is forked by one server, which reports it
     CHECK(test::children_of(::getpid()).empty()); // the server's children are not ours
 }
 
+TEMPLATE_TEST_CASE("a child whose forkserver is killed is still waited for, and its exit code is 255",
+                   "[forkserver][errors]", by_forkserver) {
+    test::gate gate;
+    test::process_t<TestType> p([](test::fd_arg g) { std::_Exit(g.wait_eof() ? 0 : 1); }, gate.end());
+    p.start();
+    pid_t server = test::forkserver_pid();
+    REQUIRE(server > 0);
+    ::kill(server, SIGKILL);
+    REQUIRE(test::wait_exit(server));
+    p.join(20ms); // the server's death neither ends the child nor the wait for it
+    CHECK(p.is_alive());
+    gate.release();
+    p.join();
+    CHECK(p.exitcode() == 255); // the status died with the server, as in CPython
+    // The next child gets a new server.
+    test::process_t<TestType> q([] { std::_Exit(4); });
+    CHECK(test::exit_of(q) == 4);
+    CHECK(test::forkserver_pid() != server);
+    CHECK(test::children_of(::getpid()).empty()); // the killed server was reaped
+}
+
 TEST_CASE("the forkserver talks only to processes of its own user", "[forkserver][security]") {
     if (::geteuid() != 0) {
         WARN("needs root to act as another user; skipped");

@@ -200,7 +200,8 @@ struct reported_status {
 };
 
 /// Reads the exit status a forkserver reported for `c`, blocking if `block`. If the server
-/// died first, the status is lost: 255, as CPython reports it, and a warning is logged.
+/// died first, the status is lost: the child is then waited for on its pidfd, which takes
+/// the sentinel's number, and reported as 255, as CPython does, with a warning logged.
 inline std::optional<int> poll_reported_child(child_record& c, bool block) {
     pollfd p{c.status_fd, POLLIN, 0};
     int n = sys::poll_until(&p, 1, std::chrono::steady_clock::now(), block);
@@ -208,14 +209,17 @@ inline std::optional<int> poll_reported_child(child_record& c, bool block) {
     if (n == 0) return std::nullopt;
     reported_status msg{};
     ssize_t got = sys::read(c.status_fd, &msg, sizeof msg);
+    if (got == 0) { // end of stream: the server is gone; the child may still run
+        log(30, "the forkserver ended before reporting how process {} ended; its exit code will be unknown (255)",
+            c.name);
+        if (sys::dup2(c.pidfd, c.status_fd) >= 0) { // a pidfd: readable at the child's end, read() fails
+            (void)sys::fcntl(c.status_fd, F_SETFD, FD_CLOEXEC);
+            return poll_reported_child(c, block);
+        }
+    }
     sys::close(c.status_fd);
     c.status_fd = -1;
-    if (got == static_cast<ssize_t>(sizeof msg) && msg.magic == reported_status::tag) {
-        c.exitcode = msg.code;
-    } else {
-        c.exitcode = 255;
-        log(30, "the forkserver ended before reporting how process {} ended; its exit code is unknown (255)", c.name);
-    }
+    c.exitcode = got == static_cast<ssize_t>(sizeof msg) && msg.magic == reported_status::tag ? msg.code : 255;
     return c.exitcode;
 }
 
