@@ -5,6 +5,7 @@
 
 #include <multiproc/fwd.hpp>
 #include <multiproc/policies/resolve.hpp>
+#include <multiproc/pool.hpp>
 #include <multiproc/process.hpp>
 #include <multiproc/sync.hpp>
 #include <multiproc/value.hpp>
@@ -32,6 +33,13 @@ public:
     template <class F, class... Args>
     [[nodiscard]] basic_process<Ps...> process(F&& target, Args&&... args) const {
         return basic_process<Ps...>(std::forward<F>(target), std::forward<Args>(args)...);
+    }
+
+    /// A pool with this context's policies (Python: ctx.Pool(processes, ...)); the
+    /// arguments are those of basic_pool's constructors.
+    template <class... Args>
+    [[nodiscard]] basic_pool<Ps...> pool(Args&&... args) const {
+        return basic_pool<Ps...>(std::forward<Args>(args)...);
     }
 
     /// A lock (Python: ctx.Lock()).

@@ -8,6 +8,7 @@
 #include <multiproc/fwd.hpp>
 #include <multiproc/logging.hpp>
 #include <multiproc/policies/resolve.hpp>
+#include <multiproc/pool.hpp>
 #include <multiproc/process.hpp>
 #include <multiproc/shared_memory.hpp>
 #include <multiproc/spawn.hpp>
@@ -15,3 +16,4 @@
 #include <multiproc/sync.hpp>
 #include <multiproc/value.hpp>
 #include <multiproc/version.hpp>
+#include <multiproc/views/imap.hpp>

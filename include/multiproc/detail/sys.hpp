@@ -13,6 +13,7 @@
 #include <string>
 
 #include <fcntl.h>
+#include <sched.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -24,6 +25,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -35,7 +37,7 @@ namespace multiproc::detail::sys {
 enum class call : unsigned char {
     fork, waitpid, pidfd_open, pidfd_send_signal, poll, kill, close, pipe2, read, write, open, dup, dup2,
     prctl, socketpair, sendmsg, recvmsg, mmap, ftruncate, memfd_create, shm_open, futex, execve,
-    posix_spawn, fcntl, access, stat, ioctl, shm_unlink, fstat, munmap, getrandom,
+    posix_spawn, fcntl, access, stat, ioctl, shm_unlink, fstat, munmap, getrandom, eventfd, sigaction,
     socket, bind, listen, accept, connect, // the start methods spawn and forkserver
     other
 };
@@ -209,15 +211,6 @@ inline int getsockname(int fd, sockaddr* addr, socklen_t* len) noexcept {
     return invoke(call::other, [&] { return ::getsockname(fd, addr, len); });
 }
 
-/// Sets the disposition of `sig` (SIG_DFL or SIG_IGN), with no flags.
-inline int set_signal_disposition(int sig, void (*handler)(int)) noexcept {
-    return invoke(call::other, [&] {
-        struct sigaction sa {};
-        sa.sa_handler = handler;
-        sigemptyset(&sa.sa_mask);
-        return ::sigaction(sig, &sa, nullptr);
-    });
-}
 
 /// Closes every descriptor from `first` on (close_range(2)).
 inline int close_from(unsigned first) noexcept {
@@ -234,9 +227,40 @@ inline void* mmap(void* addr, std::size_t len, int prot, int flags, int fd, off_
     return p == MAP_FAILED ? nullptr : p;
 }
 
+/// munmap; returns 0 or -1.
 inline int munmap(void* addr, std::size_t len) noexcept {
     return invoke(call::munmap, [&] { return ::munmap(addr, len); });
 }
+
+/// An eventfd (a counter that polls readable while non-zero), close-on-exec.
+inline int eventfd(unsigned initial, int flags) noexcept {
+    return invoke(call::eventfd, [&] { return ::eventfd(initial, flags | EFD_CLOEXEC); });
+}
+
+/// Adds 1 to an eventfd's counter (wakes whoever polls it); 0 or -1. EAGAIN (the counter
+/// is saturated, so it is readable anyway) counts as success.
+inline int eventfd_signal(int fd) noexcept {
+    std::uint64_t one = 1;
+    ssize_t n = retry(call::write, [&] { return ::write(fd, &one, sizeof one); });
+    return n == static_cast<ssize_t>(sizeof one) || (n < 0 && errno == EAGAIN) ? 0 : -1;
+}
+
+/// Reads and resets a non-blocking eventfd's counter; returns the count, 0 if it was zero.
+inline std::uint64_t eventfd_drain(int fd) noexcept {
+    std::uint64_t n = 0;
+    return retry(call::read, [&] { return ::read(fd, &n, sizeof n); }) == static_cast<ssize_t>(sizeof n) ? n : 0;
+}
+
+/// Sets the disposition of `sig` (SIG_IGN, SIG_DFL or a handler); 0 or -1.
+inline int set_signal_disposition(int sig, void (*handler)(int)) noexcept {
+    struct sigaction sa {};
+    sa.sa_handler = handler;
+    ::sigemptyset(&sa.sa_mask);
+    return invoke(call::sigaction, [&] { return ::sigaction(sig, &sa, nullptr); });
+}
+
+/// Gives the CPU to another runnable thread, if any (for spin loops on busy machines).
+inline void yield() noexcept { (void)::sched_yield(); }
 
 inline int fstat(int fd, struct stat* st) noexcept {
     return invoke(call::fstat, [&] { return ::fstat(fd, st); });
