@@ -11,6 +11,7 @@
 #include <multiproc/pool.hpp>
 #include <multiproc/process.hpp>
 #include <multiproc/shared_memory.hpp>
+#include <multiproc/spawn.hpp>
 #include <multiproc/subprocess.hpp>
 #include <multiproc/sync.hpp>
 #include <multiproc/value.hpp>

@@ -22,6 +22,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/eventfd.h>
@@ -36,7 +37,9 @@ namespace multiproc::detail::sys {
 enum class call : unsigned char {
     fork, waitpid, pidfd_open, pidfd_send_signal, poll, kill, close, pipe2, read, write, open, dup, dup2,
     prctl, socketpair, sendmsg, recvmsg, mmap, ftruncate, memfd_create, shm_open, futex, execve,
-    posix_spawn, fcntl, access, stat, ioctl, shm_unlink, fstat, munmap, getrandom, eventfd, sigaction, other
+    posix_spawn, fcntl, access, stat, ioctl, shm_unlink, fstat, munmap, getrandom, eventfd, sigaction,
+    socket, bind, listen, accept, connect, // the start methods spawn and forkserver
+    other
 };
 
 #if defined(MULTIPROC_FAULT_INJECTION)
@@ -161,6 +164,57 @@ inline int ftruncate(int fd, off_t size) noexcept {
 
 inline int memfd_create(const char* name, unsigned flags) noexcept {
     return invoke(call::memfd_create, [&] { return ::memfd_create(name, flags); });
+}
+
+inline int socket(int domain, int type, int protocol) noexcept {
+    return invoke(call::socket, [&] { return ::socket(domain, type, protocol); });
+}
+
+inline int socketpair(int domain, int type, int protocol, int fds[2]) noexcept {
+    return invoke(call::socketpair, [&] { return ::socketpair(domain, type, protocol, fds); });
+}
+
+inline int bind(int fd, const sockaddr* addr, socklen_t len) noexcept {
+    return invoke(call::bind, [&] { return ::bind(fd, addr, len); });
+}
+
+inline int listen(int fd, int backlog) noexcept {
+    return invoke(call::listen, [&] { return ::listen(fd, backlog); });
+}
+
+inline int accept4(int fd, int flags) noexcept {
+    return retry(call::accept, [&] { return ::accept4(fd, nullptr, nullptr, flags); });
+}
+
+/// connect() is not retried: after EINTR the connection goes on being made.
+inline int connect(int fd, const sockaddr* addr, socklen_t len) noexcept {
+    return invoke(call::connect, [&] { return ::connect(fd, addr, len); });
+}
+
+inline ssize_t sendmsg(int fd, const msghdr* msg, int flags) noexcept {
+    return retry(call::sendmsg, [&] { return ::sendmsg(fd, msg, flags); });
+}
+
+inline ssize_t recvmsg(int fd, msghdr* msg, int flags) noexcept {
+    return retry(call::recvmsg, [&] { return ::recvmsg(fd, msg, flags); });
+}
+
+/// The credentials of the process at the other end of a unix socket (SO_PEERCRED).
+inline int peer_credentials(int fd, ucred* out) noexcept {
+    return invoke(call::other, [&] {
+        socklen_t len = sizeof *out;
+        return ::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, out, &len);
+    });
+}
+
+inline int getsockname(int fd, sockaddr* addr, socklen_t* len) noexcept {
+    return invoke(call::other, [&] { return ::getsockname(fd, addr, len); });
+}
+
+
+/// Closes every descriptor from `first` on (close_range(2)).
+inline int close_from(unsigned first) noexcept {
+    return invoke(call::close, [&] { return static_cast<int>(::syscall(SYS_close_range, first, ~0U, 0U)); });
 }
 
 /// mmap reports failure with MAP_FAILED; this returns nullptr instead.
