@@ -2,7 +2,7 @@
 // included. Each child increments its own copy of `number`; main's stays 0.
 // The seed passes `number` as an argument, which a child would copy in any case; here
 // the children change the global itself, which is what the seed's text is about. (The
-// seed also discusses spawn, which starts a fresh program; only fork is shown here.)
+// seed also discusses spawn, which starts a fresh program: see contexts.cpp.)
 
 #include <multiproc/context.hpp>
 

@@ -6,6 +6,7 @@
 #include <multiproc/fwd.hpp>
 #include <multiproc/pipe.hpp>
 #include <multiproc/policies/resolve.hpp>
+#include <multiproc/pool.hpp>
 #include <multiproc/process.hpp>
 #include <multiproc/queue.hpp>
 #include <multiproc/sync.hpp>
@@ -56,6 +57,13 @@ public:
     [[nodiscard]] std::pair<basic_connection<T, Ps...>, basic_connection<T, Ps...>> pipe(bool duplex = true,
                                                                                           std::size_t buffer = 0) const {
         return multiproc::pipe<T, Ps...>(duplex, buffer);
+    }
+
+    /// A pool with this context's policies (Python: ctx.Pool(processes, ...)); the
+    /// arguments are those of basic_pool's constructors.
+    template <class... Args>
+    [[nodiscard]] basic_pool<Ps...> pool(Args&&... args) const {
+        return basic_pool<Ps...>(std::forward<Args>(args)...);
     }
 
     /// A lock (Python: ctx.Lock()).

@@ -126,10 +126,30 @@ private:
 };
 
 /// A pool worker died (signal, `_exit`, crash) while running a task, or the pool can no
-/// longer run tasks (Python: concurrent.futures.process.BrokenProcessPool).
+/// longer run tasks (Python: concurrent.futures.process.BrokenProcessPool; multiprocessing.Pool
+/// just hangs). When a worker is to blame, it is named with its pid, how it ended and the task.
 class broken_pool : public error {
 public:
     using error::error;
+    /// A task lost with the worker `pid`, which ended with `exitcode` (Python's: n for
+    /// exit(n), -N for signal N) while running task `task`.
+    broken_pool(const std::string& what, pid_t pid, std::optional<int> exitcode, std::optional<std::size_t> task)
+        : error(what), pid_(pid), exitcode_(exitcode), task_(task) {}
+    /// The pid of the worker that died, or 0 if no worker is to blame (terminated pool, ...).
+    [[nodiscard]] pid_t pid() const noexcept { return pid_; }
+    /// How the worker ended, as Python's Process.exitcode: n for exit(n), -N for signal N.
+    [[nodiscard]] std::optional<int> exitcode() const noexcept { return exitcode_; }
+    /// The signal that killed the worker, if a signal did.
+    [[nodiscard]] std::optional<int> signal() const noexcept {
+        return exitcode_ && *exitcode_ < 0 ? std::optional<int>(-*exitcode_) : std::nullopt;
+    }
+    /// The index of the task that was lost (its position in `map`'s input; 0 for `apply`).
+    [[nodiscard]] std::optional<std::size_t> task() const noexcept { return task_; }
+
+private:
+    pid_t pid_ = 0;
+    std::optional<int> exitcode_;
+    std::optional<std::size_t> task_;
 };
 
 /// A barrier was broken (aborted, timed out, its action threw, or a party died while

@@ -39,6 +39,18 @@ template <class T>
 using connection = basic_connection<T>;
 
 template <class... Policies>
+class basic_pool;
+/// A pool with the default policies (Python: multiprocessing.Pool).
+using pool = basic_pool<>;
+template <class V>
+class async_result;
+
+namespace views {
+template <class Pool, class F, class Rng, bool Ordered>
+class imap_view;
+} // namespace views
+
+template <class... Policies>
 class basic_lock;
 /// A lock shared between processes (Python: multiprocessing.Lock).
 using lock = basic_lock<>;

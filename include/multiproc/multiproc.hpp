@@ -9,10 +9,13 @@
 #include <multiproc/logging.hpp>
 #include <multiproc/pipe.hpp>
 #include <multiproc/policies/resolve.hpp>
+#include <multiproc/pool.hpp>
 #include <multiproc/process.hpp>
 #include <multiproc/queue.hpp>
 #include <multiproc/shared_memory.hpp>
+#include <multiproc/spawn.hpp>
 #include <multiproc/subprocess.hpp>
 #include <multiproc/sync.hpp>
 #include <multiproc/value.hpp>
 #include <multiproc/version.hpp>
+#include <multiproc/views/imap.hpp>

@@ -12,6 +12,7 @@
 #include <multiproc/fwd.hpp>
 #include <multiproc/logging.hpp>
 #include <multiproc/policies/resolve.hpp>
+#include <multiproc/spawn.hpp>
 
 #include <chrono>
 #include <concepts>
@@ -120,17 +121,18 @@ public:
                                   "You should first call join() or terminate().");
             if (c.pidfd >= 0) detail::sys::close(c.pidfd);
             c.pidfd = -1;
-            detail::forget_finished(detail::rt());
+            detail::forget_finished(detail::rt()); // (the status descriptor is closed once read)
         }
         c.closed = true;
     }
 
     /// A descriptor that becomes readable when the process ends, for poll/select
-    /// (Python: Process.sentinel). Owned by the process object.
+    /// (Python: Process.sentinel). Owned by the process object. Under forkserver it is the
+    /// connection on which the server reports the exit code: readable once it has.
     [[nodiscard]] int sentinel() const {
         auto& c = checked();
         if (!c.started()) throw value_error("process not started");
-        return c.pidfd;
+        return c.sentinel();
     }
 
     /// Python's repr: `<Process name='Process-1' pid=12 parent=11 stopped exitcode=-SIGTERM>`.
@@ -201,18 +203,128 @@ protected:
 
 namespace detail {
 
-// What start() hands to the start policy's launch(): the child's side of a start.
-struct fork_child {
+// What start() hands to the start policy's launch(): the services that start a child.
+struct child_start {
     runtime& r;
     const child_record& rec;
-    void (*entry)(void*);
+    void (*entry)(void*); // runs the target in a child that inherits memory
     void* self;
+    target_ref target{};  // identifies the target to a child that does not
+    int pidfd = -1;       // set by launchers that get the child's pidfd themselves
+    int status_fd = -1;   // set by launchers whose child reports its exit status elsewhere
 
+    /// fork() with the runtime locked across it, so that no other thread holds its lock in
+    /// the child. In the child, call run_in_child() next.
+    pid_t fork() noexcept {
+        r.mu.lock();
+        pid_t pid = sys::fork();
+        if (pid != 0) r.mu.unlock();
+        return pid;
+    }
+    /// The forked child's life: runs the target and leaves with _exit.
     [[noreturn]] void run_in_child() noexcept {
-        r.mu.unlock(); // locked by start() across the fork, so no other thread held it then
+        r.mu.unlock();
+        if (r.self.parent_sentinel >= 0) sys::close(r.self.parent_sentinel); // ours is our OS parent
+        r.self.parent_sentinel = -1;
         child_main(rec, entry, self);
     }
+    /// Starts a fresh copy of the program that runs the target (start::spawn).
+    pid_t spawn() { return take(spawn_child(rec, target)); }
+    /// Has the forkserver fork a child that runs the target (start::forkserver).
+    pid_t via_forkserver() { return take(forkserver::request_child(rec, target)); }
+
+private:
+    pid_t take(const launch_result& l) noexcept {
+        pidfd = l.pidfd;
+        status_fd = l.status_fd;
+        return l.pid;
+    }
 };
+
+// ==========================================================================================
+// READ THIS IF YOUR COMPILE BREAKS HERE
+//
+// Under start::spawn and start::forkserver the child is a fresh copy of the program (or a
+// fork of a server that was one): it shares no memory with its parent. What crosses is the
+// *type* of the target, which the child's copy of the program knows, and the arguments, as
+// data. So:
+//   - the target must be stateless:
+//       a lambda that captures nothing   process p([](int n) { ... }, n);   not [n] { ... }
+//       a function named at compile time process p(multiproc::fn<&work>, 1); not work
+//       an empty function object         struct job { void operator()(int) const; };
+//   - every argument must be data: a trivially copyable value without pointers,
+//     std::string, std::vector of those, or a multiproc object that knows how to cross.
+//     A pointer (a string literal too), std::string_view or std::span means nothing in the
+//     child: pass a std::string, or the value itself.
+//   - a process subclass must be default-constructible and list its data members:
+//       auto fields() { return std::tie(count, text); }
+// Under start::fork (the default) none of this applies: the child is a copy of the parent.
+// ==========================================================================================
+
+struct own_target_t {};
+inline constexpr own_target_t own_target{};
+
+template <class F>
+struct check_target_is_stateless {
+    static constexpr bool function_pointer =
+        (std::is_pointer_v<F> && std::is_function_v<std::remove_pointer_t<F>>) || std::is_member_pointer_v<F>;
+    static_assert(!function_pointer,
+                  "multiproc: under start::spawn and start::forkserver a function pointer cannot be a target, "
+                  "because its value means nothing in the child; name the function at compile time instead: "
+                  "multiproc::fn<&your_function> (see READ THIS IF YOUR COMPILE BREAKS HERE in "
+                  "multiproc/process.hpp)");
+    static_assert(function_pointer || (std::is_empty_v<F> && std::is_default_constructible_v<F>),
+                  "multiproc: under start::spawn and start::forkserver the target must be stateless: a capturing "
+                  "lambda (even [&] or [=]), std::function, or a function object with data members cannot cross "
+                  "into the child; write a lambda that captures nothing and pass what it captured as arguments, "
+                  "process p([](int n) { ... }, n) (see READ THIS IF YOUR COMPILE BREAKS HERE in "
+                  "multiproc/process.hpp)");
+    static constexpr bool value = !function_pointer && std::is_empty_v<F> && std::is_default_constructible_v<F>;
+};
+
+// Instantiated per argument, so that the note above the sentence names the offending type.
+template <class T>
+struct check_argument_crosses {
+    static_assert(crossable<T>(),
+                  "multiproc: under start::spawn and start::forkserver every argument must be data the child "
+                  "can rebuild: a trivially copyable value without pointers, std::string, std::vector of those, "
+                  "or a multiproc object that crosses; a pointer (a string literal too), std::string_view or "
+                  "std::span means nothing in the child, so pass a std::string or the value itself (the "
+                  "argument's type is named in the instantiation above)");
+    static constexpr bool value = crossable<T>();
+};
+
+template <class F, class... Args>
+constexpr bool check_target_crosses() {
+    return check_target_is_stateless<F>::value & (check_argument_crosses<Args>::value & ... & true);
+}
+
+template <class D>
+concept has_fields = requires(D& d) { d.fields(); };
+
+template <class Tuple>
+struct check_fields_cross;
+template <class... Ts>
+struct check_fields_cross<std::tuple<Ts...>> {
+    static constexpr bool value = (check_argument_crosses<std::remove_cvref_t<Ts>>::value & ... & true);
+};
+
+template <class D, class Base>
+constexpr bool check_subclass_crosses() {
+    static_assert(std::is_default_constructible_v<D>,
+                  "multiproc: under start::spawn and start::forkserver a process subclass must be "
+                  "default-constructible: the child makes its own object, then sets the members its fields() "
+                  "lists (see READ THIS IF YOUR COMPILE BREAKS HERE in multiproc/process.hpp)");
+    static_assert(has_fields<D> || sizeof(D) == sizeof(Base),
+                  "multiproc: under start::spawn and start::forkserver a process subclass with data members "
+                  "must list them for the child: auto fields() { return std::tie(member1, member2); } (see READ "
+                  "THIS IF YOUR COMPILE BREAKS HERE in multiproc/process.hpp)");
+    if constexpr (has_fields<D>)
+        return std::is_default_constructible_v<D> &&
+               check_fields_cross<std::remove_cvref_t<decltype(std::declval<D&>().fields())>>::value;
+    else
+        return std::is_default_constructible_v<D> && sizeof(D) == sizeof(Base);
+}
 
 template <class D>
 std::string process_class_name() {
@@ -250,16 +362,14 @@ public:
             throw state_error("can only start a process object created by current process");
         auto& r = detail::rt();
         if (r.self.daemon) throw state_error("daemonic processes are not allowed to have children");
+        detail::check_not_bootstrapping();
         detail::reap_children();
         detail::flush_std_streams();
-        detail::fork_child child{r, c, &entry, static_cast<Derived*>(this)};
-        pid_t pid;
-        {
-            std::lock_guard lk(r.mu);
-            pid = policies::start::launch(child);
-        }
+        detail::child_start child{r, c, &entry, static_cast<Derived*>(this)};
+        if constexpr (!policies::start::inherits_memory) child.target = static_cast<Derived*>(this)->crossing_target();
+        pid_t pid = policies::start::launch(child);
         if (pid < 0) detail::sys::fail("fork for process " + c.name);
-        int fd = detail::sys::pidfd_open(pid);
+        int fd = child.pidfd >= 0 ? child.pidfd : detail::sys::pidfd_open(pid);
         if (fd < 0) {
             int e = errno;
             detail::sys::kill(pid, SIGKILL);
@@ -268,13 +378,24 @@ public:
         }
         c.pid = pid;
         c.pidfd = fd;
+        c.status_fd = child.status_fd;
         std::lock_guard lk(r.mu);
         r.children.push_back(rec_);
     }
 
 protected:
     /// Makes a process that is not started; `opts` may name it or set its daemon flag.
-    explicit process_base(process_options opts = {}) {
+    /// Under spawn and forkserver, Derived must be default-constructible (the child makes
+    /// its own) and list its data members in `auto fields() { return std::tie(a, b); }`.
+    explicit process_base(process_options opts = {}) : process_base(std::move(opts), detail::own_target) {
+        if constexpr (!policies::start::inherits_memory) {
+            if constexpr (detail::check_subclass_crosses<Derived, process_base>())
+                static_cast<void>(&detail::registered<subclass_target>);
+        }
+    }
+
+    /// As above, for a Derived that identifies its target itself (basic_process).
+    process_base(process_options opts, detail::own_target_t) {
         auto& r = detail::rt();
         auto c = std::make_shared<detail::child_record>();
         {
@@ -294,20 +415,55 @@ protected:
         rec_ = std::move(c);
     }
 
+    /// How a child that does not inherit memory gets this object: Derived's type and the
+    /// members its fields() lists. basic_process hides this with its own.
+    detail::target_ref crossing_target() const {
+        return {detail::target_id<subclass_target>(), &subclass_target::save, static_cast<const Derived*>(this)};
+    }
+
 private:
     static void entry(void* self) {
         auto& d = *static_cast<Derived*>(self);
         if constexpr (requires { d.prepare_child(detail::child_key{}); }) d.prepare_child(detail::child_key{});
         d.run();
     }
+
+    // The registry key of a subclass: the child default-constructs Derived, reads the
+    // members fields() lists, and takes the name and identity its parent gave it.
+    struct subclass_target {
+        using S = typename policies::serialize;
+        static void save(const void* p, detail::crossing_writer& out) {
+            if constexpr (detail::has_fields<Derived>) {
+                auto t = const_cast<Derived*>(static_cast<const Derived*>(p))->fields();
+                std::apply([&](const auto&... m) { (detail::cross_save<S>(out, m), ...); }, t);
+            }
+        }
+        static void* load(detail::crossing_reader& in, const detail::child_record& self) {
+            auto* d = new Derived();
+            if constexpr (detail::has_fields<Derived>) {
+                auto t = d->fields();
+                std::apply([&](auto&... m) { ((m = detail::cross_load<S, std::remove_cvref_t<decltype(m)>>(in)), ...); }, t);
+            }
+            auto& rec = static_cast<process_base*>(d)->rec();
+            rec.name = self.name;
+            rec.identity = self.identity;
+            rec.daemon = self.daemon;
+            rec.parent_pid = self.parent_pid;
+            rec.pid = ::getpid();
+            return d;
+        }
+        static void run(void* p) { entry(p); }
+    };
 };
 
 /// A process that runs a target (Python: multiprocessing.Process(target, args)). Under
-/// `start::fork` any callable works, capturing lambdas included; the child calls
+/// `start::fork` any callable works, capturing lambdas included; under `start::spawn` and
+/// `start::forkserver` the target must be stateless and the arguments data. The child calls
 /// `target(args...)` with its own copies of the arguments, passed as lvalues.
 template <class... Ps>
 class basic_process : public process_base<basic_process<Ps...>, Ps...> {
     using base = process_base<basic_process<Ps...>, Ps...>;
+    friend base;
 
 public:
     static constexpr std::string_view process_class_name = "Process";
@@ -322,7 +478,8 @@ public:
     /// As above, with a name or daemon flag (Python: Process(name=..., daemon=...)).
     template <class F, class... Args>
     basic_process(process_options opts, F&& target, Args&&... args)
-        : base(std::move(opts)), target_(make_target(std::forward<F>(target), std::forward<Args>(args)...)) {}
+        : base(std::move(opts), detail::own_target),
+          target_(make_target(std::forward<F>(target), std::forward<Args>(args)...)) {}
 
     /// What the child runs: the target with its arguments (Python: Process.run()).
     void run() { target_.call(target_.box.get()); }
@@ -336,7 +493,11 @@ private:
         std::unique_ptr<void, void (*)(void*)> box{nullptr, [](void*) {}};
         void (*call)(void*) = nullptr;
         void (*adopt)(void*) = nullptr;
+        const char* id = nullptr;                                      // spawn, forkserver
+        void (*save)(const void*, detail::crossing_writer&) = nullptr; // spawn, forkserver
     };
+
+    detail::target_ref crossing_target() const { return {target_.id, target_.save, target_.box.get()}; }
 
     template <class F, class... Args>
     static target_holder make_target(F&& f, Args&&... args) {
@@ -350,6 +511,16 @@ private:
             [](void* p) { delete static_cast<box_t*>(p); });
         t.call = [](void* p) { std::apply([](auto& fn, auto&... a) { std::invoke(fn, a...); }, *static_cast<box_t*>(p)); };
         t.adopt = [](void* p) { std::apply([](auto&, auto&... a) { detail::adopt_arguments(a...); }, *static_cast<box_t*>(p)); };
+        if constexpr (!base::policies::start::inherits_memory) {
+            // The child knows the target by this key, registered at static initialisation.
+            if constexpr (detail::check_target_crosses<std::decay_t<F>, std::decay_t<Args>...>()) {
+                using key = detail::function_target<typename base::policies::serialize, std::decay_t<F>,
+                                                    std::decay_t<Args>...>;
+                static_cast<void>(&detail::registered<key>);
+                t.id = detail::target_id<key>();
+                t.save = &key::save;
+            }
+        }
         return t;
     }
 
@@ -370,8 +541,17 @@ public:
     [[nodiscard]] pid_t pid() const noexcept { return pid_; }
     /// Whether the process is a daemon (known for the current process only; false for a parent).
     [[nodiscard]] bool daemon() const { return current_ && detail::rt().self.daemon; }
-    /// True for the current process; for the parent, whether it is still our parent.
-    [[nodiscard]] bool is_alive() const noexcept { return pid_ == ::getpid() || pid_ == ::getppid(); }
+    /// True for the current process; for the parent, whether it is still running (under
+    /// fork and spawn: whether it is still our parent).
+    [[nodiscard]] bool is_alive() const noexcept {
+        if (pid_ == ::getpid()) return true;
+        auto& s = detail::rt().self;
+        if (s.parent_sentinel >= 0 && pid_ == s.parent_pid) { // forkserver: our OS parent is the server
+            pollfd p{s.parent_sentinel, POLLIN, 0};
+            return detail::sys::poll_until(&p, 1, std::chrono::steady_clock::now(), false) == 0;
+        }
+        return pid_ == ::getppid();
+    }
 
 private:
     process_info(bool current, pid_t pid, std::string name) : current_(current), pid_(pid), name_(std::move(name)) {}

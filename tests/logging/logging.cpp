@@ -121,15 +121,19 @@ TEST_CASE("a child's exit code in its last line: exit(n), an exception, its own 
                     "[INFO/throws] process shutting down\n"
                     "Process throws:\nstd::logic_error: bad\n"
                     "[INFO/throws] process exiting with exitcode 1\n") != std::string::npos);
-    // A child's own exit terminates its daemons and joins its children, in that order.
+    // A child's own exit terminates its daemons and joins its children, in that order. As in
+    // CPython, a join is logged only for a child still running when the exit function scans
+    // again: `c` and the terminated `d` may both have ended by then.
     auto t = text.find("[INFO/parent] calling terminate() for daemon d\n");
     auto j1 = text.find("[INFO/parent] calling join() for process ");
     auto last = text.find("[INFO/parent] process exiting with exitcode 0\n");
     CHECK(t != std::string::npos);
-    CHECK(j1 != std::string::npos);
-    CHECK(t < j1);
-    CHECK(j1 < last);
     CHECK(last != std::string::npos);
+    CHECK(t < last);
+    if (j1 != std::string::npos) {
+        CHECK(t < j1);
+        CHECK(j1 < last);
+    }
     CHECK(parent.exitcode() == 0);
 }
 

@@ -60,6 +60,8 @@ TEST_CASE("a kind of the user's own resolves to the given policy or its default"
 
 TEST_CASE("the concepts accept each kind's policies and reject the others", "[policies]") {
     STATIC_REQUIRE(start_policy<start::fork>);
+    STATIC_REQUIRE(start_policy<start::spawn>);
+    STATIC_REQUIRE(start_policy<start::forkserver>);
     STATIC_REQUIRE(daemon_policy<daemon::yes>);
     STATIC_REQUIRE(daemon_policy<daemon::no>);
     STATIC_REQUIRE(transport_policy<transport::pipe>);
@@ -78,6 +80,8 @@ TEST_CASE("the concepts accept each kind's policies and reject the others", "[po
 
 TEST_CASE("a context hands its policies to the processes it makes", "[policies][context]") {
     STATIC_REQUIRE(context<>::start_method() == "fork");
+    STATIC_REQUIRE(context<start::spawn>::start_method() == "spawn");
+    STATIC_REQUIRE(context<daemon::yes, start::forkserver>::start_method() == "forkserver");
     STATIC_REQUIRE(std::is_same_v<context<daemon::yes, transport::shm>::policies::transport, transport::shm>);
 
     context<daemon::yes> dctx;
@@ -91,4 +95,12 @@ TEST_CASE("a context hands its policies to the processes it makes", "[policies][
     p.start();
     p.join();
     CHECK(p.exitcode() == 7);
+
+    context<start::spawn, daemon::yes> sctx;
+    auto s = sctx.process([](int x) { std::_Exit(x); }, 8);
+    STATIC_REQUIRE(std::is_same_v<decltype(s), basic_process<start::spawn, daemon::yes>>);
+    CHECK(s.daemon());
+    s.start();
+    s.join();
+    CHECK(s.exitcode() == 8);
 }

@@ -1,5 +1,6 @@
 // Daemons: the default from the policy, no children of their own, terminated at their
-// parent's exit and killed with it when it dies.
+// parent's exit and killed with it when it dies; under every start method (under
+// forkserver the requesting process is the daemon's parent, though the server forked it).
 #include "support/support.hpp"
 
 #include <multiproc/context.hpp>
@@ -8,6 +9,13 @@
 #include <sys/prctl.h>
 
 using namespace multiproc;
+
+namespace {
+template <class Ctx>
+std::vector<std::string> method() {
+    return {std::string(Ctx::start_method())};
+}
+} // namespace
 
 TEST_CASE("the daemon policy sets the default, options and the setter override it", "[process][daemon]") {
     process a([] {});
@@ -19,31 +27,35 @@ TEST_CASE("the daemon policy sets the default, options and the setter override i
     process d([] {});
     d.daemon(true);
     CHECK(d.daemon());
+    basic_process<daemon::yes, start::spawn> e([] {});
+    CHECK(e.daemon());
 }
 
-TEST_CASE("a daemon knows it is one and may not have children", "[process][daemon]") {
-    test::pipe_pair out;
-    basic_process<daemon::yes> d([&] {
-        std::string msg = current_process().daemon() ? "daemon " : "not-daemon ";
-        process child([] {});
-        try {
-            child.start();
-            msg += "started";
-        } catch (const state_error& e) {
-            msg += e.what();
-        }
-        test::write_str(out.w, msg);
-    });
+TEMPLATE_TEST_CASE("a daemon knows it is one and may not have children", "[process][daemon]", START_METHODS) {
+    test::report_pipe out;
+    test::process_t<TestType> d(
+        process_options{.name = {}, .daemon = true},
+        [](test::fd_arg o) {
+            std::string msg = current_process().daemon() ? "daemon " : "not-daemon ";
+            test::process_t<TestType> child([] {});
+            try {
+                child.start();
+                msg += "started";
+            } catch (const state_error& e) {
+                msg += e.what();
+            }
+            o.write(msg);
+        },
+        out.w_arg());
     d.start();
-    out.close_w();
-    CHECK(test::read_all(out.r) == "daemon daemonic processes are not allowed to have children");
+    CHECK(out.collect() == "daemon daemonic processes are not allowed to have children");
     d.join();
     CHECK(d.exitcode() == 0);
 }
 
-TEST_CASE("at normal exit daemons are terminated and every child joined, with CPython's log lines",
-          "[process][daemon][exit]") {
-    test::running_program prog("daemon_at_exit");
+TEMPLATE_TEST_CASE("at normal exit daemons are terminated and every child joined, with CPython's log lines",
+                   "[process][daemon][exit]", START_METHODS) {
+    test::running_program prog("daemon_at_exit", method<TestType>());
     std::string out, err;
     int code = prog.finish(out, err);
     CHECK(code == 0);
@@ -52,7 +64,7 @@ TEST_CASE("at normal exit daemons are terminated and every child joined, with CP
     REQUIRE(pos != std::string::npos);
     pid_t daemon = std::stoi(out.substr(pos + 7));
     CHECK(test::count(out, "worker done\n") == 1);
-    CHECK_FALSE(test::running(daemon)); // terminated and reaped by its parent
+    CHECK_FALSE(test::running(daemon)); // terminated and reaped (by its parent, or its forkserver)
     CHECK(test::count(err, "[INFO/MainProcess] process shutting down\n") == 1);
     CHECK(test::count(err, "[INFO/MainProcess] calling terminate() for daemon forever\n") == 1);
     // As in CPython, the daemon is joined (and that logged) only if it has not already died
@@ -62,17 +74,30 @@ TEST_CASE("at normal exit daemons are terminated and every child joined, with CP
     CHECK(test::count(err, "calling join() for process forever") <= 1);
 }
 
-TEST_CASE("a daemon is killed when its parent dies without exiting normally", "[process][daemon][orphans]") {
+TEMPLATE_TEST_CASE("a daemon is killed when its parent dies without exiting normally",
+                   "[process][daemon][orphans]", START_METHODS) {
     // Orphans are re-parented to this test process, so it can reap them.
     REQUIRE(::prctl(PR_SET_CHILD_SUBREAPER, 1) == 0);
-    test::running_program prog("daemon_orphan");
-    pid_t daemon = std::stoi(test::read_line(prog.out));
+    test::running_program prog("daemon_orphan", method<TestType>());
+    std::string line = test::read_line(prog.out);
+    pid_t daemon = 0, server = 0;
+    REQUIRE(std::sscanf(line.c_str(), "%d %d", &daemon, &server) == 2);
     REQUIRE(test::running(daemon));
     ::kill(prog.pid, SIGKILL);
     CHECK(test::wait_exit(daemon, std::chrono::seconds(10)));
-    int status = 0;
     std::string o, e;
     CHECK(prog.finish(o, e) == -SIGKILL);
-    CHECK(::waitpid(daemon, &status, 0) == daemon);
-    CHECK(test::decode(status) == -SIGKILL);
+    if (server) {
+        // The forkserver killed the daemon when its requester's connection hung up, and
+        // exits with the process that started it. Either may now be a zombie of ours.
+        CHECK(test::wait_exit(server, std::chrono::seconds(10)));
+        for (pid_t pid : {daemon, server}) {
+            int status = 0;
+            if (::waitpid(pid, &status, WNOHANG) == pid && pid == daemon) CHECK(test::decode(status) == -SIGKILL);
+        }
+    } else {
+        int status = 0;
+        CHECK(::waitpid(daemon, &status, 0) == daemon);
+        CHECK(test::decode(status) == -SIGKILL);
+    }
 }

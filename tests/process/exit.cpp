@@ -1,19 +1,28 @@
 // What happens when processes end: output written once, a child never runs its parent's
-// exit handlers, the main process waits for its children.
+// exit handlers, the main process waits for its children. Under every start method: each
+// helper program takes the method as its argument.
 #include "support/support.hpp"
 
 #include <string>
 
 using namespace std::chrono_literals;
 
-TEST_CASE("output buffered before start() is printed once", "[process][exit][output]") {
-    auto r = test::run_program("buffered_output");
+namespace {
+template <class Ctx>
+std::vector<std::string> method() {
+    return {std::string(Ctx::start_method())};
+}
+} // namespace
+
+TEMPLATE_TEST_CASE("output buffered before start() is printed once", "[process][exit][output]", START_METHODS) {
+    auto r = test::run_program("buffered_output", method<TestType>());
     CHECK(r.code == 0);
     CHECK(r.out == "stdio-before iostream-before child after\n");
 }
 
-TEST_CASE("a child never runs its parent's atexit handlers or static destructors", "[process][exit]") {
-    auto r = test::run_program("child_exit");
+TEMPLATE_TEST_CASE("a child never runs its parent's atexit handlers or static destructors", "[process][exit]",
+                   START_METHODS) {
+    auto r = test::run_program("child_exit", method<TestType>());
     CHECK(r.code == 0);
     std::string main_pid = r.out.substr(5, r.out.find('\n') - 5);
     INFO(r.out);
@@ -22,9 +31,9 @@ TEST_CASE("a child never runs its parent's atexit handlers or static destructors
     CHECK(r.err == "Process Process-2:\nstd::runtime_error: boom\n");
 }
 
-TEST_CASE("the main process joins its children at exit, even unjoined and destroyed ones",
-          "[process][exit]") {
-    auto r = test::run_program("exit_joins_children");
+TEMPLATE_TEST_CASE("the main process joins its children at exit, even unjoined and destroyed ones",
+                   "[process][exit]", START_METHODS) {
+    auto r = test::run_program("exit_joins_children", method<TestType>());
     CHECK(r.code == 0);
     INFO(r.out);
     // The children's lines all come before the line printed after the exit function.

@@ -1,4 +1,5 @@
-// Names, current_process(), parent_process(), active_children() and cpu_count().
+// Names, current_process(), parent_process(), active_children() and cpu_count(), under
+// every start method where a child is involved.
 #include "support/support.hpp"
 
 #include <multiproc/process.hpp>
@@ -23,6 +24,24 @@ struct templated_job : process_base<templated_job<T>> {
     void run() { gate->wait(); }
 };
 } // namespace deep
+
+// A subclass that works under every start method: default-constructible, its data listed.
+template <class Ctx>
+struct greeter : process_base<greeter<Ctx>, typename Ctx::policies::start> {
+    test::fd_arg out;
+    std::string greeting;
+    std::vector<int> numbers;
+    auto fields() { return std::tie(out, greeting, numbers); }
+    void run() {
+        out.write(greeting + " " + std::to_string(numbers.size()) + " from " + current_process().name() + " as " +
+                  this->name() + "\n");
+    }
+};
+// No data members: nothing to list.
+template <class Ctx>
+struct silent : process_base<silent<Ctx>, typename Ctx::policies::start> {
+    void run() { std::_Exit(current_process().name() == this->name() ? 17 : 1); }
+};
 } // namespace
 
 TEST_CASE("the main process is MainProcess with no parent", "[process][names]") {
@@ -33,9 +52,10 @@ TEST_CASE("the main process is MainProcess with no parent", "[process][names]") 
     CHECK_FALSE(parent_process().has_value());
 }
 
-TEST_CASE("processes are numbered Process-N per creator, at construction", "[process][names]") {
-    process a([] {});
-    process b([] {});
+TEMPLATE_TEST_CASE("processes are numbered Process-N per creator, at construction", "[process][names]",
+                   START_METHODS) {
+    test::process_t<TestType> a([] {});
+    test::process_t<TestType> b([] {});
     std::string na = a.name(), nb = b.name();
     REQUIRE(na.rfind("Process-", 0) == 0);
     int ia = std::stoi(na.substr(8)), ib = std::stoi(nb.substr(8));
@@ -44,36 +64,42 @@ TEST_CASE("processes are numbered Process-N per creator, at construction", "[pro
     a.start();
     a.join();
     b.join();
-    process c([] {});
+    test::process_t<TestType> c([] {});
     CHECK(c.name() == "Process-" + std::to_string(ib + 1));
 }
 
-TEST_CASE("a child sees its own name and its parent's, its children are Process-N:M", "[process][names]") {
-    test::pipe_pair out;
-    process p(process_options{.name = "outer"}, [&] {
-        auto parent = parent_process();
-        std::string s = current_process().name() + " " + (parent ? parent->name() : "none") + " " +
-                        std::to_string(parent ? parent->pid() : 0) + " " + (parent && parent->is_alive() ? "alive" : "dead") + "\n";
-        test::write_str(out.w, s);
-        process c1([&] { test::write_str(out.w, current_process().name() + " of " + parent_process()->name() + "\n"); });
-        process c2([&] { test::write_str(out.w, current_process().name() + "\n"); });
-        c1.start();
-        c1.join();
-        c2.start();
-        c2.join();
-    });
-    process q([] {});
+TEMPLATE_TEST_CASE("a child sees its own name and its parent's, its children are Process-N:M", "[process][names]",
+                   START_METHODS) {
+    test::report_pipe out;
+    test::process_t<TestType> p(
+        process_options{.name = "outer", .daemon = {}},
+        [](test::fd_arg o) {
+            auto parent = parent_process();
+            o.write(current_process().name() + " " + (parent ? parent->name() : "none") + " " +
+                    std::to_string(parent ? parent->pid() : 0) + " " +
+                    (parent && parent->is_alive() ? "alive" : "dead") + "\n");
+            test::process_t<TestType> c1(
+                [](test::fd_arg o2) { o2.write(current_process().name() + " of " + parent_process()->name() + "\n"); },
+                o);
+            test::process_t<TestType> c2([](test::fd_arg o2) { o2.write(current_process().name() + "\n"); }, o);
+            c1.start();
+            c1.join();
+            c2.start();
+            c2.join();
+        },
+        out.w_arg());
+    test::process_t<TestType> q([] {});
     std::string qname = q.name();
     p.start();
     p.join();
-    out.close_w();
-    std::string text = test::read_all(out.r);
+    std::string text = out.collect();
     // outer's identity is this process's counter; its children extend it.
     int n = std::stoi(qname.substr(8)) - 1;
     CHECK(text == "outer MainProcess " + std::to_string(::getpid()) + " alive\n" + "Process-" + std::to_string(n) +
                       ":1 of outer\n" + "Process-" + std::to_string(n) + ":2\n");
 }
 
+// Fork only: these subclasses hold a descriptor number and a pointer into this process.
 TEST_CASE("a subclass is named after its class, a name may be given or changed", "[process][names]") {
     test::pipe_pair out;
     Worker w(out.w);
@@ -97,23 +123,44 @@ TEST_CASE("a subclass is named after its class, a name may be given or changed",
     CHECK(test::read_all(out.r) == "renamed\n");
 }
 
-TEST_CASE("current_process can be renamed", "[process][names]") {
-    test::pipe_pair out;
-    process p([&] {
-        current_process().name("job");
-        test::write_str(out.w, current_process().name());
-    });
+TEMPLATE_TEST_CASE("a subclass lists its members in fields() and gets them in the child", "[process][names]",
+                   START_METHODS) {
+    test::report_pipe out;
+    greeter<TestType> g;
+    CHECK(g.name().rfind("greeter-", 0) == 0);
+    g.out = out.w_arg();
+    g.greeting = "hello";
+    g.numbers = {1, 2, 3};
+    g.name("renamed");
+    g.start();
+    g.join();
+    CHECK(g.exitcode() == 0);
+    CHECK(out.collect() == "hello 3 from renamed as renamed\n");
+    silent<TestType> s;
+    s.start();
+    s.join();
+    CHECK(s.exitcode() == 17);
+}
+
+TEMPLATE_TEST_CASE("current_process can be renamed", "[process][names]", START_METHODS) {
+    test::report_pipe out;
+    test::process_t<TestType> p(
+        [](test::fd_arg o) {
+            current_process().name("job");
+            o.write(current_process().name());
+        },
+        out.w_arg());
     p.start();
     p.join();
-    out.close_w();
-    CHECK(test::read_all(out.r) == "job");
+    CHECK(out.collect() == "job");
     CHECK(current_process().name() == "MainProcess");
 }
 
-TEST_CASE("active_children lists running children and reaps the finished ones", "[process][active_children]") {
+TEMPLATE_TEST_CASE("active_children lists running children and reaps the finished ones",
+                   "[process][active_children]", START_METHODS) {
     test::gate gate;
-    process running([&] { gate.wait(); });
-    process quick([] {});
+    test::process_t<TestType> running([](test::fd_arg g) { g.wait_eof(); }, gate.end());
+    test::process_t<TestType> quick([] {});
     running.start();
     quick.start();
     pid_t quick_pid = *quick.pid();
@@ -136,11 +183,11 @@ TEST_CASE("active_children lists running children and reaps the finished ones", 
     CHECK(active_children().empty());
 }
 
-TEST_CASE("cpu_count follows the affinity mask", "[cpu_count]") {
+TEMPLATE_TEST_CASE("cpu_count follows the affinity mask", "[cpu_count]", START_METHODS) {
     int all = cpu_count();
     CHECK(all >= 1);
     CHECK(all <= static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN)));
-    process one([] {
+    test::process_t<TestType> one([] {
         cpu_set_t set;
         CPU_ZERO(&set);
         CPU_SET(0, &set);
@@ -189,7 +236,7 @@ TEST_CASE("the tightest cgroup v2 or v1 quota of the process's cgroup and its an
         REQUIRE(lim.has_value());
         CHECK(*lim == 1.0);
     }
-    SECTION("the smaller of v1 and v2 wins; no quota anywhere means no limit") {
+    SECTION("the smaller of v1 and v2 wins, no quota anywhere means no limit") {
         put("sys/fs/cgroup/a/cpu.max", "300000 100000\n");
         put("sys/fs/cgroup/cpu,cpuacct/b/cpu.cfs_quota_us", "-1\n");
         put("sys/fs/cgroup/cpu,cpuacct/b/cpu.cfs_period_us", "100000\n");

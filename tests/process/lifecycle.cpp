@@ -1,4 +1,7 @@
 // Process lifecycle with CPython's semantics: exit codes, joins, signals, misuse errors.
+// Each case runs under every start method (START_METHODS), except those that rely on a
+// forked child sharing the test's memory (capturing lambdas, objects reached through
+// references), which are fork-only and say so.
 #include "support/support.hpp"
 
 #include <multiproc/process.hpp>
@@ -13,69 +16,64 @@ using namespace multiproc;
 using namespace std::chrono_literals;
 
 namespace {
-void return_normally() {}
 void exit_with(int n) { std::exit(n); }
 struct custom_failure {}; // not derived from std::exception
 
-int exit_of(process& p) {
+// Runs `Throwing{}()` in a child whose stderr is a pipe; returns {exit code, stderr}.
+template <class Ctx, class Throwing>
+std::pair<int, std::string> stderr_of(Throwing, std::string name = {}) {
+    test::report_pipe err;
+    test::process_t<Ctx> p(
+        process_options{.name = name, .daemon = {}},
+        [](test::fd_arg e) {
+            ::dup2(e.fd, 2);
+            Throwing{}();
+        },
+        err.w_arg());
     p.start();
-    p.join();
-    REQUIRE(p.exitcode().has_value());
-    return *p.exitcode();
-}
-
-// Runs `throwing` in a child whose stderr is a pipe; returns {exit code, stderr}.
-template <class F>
-std::pair<int, std::string> stderr_of(F throwing, std::string name = {}) {
-    test::pipe_pair err;
-    process p(process_options{.name = name}, [&] {
-        ::dup2(err.w, 2);
-        throwing();
-    });
-    p.start();
-    err.close_w();
-    std::string text = test::read_all(err.r);
+    std::string text = err.collect();
     p.join();
     return {*p.exitcode(), text};
 }
 } // namespace
 
-TEST_CASE("a target that returns gives exit code 0", "[process][exitcode]") {
-    process p(return_normally);
-    CHECK(exit_of(p) == 0);
+TEMPLATE_TEST_CASE("a target that returns gives exit code 0", "[process][exitcode]", START_METHODS) {
+    test::process_t<TestType> p([] {});
+    CHECK(test::exit_of(p) == 0);
 }
 
-TEST_CASE("a target calling exit(n) or _exit(n) gives exit code n", "[process][exitcode]") {
-    process a(exit_with, 3);
-    CHECK(exit_of(a) == 3);
-    process b([] { ::_exit(42); });
-    CHECK(exit_of(b) == 42);
-    process c([] { std::quick_exit(5); });
-    CHECK(exit_of(c) == 5);
+TEMPLATE_TEST_CASE("a target calling exit(n) or _exit(n) gives exit code n", "[process][exitcode]", START_METHODS) {
+    test::process_t<TestType> a(fn<&exit_with>, 3);
+    CHECK(test::exit_of(a) == 3);
+    test::process_t<TestType> b([] { ::_exit(42); });
+    CHECK(test::exit_of(b) == 42);
+    test::process_t<TestType> c([] { std::quick_exit(5); });
+    CHECK(test::exit_of(c) == 5);
 }
 
-TEST_CASE("an uncaught exception gives 1 and reports the process, type and what() on stderr",
-          "[process][exitcode]") {
-    auto [code, err] = stderr_of([] { throw std::invalid_argument("There was an error!"); }, "raises");
+TEMPLATE_TEST_CASE("an uncaught exception gives 1 and reports the process, type and what() on stderr",
+                   "[process][exitcode]", START_METHODS) {
+    auto [code, err] = stderr_of<TestType>([] { throw std::invalid_argument("There was an error!"); }, "raises");
     CHECK(code == 1);
     CHECK(err == "Process raises:\nstd::invalid_argument: There was an error!\n");
 }
 
-TEST_CASE("an exception of a type not derived from std::exception gives 1 and is named", "[process][exitcode]") {
-    auto [code, err] = stderr_of([] { throw custom_failure{}; });
+TEMPLATE_TEST_CASE("an exception of a type not derived from std::exception gives 1 and is named",
+                   "[process][exitcode]", START_METHODS) {
+    auto [code, err] = stderr_of<TestType>([] { throw custom_failure{}; });
     CHECK(code == 1);
     CHECK_THAT(err, Catch::Matchers::StartsWith("Process Process-"));
     CHECK_THAT(err, Catch::Matchers::EndsWith(":\n(anonymous namespace)::custom_failure\n"));
-    auto [code2, err2] = stderr_of([] { throw 7; });
+    auto [code2, err2] = stderr_of<TestType>([] { throw 7; });
     CHECK(code2 == 1);
     CHECK_THAT(err2, Catch::Matchers::EndsWith(":\nint\n"));
 }
 
-TEST_CASE("a child killed by signal N has exit code -N", "[process][exitcode][signal]") {
+TEMPLATE_TEST_CASE("a child killed by signal N has exit code -N", "[process][exitcode][signal]", START_METHODS) {
     test::gate gate; // the children block reading it; they never see data
-    process t([&] { gate.wait(); });
-    process k([&] { gate.wait(); });
-    process s([] { ::raise(SIGSEGV); });
+    test::process_t<TestType> t([](test::fd_arg g) { g.wait_eof(); }, gate.end());
+    test::process_t<TestType> k([](test::fd_arg g) { g.wait_eof(); }, gate.end());
+    test::process_t<TestType> s([] { ::raise(SIGSEGV); });
     t.start();
     k.start();
     t.terminate();
@@ -84,13 +82,15 @@ TEST_CASE("a child killed by signal N has exit code -N", "[process][exitcode][si
     k.join();
     CHECK(t.exitcode() == -SIGTERM);
     CHECK(k.exitcode() == -SIGKILL);
-    CHECK(exit_of(s) == -SIGSEGV);
+    CHECK(test::exit_of(s) == -SIGSEGV);
     // Signalling a process that has been reaped does nothing.
     CHECK_NOTHROW(t.terminate());
     CHECK_NOTHROW(k.kill());
 }
 
-TEST_CASE("any callable is a target: functions, pointers, function objects, capturing lambdas",
+// Fork only: capturing lambdas, std::function and function pointers carry state or
+// addresses that only a forked child shares.
+TEST_CASE("any callable is a target under fork: functions, pointers, function objects, capturing lambdas",
           "[process][target]") {
     test::pipe_pair out;
     struct functor {
@@ -114,6 +114,31 @@ TEST_CASE("any callable is a target: functions, pointers, function objects, capt
     for (auto& p : ps) CHECK(p.exitcode() == 0);
 }
 
+namespace {
+void say(test::fd_arg out, const std::string& s) { out.write("function " + s + "\n"); }
+struct stateless_job {
+    void operator()(test::fd_arg out, int n) const { out.write("object " + std::to_string(n) + "\n"); }
+};
+} // namespace
+
+TEMPLATE_TEST_CASE("stateless targets work under every start method: lambdas, fn<&f>, empty function objects",
+                   "[process][target]", START_METHODS) {
+    test::report_pipe out;
+    std::vector<test::process_t<TestType>> ps;
+    ps.emplace_back([](test::fd_arg o, int n) { o.write("lambda " + std::to_string(n) + "\n"); }, out.w_arg(), 42);
+    ps.emplace_back(fn<&say>, out.w_arg(), std::string("named"));
+    ps.emplace_back(stateless_job{}, out.w_arg(), 7);
+    for (auto& p : ps) p.start();
+    for (auto& p : ps) p.join();
+    std::string text = out.collect();
+    CHECK(test::count(text, "lambda 42\n") == 1);
+    CHECK(test::count(text, "function named\n") == 1);
+    CHECK(test::count(text, "object 7\n") == 1);
+    for (auto& p : ps) CHECK(p.exitcode() == 0);
+}
+
+// Fork only: a move-only argument (unique_ptr) is copied into a forked child's memory; it
+// has no encoding to cross into a fresh program.
 TEST_CASE("the child gets its own copies of the arguments, as lvalues it may change", "[process][target]") {
     std::vector<int> data{1, 2, 3};
     auto big = std::make_unique<int>(5);
@@ -123,13 +148,26 @@ TEST_CASE("the child gets its own copies of the arguments, as lvalues it may cha
             std::_Exit(static_cast<int>(v.size()));
         },
         data, std::move(big));
-    CHECK(exit_of(p) == 4);
+    CHECK(test::exit_of(p) == 4);
     CHECK(data.size() == 3); // the parent's vector is untouched
 }
 
-TEST_CASE("join with a timeout returns while the child still runs", "[process][join]") {
+TEMPLATE_TEST_CASE("arguments arrive as data the child may change: strings, vectors, values",
+                   "[process][target]", START_METHODS) {
+    std::vector<int> data{1, 2, 3};
+    test::process_t<TestType> p(
+        [](std::vector<int>& v, std::string& s, double& d) {
+            v.push_back(static_cast<int>(s.size() + static_cast<std::size_t>(d)));
+            std::_Exit(v.size() == 4 && v[3] == 7 && v[0] == 1 ? 0 : 1);
+        },
+        data, std::string("four"), 3.5);
+    CHECK(test::exit_of(p) == 0);
+    CHECK(data.size() == 3);
+}
+
+TEMPLATE_TEST_CASE("join with a timeout returns while the child still runs", "[process][join]", START_METHODS) {
     test::gate gate;
-    process p([&] { std::_Exit(gate.wait() ? 0 : 9); });
+    test::process_t<TestType> p([](test::fd_arg g) { std::_Exit(g.wait_eof() ? 0 : 9); }, gate.end());
     p.start();
     p.join(20ms);
     CHECK(p.is_alive());
@@ -142,9 +180,9 @@ TEST_CASE("join with a timeout returns while the child still runs", "[process][j
     CHECK(p.exitcode() == 0);
 }
 
-TEST_CASE("is_alive is false before start and after the child ends", "[process][is_alive]") {
+TEMPLATE_TEST_CASE("is_alive is false before start and after the child ends", "[process][is_alive]", START_METHODS) {
     test::gate gate;
-    process p([&] { gate.wait(); });
+    test::process_t<TestType> p([](test::fd_arg g) { g.wait_eof(); }, gate.end());
     CHECK_FALSE(p.is_alive());
     CHECK_FALSE(p.pid().has_value());
     CHECK_FALSE(p.exitcode().has_value());
@@ -157,22 +195,23 @@ TEST_CASE("is_alive is false before start and after the child ends", "[process][
     CHECK_FALSE(p.is_alive());
 }
 
-TEST_CASE("the sentinel becomes readable when the child ends", "[process][sentinel]") {
+TEMPLATE_TEST_CASE("the sentinel becomes readable when the child ends", "[process][sentinel]", START_METHODS) {
     test::gate gate;
-    process p([&] { gate.wait(); });
+    test::process_t<TestType> p([](test::fd_arg g) { g.wait_eof(); }, gate.end());
     CHECK_THROWS_WITH(p.sentinel(), "process not started");
     p.start();
     pollfd fd{p.sentinel(), POLLIN, 0};
     CHECK(::poll(&fd, 1, 0) == 0);
     gate.release();
     CHECK(::poll(&fd, 1, 10000) == 1);
+    CHECK(p.exitcode() == 0); // readable means the exit code is there
     p.join();
     CHECK(p.exitcode() == 0);
 }
 
-TEST_CASE("misuse is an error with CPython's message", "[process][errors]") {
+TEMPLATE_TEST_CASE("misuse is an error with CPython's message", "[process][errors]", START_METHODS) {
     test::gate gate;
-    process p([&] { gate.wait(); });
+    test::process_t<TestType> p([](test::fd_arg g) { g.wait_eof(); }, gate.end());
     CHECK_THROWS_AS(p.join(), state_error);
     CHECK_THROWS_WITH(p.join(), "can only join a started process");
     CHECK_THROWS_WITH(p.join(1s), "can only join a started process");
@@ -199,6 +238,7 @@ TEST_CASE("misuse is an error with CPython's message", "[process][errors]") {
     CHECK_NOTHROW(p.close());                 // closing twice is harmless
 }
 
+// Fork only: the child uses the parent's process objects, which only a forked child shares.
 TEST_CASE("a process object from the parent cannot be joined, tested or started in a child",
           "[process][errors]") {
     test::gate gate;
@@ -214,29 +254,29 @@ TEST_CASE("a process object from the parent cannot be joined, tested or started 
         }
         std::_Exit(bad);
     });
-    CHECK(exit_of(checker) == 0);
+    CHECK(test::exit_of(checker) == 0);
     gate.release();
     sibling.join();
 }
 
-TEST_CASE("a process object moves, a moved-from one says so", "[process]") {
-    process a([] { std::_Exit(6); });
+TEMPLATE_TEST_CASE("a process object moves, a moved-from one says so", "[process]", START_METHODS) {
+    test::process_t<TestType> a([] { std::_Exit(6); });
     std::string name = a.name();
-    process b(std::move(a));
+    test::process_t<TestType> b(std::move(a));
     CHECK(b.name() == name);
     CHECK_THROWS_WITH(a.start(), "process object was moved from"); // NOLINT(bugprone-use-after-move)
     b.start();
-    process c = std::move(b);
+    test::process_t<TestType> c = std::move(b);
     c.join();
     CHECK(c.exitcode() == 6);
 }
 
-TEST_CASE("destroying a started process object neither stops the child nor forgets it",
-          "[process][active_children]") {
+TEMPLATE_TEST_CASE("destroying a started process object neither stops the child nor forgets it",
+                   "[process][active_children]", START_METHODS) {
     test::gate gate;
     pid_t pid;
     {
-        process p([&] { std::_Exit(gate.wait() ? 0 : 1); });
+        test::process_t<TestType> p([](test::fd_arg g) { std::_Exit(g.wait_eof() ? 0 : 1); }, gate.end());
         p.start();
         pid = *p.pid();
     }
@@ -251,8 +291,8 @@ TEST_CASE("destroying a started process object neither stops the child nor forge
     CHECK(std::none_of(after.begin(), after.end(), [&](auto& k) { return k.pid() == pid; }));
 }
 
-TEST_CASE("the repr is Python 3.12's", "[process][repr]") {
-    process p(process_options{.name = "worker"}, [] { ::pause(); });
+TEMPLATE_TEST_CASE("the repr is Python 3.12's", "[process][repr]", START_METHODS) {
+    test::process_t<TestType> p(process_options{.name = "worker", .daemon = {}}, [] { ::pause(); });
     std::ostringstream before;
     before << p;
     CHECK(before.str() == "<Process name='worker' parent=" + std::to_string(::getpid()) + " initial>");
@@ -267,7 +307,7 @@ TEST_CASE("the repr is Python 3.12's", "[process][repr]") {
     after << p;
     CHECK(after.str() == "<Process name='worker' pid=" + std::to_string(*p.pid()) + " parent=" +
                              std::to_string(::getpid()) + " stopped exitcode=-SIGTERM>");
-    process d(process_options{.name = "d", .daemon = true}, [] { std::_Exit(3); });
+    test::process_t<TestType> d(process_options{.name = "d", .daemon = true}, [] { std::_Exit(3); });
     d.start();
     d.join();
     std::ostringstream dd;
@@ -279,11 +319,13 @@ TEST_CASE("the repr is Python 3.12's", "[process][repr]") {
     CHECK_THAT(closed.str(), Catch::Matchers::EndsWith(" closed daemon>"));
 }
 
-TEST_CASE("no descriptor and no zombie is left once processes are joined", "[process][leaks]") {
+TEMPLATE_TEST_CASE("no descriptor and no zombie is left once processes are joined", "[process][leaks]",
+                   START_METHODS) {
+    test::warm_up<TestType>(); // the forkserver, started on first use, stays: start it before counting
     auto fds_before = test::open_fds();
     {
-        std::vector<process> ps;
-        for (int i = 0; i < 8; ++i) ps.emplace_back([i] { std::_Exit(i); });
+        std::vector<test::process_t<TestType>> ps;
+        for (int i = 0; i < 8; ++i) ps.emplace_back([](int n) { std::_Exit(n); }, i);
         for (auto& p : ps) p.start();
         for (auto& p : ps) p.join();
         for (int i = 0; i < 8; ++i) CHECK(ps[static_cast<std::size_t>(i)].exitcode() == i);

@@ -1,6 +1,6 @@
 // A child leaves with _exit: it never runs its parent's atexit handlers or static
 // destructors, whether its target returns, throws, or calls std::exit(n).
-#include <multiproc/process.hpp>
+#include "start_method.hpp"
 #include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
@@ -14,18 +14,23 @@ struct announces_destruction {
 void at_exit() { std::printf("atexit in %d\n", static_cast<int>(::getpid())); }
 } // namespace
 
-int main() {
-    std::atexit(at_exit);
-    std::printf("main %d\n", static_cast<int>(::getpid()));
-    multiproc::process returns([] { std::printf("child returns\n"); });
-    multiproc::process throws([] { throw std::runtime_error("boom"); });
-    multiproc::process exits([] {
-        std::printf("child exits\n");
-        std::exit(3);
+int main(int argc, char** argv) {
+    multiproc::freeze_support();
+    return with_start_method(argc, argv, []<class Ctx>() {
+        std::atexit(at_exit);
+        std::printf("main %d\n", static_cast<int>(::getpid()));
+        Ctx ctx;
+        auto returns = ctx.process([] { std::printf("child returns\n"); });
+        auto throws = ctx.process([] { throw std::runtime_error("boom"); });
+        auto exits = ctx.process([] {
+            std::printf("child exits\n");
+            std::exit(3);
+        });
+        for (auto* p : {&returns, &throws, &exits}) {
+            p->start();
+            p->join();
+            std::printf("exitcode %d\n", *p->exitcode());
+        }
+        return 0;
     });
-    for (auto* p : {&returns, &throws, &exits}) {
-        p->start();
-        p->join();
-        std::printf("exitcode %d\n", *p->exitcode());
-    }
 }

@@ -3,7 +3,9 @@
 #pragma once
 
 #include "catch.hpp"
+#include "crossing_fd.hpp"
 
+#include <multiproc/context.hpp>
 #include <multiproc/detail/sys.hpp>
 #include <multiproc/subprocess.hpp>
 
@@ -26,9 +28,54 @@
 #include <unistd.h>
 #include <vector>
 
+// The start methods, for TEMPLATE_TEST_CASE(name, tags, START_METHODS): each case runs once
+// per method, named "<name> - by_fork", "... - by_spawn", "... - by_forkserver" (so that
+// `ctest -R 'by_spawn$'` runs the suite under one method).
+using by_fork = multiproc::context<multiproc::start::fork>;
+using by_spawn = multiproc::context<multiproc::start::spawn>;
+using by_forkserver = multiproc::context<multiproc::start::forkserver>;
+#define START_METHODS by_fork, by_spawn, by_forkserver
+
 namespace test {
 
 using namespace std::chrono_literals;
+
+template <class Ctx>
+struct process_of;
+template <class... Ps>
+struct process_of<multiproc::context<Ps...>> {
+    using type = multiproc::basic_process<Ps...>;
+};
+/// The process class of a context: `test::process_t<TestType> p(target, args...)`.
+template <class Ctx>
+using process_t = typename process_of<Ctx>::type;
+
+/// Starts `p`, joins it, and returns its exit code.
+template <class P>
+int exit_of(P& p) {
+    p.start();
+    p.join();
+    REQUIRE(p.exitcode().has_value());
+    return *p.exitcode();
+}
+
+/// Whether the context's children are forked from the caller, sharing its memory.
+template <class Ctx>
+constexpr bool inherits_memory = Ctx::policies::start::inherits_memory;
+
+/// Starts the context's forkserver now, if it has one, so that a test that counts this
+/// process's descriptors or children sees the same before and after.
+template <class Ctx>
+void warm_up() {
+    if constexpr (std::is_same_v<typename Ctx::policies::start, multiproc::start::forkserver>)
+        multiproc::detail::forkserver::ensure_running();
+}
+
+/// The pid of this process's own forkserver, or 0: it is a child of the test process.
+inline pid_t forkserver_pid() {
+    auto& s = multiproc::detail::forkserver::client();
+    return s.owned ? s.pid : 0;
+}
 
 /// A pipe whose ends are closed when it goes out of scope; close-on-exec.
 struct pipe_pair {
@@ -69,6 +116,26 @@ struct gate {
     }
     /// In the parent: lets every waiting child go.
     void release() { p.close_w(); }
+    /// What a child of any start method takes as an argument, and waits on with wait_eof().
+    [[nodiscard]] fd_arg end() const { return {p.r, p.w}; }
+};
+
+/// A pipe whose write end children of any start method take as an argument (out.w_arg()),
+/// and whose read end the parent reads to EOF once it has closed its own write end.
+struct report_pipe : pipe_pair {
+    [[nodiscard]] fd_arg w_arg() const { return {w, -1}; }
+    /// Closes this process's write end and reads everything the children wrote.
+    std::string collect() {
+        close_w();
+        std::string out;
+        char buf[4096];
+        for (;;) {
+            ssize_t n = ::read(r, buf, sizeof buf);
+            if (n > 0) out.append(buf, static_cast<std::size_t>(n));
+            else if (n < 0 && errno == EINTR) continue;
+            else return out;
+        }
+    }
 };
 
 /// Writes a whole string (for children reporting to the test).
@@ -121,7 +188,8 @@ inline std::string describe_fds(const std::map<int, std::string>& fds) {
     return s;
 }
 
-/// The processes whose parent is `parent` (zombies included), from /proc.
+/// The processes whose parent is `parent` (zombies included), from /proc; this process's
+/// own forkserver is left out.
 inline std::vector<pid_t> children_of(pid_t parent = ::getpid()) {
     std::vector<pid_t> out;
     DIR* d = ::opendir("/proc");
@@ -136,7 +204,7 @@ inline std::vector<pid_t> children_of(pid_t parent = ::getpid()) {
         std::istringstream rest(stat.substr(rp + 2));
         char state;
         pid_t ppid;
-        if (rest >> state >> ppid && ppid == parent) out.push_back(pid);
+        if (rest >> state >> ppid && ppid == parent && pid != forkserver_pid()) out.push_back(pid);
     }
     ::closedir(d);
     return out;

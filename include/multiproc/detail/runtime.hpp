@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -103,6 +104,7 @@ struct self_info {
     pid_t pid = ::getpid();
     pid_t parent_pid = 0; // 0 in the main process
     std::string parent_name;
+    int parent_sentinel = -1; // a pidfd of the parent when it is not the OS parent (forkserver)
 };
 
 struct runtime {
@@ -163,6 +165,7 @@ struct child_record {
     pid_t parent_pid = ::getpid(); // the process that created the object (Python: _parent_pid)
     pid_t pid = 0;                 // 0 until started
     int pidfd = -1;                // readable once the child has exited: the sentinel
+    int status_fd = -1;            // forkserver: where the server reports the exit status
     std::optional<int> exitcode;
     bool closed = false;
 
@@ -180,10 +183,45 @@ struct child_record {
             r.records.erase(this);
         }
         if (pidfd >= 0) sys::close(pidfd);
+        if (status_fd >= 0) sys::close(status_fd);
     }
 
     [[nodiscard]] bool started() const noexcept { return pid != 0; }
+    /// Readable once the exit code can be had without blocking.
+    [[nodiscard]] int sentinel() const noexcept { return status_fd >= 0 ? status_fd : pidfd; }
 };
+
+/// What a forkserver sends the requester of a child once it has reaped it: the exit code
+/// as Python reports it (n, or -signal).
+struct reported_status {
+    static constexpr std::uint32_t tag = 0x5453504d; // "MPST"
+    std::uint32_t magic = tag;
+    std::int32_t code = 0;
+};
+
+/// Reads the exit status a forkserver reported for `c`, blocking if `block`. If the server
+/// died first, the status is lost: the child is then waited for on its pidfd, which takes
+/// the sentinel's number, and reported as 255, as CPython does, with a warning logged.
+inline std::optional<int> poll_reported_child(child_record& c, bool block) {
+    pollfd p{c.status_fd, POLLIN, 0};
+    int n = sys::poll_until(&p, 1, std::chrono::steady_clock::now(), block);
+    if (n < 0) sys::fail("poll on the status of process " + c.name);
+    if (n == 0) return std::nullopt;
+    reported_status msg{};
+    ssize_t got = sys::read(c.status_fd, &msg, sizeof msg);
+    if (got == 0) { // end of stream: the server is gone; the child may still run
+        log(30, "the forkserver ended before reporting how process {} ended; its exit code will be unknown (255)",
+            c.name);
+        if (sys::dup2(c.pidfd, c.status_fd) >= 0) { // a pidfd: readable at the child's end, read() fails
+            (void)sys::fcntl(c.status_fd, F_SETFD, FD_CLOEXEC);
+            return poll_reported_child(c, block);
+        }
+    }
+    sys::close(c.status_fd);
+    c.status_fd = -1;
+    c.exitcode = got == static_cast<ssize_t>(sizeof msg) && msg.magic == reported_status::tag ? msg.code : 255;
+    return c.exitcode;
+}
 
 inline int decode_wait_status(int status) {
     if (WIFSIGNALED(status)) return -WTERMSIG(status);
@@ -193,6 +231,7 @@ inline int decode_wait_status(int status) {
 /// Reaps the child if it has exited (blocking if `block`); returns its exit code or nothing.
 inline std::optional<int> poll_child(child_record& c, bool block = false) {
     if (c.exitcode || !c.started()) return c.exitcode;
+    if (c.status_fd >= 0) return poll_reported_child(c, block); // not our child: its server reaps it
     int status = 0;
     pid_t r = sys::waitpid(c.pid, &status, block ? 0 : WNOHANG);
     if (r == c.pid) {
@@ -240,7 +279,7 @@ inline void join_child(child_record& c, std::optional<std::chrono::steady_clock:
     if (!c.exitcode) {
         if (timeout) {
             auto deadline = std::chrono::steady_clock::now() + *timeout;
-            pollfd p{c.pidfd, POLLIN, 0};
+            pollfd p{c.sentinel(), POLLIN, 0};
             int n = sys::poll_until(&p, 1, deadline, false);
             if (n < 0) sys::fail("poll on the sentinel of process " + c.name);
             if (n == 0) return;
@@ -370,9 +409,9 @@ inline void become_child(const child_record& c) {
     r.exiting = false;
     r.finalizers.clear();
     for (child_record* rec : r.records) {
-        if (rec->pidfd >= 0) {
-            sys::close(rec->pidfd);
-            rec->pidfd = -1;
+        for (int* fd : {&rec->pidfd, &rec->status_fd}) {
+            if (*fd >= 0) sys::close(*fd);
+            *fd = -1;
         }
     }
     auto inherited = std::move(r.children); // destroyed below, outside the loop over records
@@ -381,14 +420,17 @@ inline void become_child(const child_record& c) {
 }
 
 /// Runs `entry(ctx)` as the body of a new child and leaves with _exit: 0 when it returns,
-/// 1 with "Process <name>:" and the exception on stderr when it throws.
-[[noreturn]] inline void child_main(const child_record& c, void (*entry)(void*), void* ctx) noexcept {
+/// 1 with "Process <name>:" and the exception on stderr when it throws. `os_parent` says
+/// whether the creator is also the OS parent (not so under forkserver, whose server kills
+/// a daemon whose creator dies).
+[[noreturn]] inline void child_main(const child_record& c, void (*entry)(void*), void* ctx,
+                                    bool os_parent = true) noexcept {
     auto& r = rt();
     std::string failure;
     int code = 0;
     try {
         become_child(c);
-        if (c.daemon) {
+        if (c.daemon && os_parent) {
             // A daemon dies with its parent: killed if the parent dies without the chance to
             // terminate it. If the parent is already gone, follow it at once.
             (void)sys::prctl(PR_SET_PDEATHSIG, SIGKILL);

@@ -13,6 +13,7 @@
 #include <string>
 
 #include <fcntl.h>
+#include <sched.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -21,9 +22,11 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/uio.h>
 #include <sys/types.h>
@@ -37,6 +40,7 @@ enum class call : unsigned char {
     fork, waitpid, pidfd_open, pidfd_send_signal, poll, kill, close, pipe2, read, write, open, dup, dup2,
     prctl, socketpair, sendmsg, recvmsg, mmap, ftruncate, memfd_create, shm_open, futex, execve,
     posix_spawn, fcntl, access, stat, ioctl, shm_unlink, fstat, munmap, getrandom, writev, sockopt,
+    eventfd, sigaction, socket, bind, listen, accept, connect, // the start methods spawn and forkserver
     other
 };
 
@@ -196,6 +200,57 @@ inline int memfd_create(const char* name, unsigned flags) noexcept {
     return invoke(call::memfd_create, [&] { return ::memfd_create(name, flags); });
 }
 
+inline int socket(int domain, int type, int protocol) noexcept {
+    return invoke(call::socket, [&] { return ::socket(domain, type, protocol); });
+}
+
+inline int socketpair(int domain, int type, int protocol, int fds[2]) noexcept {
+    return invoke(call::socketpair, [&] { return ::socketpair(domain, type, protocol, fds); });
+}
+
+inline int bind(int fd, const sockaddr* addr, socklen_t len) noexcept {
+    return invoke(call::bind, [&] { return ::bind(fd, addr, len); });
+}
+
+inline int listen(int fd, int backlog) noexcept {
+    return invoke(call::listen, [&] { return ::listen(fd, backlog); });
+}
+
+inline int accept4(int fd, int flags) noexcept {
+    return retry(call::accept, [&] { return ::accept4(fd, nullptr, nullptr, flags); });
+}
+
+/// connect() is not retried: after EINTR the connection goes on being made.
+inline int connect(int fd, const sockaddr* addr, socklen_t len) noexcept {
+    return invoke(call::connect, [&] { return ::connect(fd, addr, len); });
+}
+
+inline ssize_t sendmsg(int fd, const msghdr* msg, int flags) noexcept {
+    return retry(call::sendmsg, [&] { return ::sendmsg(fd, msg, flags); });
+}
+
+inline ssize_t recvmsg(int fd, msghdr* msg, int flags) noexcept {
+    return retry(call::recvmsg, [&] { return ::recvmsg(fd, msg, flags); });
+}
+
+/// The credentials of the process at the other end of a unix socket (SO_PEERCRED).
+inline int peer_credentials(int fd, ucred* out) noexcept {
+    return invoke(call::other, [&] {
+        socklen_t len = sizeof *out;
+        return ::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, out, &len);
+    });
+}
+
+inline int getsockname(int fd, sockaddr* addr, socklen_t* len) noexcept {
+    return invoke(call::other, [&] { return ::getsockname(fd, addr, len); });
+}
+
+
+/// Closes every descriptor from `first` on (close_range(2)).
+inline int close_from(unsigned first) noexcept {
+    return invoke(call::close, [&] { return static_cast<int>(::syscall(SYS_close_range, first, ~0U, 0U)); });
+}
+
 /// mmap reports failure with MAP_FAILED; this returns nullptr instead.
 inline void* mmap(void* addr, std::size_t len, int prot, int flags, int fd, off_t off) noexcept {
     if (int e = injected(call::mmap)) {
@@ -206,9 +261,40 @@ inline void* mmap(void* addr, std::size_t len, int prot, int flags, int fd, off_
     return p == MAP_FAILED ? nullptr : p;
 }
 
+/// munmap; returns 0 or -1.
 inline int munmap(void* addr, std::size_t len) noexcept {
     return invoke(call::munmap, [&] { return ::munmap(addr, len); });
 }
+
+/// An eventfd (a counter that polls readable while non-zero), close-on-exec.
+inline int eventfd(unsigned initial, int flags) noexcept {
+    return invoke(call::eventfd, [&] { return ::eventfd(initial, flags | EFD_CLOEXEC); });
+}
+
+/// Adds 1 to an eventfd's counter (wakes whoever polls it); 0 or -1. EAGAIN (the counter
+/// is saturated, so it is readable anyway) counts as success.
+inline int eventfd_signal(int fd) noexcept {
+    std::uint64_t one = 1;
+    ssize_t n = retry(call::write, [&] { return ::write(fd, &one, sizeof one); });
+    return n == static_cast<ssize_t>(sizeof one) || (n < 0 && errno == EAGAIN) ? 0 : -1;
+}
+
+/// Reads and resets a non-blocking eventfd's counter; returns the count, 0 if it was zero.
+inline std::uint64_t eventfd_drain(int fd) noexcept {
+    std::uint64_t n = 0;
+    return retry(call::read, [&] { return ::read(fd, &n, sizeof n); }) == static_cast<ssize_t>(sizeof n) ? n : 0;
+}
+
+/// Sets the disposition of `sig` (SIG_IGN, SIG_DFL or a handler); 0 or -1.
+inline int set_signal_disposition(int sig, void (*handler)(int)) noexcept {
+    struct sigaction sa {};
+    sa.sa_handler = handler;
+    ::sigemptyset(&sa.sa_mask);
+    return invoke(call::sigaction, [&] { return ::sigaction(sig, &sa, nullptr); });
+}
+
+/// Gives the CPU to another runnable thread, if any (for spin loops on busy machines).
+inline void yield() noexcept { (void)::sched_yield(); }
 
 inline int fstat(int fd, struct stat* st) noexcept {
     return invoke(call::fstat, [&] { return ::fstat(fd, st); });

@@ -19,6 +19,10 @@ struct transport {};
 struct serialize {};
 /// What `imap`-like calls yield first: `order::ordered`, `order::unordered`.
 struct order {};
+/// What a pool does with the task of a worker that dies: `worker_death::fail`, `worker_death::retry<N>`.
+struct worker_death {};
+/// What a pool's destructor does: `pool_exit::drain`, `pool_exit::terminate`.
+struct pool_exit {};
 } // namespace kind
 
 /// A type that opts in as a policy by naming its kind.

@@ -6,9 +6,11 @@
 #include <multiproc/policies/daemon.hpp>
 #include <multiproc/policies/kinds.hpp>
 #include <multiproc/policies/order.hpp>
+#include <multiproc/policies/pool_exit.hpp>
 #include <multiproc/policies/serialize.hpp>
 #include <multiproc/policies/start.hpp>
 #include <multiproc/policies/transport.hpp>
+#include <multiproc/policies/worker_death.hpp>
 
 #include <boost/hana/all_of.hpp>
 #include <boost/hana/count_if.hpp>
@@ -55,7 +57,8 @@ constexpr std::size_t count_of_kind = decltype(hana::count_if(hana::tuple_t<Ps..
 template <class K>
 constexpr bool is_builtin_kind =
     std::is_same_v<K, kind::start> || std::is_same_v<K, kind::daemon> || std::is_same_v<K, kind::transport> ||
-    std::is_same_v<K, kind::serialize> || std::is_same_v<K, kind::order>;
+    std::is_same_v<K, kind::serialize> || std::is_same_v<K, kind::order> || std::is_same_v<K, kind::worker_death> ||
+    std::is_same_v<K, kind::pool_exit>;
 
 // Kinds of the user's own: at most one policy each (the built-in kinds have their own sentences).
 template <class... Ps>
@@ -96,6 +99,10 @@ struct policy_set {
                   "ext::serialize::cereal)");
     static_assert(detail::count_of_kind<kind::order, Ps...> <= 1,
                   "multiproc: at most one ordering policy (order::ordered | order::unordered)");
+    static_assert(detail::count_of_kind<kind::worker_death, Ps...> <= 1,
+                  "multiproc: at most one worker-death policy (worker_death::fail | worker_death::retry<N>)");
+    static_assert(detail::count_of_kind<kind::pool_exit, Ps...> <= 1,
+                  "multiproc: at most one pool-exit policy (pool_exit::drain | pool_exit::terminate)");
     static_assert(detail::user_kinds_unique<Ps...>,
                   "multiproc: at most one policy of each kind; two of the policies given share a policy_kind");
 
@@ -108,12 +115,17 @@ struct policy_set {
     using transport = get<kind::transport>;
     using serialize = get<kind::serialize>;
     using order = get<kind::order>;
+    using worker_death = get<kind::worker_death>;
+    using pool_exit = get<kind::pool_exit>;
 
     static_assert(start_policy<start>, "multiproc: the start-method policy must satisfy multiproc::start_policy");
     static_assert(daemon_policy<daemon>, "multiproc: the daemon policy must satisfy multiproc::daemon_policy");
     static_assert(transport_policy<transport>, "multiproc: the transport policy must satisfy multiproc::transport_policy");
     static_assert(serialize_policy<serialize>, "multiproc: the serialization policy must satisfy multiproc::serialize_policy");
     static_assert(order_policy<order>, "multiproc: the ordering policy must satisfy multiproc::order_policy");
+    static_assert(worker_death_policy<worker_death>,
+                  "multiproc: the worker-death policy must satisfy multiproc::worker_death_policy");
+    static_assert(pool_exit_policy<pool_exit>, "multiproc: the pool-exit policy must satisfy multiproc::pool_exit_policy");
 };
 
 /// The policy of kind `K` among `Ps...` (or its default).

@@ -22,9 +22,41 @@ struct fork {
     /// caller, returns the child's pid, or -1 with errno set.
     template <class Child>
     static pid_t launch(Child& child) noexcept {
-        pid_t pid = detail::sys::fork();
+        pid_t pid = child.fork();
         if (pid == 0) child.run_in_child();
         return pid;
+    }
+};
+
+/// The child is a fresh copy of the running program (Python: 'spawn'): it shares nothing
+/// with its parent, global variables included. The target must be stateless (a lambda
+/// without captures, `multiproc::fn<&function>`, an empty function object) and its
+/// arguments data; main() must start with `multiproc::freeze_support();`.
+struct spawn {
+    using policy_kind = kind::start;
+    static constexpr std::string_view name = "spawn";
+    static constexpr bool inherits_memory = false;
+
+    /// Starts the child and gives it its target; returns once the child has taken it.
+    /// Throws os_error if the program cannot be started, error if the child refuses.
+    template <class Child>
+    static pid_t launch(Child& child) {
+        return child.spawn();
+    }
+};
+
+/// The child is forked by a server process that was itself started as a fresh copy of the
+/// program, on first use (Python: 'forkserver'): as cheap as fork, as clean as spawn, with
+/// spawn's rules for targets and arguments.
+struct forkserver {
+    using policy_kind = kind::start;
+    static constexpr std::string_view name = "forkserver";
+    static constexpr bool inherits_memory = false;
+
+    /// Has the server fork the child and gives it its target; returns once the child has it.
+    template <class Child>
+    static pid_t launch(Child& child) {
+        return child.via_forkserver();
     }
 };
 } // namespace start
@@ -35,7 +67,9 @@ struct default_policy<kind::start> {
 };
 
 /// What a start-method policy provides: its `name` as in Python and whether the child
-/// `inherits_memory` of its creator (only then may a target carry state of its own).
+/// `inherits_memory` of its creator (only then may a target carry state of its own), and a
+/// static `launch(child)` that starts the child with the child object's services
+/// (`fork()` + `run_in_child()`, `spawn()`, `via_forkserver()`) and returns its pid.
 template <class P>
 concept start_policy = policy_of_kind<P, kind::start> && requires {
     { P::name } -> std::convertible_to<std::string_view>;

@@ -1,0 +1,320 @@
+// Not part of the API: how a value crosses into a process that does not share the sender's
+// memory (a spawn or forkserver child) — as bytes plus file descriptors passed with
+// SCM_RIGHTS (Python: pickling with multiprocessing.reduction's fd passing).
+//
+// A type says how it crosses with two members (the customization point phase 2's queues,
+// pipes, locks and shared memory implement):
+//
+//     void cross_out(multiproc::detail::crossing_writer& w) const;  // bytes and descriptors
+//     static T cross_in(multiproc::detail::crossing_reader& r);      // rebuilt from them
+//
+// Everything else crosses through crossing<T>: trivially copyable values as their bytes,
+// std::string, and std::vector of crossable values. Pointers (and views holding them) mean
+// nothing in another program and are refused at compile time. Once the serialization
+// policies (serialize::binary, ...) are merged, plain data goes through the policy instead.
+#pragma once
+
+#include <multiproc/detail/sys.hpp>
+#include <multiproc/error.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+namespace multiproc::detail {
+
+/// Collects what one value (or a whole request) sends: bytes, and descriptors that the
+/// kernel duplicates into the receiver. The descriptors are borrowed: they must stay open
+/// until the message is sent.
+class crossing_writer {
+public:
+    void write(const void* p, std::size_t n) { bytes_.append(static_cast<const char*>(p), n); }
+    template <class T>
+        requires std::is_trivially_copyable_v<T>
+    void put(const T& v) {
+        write(&v, sizeof v);
+    }
+    void put_string(std::string_view s) {
+        put<std::uint64_t>(s.size());
+        write(s.data(), s.size());
+    }
+    /// Sends `fd` along; the receiver takes its copy, in order, with take_fd().
+    void put_fd(int fd) {
+        if (fd < 0) throw serialization_error("multiproc: cannot send a closed descriptor to a child");
+        fds_.push_back(fd);
+    }
+
+    [[nodiscard]] const std::string& bytes() const noexcept { return bytes_; }
+    [[nodiscard]] const std::vector<int>& fds() const noexcept { return fds_; }
+
+private:
+    std::string bytes_;
+    std::vector<int> fds_;
+};
+
+/// Reads back what a crossing_writer wrote. Running out of bytes or descriptors is a
+/// serialization_error; descriptors nobody took are closed with the reader.
+class crossing_reader {
+public:
+    crossing_reader(std::string bytes, std::vector<sys::unique_fd> fds)
+        : bytes_(std::move(bytes)), fds_(std::move(fds)) {}
+
+    void read(void* p, std::size_t n) {
+        if (n > bytes_.size() - pos_) throw serialization_error("multiproc: the data sent to the child is truncated");
+        std::memcpy(p, bytes_.data() + pos_, n);
+        pos_ += n;
+    }
+    template <class T>
+        requires std::is_trivially_copyable_v<T> && std::is_default_constructible_v<T>
+    T get() {
+        T v;
+        read(&v, sizeof v);
+        return v;
+    }
+    std::string get_string() {
+        auto n = get<std::uint64_t>();
+        if (n > bytes_.size() - pos_) throw serialization_error("multiproc: the data sent to the child is truncated");
+        std::string s(bytes_.data() + pos_, static_cast<std::size_t>(n));
+        pos_ += static_cast<std::size_t>(n);
+        return s;
+    }
+    /// The next descriptor sent with put_fd(), now owned by the caller.
+    sys::unique_fd take_fd() {
+        if (next_fd_ >= fds_.size())
+            throw serialization_error("multiproc: fewer descriptors arrived in the child than were sent");
+        return std::move(fds_[next_fd_++]);
+    }
+    [[nodiscard]] std::size_t remaining() const noexcept { return bytes_.size() - pos_; }
+
+private:
+    std::string bytes_;
+    std::size_t pos_ = 0;
+    std::vector<sys::unique_fd> fds_;
+    std::size_t next_fd_ = 0;
+};
+
+/// A type that crosses by its own members cross_out / cross_in.
+template <class T>
+concept crosses_itself = requires(const T& t, crossing_writer& w, crossing_reader& r) {
+    t.cross_out(w);
+    { T::cross_in(r) } -> std::same_as<T>;
+};
+
+template <class T>
+struct is_vector : std::false_type {};
+template <class T>
+struct is_vector<std::vector<T>> : std::true_type {};
+
+template <class T>
+struct is_span : std::false_type {};
+template <class T, std::size_t N>
+struct is_span<std::span<T, N>> : std::true_type {};
+
+// Trivially copyable types that hold an address: their bytes mean nothing in another program.
+template <class T>
+constexpr bool holds_address = std::is_pointer_v<T> || std::is_member_pointer_v<T> ||
+                               std::is_same_v<T, std::nullptr_t> || std::is_same_v<T, std::string_view> ||
+                               is_span<T>::value;
+
+/// What can be an argument of a spawn or forkserver process (or a member a process
+/// subclass lists in fields()).
+template <class T>
+constexpr bool crossable() {
+    if constexpr (crosses_itself<T>)
+        return true;
+    else if constexpr (std::is_same_v<T, std::string>)
+        return true;
+    else if constexpr (is_vector<T>::value)
+        return crossable<typename T::value_type>();
+    else
+        return std::is_trivially_copyable_v<T> && std::is_default_constructible_v<T> && !holds_address<T>;
+}
+
+/// Writes `v` for a child. `S` is the serialization policy (unused until it is merged).
+template <class S, class T>
+void cross_save(crossing_writer& w, const T& v) {
+    static_assert(crossable<T>());
+    if constexpr (crosses_itself<T>) {
+        v.cross_out(w);
+    } else if constexpr (std::is_same_v<T, std::string>) {
+        w.put_string(v);
+    } else if constexpr (is_vector<T>::value) {
+        w.put<std::uint64_t>(v.size());
+        if constexpr (std::is_trivially_copyable_v<typename T::value_type> && !crosses_itself<typename T::value_type>)
+            w.write(v.data(), v.size() * sizeof(typename T::value_type));
+        else
+            for (const auto& x : v) cross_save<S>(w, x);
+    } else {
+        w.put(v);
+    }
+}
+
+/// Rebuilds a value written by cross_save.
+template <class S, class T>
+T cross_load(crossing_reader& r) {
+    static_assert(crossable<T>());
+    if constexpr (crosses_itself<T>) {
+        return T::cross_in(r);
+    } else if constexpr (std::is_same_v<T, std::string>) {
+        return r.get_string();
+    } else if constexpr (is_vector<T>::value) {
+        using E = typename T::value_type;
+        auto n = r.get<std::uint64_t>();
+        T v;
+        if constexpr (std::is_trivially_copyable_v<E> && !crosses_itself<E>) {
+            if (n > r.remaining() / sizeof(E)) throw serialization_error("multiproc: the data sent to the child is truncated");
+            v.resize(static_cast<std::size_t>(n));
+            r.read(v.data(), v.size() * sizeof(E));
+        } else {
+            for (std::uint64_t i = 0; i < n; ++i) v.push_back(cross_load<S, E>(r));
+        }
+        return v;
+    } else {
+        return r.get<T>();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Framing: one logical message (bytes + descriptors) over a SOCK_SEQPACKET unix socket, in
+// as many datagrams as needed. Each datagram: u32 length of its bytes, then the bytes, with
+// at most max_fds_per_datagram descriptors attached. The first datagram starts with the
+// totals (u64 bytes, u32 descriptors).
+
+inline constexpr std::size_t datagram_bytes = 32 * 1024;
+inline constexpr std::size_t max_fds_per_datagram = 250; // the kernel's SCM_MAX_FD is 253
+
+/// Sends one datagram with descriptors; -1 with errno on failure. Never raises SIGPIPE.
+inline int send_datagram(int sock, const void* data, std::size_t n, std::span<const int> fds) noexcept {
+    iovec iov{const_cast<void*>(data), n};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * max_fds_per_datagram)];
+    if (!fds.empty()) {
+        msg.msg_control = control;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+        cmsghdr* c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+        std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+    }
+    return sys::sendmsg(sock, &msg, MSG_NOSIGNAL) < 0 ? -1 : 0;
+}
+
+/// Receives one datagram into `buf` and appends its descriptors (close-on-exec) to `fds`.
+/// Returns the byte count, 0 at end of stream, -1 with errno on failure; a datagram longer
+/// than `cap`, or descriptors cut off, is EMSGSIZE.
+inline ssize_t recv_datagram(int sock, void* buf, std::size_t cap, std::vector<sys::unique_fd>& fds) noexcept {
+    iovec iov{buf, cap};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * max_fds_per_datagram)];
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t n = sys::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    if (n < 0) return -1;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        std::size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (std::size_t i = 0; i < k; ++i) {
+            int fd;
+            std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+            try {
+                fds.emplace_back(fd);
+            } catch (...) {
+                sys::close(fd);
+            }
+        }
+    }
+    if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+        errno = EMSGSIZE;
+        return -1;
+    }
+    return n;
+}
+
+/// Sends everything `w` holds as one logical message; -1 with errno on failure.
+inline int send_message(int sock, const crossing_writer& w) {
+    const std::string& b = w.bytes();
+    const std::vector<int>& fds = w.fds();
+    std::size_t sent = 0, fds_sent = 0;
+    std::string dgram;
+    bool first = true;
+    while (first || sent < b.size() || fds_sent < fds.size()) {
+        dgram.clear();
+        auto put = [&](const auto& v) { dgram.append(reinterpret_cast<const char*>(&v), sizeof v); };
+        std::size_t room = datagram_bytes;
+        if (first) {
+            put(static_cast<std::uint64_t>(b.size()));
+            put(static_cast<std::uint32_t>(fds.size()));
+            room -= 12;
+        }
+        std::size_t take = std::min(room, b.size() - sent);
+        put(static_cast<std::uint32_t>(take));
+        dgram.append(b, sent, take);
+        std::size_t nfds = std::min(max_fds_per_datagram, fds.size() - fds_sent);
+        if (send_datagram(sock, dgram.data(), dgram.size(), std::span<const int>(fds.data() + fds_sent, nfds)) < 0)
+            return -1;
+        sent += take;
+        fds_sent += nfds;
+        first = false;
+    }
+    return 0;
+}
+
+/// Receives one logical message sent by send_message; nothing at a clean end of stream
+/// before anything arrived. Throws os_error or serialization_error, naming `what`.
+inline std::optional<crossing_reader> recv_message(int sock, const std::string& what) {
+    std::vector<char> buf(datagram_bytes + 16);
+    std::vector<sys::unique_fd> fds;
+    std::string bytes;
+    std::uint64_t total = 0;
+    std::uint32_t total_fds = 0;
+    bool first = true;
+    while (first || bytes.size() < total || fds.size() < total_fds) {
+        ssize_t n = recv_datagram(sock, buf.data(), buf.size(), fds);
+        if (n < 0) sys::fail("receiving " + what);
+        if (n == 0) {
+            if (first) return std::nullopt;
+            throw serialization_error("multiproc: " + what + " ended early");
+        }
+        const char* p = buf.data();
+        std::size_t left = static_cast<std::size_t>(n);
+        auto take = [&](auto& v) {
+            if (left < sizeof v) throw serialization_error("multiproc: " + what + ": malformed datagram");
+            std::memcpy(&v, p, sizeof v);
+            p += sizeof v;
+            left -= sizeof v;
+        };
+        if (first) {
+            take(total);
+            take(total_fds);
+            if (total > (std::uint64_t(1) << 40)) throw serialization_error("multiproc: " + what + ": absurd length");
+            bytes.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(total, std::uint64_t(1) << 26)));
+        }
+        std::uint32_t len = 0;
+        take(len);
+        if (len != left || bytes.size() + len > total)
+            throw serialization_error("multiproc: " + what + ": malformed datagram");
+        bytes.append(p, len);
+        if (fds.size() > total_fds) throw serialization_error("multiproc: " + what + ": too many descriptors");
+        first = false;
+    }
+    return crossing_reader(std::move(bytes), std::move(fds));
+}
+
+} // namespace multiproc::detail

@@ -1,0 +1,423 @@
+/// @file pool.hpp
+/// Process pools (Python: multiprocessing.Pool and multiprocessing.pool.AsyncResult).
+#pragma once
+
+#include <multiproc/detail/futex.hpp>
+#include <multiproc/detail/pool_codec.hpp>
+#include <multiproc/detail/pool_core.hpp>
+#include <multiproc/detail/pool_jobs.hpp>
+#include <multiproc/detail/pool_tasks.hpp>
+#include <multiproc/detail/pool_wire.hpp>
+#include <multiproc/error.hpp>
+#include <multiproc/fwd.hpp>
+#include <multiproc/policies/resolve.hpp>
+#include <multiproc/process.hpp>
+#include <multiproc/views/imap.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <iterator>
+#include <memory>
+#include <optional>
+#include <ranges>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace multiproc {
+
+/// How a pool is made (Python: the keywords of Pool()).
+struct pool_options {
+    /// How many workers; empty means cpu_count() (Python: processes=None).
+    std::optional<int> processes{};
+    /// Run once in each worker before its first task, e.g. to open a connection (Python:
+    /// initializer and initargs; bind the arguments into it). Under start::fork it may be
+    /// any callable. If it throws, the pool breaks: every task fails with broken_pool.
+    std::function<void()> initializer{};
+    /// Each worker leaves after this many tasks (chunks) and is replaced; empty: never
+    /// (Python: maxtasksperchild=None).
+    std::optional<int> maxtasksperchild{};
+};
+
+/// The callbacks of an asynchronous call (Python: the `callback` and `error_callback`
+/// keywords): `callbacks{cb}`, `callbacks{cb, ecb}`, or `callbacks{nullptr, ecb}` (Python's
+/// callback=None). `cb(result)` runs when the call succeeds, `ecb(const multiproc::error&)`
+/// when it fails, in the pool's engine thread (Python: the result-handler thread), before the
+/// result becomes ready. An exception thrown by one is reported on stderr and ignored.
+template <class C = std::nullptr_t, class E = std::nullptr_t>
+struct callbacks {
+    /// Called with the result when the call succeeds (Python: callback).
+    C callback;
+    /// Called with the error when it fails (Python: error_callback).
+    E error_callback;
+
+    callbacks(C c = {}, E e = {}) : callback(std::move(c)), error_callback(std::move(e)) {}
+};
+
+namespace detail {
+template <class T>
+inline constexpr bool is_callbacks = false;
+template <class C, class E>
+inline constexpr bool is_callbacks<callbacks<C, E>> = true;
+
+template <class V, class C, class E>
+void set_callbacks(result_state<V>& st, callbacks<C, E>& cb) {
+    typename result_state<V>::callback_type on_value;
+    std::function<void(const multiproc::error&)> on_error;
+    if constexpr (!std::is_same_v<C, std::nullptr_t>) on_value = std::move(cb.callback);
+    if constexpr (!std::is_same_v<E, std::nullptr_t>) on_error = std::move(cb.error_callback);
+    st.set_callbacks(std::move(on_value), std::move(on_error));
+}
+
+/// A process of the pool (Python: the Process objects a Pool makes, renamed PoolWorker-N):
+/// a daemon that runs worker_main.
+template <class... Ps>
+class pool_worker : public process_base<pool_worker<Ps...>, Ps...> {
+    using base = process_base<pool_worker<Ps...>, Ps...>;
+
+public:
+    static constexpr std::string_view process_class_name = "PoolWorker";
+    explicit pool_worker(worker_boot* b) : base(process_options{std::string(), true}), boot_(b) {}
+    void run() { worker_main(*boot_); }
+
+    static process_handle spawn(worker_boot* b) {
+        pool_worker w(b);
+        w.start();
+        return process_handle(std::move(w));
+    }
+
+private:
+    worker_boot* boot_;
+};
+
+/// map's chunksize when none is given, as CPython computes it: about four chunks per worker
+/// (chunksize, extra = divmod(len, 4 * processes); rounded up).
+constexpr std::size_t default_chunksize(std::size_t n, int processes) noexcept {
+    const std::size_t four_each = 4 * static_cast<std::size_t>(processes);
+    return n / four_each + (n % four_each ? 1 : 0);
+}
+
+template <class T>
+concept tuple_like_element = requires { std::tuple_size<std::remove_cvref_t<T>>::value; };
+} // namespace detail
+
+/// The result of an asynchronous pool call (Python: multiprocessing.pool.AsyncResult).
+/// Copies refer to the same result. `V` is the task's result type (void for none).
+template <class V>
+class async_result {
+public:
+    /// An empty result, to assign one to later; everything but assignment is a value_error.
+    async_result() = default;
+
+    /// Whether the call has completed (Python: ready()).
+    [[nodiscard]] bool ready() const { return st().is_ready(); }
+
+    /// Whether it completed without an error (Python: successful()); value_error if not ready.
+    [[nodiscard]] bool successful() const {
+        if (!ready()) throw value_error("<multiproc::async_result> not ready");
+        return !st().failure;
+    }
+
+    /// Waits until it is ready (Python: wait()).
+    void wait() const { wait_until(std::nullopt); }
+    /// Waits at most `timeout`; ask ready() after (Python: wait(timeout)).
+    template <class Rep, class Period>
+    void wait(std::chrono::duration<Rep, Period> timeout) const {
+        wait_until(detail::deadline_after(std::optional(timeout)));
+    }
+
+    /// The result, once ready (Python: get()): the task's value, or the task's exception
+    /// rethrown as remote_error (a lost task: broken_pool).
+    decltype(auto) get() const {
+        wait();
+        return value();
+    }
+    /// As get(), but throws timeout_error if not ready within `timeout` (Python: get(timeout)).
+    template <class Rep, class Period>
+    decltype(auto) get(std::chrono::duration<Rep, Period> timeout) const {
+        wait(timeout);
+        if (!ready()) throw timeout_error("multiproc: the result was not ready within the timeout");
+        return value();
+    }
+
+private:
+    template <class...>
+    friend class basic_pool;
+    async_result(std::shared_ptr<detail::result_state<V>> s, std::shared_ptr<detail::pool_core> core)
+        : st_(std::move(s)), core_(std::move(core)) {}
+
+    detail::result_state<V>& st() const {
+        if (!st_) throw value_error("multiproc: an empty async_result");
+        return *st_;
+    }
+    void wait_until(std::optional<detail::steady::time_point> deadline) const {
+        auto& s = st();
+        if (!s.is_ready()) core_->wait(s, [&] { return s.is_ready(); }, deadline);
+    }
+    decltype(auto) value() const {
+        auto& s = st();
+        if (s.failure) std::rethrow_exception(s.failure);
+        if constexpr (std::is_void_v<V>)
+            return;
+        else
+            return static_cast<const V&>(*s.value);
+    }
+
+    std::shared_ptr<detail::result_state<V>> st_;
+    std::shared_ptr<detail::pool_core> core_;
+};
+
+/// A pool of worker processes (Python: multiprocessing.Pool). Tasks are stateless callables
+/// (functions, function pointers, lambdas without captures) and arguments that can be sent
+/// to a process; their results come back, and their exceptions come back as remote_error.
+/// Workers are daemons named PoolWorker-N; one that dies is replaced, and the task it was
+/// running fails with broken_pool (or runs again, under worker_death::retry<N>). Policies:
+/// order (what imap yields), worker_death, pool_exit (what the destructor does), serialize.
+template <class... Ps>
+class basic_pool {
+public:
+    /// The pool's policies, one per kind (order, worker_death, pool_exit, serialize, ...).
+    using policies = policy_set<Ps...>;
+    /// How arguments and results become bytes (the serialization policy's codec).
+    using codec = detail::pool_codec<typename policies::serialize>;
+    static_assert(policies::start::inherits_memory,
+                  "multiproc: pools support the start::fork start method for now");
+
+    /// A pool of cpu_count() workers (Python: Pool()).
+    basic_pool() : basic_pool(pool_options{}) {}
+    /// A pool of `processes` workers (Python: Pool(processes)); value_error if < 1.
+    explicit basic_pool(int processes) : basic_pool(pool_options{processes, {}, {}}) {}
+    /// Python: Pool(processes, initializer, initargs, maxtasksperchild). Each worker calls
+    /// `initializer(initargs...)` once before its first task.
+    template <class Init, class... IArgs>
+    basic_pool(int processes, Init initializer, std::tuple<IArgs...> initargs = {},
+               std::optional<int> maxtasksperchild = {})
+        : basic_pool(pool_options{processes,
+                                  [init = std::move(initializer), args = std::move(initargs)]() mutable {
+                                      std::apply(init, args);
+                                  },
+                                  maxtasksperchild}) {}
+    /// A pool made from named options: `pool p(pool_options{.processes = 4, .maxtasksperchild = 100})`.
+    explicit basic_pool(pool_options opts) {
+        if (opts.processes && *opts.processes < 1) throw value_error("Number of processes must be at least 1");
+        if (opts.maxtasksperchild && *opts.maxtasksperchild < 1)
+            throw value_error("maxtasksperchild must be a positive int or None");
+        detail::pool_config cfg;
+        cfg.processes = opts.processes.value_or(cpu_count());
+        cfg.maxtasks = opts.maxtasksperchild;
+        cfg.initializer = std::move(opts.initializer);
+        cfg.retries = policies::worker_death::retries;
+        cfg.spawn = &detail::pool_worker<Ps...>::spawn;
+        cfg.ring_capacity = std::clamp<std::size_t>((std::size_t{8} << 20) / static_cast<std::size_t>(cfg.processes),
+                                                    std::size_t{256} << 10, std::size_t{1} << 20);
+        core_ = std::make_shared<detail::pool_core>(std::move(cfg));
+    }
+
+    basic_pool(const basic_pool&) = delete;
+    basic_pool& operator=(const basic_pool&) = delete;
+
+    /// Under pool_exit::drain (the default): close(), then join(), so submitted work
+    /// finishes. Under pool_exit::terminate: terminate(), then join() (Python: leaving
+    /// `with Pool()`).
+    ~basic_pool() {
+        try {
+            if constexpr (policies::pool_exit::terminates) {
+                core_->terminate();
+            } else {
+                core_->close();
+            }
+            core_->join();
+        } catch (...) {
+        }
+    }
+
+    /// The number of workers the pool keeps.
+    [[nodiscard]] int processes() const noexcept { return core_->processes(); }
+
+    /// Runs `f(args...)` in a worker and returns its result (Python: apply(f, args)).
+    /// Arguments are copied; the worker gets its own copies as lvalues.
+    template <class F, class... Args>
+        requires(!detail::is_callbacks<F>)
+    auto apply(F f, Args&&... args) {
+        using R = typename detail::invoker<codec, F, detail::wire_t<Args>...>::result_type;
+        auto job = submit_apply_with(f, [](auto&) {}, std::forward<Args>(args)...);
+        core_->wait(*job, [&] { return job->is_ready(); }, std::nullopt);
+        if (job->failure) std::rethrow_exception(job->failure);
+        if constexpr (!std::is_void_v<R>) return R(std::move(*job->value));
+    }
+
+    /// Starts `f(args...)` in a worker and returns at once (Python: apply_async).
+    template <class F, class... Args>
+        requires(!detail::is_callbacks<F>)
+    auto apply_async(F f, Args&&... args) {
+        return apply_async(callbacks<>{}, f, std::forward<Args>(args)...);
+    }
+    /// As above, with a callback and an error callback (Python: callback=, error_callback=).
+    template <class C, class E, class F, class... Args>
+    auto apply_async(callbacks<C, E> cb, F f, Args&&... args) {
+        using R = typename detail::invoker<codec, F, detail::wire_t<Args>...>::result_type;
+        auto job = submit_apply_with(f, [&](auto& j) { detail::set_callbacks(j, cb); }, std::forward<Args>(args)...);
+        return async_result<R>(std::move(job), core_);
+    }
+
+    /// `f` applied to every element of `xs`, in order (Python: map(f, xs, chunksize)). The
+    /// input is sent in chunks of `chunksize` elements; by default about four chunks per
+    /// worker, as CPython chooses. Returns std::vector of the results (nothing for void f).
+    template <class F, std::ranges::input_range Rng>
+    auto map(F f, Rng&& xs, std::optional<std::ptrdiff_t> chunksize = {}) {
+        return finish(map_async(f, std::forward<Rng>(xs), chunksize));
+    }
+    /// Asynchronous map (Python: map_async): an async_result of the std::vector.
+    template <class F, std::ranges::input_range Rng>
+        requires(!detail::is_callbacks<F>)
+    auto map_async(F f, Rng&& xs, std::optional<std::ptrdiff_t> chunksize = {}) {
+        return map_async(callbacks<>{}, f, std::forward<Rng>(xs), chunksize);
+    }
+    /// As above, with callbacks; the callback receives the whole vector.
+    template <class C, class E, class F, std::ranges::input_range Rng>
+    auto map_async(callbacks<C, E> cb, F f, Rng&& xs, std::optional<std::ptrdiff_t> chunksize = {}) {
+        using W = detail::wire_t<std::ranges::range_reference_t<Rng>>;
+        static_assert(detail::check_task<codec, F, W>());
+        return submit_map<detail::invoker<codec, F, W>>(cb, f, std::forward<Rng>(xs), chunksize, [](auto& out, auto& e) {
+            codec::template encode<W>(out, detail::to_wire(e));
+        });
+    }
+
+    /// Like map, with each element a tuple (or pair) of arguments: f(a, b) for (a, b)
+    /// (Python: starmap).
+    template <class F, std::ranges::input_range Rng>
+    auto starmap(F f, Rng&& xs, std::optional<std::ptrdiff_t> chunksize = {}) {
+        return finish(starmap_async(f, std::forward<Rng>(xs), chunksize));
+    }
+    /// Asynchronous starmap (Python: starmap_async).
+    template <class F, std::ranges::input_range Rng>
+        requires(!detail::is_callbacks<F>)
+    auto starmap_async(F f, Rng&& xs, std::optional<std::ptrdiff_t> chunksize = {}) {
+        return starmap_async(callbacks<>{}, f, std::forward<Rng>(xs), chunksize);
+    }
+    /// As above, with callbacks.
+    template <class C, class E, class F, std::ranges::input_range Rng>
+    auto starmap_async(callbacks<C, E> cb, F f, Rng&& xs, std::optional<std::ptrdiff_t> chunksize = {}) {
+        using T = std::remove_cvref_t<std::ranges::range_reference_t<Rng>>;
+        static_assert(detail::tuple_like_element<T>,
+                      "multiproc: starmap needs elements that are tuples or pairs of arguments");
+        return [&]<std::size_t... I>(std::index_sequence<I...>) {
+            using inv = detail::invoker<codec, F, detail::wire_t<std::tuple_element_t<I, T>>...>;
+            static_assert(detail::check_task<codec, F, detail::wire_t<std::tuple_element_t<I, T>>...>());
+            return submit_map<inv>(cb, f, std::forward<Rng>(xs), chunksize, [](auto& out, auto& e) {
+                (codec::template encode<detail::wire_t<std::tuple_element_t<I, T>>>(out, detail::to_wire(std::get<I>(e))),
+                 ...);
+            });
+        }(std::make_index_sequence<std::tuple_size_v<T>>{});
+    }
+
+    /// `f` over `xs`, lazily, `chunksize` inputs per task (Python: imap). The same view as
+    /// `xs | views::imap(pool, f)`: results in input order (unless the pool's policy is
+    /// order::unordered), at most a window of inputs read ahead.
+    template <class F, class Rng>
+    auto imap(F f, Rng&& xs, std::ptrdiff_t chunksize = 1) {
+        return views::imap(std::forward<Rng>(xs), *this, f, imap_options{chunksize, {}});
+    }
+    /// As imap, with results as they are ready (Python: imap_unordered).
+    template <class F, class Rng>
+    auto imap_unordered(F f, Rng&& xs, std::ptrdiff_t chunksize = 1) {
+        return views::imap_unordered(std::forward<Rng>(xs), *this, f, imap_options{chunksize, {}});
+    }
+
+    /// No more tasks may be submitted; the workers leave once the work in hand is done
+    /// (Python: close()).
+    void close() { core_->close(); }
+    /// Stops the workers at once; calls not yet complete fail with broken_pool (Python:
+    /// terminate()). Returns once the workers are gone.
+    void terminate() { core_->terminate(); }
+    /// Waits for the workers to leave; value_error("Pool is still running") unless close()
+    /// or terminate() came first (Python: join()).
+    void join() { core_->join(); }
+
+private:
+    template <class, class, class, bool>
+    friend class views::imap_view;
+
+    template <class F, class Setup, class... Args>
+    auto submit_apply_with(F f, Setup&& setup, Args&&... args) {
+        using inv = detail::invoker<codec, F, detail::wire_t<Args>...>;
+        static_assert(detail::check_task<codec, F, detail::wire_t<Args>...>());
+        using R = typename inv::result_type;
+        auto job = std::make_shared<detail::value_job<codec, R>>();
+        setup(*job);
+        auto& buf = detail::scratch_buffer();
+        auto& units = detail::scratch_units();
+        detail::encode_chunk<inv>(buf, units, job.get(), f, 0, 1, [&](detail::byte_buffer& out) {
+            (codec::template encode<detail::wire_t<Args>>(out, detail::to_wire(args)), ...);
+        });
+        core_->submit(job, buf, units);
+        return job;
+    }
+
+    template <class Inv, class C, class E, class F, class Rng, class EncodeOne>
+    auto submit_map(callbacks<C, E>& cb, F f, Rng&& xs, std::optional<std::ptrdiff_t> chunksize, EncodeOne encode_one) {
+        using R = typename Inv::result_type;
+        using V = std::conditional_t<std::is_void_v<R>, void, std::vector<R>>;
+        static_assert(std::is_void_v<R> || std::is_default_constructible_v<R>,
+                      "multiproc: map needs a default-constructible result type (the results are put in "
+                      "place as chunks arrive); use imap for others");
+        if constexpr (!std::ranges::sized_range<Rng> || !std::ranges::forward_range<Rng>) {
+            // Python turns such an iterable into a list first; so do we.
+            using E0 = std::remove_cvref_t<std::ranges::range_reference_t<Rng>>;
+            std::vector<E0> all;
+            for (auto&& e : xs) all.push_back(std::forward<decltype(e)>(e));
+            return submit_map<Inv>(cb, f, all, chunksize, encode_one);
+        } else {
+            core_->check_running();
+            const auto n = static_cast<std::size_t>(std::ranges::size(xs));
+            std::size_t cs;
+            if (chunksize) {
+                cs = detail::checked_chunksize(*chunksize);
+            } else {
+                cs = detail::default_chunksize(n, processes());
+            }
+            auto job = std::make_shared<detail::map_job<codec, R>>(n);
+            detail::set_callbacks(*job, cb);
+            detail::byte_buffer buf;
+            std::vector<detail::unit_meta> units;
+            auto it = std::ranges::begin(xs);
+            for (std::size_t start = 0; start < n; start += cs) {
+                const auto count = static_cast<std::uint32_t>(std::min(cs, n - start));
+                detail::encode_chunk<Inv>(buf, units, job.get(), f, start, count, [&](detail::byte_buffer& out) {
+                    using E0 = std::remove_cvref_t<std::ranges::range_reference_t<Rng>>;
+                    using W0 = detail::wire_t<std::ranges::range_reference_t<Rng>>;
+                    if constexpr (std::contiguous_iterator<decltype(it)> && std::is_same_v<E0, W0> &&
+                                  detail::is_bitwise_value<W0> && Inv::stride() == sizeof(W0)) {
+                        out.append(std::to_address(it), count * sizeof(W0)); // the chunk at once
+                        it += count;
+                    } else {
+                        for (std::uint32_t k = 0; k < count; ++k, ++it) encode_one(out, *it);
+                    }
+                });
+            }
+            core_->submit(job, buf, units, /*take=*/true);
+            return async_result<V>(std::move(job), core_);
+        }
+    }
+
+    template <class V>
+    static auto finish(async_result<V> r) {
+        if constexpr (std::is_void_v<V>) {
+            r.get();
+        } else {
+            r.wait();
+            if (r.st_->failure) std::rethrow_exception(r.st_->failure);
+            return V(std::move(*r.st_->value));
+        }
+    }
+
+    std::shared_ptr<detail::pool_core> core_;
+};
+
+} // namespace multiproc

@@ -1,0 +1,276 @@
+/// @file views/imap.hpp
+/// Lazy `imap` as range-v3 adaptors (Python: Pool.imap and Pool.imap_unordered, which read
+/// all of their input first; these read at most a bounded window ahead).
+#pragma once
+
+#include <multiproc/detail/pool_core.hpp>
+#include <multiproc/detail/pool_jobs.hpp>
+#include <multiproc/detail/pool_tasks.hpp>
+#include <multiproc/fwd.hpp>
+
+#include <range/v3/functional/bind_back.hpp>
+#include <range/v3/iterator/default_sentinel.hpp>
+#include <range/v3/range/access.hpp>
+#include <range/v3/range/concepts.hpp>
+#include <range/v3/range/traits.hpp>
+#include <range/v3/view/all.hpp>
+#include <range/v3/view/facade.hpp>
+#include <range/v3/view/view.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace multiproc {
+
+/// How an imap splits its input and how far it reads ahead (Python: imap's `chunksize`;
+/// the window is ours: CPython reads everything first).
+struct imap_options {
+    /// Inputs sent to a worker together (Python: chunksize); at least 1.
+    std::ptrdiff_t chunksize = 1;
+    /// At most this many inputs are read but not yet yielded; by default two chunks per
+    /// worker, or 64 inputs per worker if that is more; never less than one chunk.
+    std::optional<std::ptrdiff_t> window{};
+};
+
+/// A pool that views::imap can use: one of the basic_pool types.
+template <class P>
+concept pool_type = requires(P& p) {
+    typename P::codec;
+    typename P::policies;
+    { p.processes() } -> std::convertible_to<int>;
+};
+
+namespace views {
+
+/// The view that `views::imap`, `views::imap_unordered`, `pool.imap` and
+/// `pool.imap_unordered` return: single-pass, lazy; each element is the result of `f` on
+/// the corresponding input (in input order if `Ordered`, else as results arrive). A task
+/// that threw makes dereferencing its element throw `remote_error`; a lost task throws
+/// `broken_pool`. The view refers to the pool, which must outlive the iteration.
+template <class Pool, class F, class Rng, bool Ordered>
+class imap_view : public ranges::view_facade<imap_view<Pool, F, Rng, Ordered>, ranges::unknown> {
+    using codec = typename Pool::codec;
+    using wire = detail::wire_t<ranges::range_reference_t<Rng>>;
+    using inv = detail::invoker<codec, F, wire>;
+    using result = typename inv::result_type;
+    using job_t = detail::imap_job<codec, result, Ordered>;
+
+public:
+    /// What each element is: the task's result (std::monostate for a void task).
+    using value_type = detail::stored_t<result>;
+
+    imap_view() = default;
+    imap_view(Pool& pool, F f, Rng base, imap_options opts)
+        : core_(pool.core_), f_(f), base_(std::move(base)), opts_(opts) {
+        static_assert(detail::check_task<codec, F, wire>());
+        chunksize_ = detail::checked_chunksize(opts_.chunksize);
+        if (opts_.window && *opts_.window < 1)
+            throw value_error("multiproc: an imap window must be at least 1, not " + std::to_string(*opts_.window));
+        // Two chunks per worker, but at least 64 tasks per worker: with small chunks the window
+        // must cover the time it takes to wake the iterating thread (see docs/design/pool.md).
+        const std::size_t per_worker = std::max<std::size_t>(2 * chunksize_, 64);
+        const std::size_t wanted = opts_.window ? static_cast<std::size_t>(*opts_.window)
+                                                : per_worker * static_cast<std::size_t>(pool.processes());
+        window_ = std::max(wanted, chunksize_);
+        core_->check_running();
+    }
+
+private:
+    friend ranges::range_access;
+
+    // The iteration: input read in the iterating thread only, a bounded window ahead.
+    struct state {
+        std::shared_ptr<detail::pool_core> core;
+        F f;
+        ranges::iterator_t<Rng> it;
+        ranges::sentinel_t<Rng> end;
+        std::size_t chunksize, window;
+        std::shared_ptr<job_t> job = std::make_shared<job_t>();
+        std::uint64_t pulled = 0, yielded = 0;
+        bool input_done = false, input_closed = false;
+        std::exception_ptr input_error; // the input itself threw: yielded after what came before
+        std::deque<detail::outcome<result>> ready;
+        detail::outcome<result> current;
+        bool at_end = false;
+        detail::byte_buffer buf;
+        std::vector<detail::unit_meta> units;
+
+        state(std::shared_ptr<detail::pool_core> c, F fn, Rng& base, std::size_t cs, std::size_t w)
+            : core(std::move(c)), f(fn), it(ranges::begin(base)), end(ranges::end(base)), chunksize(cs), window(w) {}
+        state(const state&) = delete;
+        state& operator=(const state&) = delete;
+        ~state() {
+            try {
+                core->cancel(*job);
+            } catch (...) {
+            }
+        }
+
+        // Reads inputs until the window is full, in whole chunks, and submits them at once.
+        void fill() {
+            if (input_done) return;
+            buf.clear();
+            units.clear();
+            while (!input_done && pulled - yielded + chunksize <= window) {
+                const std::size_t at = detail::begin_task<inv>(buf, f);
+                std::uint32_t count = 0;
+                std::size_t mark = buf.size();
+                try {
+                    while (count < chunksize && it != end) {
+                        codec::template encode<wire>(buf, detail::to_wire(*it));
+                        mark = buf.size();
+                        ++it;
+                        ++count;
+                    }
+                    if (it == end) input_done = true;
+                } catch (...) {
+                    // CPython: an exception from the input becomes the next result, and the end.
+                    buf.shrink(mark);
+                    input_error = std::current_exception();
+                    input_done = true;
+                }
+                if (count == 0) {
+                    buf.shrink(at);
+                    break;
+                }
+                detail::unit_meta u;
+                u.job = job.get();
+                u.first = pulled;
+                u.hi = count;
+                u.size = detail::end_task(buf, at, count);
+                units.push_back(u);
+                pulled += count;
+            }
+            if (!units.empty()) core->submit(job, buf, units);
+            if (input_done && !input_closed) {
+                input_closed = true;
+                core->close_input(*job);
+            }
+        }
+
+        void advance() {
+            for (;;) {
+                if (!ready.empty()) {
+                    current = std::move(ready.front());
+                    ready.pop_front();
+                    ++yielded;
+                    return;
+                }
+                // Top up in batches (when half the window is free): one lock and one
+                // dispatch for many tasks.
+                if (pulled - yielded <= window / 2) fill();
+                if (yielded == pulled) {
+                    if (input_error) {
+                        current = detail::outcome<result>{std::nullopt, std::exchange(input_error, nullptr)};
+                        return;
+                    }
+                    at_end = true;
+                    return;
+                }
+                core->wait(*job, [&] { return job->available.load(std::memory_order_acquire) != 0; }, std::nullopt);
+                core->locked([&] { job->take(ready); });
+            }
+        }
+    };
+
+    struct cursor {
+        std::shared_ptr<state> st;
+        using single_pass = std::true_type;
+
+        value_type& read() const {
+            if (st->current.failure) std::rethrow_exception(st->current.failure);
+            return *st->current.value;
+        }
+        void next() { st->advance(); }
+        bool equal(ranges::default_sentinel_t) const { return st->at_end; }
+    };
+
+    cursor begin_cursor() {
+        if (!core_) throw value_error("multiproc: an imap view made without a pool cannot be iterated");
+        auto st = std::make_shared<state>(core_, f_, base_, chunksize_, window_);
+        st->advance();
+        return cursor{std::move(st)};
+    }
+
+    std::shared_ptr<detail::pool_core> core_;
+    F f_{};
+    Rng base_{};
+    imap_options opts_{};
+    std::size_t chunksize_ = 1, window_ = 1;
+};
+
+namespace detail_imap {
+
+/// A container given to imap as an rvalue, kept alive (shared) by the view.
+template <class C>
+class owning : public ranges::view_base {
+public:
+    owning() = default;
+    explicit owning(C&& c) : c_(std::make_shared<C>(std::move(c))) {}
+    auto begin() const { return ranges::begin(*c_); }
+    auto end() const { return ranges::end(*c_); }
+
+private:
+    std::shared_ptr<C> c_;
+};
+
+template <class Rng>
+auto as_view(Rng&& rng) {
+    if constexpr (ranges::viewable_range<Rng>)
+        return ranges::views::all(std::forward<Rng>(rng));
+    else
+        return owning<std::remove_cvref_t<Rng>>(std::move(rng));
+}
+
+template <bool Unordered>
+struct imap_base_fn {
+    template <class Rng, class Pool, class F>
+        requires ranges::input_range<Rng> && pool_type<Pool>
+    auto operator()(Rng&& rng, Pool* pool, F f, imap_options opts) const {
+        constexpr bool ordered = !Unordered && Pool::policies::order::is_ordered;
+        using view_t = imap_view<Pool, F, decltype(as_view(std::forward<Rng>(rng))), ordered>;
+        return view_t(*pool, f, as_view(std::forward<Rng>(rng)), opts);
+    }
+};
+
+template <bool Unordered>
+struct imap_fn : imap_base_fn<Unordered> {
+    /// `xs | views::imap(pool, f)`: a closure to apply to a range.
+    template <class Pool, class F>
+        requires pool_type<Pool>
+    auto operator()(Pool& pool, F f, imap_options opts = {}) const {
+        (void)detail::check_pool_callable<F>::value; // rejects a capturing lambda here, where it is written
+        return ranges::make_view_closure(ranges::bind_back(imap_base_fn<Unordered>{}, &pool, f, opts));
+    }
+    /// `views::imap(xs, pool, f)`: the view at once (an rvalue container is kept by the view).
+    template <class Rng, class Pool, class F>
+        requires ranges::input_range<Rng> && pool_type<Pool>
+    auto operator()(Rng&& rng, Pool& pool, F f, imap_options opts = {}) const {
+        return imap_base_fn<Unordered>::operator()(std::forward<Rng>(rng), &pool, f, opts);
+    }
+};
+
+} // namespace detail_imap
+
+/// `xs | multiproc::views::imap(pool, f)`: f applied to each element of xs in the pool's
+/// workers, lazily (Python: pool.imap(f, xs)). Results come in input order unless the pool's
+/// policy is order::unordered. At most a window of inputs is read ahead, so infinite input
+/// works: `views::iota(0) | views::imap(pool, f) | ranges::views::take(5)`.
+inline constexpr detail_imap::imap_fn<false> imap{};
+
+/// As `imap`, with results in the order they are ready (Python: pool.imap_unordered).
+inline constexpr detail_imap::imap_fn<true> imap_unordered{};
+
+} // namespace views
+} // namespace multiproc
+
+// For views::imap, the pool itself (included last: pool.hpp includes this header too).
+#include <multiproc/pool.hpp>

@@ -1,0 +1,134 @@
+// async_result (Python: AsyncResult): get, get(timeout), wait, ready, successful; callbacks
+// and error callbacks, and callbacks that throw.
+#include "pool/helpers.hpp"
+
+#include <multiproc/pool.hpp>
+
+#include <atomic>
+#include <mutex>
+#include <string>
+#include <thread>
+
+using namespace multiproc;
+using namespace std::chrono_literals;
+using pooltest::square;
+
+namespace {
+int fail_with(int code) {
+    if (code == 1) throw std::invalid_argument("bad input");
+    return code;
+}
+
+/// Captures what this process writes to stderr while alive.
+struct stderr_capture {
+    test::pipe_pair p;
+    int saved = ::dup(2);
+    stderr_capture() { ::dup2(p.w, 2); }
+    std::string finish() {
+        ::dup2(saved, 2);
+        ::close(saved);
+        p.close_w();
+        return test::read_all(p.r);
+    }
+};
+} // namespace
+
+TEST_CASE("get(timeout) throws timeout_error while the task runs, wait(timeout) returns", "[pool][async]") {
+    pooltest::tokens tokens;
+    pool p(1);
+    auto r = p.apply_async(pooltest::report_then_wait, -1, tokens.fd(), 5);
+    CHECK_FALSE(r.ready());
+    CHECK_THROWS_AS(r.get(10ms), timeout_error);
+    r.wait(10ms);
+    CHECK_FALSE(r.ready());
+    CHECK_THROWS_AS(r.successful(), value_error);
+    CHECK_THROWS_WITH(r.successful(), "<multiproc::async_result> not ready");
+    tokens.release();
+    CHECK(r.get(1h) == 5);
+    r.wait();
+    CHECK(r.ready());
+    CHECK(r.successful());
+}
+
+TEST_CASE("a failed call is ready, not successful, and get rethrows", "[pool][async]") {
+    pool p(1);
+    auto r = p.apply_async(fail_with, 1);
+    r.wait();
+    CHECK(r.ready());
+    CHECK_FALSE(r.successful());
+    CHECK_THROWS_AS(r.get(), remote_error);
+    CHECK_THROWS_AS(r.get(), remote_error); // every time
+}
+
+TEST_CASE("callback gets the result and error_callback the error, before the result is ready",
+          "[pool][async][callbacks]") {
+    pool p(2);
+    std::mutex mu;
+    std::vector<int> seen;
+    std::vector<std::string> errors;
+    auto ok = p.apply_async(callbacks{[&](int v) {
+                                          std::lock_guard lk(mu);
+                                          seen.push_back(v);
+                                      },
+                                      [&](const error& e) {
+                                          std::lock_guard lk(mu);
+                                          errors.push_back(e.what());
+                                      }},
+                            fail_with, 7);
+    auto bad = p.apply_async(callbacks{nullptr, [&](const error& e) {
+                                 std::lock_guard lk(mu);
+                                 errors.push_back(e.what());
+                             }},
+                             fail_with, 1);
+    auto m = p.map_async(callbacks{[&](const std::vector<int>& v) {
+                             std::lock_guard lk(mu);
+                             seen.push_back(static_cast<int>(v.size()));
+                         }},
+                         square, std::vector<int>{1, 2, 3});
+    CHECK(ok.get() == 7);
+    CHECK_THROWS_AS(bad.get(), remote_error);
+    m.wait();
+    std::lock_guard lk(mu); // the callbacks ran before get() returned
+    CHECK(seen.size() == 2);
+    CHECK(std::count(seen.begin(), seen.end(), 7) == 1);
+    CHECK(std::count(seen.begin(), seen.end(), 3) == 1);
+    REQUIRE(errors.size() == 1);
+    CHECK_THAT(errors[0], Catch::Matchers::Contains("std::invalid_argument") && Catch::Matchers::Contains("bad input"));
+}
+
+TEST_CASE("callbacks run in the pool's thread, a callback waiting on the pool is an error, not a hang",
+          "[pool][async][callbacks]") {
+    pool p(1);
+    std::atomic<bool> other_thread{false}, refused{false};
+    auto main_id = std::this_thread::get_id();
+    auto r = p.apply_async(callbacks{[&](int) {
+                               other_thread = std::this_thread::get_id() != main_id;
+                               try {
+                                   (void)p.apply(square, 2);
+                               } catch (const state_error&) {
+                                   refused = true;
+                               }
+                           }},
+                           square, 3);
+    CHECK(r.get() == 9);
+    CHECK(other_thread);
+    CHECK(refused);
+    CHECK(p.apply(square, 4) == 16);
+}
+
+TEST_CASE("design 5.2: an exception in a callback is reported and never wedges the pool",
+          "[pool][async][callbacks][design5]") {
+    pool p(2);
+    stderr_capture err;
+    auto r = p.apply_async(callbacks{[](int) { throw std::runtime_error("callback broke"); }}, square, 3);
+    auto e = p.apply_async(callbacks{nullptr, [](const error&) { throw 42; }}, fail_with, 1);
+    CHECK(r.get() == 9);             // still ready, with its value
+    CHECK_THROWS_AS(e.get(), remote_error);
+    CHECK(p.apply(square, 5) == 25); // and the pool carries on
+    auto more = p.map(square, std::vector<int>{1, 2, 3});
+    CHECK(more == std::vector<int>{1, 4, 9});
+    std::string text = err.finish();
+    CHECK(test::count(text, "multiproc: exception in a pool callback (ignored; the pool carries on): "
+                            "std::runtime_error: callback broke\n") == 1);
+    CHECK(test::count(text, "multiproc: exception in a pool callback (ignored; the pool carries on): int\n") == 1);
+}

@@ -1,0 +1,210 @@
+// Workers that die in the middle of a task (SIGKILL, SIGSEGV, _exit): the task fails
+// promptly with broken_pool naming the worker, how it ended and the task; the other tasks
+// complete; the worker is replaced; nothing is leaked. CPython's Pool hangs forever here.
+#include "pool/helpers.hpp"
+
+#include <multiproc/pool.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <set>
+#include <string>
+#include <vector>
+
+using namespace multiproc;
+using namespace std::chrono_literals;
+using pooltest::square;
+
+namespace {
+int die_on(int x) {
+    if (x == -9) ::raise(SIGKILL);
+    if (x == -11) ::raise(SIGSEGV);
+    if (x < 0) ::_exit(-x);
+    return x * 10;
+}
+
+// Reports its pid and waits for a token; `how` < 0 dies as die_on does once released.
+int report_wait_die(int report_fd, int token_fd, int how) {
+    pooltest::say(report_fd, std::to_string(::getpid()));
+    pooltest::take_token(token_fd);
+    return die_on(how);
+}
+
+/// Runs `body` with a fresh pool, then checks that no worker and no descriptor is left.
+template <class Pool = pool, class Body>
+void without_leaks(int processes, Body body) {
+    auto fds = test::open_fds();
+    {
+        Pool p(processes);
+        body(p);
+    }
+    CHECK(test::children_of(::getpid()).empty());
+    CHECK(test::describe_fds(test::open_fds()) == test::describe_fds(fds));
+}
+
+double ms_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+} // namespace
+
+TEST_CASE("design 5.1: a worker killed by SIGKILL mid-task fails that task with broken_pool, promptly",
+          "[pool][death][design5]") {
+    pooltest::tokens tokens;
+    pooltest::reports reports;
+    without_leaks(2, [&](pool& p) {
+        auto doomed = p.apply_async(pooltest::report_then_wait, reports.fd(), tokens.fd(), 1);
+        const pid_t victim = std::stoi(reports.line());
+        auto others = p.map_async(square, std::vector<int>{1, 2, 3, 4, 5}); // run on the other worker
+        CHECK(others.get() == std::vector<int>{1, 4, 9, 16, 25});
+        auto t0 = std::chrono::steady_clock::now();
+        REQUIRE(::kill(victim, SIGKILL) == 0);
+        try {
+            (void)doomed.get();
+            FAIL("the task should have failed");
+        } catch (const broken_pool& e) {
+            CHECK(ms_since(t0) < 1000);
+            CHECK(e.pid() == victim);
+            CHECK(e.exitcode() == -SIGKILL);
+            CHECK(e.signal() == SIGKILL);
+            CHECK(e.task() == 0u);
+            CHECK_THAT(std::string(e.what()),
+                       Catch::Matchers::Matches("multiproc: PoolWorker-\\d+ \\(pid " + std::to_string(victim) +
+                                                "\\) was killed by signal 9 \\(SIGKILL\\) while running task 0"));
+        }
+        // Replaced: two workers run at once again, neither of them the dead one.
+        auto pids = pooltest::busy_workers(p, 2, tokens, reports);
+        CHECK(pids.size() == 2);
+        CHECK(pids.count(victim) == 0);
+        CHECK(p.apply(square, 12) == 144);
+    });
+}
+
+TEST_CASE("design 5.1: a worker that segfaults or calls _exit fails its task and is replaced",
+          "[pool][death][design5]") {
+    without_leaks(2, [](pool& p) {
+        try {
+            (void)p.apply(die_on, -11);
+            FAIL("no broken_pool");
+        } catch (const broken_pool& e) {
+            CHECK(e.signal() == SIGSEGV);
+            CHECK_THAT(std::string(e.what()), Catch::Matchers::Contains("was killed by signal 11 (SIGSEGV)"));
+        }
+        try {
+            (void)p.apply(die_on, -3);
+            FAIL("no broken_pool");
+        } catch (const broken_pool& e) {
+            CHECK(e.exitcode() == 3);
+            CHECK_FALSE(e.signal().has_value());
+            CHECK_THAT(std::string(e.what()), Catch::Matchers::Contains("exited with code 3 while running task 0"));
+        }
+        CHECK(p.apply(die_on, 4) == 40);
+    });
+}
+
+TEST_CASE("design 5.1: in a map, the lost task is named by its index and the rest complete",
+          "[pool][death][design5]") {
+    without_leaks(2, [](pool& p) {
+        std::vector<int> xs{1, 2, 3, 4, 5, -9, 7, 8, 9, 10, 11, 12};
+        try {
+            (void)p.map(die_on, xs, 4); // task 5 is in the middle of the second chunk
+            FAIL("no broken_pool");
+        } catch (const broken_pool& e) {
+            CHECK(e.task() == 5u);
+        }
+        // imap shows the others: every element but the lost one has its result.
+        std::vector<std::string> got;
+        auto v = p.imap(die_on, xs, 4);
+        for (auto it = v.begin(); it != v.end(); ++it) {
+            try {
+                got.push_back(std::to_string(*it));
+            } catch (const broken_pool& e) {
+                got.push_back("lost " + std::to_string(*e.task()));
+            }
+        }
+        CHECK(got == std::vector<std::string>{"10", "20", "30", "40", "50", "lost 5", "70", "80", "90", "100", "110",
+                                              "120"});
+    });
+}
+
+TEST_CASE("design 5.1: many deaths in a row never hang the pool, and leave no zombie or descriptor",
+          "[pool][death][design5]") {
+    without_leaks(2, [](pool& p) {
+        std::vector<async_result<int>> rs;
+        for (int i = 0; i < 20; ++i) rs.push_back(p.apply_async(die_on, i % 2 ? -9 : i));
+        int lost = 0, ok = 0;
+        for (auto& r : rs) {
+            try {
+                (void)r.get();
+                ++ok;
+            } catch (const broken_pool&) {
+                ++lost;
+            }
+        }
+        CHECK(ok == 10);
+        CHECK(lost == 10);
+        CHECK(p.apply(square, 3) == 9);
+    });
+}
+
+TEST_CASE("worker_death::retry<N> runs the task again on a new worker, then fails it", "[pool][death][policy]") {
+    pooltest::tokens tokens;
+    pooltest::reports reports;
+    without_leaks<basic_pool<worker_death::retry<2>>>(2, [&](auto& p) {
+        // Dies twice (killed from outside), then succeeds on the third worker.
+        auto r = p.apply_async(report_wait_die, reports.fd(), tokens.fd(), 5);
+        for (int attempt = 0; attempt < 2; ++attempt) {
+            pid_t pid = std::stoi(reports.line());
+            REQUIRE(::kill(pid, SIGKILL) == 0);
+        }
+        std::stoi(reports.line()); // the third attempt has started
+        tokens.release();
+        CHECK(r.get() == 50);
+        // A task that always kills its worker fails after 1 + 2 attempts.
+        try {
+            (void)p.apply(die_on, -9);
+            FAIL("no broken_pool");
+        } catch (const broken_pool& e) {
+            CHECK_THAT(std::string(e.what()), Catch::Matchers::Contains("(its worker died on each of 3 attempts)"));
+        }
+        CHECK(p.apply(square, 6) == 36);
+    });
+}
+
+TEST_CASE("a worker killed while idle is replaced without failing anything", "[pool][death]") {
+    without_leaks(2, [](pool& p) {
+        auto before = pooltest::worker_pids(); // all started by the time the constructor returns
+        REQUIRE(before.size() == 2);
+        const pid_t victim = *before.begin();
+        REQUIRE(::kill(victim, SIGKILL) == 0);
+        REQUIRE(test::wait_exit(victim));
+        auto ys = p.map(square, std::vector<int>{1, 2, 3, 4, 5, 6, 7, 8}, 1);
+        CHECK(ys == std::vector<int>{1, 4, 9, 16, 25, 36, 49, 64});
+    });
+}
+
+TEST_CASE("a worker reaped by someone else (SIGCHLD ignored) still fails its task clearly", "[pool][death]") {
+    pooltest::tokens tokens;
+    pooltest::reports reports;
+    struct sigaction old {};
+    struct sigaction ign {};
+    ign.sa_handler = SIG_IGN;
+    REQUIRE(::sigaction(SIGCHLD, &ign, &old) == 0); // the kernel now reaps children itself
+    {
+        pool p(1);
+        auto r = p.apply_async(pooltest::report_then_wait, reports.fd(), tokens.fd(), 1);
+        const pid_t victim = std::stoi(reports.line());
+        REQUIRE(::kill(victim, SIGKILL) == 0);
+        try {
+            (void)r.get();
+            FAIL("no broken_pool");
+        } catch (const broken_pool& e) {
+            CHECK(e.pid() == victim);
+            CHECK_FALSE(e.exitcode().has_value());
+            CHECK_THAT(std::string(e.what()), Catch::Matchers::Contains("is SIGCHLD ignored?") &&
+                                                  Catch::Matchers::Contains("while running task 0"));
+        }
+        CHECK(p.apply(square, 3) == 9); // replaced
+    }
+    REQUIRE(::sigaction(SIGCHLD, &old, nullptr) == 0);
+    CHECK(test::children_of(::getpid()).empty());
+}

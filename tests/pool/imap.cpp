@@ -1,0 +1,141 @@
+// Lazy imap as range-v3 adaptors: a bounded window of input read ahead, infinite input,
+// ordered and unordered results, the ordering policy, early exit.
+#include "pool/helpers.hpp"
+
+#include <multiproc/pool.hpp>
+#include <multiproc/views/imap.hpp>
+
+#include <range/v3/range/conversion.hpp>
+#include <range/v3/view/iota.hpp>
+#include <range/v3/view/take.hpp>
+#include <range/v3/view/transform.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <set>
+#include <thread>
+#include <vector>
+
+using namespace multiproc;
+using namespace std::chrono_literals;
+using pooltest::square;
+
+namespace {
+// Task 0 waits for a token; the others report that they ran.
+int slow_first(int report_fd, int token_fd, int i) {
+    if (i == 0)
+        pooltest::take_token(token_fd);
+    else
+        pooltest::say(report_fd, std::to_string(i));
+    return i;
+}
+int slow_first_packed(std::tuple<int, int, int> a) { return slow_first(std::get<0>(a), std::get<1>(a), std::get<2>(a)); }
+} // namespace
+
+TEST_CASE("design 5.3: imap is lazy: infinite input, and at most the window is read ahead",
+          "[pool][imap][design5]") {
+    pool p(2);
+    std::atomic<long> read{0};
+    auto counted = ranges::views::iota(0) | ranges::views::transform([&](int i) {
+                       ++read;
+                       return i;
+                   });
+    auto t0 = std::chrono::steady_clock::now();
+    std::vector<int> first;
+    for (int y : counted | views::imap(p, square, imap_options{1, 8}) | ranges::views::take(5)) first.push_back(y);
+    CHECK(first == std::vector<int>{0, 1, 4, 9, 16});
+    CHECK(read <= 5 + 8); // what was yielded, plus at most the window
+    CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+
+    // The default window: two chunks per worker, at least 64 tasks per worker.
+    read = 0;
+    auto v = counted | views::imap_unordered(p, square, imap_options{4, {}});
+    auto it = v.begin();
+    (void)*it;
+    CHECK(read <= 2 * 64 + 4);
+    CHECK(read >= 4);
+    // The pool is usable while a view is alive and after it is dropped half-way.
+    CHECK(p.apply(square, 9) == 81);
+}
+
+TEST_CASE("design 5.3: an infinite input through views::imap | take returns promptly", "[pool][imap][design5]") {
+    pool p(2);
+    auto five = ranges::views::iota(0) | views::imap(p, square) | ranges::views::take(5) | ranges::to<std::vector>();
+    CHECK(five == std::vector<int>{0, 1, 4, 9, 16});
+    auto also = views::imap(ranges::views::iota(10), p, square) | ranges::views::take(2) | ranges::to<std::vector>();
+    CHECK(also == std::vector<int>{100, 121});
+}
+
+TEST_CASE("imap yields in input order, waiting for a slow first task", "[pool][imap]") {
+    pooltest::tokens tokens;
+    pooltest::reports reports;
+    pool p(2);
+    std::vector<std::tuple<int, int, int>> args;
+    for (int i = 0; i < 6; ++i) args.emplace_back(reports.fd(), tokens.fd(), i);
+    // Task 0 is released only once task 1 has run on the other worker: result 1 is ready
+    // first, yet comes after result 0.
+    std::thread releaser([&] {
+        (void)reports.line();
+        tokens.release();
+    });
+    std::vector<int> got;
+    for (int y : args | views::imap(p, slow_first_packed, imap_options{1, 2})) got.push_back(y);
+    releaser.join();
+    CHECK(got == std::vector<int>{0, 1, 2, 3, 4, 5});
+}
+
+TEST_CASE("imap_unordered yields results as they are ready", "[pool][imap]") {
+    pooltest::tokens tokens;
+    pooltest::reports reports;
+    pool p(2);
+    std::vector<std::tuple<int, int, int>> args{{reports.fd(), tokens.fd(), 0}, {reports.fd(), tokens.fd(), 1}};
+    auto v = args | views::imap_unordered(p, slow_first_packed);
+    auto it = v.begin(); // task 1 finishes first, while task 0 waits
+    CHECK(*it == 1);
+    CHECK(reports.line() == "1");
+    tokens.release();
+    ++it;
+    CHECK(*it == 0);
+    ++it;
+    CHECK(it == v.end());
+}
+
+TEST_CASE("the ordering policy chooses what plain imap yields", "[pool][imap][policy]") {
+    basic_pool<order::unordered> p(2);
+    std::vector<int> xs{1, 2, 3};
+    using unordered_view = decltype(p.imap(square, xs));
+    using explicit_unordered = decltype(p.imap_unordered(square, xs));
+    static_assert(std::is_same_v<unordered_view, explicit_unordered>);
+    static_assert(std::is_same_v<decltype(xs | views::imap(p, square)), explicit_unordered>);
+    pool q(1);
+    static_assert(!std::is_same_v<decltype(q.imap(square, xs)), decltype(q.imap_unordered(square, xs))>);
+    std::multiset<int> got;
+    for (int y : p.imap(square, xs)) got.insert(y);
+    CHECK(got == std::multiset<int>{1, 4, 9});
+}
+
+TEST_CASE("an imap view left early leaves the pool usable, and results of its tasks are dropped",
+          "[pool][imap]") {
+    pool p(2);
+    for (int round = 0; round < 20; ++round) {
+        auto v = ranges::views::iota(0) | views::imap(p, square, imap_options{3, 30});
+        auto it = v.begin();
+        CHECK(*it == 0);
+    }
+    CHECK(p.map(square, std::vector<int>{1, 2, 3}) == std::vector<int>{1, 4, 9});
+    p.close();
+    p.join(); // nothing is outstanding: the dropped views' tasks were allowed to finish
+}
+
+TEST_CASE("an imap started before close() goes on after it", "[pool][imap][lifecycle]") {
+    pool p(2);
+    auto v = ranges::views::iota(0, 300) | views::imap(p, square, imap_options{5, 20});
+    auto it = v.begin();
+    p.close();
+    long sum = 0;
+    for (; it != v.end(); ++it) sum += *it;
+    long want = 0;
+    for (long i = 0; i < 300; ++i) want += i * i;
+    CHECK(sum == want);
+    p.join();
+}

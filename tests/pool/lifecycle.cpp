@@ -1,0 +1,215 @@
+// Lifecycle with CPython's rules and errors: close, join, terminate, the destructor's policy,
+// bad arguments, maxtasksperchild, the initializer (and one that throws).
+#include "pool/helpers.hpp"
+
+#include <multiproc/pool.hpp>
+
+#include <atomic>
+#include <map>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace multiproc;
+using namespace std::chrono_literals;
+using pooltest::square;
+
+namespace {
+void report_init(int fd) { pooltest::say(fd, "init " + std::to_string(::getpid())); }
+void failing_init() { throw std::runtime_error("no database"); }
+} // namespace
+
+TEST_CASE("bad arguments are CPython's ValueErrors", "[pool][lifecycle][errors]") {
+    CHECK_THROWS_AS(pool(0), value_error);
+    CHECK_THROWS_WITH(pool(0), "Number of processes must be at least 1");
+    CHECK_THROWS_WITH(pool(-3), "Number of processes must be at least 1");
+    CHECK_THROWS_WITH(pool(pool_options{1, {}, 0}), "maxtasksperchild must be a positive int or None");
+    CHECK_THROWS_WITH(pool(pool_options{1, {}, -1}), "maxtasksperchild must be a positive int or None");
+    CHECK(test::children_of(::getpid()).empty());
+}
+
+TEST_CASE("use after close or terminate is 'Pool not running', join before either is 'Pool is still running'",
+          "[pool][lifecycle][errors]") {
+    pool p(2);
+    CHECK_THROWS_AS(p.join(), value_error);
+    CHECK_THROWS_WITH(p.join(), "Pool is still running");
+    auto pending = p.apply_async(square, 4);
+    p.close();
+    p.close(); // twice is harmless
+    CHECK_THROWS_AS(p.apply(square, 1), value_error);
+    CHECK_THROWS_WITH(p.apply(square, 1), "Pool not running");
+    CHECK_THROWS_WITH(p.apply_async(square, 1), "Pool not running");
+    CHECK_THROWS_WITH(p.map(square, std::vector<int>{1}), "Pool not running");
+    CHECK_THROWS_WITH(p.imap(square, std::vector<int>{1}), "Pool not running");
+    p.join();
+    CHECK(pending.get() == 16); // work submitted before close() completes
+    p.join();                   // again: nothing to wait for
+    CHECK(test::children_of(::getpid()).empty());
+}
+
+TEST_CASE("terminate stops at once, results not yet in fail with broken_pool", "[pool][lifecycle]") {
+    pooltest::tokens tokens; // never released
+    pooltest::reports reports;
+    pool p(2);
+    auto stuck = p.apply_async(pooltest::report_then_wait, reports.fd(), tokens.fd(), 1);
+    (void)reports.line(); // it is running
+    auto queued = p.map_async(square, std::vector<int>{1, 2, 3});
+    p.terminate();
+    CHECK(test::children_of(::getpid()).empty()); // gone when terminate() returns
+    CHECK_THROWS_AS(stuck.get(), broken_pool);
+    CHECK_THROWS_WITH(stuck.get(), "multiproc: the pool was terminated before the task completed");
+    CHECK(queued.ready());
+    CHECK_THROWS_WITH(p.apply(square, 2), "Pool not running");
+    p.join();
+    p.terminate(); // again: harmless
+}
+
+TEST_CASE("design 5.6: the destructor drains by default: close, then join", "[pool][lifecycle][design5]") {
+    pooltest::tokens tokens;
+    pooltest::reports reports;
+    async_result<int> r;
+    {
+        pool p(1);
+        r = p.apply_async(pooltest::report_then_wait, reports.fd(), tokens.fd(), 7);
+        (void)reports.line(); // the task is running, and waits for its token
+        tokens.release();     // (the destructor waits for it either way)
+    }
+    CHECK(r.ready());
+    CHECK(r.get() == 7);
+    CHECK(test::children_of(::getpid()).empty());
+}
+
+TEST_CASE("design 5.6: under pool_exit::terminate the destructor terminates, as CPython's `with Pool()`",
+          "[pool][lifecycle][design5]") {
+    pooltest::tokens tokens; // never released
+    pooltest::reports reports;
+    async_result<int> r;
+    {
+        basic_pool<pool_exit::terminate> p(1);
+        r = p.apply_async(pooltest::report_then_wait, reports.fd(), tokens.fd(), 7);
+        (void)reports.line();
+    }
+    CHECK(r.ready());
+    CHECK_THROWS_AS(r.get(), broken_pool);
+    CHECK(test::children_of(::getpid()).empty());
+}
+
+TEST_CASE("maxtasksperchild replaces each worker after that many tasks", "[pool][lifecycle]") {
+    pool p(pool_options{1, {}, 2});
+    std::map<pid_t, int> tasks_of;
+    for (int i = 0; i < 6; ++i) ++tasks_of[p.apply(pooltest::worker_pid)];
+    CHECK(tasks_of.size() == 3);
+    for (auto& [pid, n] : tasks_of) CHECK(n == 2);
+    // A map's chunks count as tasks, as in CPython.
+    auto ys = p.map(square, std::vector<int>{1, 2, 3, 4, 5, 6, 7}, 1);
+    CHECK(ys == std::vector<int>{1, 4, 9, 16, 25, 36, 49});
+}
+
+TEST_CASE("the initializer runs once in each worker, replacements included", "[pool][lifecycle][initializer]") {
+    pooltest::reports reports;
+    {
+        pool p(2, report_init, std::tuple{reports.fd()}, 3);
+        std::set<pid_t> used;
+        for (int i = 0; i < 12; ++i) used.insert(p.apply(pooltest::worker_pid));
+        p.close();
+        p.join();
+        reports.p.close_w();
+        std::string text = test::read_all(reports.p.r);
+        std::set<std::string> lines;
+        std::size_t n = 0;
+        for (std::size_t at = 0; (at = text.find("init ", at)) != std::string::npos; at += 5) ++n;
+        for (pid_t pid : used) CHECK(test::count(text, "init " + std::to_string(pid) + "\n") == 1);
+        CHECK(n >= used.size()); // every worker, used or not, ran it exactly once
+    }
+}
+
+TEST_CASE("an initializer that throws breaks the pool with a clear error instead of respawning forever",
+          "[pool][lifecycle][initializer]") {
+    auto fds = test::open_fds();
+    {
+        pool p(pool_options{2, failing_init, {}});
+        try {
+            (void)p.apply(square, 2);
+            FAIL("no broken_pool");
+        } catch (const broken_pool& e) {
+            CHECK_THAT(std::string(e.what()),
+                       Catch::Matchers::Matches("multiproc: the pool's initializer raised std::runtime_error: no "
+                                                "database in PoolWorker-\\d+ \\(pid \\d+\\); the pool is broken and "
+                                                "runs no more tasks"));
+        }
+        CHECK_THROWS_AS(p.apply(square, 2), broken_pool); // and stays so
+        CHECK_THROWS_AS(p.map(square, std::vector<int>{1, 2}), broken_pool);
+        p.close();
+        p.join();
+    }
+    CHECK(test::children_of(::getpid()).empty());
+    CHECK(test::describe_fds(test::open_fds()) == test::describe_fds(fds));
+}
+
+TEST_CASE("a pool worker may not start processes: it is a daemon", "[pool][lifecycle]") {
+    pool p(1);
+    try {
+        p.apply([] {
+            process child([] {});
+            child.start();
+        });
+        FAIL("no remote_error");
+    } catch (const remote_error& e) {
+        CHECK(e.type_name() == "multiproc::state_error");
+        CHECK(e.message() == "daemonic processes are not allowed to have children");
+    }
+}
+
+TEST_CASE("a failed fork while starting the pool is an os_error, and leaks nothing", "[pool][lifecycle][sys]") {
+    auto fds = test::open_fds();
+    {
+        test::inject fail(detail::sys::call::fork, EAGAIN);
+        CHECK_THROWS_AS(pool(2), os_error);
+    }
+    {
+        test::inject fail(detail::sys::call::eventfd, EMFILE);
+        CHECK_THROWS_WITH(pool(2), "multiproc: eventfd for a pool: Too many open files");
+    }
+    {
+        test::inject fail(detail::sys::call::memfd_create, ENOMEM);
+        CHECK_THROWS_AS(pool(2), os_error);
+    }
+    CHECK(test::children_of(::getpid()).empty());
+    CHECK(test::describe_fds(test::open_fds()) == test::describe_fds(fds));
+    pool p(2); // nothing is left broken
+    CHECK(p.apply(square, 3) == 9);
+}
+
+TEST_CASE("submitting from many threads at once", "[pool][threads]") {
+    pool p(2);
+    std::vector<std::thread> ts;
+    std::atomic<int> good{0};
+    for (int t = 0; t < 4; ++t)
+        ts.emplace_back([&, t] {
+            for (int i = 0; i < 200; ++i) good += p.apply(square, t * 1000 + i) == (t * 1000 + i) * (t * 1000 + i);
+            auto ys = p.map(square, std::vector<int>{1, 2, 3});
+            good += ys == std::vector<int>{1, 4, 9};
+        });
+    for (auto& t : ts) t.join();
+    CHECK(good == 4 * 201);
+}
+
+TEST_CASE("a child process may make and use a pool of its own, but not its parent's", "[pool][lifecycle]") {
+    pool outer(1);
+    process child([&outer] {
+        pool inner(2);
+        int r = inner.apply(square, 6);
+        bool refused = false;
+        try {
+            (void)outer.apply(square, 1); // inherited: not this process's pool
+        } catch (const state_error& e) {
+            refused = std::string(e.what()) == "multiproc: a pool can only be used by the process that created it";
+        }
+        std::_Exit(r == 36 && refused ? 0 : 1);
+    });
+    child.start();
+    child.join();
+    CHECK(child.exitcode() == 0);
+    CHECK(outer.apply(square, 7) == 49);
+}

@@ -1,0 +1,398 @@
+// What is particular to spawn and forkserver: the line main() needs, exec failures, the
+// descriptors a child holds, the identification of targets and the handshake, the
+// forkserver's own rules, objects that cross as descriptors plus bytes, and what a fresh
+// program does not share with its parent (globals) and does get from it (the logger).
+#include "support/support.hpp"
+
+#include <multiproc/logging.hpp>
+#include <multiproc/process.hpp>
+
+#include <cstdlib>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+using namespace multiproc;
+using namespace std::chrono_literals;
+
+#define FRESH_START_METHODS by_spawn, by_forkserver
+
+namespace {
+
+int g_counter = 1; // changed by the test before starting children
+
+// The descriptors of the calling process, as "fd->target" lines.
+std::string fd_listing() {
+    std::string s;
+    for (auto& [fd, target] : test::open_fds()) s += std::to_string(fd) + "->" + target + "\n";
+    return s;
+}
+
+std::string target_of(int fd) {
+    char buf[512] = {};
+    std::string p = "/proc/self/fd/" + std::to_string(fd);
+    ssize_t n = ::readlink(p.c_str(), buf, sizeof buf - 1);
+    return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : "?";
+}
+
+// A test-only object that crosses as a descriptor plus bytes (the shape of phase 2's
+// queues and pipes): a labelled pipe end.
+struct labelled_pipe {
+    int fd = -1;
+    std::string label;
+    void cross_out(detail::crossing_writer& w) const {
+        w.put_fd(fd);
+        w.put_string(label);
+    }
+    static labelled_pipe cross_in(detail::crossing_reader& r) {
+        labelled_pipe p;
+        p.fd = r.take_fd().release();
+        p.label = r.get_string();
+        return p;
+    }
+};
+
+// The parent's side of spawn, by hand, to send what start() never would. Returns the
+// child's answer ("" for ok, else its sentence) and stores its exit code.
+std::string send_by_hand(const detail::crossing_writer& w, int& code) {
+    int sv[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0);
+    detail::sys::unique_fd ours(sv[0]), theirs(sv[1]);
+    pid_t pid = detail::spawn_self({theirs.get()}, "spawn:3:" + std::to_string(::getpid()), "test spawn");
+    theirs.reset();
+    (void)detail::send_message(ours.get(), w);
+    std::vector<detail::sys::unique_fd> none;
+    std::string buf(4096, '\0');
+    ssize_t n = detail::recv_datagram(ours.get(), buf.data(), buf.size(), none);
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    code = test::decode(status);
+    if (n <= 0) return "no answer";
+    return buf[0] == '\0' ? std::string() : buf.substr(1, static_cast<std::size_t>(n) - 1);
+}
+
+detail::bootstrap_request request_for(const char* target) {
+    detail::child_record rec;
+    rec.name = "by-hand";
+    return detail::make_request(rec, target);
+}
+
+} // namespace
+
+TEMPLATE_TEST_CASE("a program without freeze_support() gets an error in the parent, and main() runs once",
+                   "[spawn][freeze_support]", FRESH_START_METHODS) {
+    auto r = test::run_program("no_freeze_support", {std::string(TestType::start_method())});
+    CHECK(r.code == 3);
+    CHECK(r.out == "main runs\nmultiproc: process Process-1 uses start::" + std::string(TestType::start_method()) +
+                       ", which starts a fresh copy of this program, but main() does not call "
+                       "multiproc::freeze_support(); make `multiproc::freeze_support();` the first statement of "
+                       "main()\n");
+}
+
+TEST_CASE("freeze_support() returns at once in a program that was not started as a child", "[spawn][freeze_support]") {
+    CHECK(detail::freeze_support_recorded);
+    freeze_support(); // a second call, anywhere, is harmless
+    SUCCEED();
+}
+
+TEMPLATE_TEST_CASE("a failed exec reaches the parent as an os_error with errno's text, leaking nothing",
+                   "[spawn][errors]", FRESH_START_METHODS) {
+    if (test::forkserver_pid()) return; // a running forkserver forks without exec: nothing to fail
+    auto fds = test::open_fds();
+    // One environment string longer than the kernel's limit (128 KiB) makes execve fail: E2BIG.
+    REQUIRE(::setenv("MULTIPROC_TEST_HUGE", std::string(200 * 1024, 'x').c_str(), 1) == 0);
+    test::process_t<TestType> p([] {});
+    try {
+        p.start();
+        FAIL("start() should have thrown");
+    } catch (const os_error& e) {
+        std::string what = e.what();
+        CHECK(what.find("multiproc: spawn of /proc/self/exe for ") == 0);
+        CHECK_THAT(what, Catch::Matchers::EndsWith(": Argument list too long"));
+        CHECK(e.code().value() == E2BIG);
+    }
+    ::unsetenv("MULTIPROC_TEST_HUGE");
+    CHECK_FALSE(p.pid().has_value());
+    CHECK(test::children_of(::getpid()).empty());
+    CHECK(test::describe_fds(test::open_fds()) == test::describe_fds(fds));
+    p.start(); // usable once the cause is gone
+    p.join();
+    CHECK(p.exitcode() == 0);
+}
+
+TEST_CASE("an injected posix_spawn failure is an os_error naming the process", "[spawn][errors][sys]") {
+    auto fds = test::open_fds();
+    basic_process<start::spawn> p([] {});
+    {
+        test::inject fail(detail::sys::call::posix_spawn, EAGAIN);
+        CHECK_THROWS_WITH(p.start(), "multiproc: spawn of /proc/self/exe for process " + p.name() +
+                                         ": Resource temporarily unavailable");
+    }
+    CHECK(test::describe_fds(test::open_fds()) == test::describe_fds(fds));
+    CHECK(test::children_of(::getpid()).empty());
+}
+
+TEMPLATE_TEST_CASE("a spawn or forkserver child holds only 0, 1, 2 and the descriptors it was given",
+                   "[spawn][fds]", FRESH_START_METHODS) {
+    test::warm_up<TestType>();
+    int stray[2];
+    REQUIRE(::pipe(stray) == 0); // not close-on-exec: a forked child would inherit these
+    test::report_pipe out;
+    test::process_t<TestType> p(
+        [](test::fd_arg o) {
+            o.write(std::to_string(o.fd) + "\n" + std::to_string(detail::rt().self.parent_sentinel) + "\n" +
+                    fd_listing());
+        },
+        out.w_arg());
+    CHECK(test::exit_of(p) == 0);
+    std::string text = out.collect();
+    ::close(stray[0]);
+    ::close(stray[1]);
+    INFO(text);
+    std::istringstream in(text);
+    std::string line;
+    std::getline(in, line);
+    int report = std::stoi(line);
+    std::getline(in, line);
+    int parent_sentinel = std::stoi(line);
+    // Each descriptor accounted for: stdio is this process's, the report pipe is the one
+    // given as an argument, and under forkserver a pidfd of this process answers
+    // parent_process().is_alive() (the OS parent being the server).
+    std::string expected = "0->" + target_of(0) + "\n1->" + target_of(1) + "\n2->" + target_of(2) + "\n";
+    std::map<int, std::string> rest{{report, target_of(out.r)}}; // the same pipe as our read end
+    if (std::is_same_v<TestType, by_forkserver>) {
+        REQUIRE(parent_sentinel > 2);
+        rest[parent_sentinel] = "anon_inode:[pidfd]";
+    } else {
+        CHECK(parent_sentinel == -1);
+    }
+    for (auto& [fd, t] : rest) expected += std::to_string(fd) + "->" + t + "\n";
+    CHECK(text.substr(text.find('\n', text.find('\n') + 1) + 1) == expected);
+}
+
+TEMPLATE_TEST_CASE("a forkserver child is forked by one server, which reports its exit code",
+                   "[forkserver]", by_forkserver) {
+    test::report_pipe out;
+    test::process_t<TestType> a([](test::fd_arg o) { o.write(std::to_string(::getppid()) + "\n"); }, out.w_arg());
+    test::process_t<TestType> b([](test::fd_arg o) { o.write(std::to_string(::getppid()) + "\n"); }, out.w_arg());
+    CHECK(test::exit_of(a) == 0);
+    CHECK(test::exit_of(b) == 0);
+    pid_t server = test::forkserver_pid();
+    REQUIRE(server > 0);
+    CHECK(out.collect() == std::to_string(server) + "\n" + std::to_string(server) + "\n");
+    CHECK(test::children_of(::getpid()).empty()); // the server's children are not ours
+}
+
+TEMPLATE_TEST_CASE("a child whose forkserver is killed is still waited for, and its exit code is 255",
+                   "[forkserver][errors]", by_forkserver) {
+    test::gate gate;
+    test::process_t<TestType> p([](test::fd_arg g) { std::_Exit(g.wait_eof() ? 0 : 1); }, gate.end());
+    p.start();
+    pid_t server = test::forkserver_pid();
+    REQUIRE(server > 0);
+    ::kill(server, SIGKILL);
+    REQUIRE(test::wait_exit(server));
+    p.join(20ms); // the server's death neither ends the child nor the wait for it
+    CHECK(p.is_alive());
+    gate.release();
+    p.join();
+    CHECK(p.exitcode() == 255); // the status died with the server, as in CPython
+    // The next child gets a new server.
+    test::process_t<TestType> q([] { std::_Exit(4); });
+    CHECK(test::exit_of(q) == 4);
+    CHECK(test::forkserver_pid() != server);
+    CHECK(test::children_of(::getpid()).empty()); // the killed server was reaped
+}
+
+TEST_CASE("the forkserver talks only to processes of its own user", "[forkserver][security]") {
+    if (::geteuid() != 0) {
+        WARN("needs root to act as another user; skipped");
+        return;
+    }
+    pid_t server = detail::forkserver::ensure_running();
+    auto& s = detail::forkserver::client();
+    sockaddr_un addr = s.addr;
+    socklen_t len = s.addr_len;
+    std::fflush(nullptr);
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(10);
+        int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+        if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), len) != 0) ::_exit(0); // refused: fine too
+        char c;
+        ssize_t n = ::recv(fd, &c, 1, 0); // the server closes the connection at once
+        ::_exit(n == 0 ? 0 : 11);
+    }
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    CHECK(test::decode(status) == 0);
+    CHECK(test::running(server));
+}
+
+TEST_CASE("the forkserver refuses a request from another build, naming the cause", "[forkserver][handshake]") {
+    detail::forkserver::ensure_running();
+    auto conn = detail::forkserver::connect_to_server("the test");
+    int sv[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0);
+    detail::sys::unique_fd a(sv[0]), b(sv[1]);
+    detail::crossing_writer w;
+    w.put(detail::forkserver::ask_magic);
+    w.put<std::uint8_t>(0);
+    w.put<std::uint8_t>(0); // no stdio
+    w.put_string("0123456789abcdef");
+    w.put(detail::registry_hash());
+    int fds[] = {b.get()};
+    REQUIRE(detail::send_datagram(conn.get(), w.bytes().data(), w.bytes().size(), fds) == 0);
+    std::vector<detail::sys::unique_fd> got;
+    char buf[1024];
+    ssize_t n = detail::recv_datagram(conn.get(), buf, sizeof buf, got);
+    REQUIRE(n > 4);
+    detail::crossing_reader r(std::string(buf, static_cast<std::size_t>(n)), {});
+    CHECK(r.get<std::uint32_t>() == detail::forkserver::refused_magic);
+    CHECK_THAT(r.get_string(), Catch::Matchers::StartsWith("the child runs a different build of the program than "
+                                                             "its parent (build-id "));
+    // Garbage, and a request cut short, are refused too, and the server stays up.
+    auto refusal = [&](const std::string& bytes) {
+        auto c = detail::forkserver::connect_to_server("the test");
+        REQUIRE(::send(c.get(), bytes.data(), bytes.size(), 0) == static_cast<ssize_t>(bytes.size()));
+        ssize_t k = detail::recv_datagram(c.get(), buf, sizeof buf, got);
+        REQUIRE(k > 12);
+        return std::string(buf + 12, static_cast<std::size_t>(k) - 12); // after the magic and the length
+    };
+    CHECK(refusal("garbage") == "not a multiproc forkserver request");
+    CHECK(refusal(w.bytes().substr(0, 7)) == "malformed request");
+    CHECK(test::running(test::forkserver_pid()));
+}
+
+TEST_CASE("a spawn child refuses an unknown target identifier and never runs anything", "[spawn][handshake]") {
+    int code = 0;
+    detail::crossing_writer w;
+    detail::write_request(w, request_for("N9not_a_target_anywhereE"));
+    CHECK(send_by_hand(w, code) ==
+          "unknown target identifier N9not_a_target_anywhereE: the child's program has no single target by that name");
+    CHECK(code == 1);
+}
+
+TEST_CASE("a spawn child refuses a parent of another build", "[spawn][handshake]") {
+    int code = 0;
+    auto q = request_for("whatever");
+    q.build_id = "feedface";
+    detail::crossing_writer w;
+    detail::write_request(w, q);
+    CHECK_THAT(send_by_hand(w, code),
+               Catch::Matchers::StartsWith("the child runs a different build of the program than its parent"));
+    CHECK(code == 1);
+    q.build_id = detail::build_id();
+    q.registry_hash ^= 1;
+    detail::crossing_writer w2;
+    detail::write_request(w2, q);
+    CHECK(send_by_hand(w2, code) == "the child's program registered other targets than its parent's (is it the same "
+                                    "build?)");
+}
+
+TEST_CASE("bytes that are not a start request are refused by the child, never a crash", "[spawn][handshake]") {
+    int code = 0;
+    detail::crossing_writer w;
+    w.put_string("not a request at all");
+    CHECK(send_by_hand(w, code) == "multiproc: the child did not receive a multiproc start request");
+    CHECK(code == 1);
+    // A real target whose arguments are cut short: the child says so.
+    using key = detail::function_target<serialize::binary, decltype([](std::string) {}), std::string>;
+    static_cast<void>(&detail::registered<key>);
+    detail::crossing_writer w2;
+    detail::write_request(w2, request_for(detail::target_id<key>()));
+    w2.put<std::uint64_t>(1000); // a string of 1000 bytes, none of which follow
+    CHECK_THAT(send_by_hand(w2, code), Catch::Matchers::StartsWith("cannot rebuild the target and arguments of "
+                                                                   "process by-hand: multiproc: the data sent to the "
+                                                                   "child is truncated"));
+}
+
+TEST_CASE("an identifier shared by two different targets is an error in the parent", "[spawn][registry]") {
+    auto load1 = [](detail::crossing_reader&, const detail::child_record&) -> void* { return nullptr; };
+    auto load2 = [](detail::crossing_reader&, const detail::child_record&) -> void* { return &g_counter; };
+    auto run = [](void*) {};
+    detail::register_target("test-shared-id", {+load1, +run});
+    detail::register_target("test-shared-id", {+load2, +run});
+    detail::target_ref t{"test-shared-id", nullptr, nullptr};
+    CHECK_THROWS_WITH(detail::check_can_start_fresh("spawn", t, "twin"),
+                      Catch::Matchers::StartsWith("multiproc: the target of process twin cannot be identified in a "
+                                                  "child: another, different target has the same identifier "
+                                                  "test-shared-id"));
+    detail::target_ref unknown{"test-never-registered", nullptr, nullptr};
+    CHECK_THROWS_WITH(detail::check_can_start_fresh("spawn", unknown, "ghost"),
+                      "multiproc: the target of process ghost (identifier test-never-registered) is not registered "
+                      "in this program");
+    // Leave the registry as the program made it, for the children of later cases.
+    detail::registry().entries.erase("test-shared-id");
+    detail::registry().ambiguous.erase("test-shared-id");
+}
+
+TEMPLATE_TEST_CASE("starting a process while the program is still starting up is an error",
+                   "[spawn][bootstrap]", START_METHODS) {
+    REQUIRE(::setenv(detail::bootstrap_variable, "spawn:3:1", 1) == 0);
+    test::process_t<TestType> p([] {});
+    CHECK_THROWS_WITH(p.start(), Catch::Matchers::StartsWith("multiproc: a process was started before this "
+                                                             "process finished starting up"));
+    ::unsetenv(detail::bootstrap_variable);
+    CHECK_FALSE(p.pid().has_value());
+}
+
+TEMPLATE_TEST_CASE("objects cross as descriptors plus bytes, many descriptors and large data included",
+                   "[spawn][crossing]", START_METHODS) {
+    test::report_pipe out;
+    std::vector<labelled_pipe> many;
+    for (int i = 0; i < 300; ++i) many.push_back({::dup(out.w), "end " + std::to_string(i)}); // > one datagram's 250
+    std::string big(3 * 1024 * 1024 + 17, 'b');                                               // > many datagrams
+    test::process_t<TestType> p(
+        [](std::vector<labelled_pipe>& ends, std::string& data) {
+            auto& last = ends.back();
+            std::string msg = last.label + " of " + std::to_string(ends.size()) + ", " + std::to_string(data.size()) +
+                              " bytes\n";
+            (void)detail::sys::write_all(last.fd, msg.data(), msg.size());
+        },
+        many, big);
+    CHECK(test::exit_of(p) == 0);
+    for (auto& m : many) ::close(m.fd);
+    CHECK(out.collect() == "end 299 of 300, " + std::to_string(big.size()) + " bytes\n");
+}
+
+TEMPLATE_TEST_CASE("globals: a forked child has a copy of the parent's, a fresh program its initial values",
+                   "[spawn][globals]", START_METHODS) {
+    g_counter = 5;
+    test::process_t<TestType> p([] { std::_Exit(g_counter); });
+    CHECK(test::exit_of(p) == (test::inherits_memory<TestType> ? 5 : 1));
+    g_counter = 1;
+}
+
+namespace {
+// Lines written to this process's stderr while `f` runs, which starts children that
+// inherit it.
+template <class F>
+std::string stderr_during(F f) {
+    test::pipe_pair err;
+    int saved = ::dup(2);
+    ::dup2(err.w, 2);
+    f();
+    ::dup2(saved, 2);
+    ::close(saved);
+    err.close_w();
+    return test::read_all(err.r);
+}
+} // namespace
+
+TEMPLATE_TEST_CASE("the logger's level and stderr handler reach the child", "[spawn][logging]", START_METHODS) {
+    std::string text = stderr_during([] {
+        log_to_stderr(log_level::info);
+        test::process_t<TestType> p(process_options{.name = "logged", .daemon = {}},
+                                    [] { get_logger().info("hello from {}", current_process().name()); });
+        p.start();
+        p.join();
+        get_logger().set_handler(nullptr);
+        get_logger().set_level(log_level::notset);
+    });
+    CHECK(text == "[INFO/logged] child process calling self.run()\n"
+                  "[INFO/logged] hello from logged\n"
+                  "[INFO/logged] process shutting down\n"
+                  "[INFO/logged] process exiting with exitcode 0\n");
+}
