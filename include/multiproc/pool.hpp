@@ -393,7 +393,7 @@ private:
                     using E0 = std::remove_cvref_t<std::ranges::range_reference_t<Rng>>;
                     using W0 = detail::wire_t<std::ranges::range_reference_t<Rng>>;
                     if constexpr (std::contiguous_iterator<decltype(it)> && std::is_same_v<E0, W0> &&
-                                  detail::is_bitwise_value<W0> && Inv::stride() == sizeof(W0)) {
+                                  codec::template fixed_size<W0>() == sizeof(W0) && Inv::stride() == sizeof(W0)) {
                         out.append(std::to_address(it), count * sizeof(W0)); // the chunk at once
                         it += count;
                     } else {

@@ -283,30 +283,31 @@ struct check_target_is_stateless {
 };
 
 // Instantiated per argument, so that the note above the sentence names the offending type.
-template <class T>
+template <class S, class T>
 struct check_argument_crosses {
-    static_assert(crossable<T>(),
+    static_assert(crossable<S, T>(),
                   "multiproc: under start::spawn and start::forkserver every argument must be data the child "
-                  "can rebuild: a trivially copyable value without pointers, std::string, std::vector of those, "
-                  "or a multiproc object that crosses; a pointer (a string literal too), std::string_view or "
-                  "std::span means nothing in the child, so pass a std::string or the value itself (the "
-                  "argument's type is named in the instantiation above)");
-    static constexpr bool value = crossable<T>();
+                  "can rebuild: a value the serialization policy S can send (serialize::binary, the default: "
+                  "numbers, std::string, standard containers, aggregates) without pointers, or a multiproc object "
+                  "that crosses; a pointer (a string literal too), std::string_view or std::span means nothing in "
+                  "the child, so pass a std::string or the value itself (the argument's type T and the policy S "
+                  "are named in the instantiation above)");
+    static constexpr bool value = crossable<S, T>();
 };
 
-template <class F, class... Args>
+template <class S, class F, class... Args>
 constexpr bool check_target_crosses() {
-    return check_target_is_stateless<F>::value & (check_argument_crosses<Args>::value & ... & true);
+    return check_target_is_stateless<F>::value & (check_argument_crosses<S, Args>::value & ... & true);
 }
 
 template <class D>
 concept has_fields = requires(D& d) { d.fields(); };
 
-template <class Tuple>
+template <class S, class Tuple>
 struct check_fields_cross;
-template <class... Ts>
-struct check_fields_cross<std::tuple<Ts...>> {
-    static constexpr bool value = (check_argument_crosses<std::remove_cvref_t<Ts>>::value & ... & true);
+template <class S, class... Ts>
+struct check_fields_cross<S, std::tuple<Ts...>> {
+    static constexpr bool value = (check_argument_crosses<S, std::remove_cvref_t<Ts>>::value & ... & true);
 };
 
 template <class D, class Base>
@@ -321,7 +322,7 @@ constexpr bool check_subclass_crosses() {
                   "THIS IF YOUR COMPILE BREAKS HERE in multiproc/process.hpp)");
     if constexpr (has_fields<D>)
         return std::is_default_constructible_v<D> &&
-               check_fields_cross<std::remove_cvref_t<decltype(std::declval<D&>().fields())>>::value;
+               check_fields_cross<typename Base::policies::serialize, std::remove_cvref_t<decltype(std::declval<D&>().fields())>>::value;
     else
         return std::is_default_constructible_v<D> && sizeof(D) == sizeof(Base);
 }
@@ -513,7 +514,7 @@ private:
         t.adopt = [](void* p) { std::apply([](auto&, auto&... a) { detail::adopt_arguments(a...); }, *static_cast<box_t*>(p)); };
         if constexpr (!base::policies::start::inherits_memory) {
             // The child knows the target by this key, registered at static initialisation.
-            if constexpr (detail::check_target_crosses<std::decay_t<F>, std::decay_t<Args>...>()) {
+            if constexpr (detail::check_target_crosses<typename base::policies::serialize, std::decay_t<F>, std::decay_t<Args>...>()) {
                 using key = detail::function_target<typename base::policies::serialize, std::decay_t<F>,
                                                     std::decay_t<Args>...>;
                 static_cast<void>(&detail::registered<key>);

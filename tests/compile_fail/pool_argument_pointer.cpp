@@ -1,4 +1,4 @@
-// expect: multiproc: an argument of this type cannot be sent to a pool worker
+// expect: multiproc: the message type T cannot be serialized by the serialization policy S
 #include <multiproc/pool.hpp>
 int deref(int* p) { return *p; }
 int value(int v) { return v; }

@@ -83,7 +83,7 @@ inline std::vector<std::byte>& scratch() {
 
 /// Bytes received and not yet handed out: a window [begin, end) of a buffer that grows
 /// without zero-filling (a vector would clear every byte it adds).
-class byte_buffer {
+class recv_window {
 public:
     [[nodiscard]] const std::byte* data() const noexcept { return buf_.get() + begin_; }
     [[nodiscard]] std::size_t size() const noexcept { return end_ - begin_; }

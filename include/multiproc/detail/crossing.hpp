@@ -8,13 +8,14 @@
 //     void cross_out(multiproc::detail::crossing_writer& w) const;  // bytes and descriptors
 //     static T cross_in(multiproc::detail::crossing_reader& r);      // rebuilt from them
 //
-// Everything else crosses through crossing<T>: trivially copyable values as their bytes,
-// std::string, and std::vector of crossable values. Pointers (and views holding them) mean
-// nothing in another program and are refused at compile time. Once the serialization
-// policies (serialize::binary, ...) are merged, plain data goes through the policy instead.
+// Everything else is data, encoded by the serialization policy (serialize::binary by
+// default). Pointers (and views holding them) mean nothing in another program and are
+// refused at compile time.
 #pragma once
 
+#include <multiproc/detail/bytes.hpp>
 #include <multiproc/detail/sys.hpp>
+#include <multiproc/policies/serialize.hpp>
 #include <multiproc/error.hpp>
 
 #include <algorithm>
@@ -112,77 +113,71 @@ concept crosses_itself = requires(const T& t, crossing_writer& w, crossing_reade
     { T::cross_in(r) } -> std::same_as<T>;
 };
 
+/// A std::vector of objects that cross themselves.
 template <class T>
-struct is_vector : std::false_type {};
-template <class T>
-struct is_vector<std::vector<T>> : std::true_type {};
+inline constexpr bool crossing_vector = false;
+template <class E>
+inline constexpr bool crossing_vector<std::vector<E>> = crosses_itself<E>;
 
 template <class T>
 struct is_span : std::false_type {};
 template <class T, std::size_t N>
 struct is_span<std::span<T, N>> : std::true_type {};
 
-// Trivially copyable types that hold an address: their bytes mean nothing in another program.
+// Types that hold an address: their bytes mean nothing in another program, whatever a
+// serializer (serialize::bitwise takes any trivially copyable type) would make of them.
 template <class T>
 constexpr bool holds_address = std::is_pointer_v<T> || std::is_member_pointer_v<T> ||
                                std::is_same_v<T, std::nullptr_t> || std::is_same_v<T, std::string_view> ||
                                is_span<T>::value;
 
 /// What can be an argument of a spawn or forkserver process (or a member a process
-/// subclass lists in fields()).
-template <class T>
+/// subclass lists in fields()), with S the serialization policy: an object that crosses
+/// itself, a std::vector of those, or data S can send.
+template <class S, class T>
 constexpr bool crossable() {
     if constexpr (crosses_itself<T>)
         return true;
-    else if constexpr (std::is_same_v<T, std::string>)
+    else if constexpr (crossing_vector<T>)
         return true;
-    else if constexpr (is_vector<T>::value)
-        return crossable<typename T::value_type>();
     else
-        return std::is_trivially_copyable_v<T> && std::is_default_constructible_v<T> && !holds_address<T>;
+        return serializer_for<S, T> && !holds_address<T>;
 }
 
-/// Writes `v` for a child. `S` is the serialization policy (unused until it is merged).
+/// Writes `v` for a child: itself, or its encoding by S after its length.
 template <class S, class T>
 void cross_save(crossing_writer& w, const T& v) {
-    static_assert(crossable<T>());
+    static_assert(crossable<S, T>());
     if constexpr (crosses_itself<T>) {
         v.cross_out(w);
-    } else if constexpr (std::is_same_v<T, std::string>) {
-        w.put_string(v);
-    } else if constexpr (is_vector<T>::value) {
+    } else if constexpr (crossing_vector<T>) {
         w.put<std::uint64_t>(v.size());
-        if constexpr (std::is_trivially_copyable_v<typename T::value_type> && !crosses_itself<typename T::value_type>)
-            w.write(v.data(), v.size() * sizeof(typename T::value_type));
-        else
-            for (const auto& x : v) cross_save<S>(w, x);
+        for (const auto& x : v) x.cross_out(w);
     } else {
-        w.put(v);
+        std::vector<std::byte> bytes;
+        vector_writer out(bytes);
+        S::encode(v, out);
+        w.put<std::uint64_t>(bytes.size());
+        w.write(bytes.data(), bytes.size());
     }
 }
 
 /// Rebuilds a value written by cross_save.
 template <class S, class T>
 T cross_load(crossing_reader& r) {
-    static_assert(crossable<T>());
+    static_assert(crossable<S, T>());
     if constexpr (crosses_itself<T>) {
         return T::cross_in(r);
-    } else if constexpr (std::is_same_v<T, std::string>) {
-        return r.get_string();
-    } else if constexpr (is_vector<T>::value) {
-        using E = typename T::value_type;
+    } else if constexpr (crossing_vector<T>) {
         auto n = r.get<std::uint64_t>();
+        if (n > r.remaining()) throw serialization_error("multiproc: the data sent to the child is truncated");
         T v;
-        if constexpr (std::is_trivially_copyable_v<E> && !crosses_itself<E>) {
-            if (n > r.remaining() / sizeof(E)) throw serialization_error("multiproc: the data sent to the child is truncated");
-            v.resize(static_cast<std::size_t>(n));
-            r.read(v.data(), v.size() * sizeof(E));
-        } else {
-            for (std::uint64_t i = 0; i < n; ++i) v.push_back(cross_load<S, E>(r));
-        }
+        for (std::uint64_t i = 0; i < n; ++i) v.push_back(T::value_type::cross_in(r));
         return v;
     } else {
-        return r.get<T>();
+        const std::string bytes = r.get_string(); // the length, checked, then the encoding
+        span_reader in({reinterpret_cast<const std::byte*>(bytes.data()), bytes.size()});
+        return S::template decode<T>(in);
     }
 }
 

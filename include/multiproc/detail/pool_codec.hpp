@@ -1,12 +1,16 @@
 // Not part of the API: how the pool turns task arguments and results into bytes and back.
-// Every encode and decode of the pool goes through pool_codec<Serializer>, so that the
-// serialization policies (serialize::binary, serialize::bitwise) can take over here alone.
-// Until then it handles what the pool needs most: trivially copyable values (one memcpy;
-// pointers excluded), std::string, and std::vector, std::pair, std::tuple, std::optional
-// of supported types.
+// Every encode and decode of the pool goes through pool_codec<S>, which hands each value to
+// the pool's serialization policy S (serialize::binary by default). A pool message holds
+// many values back to back, and a policy decodes one whole frame at a time, so each value
+// is framed: a value whose encoding is its object representation (S::encoded_size is
+// always sizeof(T)) travels bare, and a run of them is one memcpy; any other value is
+// preceded by its length.
 #pragma once
 
+#include <multiproc/detail/binary.hpp>
+#include <multiproc/detail/bytes.hpp>
 #include <multiproc/error.hpp>
+#include <multiproc/policies/serialize.hpp>
 
 #include <algorithm>
 #include <cstddef>
@@ -83,9 +87,9 @@ private:
 };
 
 /// Reads values out of a run of bytes; running past the end is a serialization_error.
-class byte_reader {
+class pool_reader {
 public:
-    byte_reader(const std::byte* p, std::size_t n) noexcept : p_(p), end_(p + n) {}
+    pool_reader(const std::byte* p, std::size_t n) noexcept : p_(p), end_(p + n) {}
     [[nodiscard]] const std::byte* take(std::size_t n) {
         if (static_cast<std::size_t>(end_ - p_) < n)
             throw serialization_error("multiproc: a pool message ended early (corrupt or truncated data)");
@@ -101,54 +105,41 @@ private:
     const std::byte* end_;
 };
 
-template <class T>
-struct is_std_vector : std::false_type {};
-template <class T, class A>
-struct is_std_vector<std::vector<T, A>> : std::true_type {};
-template <class T>
-struct is_tuple_like_std : std::false_type {};
-template <class... Ts>
-struct is_tuple_like_std<std::tuple<Ts...>> : std::true_type {};
-template <class A, class B>
-struct is_tuple_like_std<std::pair<A, B>> : std::true_type {};
-template <class T>
-struct is_std_optional : std::false_type {};
-template <class T>
-struct is_std_optional<std::optional<T>> : std::true_type {};
+/// Whether S encodes every T as its object representation, sizeof(T) bytes: then values
+/// travel bare and a contiguous run of them is copied at once. True for serialize::bitwise
+/// and for serialize::binary's block types (arithmetic types, fixed enums, arrays and
+/// aggregates of those without padding); a policy of your own can say so with a member
+/// `template <class T> static constexpr bool object_representation`.
+template <class S, class T>
+consteval bool encodes_as_object_representation() {
+    if constexpr (!serializer_for<S, T>)
+        return false;
+    else if constexpr (std::is_same_v<S, serialize::bitwise>)
+        return true;
+    else if constexpr (std::is_same_v<S, serialize::binary>)
+        return bin::block<T>();
+    else if constexpr (requires { S::template object_representation<T>; })
+        return S::template object_representation<T>;
+    else
+        return false;
+}
 
-/// A trivially copyable value that is not, and does not look like, a pointer into this
-/// process: sent as its bytes.
-template <class T>
-inline constexpr bool is_bitwise_value = std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> &&
-                                         !std::is_member_pointer_v<T> && !std::is_reference_v<T>;
-
-/// The codec of the pool: encode into a byte_buffer, decode from a byte_reader.
-/// `Serializer` is the pool's serialization policy; it chooses nothing yet.
-template <class Serializer>
+/// The codec of the pool: encode into a byte_buffer, decode from a pool_reader.
+template <class S>
 struct pool_codec {
+    using serializer = S;
+
+    /// Whether T can travel to or from a worker.
     template <class T>
     static constexpr bool supports() {
-        if constexpr (is_bitwise_value<T>)
-            return true;
-        else if constexpr (std::is_same_v<T, std::string>)
-            return true;
-        else if constexpr (is_std_vector<T>::value)
-            return supports<typename T::value_type>();
-        else if constexpr (is_std_optional<T>::value)
-            return supports<typename T::value_type>();
-        else if constexpr (is_tuple_like_std<T>::value)
-            return []<std::size_t... I>(std::index_sequence<I...>) {
-                return (supports<std::remove_cv_t<std::tuple_element_t<I, T>>>() && ...);
-            }(std::make_index_sequence<std::tuple_size_v<T>>{});
-        else
-            return false;
+        return serializer_for<S, T>;
     }
 
-    /// Bytes per value when every value of T has the same size (then n values are n times
-    /// that, back to back), else 0.
+    /// Bytes per value when every T travels bare as its sizeof(T) bytes (then n values are
+    /// n times that, back to back), else 0.
     template <class T>
     static constexpr std::size_t fixed_size() {
-        if constexpr (is_bitwise_value<T>)
+        if constexpr (encodes_as_object_representation<S, T>())
             return sizeof(T);
         else
             return 0;
@@ -156,88 +147,51 @@ struct pool_codec {
 
     template <class T>
     static void encode(byte_buffer& out, const T& v) {
-        if constexpr (is_bitwise_value<T>) {
-            out.append(&v, sizeof(T));
-        } else if constexpr (std::is_same_v<T, std::string>) {
-            put_size(out, v.size());
-            out.append(v.data(), v.size());
-        } else if constexpr (is_std_vector<T>::value) {
-            using E = typename T::value_type;
-            put_size(out, v.size());
-            if constexpr (is_bitwise_value<E> && !std::is_same_v<E, bool>)
-                out.append(v.data(), v.size() * sizeof(E));
-            else
-                for (const auto& e : v) encode<E>(out, e);
-        } else if constexpr (is_std_optional<T>::value) {
-            const unsigned char has = v.has_value();
-            out.append(&has, 1);
-            if (v) encode<typename T::value_type>(out, *v);
-        } else if constexpr (is_tuple_like_std<T>::value) {
-            std::apply([&](const auto&... e) { (encode<std::remove_cvref_t<decltype(e)>>(out, e), ...); }, v);
+        if constexpr (fixed_size<T>() != 0) {
+            out.append(std::addressof(v), sizeof(T));
         } else {
-            static_assert(supports<T>(), "multiproc: this type cannot be sent to or from a pool worker yet");
+            // Room for the length, then the value, then the length filled in.
+            const std::size_t at = out.size();
+            (void)out.grow(sizeof(std::uint64_t));
+            writer w{out};
+            S::encode(v, w);
+            const std::uint64_t n = out.size() - at - sizeof(std::uint64_t);
+            std::memcpy(out.data() + at, &n, sizeof n);
         }
     }
 
     template <class T>
-    static T decode(byte_reader& in) {
-        if constexpr (is_bitwise_value<T>) {
-            // memcpy into storage, not into a T: T need not be default-constructible.
-            alignas(T) unsigned char raw[sizeof(T)];
-            std::memcpy(raw, in.take(sizeof(T)), sizeof(T));
-            return *std::launder(reinterpret_cast<T*>(raw));
-        } else if constexpr (std::is_same_v<T, std::string>) {
-            std::size_t n = get_size(in);
-            const std::byte* p = in.take(n);
-            return std::string(reinterpret_cast<const char*>(p), n);
-        } else if constexpr (is_std_vector<T>::value) {
-            using E = typename T::value_type;
-            std::size_t n = get_size(in);
-            T v;
-            if constexpr (is_bitwise_value<E> && !std::is_same_v<E, bool> && std::is_default_constructible_v<E>) {
-                if (n > in.left() / sizeof(E)) (void)in.take(in.left() + 1); // reports the short message
-                v.resize(n);
-                std::memcpy(v.data(), in.take(n * sizeof(E)), n * sizeof(E));
-            } else {
-                v.reserve(std::min<std::size_t>(n, in.left()));
-                for (std::size_t i = 0; i < n; ++i) v.push_back(decode<E>(in));
-            }
-            return v;
-        } else if constexpr (is_std_optional<T>::value) {
-            bool has = *in.take(1) != std::byte{0};
-            if (!has) return T{};
-            return T(decode<typename T::value_type>(in));
-        } else if constexpr (is_tuple_like_std<T>::value) {
-            return decode_tuple<T>(in, std::make_index_sequence<std::tuple_size_v<T>>{});
+    static T decode(pool_reader& in) {
+        if constexpr (fixed_size<T>() != 0) {
+            span_reader r({in.take(sizeof(T)), sizeof(T)});
+            return S::template decode<T>(r);
         } else {
-            static_assert(supports<T>(), "multiproc: this type cannot be sent to or from a pool worker yet");
+            const std::size_t n = get_size(in);
+            span_reader r({in.take(n), n});
+            return S::template decode<T>(r);
         }
     }
 
     /// Moves past one encoded T without building it.
     template <class T>
-    static void skip(byte_reader& in) {
+    static void skip(pool_reader& in) {
         if constexpr (fixed_size<T>() != 0)
-            (void)in.take(fixed_size<T>());
-        else if constexpr (std::is_same_v<T, std::string>)
-            (void)in.take(get_size(in));
+            (void)in.take(sizeof(T));
         else
-            (void)decode<T>(in);
+            (void)in.take(get_size(in));
     }
 
 private:
-    template <class T, std::size_t... I>
-    static T decode_tuple(byte_reader& in, std::index_sequence<I...>) {
-        // Braced initialization evaluates left to right, in encoding order.
-        return T{decode<std::remove_cv_t<std::tuple_element_t<I, T>>>(in)...};
-    }
-    static void put_size(byte_buffer& out, std::size_t n) {
-        std::uint64_t v = n;
-        out.append(&v, sizeof v);
-    }
-    static std::size_t get_size(byte_reader& in) {
+    struct writer {
+        byte_buffer& out;
+        void write(const void* p, std::size_t n) { out.append(p, n); }
+    };
+    static std::size_t get_size(pool_reader& in) {
         std::uint64_t v;
         std::memcpy(&v, in.take(sizeof v), sizeof v);
+        if (v > in.left())
+            throw serialization_error("multiproc: a pool message ended early: a value of " + std::to_string(v) +
+                                      " bytes, " + std::to_string(in.left()) + " left (corrupt or truncated data)");
         return static_cast<std::size_t>(v);
     }
 };

@@ -533,7 +533,7 @@ private:
         const auto h = load_pod<result_header>(msg);
         if (h.kind == msg_init_failed) {
             try {
-                byte_reader in(msg + h.errors_at, size - h.errors_at);
+                pool_reader in(msg + h.errors_at, size - h.errors_at);
                 s.init_error = get_error(in);
             } catch (const error&) {
                 s.init_error = error_entry{0, "unknown exception", ""};

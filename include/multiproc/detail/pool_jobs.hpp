@@ -38,8 +38,8 @@ void read_unit(const unit_meta& u, const std::byte* msg, std::size_t size, pid_t
     std::uint32_t i = u.lo;
     try {
         if (h.errors_at < sizeof h || h.errors_at > size) throw serialization_error("multiproc: a malformed result message");
-        byte_reader values(msg + sizeof h, h.errors_at - sizeof h);
-        byte_reader errs(msg + h.errors_at, size - h.errors_at);
+        pool_reader values(msg + sizeof h, h.errors_at - sizeof h);
+        pool_reader errs(msg + h.errors_at, size - h.errors_at);
         std::uint32_t errors_left = h.errors;
         std::optional<error_entry> next;
         auto advance = [&] {
@@ -135,7 +135,7 @@ struct value_job : result_state<T> {
         auto& j = static_cast<value_job&>(jc);
         read_unit(
             u, msg, size, pid,
-            [&](std::uint64_t, byte_reader& in) {
+            [&](std::uint64_t, pool_reader& in) {
                 if constexpr (std::is_void_v<T>)
                     j.value.emplace();
                 else
@@ -182,7 +182,7 @@ struct map_job : result_state<std::conditional_t<std::is_void_v<T>, void, std::v
         }
         read_unit(
             u, msg, size, pid,
-            [&](std::uint64_t i, byte_reader& in) {
+            [&](std::uint64_t i, pool_reader& in) {
                 if constexpr (std::is_void_v<T>)
                     (void)i, (void)in;
                 else
@@ -246,7 +246,7 @@ struct imap_job : job_core {
         auto& j = static_cast<imap_job&>(jc);
         read_unit(
             u, msg, size, pid,
-            [&](std::uint64_t i, byte_reader& in) {
+            [&](std::uint64_t i, pool_reader& in) {
                 outcome<T> o;
                 if constexpr (std::is_void_v<T>)
                     o.value.emplace();

@@ -72,16 +72,12 @@ constexpr bool check_task() {
         static_assert(std::is_invocable_v<F&, A&...>,
                       "multiproc: the task cannot be called with these arguments; a worker calls f(args...) with "
                       "its own decoded copy of each argument, passed as an lvalue (text arrives as std::string)");
-        static_assert((Codec::template supports<A>() && ...),
-                      "multiproc: an argument of this type cannot be sent to a pool worker: use trivially "
-                      "copyable values, std::string, or std::vector, std::pair, std::tuple, std::optional of "
-                      "those (never pointers: they mean nothing in another process)");
+        // An argument or result the pool's serialization policy cannot send fails here, with
+        // check_serializable's sentence naming the type and the policy.
+        (void)(check_serializable<A, typename Codec::serializer>() && ...);
         if constexpr (std::is_invocable_v<F&, A&...>) {
             using R = std::remove_cvref_t<std::invoke_result_t<F&, A&...>>;
-            static_assert(std::is_void_v<R> || Codec::template supports<R>(),
-                          "multiproc: the task's result cannot be sent back from a pool worker: return trivially "
-                          "copyable values, std::string, or std::vector, std::pair, std::tuple, std::optional of "
-                          "those (never pointers)");
+            if constexpr (!std::is_void_v<R>) (void)check_serializable<R, typename Codec::serializer>();
         }
     }
     return true;
@@ -107,7 +103,7 @@ void encode_chunk(byte_buffer& out, std::vector<unit_meta>& units, job_core* job
 template <class Codec, class W, class It>
 void encode_run(byte_buffer& out, It it, std::size_t n) {
     using V = std::remove_cvref_t<decltype(*it)>;
-    if constexpr (std::is_same_v<V, W> && is_bitwise_value<W> && std::contiguous_iterator<It>) {
+    if constexpr (std::is_same_v<V, W> && Codec::template fixed_size<W>() == sizeof(W) && std::contiguous_iterator<It>) {
         out.append(std::to_address(it), n * sizeof(W)); // the whole run at once
     } else {
         for (std::size_t i = 0; i < n; ++i, ++it) Codec::template encode<W>(out, to_wire(*it));

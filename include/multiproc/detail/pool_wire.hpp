@@ -121,7 +121,7 @@ struct error_entry {
     std::string type, what;
 };
 
-inline error_entry get_error(byte_reader& in) {
+inline error_entry get_error(pool_reader& in) {
     auto h0 = load_pod<std::uint32_t>(in.take(4));
     auto h1 = load_pod<std::uint32_t>(in.take(4));
     auto h2 = load_pod<std::uint32_t>(in.take(4));
@@ -264,7 +264,7 @@ struct invoker {
     static void run(const task_view& t, result_sink& out) {
         F f = callable_wire<F>::decode(t.callable);
         const std::uint32_t lo = t.header->lo, hi = t.header->hi;
-        byte_reader in(t.elements, t.elements_size);
+        pool_reader in(t.elements, t.elements_size);
         std::uint32_t i = lo;
         try {
             if constexpr (stride() != 0 || sizeof...(A) == 0)

@@ -65,7 +65,7 @@ public:
         rx_.reset();
         tx_.reset();
         tx_fd_ = -1;
-        in_ = byte_buffer();
+        in_ = recv_window();
     }
 
     /// Sends one frame; waits while the stream is full. EPIPE (`os_error`) when no
@@ -103,7 +103,7 @@ public:
         std::memcpy(&h, in_.data(), sizeof h);
         std::span<const std::byte> payload(in_.data() + sizeof h, h.length);
         struct consume_after {
-            byte_buffer& in;
+            recv_window& in;
             std::size_t n;
             ~consume_after() { in.consume(n); }
         } after{in_, sizeof h + h.length};
@@ -133,7 +133,7 @@ private:
     sys::unique_fd rx_; // receives (and sends too for a duplex socket)
     sys::unique_fd tx_; // sends, if it is a descriptor of its own
     int tx_fd_ = -1;
-    byte_buffer in_;
+    recv_window in_;
 };
 
 } // namespace multiproc::detail

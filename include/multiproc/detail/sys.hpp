@@ -225,10 +225,6 @@ inline int connect(int fd, const sockaddr* addr, socklen_t len) noexcept {
     return invoke(call::connect, [&] { return ::connect(fd, addr, len); });
 }
 
-inline ssize_t sendmsg(int fd, const msghdr* msg, int flags) noexcept {
-    return retry(call::sendmsg, [&] { return ::sendmsg(fd, msg, flags); });
-}
-
 inline ssize_t recvmsg(int fd, msghdr* msg, int flags) noexcept {
     return retry(call::recvmsg, [&] { return ::recvmsg(fd, msg, flags); });
 }
