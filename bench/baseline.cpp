@@ -560,6 +560,37 @@ void fig_speedup(long scale) {
     bench::emit(seq / par, "x", true, {{"workers", workers}});
 }
 
+// The compile-time limit: a translation unit of the flagship's own headers (the standard
+// library, POSIX, the SHA-256 code) without multiproc, compiled as the flagship is.
+void fig_compile(long n) {
+    char path[] = "/tmp/multiproc-bench-XXXXXX.cpp";
+    int fd = ::mkstemps(path, 4);
+    if (fd < 0) die("mkstemps");
+    const char* tu =
+        "#include \"support/sha256.hpp\"\n#include <algorithm>\n#include <array>\n#include <chrono>\n"
+        "#include <cstdint>\n#include <cstdio>\n#include <filesystem>\n#include <map>\n#include <string>\n"
+        "#include <system_error>\n#include <utility>\n#include <vector>\n#include <fcntl.h>\n#include <unistd.h>\n"
+        "int main() {}\n";
+    write_full(fd, tu, std::strlen(tu));
+    ::close(fd);
+    std::string inc = std::string("-I") + MULTIPROC_BENCH_EXAMPLES;
+    char cxx[] = MULTIPROC_BENCH_CXX, std20[] = "-std=c++20", o2[] = "-O2", syn[] = "-fsyntax-only";
+    char* argv[] = {cxx, std20, o2, syn, inc.data(), path, nullptr};
+    std::vector<double> t;
+    for (long i = 0; i < n; ++i) {
+        auto t0 = clock_type::now();
+        pid_t pid;
+        if (::posix_spawnp(&pid, cxx, nullptr, nullptr, argv, environ) != 0) die("posix_spawnp");
+        int st;
+        ::waitpid(pid, &st, 0);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) die("compile");
+        t.push_back(seconds_since(t0));
+    }
+    ::unlink(path);
+    std::sort(t.begin(), t.end());
+    bench::emit(t[t.size() / 2], "s", false);
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -575,8 +606,9 @@ int main(int argc, char** argv) {
     else if (fig == "transfer") fig_transfer(pick(64), variant);
     else if (fig == "start") fig_start(pick(200), variant, "/proc/self/exe");
     else if (fig == "speedup") fig_speedup(pick(60'000));
+    else if (fig == "compile") fig_compile(pick(3));
     else {
-        std::fprintf(stderr, "usage: %s map|imap_unordered|apply|queue|transfer|start|speedup [variant] [scale]\n", argv[0]);
+        std::fprintf(stderr, "usage: %s map|imap_unordered|apply|queue|transfer|start|speedup|compile [variant] [scale]\n", argv[0]);
         return 2;
     }
 }

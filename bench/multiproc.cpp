@@ -1,0 +1,195 @@
+// multiproc doing the work of each figure of design.md §6: the same work as bench.py does
+// with CPython's multiprocessing and baseline.cpp does with raw system calls.
+//
+//   bench_multiproc <figure> [variant|-] [scale]    prints one JSON line (bench/common.hpp)
+//
+// Figures: map, imap_unordered, apply, queue <pipe|socketpair|shm>, transfer
+// <pipe|socketpair|shm>, start <fork|spawn|forkserver>, speedup, compile.
+#include "common.hpp"
+
+#include <multiproc/multiproc.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <numeric>
+#include <string>
+#include <vector>
+
+namespace {
+
+using bench::clock_type;
+using bench::seconds_since;
+
+[[noreturn]] void die(const std::string& what) {
+    std::fprintf(stderr, "bench_multiproc: %s\n", what.c_str());
+    std::exit(1);
+}
+
+std::int64_t tiny(std::int64_t x) { return x * x; }
+void noop() {}
+std::uint64_t burn(long units) { return bench::burn(units); }
+
+// pool.map of n tiny tasks with the default chunksize (about four chunks per worker).
+void fig_map(long n) {
+    multiproc::pool pool(bench::cpus());
+    (void)pool.map(tiny, std::vector<std::int64_t>(10)); // workers up
+    std::vector<std::int64_t> xs(static_cast<std::size_t>(n));
+    std::iota(xs.begin(), xs.end(), 0);
+    auto t0 = clock_type::now();
+    auto out = pool.map(tiny, xs);
+    double s = seconds_since(t0);
+    if (out[xs.size() / 2] != tiny(xs[xs.size() / 2])) die("map: wrong result");
+    bench::emit(static_cast<double>(n) / s, "tasks/s", true);
+}
+
+// imap_unordered with chunksize 1: one task per element, results as they come.
+void fig_imap_unordered(long n) {
+    multiproc::pool pool(bench::cpus());
+    (void)pool.map(tiny, std::vector<std::int64_t>(10));
+    std::vector<std::int64_t> xs(static_cast<std::size_t>(n));
+    std::iota(xs.begin(), xs.end(), 0);
+    auto t0 = clock_type::now();
+    std::int64_t total = 0;
+    for (std::int64_t r : pool.imap_unordered(tiny, xs, 1)) total += r;
+    double s = seconds_since(t0);
+    std::int64_t want = 0;
+    for (auto x : xs) want += tiny(x);
+    if (total != want) die("imap_unordered: wrong sum");
+    bench::emit(static_cast<double>(n) / s, "tasks/s", true);
+}
+
+// apply round trip on a pool of one worker: median and 99th percentile.
+void fig_apply(long n) {
+    multiproc::pool pool(1);
+    (void)pool.apply(tiny, 1);
+    std::vector<double> lat;
+    lat.reserve(static_cast<std::size_t>(n));
+    for (long i = 0; i < n; ++i) {
+        auto t0 = clock_type::now();
+        if (pool.apply(tiny, std::int64_t{i}) != tiny(i)) die("apply: wrong result");
+        lat.push_back(seconds_since(t0) * 1e6);
+    }
+    std::sort(lat.begin(), lat.end());
+    bench::emit(lat[lat.size() / 2], "us", false, {{"p99_us", lat[(lat.size() - 1) * 99 / 100]}});
+}
+
+// n 8-byte messages from this process to a consumer process that sums them.
+template <class Transport>
+void fig_queue(long n) {
+    multiproc::basic_queue<std::int64_t, Transport> q;
+    multiproc::basic_queue<std::int64_t, Transport> done;
+    multiproc::process c([&] {
+        std::int64_t sum = 0;
+        for (long i = 0; i < n; ++i) sum += q.get();
+        done.put(sum);
+    });
+    c.start();
+    auto t0 = clock_type::now();
+    for (long i = 0; i < n; ++i) q.put(std::int64_t{i});
+    std::int64_t total = done.get();
+    double s = seconds_since(t0);
+    c.join();
+    if (total != static_cast<std::int64_t>(n) * (n - 1) / 2) die("queue: wrong sum");
+    bench::emit(static_cast<double>(n) / s, "msg/s", true);
+}
+
+// One message of `mib` MiB from a child to this process (send_bytes / recv_bytes).
+template <class Transport>
+void fig_transfer(long mib) {
+    const std::size_t n = static_cast<std::size_t>(mib) << 20;
+    auto [r, w] = multiproc::pipe<std::vector<std::byte>, Transport>(false);
+    std::vector<std::byte> buf(n, std::byte{'y'});
+    multiproc::process p([&] {
+        w.send_bytes(buf);
+        w.close();
+    });
+    p.start();
+    w.close();
+    auto t0 = clock_type::now();
+    auto data = r.recv_bytes();
+    double s = seconds_since(t0);
+    p.join();
+    if (data.size() != n || data[n / 2] != std::byte{'y'}) die("transfer: wrong data");
+    bench::emit(static_cast<double>(n) / s / 1e9, "GB/s", true);
+}
+
+// Process start + join of a child that does nothing, under a start method; median.
+template <class Start>
+void fig_start(long n) {
+    std::vector<double> t;
+    for (long i = 0; i < n; ++i) {
+        auto t0 = clock_type::now();
+        multiproc::basic_process<Start> p(multiproc::fn<&noop>);
+        p.start();
+        p.join();
+        if (p.exitcode() != 0) die("start: the child failed");
+        t.push_back(seconds_since(t0) * 1e3);
+    }
+    std::sort(t.begin(), t.end());
+    bench::emit(t[t.size() / 2], "ms", false);
+}
+
+// The same CPU-bound work sequentially and as one task per CPU on a pool.
+void fig_speedup(long scale) {
+    const int workers = bench::cpus();
+    const long per = scale * 1000;
+    multiproc::pool pool(workers);
+    auto t0 = clock_type::now();
+    volatile std::uint64_t sink = burn(per * workers);
+    double seq = seconds_since(t0);
+    t0 = clock_type::now();
+    auto out = pool.map(burn, std::vector<long>(static_cast<std::size_t>(workers), per), 1);
+    double par = seconds_since(t0);
+    sink = out[0];
+    (void)sink;
+    bench::emit(seq / par, "x", true, {{"workers", static_cast<double>(workers)}});
+}
+
+// The compile time of the flagship example, as the build compiles it (-O2).
+void fig_compile(long n) {
+    std::vector<double> t;
+    for (long i = 0; i < n; ++i) {
+        auto t0 = clock_type::now();
+        auto r = multiproc::subprocess::run(
+            {MULTIPROC_BENCH_CXX, "-std=c++20", "-O2", "-fsyntax-only", "-I" MULTIPROC_BENCH_INCLUDE,
+             "-I" MULTIPROC_BENCH_EXAMPLES, MULTIPROC_BENCH_FLAGSHIP},
+            {.capture_output = true});
+        if (r.returncode != 0) die("compile: " + r.err.substr(0, 500));
+        t.push_back(seconds_since(t0));
+    }
+    std::sort(t.begin(), t.end());
+    bench::emit(t[t.size() / 2], "s", false);
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    multiproc::freeze_support();
+    std::string fig = argc > 1 ? argv[1] : "";
+    std::string variant = argc > 2 && std::string(argv[2]) != "-" ? argv[2] : ""; // "-": none
+    long scale = argc > 3 ? std::atol(argv[3]) : 0;
+    auto pick = [&](long dflt) { return scale > 0 ? scale : dflt; };
+    namespace tr = multiproc::transport;
+    namespace st = multiproc::start;
+    if (fig == "map") fig_map(pick(1'000'000));
+    else if (fig == "imap_unordered") fig_imap_unordered(pick(200'000));
+    else if (fig == "apply") fig_apply(pick(20'000));
+    else if (fig == "queue" && variant == "socketpair") fig_queue<tr::socketpair>(pick(2'000'000));
+    else if (fig == "queue" && variant == "shm") fig_queue<tr::shm>(pick(2'000'000));
+    else if (fig == "queue") fig_queue<tr::pipe>(pick(2'000'000));
+    else if (fig == "transfer" && variant == "socketpair") fig_transfer<tr::socketpair>(pick(64));
+    else if (fig == "transfer" && variant == "shm") fig_transfer<tr::shm>(pick(64));
+    else if (fig == "transfer") fig_transfer<tr::pipe>(pick(64));
+    else if (fig == "start" && variant == "spawn") fig_start<st::spawn>(pick(50));
+    else if (fig == "start" && variant == "forkserver") fig_start<st::forkserver>(pick(100));
+    else if (fig == "start") fig_start<st::fork>(pick(200));
+    else if (fig == "speedup") fig_speedup(pick(60'000));
+    else if (fig == "compile") fig_compile(pick(3));
+    else {
+        std::fprintf(stderr, "usage: %s map|imap_unordered|apply|queue|transfer|start|speedup|compile [variant] [scale]\n",
+                     argv[0]);
+        return 2;
+    }
+}
