@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <list>
+#include <map>
+#include <optional>
 #include <numeric>
 #include <set>
 #include <string>
@@ -33,6 +35,22 @@ std::vector<int> upto(int n) {
 }
 int counter = 0;
 void bump(int) { ++counter; } // in the worker's copy of `counter`, not ours
+
+struct reading { // an aggregate: serialize::binary sends it through Boost.PFR
+    std::string sensor;
+    std::vector<double> values;
+    std::optional<int> flag;
+};
+std::map<std::string, double> means(const std::vector<reading>& rs) {
+    std::map<std::string, double> out;
+    for (const auto& r : rs) out[r.sensor] = std::accumulate(r.values.begin(), r.values.end(), 0.0) / r.values.size();
+    return out;
+}
+struct raw_block { // trivially copyable, with padding: serialize::bitwise sends its bytes
+    char tag;
+    long value;
+};
+raw_block bump_block(raw_block b) { return {b.tag, b.value + 1}; }
 } // namespace
 
 TEST_CASE("apply runs the task in a worker and returns its result", "[pool][apply]") {
@@ -176,4 +194,21 @@ TEST_CASE("pool() has cpu_count() workers", "[pool]") {
     pool p;
     CHECK(p.processes() == cpu_count());
     CHECK(p.apply(square, 2) == 4);
+}
+
+TEST_CASE("arguments and results travel with the pool's serialization policy", "[pool][serialize]") {
+    SECTION("serialize::binary, the default: aggregates, maps, optionals, nested") {
+        pool p(2);
+        std::vector<reading> rs{{"a", {1.0, 3.0}, std::nullopt}, {"b", {2.0, 4.0, 6.0}, 7}};
+        auto m = p.apply(means, rs);
+        CHECK(m == std::map<std::string, double>{{"a", 2.0}, {"b", 4.0}});
+        auto all = p.map(means, std::vector<std::vector<reading>>(5, rs), 2);
+        CHECK(all.size() == 5);
+        CHECK(all[4] == m);
+    }
+    SECTION("serialize::bitwise: a trivially copyable struct as its bytes") {
+        basic_pool<serialize::bitwise> p(2);
+        auto out = p.map(bump_block, std::vector<raw_block>(100, raw_block{'x', 41}));
+        CHECK(std::all_of(out.begin(), out.end(), [](const raw_block& b) { return b.tag == 'x' && b.value == 42; }));
+    }
 }
