@@ -8,7 +8,15 @@
 // the repair code must handle.
 #include "ipc/combos.hpp"
 
+#include <multiproc/detail/stream_channel.hpp>
 #include <multiproc/queue.hpp>
+
+#include <cstring>
+#include <numeric>
+#include <span>
+#include <vector>
+
+#include <sys/socket.h>
 
 using namespace multiproc;
 using namespace std::chrono_literals;
@@ -225,6 +233,64 @@ TEMPLATE_LIST_TEST_CASE("a consumer killed right after reading from the stream l
         for (int i = 0; i < 10; ++i) CHECK(q.get(10s) == i);
         CHECK(q.qsize() == 0);
         CHECK_THROWS_AS(q.get_nowait(), queue_empty);
+    }
+}
+
+TEST_CASE("a consumer killed after a socket read that would fill staging loses nothing: reads never cut a chunk",
+          "[queue][kill][window]") {
+    // A read from a Unix stream socket goes on taking what producers write while it copies,
+    // so under load one read fills staging whatever its size and ends in the middle of a
+    // chunk; the rest of that chunk is then only in the stream. To meet that state at a
+    // chosen read, the socket's send buffer is raised past staging once the queue is made:
+    // the stream then holds more than staging, whose end falls inside a chunk. The victim
+    // dies right after its first read, or right after its second (the one that would take
+    // the rest of a cut chunk); every message must arrive once, and qsize must be exact.
+    using core_t = detail::queue_core<detail::stream_channel<transport::socketpair>>;
+    constexpr std::uint32_t n = 100;
+    constexpr std::size_t len = 1000; // 1032-byte chunks: staging's end falls inside one
+    auto take_index = [](std::uint32_t& out) {
+        return [&out](std::span<const std::byte> b) {
+            out = pill; // (not a message this test sent)
+            if (b.size() == len) std::memcpy(&out, b.data(), sizeof out);
+        };
+    };
+    for (int nth : {1, 2}) {
+        INFO("killed after read " << nth);
+        test::leak_check leaks;
+        core_t q(0, 16 << 10);
+        REQUIRE(detail::sys::setsockopt_int(q.channel().write_fd(), SOL_SOCKET, SO_SNDBUF, 4 << 20) == 0);
+        REQUIRE(q.channel().shared_bytes() % (len + sizeof(detail::chunk_header)) != 0);
+        REQUIRE(q.channel().shared_bytes() < n * (len + sizeof(detail::chunk_header)));
+        std::vector<std::byte> msg(len, std::byte{'q'});
+        for (std::uint32_t i = 0; i < n; ++i) {
+            std::memcpy(msg.data(), &i, sizeof i);
+            q.put_bytes(msg, detail::steady::now() + 10s);
+        }
+        process victim([&] {
+            killer::arm(call::read, nth, true);
+            std::uint32_t got = 0;
+            try {
+                for (;;) q.get(take_index(got), detail::steady::now() + 5s);
+            } catch (...) {
+            }
+            std::_Exit(3); // not killed: the test fails
+        });
+        victim.start();
+        victim.join();
+        CHECK(victim.exitcode() == -SIGKILL);
+        // The victim took a prefix of the messages: the rest arrive, in order, and qsize
+        // counted them exactly. (Every byte is in the stream or staging: a get with no
+        // time to wait finds a message if there is one.)
+        const std::size_t left = q.qsize();
+        std::vector<std::uint32_t> rest;
+        try {
+            for (std::uint32_t got = 0;; rest.push_back(got)) q.get(take_index(got), detail::steady::now());
+        } catch (const queue_empty&) {
+        }
+        std::vector<std::uint32_t> expected(left);
+        std::iota(expected.begin(), expected.end(), n - static_cast<std::uint32_t>(left));
+        CHECK(rest == expected);
+        CHECK(q.qsize() == 0);
     }
 }
 

@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -62,14 +63,17 @@ inline std::pair<sys::unique_fd, sys::unique_fd> make_pipe(std::size_t want, std
 }
 
 /// A non-blocking, close-on-exec AF_UNIX stream socket pair with send buffers as large as
-/// asked for (0: as large as allowed). `capacity` is a bound on the bytes in flight one
-/// way: a Unix stream socket queues what its sender's buffer accounts for, at most one
-/// segment more.
+/// asked for (0: as large as allowed), and at least 16 KiB: the kernel cuts a write into
+/// segments of at most half the send buffer, and a write of PIPE_BUF bytes must stay one
+/// segment (a reader could otherwise see half of it). `capacity` is a bound on the bytes
+/// in flight one way: a Unix stream socket queues what its sender's buffer accounts for,
+/// at most one segment more.
 inline std::pair<sys::unique_fd, sys::unique_fd> make_socketpair(std::size_t want, std::size_t& capacity) {
     int fds[2];
     if (sys::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, fds) != 0) sys::fail("socketpair");
     sys::unique_fd a(fds[0]), b(fds[1]);
-    int ask = static_cast<int>(std::min<std::size_t>(want ? want : std::size_t{64} << 20, INT_MAX / 2));
+    int ask = static_cast<int>(
+        std::clamp<std::size_t>(want ? want : std::size_t{64} << 20, std::size_t{16} << 10, INT_MAX / 2));
     int sndbuf = 0;
     for (int fd : {a.get(), b.get()}) {
         (void)sys::setsockopt_int(fd, SOL_SOCKET, SO_SNDBUF, ask); // capped by net.core.wmem_max
@@ -80,6 +84,26 @@ inline std::pair<sys::unique_fd, sys::unique_fd> make_socketpair(std::size_t wan
     }
     capacity = static_cast<std::size_t>(sndbuf) * 2;
     return {std::move(a), std::move(b)};
+}
+
+/// Bytes waiting in a socket's receive queue (FIONREAD). A read from a Unix stream socket
+/// does not stop at what was there when it began: it goes on taking what writers add while
+/// it copies. A reader that must not end inside a write reads exactly this many bytes,
+/// which are the writes queued when it looked, whole.
+inline std::size_t socket_readable(int fd) {
+    int n = 0;
+    if (sys::ioctl(fd, FIONREAD, &n) != 0) sys::fail("ioctl(FIONREAD) on a socket");
+    return n > 0 ? static_cast<std::size_t>(n) : 0;
+}
+
+/// Copies up to `n` bytes from the front of a socket's receive queue without taking them:
+/// the bytes copied, or -1 with errno (EAGAIN: nothing is there).
+inline ssize_t socket_peek(int fd, void* buf, std::size_t n) noexcept {
+    iovec v{buf, n};
+    msghdr m{};
+    m.msg_iov = &v;
+    m.msg_iovlen = 1;
+    return sys::recvmsg(fd, &m, MSG_PEEK | MSG_DONTWAIT);
 }
 
 /// Waits until `fd` reports one of `events` (or an error or hang-up); false on timeout.

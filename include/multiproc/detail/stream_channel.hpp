@@ -5,9 +5,12 @@
 // the stream whole or not at all, and never interleaved with another. Readers never keep
 // stream bytes in private memory: a read goes straight into a staging area in the queue's
 // shared region, as large as everything the stream can hold, so one read takes all that
-// is there and never cuts a chunk. A consumer killed after a read but before committing
-// it leaves the bytes in staging; the next consumer finds them by scanning for chunks that
-// follow the last one consumed (older bytes in staging never do).
+// is there. No read ends inside a chunk: a pipe's read takes only what the pipe held when
+// it began; a socket's read would go on taking what writers add while it copies, so it
+// asks for exactly what the socket held when the reader looked (`read_size`). A consumer
+// killed after a read but before committing it leaves the bytes in staging; the next
+// consumer finds them by scanning for chunks that follow the last one consumed (older
+// bytes in staging never do), which is exact because the read ended at a chunk's end.
 #pragma once
 
 #include <multiproc/detail/chunk.hpp>
@@ -105,7 +108,7 @@ public:
                 if (end - pos >= sizeof h + h.length)
                     return chunk_ref{h, staging_ + pos + sizeof h, pos + sizeof h + h.length};
             }
-            to_front(pos, end, commit); // (a chunk cut by a read is not expected: staging is large enough)
+            to_front(pos, end, commit); // (reads end at a chunk's end: what is left is bytes from outside)
             if (!read_more(end, commit)) return std::nullopt;
         }
     }
@@ -173,12 +176,46 @@ private:
     /// holds nothing now.
     template <class Commit>
     bool read_more(std::uint64_t& end, Commit& commit) {
-        ssize_t r = read_some(r_.get(), staging_ + end, shared_bytes() - end, "a queue's stream");
+        std::size_t n = read_size(shared_bytes() - end);
+        if (n == 0) return false;
+        ssize_t r = read_some(r_.get(), staging_ + end, n, "a queue's stream");
         if (r < 0) return false;
         if (r == 0) throw error("multiproc: a queue's stream reached end of file (its write end was closed)");
         end += static_cast<std::uint64_t>(r);
         commit([e = end](reader_state& s) { s.end = e; });
         return true;
+    }
+
+    /// How many bytes the next read asks for (0: none are there), at most `room`, so that
+    /// it ends at a chunk's end. A pipe's read stops at what the pipe held when it began,
+    /// which staging holds whole: it asks for all the room. A socket's read goes on taking
+    /// what producers write while it copies, so under load it would fill any room and end
+    /// inside a chunk, whose rest only the stream would hold (a consumer killed then loses
+    /// it, or loses all it read next). It asks for what the socket holds now: whole chunks,
+    /// each written at once. If that outgrew the room (the socket's buffer was raised after
+    /// the queue was made), it asks for the whole chunks at the front that fit.
+    std::size_t read_size(std::size_t room) {
+        if constexpr (requires(int fd) { Stream::readable(fd); }) {
+            std::size_t n = Stream::readable(r_.get());
+            if (n <= room) return n;
+            if constexpr (requires(int fd, void* p) { Stream::peek(fd, p, room); }) return fitting_chunks(room);
+        }
+        return room;
+    }
+
+    /// The bytes at the stream's front that are whole chunks and fit in `room`, found by
+    /// peeking (all of `room` if the front is not a chunk: bytes from outside multiproc,
+    /// which the consumer skips).
+    std::size_t fitting_chunks(std::size_t room) {
+        std::vector<std::byte> look(room);
+        ssize_t got = Stream::peek(r_.get(), look.data(), room);
+        if (got < 0) sys::fail("peek at a queue's stream");
+        const auto n = static_cast<std::size_t>(got);
+        std::size_t p = 0;
+        chunk_header h;
+        while (n - p >= sizeof h && load_chunk(look.data() + p, h) && n - p - sizeof h >= h.length)
+            p += sizeof h + h.length;
+        return p != 0 ? p : room;
     }
 
     /// The first offset in [from, end) where a chunk that follows `last` starts, or end.

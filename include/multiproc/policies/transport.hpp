@@ -39,6 +39,13 @@ struct stream_ends {
 /// may be gone it must report that as EPIPE, never as SIGPIPE), and `atomic_write`, the
 /// largest write that is never split nor interleaved with others (PIPE_BUF for pipes).
 /// `transport::stream_base` turns one into a transport policy.
+///
+/// A stream whose read goes on taking bytes written while it copies (a socket, unlike a
+/// pipe) must also provide `readable(fd)`, the bytes a read can take now (FIONREAD), and
+/// should provide `peek(fd, buf, n)`, a copy of the bytes at the stream's front that leaves
+/// them there (MSG_PEEK): a queue's consumer reads exactly what is readable, so that a read
+/// never ends inside a chunk, and peeks to find where chunks end if that is more than it
+/// has room for.
 template <class P>
 concept byte_stream = requires(std::size_t n, int fd, const iovec* iov, int k, bool b) {
     { P::open_stream(n) } -> std::same_as<stream_ends>;
@@ -95,6 +102,11 @@ struct socketpair : stream_base<socketpair> {
         auto [a, b] = detail::make_socketpair(buffer, cap);
         return {a.release(), b.release()};
     }
+    /// Bytes a read can take now (a read from a Unix stream socket would also take what is
+    /// written while it copies).
+    static std::size_t readable(int fd) { return detail::socket_readable(fd); }
+    /// Copies up to `n` bytes from the socket's front without taking them.
+    static ssize_t peek(int fd, void* buf, std::size_t n) noexcept { return detail::socket_peek(fd, buf, n); }
     static ssize_t send(int fd, const iovec* iov, int n, bool) noexcept {
         msghdr m{};
         m.msg_iov = const_cast<iovec*>(iov);
