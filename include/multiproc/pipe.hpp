@@ -130,6 +130,15 @@ public:
     }
     /// For process start: in the child, closes the peer of this end, unless the peer is an
     /// argument too, so that the child holds only what it was given.
+    /// Crossing into a start::spawn or start::forkserver child, as a process argument: the
+    /// child gets this end (its descriptors travel with SCM_RIGHTS) and nothing of its peer;
+    /// `value_error` if this end is closed.
+    void cross_out(detail::crossing_writer& w) const { open_end().cross_out(w); }
+    /// In the child: the end cross_out sent.
+    static basic_connection cross_in(detail::crossing_reader& r) {
+        return basic_connection(std::make_shared<state>(end_t::cross_in(r)));
+    }
+
     void adopt_in_child(detail::child_key) noexcept {
         if (!s_) return;
         if (auto p = s_->peer.lock(); p && !p->claimed) p->close();

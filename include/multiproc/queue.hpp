@@ -43,12 +43,19 @@ public:
         if (s_) s_->reset();
     }
 
+    /// Crossing into a start::spawn or start::forkserver child, as a process argument: the
+    /// child gets this same queue (its descriptors travel with SCM_RIGHTS); `value_error`
+    /// if this process closed it.
+    void cross_out(crossing_writer& w) const { core().cross_out(w); }
+
 protected:
     using core_t = queue_core<typename transport::queue_channel>;
 
     queue_handle(std::ptrdiff_t maxsize, std::size_t buffer) : s_(std::make_shared<std::optional<core_t>>()) {
         s_->emplace(maxsize > 0 ? maxsize : 0, buffer);
     }
+    /// In a child: the queue cross_out sent.
+    explicit queue_handle(crossing_reader& r) : s_(std::make_shared<std::optional<core_t>>(core_t::cross_in(r))) {}
 
     core_t& core() const {
         if (!*s_) throw value_error("Queue is closed");
@@ -132,6 +139,12 @@ public:
         auto m = this->core().maxsize();
         return m > 0 && qsize() >= static_cast<std::size_t>(m);
     }
+
+    /// In a start::spawn or start::forkserver child: the queue cross_out sent.
+    static basic_queue cross_in(detail::crossing_reader& r) { return basic_queue(r); }
+
+protected:
+    explicit basic_queue(detail::crossing_reader& r) : base(r) {}
 };
 
 /// A queue that also counts unfinished tasks (Python: multiprocessing.JoinableQueue): each
@@ -147,6 +160,12 @@ public:
     /// Waits until every message put has been marked done (Python: JoinableQueue.join()).
     /// A consumer killed after taking a task and before task_done() leaves it unfinished.
     void join() { this->core().join(); }
+
+    /// In a start::spawn or start::forkserver child: the queue cross_out sent.
+    static basic_joinable_queue cross_in(detail::crossing_reader& r) { return basic_joinable_queue(r); }
+
+private:
+    explicit basic_joinable_queue(detail::crossing_reader& r) : basic_queue<T, Ps...>(r) {}
 };
 
 /// The simplest queue: unbounded, no timeouts, no counts (Python: multiprocessing.SimpleQueue).
@@ -162,6 +181,12 @@ public:
     void put(const T& v) { this->put_until(v, std::nullopt); }
     /// Takes the next message, waiting as long as it takes (Python: SimpleQueue.get()).
     T get() { return this->get_until(std::nullopt); }
+
+    /// In a start::spawn or start::forkserver child: the queue cross_out sent.
+    static basic_simple_queue cross_in(detail::crossing_reader& r) { return basic_simple_queue(r); }
+
+private:
+    explicit basic_simple_queue(detail::crossing_reader& r) : base(r) {}
 };
 
 } // namespace multiproc

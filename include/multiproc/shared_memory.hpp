@@ -9,6 +9,7 @@
 /// children (lock, value, array, ...) use anonymous memory instead and never leave one.
 #pragma once
 
+#include <multiproc/detail/crossing_io.hpp>
 #include <multiproc/detail/sys.hpp>
 #include <multiproc/error.hpp>
 #include <multiproc/fwd.hpp>
@@ -107,7 +108,32 @@ public:
         return os << "SharedMemory('" << m.name() << "', size=" << m.size_ << ')';
     }
 
+    /// Crossing into a start::spawn or start::forkserver child, as a process argument: the
+    /// child attaches to the same segment through its descriptor (so it works even once the
+    /// name is unlinked), as an attacher: it never unlinks.
+    void cross_out(detail::crossing_writer& w) const {
+        if (!data_) throw value_error("multiproc: a closed shared_memory cannot cross into a child");
+        w.put_string(name_);
+        w.put<std::uint64_t>(size_);
+        w.put_fd(fd_.get());
+    }
+    /// In the child: the segment cross_out sent.
+    static shared_memory cross_in(detail::crossing_reader& r) {
+        shared_memory m;
+        m.name_ = r.get_string();
+        const auto size = r.get<std::uint64_t>();
+        auto fd = r.take_fd();
+        struct stat st {};
+        m.sys_checked(detail::sys::fstat(fd.get(), &st), "fstat of");
+        if (size == 0 || size > static_cast<std::uint64_t>(st.st_size))
+            throw serialization_error("multiproc: shared memory '" + m.name_ + "' sent to the child is smaller than said");
+        m.map(fd.release(), static_cast<std::size_t>(size));
+        return m;
+    }
+
 private:
+    shared_memory() = default;
+
     int sys_checked(int r, const char* what) const {
         if (r < 0) detail::sys::fail(std::string(what) + " shared memory '" + name_ + "'");
         return r;

@@ -174,9 +174,17 @@ public:
         return detail::print_lock(os, *l.s_, false);
     }
 
+    /// Crossing into a start::spawn or start::forkserver child, as a process argument: the
+    /// child gets this same lock (its shared memory's descriptor travels with SCM_RIGHTS).
+    void cross_out(detail::crossing_writer& w) const { s_.cross_out(w); }
+    /// In the child: the lock cross_out sent.
+    static basic_lock cross_in(detail::crossing_reader& r) { return basic_lock(decltype(s_)::cross_in(r)); }
+
 private:
     friend class detail::lockable<basic_lock>;
     friend class condition;
+
+    explicit basic_lock(detail::shared_ptr_in_arena<detail::pid_lock> s) : s_(std::move(s)) {}
 
     bool acquire_until(std::optional<detail::steady::time_point> deadline) { return detail::plain_acquire(*s_, deadline); }
 
@@ -205,9 +213,17 @@ public:
     /// Python's repr: `<RLock(None, 0)>`, `<RLock(MainProcess, 2)>`, `<RLock(SomeOtherProcess, nonzero)>`.
     friend std::ostream& operator<<(std::ostream& os, const rlock& l) { return detail::print_lock(os, *l.s_, true); }
 
+    /// Crossing into a start::spawn or start::forkserver child, as a process argument: the
+    /// child gets this same recursive lock (its shared memory's descriptor travels with SCM_RIGHTS).
+    void cross_out(detail::crossing_writer& w) const { s_.cross_out(w); }
+    /// In the child: the recursive lock cross_out sent.
+    static rlock cross_in(detail::crossing_reader& r) { return rlock(decltype(s_)::cross_in(r)); }
+
 private:
     friend class detail::lockable<rlock>;
     friend class condition;
+
+    explicit rlock(detail::shared_ptr_in_arena<detail::pid_lock> s) : s_(std::move(s)) {}
 
     bool acquire_until(std::optional<detail::steady::time_point> deadline) {
         return detail::recursive_acquire(*s_, deadline);
@@ -249,7 +265,14 @@ public:
         return os << "<Semaphore(value=" << s.get_value() << ")>";
     }
 
+    /// Crossing into a start::spawn or start::forkserver child, as a process argument: the
+    /// child gets this same semaphore (its shared memory's descriptor travels with SCM_RIGHTS).
+    void cross_out(detail::crossing_writer& w) const { s_.cross_out(w); }
+    /// In the child: the semaphore cross_out sent.
+    static semaphore cross_in(detail::crossing_reader& r) { return semaphore(decltype(s_)::cross_in(r)); }
+
 protected:
+    explicit semaphore(detail::shared_ptr_in_arena<detail::semaphore_state> s) : s_(std::move(s)) {}
     semaphore(std::uint32_t value, std::uint32_t max)
         : s_(detail::shared_ptr_in_arena<detail::semaphore_state>::make(detail::semaphore_state::extra_for(value),
                                                                          value, max)) {}
@@ -315,6 +338,15 @@ public:
     friend std::ostream& operator<<(std::ostream& os, const bounded_semaphore& s) {
         return os << "<BoundedSemaphore(value=" << s.get_value() << ", maxvalue=" << s.max_value() << ")>";
     }
+
+    /// Crossing into a start::spawn or start::forkserver child, as a process argument: the
+    /// child gets this same bounded semaphore (its shared memory's descriptor travels with SCM_RIGHTS).
+    void cross_out(detail::crossing_writer& w) const { s_.cross_out(w); }
+    /// In the child: the bounded semaphore cross_out sent.
+    static bounded_semaphore cross_in(detail::crossing_reader& r) { return bounded_semaphore(decltype(s_)::cross_in(r)); }
+
+private:
+    explicit bounded_semaphore(detail::shared_ptr_in_arena<detail::semaphore_state> s) : semaphore(std::move(s)) {}
 };
 
 namespace detail {
@@ -357,7 +389,15 @@ public:
         return wait_until(detail::deadline_in(timeout));
     }
 
+    /// Crossing into a start::spawn or start::forkserver child, as a process argument: the
+    /// child gets this same event (its shared memory's descriptor travels with SCM_RIGHTS).
+    void cross_out(detail::crossing_writer& w) const { s_.cross_out(w); }
+    /// In the child: the event cross_out sent.
+    static event cross_in(detail::crossing_reader& r) { return event(decltype(s_)::cross_in(r)); }
+
 private:
+    explicit event(detail::shared_ptr_in_arena<detail::event_state> s) : s_(std::move(s)) {}
+
     bool wait_until(std::optional<detail::steady::time_point> deadline) {
         auto& w = s_->word;
         auto start = w.load(std::memory_order_acquire);
@@ -511,8 +551,26 @@ public:
         return detail::print_lock(os, *c.l_, c.recursive_) << ", " << c.c_->waiting() << ")>";
     }
 
+    /// Crossing into a start::spawn or start::forkserver child, as a process argument: the
+    /// child gets this same condition and its lock.
+    void cross_out(detail::crossing_writer& w) const {
+        l_.cross_out(w);
+        w.put<std::uint8_t>(recursive_ ? 1 : 0);
+        c_.cross_out(w);
+    }
+    /// In the child: the condition cross_out sent.
+    static condition cross_in(detail::crossing_reader& r) {
+        auto l = decltype(l_)::cross_in(r);
+        const bool recursive = r.get<std::uint8_t>() != 0;
+        return condition(std::move(l), recursive, decltype(c_)::cross_in(r));
+    }
+
 private:
     friend class detail::lockable<condition>;
+
+    condition(detail::shared_ptr_in_arena<detail::pid_lock> l, bool recursive,
+              detail::shared_ptr_in_arena<detail::condition_state> c)
+        : l_(std::move(l)), recursive_(recursive), c_(std::move(c)) {}
 
     bool acquire_until(std::optional<detail::steady::time_point> deadline) {
         return recursive_ ? detail::recursive_acquire(*l_, deadline) : detail::plain_acquire(*l_, deadline);
@@ -701,8 +759,29 @@ public:
     /// Whether the barrier is broken (Python: broken).
     [[nodiscard]] bool broken() const noexcept { return s_->get_phase() == s_->broken; }
 
+    /// Crossing into a start::spawn or start::forkserver child, as a process argument: the
+    /// child gets this same barrier and its default timeout. A barrier with an action cannot
+    /// cross (the action is code and state of this process): serialization_error.
+    void cross_out(detail::crossing_writer& w) const {
+        if (action_)
+            throw serialization_error("multiproc: a barrier with an action cannot cross into a start::spawn or "
+                                      "start::forkserver child (the action lives in this process); make the "
+                                      "barrier without one, or use start::fork");
+        s_.cross_out(w);
+        w.put<std::int64_t>(timeout_ ? timeout_->count() : -1);
+    }
+    /// In the child: the barrier cross_out sent.
+    static barrier cross_in(detail::crossing_reader& r) {
+        auto s = decltype(s_)::cross_in(r);
+        const auto t = r.get<std::int64_t>();
+        return barrier(std::move(s), t < 0 ? std::nullopt : std::optional(std::chrono::nanoseconds(t)));
+    }
+
 private:
     using state = detail::barrier_state;
+
+    barrier(detail::shared_ptr_in_arena<state> s, std::optional<std::chrono::nanoseconds> timeout)
+        : s_(std::move(s)), timeout_(timeout) {}
 
     static detail::shared_ptr_in_arena<state> make(std::size_t parties) {
         if (parties < 1) throw value_error("parties must be >= 1");

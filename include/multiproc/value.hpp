@@ -155,6 +155,15 @@ public:
         return atomic().fetch_xor(m);
     }
 
+    /// Crossing into a start::spawn or start::forkserver child, as a process argument: the
+    /// child gets this same shared T.
+    void cross_out(detail::crossing_writer& w) const { cell_.cross_out(w); }
+    /// In the child: the value cross_out sent.
+    static raw_value cross_in(detail::crossing_reader& r) { return raw_value(detail::shared_ptr_in_arena<T>::cross_in(r)); }
+
+protected:
+    explicit raw_value(detail::shared_ptr_in_arena<T> cell) : cell_(std::move(cell)) {}
+
 private:
     detail::shared_ptr_in_arena<T> cell_;
 };
@@ -183,7 +192,25 @@ public:
     /// The lock that guards the value (Python: get_lock()); hold it for compound updates.
     [[nodiscard]] Lock& get_lock() const noexcept { return lock_; }
 
+    /// Crossing into a start::spawn or start::forkserver child, as a process argument: the
+    /// child gets this same value and its lock.
+    void cross_out(detail::crossing_writer& w) const
+        requires detail::crosses_itself<Lock>
+    {
+        raw_value<T>::cross_out(w);
+        lock_.cross_out(w);
+    }
+    /// In the child: the value cross_out sent.
+    static value cross_in(detail::crossing_reader& r)
+        requires detail::crosses_itself<Lock>
+    {
+        raw_value<T> v = raw_value<T>::cross_in(r);
+        return value(std::move(v), Lock::cross_in(r));
+    }
+
 private:
+    value(raw_value<T> v, Lock lock) : raw_value<T>(std::move(v)), lock_(std::move(lock)) {}
+
     mutable Lock lock_;
 };
 
@@ -246,7 +273,21 @@ public:
     /// A std::atomic_ref to element `i` (checked), for any atomic operation (lock-free T only).
     [[nodiscard]] std::atomic_ref<T> atomic(std::size_t i) const { return detail::atomic_view(at(i)); }
 
+    /// Crossing into a start::spawn or start::forkserver child, as a process argument: the
+    /// child gets these same elements.
+    void cross_out(detail::crossing_writer& w) const {
+        block_.cross_out(w);
+        w.put<std::uint64_t>(size_);
+    }
+    /// In the child: the array cross_out sent.
+    static raw_array cross_in(detail::crossing_reader& r) { return raw_array(r); }
+
+protected:
+    // In the child of a crossing: the elements cross_out sent.
+    explicit raw_array(detail::crossing_reader& r) : raw_array(crossed(r)) {}
+
 private:
+
     struct storage {
         detail::shared_block block;
         std::size_t n;
@@ -254,6 +295,15 @@ private:
     static storage allocate(std::size_t n) {
         if (n > std::numeric_limits<std::size_t>::max() / 2 / sizeof(T)) throw value_error("array is too large");
         return {detail::arena::instance().allocate(n * sizeof(T)), n};
+    }
+    static storage crossed(detail::crossing_reader& r) {
+        // The block first (its descriptor and offset), then the count, checked against the
+        // memory mapped.
+        detail::shared_block b = detail::shared_block::cross_in(r, 0);
+        const auto n = r.get<std::uint64_t>();
+        const std::size_t room = b.chunk->region.size() - b.offset();
+        if (n > room / sizeof(T)) throw serialization_error("multiproc: an array sent to the child lies outside its memory");
+        return {std::move(b), static_cast<std::size_t>(n)};
     }
     explicit raw_array(storage s)
         : block_(std::move(s.block)), data_(static_cast<T*>(block_.ptr)), size_(s.n) {}
@@ -287,7 +337,25 @@ public:
     /// The lock that guards the elements (Python: get_lock()).
     [[nodiscard]] Lock& get_lock() const noexcept { return lock_; }
 
+    /// Crossing into a start::spawn or start::forkserver child, as a process argument: the
+    /// child gets these same elements and their lock.
+    void cross_out(detail::crossing_writer& w) const
+        requires detail::crosses_itself<Lock>
+    {
+        raw_array<T>::cross_out(w);
+        lock_.cross_out(w);
+    }
+    /// In the child: the array cross_out sent.
+    static array cross_in(detail::crossing_reader& r)
+        requires detail::crosses_itself<Lock>
+    {
+        return array(r);
+    }
+
 private:
+    // Base first (the elements), then the lock: the order cross_out wrote them.
+    explicit array(detail::crossing_reader& r) : raw_array<T>(r), lock_(Lock::cross_in(r)) {}
+
     mutable Lock lock_;
 };
 

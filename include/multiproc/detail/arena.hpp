@@ -3,6 +3,7 @@
 // few descriptors and pages, not a thousand of each; large ones get a region of their own.
 #pragma once
 
+#include <multiproc/detail/crossing_io.hpp>
 #include <multiproc/detail/shared_region.hpp>
 
 #include <algorithm>
@@ -56,6 +57,22 @@ struct shared_block {
     /// Where the block starts in that memfd.
     [[nodiscard]] std::size_t offset() const noexcept {
         return chunk ? static_cast<std::size_t>(static_cast<char*>(ptr) - static_cast<char*>(chunk->region.data())) : 0;
+    }
+
+    /// For a spawn or forkserver child: the chunk's descriptor and the block's offset.
+    void cross_out(crossing_writer& w) const {
+        w.put_fd(fd());
+        w.put<std::uint64_t>(offset());
+    }
+    /// In the child: maps the chunk sent by cross_out and finds the block of `size` bytes.
+    static shared_block cross_in(crossing_reader& r, std::size_t size) {
+        auto fd = r.take_fd();
+        const auto off = r.get<std::uint64_t>();
+        auto c = std::make_shared<arena_chunk>();
+        c->region = shared_region::attach(fd.release());
+        if (off > c->region.size() || size > c->region.size() - off)
+            throw serialization_error("multiproc: a shared object sent to the child lies outside its memory");
+        return {c, static_cast<char*>(c->region.data()) + off};
     }
 };
 
@@ -132,6 +149,16 @@ public:
     /// The bytes after the T (`extra` at make()).
     [[nodiscard]] void* trailing() const noexcept { return ptr_ + 1; }
     [[nodiscard]] const shared_block& block() const noexcept { return block_; }
+
+    /// For a spawn or forkserver child: the memory's descriptor and where the T is in it.
+    void cross_out(crossing_writer& w) const { block_.cross_out(w); }
+    /// In the child: the same T, mapped from what cross_out sent.
+    static shared_ptr_in_arena cross_in(crossing_reader& r) {
+        shared_ptr_in_arena s;
+        s.block_ = shared_block::cross_in(r, sizeof(T));
+        s.ptr_ = std::launder(static_cast<T*>(s.block_.ptr));
+        return s;
+    }
 
 private:
     shared_block block_;

@@ -13,6 +13,7 @@
 
 #include <multiproc/detail/bytes.hpp>
 #include <multiproc/detail/chunk.hpp>
+#include <multiproc/detail/crossing_io.hpp>
 #include <multiproc/detail/function_ref.hpp>
 #include <multiproc/detail/futex.hpp>
 #include <multiproc/detail/robust_mutex.hpp>
@@ -121,6 +122,17 @@ public:
         ctl_->wlock.init();
         ctl_->rlock.init();
         ch_.bind(static_cast<std::byte*>(region_.data()) + head, true);
+    }
+
+    /// For a spawn or forkserver child: the shared region's descriptor, then the channel.
+    void cross_out(crossing_writer& w) const {
+        w.put_fd(region_.fd());
+        ch_.cross_out(w);
+    }
+    /// In the child: the same queue, mapped from what cross_out sent.
+    static queue_core cross_in(crossing_reader& r) {
+        auto fd = r.take_fd();
+        return queue_core(shared_region::attach(fd.release()), Channel::cross_in(r));
     }
 
     [[nodiscard]] std::int64_t maxsize() const noexcept { return ctl_->maxsize; }
@@ -476,6 +488,14 @@ private:
             s.in_flight = 0;
         });
         ctl_->puts_pub.store(ctl_->w.get().puts, std::memory_order_release);
+    }
+
+    queue_core(shared_region region, Channel ch) : ch_(std::move(ch)), region_(std::move(region)) {
+        std::size_t head = align_up(sizeof(queue_control), 4096);
+        if (region_.size() < head + ch_.shared_bytes())
+            throw serialization_error("multiproc: a queue sent to the child is smaller than its channel needs");
+        ctl_ = std::launder(static_cast<queue_control*>(region_.data()));
+        ch_.bind(static_cast<std::byte*>(region_.data()) + head, false);
     }
 
     Channel ch_;

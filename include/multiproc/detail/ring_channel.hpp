@@ -24,6 +24,17 @@ public:
         return c;
     }
 
+    /// For a spawn or forkserver child: the ring's capacity (the ring is in the queue's region).
+    void cross_out(crossing_writer& w) const { w.put<std::uint64_t>(capacity_); }
+    /// In the child: the channel cross_out sent (bind() attaches it to the ring).
+    static ring_channel cross_in(crossing_reader& r) {
+        ring_channel c;
+        c.capacity_ = static_cast<std::size_t>(r.get<std::uint64_t>());
+        if (c.capacity_ != ring::round_capacity(c.capacity_))
+            throw serialization_error("multiproc: a queue sent to the child has a bad ring size");
+        return c;
+    }
+
     [[nodiscard]] std::size_t shared_bytes() const noexcept { return ring::bytes_for(capacity_); }
     void bind(std::byte* area, bool create) { ring_ = create ? ring::create(area, capacity_) : ring::attach(area); }
     [[nodiscard]] std::size_t max_payload() const noexcept { return ring_.max_payload(); }

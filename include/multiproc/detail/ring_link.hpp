@@ -10,6 +10,7 @@
 #pragma once
 
 #include <multiproc/detail/chunk.hpp>
+#include <multiproc/detail/crossing_io.hpp>
 #include <multiproc/detail/function_ref.hpp>
 #include <multiproc/detail/futex.hpp>
 #include <multiproc/detail/queue_core.hpp>
@@ -53,6 +54,42 @@ public:
         };
         connect(e[1], e[0]);
         if (duplex) connect(e[0], e[1]);
+        return e;
+    }
+
+    /// For a spawn or forkserver child: each direction's ring (its region's descriptor) and
+    /// liveness pipe end.
+    void cross_out(crossing_writer& w) const {
+        w.put<std::uint8_t>((in_ ? 1 : 0) | (out_ ? 2 : 0));
+        if (in_) {
+            w.put_fd(in_->region->fd());
+            w.put_fd(in_live_.get());
+        }
+        if (out_) {
+            w.put_fd(out_->region->fd());
+            w.put_fd(out_live_.get());
+        }
+    }
+    /// In the child: the end cross_out sent.
+    static ring_link cross_in(crossing_reader& r) {
+        ring_link e;
+        const auto shape = r.get<std::uint8_t>();
+        auto direction_in = [&] {
+            auto fd = r.take_fd();
+            auto region = std::make_shared<shared_region>(shared_region::attach(fd.release()));
+            if (region->size() < ring::header_bytes())
+                throw serialization_error("multiproc: a connection sent to the child has no room for its ring");
+            ring rg = ring::attach(region->data());
+            return direction{std::move(region), rg};
+        };
+        if (shape & 1) {
+            e.in_ = direction_in();
+            e.in_live_ = r.take_fd();
+        }
+        if (shape & 2) {
+            e.out_ = direction_in();
+            e.out_live_ = r.take_fd();
+        }
         return e;
     }
 

@@ -48,6 +48,25 @@ public:
         return c;
     }
 
+    /// For a spawn or forkserver child: both ends of the stream and its sizes.
+    void cross_out(crossing_writer& w) const {
+        w.put_fd(r_.get());
+        w.put_fd(w_.get());
+        w.put<std::uint64_t>(capacity_);
+        w.put<std::uint64_t>(unit_);
+    }
+    /// In the child: the channel cross_out sent (bind() gives it the staging area).
+    static stream_channel cross_in(crossing_reader& r) {
+        stream_channel c;
+        c.r_ = r.take_fd();
+        c.w_ = r.take_fd();
+        c.capacity_ = static_cast<std::size_t>(r.get<std::uint64_t>());
+        c.unit_ = static_cast<std::size_t>(r.get<std::uint64_t>());
+        if (c.unit_ <= sizeof(chunk_header) || c.unit_ > (1 << 16))
+            throw serialization_error("multiproc: a queue sent to the child has a bad chunk size");
+        return c;
+    }
+
     /// Staging: everything the stream can hold, plus one chunk.
     [[nodiscard]] std::size_t shared_bytes() const noexcept { return capacity_ + unit_; }
     void bind(std::byte* area, bool) noexcept { staging_ = area; }

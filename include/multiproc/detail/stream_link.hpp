@@ -6,6 +6,7 @@
 #pragma once
 
 #include <multiproc/detail/bytes.hpp>
+#include <multiproc/detail/crossing_io.hpp>
 #include <multiproc/detail/function_ref.hpp>
 #include <multiproc/detail/futex.hpp>
 #include <multiproc/detail/stream.hpp>
@@ -53,6 +54,27 @@ public:
         } else {
             take(Stream::open_stream(buffer), e[1], e[0]);
             take(Stream::open_stream(buffer), e[0], e[1]);
+        }
+        return e;
+    }
+
+    /// For a spawn or forkserver child: the end's descriptors (bytes already read stay here).
+    void cross_out(crossing_writer& w) const {
+        const std::uint8_t shape = (can_recv() ? 1 : 0) | (tx_ ? 2 : 0) | (can_send() && !tx_ ? 4 : 0);
+        w.put(shape);
+        if (can_recv()) w.put_fd(rx_.get());
+        if (tx_) w.put_fd(tx_.get());
+    }
+    /// In the child: the end cross_out sent.
+    static stream_link cross_in(crossing_reader& r) {
+        stream_link e;
+        const auto shape = r.get<std::uint8_t>();
+        if (shape & 1) e.rx_ = r.take_fd();
+        if (shape & 2) {
+            e.tx_ = r.take_fd();
+            e.tx_fd_ = e.tx_.get();
+        } else if (shape & 4) {
+            e.tx_fd_ = e.rx_.get(); // a duplex socket sends on the descriptor it receives on
         }
         return e;
     }
