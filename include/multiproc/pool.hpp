@@ -83,8 +83,12 @@ class pool_worker : public process_base<pool_worker<Ps...>, Ps...> {
 
 public:
     static constexpr std::string_view process_class_name = "PoolWorker";
-    explicit pool_worker(worker_boot* b) : base(process_options{std::string(), true}), boot_(b) {}
-    void run() { worker_main(*boot_); }
+    /// What a spawn or forkserver worker makes before it gets its link (fields()).
+    pool_worker() = default;
+    explicit pool_worker(worker_boot* b) : base(process_options{std::string(), true}), link_(b) {}
+    void run() { worker_main(link_.boot()); }
+    /// Under spawn and forkserver, what crosses into the worker.
+    auto fields() { return std::tie(link_); }
 
     static process_handle spawn(worker_boot* b) {
         pool_worker w(b);
@@ -93,7 +97,7 @@ public:
     }
 
 private:
-    worker_boot* boot_;
+    worker_link link_;
 };
 
 /// map's chunksize when none is given, as CPython computes it: about four chunks per worker
@@ -186,8 +190,6 @@ public:
     using policies = policy_set<Ps...>;
     /// How arguments and results become bytes (the serialization policy's codec).
     using codec = detail::pool_codec<typename policies::serialize>;
-    static_assert(policies::start::inherits_memory,
-                  "multiproc: pools support the start::fork start method for now");
 
     /// A pool of cpu_count() workers (Python: Pool()).
     basic_pool() : basic_pool(pool_options{}) {}
@@ -208,6 +210,11 @@ public:
         if (opts.processes && *opts.processes < 1) throw value_error("Number of processes must be at least 1");
         if (opts.maxtasksperchild && *opts.maxtasksperchild < 1)
             throw value_error("maxtasksperchild must be a positive int or None");
+        if (!policies::start::inherits_memory && opts.initializer)
+            throw value_error(std::string("multiproc: a pool's initializer cannot reach start::") +
+                              std::string(policies::start::name) +
+                              " workers (it is code and state of this process); use start::fork, or do the set-up "
+                              "at the start of the task");
         detail::pool_config cfg;
         cfg.processes = opts.processes.value_or(cpu_count());
         cfg.maxtasks = opts.maxtasksperchild;
@@ -284,6 +291,7 @@ public:
     auto map_async(callbacks<C, E> cb, F f, Rng&& xs, std::optional<std::ptrdiff_t> chunksize = {}) {
         using W = detail::wire_t<std::ranges::range_reference_t<Rng>>;
         static_assert(detail::check_task<codec, F, W>());
+        static_assert(detail::check_callable_reaches_workers<F, policies::start::inherits_memory>::value);
         return submit_map<detail::invoker<codec, F, W>>(cb, f, std::forward<Rng>(xs), chunksize, [](auto& out, auto& e) {
             codec::template encode<W>(out, detail::to_wire(e));
         });
@@ -310,6 +318,7 @@ public:
         return [&]<std::size_t... I>(std::index_sequence<I...>) {
             using inv = detail::invoker<codec, F, detail::wire_t<std::tuple_element_t<I, T>>...>;
             static_assert(detail::check_task<codec, F, detail::wire_t<std::tuple_element_t<I, T>>...>());
+            static_assert(detail::check_callable_reaches_workers<F, policies::start::inherits_memory>::value);
             return submit_map<inv>(cb, f, std::forward<Rng>(xs), chunksize, [](auto& out, auto& e) {
                 (codec::template encode<detail::wire_t<std::tuple_element_t<I, T>>>(out, detail::to_wire(std::get<I>(e))),
                  ...);
@@ -348,6 +357,7 @@ private:
     auto submit_apply_with(F f, Setup&& setup, Args&&... args) {
         using inv = detail::invoker<codec, F, detail::wire_t<Args>...>;
         static_assert(detail::check_task<codec, F, detail::wire_t<Args>...>());
+        static_assert(detail::check_callable_reaches_workers<F, policies::start::inherits_memory>::value);
         using R = typename inv::result_type;
         auto job = std::make_shared<detail::value_job<codec, R>>();
         setup(*job);

@@ -6,6 +6,7 @@
 
 #include <multiproc/detail/futex.hpp>
 #include <multiproc/detail/sys.hpp>
+#include <multiproc/error.hpp>
 
 #include <atomic>
 #include <cstddef>
@@ -15,6 +16,7 @@
 #include <utility>
 
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace multiproc::detail {
@@ -83,8 +85,9 @@ private:
 
 /// A memfd mapped MAP_SHARED as: a header of `header_size` bytes, then `rings` data areas of
 /// `ring_capacity` bytes, each mapped twice in a row. Children made by fork inherit the
-/// mappings at the same addresses. Nothing is left behind: the descriptor is closed once
-/// mapped, and the memory goes with the last process that maps it.
+/// mappings at the same addresses; a spawn or forkserver child maps the descriptor again
+/// (`attach`). Nothing is left behind: the memory goes with the last process that maps it
+/// or holds the descriptor.
 class mirrored_region {
 public:
     mirrored_region() = default;
@@ -94,11 +97,59 @@ public:
         header_size = (header_size + page - 1) / page * page;
         ring_capacity = (ring_capacity + page - 1) / page * page;
         const std::size_t file_size = header_size + ring_capacity * static_cast<std::size_t>(rings);
-        const std::size_t span = header_size + 2 * ring_capacity * static_cast<std::size_t>(rings);
 
         sys::unique_fd fd(sys::memfd_create(tag, MFD_CLOEXEC));
         if (!fd) sys::fail(std::string("memfd_create for ") + tag);
         if (sys::ftruncate(fd.get(), static_cast<off_t>(file_size)) != 0) sys::fail(std::string("ftruncate of ") + tag);
+        return map(std::move(fd), header_size, ring_capacity, rings, tag);
+    }
+
+    /// Maps a region made by `create` in another process, from its descriptor (taken over)
+    /// and the sizes `create` rounded (header_bytes(), ring_capacity()).
+    static mirrored_region attach(sys::unique_fd fd, std::size_t header_size, std::size_t ring_capacity, int rings,
+                                  const char* tag) {
+        const std::size_t page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+        struct stat st {};
+        if (sys::fstat(fd.get(), &st) != 0) sys::fail(std::string("fstat of ") + tag);
+        if (header_size % page || ring_capacity % page || ring_capacity == 0 || rings < 1 || rings > 2 ||
+            static_cast<std::size_t>(st.st_size) != header_size + ring_capacity * static_cast<std::size_t>(rings))
+            throw serialization_error(std::string("multiproc: the sizes sent with ") + tag + " do not match its memory");
+        return map(std::move(fd), header_size, ring_capacity, rings, tag);
+    }
+
+    mirrored_region(mirrored_region&& o) noexcept
+        : base_(std::exchange(o.base_, nullptr)), span_(std::exchange(o.span_, 0)), header_(o.header_), cap_(o.cap_),
+          fd_(std::move(o.fd_)) {}
+    mirrored_region& operator=(mirrored_region&& o) noexcept {
+        if (this != &o) {
+            unmap();
+            base_ = std::exchange(o.base_, nullptr);
+            span_ = std::exchange(o.span_, 0);
+            header_ = o.header_;
+            cap_ = o.cap_;
+            fd_ = std::move(o.fd_);
+        }
+        return *this;
+    }
+    mirrored_region(const mirrored_region&) = delete;
+    mirrored_region& operator=(const mirrored_region&) = delete;
+    ~mirrored_region() { unmap(); }
+
+    /// The header, zeroed at creation.
+    [[nodiscard]] void* header() const noexcept { return base_; }
+    /// The data area of ring `i`: `ring_capacity()` bytes, mirrored.
+    [[nodiscard]] std::byte* ring_data(int i) const noexcept {
+        return base_ + header_ + 2 * cap_ * static_cast<std::size_t>(i);
+    }
+    [[nodiscard]] std::size_t ring_capacity() const noexcept { return cap_; }
+    [[nodiscard]] std::size_t header_bytes() const noexcept { return header_; }
+    /// The memfd behind the region, for a child that must map it again.
+    [[nodiscard]] int fd() const noexcept { return fd_.get(); }
+
+private:
+    static mirrored_region map(sys::unique_fd fd, std::size_t header_size, std::size_t ring_capacity, int rings,
+                               const char* tag) {
+        const std::size_t span = header_size + 2 * ring_capacity * static_cast<std::size_t>(rings);
         // Reserve the whole span, then lay the file over it piece by piece.
         void* base = sys::mmap(nullptr, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (!base) sys::fail(std::string("mmap (reserving) for ") + tag);
@@ -119,34 +170,10 @@ public:
             place(at, ring_capacity, file_off);
             place(at + ring_capacity, ring_capacity, file_off);
         }
+        r.fd_ = std::move(fd);
         return r;
     }
 
-    mirrored_region(mirrored_region&& o) noexcept
-        : base_(std::exchange(o.base_, nullptr)), span_(std::exchange(o.span_, 0)), header_(o.header_), cap_(o.cap_) {}
-    mirrored_region& operator=(mirrored_region&& o) noexcept {
-        if (this != &o) {
-            unmap();
-            base_ = std::exchange(o.base_, nullptr);
-            span_ = std::exchange(o.span_, 0);
-            header_ = o.header_;
-            cap_ = o.cap_;
-        }
-        return *this;
-    }
-    mirrored_region(const mirrored_region&) = delete;
-    mirrored_region& operator=(const mirrored_region&) = delete;
-    ~mirrored_region() { unmap(); }
-
-    /// The header, zeroed at creation.
-    [[nodiscard]] void* header() const noexcept { return base_; }
-    /// The data area of ring `i`: `ring_capacity()` bytes, mirrored.
-    [[nodiscard]] std::byte* ring_data(int i) const noexcept {
-        return base_ + header_ + 2 * cap_ * static_cast<std::size_t>(i);
-    }
-    [[nodiscard]] std::size_t ring_capacity() const noexcept { return cap_; }
-
-private:
     void unmap() noexcept {
         if (base_) (void)sys::munmap(base_, span_);
         base_ = nullptr;
@@ -154,6 +181,7 @@ private:
     }
     std::byte* base_ = nullptr;
     std::size_t span_ = 0, header_ = 0, cap_ = 0;
+    sys::unique_fd fd_; // kept for spawn and forkserver workers (close-on-exec)
 };
 
 } // namespace multiproc::detail

@@ -186,7 +186,7 @@ class pool_core {
 public:
     /// Starts the engine thread, which starts the workers; throws what starting failed with.
     explicit pool_core(pool_config cfg) : cfg_(std::move(cfg)) {
-        shared_mem_ = shared_region::create(sizeof(pool_shared), "multiproc-pool", false);
+        shared_mem_ = shared_region::create(sizeof(pool_shared), "multiproc-pool");
         shared_ = shared_mem_.construct<pool_shared>();
         wake_fd_ = sys::unique_fd(sys::eventfd(0, EFD_NONBLOCK));
         if (!wake_fd_) sys::fail("eventfd for a pool");
@@ -545,7 +545,7 @@ private:
             // Cannot happen unless the worker's memory is corrupt: stop trusting it.
             report_to_stderr("multiproc: " + s.name + " (pid " + std::to_string(s.pid) +
                              ") sent a result for a task it was not given; killing it");
-            if (s.proc) (void)sys::pidfd_send_signal(s.pidfd, SIGKILL);
+            signal_worker(s, SIGKILL);
             return;
         }
         unit_meta u = pop_front(s);
@@ -715,6 +715,19 @@ private:
 
     // ---- workers (engine thread)
 
+    /// Signals a worker through its process handle (its sentinel is a pidfd only under fork
+    /// and spawn; under forkserver it is the server's status connection).
+    static void signal_worker(pool_slot& s, int sig) noexcept {
+        if (!s.proc) return;
+        try {
+            if (sig == SIGKILL)
+                s.proc->kill();
+            else
+                s.proc->terminate();
+        } catch (...) { // already reaped, or the kernel refused: nothing more to do
+        }
+    }
+
     void start_worker() {
         auto s = std::make_unique<pool_slot>();
         s->region = mirrored_region::create(sizeof(worker_shared), cfg_.ring_capacity, 2, "multiproc-pool-worker");
@@ -728,6 +741,8 @@ private:
         s->boot.initializer = &cfg_.initializer;
         s->boot.maxtasks = cfg_.maxtasks;
         s->boot.spin = cfg_.worker_spin;
+        s->boot.pool_fd = shared_mem_.fd();
+        s->boot.rings = &s->region;
         process_handle h = cfg_.spawn(&s->boot);
         s->pid = *h.pid();
         s->pidfd = h.sentinel();
@@ -844,11 +859,11 @@ private:
             signalled_ = true;
             kill_at_ = steady::now() + std::chrono::seconds(1);
             for (auto& s : slots_)
-                if (!s->exited) (void)sys::pidfd_send_signal(s->pidfd, SIGTERM);
+                if (!s->exited) signal_worker(*s, SIGTERM);
         } else if (kill_at_ && steady::now() >= *kill_at_) {
             kill_at_.reset();
             for (auto& s : slots_)
-                if (!s->exited) (void)sys::pidfd_send_signal(s->pidfd, SIGKILL);
+                if (!s->exited) signal_worker(*s, SIGKILL);
         }
     }
 
@@ -927,7 +942,7 @@ private:
             startup_error_ = std::current_exception();
         }
         if (startup_error_) {
-            for (auto& s : slots_) (void)sys::pidfd_send_signal(s->pidfd, SIGKILL);
+            for (auto& s : slots_) signal_worker(*s, SIGKILL);
             for (auto& s : slots_) {
                 try {
                     s->proc->join();

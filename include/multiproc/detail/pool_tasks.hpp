@@ -64,6 +64,16 @@ struct check_pool_callable {
     static constexpr bool value = is_stateless_callable<F>;
 };
 
+/// A task's callable under a start method whose workers run a fresh copy of the program.
+template <class F, bool WorkersShareMemory>
+struct check_callable_reaches_workers {
+    static_assert(WorkersShareMemory || !is_function_pointer<F>,
+                  "multiproc: under start::spawn and start::forkserver a pool task cannot be a function pointer, "
+                  "because its value means nothing in a worker started from a fresh copy of the program; name "
+                  "the function at compile time instead: multiproc::fn<&your_function>");
+    static constexpr bool value = WorkersShareMemory || !is_function_pointer<F>;
+};
+
 /// The compile-time checks of a task `f(a...)`, each with a sentence naming the fix.
 template <class Codec, class F, class... A>
 constexpr bool check_task() {

@@ -3,9 +3,11 @@
 #pragma once
 
 #include <multiproc/detail/byte_ring.hpp>
+#include <multiproc/detail/crossing_io.hpp>
 #include <multiproc/detail/demangle.hpp>
 #include <multiproc/detail/futex.hpp>
 #include <multiproc/detail/pool_codec.hpp>
+#include <multiproc/detail/shared_region.hpp>
 #include <multiproc/detail/sys.hpp>
 #include <multiproc/error.hpp>
 
@@ -17,6 +19,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -362,6 +365,63 @@ struct worker_boot {
     const std::function<void()>* initializer = nullptr;
     std::optional<int> maxtasks;
     std::chrono::microseconds spin{100};
+    // What a spawn or forkserver worker maps again (a forked one inherits the mappings).
+    int pool_fd = -1;           // the pool_shared page
+    const mirrored_region* rings = nullptr; // this worker's header and two rings
+};
+
+/// How a worker gets its boot: under fork, a pointer into the parent's memory, valid in the
+/// copy the child is; under spawn and forkserver, the descriptors and settings crossed with
+/// SCM_RIGHTS, mapped again in the child. The initializer never crosses (it is code and
+/// state of the parent): such a pool refuses one.
+class worker_link {
+public:
+    worker_link() = default;
+    explicit worker_link(const worker_boot* b) noexcept : parent_(b) {}
+
+    [[nodiscard]] const worker_boot& boot() const noexcept { return parent_ ? *parent_ : mine_; }
+
+    void cross_out(crossing_writer& w) const {
+        const worker_boot& b = *parent_;
+        w.put_fd(b.pool_fd);
+        w.put_fd(b.rings->fd());
+        w.put_fd(b.wake_fd);
+        w.put<std::uint64_t>(b.rings->header_bytes());
+        w.put<std::uint64_t>(b.rings->ring_capacity());
+        w.put<std::int64_t>(b.maxtasks ? *b.maxtasks : -1);
+        w.put<std::int64_t>(b.spin.count());
+    }
+    static worker_link cross_in(crossing_reader& r) {
+        worker_link l;
+        auto pool_fd = r.take_fd();
+        auto rings_fd = r.take_fd();
+        l.wake_ = r.take_fd();
+        const auto header = static_cast<std::size_t>(r.get<std::uint64_t>());
+        const auto cap = static_cast<std::size_t>(r.get<std::uint64_t>());
+        const auto maxtasks = r.get<std::int64_t>();
+        const auto spin = r.get<std::int64_t>();
+        l.pool_ = std::make_shared<shared_region>(shared_region::attach(pool_fd.release()));
+        if (l.pool_->size() < sizeof(pool_shared) || header < sizeof(worker_shared))
+            throw serialization_error("multiproc: a pool worker got regions smaller than the pool's");
+        l.rings_ = std::make_shared<mirrored_region>(
+            mirrored_region::attach(std::move(rings_fd), header, cap, 2, "a pool worker's rings"));
+        auto* self = std::launder(static_cast<worker_shared*>(l.rings_->header()));
+        l.mine_.pool = std::launder(static_cast<pool_shared*>(l.pool_->data()));
+        l.mine_.self = self;
+        l.mine_.tasks = byte_ring(&self->tasks, l.rings_->ring_data(0), cap);
+        l.mine_.results = byte_ring(&self->results, l.rings_->ring_data(1), cap);
+        l.mine_.wake_fd = l.wake_.get();
+        if (maxtasks > 0) l.mine_.maxtasks = static_cast<int>(maxtasks);
+        l.mine_.spin = std::chrono::microseconds(spin);
+        return l;
+    }
+
+private:
+    const worker_boot* parent_ = nullptr;
+    worker_boot mine_;
+    std::shared_ptr<shared_region> pool_;
+    std::shared_ptr<mirrored_region> rings_;
+    sys::unique_fd wake_;
 };
 
 /// Tells the parent that something was published (results, or room in the task ring),

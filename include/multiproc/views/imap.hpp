@@ -71,6 +71,7 @@ public:
     imap_view(Pool& pool, F f, Rng base, imap_options opts)
         : core_(pool.core_), f_(f), base_(std::move(base)), opts_(opts) {
         static_assert(detail::check_task<codec, F, wire>());
+        static_assert(detail::check_callable_reaches_workers<F, Pool::policies::start::inherits_memory>::value);
         chunksize_ = detail::checked_chunksize(opts_.chunksize);
         if (opts_.window && *opts_.window < 1)
             throw value_error("multiproc: an imap window must be at least 1, not " + std::to_string(*opts_.window));
