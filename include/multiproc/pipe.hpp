@@ -98,12 +98,15 @@ public:
     std::size_t recv_bytes_into(std::span<std::byte> buf, std::size_t offset = 0) {
         if (offset > buf.size()) throw value_error("multiproc: recv_bytes_into: offset is larger than the buffer");
         std::size_t n = 0;
-        receiver().recv([&](std::span<const std::byte> bytes) {
-            if (bytes.size() > buf.size() - offset)
-                throw buffer_too_short(std::vector<std::byte>(bytes.begin(), bytes.end()));
-            if (!bytes.empty()) std::memcpy(buf.data() + offset, bytes.data(), bytes.size());
-            n = bytes.size();
-        });
+        const std::span<std::byte> dest = buf.subspan(offset);
+        receiver().recv(
+            [&](std::span<const std::byte> bytes) {
+                if (bytes.size() > dest.size()) throw buffer_too_short(std::vector<std::byte>(bytes.begin(), bytes.end()));
+                // (A large shm message is already there: gathered straight into `dest`.)
+                if (!bytes.empty() && bytes.data() != dest.data()) std::memcpy(dest.data(), bytes.data(), bytes.size());
+                n = bytes.size();
+            },
+            dest);
         return n;
     }
 

@@ -2,12 +2,17 @@
 // children, futex wake-ups between processes, a mutex that survives its owner's death.
 #include "support/support.hpp"
 
+#include <multiproc/detail/chunk.hpp>
 #include <multiproc/detail/futex.hpp>
+#include <multiproc/detail/ring.hpp>
 #include <multiproc/detail/robust_mutex.hpp>
 #include <multiproc/detail/shared_region.hpp>
 #include <multiproc/process.hpp>
 
+#include <algorithm>
 #include <atomic>
+#include <cstring>
+#include <vector>
 #include <filesystem>
 
 using namespace multiproc;
@@ -107,4 +112,33 @@ TEST_CASE("a robust mutex held by a process killed with SIGKILL goes to the next
     s->mu.unlock();
     CHECK(s->mu.lock() == detail::lock_status::acquired); // consistent again
     s->mu.unlock();
+}
+
+TEST_CASE("a streaming ring goes back to its start as soon as the reader has freed room there",
+          "[detail][ring]") {
+    // A reader one chunk behind the writer never leaves the ring empty; the writer must still
+    // wrap early, so that a large ring keeps to its first pages (no fresh page per chunk).
+    constexpr std::size_t cap = std::size_t{1} << 22; // 4 MiB
+    std::vector<std::byte> mem(detail::ring::bytes_for(cap) + 64);
+    void* at = mem.data() + (64 - reinterpret_cast<std::uintptr_t>(mem.data()) % 64) % 64;
+    auto r = detail::ring::create(at, cap);
+    constexpr std::uint32_t len = 64 * 1024;
+    std::uint64_t read_pos = 0, furthest = 0;
+    std::vector<std::byte> payload(len, std::byte{7});
+    for (std::uint64_t seq = 1; seq <= 200; ++seq) {
+        auto h = detail::make_chunk(detail::chunk_data, seq, 0, len, len);
+        REQUIRE(r.try_put(h, [&](std::span<std::byte> dst) { std::memcpy(dst.data(), payload.data(), len); }));
+        furthest = std::max(furthest, (r.shared().tail.load() - 1) & (cap - 1));
+        if (seq >= 2) { // consume the chunk before the one just written
+            auto it = r.try_peek(read_pos);
+            REQUIRE(it);
+            CHECK(it->h.seq == seq - 1);
+            CHECK(it->payload[len - 1] == std::byte{7});
+            read_pos = it->next;
+            r.release(read_pos);
+        }
+    }
+    // 200 chunks of 64 KiB went through (12.5 MiB, three times the ring), yet the writer never
+    // went further than a few chunks past rewind_after into it.
+    CHECK(furthest < detail::ring::rewind_after + 4 * (len + 64));
 }

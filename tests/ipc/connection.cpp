@@ -173,6 +173,28 @@ TEMPLATE_LIST_TEST_CASE("send_bytes, recv_bytes and recv_bytes_into move raw mes
     } catch (const buffer_too_short& e) {
         CHECK(string_of(e.message()) == "hello, world");
     }
+
+    // A message of many chunks, sent by a child while we receive: into a buffer at an
+    // offset (shm gathers it there directly), then into one too small for it.
+    std::vector<std::byte> big(3 << 20);
+    for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<std::byte>(i * 131 % 251);
+    process sender([&] {
+        b.send_bytes(big);
+        b.send_bytes(big);
+    });
+    sender.start();
+    std::vector<std::byte> into(big.size() + 10, std::byte{'.'});
+    CHECK(a.recv_bytes_into(into, 10) == big.size());
+    CHECK(std::equal(big.begin(), big.end(), into.begin() + 10));
+    CHECK(into[9] == std::byte{'.'});
+    try {
+        (void)a.recv_bytes_into(into, 11);
+        FAIL("recv_bytes_into should have thrown");
+    } catch (const buffer_too_short& e) {
+        CHECK(e.message() == big);
+    }
+    sender.join();
+    CHECK(sender.exitcode() == 0);
 }
 
 TEMPLATE_LIST_TEST_CASE("a one-way pipe: the first end only receives, the second only sends", "[pipe][duplex]",

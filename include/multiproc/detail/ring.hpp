@@ -42,8 +42,9 @@ struct ring_item {
 
 class ring {
 public:
-    /// Data written at an offset this far into an empty ring goes back to its start, so that
-    /// a ring that keeps up touches only its first pages however large it is.
+    /// Data written at an offset this far into the ring goes back to its start as soon as the
+    /// reader has freed room there, so that a ring that keeps up touches only its first pages
+    /// however large it is.
     static constexpr std::uint64_t rewind_after = 64 * 1024;
 
     static constexpr std::size_t header_bytes() noexcept { return align_up(sizeof(ring_shared), 64); }
@@ -145,7 +146,12 @@ private:
         std::uint64_t off = t & (cap - 1);
         std::uint64_t free = cap - (t - h);
         std::uint64_t pad = 0;
-        if ((t == h && off >= rewind_after && need <= off) || off + need > cap) pad = cap - off;
+        // Back to the start early, once past rewind_after, whenever the reader has freed the
+        // room there (the bytes in use, [h, t), do not wrap and start at least `need` in):
+        // a ring that streams, however large, then keeps to its first pages instead of
+        // touching fresh ones all the way round.
+        const bool early = off >= rewind_after && t - h <= off && need <= off - (t - h);
+        if (early || off + need > cap) pad = cap - off;
         if (pad + need > free) return std::nullopt;
         return placement{pad, need};
     }

@@ -147,12 +147,15 @@ public:
         }
     }
 
-    /// Takes the next message and hands its payload to `take`; eof_error at end of file.
-    void recv(function_ref<void(std::span<const std::byte>)> take) {
+    /// Takes the next message and hands its payload to `take`; eof_error at end of file. A
+    /// message of several chunks is gathered in `direct` when it fits there (one copy, out
+    /// of the ring: recv_bytes_into passes its buffer), else in a buffer of its exact size.
+    void recv(function_ref<void(std::span<const std::byte>)> take, std::span<std::byte> direct = {}) {
         ring& r = in_->r;
         ring_shared& s = r.shared();
         std::vector<std::byte> assembly;
-        bool assembling = false;
+        bool assembling = false, into_direct = false;
+        std::size_t gathered = 0;
         for (;;) {
             auto it = r.try_peek(s.head.load(std::memory_order_relaxed));
             if (!it) {
@@ -183,13 +186,26 @@ public:
                     }
                 }
                 assembling = true;
+                gathered = 0;
+                into_direct = h.total <= direct.size();
+                // Room for the whole message at once (capped at 1 GiB: the rest grows as the
+                // chunks come, so no claim of a header is allocated blindly).
+                if (!into_direct) assembly.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(h.total, 1ULL << 30)));
             } else if (!fits || !assembling) { // a marker, or the rest of a message whose sender died
                 consume();
                 continue;
             }
-            assembly.insert(assembly.end(), it->payload, it->payload + h.length);
+            if (into_direct) {
+                if (h.length > direct.size() - gathered) throw serialization_error("multiproc: a message is longer than it said");
+                std::memcpy(direct.data() + gathered, it->payload, h.length);
+            } else {
+                assembly.insert(assembly.end(), it->payload, it->payload + h.length);
+            }
+            gathered += h.length;
             consume();
-            if (final) return take(std::span<const std::byte>(assembly));
+            if (final)
+                return take(into_direct ? std::span<const std::byte>(direct.data(), gathered)
+                                        : std::span<const std::byte>(assembly));
         }
     }
 

@@ -116,7 +116,8 @@ public:
     }
 
     /// Takes the next frame and hands its payload to `take`; eof_error at end of file.
-    void recv(function_ref<void(std::span<const std::byte>)> take) {
+    /// (`direct` is for the shm transport's gathering; a stream reads into its own window.)
+    void recv(function_ref<void(std::span<const std::byte>)> take, std::span<std::byte> /*direct*/ = {}) {
         if (wait(std::nullopt) == frame_status::eof)
             throw eof_error(in_.size() ? "multiproc: got end of file during message" : "multiproc: end of file: every "
                                                                                        "other holder of the connection "
