@@ -29,9 +29,10 @@ int throws_for(int x) {
     }
 }
 
-remote_error caught(pool& p, int x) {
+template <class Pool>
+remote_error caught(Pool& p, int x) {
     try {
-        (void)p.apply(throws_for, x);
+        (void)p.apply(fn<&throws_for>, x);
     } catch (const remote_error& e) {
         return e;
     }
@@ -40,9 +41,9 @@ remote_error caught(pool& p, int x) {
 }
 } // namespace
 
-TEST_CASE("design 5.2: an exception of any type in a task comes back as remote_error",
-          "[pool][errors][design5]") {
-    pool p(2);
+TEMPLATE_TEST_CASE("design 5.2: an exception of any type in a task comes back as remote_error",
+                   "[pool][errors][design5]", START_METHODS) {
+    basic_pool<typename TestType::policies::start> p(2);
     auto e1 = caught(p, 1);
     CHECK(e1.type_name() == "std::out_of_range");
     CHECK(e1.message() == "index 1 out of range");
@@ -57,7 +58,7 @@ TEST_CASE("design 5.2: an exception of any type in a task comes back as remote_e
     CHECK(caught(p, 4).type_name() == "(anonymous namespace)::custom_error");
     CHECK(caught(p, 4).message() == "custom");
     CHECK(caught(p, 5).type_name() == "std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >");
-    CHECK(p.apply(throws_for, 9) == 9); // the pool is still usable
+    CHECK(p.apply(fn<&throws_for>, 9) == 9); // the pool is still usable
 }
 
 TEST_CASE("a failing element of map names its index, the first error wins", "[pool][errors][map]") {
