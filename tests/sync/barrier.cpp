@@ -1,5 +1,9 @@
 // multiproc::barrier: CPython's Barrier between processes (indices, action, timeout, reset,
 // abort), and what happens when a party dies: the barrier breaks instead of hanging.
+// Every case that starts children runs under each start method (START_METHODS), except
+// those of a barrier with an action: an action is a callable that cannot cross into a
+// spawn or forkserver child (start() refuses, see tests/shared/crossing.cpp), so they are
+// fork-only.
 #include "sync/sync_support.hpp"
 
 #include <multiproc/process.hpp>
@@ -12,29 +16,33 @@ using namespace multiproc;
 using namespace std::chrono_literals;
 
 namespace {
-/// Runs `b.wait(timeout)` in a child; its exit code is the index, or 100 for
-/// broken_barrier_error with the message `expect` (when given), 101 for another message.
-process party(barrier& b, std::string expect = {}, std::chrono::milliseconds timeout = 30s) {
-    process p([&b, expect, timeout] {
-        try {
-            std::_Exit(static_cast<int>(b.wait(timeout)));
-        } catch (const broken_barrier_error& e) {
-            std::_Exit(expect.empty() || e.what() == expect ? 100 : 101);
-        }
-    });
+/// Runs `b.wait(timeout)` in a child of context `Ctx`; its exit code is the index, or 100
+/// for broken_barrier_error with the message `expect` (when given), 101 for another message.
+template <class Ctx>
+test::process_t<Ctx> party(barrier& b, std::string expect = {}, std::chrono::milliseconds timeout = 30s) {
+    test::process_t<Ctx> p(
+        [](barrier bar, std::string expected, long long timeout_ms) {
+            try {
+                std::_Exit(static_cast<int>(bar.wait(std::chrono::milliseconds(timeout_ms))));
+            } catch (const broken_barrier_error& e) {
+                std::_Exit(expected.empty() || e.what() == expected ? 100 : 101);
+            }
+        },
+        b, std::move(expect), static_cast<long long>(timeout.count()));
     p.start();
     return p;
 }
 } // namespace
 
+// Fork only: the barrier has an action.
 TEST_CASE("a barrier releases its parties together, each with its own index, round after round",
           "[sync][barrier]") {
     raw_value<int> actions(0);
     barrier b(3, [&] { actions.fetch_add(1); });
     CHECK(b.parties() == 3);
     for (int round = 1; round <= 3; ++round) {
-        auto p1 = party(b);
-        auto p2 = party(b);
+        auto p1 = party<by_fork>(b);
+        auto p2 = party<by_fork>(b);
         std::size_t mine = b.wait(30s);
         p1.join();
         p2.join();
@@ -46,7 +54,8 @@ TEST_CASE("a barrier releases its parties together, each with its own index, rou
     CHECK_FALSE(b.broken());
 }
 
-TEST_CASE("a barrier wait that times out breaks it for everyone until reset()", "[sync][barrier][timeout]") {
+TEMPLATE_TEST_CASE("a barrier wait that times out breaks it for everyone until reset()", "[sync][barrier][timeout]",
+                   START_METHODS) {
     barrier b(2, 40ms); // the default timeout
     auto t0 = std::chrono::steady_clock::now();
     CHECK_THROWS_MATCHES(b.wait(), broken_barrier_error,
@@ -56,15 +65,15 @@ TEST_CASE("a barrier wait that times out breaks it for everyone until reset()", 
     CHECK_THROWS_AS(b.wait(30s), broken_barrier_error); // at once
     b.reset();
     CHECK_FALSE(b.broken());
-    auto p = party(b);
+    auto p = party<TestType>(b);
     CHECK(b.wait(30s) <= 1);
     p.join();
     CHECK(p.exitcode() <= 1);
 }
 
-TEST_CASE("abort() and reset() break the wait of the parties waiting", "[sync][barrier]") {
+TEMPLATE_TEST_CASE("abort() and reset() break the wait of the parties waiting", "[sync][barrier]", START_METHODS) {
     barrier b(3);
-    auto p = party(b, "barrier is broken: abort() was called");
+    auto p = party<TestType>(b, "barrier is broken: abort() was called");
     REQUIRE(test::asleep_in(*p.pid()));
     CHECK(b.n_waiting() == 1);
     b.abort();
@@ -72,7 +81,7 @@ TEST_CASE("abort() and reset() break the wait of the parties waiting", "[sync][b
     CHECK(p.exitcode() == 100);
     CHECK(b.broken());
     b.reset();
-    auto q = party(b, "barrier was reset while waiting");
+    auto q = party<TestType>(b, "barrier was reset while waiting");
     REQUIRE(test::asleep_in(*q.pid()));
     b.reset();
     q.join();
@@ -81,9 +90,10 @@ TEST_CASE("abort() and reset() break the wait of the parties waiting", "[sync][b
     CHECK(b.n_waiting() == 0);
 }
 
+// Fork only: the barrier has an action.
 TEST_CASE("an action that throws breaks the barrier, its party gets the exception", "[sync][barrier]") {
     barrier b(2, [] { throw std::runtime_error("action failed"); });
-    auto p = party(b, "barrier is broken: its action threw an exception");
+    auto p = party<by_fork>(b, "barrier is broken: its action threw an exception");
     REQUIRE(test::asleep_in(*p.pid()));
     CHECK_THROWS_MATCHES(b.wait(30s), std::runtime_error, Catch::Matchers::Message("action failed"));
     p.join();
@@ -99,10 +109,10 @@ TEST_CASE("a barrier needs at least one party", "[sync][barrier]") {
     CHECK(one.wait() == 0);
 }
 
-TEST_CASE("a party killed while waiting breaks the barrier, naming it, reset() makes it usable",
-          "[sync][barrier][dead]") {
+TEMPLATE_TEST_CASE("a party killed while waiting breaks the barrier, naming it, reset() makes it usable",
+                   "[sync][barrier][dead]", START_METHODS) {
     barrier b(3);
-    auto doomed = party(b);
+    auto doomed = party<TestType>(b);
     REQUIRE(test::asleep_in(*doomed.pid()));
     CHECK(b.n_waiting() == 1);
     pid_t pid = *doomed.pid();
@@ -115,8 +125,8 @@ TEST_CASE("a party killed while waiting breaks the barrier, naming it, reset() m
     doomed.join();
     CHECK(b.n_waiting() == 0);
     b.reset();
-    auto p1 = party(b);
-    auto p2 = party(b);
+    auto p1 = party<TestType>(b);
+    auto p2 = party<TestType>(b);
     CHECK(b.wait(30s) <= 2);
     p1.join();
     p2.join();
@@ -124,6 +134,7 @@ TEST_CASE("a party killed while waiting breaks the barrier, naming it, reset() m
     CHECK(p2.exitcode() <= 2);
 }
 
+// Fork only: the barrier has an action.
 TEST_CASE("a party that dies running the action breaks the barrier for the others", "[sync][barrier][dead]") {
     pid_t main_pid = ::getpid();
     barrier b(2, [main_pid] {

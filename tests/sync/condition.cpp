@@ -1,5 +1,7 @@
 // multiproc::condition: wait/notify between processes with CPython's messages; no wake-up
-// stolen by a later waiter or lost to one that timed out; a dead holder of its lock.
+// stolen by a later waiter or lost to one that timed out; a dead holder of its lock. Every
+// case that starts children runs under each start method (START_METHODS): the condition
+// crosses into them as an argument.
 #include "sync/sync_support.hpp"
 
 #include <multiproc/process.hpp>
@@ -13,15 +15,18 @@ using namespace multiproc;
 using namespace std::chrono_literals;
 
 namespace {
-/// Starts a child that waits on `c` for at most `timeout`; it exits with 0 if wait()
-/// returned `expect` (true: notified), else 1.
-process start_waiter(condition& c, std::chrono::milliseconds timeout, bool expect = true) {
-    process p([&c, timeout, expect] {
-        std::lock_guard g(c);
-        bool woken = c.wait(timeout);
-        c.release(); // _Exit runs no destructor
-        std::_Exit(woken == expect ? 0 : 1);
-    });
+/// Starts a child of context `Ctx` that waits on `c` for at most `timeout`; it exits with 0
+/// if wait() returned `expect` (true: notified), else 1.
+template <class Ctx>
+test::process_t<Ctx> start_waiter(condition& c, std::chrono::milliseconds timeout, bool expect = true) {
+    test::process_t<Ctx> p(
+        [](condition cond, long long timeout_ms, bool expected) {
+            std::lock_guard g(cond);
+            bool woken = cond.wait(std::chrono::milliseconds(timeout_ms));
+            cond.release(); // _Exit runs no destructor
+            std::_Exit(woken == expected ? 0 : 1);
+        },
+        c, static_cast<long long>(timeout.count()), expect);
     p.start();
     return p;
 }
@@ -53,16 +58,19 @@ TEST_CASE("wait(timeout) returns false after the timeout, holding the lock again
     CHECK(test::repr(c) == "<Condition(<RLock(MainProcess, 2)>, 0)>");
 }
 
-TEST_CASE("a condition over a plain lock: a producer notifies a consumer in another process", "[sync][condition]") {
+TEMPLATE_TEST_CASE("a condition over a plain lock: a producer notifies a consumer in another process",
+                   "[sync][condition]", START_METHODS) {
     lock l;
     condition c(l);
     raw_value<int> items(0);
-    process consumer([&] {
-        std::unique_lock g(c);
-        bool ok = c.wait_for([&] { return items.load() == 3; }, 30s);
-        g.unlock(); // _Exit runs no destructor
-        std::_Exit(ok ? 0 : 1);
-    });
+    test::process_t<TestType> consumer(
+        [](condition cond, raw_value<int> its) {
+            std::unique_lock g(cond);
+            bool ok = cond.wait_for([&] { return its.load() == 3; }, 30s);
+            g.unlock(); // _Exit runs no destructor
+            std::_Exit(ok ? 0 : 1);
+        },
+        c, items);
     consumer.start();
     for (int i = 0; i < 3; ++i) {
         std::lock_guard g(c);
@@ -74,19 +82,20 @@ TEST_CASE("a condition over a plain lock: a producer notifies a consumer in anot
     CHECK(test::repr(c) == "<Condition(<Lock(owner=None)>, 0)>");
 }
 
-TEST_CASE("notify(n) wakes n waiters, notify_all the rest", "[sync][condition]") {
+TEMPLATE_TEST_CASE("notify(n) wakes n waiters, notify_all the rest", "[sync][condition]", START_METHODS) {
     condition c;
     raw_value<int> woken(0);
     constexpr int n = 3;
-    std::vector<process> ps;
-    for (int i = 0; i < n; ++i)
-        ps.emplace_back([&] {
-            c.acquire();
-            bool ok = c.wait(30s);
-            woken.fetch_add(1);
-            c.release();
+    auto ps = test::children<TestType>(
+        n,
+        [](condition cond, raw_value<int> w) {
+            cond.acquire();
+            bool ok = cond.wait(30s);
+            w.fetch_add(1);
+            cond.release();
             std::_Exit(ok ? 0 : 1);
-        });
+        },
+        c, woken);
     for (auto& p : ps) p.start();
     for (auto& p : ps) REQUIRE(test::asleep_in(*p.pid()));
     {
@@ -107,20 +116,20 @@ TEST_CASE("notify(n) wakes n waiters, notify_all the rest", "[sync][condition]")
         std::lock_guard g(c);
         c.notify_all();
     }
-    for (auto& p : ps) p.join();
-    for (auto& p : ps) CHECK(p.exitcode() == 0);
+    test::join_all_ok(ps);
     CHECK(woken.load() == n);
 }
 
-TEST_CASE("a waiter that comes after notify() does not take the wake-up of one already waiting", "[sync][condition]") {
+TEMPLATE_TEST_CASE("a waiter that comes after notify() does not take the wake-up of one already waiting",
+                   "[sync][condition]", START_METHODS) {
     condition c;
-    auto early = start_waiter(c, 30s);
+    auto early = start_waiter<TestType>(c, 30s);
     REQUIRE(test::asleep_in(*early.pid()));
-    std::optional<process> late;
+    std::optional<test::process_t<TestType>> late;
     {
         std::lock_guard g(c);
         c.notify();
-        late = start_waiter(c, 100ms, false); // it cannot wait before we release the lock
+        late = start_waiter<TestType>(c, 100ms, false); // it cannot wait before we release the lock
     }
     early.join();
     late->join();
@@ -128,11 +137,12 @@ TEST_CASE("a waiter that comes after notify() does not take the wake-up of one a
     CHECK(late->exitcode() == 0); // not woken
 }
 
-TEST_CASE("a waiter that timed out does not absorb a later notify()", "[sync][condition][timeout]") {
+TEMPLATE_TEST_CASE("a waiter that timed out does not absorb a later notify()", "[sync][condition][timeout]",
+                   START_METHODS) {
     condition c;
-    auto quitter = start_waiter(c, 100ms, false);
+    auto quitter = start_waiter<TestType>(c, 100ms, false);
     REQUIRE(test::asleep_in(*quitter.pid()));
-    auto stayer = start_waiter(c, 30s); // its ticket comes after the quitter's
+    auto stayer = start_waiter<TestType>(c, 30s); // its ticket comes after the quitter's
     REQUIRE(test::asleep_in(*stayer.pid()));
     quitter.join();
     CHECK(quitter.exitcode() == 0);
@@ -144,10 +154,10 @@ TEST_CASE("a waiter that timed out does not absorb a later notify()", "[sync][co
     CHECK(stayer.exitcode() == 0);
 }
 
-TEST_CASE("the lock of a condition whose holder is killed goes to the next acquirer, who is told",
-          "[sync][condition][dead]") {
+TEMPLATE_TEST_CASE("the lock of a condition whose holder is killed goes to the next acquirer, who is told",
+                   "[sync][condition][dead]", START_METHODS) {
     condition c;
-    auto p = test::start_holder([&] { c.acquire(); });
+    auto p = test::start_holder<TestType>([](condition cond) { cond.acquire(); }, c);
     p.kill();
     std::unique_lock g(c, std::defer_lock);
     REQUIRE(g.try_lock_for(30s));
@@ -158,16 +168,18 @@ TEST_CASE("the lock of a condition whose holder is killed goes to the next acqui
     p.join();
 }
 
-TEST_CASE("a waiter killed while waiting does not stop notify_all() from waking the others",
-          "[sync][condition][dead]") {
+TEMPLATE_TEST_CASE("a waiter killed while waiting does not stop notify_all() from waking the others",
+                   "[sync][condition][dead]", START_METHODS) {
     condition c;
-    process doomed([&] {
-        std::lock_guard g(c);
-        c.wait();
-    });
+    test::process_t<TestType> doomed(
+        [](condition cond) {
+            std::lock_guard g(cond);
+            cond.wait();
+        },
+        c);
     doomed.start();
     REQUIRE(test::asleep_in(*doomed.pid()));
-    auto waiter = start_waiter(c, 30s);
+    auto waiter = start_waiter<TestType>(c, 30s);
     REQUIRE(test::asleep_in(*waiter.pid()));
     doomed.kill();
     doomed.join();

@@ -1,4 +1,5 @@
-// multiproc::event: set, clear, is_set and wait between processes.
+// multiproc::event: set, clear, is_set and wait between processes, under each start method
+// (START_METHODS): the event crosses into the children as an argument.
 #include "sync/sync_support.hpp"
 
 #include <multiproc/process.hpp>
@@ -24,28 +25,30 @@ TEST_CASE("an event is set, cleared and waited for", "[sync][event]") {
     CHECK_FALSE(e.wait(0s));
 }
 
-TEST_CASE("a set() in one process wakes every process waiting on the event", "[sync][event]") {
-    event e, ready;
+TEMPLATE_TEST_CASE("a set() in one process wakes every process waiting on the event", "[sync][event]", START_METHODS) {
+    event e;
     constexpr int n = 3;
     semaphore waiting(0);
-    std::vector<process> ps;
-    for (int i = 0; i < n; ++i)
-        ps.emplace_back([&] {
-            waiting.release();
-            std::_Exit(e.wait(30s) ? 0 : 1);
-        });
+    auto ps = test::children<TestType>(
+        n,
+        [](event ev, semaphore w) {
+            w.release();
+            std::_Exit(ev.wait(30s) ? 0 : 1);
+        },
+        e, waiting);
     for (auto& p : ps) p.start();
     for (int i = 0; i < n; ++i) REQUIRE(waiting.acquire(30s));
-    process setter([&] { e.set(); });
+    test::process_t<TestType> setter([](event ev) { ev.set(); }, e);
     setter.start();
     setter.join();
-    for (auto& p : ps) p.join();
-    for (auto& p : ps) CHECK(p.exitcode() == 0);
+    CHECK(setter.exitcode() == 0);
+    test::join_all_ok(ps);
 }
 
-TEST_CASE("a waiter woken by set() returns true even if clear() follows at once", "[sync][event]") {
+TEMPLATE_TEST_CASE("a waiter woken by set() returns true even if clear() follows at once", "[sync][event]",
+                   START_METHODS) {
     event e;
-    process p([&] { std::_Exit(e.wait(30s) ? 0 : 1); });
+    test::process_t<TestType> p([](event ev) { std::_Exit(ev.wait(30s) ? 0 : 1); }, e);
     p.start();
     REQUIRE(test::asleep_in(*p.pid()));
     e.set();

@@ -1,5 +1,6 @@
 // multiproc::lock: CPython's Lock semantics and messages between processes, the standard
-// lock wrappers, and a holder killed with SIGKILL.
+// lock wrappers, and a holder killed with SIGKILL. Every case that starts children runs
+// under each start method (START_METHODS): the lock crosses into them as an argument.
 #include "sync/sync_support.hpp"
 
 #include <multiproc/context.hpp>
@@ -17,16 +18,18 @@ using detail::sys::call;
 namespace {
 auto elapsed_since(std::chrono::steady_clock::time_point t0) { return std::chrono::steady_clock::now() - t0; }
 
-/// Starts a child that acquires `l`, then releases it when `gate` opens.
-template <class Lock>
-process holder_until(Lock& l, test::gate& gate) {
+/// Starts a child of context `Ctx` that acquires `l`, then releases it when `gate` opens.
+template <class Ctx>
+test::process_t<Ctx> holder_until(lock& l, test::gate& gate) {
     event held;
-    process p([&l, held, &gate]() mutable {
-        l.acquire();
-        held.set();
-        gate.wait();
-        l.release();
-    });
+    test::process_t<Ctx> p(
+        [](lock m, event h, test::fd_arg g) {
+            m.acquire();
+            h.set();
+            g.wait_eof();
+            m.release();
+        },
+        l, held, gate.end());
     p.start();
     REQUIRE(held.wait(30s));
     return p;
@@ -47,10 +50,11 @@ TEST_CASE("a lock is acquired once, releasing an unlocked lock is CPython's Valu
     l.release();
 }
 
-TEST_CASE("any process may release a lock, as Python's Lock is a binary semaphore", "[sync][lock]") {
+TEMPLATE_TEST_CASE("any process may release a lock, as Python's Lock is a binary semaphore", "[sync][lock]",
+                   START_METHODS) {
     lock l;
     l.acquire();
-    process p([&] { l.release(); });
+    test::process_t<TestType> p([](lock m) { m.release(); }, l);
     p.start();
     p.join();
     CHECK(p.exitcode() == 0);
@@ -58,10 +62,11 @@ TEST_CASE("any process may release a lock, as Python's Lock is a binary semaphor
     l.release();
 }
 
-TEST_CASE("acquire(timeout) gives up after the timeout, and returns when the holder releases", "[sync][lock][timeout]") {
+TEMPLATE_TEST_CASE("acquire(timeout) gives up after the timeout, and returns when the holder releases",
+                   "[sync][lock][timeout]", START_METHODS) {
     lock l;
     test::gate gate;
-    auto p = holder_until(l, gate);
+    auto p = holder_until<TestType>(l, gate);
     CHECK(test::repr(l) == "<Lock(owner=SomeOtherProcess)>");
     auto t0 = std::chrono::steady_clock::now();
     CHECK_FALSE(l.acquire(50ms));
@@ -78,48 +83,46 @@ TEST_CASE("acquire(timeout) gives up after the timeout, and returns when the hol
     CHECK(p.exitcode() == 0);
 }
 
-TEST_CASE("N processes x M increments under a lock give exactly N*M", "[sync][lock][counter]") {
+TEMPLATE_TEST_CASE("N processes x M increments under a lock give exactly N*M", "[sync][lock][counter]",
+                   START_METHODS) {
     constexpr int n = 4, m = 20000;
     lock l;
     raw_value<int> counter(0); // plain, non-atomic increments: only the lock makes them safe
     test::gate go;             // all start at once, so that they contend
-    std::vector<process> ps;
-    for (int i = 0; i < n; ++i)
-        ps.emplace_back([&] {
-            go.wait();
-            for (int j = 0; j < m; ++j) {
-                std::lock_guard g(l);
-                int v = counter.get_obj();
-                counter.get_obj() = v + 1;
+    auto ps = test::children<TestType>(
+        n,
+        [](lock lk, raw_value<int> c, test::fd_arg g, int times) {
+            g.wait_eof();
+            for (int j = 0; j < times; ++j) {
+                std::lock_guard guard(lk);
+                int v = c.get_obj();
+                c.get_obj() = v + 1;
             }
-        });
+        },
+        l, counter, go.end(), m);
     for (auto& p : ps) p.start();
     go.release();
-    for (auto& p : ps) p.join();
-    for (auto& p : ps) CHECK(p.exitcode() == 0);
+    test::join_all_ok(ps);
     CHECK(counter.load() == n * m);
 }
 
-TEST_CASE("locks work with std::unique_lock (timed) and std::scoped_lock of two locks", "[sync][lock][std]") {
+TEMPLATE_TEST_CASE("locks work with std::unique_lock (timed) and std::scoped_lock of two locks", "[sync][lock][std]",
+                   START_METHODS) {
     lock a, b;
     raw_value<long> counter(0);
     constexpr int rounds = 5000;
     test::gate go;
-    // Two processes take the same two locks in opposite orders: std::scoped_lock avoids the deadlock.
-    process p1([&] {
-        go.wait();
-        for (int i = 0; i < rounds; ++i) {
-            std::scoped_lock both(a, b);
-            ++counter.get_obj();
+    // Two processes take the same two locks in opposite orders: std::scoped_lock avoids the
+    // deadlock. The second gets them swapped.
+    auto both_locks = [](lock first, lock second, raw_value<long> c, test::fd_arg g, int times) {
+        g.wait_eof();
+        for (int i = 0; i < times; ++i) {
+            std::scoped_lock both(first, second);
+            ++c.get_obj();
         }
-    });
-    process p2([&] {
-        go.wait();
-        for (int i = 0; i < rounds; ++i) {
-            std::scoped_lock both(b, a);
-            ++counter.get_obj();
-        }
-    });
+    };
+    test::process_t<TestType> p1(both_locks, a, b, counter, go.end(), rounds);
+    test::process_t<TestType> p2(both_locks, b, a, counter, go.end(), rounds);
     p1.start();
     p2.start();
     go.release();
@@ -131,7 +134,7 @@ TEST_CASE("locks work with std::unique_lock (timed) and std::scoped_lock of two 
 
     std::unique_lock ua(a, std::defer_lock);
     CHECK(ua.try_lock_for(1s));
-    process q([&] { std::_Exit(a.try_lock() ? 1 : 0); });
+    test::process_t<TestType> q([](lock m) { std::_Exit(m.try_lock() ? 1 : 0); }, a);
     q.start();
     q.join();
     CHECK(q.exitcode() == 0);
@@ -139,12 +142,13 @@ TEST_CASE("locks work with std::unique_lock (timed) and std::scoped_lock of two 
     CHECK(ua.try_lock_until(std::chrono::steady_clock::now() + 1s));
 }
 
-TEST_CASE("a lock whose holder is killed goes to the next acquirer, who is told", "[sync][lock][dead]") {
+TEMPLATE_TEST_CASE("a lock whose holder is killed goes to the next acquirer, who is told", "[sync][lock][dead]",
+                   START_METHODS) {
     lock l;
-    auto p = test::start_holder([&] { l.acquire(); });
+    auto p = test::start_holder<TestType>([](lock m) { m.acquire(); }, l);
     CHECK_FALSE(l.acquire(false)); // the holder is alive
     pid_t pid = *p.pid();
-    p.kill(); // not reaped yet: a zombie still holds the pid
+    p.kill(); // not reaped yet (under fork and spawn): a zombie still holds the pid
     auto t0 = std::chrono::steady_clock::now();
     REQUIRE(l.acquire(30s));
     CHECK(elapsed_since(t0) < 5s);
@@ -159,15 +163,18 @@ TEST_CASE("a lock whose holder is killed goes to the next acquirer, who is told"
     CHECK(p.exitcode() == -SIGKILL);
 }
 
-TEST_CASE("a process blocked on a lock takes it over when the holder is killed", "[sync][lock][dead]") {
+TEMPLATE_TEST_CASE("a process blocked on a lock takes it over when the holder is killed", "[sync][lock][dead]",
+                   START_METHODS) {
     lock l;
-    auto p = test::start_holder([&] { l.acquire(); });
+    auto p = test::start_holder<TestType>([](lock m) { m.acquire(); }, l);
     event waiting;
-    process waiter([&] {
-        waiting.set();
-        bool got = l.acquire(30s);
-        std::_Exit(got && l.owner_died() ? 0 : 1);
-    });
+    test::process_t<TestType> waiter(
+        [](lock m, event w) {
+            w.set();
+            bool got = m.acquire(30s);
+            std::_Exit(got && m.owner_died() ? 0 : 1);
+        },
+        l, waiting);
     waiter.start();
     REQUIRE(waiting.wait(30s));
     p.kill();
@@ -180,9 +187,10 @@ TEST_CASE("a process blocked on a lock takes it over when the holder is killed",
     l.release();
 }
 
-TEST_CASE("a non-blocking acquire takes over a lock whose holder has ended", "[sync][lock][dead]") {
+TEMPLATE_TEST_CASE("a non-blocking acquire takes over a lock whose holder has ended", "[sync][lock][dead]",
+                   START_METHODS) {
     lock l;
-    process p([&] { l.acquire(); }); // exits normally, still holding it
+    test::process_t<TestType> p([](lock m) { m.acquire(); }, l); // exits normally, still holding it
     p.start();
     p.join();
     CHECK(l.acquire(false));
@@ -190,10 +198,11 @@ TEST_CASE("a non-blocking acquire takes over a lock whose holder has ended", "[s
     l.release();
 }
 
-TEST_CASE("an interrupted futex wait is retried, a failing one is an os_error naming it", "[sync][lock][faults]") {
+TEMPLATE_TEST_CASE("an interrupted futex wait is retried, a failing one is an os_error naming it",
+                   "[sync][lock][faults]", START_METHODS) {
     lock l;
     test::gate gate;
-    auto p = holder_until(l, gate);
+    auto p = holder_until<TestType>(l, gate);
     {
         test::inject eintr(call::futex, EINTR, 3);
         CHECK_FALSE(l.acquire(30ms));
@@ -209,11 +218,12 @@ TEST_CASE("an interrupted futex wait is retried, a failing one is an os_error na
     p.join();
 }
 
-TEST_CASE("without /proc, a dead holder that has been reaped is still found", "[sync][lock][dead][faults]") {
+TEMPLATE_TEST_CASE("without /proc, a dead holder that has been reaped is still found", "[sync][lock][dead][faults]",
+                   START_METHODS) {
     lock l;
     l.acquire(); // this process's id is known before /proc goes missing
     l.release();
-    auto p = test::start_holder([&] { l.acquire(); });
+    auto p = test::start_holder<TestType>([](lock m) { m.acquire(); }, l);
     p.kill();
     p.join(); // reaped: kill(pid, 0) reports ESRCH
     test::inject no_proc(call::open, EACCES, 1000);

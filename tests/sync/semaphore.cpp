@@ -1,5 +1,7 @@
 // multiproc::semaphore and bounded_semaphore: counting between processes, CPython's
 // errors, and units given back when their holder dies (never made up for a consumer).
+// Every case that starts children runs under each start method (START_METHODS): the
+// semaphore crosses into them as an argument.
 #include "sync/sync_support.hpp"
 
 #include <multiproc/process.hpp>
@@ -41,49 +43,54 @@ TEST_CASE("a semaphore counts, a bounded one refuses to pass its bound", "[sync]
     CHECK_THROWS_AS(bounded_semaphore(-1), value_error);
 }
 
-TEST_CASE("a semaphore lets at most n processes in at once", "[sync][semaphore]") {
+TEMPLATE_TEST_CASE("a semaphore lets at most n processes in at once", "[sync][semaphore]", START_METHODS) {
     constexpr int n = 2, procs = 5, rounds = 300;
     semaphore s(n);
     raw_value<int> inside(0), most(0);
     test::gate go;
-    std::vector<process> ps;
-    for (int i = 0; i < procs; ++i)
-        ps.emplace_back([&] {
-            go.wait();
-            for (int j = 0; j < rounds; ++j) {
-                std::lock_guard g(s);
-                int now = inside.fetch_add(1) + 1;
-                int m = most.load();
-                while (now > m && !most.compare_exchange(m, now)) {
+    auto ps = test::children<TestType>(
+        procs,
+        [](semaphore sem, raw_value<int> in, raw_value<int> top, test::fd_arg g, int times) {
+            g.wait_eof();
+            for (int j = 0; j < times; ++j) {
+                std::lock_guard guard(sem);
+                int now = in.fetch_add(1) + 1;
+                int m = top.load();
+                while (now > m && !top.compare_exchange(m, now)) {
                 }
-                inside.fetch_sub(1);
+                in.fetch_sub(1);
             }
-        });
+        },
+        s, inside, most, go.end(), rounds);
     for (auto& p : ps) p.start();
     go.release();
-    for (auto& p : ps) p.join();
-    for (auto& p : ps) CHECK(p.exitcode() == 0);
+    test::join_all_ok(ps);
     CHECK(most.load() <= n);
     CHECK(most.load() >= 1);
     CHECK(s.get_value() == n);
 }
 
-TEST_CASE("a semaphore signals from one process to another", "[sync][semaphore]") {
+TEMPLATE_TEST_CASE("a semaphore signals from one process to another", "[sync][semaphore]", START_METHODS) {
     semaphore items(0);
-    process producer([&] {
-        for (int i = 0; i < 3; ++i) items.release();
-    });
+    test::process_t<TestType> producer(
+        [](semaphore sem) {
+            for (int i = 0; i < 3; ++i) sem.release();
+        },
+        items);
     producer.start();
     for (int i = 0; i < 3; ++i) CHECK(items.acquire(30s));
     producer.join();
+    CHECK(producer.exitcode() == 0);
     CHECK(items.get_value() == 0);
 }
 
-TEST_CASE("units taken by a consumer that ends are not made up: signals are consumed", "[sync][semaphore][dead]") {
+TEMPLATE_TEST_CASE("units taken by a consumer that ends are not made up: signals are consumed",
+                   "[sync][semaphore][dead]", START_METHODS) {
     semaphore items(0);
     items.release();
     items.release();
-    process consumer([&] { std::_Exit(items.acquire(false) && items.acquire(false) ? 0 : 1); });
+    test::process_t<TestType> consumer(
+        [](semaphore sem) { std::_Exit(sem.acquire(false) && sem.acquire(false) ? 0 : 1); }, items);
     consumer.start();
     consumer.join();
     CHECK(consumer.exitcode() == 0);
@@ -91,12 +98,15 @@ TEST_CASE("units taken by a consumer that ends are not made up: signals are cons
     CHECK(items.get_value() == 0);
 }
 
-TEST_CASE("units held by a killed process go back to the semaphore, the acquirer is told", "[sync][semaphore][dead]") {
+TEMPLATE_TEST_CASE("units held by a killed process go back to the semaphore, the acquirer is told",
+                   "[sync][semaphore][dead]", START_METHODS) {
     semaphore s(3);
-    auto p = test::start_holder([&] {
-        s.acquire();
-        s.acquire();
-    });
+    auto p = test::start_holder<TestType>(
+        [](semaphore sem) {
+            sem.acquire();
+            sem.acquire();
+        },
+        s);
     CHECK(s.acquire(false)); // the third unit, free
     CHECK_FALSE(s.owner_died());
     CHECK_FALSE(s.acquire(false));
@@ -115,9 +125,10 @@ TEST_CASE("units held by a killed process go back to the semaphore, the acquirer
     p.join();
 }
 
-TEST_CASE("a unit handed off (acquired here, released there) is not given back twice", "[sync][semaphore][dead]") {
+TEMPLATE_TEST_CASE("a unit handed off (acquired here, released there) is not given back twice",
+                   "[sync][semaphore][dead]", START_METHODS) {
     bounded_semaphore b(1);
-    auto p = test::start_holder([&] { b.acquire(); });
+    auto p = test::start_holder<TestType>([](bounded_semaphore sem) { sem.acquire(); }, b);
     b.release(); // on the holder's behalf
     p.kill();
     p.join();
@@ -128,9 +139,10 @@ TEST_CASE("a unit handed off (acquired here, released there) is not given back t
     b.release();
 }
 
-TEST_CASE("a bounded semaphore is not over-filled by units coming back", "[sync][semaphore][dead]") {
+TEMPLATE_TEST_CASE("a bounded semaphore is not over-filled by units coming back", "[sync][semaphore][dead]",
+                   START_METHODS) {
     bounded_semaphore b(2);
-    auto p = test::start_holder([&] { b.acquire(); });
+    auto p = test::start_holder<TestType>([](bounded_semaphore sem) { sem.acquire(); }, b);
     p.kill();
     p.join();
     CHECK(b.acquire(30s));
@@ -142,25 +154,26 @@ TEST_CASE("a bounded semaphore is not over-filled by units coming back", "[sync]
     CHECK_THROWS_AS(b.release(), value_error);
 }
 
-TEST_CASE("a semaphore with many holders tracks the first 64 and still counts the rest", "[sync][semaphore]") {
+TEMPLATE_TEST_CASE("a semaphore with many holders tracks the first 64 and still counts the rest", "[sync][semaphore]",
+                   START_METHODS) {
     constexpr int n = 70;
     semaphore s(n);
-    std::vector<process> ps;
     event all;
     raw_value<int> taken(0);
     test::gate done;
-    for (int i = 0; i < n; ++i)
-        ps.emplace_back([&] {
-            s.acquire();
-            if (taken.fetch_add(1) + 1 == n) all.set();
-            done.wait();
-            s.release();
-        });
+    auto ps = test::children<TestType>(
+        n,
+        [](semaphore sem, event everyone, raw_value<int> count, test::fd_arg g, int holders) {
+            sem.acquire();
+            if (count.fetch_add(1) + 1 == holders) everyone.set();
+            g.wait_eof();
+            sem.release();
+        },
+        s, all, taken, done.end(), n);
     for (auto& p : ps) p.start();
-    REQUIRE(all.wait(30s));
+    REQUIRE(all.wait(60s));
     CHECK(s.get_value() == 0);
     done.release();
-    for (auto& p : ps) p.join();
-    for (auto& p : ps) CHECK(p.exitcode() == 0);
+    test::join_all_ok(ps);
     CHECK(s.get_value() == n);
 }

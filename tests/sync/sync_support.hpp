@@ -11,6 +11,7 @@
 #include <sched.h>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace test {
 
@@ -37,20 +38,39 @@ inline bool asleep_in(pid_t pid, const std::string& where = "futex", std::chrono
     return false;
 }
 
-/// Starts a child that runs `take()` (acquiring a lock, units of a semaphore, ...), says
-/// so, and then waits to be killed: the holder of the tests of what a dead holder does.
-/// Returns once `take()` has returned in the child.
-template <class F>
-multiproc::process start_holder(F take) {
+/// Starts a child of context `Ctx` that runs `Take{}(args...)` (acquiring a lock, units of a
+/// semaphore, ...), says so, and then waits to be killed: the holder of the tests of what a
+/// dead holder does. `Take` is a lambda without captures, so that it runs in a spawn or
+/// forkserver child too; what it acts on comes in `args`. Returns once it has returned in
+/// the child.
+template <class Ctx, class Take, class... Args>
+process_t<Ctx> start_holder(Take, Args... args) {
     multiproc::event held;
-    multiproc::process p([take, held]() mutable {
-        take();
-        held.set();
-        for (;;) ::pause();
-    });
+    process_t<Ctx> p(
+        [](multiproc::event h, Args... a) {
+            Take{}(a...);
+            h.set();
+            for (;;) ::pause();
+        },
+        held, args...);
     p.start();
     REQUIRE(held.wait(30s));
     return p;
+}
+
+/// `n` unstarted children of context `Ctx`, each running `target(args...)`.
+template <class Ctx, class F, class... Args>
+std::vector<process_t<Ctx>> children(int n, F target, const Args&... args) {
+    std::vector<process_t<Ctx>> ps;
+    for (int i = 0; i < n; ++i) ps.emplace_back(target, args...);
+    return ps;
+}
+
+/// Joins every child, checking that each exited with 0.
+template <class P>
+void join_all_ok(std::vector<P>& ps) {
+    for (auto& p : ps) p.join();
+    for (auto& p : ps) CHECK(p.exitcode() == 0);
 }
 
 } // namespace test
