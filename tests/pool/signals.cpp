@@ -6,6 +6,11 @@
 #include <vector>
 
 namespace {
+template <class Ctx>
+std::string method() {
+    return std::string(Ctx::start_method());
+}
+
 /// Reads worker pids, one per line, up to "ready".
 std::vector<pid_t> pids_until_ready(int fd) {
     std::vector<pid_t> pids;
@@ -15,9 +20,9 @@ std::vector<pid_t> pids_until_ready(int fd) {
 }
 } // namespace
 
-TEST_CASE("design 5.7: Ctrl-C stops a busy pool cleanly, with no storm of worker tracebacks",
-          "[pool][signals][design5]") {
-    test::running_program prog("pool_sigint"); // it makes itself a process group
+TEMPLATE_TEST_CASE("design 5.7: Ctrl-C stops a busy pool cleanly, with no storm of worker tracebacks",
+                   "[pool][signals][design5]", START_METHODS) {
+    test::running_program prog("pool_sigint", {method<TestType>()}); // it makes itself a process group
     auto workers = pids_until_ready(prog.out);
     REQUIRE(workers.size() == 2);
     REQUIRE(::kill(-prog.pid, SIGINT) == 0); // the whole group, as a terminal does
@@ -27,9 +32,9 @@ TEST_CASE("design 5.7: Ctrl-C stops a busy pool cleanly, with no storm of worker
     for (pid_t w : workers) CHECK(test::wait_exit(w)); // gone with their parent
 }
 
-TEST_CASE("design 5.7: a program that catches Ctrl-C terminates its pool and exits normally",
-          "[pool][signals][design5]") {
-    test::running_program prog("pool_sigint", {"handle"});
+TEMPLATE_TEST_CASE("design 5.7: a program that catches Ctrl-C terminates its pool and exits normally",
+                   "[pool][signals][design5]", START_METHODS) {
+    test::running_program prog("pool_sigint", {method<TestType>(), "handle"});
     auto workers = pids_until_ready(prog.out);
     REQUIRE(workers.size() == 2);
     REQUIRE(::kill(-prog.pid, SIGINT) == 0);
@@ -40,8 +45,9 @@ TEST_CASE("design 5.7: a program that catches Ctrl-C terminates its pool and exi
     for (pid_t w : workers) CHECK_FALSE(test::running(w));
 }
 
-TEST_CASE("design 5.5: pool workers die with their parent, even when it is killed", "[pool][signals][design5]") {
-    test::running_program prog("pool_orphan");
+TEMPLATE_TEST_CASE("design 5.5: pool workers die with their parent, even when it is killed",
+                   "[pool][signals][design5]", START_METHODS) {
+    test::running_program prog("pool_orphan", {method<TestType>()});
     auto workers = pids_until_ready(prog.out);
     REQUIRE(workers.size() == 2);
     for (pid_t w : workers) CHECK(test::running(w));
