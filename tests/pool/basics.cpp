@@ -51,16 +51,18 @@ struct raw_block { // trivially copyable, with padding: serialize::bitwise sends
     long value;
 };
 raw_block bump_block(raw_block b) { return {b.tag, b.value + 1}; }
+template <class Ctx>
+using pool_of = basic_pool<typename Ctx::policies::start>;
 } // namespace
 
-TEST_CASE("apply runs the task in a worker and returns its result", "[pool][apply]") {
-    pool p(2);
-    CHECK(p.apply(square, 7) == 49);
-    CHECK(p.apply(add, 2, 3) == 5);
-    CHECK(p.apply(pooltest::worker_pid) != ::getpid());
+TEMPLATE_TEST_CASE("apply runs the task in a worker and returns its result", "[pool][apply]", START_METHODS) {
+    pool_of<TestType> p(2);
+    CHECK(p.apply(fn<&square>, 7) == 49);
+    CHECK(p.apply(fn<&add>, 2, 3) == 5);
+    CHECK(p.apply(fn<&pooltest::worker_pid>) != ::getpid());
     CHECK(p.apply([] { return 42; }) == 42); // no arguments
-    p.apply(bump, 1);                        // void
-    CHECK(counter == 0);                      // the worker changed its own copy
+    p.apply(fn<&bump>, 1);                   // void
+    CHECK(counter == 0);                     // the worker changed its own copy
 }
 
 TEST_CASE("any stateless callable is a task: functions, pointers, lambdas, function objects",
@@ -76,12 +78,12 @@ TEST_CASE("any stateless callable is a task: functions, pointers, lambdas, funct
     CHECK(p.map(twice{}, std::vector<long>{1, 2, 3}) == std::vector<long>{2, 4, 6});
 }
 
-TEST_CASE("arguments and results may be text, vectors, tuples, optionals and plain structs",
-          "[pool][types]") {
-    pool p(2);
-    CHECK(p.apply(shout, "hi") == "hi!"); // a string literal travels as std::string
-    CHECK(p.apply(upto, 4) == std::vector<int>{0, 1, 2, 3});
-    auto pt = p.apply(swap_xy, point{1, 2});
+TEMPLATE_TEST_CASE("arguments and results may be text, vectors, tuples, optionals and plain structs",
+                   "[pool][types]", START_METHODS) {
+    pool_of<TestType> p(2);
+    CHECK(p.apply(fn<&shout>, "hi") == "hi!"); // a string literal travels as std::string
+    CHECK(p.apply(fn<&upto>, 4) == std::vector<int>{0, 1, 2, 3});
+    auto pt = p.apply(fn<&swap_xy>, point{1, 2});
     CHECK(pt.x == 2);
     CHECK(pt.y == 1);
     auto t = p.apply([](std::tuple<int, std::string> a) { return std::get<1>(a) + std::to_string(std::get<0>(a)); },
@@ -96,18 +98,18 @@ TEST_CASE("arguments and results may be text, vectors, tuples, optionals and pla
     CHECK(back.size() == (2u << 20));
 }
 
-TEST_CASE("map returns the results in input order, for any input range", "[pool][map]") {
-    pool p(2);
+TEMPLATE_TEST_CASE("map returns the results in input order, for any input range", "[pool][map]", START_METHODS) {
+    pool_of<TestType> p(2);
     auto xs = upto(1000);
-    auto ys = p.map(square, xs);
+    auto ys = p.map(fn<&square>, xs);
     REQUIRE(ys.size() == 1000);
     for (int i = 0; i < 1000; ++i) CHECK(ys[static_cast<std::size_t>(i)] == i * i);
     std::list<int> l{3, 1, 2}; // not random access
-    CHECK(p.map(square, l) == std::vector<int>{9, 1, 4});
-    CHECK(p.map(shout, std::vector<std::string>{"a", "b"}) == std::vector<std::string>{"a!", "b!"});
-    CHECK(p.map(square, std::vector<int>{}).empty());
-    for (int cs : {1, 3, 7, 1000, 5000}) CHECK(p.map(square, xs, cs) == ys);
-    p.map(bump, xs); // void: nothing to return
+    CHECK(p.map(fn<&square>, l) == std::vector<int>{9, 1, 4});
+    CHECK(p.map(fn<&shout>, std::vector<std::string>{"a", "b"}) == std::vector<std::string>{"a!", "b!"});
+    CHECK(p.map(fn<&square>, std::vector<int>{}).empty());
+    for (int cs : {1, 3, 7, 1000, 5000}) CHECK(p.map(fn<&square>, xs, cs) == ys);
+    p.map(fn<&bump>, xs); // void: nothing to return
     CHECK(p.map([](int x) { return x % 2 == 0; }, upto(5)) == std::vector<bool>{true, false, true, false, true});
 }
 
@@ -132,46 +134,47 @@ TEST_CASE("a chunksize below 1 is CPython's ValueError, with the value given", "
     CHECK(p.map(square, xs) == std::vector<int>{0, 1, 4}); // and the pool is fine
 }
 
-TEST_CASE("starmap unpacks each element into the arguments", "[pool][starmap]") {
-    pool p(2);
+TEMPLATE_TEST_CASE("starmap unpacks each element into the arguments", "[pool][starmap]", START_METHODS) {
+    pool_of<TestType> p(2);
     std::vector<std::pair<int, int>> pairs{{1, 2}, {3, 4}, {5, 6}};
-    CHECK(p.starmap(add, pairs) == std::vector<int>{3, 7, 11});
+    CHECK(p.starmap(fn<&add>, pairs) == std::vector<int>{3, 7, 11});
     std::vector<std::tuple<std::string, int>> ts{{"a", 1}, {"b", 2}};
     auto r = p.starmap([](const std::string& s, int n) { return s + std::to_string(n); }, ts, 1);
     CHECK(r == std::vector<std::string>{"a1", "b2"});
-    CHECK(p.starmap_async(add, pairs).get() == std::vector<int>{3, 7, 11});
+    CHECK(p.starmap_async(fn<&add>, pairs).get() == std::vector<int>{3, 7, 11});
 }
 
-TEST_CASE("the async forms return at once and deliver later", "[pool][async]") {
-    pool p(2);
-    auto a = p.apply_async(add, 20, 22);
-    auto m = p.map_async(square, upto(10));
+TEMPLATE_TEST_CASE("the async forms return at once and deliver later", "[pool][async]", START_METHODS) {
+    pool_of<TestType> p(2);
+    auto a = p.apply_async(fn<&add>, 20, 22);
+    auto m = p.map_async(fn<&square>, upto(10));
     CHECK(a.get() == 42);
     CHECK(a.get() == 42); // again: the same value
     CHECK(m.get()[9] == 81);
     CHECK(a.ready());
     CHECK(a.successful());
-    auto v = p.apply_async(bump, 1);
+    auto v = p.apply_async(fn<&bump>, 1);
     v.get(); // void
     CHECK(v.successful());
 }
 
-TEST_CASE("imap and imap_unordered yield every result, imap in order", "[pool][imap]") {
-    pool p(2);
+TEMPLATE_TEST_CASE("imap and imap_unordered yield every result, imap in order", "[pool][imap]", START_METHODS) {
+    pool_of<TestType> p(2);
     auto xs = upto(200);
     std::vector<int> in_order;
-    for (int y : p.imap(square, xs)) in_order.push_back(y);
-    CHECK(in_order == p.map(square, xs));
+    for (int y : p.imap(fn<&square>, xs)) in_order.push_back(y);
+    CHECK(in_order == p.map(fn<&square>, xs));
     std::multiset<int> any_order;
-    for (int y : p.imap_unordered(square, xs, 7)) any_order.insert(y);
+    for (int y : p.imap_unordered(fn<&square>, xs, 7)) any_order.insert(y);
     CHECK(any_order == std::multiset<int>(in_order.begin(), in_order.end()));
     std::vector<int> chunked;
-    for (int y : p.imap(square, xs, 16)) chunked.push_back(y);
+    for (int y : p.imap(fn<&square>, xs, 16)) chunked.push_back(y);
     CHECK(chunked == in_order);
 }
 
-TEST_CASE("workers are daemons named PoolWorker-N, numbered with the process counter", "[pool][names]") {
-    pool p(2);
+TEMPLATE_TEST_CASE("workers are daemons named PoolWorker-N, numbered with the process counter", "[pool][names]",
+                   START_METHODS) {
+    pool_of<TestType> p(2);
     std::set<std::string> names;
     for (int i = 0; i < 40; ++i) names.insert(p.apply([] { return current_process().name(); }));
     for (auto& n : names) CHECK(n.rfind("PoolWorker-", 0) == 0);
