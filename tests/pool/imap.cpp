@@ -30,11 +30,13 @@ int slow_first(int report_fd, int token_fd, int i) {
     return i;
 }
 int slow_first_packed(std::tuple<int, int, int> a) { return slow_first(std::get<0>(a), std::get<1>(a), std::get<2>(a)); }
+template <class Ctx>
+using pool_of = basic_pool<typename Ctx::policies::start>;
 } // namespace
 
-TEST_CASE("design 5.3: imap is lazy: infinite input, and at most the window is read ahead",
-          "[pool][imap][design5]") {
-    pool p(2);
+TEMPLATE_TEST_CASE("design 5.3: imap is lazy: infinite input, and at most the window is read ahead",
+                   "[pool][imap][design5]", START_METHODS) {
+    pool_of<TestType> p(2);
     std::atomic<long> read{0};
     auto counted = ranges::views::iota(0) | ranges::views::transform([&](int i) {
                        ++read;
@@ -42,27 +44,28 @@ TEST_CASE("design 5.3: imap is lazy: infinite input, and at most the window is r
                    });
     auto t0 = std::chrono::steady_clock::now();
     std::vector<int> first;
-    for (int y : counted | views::imap(p, square, imap_options{1, 8}) | ranges::views::take(5)) first.push_back(y);
+    for (int y : counted | views::imap(p, fn<&square>, imap_options{1, 8}) | ranges::views::take(5)) first.push_back(y);
     CHECK(first == std::vector<int>{0, 1, 4, 9, 16});
     CHECK(read <= 5 + 8); // what was yielded, plus at most the window
     CHECK(std::chrono::steady_clock::now() - t0 < 5s);
 
     // The default window: two chunks per worker, at least 64 tasks per worker.
     read = 0;
-    auto v = counted | views::imap_unordered(p, square, imap_options{4, {}});
+    auto v = counted | views::imap_unordered(p, fn<&square>, imap_options{4, {}});
     auto it = v.begin();
     (void)*it;
     CHECK(read <= 2 * 64 + 4);
     CHECK(read >= 4);
     // The pool is usable while a view is alive and after it is dropped half-way.
-    CHECK(p.apply(square, 9) == 81);
+    CHECK(p.apply(fn<&square>, 9) == 81);
 }
 
-TEST_CASE("design 5.3: an infinite input through views::imap | take returns promptly", "[pool][imap][design5]") {
-    pool p(2);
-    auto five = ranges::views::iota(0) | views::imap(p, square) | ranges::views::take(5) | ranges::to<std::vector>();
+TEMPLATE_TEST_CASE("design 5.3: an infinite input through views::imap | take returns promptly",
+                   "[pool][imap][design5]", START_METHODS) {
+    pool_of<TestType> p(2);
+    auto five = ranges::views::iota(0) | views::imap(p, fn<&square>) | ranges::views::take(5) | ranges::to<std::vector>();
     CHECK(five == std::vector<int>{0, 1, 4, 9, 16});
-    auto also = views::imap(ranges::views::iota(10), p, square) | ranges::views::take(2) | ranges::to<std::vector>();
+    auto also = views::imap(ranges::views::iota(10), p, fn<&square>) | ranges::views::take(2) | ranges::to<std::vector>();
     CHECK(also == std::vector<int>{100, 121});
 }
 
@@ -114,22 +117,22 @@ TEST_CASE("the ordering policy chooses what plain imap yields", "[pool][imap][po
     CHECK(got == std::multiset<int>{1, 4, 9});
 }
 
-TEST_CASE("an imap view left early leaves the pool usable, and results of its tasks are dropped",
-          "[pool][imap]") {
-    pool p(2);
+TEMPLATE_TEST_CASE("an imap view left early leaves the pool usable, and results of its tasks are dropped",
+                   "[pool][imap]", START_METHODS) {
+    pool_of<TestType> p(2);
     for (int round = 0; round < 20; ++round) {
-        auto v = ranges::views::iota(0) | views::imap(p, square, imap_options{3, 30});
+        auto v = ranges::views::iota(0) | views::imap(p, fn<&square>, imap_options{3, 30});
         auto it = v.begin();
         CHECK(*it == 0);
     }
-    CHECK(p.map(square, std::vector<int>{1, 2, 3}) == std::vector<int>{1, 4, 9});
+    CHECK(p.map(fn<&square>, std::vector<int>{1, 2, 3}) == std::vector<int>{1, 4, 9});
     p.close();
     p.join(); // nothing is outstanding: the dropped views' tasks were allowed to finish
 }
 
-TEST_CASE("an imap started before close() goes on after it", "[pool][imap][lifecycle]") {
-    pool p(2);
-    auto v = ranges::views::iota(0, 300) | views::imap(p, square, imap_options{5, 20});
+TEMPLATE_TEST_CASE("an imap started before close() goes on after it", "[pool][imap][lifecycle]", START_METHODS) {
+    pool_of<TestType> p(2);
+    auto v = ranges::views::iota(0, 300) | views::imap(p, fn<&square>, imap_options{5, 20});
     auto it = v.begin();
     p.close();
     long sum = 0;
