@@ -197,28 +197,76 @@ public:
     explicit basic_pool(int processes) : basic_pool(pool_options{processes, {}, {}}) {}
     /// Python: Pool(processes, initializer, initargs, maxtasksperchild). Each worker calls
     /// `initializer(initargs...)` once before its first task.
+    /// Under start::spawn and start::forkserver the initializer must be stateless (a lambda
+    /// without captures, or `fn<&function>`) and `initargs` data the serialization policy
+    /// can send: the workers are fresh programs that rebuild both.
     template <class Init, class... IArgs>
     basic_pool(int processes, Init initializer, std::tuple<IArgs...> initargs = {},
                std::optional<int> maxtasksperchild = {})
         : basic_pool(pool_options{processes,
-                                  [init = std::move(initializer), args = std::move(initargs)]() mutable {
-                                      std::apply(init, args);
-                                  },
-                                  maxtasksperchild}) {}
+                                  [init = initializer, args = initargs]() mutable { std::apply(init, args); },
+                                  maxtasksperchild},
+                     remote_initializer<Init, IArgs...>(initargs)) {}
     /// A pool made from named options: `pool p(pool_options{.processes = 4, .maxtasksperchild = 100})`.
-    explicit basic_pool(pool_options opts) {
+    /// Under start::spawn and start::forkserver, `initializer` cannot be given here (it is a
+    /// std::function of this process): use the constructor that takes the initializer.
+    explicit basic_pool(pool_options opts) : basic_pool(std::move(opts), std::nullopt) {}
+
+private:
+    template <class Init, class... IArgs>
+    struct init_entry {
+        static void run(const std::byte* p, std::size_t n) {
+            detail::span_reader r({p, n});
+            auto args = policies::serialize::template decode<std::tuple<IArgs...>>(r);
+            std::apply(Init{}, args);
+        }
+    };
+
+    template <class Init, class... IArgs>
+    static std::optional<detail::remote_init> remote_initializer(const std::tuple<IArgs...>& args) {
+        if constexpr (policies::start::inherits_memory) {
+            return std::nullopt;
+        } else {
+            static_assert(detail::check_callable_reaches_workers<Init, false>::value);
+            static_assert(detail::is_stateless_callable<Init>,
+                          "multiproc: under start::spawn and start::forkserver a pool's initializer must be "
+                          "stateless (a lambda without captures, or multiproc::fn<&function>): the workers are fresh "
+                          "programs; pass what it needs in initargs");
+            static_assert(detail::check_serializable<std::tuple<IArgs...>, typename policies::serialize>());
+            using entry = init_entry<Init, IArgs...>;
+            static const std::uint64_t signature = detail::fnv1a(typeid(entry).name());
+            static const std::uint32_t id = registered_init<entry>;
+            detail::remote_init ri;
+            ri.id = id;
+            ri.signature = signature;
+            std::vector<std::byte> bytes;
+            detail::vector_writer w(bytes);
+            policies::serialize::encode(args, w);
+            ri.args.assign(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+            return ri;
+        }
+    }
+
+    // Registered during static initialization, so that every run of the program (a spawned
+    // worker, the forkserver's children) has the same numbers.
+    template <class Entry>
+    static inline const std::uint32_t registered_init =
+        detail::fn_table<detail::remote_init_fn>::instance().add(&Entry::run, detail::fnv1a(typeid(Entry).name()));
+
+    basic_pool(pool_options opts, std::optional<detail::remote_init> remote) {
         if (opts.processes && *opts.processes < 1) throw value_error("Number of processes must be at least 1");
         if (opts.maxtasksperchild && *opts.maxtasksperchild < 1)
             throw value_error("maxtasksperchild must be a positive int or None");
-        if (!policies::start::inherits_memory && opts.initializer)
+        if (!policies::start::inherits_memory && opts.initializer && !remote)
             throw value_error(std::string("multiproc: a pool's initializer cannot reach start::") +
                               std::string(policies::start::name) +
-                              " workers (it is code and state of this process); use start::fork, or do the set-up "
-                              "at the start of the task");
+                              " workers as a std::function (it is code and state of this process): pass a stateless "
+                              "initializer and its initargs to basic_pool(processes, initializer, initargs)");
         detail::pool_config cfg;
         cfg.processes = opts.processes.value_or(cpu_count());
         cfg.maxtasks = opts.maxtasksperchild;
         cfg.initializer = std::move(opts.initializer);
+        cfg.remote_initializer = std::move(remote);
         cfg.retries = policies::worker_death::retries;
         cfg.spawn = &detail::pool_worker<Ps...>::spawn;
         cfg.ring_capacity = std::clamp<std::size_t>((std::size_t{8} << 20) / static_cast<std::size_t>(cfg.processes),
@@ -226,6 +274,7 @@ public:
         core_ = std::make_shared<detail::pool_core>(std::move(cfg));
     }
 
+public:
     basic_pool(const basic_pool&) = delete;
     basic_pool& operator=(const basic_pool&) = delete;
 

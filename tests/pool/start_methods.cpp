@@ -34,6 +34,10 @@ int throw_on_two(int x) {
 }
 int global_mark = 0;
 int read_mark(int) { return global_mark; }
+std::string text_mark;
+void set_mark(int n, std::string s) { text_mark = std::to_string(n) + " " + s; }
+std::string read_text_mark(int) { return text_mark; }
+void failing_init(int n) { throw std::runtime_error("init " + std::to_string(n) + " failed"); }
 std::vector<int> upto(int n) {
     std::vector<int> v(static_cast<std::size_t>(n));
     std::iota(v.begin(), v.end(), 0);
@@ -91,10 +95,23 @@ TEMPLATE_TEST_CASE("maxtasksperchild recycles workers under every start method",
     CHECK(pids.size() == 3);
 }
 
-TEMPLATE_TEST_CASE("a pool whose workers do not share memory refuses an initializer, saying why",
+TEMPLATE_TEST_CASE("the initializer runs with its initargs in every worker, replacements included",
+                   "[pool][start_methods][initializer]", START_METHODS) {
+    pool_of<TestType> p(2, fn<&set_mark>, std::tuple<int, std::string>{7, "seven"}, 1);
+    for (int i = 0; i < 6; ++i) CHECK(p.apply(fn<&read_text_mark>, i) == "7 seven"); // each on a new worker
+}
+
+TEMPLATE_TEST_CASE("an initializer that throws breaks the pool with its error, under every start method",
+                   "[pool][start_methods][initializer]", START_METHODS) {
+    pool_of<TestType> p(1, fn<&failing_init>, std::tuple<int>{3});
+    CHECK_THROWS_WITH(p.apply(fn<&square>, 2), Catch::Contains("initializer") && Catch::Contains("init 3 failed"));
+}
+
+TEMPLATE_TEST_CASE("a pool whose workers do not share memory refuses a std::function initializer, saying why",
                    "[pool][start_methods][errors]", by_spawn, by_forkserver) {
     using P = pool_of<TestType>;
-    CHECK_THROWS_WITH(P(1, [] {}), Catch::Contains("initializer cannot reach start::"));
+    CHECK_THROWS_WITH(P(pool_options{.processes = 1, .initializer = [] {}}),
+                      Catch::Contains("initializer cannot reach start::") && Catch::Contains("initargs"));
 }
 
 TEMPLATE_TEST_CASE("fork workers see the parent's globals as they were at the fork, spawn workers a fresh program",

@@ -128,7 +128,6 @@ private:
 struct pool_slot {
     std::optional<process_handle> proc;
     pid_t pid = 0;
-    int pidfd = -1;
     std::string name;
     mirrored_region region;
     worker_shared* shared = nullptr;
@@ -145,7 +144,7 @@ struct pool_slot {
     std::uint64_t sent = 0;      // units ever sent (maxtasksperchild)
     std::uint64_t last_done = 0; // when it last finished a unit (a tick of the pool)
     std::optional<error_entry> init_error;
-    bool exited = false;   // its pidfd polled readable
+    bool exited = false;   // its sentinel polled readable
     bool stopping = false; // told to leave once idle
 };
 
@@ -154,6 +153,8 @@ struct pool_config {
     int processes = 1;
     std::optional<int> maxtasks;
     std::function<void()> initializer;
+    /// The initializer again, as it crosses into spawn and forkserver workers.
+    std::optional<remote_init> remote_initializer;
     unsigned retries = 0;
     /// Bytes in each of a worker's two rings: 1 MiB for up to 8 workers (map's default chunks
     /// of a few hundred KiB then travel whole), less with more workers, never below 256 KiB.
@@ -715,6 +716,15 @@ private:
 
     // ---- workers (engine thread)
 
+    /// What to poll to see a worker end: its handle's sentinel (-1, never ready, if none).
+    static int sentinel_of(const pool_slot& s) noexcept {
+        try {
+            return s.proc ? s.proc->sentinel() : -1;
+        } catch (...) { // closed: settled already
+            return -1;
+        }
+    }
+
     /// Signals a worker through its process handle (its sentinel is a pidfd only under fork
     /// and spawn; under forkserver it is the server's status connection).
     static void signal_worker(pool_slot& s, int sig) noexcept {
@@ -743,9 +753,9 @@ private:
         s->boot.spin = cfg_.worker_spin;
         s->boot.pool_fd = shared_mem_.fd();
         s->boot.rings = &s->region;
+        s->boot.init = cfg_.remote_initializer ? &*cfg_.remote_initializer : nullptr;
         process_handle h = cfg_.spawn(&s->boot);
         s->pid = *h.pid();
-        s->pidfd = h.sentinel();
         s->name = h.name();
         s->proc.emplace(std::move(h));
         log(10, "added worker {} (pid {})", s->name, s->pid);
@@ -981,7 +991,10 @@ private:
 
             fds.clear();
             fds.push_back({wake_fd_.get(), POLLIN, 0});
-            for (auto& s : slots_) fds.push_back({s->pidfd, POLLIN, 0});
+            // Asked afresh each time: under forkserver the sentinel is the status connection,
+            // which whoever reaps the worker first (a start() reaping ended children, as
+            // CPython's does) closes; the handle then gives its pidfd, readable as well.
+            for (auto& s : slots_) fds.push_back({sentinel_of(*s), POLLIN, 0});
             shared_->wake_pending.store(0, std::memory_order_seq_cst);
             shared_->watchers.fetch_sub(1, std::memory_order_seq_cst);
             std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -993,7 +1006,7 @@ private:
             shared_->watchers.fetch_add(1, std::memory_order_seq_cst);
             (void)sys::eventfd_drain(wake_fd_.get());
             for (std::size_t i = 1; i < fds.size(); ++i)
-                if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) ended.push_back(slots_[i - 1].get());
+                if (fds[i].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) ended.push_back(slots_[i - 1].get());
         }
         log(10, "pool engine exiting");
     }

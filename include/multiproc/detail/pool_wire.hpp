@@ -200,20 +200,32 @@ struct result_sink {
 
 using invoker_fn = void (*)(const task_view&, result_sink&);
 
-struct invoker_entry {
-    invoker_fn fn;
-    std::uint64_t signature;
-};
+/// Functions of type Fn numbered in the order the program registers them (at static
+/// initialization, so that every run of the executable numbers them alike), each with a
+/// signature that a lookup must match.
+template <class Fn>
+class fn_table {
+public:
+    static fn_table& instance() {
+        static fn_table* t = new fn_table(); // never destroyed: workers may look up late
+        return *t;
+    }
+    std::uint32_t add(Fn fn, std::uint64_t signature) {
+        std::lock_guard lk(mu_);
+        entries_.emplace_back(fn, signature);
+        return static_cast<std::uint32_t>(entries_.size() - 1);
+    }
+    /// The function with number `id`, if its signature matches; nullptr otherwise.
+    Fn find(std::uint32_t id, std::uint64_t signature) {
+        std::lock_guard lk(mu_);
+        if (id >= entries_.size() || entries_[id].second != signature) return nullptr;
+        return entries_[id].first;
+    }
 
-struct invoker_table {
-    std::mutex mu;
-    std::vector<invoker_entry> entries;
+private:
+    std::mutex mu_;
+    std::vector<std::pair<Fn, std::uint64_t>> entries_;
 };
-
-inline invoker_table& invokers() {
-    static invoker_table* t = new invoker_table(); // never destroyed: workers may look up late
-    return *t;
-}
 
 inline std::uint64_t fnv1a(std::string_view s) noexcept {
     std::uint64_t h = 1469598103934665603ull;
@@ -225,18 +237,12 @@ inline std::uint64_t fnv1a(std::string_view s) noexcept {
 }
 
 inline std::uint32_t register_invoker(invoker_fn fn, std::uint64_t signature) {
-    auto& t = invokers();
-    std::lock_guard lk(t.mu);
-    t.entries.push_back({fn, signature});
-    return static_cast<std::uint32_t>(t.entries.size() - 1);
+    return fn_table<invoker_fn>::instance().add(fn, signature);
 }
 
 /// The invoker with number `id`, if its signature matches; nullptr otherwise.
 inline invoker_fn find_invoker(std::uint32_t id, std::uint64_t signature) {
-    auto& t = invokers();
-    std::lock_guard lk(t.mu);
-    if (id >= t.entries.size() || t.entries[id].signature != signature) return nullptr;
-    return t.entries[id].fn;
+    return fn_table<invoker_fn>::instance().find(id, signature);
 }
 
 /// The number of invoker `Inv`, registered during static initialization of the program
@@ -357,6 +363,17 @@ void spin_then_wait(notifier& n, Pred&& pred, std::chrono::microseconds spin) {
 }
 
 /// What a worker needs, prepared by the parent before the fork and never changed after.
+/// An initializer that reaches workers started as fresh programs: a function registered at
+/// static initialization (found by number, checked by signature, as invokers are) and its
+/// arguments, encoded by the pool's serialization policy.
+struct remote_init {
+    std::uint32_t id = 0;
+    std::uint64_t signature = 0;
+    std::string args;
+};
+
+using remote_init_fn = void (*)(const std::byte* args, std::size_t size);
+
 struct worker_boot {
     pool_shared* pool = nullptr;
     worker_shared* self = nullptr;
@@ -368,6 +385,7 @@ struct worker_boot {
     // What a spawn or forkserver worker maps again (a forked one inherits the mappings).
     int pool_fd = -1;           // the pool_shared page
     const mirrored_region* rings = nullptr; // this worker's header and two rings
+    const remote_init* init = nullptr;      // the initializer, when it can cross
 };
 
 /// How a worker gets its boot: under fork, a pointer into the parent's memory, valid in the
@@ -390,6 +408,12 @@ public:
         w.put<std::uint64_t>(b.rings->ring_capacity());
         w.put<std::int64_t>(b.maxtasks ? *b.maxtasks : -1);
         w.put<std::int64_t>(b.spin.count());
+        w.put<std::uint8_t>(b.init ? 1 : 0);
+        if (b.init) {
+            w.put(b.init->id);
+            w.put(b.init->signature);
+            w.put_string(b.init->args);
+        }
     }
     static worker_link cross_in(crossing_reader& r) {
         worker_link l;
@@ -413,6 +437,17 @@ public:
         l.mine_.wake_fd = l.wake_.get();
         if (maxtasks > 0) l.mine_.maxtasks = static_cast<int>(maxtasks);
         l.mine_.spin = std::chrono::microseconds(spin);
+        if (r.get<std::uint8_t>()) {
+            const auto id = r.get<std::uint32_t>();
+            const auto signature = r.get<std::uint64_t>();
+            remote_init_fn fn = fn_table<remote_init_fn>::instance().find(id, signature);
+            if (!fn) throw error("multiproc: this program does not know the pool's initializer (a different build?)");
+            // On the heap: the link is moved after this, and the boot keeps a pointer to it.
+            l.init_ = std::make_shared<std::function<void()>>([fn, args = r.get_string()] {
+                fn(reinterpret_cast<const std::byte*>(args.data()), args.size());
+            });
+            l.mine_.initializer = l.init_.get();
+        }
         return l;
     }
 
@@ -422,6 +457,7 @@ private:
     std::shared_ptr<shared_region> pool_;
     std::shared_ptr<mirrored_region> rings_;
     sys::unique_fd wake_;
+    std::shared_ptr<std::function<void()>> init_;
 };
 
 /// Tells the parent that something was published (results, or room in the task ring),
