@@ -220,21 +220,6 @@ auto sample() {
     return std::get<I>(sample_values());
 }
 
-/// Runs `f.template operator()<Ctx>()` under each start method's context (by_fork, by_spawn,
-/// by_forkserver), the method named in INFO. The forkserver is started first, so that a
-/// leak_check taken inside `f` sees the same descriptors and children before and after.
-template <class F>
-void for_each_start(F&& f) {
-    auto under = [&]<class Ctx>(const char* name) {
-        INFO("start method: " << name);
-        warm_up<Ctx>();
-        f.template operator()<Ctx>();
-    };
-    under.template operator()<by_fork>("fork");
-    under.template operator()<by_spawn>("spawn");
-    under.template operator()<by_forkserver>("forkserver");
-}
-
 /// Zeroed memory shared with the children forked after it is made (counters the children
 /// update with std::atomic_ref, so that the test can check what each one received).
 template <class T>

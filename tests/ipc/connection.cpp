@@ -332,22 +332,22 @@ TEMPLATE_LIST_TEST_CASE("64 MiB messages pass whole through a pipe, larger than 
     });
 }
 
-TEMPLATE_TEST_CASE("shm: a sender killed mid-message leaves the ring usable for the other senders",
-                   "[pipe][kill][shm]", START_METHODS) {
-    test::warm_up<TestType>();
-    test::leak_check leaks;
-    using conn = basic_connection<std::string, transport::shm>;
-    auto [r, w] = pipe<std::string, transport::shm>(false, 16 * 1024);
-    test::process_t<TestType> victim([](conn w) { w.send(std::string(1 << 20, 'v')); }, w); // far larger than the ring
-    victim.start();
-    CHECK(r.poll(30s)); // its first chunks are in the ring
-    victim.kill();
-    victim.join();
-    CHECK(victim.exitcode() == -SIGKILL);
-    test::process_t<TestType> next([](conn w) { w.send("next"); }, w);
-    next.start();
-    w.close();
-    CHECK(r.recv() == "next"); // the dead sender's chunks are dropped
-    next.join();
-    CHECK_THROWS_AS(r.recv(), eof_error);
+TEST_CASE("shm: a sender killed mid-message leaves the ring usable for the other senders", "[pipe][kill][shm]") {
+    test::for_each_start([]<class Ctx>() {
+        test::leak_check leaks;
+        using conn = basic_connection<std::string, transport::shm>;
+        auto [r, w] = pipe<std::string, transport::shm>(false, 16 * 1024);
+        test::process_t<Ctx> victim([](conn w) { w.send(std::string(1 << 20, 'v')); }, w); // far larger than the ring
+        victim.start();
+        CHECK(r.poll(30s)); // its first chunks are in the ring
+        victim.kill();
+        victim.join();
+        CHECK(victim.exitcode() == -SIGKILL);
+        test::process_t<Ctx> next([](conn w) { w.send("next"); }, w);
+        next.start();
+        w.close();
+        CHECK(r.recv() == "next"); // the dead sender's chunks are dropped
+        next.join();
+        CHECK_THROWS_AS(r.recv(), eof_error);
+    });
 }
