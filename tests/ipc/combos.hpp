@@ -42,6 +42,7 @@
 #include <tuple>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -199,6 +200,24 @@ void for_each_sample(F&& f) {
     std::apply([&](const auto&... v) { (..., [&](const auto& x) {
         if constexpr (C::template can<std::decay_t<decltype(x)>>) f(x);
     }(v)); }, sample_values());
+}
+
+/// Calls `f.template operator()<I>()` for the index I in sample_values() of every sample
+/// the combination can send: a child of any start method, given I, builds its own copy of
+/// the value with `sample<I>()` (nothing captured, nothing inherited).
+template <class C, class F>
+void for_each_sample_index(F&& f) {
+    using all = decltype(sample_values());
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+        (..., [&] {
+            if constexpr (C::template can<std::tuple_element_t<I, all>>) f.template operator()<I>();
+        }());
+    }(std::make_index_sequence<std::tuple_size_v<all>>{});
+}
+/// The sample value at index I of sample_values().
+template <std::size_t I>
+auto sample() {
+    return std::get<I>(sample_values());
 }
 
 /// Zeroed memory shared with the children forked after it is made (counters the children

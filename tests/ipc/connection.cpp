@@ -1,5 +1,7 @@
 // Pipes and connections over every transport x serializer: round trips, end of file when
 // every other holder has closed, peers closed in children, poll, raw bytes, large messages.
+// The cases with children run under every start method (fork, spawn, forkserver, named in
+// INFO); their children are lambdas without captures, given the pipe ends as arguments.
 #include "ipc/combos.hpp"
 
 #include <multiproc/pipe.hpp>
@@ -16,29 +18,52 @@ std::vector<std::byte> bytes_of(const std::string& s) {
     return out;
 }
 std::string string_of(std::span<const std::byte> b) { return std::string(reinterpret_cast<const char*>(b.data()), b.size()); }
+/// A message of many chunks (3 MiB), which a child of any start method builds alike.
+std::vector<std::byte> many_chunks() {
+    std::vector<std::byte> big(3 << 20);
+    for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<std::byte>(i * 131 % 251);
+    return big;
+}
+constexpr std::size_t large_size = 64 << 20;
+std::byte large_pattern(std::size_t i) { return static_cast<std::byte>((i * 2654435761U >> 13) & 0xff); }
+/// In a child waiting for the parent's reply: exits 0 on EOF (the parent closed its end and
+/// no other holder is left), 1 if a message came instead.
+template <class Conn>
+[[noreturn]] void exit_on_eof(Conn& c) {
+    try {
+        (void)c.recv();
+        std::_Exit(1);
+    } catch (const eof_error&) {
+        std::_Exit(0);
+    }
+}
 } // namespace
 
 TEMPLATE_LIST_TEST_CASE("every supported value type round-trips through a pipe to a child and back",
                         "[pipe][roundtrip]", test::combos) {
     using C = TestType;
     INFO(C::name());
-    test::leak_check leaks;
-    test::for_each_sample<C>([](const auto& v) {
-        using T = std::decay_t<decltype(v)>;
-        auto [mine, theirs] = C::template pipe<T>();
-        process echo(
-            [&v](typename C::template connection<T> c) {
-                T got = c.recv();
-                c.send(got);
-                std::_Exit(got == v ? 0 : 1);
-            },
-            theirs);
-        echo.start();
-        theirs.close();
-        mine.send(v);
-        CHECK(mine.recv() == v);
-        echo.join();
-        CHECK(echo.exitcode() == 0);
+    test::for_each_start([]<class Ctx>() {
+        test::leak_check leaks;
+        test::for_each_sample_index<C>([]<std::size_t I>() {
+            const auto v = test::sample<I>();
+            using T = std::decay_t<decltype(v)>;
+            auto [mine, theirs] = C::template pipe<T>();
+            // The child compares what it got with its own copy of the value, then echoes it.
+            test::process_t<Ctx> echo(
+                [](typename C::template connection<T> c) {
+                    T got = c.recv();
+                    c.send(got);
+                    std::_Exit(got == test::sample<I>() ? 0 : 1);
+                },
+                theirs);
+            echo.start();
+            theirs.close();
+            mine.send(v);
+            CHECK(mine.recv() == v);
+            echo.join();
+            CHECK(echo.exitcode() == 0);
+    });
     });
 }
 
@@ -46,155 +71,177 @@ TEMPLATE_LIST_TEST_CASE("recv raises eof_error once every other holder has close
                         test::combos) {
     using C = TestType;
     INFO(C::name());
-    test::leak_check leaks;
-    for (bool duplex : {true, false}) {
-        auto [reader, writer] = C::template pipe<int>(duplex);
-        process child(
-            [](typename C::template connection<int> w) {
-                for (int i = 0; i < 3; ++i) w.send(i);
-                // no close: the end closes when the process exits
-            },
-            writer);
-        child.start();
-        writer.close(); // as in Python, the parent closes the end it handed over
-        for (int i = 0; i < 3; ++i) CHECK(reader.recv() == i);
-        CHECK_THROWS_AS(reader.recv(), eof_error);
-        CHECK(reader.poll()); // at end of file, poll says a recv would not block
-        child.join();
-        CHECK(child.exitcode() == 0);
-        reader.close();
-        CHECK(reader.closed());
-        CHECK_THROWS_WITH(reader.recv(), "multiproc: handle is closed");
-    }
+    test::for_each_start([]<class Ctx>() {
+        test::leak_check leaks;
+        for (bool duplex : {true, false}) {
+            auto [reader, writer] = C::template pipe<int>(duplex);
+            test::process_t<Ctx> child(
+                [](typename C::template connection<int> w) {
+                    for (int i = 0; i < 3; ++i) w.send(i);
+                    // no close: the end closes when the process exits
+                },
+                writer);
+            child.start();
+            writer.close(); // as in Python, the parent closes the end it handed over
+            for (int i = 0; i < 3; ++i) CHECK(reader.recv() == i);
+            CHECK_THROWS_AS(reader.recv(), eof_error);
+            CHECK(reader.poll()); // at end of file, poll says a recv would not block
+            child.join();
+            CHECK(child.exitcode() == 0);
+            reader.close();
+            CHECK(reader.closed());
+            CHECK_THROWS_WITH(reader.recv(), "multiproc: handle is closed");
+        }
+    });
 }
 
 TEMPLATE_LIST_TEST_CASE("a child given one end of a pipe holds no copy of the other end", "[pipe][eof][adopt]",
                         test::combos) {
     using C = TestType;
     INFO(C::name());
-    test::leak_check leaks;
-    auto [parent_end, child_end] = C::template pipe<int>();
-    // Captured by reference, the parent's end is visible to the child: it must be closed there.
-    process child(
-        [&parent_end = parent_end](typename C::template connection<int> c) {
-            c.send(parent_end.closed() ? 1 : 0);
-            // The child waits for the parent's reply; it must see EOF when the parent closes,
-            // which it cannot if it still held the parent's end itself.
-            try {
-                (void)c.recv();
-                std::_Exit(1);
-            } catch (const eof_error&) {
-                std::_Exit(0);
+    test::for_each_start([]<class Ctx>() {
+        test::leak_check leaks;
+        using conn = typename C::template connection<int>;
+        auto ends = C::template pipe<int>();
+        auto& parent_end = ends.first;
+        auto& child_end = ends.second; // (plain references: clang 14 cannot capture structured bindings)
+        auto child = [&] {
+            if constexpr (test::inherits_memory<Ctx>) {
+                // Captured by reference, the parent's end is visible to a forked child: it must
+                // be closed there.
+                return test::process_t<Ctx>(
+                    [&parent_end](conn c) {
+                        c.send(parent_end.closed() ? 1 : 0);
+                        exit_on_eof(c);
+                    },
+                    child_end);
+            } else {
+                // A spawned child has no copy of the parent's memory, so no end of its own to see
+                // closed: it says 1, and exit_on_eof checks that no descriptor of it came along.
+                return test::process_t<Ctx>(
+                    [](conn c) {
+                        c.send(1);
+                        exit_on_eof(c);
+                    },
+                    child_end);
             }
-        },
-        child_end);
-    child.start();
-    child_end.close();
-    CHECK(parent_end.recv() == 1); // the peer is closed in the child
-    CHECK_FALSE(parent_end.closed()); // untouched in the parent
-    parent_end.close();
-    child.join();
-    CHECK(child.exitcode() == 0);
+        }();
+        child.start();
+        child_end.close();
+        CHECK(parent_end.recv() == 1); // the peer is closed in the child
+        CHECK_FALSE(parent_end.closed()); // untouched in the parent
+        parent_end.close();
+        child.join();
+        CHECK(child.exitcode() == 0);
 
-    // Both ends given to the same child: it keeps both.
-    auto [a, b] = C::template pipe<int>();
-    process both(
-        [](typename C::template connection<int> x, typename C::template connection<int> y) {
-            x.send(5);
-            std::_Exit(y.recv() == 5 && !x.closed() && !y.closed() ? 0 : 1);
-        },
-        a, b);
-    both.start();
-    both.join();
-    CHECK(both.exitcode() == 0);
+        // Both ends given to the same child: it keeps both.
+        auto [a, b] = C::template pipe<int>();
+        test::process_t<Ctx> both(
+            [](conn x, conn y) {
+                x.send(5);
+                std::_Exit(y.recv() == 5 && !x.closed() && !y.closed() ? 0 : 1);
+            },
+            a, b);
+        both.start();
+        both.join();
+        CHECK(both.exitcode() == 0);
+    });
 }
 
 TEMPLATE_LIST_TEST_CASE("poll waits at most its timeout, and returns as soon as a message is there",
                         "[pipe][timeout]", test::combos) {
     using C = TestType;
     INFO(C::name());
-    test::leak_check leaks;
-    auto [a, b] = C::template pipe<int>();
-    CHECK_FALSE(a.poll());
-    auto t0 = std::chrono::steady_clock::now();
-    CHECK_FALSE(a.poll(40ms));
-    CHECK(std::chrono::steady_clock::now() - t0 >= 40ms);
-    test::gate gate;
-    process p(
-        [&](typename C::template connection<int> c) {
-            gate.wait();
-            c.send(1);
-        },
-        b);
-    p.start();
-    gate.release();
-    CHECK(a.poll(30s));
-    CHECK(a.poll(std::nullopt));
-    CHECK(a.recv() == 1);
-    p.join();
+    test::for_each_start([]<class Ctx>() {
+        test::leak_check leaks;
+        auto [a, b] = C::template pipe<int>();
+        CHECK_FALSE(a.poll());
+        auto t0 = std::chrono::steady_clock::now();
+        CHECK_FALSE(a.poll(40ms));
+        CHECK(std::chrono::steady_clock::now() - t0 >= 40ms);
+        test::gate gate;
+        test::process_t<Ctx> p(
+            [](test::fd_arg g, typename C::template connection<int> c) {
+                g.wait_eof();
+                c.send(1);
+            },
+            gate.end(), b);
+        p.start();
+        gate.release();
+        CHECK(a.poll(30s));
+        CHECK(a.poll(std::nullopt));
+        CHECK(a.recv() == 1);
+        p.join();
+        CHECK(p.exitcode() == 0);
+    });
 }
 
 TEMPLATE_LIST_TEST_CASE("send_bytes, recv_bytes and recv_bytes_into move raw messages", "[pipe][bytes]",
                         test::combos) {
     using C = TestType;
     INFO(C::name());
-    test::leak_check leaks;
-    auto [a, b] = C::template pipe<int>();
-    auto hello = bytes_of("hello, world");
-    b.send_bytes(hello);
-    b.send_bytes(hello, 7);
-    b.send_bytes(hello, 0, 5);
-    b.send_bytes({});
-    CHECK(string_of(a.recv_bytes()) == "hello, world");
-    CHECK(string_of(a.recv_bytes()) == "world");
-    std::vector<std::byte> buf(16, std::byte{'.'});
-    CHECK(a.recv_bytes_into(buf, 3) == 5);
-    CHECK(string_of(buf) == "...hello........");
-    CHECK(a.recv_bytes().empty());
-    CHECK_THROWS_AS(b.send_bytes(hello, 20), value_error);
-    CHECK_THROWS_AS(b.send_bytes(hello, 5, 10), value_error);
+    test::for_each_start([]<class Ctx>() {
+        test::leak_check leaks;
+        using conn = typename C::template connection<int>;
+        auto [a, b] = C::template pipe<int>();
+        auto hello = bytes_of("hello, world");
+        b.send_bytes(hello);
+        b.send_bytes(hello, 7);
+        b.send_bytes(hello, 0, 5);
+        b.send_bytes({});
+        CHECK(string_of(a.recv_bytes()) == "hello, world");
+        CHECK(string_of(a.recv_bytes()) == "world");
+        std::vector<std::byte> buf(16, std::byte{'.'});
+        CHECK(a.recv_bytes_into(buf, 3) == 5);
+        CHECK(string_of(buf) == "...hello........");
+        CHECK(a.recv_bytes().empty());
+        CHECK_THROWS_AS(b.send_bytes(hello, 20), value_error);
+        CHECK_THROWS_AS(b.send_bytes(hello, 5, 10), value_error);
 
-    // Too long for maxlength: os_error, and the connection goes on.
-    b.send_bytes(hello);
-    b.send(42);
-    try {
-        (void)a.recv_bytes(4);
-        FAIL("recv_bytes(4) should have thrown");
-    } catch (const os_error& e) {
-        CHECK(e.code().value() == EMSGSIZE);
-    }
-    CHECK(a.recv() == 42);
+        // Too long for maxlength: os_error, and the connection goes on.
+        b.send_bytes(hello);
+        b.send(42);
+        try {
+            (void)a.recv_bytes(4);
+            FAIL("recv_bytes(4) should have thrown");
+        } catch (const os_error& e) {
+            CHECK(e.code().value() == EMSGSIZE);
+        }
+        CHECK(a.recv() == 42);
 
-    // Too long for the buffer: buffer_too_short carries the whole message.
-    b.send_bytes(hello);
-    try {
-        (void)a.recv_bytes_into(buf, 10);
-        FAIL("recv_bytes_into should have thrown");
-    } catch (const buffer_too_short& e) {
-        CHECK(string_of(e.message()) == "hello, world");
-    }
+        // Too long for the buffer: buffer_too_short carries the whole message.
+        b.send_bytes(hello);
+        try {
+            (void)a.recv_bytes_into(buf, 10);
+            FAIL("recv_bytes_into should have thrown");
+        } catch (const buffer_too_short& e) {
+            CHECK(string_of(e.message()) == "hello, world");
+        }
 
-    // A message of many chunks, sent by a child while we receive: into a buffer at an
-    // offset (shm gathers it there directly), then into one too small for it.
-    std::vector<std::byte> big(3 << 20);
-    for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<std::byte>(i * 131 % 251);
-    process sender([&] {
-        b.send_bytes(big);
-        b.send_bytes(big);
+        // A message of many chunks, sent by a child while we receive: into a buffer at an
+        // offset (shm gathers it there directly), then into one too small for it.
+        const std::vector<std::byte> big = many_chunks();
+        test::process_t<Ctx> sender(
+            [](conn b) {
+                const auto big = many_chunks();
+                b.send_bytes(big);
+                b.send_bytes(big);
+            },
+            b);
+        sender.start();
+        std::vector<std::byte> into(big.size() + 10, std::byte{'.'});
+        CHECK(a.recv_bytes_into(into, 10) == big.size());
+        CHECK(std::equal(big.begin(), big.end(), into.begin() + 10));
+        CHECK(into[9] == std::byte{'.'});
+        try {
+            (void)a.recv_bytes_into(into, 11);
+            FAIL("recv_bytes_into should have thrown");
+        } catch (const buffer_too_short& e) {
+            CHECK(e.message() == big);
+        }
+        sender.join();
+        CHECK(sender.exitcode() == 0);
     });
-    sender.start();
-    std::vector<std::byte> into(big.size() + 10, std::byte{'.'});
-    CHECK(a.recv_bytes_into(into, 10) == big.size());
-    CHECK(std::equal(big.begin(), big.end(), into.begin() + 10));
-    CHECK(into[9] == std::byte{'.'});
-    try {
-        (void)a.recv_bytes_into(into, 11);
-        FAIL("recv_bytes_into should have thrown");
-    } catch (const buffer_too_short& e) {
-        CHECK(e.message() == big);
-    }
-    sender.join();
-    CHECK(sender.exitcode() == 0);
 }
 
 TEMPLATE_LIST_TEST_CASE("a one-way pipe: the first end only receives, the second only sends", "[pipe][duplex]",
@@ -250,55 +297,57 @@ TEMPLATE_LIST_TEST_CASE("64 MiB messages pass whole through a pipe, larger than 
                         test::combos) {
     using C = TestType;
     INFO(C::name());
-    test::leak_check leaks;
-    constexpr std::size_t size = 64 << 20;
-    auto pattern = [](std::size_t i) { return static_cast<std::byte>((i * 2654435761U >> 13) & 0xff); };
-    constexpr bool typed = C::template can<std::vector<std::uint8_t>>;
-    using T = std::conditional_t<typed, std::vector<std::uint8_t>, int>; // bitwise: bytes only
-    auto [a, b] = C::template pipe<T>(true, 1 << 20);
-    process p(
-        [&](typename C::template connection<T> c) {
-            std::vector<std::byte> big(size);
-            for (std::size_t i = 0; i < size; ++i) big[i] = pattern(i);
-            c.send_bytes(big);
-            if constexpr (typed) {
-                std::vector<std::uint8_t> v(size);
-                std::memcpy(v.data(), big.data(), size);
-                c.send(v);
-            }
-        },
-        b);
-    p.start();
-    b.close();
-    auto got = a.recv_bytes();
-    REQUIRE(got.size() == size);
-    std::size_t bad = 0;
-    for (std::size_t i = 0; i < size; ++i) bad += got[i] != pattern(i);
-    CHECK(bad == 0);
-    if constexpr (typed) {
-        auto v = a.recv();
-        REQUIRE(v.size() == size);
-        CHECK(std::memcmp(v.data(), got.data(), size) == 0);
-    }
-    p.join();
-    CHECK(p.exitcode() == 0);
+    test::for_each_start([]<class Ctx>() {
+        test::leak_check leaks;
+        constexpr std::size_t size = large_size;
+        constexpr bool typed = C::template can<std::vector<std::uint8_t>>;
+        using T = std::conditional_t<typed, std::vector<std::uint8_t>, int>; // bitwise: bytes only
+        auto [a, b] = C::template pipe<T>(true, 1 << 20);
+        test::process_t<Ctx> p(
+            [](typename C::template connection<T> c) {
+                std::vector<std::byte> big(size);
+                for (std::size_t i = 0; i < size; ++i) big[i] = large_pattern(i);
+                c.send_bytes(big);
+                if constexpr (typed) {
+                    std::vector<std::uint8_t> v(size);
+                    std::memcpy(v.data(), big.data(), size);
+                    c.send(v);
+                }
+            },
+            b);
+        p.start();
+        b.close();
+        auto got = a.recv_bytes();
+        REQUIRE(got.size() == size);
+        std::size_t bad = 0;
+        for (std::size_t i = 0; i < size; ++i) bad += got[i] != large_pattern(i);
+        CHECK(bad == 0);
+        if constexpr (typed) {
+            auto v = a.recv();
+            REQUIRE(v.size() == size);
+            CHECK(std::memcmp(v.data(), got.data(), size) == 0);
+        }
+        p.join();
+        CHECK(p.exitcode() == 0);
+    });
 }
 
 TEST_CASE("shm: a sender killed mid-message leaves the ring usable for the other senders", "[pipe][kill][shm]") {
-    test::leak_check leaks;
-    auto ends = pipe<std::string, transport::shm>(false, 16 * 1024);
-    auto& r = ends.first;
-    auto& w = ends.second; // (plain references: clang 14 cannot capture structured bindings)
-    process victim([&] { w.send(std::string(1 << 20, 'v')); }); // far larger than the ring
-    victim.start();
-    CHECK(r.poll(30s)); // its first chunks are in the ring
-    victim.kill();
-    victim.join();
-    CHECK(victim.exitcode() == -SIGKILL);
-    process next([&] { w.send("next"); });
-    next.start();
-    w.close();
-    CHECK(r.recv() == "next"); // the dead sender's chunks are dropped
-    next.join();
-    CHECK_THROWS_AS(r.recv(), eof_error);
+    test::for_each_start([]<class Ctx>() {
+        test::leak_check leaks;
+        using conn = basic_connection<std::string, transport::shm>;
+        auto [r, w] = pipe<std::string, transport::shm>(false, 16 * 1024);
+        test::process_t<Ctx> victim([](conn w) { w.send(std::string(1 << 20, 'v')); }, w); // far larger than the ring
+        victim.start();
+        CHECK(r.poll(30s)); // its first chunks are in the ring
+        victim.kill();
+        victim.join();
+        CHECK(victim.exitcode() == -SIGKILL);
+        test::process_t<Ctx> next([](conn w) { w.send("next"); }, w);
+        next.start();
+        w.close();
+        CHECK(r.recv() == "next"); // the dead sender's chunks are dropped
+        next.join();
+        CHECK_THROWS_AS(r.recv(), eof_error);
+    });
 }

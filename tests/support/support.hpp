@@ -31,10 +31,19 @@
 // The start methods, for TEMPLATE_TEST_CASE(name, tags, START_METHODS): each case runs once
 // per method, named "<name> - by_fork", "... - by_spawn", "... - by_forkserver" (so that
 // `ctest -R 'by_spawn$'` runs the suite under one method).
+//
+// A test file too heavy to build for all three methods in one program is built once per
+// method instead (multiproc_test_per_start in tests/CMakeLists.txt), with
+// MULTIPROC_TEST_START naming that program's method: START_METHODS and for_each_start
+// then hold that method alone, and ctest names every case "<name> - by_<method>".
 using by_fork = multiproc::context<multiproc::start::fork>;
 using by_spawn = multiproc::context<multiproc::start::spawn>;
 using by_forkserver = multiproc::context<multiproc::start::forkserver>;
+#if defined(MULTIPROC_TEST_START)
+#define START_METHODS MULTIPROC_TEST_START
+#else
 #define START_METHODS by_fork, by_spawn, by_forkserver
+#endif
 
 namespace test {
 
@@ -69,6 +78,27 @@ template <class Ctx>
 void warm_up() {
     if constexpr (std::is_same_v<typename Ctx::policies::start, multiproc::start::forkserver>)
         multiproc::detail::forkserver::ensure_running();
+}
+
+/// Runs `f.template operator()<Ctx>()` under each start method's context in START_METHODS,
+/// the method named in INFO. The forkserver is started first, so that a leak_check taken
+/// inside `f` sees the same descriptors and children before and after.
+template <class F>
+void for_each_start(F&& f) {
+    auto under = [&]<class Ctx>(const char* name) {
+        INFO("start method: " << name);
+        warm_up<Ctx>();
+        f.template operator()<Ctx>();
+    };
+#if defined(MULTIPROC_TEST_START)
+#define MULTIPROC_TEST_NAME_OF(x) #x
+#define MULTIPROC_TEST_NAME(x) MULTIPROC_TEST_NAME_OF(x)
+    under.template operator()<MULTIPROC_TEST_START>(MULTIPROC_TEST_NAME(MULTIPROC_TEST_START));
+#else
+    under.template operator()<by_fork>("by_fork");
+    under.template operator()<by_spawn>("by_spawn");
+    under.template operator()<by_forkserver>("by_forkserver");
+#endif
 }
 
 /// The pid of this process's own forkserver, or 0: it is a child of the test process.
