@@ -119,16 +119,19 @@ public:
             if (!detail::poll_child(c))
                 throw value_error("Cannot close a process while it is still running. "
                                   "You should first call join() or terminate().");
-            if (c.pidfd >= 0) detail::sys::close(c.pidfd);
-            c.pidfd = -1;
-            detail::forget_finished(detail::rt()); // (the status descriptor is closed once read)
+            for (int* fd : {&c.pidfd, &c.status_fd}) {
+                if (*fd >= 0) detail::sys::close(*fd);
+                *fd = -1;
+            }
+            detail::forget_finished(detail::rt());
         }
         c.closed = true;
     }
 
     /// A descriptor that becomes readable when the process ends, for poll/select
     /// (Python: Process.sentinel). Owned by the process object. Under forkserver it is the
-    /// connection on which the server reports the exit code: readable once it has.
+    /// connection on which the server reports the exit code: readable once it has. It is the
+    /// same descriptor from start() to close(), whoever reaps the process.
     [[nodiscard]] int sentinel() const {
         auto& c = checked();
         if (!c.started()) throw value_error("process not started");

@@ -6,8 +6,10 @@
 
 #include <multiproc/process.hpp>
 
+#include <fcntl.h>
 #include <functional>
 #include <memory>
+#include <poll.h>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -207,6 +209,30 @@ TEMPLATE_TEST_CASE("the sentinel becomes readable when the child ends", "[proces
     CHECK(p.exitcode() == 0); // readable means the exit code is there
     p.join();
     CHECK(p.exitcode() == 0);
+}
+
+TEMPLATE_TEST_CASE("the sentinel stays the same open descriptor after the child is reaped by another start()",
+                   "[process][sentinel]", START_METHODS) {
+    test::gate gate;
+    test::process_t<TestType> p([](test::fd_arg g) { g.wait_eof(); }, gate.end());
+    p.start();
+    const int sentinel = p.sentinel();
+    gate.release();
+    pollfd fd{sentinel, POLLIN, 0};
+    REQUIRE(::poll(&fd, 1, 10000) == 1); // ended, not yet reaped
+    test::process_t<TestType> q([] {});
+    q.start(); // reaps the children that have ended, p among them, as CPython's start() does
+    CHECK(p.sentinel() == sentinel);
+    fd.revents = 0;
+    CHECK(::poll(&fd, 1, 0) == 1);
+    CHECK(fd.revents & POLLIN); // still ours and open: not POLLNVAL
+    CHECK_FALSE(fd.revents & POLLNVAL);
+    CHECK(p.exitcode() == 0);
+    q.join();
+    p.join();
+    CHECK(p.sentinel() == sentinel);
+    p.close();
+    CHECK(::fcntl(sentinel, F_GETFD) == -1); // close() released it
 }
 
 TEMPLATE_TEST_CASE("misuse is an error with CPython's message", "[process][errors]", START_METHODS) {

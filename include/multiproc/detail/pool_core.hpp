@@ -991,9 +991,7 @@ private:
 
             fds.clear();
             fds.push_back({wake_fd_.get(), POLLIN, 0});
-            // Asked afresh each time: under forkserver the sentinel is the status connection,
-            // which whoever reaps the worker first (a start() reaping ended children, as
-            // CPython's does) closes; the handle then gives its pidfd, readable as well.
+            // Asked afresh each time, as a replaced worker's slot has a new handle.
             for (auto& s : slots_) fds.push_back({sentinel_of(*s), POLLIN, 0});
             shared_->wake_pending.store(0, std::memory_order_seq_cst);
             shared_->watchers.fetch_sub(1, std::memory_order_seq_cst);

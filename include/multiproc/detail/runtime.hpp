@@ -187,7 +187,8 @@ struct child_record {
     }
 
     [[nodiscard]] bool started() const noexcept { return pid != 0; }
-    /// Readable once the exit code can be had without blocking.
+    /// Readable once the exit code can be had without blocking; the same descriptor from
+    /// start() until close(), whoever reaps the child.
     [[nodiscard]] int sentinel() const noexcept { return status_fd >= 0 ? status_fd : pidfd; }
 };
 
@@ -217,8 +218,8 @@ inline std::optional<int> poll_reported_child(child_record& c, bool block) {
             return poll_reported_child(c, block);
         }
     }
-    sys::close(c.status_fd);
-    c.status_fd = -1;
+    // The descriptor stays open: it is the sentinel, which must stay the same descriptor for
+    // the object's life (Python's does). The server has closed its end, so it stays readable.
     c.exitcode = got == static_cast<ssize_t>(sizeof msg) && msg.magic == reported_status::tag ? msg.code : 255;
     return c.exitcode;
 }
