@@ -119,9 +119,12 @@ public:
             if (!detail::poll_child(c))
                 throw value_error("Cannot close a process while it is still running. "
                                   "You should first call join() or terminate().");
-            for (int* fd : {&c.pidfd, &c.status_fd}) {
-                if (*fd >= 0) detail::sys::close(*fd);
-                *fd = -1;
+            {
+                std::lock_guard lk(c.reap_mu);
+                for (int* fd : {&c.pidfd, &c.status_fd}) {
+                    if (*fd >= 0) detail::sys::close(*fd);
+                    *fd = -1;
+                }
             }
             detail::forget_finished(detail::rt());
         }

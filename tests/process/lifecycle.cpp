@@ -13,6 +13,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 using namespace multiproc;
 using namespace std::chrono_literals;
@@ -358,4 +359,63 @@ TEMPLATE_TEST_CASE("no descriptor and no zombie is left once processes are joine
     }
     CHECK(test::describe_fds(test::open_fds()) == test::describe_fds(fds_before));
     CHECK(test::children_of(::getpid()).empty());
+}
+
+namespace reap_race {
+// A fault hook that stops the joining thread inside the system call that takes its child's
+// exit status (waitpid, or the read of the forkserver's report), until the test lets it go.
+inline thread_local bool joiner = false;
+inline std::atomic<int> stop_at{-1};
+inline int entered[2] = {-1, -1}, go_on[2] = {-1, -1};
+inline int hook(multiproc::detail::sys::call c) {
+    if (!joiner || static_cast<int>(c) != stop_at.load()) return 0;
+    joiner = false; // once
+    char b = 0;
+    (void)!::write(entered[1], &b, 1);
+    (void)!::read(go_on[0], &b, 1);
+    return 0;
+}
+} // namespace reap_race
+
+TEMPLATE_TEST_CASE("a child being joined in one thread is not reaped from under it by another thread's start()",
+                   "[process][threads]", START_METHODS) {
+    using multiproc::detail::sys::call;
+    test::warm_up<TestType>();
+    test::pipe_pair entered, go_on;
+    reap_race::entered[0] = entered.r, reap_race::entered[1] = entered.w;
+    reap_race::go_on[0] = go_on.r, reap_race::go_on[1] = go_on.w;
+    constexpr bool reported = std::is_same_v<typename TestType::policies::start, multiproc::start::forkserver>;
+    reap_race::stop_at = static_cast<int>(reported ? call::read : call::waitpid);
+
+    test::process_t<TestType> p([] { std::_Exit(3); });
+    p.start();
+    std::optional<int> joined_code;
+    std::string join_error;
+    multiproc::detail::sys::fault_hook = &reap_race::hook;
+    std::thread joiner([&] {
+        reap_race::joiner = true;
+        try {
+            p.join();
+            joined_code = p.exitcode();
+        } catch (const std::exception& e) {
+            join_error = e.what();
+        }
+    });
+    pollfd in{entered.r, POLLIN, 0};
+    bool stopped = ::poll(&in, 1, 30000) == 1; // the joiner is inside the call now
+    pollfd ended{p.sentinel(), POLLIN, 0};
+    bool over = ::poll(&ended, 1, 30000) == 1; // and p has ended: a start() would reap it
+    test::process_t<TestType> q([] {});
+    q.start(); // reaps the children that have ended: p is the joiner's to reap
+    char b = 0;
+    (void)!::write(go_on.w, &b, 1);
+    joiner.join();
+    multiproc::detail::sys::fault_hook = nullptr;
+    q.join();
+    REQUIRE(stopped);
+    REQUIRE(over);
+    CHECK(join_error == "");
+    CHECK(joined_code == 3);
+    CHECK(p.exitcode() == 3);
+    CHECK(q.exitcode() == 0);
 }

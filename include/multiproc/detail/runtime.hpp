@@ -16,6 +16,7 @@
 #include <iostream>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <set>
 #include <string>
@@ -168,6 +169,10 @@ struct child_record {
     int status_fd = -1;            // forkserver: where the server reports the exit status
     std::optional<int> exitcode;
     bool closed = false;
+    // Held while the child's end is polled for or recorded (exitcode, and the status
+    // descriptor's reads): a start() in one thread reaps the children that have ended while
+    // another thread may be joining the same child (a pool's engine, its worker).
+    std::mutex reap_mu;
 
     child_record() {
         auto& r = rt();
@@ -229,8 +234,8 @@ inline int decode_wait_status(int status) {
     return WEXITSTATUS(status);
 }
 
-/// Reaps the child if it has exited (blocking if `block`); returns its exit code or nothing.
-inline std::optional<int> poll_child(child_record& c, bool block = false) {
+/// poll_child with c.reap_mu held.
+inline std::optional<int> poll_child_locked(child_record& c, bool block) {
     if (c.exitcode || !c.started()) return c.exitcode;
     if (c.status_fd >= 0) return poll_reported_child(c, block); // not our child: its server reaps it
     int status = 0;
@@ -242,6 +247,22 @@ inline std::optional<int> poll_child(child_record& c, bool block = false) {
                   " failed (did something else reap it, or set SIGCHLD to SIG_IGN?)");
     }
     return c.exitcode;
+}
+
+/// Waits, without holding c.reap_mu, until the child has ended: its sentinel is readable
+/// from then on, reaped or not.
+inline void wait_for_end(const child_record& c) {
+    pollfd p{c.sentinel(), POLLIN, 0};
+    if (sys::poll_until(&p, 1, {}, true) < 0) sys::fail("poll on the sentinel of process " + c.name);
+}
+
+/// Reaps the child if it has exited (blocking if `block`); returns its exit code or nothing.
+/// Safe against other threads polling the same child: one of them reaps it, and all of
+/// them see the exit code.
+inline std::optional<int> poll_child(child_record& c, bool block = false) {
+    if (block && c.started()) wait_for_end(c); // others may poll meanwhile
+    std::lock_guard lk(c.reap_mu);
+    return poll_child_locked(c, block);
 }
 
 /// Drops reaped children from the runtime's list (Python: process._cleanup).
@@ -261,8 +282,13 @@ inline std::vector<std::shared_ptr<child_record>> reap_children() {
     std::vector<std::shared_ptr<child_record>> alive, lost;
     for (auto& c : all) {
         if (c->parent_pid != ::getpid()) continue;
+        std::unique_lock busy(c->reap_mu, std::try_to_lock);
+        if (!busy) { // another thread is reaping it: left to that thread
+            alive.push_back(c);
+            continue;
+        }
         try {
-            if (!poll_child(*c)) alive.push_back(c);
+            if (!poll_child_locked(*c, false)) alive.push_back(c);
         } catch (const os_error&) {
             lost.push_back(c); // reaped by something else: nothing more to learn or wait for
         }
@@ -277,21 +303,19 @@ inline std::vector<std::shared_ptr<child_record>> reap_children() {
 
 /// Waits for the child to exit, for at most `timeout` if given; reaps it when it has.
 inline void join_child(child_record& c, std::optional<std::chrono::steady_clock::duration> timeout) {
-    if (!c.exitcode) {
-        if (timeout) {
-            auto deadline = std::chrono::steady_clock::now() + *timeout;
-            pollfd p{c.sentinel(), POLLIN, 0};
-            int n = sys::poll_until(&p, 1, deadline, false);
-            if (n < 0) sys::fail("poll on the sentinel of process " + c.name);
-            if (n == 0) return;
-        }
-        poll_child(c, /*block=*/!timeout.has_value());
+    if (timeout) { // (the sentinel stays readable once the child has ended, reaped or not)
+        auto deadline = std::chrono::steady_clock::now() + *timeout;
+        pollfd p{c.sentinel(), POLLIN, 0};
+        int n = sys::poll_until(&p, 1, deadline, false);
+        if (n < 0) sys::fail("poll on the sentinel of process " + c.name);
+        if (n == 0) return;
     }
-    if (c.exitcode) forget_finished(rt());
+    if (poll_child(c, /*block=*/!timeout.has_value())) forget_finished(rt());
 }
 
 /// Sends `sig` to the child unless it has already been reaped (Python: Popen.terminate).
 inline void signal_child(child_record& c, int sig) {
+    std::lock_guard lk(c.reap_mu);
     if (c.exitcode || c.pidfd < 0) return;
     if (sys::pidfd_send_signal(c.pidfd, sig) < 0 && errno != ESRCH)
         sys::fail("sending signal " + std::to_string(sig) + " to process " + c.name);
@@ -414,6 +438,8 @@ inline void become_child(const child_record& c) {
             if (*fd >= 0) sys::close(*fd);
             *fd = -1;
         }
+        // Another thread of the parent may have held it at the fork; that thread is not here.
+        new (&rec->reap_mu) std::mutex;
     }
     auto inherited = std::move(r.children); // destroyed below, outside the loop over records
     r.children.clear();
