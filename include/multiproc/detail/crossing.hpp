@@ -99,7 +99,7 @@ T cross_load(crossing_reader& r) {
         for (std::uint64_t i = 0; i < n; ++i) v.push_back(T::value_type::cross_in(r));
         return v;
     } else {
-        const std::string bytes = r.get_string(); // the length, checked, then the encoding
+        const std::string_view bytes = r.get_view(); // the length, checked, then the encoding
         span_reader in({reinterpret_cast<const std::byte*>(bytes.data()), bytes.size()});
         return S::template decode<T>(in);
     }

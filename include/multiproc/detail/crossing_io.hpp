@@ -66,13 +66,15 @@ public:
         read(&v, sizeof v);
         return v;
     }
-    std::string get_string() {
+    /// What put_string() wrote, as a view into the reader's bytes (valid while it lives).
+    std::string_view get_view() {
         auto n = get<std::uint64_t>();
         if (n > bytes_.size() - pos_) throw serialization_error("multiproc: the data sent to the child is truncated");
-        std::string s(bytes_.data() + pos_, static_cast<std::size_t>(n));
+        std::string_view s(bytes_.data() + pos_, static_cast<std::size_t>(n));
         pos_ += static_cast<std::size_t>(n);
         return s;
     }
+    std::string get_string() { return std::string(get_view()); }
     /// The next descriptor sent with put_fd(), now owned by the caller.
     sys::unique_fd take_fd() {
         if (next_fd_ >= fds_.size())

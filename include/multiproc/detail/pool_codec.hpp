@@ -19,12 +19,8 @@
 #include <cstring>
 #include <memory>
 #include <new>
-#include <optional>
-#include <string>
-#include <tuple>
 #include <type_traits>
 #include <utility>
-#include <vector>
 
 namespace multiproc::detail {
 
