@@ -7,6 +7,7 @@
 #include <multiproc/detail/ring.hpp>
 #include <multiproc/detail/robust_mutex.hpp>
 #include <multiproc/detail/shared_region.hpp>
+#include <multiproc/detail/stream_channel.hpp>
 #include <multiproc/process.hpp>
 
 #include <algorithm>
@@ -141,4 +142,57 @@ TEST_CASE("a streaming ring goes back to its start as soon as the reader has fre
     // 200 chunks of 64 KiB went through (12.5 MiB, three times the ring), yet the writer never
     // went further than a few chunks past rewind_after into it.
     CHECK(furthest < detail::ring::rewind_after + 4 * (len + 64));
+}
+
+TEST_CASE("staging moved to its front is never written over while the journal still names it",
+          "[detail][staging]") {
+    // A consumer killed at any moment must leave the bytes its last commit names intact: each
+    // copy goes to a place that does not overlap the committed bytes, and is committed before
+    // they are written over. Checked at every commit, for a move that overlaps with room to
+    // go round (two copies), one that does not overlap (one copy), and one that overlaps with
+    // too little room (nothing moved).
+    using channel = detail::stream_channel<transport::pipe>;
+    auto ch = channel::open(64 * 1024);
+    const std::size_t size = ch.shared_bytes();
+    std::vector<std::byte> staging(size);
+    ch.bind(staging.data(), true);
+    constexpr std::uint64_t messages = 8;
+    std::vector<std::byte> unread; // whole messages, seq 1..8, about half of staging
+    for (std::uint64_t seq = 1; seq <= messages; ++seq) {
+        const auto len = static_cast<std::uint32_t>(std::min<std::size_t>(4000, ch.max_payload()));
+        auto h = detail::make_chunk(detail::chunk_data, seq, 0, len, len);
+        const auto* hb = reinterpret_cast<const std::byte*>(&h);
+        unread.insert(unread.end(), hb, hb + sizeof h);
+        unread.insert(unread.end(), len, std::byte{static_cast<unsigned char>(seq)});
+    }
+    const std::size_t n = unread.size();
+    REQUIRE(size >= 2 * n + 200); // room to go round from 200
+    REQUIRE(size < 3 * n);        // and too little from size - 2n + 1000, which is below n
+    struct scenario {
+        std::size_t pos;
+        bool moves;
+    };
+    for (auto [pos, moves] : {scenario{200, true}, scenario{n + 8, true}, scenario{size - 2 * n + 1000, false}}) {
+        INFO("unread bytes at " << pos << " of " << size << ", " << n << " of them");
+        std::fill(staging.begin(), staging.end(), std::byte{0xee});
+        std::memcpy(staging.data() + pos, unread.data(), n);
+        detail::reader_state committed{pos, pos + n, {}, 0, 0, 0};
+        auto holds_unread = [&](const detail::reader_state& s) {
+            return s.end - s.pos == n && std::memcmp(staging.data() + s.pos, unread.data(), n) == 0;
+        };
+        int commits = 0;
+        bool intact = true;
+        auto commit = [&](auto f) {
+            intact = intact && holds_unread(committed); // what the journal named until now
+            f(committed);
+            intact = intact && holds_unread(committed); // and what it names from now on
+            ++commits;
+        };
+        auto arrived = ch.holds_final_of(messages, committed, commit);
+        CHECK(intact);
+        CHECK(arrived == std::optional<bool>(true));
+        CHECK(holds_unread(committed));
+        CHECK((committed.pos == 0) == moves);
+        CHECK(commits == (moves ? (n > pos ? 2 : 1) : 0));
+    }
 }

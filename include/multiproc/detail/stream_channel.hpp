@@ -127,7 +127,9 @@ public:
                 if (end - pos >= sizeof h + h.length)
                     return chunk_ref{h, staging_ + pos + sizeof h, pos + sizeof h + h.length};
             }
-            to_front(pos, end, commit); // (reads end at a chunk's end: what is left is bytes from outside)
+            // Reads end at a chunk's end: what is left is bytes from outside, whose loss to a
+            // consumer killed while moving them costs nothing.
+            if (!to_front(pos, end, commit)) to_front_unjournaled(pos, end, commit);
             if (!read_more(end, commit)) return std::nullopt;
         }
     }
@@ -144,7 +146,7 @@ public:
     std::optional<bool> holds_final_of(std::uint64_t seq, const reader_state& rs, Commit&& commit) {
         std::uint64_t pos = rs.pos, end = rs.end;
         chunk_position last = rs.last;
-        to_front(pos, end, commit);
+        (void)to_front(pos, end, commit); // (if it cannot move them, what room there is will do)
         do {
             if (end == shared_bytes()) return std::nullopt;
         } while (read_more(end, commit));
@@ -179,13 +181,42 @@ public:
 
 private:
     /// Moves what is left in staging, [pos, end), to its start, so that a read has room.
+    /// Each copy is between ranges that do not overlap, and is committed before its source
+    /// is written over, so that a consumer killed at any point leaves [pos, end) whole:
+    /// through the free room after `end` if the two places overlap. False, with nothing
+    /// moved, if they overlap and that room is too small.
     template <class Commit>
-    void to_front(std::uint64_t& pos, std::uint64_t& end, Commit& commit) {
-        if (pos == 0) return;
-        if (end != pos) std::memmove(staging_, staging_ + pos, end - pos);
+    bool to_front(std::uint64_t& pos, std::uint64_t& end, Commit& commit) {
+        if (pos == 0) return true;
+        const std::uint64_t n = end - pos;
+        if (n > pos) {
+            if (n > shared_bytes() - end) return false;
+            move_committed(pos, end, end, commit); // out of the way first
+        }
+        move_committed(pos, end, 0, commit);
+        return true;
+    }
+
+    /// Copies [pos, end) to `to` (the two do not overlap) and commits it there.
+    template <class Commit>
+    void move_committed(std::uint64_t& pos, std::uint64_t& end, std::uint64_t to, Commit& commit) {
+        const std::uint64_t n = end - pos;
+        if (n != 0) std::memcpy(staging_ + to, staging_ + pos, n);
+        pos = to;
+        end = to + n;
+        commit([p = pos, e = end](reader_state& s) {
+            s.pos = p;
+            s.end = e;
+        });
+    }
+
+    /// to_front for bytes that need not survive the mover: one overlapping move.
+    template <class Commit>
+    void to_front_unjournaled(std::uint64_t& pos, std::uint64_t& end, Commit& commit) {
+        std::memmove(staging_, staging_ + pos, end - pos);
         end -= pos;
         pos = 0;
-        commit([&, e = end](reader_state& s) {
+        commit([e = end](reader_state& s) {
             s.pos = 0;
             s.end = e;
         });
