@@ -6,9 +6,11 @@
 
 #include <multiproc/process.hpp>
 
+#include <atomic>
 #include <fcntl.h>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <poll.h>
 #include <sstream>
 #include <stdexcept>

@@ -7,10 +7,12 @@
 #include <multiproc/logging.hpp>
 #include <multiproc/process.hpp>
 
+#include <atomic>
 #include <cstdlib>
 #include <map>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace multiproc;
@@ -203,6 +205,32 @@ TEMPLATE_TEST_CASE("a child whose forkserver is killed is still waited for, and 
     CHECK(test::exit_of(q) == 4);
     CHECK(test::forkserver_pid() != server);
     CHECK(test::children_of(::getpid()).empty()); // the killed server was reaped
+}
+
+TEMPLATE_TEST_CASE("a child whose forkserver is killed can be terminated while another thread waits to join it",
+                   "[forkserver][errors][threads]", by_forkserver) {
+    test::gate gate; // never released: the child ends only by the signal
+    test::process_t<TestType> p([](test::fd_arg g) { std::_Exit(g.wait_eof() ? 0 : 1); }, gate.end());
+    p.start();
+    pid_t server = test::forkserver_pid();
+    REQUIRE(server > 0);
+    ::kill(server, SIGKILL);
+    REQUIRE(test::wait_exit(server));
+    std::atomic<pid_t> joiner_tid{0};
+    std::thread joiner([&] {
+        joiner_tid = static_cast<pid_t>(::syscall(SYS_gettid));
+        p.join();
+    });
+    // Once the joiner sleeps, it is waiting for the child (nothing else can make it sleep):
+    // terminate() must not wait for it to be done.
+    bool sleeping = false;
+    for (auto give_up = std::chrono::steady_clock::now() + 10s; !sleeping && std::chrono::steady_clock::now() < give_up;) {
+        if (pid_t tid = joiner_tid.load()) sleeping = test::thread_state(tid) == 'S';
+    }
+    p.terminate();
+    joiner.join();
+    CHECK(sleeping);
+    CHECK(p.exitcode() == 255); // the status died with the server, as in CPython
 }
 
 TEST_CASE("the forkserver talks only to processes of its own user", "[forkserver][security]") {

@@ -41,8 +41,18 @@ using by_spawn = multiproc::context<multiproc::start::spawn>;
 using by_forkserver = multiproc::context<multiproc::start::forkserver>;
 #if defined(MULTIPROC_TEST_START)
 #define START_METHODS MULTIPROC_TEST_START
+#define MULTIPROC_TEST_STRINGIZE(x) #x
+#define MULTIPROC_TEST_START_NAME_OF(x) MULTIPROC_TEST_STRINGIZE(x)
+#define MULTIPROC_TEST_START_NAME MULTIPROC_TEST_START_NAME_OF(MULTIPROC_TEST_START)
 #else
 #define START_METHODS by_fork, by_spawn, by_forkserver
+#endif
+// In such a file, a case that starts no process is built into the fork program only:
+// `#if MULTIPROC_TEST_ONCE` around it.
+#if !defined(MULTIPROC_TEST_START) || defined(MULTIPROC_TEST_START_FIRST)
+#define MULTIPROC_TEST_ONCE 1
+#else
+#define MULTIPROC_TEST_ONCE 0
 #endif
 
 namespace test {
@@ -91,9 +101,7 @@ void for_each_start(F&& f) {
         f.template operator()<Ctx>();
     };
 #if defined(MULTIPROC_TEST_START)
-#define MULTIPROC_TEST_NAME_OF(x) #x
-#define MULTIPROC_TEST_NAME(x) MULTIPROC_TEST_NAME_OF(x)
-    under.template operator()<MULTIPROC_TEST_START>(MULTIPROC_TEST_NAME(MULTIPROC_TEST_START));
+    under.template operator()<MULTIPROC_TEST_START>(MULTIPROC_TEST_START_NAME);
 #else
     under.template operator()<by_fork>("by_fork");
     under.template operator()<by_spawn>("by_spawn");
@@ -258,6 +266,15 @@ inline bool running(pid_t pid) {
     if (!std::getline(in, stat)) return false;
     auto rp = stat.rfind(')');
     return rp != std::string::npos && rp + 2 < stat.size() && stat[rp + 2] != 'Z' && stat[rp + 2] != 'X';
+}
+
+/// The state letter (R, S, D, ...) of thread `tid` of this process, or 0 if it is gone.
+inline char thread_state(pid_t tid) {
+    std::ifstream in("/proc/self/task/" + std::to_string(tid) + "/stat");
+    std::string stat;
+    if (!std::getline(in, stat)) return 0;
+    auto rp = stat.rfind(')');
+    return rp != std::string::npos && rp + 2 < stat.size() ? stat[rp + 2] : 0;
 }
 
 /// Decodes a wait status as Python does: exit code, or -signal.

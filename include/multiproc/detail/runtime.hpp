@@ -205,12 +205,12 @@ struct reported_status {
     std::int32_t code = 0;
 };
 
-/// Reads the exit status a forkserver reported for `c`, blocking if `block`. If the server
-/// died first, the status is lost: the child is then waited for on its pidfd, which takes
-/// the sentinel's number, and reported as 255, as CPython does, with a warning logged.
-inline std::optional<int> poll_reported_child(child_record& c, bool block) {
+/// Reads the exit status a forkserver reported for `c`, if it has. If the server died
+/// first, the status is lost: the child is then watched through its pidfd, which takes the
+/// sentinel's number, and reported as 255 once it ends, as CPython does, with a warning.
+inline std::optional<int> poll_reported_child(child_record& c) {
     pollfd p{c.status_fd, POLLIN, 0};
-    int n = sys::poll_until(&p, 1, std::chrono::steady_clock::now(), block);
+    int n = sys::poll_until(&p, 1, std::chrono::steady_clock::now(), false);
     if (n < 0) sys::fail("poll on the status of process " + c.name);
     if (n == 0) return std::nullopt;
     reported_status msg{};
@@ -220,7 +220,7 @@ inline std::optional<int> poll_reported_child(child_record& c, bool block) {
             c.name);
         if (sys::dup2(c.pidfd, c.status_fd) >= 0) { // a pidfd: readable at the child's end, read() fails
             (void)sys::fcntl(c.status_fd, F_SETFD, FD_CLOEXEC);
-            return poll_reported_child(c, block);
+            return poll_reported_child(c);
         }
     }
     // The descriptor stays open: it is the sentinel, which must stay the same descriptor for
@@ -234,12 +234,12 @@ inline int decode_wait_status(int status) {
     return WEXITSTATUS(status);
 }
 
-/// poll_child with c.reap_mu held.
-inline std::optional<int> poll_child_locked(child_record& c, bool block) {
+/// Reaps the child if it has exited, without waiting; c.reap_mu held.
+inline std::optional<int> poll_child_locked(child_record& c) {
     if (c.exitcode || !c.started()) return c.exitcode;
-    if (c.status_fd >= 0) return poll_reported_child(c, block); // not our child: its server reaps it
+    if (c.status_fd >= 0) return poll_reported_child(c); // not our child: its server reaps it
     int status = 0;
-    pid_t r = sys::waitpid(c.pid, &status, block ? 0 : WNOHANG);
+    pid_t r = sys::waitpid(c.pid, &status, WNOHANG);
     if (r == c.pid) {
         c.exitcode = decode_wait_status(status);
     } else if (r < 0) {
@@ -249,26 +249,41 @@ inline std::optional<int> poll_child_locked(child_record& c, bool block) {
     return c.exitcode;
 }
 
-/// Waits, without holding c.reap_mu, until the child has ended: its sentinel is readable
-/// from then on, reaped or not.
-inline void wait_for_end(const child_record& c) {
-    pollfd p{c.sentinel(), POLLIN, 0};
-    if (sys::poll_until(&p, 1, {}, true) < 0) sys::fail("poll on the sentinel of process " + c.name);
+/// Reaps the child once it has exited, waiting for that until `deadline` (forever if
+/// none); returns its exit code, or nothing if the deadline came first. Safe against other
+/// threads polling or signalling the same child: c.reap_mu is held only to look, never
+/// while waiting; one thread reaps the child, and all of them see its exit code.
+inline std::optional<int> wait_child(child_record& c, std::optional<std::chrono::steady_clock::time_point> deadline) {
+    for (;;) {
+        int fd = -1;
+        {
+            std::lock_guard lk(c.reap_mu);
+            if (auto code = poll_child_locked(c); code || !c.started()) return code;
+            fd = c.sentinel(); // (the pidfd, once a dead forkserver left the child to it)
+        }
+        pollfd p{fd, POLLIN, 0};
+        int n = sys::poll_until(&p, 1, deadline.value_or(std::chrono::steady_clock::time_point{}), !deadline);
+        if (n < 0) sys::fail("poll on the sentinel of process " + c.name);
+        if (n == 0) return std::nullopt;
+    }
 }
 
-/// Reaps the child if it has exited (blocking if `block`); returns its exit code or nothing.
-/// Safe against other threads polling the same child: one of them reaps it, and all of
-/// them see the exit code.
+/// Reaps the child if it has exited (waiting for that if `block`); returns its exit code
+/// or nothing.
 inline std::optional<int> poll_child(child_record& c, bool block = false) {
-    if (block && c.started()) wait_for_end(c); // others may poll meanwhile
+    if (block) return wait_child(c, std::nullopt);
     std::lock_guard lk(c.reap_mu);
-    return poll_child_locked(c, block);
+    return poll_child_locked(c);
 }
 
-/// Drops reaped children from the runtime's list (Python: process._cleanup).
+/// Drops reaped children from the runtime's list (Python: process._cleanup); a child
+/// another thread is polling now stays until next time.
 inline void forget_finished(runtime& r) {
     std::lock_guard lk(r.mu);
-    std::erase_if(r.children, [](const std::shared_ptr<child_record>& c) { return c->exitcode.has_value(); });
+    std::erase_if(r.children, [](const std::shared_ptr<child_record>& c) {
+        std::unique_lock polled(c->reap_mu, std::try_to_lock);
+        return polled && c->exitcode.has_value();
+    });
 }
 
 /// Polls every child and forgets those that have exited; returns the living ones.
@@ -288,7 +303,7 @@ inline std::vector<std::shared_ptr<child_record>> reap_children() {
             continue;
         }
         try {
-            if (!poll_child_locked(*c, false)) alive.push_back(c);
+            if (!poll_child_locked(*c)) alive.push_back(c);
         } catch (const os_error&) {
             lost.push_back(c); // reaped by something else: nothing more to learn or wait for
         }
@@ -303,14 +318,9 @@ inline std::vector<std::shared_ptr<child_record>> reap_children() {
 
 /// Waits for the child to exit, for at most `timeout` if given; reaps it when it has.
 inline void join_child(child_record& c, std::optional<std::chrono::steady_clock::duration> timeout) {
-    if (timeout) { // (the sentinel stays readable once the child has ended, reaped or not)
-        auto deadline = std::chrono::steady_clock::now() + *timeout;
-        pollfd p{c.sentinel(), POLLIN, 0};
-        int n = sys::poll_until(&p, 1, deadline, false);
-        if (n < 0) sys::fail("poll on the sentinel of process " + c.name);
-        if (n == 0) return;
-    }
-    if (poll_child(c, /*block=*/!timeout.has_value())) forget_finished(rt());
+    std::optional<std::chrono::steady_clock::time_point> deadline;
+    if (timeout) deadline = std::chrono::steady_clock::now() + *timeout;
+    if (wait_child(c, deadline)) forget_finished(rt());
 }
 
 /// Sends `sig` to the child unless it has already been reaped (Python: Popen.terminate).
