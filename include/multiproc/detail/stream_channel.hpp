@@ -127,8 +127,8 @@ public:
                 if (end - pos >= sizeof h + h.length)
                     return chunk_ref{h, staging_ + pos + sizeof h, pos + sizeof h + h.length};
             }
-            // Reads end at a chunk's end: what is left is bytes from outside, whose loss to a
-            // consumer killed while moving them costs nothing.
+            // Reads end at a chunk's end, so what is left is bytes from outside; and it can
+            // fail to move only when staging holds less than about three chunks.
             if (!to_front(pos, end, commit)) to_front_unjournaled(pos, end, commit);
             if (!read_more(end, commit)) return std::nullopt;
         }
@@ -146,7 +146,8 @@ public:
     std::optional<bool> holds_final_of(std::uint64_t seq, const reader_state& rs, Commit&& commit) {
         std::uint64_t pos = rs.pos, end = rs.end;
         chunk_position last = rs.last;
-        (void)to_front(pos, end, commit); // (if it cannot move them, what room there is will do)
+        // Unmoved, the room after them could end a read inside a chunk: tell later instead.
+        if (!to_front(pos, end, commit)) return std::nullopt;
         do {
             if (end == shared_bytes()) return std::nullopt;
         } while (read_more(end, commit));
