@@ -244,6 +244,7 @@ TEMPLATE_LIST_TEST_CASE("send_bytes, recv_bytes and recv_bytes_into move raw mes
     });
 }
 
+#if MULTIPROC_TEST_ONCE // (no process started)
 TEMPLATE_LIST_TEST_CASE("a one-way pipe: the first end only receives, the second only sends", "[pipe][duplex]",
                         test::combos) {
     using C = TestType;
@@ -259,7 +260,9 @@ TEMPLATE_LIST_TEST_CASE("a one-way pipe: the first end only receives, the second
     w.send(3);
     CHECK(r.recv() == 3);
 }
+#endif
 
+#if MULTIPROC_TEST_ONCE // (no process started)
 TEMPLATE_LIST_TEST_CASE("fileno is a descriptor that polls readable when a message is there", "[pipe][fileno]",
                         test::combos) {
     using C = TestType;
@@ -276,7 +279,9 @@ TEMPLATE_LIST_TEST_CASE("fileno is a descriptor that polls readable when a messa
         CHECK(a.recv() == 1);
     }
 }
+#endif
 
+#if MULTIPROC_TEST_ONCE // (no process started)
 TEMPLATE_LIST_TEST_CASE("sending to a pipe whose every receiver is closed is an os_error, not a SIGPIPE death",
                         "[pipe][epipe]", test::combos) {
     using C = TestType;
@@ -292,6 +297,7 @@ TEMPLATE_LIST_TEST_CASE("sending to a pipe whose every receiver is closed is an 
         CHECK(e.code().value() == EPIPE);
     }
 }
+#endif
 
 TEMPLATE_LIST_TEST_CASE("64 MiB messages pass whole through a pipe, larger than its buffer", "[pipe][large]",
                         test::combos) {

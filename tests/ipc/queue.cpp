@@ -191,6 +191,7 @@ TEMPLATE_LIST_TEST_CASE("a bounded queue is full at maxsize: put times out, put_
     });
 }
 
+#if MULTIPROC_TEST_ONCE // (no process started)
 TEMPLATE_LIST_TEST_CASE("an unbounded queue whose transport is full makes put wait, and loses nothing",
                         "[queue][timeout][full-transport]", test::transports) {
     using C = TestType;
@@ -214,6 +215,7 @@ TEMPLATE_LIST_TEST_CASE("an unbounded queue whose transport is full makes put wa
     for (int i = 1; i <= n; ++i) CHECK(q.get() == chunk + std::to_string(i));
     CHECK(q.empty());
 }
+#endif
 
 TEMPLATE_LIST_TEST_CASE("qsize counts exactly, and a closed queue refuses put and get", "[queue][counts]",
                         test::combos) {
