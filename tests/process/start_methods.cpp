@@ -186,15 +186,23 @@ TEMPLATE_TEST_CASE("a forkserver child is forked by one server, which reports it
     CHECK(test::children_of(::getpid()).empty()); // the server's children are not ours
 }
 
+namespace {
+/// Kills this process's forkserver with SIGKILL and waits for its end; returns its pid.
+pid_t kill_forkserver() {
+    pid_t server = test::forkserver_pid();
+    REQUIRE(server > 0);
+    ::kill(server, SIGKILL);
+    REQUIRE(test::wait_exit(server));
+    return server;
+}
+} // namespace
+
 TEMPLATE_TEST_CASE("a child whose forkserver is killed is still waited for, and its exit code is 255",
                    "[forkserver][errors]", by_forkserver) {
     test::gate gate;
     test::process_t<TestType> p([](test::fd_arg g) { std::_Exit(g.wait_eof() ? 0 : 1); }, gate.end());
     p.start();
-    pid_t server = test::forkserver_pid();
-    REQUIRE(server > 0);
-    ::kill(server, SIGKILL);
-    REQUIRE(test::wait_exit(server));
+    pid_t server = kill_forkserver();
     p.join(20ms); // the server's death neither ends the child nor the wait for it
     CHECK(p.is_alive());
     gate.release();
@@ -212,10 +220,7 @@ TEMPLATE_TEST_CASE("a child whose forkserver is killed can be terminated while a
     test::gate gate; // never released: the child ends only by the signal
     test::process_t<TestType> p([](test::fd_arg g) { std::_Exit(g.wait_eof() ? 0 : 1); }, gate.end());
     p.start();
-    pid_t server = test::forkserver_pid();
-    REQUIRE(server > 0);
-    ::kill(server, SIGKILL);
-    REQUIRE(test::wait_exit(server));
+    kill_forkserver();
     std::atomic<pid_t> joiner_tid{0};
     std::thread joiner([&] {
         joiner_tid = static_cast<pid_t>(::syscall(SYS_gettid));
