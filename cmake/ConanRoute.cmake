@@ -15,18 +15,24 @@
 #    version not listed are refused.
 
 set(conan "$ENV{MULTIPROC_CONAN}")
-if(NOT conan)
-  foreach(candidate IN ITEMS ${SOURCE_DIR}/../shared/tools/conan/conan /work/shared/tools/conan/conan)
+if(conan)
+  if(NOT EXISTS "${conan}")
+    message(STATUS "conan not found: MULTIPROC_CONAN is ${conan}, which does not exist: the Conan route is skipped")
+    return()
+  endif()
+else()
+  cmake_path(SET beside NORMALIZE ${SOURCE_DIR}/../shared/tools/conan/conan)
+  foreach(candidate IN ITEMS ${beside} /work/shared/tools/conan/conan)
     if(EXISTS ${candidate})
-      cmake_path(SET conan NORMALIZE ${candidate})
+      set(conan ${candidate})
       break()
     endif()
   endforeach()
-endif()
-if(NOT conan OR NOT EXISTS "${conan}")
-  message(STATUS "conan not found (MULTIPROC_CONAN, ${SOURCE_DIR}/../shared/tools/conan/conan, "
-                 "/work/shared/tools/conan/conan): the Conan route is skipped")
-  return()
+  if(NOT conan)
+    message(STATUS "conan not found (no MULTIPROC_CONAN, no ${beside}, no /work/shared/tools/conan/conan): "
+                   "the Conan route is skipped")
+    return()
+  endif()
 endif()
 message(STATUS "conan: ${conan}")
 
