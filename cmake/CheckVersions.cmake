@@ -1,25 +1,50 @@
 # cmake -DSOURCE_DIR=<checkout> -DVERSION=<project version> -P CheckVersions.cmake
-# Fails unless each file that states multiproc's version outside CMake states VERSION:
-# the vcpkg manifest and overlay port, and a CHANGELOG.md section. (version.hpp is checked
-# by tests/version/version.cpp; the Conan recipe reads CMakeLists.txt itself.)
+# Fails unless each file that states multiproc's version or home outside CMake agrees with
+# project(): the vcpkg manifest and overlay port, and a CHANGELOG.md section, state VERSION;
+# both manifests and the Conan recipe state HOMEPAGE_URL, and README.md's FetchContent
+# snippet and the port's release route fetch from <HOMEPAGE_URL>.git. (version.hpp is checked
+# by tests/version/version.cpp; the Conan recipe reads the version from CMakeLists.txt.)
 cmake_minimum_required(VERSION 3.21)
 set(bad)
+file(READ ${SOURCE_DIR}/CMakeLists.txt cmakelists)
+string(REGEX MATCH "HOMEPAGE_URL \"([^\"]+)\"" _ "${cmakelists}")
+set(homepage ${CMAKE_MATCH_1})
 foreach(manifest IN ITEMS vcpkg.json ports/multiproc/vcpkg.json)
   file(READ ${SOURCE_DIR}/${manifest} json)
-  string(JSON stated ERROR_VARIABLE err GET "${json}" version)
-  if(err)
-    list(APPEND bad "${manifest}: ${err}")
-  elseif(NOT stated STREQUAL VERSION)
-    list(APPEND bad "${manifest}: version is ${stated}")
-  endif()
+  foreach(field IN ITEMS version homepage)
+    if(field STREQUAL "version")
+      set(want ${VERSION})
+    else()
+      set(want ${homepage})
+    endif()
+    string(JSON stated ERROR_VARIABLE err GET "${json}" ${field})
+    if(err)
+      list(APPEND bad "${manifest}: ${err}")
+    elseif(NOT stated STREQUAL want)
+      list(APPEND bad "${manifest}: ${field} is ${stated}")
+    endif()
+  endforeach()
 endforeach()
 string(REPLACE "." "\\." version_re "${VERSION}")
 file(STRINGS ${SOURCE_DIR}/CHANGELOG.md heading REGEX "^## \\[?${version_re}\\]?( |$)")
 if(NOT heading)
   list(APPEND bad "CHANGELOG.md: no '## ${VERSION}' section")
 endif()
+foreach(check IN ITEMS "conan/conanfile.py|url = \"${homepage}\""
+                       "conan/conanfile.py|homepage = \"${homepage}\""
+                       "README.md|GIT_REPOSITORY ${homepage}.git "
+                       "ports/multiproc/portfile.cmake|URL ${homepage}.git\n")
+  string(REGEX MATCH "^([^|]+)\\|(.*)$" _ "${check}")
+  file(READ ${SOURCE_DIR}/${CMAKE_MATCH_1} text)
+  string(FIND "${text}" "${CMAKE_MATCH_2}" at)
+  if(at EQUAL -1)
+    string(STRIP "${CMAKE_MATCH_2}" want)
+    list(APPEND bad "${CMAKE_MATCH_1}: no '${want}'")
+  endif()
+endforeach()
 if(bad)
   list(JOIN bad "\n  " msg)
-  message(FATAL_ERROR "project(VERSION) is ${VERSION}, but:\n  ${msg}")
+  message(FATAL_ERROR "project() says version ${VERSION}, homepage ${homepage}, but:\n  ${msg}")
 endif()
-message(STATUS "vcpkg.json, ports/multiproc/vcpkg.json and CHANGELOG.md all say ${VERSION}")
+message(STATUS "the manifests, CHANGELOG.md, the Conan recipe and README.md agree with project(): "
+               "${VERSION}, ${homepage}")

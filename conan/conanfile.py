@@ -1,80 +1,132 @@
-"""Conan 2 recipe for multiproc, a header-only C++20 library.
+"""Conan 2 recipe for multiproc, a header-only C++20 library (docs/packaging.md).
 
-From a checkout: `conan create conan/ --build=missing` (see docs/packaging.md). The version is
-read from project(VERSION) in the top-level CMakeLists.txt, so it is never written twice.
+Where the sources come from:
+- development: `conan create conan/` packages the checkout around this recipe, at the
+  version project(VERSION) states in the top-level CMakeLists.txt;
+- a release: `conan create conan/ --version=X`, X listed under `sources` in conandata.yml,
+  downloads that release's archive and checks its sha256, as a recipe in a recipe index
+  does. (Any other --version packages the checkout under that version.)
 """
 import os
 import re
 
 from conan import ConanFile
-from conan.errors import ConanInvalidConfiguration
+from conan.errors import ConanException, ConanInvalidConfiguration
 from conan.tools.build import check_min_cppstd
-from conan.tools.files import copy, load
+from conan.tools.files import copy, get, load
 from conan.tools.layout import basic_layout
+from conan.tools.scm import Version
 
-required_conan_version = ">=2.0"
+required_conan_version = ">=2.0.9"
 
 
 class MultiprocConan(ConanFile):
     name = "multiproc"
     description = "Python's multiprocessing for C++20, assembled at compile time from policies"
-    topics = ("multiprocessing", "process", "pool", "ipc", "header-only")
-    homepage = "https://example.invalid/multiproc"
     license = "BSL-1.0"
+    # Where this recipe lives, and the project's home: the same repository. Keep both equal to
+    # HOMEPAGE_URL in CMakeLists.txt (checked by ctest).
+    url = "https://example.invalid/multiproc"
+    homepage = "https://example.invalid/multiproc"
+    topics = ("multiprocessing", "process", "pool", "ipc", "header-only")
     package_type = "header-library"
-    # Settings are declared only so that validate() can check them; package_id() drops them:
-    # one package serves every configuration.
+    # Declared for validate() only; package_id() drops them: one package fits every configuration.
     settings = "os", "arch", "compiler", "build_type"
     no_copy_source = True
-    # Boost is used for header-only libraries (Hana, Interprocess, PFR): no compiled Boost.
-    # A consumer that needs compiled Boost may override this with -o boost/*:header_only=False.
-    default_options = {"boost/*:header_only": True}
+    _from_archive = False  # set by set_version()
+
+    @property
+    def _min_cppstd(self):
+        return 20
+
+    @property
+    def _compilers_minimum_version(self):
+        # The oldest compilers multiproc is built and tested with (README: GCC 12, Clang 14).
+        return {"gcc": "12", "clang": "14"}
 
     @property
     def _checkout(self):
         return os.path.join(self.recipe_folder, os.pardir)
 
+    @property
+    def _release(self):
+        """conandata.yml's entry (url, sha256) for this version, if it is a release."""
+        return ((self.conan_data or {}).get("sources") or {}).get(str(self.version))
+
     def set_version(self):
-        if self.version:  # `conan create --version=...` wins
+        # Only here is it known whether --version named the version: a named release is
+        # built from its archive, anything else from the checkout.
+        self._from_archive = bool(self.version) and self._release is not None
+        if self.version:
             return
-        cmakelists = load(self, os.path.join(self._checkout, "CMakeLists.txt"))
-        found = re.search(r"project\(\s*multiproc\s+VERSION\s+([0-9]+\.[0-9]+\.[0-9]+)", cmakelists)
+        cmakelists = os.path.join(self._checkout, "CMakeLists.txt")
+        if not os.path.isfile(cmakelists):
+            raise ConanException("multiproc: this recipe is not in a checkout (no ../CMakeLists.txt): "
+                                 "name a release listed in conandata.yml with --version")
+        found = re.search(r"project\(\s*multiproc\s+VERSION\s+([0-9]+\.[0-9]+\.[0-9]+)", load(self, cmakelists))
         if not found:
-            raise ConanInvalidConfiguration("multiproc: no project(multiproc VERSION x.y.z) in CMakeLists.txt")
+            raise ConanException("multiproc: no project(multiproc VERSION x.y.z) in CMakeLists.txt")
         self.version = found.group(1)
 
     def export_sources(self):
-        # The recipe lives in conan/, the headers one level up.
+        if self._from_archive:
+            return  # source() downloads it
+        if not os.path.isdir(os.path.join(self._checkout, "include", "multiproc")):
+            raise ConanException(f"multiproc: {self.version} is not a release listed in conandata.yml, and "
+                                 "this recipe is not in a checkout to package instead")
+        # The recipe lives in conan/, the headers one level up. Copying them to the cache
+        # writes nothing into the checkout.
         copy(self, "include/*", self._checkout, self.export_sources_folder)
-        copy(self, "LICENSE*", self._checkout, self.export_sources_folder)
+        copy(self, "LICENSE", self._checkout, self.export_sources_folder)
 
     def layout(self):
         basic_layout(self)
 
     def requirements(self):
-        # Being a header-library, these reach consumers' include paths transitively.
-        self.requires("boost/[>=1.81.0 <2]")
-        self.requires("range-v3/[>=0.12.0 <1]")
+        # Exact versions, as ConanCenter asks; the oldest that multiproc supports. Being a
+        # header library, it passes their headers on to its consumers.
+        self.requires("boost/1.81.0", transitive_headers=True)
+        self.requires("range-v3/0.12.0", transitive_headers=True)
 
     def package_id(self):
         self.info.clear()
 
     def validate(self):
-        check_min_cppstd(self, "20")
         if self.settings.os != "Linux":
             raise ConanInvalidConfiguration(f"multiproc: {self.settings.os} is not supported: "
                                             "it relies on fork, pidfd, futex and memfd (Linux only)")
+        if self.settings.compiler.get_safe("cppstd"):
+            check_min_cppstd(self, self._min_cppstd)
+        compiler = str(self.settings.compiler)
+        minimum = self._compilers_minimum_version.get(compiler)
+        if minimum is None:
+            self.output.warning(f"multiproc: {compiler} is not one multiproc is tested with; "
+                                f"assuming it supports C++{self._min_cppstd}")
+        elif Version(self.settings.compiler.version) < minimum:
+            raise ConanInvalidConfiguration(f"multiproc: {compiler} {self.settings.compiler.version} is too old: "
+                                            f"it needs {compiler} {minimum} or later (C++{self._min_cppstd})")
+
+    def source(self):
+        if os.path.isdir(os.path.join(self.source_folder, "include", "multiproc")):
+            return  # exported from the checkout
+        release = self._release
+        if release is None:
+            raise ConanException(f"multiproc: no sources for {self.version}: not in conandata.yml")
+        self.output.info(f"multiproc: sources of release {self.version} from {release['url']}")
+        get(self, **release, strip_root=True)
+
+    def build(self):
+        pass  # header-only: nothing to build
 
     def package(self):
-        copy(self, "LICENSE*", self.source_folder, os.path.join(self.package_folder, "licenses"))
-        copy(self, "*.hpp", os.path.join(self.source_folder, "include"),
-             os.path.join(self.package_folder, "include"))
+        copy(self, "LICENSE", self.source_folder, os.path.join(self.package_folder, "licenses"))
+        copy(self, "*.hpp", os.path.join(self.source_folder, "include"), os.path.join(self.package_folder, "include"))
 
     def package_info(self):
         self.cpp_info.bindirs = []
         self.cpp_info.libdirs = []
-        # The same names the CMake install rules export: find_package(multiproc) and
-        # multiproc::multiproc, and multiproc.pc for pkg-config users.
+        # The names the CMake install exports: find_package(multiproc) and multiproc::multiproc,
+        # and multiproc.pc for PkgConfigDeps users.
         self.cpp_info.set_property("cmake_file_name", "multiproc")
         self.cpp_info.set_property("cmake_target_name", "multiproc::multiproc")
         self.cpp_info.set_property("pkg_config_name", "multiproc")

@@ -3,6 +3,7 @@
 /// multiprocessing.get_context(method), whose methods make processes, queues, pools, ...).
 #pragma once
 
+#include <multiproc/config.hpp> // first: a pre-C++20 build stops at its sentence
 #include <multiproc/fwd.hpp>
 #include <multiproc/pipe.hpp>
 #include <multiproc/policies/resolve.hpp>

@@ -3,6 +3,7 @@
 /// multiprocessing.connection.Connection).
 #pragma once
 
+#include <multiproc/config.hpp> // first: a pre-C++20 build stops at its sentence
 #include <multiproc/detail/bytes.hpp>
 #include <multiproc/detail/child_key.hpp>
 #include <multiproc/detail/futex.hpp>

@@ -3,6 +3,7 @@
 /// active_children, cpu_count).
 #pragma once
 
+#include <multiproc/config.hpp> // first: a pre-C++20 build stops at its sentence
 #include <multiproc/detail/child_key.hpp>
 #include <multiproc/detail/cpu.hpp>
 #include <multiproc/detail/demangle.hpp>

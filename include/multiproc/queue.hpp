@@ -2,6 +2,7 @@
 /// Queues between processes (Python: multiprocessing.Queue, SimpleQueue, JoinableQueue).
 #pragma once
 
+#include <multiproc/config.hpp> // first: a pre-C++20 build stops at its sentence
 #include <multiproc/detail/bytes.hpp>
 #include <multiproc/detail/futex.hpp>
 #include <multiproc/detail/queue_core.hpp>

@@ -4,6 +4,7 @@
 /// must be importable by name in the child).
 #pragma once
 
+#include <multiproc/config.hpp> // first: a pre-C++20 build stops at its sentence
 #include <multiproc/detail/bootstrap.hpp>
 #include <multiproc/detail/forkserver.hpp>
 

@@ -1,11 +1,31 @@
 # multiproc is header-only: one configuration, nothing compiled.
 set(VCPKG_BUILD_TYPE release)
 
-# An overlay port of the checkout it lives in (ports/multiproc/../..), so that
-#   vcpkg install multiproc --overlay-ports=<checkout>/ports
-# installs the tree you have. A registry port would fetch a release instead:
-#   vcpkg_from_git(OUT_SOURCE_PATH SOURCE_PATH URL <repository> REF <commit of v${VERSION}>)
-cmake_path(SET SOURCE_PATH NORMALIZE "${CMAKE_CURRENT_LIST_DIR}/../..")
+# Where the sources come from:
+# - an overlay from a checkout, `vcpkg install multiproc --overlay-ports=<checkout>/ports`:
+#   the checkout around this port, as it is (development);
+# - this port on its own, as in a registry: the release tag v${VERSION}, fetched by git at the
+#   commit listed below (a commit id names its content; a tag could be moved).
+if(EXISTS "${CMAKE_CURRENT_LIST_DIR}/../../include/multiproc/version.hpp")
+    cmake_path(SET SOURCE_PATH NORMALIZE "${CMAKE_CURRENT_LIST_DIR}/../..")
+else()
+    # Releases: version, then the commit its tag names. None yet: 0.1.0 is unreleased.
+    set(releases)
+    list(FIND releases "${VERSION}" at)
+    if(at EQUAL -1)
+        message(FATAL_ERROR "multiproc: ${VERSION} is not a release this port lists; "
+                            "install it from a checkout with --overlay-ports=<checkout>/ports")
+    endif()
+    math(EXPR at "${at} + 1")
+    list(GET releases ${at} commit)
+    vcpkg_from_git(
+        OUT_SOURCE_PATH SOURCE_PATH
+        URL https://example.invalid/multiproc.git
+        REF "${commit}"
+        FETCH_REF "v${VERSION}"
+        HEAD_REF main
+    )
+endif()
 
 vcpkg_cmake_configure(
     SOURCE_PATH "${SOURCE_PATH}"

@@ -3,6 +3,8 @@
 /// the keyword arguments that configure processes, queues and pools).
 #pragma once
 
+#include <multiproc/config.hpp> // first: a pre-C++20 build stops at its sentence
+
 #include <concepts>
 
 namespace multiproc {

@@ -2,6 +2,7 @@
 /// Serialization policies (Python: pickle, which multiprocessing uses for everything it sends).
 #pragma once
 
+#include <multiproc/config.hpp> // first: a pre-C++20 build stops at its sentence
 #include <multiproc/detail/binary.hpp>
 #include <multiproc/detail/bytes.hpp>
 #include <multiproc/detail/demangle.hpp>

@@ -4,6 +4,7 @@
 /// multiproc/multiproc.hpp.
 #pragma once
 
+#include <multiproc/config.hpp> // first: a pre-C++20 build stops at its sentence
 #include <multiproc/detail/demangle.hpp>
 #include <multiproc/error.hpp>
 #include <multiproc/policies/kinds.hpp>
