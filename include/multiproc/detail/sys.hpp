@@ -41,7 +41,8 @@ enum class call : unsigned char {
     prctl, socketpair, sendmsg, recvmsg, mmap, ftruncate, memfd_create, shm_open, futex, execve,
     posix_spawn, fcntl, access, stat, ioctl, shm_unlink, fstat, munmap, getrandom, writev, sockopt,
     eventfd, sigaction, socket, bind, listen, accept, connect, // the start methods spawn and forkserver
-    other
+    other,
+    step, // not a system call: a step of bookkeeping in shared memory (sys::step), where tests kill
 };
 
 /// A fault hook's answer that lets the call happen and then kills the process with
@@ -59,6 +60,13 @@ inline int injected(call c) noexcept {
 #else
 constexpr int injected(call) noexcept { return 0; }
 #endif
+
+/// A point between two steps of an update of shared memory that other processes must be
+/// able to repair if this one dies there. A fault hook that answers anything but 0 for
+/// call::step kills the process here with SIGKILL: tests prove crash-consistency so.
+inline void step() noexcept {
+    if (injected(call::step)) ::kill(::getpid(), SIGKILL);
+}
 
 /// Runs `f` (a raw call returning -1 and setting errno on failure) unless a fault is injected.
 template <class F>
