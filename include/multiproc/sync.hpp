@@ -91,11 +91,16 @@ private:
 
 // The two ways to hold a pid_lock, shared by lock, rlock and condition.
 
+// A plain lock records its holding thread too, for its repr alone (any thread or process
+// may release it).
 inline bool plain_acquire(pid_lock& s, std::optional<steady::time_point> deadline) {
-    return s.acquire(deadline) != lock_status::timed_out;
+    if (s.acquire(deadline) == lock_status::timed_out) return false;
+    s.owner_thread.store(self_thread_id(), std::memory_order_relaxed);
+    return true;
 }
 
 inline void plain_release(pid_lock& s) {
+    s.owner_thread.store(0, std::memory_order_relaxed);
     if (!s.release()) throw value_error("semaphore or lock released too many times");
 }
 
@@ -123,18 +128,19 @@ inline void recursive_release(pid_lock& s) {
     s.release();
 }
 
-/// Who holds a lock, as Python's repr names it.
-inline std::string owner_name(const pid_lock& s, bool recursive) {
+/// Who holds a lock, as Python's repr names it: None, SomeOtherProcess, SomeOtherThread (of
+/// this process), or this process's name, with `|Thread-<tid>` unless this is its main thread.
+inline std::string owner_name(const pid_lock& s) {
     holder_id h = s.holder();
     if (h == 0) return "None";
     if (h != self_holder_id()) return "SomeOtherProcess";
-    if (recursive && !s.held_by_this_thread()) return "SomeOtherThread";
-    return rt().self.name;
+    if (!s.held_by_this_thread()) return "SomeOtherThread";
+    return rt().self.name + thread_suffix();
 }
 
 /// Python's repr of a Lock, `<Lock(owner=None)>`, or of an RLock, `<RLock(MainProcess, 2)>`.
 inline std::ostream& print_lock(std::ostream& os, const pid_lock& s, bool recursive) {
-    std::string who = owner_name(s, recursive);
+    std::string who = owner_name(s);
     if (!recursive) return os << "<Lock(owner=" << who << ")>";
     os << "<RLock(" << who << ", ";
     if (who == "None")
@@ -175,7 +181,9 @@ public:
         return detail::holder_pid(s_->died.load(std::memory_order_relaxed));
     }
 
-    /// Python's repr: `<Lock(owner=None)>`, `<Lock(owner=MainProcess)>`, `<Lock(owner=SomeOtherProcess)>`.
+    /// Python's repr: `<Lock(owner=None)>`, `<Lock(owner=MainProcess)>` (held by this thread;
+    /// `MainProcess|Thread-<tid>` from a thread other than the main one),
+    /// `<Lock(owner=SomeOtherThread)>`, `<Lock(owner=SomeOtherProcess)>`.
     friend std::ostream& operator<<(std::ostream& os, const basic_lock& l) {
         return detail::print_lock(os, *l.s_, false);
     }
@@ -216,7 +224,8 @@ public:
         return detail::holder_pid(s_->died.load(std::memory_order_relaxed));
     }
 
-    /// Python's repr: `<RLock(None, 0)>`, `<RLock(MainProcess, 2)>`, `<RLock(SomeOtherProcess, nonzero)>`.
+    /// Python's repr: `<RLock(None, 0)>`, `<RLock(MainProcess, 2)>` (this thread holds it, as
+    /// for `lock`), `<RLock(SomeOtherThread, nonzero)>`, `<RLock(SomeOtherProcess, nonzero)>`.
     friend std::ostream& operator<<(std::ostream& os, const rlock& l) { return detail::print_lock(os, *l.s_, true); }
 
     /// Crossing into a start::spawn or start::forkserver child, as a process argument: the

@@ -9,6 +9,8 @@
 #include <atomic>
 #include <chrono>
 #include <fstream>
+#include <semaphore>
+#include <thread>
 #include <type_traits>
 #include <sched.h>
 #include <sstream>
@@ -123,6 +125,40 @@ inline void arm(int nth) {
     multiproc::detail::sys::fault_hook = &hook;
 }
 } // namespace step_killer
+
+/// The reprs of a lock and an rlock as seen while another thread of this process holds both
+/// (the rlock twice): one per line, that thread's kernel id first, then the reprs from the
+/// holding thread, then from this one, then the lock's once this thread holds it.
+inline std::string reprs_across_threads(multiproc::lock& l, multiproc::rlock& r) {
+    std::binary_semaphore held(0), looked(0);
+    std::string out;
+    std::thread holder([&] {
+        l.acquire();
+        r.acquire();
+        r.acquire();
+        out += std::to_string(multiproc::detail::sys::gettid()) + "\n" + repr(l) + "\n" + repr(r) + "\n";
+        held.release();
+        looked.acquire();
+        r.release();
+        r.release();
+        l.release();
+    });
+    held.acquire();
+    out += repr(l) + "\n" + repr(r) + "\n";
+    looked.release();
+    holder.join();
+    l.acquire();
+    out += repr(l) + "\n";
+    l.release();
+    return out;
+}
+
+/// What reprs_across_threads must give in the process named `name`, for a holding thread `tid`.
+inline std::string expected_reprs(const std::string& name, const std::string& tid) {
+    std::string holder = name + "|Thread-" + tid;
+    return tid + "\n<Lock(owner=" + holder + ")>\n<RLock(" + holder + ", 2)>\n<Lock(owner=SomeOtherThread)>\n" +
+           "<RLock(SomeOtherThread, nonzero)>\n<Lock(owner=" + name + ")>\n";
+}
 
 /// `n` unstarted children of context `Ctx`, each running `target(args...)`.
 template <class Ctx, class F, class... Args>

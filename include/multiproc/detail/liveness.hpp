@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 
 #include <fcntl.h>
@@ -110,6 +111,15 @@ inline holder_id self_holder_id() noexcept {
 
 /// This thread, among the threads of this process (stable across fork for the forking thread).
 inline std::uint64_t self_thread_id() noexcept { return static_cast<std::uint64_t>(::pthread_self()); }
+
+/// How a lock's repr names the calling thread after the process's name, as CPython adds
+/// `|<thread name>` for any thread but the main one: nothing for the process's initial
+/// thread (its thread id is the pid; in a forked child, the thread that forked), else
+/// `|Thread-<tid>`, its kernel thread id (stable for its life, as ps -L and gdb show it).
+inline std::string thread_suffix() {
+    pid_t tid = sys::gettid();
+    return tid == ::getpid() ? std::string() : "|Thread-" + std::to_string(tid);
+}
 
 /// Whether the process `h` names has ended: gone, a zombie not yet reaped, or its pid now
 /// names another process (a different start time). Without /proc, asks kill(pid, 0), which

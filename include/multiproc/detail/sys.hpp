@@ -99,6 +99,10 @@ inline auto retry(call c, F f) noexcept -> decltype(f()) {
 
 inline pid_t fork() noexcept { return invoke(call::fork, [] { return ::fork(); }); }
 
+/// The kernel's id of the calling thread (what ps -L, gdb and /proc/<pid>/task show); the
+/// process's initial thread has the pid. Cannot fail.
+inline pid_t gettid() noexcept { return static_cast<pid_t>(::syscall(SYS_gettid)); }
+
 inline pid_t waitpid(pid_t pid, int* status, int options) noexcept {
     return retry(call::waitpid, [&] { return ::waitpid(pid, status, options); });
 }
