@@ -90,12 +90,13 @@ inline std::atomic<holder_id> cached_self_id{0};
 /// Forgets this process's id; registered with pthread_atfork to run in every new child.
 inline void forget_self_holder_id() noexcept { cached_self_id.store(0, std::memory_order_relaxed); }
 
+/// Makes every child forget its parent's id. Registered during static initialisation, before
+/// main and any thread: a lazily initialised static in compute_self_holder_id() would leave a
+/// child forked while another thread initialised it waiting on its guard forever.
+inline const int forget_self_holder_id_at_fork = sys::at_fork(nullptr, nullptr, &forget_self_holder_id);
+
 /// Works out this process's id (pid and start time); start time 0 if /proc cannot tell.
 inline holder_id compute_self_holder_id() noexcept {
-    [[maybe_unused]] static const bool registered = [] {
-        ::pthread_atfork(nullptr, nullptr, &forget_self_holder_id);
-        return true;
-    }();
     auto st = read_proc_stat(0);
     holder_id id = make_holder_id(::getpid(), st ? static_cast<std::uint32_t>(st->start) : 0);
     cached_self_id.store(id, std::memory_order_relaxed);

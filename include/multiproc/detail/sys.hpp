@@ -43,6 +43,7 @@ enum class call : unsigned char {
     eventfd, sigaction, socket, bind, listen, accept, connect, // the start methods spawn and forkserver
     other,
     step, // not a system call: a step of bookkeeping in shared memory (sys::step), where tests kill
+    atfork,
 };
 
 /// A fault hook's answer that lets the call happen and then kills the process with
@@ -98,6 +99,32 @@ inline auto retry(call c, F f) noexcept -> decltype(f()) {
 }
 
 inline pid_t fork() noexcept { return invoke(call::fork, [] { return ::fork(); }); }
+
+/// pthread_atfork: registers handlers to run around every fork of this process; 0, or -1
+/// with errno (ENOMEM).
+inline int at_fork(void (*prepare)(), void (*parent)(), void (*child)()) noexcept {
+    return invoke(call::atfork, [&] {
+        int e = ::pthread_atfork(prepare, parent, child);
+        if (e == 0) return 0;
+        errno = e;
+        return -1;
+    });
+}
+
+/// Storage for a process-wide object that a forked child can always use: constant-initialised
+/// (no code runs, so no guard is left "in progress" by a thread that a child does not have)
+/// and never destroyed (objects may use it during static destruction). A function-local
+/// static is initialised on first use under a guard; a child forked while another thread
+/// is inside that initialisation waits on the guard forever. `T` needs a constexpr default
+/// constructor.
+template <class T>
+union never_destroyed {
+    T value;
+    constexpr never_destroyed() : value() {}
+    never_destroyed(const never_destroyed&) = delete;
+    never_destroyed& operator=(const never_destroyed&) = delete;
+    ~never_destroyed() {}
+};
 
 /// The kernel's id of the calling thread (what ps -L, gdb and /proc/<pid>/task show); the
 /// process's initial thread has the pid. Cannot fail.
