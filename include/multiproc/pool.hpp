@@ -234,11 +234,10 @@ private:
                           "programs; pass what it needs in initargs");
             static_assert(detail::check_serializable<std::tuple<IArgs...>, typename policies::serialize>());
             using entry = init_entry<Init, IArgs...>;
-            static const std::uint64_t signature = detail::fnv1a(typeid(entry).name());
-            static const std::uint32_t id = registered_init<entry>;
+            // (Not function-local statics: see detail::never_destroyed on forks and guards.)
             detail::remote_init ri;
-            ri.id = id;
-            ri.signature = signature;
+            ri.id = registered_init<entry>;
+            ri.signature = detail::fnv1a(typeid(entry).name());
             std::vector<std::byte> bytes;
             detail::vector_writer w(bytes);
             policies::serialize::encode(args, w);

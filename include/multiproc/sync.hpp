@@ -91,11 +91,16 @@ private:
 
 // The two ways to hold a pid_lock, shared by lock, rlock and condition.
 
+// A plain lock records its holding thread too, for its repr alone (any thread or process
+// may release it).
 inline bool plain_acquire(pid_lock& s, std::optional<steady::time_point> deadline) {
-    return s.acquire(deadline) != lock_status::timed_out;
+    if (s.acquire(deadline) == lock_status::timed_out) return false;
+    s.owner_thread.store(self_thread_id(), std::memory_order_relaxed);
+    return true;
 }
 
 inline void plain_release(pid_lock& s) {
+    s.owner_thread.store(0, std::memory_order_relaxed);
     if (!s.release()) throw value_error("semaphore or lock released too many times");
 }
 
@@ -105,7 +110,11 @@ inline bool recursive_acquire(pid_lock& s, std::optional<steady::time_point> dea
         return true;
     }
     if (s.acquire(deadline) == lock_status::timed_out) return false;
+    // A process killed from here on holds the lock in the word: the next acquirer takes it
+    // over and sets the thread and depth afresh.
+    sys::step();
     s.owner_thread.store(self_thread_id(), std::memory_order_relaxed);
+    sys::step();
     s.depth.store(1, std::memory_order_relaxed);
     return true;
 }
@@ -113,22 +122,25 @@ inline bool recursive_acquire(pid_lock& s, std::optional<steady::time_point> dea
 inline void recursive_release(pid_lock& s) {
     if (!s.held_by_this_thread()) throw state_error("attempt to release recursive lock not owned by thread");
     if (s.depth.fetch_sub(1, std::memory_order_relaxed) > 1) return;
+    sys::step();
     s.owner_thread.store(0, std::memory_order_relaxed);
+    sys::step();
     s.release();
 }
 
-/// Who holds a lock, as Python's repr names it.
-inline std::string owner_name(const pid_lock& s, bool recursive) {
+/// Who holds a lock, as Python's repr names it: None, SomeOtherProcess, SomeOtherThread (of
+/// this process), or this process's name, with `|Thread-<tid>` unless this is its main thread.
+inline std::string owner_name(const pid_lock& s) {
     holder_id h = s.holder();
     if (h == 0) return "None";
     if (h != self_holder_id()) return "SomeOtherProcess";
-    if (recursive && !s.held_by_this_thread()) return "SomeOtherThread";
-    return rt().self.name;
+    if (!s.held_by_this_thread()) return "SomeOtherThread";
+    return rt().self.name + thread_suffix();
 }
 
 /// Python's repr of a Lock, `<Lock(owner=None)>`, or of an RLock, `<RLock(MainProcess, 2)>`.
 inline std::ostream& print_lock(std::ostream& os, const pid_lock& s, bool recursive) {
-    std::string who = owner_name(s, recursive);
+    std::string who = owner_name(s);
     if (!recursive) return os << "<Lock(owner=" << who << ")>";
     os << "<RLock(" << who << ", ";
     if (who == "None")
@@ -169,7 +181,9 @@ public:
         return detail::holder_pid(s_->died.load(std::memory_order_relaxed));
     }
 
-    /// Python's repr: `<Lock(owner=None)>`, `<Lock(owner=MainProcess)>`, `<Lock(owner=SomeOtherProcess)>`.
+    /// Python's repr: `<Lock(owner=None)>`, `<Lock(owner=MainProcess)>` (held by this thread;
+    /// `MainProcess|Thread-<tid>` from a thread other than the main one),
+    /// `<Lock(owner=SomeOtherThread)>`, `<Lock(owner=SomeOtherProcess)>`.
     friend std::ostream& operator<<(std::ostream& os, const basic_lock& l) {
         return detail::print_lock(os, *l.s_, false);
     }
@@ -210,7 +224,8 @@ public:
         return detail::holder_pid(s_->died.load(std::memory_order_relaxed));
     }
 
-    /// Python's repr: `<RLock(None, 0)>`, `<RLock(MainProcess, 2)>`, `<RLock(SomeOtherProcess, nonzero)>`.
+    /// Python's repr: `<RLock(None, 0)>`, `<RLock(MainProcess, 2)>` (this thread holds it, as
+    /// for `lock`), `<RLock(SomeOtherThread, nonzero)>`, `<RLock(SomeOtherProcess, nonzero)>`.
     friend std::ostream& operator<<(std::ostream& os, const rlock& l) { return detail::print_lock(os, *l.s_, true); }
 
     /// Crossing into a start::spawn or start::forkserver child, as a process argument: the
@@ -235,8 +250,9 @@ private:
 /// A counting semaphore shared between processes (Python: multiprocessing.Semaphore).
 /// `acquire` takes a unit, waiting while there is none; `release` gives one, from any
 /// process. A process that dies holding units acquired from the initial value gives them
-/// back: an acquirer that gets such a unit sees `owner_died()`. Units made by releases
-/// beyond the initial value (signalling) are never made up. See docs/design/sync.md.
+/// back, whatever it was doing when it died: the next acquirer gets them within
+/// milliseconds and sees `owner_died()`. Units made by releases beyond the initial value
+/// (signalling) are never made up. See docs/design/sync.md.
 class semaphore : public detail::lockable<semaphore> {
 public:
     /// A semaphore with `value` units (Python: Semaphore(value=1)); value_error if negative.
@@ -251,7 +267,16 @@ public:
     ~semaphore() = default;
 
     /// Gives a unit back (Python: release()), from any process.
-    void release() { s_->give(s_->nslots ? my_slot(false) : nullptr); }
+    void release() {
+        auto& s = *s_;
+        bool given = false;
+        {
+            detail::semaphore_state::guard g(s);
+            given = s.give(detail::self_holder_id(), cached_);
+        }
+        if (!given) throw value_error("semaphore or lock released too many times");
+        s.changed.notify_one();
+    }
 
     /// The units free now (Python: get_value()).
     [[nodiscard]] int get_value() const noexcept { return static_cast<int>(s_->value()); }
@@ -269,7 +294,7 @@ public:
     /// child gets this same semaphore (its shared memory's descriptor travels with SCM_RIGHTS).
     void cross_out(detail::crossing_writer& w) const { s_.cross_out(w); }
     /// In the child: the semaphore cross_out sent.
-    static semaphore cross_in(detail::crossing_reader& r) { return semaphore(decltype(s_)::cross_in(r)); }
+    static semaphore cross_in(detail::crossing_reader& r) { return semaphore(crossed(r)); }
 
 protected:
     explicit semaphore(detail::shared_ptr_in_arena<detail::semaphore_state> s) : s_(std::move(s)) {}
@@ -282,6 +307,17 @@ protected:
         return static_cast<std::uint32_t>(value);
     }
 
+    // A semaphore's state as a spawned child maps it, checked to lie, slots and all, within
+    // the memory that came with it.
+    static detail::shared_ptr_in_arena<detail::semaphore_state> crossed(detail::crossing_reader& r) {
+        auto s = detail::shared_ptr_in_arena<detail::semaphore_state>::cross_in(r);
+        const auto& b = s.block();
+        std::size_t room = b.chunk->region.size() - b.offset() - sizeof(detail::semaphore_state);
+        if (s->nslots > detail::semaphore_state::max_slots || room < s->nslots * sizeof(detail::holder_slot))
+            throw serialization_error("multiproc: a semaphore sent to the child lies outside its memory");
+        return s;
+    }
+
     detail::shared_ptr_in_arena<detail::semaphore_state> s_;
 
 private:
@@ -289,38 +325,35 @@ private:
 
     bool acquire_until(std::optional<detail::steady::time_point> deadline) {
         auto& s = *s_;
-        detail::holder_slot* mine = s.nslots ? my_slot(true) : nullptr;
+        const detail::holder_id me = detail::self_holder_id();
+        // The state's lock is held for a few stores; it is waited for until the deadline, if
+        // there is a real one (a process stopped while holding it must not outlast a timeout).
+        const auto lock_deadline = deadline == detail::no_wait ? std::nullopt : deadline;
         auto took = [&] {
-            if (!s.try_take(mine)) return false;
-            told_.store(s.recovered.load(std::memory_order_relaxed) && s.take_recovered(), std::memory_order_relaxed);
+            detail::semaphore_state::guard g(s, lock_deadline);
+            bool from_dead = false;
+            if (!g.locked() || !s.take(me, cached_, from_dead)) return false;
+            told_.store(from_dead, std::memory_order_relaxed);
             return true;
         };
         if (took()) return true;
         detail::check_schedule sched;
         for (;;) {
-            if (took()) return true;
             auto now = detail::steady::now();
             bool expired = deadline && now >= *deadline;
-            if ((expired || sched.due(now)) && detail::claim_check(s.next_check, now) && s.recover_dead(false) > 0)
-                continue;
+            if ((expired || sched.due(now)) && detail::claim_check(s.next_check, now) && s.recover_dead() > 0 &&
+                took())
+                return true;
             if (expired) return false;
+            // Woken by a release, or on the check schedule; taking the lock then also takes
+            // it over from a process that died holding it, which repairs the counts.
             s.changed.wait_until([&] { return s.value() > 0; }, sched.wake_at(deadline));
+            if (took()) return true;
         }
     }
 
-    // This process's holder slot, its index remembered between calls.
-    detail::holder_slot* my_slot(bool claim) {
-        auto& s = *s_;
-        detail::holder_id me = detail::self_holder_id();
-        std::uint32_t i = cached_.load(std::memory_order_relaxed);
-        if (i < s.nslots && s.slot(i).who.load(std::memory_order_relaxed) == me) return &s.slot(i);
-        detail::holder_slot* found = s.find_slot(me, claim);
-        if (found) cached_.store(static_cast<std::uint32_t>(found - &s.slot(0)), std::memory_order_relaxed);
-        return found;
-    }
-
     std::atomic<bool> told_{false};
-    std::atomic<std::uint32_t> cached_{UINT32_MAX};
+    std::atomic<std::uint32_t> cached_{UINT32_MAX}; // this process's holder slot, as last found
 };
 
 /// A semaphore that may not be released above its initial value (Python:
@@ -343,7 +376,7 @@ public:
     /// child gets this same bounded semaphore (its shared memory's descriptor travels with SCM_RIGHTS).
     void cross_out(detail::crossing_writer& w) const { s_.cross_out(w); }
     /// In the child: the bounded semaphore cross_out sent.
-    static bounded_semaphore cross_in(detail::crossing_reader& r) { return bounded_semaphore(decltype(s_)::cross_in(r)); }
+    static bounded_semaphore cross_in(detail::crossing_reader& r) { return bounded_semaphore(crossed(r)); }
 
 private:
     explicit bounded_semaphore(detail::shared_ptr_in_arena<detail::semaphore_state> s) : semaphore(std::move(s)) {}

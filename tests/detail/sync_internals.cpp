@@ -108,3 +108,48 @@ TEST_CASE("a failure to make shared memory for an object is an os_error, and lea
     lock works; // the arena recovers
     CHECK(works.acquire(false));
 }
+
+TEST_CASE("a semaphore's state counts the units of holders beyond its slots, and repairs its free count after a "
+          "death between two stores",
+          "[detail][semaphore]") {
+    using detail::semaphore_state;
+    auto s = detail::shared_ptr_in_arena<semaphore_state>::make(semaphore_state::extra_for(3), 3U,
+                                                                semaphore_state::value_max);
+    s->nslots = 1; // as if more processes held units at once than there are slots
+    const auto me = detail::self_holder_id();
+    const auto dead = detail::make_holder_id(::getpid(), detail::holder_start(me) + 1); // a pid reused since
+    std::atomic<std::uint32_t> my_hint{UINT32_MAX}, dead_hint{UINT32_MAX};
+    bool from_dead = false;
+    auto take = [&](detail::holder_id who, std::atomic<std::uint32_t>& hint) {
+        semaphore_state::guard g(*s);
+        return s->take(who, hint, from_dead);
+    };
+    REQUIRE(take(dead, dead_hint)); // the one slot
+    REQUIRE(take(me, my_hint));     // no slot left: untracked
+    CHECK(s->slot(0).who.load() == dead);
+    CHECK(s->untracked.load() == 1);
+    CHECK(s->value() == 1);
+    CHECK(s->recover_dead() == 1); // the dead holder's unit only
+    CHECK(s->value() == 2);
+    REQUIRE(take(me, my_hint)); // takes the freed slot, and the unit that came back
+    CHECK(from_dead);
+    CHECK(s->slot(0).who.load() == me);
+    {
+        semaphore_state::guard g(*s);
+        REQUIRE(s->give(me, my_hint)); // its own tracked unit first
+    }
+    CHECK(s->slot(0).held.load() == 0);
+    CHECK(s->untracked.load() == 1);
+    // A holder killed after its commit (held) and before the derived count (units): the
+    // count is recomputed from what is held by whoever takes the lock over.
+    s->slot(0).held.store(1);
+    s->repair();
+    CHECK(s->value() == 1);
+    {
+        semaphore_state::guard g(*s);
+        REQUIRE(s->give(me, my_hint));
+        REQUIRE(s->give(me, my_hint));
+        CHECK(s->untracked.load() == 0);
+        CHECK(s->value() == 3);
+    }
+}

@@ -240,6 +240,31 @@ TEST_CASE("a context makes locks with its policies", "[sync][lock][context]") {
     CHECK(test::repr(l) == "<Lock(owner=MainProcess)>");
 }
 
+TEST_CASE("a lock's repr names the holding thread as CPython's does: SomeOtherThread, or the process and its thread",
+          "[sync][lock][repr]") {
+    lock l;
+    rlock r;
+    std::string seen = test::reprs_across_threads(l, r);
+    std::string tid = seen.substr(0, seen.find('\n'));
+    CHECK(std::stoi(tid) != ::getpid());
+    CHECK(seen == test::expected_reprs("MainProcess", tid));
+}
+
+TEMPLATE_TEST_CASE("in a child, a lock's repr names the child and its holding thread", "[sync][lock][repr]",
+                   START_METHODS) {
+    lock l;
+    rlock r;
+    test::report_pipe out;
+    test::process_t<TestType> p([](lock m, rlock n, test::fd_arg w) { w.write(test::reprs_across_threads(m, n)); }, l,
+                                r, out.w_arg());
+    p.start();
+    std::string seen = out.collect();
+    p.join();
+    CHECK(p.exitcode() == 0);
+    std::string tid = seen.substr(0, seen.find('\n'));
+    CHECK(seen == test::expected_reprs(p.name(), tid));
+}
+
 TEST_CASE("a lock that was moved from is still the same lock", "[sync][lock]") {
     lock a;
     lock b = std::move(a);

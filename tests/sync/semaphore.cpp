@@ -1,7 +1,8 @@
 // multiproc::semaphore and bounded_semaphore: counting between processes, CPython's
-// errors, and units given back when their holder dies (never made up for a consumer).
-// Every case that starts children runs under each start method (START_METHODS): the
-// semaphore crosses into them as an argument.
+// errors, and units given back when their holder dies (never made up for a consumer),
+// whatever step of the semaphore's bookkeeping it died at. Every case that starts children
+// runs under each start method (START_METHODS): the semaphore crosses into them as an
+// argument.
 #include "sync/sync_support.hpp"
 
 #include <multiproc/process.hpp>
@@ -13,6 +14,29 @@
 
 using namespace multiproc;
 using namespace std::chrono_literals;
+
+namespace {
+
+/// Runs `f.template operator()<Sem>(value)` for the semaphores a stress of holder kills
+/// used to wedge: semaphore(1), semaphore(2), bounded_semaphore(3).
+template <class F>
+void for_each_semaphore(F&& f) {
+    {
+        INFO("semaphore(1)");
+        f.template operator()<semaphore>(1);
+    }
+    {
+        INFO("semaphore(2)");
+        f.template operator()<semaphore>(2);
+    }
+    {
+        INFO("bounded_semaphore(3)");
+        f.template operator()<bounded_semaphore>(3);
+    }
+}
+
+
+} // namespace
 
 TEST_CASE("a semaphore counts, a bounded one refuses to pass its bound", "[sync][semaphore]") {
     semaphore s(2);
@@ -154,26 +178,85 @@ TEMPLATE_TEST_CASE("a bounded semaphore is not over-filled by units coming back"
     CHECK_THROWS_AS(b.release(), value_error);
 }
 
-TEMPLATE_TEST_CASE("a semaphore with many holders tracks the first 64 and still counts the rest", "[sync][semaphore]",
-                   START_METHODS) {
-    constexpr int n = 70;
+TEMPLATE_TEST_CASE("a semaphore with many holders at once tracks them all: the units of every killed one come back",
+                   "[sync][semaphore][dead]", START_METHODS) {
+    constexpr int n = 70; // more than the 64 holders once tracked
     semaphore s(n);
     event all;
     raw_value<int> taken(0);
-    test::gate done;
     auto ps = test::children<TestType>(
         n,
-        [](semaphore sem, event everyone, raw_value<int> count, test::fd_arg g, int holders) {
+        [](semaphore sem, event everyone, raw_value<int> count, int holders) {
             sem.acquire();
             if (count.fetch_add(1) + 1 == holders) everyone.set();
-            g.wait_eof();
-            sem.release();
+            for (;;) ::pause();
         },
-        s, all, taken, done.end(), n);
+        s, all, taken, n);
     for (auto& p : ps) p.start();
     REQUIRE(all.wait(60s));
     CHECK(s.get_value() == 0);
-    done.release();
-    test::join_all_ok(ps);
-    CHECK(s.get_value() == n);
+    for (auto& p : ps) p.kill();
+    for (auto& p : ps) p.join();
+    test::take_back(s, n);
+    CHECK(s.owner_died());
+    test::give_back(s, n);
+}
+
+TEMPLATE_TEST_CASE("the unit of a killed holder comes back although other processes held and released units before it",
+                   "[sync][semaphore][dead]", START_METHODS) {
+    for_each_semaphore([]<class Sem>(int n) {
+        Sem s(n);
+        std::vector<test::process_t<TestType>> past, holders;
+        // Processes that held units and released them all, and live on.
+        for (int i = 0; i < n; ++i)
+            past.push_back(test::start_holder<TestType>(
+                [](Sem x) {
+                    x.acquire();
+                    x.release();
+                },
+                s));
+        for (int i = 0; i < n; ++i) holders.push_back(test::start_holder<TestType>([](Sem x) { x.acquire(); }, s));
+        CHECK(s.get_value() == 0);
+        for (auto& p : holders) p.kill();
+        for (auto& p : holders) p.join();
+        test::take_back(s, n);
+        CHECK(s.owner_died());
+        test::give_back(s, n);
+        for (auto& p : past) p.kill();
+        for (auto& p : past) p.join();
+    });
+}
+
+TEMPLATE_TEST_CASE("a process killed at any step of acquire, release or taking back a dead holder's unit loses no unit "
+                   "and makes none up",
+                   "[sync][semaphore][dead][faults]", START_METHODS) {
+    for_each_semaphore([]<class Sem>(int n) {
+        int kills = 0;
+        for (int nth = 1;; ++nth) {
+            INFO("killed at step " << nth);
+            REQUIRE(nth < 200); // the steps of one run of the child are far fewer
+            Sem s(n);
+            // One unit is held by a process that is killed: the child takes it back.
+            auto dead = test::start_holder<TestType>([](Sem x) { x.acquire(); }, s);
+            dead.kill();
+            dead.join();
+            test::process_t<TestType> p(
+                [](Sem x, int units, int step) {
+                    test::step_killer::arm(step);
+                    for (int i = 0; i < units; ++i) x.acquire();
+                    for (int i = 0; i < units; ++i) x.release();
+                    x.acquire(); // and ends holding it
+                },
+                s, n, nth);
+            p.start();
+            p.join();
+            REQUIRE(p.exitcode().has_value());
+            test::take_back(s, n);
+            test::give_back(s, n);
+            if (*p.exitcode() == 0) break; // ran out of steps to kill it at
+            REQUIRE(*p.exitcode() == -SIGKILL);
+            ++kills;
+        }
+        CHECK(kills > 10);
+    });
 }

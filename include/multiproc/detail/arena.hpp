@@ -84,14 +84,10 @@ public:
     static constexpr std::size_t slot_align = 64; // a cache line: no false sharing between locks
     static constexpr std::size_t own_region_above = chunk_size / 4;
 
-    static arena& instance() {
-        static arena* a = [] {
-            auto* p = new arena(); // never destroyed: objects may outlive static destruction
-            ::pthread_atfork(&before_fork, &after_fork, &after_fork);
-            return p;
-        }();
-        return *a;
-    }
+    /// The arena of this process: constant-initialised and never destroyed, so that a forked
+    /// child never finds it half-made by a thread it does not have, and objects may outlive
+    /// static destruction.
+    static arena& instance() noexcept;
 
     /// Zeroed shared memory for an object of `size` bytes, 64-byte aligned.
     shared_block allocate(std::size_t size) {
@@ -112,15 +108,22 @@ public:
         return {std::move(c), p};
     }
 
-private:
-    arena() = default;
     // Held across fork, so that a child never inherits it locked by a thread it lacks.
     static void before_fork() noexcept { instance().mu_.lock(); }
     static void after_fork() noexcept { instance().mu_.unlock(); }
 
+private:
+    friend union sys::never_destroyed<arena>;
+    constexpr arena() = default;
+
     std::mutex mu_;
     std::weak_ptr<arena_chunk> current_;
 };
+
+inline constinit sys::never_destroyed<arena> the_arena;
+inline arena& arena::instance() noexcept { return the_arena.value; }
+/// Registered during static initialisation, before main and any thread (see never_destroyed).
+inline const int arena_fork_handlers = sys::at_fork(&arena::before_fork, &arena::after_fork, &arena::after_fork);
 
 /// A `T` in shared memory, and the chunk that keeps it mapped. Copies refer to the same
 /// object: this is how every shared object is passed to a child under start::fork.

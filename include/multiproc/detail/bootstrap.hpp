@@ -131,40 +131,40 @@ inline std::uint64_t registry_hash() {
 }
 
 /// The GNU build-id of the running executable, in hex; empty if it was linked without one.
-inline const std::string& build_id() {
-    static const std::string id = [] {
-        std::string out;
-        ::dl_iterate_phdr(
-            [](dl_phdr_info* info, std::size_t, void* data) -> int {
-                auto& hex = *static_cast<std::string*>(data);
-                for (int i = 0; i < info->dlpi_phnum; ++i) {
-                    const auto& ph = info->dlpi_phdr[i];
-                    if (ph.p_type != PT_NOTE) continue;
-                    auto* p = reinterpret_cast<const unsigned char*>(info->dlpi_addr + ph.p_vaddr);
-                    auto* end = p + ph.p_memsz;
-                    while (p + sizeof(ElfW(Nhdr)) <= end) {
-                        ElfW(Nhdr) n;
-                        std::memcpy(&n, p, sizeof n);
-                        auto* name = p + sizeof n;
-                        auto* desc = name + ((n.n_namesz + 3) & ~3U);
-                        if (n.n_type == NT_GNU_BUILD_ID && n.n_namesz == 4 && std::memcmp(name, "GNU", 4) == 0 &&
-                            desc + n.n_descsz <= end) {
-                            static const char digits[] = "0123456789abcdef";
-                            for (unsigned k = 0; k < n.n_descsz; ++k) {
-                                hex += digits[desc[k] >> 4];
-                                hex += digits[desc[k] & 15];
-                            }
-                            return 1;
+/// Read from the program headers at each call (a few microseconds, once per child started),
+/// not kept in a lazily initialised static, whose guard a child forked while another thread
+/// initialised it would wait on forever.
+inline std::string build_id() {
+    std::string out;
+    ::dl_iterate_phdr(
+        [](dl_phdr_info* info, std::size_t, void* data) -> int {
+            auto& hex = *static_cast<std::string*>(data);
+            for (int i = 0; i < info->dlpi_phnum; ++i) {
+                const auto& ph = info->dlpi_phdr[i];
+                if (ph.p_type != PT_NOTE) continue;
+                auto* p = reinterpret_cast<const unsigned char*>(info->dlpi_addr + ph.p_vaddr);
+                auto* end = p + ph.p_memsz;
+                while (p + sizeof(ElfW(Nhdr)) <= end) {
+                    ElfW(Nhdr) n;
+                    std::memcpy(&n, p, sizeof n);
+                    auto* name = p + sizeof n;
+                    auto* desc = name + ((n.n_namesz + 3) & ~3U);
+                    if (n.n_type == NT_GNU_BUILD_ID && n.n_namesz == 4 && std::memcmp(name, "GNU", 4) == 0 &&
+                        desc + n.n_descsz <= end) {
+                        constexpr const char* digits = "0123456789abcdef";
+                        for (unsigned k = 0; k < n.n_descsz; ++k) {
+                            hex += digits[desc[k] >> 4];
+                            hex += digits[desc[k] & 15];
                         }
-                        p = desc + ((n.n_descsz + 3) & ~3U);
+                        return 1;
                     }
+                    p = desc + ((n.n_descsz + 3) & ~3U);
                 }
-                return 1; // the first object is the executable: look no further
-            },
-            &out);
-        return out;
-    }();
-    return id;
+            }
+            return 1; // the first object is the executable: look no further
+        },
+        &out);
+    return out;
 }
 
 // ---------------------------------------------------------------------------------------

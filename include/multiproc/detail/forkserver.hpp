@@ -50,11 +50,10 @@ struct client_state {
     socklen_t addr_len = 0;
 };
 
-/// The forkserver state of this process. Never destroyed.
-inline client_state& client() {
-    static auto* s = new client_state();
-    return *s;
-}
+inline constinit sys::never_destroyed<client_state> client_storage;
+
+/// The forkserver state of this process: constant-initialised, never destroyed.
+inline client_state& client() noexcept { return client_storage.value; }
 
 // A forked child must not keep its parent's server alive: it drops the parent's ownership
 // (the address stays known, so it can still ask the server for children).
@@ -98,11 +97,13 @@ inline void register_stop_at_exit() {
     if (done.exchange(me) != me) register_finalizer(-100, [](void*) { stop_owned_server(); }, nullptr);
 }
 
+/// Registered during static initialisation, before main and any thread: registered later (on
+/// first use, as it once was), a child forked while another thread held `mu` to start the
+/// server would inherit `mu` locked by a thread it does not have.
+inline const int fork_handlers = sys::at_fork(before_fork, after_fork_in_parent, after_fork_in_child);
+
 // Called with s.mu held.
 inline void start_server(client_state& s) {
-    static std::once_flag hooks;
-    std::call_once(hooks, [] { ::pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child); });
-
     sys::unique_fd listener(sys::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
     if (!listener) sys::fail("socket for the forkserver");
     unsigned char rnd[12];

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
 
 #include <fcntl.h>
@@ -89,12 +90,13 @@ inline std::atomic<holder_id> cached_self_id{0};
 /// Forgets this process's id; registered with pthread_atfork to run in every new child.
 inline void forget_self_holder_id() noexcept { cached_self_id.store(0, std::memory_order_relaxed); }
 
+/// Makes every child forget its parent's id. Registered during static initialisation, before
+/// main and any thread: a lazily initialised static in compute_self_holder_id() would leave a
+/// child forked while another thread initialised it waiting on its guard forever.
+inline const int forget_self_holder_id_at_fork = sys::at_fork(nullptr, nullptr, &forget_self_holder_id);
+
 /// Works out this process's id (pid and start time); start time 0 if /proc cannot tell.
 inline holder_id compute_self_holder_id() noexcept {
-    [[maybe_unused]] static const bool registered = [] {
-        ::pthread_atfork(nullptr, nullptr, &forget_self_holder_id);
-        return true;
-    }();
     auto st = read_proc_stat(0);
     holder_id id = make_holder_id(::getpid(), st ? static_cast<std::uint32_t>(st->start) : 0);
     cached_self_id.store(id, std::memory_order_relaxed);
@@ -110,6 +112,15 @@ inline holder_id self_holder_id() noexcept {
 
 /// This thread, among the threads of this process (stable across fork for the forking thread).
 inline std::uint64_t self_thread_id() noexcept { return static_cast<std::uint64_t>(::pthread_self()); }
+
+/// How a lock's repr names the calling thread after the process's name, as CPython adds
+/// `|<thread name>` for any thread but the main one: nothing for the process's initial
+/// thread (its thread id is the pid; in a forked child, the thread that forked), else
+/// `|Thread-<tid>`, its kernel thread id (stable for its life, as ps -L and gdb show it).
+inline std::string thread_suffix() {
+    pid_t tid = sys::gettid();
+    return tid == ::getpid() ? std::string() : "|Thread-" + std::to_string(tid);
+}
 
 /// Whether the process `h` names has ended: gone, a zombie not yet reaped, or its pid now
 /// names another process (a different start time). Without /proc, asks kill(pid, 0), which

@@ -251,10 +251,15 @@ inline invoker_fn find_invoker(std::uint32_t id, std::uint64_t signature) {
 template <class Inv>
 inline const std::uint32_t invoker_id = register_invoker(&Inv::run, fnv1a(typeid(Inv).name()));
 
+/// The signature a lookup of invoker `Inv` must match; computed during static initialisation,
+/// not on first use (a lazily initialised static's guard, left "in progress" by another
+/// thread, would hang a child forked meanwhile that submits the same task).
+template <class Inv>
+inline const std::uint64_t invoker_signature_of = fnv1a(typeid(Inv).name());
+
 template <class Inv>
 std::uint64_t invoker_signature() {
-    static const std::uint64_t s = fnv1a(typeid(Inv).name());
-    return s;
+    return invoker_signature_of<Inv>;
 }
 
 /// What a chunk's elements are: each element is the arguments `A...` encoded one after

@@ -8,6 +8,7 @@
 #include <multiproc/error.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
@@ -25,20 +26,22 @@
 namespace multiproc::detail {
 
 /// /proc/sys/fs/pipe-max-size: the largest buffer an unprivileged process may give a pipe.
+/// Read once and kept in an atomic, not in a lazily initialised static, whose guard a child
+/// forked while another thread read it would wait on forever.
 inline std::size_t pipe_max_size() {
-    static const std::size_t size = [] {
-        std::size_t n = 1 << 20;
-        sys::unique_fd fd(sys::open("/proc/sys/fs/pipe-max-size", O_RDONLY | O_CLOEXEC));
-        if (fd) {
-            char buf[32] = {};
-            if (sys::read(fd.get(), buf, sizeof buf - 1) > 0) {
-                long v = std::strtol(buf, nullptr, 10);
-                if (v >= 4096) n = static_cast<std::size_t>(v);
-            }
+    static constinit std::atomic<std::size_t> known{0};
+    if (std::size_t n = known.load(std::memory_order_relaxed)) return n;
+    std::size_t n = 1 << 20;
+    sys::unique_fd fd(sys::open("/proc/sys/fs/pipe-max-size", O_RDONLY | O_CLOEXEC));
+    if (fd) {
+        char buf[32] = {};
+        if (sys::read(fd.get(), buf, sizeof buf - 1) > 0) {
+            long v = std::strtol(buf, nullptr, 10);
+            if (v >= 4096) n = static_cast<std::size_t>(v);
         }
-        return n;
-    }();
-    return size;
+    }
+    known.store(n, std::memory_order_relaxed);
+    return n;
 }
 
 /// Gives a pipe the buffer asked for (0: pipe-max-size), halving the request while the

@@ -41,7 +41,9 @@ enum class call : unsigned char {
     prctl, socketpair, sendmsg, recvmsg, mmap, ftruncate, memfd_create, shm_open, futex, execve,
     posix_spawn, fcntl, access, stat, ioctl, shm_unlink, fstat, munmap, getrandom, writev, sockopt,
     eventfd, sigaction, socket, bind, listen, accept, connect, // the start methods spawn and forkserver
-    other
+    other,
+    step, // not a system call: a step of bookkeeping in shared memory (sys::step), where tests kill
+    atfork,
 };
 
 /// A fault hook's answer that lets the call happen and then kills the process with
@@ -59,6 +61,13 @@ inline int injected(call c) noexcept {
 #else
 constexpr int injected(call) noexcept { return 0; }
 #endif
+
+/// A point between two steps of an update of shared memory that other processes must be
+/// able to repair if this one dies there. A fault hook that answers anything but 0 for
+/// call::step kills the process here with SIGKILL: tests prove crash-consistency so.
+inline void step() noexcept {
+    if (injected(call::step)) ::kill(::getpid(), SIGKILL);
+}
 
 /// Runs `f` (a raw call returning -1 and setting errno on failure) unless a fault is injected.
 template <class F>
@@ -90,6 +99,36 @@ inline auto retry(call c, F f) noexcept -> decltype(f()) {
 }
 
 inline pid_t fork() noexcept { return invoke(call::fork, [] { return ::fork(); }); }
+
+/// pthread_atfork: registers handlers to run around every fork of this process; 0, or -1
+/// with errno (ENOMEM).
+inline int at_fork(void (*prepare)(), void (*parent)(), void (*child)()) noexcept {
+    return invoke(call::atfork, [&] {
+        int e = ::pthread_atfork(prepare, parent, child);
+        if (e == 0) return 0;
+        errno = e;
+        return -1;
+    });
+}
+
+/// Storage for a process-wide object that a forked child can always use: constant-initialised
+/// (no code runs, so no guard is left "in progress" by a thread that a child does not have)
+/// and never destroyed (objects may use it during static destruction). A function-local
+/// static is initialised on first use under a guard; a child forked while another thread
+/// is inside that initialisation waits on the guard forever. `T` needs a constexpr default
+/// constructor.
+template <class T>
+union never_destroyed {
+    T value;
+    constexpr never_destroyed() : value() {}
+    never_destroyed(const never_destroyed&) = delete;
+    never_destroyed& operator=(const never_destroyed&) = delete;
+    ~never_destroyed() {}
+};
+
+/// The kernel's id of the calling thread (what ps -L, gdb and /proc/<pid>/task show); the
+/// process's initial thread has the pid. Cannot fail.
+inline pid_t gettid() noexcept { return static_cast<pid_t>(::syscall(SYS_gettid)); }
 
 inline pid_t waitpid(pid_t pid, int* status, int options) noexcept {
     return retry(call::waitpid, [&] { return ::waitpid(pid, status, options); });
