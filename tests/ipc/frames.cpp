@@ -113,7 +113,7 @@ TEMPLATE_LIST_TEST_CASE("a frame header claiming more than any message is a seri
     }
 }
 
-TEMPLATE_LIST_TEST_CASE("a header claiming a huge message costs nothing until its bytes come; cut short, it is an "
+TEMPLATE_LIST_TEST_CASE("a header claiming a huge message costs nothing until its bytes come, and cut short it is an "
                         "end of file during message",
                         "[frames][pipe]", test::transports) {
     using C = TestType;
