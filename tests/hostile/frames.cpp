@@ -177,10 +177,10 @@ TEMPLATE_LIST_TEST_CASE("garbage and impossible chunks written between a produce
         std::mt19937_64 rng(Catch::rngSeed());
         const auto payload = random_bytes(rng, 64);
         // Until told to stop: garbage, and chunk headers whose checksums check but whose
-        // lengths no chunk of this queue can have (each write whole: at most PIPE_BUF bytes).
+        // lengths no chunk of this queue can have, each in one write (at most PIPE_BUF
+        // bytes: whole or not at all). It waits for room or the stop, never for room alone:
+        // once the test stops reading, the stream may stay full.
         for (std::uint64_t k = 0;; ++k) {
-            pollfd p{stop.p.r, POLLIN, 0};
-            if (::poll(&p, 1, 0) != 0) std::_Exit(0);
             std::vector<std::byte> piece;
             if (k % 2 == 0)
                 piece = random_bytes(rng, 1 + rng() % 4000);
@@ -189,7 +189,13 @@ TEMPLATE_LIST_TEST_CASE("garbage and impossible chunks written between a produce
             else
                 piece = forge::chunk_bytes(detail::chunk_data, rng(), 0, payload, hostile_length(rng) | (1ULL << 48),
                                            static_cast<std::uint32_t>(payload.size())); // past any message
-            forge::write_fd(fd, piece);
+            for (;;) {
+                pollfd p[2] = {{stop.p.r, POLLIN, 0}, {fd, POLLOUT, 0}};
+                if (::poll(p, 2, -1) < 0 || p[0].revents != 0) std::_Exit(0);
+                ssize_t w = ::write(fd, piece.data(), piece.size());
+                if (w == static_cast<ssize_t>(piece.size())) break;
+                if (w >= 0 || errno != EAGAIN) std::_Exit(1); // (a write cut short, or failed)
+            }
         }
     });
     producer.start();

@@ -12,6 +12,7 @@
 #include <multiproc/pipe.hpp>
 #include <multiproc/queue.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -50,12 +51,11 @@ struct injector {
             // (A ring chunk says its own length and its message's total apart.)
             REQUIRE(ring.put_chunk(detail::chunk_data, seq, 0, payload, length));
         } else {
+            // The header, then `have` bytes: in the padding of its first read, and after.
             auto h = forge::header_only(length);
-            std::memcpy(h.data() + sizeof(forge::frame_header), payload.data(),
-                        std::min(have, h.size() - sizeof(forge::frame_header)));
-            if (have > h.size() - sizeof(forge::frame_header))
-                h.insert(h.end(), payload.begin() + static_cast<std::ptrdiff_t>(h.size() - sizeof(forge::frame_header)),
-                         payload.end());
+            const std::size_t room = h.size() - sizeof(forge::frame_header);
+            std::copy_n(payload.begin(), std::min(have, room), h.begin() + sizeof(forge::frame_header));
+            if (have > room) h.insert(h.end(), payload.begin() + static_cast<std::ptrdiff_t>(room), payload.end());
             forge::write_fd(w.fileno(), h);
         }
     }
