@@ -604,12 +604,13 @@ int main(int argc, char** argv) {
     else if (fig == "imap_unordered") fig_imap_unordered(pick(200'000));
     else if (fig == "apply") fig_apply(pick(20'000), variant.empty() ? "spin" : variant);
     else if (fig == "queue") fig_queue(pick(2'000'000), variant);
+    else if (fig == "connection") fig_queue(pick(2'000'000), variant); // the same raw limit
     else if (fig == "transfer") fig_transfer(pick(64), variant);
     else if (fig == "start") fig_start(pick(200), variant, "/proc/self/exe");
     else if (fig == "speedup") fig_speedup(pick(60'000));
     else if (fig == "compile") fig_compile(pick(3));
     else {
-        std::fprintf(stderr, "usage: %s map|imap_unordered|apply|queue|transfer|start|speedup|compile [variant] [scale]\n", argv[0]);
+        std::fprintf(stderr, "usage: %s map|imap_unordered|apply|queue|connection|transfer|start|speedup|compile [variant] [scale]\n", argv[0]);
         return 2;
     }
 }

@@ -89,6 +89,30 @@ def fig_queue(n):
     emit(n / s, "msg/s", True)
 
 
+def _sum_conn(r, n, out):
+    s = 0
+    for _ in range(n):
+        s += r.recv()
+    out.send(s)
+
+
+def fig_connection(n):
+    r, w = mp.Pipe(duplex=False)
+    sum_r, sum_w = mp.Pipe(duplex=False)
+    c = mp.Process(target=_sum_conn, args=(r, n, sum_w))
+    c.start()
+    r.close()
+    sum_w.close()
+    t0 = time.perf_counter()
+    for i in range(n):
+        w.send(i)
+    total = sum_r.recv()
+    s = time.perf_counter() - t0
+    c.join()
+    assert total == n * (n - 1) // 2
+    emit(n / s, "msg/s", True)
+
+
 def _send(conn, n):
     conn.send_bytes(b"y" * n)
     conn.close()
@@ -147,6 +171,8 @@ def main():
         fig_apply(pick(5_000))
     elif fig == "queue":
         fig_queue(pick(200_000))
+    elif fig == "connection":
+        fig_connection(pick(200_000))
     elif fig == "transfer":
         fig_transfer(pick(64))
     elif fig == "start":
@@ -154,7 +180,7 @@ def main():
     elif fig == "speedup":
         fig_speedup(pick(60_000))
     else:
-        sys.exit("usage: bench.py map|imap_unordered|apply|queue|transfer|start|speedup [variant] [scale]")
+        sys.exit("usage: bench.py map|imap_unordered|apply|queue|connection|transfer|start|speedup [variant] [scale]")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 //
 //   bench_multiproc <figure> [variant|-] [scale]    prints one JSON line (bench/common.hpp)
 //
-// Figures: map, imap_unordered, apply, queue <pipe|socketpair|shm>, transfer
-// <pipe|socketpair|shm>, start <fork|spawn|forkserver>, speedup, compile.
+// Figures: map, imap_unordered, apply, queue <pipe|socketpair|shm>, connection
+// <pipe|socketpair|shm>, transfer <pipe|socketpair|shm>, start <fork|spawn|forkserver>,
+// speedup, compile.
 #include "common.hpp"
 
 #include <multiproc/multiproc.hpp>
@@ -92,6 +93,29 @@ void fig_queue(long n) {
     double s = seconds_since(t0);
     c.join();
     if (total != static_cast<std::int64_t>(n) * (n - 1) / 2) die("queue: wrong sum");
+    bench::emit(static_cast<double>(n) / s, "msg/s", true);
+}
+
+// n 8-byte messages from this process to a child through a one-way pipe's connections;
+// the child sums them and sends the sum back on a second pipe.
+template <class Transport>
+void fig_connection(long n) {
+    auto [r, w] = multiproc::pipe<std::int64_t, Transport>(false);
+    auto [sum_r, sum_w] = multiproc::pipe<std::int64_t, Transport>(false);
+    multiproc::process c([&] {
+        std::int64_t sum = 0;
+        for (long i = 0; i < n; ++i) sum += r.recv();
+        sum_w.send(sum);
+    });
+    c.start();
+    r.close();
+    sum_w.close();
+    auto t0 = clock_type::now();
+    for (long i = 0; i < n; ++i) w.send(std::int64_t{i});
+    std::int64_t total = sum_r.recv();
+    double s = seconds_since(t0);
+    c.join();
+    if (total != static_cast<std::int64_t>(n) * (n - 1) / 2) die("connection: wrong sum");
     bench::emit(static_cast<double>(n) / s, "msg/s", true);
 }
 
@@ -186,6 +210,9 @@ int main(int argc, char** argv) {
     else if (fig == "queue" && variant == "socketpair") fig_queue<tr::socketpair>(pick(2'000'000));
     else if (fig == "queue" && variant == "shm") fig_queue<tr::shm>(pick(2'000'000));
     else if (fig == "queue") fig_queue<tr::pipe>(pick(2'000'000));
+    else if (fig == "connection" && variant == "socketpair") fig_connection<tr::socketpair>(pick(2'000'000));
+    else if (fig == "connection" && variant == "shm") fig_connection<tr::shm>(pick(2'000'000));
+    else if (fig == "connection") fig_connection<tr::pipe>(pick(2'000'000));
     else if (fig == "transfer" && variant == "socketpair") fig_transfer<tr::socketpair>(pick(64));
     else if (fig == "transfer" && variant == "shm") fig_transfer<tr::shm>(pick(64));
     else if (fig == "transfer") fig_transfer<tr::pipe>(pick(64));
@@ -195,7 +222,7 @@ int main(int argc, char** argv) {
     else if (fig == "speedup") fig_speedup(pick(60'000));
     else if (fig == "compile") fig_compile(pick(3));
     else {
-        std::fprintf(stderr, "usage: %s map|imap_unordered|apply|queue|transfer|start|speedup|compile [variant] [scale]\n",
+        std::fprintf(stderr, "usage: %s map|imap_unordered|apply|queue|connection|transfer|start|speedup|compile [variant] [scale]\n",
                      argv[0]);
         return 2;
     }

@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -56,14 +57,19 @@ public:
     }
 
     /// Receives the next value, waiting for it; `eof_error` once nothing is left and every
-    /// other holder of the other end has closed it (Python: Connection.recv()).
+    /// other holder of the other end has closed it (Python: Connection.recv()). It reads
+    /// that message and nothing after it, so an end can be read by one process after
+    /// another. Bytes that are not a message (a corrupt or forged frame header) raise
+    /// `serialization_error` naming what was wrong, and close the end for reading: later
+    /// receives raise the same error instead of reading from the middle of a frame.
     T recv() {
-        return detail::decode_from<serializer, T>([&](auto take) { receiver().recv(take); });
+        return detail::decode_from<serializer, T>([&](auto take) { receiver().recv(take, any_length); });
     }
 
-    /// Whether a message (or end of file) is there to receive, waiting at most `timeout`
-    /// for one; `poll()` does not wait, `poll(std::nullopt)` waits as long as it takes
-    /// (Python: Connection.poll(timeout)).
+    /// Whether data (or end of file) is there to receive, waiting at most `timeout` for
+    /// some; `poll()` does not wait, `poll(std::nullopt)` waits as long as it takes (Python:
+    /// Connection.poll(timeout)). As in Python it reads nothing: a process that only polls
+    /// leaves the message to whichever process receives next.
     bool poll(std::optional<std::chrono::duration<double>> timeout = std::chrono::duration<double>(0)) {
         auto& e = receiver();
         return e.wait(detail::deadline_after(timeout)) != detail::frame_status::timeout;
@@ -78,18 +84,19 @@ public:
         sender().send(buf.subspan(offset, n));
     }
 
-    /// Receives one message as raw bytes. A message longer than `maxlength` is consumed and
-    /// reported as `os_error` (EMSGSIZE); unlike Python's, the connection stays usable
-    /// (Python: Connection.recv_bytes(maxlength)).
+    /// Receives one message as raw bytes. A message longer than `maxlength` is refused from
+    /// its header, before any of it is read or stored: `os_error` (EMSGSIZE) naming its
+    /// length, as in Python; unlike Python's, the connection stays usable, the refused
+    /// message's bytes being skipped unread (Python: Connection.recv_bytes(maxlength)).
     std::vector<std::byte> recv_bytes(std::optional<std::size_t> maxlength = {}) {
         std::vector<std::byte> out;
-        receiver().recv([&](std::span<const std::byte> bytes) {
-            if (maxlength && bytes.size() > *maxlength)
-                throw os_error("multiproc: bad message length: " + std::to_string(bytes.size()) +
+        auto check = [&](std::uint64_t length) {
+            if (maxlength && length > *maxlength)
+                throw os_error("multiproc: bad message length: " + std::to_string(length) +
                                    " bytes, more than maxlength " + std::to_string(*maxlength),
                                EMSGSIZE);
-            out.assign(bytes.begin(), bytes.end());
-        });
+        };
+        receiver().recv([&](std::span<const std::byte> bytes) { out.assign(bytes.begin(), bytes.end()); }, check);
         return out;
     }
 
@@ -103,11 +110,11 @@ public:
         receiver().recv(
             [&](std::span<const std::byte> bytes) {
                 if (bytes.size() > dest.size()) throw buffer_too_short(std::vector<std::byte>(bytes.begin(), bytes.end()));
-                // (A large shm message is already there: gathered straight into `dest`.)
+                // (A large message is already there: read or gathered straight into `dest`.)
                 if (!bytes.empty() && bytes.data() != dest.data()) std::memcpy(dest.data(), bytes.data(), bytes.size());
                 n = bytes.size();
             },
-            dest);
+            any_length, dest);
         return n;
     }
 
@@ -164,6 +171,9 @@ private:
     };
 
     explicit basic_connection(std::shared_ptr<state> s) : s_(std::move(s)) {}
+
+    /// The length check of a receive that takes a message of any length.
+    static constexpr auto any_length = [](std::uint64_t) noexcept {};
 
     end_t& open_end() const {
         if (closed()) throw value_error("multiproc: handle is closed");

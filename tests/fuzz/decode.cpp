@@ -1,11 +1,10 @@
-// libFuzzer target for the decoder of serialize::binary (and the chunk headers queues
-// parse): no input may crash, hang, leak or allocate more than its frame justifies; bad
+// libFuzzer target for the decoder of serialize::binary (frames.cpp fuzzes the framing
+// under it): no input may crash, hang, leak or allocate more than its frame justifies; bad
 // bytes are a serialization_error. A frame that a canonical type accepts must re-encode to
 // the same bytes. Built and run by run.sh with clang's -fsanitize=fuzzer,address,undefined;
 // it includes every public header, so it also proves that clang compiles them.
 #include "types.hpp"
 
-#include <multiproc/detail/chunk.hpp>
 #include <multiproc/multiproc.hpp>
 
 #include <cstdint>
@@ -41,8 +40,6 @@ void dispatch(std::size_t which, std::span<const std::byte> frame, std::index_se
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     if (size == 0) return 0;
     std::span<const std::byte> frame(reinterpret_cast<const std::byte*>(data) + 1, size - 1);
-    multiproc::detail::chunk_header h;
-    if (frame.size() >= sizeof h) (void)multiproc::detail::load_chunk(frame.data(), h);
     try {
         dispatch(data[0] % fuzz::type_count, frame, std::make_index_sequence<fuzz::type_count>{});
     } catch (const multiproc::serialization_error&) {

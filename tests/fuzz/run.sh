@@ -1,7 +1,11 @@
 #!/bin/sh
-# Builds the decoder fuzz target with clang (libFuzzer, AddressSanitizer, UBSan) in its
-# own build directory and runs it for the given number of seconds (default 60), starting
-# from the committed seed corpus. New inputs go to the build directory, not the corpus.
+# Builds the fuzz targets with clang (libFuzzer, AddressSanitizer, UBSan) in their own
+# build directory and runs each for half the given number of seconds (default 60 in all),
+# starting from the committed seed corpora. New inputs go to the build directory, not the
+# corpora.
+#   decode_fuzz  the message decoder of serialize::binary        (corpus/)
+#   frames_fuzz  the framing layer of every transport: stream    (corpus_frames/)
+#                frames, chunks and the chunk journal, rings
 #   tests/fuzz/run.sh 60
 # Environment: CXX_FUZZ (default clang++-14), FUZZ_BUILD_DIR (default build/fuzz).
 set -eu
@@ -10,11 +14,17 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 build=${FUZZ_BUILD_DIR:-$root/build/fuzz}
 cxx=${CXX_FUZZ:-clang++-14}
-mkdir -p "$build/found"
 flags="-std=c++20 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
-echo "building $build/decode_fuzz with $cxx"
-$cxx $flags -I"$root/include" "$here/decode.cpp" -o "$build/decode_fuzz"
-echo "fuzzing for $seconds s"
-# rss/malloc limits: a decoder that allocates what a corrupt count claims fails here.
-exec "$build/decode_fuzz" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=1024 -malloc_limit_mb=256 \
-    -print_final_stats=1 "$build/found" "$here/corpus"
+half=$(( (seconds + 1) / 2 ))
+# run <target> <corpus dir>: rss/malloc limits make a decoder or a framing layer that
+# allocates what a corrupt length claims fail here.
+run() {
+    mkdir -p "$build/found-$1"
+    echo "building $build/$1_fuzz with $cxx"
+    $cxx $flags -I"$root/include" -I"$root/tests" "$here/$1.cpp" -o "$build/$1_fuzz"
+    echo "fuzzing $1 for $half s"
+    "$build/$1_fuzz" -max_total_time="$half" -timeout=10 -rss_limit_mb=1024 -malloc_limit_mb=256 \
+        -print_final_stats=1 "$build/found-$1" "$here/$2"
+}
+run decode corpus
+run frames corpus_frames

@@ -1,5 +1,8 @@
-// Writes the seed corpus of the decoder fuzz target: one valid frame of each type, and a
-// few near misses. Run by hand after changing types.hpp: seeds <dir>.
+// Writes the seed corpora of the fuzz targets. Run by hand after changing types.hpp or
+// the record format of frames.cpp:
+//   seeds <dir>            the decoder's: one valid frame of each type, and near misses
+//   seeds --frames <dir>   the framing layer's: for each layer, well-formed messages, and
+//                          headers claiming huge, wrapping or truncated lengths, and garbage
 #include "types.hpp"
 
 #include <multiproc/detail/bytes.hpp>
@@ -34,9 +37,74 @@ void seed(const std::string& dir, const typename fuzz::type_at<I>::type& value) 
 
 } // namespace
 
+/// The records of one frames.cpp input.
+struct rec {
+    std::vector<std::uint8_t> b;
+    rec& u8(std::uint8_t v) {
+        b.push_back(v);
+        return *this;
+    }
+    template <class T>
+    rec& le(T v) {
+        for (std::size_t i = 0; i < sizeof v; ++i) b.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
+        return *this;
+    }
+};
+
+/// Seeds of frames.cpp: layer byte, calls byte, then records (see frames.cpp).
+int frame_seeds(const std::string& dir) {
+    auto message = [](rec& r, std::uint16_t n) { r.u8(3).le(n); };
+    auto filler = [](rec& r, std::uint16_t n) { r.u8(2).le(n); };
+    // A header claiming `length`: a stream frame's (right magic) or a data chunk's (index 0).
+    auto header = [](rec& r, bool chunk, std::uint64_t length, std::uint32_t chunk_length) {
+        r.u8(1);
+        if (chunk)
+            r.u8(0).u8(1).u8(0).le(chunk_length).le(length);
+        else
+            r.u8(0).le(length);
+    };
+    int n = 0;
+    for (std::uint8_t layer = 0; layer < 6; ++layer) {
+        const bool chunk = layer >= 2;
+        auto save_rec = [&](const char* tag, std::uint8_t calls, const rec& r) {
+            std::ofstream out(dir + "/" + std::to_string(layer) + "-" + tag, std::ios::binary);
+            out.put(static_cast<char>(layer)).put(static_cast<char>(calls));
+            out.write(reinterpret_cast<const char*>(r.b.data()), static_cast<std::streamsize>(r.b.size()));
+            ++n;
+        };
+        rec valid;
+        message(valid, 10);
+        message(valid, 300);
+        message(valid, 5000);
+        save_rec("valid", 0x00, valid);
+        save_rec("valid-bytes", 0x55, valid);
+        rec huge;
+        header(huge, chunk, std::uint64_t{1} << 30, 100);
+        filler(huge, 100);
+        message(huge, 20);
+        save_rec("huge", 0x5a, huge);
+        rec wraps;
+        header(wraps, chunk, ~std::uint64_t{0} - 7, 100);
+        filler(wraps, 100);
+        save_rec("wraps", 0x00, wraps);
+        rec cut;
+        header(cut, chunk, 1000, 1000);
+        filler(cut, 10);
+        save_rec("truncated", 0xaa, cut);
+        rec junk;
+        junk.u8(0).u8(64);
+        for (int i = 0; i < 64; ++i) junk.u8('x');
+        message(junk, 10);
+        save_rec("garbage", 0x00, junk);
+    }
+    std::printf("%d seeds written to %s\n", n, dir.c_str());
+    return 0;
+}
+
 int main(int argc, char** argv) {
+    if (argc == 3 && std::string(argv[1]) == "--frames") return frame_seeds(argv[2]);
     if (argc != 2) {
-        std::fprintf(stderr, "usage: seeds <corpus dir>\n");
+        std::fprintf(stderr, "usage: seeds <corpus dir> | seeds --frames <corpus dir>\n");
         return 2;
     }
     std::string dir = argv[1];

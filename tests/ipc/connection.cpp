@@ -357,3 +357,66 @@ TEST_CASE("shm: a sender killed mid-message leaves the ring usable for the other
         CHECK_THROWS_AS(r.recv(), eof_error);
     });
 }
+
+TEMPLATE_LIST_TEST_CASE("a child that polls and exits leaves the message for the parent to receive",
+                        "[pipe][poll][sequential]", test::transports) {
+    // One end used by one process after another, as CPython allows: a process that only
+    // polls reads nothing, so the message is still there when the parent receives.
+    using C = TestType;
+    INFO(C::name());
+    test::for_each_start([]<class Ctx>() {
+        test::leak_check leaks;
+        using conn = typename C::template connection<std::string>;
+        auto [r, w] = C::template pipe<std::string>(false);
+        w.send("polled, not taken");
+        test::process_t<Ctx> poller([](conn r) { std::_Exit(r.poll(30s) ? 0 : 1); }, r);
+        poller.start();
+        poller.join();
+        CHECK(poller.exitcode() == 0);
+        w.close();
+        try {
+            CHECK(r.recv() == "polled, not taken");
+        } catch (const eof_error& e) {
+            FAIL("the message left with the child that polled: " << e.what());
+        }
+    });
+}
+
+TEMPLATE_LIST_TEST_CASE("a child that receives one message and exits leaves the next for the parent",
+                        "[pipe][sequential]", test::transports) {
+    // Receiving reads that message and no byte past it: the next ones stay in the pipe.
+    using C = TestType;
+    INFO(C::name());
+    test::for_each_start([]<class Ctx>() {
+        test::leak_check leaks;
+        using conn = typename C::template connection<std::string>;
+        auto [r, w] = C::template pipe<std::string>(false);
+        // A sender child, as the third message may be larger than the pipe's buffer.
+        test::process_t<Ctx> sender(
+            [](conn w) {
+                w.send(std::string(1000, 'a')); // longer than a frame's first read
+                w.send("second");
+                w.send(std::string(3 << 20, 'c')); // several chunks on shm
+                w.send("fourth");
+            },
+            w);
+        sender.start();
+        w.close();
+        // Three children in turn each receive one message, and exit.
+        for (const std::string& want : {std::string(1000, 'a'), std::string("second"), std::string(3 << 20, 'c')}) {
+            test::process_t<Ctx> taker([](conn r, std::size_t size) { std::_Exit(r.recv().size() == size ? 0 : 1); }, r,
+                                       want.size());
+            taker.start();
+            taker.join();
+            CHECK(taker.exitcode() == 0);
+        }
+        try {
+            CHECK(r.recv() == "fourth");
+        } catch (const eof_error& e) {
+            FAIL("the last message left with a child that received the one before: " << e.what());
+        }
+        sender.join();
+        CHECK(sender.exitcode() == 0);
+        CHECK_THROWS_AS(r.recv(), eof_error);
+    });
+}

@@ -15,7 +15,10 @@
 // Elements whose encoding equals their object representation (arithmetic types other
 // than bool, enums with a fixed underlying type, arrays and padding-free aggregates of
 // those) travel as one block. Decoding checks every count against the bytes left in the
-// frame before allocating: each element needs at least `min_size` bytes.
+// frame before allocating: each element needs at least `min_size` bytes; and it reserves
+// no more memory ahead of the elements than the bytes left in the frame. (A decoded value
+// can still be larger in memory than in the frame, by a factor its type fixes: an empty
+// std::string is 8 bytes in a frame and 32 in memory.)
 #pragma once
 
 #include <multiproc/detail/demangle.hpp>
@@ -344,6 +347,16 @@ std::size_t get_count(R& r, std::size_t each) {
     return static_cast<std::size_t>(n);
 }
 
+/// How many of `n` elements of E to reserve room for before decoding them: no more than
+/// the bytes left in the frame would fill as objects of E, so that a count (checked by
+/// get_count, but an element may take fewer bytes in the frame than in memory) costs at
+/// most the frame's own size until its elements are really there; the rest grows as they
+/// are decoded.
+template <class E, class R>
+std::size_t reservable(std::size_t n, const R& r) {
+    return std::min(n, r.remaining() / sizeof(E));
+}
+
 template <class R>
 void get_unit(R& r) {
     unsigned char z = 1;
@@ -403,7 +416,7 @@ void decode_into(T& v, R& r) {
             r.read(v.data(), n * sizeof(E));
         } else {
             v.clear();
-            v.reserve(n);
+            v.reserve(reservable<E>(n, r));
             for (std::size_t i = 0; i < n; ++i) v.push_back(decode_value<E>(r));
         }
     } else if constexpr (is_array<U>::value) {
@@ -428,7 +441,7 @@ void decode_into(T& v, R& r) {
             each = min_size<E>();
         std::size_t n = get_count(r, each);
         v.clear();
-        if constexpr (requires { v.reserve(n); }) v.reserve(n);
+        if constexpr (requires { v.reserve(n); }) v.reserve(reservable<void*>(n, r)); // (a bucket per element)
         for (std::size_t i = 0; i < n; ++i) {
             if constexpr (is_map<U>::value) {
                 auto k = decode_value<typename U::key_type>(r);

@@ -6,6 +6,8 @@
 // docs/design/queues.md.
 #pragma once
 
+#include <multiproc/detail/bytes.hpp>
+
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -54,10 +56,13 @@ inline chunk_header make_chunk(std::uint32_t magic, std::uint64_t seq, std::uint
     return h;
 }
 
-/// Reads a header from possibly unaligned bytes; true if its magic and checksum are right.
-inline bool load_chunk(const std::byte* p, chunk_header& h) noexcept {
+/// Reads a header from possibly unaligned bytes; true if its magic and checksum are right
+/// and its lengths possible: at most `max_length` payload bytes (what the channel's chunks
+/// can carry), a message of at most max_message_bytes.
+inline bool load_chunk(const std::byte* p, chunk_header& h, std::size_t max_length) noexcept {
     std::memcpy(&h, p, sizeof h);
     return (h.magic == chunk_data || h.magic == chunk_nop) && h.check == header_check(h) && h.length <= h.total &&
+           h.length <= max_length && h.total <= max_message_bytes &&
            (h.magic == chunk_data || (h.length == 0 && h.total == 0 && h.index == 0));
 }
 
@@ -66,15 +71,18 @@ struct chunk_position {
     std::uint64_t seq = 0;    // of the last chunk (0: none yet)
     std::uint32_t index = 0;  // of the last chunk
     std::uint64_t offset = 0; // payload bytes of its message up to and including it
+    std::uint64_t total = 0;  // payload bytes of its message
     bool final = true;        // whether it completed its message
 };
 
 /// Whether `h` can be the chunk that follows `last` in a stream: the next chunk of an
 /// unfinished message, or the first chunk of a later message (a writer that died or gave
-/// up mid-message leaves its message unfinished; the next message starts anyway).
+/// up mid-message leaves its message unfinished; the next message starts anyway). Every
+/// chunk of a message carries the same total, which its chunks never pass.
 inline bool follows(const chunk_position& last, const chunk_header& h) noexcept {
     if (h.index == 0) return h.seq > last.seq;
-    return !last.final && h.seq == last.seq && h.index == last.index + 1 && last.offset + h.length <= h.total;
+    return !last.final && h.seq == last.seq && h.index == last.index + 1 && h.total == last.total &&
+           h.length <= h.total - last.offset;
 }
 
 inline chunk_position advance(const chunk_position& last, const chunk_header& h) noexcept {
@@ -82,6 +90,7 @@ inline chunk_position advance(const chunk_position& last, const chunk_header& h)
     p.seq = h.seq;
     p.index = h.index;
     p.offset = (h.index == 0 ? 0 : last.offset) + h.length;
+    p.total = h.total;
     p.final = p.offset == h.total;
     return p;
 }

@@ -197,16 +197,25 @@ public:
     /// arrives before `deadline`. A message `take` fails on is consumed all the same.
     void get(taker take, std::optional<steady::time_point> deadline) {
         reader_lock lk(*this, deadline);
-        std::vector<std::byte> assembly;
+        message_buffer assembly; // (local: take() runs after the lock is released)
         bool assembling = false;
         std::uint64_t aseq = 0;
+        auto peek = [&] { return ch_.try_peek(ctl_->r.get(), [&](auto f) { commit_reader(f); }); };
         for (;;) {
-            auto c = ch_.try_peek(ctl_->r.get(), [&](auto f) { commit_reader(f); });
+            auto c = peek();
             if (!c) {
-                if (ch_.wait_data(ctl_->r.get(), assembling ? steady::now() + liveness_slice : deadline)) continue;
-                if (!assembling) throw queue_empty("multiproc: queue is empty");
-                if (!writer_gone()) continue;
-                // The producer of the message being assembled died or gave up: drop it.
+                if (!assembling) {
+                    if (ch_.wait_data(ctl_->r.get(), deadline)) continue;
+                    throw queue_empty("multiproc: queue is empty");
+                }
+                // Mid-message with nothing more here: its producer is at work (it holds the
+                // lock), or it died or gave up. Once the lock was seen free, a chunk of that
+                // message can only be one written before: if none is here now, drop it.
+                if (!writer_gone()) {
+                    (void)ch_.wait_data(ctl_->r.get(), steady::now() + liveness_slice);
+                    continue;
+                }
+                if (peek()) continue;
                 assembling = false;
                 assembly.clear();
                 if (deadline && steady::now() >= *deadline) throw queue_empty("multiproc: queue is empty");
@@ -234,17 +243,17 @@ public:
                 }
                 assembling = true;
                 aseq = h.seq;
-                assembly.reserve(std::min<std::uint64_t>(h.total, std::uint64_t{64} << 20));
             } else if (!assembling || h.seq != aseq) { // the rest of a message whose consumer died
                 consume(*c, advance(rs.last, h).final);
                 continue;
             }
-            assembly.insert(assembly.end(), c->payload, c->payload + h.length);
+            // (Memory grows as chunks come: `follows` keeps them within the message's total.)
+            assembly.append(c->payload, h.length, h.total);
             bool final = advance(rs.last, h).final;
             consume(*c, final);
             if (final) {
                 lk.unlock();
-                take(std::span<const std::byte>(assembly));
+                take(assembly.bytes());
                 return;
             }
         }

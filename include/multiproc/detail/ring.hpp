@@ -61,13 +61,23 @@ public:
     static ring create(void* at, std::size_t capacity) {
         auto* s = ::new (at) ring_shared();
         s->capacity = round_capacity(capacity);
-        return ring(s);
+        return ring(s, s->capacity);
     }
-    /// A view of a ring laid out by create().
-    static ring attach(void* at) { return ring(std::launder(static_cast<ring_shared*>(at))); }
+    /// A view of a ring laid out by create() in `size` bytes of memory shared with another
+    /// process. Its capacity is read once and checked against `size`: the view never
+    /// reaches outside that memory, whatever is written into the ring's header later.
+    static ring attach(void* at, std::size_t size) {
+        auto* s = std::launder(static_cast<ring_shared*>(at));
+        const std::uint64_t cap = s->capacity;
+        if (size < header_bytes() || cap != round_capacity(static_cast<std::size_t>(cap)) || cap > size - header_bytes())
+            throw serialization_error("multiproc: a shared-memory ring's header claims a capacity of " +
+                                      std::to_string(cap) + " bytes, which its " + std::to_string(size) +
+                                      " bytes of memory cannot hold");
+        return ring(s, cap);
+    }
 
     [[nodiscard]] ring_shared& shared() const noexcept { return *s_; }
-    [[nodiscard]] std::uint64_t capacity() const noexcept { return s_->capacity; }
+    [[nodiscard]] std::uint64_t capacity() const noexcept { return cap_; }
     /// The largest payload of one chunk: a quarter of the ring, at most 1 MiB, so that a
     /// large message streams through while the reader copies out the chunks before it.
     [[nodiscard]] std::size_t max_payload() const noexcept {
@@ -83,9 +93,11 @@ public:
     /// false, with nothing written, if it does not fit now.
     template <class Fill>
     bool try_put(const chunk_header& h, Fill&& fill) {
+        std::uint64_t t = s_->tail.load(std::memory_order_relaxed);
+        if (t % chunk_align != 0 || t - s_->head.load(std::memory_order_acquire) > capacity())
+            corrupt("a write position that is not a chunk boundary, or a read position past it");
         auto p = plan(h.length);
         if (!p) return false;
-        std::uint64_t t = s_->tail.load(std::memory_order_relaxed);
         if (p->pad) {
             std::uint32_t pad[2] = {chunk_pad, static_cast<std::uint32_t>(p->pad)};
             std::memcpy(at(t), pad, sizeof pad);
@@ -106,6 +118,7 @@ public:
         std::uint64_t t = s_->tail.load(std::memory_order_acquire);
         while (pos != t) {
             std::uint64_t off = pos & (capacity() - 1);
+            if (off % chunk_align != 0) corrupt("a read position that is not a chunk boundary");
             std::uint32_t word[2];
             std::memcpy(word, at(pos), sizeof word);
             if (word[0] == chunk_pad) {
@@ -114,7 +127,14 @@ public:
                 continue;
             }
             ring_item it{};
-            if (t - pos < sizeof(chunk_header) || !load_chunk(at(pos), it.h)) corrupt("a chunk header that does not check");
+            if (t - pos < sizeof(chunk_header) || capacity() - off < sizeof(chunk_header))
+                corrupt("a chunk header cut short");
+            if (!load_chunk(at(pos), it.h, max_payload())) {
+                if (it.h.check != header_check(it.h)) corrupt("bytes that are not a chunk header");
+                corrupt("a chunk header claiming " + std::to_string(it.h.length) + " bytes of a message of " +
+                        std::to_string(it.h.total) + ", more than a chunk (" + std::to_string(max_payload()) +
+                        ") or a message can hold");
+            }
             std::uint64_t need = align_up(sizeof(chunk_header) + it.h.length);
             if (need > t - pos || off + need > capacity()) corrupt("a chunk longer than the published bytes");
             it.payload = at(pos) + sizeof(chunk_header);
@@ -131,7 +151,7 @@ public:
     }
 
 private:
-    explicit ring(ring_shared* s) noexcept : s_(s) {}
+    ring(ring_shared* s, std::uint64_t capacity) noexcept : s_(s), cap_(capacity) {}
 
     struct placement {
         std::uint64_t pad;
@@ -160,12 +180,13 @@ private:
         return reinterpret_cast<std::byte*>(s_) + header_bytes() + (pos & (capacity() - 1));
     }
 
-    [[noreturn]] static void corrupt(const char* what) {
-        throw error(std::string("multiproc: the shared-memory ring is corrupt (") + what +
-                    "): something other than multiproc wrote into it");
+    [[noreturn]] static void corrupt(const std::string& what) {
+        throw serialization_error("multiproc: the shared-memory ring is corrupt (" + what +
+                                  "): something other than multiproc wrote into it");
     }
 
     ring_shared* s_ = nullptr;
+    std::uint64_t cap_ = 0; // this process's copy: the shared one could be overwritten
 };
 
 } // namespace multiproc::detail

@@ -36,7 +36,11 @@ public:
     }
 
     [[nodiscard]] std::size_t shared_bytes() const noexcept { return ring::bytes_for(capacity_); }
-    void bind(std::byte* area, bool create) { ring_ = create ? ring::create(area, capacity_) : ring::attach(area); }
+    void bind(std::byte* area, bool create) {
+        ring_ = create ? ring::create(area, capacity_) : ring::attach(area, shared_bytes());
+        if (ring_.capacity() != capacity_)
+            throw serialization_error("multiproc: a queue sent to the child has a ring of another size than it says");
+    }
     [[nodiscard]] std::size_t max_payload() const noexcept { return ring_.max_payload(); }
 
     // ---- writer ----

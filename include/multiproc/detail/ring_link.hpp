@@ -9,6 +9,7 @@
 // look at the liveness pipe between slices; close() wakes the other side at once.
 #pragma once
 
+#include <multiproc/detail/bytes.hpp>
 #include <multiproc/detail/chunk.hpp>
 #include <multiproc/detail/crossing_io.hpp>
 #include <multiproc/detail/function_ref.hpp>
@@ -77,9 +78,7 @@ public:
         auto direction_in = [&] {
             auto fd = r.take_fd();
             auto region = std::make_shared<shared_region>(shared_region::attach(fd.release()));
-            if (region->size() < ring::header_bytes())
-                throw serialization_error("multiproc: a connection sent to the child has no room for its ring");
-            ring rg = ring::attach(region->data());
+            ring rg = ring::attach(region->data(), region->size());
             return direction{std::move(region), rg};
         };
         if (shape & 1) {
@@ -137,6 +136,10 @@ public:
     /// Waits until a chunk is here (or end of file), at most until `deadline`.
     frame_status wait(std::optional<steady::time_point> deadline) {
         ring& r = in_->r;
+        // A spin first; then, before sleeping, whether every sender has gone already.
+        if (r.shared().data.wait_until([&] { return available(); }, steady::now())) return frame_status::ready;
+        if ((poll_now(in_live_.get()) & POLLHUP) && !available()) return frame_status::eof;
+        if (deadline && steady::now() >= *deadline) return frame_status::timeout;
         for (;;) {
             auto slice = steady::now() + liveness_slice;
             bool last_slice = deadline && *deadline <= slice;
@@ -147,15 +150,18 @@ public:
         }
     }
 
-    /// Takes the next message and hands its payload to `take`; eof_error at end of file. A
-    /// message of several chunks is gathered in `direct` when it fits there (one copy, out
-    /// of the ring: recv_bytes_into passes its buffer), else in a buffer of its exact size.
-    void recv(function_ref<void(std::span<const std::byte>)> take, std::span<std::byte> direct = {}) {
+    /// Takes the next message and hands its payload to `take`, having shown its length to
+    /// `check` first (which may refuse it by throwing: its chunks are then dropped as they
+    /// come); eof_error at end of file. A message of several chunks is gathered in `direct`
+    /// when it fits there (one copy, out of the ring: recv_bytes_into passes its buffer),
+    /// else in memory that grows as its chunks arrive.
+    void recv(function_ref<void(std::span<const std::byte>)> take, function_ref<void(std::uint64_t)> check,
+              std::span<std::byte> direct = {}) {
         ring& r = in_->r;
         ring_shared& s = r.shared();
-        std::vector<std::byte> assembly;
         bool assembling = false, into_direct = false;
         std::size_t gathered = 0;
+        body_.clear();
         for (;;) {
             auto it = r.try_peek(s.head.load(std::memory_order_relaxed));
             if (!it) {
@@ -174,7 +180,13 @@ public:
             };
             if (fits && h.index == 0) {
                 assembling = false;
-                assembly.clear();
+                body_.clear();
+                try {
+                    check(h.total);
+                } catch (...) {
+                    consume(); // the rest of its chunks are dropped as they come
+                    throw;
+                }
                 if (final) { // the whole message in one chunk: decode it in place
                     try {
                         take(std::span<const std::byte>(it->payload, h.length));
@@ -188,24 +200,21 @@ public:
                 assembling = true;
                 gathered = 0;
                 into_direct = h.total <= direct.size();
-                // Room for the whole message at once (capped at 1 GiB: the rest grows as the
-                // chunks come, so no claim of a header is allocated blindly).
-                if (!into_direct) assembly.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(h.total, 1ULL << 30)));
             } else if (!fits || !assembling) { // a marker, or the rest of a message whose sender died
                 consume();
                 continue;
             }
-            if (into_direct) {
-                if (h.length > direct.size() - gathered) throw serialization_error("multiproc: a message is longer than it said");
+            // (`follows` keeps the chunks of a message within its total.)
+            if (into_direct)
                 std::memcpy(direct.data() + gathered, it->payload, h.length);
-            } else {
-                assembly.insert(assembly.end(), it->payload, it->payload + h.length);
-            }
+            else
+                body_.append(it->payload, h.length, h.total);
             gathered += h.length;
             consume();
-            if (final)
-                return take(into_direct ? std::span<const std::byte>(direct.data(), gathered)
-                                        : std::span<const std::byte>(assembly));
+            if (final) {
+                const cleared_after after{body_};
+                return take(into_direct ? std::span<const std::byte>(direct.data(), gathered) : body_.bytes());
+            }
         }
     }
 
@@ -228,6 +237,7 @@ private:
     }
 
     std::optional<direction> in_, out_;
+    message_buffer body_; // a message of several chunks, as they come
     sys::unique_fd in_live_;  // read end of the incoming direction's liveness pipe
     sys::unique_fd out_live_; // write end of the outgoing direction's liveness pipe
 };

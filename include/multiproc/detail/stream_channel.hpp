@@ -26,6 +26,7 @@
 #include <cstring>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include <poll.h>
@@ -114,10 +115,14 @@ public:
     std::optional<chunk_ref> try_peek(const reader_state& rs, Commit&& commit) {
         std::uint64_t pos = rs.pos, end = rs.end;
         const chunk_position last = rs.last; // `rs` is a journal slot: copy before committing
+        if (pos > end || end > shared_bytes())
+            throw serialization_error("multiproc: a queue's shared state is corrupt (its staging offsets " +
+                                      std::to_string(pos) + ".." + std::to_string(end) + " are outside its " +
+                                      std::to_string(shared_bytes()) + " bytes)");
         for (;;) {
             if (end - pos >= sizeof(chunk_header)) {
                 chunk_header h;
-                if (!load_chunk(staging_ + pos, h)) {
+                if (!chunk_at(staging_ + pos, h)) {
                     // Not a chunk: bytes from outside multiproc. Skip to the next one that fits.
                     std::uint64_t next = find_chunk(pos + 1, end, last);
                     commit([&](reader_state& s) { s.pos = next; });
@@ -152,7 +157,7 @@ public:
             if (end == shared_bytes()) return std::nullopt;
         } while (read_more(end, commit));
         chunk_header h;
-        for (std::uint64_t p = pos; end - p >= sizeof h && load_chunk(staging_ + p, h); p += sizeof h + h.length) {
+        for (std::uint64_t p = pos; end - p >= sizeof h && chunk_at(staging_ + p, h); p += sizeof h + h.length) {
             if (end - p < sizeof h + h.length) break;
             if (!follows(last, h)) continue;
             last = advance(last, h);
@@ -166,13 +171,13 @@ public:
         chunk_position last = rs.last;
         std::uint64_t pos = rs.pos;
         chunk_header h;
-        while (rs.end - pos >= sizeof h && load_chunk(staging_ + pos, h) && rs.end - pos >= sizeof h + h.length) {
+        while (rs.end - pos >= sizeof h && chunk_at(staging_ + pos, h) && rs.end - pos >= sizeof h + h.length) {
             if (follows(last, h)) last = advance(last, h);
             pos += sizeof h + h.length;
         }
         if (pos != rs.end) return; // a cut chunk at the end: keep what was committed
         std::uint64_t end = rs.end;
-        while (shared_bytes() - end >= sizeof h && load_chunk(staging_ + end, h) && follows(last, h) &&
+        while (shared_bytes() - end >= sizeof h && chunk_at(staging_ + end, h) && follows(last, h) &&
                shared_bytes() - end >= sizeof h + h.length) {
             last = advance(last, h);
             end += sizeof h + h.length;
@@ -264,16 +269,20 @@ private:
         const auto n = static_cast<std::size_t>(got);
         std::size_t p = 0;
         chunk_header h;
-        while (n - p >= sizeof h && load_chunk(look.data() + p, h) && n - p - sizeof h >= h.length)
+        while (n - p >= sizeof h && chunk_at(look.data() + p, h) && n - p - sizeof h >= h.length)
             p += sizeof h + h.length;
         return p != 0 ? p : room;
     }
+
+    /// Whether a chunk header starts at `p`: one that checks, of a length this channel's
+    /// chunks can have (anything else is bytes from outside multiproc).
+    bool chunk_at(const std::byte* p, chunk_header& h) const noexcept { return load_chunk(p, h, max_payload()); }
 
     /// The first offset in [from, end) where a chunk that follows `last` starts, or end.
     std::uint64_t find_chunk(std::uint64_t from, std::uint64_t end, const chunk_position& last) const noexcept {
         chunk_header h;
         for (std::uint64_t p = from; end - p >= sizeof h; ++p)
-            if (load_chunk(staging_ + p, h) && follows(last, h)) return p;
+            if (chunk_at(staging_ + p, h) && follows(last, h)) return p;
         return end;
     }
 

@@ -1,8 +1,13 @@
 // Not part of the API: one end of a connection on kernel byte streams (transport::pipe,
 // transport::socketpair, user stream transports). A frame is a 16-byte header (magic,
-// length) and the payload, written with as few writes as the kernel allows; a reader keeps
-// what it read past the frame it wanted, so that many small frames cost one read. As with
-// CPython's Connection, one end is not meant to be used by two processes at once.
+// length) and the payload, padded to at least 128 bytes, written with as few writes as the
+// kernel allows. A reader takes a frame's first 128 bytes with one read (a small message
+// whole), then exactly the rest: it never reads past the frame it wants, so that a message
+// it has not received stays in the stream for whichever process reads next (a child that
+// polls, or receives one message, and exits takes nothing more with it, as in CPython).
+// A length is checked before anything is allocated for it: a corrupt header closes the
+// end for reading, and a long message is received into memory that grows as it arrives.
+// As with CPython's Connection, one end is not meant to be used by two processes at once.
 #pragma once
 
 #include <multiproc/detail/bytes.hpp>
@@ -19,6 +24,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <exception>
 #include <optional>
 #include <span>
 #include <string>
@@ -58,7 +64,7 @@ public:
         return e;
     }
 
-    /// For a spawn or forkserver child: the end's descriptors (bytes already read stay here).
+    /// For a spawn or forkserver child: the end's descriptors.
     void cross_out(crossing_writer& w) const {
         const std::uint8_t shape = (can_recv() ? 1 : 0) | (tx_ ? 2 : 0) | (can_send() && !tx_ ? 4 : 0);
         w.put(shape);
@@ -87,49 +93,88 @@ public:
         rx_.reset();
         tx_.reset();
         tx_fd_ = -1;
-        in_ = recv_window();
+        head_got_ = 0;
+        skip_ = 0;
+        body_.clear();
+        broken_.reset();
     }
 
     /// Sends one frame; waits while the stream is full. EPIPE (`os_error`) when no
     /// process holds the other end any more.
     void send(std::span<const std::byte> bytes) {
+        static constexpr std::byte padding[min_frame] = {};
         header h{magic, 0, bytes.size()};
-        iovec iov[2] = {{&h, sizeof h}, {const_cast<std::byte*>(bytes.data()), bytes.size()}};
-        write_all([](int fd, const iovec* v, int n) { return Stream::send(fd, v, n, true); }, tx_fd_, iov,
-                  bytes.empty() ? 1 : 2, std::nullopt, "a connection");
+        iovec iov[3] = {{&h, sizeof h}, {}, {}};
+        int n = 1;
+        if (!bytes.empty()) iov[n++] = {const_cast<std::byte*>(bytes.data()), bytes.size()};
+        if (bytes.size() < min_frame - sizeof h) iov[n++] = {const_cast<std::byte*>(padding), min_frame - sizeof h - bytes.size()};
+        write_all([](int fd, const iovec* v, int k) { return Stream::send(fd, v, k, true); }, tx_fd_, iov, n,
+                  std::nullopt, "a connection");
     }
 
-    /// Waits until a whole frame is here (or end of file), at most until `deadline`.
+    /// Waits until bytes of a message (or end of file) are there to read, at most until
+    /// `deadline`. Reads nothing that belongs to a message, as CPython's poll: another
+    /// process may receive the message after this one polled and exited.
     frame_status wait(std::optional<steady::time_point> deadline) {
+        check_open();
         for (;;) {
-            std::size_t need = missing();
-            if (need == 0) return frame_status::ready;
-            auto room = in_.prepare(std::clamp<std::size_t>(need, 64 << 10, 64 << 20));
-            ssize_t r = read_some(rx_.get(), room.data(), room.size(), "a connection");
-            if (r > 0) {
-                in_.commit(static_cast<std::size_t>(r));
-                continue;
-            }
-            if (r == 0) return frame_status::eof;
+            if (skip_ != 0 && !discard(false)) return frame_status::eof;
             if (!wait_fd(rx_.get(), POLLIN, deadline, "a connection")) return frame_status::timeout;
+            if (skip_ == 0) return frame_status::ready; // (else: the bytes may all be the refused frame's)
         }
     }
 
-    /// Takes the next frame and hands its payload to `take`; eof_error at end of file.
-    /// (`direct` is for the shm transport's gathering; a stream reads into its own window.)
-    void recv(function_ref<void(std::span<const std::byte>)> take, std::span<std::byte> /*direct*/ = {}) {
-        if (wait(std::nullopt) == frame_status::eof)
-            throw eof_error(in_.size() ? "multiproc: got end of file during message" : "multiproc: end of file: every "
-                                                                                       "other holder of the connection "
-                                                                                       "has closed it");
+    /// Takes the next frame and hands its payload to `take`, having shown its length to
+    /// `check` first (which may refuse it by throwing: the rest of the frame is then skipped
+    /// unread); eof_error at end of file. It reads the frame and no byte past it. A payload
+    /// that fits in `direct` is read straight into it.
+    void recv(function_ref<void(std::span<const std::byte>)> take, function_ref<void(std::uint64_t)> check,
+              std::span<std::byte> direct = {}) {
+        check_open();
+        if (skip_ != 0 && !discard(true)) throw eof_error("multiproc: got end of file during message");
+        if (!fill_head()) throw eof_error(eof_text());
         header h;
-        std::memcpy(&h, in_.data(), sizeof h);
-        std::span<const std::byte> payload(in_.data() + sizeof h, h.length);
-        struct consume_after {
-            recv_window& in;
-            std::size_t n;
-            ~consume_after() { in.consume(n); }
-        } after{in_, sizeof h + h.length};
+        std::memcpy(&h, head_, sizeof h);
+        if (h.magic != magic || h.reserved != 0)
+            close_reading("received bytes that are not a frame (was one end used by two processes at once, or did "
+                          "something else write to its descriptor?)");
+        if (h.length > max_message_bytes)
+            close_reading("received a frame header claiming " + std::to_string(h.length) +
+                          " bytes, more than any message can have");
+        const std::uint64_t frame = std::max<std::uint64_t>(sizeof h + h.length, min_frame);
+        head_got_ = 0; // the head is taken; what follows is read below or skipped
+        try {
+            check(h.length);
+        } catch (...) {
+            skip_ = frame - min_frame;
+            throw;
+        }
+        const auto len = static_cast<std::size_t>(h.length);
+        const std::size_t in_head = std::min(len, min_frame - sizeof h);
+        if (len == in_head) return take(std::span<const std::byte>(head_ + sizeof h, len));
+        std::span<const std::byte> payload;
+        try {
+            if (len <= direct.size()) {
+                std::memcpy(direct.data(), head_ + sizeof h, in_head);
+                read_exact(direct.data() + in_head, len - in_head);
+                payload = direct.first(len);
+            } else {
+                body_.clear();
+                body_.append(head_ + sizeof h, in_head, len);
+                while (body_.size() < len) {
+                    auto room = body_.room(len);
+                    body_.commit(read_some_blocking(room.data(), room.size()));
+                }
+                payload = body_.bytes();
+            }
+        } catch (const eof_error&) {
+            body_.clear();
+            throw;
+        } catch (const std::exception& e) {
+            body_.clear();
+            close_reading(std::string("failed in the middle of a message: ") + e.what());
+        }
+        const cleared_after after{body_};
         take(payload);
     }
 
@@ -140,23 +185,82 @@ private:
         std::uint64_t length;
     };
     static constexpr std::uint32_t magic = 0x464d504dU; // "MPMF"
+    /// No frame is shorter (a short payload is padded): a reader can take this many bytes at
+    /// once, header and a small payload in one read, and never read past the frame.
+    static constexpr std::size_t min_frame = 128;
 
-    /// Bytes still missing for the next whole frame (0: it is here).
-    [[nodiscard]] std::size_t missing() const {
-        if (in_.size() < sizeof(header)) return sizeof(header) - in_.size();
-        header h;
-        std::memcpy(&h, in_.data(), sizeof h);
-        if (h.magic != magic || h.reserved != 0)
-            throw serialization_error("multiproc: a connection received bytes that are not a frame (was one end "
-                                      "used by two processes at once?)");
-        std::uint64_t want = sizeof h + h.length;
-        return in_.size() >= want ? 0 : static_cast<std::size_t>(want - in_.size());
+    void check_open() const {
+        if (broken_) throw serialization_error(*broken_);
+    }
+
+    /// The end reads no more: `why` leaves it mid-frame, so later reads would see garbage.
+    [[noreturn]] void close_reading(const std::string& why) {
+        broken_ = "multiproc: this connection was closed for reading: it " + why;
+        head_got_ = 0;
+        skip_ = 0;
+        throw serialization_error(*broken_);
+    }
+
+    [[nodiscard]] const char* eof_text() const noexcept {
+        return head_got_ ? "multiproc: got end of file during message"
+                         : "multiproc: end of file: every other holder of the connection has closed it";
+    }
+
+    /// Reads the frame's first min_frame bytes (every frame has them); false at end of file.
+    bool fill_head() {
+        while (head_got_ < min_frame) {
+            ssize_t r = read_some(rx_.get(), head_ + head_got_, min_frame - head_got_, "a connection");
+            if (r == 0) return false;
+            if (r > 0)
+                head_got_ += static_cast<std::size_t>(r);
+            else
+                (void)wait_fd(rx_.get(), POLLIN, std::nullopt, "a connection");
+        }
+        return true;
+    }
+
+    /// One read of at most `n` bytes, waiting for some; eof_error at end of file.
+    std::size_t read_some_blocking(std::byte* p, std::size_t n) {
+        for (;;) {
+            ssize_t r = read_some(rx_.get(), p, n, "a connection");
+            if (r > 0) return static_cast<std::size_t>(r);
+            if (r == 0) throw eof_error("multiproc: got end of file during message");
+            (void)wait_fd(rx_.get(), POLLIN, std::nullopt, "a connection");
+        }
+    }
+
+    void read_exact(std::byte* p, std::size_t n) {
+        while (n > 0) {
+            std::size_t k = read_some_blocking(p, n);
+            p += k;
+            n -= k;
+        }
+    }
+
+    /// Reads and drops the rest of a refused frame, waiting for it if `block`; false at end
+    /// of file.
+    bool discard(bool block) {
+        std::byte sink[16 << 10];
+        while (skip_ != 0) {
+            ssize_t r = read_some(rx_.get(), sink, static_cast<std::size_t>(std::min<std::uint64_t>(skip_, sizeof sink)),
+                                  "a connection");
+            if (r == 0) return false;
+            if (r > 0)
+                skip_ -= static_cast<std::uint64_t>(r);
+            else if (!block || !wait_fd(rx_.get(), POLLIN, std::nullopt, "a connection"))
+                return true;
+        }
+        return true;
     }
 
     sys::unique_fd rx_; // receives (and sends too for a duplex socket)
     sys::unique_fd tx_; // sends, if it is a descriptor of its own
     int tx_fd_ = -1;
-    recv_window in_;
+    std::byte head_[min_frame];    // the first bytes of the frame being read
+    std::size_t head_got_ = 0;     // ... how many are here
+    std::uint64_t skip_ = 0;       // bytes of a refused frame still to drop
+    message_buffer body_;          // the payload of a frame longer than the head
+    std::optional<std::string> broken_; // why the end reads no more
 };
 
 } // namespace multiproc::detail

@@ -296,6 +296,16 @@ inline void* mmap(void* addr, std::size_t len, int prot, int flags, int fd, off_
     return p == MAP_FAILED ? nullptr : p;
 }
 
+/// mremap with MREMAP_MAYMOVE (faults are injected as for mmap); nullptr on failure.
+inline void* mremap(void* addr, std::size_t old_len, std::size_t new_len) noexcept {
+    if (int e = injected(call::mmap)) {
+        errno = e;
+        return nullptr;
+    }
+    void* p = ::mremap(addr, old_len, new_len, MREMAP_MAYMOVE);
+    return p == MAP_FAILED ? nullptr : p;
+}
+
 /// munmap; returns 0 or -1.
 inline int munmap(void* addr, std::size_t len) noexcept {
     return invoke(call::munmap, [&] { return ::munmap(addr, len); });
