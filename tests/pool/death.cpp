@@ -14,6 +14,7 @@
 #include <vector>
 
 using namespace multiproc;
+using pooltest::pool_of;
 using namespace std::chrono_literals;
 using pooltest::square;
 
@@ -48,9 +49,6 @@ void without_leaks(int processes, Body body) {
     CHECK(kids.empty());
     CHECK(test::describe_fds(test::open_fds()) == test::describe_fds(fds));
 }
-
-template <class Ctx>
-using pool_of = basic_pool<typename Ctx::policies::start>;
 
 double ms_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

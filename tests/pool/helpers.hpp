@@ -38,6 +38,10 @@ inline void take_token(int fd) {
 
 inline void say(int fd, const std::string& s) { test::write_str(fd, s + "\n"); }
 
+/// The pool of a start method's context: `pool_of<TestType> p(2);`, with more policies after.
+template <class Ctx, class... Ps>
+using pool_of = multiproc::basic_pool<typename Ctx::policies::start, Ps...>;
+
 inline int square(int x) { return x * x; }
 
 /// Reports "<pid>", then waits for a token, then returns v.
