@@ -97,7 +97,7 @@ private:
         std::shared_ptr<job_t> job = std::make_shared<job_t>();
         std::uint64_t pulled = 0, yielded = 0;
         bool input_done = false, input_closed = false;
-        std::exception_ptr input_error; // the input itself threw: yielded after what came before
+        std::exception_ptr input_error; // the input itself threw: yielded after the chunks before the one it broke
         std::deque<detail::outcome<result>> ready;
         detail::outcome<result> current;
         bool at_end = false;
@@ -123,18 +123,18 @@ private:
             while (!input_done && pulled - yielded + chunksize <= window) {
                 const std::size_t at = detail::begin_task<inv>(buf, f);
                 std::uint32_t count = 0;
-                std::size_t mark = buf.size();
                 try {
                     while (count < chunksize && it != end) {
                         codec::template encode<wire>(buf, detail::to_wire(*it));
-                        mark = buf.size();
                         ++it;
                         ++count;
                     }
                     if (it == end) input_done = true;
                 } catch (...) {
-                    // CPython: an exception from the input becomes the next result, and the end.
-                    buf.shrink(mark);
+                    // CPython: an exception from the input takes the place of the chunk it
+                    // broke, and ends the iteration; the inputs of that chunk read before it
+                    // are never run (CPython builds a chunk whole, with tuple(islice(...))).
+                    count = 0;
                     input_error = std::current_exception();
                     input_done = true;
                 }
