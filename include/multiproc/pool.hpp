@@ -137,17 +137,30 @@ public:
     }
 
     /// The result, once ready (Python: get()): the task's value, or the task's exception
-    /// rethrown as remote_error (a lost task: broken_pool).
-    decltype(auto) get() const {
+    /// rethrown as remote_error (a lost task: broken_pool). A `const V&` to the value that
+    /// the copies share.
+    decltype(auto) get() const& {
         wait();
         return value();
     }
+    /// As above, from a temporary (`pool.map_async(f, xs).get()`, or `std::move(r).get()`):
+    /// the value itself, so that `const auto& v = pool.map_async(f, xs).get();` keeps it alive
+    /// (moved out if no copy of this async_result is left to share it, copied otherwise).
+    auto get() && {
+        wait();
+        return take();
+    }
     /// As get(), but throws timeout_error if not ready within `timeout` (Python: get(timeout)).
     template <class Rep, class Period>
-    decltype(auto) get(std::chrono::duration<Rep, Period> timeout) const {
-        wait(timeout);
-        if (!ready()) throw timeout_error("multiproc: the result was not ready within the timeout");
+    decltype(auto) get(std::chrono::duration<Rep, Period> timeout) const& {
+        wait_or_throw(timeout);
         return value();
+    }
+    /// As get(timeout), from a temporary: the value itself, as get() && gives it.
+    template <class Rep, class Period>
+    auto get(std::chrono::duration<Rep, Period> timeout) && {
+        wait_or_throw(timeout);
+        return take();
     }
 
 private:
@@ -164,6 +177,11 @@ private:
         auto& s = st();
         if (!s.is_ready()) core_->wait(s, [&] { return s.is_ready(); }, deadline);
     }
+    template <class Rep, class Period>
+    void wait_or_throw(std::chrono::duration<Rep, Period> timeout) const {
+        wait(timeout);
+        if (!ready()) throw timeout_error("multiproc: the result was not ready within the timeout");
+    }
     decltype(auto) value() const {
         auto& s = st();
         if (s.failure) std::rethrow_exception(s.failure);
@@ -171,6 +189,18 @@ private:
             return;
         else
             return static_cast<const V&>(*s.value);
+    }
+    /// The value for a temporary: moved out when this is the only reference left, copied
+    /// while another copy of this async_result (or, for a moment, the pool) still holds one.
+    auto take() {
+        auto& s = st();
+        if (s.failure) std::rethrow_exception(s.failure);
+        if constexpr (std::is_void_v<V>)
+            return;
+        else if (st_.use_count() == 1)
+            return V(std::move(*s.value));
+        else
+            return V(*s.value);
     }
 
     std::shared_ptr<detail::result_state<V>> st_;
