@@ -20,19 +20,6 @@ int fail_with(int code) {
     if (code == 1) throw std::invalid_argument("bad input");
     return code;
 }
-
-/// Captures what this process writes to stderr while alive.
-struct stderr_capture {
-    test::pipe_pair p;
-    int saved = ::dup(2);
-    stderr_capture() { ::dup2(p.w, 2); }
-    std::string finish() {
-        ::dup2(saved, 2);
-        ::close(saved);
-        p.close_w();
-        return test::read_all(p.r);
-    }
-};
 } // namespace
 
 TEST_CASE("get(timeout) throws timeout_error while the task runs, wait(timeout) returns", "[pool][async]") {
@@ -152,7 +139,7 @@ TEST_CASE("callbacks run in the pool's thread, a callback waiting on the pool is
 TEST_CASE("design 5.2: an exception in a callback is reported and never wedges the pool",
           "[pool][async][callbacks][design5]") {
     pool p(2);
-    stderr_capture err;
+    pooltest::stderr_capture err;
     auto r = p.apply_async(callbacks{[](int) { throw std::runtime_error("callback broke"); }}, square, 3);
     auto e = p.apply_async(callbacks{nullptr, [](const error&) { throw 42; }}, fail_with, 1);
     CHECK(r.get() == 9);             // still ready, with its value

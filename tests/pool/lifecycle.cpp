@@ -5,11 +5,14 @@
 #include <multiproc/pool.hpp>
 
 #include <atomic>
+#include <csignal>
 #include <map>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <signal.h>
 
 using namespace multiproc;
 using namespace std::chrono_literals;
@@ -18,6 +21,19 @@ using pooltest::square;
 namespace {
 void report_init(int fd) { pooltest::say(fd, "init " + std::to_string(::getpid())); }
 void failing_init() { throw std::runtime_error("no database"); }
+
+/// A task that blocks SIGTERM (tasks may), says it runs, waits for a token and returns: its
+/// result comes after terminate() has failed it, and before the SIGKILL a second later.
+int outlives_sigterm(std::string reports, std::string tokens) {
+    sigset_t term;
+    ::sigemptyset(&term);
+    ::sigaddset(&term, SIGTERM);
+    ::sigprocmask(SIG_BLOCK, &term, nullptr);
+    pooltest::say_to(reports, "running");
+    pooltest::take_token_from(tokens);
+    return 7;
+}
+
 } // namespace
 
 TEST_CASE("bad arguments are CPython's ValueErrors", "[pool][lifecycle][errors]") {
@@ -63,6 +79,28 @@ TEST_CASE("terminate stops at once, results not yet in fail with broken_pool", "
     CHECK_THROWS_WITH(p.apply(square, 2), "Pool not running");
     p.join();
     p.terminate(); // again: harmless
+}
+
+TEMPLATE_TEST_CASE("a result that races terminate() is dropped silently, not taken for a corrupt worker",
+                   "[pool][lifecycle]", START_METHODS) {
+    // terminate() fails the running task at once and sends SIGTERM; this task has blocked
+    // SIGTERM, and returns its result only once the test has seen the failure, so the
+    // result always arrives for a task the pool no longer holds.
+    pooltest::named_pipe reports, tokens;
+    pooltest::pool_of<TestType> p(1);
+    pooltest::stderr_capture err; // after the pool: its worker keeps the test's stderr
+    auto r = p.apply_async(fn<&outlives_sigterm>, reports.path(), tokens.path());
+    REQUIRE(reports.line() == "running");
+    std::thread release_after_failure([&] {
+        r.wait();
+        tokens.release();
+    });
+    p.terminate(); // returns once the worker is gone: the SIGKILL a second after the SIGTERM
+    release_after_failure.join();
+    CHECK_THROWS_WITH(r.get(), "multiproc: the pool was terminated before the task completed");
+    const std::string text = err.finish();
+    CHECK(text.find("sent a result for a task it was not given") == std::string::npos);
+    CHECK(text.empty());
 }
 
 TEST_CASE("design 5.6: the destructor drains by default: close, then join", "[pool][lifecycle][design5]") {

@@ -146,6 +146,7 @@ struct pool_slot {
     std::optional<error_entry> init_error;
     bool exited = false;   // its sentinel polled readable
     bool stopping = false; // told to leave once idle
+    bool abandoned = false; // its units were failed when the pool stopped: what it sends now is dropped
 };
 
 /// The settings a pool's engine runs with.
@@ -541,6 +542,9 @@ private:
             }
             return;
         }
+        // A result that races terminate() (or the pool breaking) is for a unit that has been
+        // failed already: expected, and dropped without a word.
+        if (s.abandoned) return;
         while (!s.inflight.empty() && s.inflight.front().withdrawn && s.inflight.front().seq != h.seq) pop_front(s);
         if (s.inflight.empty() || s.inflight.front().seq != h.seq || s.inflight.front().withdrawn) {
             // Cannot happen unless the worker's memory is corrupt: stop trusting it.
@@ -914,6 +918,7 @@ private:
                 s->live = 0;
                 s->log.clear();
                 s->pushed = 0;
+                s->abandoned = true;
             }
             signal_workers();
             return slots_.empty();
