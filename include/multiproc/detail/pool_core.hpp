@@ -789,15 +789,25 @@ private:
         } catch (const error&) {
         }
         const std::optional<int> exitcode = code;
-        const bool in_init = s.shared->phase.load(std::memory_order_acquire) < 2;
         log(10, "cleaning up worker {} (pid {}): {}", s.name, s.pid, describe_exit(exitcode));
-        if (s.init_error || (in_init && cfg_.initializer && state_ != pool_state::terminate &&
-                             state_ != pool_state::broken)) {
+        // Only an initializer that really failed breaks the pool: it threw, or its worker died
+        // while running it. A worker killed before its initializer started, or after it
+        // completed, is an ordinary dying worker and is replaced. One that ended on its own
+        // (an exit status, not a signal) before it started could not start at all: a
+        // replacement would fail alike, forever (CPython respawns it forever).
+        const std::uint32_t phase = s.shared->phase.load(std::memory_order_acquire);
+        const bool pool_stopped = state_ == pool_state::terminate || state_ == pool_state::broken;
+        const bool in_initializer = phase == worker_in_initializer && cfg_.initializer;
+        const bool never_started = phase == worker_starting && exitcode && *exitcode >= 0;
+        if (s.init_error || (in_initializer && !pool_stopped)) {
             std::string why = s.init_error ? "raised " + s.init_error->type +
                                                  (s.init_error->what.empty() ? "" : ": " + s.init_error->what)
                                            : "did not complete: the worker " + describe_exit(exitcode);
             break_pool("multiproc: the pool's initializer " + why + " in " + s.name + " (pid " +
                        std::to_string(s.pid) + "); the pool is broken and runs no more tasks");
+        } else if (never_started && !pool_stopped) {
+            break_pool("multiproc: " + s.name + " (pid " + std::to_string(s.pid) + ") " + describe_exit(exitcode) +
+                       " before it could run tasks; the pool is broken and runs no more tasks");
         }
         const std::uint64_t running = s.shared->unit.load(std::memory_order_acquire);
         std::size_t off = 0;

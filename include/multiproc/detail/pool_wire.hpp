@@ -51,8 +51,11 @@ struct worker_shared {
     std::atomic<std::uint64_t> element;          // the element of that unit's chunk being run
     std::atomic<std::uint64_t> started_ns;       // when that unit started (steady clock)
     std::atomic<std::uint32_t> stop;             // set by the parent: leave once no task is left
-    std::atomic<std::uint32_t> phase;            // 0 started, 1 in the initializer, 2 running tasks
+    std::atomic<std::uint32_t> phase;            // worker_starting, worker_in_initializer, worker_running
 };
+
+/// Where a worker is (worker_shared::phase): a death tells the parent what failed.
+enum : std::uint32_t { worker_starting = 0, worker_in_initializer = 1, worker_running = 2 };
 
 enum : std::uint32_t { msg_task = 1, msg_result = 2, msg_init_failed = 3 };
 
@@ -541,8 +544,8 @@ inline void worker_main(const worker_boot& b) {
     (void)sys::set_signal_disposition(SIGTERM, SIG_DFL); // terminate() must end it, whatever the parent set
     worker_shared& self = *b.self;
     byte_buffer errors, out, big;
-    self.phase.store(1, std::memory_order_release);
     if (b.initializer && *b.initializer) {
+        self.phase.store(worker_in_initializer, std::memory_order_release);
         try {
             (*b.initializer)();
         } catch (...) {
@@ -560,7 +563,7 @@ inline void worker_main(const worker_boot& b) {
             std::exit(1); // the child's own exit: its exit code is 1, as for an uncaught exception
         }
     }
-    self.phase.store(2, std::memory_order_release);
+    self.phase.store(worker_running, std::memory_order_release);
     const byte_ring& tasks = b.tasks;
     const std::size_t cap = tasks.capacity();
     int done = 0;
