@@ -20,6 +20,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -176,6 +177,14 @@ inline std::string describe_exit(std::optional<int> exitcode) {
         return "was killed by signal " + std::to_string(-code) + (abbrev ? std::string(" (SIG") + abbrev + ")" : "");
     }
     return "exited with code " + std::to_string(code);
+}
+
+/// How a worker that left because its link was gone found it (see check_wake_fd).
+inline std::string describe_lost_link(std::int32_t why, std::int32_t fd) {
+    const std::string channel = "descriptor " + std::to_string(fd) + ", its wake-up channel";
+    if (why == EBADF) return "lost its link to the pool (a task closed " + channel + ")";
+    if (why == link_replaced) return "lost its link to the pool (a task replaced " + channel + ", with another file)";
+    return "lost its link to the pool (" + channel + ", failed: " + std::string(::strerror(why)) + ")";
 }
 
 /// Writes one line to stderr (Python: the "Exception in thread ..." report of a dying thread).
@@ -789,7 +798,10 @@ private:
         } catch (const error&) {
         }
         const std::optional<int> exitcode = code;
-        log(10, "cleaning up worker {} (pid {}): {}", s.name, s.pid, describe_exit(exitcode));
+        const std::int32_t lost = s.shared->lost_link.load(std::memory_order_acquire);
+        const std::string how =
+            lost ? describe_lost_link(lost, s.shared->lost_fd.load(std::memory_order_relaxed)) : describe_exit(exitcode);
+        log(10, "cleaning up worker {} (pid {}): {}", s.name, s.pid, how);
         // Only an initializer that really failed breaks the pool: it threw, or its worker died
         // while running it. A worker killed before its initializer started, or after it
         // completed, is an ordinary dying worker and is replaced. One that ended on its own
@@ -808,6 +820,11 @@ private:
         } else if (never_started && !pool_stopped) {
             break_pool("multiproc: " + s.name + " (pid " + std::to_string(s.pid) + ") " + describe_exit(exitcode) +
                        " before it could run tasks; the pool is broken and runs no more tasks");
+        } else if (lost && !pool_stopped) {
+            // A task broke the worker: say so (CPython's worker dies with a traceback).
+            report_to_stderr("multiproc: " + s.name + " (pid " + std::to_string(s.pid) + ") " + how +
+                             " and left; what it had sent stands" +
+                             (state_ == pool_state::run ? ", and a new worker takes its place" : ""));
         }
         const std::uint64_t running = s.shared->unit.load(std::memory_order_acquire);
         std::size_t off = 0;
@@ -828,12 +845,11 @@ private:
                 std::clamp<std::uint64_t>(s.shared->element.load(std::memory_order_relaxed), u.lo, u.hi - 1));
             requeue(u, bytes, u.lo, c, false);
             if (u.attempts < cfg_.retries) {
-                log(20, "{} (pid {}) {} while running task {}; running it again", s.name, s.pid,
-                    describe_exit(exitcode), u.first + c);
+                log(20, "{} (pid {}) {} while running task {}; running it again", s.name, s.pid, how, u.first + c);
                 requeue(u, bytes, c, c + 1, true);
             } else {
-                std::string msg = "multiproc: " + s.name + " (pid " + std::to_string(s.pid) + ") " +
-                                  describe_exit(exitcode) + " while running task " + std::to_string(u.first + c);
+                std::string msg = "multiproc: " + s.name + " (pid " + std::to_string(s.pid) + ") " + how +
+                                  " while running task " + std::to_string(u.first + c);
                 if (u.attempts) msg += " (its worker died on each of " + std::to_string(u.attempts + 1) + " attempts)";
                 fail_element(*u.job, u.first + c,
                              std::make_exception_ptr(broken_pool(msg, s.pid, exitcode, u.first + c)));
