@@ -7,14 +7,17 @@
 #include <multiproc/pool.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstddef>
 #include <set>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -307,4 +310,52 @@ TEMPLATE_TEST_CASE("a task that puts /dev/null over its worker's descriptors nev
         text = err.finish();
     }
     CHECK(test::count(text, ") lost its link to the pool (a task replaced descriptor ") == 2);
+}
+
+namespace {
+/// A fault hook in the pool's engine thread that kills, with SIGKILL, the worker it is
+/// starting, as it sends the new worker its target (the start handshake of spawn and
+/// forkserver): the worker is then dead before it took its work.
+struct kill_starting_worker {
+    static inline std::atomic<int> remaining{0};
+    static inline pid_t test_pid = 0, parent = 0, newest_seen = 0;
+    static int hook(detail::sys::call c) {
+        if (c != detail::sys::call::sendmsg || ::getpid() != test_pid || remaining.load() <= 0) return 0;
+        char thread[16] = {};
+        ::prctl(PR_GET_NAME, thread);
+        if (std::string(thread) != "multiproc-pool") return 0;
+        auto kids = test::children_of(parent);
+        const pid_t newest = kids.empty() ? 0 : *std::max_element(kids.begin(), kids.end());
+        if (newest <= newest_seen) return 0; // (to the forkserver, before the worker exists)
+        newest_seen = newest;
+        --remaining;
+        ::kill(newest, SIGKILL);
+        return 0;
+    }
+    kill_starting_worker(pid_t parent_of_workers, int times) {
+        test_pid = ::getpid();
+        parent = parent_of_workers;
+        auto kids = test::children_of(parent);
+        newest_seen = kids.empty() ? 0 : *std::max_element(kids.begin(), kids.end());
+        remaining = times;
+        detail::sys::fault_hook = &hook;
+    }
+    kill_starting_worker(const kill_starting_worker&) = delete;
+    kill_starting_worker& operator=(const kill_starting_worker&) = delete;
+    ~kill_starting_worker() { detail::sys::fault_hook = nullptr; }
+};
+} // namespace
+
+TEMPLATE_TEST_CASE("a worker killed while it starts, before it took its work, is replaced: the pool does not break",
+                   "[pool][death]", by_spawn, by_forkserver) {
+    test::warm_up<TestType>();
+    const pid_t parent = std::is_same_v<typename TestType::policies::start, start::forkserver> ? test::forkserver_pid()
+                                                                                            : ::getpid();
+    pool_of<TestType> p(1);
+    const pid_t first = p.apply(fn<&pooltest::worker_pid>);
+    kill_starting_worker hook(parent, 2); // the next two workers die as they start
+    REQUIRE(::kill(first, SIGKILL) == 0);
+    REQUIRE(test::wait_exit(first));
+    CHECK(p.map(fn<&square>, std::vector<int>{1, 2, 3}, 1) == std::vector<int>{1, 4, 9});
+    CHECK(kill_starting_worker::remaining == 0); // both were killed, and others started
 }

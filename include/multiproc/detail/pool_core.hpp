@@ -6,6 +6,7 @@
 // ring, and a thread waiting for a result collects results itself while it spins.
 #pragma once
 
+#include <multiproc/detail/bootstrap.hpp>
 #include <multiproc/detail/byte_ring.hpp>
 #include <multiproc/detail/futex.hpp>
 #include <multiproc/detail/pool_codec.hpp>
@@ -177,6 +178,15 @@ inline std::string describe_exit(std::optional<int> exitcode) {
         return "was killed by signal " + std::to_string(-code) + (abbrev ? std::string(" (SIG") + abbrev + ")" : "");
     }
     return "exited with code " + std::to_string(code);
+}
+
+/// Whether a process that ended so was killed from outside (by a user, the OOM killer, a
+/// hostile test) rather than failing by itself: a worker killed while it starts is replaced,
+/// one that exits or crashes before it starts would do so again, forever.
+inline bool killed_from_outside(std::optional<int> exitcode) noexcept {
+    if (!exitcode || *exitcode >= 0) return false;
+    const int sig = -*exitcode;
+    return sig == SIGKILL || sig == SIGTERM || sig == SIGINT || sig == SIGHUP;
 }
 
 /// How a worker that left because its link was gone found it (see check_wake_fd).
@@ -805,12 +815,12 @@ private:
         // Only an initializer that really failed breaks the pool: it threw, or its worker died
         // while running it. A worker killed before its initializer started, or after it
         // completed, is an ordinary dying worker and is replaced. One that ended on its own
-        // (an exit status, not a signal) before it started could not start at all: a
+        // (an exit status, or a crash) before it started could not start at all: a
         // replacement would fail alike, forever (CPython respawns it forever).
         const std::uint32_t phase = s.shared->phase.load(std::memory_order_acquire);
         const bool pool_stopped = state_ == pool_state::terminate || state_ == pool_state::broken;
         const bool in_initializer = phase == worker_in_initializer && cfg_.initializer;
-        const bool never_started = phase == worker_starting && exitcode && *exitcode >= 0;
+        const bool never_started = phase == worker_starting && exitcode && !killed_from_outside(exitcode);
         if (s.init_error || (in_initializer && !pool_stopped)) {
             std::string why = s.init_error ? "raised " + s.init_error->type +
                                                  (s.init_error->what.empty() ? "" : ": " + s.init_error->what)
@@ -952,11 +962,27 @@ private:
         return false;
     }
 
+    /// Starts a worker; one killed from outside before it took its work (start() reports it
+    /// ended before it received its target) is not a failure to start: another is started.
+    void start_worker_despite_kills() {
+        for (;;) {
+            child_ended_before_target().reset();
+            try {
+                start_worker();
+                return;
+            } catch (const error&) {
+                if (!killed_from_outside(child_ended_before_target())) throw;
+                log(10, "a starting pool worker was killed (exit code {}); starting another",
+                    *child_ended_before_target());
+            }
+        }
+    }
+
     /// Keeps `processes` workers while the pool has a use for them.
     void maintain() {
         while (static_cast<int>(slots_.size()) < cfg_.processes && state_ != pool_state::broken) {
             try {
-                start_worker();
+                start_worker_despite_kills();
             } catch (const std::exception& e) {
                 break_pool(std::string("multiproc: could not start a pool worker: ") + e.what() +
                            "; the pool is broken and runs no more tasks");
@@ -978,7 +1004,7 @@ private:
         (void)sys::prctl(PR_SET_NAME, reinterpret_cast<unsigned long>("multiproc-pool")); // as top and gdb show it
         try {
             std::lock_guard lk(mu_);
-            for (int i = 0; i < cfg_.processes; ++i) start_worker();
+            for (int i = 0; i < cfg_.processes; ++i) start_worker_despite_kills();
         } catch (...) {
             startup_error_ = std::current_exception();
         }
