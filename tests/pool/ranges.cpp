@@ -11,6 +11,7 @@
 #include <range/v3/view/filter.hpp>
 #include <range/v3/view/generate_n.hpp>
 #include <range/v3/view/iota.hpp>
+#include <range/v3/view/take.hpp>
 #include <range/v3/view/transform.hpp>
 #include <range/v3/view/zip.hpp>
 
@@ -183,5 +184,23 @@ TEMPLATE_TEST_CASE("starmap and starmap_async take zips of references, enumerate
         every_starmap_call<int>(p, fn<&add>, [&] {
             return ranges::views::zip(five, tens) | ranges::views::filter([](auto t) { return std::get<0>(t) % 2 == 0; });
         }, {10, 32, 54});
+    }
+}
+
+TEMPLATE_TEST_CASE("an infinite standard view piped into views::imap is read lazily", "[pool][ranges][imap]",
+                   START_METHODS) {
+    pool_of<TestType> p(2);
+    CHECK(collect<int>(std::views::iota(0) | views::imap(p, fn<&square>) | ranges::views::take(5)) ==
+          std::vector<int>{0, 1, 4, 9, 16});
+    // Values made on the fly, in any order: three squares of positive numbers, all different.
+    auto plus_one = std::views::iota(0) | std::views::transform([](int x) { return x + 1; });
+    auto three = sorted(collect<int>(plus_one | views::imap_unordered(p, fn<&square>, imap_options{1, 4}) |
+                                     ranges::views::take(3)));
+    REQUIRE(three.size() == 3);
+    CHECK(std::adjacent_find(three.begin(), three.end()) == three.end());
+    for (int v : three) {
+        int r = 1;
+        while (r * r < v) ++r;
+        CHECK(r * r == v);
     }
 }
