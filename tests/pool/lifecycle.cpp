@@ -36,6 +36,17 @@ int outlives_sigterm(std::string reports, std::string tokens) {
     return 7;
 }
 
+/// An initializer that blocks SIGTERM, says it runs, waits for a token, then throws.
+void init_outlives_sigterm_then_throws(std::string reports, std::string tokens) {
+    sigset_t term;
+    ::sigemptyset(&term);
+    ::sigaddset(&term, SIGTERM);
+    ::sigprocmask(SIG_BLOCK, &term, nullptr);
+    pooltest::say_to(reports, "init");
+    pooltest::take_token_from(tokens);
+    throw std::runtime_error("too late");
+}
+
 int init_mark = 0;
 void set_init_mark(int v) { init_mark = v; }
 int read_init_mark(int) { return init_mark; }
@@ -136,6 +147,24 @@ TEMPLATE_TEST_CASE("a result that races terminate() is dropped silently, not tak
     const std::string text = err.finish();
     CHECK(text.find("sent a result for a task it was not given") == std::string::npos);
     CHECK(text.empty());
+}
+
+TEMPLATE_TEST_CASE("an initializer that fails after terminate() leaves the pool terminated, not broken",
+                   "[pool][lifecycle][initializer]", START_METHODS) {
+    pooltest::named_pipe reports, tokens;
+    pooltest::pool_of<TestType> p(1, fn<&init_outlives_sigterm_then_throws>, std::tuple{reports.path(), tokens.path()});
+    pooltest::stderr_capture err;
+    auto r = p.apply_async(fn<&square>, 2);
+    REQUIRE(reports.line() == "init");
+    std::thread release_after_failure([&] {
+        r.wait();
+        tokens.release();
+    });
+    p.terminate();
+    release_after_failure.join();
+    CHECK_THROWS_WITH(r.get(), "multiproc: the pool was terminated before the task completed");
+    CHECK_THROWS_WITH(p.apply(fn<&square>, 3), "Pool not running");
+    CHECK(err.finish().empty());
 }
 
 TEST_CASE("design 5.6: the destructor drains by default: close, then join", "[pool][lifecycle][design5]") {

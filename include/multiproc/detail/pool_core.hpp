@@ -821,7 +821,7 @@ private:
         const bool pool_stopped = state_ == pool_state::terminate || state_ == pool_state::broken;
         const bool in_initializer = phase == worker_in_initializer && cfg_.initializer;
         const bool never_started = phase == worker_starting && exitcode && !killed_from_outside(exitcode);
-        if (s.init_error || (in_initializer && !pool_stopped)) {
+        if ((s.init_error || in_initializer) && !pool_stopped) {
             std::string why = s.init_error ? "raised " + s.init_error->type +
                                                  (s.init_error->what.empty() ? "" : ": " + s.init_error->what)
                                            : "did not complete: the worker " + describe_exit(exitcode);
