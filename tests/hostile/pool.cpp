@@ -57,13 +57,16 @@ std::vector<job> jobs(const std::string& reports, int n) {
     return out;
 }
 
-/// Kills a random victim with SIGKILL every few milliseconds until stopped. The pause
-/// between kills paces the attack (it leaves the pool time to replace workers); nothing in
-/// the test waits on it.
+/// Kills a random victim with SIGKILL every few milliseconds until stopped, but never twice
+/// before the pool has made some progress (outcomes counted in `progress`): a kill rate
+/// above the rate at which a machine (slow, or under a sanitizer) starts workers would
+/// otherwise starve the pool, which is not what is being tested. The pauses pace the attack;
+/// nothing in the test waits on them.
 class killer {
 public:
     template <class Victims>
-    explicit killer(Victims victims) : thread_([this, victims]() mutable { attack(victims); }) {}
+    killer(Victims victims, const std::atomic<std::uint64_t>& progress)
+        : progress_(progress), thread_([this, victims]() mutable { attack(victims); }) {}
     killer(const killer&) = delete;
     killer& operator=(const killer&) = delete;
     ~killer() { stop(); }
@@ -85,7 +88,12 @@ private:
     template <class Victims>
     void attack(Victims& victims) {
         std::mt19937 rng(static_cast<unsigned>(::getpid()));
+        std::uint64_t allowed = 0; // progress needed before the next kill
         while (!stop_) {
+            if (progress_.load() < allowed) {
+                std::this_thread::sleep_for(1ms);
+                continue;
+            }
             std::vector<pid_t> v = victims();
             if (!v.empty()) {
                 const pid_t pid = v[std::uniform_int_distribution<std::size_t>(0, v.size() - 1)(rng)];
@@ -94,11 +102,13 @@ private:
                     killed_.insert(pid); // before the kill: a failure naming it comes after
                 }
                 ::kill(pid, SIGKILL);
+                allowed = progress_.load() + 5;
             }
             std::this_thread::sleep_for(std::chrono::microseconds(std::uniform_int_distribution<int>(2000, 12000)(rng)));
         }
     }
 
+    const std::atomic<std::uint64_t>& progress_;
     std::atomic<bool> stop_{false};
     std::mutex mu_;
     std::set<pid_t> killed_;
@@ -156,10 +166,12 @@ void check_lost(const broken_pool& e, std::uint64_t index, const expectations& x
 struct gaps {
     clock_type::time_point last = clock_type::now();
     clock_type::duration longest{};
+    std::atomic<std::uint64_t> events{0};
     void event() {
         const auto now = clock_type::now();
         longest = std::max(longest, now - last);
         last = now;
+        ++events;
     }
 };
 
@@ -231,7 +243,7 @@ template <class Pool, class Attack>
 void under_fire(std::unique_ptr<Pool> p, const std::string& reports, expectations x, Attack attack) {
     {
         gaps g;
-        auto k = attack(*p);
+        auto k = attack(*p, g.events);
         x.killed = [&](pid_t pid) { return k->killed(pid); };
         const auto until = clock_type::now() + 600ms;
         int rounds = 0;
@@ -268,7 +280,9 @@ TEMPLATE_TEST_CASE("pool workers killed at random while apply_async, map and ima
     const test::baseline before;
     using P = pool_of<TestType>;
     under_fire(std::make_unique<P>(2), "", expectations{},
-               [](P&) { return std::make_unique<killer>([] { return pool_workers<TestType>(); }); });
+               [](P&, auto& progress) {
+                   return std::make_unique<killer>([] { return pool_workers<TestType>(); }, progress);
+               });
     before.check(); // no zombie, no descriptor left
 }
 
@@ -278,7 +292,9 @@ TEMPLATE_TEST_CASE("pool workers killed at random under worker_death::retry<2>",
     const test::baseline before;
     using P = pool_of<TestType, worker_death::retry<2>>;
     under_fire(std::make_unique<P>(2), "", expectations{1, 2, {}},
-               [](P&) { return std::make_unique<killer>([] { return pool_workers<TestType>(); }); });
+               [](P&, auto& progress) {
+                   return std::make_unique<killer>([] { return pool_workers<TestType>(); }, progress);
+               });
     before.check();
 }
 
@@ -293,7 +309,9 @@ TEMPLATE_TEST_CASE("workers of a pool with an initializer killed at random after
         using P = pool_of<TestType>;
         pooltest::named_pipe reports;
         under_fire(std::make_unique<P>(2, fn<&set_factor>, std::tuple{3}), reports.path(), expectations{3, 0, {}},
-                   [&](P&) { return std::make_unique<killer>(reported_pids(reports, pool_workers<TestType>)); });
+                   [&](P&, auto& progress) {
+                       return std::make_unique<killer>(reported_pids(reports, pool_workers<TestType>), progress);
+                   });
     }
     before.check();
 }
@@ -365,7 +383,7 @@ TEST_CASE("fork workers of a pool with an initializer die at random system calls
     const test::baseline before;
     syscall_deaths deaths; // before the pool: its workers inherit the hook
     under_fire(std::make_unique<pool>(2, set_factor, std::tuple{3}), "", expectations{3, 0, {}},
-               [&](pool&) { return &deaths; });
+               [&](pool&, auto&) { return &deaths; });
     CHECK(deaths.before_initializer() >= 2); // deaths before the initializer did not break the pool
     before.check();
 }
