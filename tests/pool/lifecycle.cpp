@@ -24,13 +24,18 @@ namespace {
 void report_init(int fd) { pooltest::say(fd, "init " + std::to_string(::getpid())); }
 void failing_init() { throw std::runtime_error("no database"); }
 
-/// A task that blocks SIGTERM (tasks may), says it runs, waits for a token and returns: its
-/// result comes after terminate() has failed it, and before the SIGKILL a second later.
-int outlives_sigterm(std::string reports, std::string tokens) {
+/// Blocks SIGTERM in the calling worker (tasks and initializers may).
+void block_sigterm() {
     sigset_t term;
     ::sigemptyset(&term);
     ::sigaddset(&term, SIGTERM);
     ::sigprocmask(SIG_BLOCK, &term, nullptr);
+}
+
+/// A task that blocks SIGTERM (tasks may), says it runs, waits for a token and returns: its
+/// result comes after terminate() has failed it, and before the SIGKILL a second later.
+int outlives_sigterm(std::string reports, std::string tokens) {
+    block_sigterm();
     pooltest::say_to(reports, "running");
     pooltest::take_token_from(tokens);
     return 7;
@@ -38,10 +43,7 @@ int outlives_sigterm(std::string reports, std::string tokens) {
 
 /// An initializer that blocks SIGTERM, says it runs, waits for a token, then throws.
 void init_outlives_sigterm_then_throws(std::string reports, std::string tokens) {
-    sigset_t term;
-    ::sigemptyset(&term);
-    ::sigaddset(&term, SIGTERM);
-    ::sigprocmask(SIG_BLOCK, &term, nullptr);
+    block_sigterm();
     pooltest::say_to(reports, "init");
     pooltest::take_token_from(tokens);
     throw std::runtime_error("too late");
