@@ -137,17 +137,30 @@ public:
     }
 
     /// The result, once ready (Python: get()): the task's value, or the task's exception
-    /// rethrown as remote_error (a lost task: broken_pool).
-    decltype(auto) get() const {
+    /// rethrown as remote_error (a lost task: broken_pool). A `const V&` to the value that
+    /// the copies share.
+    decltype(auto) get() const& {
         wait();
         return value();
     }
+    /// As above, from a temporary (`pool.map_async(f, xs).get()`, or `std::move(r).get()`):
+    /// the value itself, so that `const auto& v = pool.map_async(f, xs).get();` keeps it alive
+    /// (moved out if no copy of this async_result is left to share it, copied otherwise).
+    auto get() && {
+        wait();
+        return take();
+    }
     /// As get(), but throws timeout_error if not ready within `timeout` (Python: get(timeout)).
     template <class Rep, class Period>
-    decltype(auto) get(std::chrono::duration<Rep, Period> timeout) const {
-        wait(timeout);
-        if (!ready()) throw timeout_error("multiproc: the result was not ready within the timeout");
+    decltype(auto) get(std::chrono::duration<Rep, Period> timeout) const& {
+        wait_or_throw(timeout);
         return value();
+    }
+    /// As get(timeout), from a temporary: the value itself, as get() && gives it.
+    template <class Rep, class Period>
+    auto get(std::chrono::duration<Rep, Period> timeout) && {
+        wait_or_throw(timeout);
+        return take();
     }
 
 private:
@@ -164,6 +177,11 @@ private:
         auto& s = st();
         if (!s.is_ready()) core_->wait(s, [&] { return s.is_ready(); }, deadline);
     }
+    template <class Rep, class Period>
+    void wait_or_throw(std::chrono::duration<Rep, Period> timeout) const {
+        wait(timeout);
+        if (!ready()) throw timeout_error("multiproc: the result was not ready within the timeout");
+    }
     decltype(auto) value() const {
         auto& s = st();
         if (s.failure) std::rethrow_exception(s.failure);
@@ -171,6 +189,18 @@ private:
             return;
         else
             return static_cast<const V&>(*s.value);
+    }
+    /// The value for a temporary: moved out when this is the only reference left, copied
+    /// while another copy of this async_result (or, for a moment, the pool) still holds one.
+    auto take() {
+        auto& s = st();
+        if (s.failure) std::rethrow_exception(s.failure);
+        if constexpr (std::is_void_v<V>)
+            return;
+        else if (st_.use_count() == 1)
+            return V(std::move(*s.value));
+        else
+            return V(*s.value);
     }
 
     std::shared_ptr<detail::result_state<V>> st_;
@@ -321,9 +351,11 @@ public:
         return async_result<R>(std::move(job), core_);
     }
 
-    /// `f` applied to every element of `xs`, in order (Python: map(f, xs, chunksize)). The
-    /// input is sent in chunks of `chunksize` elements; by default about four chunks per
-    /// worker, as CPython chooses. Returns std::vector of the results (nothing for void f).
+    /// `f` applied to every element of `xs`, in order (Python: map(f, xs, chunksize)). `xs` is
+    /// any input range (views of values made on the fly and of proxies included); each element
+    /// is sent as the range's value type. The input is sent in chunks of `chunksize` elements;
+    /// by default about four chunks per worker, as CPython chooses. Returns std::vector of the
+    /// results (nothing for void f).
     template <class F, std::ranges::input_range Rng>
     auto map(F f, Rng&& xs, std::optional<std::ptrdiff_t> chunksize = {}) {
         return finish(map_async(f, std::forward<Rng>(xs), chunksize));
@@ -337,16 +369,16 @@ public:
     /// As above, with callbacks; the callback receives the whole vector.
     template <class C, class E, class F, std::ranges::input_range Rng>
     auto map_async(callbacks<C, E> cb, F f, Rng&& xs, std::optional<std::ptrdiff_t> chunksize = {}) {
-        using W = detail::wire_t<std::ranges::range_reference_t<Rng>>;
+        using W = detail::wire_t<std::ranges::range_value_t<Rng>>;
         static_assert(detail::check_task<codec, F, W>());
         static_assert(detail::check_callable_reaches_workers<F, policies::start::inherits_memory>::value);
-        return submit_map<detail::invoker<codec, F, W>>(cb, f, std::forward<Rng>(xs), chunksize, [](auto& out, auto& e) {
+        return submit_map<detail::invoker<codec, F, W>>(cb, f, std::forward<Rng>(xs), chunksize, [](auto& out, auto&& e) {
             codec::template encode<W>(out, detail::to_wire(e));
         });
     }
 
-    /// Like map, with each element a tuple (or pair) of arguments: f(a, b) for (a, b)
-    /// (Python: starmap).
+    /// Like map, with each element a tuple (or pair, or other tuple-like value such as a zip's
+    /// tuple of references) of arguments: f(a, b) for (a, b) (Python: starmap).
     template <class F, std::ranges::input_range Rng>
     auto starmap(F f, Rng&& xs, std::optional<std::ptrdiff_t> chunksize = {}) {
         return finish(starmap_async(f, std::forward<Rng>(xs), chunksize));
@@ -360,14 +392,14 @@ public:
     /// As above, with callbacks.
     template <class C, class E, class F, std::ranges::input_range Rng>
     auto starmap_async(callbacks<C, E> cb, F f, Rng&& xs, std::optional<std::ptrdiff_t> chunksize = {}) {
-        using T = std::remove_cvref_t<std::ranges::range_reference_t<Rng>>;
+        using T = std::ranges::range_value_t<Rng>;
         static_assert(detail::tuple_like_element<T>,
                       "multiproc: starmap needs elements that are tuples or pairs of arguments");
         return [&]<std::size_t... I>(std::index_sequence<I...>) {
             using inv = detail::invoker<codec, F, detail::wire_t<std::tuple_element_t<I, T>>...>;
             static_assert(detail::check_task<codec, F, detail::wire_t<std::tuple_element_t<I, T>>...>());
             static_assert(detail::check_callable_reaches_workers<F, policies::start::inherits_memory>::value);
-            return submit_map<inv>(cb, f, std::forward<Rng>(xs), chunksize, [](auto& out, auto& e) {
+            return submit_map<inv>(cb, f, std::forward<Rng>(xs), chunksize, [](auto& out, auto&& e) {
                 (codec::template encode<detail::wire_t<std::tuple_element_t<I, T>>>(out, detail::to_wire(std::get<I>(e))),
                  ...);
             });
@@ -426,10 +458,10 @@ private:
                       "multiproc: map needs a default-constructible result type (the results are put in "
                       "place as chunks arrive); use imap for others");
         if constexpr (!std::ranges::sized_range<Rng> || !std::ranges::forward_range<Rng>) {
-            // Python turns such an iterable into a list first; so do we.
-            using E0 = std::remove_cvref_t<std::ranges::range_reference_t<Rng>>;
-            std::vector<E0> all;
-            for (auto&& e : xs) all.push_back(std::forward<decltype(e)>(e));
+            // Python turns such an iterable into a list first; so do we: a list of values
+            // (a zip's tuple of references, vector<bool>'s bit reference, become values).
+            std::vector<std::ranges::range_value_t<Rng>> all;
+            for (auto&& e : xs) all.emplace_back(std::forward<decltype(e)>(e));
             return submit_map<Inv>(cb, f, all, chunksize, encode_one);
         } else {
             core_->check_running();
@@ -449,7 +481,7 @@ private:
                 const auto count = static_cast<std::uint32_t>(std::min(cs, n - start));
                 detail::encode_chunk<Inv>(buf, units, job.get(), f, start, count, [&](detail::byte_buffer& out) {
                     using E0 = std::remove_cvref_t<std::ranges::range_reference_t<Rng>>;
-                    using W0 = detail::wire_t<std::ranges::range_reference_t<Rng>>;
+                    using W0 = detail::wire_t<std::ranges::range_value_t<Rng>>;
                     if constexpr (std::contiguous_iterator<decltype(it)> && std::is_same_v<E0, W0> &&
                                   codec::template fixed_size<W0>() == sizeof(W0) && Inv::stride() == sizeof(W0)) {
                         out.append(std::to_address(it), count * sizeof(W0)); // the chunk at once

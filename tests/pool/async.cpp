@@ -8,6 +8,8 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <type_traits>
+#include <vector>
 
 using namespace multiproc;
 using namespace std::chrono_literals;
@@ -18,19 +20,6 @@ int fail_with(int code) {
     if (code == 1) throw std::invalid_argument("bad input");
     return code;
 }
-
-/// Captures what this process writes to stderr while alive.
-struct stderr_capture {
-    test::pipe_pair p;
-    int saved = ::dup(2);
-    stderr_capture() { ::dup2(p.w, 2); }
-    std::string finish() {
-        ::dup2(saved, 2);
-        ::close(saved);
-        p.close_w();
-        return test::read_all(p.r);
-    }
-};
 } // namespace
 
 TEST_CASE("get(timeout) throws timeout_error while the task runs, wait(timeout) returns", "[pool][async]") {
@@ -48,6 +37,37 @@ TEST_CASE("get(timeout) throws timeout_error while the task runs, wait(timeout) 
     r.wait();
     CHECK(r.ready());
     CHECK(r.successful());
+}
+
+TEST_CASE("get() on a temporary returns the value itself: a reference bound to it does not dangle",
+          "[pool][async]") {
+    pool p(2);
+    std::vector<int> xs(1000), squares(1000);
+    for (int i = 0; i < 1000; ++i) xs[static_cast<std::size_t>(i)] = i, squares[static_cast<std::size_t>(i)] = i * i;
+    CHECK_FALSE(std::is_reference_v<decltype(p.map_async(square, xs).get())>);
+    CHECK_FALSE(std::is_reference_v<decltype(p.map_async(square, xs).get(1h))>);
+    CHECK_FALSE(std::is_reference_v<decltype(p.apply_async(square, 1).get())>);
+    const auto& v = p.map_async(square, xs).get();
+    const auto& w = p.map_async(square, xs).get(1h);
+    const auto& s = p.apply_async([](int n) { return std::string(static_cast<std::size_t>(n), 's'); }, 100).get();
+    // The temporaries are gone; had v, w and s referred into them, this would reuse their memory
+    // (glibc hands a freed block of the same size back first).
+    std::vector<std::vector<int>> churn;
+    for (int i = 0; i < 8; ++i) churn.emplace_back(1000, -1);
+    std::vector<std::string> churn_text(8, std::string(100, '!'));
+    CHECK(v == squares);
+    CHECK(w == squares);
+    CHECK(s == std::string(100, 's'));
+    p.map_async([](int) {}, xs).get(); // void: nothing to return
+
+    // An lvalue's get() still refers to the one value its copies share, which a temporary's
+    // get() copies rather than takes while another copy may read it.
+    auto r = p.map_async(square, xs);
+    auto copy = r;
+    CHECK(&r.get() == &copy.get());
+    auto taken = std::move(r).get();
+    CHECK(taken == squares);
+    CHECK(copy.get() == squares);
 }
 
 TEST_CASE("a failed call is ready, not successful, and get rethrows", "[pool][async]") {
@@ -119,7 +139,7 @@ TEST_CASE("callbacks run in the pool's thread, a callback waiting on the pool is
 TEST_CASE("design 5.2: an exception in a callback is reported and never wedges the pool",
           "[pool][async][callbacks][design5]") {
     pool p(2);
-    stderr_capture err;
+    pooltest::stderr_capture err;
     auto r = p.apply_async(callbacks{[](int) { throw std::runtime_error("callback broke"); }}, square, 3);
     auto e = p.apply_async(callbacks{nullptr, [](const error&) { throw 42; }}, fail_with, 1);
     CHECK(r.get() == 9);             // still ready, with its value

@@ -16,6 +16,7 @@
 #include <vector>
 
 using namespace multiproc;
+using pooltest::pool_of;
 using pooltest::square;
 
 namespace {
@@ -51,8 +52,6 @@ struct raw_block { // trivially copyable, with padding: serialize::bitwise sends
     long value;
 };
 raw_block bump_block(raw_block b) { return {b.tag, b.value + 1}; }
-template <class Ctx>
-using pool_of = basic_pool<typename Ctx::policies::start>;
 } // namespace
 
 TEMPLATE_TEST_CASE("apply runs the task in a worker and returns its result", "[pool][apply]", START_METHODS) {

@@ -7,13 +7,22 @@
 #include <multiproc/pool.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <csignal>
+#include <cstddef>
 #include <set>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 using namespace multiproc;
+using pooltest::pool_of;
 using namespace std::chrono_literals;
 using pooltest::square;
 
@@ -49,8 +58,63 @@ void without_leaks(int processes, Body body) {
     CHECK(test::describe_fds(test::open_fds()) == test::describe_fds(fds));
 }
 
-template <class Ctx>
-using pool_of = basic_pool<typename Ctx::policies::start>;
+// What a task may do to its worker's descriptors: close every one from 3 on, or put
+// /dev/null in the place of each.
+void close_all_from_3() { ::syscall(SYS_close_range, 3U, ~0U, 0U); }
+void devnull_over_all_from_3() {
+    const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    for (const auto& [fd, target] : test::open_fds())
+        if (fd >= 3 && fd != null) ::dup2(null, fd);
+    ::close(null);
+}
+
+/// Breaks the worker's descriptors, reports its pid to `reports`, waits for a token from
+/// `tokens`, then returns `v`.
+template <void (*Break)()>
+int break_then_return(std::string reports, std::string tokens, int v) {
+    Break();
+    pooltest::say_to(reports, std::to_string(::getpid()));
+    pooltest::take_token_from(tokens);
+    return v;
+}
+/// As above, returning `n` bytes: more than the result ring holds.
+template <void (*Break)()>
+std::string break_then_return_big(std::string reports, std::string tokens, int n) {
+    Break();
+    pooltest::say_to(reports, std::to_string(::getpid()));
+    pooltest::take_token_from(tokens);
+    return std::string(static_cast<std::size_t>(n), 'x');
+}
+
+/// With a pool of one worker: a task breaks its worker's link and returns; nothing in this
+/// process collects results meanwhile (the test waits on the worker's pid), so the worker
+/// must wake the engine, finds its link gone, and leaves.
+template <void (*Break)(), class Pool>
+void tasks_that_break_the_link(Pool& p) {
+    pooltest::named_pipe reports, tokens;
+    auto r = p.apply_async(fn<&break_then_return<Break>>, reports.path(), tokens.path(), 42);
+    const pid_t first = std::stoi(reports.line());
+    tokens.release();
+    CHECK(test::wait_exit(first)); // (a guard of 10 s: before, the worker stayed, its result unannounced)
+    r.wait(10s);                   // (a guard against a hang; it is ready once the worker is gone)
+    REQUIRE(r.ready());
+    CHECK(r.get() == 42); // it published its result before it left: that stands
+    const pid_t replacement = p.apply(fn<&pooltest::worker_pid>);
+    CHECK(replacement != first);
+
+    // A result bigger than the ring cannot be sent without waking the engine: the task
+    // fails with broken_pool naming the cause.
+    auto big = p.apply_async(fn<&break_then_return_big<Break>>, reports.path(), tokens.path(), 3 << 20);
+    const pid_t second = std::stoi(reports.line());
+    tokens.release();
+    CHECK(test::wait_exit(second));
+    big.wait(10s);
+    REQUIRE(big.ready());
+    CHECK_THROWS_WITH(big.get(), Catch::Matches("multiproc: PoolWorker-\\d+ \\(pid " + std::to_string(second) +
+                                                "\\) lost its link to the pool \\(a task .* descriptor \\d+, its "
+                                                "wake-up channel.*\\) while running task 0"));
+    CHECK(p.map(fn<&square>, std::vector<int>{1, 2, 3}, 1) == std::vector<int>{1, 4, 9}); // and the pool goes on
+}
 
 double ms_since(std::chrono::steady_clock::time_point t0) {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -217,4 +281,81 @@ TEST_CASE("a worker reaped by someone else (SIGCHLD ignored) still fails its tas
     }
     REQUIRE(::sigaction(SIGCHLD, &old, nullptr) == 0);
     CHECK(test::children_of(::getpid()).empty());
+}
+
+TEMPLATE_TEST_CASE("a task that closes its worker's descriptors never wedges the pool: the worker leaves and is "
+                   "replaced", "[pool][death]", START_METHODS) {
+    std::string text;
+    {
+        pooltest::stderr_capture err; // its workers write here too: read once they are gone
+        {
+            pool_of<TestType> p(1);
+            tasks_that_break_the_link<&close_all_from_3>(p);
+        }
+        text = err.finish();
+    }
+    CHECK(test::count(text, ") lost its link to the pool (a task closed descriptor ") == 2);
+    CHECK(test::count(text, " and left; what it had sent stands, and a new worker takes its place\n") == 2);
+}
+
+TEMPLATE_TEST_CASE("a task that puts /dev/null over its worker's descriptors never wedges the pool: the worker "
+                   "leaves and is replaced", "[pool][death]", START_METHODS) {
+    std::string text;
+    {
+        pooltest::stderr_capture err;
+        {
+            pool_of<TestType> p(1);
+            tasks_that_break_the_link<&devnull_over_all_from_3>(p);
+        }
+        text = err.finish();
+    }
+    CHECK(test::count(text, ") lost its link to the pool (a task replaced descriptor ") == 2);
+}
+
+namespace {
+/// A fault hook in the pool's engine thread that kills, with SIGKILL, the worker it is
+/// starting, as it sends the new worker its target (the start handshake of spawn and
+/// forkserver): the worker is then dead before it took its work.
+struct kill_starting_worker {
+    static inline std::atomic<int> remaining{0};
+    static inline pid_t test_pid = 0, parent = 0, newest_seen = 0;
+    static int hook(detail::sys::call c) {
+        if (c != detail::sys::call::sendmsg || ::getpid() != test_pid || remaining.load() <= 0) return 0;
+        char thread[16] = {};
+        ::prctl(PR_GET_NAME, thread);
+        if (std::string(thread) != "multiproc-pool") return 0;
+        auto kids = test::children_of(parent);
+        const pid_t newest = kids.empty() ? 0 : *std::max_element(kids.begin(), kids.end());
+        if (newest <= newest_seen) return 0; // (to the forkserver, before the worker exists)
+        newest_seen = newest;
+        --remaining;
+        ::kill(newest, SIGKILL);
+        return 0;
+    }
+    kill_starting_worker(pid_t parent_of_workers, int times) {
+        test_pid = ::getpid();
+        parent = parent_of_workers;
+        auto kids = test::children_of(parent);
+        newest_seen = kids.empty() ? 0 : *std::max_element(kids.begin(), kids.end());
+        remaining = times;
+        detail::sys::fault_hook = &hook;
+    }
+    kill_starting_worker(const kill_starting_worker&) = delete;
+    kill_starting_worker& operator=(const kill_starting_worker&) = delete;
+    ~kill_starting_worker() { detail::sys::fault_hook = nullptr; }
+};
+} // namespace
+
+TEMPLATE_TEST_CASE("a worker killed while it starts, before it took its work, is replaced: the pool does not break",
+                   "[pool][death]", by_spawn, by_forkserver) {
+    test::warm_up<TestType>();
+    const pid_t parent = std::is_same_v<typename TestType::policies::start, start::forkserver> ? test::forkserver_pid()
+                                                                                            : ::getpid();
+    pool_of<TestType> p(1);
+    const pid_t first = p.apply(fn<&pooltest::worker_pid>);
+    kill_starting_worker hook(parent, 2); // the next two workers die as they start
+    REQUIRE(::kill(first, SIGKILL) == 0);
+    REQUIRE(test::wait_exit(first));
+    CHECK(p.map(fn<&square>, std::vector<int>{1, 2, 3}, 1) == std::vector<int>{1, 4, 9});
+    CHECK(kill_starting_worker::remaining == 0); // both were killed, and others started
 }

@@ -7,6 +7,8 @@
 #include <range/v3/view/iota.hpp>
 #include <range/v3/view/transform.hpp>
 
+#include <algorithm>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -89,25 +91,71 @@ TEST_CASE("imap yields the other results and throws at each failed element", "[p
     CHECK(got == std::vector<std::string>{"6", "error at 1", "7", "error at 3", "8"});
 }
 
-TEST_CASE("an exception from the input itself ends imap after the results before it", "[pool][errors][imap]") {
-    pool p(2);
-    struct throwing_input {
-        int operator()(int i) const {
-            if (i == 3) throw std::length_error("input ran dry");
-            return i;
-        }
-    };
-    auto input = ranges::views::iota(0) | ranges::views::transform(throwing_input{});
-    std::vector<int> got;
-    bool threw = false;
-    auto v = p.imap(pooltest::square, input);
+namespace {
+/// An input that throws std::length_error("input ran dry") when it reaches `at`.
+struct throwing_input {
+    int at;
+    int operator()(int i) const {
+        if (i == at) throw std::length_error("input ran dry");
+        return i;
+    }
+};
+auto input_throwing_at(int at) { return ranges::views::iota(0) | ranges::views::transform(throwing_input{at}); }
+
+/// What an imap view yields: the results, whether the input's exception came, and whether
+/// anything came after it.
+struct yielded {
+    std::vector<int> results;
+    bool threw = false, more_after = false;
+};
+template <class View>
+yielded iterate(View&& v) {
+    yielded out;
     for (auto it = v.begin(); it != v.end(); ++it) {
         try {
-            got.push_back(*it);
+            int r = *it;
+            out.results.push_back(r);
+            out.more_after |= out.threw;
         } catch (const std::length_error& e) {
-            threw = std::string(e.what()) == "input ran dry";
+            out.threw = std::string(e.what()) == "input ran dry";
         }
     }
-    CHECK(got == std::vector<int>{0, 1, 4});
-    CHECK(threw);
+    return out;
+}
+std::vector<int> sorted(std::vector<int> v) {
+    std::sort(v.begin(), v.end());
+    return v;
+}
+} // namespace
+
+TEST_CASE("an exception from the input itself ends imap after the results before it", "[pool][errors][imap]") {
+    pool p(2);
+    auto got = iterate(p.imap(pooltest::square, input_throwing_at(3)));
+    CHECK(got.results == std::vector<int>{0, 1, 4});
+    CHECK(got.threw);
+    CHECK_FALSE(got.more_after);
+}
+
+TEMPLATE_TEST_CASE("with chunksize > 1 an exception from the input replaces the chunk it broke, as in CPython",
+                   "[pool][errors][imap]", START_METHODS) {
+    // CPython builds each chunk whole (tuple(islice(it, chunksize))): the chunk the input
+    // breaks is never sent, and its exception comes where that chunk's results would.
+    pooltest::pool_of<TestType> p(2);
+    auto in_chunk = iterate(p.imap(fn<&pooltest::square>, input_throwing_at(6), 4)); // chunks [0, 4), [4, 8)
+    CHECK(in_chunk.results == std::vector<int>{0, 1, 4, 9});
+    CHECK(in_chunk.threw);
+    CHECK_FALSE(in_chunk.more_after);
+    auto at_boundary = iterate(p.imap(fn<&pooltest::square>, input_throwing_at(6), 3)); // chunk [6, 9) is the broken one
+    CHECK(at_boundary.results == std::vector<int>{0, 1, 4, 9, 16, 25});
+    CHECK(at_boundary.threw);
+    auto unordered = iterate(p.imap_unordered(fn<&pooltest::square>, input_throwing_at(6), 4));
+    CHECK(sorted(unordered.results) == std::vector<int>{0, 1, 4, 9});
+    CHECK(unordered.threw);
+    CHECK_FALSE(unordered.more_after); // after every result of the chunks before it
+    // A window of one chunk: the input breaks in a later fill, after results were yielded.
+    auto narrow = iterate(input_throwing_at(10) | views::imap(p, fn<&pooltest::square>, imap_options{4, 4}));
+    CHECK(narrow.results == std::vector<int>{0, 1, 4, 9, 16, 25, 36, 49});
+    CHECK(narrow.threw);
+    CHECK_FALSE(narrow.more_after);
+    CHECK(p.apply(fn<&pooltest::square>, 5) == 25); // and the pool is fine
 }

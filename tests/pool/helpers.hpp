@@ -8,10 +8,13 @@
 #include <multiproc/pool.hpp>
 
 #include <cerrno>
+#include <stdexcept>
 #include <set>
 #include <string>
 #include <vector>
 
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace pooltest {
@@ -30,6 +33,33 @@ struct reports {
     std::string line() { return test::read_line(p.r); }
 };
 
+/// A named pipe in a fresh directory under /tmp, for tasks under every start method: a
+/// spawned worker inherits no descriptor of the test, but reaches the pipe by its path. The
+/// test holds it open for reading and writing, so that a task's open() never blocks and a
+/// reader never sees EOF. As `tokens`: release(n); as `reports`: line().
+struct named_pipe {
+    std::string dir, file;
+    int fd = -1;
+    named_pipe() {
+        char tmpl[] = "/tmp/multiproc-pooltest-XXXXXX";
+        if (!::mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
+        dir = tmpl;
+        file = dir + "/pipe";
+        if (::mkfifo(file.c_str(), 0600) != 0) throw std::runtime_error("mkfifo failed");
+        fd = ::open(file.c_str(), O_RDWR | O_CLOEXEC);
+    }
+    named_pipe(const named_pipe&) = delete;
+    named_pipe& operator=(const named_pipe&) = delete;
+    ~named_pipe() {
+        ::close(fd);
+        ::unlink(file.c_str());
+        ::rmdir(dir.c_str());
+    }
+    [[nodiscard]] const std::string& path() const { return file; }
+    void release(int n = 1) { test::write_str(fd, std::string(static_cast<std::size_t>(n), 't')); }
+    std::string line() { return test::read_line(fd); }
+};
+
 inline void take_token(int fd) {
     char c;
     while (::read(fd, &c, 1) < 0 && errno == EINTR) {
@@ -37,6 +67,46 @@ inline void take_token(int fd) {
 }
 
 inline void say(int fd, const std::string& s) { test::write_str(fd, s + "\n"); }
+
+/// In a task: writes a line to the named pipe at `path`.
+inline void say_to(const std::string& path, const std::string& s) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    say(fd, s);
+    ::close(fd);
+}
+
+/// In a task: waits for a token from the named pipe at `path`.
+inline void take_token_from(const std::string& path) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    take_token(fd);
+    ::close(fd);
+}
+
+/// Captures what this process writes to stderr while alive. A worker started meanwhile
+/// writes there too, and holds the pipe open: finish() reads to EOF, so only once such
+/// workers are gone.
+struct stderr_capture {
+    test::pipe_pair p;
+    int saved = ::dup(2);
+    stderr_capture() { ::dup2(p.w, 2); }
+    stderr_capture(const stderr_capture&) = delete;
+    stderr_capture& operator=(const stderr_capture&) = delete;
+    ~stderr_capture() {
+        if (saved >= 0) (void)finish();
+    }
+    /// Puts stderr back and returns what was written.
+    std::string finish() {
+        ::dup2(saved, 2);
+        ::close(saved);
+        saved = -1;
+        p.close_w();
+        return test::read_all(p.r);
+    }
+};
+
+/// The pool of a start method's context: `pool_of<TestType> p(2);`, with more policies after.
+template <class Ctx, class... Ps>
+using pool_of = multiproc::basic_pool<typename Ctx::policies::start, Ps...>;
 
 inline int square(int x) { return x * x; }
 
@@ -48,6 +118,13 @@ inline int report_then_wait(int report_fd, int token_fd, int v) {
 }
 
 inline pid_t worker_pid() { return ::getpid(); }
+
+/// Reports "<pid>" to the named pipe `reports`, then waits for a token from `tokens`.
+inline int report_pid_then_wait_at(std::string reports, std::string tokens) {
+    say_to(reports, std::to_string(::getpid()));
+    take_token_from(tokens);
+    return 0;
+}
 
 /// The pids of this process's pool workers that are running.
 inline std::set<pid_t> worker_pids() {

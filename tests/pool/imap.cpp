@@ -17,6 +17,7 @@
 #include <vector>
 
 using namespace multiproc;
+using pooltest::pool_of;
 using namespace std::chrono_literals;
 using pooltest::square;
 
@@ -30,8 +31,6 @@ int slow_first(int report_fd, int token_fd, int i) {
     return i;
 }
 int slow_first_packed(std::tuple<int, int, int> a) { return slow_first(std::get<0>(a), std::get<1>(a), std::get<2>(a)); }
-template <class Ctx>
-using pool_of = basic_pool<typename Ctx::policies::start>;
 } // namespace
 
 TEMPLATE_TEST_CASE("design 5.3: imap is lazy: infinite input, and at most the window is read ahead",

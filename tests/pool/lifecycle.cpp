@@ -5,11 +5,16 @@
 #include <multiproc/pool.hpp>
 
 #include <atomic>
+#include <cerrno>
+#include <csignal>
 #include <map>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <fcntl.h>
+#include <signal.h>
 
 using namespace multiproc;
 using namespace std::chrono_literals;
@@ -18,6 +23,65 @@ using pooltest::square;
 namespace {
 void report_init(int fd) { pooltest::say(fd, "init " + std::to_string(::getpid())); }
 void failing_init() { throw std::runtime_error("no database"); }
+
+/// Blocks SIGTERM in the calling worker (tasks and initializers may).
+void block_sigterm() {
+    sigset_t term;
+    ::sigemptyset(&term);
+    ::sigaddset(&term, SIGTERM);
+    ::sigprocmask(SIG_BLOCK, &term, nullptr);
+}
+
+/// A task that blocks SIGTERM (tasks may), says it runs, waits for a token and returns: its
+/// result comes after terminate() has failed it, and before the SIGKILL a second later.
+int outlives_sigterm(std::string reports, std::string tokens) {
+    block_sigterm();
+    pooltest::say_to(reports, "running");
+    pooltest::take_token_from(tokens);
+    return 7;
+}
+
+/// An initializer that blocks SIGTERM, says it runs, waits for a token, then throws.
+void init_outlives_sigterm_then_throws(std::string reports, std::string tokens) {
+    block_sigterm();
+    pooltest::say_to(reports, "init");
+    pooltest::take_token_from(tokens);
+    throw std::runtime_error("too late");
+}
+
+int init_mark = 0;
+void set_init_mark(int v) { init_mark = v; }
+int read_init_mark(int) { return init_mark; }
+void init_exits(int code) { ::_exit(code); }
+void init_killed() { ::raise(SIGKILL); }
+
+/// A fault hook that kills a pool worker (any process but the test's) right after its first
+/// sigaction, which it makes before it starts its initializer, once per byte in `tokens`.
+struct die_before_initializer {
+    test::pipe_pair tokens;
+    static inline int token_fd = -1;
+    static inline pid_t test_pid = 0;
+    static int hook(detail::sys::call c) {
+        if (c != detail::sys::call::sigaction || ::getpid() == test_pid) return 0;
+        char ch;
+        return ::read(token_fd, &ch, 1) == 1 ? detail::sys::die_after_call : 0;
+    }
+    explicit die_before_initializer(int deaths) {
+        ::fcntl(tokens.r, F_SETFL, O_NONBLOCK);
+        token_fd = tokens.r;
+        test_pid = ::getpid();
+        test::write_str(tokens.w, std::string(static_cast<std::size_t>(deaths), 'k'));
+        detail::sys::fault_hook = &hook;
+    }
+    die_before_initializer(const die_before_initializer&) = delete;
+    die_before_initializer& operator=(const die_before_initializer&) = delete;
+    ~die_before_initializer() { detail::sys::fault_hook = nullptr; }
+    /// Whether every planned death has been taken by a worker.
+    bool all_taken() const {
+        char ch;
+        return ::read(tokens.r, &ch, 1) < 0 && errno == EAGAIN;
+    }
+};
 } // namespace
 
 TEST_CASE("bad arguments are CPython's ValueErrors", "[pool][lifecycle][errors]") {
@@ -63,6 +127,46 @@ TEST_CASE("terminate stops at once, results not yet in fail with broken_pool", "
     CHECK_THROWS_WITH(p.apply(square, 2), "Pool not running");
     p.join();
     p.terminate(); // again: harmless
+}
+
+TEMPLATE_TEST_CASE("a result that races terminate() is dropped silently, not taken for a corrupt worker",
+                   "[pool][lifecycle]", START_METHODS) {
+    // terminate() fails the running task at once and sends SIGTERM; this task has blocked
+    // SIGTERM, and returns its result only once the test has seen the failure, so the
+    // result always arrives for a task the pool no longer holds.
+    pooltest::named_pipe reports, tokens;
+    pooltest::pool_of<TestType> p(1);
+    pooltest::stderr_capture err; // after the pool: its worker keeps the test's stderr
+    auto r = p.apply_async(fn<&outlives_sigterm>, reports.path(), tokens.path());
+    REQUIRE(reports.line() == "running");
+    std::thread release_after_failure([&] {
+        r.wait();
+        tokens.release();
+    });
+    p.terminate(); // returns once the worker is gone: the SIGKILL a second after the SIGTERM
+    release_after_failure.join();
+    CHECK_THROWS_WITH(r.get(), "multiproc: the pool was terminated before the task completed");
+    const std::string text = err.finish();
+    CHECK(text.find("sent a result for a task it was not given") == std::string::npos);
+    CHECK(text.empty());
+}
+
+TEMPLATE_TEST_CASE("an initializer that fails after terminate() leaves the pool terminated, not broken",
+                   "[pool][lifecycle][initializer]", START_METHODS) {
+    pooltest::named_pipe reports, tokens;
+    pooltest::pool_of<TestType> p(1, fn<&init_outlives_sigterm_then_throws>, std::tuple{reports.path(), tokens.path()});
+    pooltest::stderr_capture err;
+    auto r = p.apply_async(fn<&square>, 2);
+    REQUIRE(reports.line() == "init");
+    std::thread release_after_failure([&] {
+        r.wait();
+        tokens.release();
+    });
+    p.terminate();
+    release_after_failure.join();
+    CHECK_THROWS_WITH(r.get(), "multiproc: the pool was terminated before the task completed");
+    CHECK_THROWS_WITH(p.apply(fn<&square>, 3), "Pool not running");
+    CHECK(err.finish().empty());
 }
 
 TEST_CASE("design 5.6: the destructor drains by default: close, then join", "[pool][lifecycle][design5]") {
@@ -145,6 +249,57 @@ TEST_CASE("an initializer that throws breaks the pool with a clear error instead
     }
     CHECK(test::children_of(::getpid()).empty());
     CHECK(test::describe_fds(test::open_fds()) == test::describe_fds(fds));
+}
+
+TEST_CASE("a worker killed before its initializer started is replaced: the pool does not break",
+          "[pool][lifecycle][initializer]") {
+    // A random SIGKILL often lands while a worker is starting; only an initializer that
+    // really failed may break the pool. (Under fork only: the fault hook is this process's.)
+    for (bool trivial : {false, true}) {
+        INFO("trivial initializer: " << trivial);
+        init_mark = 0;
+        die_before_initializer deaths(2);
+        pool p = trivial ? pool(pool_options{2, [] {}}) : pool(2, set_init_mark, std::tuple{5});
+        auto marks = p.map(read_init_mark, std::vector<int>(40, 0), 1);
+        CHECK(deaths.all_taken()); // two workers died before their initializer
+        CHECK(marks == std::vector<int>(40, trivial ? 0 : 5));
+        CHECK(p.apply(square, 3) == 9);
+    }
+}
+
+TEMPLATE_TEST_CASE("a worker killed after its initializer completed is an ordinary dying worker",
+                   "[pool][lifecycle][initializer]", START_METHODS) {
+    pooltest::named_pipe reports, tokens;
+    pooltest::pool_of<TestType> p(1, fn<&set_init_mark>, std::tuple{5});
+    // Mid-task: the task fails with broken_pool naming the signal; a replacement takes over.
+    auto r = p.apply_async(fn<&pooltest::report_pid_then_wait_at>, reports.path(), tokens.path());
+    const pid_t first = std::stoi(reports.line());
+    ::kill(first, SIGKILL);
+    CHECK_THROWS_WITH(r.get(), Catch::Contains("was killed by signal 9 (SIGKILL) while running task 0"));
+    // Idle, between tasks: nothing fails.
+    const pid_t second = p.apply(fn<&pooltest::worker_pid>);
+    CHECK(second != first);
+    ::kill(second, SIGKILL);
+    CHECK(test::wait_exit(second));
+    CHECK(p.apply(fn<&read_init_mark>, 0) == 5); // a third worker, initialized
+    CHECK(p.apply(fn<&pooltest::worker_pid>) != second);
+}
+
+TEMPLATE_TEST_CASE("an initializer that dies breaks the pool, naming how", "[pool][lifecycle][initializer]",
+                   START_METHODS) {
+    {
+        pooltest::pool_of<TestType> p(1, fn<&init_exits>, std::tuple{7});
+        CHECK_THROWS_WITH(p.apply(fn<&square>, 2),
+                          Catch::Matches("multiproc: the pool's initializer did not complete: the worker exited with "
+                                         "code 7 in PoolWorker-\\d+ \\(pid \\d+\\); the pool is broken and runs no "
+                                         "more tasks"));
+    }
+    {
+        pooltest::pool_of<TestType> p(1, fn<&init_killed>);
+        CHECK_THROWS_WITH(p.apply(fn<&square>, 2),
+                          Catch::Contains("the pool's initializer did not complete: the worker was killed by signal 9"));
+        CHECK_THROWS_AS(p.apply(fn<&square>, 2), broken_pool);
+    }
 }
 
 TEST_CASE("a pool worker may not start processes: it is a daemon", "[pool][lifecycle]") {

@@ -15,11 +15,9 @@
 #include <vector>
 
 using namespace multiproc;
+using pooltest::pool_of;
 
 namespace {
-template <class Ctx>
-using pool_of = basic_pool<typename Ctx::policies::start>;
-
 int square(int x) { return x * x; }
 int add(int a, int b) { return a + b; }
 std::string shout(const std::string& s) { return s + "!"; }

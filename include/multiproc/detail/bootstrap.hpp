@@ -21,6 +21,7 @@
 #include <cstring>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -369,10 +370,20 @@ inline handshake_result handshake(int sock, const child_record& c, const target_
     return {handshake_result::refused, buf.substr(1, static_cast<std::size_t>(n) - 1)};
 }
 
+/// The exit code of the child whose start last failed in this thread because it ended
+/// before it received its target, for a caller that decides by how it ended (a pool starts
+/// another worker in place of one killed from outside while it started). Empty otherwise.
+inline std::optional<int>& child_ended_before_target() {
+    thread_local std::optional<int> code;
+    return code;
+}
+
 /// The exception for a child that did not take its target; `code` is its exit code.
 inline error start_failure(const child_record& c, const handshake_result& h, int code) {
+    child_ended_before_target().reset();
     if (h.kind == handshake_result::refused)
         return error("multiproc: process " + c.name + " could not start: " + h.text);
+    child_ended_before_target() = code;
     return error("multiproc: process " + c.name + " ended (exit code " + std::to_string(code) +
                  ") before it received its target; a fresh copy of the program runs its static "
                  "initializers first: did one of them fail or exit?");

@@ -6,6 +6,7 @@
 // ring, and a thread waiting for a result collects results itself while it spins.
 #pragma once
 
+#include <multiproc/detail/bootstrap.hpp>
 #include <multiproc/detail/byte_ring.hpp>
 #include <multiproc/detail/futex.hpp>
 #include <multiproc/detail/pool_codec.hpp>
@@ -20,6 +21,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -146,6 +148,7 @@ struct pool_slot {
     std::optional<error_entry> init_error;
     bool exited = false;   // its sentinel polled readable
     bool stopping = false; // told to leave once idle
+    bool abandoned = false; // its units were failed when the pool stopped: what it sends now is dropped
 };
 
 /// The settings a pool's engine runs with.
@@ -175,6 +178,23 @@ inline std::string describe_exit(std::optional<int> exitcode) {
         return "was killed by signal " + std::to_string(-code) + (abbrev ? std::string(" (SIG") + abbrev + ")" : "");
     }
     return "exited with code " + std::to_string(code);
+}
+
+/// Whether a process that ended so was killed from outside (by a user, the OOM killer, a
+/// hostile test) rather than failing by itself: a worker killed while it starts is replaced,
+/// one that exits or crashes before it starts would do so again, forever.
+inline bool killed_from_outside(std::optional<int> exitcode) noexcept {
+    if (!exitcode || *exitcode >= 0) return false;
+    const int sig = -*exitcode;
+    return sig == SIGKILL || sig == SIGTERM || sig == SIGINT || sig == SIGHUP;
+}
+
+/// How a worker that left because its link was gone found it (see check_wake_fd).
+inline std::string describe_lost_link(std::int32_t why, std::int32_t fd) {
+    const std::string channel = "descriptor " + std::to_string(fd) + ", its wake-up channel";
+    if (why == EBADF) return "lost its link to the pool (a task closed " + channel + ")";
+    if (why == link_replaced) return "lost its link to the pool (a task replaced " + channel + ", with another file)";
+    return "lost its link to the pool (" + channel + ", failed: " + std::string(::strerror(why)) + ")";
 }
 
 /// Writes one line to stderr (Python: the "Exception in thread ..." report of a dying thread).
@@ -541,6 +561,9 @@ private:
             }
             return;
         }
+        // A result that races terminate() (or the pool breaking) is for a unit that has been
+        // failed already: expected, and dropped without a word.
+        if (s.abandoned) return;
         while (!s.inflight.empty() && s.inflight.front().withdrawn && s.inflight.front().seq != h.seq) pop_front(s);
         if (s.inflight.empty() || s.inflight.front().seq != h.seq || s.inflight.front().withdrawn) {
             // Cannot happen unless the worker's memory is corrupt: stop trusting it.
@@ -785,15 +808,33 @@ private:
         } catch (const error&) {
         }
         const std::optional<int> exitcode = code;
-        const bool in_init = s.shared->phase.load(std::memory_order_acquire) < 2;
-        log(10, "cleaning up worker {} (pid {}): {}", s.name, s.pid, describe_exit(exitcode));
-        if (s.init_error || (in_init && cfg_.initializer && state_ != pool_state::terminate &&
-                             state_ != pool_state::broken)) {
+        const std::int32_t lost = s.shared->lost_link.load(std::memory_order_acquire);
+        const std::string how =
+            lost ? describe_lost_link(lost, s.shared->lost_fd.load(std::memory_order_relaxed)) : describe_exit(exitcode);
+        log(10, "cleaning up worker {} (pid {}): {}", s.name, s.pid, how);
+        // Only an initializer that really failed breaks the pool: it threw, or its worker died
+        // while running it. A worker killed before its initializer started, or after it
+        // completed, is an ordinary dying worker and is replaced. One that ended on its own
+        // (an exit status, or a crash) before it started could not start at all: a
+        // replacement would fail alike, forever (CPython respawns it forever).
+        const std::uint32_t phase = s.shared->phase.load(std::memory_order_acquire);
+        const bool pool_stopped = state_ == pool_state::terminate || state_ == pool_state::broken;
+        const bool in_initializer = phase == worker_in_initializer && cfg_.initializer;
+        const bool never_started = phase == worker_starting && exitcode && !killed_from_outside(exitcode);
+        if ((s.init_error || in_initializer) && !pool_stopped) {
             std::string why = s.init_error ? "raised " + s.init_error->type +
                                                  (s.init_error->what.empty() ? "" : ": " + s.init_error->what)
                                            : "did not complete: the worker " + describe_exit(exitcode);
             break_pool("multiproc: the pool's initializer " + why + " in " + s.name + " (pid " +
                        std::to_string(s.pid) + "); the pool is broken and runs no more tasks");
+        } else if (never_started && !pool_stopped) {
+            break_pool("multiproc: " + s.name + " (pid " + std::to_string(s.pid) + ") " + describe_exit(exitcode) +
+                       " before it could run tasks; the pool is broken and runs no more tasks");
+        } else if (lost && !pool_stopped) {
+            // A task broke the worker: say so (CPython's worker dies with a traceback).
+            report_to_stderr("multiproc: " + s.name + " (pid " + std::to_string(s.pid) + ") " + how +
+                             " and left; what it had sent stands" +
+                             (state_ == pool_state::run ? ", and a new worker takes its place" : ""));
         }
         const std::uint64_t running = s.shared->unit.load(std::memory_order_acquire);
         std::size_t off = 0;
@@ -814,12 +855,11 @@ private:
                 std::clamp<std::uint64_t>(s.shared->element.load(std::memory_order_relaxed), u.lo, u.hi - 1));
             requeue(u, bytes, u.lo, c, false);
             if (u.attempts < cfg_.retries) {
-                log(20, "{} (pid {}) {} while running task {}; running it again", s.name, s.pid,
-                    describe_exit(exitcode), u.first + c);
+                log(20, "{} (pid {}) {} while running task {}; running it again", s.name, s.pid, how, u.first + c);
                 requeue(u, bytes, c, c + 1, true);
             } else {
-                std::string msg = "multiproc: " + s.name + " (pid " + std::to_string(s.pid) + ") " +
-                                  describe_exit(exitcode) + " while running task " + std::to_string(u.first + c);
+                std::string msg = "multiproc: " + s.name + " (pid " + std::to_string(s.pid) + ") " + how +
+                                  " while running task " + std::to_string(u.first + c);
                 if (u.attempts) msg += " (its worker died on each of " + std::to_string(u.attempts + 1) + " attempts)";
                 fail_element(*u.job, u.first + c,
                              std::make_exception_ptr(broken_pool(msg, s.pid, exitcode, u.first + c)));
@@ -914,6 +954,7 @@ private:
                 s->live = 0;
                 s->log.clear();
                 s->pushed = 0;
+                s->abandoned = true;
             }
             signal_workers();
             return slots_.empty();
@@ -921,11 +962,27 @@ private:
         return false;
     }
 
+    /// Starts a worker; one killed from outside before it took its work (start() reports it
+    /// ended before it received its target) is not a failure to start: another is started.
+    void start_worker_despite_kills() {
+        for (;;) {
+            child_ended_before_target().reset();
+            try {
+                start_worker();
+                return;
+            } catch (const error&) {
+                if (!killed_from_outside(child_ended_before_target())) throw;
+                log(10, "a starting pool worker was killed (exit code {}); starting another",
+                    *child_ended_before_target());
+            }
+        }
+    }
+
     /// Keeps `processes` workers while the pool has a use for them.
     void maintain() {
         while (static_cast<int>(slots_.size()) < cfg_.processes && state_ != pool_state::broken) {
             try {
-                start_worker();
+                start_worker_despite_kills();
             } catch (const std::exception& e) {
                 break_pool(std::string("multiproc: could not start a pool worker: ") + e.what() +
                            "; the pool is broken and runs no more tasks");
@@ -947,7 +1004,7 @@ private:
         (void)sys::prctl(PR_SET_NAME, reinterpret_cast<unsigned long>("multiproc-pool")); // as top and gdb show it
         try {
             std::lock_guard lk(mu_);
-            for (int i = 0; i < cfg_.processes; ++i) start_worker();
+            for (int i = 0; i < cfg_.processes; ++i) start_worker_despite_kills();
         } catch (...) {
             startup_error_ = std::current_exception();
         }

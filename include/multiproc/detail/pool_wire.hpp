@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
@@ -29,7 +30,10 @@
 #include <utility>
 #include <vector>
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace multiproc::detail {
 
@@ -51,8 +55,13 @@ struct worker_shared {
     std::atomic<std::uint64_t> element;          // the element of that unit's chunk being run
     std::atomic<std::uint64_t> started_ns;       // when that unit started (steady clock)
     std::atomic<std::uint32_t> stop;             // set by the parent: leave once no task is left
-    std::atomic<std::uint32_t> phase;            // 0 started, 1 in the initializer, 2 running tasks
+    std::atomic<std::uint32_t> phase;            // worker_starting, worker_in_initializer, worker_running
+    std::atomic<std::int32_t> lost_link;         // set by a worker that left because its link was gone: why
+    std::atomic<std::int32_t> lost_fd;           // and the descriptor it found so
 };
+
+/// Where a worker is (worker_shared::phase): a death tells the parent what failed.
+enum : std::uint32_t { worker_starting = 0, worker_in_initializer = 1, worker_running = 2 };
 
 enum : std::uint32_t { msg_task = 1, msg_result = 2, msg_init_failed = 3 };
 
@@ -465,14 +474,76 @@ private:
     std::shared_ptr<std::function<void()>> init_;
 };
 
+// ---------------------------------------------------------------------------------------
+// The worker's link to the engine. Its rings are shared memory, which no task can take away
+// by closing descriptors. What a task can take away is the one descriptor the worker wakes
+// the engine with (an eventfd): closed (close_range, closefrom), or replaced (dup2 of
+// /dev/null over it, or another file that took its number). The worker checks it only where
+// it makes a system call anyway: before it signals the engine, and before it goes to sleep
+// waiting for work. One that finds it gone leaves: its exit wakes the engine through the
+// pidfd the parent holds, and the parent collects what it published (those results stand)
+// and replaces it, as for any dying worker.
+
+/// Why a worker left because its link was gone (worker_shared::lost_link): the errno of the
+/// check (EBADF: closed), or link_replaced (the descriptor is now another file).
+inline constexpr std::int32_t link_replaced = -1;
+
+/// The wake-up descriptor as the worker found it when it started (one worker per process).
+struct wake_fd_record {
+    int fd = -1;
+    bool known = false;
+    dev_t dev = 0;
+    ino_t ino = 0;
+    mode_t type = 0;
+    int fd_flags = 0;
+};
+inline wake_fd_record worker_wake_fd{};
+
+inline void record_wake_fd(int fd) noexcept {
+    struct stat st {};
+    const int flags = sys::fcntl(fd, F_GETFD);
+    const bool known = sys::fstat(fd, &st) == 0 && flags >= 0;
+    worker_wake_fd = {fd, known, st.st_dev, st.st_ino, static_cast<mode_t>(st.st_mode & S_IFMT), flags};
+}
+
+/// 0 while the wake-up descriptor is the one the worker started with; otherwise why not.
+/// (dup2 over it clears FD_CLOEXEC, which tells even another eventfd from ours.)
+inline std::int32_t check_wake_fd() noexcept {
+    const wake_fd_record& w = worker_wake_fd;
+    if (!w.known) return 0;
+    struct stat st {};
+    if (sys::fstat(w.fd, &st) != 0) return errno;
+    const int flags = sys::fcntl(w.fd, F_GETFD);
+    if (flags < 0) return errno;
+    if (st.st_dev != w.dev || st.st_ino != w.ino || (st.st_mode & S_IFMT) != w.type || flags != w.fd_flags)
+        return link_replaced;
+    return 0;
+}
+
+/// Leaves the pool because its link is gone (`why`): what it published stands, and its exit
+/// wakes the engine, which replaces it.
+[[noreturn]] inline void leave_lost_link(const worker_boot& b, std::int32_t why) noexcept {
+    b.self->lost_fd.store(worker_wake_fd.fd, std::memory_order_relaxed);
+    b.self->lost_link.store(why, std::memory_order_release);
+    (void)std::fflush(nullptr); // what the tasks printed
+    ::_exit(1);
+}
+
+/// Leaves the pool if the worker's link is gone.
+inline void check_link(const worker_boot& b) noexcept {
+    if (const std::int32_t why = check_wake_fd()) leave_lost_link(b, why);
+}
+
 /// Tells the parent that something was published (results, or room in the task ring),
 /// with a system call only if no parent thread is collecting and none is already coming.
 inline void wake_parent(const worker_boot& b) noexcept {
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (b.pool->attention.load(std::memory_order_relaxed) == 0) b.pool->attention.store(1, std::memory_order_seq_cst);
     if (b.pool->watchers.load(std::memory_order_seq_cst) == 0 &&
-        b.pool->wake_pending.exchange(1, std::memory_order_seq_cst) == 0)
-        (void)sys::eventfd_signal(b.wake_fd);
+        b.pool->wake_pending.exchange(1, std::memory_order_seq_cst) == 0) {
+        check_link(b);
+        if (sys::eventfd_signal(b.wake_fd) != 0) leave_lost_link(b, errno != 0 ? errno : EIO);
+    }
 }
 
 /// Writes a whole message to the result ring, waiting for room as the parent reads.
@@ -545,9 +616,10 @@ inline void worker_main(const worker_boot& b) {
     (void)sys::set_signal_disposition(SIGINT, SIG_IGN);
     (void)sys::set_signal_disposition(SIGTERM, SIG_DFL); // terminate() must end it, whatever the parent set
     worker_shared& self = *b.self;
+    record_wake_fd(b.wake_fd);
     byte_buffer errors, out, big;
-    self.phase.store(1, std::memory_order_release);
     if (b.initializer && *b.initializer) {
+        self.phase.store(worker_in_initializer, std::memory_order_release);
         try {
             (*b.initializer)();
         } catch (...) {
@@ -565,15 +637,19 @@ inline void worker_main(const worker_boot& b) {
             std::exit(1); // the child's own exit: its exit code is 1, as for an uncaught exception
         }
     }
-    self.phase.store(2, std::memory_order_release);
+    self.phase.store(worker_running, std::memory_order_release);
     const byte_ring& tasks = b.tasks;
     const std::size_t cap = tasks.capacity();
     int done = 0;
     for (;;) {
         auto have = [&](std::size_t n) { return tasks.readable() >= n; };
-        spin_then_wait(
-            tasks.indices().readable,
-            [&] { return have(sizeof(std::uint32_t)) || self.stop.load(std::memory_order_acquire) != 0; }, b.spin);
+        const auto work_or_stop = [&] {
+            return have(sizeof(std::uint32_t)) || self.stop.load(std::memory_order_acquire) != 0;
+        };
+        if (!spin_until(work_or_stop, b.spin)) {
+            check_link(b); // before sleeping: the engine must be able to hear from this worker
+            tasks.indices().readable.wait_until(work_or_stop, std::nullopt, std::chrono::microseconds(0));
+        }
         if (!have(sizeof(std::uint32_t))) break; // told to stop, and nothing is left
         const auto size = load_pod<std::uint32_t>(tasks.read_ptr());
         if (size <= cap) {

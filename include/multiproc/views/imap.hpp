@@ -8,7 +8,6 @@
 #include <multiproc/detail/pool_tasks.hpp>
 #include <multiproc/fwd.hpp>
 
-#include <range/v3/functional/bind_back.hpp>
 #include <range/v3/iterator/default_sentinel.hpp>
 #include <range/v3/range/access.hpp>
 #include <range/v3/range/concepts.hpp>
@@ -23,6 +22,7 @@
 #include <exception>
 #include <memory>
 #include <optional>
+#include <ranges>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -58,7 +58,7 @@ namespace views {
 template <class Pool, class F, class Rng, bool Ordered>
 class imap_view : public ranges::view_facade<imap_view<Pool, F, Rng, Ordered>, ranges::unknown> {
     using codec = typename Pool::codec;
-    using wire = detail::wire_t<ranges::range_reference_t<Rng>>;
+    using wire = detail::wire_t<ranges::range_value_t<Rng>>;
     using inv = detail::invoker<codec, F, wire>;
     using result = typename inv::result_type;
     using job_t = detail::imap_job<codec, result, Ordered>;
@@ -97,7 +97,7 @@ private:
         std::shared_ptr<job_t> job = std::make_shared<job_t>();
         std::uint64_t pulled = 0, yielded = 0;
         bool input_done = false, input_closed = false;
-        std::exception_ptr input_error; // the input itself threw: yielded after what came before
+        std::exception_ptr input_error; // the input itself threw: yielded after the chunks before the one it broke
         std::deque<detail::outcome<result>> ready;
         detail::outcome<result> current;
         bool at_end = false;
@@ -123,18 +123,18 @@ private:
             while (!input_done && pulled - yielded + chunksize <= window) {
                 const std::size_t at = detail::begin_task<inv>(buf, f);
                 std::uint32_t count = 0;
-                std::size_t mark = buf.size();
                 try {
                     while (count < chunksize && it != end) {
                         codec::template encode<wire>(buf, detail::to_wire(*it));
-                        mark = buf.size();
                         ++it;
                         ++count;
                     }
                     if (it == end) input_done = true;
                 } catch (...) {
-                    // CPython: an exception from the input becomes the next result, and the end.
-                    buf.shrink(mark);
+                    // CPython: an exception from the input takes the place of the chunk it
+                    // broke, and ends the iteration; the inputs of that chunk read before it
+                    // are never run (CPython builds a chunk whole, with tuple(islice(...))).
+                    count = 0;
                     input_error = std::current_exception();
                     input_done = true;
                 }
@@ -242,6 +242,29 @@ struct imap_base_fn {
     }
 };
 
+/// What `views::imap(pool, f, opts)` binds: applied to a range, the view.
+template <bool Unordered, class Pool, class F>
+struct imap_bound {
+    Pool* pool = nullptr;
+    F f{};
+    imap_options opts{};
+
+    template <class Rng>
+        requires ranges::input_range<Rng>
+    auto operator()(Rng&& rng) const {
+        return imap_base_fn<Unordered>{}(std::forward<Rng>(rng), pool, f, opts);
+    }
+};
+
+/// `std_view | views::imap(pool, f)`. range-v3 0.12 counts only its own views as views, and
+/// deletes `|` for a standard view given as an rvalue (`std::views::iota(0, 9) | ...`); the
+/// view is then kept by the imap view, as range-v3 keeps its own.
+template <class Rng, bool Unordered, class Pool, class F>
+    requires std::ranges::viewable_range<Rng> && (!ranges::viewable_range<Rng>) && ranges::input_range<Rng>
+auto operator|(Rng&& rng, const ranges::views::view_closure<imap_bound<Unordered, Pool, F>>& closure) {
+    return closure(std::forward<Rng>(rng));
+}
+
 template <bool Unordered>
 struct imap_fn : imap_base_fn<Unordered> {
     /// `xs | views::imap(pool, f)`: a closure to apply to a range.
@@ -249,7 +272,7 @@ struct imap_fn : imap_base_fn<Unordered> {
         requires pool_type<Pool>
     auto operator()(Pool& pool, F f, imap_options opts = {}) const {
         (void)detail::check_pool_callable<F>::value; // rejects a capturing lambda here, where it is written
-        return ranges::make_view_closure(ranges::bind_back(imap_base_fn<Unordered>{}, &pool, f, opts));
+        return ranges::make_view_closure(imap_bound<Unordered, Pool, F>{&pool, f, opts});
     }
     /// `views::imap(xs, pool, f)`: the view at once (an rvalue container is kept by the view).
     template <class Rng, class Pool, class F>
