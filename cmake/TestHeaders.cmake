@@ -1,18 +1,20 @@
-# multiproc_test_headers(<target> <include dir>): one translation unit per public header,
-# each including only that header, compiled into an object library: every header must
-# compile on its own. detail/ headers are internal and exempt.
+# multiproc_test_headers(<target> <include dir> [<compile option>...]): one translation unit
+# per public header, each including only that header, compiled into an object library with
+# the options given: every header must compile on its own. detail/ headers are internal and
+# exempt. Given -fno-exceptions, ext/ headers are skipped (cereal needs exceptions).
 function(multiproc_test_headers target include_dir)
+  set(options ${ARGN})
   file(GLOB_RECURSE headers RELATIVE ${include_dir} CONFIGURE_DEPENDS ${include_dir}/multiproc/*.hpp)
   set(sources)
   foreach(h IN LISTS headers)
     if(h MATCHES "/detail/")
       continue()
     endif()
-    if(h MATCHES "/ext/" AND NOT MULTIPROC_HAVE_CEREAL)
+    if(h MATCHES "/ext/" AND (NOT MULTIPROC_HAVE_CEREAL OR "-fno-exceptions" IN_LIST options))
       continue()
     endif()
     string(MAKE_C_IDENTIFIER ${h} id)
-    set(tu ${CMAKE_CURRENT_BINARY_DIR}/header_check/${id}.cpp)
+    set(tu ${CMAKE_CURRENT_BINARY_DIR}/${target}/${id}.cpp)
     file(CONFIGURE OUTPUT ${tu} CONTENT "#include <${h}>\n#include <${h}> // twice: include guards\n")
     list(APPEND sources ${tu})
   endforeach()
@@ -21,5 +23,5 @@ function(multiproc_test_headers target include_dir)
   if(MULTIPROC_HAVE_CEREAL)
     target_link_libraries(${target} PRIVATE cereal::cereal)
   endif()
-  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Werror)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Werror ${options})
 endfunction()

@@ -18,3 +18,44 @@
 // MULTIPROC_FAULT_INJECTION, when defined before any multiproc header, lets a program
 // make chosen system calls fail with a chosen errno (see detail/sys.hpp). The test suite
 // defines it; it costs one relaxed atomic load per system call, and nothing without it.
+
+// Whether the build has exceptions and RTTI (-fno-exceptions / -fno-rtti turn them off).
+// Without exceptions every error multiproc would throw goes to the error handler
+// (error.hpp: set_error_handler), which must not return; the try_ forms (try_start,
+// try_get, try_put, try_recv, ...) report the errors a caller must be able to react to as
+// a result<T> in both builds. Without RTTI, type names come from the compiler's function
+// signature (detail/demangle.hpp), so a remote error names the task's exception type only
+// where it is known statically.
+#if defined(__cpp_exceptions) || defined(__EXCEPTIONS)
+#define MULTIPROC_EXCEPTIONS 1
+#else
+#define MULTIPROC_EXCEPTIONS 0
+#endif
+#if defined(__GXX_RTTI) || defined(__cpp_rtti)
+#define MULTIPROC_RTTI 1
+#else
+#define MULTIPROC_RTTI 0
+#endif
+
+// Not part of the API: try/catch that compile away without exceptions, where the catch
+// blocks are dead (nothing can throw) but still type-check. MULTIPROC_CATCH(T, e) declares
+// `T e` in the block as `catch (T e)` does; MULTIPROC_RETHROW is `throw;`.
+#if MULTIPROC_EXCEPTIONS
+#define MULTIPROC_TRY try
+#define MULTIPROC_CATCH(T, e) catch (T e)
+#define MULTIPROC_CATCH_ALL catch (...)
+#define MULTIPROC_RETHROW throw
+#else
+#define MULTIPROC_TRY if (true)
+#define MULTIPROC_CATCH(T, e) else if ([[maybe_unused]] T e = ::multiproc::detail::never_thrown<T>(); false)
+#define MULTIPROC_CATCH_ALL else if (false)
+#define MULTIPROC_RETHROW ::std::abort()
+#include <cstdlib>
+namespace multiproc::detail {
+/// The exception a dead catch block names; never called (its block is `if (false)`).
+template <class T>
+T never_thrown() noexcept {
+    ::std::abort();
+}
+} // namespace multiproc::detail
+#endif

@@ -2,7 +2,15 @@
 /// The exceptions multiproc throws (Python: the exceptions of multiprocessing and subprocess).
 #pragma once
 
+#include <multiproc/config.hpp>
+
+#include <atomic>
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <memory>
+#include <type_traits>
 #include <charconv>
 #include <chrono>
 #include <cstddef>
@@ -18,48 +26,95 @@
 
 namespace multiproc {
 
-/// Base of every exception multiproc throws (Python: multiprocessing.ProcessError).
-class error : public std::runtime_error {
+/// The kinds of multiproc's own errors, as the `code()` of an `error` in `error_category()`
+/// (an `os_error` carries its errno in `std::generic_category()` instead). They let a program
+/// built without RTTI tell errors apart (`e.code() == multiproc::errc::queue_empty`).
+enum class errc {
+    error = 1, value_error, state_error, timeout_error, eof_error, buffer_too_short, serialization_error,
+    queue_empty, queue_full, remote_error, broken_pool, broken_barrier_error, index_error,
+    called_process_error, timeout_expired,
+};
+
+/// The category of `errc` codes; its name is "multiproc".
+inline const std::error_category& error_category() noexcept {
+    struct multiproc_category final : std::error_category {
+        const char* name() const noexcept override { return "multiproc"; }
+        std::string message(int c) const override {
+            static constexpr const char* names[] = {
+                "error",       "value_error",       "state_error",  "timeout_error",       "eof_error",
+                "buffer_too_short", "serialization_error", "queue_empty", "queue_full", "remote_error",
+                "broken_pool", "broken_barrier_error", "index_error", "called_process_error", "timeout_expired",
+            };
+            return c >= 1 && c <= 15 ? names[c - 1] : "unknown multiproc error";
+        }
+    };
+    static const multiproc_category c;
+    return c;
+}
+
+/// `errc` values convert to `std::error_code` in `error_category()`.
+inline std::error_code make_error_code(errc c) noexcept { return {static_cast<int>(c), error_category()}; }
+
+} // namespace multiproc
+
+template <>
+struct std::is_error_code_enum<multiproc::errc> : std::true_type {};
+
+namespace multiproc {
+
+/// Base of every exception multiproc throws (Python: multiprocessing.ProcessError). It is a
+/// `std::system_error`: `code()` says which kind of error it is (an `errc`, or the errno of an
+/// `os_error`) and `what()` is the library's sentence.
+class error : public std::system_error {
 public:
-    using std::runtime_error::runtime_error;
+    explicit error(const std::string& what) : error(errc::error, what) {}
+    explicit error(const char* what) : error(errc::error, what) {}
+    /// The sentence that describes the error, starting "multiproc: " for the library's own.
+    [[nodiscard]] const char* what() const noexcept override { return what_.what(); }
+
+protected:
+    error(std::error_code code, const std::string& what) : std::system_error(code), what_(what) {}
+
+private:
+    std::runtime_error what_; // a copy that cannot throw (reference-counted text)
 };
 
 /// A call that is invalid for the object's state or arguments, such as using a closed
 /// process (Python: ValueError).
 class value_error : public error {
 public:
-    using error::error;
+    explicit value_error(const std::string& what) : error(errc::value_error, what) {}
 };
 
 /// A lifecycle rule was broken, such as starting a process twice or joining one that was
 /// never started (Python: the AssertionError that multiprocessing raises for these).
 class state_error : public error {
 public:
-    using error::error;
+    explicit state_error(const std::string& what) : error(errc::state_error, what) {}
 };
 
-/// A system call failed; `code()` holds its errno (Python: OSError).
+/// A system call failed; `code()` holds its errno in `std::generic_category()`, so it is
+/// caught as `std::system_error` too (Python: OSError).
 class os_error : public error {
 public:
     os_error(const std::string& what, int errnum)
-        : error(what + ": " + std::generic_category().message(errnum)), code_(errnum, std::generic_category()) {}
-    /// The errno of the failed call.
-    [[nodiscard]] const std::error_code& code() const noexcept { return code_; }
-
-private:
-    std::error_code code_;
+        : error(std::error_code(errnum, std::generic_category()),
+                what + ": " + std::generic_category().message(errnum)) {}
 };
 
 /// A blocking call ran out of time (Python: multiprocessing.TimeoutError).
 class timeout_error : public error {
 public:
-    using error::error;
+    explicit timeout_error(const std::string& what) : error(errc::timeout_error, what) {}
+
+protected:
+    timeout_error(errc code, const std::string& what) : error(code, what) {}
 };
 
 /// The other end of a connection is closed and nothing is left to read (Python: EOFError).
 class eof_error : public error {
 public:
-    using error::error;
+    explicit eof_error(const std::string& what) : error(errc::eof_error, what) {}
 };
 
 /// `recv_bytes_into` was given a buffer too small for the message, which is consumed and
@@ -67,7 +122,7 @@ public:
 class buffer_too_short : public error {
 public:
     explicit buffer_too_short(std::vector<std::byte> message)
-        : error("multiproc: buffer too short for a message of " + std::to_string(message.size()) + " bytes"),
+        : error(errc::buffer_too_short, "multiproc: buffer too short for a message of " + std::to_string(message.size()) + " bytes"),
           message_(std::move(message)) {}
     /// The message that did not fit.
     [[nodiscard]] const std::vector<std::byte>& message() const noexcept { return message_; }
@@ -80,19 +135,19 @@ private:
 /// (Python: pickle.PicklingError / UnpicklingError).
 class serialization_error : public error {
 public:
-    using error::error;
+    explicit serialization_error(const std::string& what) : error(errc::serialization_error, what) {}
 };
 
 /// `get` found nothing before its timeout, or at once for `get_nowait` (Python: queue.Empty).
 class queue_empty : public error {
 public:
-    using error::error;
+    explicit queue_empty(const std::string& what) : error(errc::queue_empty, what) {}
 };
 
 /// `put` found no room before its timeout, or at once for `put_nowait` (Python: queue.Full).
 class queue_full : public error {
 public:
-    using error::error;
+    explicit queue_full(const std::string& what) : error(errc::queue_full, what) {}
 };
 
 /// An exception thrown by a task in another process, rethrown in the caller
@@ -100,7 +155,7 @@ public:
 class remote_error : public error {
 public:
     remote_error(std::string type_name, std::string message, pid_t pid, std::optional<std::size_t> task)
-        : error(describe(type_name, message, pid, task)), type_name_(std::move(type_name)),
+        : error(errc::remote_error, describe(type_name, message, pid, task)), type_name_(std::move(type_name)),
           message_(std::move(message)), pid_(pid), task_(task) {}
     /// The demangled type of the original exception, e.g. `std::out_of_range`.
     [[nodiscard]] const std::string& type_name() const noexcept { return type_name_; }
@@ -130,11 +185,11 @@ private:
 /// just hangs). When a worker is to blame, it is named with its pid, how it ended and the task.
 class broken_pool : public error {
 public:
-    using error::error;
+    explicit broken_pool(const std::string& what) : error(errc::broken_pool, what) {}
     /// A task lost with the worker `pid`, which ended with `exitcode` (Python's: n for
     /// exit(n), -N for signal N) while running task `task`.
     broken_pool(const std::string& what, pid_t pid, std::optional<int> exitcode, std::optional<std::size_t> task)
-        : error(what), pid_(pid), exitcode_(exitcode), task_(task) {}
+        : error(errc::broken_pool, what), pid_(pid), exitcode_(exitcode), task_(task) {}
     /// The pid of the worker that died, or 0 if no worker is to blame (terminated pool, ...).
     [[nodiscard]] pid_t pid() const noexcept { return pid_; }
     /// How the worker ended, as Python's Process.exitcode: n for exit(n), -N for signal N.
@@ -156,13 +211,13 @@ private:
 /// waiting) or was reset while a party waited (Python: threading.BrokenBarrierError).
 class broken_barrier_error : public error {
 public:
-    using error::error;
+    explicit broken_barrier_error(const std::string& what) : error(errc::broken_barrier_error, what) {}
 };
 
 /// An index out of range, such as `array::at(n)` past the end (Python: IndexError).
 class index_error : public error {
 public:
-    using error::error;
+    explicit index_error(const std::string& what) : error(errc::index_error, what) {}
 };
 
 namespace detail {
@@ -231,7 +286,7 @@ inline const char* python_signal_name(int n) {
 class called_process_error : public error {
 public:
     called_process_error(int returncode, std::vector<std::string> cmd, std::string out = {}, std::string err = {})
-        : error(describe(returncode, cmd)), returncode_(returncode), cmd_(std::move(cmd)), out_(std::move(out)),
+        : error(errc::called_process_error, describe(returncode, cmd)), returncode_(returncode), cmd_(std::move(cmd)), out_(std::move(out)),
           err_(std::move(err)) {}
     /// The exit status, or -N for signal N (Python: returncode).
     [[nodiscard]] int returncode() const noexcept { return returncode_; }
@@ -263,7 +318,7 @@ class timeout_expired : public timeout_error {
 public:
     timeout_expired(std::vector<std::string> cmd, std::chrono::duration<double> timeout, std::string out = {},
                     std::string err = {})
-        : timeout_error(describe(cmd, timeout)), cmd_(std::move(cmd)), timeout_(timeout), out_(std::move(out)),
+        : timeout_error(errc::timeout_expired, describe(cmd, timeout)), cmd_(std::move(cmd)), timeout_(timeout), out_(std::move(out)),
           err_(std::move(err)) {}
     /// The arguments the process was started with (Python: cmd).
     [[nodiscard]] const std::vector<std::string>& cmd() const noexcept { return cmd_; }
@@ -284,5 +339,268 @@ private:
     std::chrono::duration<double> timeout_;
     std::string out_, err_;
 };
+
+// ---------------------------------------------------------------------------------------
+// Where errors go: thrown, or (without exceptions) handed to the error handler; and the
+// results of the try_ forms, which carry an error instead of raising it.
+
+/// Called with every error multiproc raises in a build without exceptions (-fno-exceptions);
+/// it must not return (log and abort, longjmp to a restart point, reset the device, ...). If
+/// it returns anyway, the library aborts. With exceptions the handler is not used: errors are
+/// thrown.
+using error_handler = void (*)(const error&) noexcept;
+
+namespace detail {
+
+/// The handler a process falls back to when the program set none: the default prints
+/// "multiproc error: <what>" and aborts; a child process of this library prints its
+/// "Process <name>:" report and leaves with exit code 1 instead, as an uncaught exception
+/// would make it (detail/runtime.hpp sets that).
+inline void default_error_handler(const error& e) noexcept {
+    std::fputs("multiproc error: ", stderr);
+    std::fputs(e.what(), stderr);
+    std::fputs("\n", stderr);
+    std::abort();
+}
+
+inline std::atomic<error_handler>& user_error_handler() noexcept {
+    static std::atomic<error_handler> h{nullptr}; // constant-initialised: safe at any time
+    return h;
+}
+
+inline std::atomic<error_handler>& fallback_error_handler() noexcept {
+    static std::atomic<error_handler> h{&default_error_handler};
+    return h;
+}
+
+/// The class of a multiproc error, known without RTTI from its code: "multiproc::queue_empty".
+inline std::string error_class_name(const error& e) {
+    if (e.code().category() == error_category()) return "multiproc::" + e.code().message();
+    return "multiproc::os_error";
+}
+
+/// Hands `e` to the handler; never returns.
+[[noreturn]] inline void handle_error(const error& e) noexcept {
+    error_handler h = user_error_handler().load(std::memory_order_acquire);
+    if (!h) h = fallback_error_handler().load(std::memory_order_acquire);
+    h(e);
+    std::fputs("multiproc: the error handler returned, which it must not do; aborting\n", stderr);
+    std::abort();
+}
+
+/// Raises `e`: throws it, or without exceptions hands it to the error handler (a standard
+/// exception such as std::bad_alloc is printed and aborts, as the standard library does).
+template <class E>
+[[noreturn]] void raise(E&& e) {
+#if MULTIPROC_EXCEPTIONS
+    throw std::forward<E>(e);
+#else
+    if constexpr (std::is_base_of_v<error, std::remove_cvref_t<E>>) {
+        handle_error(e);
+    } else {
+        std::fputs("multiproc: ", stderr);
+        std::fputs(e.what(), stderr);
+        std::fputs("\n", stderr);
+        std::abort();
+    }
+#endif
+}
+
+template <class E>
+[[noreturn]] void raise_as(const error& e) {
+    raise(static_cast<const E&>(e));
+}
+
+} // namespace detail
+
+/// Sets the handler for errors in builds without exceptions and returns the previous one
+/// (nullptr: the default, which prints the error and aborts). Thread-safe; inherited by
+/// child processes.
+inline error_handler set_error_handler(error_handler h) noexcept {
+    return detail::user_error_handler().exchange(h, std::memory_order_acq_rel);
+}
+
+/// The handler set by `set_error_handler`, or nullptr for the default.
+inline error_handler get_error_handler() noexcept {
+    return detail::user_error_handler().load(std::memory_order_acquire);
+}
+
+/// An error held as a value (Python: an exception object not yet raised), in builds with
+/// or without exceptions: `*p` is the error as its base, `p.code()` says its kind without
+/// RTTI, and `p.raise()` throws it again as its own type (or, without exceptions, hands it
+/// to the error handler). Copies share the error.
+class error_ptr {
+public:
+    error_ptr() noexcept = default;
+    /// Holds a copy of `e`.
+    template <class E>
+        requires std::is_base_of_v<error, std::remove_cvref_t<E>>
+    error_ptr(E&& e) // NOLINT(google-explicit-constructor): an error converts to its holder
+        : e_(std::make_shared<const std::remove_cvref_t<E>>(std::forward<E>(e))),
+          raise_(&detail::raise_as<std::remove_cvref_t<E>>) {}
+
+    explicit operator bool() const noexcept { return e_ != nullptr; }
+    const error& operator*() const noexcept { return *e_; }
+    const error* operator->() const noexcept { return e_.get(); }
+    /// The kind of the error (see `errc`) or its errno; empty for an empty holder.
+    [[nodiscard]] std::error_code code() const noexcept { return e_ ? e_->code() : std::error_code(); }
+    /// The error's sentence, or "" for an empty holder.
+    [[nodiscard]] const char* what() const noexcept { return e_ ? e_->what() : ""; }
+
+    /// Raises the error as its own type. Precondition: not empty.
+    [[noreturn]] void raise() const {
+#if MULTIPROC_EXCEPTIONS
+        if (current_) std::rethrow_exception(current_);
+#endif
+        if (e_) raise_(*e_);
+        std::fputs("multiproc: raise() called on an empty error_ptr\n", stderr);
+        std::abort();
+    }
+
+    /// The exception being handled, whatever its type, kept so that raise() rethrows it as
+    /// it was; `*p` is a multiproc error, or an `error` carrying a foreign exception's
+    /// what(). Call only in a catch block (without exceptions there is none: it returns an
+    /// empty holder).
+    static error_ptr current() {
+#if MULTIPROC_EXCEPTIONS
+        error_ptr p;
+        try {
+            throw;
+        } catch (const error& e) {
+            return current(e);
+        } catch (const std::exception& e) {
+            p.e_ = std::make_shared<const error>(std::string(e.what()));
+        } catch (...) {
+            p.e_ = std::make_shared<const error>("multiproc: an exception of a type not derived from std::exception");
+        }
+        p.current_ = std::current_exception();
+        p.raise_ = &detail::raise_as<error>;
+        return p;
+#else
+        return {};
+#endif
+    }
+
+#if MULTIPROC_EXCEPTIONS
+    /// The multiproc error being handled, kept with its own type. Call only in a catch
+    /// block that caught `e`.
+    static error_ptr current(const error& e) {
+        error_ptr p;
+        p.current_ = std::current_exception();
+        // Shares ownership of the exception object, which lives as long as current_ does.
+        p.e_ = std::shared_ptr<const error>(std::make_shared<std::exception_ptr>(p.current_), &e);
+        p.raise_ = &detail::raise_as<error>;
+        return p;
+    }
+#endif
+
+private:
+    std::shared_ptr<const error> e_;
+    void (*raise_)(const error&) = nullptr;
+#if MULTIPROC_EXCEPTIONS
+    std::exception_ptr current_;
+#endif
+};
+
+/// The outcome of a try_ form: a T, or the error that stopped it (Python has none; the
+/// C++23 `std::expected<T, error_ptr>` in spirit). `value()` returns the T or raises the error.
+template <class T>
+class [[nodiscard]] result {
+public:
+    result(T v) : v_(std::move(v)) {} // NOLINT(google-explicit-constructor)
+    result(error_ptr e) : e_(std::move(e)) {} // NOLINT(google-explicit-constructor)
+    template <class E>
+        requires std::is_base_of_v<multiproc::error, std::remove_cvref_t<E>>
+    result(E&& e) : e_(std::forward<E>(e)) {} // NOLINT(google-explicit-constructor)
+
+    [[nodiscard]] bool has_value() const noexcept { return v_.has_value(); }
+    explicit operator bool() const noexcept { return has_value(); }
+    /// The value, or the error raised.
+    T& value() & {
+        if (!v_) e_.raise();
+        return *v_;
+    }
+    const T& value() const& {
+        if (!v_) e_.raise();
+        return *v_;
+    }
+    T value() && {
+        if (!v_) e_.raise();
+        return std::move(*v_);
+    }
+    T& operator*() & noexcept { return *v_; }
+    const T& operator*() const& noexcept { return *v_; }
+    T operator*() && { return std::move(*v_); }
+    T* operator->() noexcept { return &*v_; }
+    const T* operator->() const noexcept { return &*v_; }
+    /// The error. Precondition: `!has_value()`.
+    [[nodiscard]] const multiproc::error& error() const noexcept { return *e_; }
+    /// The error as a holder (empty when there is a value).
+    [[nodiscard]] const error_ptr& error_holder() const noexcept { return e_; }
+
+private:
+    std::optional<T> v_;
+    error_ptr e_;
+};
+
+/// A try_ form's outcome with no value: success, or the error.
+template <>
+class [[nodiscard]] result<void> {
+public:
+    result() noexcept = default;
+    result(error_ptr e) : e_(std::move(e)) {} // NOLINT(google-explicit-constructor)
+    template <class E>
+        requires std::is_base_of_v<multiproc::error, std::remove_cvref_t<E>>
+    result(E&& e) : e_(std::forward<E>(e)) {} // NOLINT(google-explicit-constructor)
+
+    [[nodiscard]] bool has_value() const noexcept { return !e_; }
+    explicit operator bool() const noexcept { return has_value(); }
+    /// Raises the error, if any.
+    void value() const {
+        if (e_) e_.raise();
+    }
+    [[nodiscard]] const multiproc::error& error() const noexcept { return *e_; }
+    [[nodiscard]] const error_ptr& error_holder() const noexcept { return e_; }
+
+private:
+    error_ptr e_;
+};
+
+namespace detail {
+
+template <class R>
+struct as_result {
+    using type = result<R>;
+};
+template <class R>
+struct as_result<result<R>> {
+    using type = result<R>;
+};
+
+/// Runs f and returns its outcome as a result (f may return one itself): with exceptions a
+/// multiproc error it throws is caught into the result; without them f reports errors
+/// through its own result or raises them.
+template <class F>
+auto capture(F&& f) -> typename as_result<std::invoke_result_t<F&>>::type {
+    using R = std::invoke_result_t<F&>;
+    MULTIPROC_TRY {
+        if constexpr (std::is_void_v<R>) {
+            f();
+            return {};
+        } else {
+            return f();
+        }
+    }
+    MULTIPROC_CATCH(const error&, e) {
+#if MULTIPROC_EXCEPTIONS
+        return error_ptr::current(e);
+#else
+        (void)e;
+        std::abort();
+#endif
+    }
+}
+
+} // namespace detail
 
 } // namespace multiproc

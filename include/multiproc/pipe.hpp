@@ -63,7 +63,26 @@ public:
     /// `serialization_error` naming what was wrong, and close the end for reading: later
     /// receives raise the same error instead of reading from the middle of a frame.
     T recv() {
-        return detail::decode_from<serializer, T>([&](auto take) { receiver().recv(take, any_length); });
+        return detail::decode_from<serializer, T>([&](auto take) {
+            if (!receiver().recv(take, any_length)) raise_eof();
+        });
+    }
+
+    /// As `recv()`, but end of file (and, with exceptions, any other error) comes back in the
+    /// result as `eof_error` instead of being raised: the form for builds without exceptions.
+    /// `while (auto r = c.try_recv()) use(*r);`
+    result<T> try_recv() {
+        return detail::capture([&]() -> result<T> {
+            std::optional<T> out;
+            bool got = receiver().recv(
+                [&](std::span<const std::byte> bytes) {
+                    detail::span_reader r(bytes);
+                    out.emplace(serializer::template decode<T>(r));
+                },
+                any_length);
+            if (!got) return eof_error(eof_message);
+            return std::move(*out);
+        });
     }
 
     /// Whether data (or end of file) is there to receive, waiting at most `timeout` for
@@ -78,9 +97,9 @@ public:
     /// Sends raw bytes as one message: `size` bytes from `offset` (all the rest by
     /// default) (Python: Connection.send_bytes(buf, offset, size)).
     void send_bytes(std::span<const std::byte> buf, std::size_t offset = 0, std::optional<std::size_t> size = {}) {
-        if (offset > buf.size()) throw value_error("multiproc: send_bytes: offset is larger than the buffer");
+        if (offset > buf.size()) detail::raise(value_error("multiproc: send_bytes: offset is larger than the buffer"));
         std::size_t n = size.value_or(buf.size() - offset);
-        if (n > buf.size() - offset) throw value_error("multiproc: send_bytes: offset + size is larger than the buffer");
+        if (n > buf.size() - offset) detail::raise(value_error("multiproc: send_bytes: offset + size is larger than the buffer"));
         sender().send(buf.subspan(offset, n));
     }
 
@@ -92,11 +111,12 @@ public:
         std::vector<std::byte> out;
         auto check = [&](std::uint64_t length) {
             if (maxlength && length > *maxlength)
-                throw os_error("multiproc: bad message length: " + std::to_string(length) +
+                detail::raise(os_error("multiproc: bad message length: " + std::to_string(length) +
                                    " bytes, more than maxlength " + std::to_string(*maxlength),
-                               EMSGSIZE);
+                               EMSGSIZE));
         };
-        receiver().recv([&](std::span<const std::byte> bytes) { out.assign(bytes.begin(), bytes.end()); }, check);
+        if (!receiver().recv([&](std::span<const std::byte> bytes) { out.assign(bytes.begin(), bytes.end()); }, check))
+            raise_eof();
         return out;
     }
 
@@ -104,17 +124,18 @@ public:
     /// fit, throws `buffer_too_short` holding the whole message (Python:
     /// Connection.recv_bytes_into(buffer, offset)).
     std::size_t recv_bytes_into(std::span<std::byte> buf, std::size_t offset = 0) {
-        if (offset > buf.size()) throw value_error("multiproc: recv_bytes_into: offset is larger than the buffer");
+        if (offset > buf.size()) detail::raise(value_error("multiproc: recv_bytes_into: offset is larger than the buffer"));
         std::size_t n = 0;
         const std::span<std::byte> dest = buf.subspan(offset);
-        receiver().recv(
+        bool got = receiver().recv(
             [&](std::span<const std::byte> bytes) {
-                if (bytes.size() > dest.size()) throw buffer_too_short(std::vector<std::byte>(bytes.begin(), bytes.end()));
+                if (bytes.size() > dest.size()) detail::raise(buffer_too_short(std::vector<std::byte>(bytes.begin(), bytes.end())));
                 // (A large message is already there: read or gathered straight into `dest`.)
                 if (!bytes.empty() && bytes.data() != dest.data()) std::memcpy(dest.data(), bytes.data(), bytes.size());
                 n = bytes.size();
             },
             any_length, dest);
+        if (!got) raise_eof();
         return n;
     }
 
@@ -175,18 +196,22 @@ private:
     /// The length check of a receive that takes a message of any length.
     static constexpr auto any_length = [](std::uint64_t) noexcept {};
 
+    static constexpr const char* eof_message =
+        "multiproc: end of file: every other holder of the connection has closed it";
+    [[noreturn]] static void raise_eof() { detail::raise(eof_error(eof_message)); }
+
     end_t& open_end() const {
-        if (closed()) throw value_error("multiproc: handle is closed");
+        if (closed()) detail::raise(value_error("multiproc: handle is closed"));
         return s_->end;
     }
     end_t& receiver() const {
         auto& e = open_end();
-        if (!e.can_recv()) throw value_error("multiproc: connection is write-only");
+        if (!e.can_recv()) detail::raise(value_error("multiproc: connection is write-only"));
         return e;
     }
     end_t& sender() const {
         auto& e = open_end();
-        if (!e.can_send()) throw value_error("multiproc: connection is read-only");
+        if (!e.can_send()) detail::raise(value_error("multiproc: connection is read-only"));
         return e;
     }
 

@@ -124,7 +124,7 @@ public:
 
     /// Whether it completed without an error (Python: successful()); value_error if not ready.
     [[nodiscard]] bool successful() const {
-        if (!ready()) throw value_error("<multiproc::async_result> not ready");
+        if (!ready()) detail::raise(value_error("<multiproc::async_result> not ready"));
         return !st().failure;
     }
 
@@ -163,14 +163,37 @@ public:
         return take();
     }
 
+    /// As get(), but the task's failure (remote_error, broken_pool) comes back in the result
+    /// instead of being raised: the form for builds without exceptions. A copy of the value.
+    result<detail::stored_t<V>> try_get() const {
+        wait();
+        return try_value();
+    }
+    /// As try_get(), with timeout_error in the result if not ready within `timeout`.
+    template <class Rep, class Period>
+    result<detail::stored_t<V>> try_get(std::chrono::duration<Rep, Period> timeout) const {
+        wait(timeout);
+        if (!ready()) return timeout_error("multiproc: the result was not ready within the timeout");
+        return try_value();
+    }
+
 private:
+    result<detail::stored_t<V>> try_value() const {
+        auto& s = st();
+        if (s.failure) return s.failure;
+        if constexpr (std::is_void_v<V>)
+            return detail::stored_t<V>{};
+        else
+            return *s.value;
+    }
+
     template <class...>
     friend class basic_pool;
     async_result(std::shared_ptr<detail::result_state<V>> s, std::shared_ptr<detail::pool_core> core)
         : st_(std::move(s)), core_(std::move(core)) {}
 
     detail::result_state<V>& st() const {
-        if (!st_) throw value_error("multiproc: an empty async_result");
+        if (!st_) detail::raise(value_error("multiproc: an empty async_result"));
         return *st_;
     }
     void wait_until(std::optional<detail::steady::time_point> deadline) const {
@@ -180,11 +203,11 @@ private:
     template <class Rep, class Period>
     void wait_or_throw(std::chrono::duration<Rep, Period> timeout) const {
         wait(timeout);
-        if (!ready()) throw timeout_error("multiproc: the result was not ready within the timeout");
+        if (!ready()) detail::raise(timeout_error("multiproc: the result was not ready within the timeout"));
     }
     decltype(auto) value() const {
         auto& s = st();
-        if (s.failure) std::rethrow_exception(s.failure);
+        if (s.failure) (s.failure).raise();
         if constexpr (std::is_void_v<V>)
             return;
         else
@@ -194,7 +217,7 @@ private:
     /// while another copy of this async_result (or, for a moment, the pool) still holds one.
     auto take() {
         auto& s = st();
-        if (s.failure) std::rethrow_exception(s.failure);
+        if (s.failure) (s.failure).raise();
         if constexpr (std::is_void_v<V>)
             return;
         else if (st_.use_count() == 1)
@@ -267,7 +290,7 @@ private:
             // (Not function-local statics: see detail::never_destroyed on forks and guards.)
             detail::remote_init ri;
             ri.id = registered_init<entry>;
-            ri.signature = detail::fnv1a(typeid(entry).name());
+            ri.signature = detail::key_hash(detail::type_key<entry>());
             std::vector<std::byte> bytes;
             detail::vector_writer w(bytes);
             policies::serialize::encode(args, w);
@@ -280,17 +303,17 @@ private:
     // worker, the forkserver's children) has the same numbers.
     template <class Entry>
     static inline const std::uint32_t registered_init =
-        detail::fn_table<detail::remote_init_fn>::instance().add(&Entry::run, detail::fnv1a(typeid(Entry).name()));
+        detail::fn_table<detail::remote_init_fn>::instance().add(&Entry::run, detail::key_hash(detail::type_key<Entry>()));
 
     basic_pool(pool_options opts, std::optional<detail::remote_init> remote) {
-        if (opts.processes && *opts.processes < 1) throw value_error("Number of processes must be at least 1");
+        if (opts.processes && *opts.processes < 1) detail::raise(value_error("Number of processes must be at least 1"));
         if (opts.maxtasksperchild && *opts.maxtasksperchild < 1)
-            throw value_error("maxtasksperchild must be a positive int or None");
+            detail::raise(value_error("maxtasksperchild must be a positive int or None"));
         if (!policies::start::inherits_memory && opts.initializer && !remote)
-            throw value_error(std::string("multiproc: a pool's initializer cannot reach start::") +
+            detail::raise(value_error(std::string("multiproc: a pool's initializer cannot reach start::") +
                               std::string(policies::start::name) +
                               " workers as a std::function (it is code and state of this process): pass a stateless "
-                              "initializer and its initargs to basic_pool(processes, initializer, initargs)");
+                              "initializer and its initargs to basic_pool(processes, initializer, initargs)"));
         detail::pool_config cfg;
         cfg.processes = opts.processes.value_or(cpu_count());
         cfg.maxtasks = opts.maxtasksperchild;
@@ -311,14 +334,14 @@ public:
     /// finishes. Under pool_exit::terminate: terminate(), then join() (Python: leaving
     /// `with Pool()`).
     ~basic_pool() {
-        try {
+        MULTIPROC_TRY {
             if constexpr (policies::pool_exit::terminates) {
                 core_->terminate();
             } else {
                 core_->close();
             }
             core_->join();
-        } catch (...) {
+        } MULTIPROC_CATCH_ALL {
         }
     }
 
@@ -333,7 +356,7 @@ public:
         using R = typename detail::invoker<codec, F, detail::wire_t<Args>...>::result_type;
         auto job = submit_apply_with(f, [](auto&) {}, std::forward<Args>(args)...);
         core_->wait(*job, [&] { return job->is_ready(); }, std::nullopt);
-        if (job->failure) std::rethrow_exception(job->failure);
+        if (job->failure) (job->failure).raise();
         if constexpr (!std::is_void_v<R>) return R(std::move(*job->value));
     }
 
@@ -502,7 +525,7 @@ private:
             r.get();
         } else {
             r.wait();
-            if (r.st_->failure) std::rethrow_exception(r.st_->failure);
+            if (r.st_->failure) (r.st_->failure).raise();
             return V(std::move(*r.st_->value));
         }
     }

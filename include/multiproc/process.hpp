@@ -26,7 +26,6 @@
 #include <string_view>
 #include <tuple>
 #include <type_traits>
-#include <typeinfo>
 #include <utility>
 #include <vector>
 
@@ -61,7 +60,7 @@ public:
     /// Makes the process a daemon or not; only before start() (Python: Process.daemon = ...).
     void daemon(bool d) {
         auto& c = checked();
-        if (c.started()) throw state_error("process has already started");
+        if (c.started()) detail::raise(state_error("process has already started"));
         c.daemon = d;
     }
 
@@ -118,8 +117,8 @@ public:
         if (c.closed) return; // closing twice is harmless, as in Python
         if (c.started()) {
             if (!detail::poll_child(c))
-                throw value_error("Cannot close a process while it is still running. "
-                                  "You should first call join() or terminate().");
+                detail::raise(value_error("Cannot close a process while it is still running. "
+                                  "You should first call join() or terminate()."));
             {
                 std::lock_guard lk(c.reap_mu);
                 for (int* fd : {&c.pidfd, &c.status_fd}) {
@@ -138,7 +137,7 @@ public:
     /// same descriptor from start() to close(), whoever reaps the process.
     [[nodiscard]] int sentinel() const {
         auto& c = checked();
-        if (!c.started()) throw value_error("process not started");
+        if (!c.started()) detail::raise(value_error("process not started"));
         return c.sentinel();
     }
 
@@ -154,9 +153,9 @@ public:
         else if (!c.started())
             status = "initial";
         else {
-            try {
+            MULTIPROC_TRY {
                 code = detail::poll_child(c);
-            } catch (const error&) {
+            } MULTIPROC_CATCH(const error&, unnamed_) {
             }
             status = code ? "stopped" : "started";
         }
@@ -179,27 +178,27 @@ protected:
     explicit process_handle(std::shared_ptr<detail::child_record> r) : rec_(std::move(r)) {}
 
     detail::child_record& rec() const {
-        if (!rec_) throw state_error("process object was moved from");
+        if (!rec_) detail::raise(state_error("process object was moved from"));
         return *rec_;
     }
     detail::child_record& checked() const {
         auto& c = rec();
-        if (c.closed) throw value_error("process object is closed");
+        if (c.closed) detail::raise(value_error("process object is closed"));
         return c;
     }
     static void require_child(const detail::child_record& c, const char* what) {
-        if (c.parent_pid != ::getpid()) throw state_error(what);
+        if (c.parent_pid != ::getpid()) detail::raise(state_error(what));
     }
     detail::child_record& joinable() const {
         auto& c = checked();
         require_child(c, "can only join a child process");
-        if (!c.started()) throw state_error("can only join a started process");
+        if (!c.started()) detail::raise(state_error("can only join a started process"));
         return c;
     }
     detail::child_record& signalable(const char* verb) const {
         auto& c = checked();
         require_child(c, "can only signal a child process");
-        if (!c.started()) throw state_error(std::string("cannot ") + verb + " a process that was never started");
+        if (!c.started()) detail::raise(state_error(std::string("cannot ") + verb + " a process that was never started"));
         return c;
     }
 
@@ -339,7 +338,7 @@ std::string process_class_name() {
     if constexpr (requires { D::process_class_name; })
         return std::string(D::process_class_name);
     else
-        return unqualified_name(demangle(typeid(D).name()));
+        return unqualified_name(type_name<D>());
 }
 
 } // namespace detail
@@ -363,32 +362,41 @@ public:
 
     /// Starts the child (Python: Process.start()). Streams are flushed first, so output
     /// buffered before the start is written once.
-    void start() {
-        auto& c = checked();
-        if (c.started()) throw state_error("cannot start a process twice");
-        if (c.parent_pid != ::getpid())
-            throw state_error("can only start a process object created by current process");
-        auto& r = detail::rt();
-        if (r.self.daemon) throw state_error("daemonic processes are not allowed to have children");
-        detail::check_not_bootstrapping();
-        detail::reap_children();
-        detail::flush_std_streams();
-        detail::child_start child{r, c, &entry, static_cast<Derived*>(this)};
-        if constexpr (!policies::start::inherits_memory) child.target = static_cast<Derived*>(this)->crossing_target();
-        pid_t pid = policies::start::launch(child);
-        if (pid < 0) detail::sys::fail("fork for process " + c.name);
-        int fd = child.pidfd >= 0 ? child.pidfd : detail::sys::pidfd_open(pid);
-        if (fd < 0) {
-            int e = errno;
-            detail::sys::kill(pid, SIGKILL);
-            detail::sys::waitpid(pid, nullptr, 0);
-            detail::sys::fail("pidfd_open for process " + c.name, e);
-        }
-        c.pid = pid;
-        c.pidfd = fd;
-        c.status_fd = child.status_fd;
-        std::lock_guard lk(r.mu);
-        r.children.push_back(rec_);
+    void start() { try_start().value(); }
+
+    /// As `start()`, but the errors a caller can react to come back in the result instead of
+    /// being raised: a lifecycle error (`state_error`) and a failed fork or pidfd_open
+    /// (`os_error`, e.g. EAGAIN at the process limit), in every build; with exceptions, any
+    /// other error of the start too. The form for builds without exceptions.
+    result<void> try_start() {
+        return detail::capture([&]() -> result<void> {
+            auto& c = checked();
+            if (c.started()) return state_error("cannot start a process twice");
+            if (c.parent_pid != ::getpid())
+                return state_error("can only start a process object created by current process");
+            auto& r = detail::rt();
+            if (r.self.daemon) return state_error("daemonic processes are not allowed to have children");
+            detail::check_not_bootstrapping();
+            detail::reap_children();
+            detail::flush_std_streams();
+            detail::child_start child{r, c, &entry, static_cast<Derived*>(this)};
+            if constexpr (!policies::start::inherits_memory) child.target = static_cast<Derived*>(this)->crossing_target();
+            pid_t pid = policies::start::launch(child);
+            if (pid < 0) return os_error("multiproc: fork for process " + c.name, errno);
+            int fd = child.pidfd >= 0 ? child.pidfd : detail::sys::pidfd_open(pid);
+            if (fd < 0) {
+                int e = errno;
+                detail::sys::kill(pid, SIGKILL);
+                detail::sys::waitpid(pid, nullptr, 0);
+                return os_error("multiproc: pidfd_open for process " + c.name, e);
+            }
+            c.pid = pid;
+            c.pidfd = fd;
+            c.status_fd = child.status_fd;
+            std::lock_guard lk(r.mu);
+            r.children.push_back(rec_);
+            return {};
+        });
     }
 
 protected:
@@ -398,7 +406,7 @@ protected:
     explicit process_base(process_options opts = {}) : process_base(std::move(opts), detail::own_target) {
         if constexpr (!policies::start::inherits_memory) {
             if constexpr (detail::check_subclass_crosses<Derived, process_base>())
-                static_cast<void>(&detail::registered<subclass_target>);
+                static_cast<void>(detail::registered<subclass_target>);
         }
     }
 
@@ -524,7 +532,7 @@ private:
             if constexpr (detail::check_target_crosses<typename base::policies::serialize, std::decay_t<F>, std::decay_t<Args>...>()) {
                 using key = detail::function_target<typename base::policies::serialize, std::decay_t<F>,
                                                     std::decay_t<Args>...>;
-                static_cast<void>(&detail::registered<key>);
+                static_cast<void>(detail::registered<key>);
                 t.id = detail::target_id<key>();
                 t.save = &key::save;
             }
@@ -543,7 +551,7 @@ public:
     [[nodiscard]] std::string name() const { return current_ ? detail::rt().self.name : name_; }
     /// Renames the current process, as log lines show it (Python: current_process().name = ...).
     void name(std::string n) {
-        if (!current_) throw value_error("only the current process can be renamed");
+        if (!current_) detail::raise(value_error("only the current process can be renamed"));
         detail::rt().self.name = std::move(n);
     }
     [[nodiscard]] pid_t pid() const noexcept { return pid_; }

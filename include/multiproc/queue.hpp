@@ -59,15 +59,16 @@ protected:
     explicit queue_handle(crossing_reader& r) : s_(std::make_shared<std::optional<core_t>>(core_t::cross_in(r))) {}
 
     core_t& core() const {
-        if (!*s_) throw value_error("Queue is closed");
+        if (!*s_) detail::raise(value_error("Queue is closed"));
         return **s_;
     }
 
-    void put_until(const T& v, std::optional<steady::time_point> deadline) {
+    /// Puts `v`; false if there was no room before `deadline`.
+    [[nodiscard]] bool try_put_until(const T& v, std::optional<steady::time_point> deadline) {
         core_t& q = core();
         // Encoded here, before any lock: a value that cannot be sent fails in the caller.
         if (auto n = detail::encoded_size<serializer>(v); n && *n <= q.max_payload()) {
-            q.put_in_place(
+            return q.put_in_place(
                 *n,
                 [&](std::span<std::byte> dst, std::size_t) {
                     span_writer w(dst);
@@ -75,12 +76,42 @@ protected:
                 },
                 deadline);
         } else {
-            q.put_bytes(encode_to_scratch<serializer>(v), deadline);
+            return q.put_bytes(encode_to_scratch<serializer>(v), deadline);
         }
     }
 
+    void put_until(const T& v, std::optional<steady::time_point> deadline) {
+        if (!try_put_until(v, deadline)) detail::raise(queue_full("multiproc: queue is full"));
+    }
+
     T get_until(std::optional<steady::time_point> deadline) {
-        return decode_from<serializer, T>([&](auto take) { core().get(take, deadline); });
+        return decode_from<serializer, T>([&](auto take) {
+            if (!core().get(take, deadline)) detail::raise(queue_empty("multiproc: queue is empty"));
+        });
+    }
+
+    /// The next message, or queue_empty if none came before `deadline`: reported as a result
+    /// in every build. With exceptions, any other error of the get is caught into it too.
+    result<T> try_get_until(std::optional<steady::time_point> deadline) {
+        return capture([&]() -> result<T> {
+            std::optional<T> out;
+            bool got = core().get(
+                [&](std::span<const std::byte> bytes) {
+                    span_reader r(bytes);
+                    out.emplace(serializer::template decode<T>(r));
+                },
+                deadline);
+            if (!got) return queue_empty("multiproc: queue is empty");
+            return std::move(*out);
+        });
+    }
+
+    /// Puts `v`, or queue_full if there was no room before `deadline`, as try_get_until.
+    result<void> try_put_at(const T& v, std::optional<steady::time_point> deadline) {
+        return capture([&]() -> result<void> {
+            if (!try_put_until(v, deadline)) return queue_full("multiproc: queue is full");
+            return {};
+        });
     }
 
     template <class Rep, class Period>
@@ -129,6 +160,25 @@ public:
     }
     /// Takes a message only if one is there now, else `queue_empty` (Python: Queue.get_nowait()).
     T get_nowait() { return this->get_until(detail::steady::now()); }
+
+    /// As `get()`, `get(timeout)` and `get_nowait()`, but reporting `queue_empty` (and, with
+    /// exceptions, any other error) in the result instead of raising it: the form for
+    /// builds without exceptions. `if (auto r = q.try_get(1s)) use(*r);`
+    result<T> try_get() { return this->try_get_until(std::nullopt); }
+    template <class Rep, class Period>
+    result<T> try_get(std::chrono::duration<Rep, Period> timeout) {
+        return this->try_get_until(base::after(timeout));
+    }
+    result<T> try_get_nowait() { return this->try_get_until(detail::steady::now()); }
+
+    /// As `put(v)`, `put(v, timeout)` and `put_nowait(v)`, reporting `queue_full` (and, with
+    /// exceptions, any other error) in the result.
+    result<void> try_put(const T& v) { return this->try_put_at(v, std::nullopt); }
+    template <class Rep, class Period>
+    result<void> try_put(const T& v, std::chrono::duration<Rep, Period> timeout) {
+        return this->try_put_at(v, base::after(timeout));
+    }
+    result<void> try_put_nowait(const T& v) { return this->try_put_at(v, detail::steady::now()); }
 
     /// Messages in the queue: put completely and not yet taken (Python: Queue.qsize()).
     /// Exact when no process is killed mid-put or mid-get (docs/design/queues.md says what

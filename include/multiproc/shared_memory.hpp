@@ -112,7 +112,7 @@ public:
     /// child attaches to the same segment through its descriptor (so it works even once the
     /// name is unlinked), as an attacher: it never unlinks.
     void cross_out(detail::crossing_writer& w) const {
-        if (!data_) throw value_error("multiproc: a closed shared_memory cannot cross into a child");
+        if (!data_) detail::raise(value_error("multiproc: a closed shared_memory cannot cross into a child"));
         w.put_string(name_);
         w.put<std::uint64_t>(size_);
         w.put_fd(fd_.get());
@@ -126,7 +126,7 @@ public:
         struct stat st {};
         m.sys_checked(detail::sys::fstat(fd.get(), &st), "fstat of");
         if (size == 0 || size > static_cast<std::uint64_t>(st.st_size))
-            throw serialization_error("multiproc: shared memory '" + m.name_ + "' sent to the child is smaller than said");
+            detail::raise(serialization_error("multiproc: shared memory '" + m.name_ + "' sent to the child is smaller than said"));
         m.map(fd.release(), static_cast<std::size_t>(size));
         return m;
     }
@@ -154,7 +154,7 @@ private:
     }
 
     void make(std::string_view name, std::size_t size) {
-        if (size == 0) throw value_error("'size' must be a positive number different from zero");
+        if (size == 0) detail::raise(value_error("'size' must be a positive number different from zero"));
         int fd = -1;
         for (int attempt = 0; attempt < 100 && fd < 0; ++attempt) {
             name_ = name.empty() ? random_name() : with_slash(name);
@@ -163,25 +163,25 @@ private:
         }
         sys_checked(fd, "cannot create");
         detail::sys::unique_fd guard(fd);
-        try {
+        MULTIPROC_TRY {
             if (detail::sys::ftruncate(fd, static_cast<off_t>(size)) != 0)
                 detail::sys::fail("cannot size shared memory '" + name_ + "' to " + std::to_string(size) + " bytes");
             map(guard.release(), size);
-        } catch (...) {
+        } MULTIPROC_CATCH_ALL {
             detail::sys::shm_unlink(name_.c_str()); // leave no half-made segment behind
-            throw;
+            MULTIPROC_RETHROW;
         }
         owner_pid_ = ::getpid();
     }
 
     void open_existing(std::string_view name) {
-        if (name.empty()) throw value_error("'name' can only be None if create=True");
+        if (name.empty()) detail::raise(value_error("'name' can only be None if create=True"));
         name_ = with_slash(name);
         detail::sys::unique_fd fd(sys_checked(detail::sys::shm_open(name_.c_str(), O_RDWR | O_CLOEXEC, 0600),
                                               "cannot attach to"));
         struct stat st {};
         sys_checked(detail::sys::fstat(fd.get(), &st), "fstat of");
-        if (st.st_size == 0) throw value_error("cannot mmap an empty file: shared memory '" + name_ + "' has size 0");
+        if (st.st_size == 0) detail::raise(value_error("cannot mmap an empty file: shared memory '" + name_ + "' has size 0"));
         map(fd.release(), static_cast<std::size_t>(st.st_size));
     }
 

@@ -124,7 +124,7 @@ struct completed_process {
 
     /// Throws called_process_error if returncode is not 0 (Python: check_returncode()).
     void check_returncode() const {
-        if (returncode != 0) throw called_process_error(returncode, args, out, err);
+        if (returncode != 0) multiproc::detail::raise(called_process_error(returncode, args, out, err));
     }
 };
 
@@ -150,7 +150,7 @@ inline constexpr time_point never = time_point::max();
 /// one beyond 30 years is `never`.
 inline time_point deadline_after(duration t) {
     auto now = std::chrono::steady_clock::now();
-    if (std::isnan(t.count())) throw value_error("timeout is not a number");
+    if (std::isnan(t.count())) multiproc::detail::raise(value_error("timeout is not a number"));
     if (t.count() > 1e9) return never;
     if (t.count() <= 0) return now;
     return now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(t);
@@ -172,7 +172,7 @@ inline std::string translate_newlines(std::string s) {
 }
 
 inline void check_no_nul(std::string_view s) {
-    if (s.find('\0') != std::string_view::npos) throw value_error("embedded null byte");
+    if (s.find('\0') != std::string_view::npos) multiproc::detail::raise(value_error("embedded null byte"));
 }
 
 /// The argv or envp form of `v`: pointers into its strings, then nullptr.
@@ -283,8 +283,8 @@ public:
     /// `opts` may not hold run()'s input, capture_output, timeout or check.
     explicit popen(std::vector<std::string> args, options opts = {}) : args_(std::move(args)) {
         if (opts.input || opts.capture_output || opts.timeout || opts.check)
-            throw value_error("popen takes no input, capture_output, timeout or check: those are options of run(); "
-                              "give the input and timeout to communicate()");
+            multiproc::detail::raise(value_error("popen takes no input, capture_output, timeout or check: those are options of run(); "
+                              "give the input and timeout to communicate()"));
         launch(opts);
     }
 
@@ -337,7 +337,7 @@ public:
     /// (Python: Popen.wait(timeout)).
     int wait(duration timeout) {
         require_child();
-        if (!wait_until(detail::deadline_after(timeout))) throw timeout_expired(args_, timeout);
+        if (!wait_until(detail::deadline_after(timeout))) multiproc::detail::raise(timeout_expired(args_, timeout));
         return *returncode_;
     }
 
@@ -371,7 +371,7 @@ private:
     friend completed_process run(std::vector<std::string> args, options opts);
 
     void require_child() const {
-        if (pid_ <= 0) throw state_error("popen object was moved from");
+        if (pid_ <= 0) multiproc::detail::raise(state_error("popen object was moved from"));
     }
 
     std::string describe() const { return detail::python_repr(args_) + " (pid " + std::to_string(pid_) + ")"; }
@@ -449,7 +449,7 @@ private:
             o = detail::translate_newlines(std::move(o));
             e = detail::translate_newlines(std::move(e));
         }
-        throw timeout_expired(args_, timeout, std::move(o), std::move(e));
+        multiproc::detail::raise(timeout_expired(args_, timeout, std::move(o), std::move(e)));
     }
 
     /// The body of communicate(): `input` is moved in, so run() does not copy it.
@@ -457,10 +457,10 @@ private:
         namespace sys = detail::sys;
         require_child();
         bool has_input = input && !input->empty();
-        if (has_input && communicating_) throw value_error("Cannot send input after starting communication");
+        if (has_input && communicating_) multiproc::detail::raise(value_error("Cannot send input after starting communication"));
         if (has_input && !in_)
-            throw value_error("communicate() was given input, but the child's stdin is not a pipe "
-                              "(start it with .in = subprocess::pipe)");
+            multiproc::detail::raise(value_error("communicate() was given input, but the child's stdin is not a pipe "
+                              "(start it with .in = subprocess::pipe)"));
         auto deadline = timeout ? detail::deadline_after(*timeout) : detail::never;
         if (!communicating_) {
             communicating_ = true;
@@ -576,15 +576,15 @@ private:
 inline void popen::launch(const options& o) {
     namespace sys = detail::sys;
     using detail::check_no_nul;
-    if (args_.empty()) throw value_error("args is empty: there is no program to run");
+    if (args_.empty()) multiproc::detail::raise(value_error("args is empty: there is no program to run"));
     for (auto& a : args_) check_no_nul(a);
     if (o.cwd) check_no_nul(*o.cwd);
     if (o.executable) check_no_nul(*o.executable);
     if (o.in.kind == redirect_kind::to_stdout || o.out.kind == redirect_kind::to_stdout)
-        throw value_error("only stderr can go to stdout (to_stdout is for .err)");
+        multiproc::detail::raise(value_error("only stderr can go to stdout (to_stdout is for .err)"));
     std::vector<int> keep = o.pass_fds;
     for (int f : keep)
-        if (f < 0) throw value_error("pass_fds holds " + std::to_string(f) + ", which is not a file descriptor");
+        if (f < 0) multiproc::detail::raise(value_error("pass_fds holds " + std::to_string(f) + ", which is not a file descriptor"));
     std::sort(keep.begin(), keep.end());
     keep.erase(std::unique(keep.begin(), keep.end()), keep.end());
     keep.erase(keep.begin(), std::upper_bound(keep.begin(), keep.end(), 2)); // 0, 1, 2 are kept anyway
@@ -598,7 +598,7 @@ inline void popen::launch(const options& o) {
         for (auto& [k, v] : *o.env) {
             check_no_nul(k);
             check_no_nul(v);
-            if (k.empty() || k.find('=') != std::string::npos) throw value_error("illegal environment variable name");
+            if (k.empty() || k.find('=') != std::string::npos) multiproc::detail::raise(value_error("illegal environment variable name"));
             env_s.push_back(k + "=" + v);
         }
     }
@@ -695,9 +695,9 @@ inline void popen::launch(const options& o) {
 /// timeout_expired is thrown with the output it wrote; with `check`, a non-zero status
 /// throws called_process_error carrying the output.
 inline completed_process run(std::vector<std::string> args, options opts = {}) {
-    if (opts.input && opts.in != inherit) throw value_error("stdin and input arguments may not both be used.");
+    if (opts.input && opts.in != inherit) multiproc::detail::raise(value_error("stdin and input arguments may not both be used."));
     if (opts.capture_output && (opts.out != inherit || opts.err != inherit))
-        throw value_error("stdout and stderr arguments may not be used with capture_output.");
+        multiproc::detail::raise(value_error("stdout and stderr arguments may not be used with capture_output."));
     std::optional<std::string> input = std::move(opts.input);
     std::optional<duration> timeout = opts.timeout;
     bool check = opts.check;
@@ -710,14 +710,14 @@ inline completed_process run(std::vector<std::string> args, options opts = {}) {
 
     popen p(std::move(args), std::move(opts));
     captured_output o;
-    try {
+    MULTIPROC_TRY {
         o = p.communicate_owned(std::move(input), timeout);
-    } catch (const timeout_expired&) {
+    } MULTIPROC_CATCH(const timeout_expired&, unnamed_) {
         auto rest = p.kill_and_collect();
-        throw timeout_expired(p.args(), *timeout, std::move(rest.out), std::move(rest.err));
+        multiproc::detail::raise(timeout_expired(p.args(), *timeout, std::move(rest.out), std::move(rest.err)));
     } // any other failure: ~popen kills and reaps the child
     int rc = *p.returncode();
-    if (check && rc != 0) throw called_process_error(rc, p.args(), std::move(o.out), std::move(o.err));
+    if (check && rc != 0) multiproc::detail::raise(called_process_error(rc, p.args(), std::move(o.out), std::move(o.err)));
     return completed_process{p.args(), rc, std::move(o.out), std::move(o.err)};
 }
 
@@ -737,7 +737,7 @@ inline int check_call(std::vector<std::string> args, options opts = {}) {
 /// output) for a non-zero status (Python: subprocess.check_output). `.err = to_stdout`
 /// puts standard error into the result too.
 inline std::string check_output(std::vector<std::string> args, options opts = {}) {
-    if (opts.out != inherit) throw value_error("stdout argument not allowed, it will be overridden.");
+    if (opts.out != inherit) multiproc::detail::raise(value_error("stdout argument not allowed, it will be overridden."));
     opts.out = pipe;
     opts.check = true;
     return run(std::move(args), std::move(opts)).out;

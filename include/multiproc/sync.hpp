@@ -101,7 +101,7 @@ inline bool plain_acquire(pid_lock& s, std::optional<steady::time_point> deadlin
 
 inline void plain_release(pid_lock& s) {
     s.owner_thread.store(0, std::memory_order_relaxed);
-    if (!s.release()) throw value_error("semaphore or lock released too many times");
+    if (!s.release()) detail::raise(value_error("semaphore or lock released too many times"));
 }
 
 inline bool recursive_acquire(pid_lock& s, std::optional<steady::time_point> deadline) {
@@ -120,7 +120,7 @@ inline bool recursive_acquire(pid_lock& s, std::optional<steady::time_point> dea
 }
 
 inline void recursive_release(pid_lock& s) {
-    if (!s.held_by_this_thread()) throw state_error("attempt to release recursive lock not owned by thread");
+    if (!s.held_by_this_thread()) detail::raise(state_error("attempt to release recursive lock not owned by thread"));
     if (s.depth.fetch_sub(1, std::memory_order_relaxed) > 1) return;
     sys::step();
     s.owner_thread.store(0, std::memory_order_relaxed);
@@ -274,7 +274,7 @@ public:
             detail::semaphore_state::guard g(s);
             given = s.give(detail::self_holder_id(), cached_);
         }
-        if (!given) throw value_error("semaphore or lock released too many times");
+        if (!given) detail::raise(value_error("semaphore or lock released too many times"));
         s.changed.notify_one();
     }
 
@@ -303,7 +303,7 @@ protected:
                                                                          value, max)) {}
 
     static std::uint32_t checked(int value) {
-        if (value < 0) throw value_error("semaphore initial value must be >= 0");
+        if (value < 0) detail::raise(value_error("semaphore initial value must be >= 0"));
         return static_cast<std::uint32_t>(value);
     }
 
@@ -314,7 +314,7 @@ protected:
         const auto& b = s.block();
         std::size_t room = b.chunk->region.size() - b.offset() - sizeof(detail::semaphore_state);
         if (s->nslots > detail::semaphore_state::max_slots || room < s->nslots * sizeof(detail::holder_slot))
-            throw serialization_error("multiproc: a semaphore sent to the child lies outside its memory");
+            detail::raise(serialization_error("multiproc: a semaphore sent to the child lies outside its memory"));
         return s;
     }
 
@@ -615,7 +615,7 @@ private:
         return recursive_ ? l_->held_by_this_thread() : l_->holder() == detail::self_holder_id();
     }
     void require_owned(const char* what) const {
-        if (!owned()) throw state_error(what);
+        if (!owned()) detail::raise(state_error(what));
     }
 
     bool wait_until(std::optional<detail::steady::time_point> deadline) {
@@ -797,9 +797,9 @@ public:
     /// cross (the action is code and state of this process): serialization_error.
     void cross_out(detail::crossing_writer& w) const {
         if (action_)
-            throw serialization_error("multiproc: a barrier with an action cannot cross into a start::spawn or "
+            detail::raise(serialization_error("multiproc: a barrier with an action cannot cross into a start::spawn or "
                                       "start::forkserver child (the action lives in this process); make the "
-                                      "barrier without one, or use start::fork");
+                                      "barrier without one, or use start::fork"));
         s_.cross_out(w);
         w.put<std::int64_t>(timeout_ ? timeout_->count() : -1);
     }
@@ -817,8 +817,8 @@ private:
         : s_(std::move(s)), timeout_(timeout) {}
 
     static detail::shared_ptr_in_arena<state> make(std::size_t parties) {
-        if (parties < 1) throw value_error("parties must be >= 1");
-        if (parties > 65536) throw value_error("parties must be at most 65536");
+        if (parties < 1) detail::raise(value_error("parties must be >= 1"));
+        if (parties > 65536) detail::raise(value_error("parties must be at most 65536"));
         auto n = static_cast<std::uint32_t>(parties);
         return detail::shared_ptr_in_arena<state>::make(n * sizeof(std::atomic<detail::holder_id>), n);
     }
@@ -859,18 +859,18 @@ private:
         auto& b = *s_;
         guard g(b);
         while (b.get_phase() == b.draining || b.get_phase() == b.resetting) g.wait_change(std::nullopt);
-        if (b.get_phase() == b.broken) throw broken_barrier_error(b.broken_message());
+        if (b.get_phase() == b.broken) detail::raise(broken_barrier_error(b.broken_message()));
         std::uint32_t index = b.get_count();
         b.inside(index).store(detail::self_holder_id(), std::memory_order_relaxed);
         b.count.store(index + 1, std::memory_order_relaxed);
-        try {
+        MULTIPROC_TRY {
             if (index + 1 == b.parties) {
                 if (action_) {
-                    try {
+                    MULTIPROC_TRY {
                         action_();
-                    } catch (...) {
+                    } MULTIPROC_CATCH_ALL {
                         b.break_(b.action_threw);
-                        throw;
+                        MULTIPROC_RETHROW;
                     }
                 }
                 b.set_phase(b.draining);
@@ -878,12 +878,12 @@ private:
             } else {
                 while (b.get_phase() == b.filling)
                     if (!g.wait_change(deadline)) b.break_(b.timed_out);
-                if (b.get_phase() == b.resetting) throw broken_barrier_error("barrier was reset while waiting");
-                if (b.get_phase() == b.broken) throw broken_barrier_error(b.broken_message());
+                if (b.get_phase() == b.resetting) detail::raise(broken_barrier_error("barrier was reset while waiting"));
+                if (b.get_phase() == b.broken) detail::raise(broken_barrier_error(b.broken_message()));
             }
-        } catch (...) {
+        } MULTIPROC_CATCH_ALL {
             b.leave(index);
-            throw;
+            MULTIPROC_RETHROW;
         }
         b.leave(index);
         return index;

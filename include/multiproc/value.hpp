@@ -263,7 +263,7 @@ public:
     T& operator[](std::size_t i) const noexcept { return data_[i]; }
     /// The element at `i`; index_error("invalid index") past the end, as Python's IndexError.
     [[nodiscard]] T& at(std::size_t i) const {
-        if (i >= size_) throw index_error("invalid index");
+        if (i >= size_) detail::raise(index_error("invalid index"));
         return data_[i];
     }
     /// Reads element `i` (checked); atomic if T is lock-free.
@@ -293,7 +293,7 @@ private:
         std::size_t n;
     };
     static storage allocate(std::size_t n) {
-        if (n > std::numeric_limits<std::size_t>::max() / 2 / sizeof(T)) throw value_error("array is too large");
+        if (n > std::numeric_limits<std::size_t>::max() / 2 / sizeof(T)) detail::raise(value_error("array is too large"));
         return {detail::arena::instance().allocate(n * sizeof(T)), n};
     }
     static storage crossed(detail::crossing_reader& r) {
@@ -302,7 +302,7 @@ private:
         detail::shared_block b = detail::shared_block::cross_in(r, 0);
         const auto n = r.get<std::uint64_t>();
         const std::size_t room = b.chunk->region.size() - b.offset();
-        if (n > room / sizeof(T)) throw serialization_error("multiproc: an array sent to the child lies outside its memory");
+        if (n > room / sizeof(T)) detail::raise(serialization_error("multiproc: an array sent to the child lies outside its memory"));
         return {std::move(b), static_cast<std::size_t>(n)};
     }
     explicit raw_array(storage s)

@@ -71,7 +71,7 @@ struct shared_block {
         auto c = std::make_shared<arena_chunk>();
         c->region = shared_region::attach(fd.release());
         if (off > c->region.size() || size > c->region.size() - off)
-            throw serialization_error("multiproc: a shared object sent to the child lies outside its memory");
+            detail::raise(serialization_error("multiproc: a shared object sent to the child lies outside its memory"));
         return {c, static_cast<char*>(c->region.data()) + off};
     }
 };

@@ -48,7 +48,6 @@
 #include <string>
 #include <tuple>
 #include <type_traits>
-#include <typeinfo>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -317,7 +316,7 @@ void encode(const T& v, W& w) {
         if (v) encode(*v, w);
     } else if constexpr (is_variant<U>::value) {
         if (v.valueless_by_exception())
-            throw serialization_error("multiproc: cannot encode a variant that is valueless by exception");
+            detail::raise(serialization_error("multiproc: cannot encode a variant that is valueless by exception"));
         auto index = static_cast<std::uint32_t>(v.index());
         w.write(&index, sizeof index);
         std::visit([&](const auto& alt) { encode(alt, w); }, v);
@@ -341,9 +340,9 @@ std::size_t get_count(R& r, std::size_t each) {
     std::uint64_t n = 0;
     r.read(&n, sizeof n);
     if (n > r.remaining() / each)
-        throw serialization_error("multiproc: corrupt message: a count of " + std::to_string(n) +
+        detail::raise(serialization_error("multiproc: corrupt message: a count of " + std::to_string(n) +
                                   " elements of at least " + std::to_string(each) + " bytes each, with " +
-                                  std::to_string(r.remaining()) + " bytes left in the frame");
+                                  std::to_string(r.remaining()) + " bytes left in the frame"));
     return static_cast<std::size_t>(n);
 }
 
@@ -361,7 +360,7 @@ template <class R>
 void get_unit(R& r) {
     unsigned char z = 1;
     r.read(&z, 1);
-    if (z != 0) throw serialization_error("multiproc: corrupt message: an empty value's marker byte is not 0");
+    if (z != 0) detail::raise(serialization_error("multiproc: corrupt message: an empty value's marker byte is not 0"));
 }
 
 template <class R>
@@ -369,8 +368,8 @@ bool get_flag(R& r, const char* what) {
     unsigned char b = 0;
     r.read(&b, 1);
     if (b > 1)
-        throw serialization_error(std::string("multiproc: corrupt message: ") + what + " byte is " +
-                                  std::to_string(b) + ", not 0 or 1");
+        detail::raise(serialization_error(std::string("multiproc: corrupt message: ") + what + " byte is " +
+                                  std::to_string(b) + ", not 0 or 1"));
     return b == 1;
 }
 
@@ -470,8 +469,8 @@ void decode_into(T& v, R& r) {
         std::uint32_t index = 0;
         r.read(&index, sizeof index);
         if (index >= std::variant_size_v<U>)
-            throw serialization_error("multiproc: corrupt message: variant index " + std::to_string(index) +
-                                      " of a variant with " + std::to_string(std::variant_size_v<U>) + " alternatives");
+            detail::raise(serialization_error("multiproc: corrupt message: variant index " + std::to_string(index) +
+                                      " of a variant with " + std::to_string(std::variant_size_v<U>) + " alternatives"));
         decode_variant(v, index, r, std::make_index_sequence<std::variant_size_v<U>>{});
     } else if constexpr (std::is_same_v<U, std::monostate>) {
         get_unit(r);
@@ -487,17 +486,17 @@ void decode_into(T& v, R& r) {
 /// Decodes a whole frame as a T: every byte must be used.
 template <class T, class R>
 T decode_frame(R& r) {
-    try {
+    MULTIPROC_TRY {
         T v = decode_value<T>(r);
         if (r.remaining() != 0)
-            throw serialization_error("multiproc: corrupt message: " + std::to_string(r.remaining()) +
-                                      " bytes left over after the value");
+            detail::raise(serialization_error("multiproc: corrupt message: " + std::to_string(r.remaining()) +
+                                      " bytes left over after the value"));
         return v;
-    } catch (const serialization_error& e) {
+    } MULTIPROC_CATCH(const serialization_error&, e) {
         std::string what = e.what();
         if (what.rfind("multiproc: ", 0) == 0) what.erase(0, 11);
-        throw serialization_error("multiproc: cannot decode a " + demangle(typeid(T).name()) + " (serialize::binary): " +
-                                  what);
+        detail::raise(serialization_error("multiproc: cannot decode a " + type_name<T>() + " (serialize::binary): " +
+                                  what));
     }
 }
 

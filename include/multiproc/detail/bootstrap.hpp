@@ -13,6 +13,7 @@
 #include <multiproc/detail/crossing.hpp>
 #include <multiproc/detail/runtime.hpp>
 #include <multiproc/detail/sys.hpp>
+#include <multiproc/detail/demangle.hpp>
 #include <multiproc/error.hpp>
 
 #include <cerrno>
@@ -26,7 +27,6 @@
 #include <string>
 #include <string_view>
 #include <tuple>
-#include <typeinfo>
 #include <utility>
 #include <vector>
 
@@ -58,7 +58,7 @@ inline constexpr const char* bootstrap_variable = "MULTIPROC_BOOTSTRAP";
 // ---------------------------------------------------------------------------------------
 // The registry of targets. Each entry is made at static initialisation by the variable
 // template `registered<Key>`, which start() ODR-uses for the targets it may send: the same
-// executable makes the same entries in the child. The identifier is the mangled name of Key.
+// executable makes the same entries in the child. The identifier is detail::type_key<Key>() (the mangled name of Key where there is RTTI).
 
 /// How a child rebuilds a target from the request (`load`) and runs it (`run`).
 struct target_entry {
@@ -68,7 +68,6 @@ struct target_entry {
 
 struct target_registry {
     std::map<std::string, target_entry, std::less<>> entries;
-    std::set<std::string, std::less<>> ambiguous; // one identifier, two different targets
 };
 
 /// The registry of this program. Never destroyed.
@@ -77,22 +76,28 @@ inline target_registry& registry() {
     return *r;
 }
 
-/// Adds a target. Two types with internal linkage in different translation units can share
-/// a mangled name; such an identifier is marked ambiguous, and using it is an error.
-inline bool register_target(const char* id, target_entry e) {
+/// Adds a target and returns its identifier: `key`, or `key#N` when N other targets came
+/// first with the same key (types with internal linkage in different translation units can
+/// share a mangled name; without RTTI, two lambdas of one function share a spelling). Static
+/// initialisation registers in the same order in every run of the executable, so the
+/// numbers agree between a parent and the fresh copies it starts.
+inline const char* register_target(const char* key, target_entry e) {
     auto& reg = registry();
-    auto [it, fresh] = reg.entries.emplace(id, e);
-    if (!fresh && (it->second.load != e.load || it->second.run != e.run)) reg.ambiguous.insert(id);
-    return true;
+    for (unsigned n = 0;; ++n) {
+        std::string id = n == 0 ? std::string(key) : std::string(key) + "#" + std::to_string(n);
+        auto [it, fresh] = reg.entries.emplace(std::move(id), e);
+        if (fresh || (it->second.load == e.load && it->second.run == e.run)) return it->first.c_str();
+    }
 }
 
+/// The identifier of target Key (registered during static initialisation).
 template <class Key>
-inline const bool registered = register_target(typeid(Key).name(), target_entry{&Key::load, &Key::run});
+inline const char* const registered = register_target(type_key<Key>(), target_entry{&Key::load, &Key::run});
 
-/// The identifier of a target: the mangled name of its key type.
+/// The identifier of a target.
 template <class Key>
 const char* target_id() noexcept {
-    return typeid(Key).name();
+    return registered<Key>;
 }
 
 /// What start() hands a launcher that cannot share memory with the child: the target's
@@ -119,16 +124,11 @@ struct function_target {
     }
 };
 
-// FNV-1a over the identifiers, in order.
+// A hash of the identifiers, in order: equal in two runs of one build.
 inline std::uint64_t registry_hash() {
-    std::uint64_t h = 14695981039346656037ULL;
-    auto mix = [&](std::string_view s) {
-        for (unsigned char ch : s) h = (h ^ ch) * 1099511628211ULL;
-        h = (h ^ 0xff) * 1099511628211ULL;
-    };
-    for (auto& [id, e] : registry().entries) mix(id);
-    for (auto& id : registry().ambiguous) mix(id);
-    return h;
+    std::string all;
+    for (auto& [id, e] : registry().entries) (all += id) += '\n';
+    return key_hash(all);
 }
 
 /// The GNU build-id of the running executable, in hex; empty if it was linked without one.
@@ -176,26 +176,21 @@ inline std::string build_id() {
 /// program without freeze_support() is never started as such a copy: no check there.)
 inline void check_not_bootstrapping() {
     if (freeze_support_recorded && std::getenv(bootstrap_variable))
-        throw state_error("multiproc: a process was started before this process finished starting up (from a "
+        detail::raise(state_error("multiproc: a process was started before this process finished starting up (from a "
                           "static initializer, before main() reached multiproc::freeze_support()); start "
-                          "processes from main() or later");
+                          "processes from main() or later"));
 }
 
 inline void check_can_start_fresh(std::string_view method, const target_ref& t, const std::string& name) {
     if (!freeze_support_recorded)
-        throw state_error("multiproc: process " + name + " uses start::" + std::string(method) +
+        detail::raise(state_error("multiproc: process " + name + " uses start::" + std::string(method) +
                           ", which starts a fresh copy of this program, but main() does not call "
                           "multiproc::freeze_support(); make `multiproc::freeze_support();` the first "
-                          "statement of main()");
+                          "statement of main()"));
     auto& reg = registry();
-    if (reg.ambiguous.count(t.id))
-        throw error("multiproc: the target of process " + name + " cannot be identified in a child: another, "
-                    "different target has the same identifier " + std::string(t.id) +
-                    " (types with internal linkage in two translation units); give one of them a distinct "
-                    "name, or move it out of its anonymous namespace or static function");
     if (!reg.entries.count(t.id))
-        throw error("multiproc: the target of process " + name + " (identifier " + std::string(t.id) +
-                    ") is not registered in this program");
+        detail::raise(error("multiproc: the target of process " + name + " (identifier " + std::string(t.id) +
+                    ") is not registered in this program"));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -251,13 +246,13 @@ inline void write_request(crossing_writer& w, const bootstrap_request& q) {
 
 inline bootstrap_request read_request(crossing_reader& in) {
     if (in.get<std::uint32_t>() != request_magic)
-        throw serialization_error("multiproc: the child did not receive a multiproc start request");
+        detail::raise(serialization_error("multiproc: the child did not receive a multiproc start request"));
     bootstrap_request q;
     q.build_id = in.get_string();
     q.registry_hash = in.get<std::uint64_t>();
     q.name = in.get_string();
     auto n = in.get<std::uint64_t>();
-    if (n > in.remaining() / sizeof(int)) throw serialization_error("multiproc: malformed start request");
+    if (n > in.remaining() / sizeof(int)) detail::raise(serialization_error("multiproc: malformed start request"));
     for (std::uint64_t i = 0; i < n; ++i) q.identity.push_back(in.get<int>());
     q.daemon = in.get<std::uint8_t>() != 0;
     q.parent_pid = in.get<std::int32_t>();
@@ -295,7 +290,7 @@ inline void send_reply(int sock, bool ok, std::string_view text) noexcept {
     const child_record* self = nullptr;
     target_entry entry{};
     void* target = nullptr;
-    try {
+    MULTIPROC_TRY {
         auto in = recv_message(sock, "the start request from the parent");
         if (!in) ::_exit(1); // the parent went away before it asked anything
         auto q = read_request(*in);
@@ -305,7 +300,7 @@ inline void send_reply(int sock, bool ok, std::string_view text) noexcept {
         }
         auto& reg = registry();
         auto it = reg.entries.find(q.target);
-        if (it == reg.entries.end() || reg.ambiguous.count(q.target)) {
+        if (it == reg.entries.end()) {
             send_reply(sock, false,
                        (it == reg.entries.end() ? "unknown target identifier " : "ambiguous target identifier ") +
                            q.target + ": the child's program has no single target by that name");
@@ -326,17 +321,17 @@ inline void send_reply(int sock, bool ok, std::string_view text) noexcept {
             // It is alive now: it waits for our answer.
             r.self.parent_sentinel = sys::pidfd_open(q.parent_pid);
         }
-        try {
+        MULTIPROC_TRY {
             target = entry.load(*in, *rec);
-        } catch (const std::exception& e) {
+        } MULTIPROC_CATCH(const std::exception&, e) {
             send_reply(sock, false, "cannot rebuild the target and arguments of process " + q.name + ": " + e.what());
             ::_exit(1);
         }
         in.reset(); // descriptors nobody took are closed here
-    } catch (const std::exception& e) {
+    } MULTIPROC_CATCH(const std::exception&, e) {
         send_reply(sock, false, e.what());
         ::_exit(1);
-    } catch (...) {
+    } MULTIPROC_CATCH_ALL {
         ::_exit(1);
     }
     send_reply(sock, true, {});
@@ -445,17 +440,17 @@ inline launch_result spawn_child(const child_record& c, const target_ref& t) {
                            "spawn of /proc/self/exe for process " + c.name);
     theirs.reset();
     handshake_result h;
-    try {
+    MULTIPROC_TRY {
         h = handshake(ours.get(), c, t);
-    } catch (...) {
+    } MULTIPROC_CATCH_ALL {
         sys::kill(pid, SIGKILL);
         sys::waitpid(pid, nullptr, 0);
-        throw;
+        MULTIPROC_RETHROW;
     }
     if (h.kind != handshake_result::ok) {
         int status = 0;
         sys::waitpid(pid, &status, 0);
-        throw start_failure(c, h, decode_wait_status(status));
+        detail::raise(start_failure(c, h, decode_wait_status(status)));
     }
     return {pid, -1, -1};
 }

@@ -113,7 +113,7 @@ public:
         if (sys::fstat(fd.get(), &st) != 0) sys::fail(std::string("fstat of ") + tag);
         if (header_size % page || ring_capacity % page || ring_capacity == 0 || rings < 1 || rings > 2 ||
             static_cast<std::size_t>(st.st_size) != header_size + ring_capacity * static_cast<std::size_t>(rings))
-            throw serialization_error(std::string("multiproc: the sizes sent with ") + tag + " do not match its memory");
+            detail::raise(serialization_error(std::string("multiproc: the sizes sent with ") + tag + " do not match its memory"));
         return map(std::move(fd), header_size, ring_capacity, rings, tag);
     }
 

@@ -38,7 +38,7 @@ class span_writer {
 public:
     explicit span_writer(std::span<std::byte> out) noexcept : p_(out.data()), left_(out.size()) {}
     void write(const void* p, std::size_t n) {
-        if (n > left_) throw serialization_error("multiproc: a serializer wrote more bytes than it announced");
+        if (n > left_) detail::raise(serialization_error("multiproc: a serializer wrote more bytes than it announced"));
         if (n) std::memcpy(p_, p, n);
         p_ += n;
         left_ -= n;
@@ -66,8 +66,8 @@ public:
     explicit span_reader(std::span<const std::byte> in) noexcept : p_(in.data()), left_(in.size()) {}
     void read(void* dst, std::size_t n) {
         if (n > left_)
-            throw serialization_error("multiproc: truncated message: " + std::to_string(n) + " more bytes needed, " +
-                                      std::to_string(left_) + " left in the frame");
+            detail::raise(serialization_error("multiproc: truncated message: " + std::to_string(n) + " more bytes needed, " +
+                                      std::to_string(left_) + " left in the frame"));
         if (n) std::memcpy(dst, p_, n);
         p_ += n;
         left_ -= n;

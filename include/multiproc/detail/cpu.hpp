@@ -44,11 +44,11 @@ inline std::optional<double> parse_cpu_max(std::string_view text) {
     std::string quota;
     double period = 0;
     if (!(in >> quota >> period) || quota == "max" || period <= 0) return std::nullopt;
-    try {
+    MULTIPROC_TRY {
         double q = std::stod(quota);
         if (q <= 0) return std::nullopt;
         return q / period;
-    } catch (...) {
+    } MULTIPROC_CATCH_ALL {
         return std::nullopt;
     }
 }

@@ -94,7 +94,7 @@ T cross_load(crossing_reader& r) {
         return T::cross_in(r);
     } else if constexpr (crossing_vector<T>) {
         auto n = r.get<std::uint64_t>();
-        if (n > r.remaining()) throw serialization_error("multiproc: the data sent to the child is truncated");
+        if (n > r.remaining()) detail::raise(serialization_error("multiproc: the data sent to the child is truncated"));
         T v;
         for (std::uint64_t i = 0; i < n; ++i) v.push_back(T::value_type::cross_in(r));
         return v;
@@ -152,9 +152,9 @@ inline ssize_t recv_datagram(int sock, void* buf, std::size_t cap, std::vector<s
         for (std::size_t i = 0; i < k; ++i) {
             int fd;
             std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-            try {
+            MULTIPROC_TRY {
                 fds.emplace_back(fd);
-            } catch (...) {
+            } MULTIPROC_CATCH_ALL {
                 sys::close(fd);
             }
         }
@@ -209,12 +209,12 @@ inline std::optional<crossing_reader> recv_message(int sock, const std::string& 
         if (n < 0) sys::fail("receiving " + what);
         if (n == 0) {
             if (first) return std::nullopt;
-            throw serialization_error("multiproc: " + what + " ended early");
+            detail::raise(serialization_error("multiproc: " + what + " ended early"));
         }
         const char* p = buf.data();
         std::size_t left = static_cast<std::size_t>(n);
         auto take = [&](auto& v) {
-            if (left < sizeof v) throw serialization_error("multiproc: " + what + ": malformed datagram");
+            if (left < sizeof v) detail::raise(serialization_error("multiproc: " + what + ": malformed datagram"));
             std::memcpy(&v, p, sizeof v);
             p += sizeof v;
             left -= sizeof v;
@@ -222,15 +222,15 @@ inline std::optional<crossing_reader> recv_message(int sock, const std::string& 
         if (first) {
             take(total);
             take(total_fds);
-            if (total > (std::uint64_t(1) << 40)) throw serialization_error("multiproc: " + what + ": absurd length");
+            if (total > (std::uint64_t(1) << 40)) detail::raise(serialization_error("multiproc: " + what + ": absurd length"));
             bytes.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(total, std::uint64_t(1) << 26)));
         }
         std::uint32_t len = 0;
         take(len);
         if (len != left || bytes.size() + len > total)
-            throw serialization_error("multiproc: " + what + ": malformed datagram");
+            detail::raise(serialization_error("multiproc: " + what + ": malformed datagram"));
         bytes.append(p, len);
-        if (fds.size() > total_fds) throw serialization_error("multiproc: " + what + ": too many descriptors");
+        if (fds.size() > total_fds) detail::raise(serialization_error("multiproc: " + what + ": too many descriptors"));
         first = false;
     }
     return crossing_reader(std::move(bytes), std::move(fds));

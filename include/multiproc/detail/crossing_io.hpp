@@ -35,7 +35,7 @@ public:
     }
     /// Sends `fd` along; the receiver takes its copy, in order, with take_fd().
     void put_fd(int fd) {
-        if (fd < 0) throw serialization_error("multiproc: cannot send a closed descriptor to a child");
+        if (fd < 0) detail::raise(serialization_error("multiproc: cannot send a closed descriptor to a child"));
         fds_.push_back(fd);
     }
 
@@ -55,7 +55,7 @@ public:
         : bytes_(std::move(bytes)), fds_(std::move(fds)) {}
 
     void read(void* p, std::size_t n) {
-        if (n > bytes_.size() - pos_) throw serialization_error("multiproc: the data sent to the child is truncated");
+        if (n > bytes_.size() - pos_) detail::raise(serialization_error("multiproc: the data sent to the child is truncated"));
         std::memcpy(p, bytes_.data() + pos_, n);
         pos_ += n;
     }
@@ -69,7 +69,7 @@ public:
     /// What put_string() wrote, as a view into the reader's bytes (valid while it lives).
     std::string_view get_view() {
         auto n = get<std::uint64_t>();
-        if (n > bytes_.size() - pos_) throw serialization_error("multiproc: the data sent to the child is truncated");
+        if (n > bytes_.size() - pos_) detail::raise(serialization_error("multiproc: the data sent to the child is truncated"));
         std::string_view s(bytes_.data() + pos_, static_cast<std::size_t>(n));
         pos_ += static_cast<std::size_t>(n);
         return s;
@@ -78,7 +78,7 @@ public:
     /// The next descriptor sent with put_fd(), now owned by the caller.
     sys::unique_fd take_fd() {
         if (next_fd_ >= fds_.size())
-            throw serialization_error("multiproc: fewer descriptors arrived in the child than were sent");
+            detail::raise(serialization_error("multiproc: fewer descriptors arrived in the child than were sent"));
         return std::move(fds_[next_fd_++]);
     }
     [[nodiscard]] std::size_t remaining() const noexcept { return bytes_.size() - pos_; }

@@ -185,16 +185,16 @@ inline sys::unique_fd connect_to_server(const std::string& for_what) {
             ucred cr{};
             if (sys::peer_credentials(fd.get(), &cr) < 0) sys::fail("SO_PEERCRED on the forkserver's socket");
             if (cr.uid != ::geteuid() || cr.pid != pid)
-                throw error("multiproc: the forkserver's socket was made by process " + std::to_string(cr.pid) +
+                detail::raise(error("multiproc: the forkserver's socket was made by process " + std::to_string(cr.pid) +
                             " of uid " + std::to_string(cr.uid) + ", not by process " + std::to_string(pid) +
                             " of uid " + std::to_string(::geteuid()) + " that started the forkserver; refusing "
-                            "to use it for " + for_what);
+                            "to use it for " + for_what));
             return fd;
         }
         if (errno != ECONNREFUSED && errno != ENOENT) sys::fail("connecting to the forkserver for " + for_what);
         // The server known here has gone (it exits with the process that started it): start our own.
     }
-    throw error("multiproc: the forkserver could not be reached for " + for_what);
+    detail::raise(error("multiproc: the forkserver could not be reached for " + for_what));
 }
 
 /// Reads the exit status the server reports on `conn` (blocking); 255 if it never comes.
@@ -241,14 +241,14 @@ inline launch_result request_child(const child_record& c, const target_ref& t) {
     if (n < 0) sys::fail("receiving the forkserver's answer for " + who);
     crossing_reader reply(std::string(buf, static_cast<std::size_t>(n > 0 ? n : 0)), std::move(got));
     std::uint32_t magic = n >= 4 ? reply.get<std::uint32_t>() : 0;
-    if (magic == refused_magic) throw error("multiproc: the forkserver refused to start " + who + ": " + reply.get_string());
+    if (magic == refused_magic) detail::raise(error("multiproc: the forkserver refused to start " + who + ": " + reply.get_string()));
     if (magic != started_magic || reply.remaining() != sizeof(std::int32_t))
-        throw error("multiproc: the forkserver ended the connection without starting " + who);
+        detail::raise(error("multiproc: the forkserver ended the connection without starting " + who));
     auto pid = static_cast<pid_t>(reply.get<std::int32_t>());
     sys::unique_fd pidfd = reply.take_fd();
 
     auto h = handshake(ours.get(), c, t);
-    if (h.kind != handshake_result::ok) throw start_failure(c, h, wait_reported(conn.get()));
+    if (h.kind != handshake_result::ok) detail::raise(start_failure(c, h, wait_reported(conn.get())));
     return {pid, pidfd.release(), conn.release()};
 }
 
@@ -287,7 +287,7 @@ inline void refuse(int conn, const std::string& why) noexcept {
 // Reads one request from `conn` and, if it is sound, forks the child it asks for. Returns
 // false if the request has not arrived yet (the connection stays pending); otherwise the
 // connection is either handed to the child's entry in `kids` or closed.
-inline bool serve_request(int conn, std::vector<served_child>& kids) noexcept try {
+inline bool serve_request_unguarded(int conn, std::vector<served_child>& kids) {
     std::vector<sys::unique_fd> fds;
     char buf[1024];
     ssize_t n = recv_datagram(conn, buf, sizeof buf, fds);
@@ -295,7 +295,7 @@ inline bool serve_request(int conn, std::vector<served_child>& kids) noexcept tr
     sys::unique_fd owned(conn);
     if (n <= 0) return true;
     std::uint8_t daemon = 0, stdio = 0;
-    try {
+    MULTIPROC_TRY {
         crossing_reader in(std::string(buf, static_cast<std::size_t>(n)), {});
         if (in.get<std::uint32_t>() != ask_magic) return refuse(conn, "not a multiproc forkserver request"), true;
         daemon = in.get<std::uint8_t>();
@@ -303,7 +303,7 @@ inline bool serve_request(int conn, std::vector<served_child>& kids) noexcept tr
         auto id = in.get_string();
         auto hash = in.get<std::uint64_t>();
         if (auto why = check_same_build(id, hash); !why.empty()) return refuse(conn, why), true;
-    } catch (const error&) {
+    } MULTIPROC_CATCH(const error&, unnamed_) {
         return refuse(conn, "malformed request"), true;
     }
     if (fds.size() != static_cast<std::size_t>(__builtin_popcount(stdio & 7U)) + 1)
@@ -327,8 +327,14 @@ inline bool serve_request(int conn, std::vector<served_child>& kids) noexcept tr
     if (!told && kid.daemon) (void)sys::pidfd_send_signal(pidfd, SIGKILL); // its parent is gone already
     kids.push_back(kid);
     return true;
-} catch (...) {
-    return true; // out of memory: the connection was closed on the way out
+}
+
+inline bool serve_request(int conn, std::vector<served_child>& kids) noexcept {
+    MULTIPROC_TRY {
+        return serve_request_unguarded(conn, kids);
+    } MULTIPROC_CATCH_ALL {
+        return true; // out of memory: the connection was closed on the way out
+    }
 }
 
 inline void requester_gone(served_child& k) noexcept {

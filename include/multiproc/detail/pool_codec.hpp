@@ -62,7 +62,7 @@ public:
     void reserve(std::size_t n) {
         if (n <= cap_) return;
         void* q = std::realloc(p_, n);
-        if (!q) throw std::bad_alloc();
+        if (!q) detail::raise(std::bad_alloc());
         p_ = static_cast<std::byte*>(q);
         cap_ = n;
     }
@@ -88,7 +88,7 @@ public:
     pool_reader(const std::byte* p, std::size_t n) noexcept : p_(p), end_(p + n) {}
     [[nodiscard]] const std::byte* take(std::size_t n) {
         if (static_cast<std::size_t>(end_ - p_) < n)
-            throw serialization_error("multiproc: a pool message ended early (corrupt or truncated data)");
+            detail::raise(serialization_error("multiproc: a pool message ended early (corrupt or truncated data)"));
         const std::byte* at = p_;
         p_ += n;
         return at;
@@ -186,8 +186,8 @@ private:
         std::uint64_t v;
         std::memcpy(&v, in.take(sizeof v), sizeof v);
         if (v > in.left())
-            throw serialization_error("multiproc: a pool message ended early: a value of " + std::to_string(v) +
-                                      " bytes, " + std::to_string(in.left()) + " left (corrupt or truncated data)");
+            detail::raise(serialization_error("multiproc: a pool message ended early: a value of " + std::to_string(v) +
+                                      " bytes, " + std::to_string(in.left()) + " left (corrupt or truncated data)"));
         return static_cast<std::size_t>(v);
     }
 };

@@ -62,7 +62,7 @@ struct job_ops {
     /// Decodes the results of unit `u` from its result message (called under the pool's lock).
     void (*deliver)(job_core&, const unit_meta& u, const std::byte* msg, std::size_t size, pid_t worker);
     /// Element `index` ends without a result: its worker died, or the pool stopped.
-    void (*fail)(job_core&, std::uint64_t index, std::exception_ptr);
+    void (*fail)(job_core&, std::uint64_t index, error_ptr);
     /// Runs the user's callbacks once the job is complete (in the engine thread), or null.
     void (*callbacks)(job_core&);
 };
@@ -218,7 +218,7 @@ public:
         if (startup_error_) {
             lk.unlock();
             engine_->join();
-            std::rethrow_exception(startup_error_);
+            (startup_error_).raise();
         }
         lk.unlock();
         finalizer_ = register_finalizer(15, [](void* self) { static_cast<pool_core*>(self)->terminate(); }, this);
@@ -301,8 +301,8 @@ public:
         if (done()) return true;
         check_owner();
         if (on_engine_thread())
-            throw state_error("multiproc: a pool callback cannot wait for a pool result: callbacks run in the "
-                              "thread that delivers results");
+            detail::raise(state_error("multiproc: a pool callback cannot wait for a pool result: callbacks run in the "
+                              "thread that delivers results"));
         shared_->watchers.fetch_add(1, std::memory_order_seq_cst);
         auto spin_end = steady::now() + cfg_.caller_spin;
         if (deadline && *deadline < spin_end) spin_end = *deadline;
@@ -349,9 +349,9 @@ public:
         log(10, "joining pool");
         {
             std::lock_guard lk(mu_);
-            if (state_ == pool_state::run) throw value_error("Pool is still running");
+            if (state_ == pool_state::run) detail::raise(value_error("Pool is still running"));
         }
-        if (on_engine_thread()) throw state_error("multiproc: a pool cannot be joined from one of its callbacks");
+        if (on_engine_thread()) detail::raise(state_error("multiproc: a pool cannot be joined from one of its callbacks"));
         join_engine();
     }
 
@@ -364,7 +364,7 @@ private:
     std::mutex mu_;
     std::condition_variable started_cv_;
     bool started_ = false;
-    std::exception_ptr startup_error_;
+    error_ptr startup_error_;
     pool_state state_ = pool_state::run;
     std::string broken_reason_;
     std::vector<std::unique_ptr<pool_slot>> slots_; // changed only by the engine thread, under mu_
@@ -401,16 +401,16 @@ private:
     /// to other processes).
     void check_owner() const {
         if (::getpid() != owner_)
-            throw state_error("multiproc: a pool can only be used by the process that created it");
+            detail::raise(state_error("multiproc: a pool can only be used by the process that created it"));
     }
 
     void check_running_locked(bool job_listed) {
         check_owner();
-        if (state_ == pool_state::broken) throw broken_pool(broken_reason_);
+        if (state_ == pool_state::broken) detail::raise(broken_pool(broken_reason_));
         if (state_ == pool_state::run) return;
         // An imap job that was running when close() came may go on feeding its input.
         if (job_listed && state_ == pool_state::close) return;
-        throw value_error("Pool not running");
+        detail::raise(value_error("Pool not running"));
     }
 
     // ---- jobs
@@ -452,13 +452,13 @@ private:
         finish_if_done(j);
     }
 
-    void fail_element(job_core& j, std::uint64_t index, const std::exception_ptr& e) {
+    void fail_element(job_core& j, std::uint64_t index, const error_ptr& e) {
         if (!j.cancelled) j.ops->fail(j, index, e);
         --j.outstanding;
         finish_if_done(j);
     }
 
-    void fail_unit(const unit_meta& u, const std::exception_ptr& e) {
+    void fail_unit(const unit_meta& u, const error_ptr& e) {
         for (std::uint32_t i = u.lo; i < u.hi; ++i) fail_element(*u.job, u.first + i, e);
     }
 
@@ -553,10 +553,10 @@ private:
         if (size < sizeof(result_header)) return;
         const auto h = load_pod<result_header>(msg);
         if (h.kind == msg_init_failed) {
-            try {
+            MULTIPROC_TRY {
                 pool_reader in(msg + h.errors_at, size - h.errors_at);
                 s.init_error = get_error(in);
-            } catch (const error&) {
+            } MULTIPROC_CATCH(const error&, unnamed_) {
                 s.init_error = error_entry{0, "unknown exception", ""};
             }
             return;
@@ -741,9 +741,9 @@ private:
 
     /// What to poll to see a worker end: its handle's sentinel (-1, never ready, if none).
     static int sentinel_of(const pool_slot& s) noexcept {
-        try {
+        MULTIPROC_TRY {
             return s.proc ? s.proc->sentinel() : -1;
-        } catch (...) { // closed: settled already
+        } MULTIPROC_CATCH_ALL { // closed: settled already
             return -1;
         }
     }
@@ -752,12 +752,12 @@ private:
     /// and spawn; under forkserver it is the server's status connection).
     static void signal_worker(pool_slot& s, int sig) noexcept {
         if (!s.proc) return;
-        try {
+        MULTIPROC_TRY {
             if (sig == SIGKILL)
                 s.proc->kill();
             else
                 s.proc->terminate();
-        } catch (...) { // already reaped, or the kernel refused: nothing more to do
+        } MULTIPROC_CATCH_ALL { // already reaped, or the kernel refused: nothing more to do
         }
     }
 
@@ -802,10 +802,10 @@ private:
     void settle_exit(pool_slot& s) {
         drain(s);
         std::optional<int> code;
-        try {
+        MULTIPROC_TRY {
             s.proc->join();
             code = s.proc->exitcode();
-        } catch (const error&) {
+        } MULTIPROC_CATCH(const error&, unnamed_) {
         }
         const std::optional<int> exitcode = code;
         const std::int32_t lost = s.shared->lost_link.load(std::memory_order_acquire);
@@ -862,22 +862,22 @@ private:
                                   " while running task " + std::to_string(u.first + c);
                 if (u.attempts) msg += " (its worker died on each of " + std::to_string(u.attempts + 1) + " attempts)";
                 fail_element(*u.job, u.first + c,
-                             std::make_exception_ptr(broken_pool(msg, s.pid, exitcode, u.first + c)));
+                             error_ptr(broken_pool(msg, s.pid, exitcode, u.first + c)));
             }
             requeue(u, bytes, c + 1, u.hi, false);
         }
         s.inflight.clear();
         s.live = 0;
         s.log.clear();
-        try {
+        MULTIPROC_TRY {
             s.proc->close();
-        } catch (const error&) {
+        } MULTIPROC_CATCH(const error&, unnamed_) {
         }
     }
 
-    std::exception_ptr stopped_error() const {
-        if (state_ == pool_state::broken) return std::make_exception_ptr(broken_pool(broken_reason_));
-        return std::make_exception_ptr(broken_pool("multiproc: the pool was terminated before the task completed"));
+    error_ptr stopped_error() const {
+        if (state_ == pool_state::broken) return error_ptr(broken_pool(broken_reason_));
+        return error_ptr(broken_pool("multiproc: the pool was terminated before the task completed"));
     }
 
     /// Fails every queued unit of every job (the pool is stopping or broken).
@@ -967,11 +967,11 @@ private:
     void start_worker_despite_kills() {
         for (;;) {
             child_ended_before_target().reset();
-            try {
+            MULTIPROC_TRY {
                 start_worker();
                 return;
-            } catch (const error&) {
-                if (!killed_from_outside(child_ended_before_target())) throw;
+            } MULTIPROC_CATCH(const error&, unnamed_) {
+                if (!killed_from_outside(child_ended_before_target())) MULTIPROC_RETHROW;
                 log(10, "a starting pool worker was killed (exit code {}); starting another",
                     *child_ended_before_target());
             }
@@ -981,9 +981,9 @@ private:
     /// Keeps `processes` workers while the pool has a use for them.
     void maintain() {
         while (static_cast<int>(slots_.size()) < cfg_.processes && state_ != pool_state::broken) {
-            try {
+            MULTIPROC_TRY {
                 start_worker_despite_kills();
-            } catch (const std::exception& e) {
+            } MULTIPROC_CATCH(const std::exception&, e) {
                 break_pool(std::string("multiproc: could not start a pool worker: ") + e.what() +
                            "; the pool is broken and runs no more tasks");
             }
@@ -1002,19 +1002,19 @@ private:
     void engine_main() {
         engine_of_this_thread() = this;
         (void)sys::prctl(PR_SET_NAME, reinterpret_cast<unsigned long>("multiproc-pool")); // as top and gdb show it
-        try {
+        MULTIPROC_TRY {
             std::lock_guard lk(mu_);
             for (int i = 0; i < cfg_.processes; ++i) start_worker_despite_kills();
-        } catch (...) {
-            startup_error_ = std::current_exception();
+        } MULTIPROC_CATCH_ALL {
+            startup_error_ = error_ptr::current();
         }
         if (startup_error_) {
             for (auto& s : slots_) signal_worker(*s, SIGKILL);
             for (auto& s : slots_) {
-                try {
+                MULTIPROC_TRY {
                     s->proc->join();
                     s->proc->close();
-                } catch (const error&) {
+                } MULTIPROC_CATCH(const error&, unnamed_) {
                 }
             }
             slots_.clear();

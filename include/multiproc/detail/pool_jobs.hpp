@@ -36,8 +36,8 @@ void read_unit(const unit_meta& u, const std::byte* msg, std::size_t size, pid_t
                OnError&& on_error) {
     const auto h = load_pod<result_header>(msg);
     std::uint32_t i = u.lo;
-    try {
-        if (h.errors_at < sizeof h || h.errors_at > size) throw serialization_error("multiproc: a malformed result message");
+    MULTIPROC_TRY {
+        if (h.errors_at < sizeof h || h.errors_at > size) detail::raise(serialization_error("multiproc: a malformed result message"));
         pool_reader values(msg + sizeof h, h.errors_at - sizeof h);
         pool_reader errs(msg + h.errors_at, size - h.errors_at);
         std::uint32_t errors_left = h.errors;
@@ -53,16 +53,16 @@ void read_unit(const unit_meta& u, const std::byte* msg, std::size_t size, pid_t
         for (; i < u.hi; ++i) {
             const std::uint64_t index = u.first + i;
             if (next && next->element == i) {
-                on_error(index, std::make_exception_ptr(remote_error(next->type, next->what, pid, index)));
+                on_error(index, error_ptr(remote_error(next->type, next->what, pid, index)));
                 advance();
             } else {
                 on_value(index, values);
             }
         }
-    } catch (...) {
+    } MULTIPROC_CATCH_ALL {
         auto [type, what] = describe_current_exception();
         for (; i < u.hi; ++i)
-            on_error(u.first + i, std::make_exception_ptr(serialization_error(
+            on_error(u.first + i, error_ptr(serialization_error(
                                       "multiproc: the result of task " + std::to_string(u.first + i) +
                                       " could not be decoded: " + what)));
     }
@@ -71,11 +71,11 @@ void read_unit(const unit_meta& u, const std::byte* msg, std::size_t size, pid_t
 /// Reports an exception thrown by a user's callback and goes on (Python prints the
 /// traceback of the dying result-handler thread, and the pool hangs).
 inline void report_callback_exception() noexcept {
-    try {
+    MULTIPROC_TRY {
         auto [type, what] = describe_current_exception();
         report_to_stderr("multiproc: exception in a pool callback (ignored; the pool carries on): " + type +
                          (what.empty() ? "" : ": " + what));
-    } catch (...) {
+    } MULTIPROC_CATCH_ALL {
     }
 }
 
@@ -88,7 +88,7 @@ struct result_state : job_core {
     explicit result_state(const job_ops* ops) : job_core(ops) {}
 
     std::optional<stored_t<V>> value;
-    std::exception_ptr failure;
+    error_ptr failure;
     callback_type on_value;
     std::function<void(const multiproc::error&)> on_error;
 
@@ -100,14 +100,10 @@ struct result_state : job_core {
 
     static void run_callbacks(job_core& jc) {
         auto& j = static_cast<result_state&>(jc);
-        try {
+        MULTIPROC_TRY {
             if (j.failure) {
                 if (j.on_error) {
-                    try {
-                        std::rethrow_exception(j.failure);
-                    } catch (const multiproc::error& e) {
-                        j.on_error(e);
-                    }
+                    j.on_error(*j.failure);
                 }
             } else if (j.on_value) {
                 if constexpr (std::is_void_v<V>)
@@ -115,12 +111,12 @@ struct result_state : job_core {
                 else
                     j.on_value(*j.value);
             }
-        } catch (...) {
+        } MULTIPROC_CATCH_ALL {
             report_callback_exception();
         }
     }
 
-    static void fail_first(job_core& jc, std::uint64_t, std::exception_ptr e) {
+    static void fail_first(job_core& jc, std::uint64_t, error_ptr e) {
         auto& j = static_cast<result_state&>(jc);
         if (!j.failure) j.failure = std::move(e); // the first error wins, as in CPython
     }
@@ -141,7 +137,7 @@ struct value_job : result_state<T> {
                 else
                     j.value.emplace(Codec::template decode<T>(in));
             },
-            [&](std::uint64_t i, std::exception_ptr e) { result_state<T>::fail_first(j, i, std::move(e)); });
+            [&](std::uint64_t i, error_ptr e) { result_state<T>::fail_first(j, i, std::move(e)); });
     }
 
     static constexpr job_ops ops{&deliver, &result_state<T>::fail_first, &result_state<T>::run_callbacks};
@@ -188,7 +184,7 @@ struct map_job : result_state<std::conditional_t<std::is_void_v<T>, void, std::v
                 else
                     (*j.value)[static_cast<std::size_t>(i)] = Codec::template decode<T>(in);
             },
-            [&](std::uint64_t i, std::exception_ptr e) { base::fail_first(j, i, std::move(e)); });
+            [&](std::uint64_t i, error_ptr e) { base::fail_first(j, i, std::move(e)); });
     }
 
     static constexpr job_ops ops{&deliver, &base::fail_first, &base::run_callbacks};
@@ -198,7 +194,7 @@ struct map_job : result_state<std::conditional_t<std::is_void_v<T>, void, std::v
 template <class T>
 struct outcome {
     std::optional<stored_t<T>> value;
-    std::exception_ptr failure;
+    error_ptr failure;
 };
 
 /// imap / imap_unordered: outcomes kept until the iterating thread takes them. Ordered:
@@ -254,10 +250,10 @@ struct imap_job : job_core {
                     o.value.emplace(Codec::template decode<T>(in));
                 j.put(i, std::move(o));
             },
-            [&](std::uint64_t i, std::exception_ptr e) { j.put(i, outcome<T>{std::nullopt, std::move(e)}); });
+            [&](std::uint64_t i, error_ptr e) { j.put(i, outcome<T>{std::nullopt, std::move(e)}); });
     }
 
-    static void fail(job_core& jc, std::uint64_t index, std::exception_ptr e) {
+    static void fail(job_core& jc, std::uint64_t index, error_ptr e) {
         static_cast<imap_job&>(jc).put(index, outcome<T>{std::nullopt, std::move(e)});
     }
 

@@ -123,7 +123,7 @@ void encode_run(byte_buffer& out, It it, std::size_t n) {
 /// A chunksize given by the user, checked as CPython checks it ("Chunksize must be 1+, not
 /// -1"); capped at what a chunk can count (2^32 - 1 elements).
 inline std::size_t checked_chunksize(std::ptrdiff_t n) {
-    if (n < 1) throw value_error("Chunksize must be 1+, not " + std::to_string(n));
+    if (n < 1) detail::raise(value_error("Chunksize must be 1+, not " + std::to_string(n)));
     return static_cast<std::size_t>(std::min<std::ptrdiff_t>(n, 0xffffffff));
 }
 

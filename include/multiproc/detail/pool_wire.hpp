@@ -26,7 +26,6 @@
 #include <string>
 #include <tuple>
 #include <type_traits>
-#include <typeinfo>
 #include <utility>
 #include <vector>
 
@@ -115,7 +114,7 @@ T load_pod(const std::byte* p) noexcept {
 
 inline std::uint32_t checked_size(std::size_t n) {
     if (n > 0xffffffffu)
-        throw value_error("multiproc: a pool message would exceed 4 GiB; use a smaller chunksize");
+        detail::raise(value_error("multiproc: a pool message would exceed 4 GiB; use a smaller chunksize"));
     return static_cast<std::uint32_t>(n);
 }
 
@@ -236,15 +235,6 @@ private:
     std::vector<std::pair<Fn, std::uint64_t>> entries_;
 };
 
-inline std::uint64_t fnv1a(std::string_view s) noexcept {
-    std::uint64_t h = 1469598103934665603ull;
-    for (char c : s) {
-        h ^= static_cast<unsigned char>(c);
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 inline std::uint32_t register_invoker(invoker_fn fn, std::uint64_t signature) {
     return fn_table<invoker_fn>::instance().add(fn, signature);
 }
@@ -258,13 +248,13 @@ inline invoker_fn find_invoker(std::uint32_t id, std::uint64_t signature) {
 /// (a variable template's initializer runs before main), so that a worker forked at any
 /// time, or a process started from the same executable, has the same table.
 template <class Inv>
-inline const std::uint32_t invoker_id = register_invoker(&Inv::run, fnv1a(typeid(Inv).name()));
+inline const std::uint32_t invoker_id = register_invoker(&Inv::run, key_hash(type_key<Inv>()));
 
 /// The signature a lookup of invoker `Inv` must match; computed during static initialisation,
 /// not on first use (a lazily initialised static's guard, left "in progress" by another
 /// thread, would hang a child forked meanwhile that submits the same task).
 template <class Inv>
-inline const std::uint64_t invoker_signature_of = fnv1a(typeid(Inv).name());
+inline const std::uint64_t invoker_signature_of = key_hash(type_key<Inv>());
 
 template <class Inv>
 std::uint64_t invoker_signature() {
@@ -289,7 +279,7 @@ struct invoker {
         const std::uint32_t lo = t.header->lo, hi = t.header->hi;
         pool_reader in(t.elements, t.elements_size);
         std::uint32_t i = lo;
-        try {
+        MULTIPROC_TRY {
             if constexpr (stride() != 0 || sizeof...(A) == 0)
                 (void)in.take(static_cast<std::size_t>(lo) * stride());
             else
@@ -299,19 +289,19 @@ struct invoker {
                 // Braced initialization decodes the arguments left to right, as encoded.
                 std::tuple<A...> args{Codec::template decode<A>(in)...};
                 const std::size_t mark = out.values.size();
-                try {
+                MULTIPROC_TRY {
                     if constexpr (std::is_void_v<result_type>) {
                         std::apply(f, args);
                     } else {
                         result_type r = std::apply(f, args);
                         Codec::template encode<result_type>(out.values, r);
                     }
-                } catch (...) {
+                } MULTIPROC_CATCH_ALL {
                     out.values.shrink(mark);
                     out.fail_current(i);
                 }
             }
-        } catch (...) {
+        } MULTIPROC_CATCH_ALL {
             // The chunk's bytes could not be decoded: every element not yet run fails alike.
             for (; i < hi; ++i) out.fail_current(i);
         }
@@ -440,7 +430,7 @@ public:
         const auto spin = r.get<std::int64_t>();
         l.pool_ = std::make_shared<shared_region>(shared_region::attach(pool_fd.release()));
         if (l.pool_->size() < sizeof(pool_shared) || header < sizeof(worker_shared))
-            throw serialization_error("multiproc: a pool worker got regions smaller than the pool's");
+            detail::raise(serialization_error("multiproc: a pool worker got regions smaller than the pool's"));
         l.rings_ = std::make_shared<mirrored_region>(
             mirrored_region::attach(std::move(rings_fd), header, cap, 2, "a pool worker's rings"));
         auto* self = std::launder(static_cast<worker_shared*>(l.rings_->header()));
@@ -455,7 +445,7 @@ public:
             const auto id = r.get<std::uint32_t>();
             const auto signature = r.get<std::uint64_t>();
             remote_init_fn fn = fn_table<remote_init_fn>::instance().find(id, signature);
-            if (!fn) throw error("multiproc: this program does not know the pool's initializer (a different build?)");
+            if (!fn) detail::raise(error("multiproc: this program does not know the pool's initializer (a different build?)"));
             // On the heap: the link is moved after this, and the boot keeps a pointer to it.
             l.init_ = std::make_shared<std::function<void()>>([fn, args = r.get_string()] {
                 fn(reinterpret_cast<const std::byte*>(args.data()), args.size());
@@ -620,9 +610,9 @@ inline void worker_main(const worker_boot& b) {
     byte_buffer errors, out, big;
     if (b.initializer && *b.initializer) {
         self.phase.store(worker_in_initializer, std::memory_order_release);
-        try {
+        MULTIPROC_TRY {
             (*b.initializer)();
-        } catch (...) {
+        } MULTIPROC_CATCH_ALL {
             auto [type, what] = describe_current_exception();
             result_header r{};
             r.kind = msg_init_failed;

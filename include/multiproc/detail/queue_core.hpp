@@ -152,7 +152,7 @@ public:
     void task_done() {
         std::uint64_t d = ctl_->done.load(std::memory_order_relaxed);
         for (;;) {
-            if (d >= placed()) throw value_error("task_done() called too many times");
+            if (d >= placed()) detail::raise(value_error("task_done() called too many times"));
             if (ctl_->done.compare_exchange_weak(d, d + 1, std::memory_order_acq_rel)) break;
         }
         ctl_->tasks.notify_all();
@@ -175,15 +175,17 @@ public:
     using taker = function_ref<void(std::span<const std::byte>)>;
 
     /// Puts one message of `n` bytes that `fill(span, 0)` writes in place (n <= max_payload()).
-    void put_in_place(std::size_t n, filler fill, std::optional<steady::time_point> deadline) {
+    /// False if there was no room before `deadline` (nothing is put then).
+    [[nodiscard]] bool put_in_place(std::size_t n, filler fill, std::optional<steady::time_point> deadline) {
         auto lk = lock_writer(deadline);
-        write_message(n, fill, deadline);
+        return lk && write_message(n, fill, deadline);
     }
 
-    /// Puts one message whose bytes are ready; cut into chunks if it is large.
-    void put_bytes(std::span<const std::byte> bytes, std::optional<steady::time_point> deadline) {
+    /// Puts one message whose bytes are ready; cut into chunks if it is large. False as
+    /// put_in_place.
+    [[nodiscard]] bool put_bytes(std::span<const std::byte> bytes, std::optional<steady::time_point> deadline) {
         auto lk = lock_writer(deadline);
-        write_message(
+        return lk && write_message(
             bytes.size(),
             [&](std::span<std::byte> dst, std::size_t off) {
                 if (!dst.empty()) std::memcpy(dst.data(), bytes.data() + off, dst.size()); // (an empty span may be null)
@@ -193,10 +195,11 @@ public:
 
     // ---- get ----------------------------------------------------------------------------
 
-    /// Takes the next message and hands its bytes to `take`. Throws `queue_empty` if none
-    /// arrives before `deadline`. A message `take` fails on is consumed all the same.
-    void get(taker take, std::optional<steady::time_point> deadline) {
+    /// Takes the next message and hands its bytes to `take`; false if none arrives before
+    /// `deadline`. A message `take` fails on is consumed all the same.
+    [[nodiscard]] bool get(taker take, std::optional<steady::time_point> deadline) {
         reader_lock lk(*this, deadline);
+        if (!lk) return false;
         message_buffer assembly; // (local: take() runs after the lock is released)
         bool assembling = false;
         std::uint64_t aseq = 0;
@@ -206,7 +209,7 @@ public:
             if (!c) {
                 if (!assembling) {
                     if (ch_.wait_data(ctl_->r.get(), deadline)) continue;
-                    throw queue_empty("multiproc: queue is empty");
+                    return false;
                 }
                 // Mid-message with nothing more here: its producer is at work (it holds the
                 // lock), or it died or gave up. Once the lock was seen free, a chunk of that
@@ -218,7 +221,7 @@ public:
                 if (peek()) continue;
                 assembling = false;
                 assembly.clear();
-                if (deadline && steady::now() >= *deadline) throw queue_empty("multiproc: queue is empty");
+                if (deadline && steady::now() >= *deadline) return false;
                 continue;
             }
             const chunk_header& h = c->h;
@@ -232,13 +235,13 @@ public:
                 assembling = false;
                 assembly.clear();
                 if (h.length == h.total) { // the whole message in one chunk: decode it in place
-                    try {
+                    MULTIPROC_TRY {
                         take(std::span<const std::byte>(c->payload, h.length));
                         consume(*c, true);
-                        return;
-                    } catch (...) {
+                        return true;
+                    } MULTIPROC_CATCH_ALL {
                         consume(*c, true); // a message that cannot be decoded is still taken
-                        throw;
+                        MULTIPROC_RETHROW;
                     }
                 }
                 assembling = true;
@@ -254,7 +257,7 @@ public:
             if (final) {
                 lk.unlock();
                 take(assembly.bytes());
-                return;
+                return true;
             }
         }
     }
@@ -264,7 +267,8 @@ private:
 
     class writer_lock {
     public:
-        explicit writer_lock(robust_mutex& m) : m_(&m) {}
+        explicit writer_lock(robust_mutex* m) : m_(m) {}
+        explicit operator bool() const noexcept { return m_ != nullptr; }
         writer_lock(writer_lock&& o) noexcept : m_(std::exchange(o.m_, nullptr)) {}
         ~writer_lock() {
             if (m_) m_->unlock();
@@ -277,8 +281,8 @@ private:
     writer_lock lock_writer(std::optional<steady::time_point> deadline) {
         auto min_deadline = steady::now() + lock_grace;
         auto st = ctl_->wlock.lock(deadline ? std::max(*deadline, min_deadline) : deadline);
-        if (st == lock_status::timed_out) throw queue_full("multiproc: queue is full (another process is putting)");
-        writer_lock lk(ctl_->wlock);
+        if (st == lock_status::timed_out) return writer_lock(nullptr); // full: another process is putting
+        writer_lock lk(&ctl_->wlock);
         if (st == lock_status::owner_died) repair_writer();
         return lk;
     }
@@ -289,11 +293,12 @@ private:
             : reader_lock(q, q.ctl_->rlock.lock(deadline)) {}
         /// Takes over a lock acquired with status `st` (repairing if its owner died).
         reader_lock(queue_core& q, lock_status st) : q_(q) {
-            if (st == lock_status::timed_out) throw queue_empty("multiproc: queue is empty");
+            if (st == lock_status::timed_out) return; // empty: another process is taking
             held_ = true;
             if (st == lock_status::owner_died) q.repair_reader();
         }
         ~reader_lock() { unlock(); }
+        explicit operator bool() const noexcept { return held_; }
         void unlock() {
             if (held_) q_.ctl_->rlock.unlock();
             held_ = false;
@@ -368,7 +373,7 @@ private:
     bool writer_gone() {
         auto st = ctl_->wlock.try_lock();
         if (st == lock_status::timed_out) return false;
-        writer_lock lk(ctl_->wlock);
+        writer_lock lk(&ctl_->wlock);
         if (st == lock_status::owner_died) repair_writer();
         return true;
     }
@@ -446,11 +451,11 @@ private:
 
     /// Writes one message under the writer lock. The deadline applies to every wait; a
     /// message abandoned half-way is dropped by consumers (it was never counted as put).
-    void write_message(std::size_t n, filler fill, std::optional<steady::time_point> deadline) {
+    [[nodiscard]] bool write_message(std::size_t n, filler fill, std::optional<steady::time_point> deadline) {
         if (ctl_->maxsize > 0 &&
             !ctl_->slots.wait_until([&] { return slots_used() < static_cast<std::uint64_t>(ctl_->maxsize); },
                                     deadline))
-            throw queue_full("multiproc: queue is full");
+            return false;
         std::uint64_t seq = ctl_->w.get().seq + 1;
         ctl_->w.update([&](writer_state& s) {
             s.seq = seq;
@@ -481,9 +486,7 @@ private:
             });
             auto slice = [&](std::span<std::byte> dst) { fill(dst, off); };
             while (!ch_.try_put(h, slice)) {
-                if (!ch_.wait_room(len, deadline))
-                    throw queue_full("multiproc: queue is full (its " + std::string(Channel::what) +
-                                     " has no room for the message)");
+                if (!ch_.wait_room(len, deadline)) return false; // the guard abandons the message
             }
             off += len;
             ++index;
@@ -497,12 +500,13 @@ private:
             s.in_flight = 0;
         });
         ctl_->puts_pub.store(ctl_->w.get().puts, std::memory_order_release);
+        return true;
     }
 
     queue_core(shared_region region, Channel ch) : ch_(std::move(ch)), region_(std::move(region)) {
         std::size_t head = align_up(sizeof(queue_control), 4096);
         if (region_.size() < head + ch_.shared_bytes())
-            throw serialization_error("multiproc: a queue sent to the child is smaller than its channel needs");
+            detail::raise(serialization_error("multiproc: a queue sent to the child is smaller than its channel needs"));
         ctl_ = std::launder(static_cast<queue_control*>(region_.data()));
         ch_.bind(static_cast<std::byte*>(region_.data()) + head, false);
     }

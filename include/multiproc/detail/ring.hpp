@@ -70,9 +70,9 @@ public:
         auto* s = std::launder(static_cast<ring_shared*>(at));
         const std::uint64_t cap = s->capacity;
         if (size < header_bytes() || cap != round_capacity(static_cast<std::size_t>(cap)) || cap > size - header_bytes())
-            throw serialization_error("multiproc: a shared-memory ring's header claims a capacity of " +
+            detail::raise(serialization_error("multiproc: a shared-memory ring's header claims a capacity of " +
                                       std::to_string(cap) + " bytes, which its " + std::to_string(size) +
-                                      " bytes of memory cannot hold");
+                                      " bytes of memory cannot hold"));
         return ring(s, cap);
     }
 
@@ -181,8 +181,8 @@ private:
     }
 
     [[noreturn]] static void corrupt(const std::string& what) {
-        throw serialization_error("multiproc: the shared-memory ring is corrupt (" + what +
-                                  "): something other than multiproc wrote into it");
+        detail::raise(serialization_error("multiproc: the shared-memory ring is corrupt (" + what +
+                                  "): something other than multiproc wrote into it"));
     }
 
     ring_shared* s_ = nullptr;

@@ -31,7 +31,7 @@ public:
         ring_channel c;
         c.capacity_ = static_cast<std::size_t>(r.get<std::uint64_t>());
         if (c.capacity_ != ring::round_capacity(c.capacity_))
-            throw serialization_error("multiproc: a queue sent to the child has a bad ring size");
+            detail::raise(serialization_error("multiproc: a queue sent to the child has a bad ring size"));
         return c;
     }
 
@@ -39,7 +39,7 @@ public:
     void bind(std::byte* area, bool create) {
         ring_ = create ? ring::create(area, capacity_) : ring::attach(area, shared_bytes());
         if (ring_.capacity() != capacity_)
-            throw serialization_error("multiproc: a queue sent to the child has a ring of another size than it says");
+            detail::raise(serialization_error("multiproc: a queue sent to the child has a ring of another size than it says"));
     }
     [[nodiscard]] std::size_t max_payload() const noexcept { return ring_.max_payload(); }
 

@@ -95,7 +95,7 @@ public:
     [[nodiscard]] bool can_recv() const noexcept { return in_.has_value(); }
     [[nodiscard]] bool can_send() const noexcept { return out_.has_value(); }
     int fileno() const {
-        throw value_error("multiproc: a transport::shm connection has no descriptor to poll for data; use poll(timeout)");
+        detail::raise(value_error("multiproc: a transport::shm connection has no descriptor to poll for data; use poll(timeout)"));
     }
 
     void close() noexcept {
@@ -126,7 +126,7 @@ public:
             while (!r.try_put(h, fill)) {
                 if (!r.shared().space.wait_until([&] { return r.has_room(len); }, steady::now() + liveness_slice) &&
                     (poll_now(out_live_.get()) & POLLERR))
-                    throw os_error("multiproc: send on a connection whose other end is closed", EPIPE);
+                    detail::raise(os_error("multiproc: send on a connection whose other end is closed", EPIPE));
             }
             off += len;
             ++index;
@@ -152,10 +152,10 @@ public:
 
     /// Takes the next message and hands its payload to `take`, having shown its length to
     /// `check` first (which may refuse it by throwing: its chunks are then dropped as they
-    /// come); eof_error at end of file. A message of several chunks is gathered in `direct`
+    /// come); false at end of file between messages (eof_error within one). A message of several chunks is gathered in `direct`
     /// when it fits there (one copy, out of the ring: recv_bytes_into passes its buffer),
     /// else in memory that grows as its chunks arrive.
-    void recv(function_ref<void(std::span<const std::byte>)> take, function_ref<void(std::uint64_t)> check,
+    [[nodiscard]] bool recv(function_ref<void(std::span<const std::byte>)> take, function_ref<void(std::uint64_t)> check,
               std::span<std::byte> direct = {}) {
         ring& r = in_->r;
         ring_shared& s = r.shared();
@@ -165,10 +165,10 @@ public:
         for (;;) {
             auto it = r.try_peek(s.head.load(std::memory_order_relaxed));
             if (!it) {
-                if (wait(std::nullopt) == frame_status::eof)
-                    throw eof_error(assembling ? "multiproc: got end of file during message"
-                                               : "multiproc: end of file: every other holder of the connection has "
-                                                 "closed it");
+                if (wait(std::nullopt) == frame_status::eof) {
+                    if (assembling) detail::raise(eof_error("multiproc: got end of file during message"));
+                    return false;
+                }
                 continue;
             }
             const chunk_header& h = it->h;
@@ -181,20 +181,20 @@ public:
             if (fits && h.index == 0) {
                 assembling = false;
                 body_.clear();
-                try {
+                MULTIPROC_TRY {
                     check(h.total);
-                } catch (...) {
+                } MULTIPROC_CATCH_ALL {
                     consume(); // the rest of its chunks are dropped as they come
-                    throw;
+                    MULTIPROC_RETHROW;
                 }
                 if (final) { // the whole message in one chunk: decode it in place
-                    try {
+                    MULTIPROC_TRY {
                         take(std::span<const std::byte>(it->payload, h.length));
                         consume();
-                        return;
-                    } catch (...) {
+                        return true;
+                    } MULTIPROC_CATCH_ALL {
                         consume();
-                        throw;
+                        MULTIPROC_RETHROW;
                     }
                 }
                 assembling = true;
@@ -213,7 +213,8 @@ public:
             consume();
             if (final) {
                 const cleared_after after{body_};
-                return take(into_direct ? std::span<const std::byte>(direct.data(), gathered) : body_.bytes());
+                take(into_direct ? std::span<const std::byte>(direct.data(), gathered) : body_.bytes());
+                return true;
             }
         }
     }

@@ -149,11 +149,11 @@ void log(int level, std::string_view fmt, const Args&... args) {
 /// Flushes C++ and C standard streams, so that output buffered before a fork is written
 /// once, and output of a child is written before it leaves with _exit.
 inline void flush_std_streams() noexcept {
-    try {
+    MULTIPROC_TRY {
         std::cout.flush();
         std::cerr.flush();
         std::clog.flush();
-    } catch (...) {
+    } MULTIPROC_CATCH_ALL {
     }
     std::fflush(nullptr);
 }
@@ -302,9 +302,9 @@ inline std::vector<std::shared_ptr<child_record>> reap_children() {
             alive.push_back(c);
             continue;
         }
-        try {
+        MULTIPROC_TRY {
             if (!poll_child_locked(*c)) alive.push_back(c);
-        } catch (const os_error&) {
+        } MULTIPROC_CATCH(const os_error&, unnamed_) {
             lost.push_back(c); // reaped by something else: nothing more to learn or wait for
         }
     }
@@ -367,9 +367,9 @@ inline void run_finalizers(std::optional<int> min_priority) {
             f = *best;
             r.finalizers.erase(best);
         }
-        try {
+        MULTIPROC_TRY {
             f.fn(f.ctx);
-        } catch (...) {
+        } MULTIPROC_CATCH_ALL {
         }
     }
 }
@@ -391,9 +391,9 @@ inline void exit_function() {
     }
     for (auto& c : reap_children()) {
         log(20, "calling join() for process {}", c->name);
-        try {
+        MULTIPROC_TRY {
             join_child(*c, std::nullopt);
-        } catch (const error&) {
+        } MULTIPROC_CATCH(const error&, unnamed_) {
         }
     }
     log(10, "running the remaining \"atexit\" finalizers");
@@ -405,18 +405,18 @@ inline void exit_function() {
 
 [[noreturn]] inline void finish_child(int code, const std::string& failure) noexcept {
     auto& r = rt();
-    try {
+    MULTIPROC_TRY {
         exit_function();
-    } catch (...) {
+    } MULTIPROC_CATCH_ALL {
     }
     flush_std_streams();
     if (!failure.empty()) {
         std::string msg = "Process " + r.self.name + ":\n" + failure + "\n";
         (void)sys::write_all(2, msg.data(), msg.size());
     }
-    try {
+    MULTIPROC_TRY {
         log(20, "process exiting with exitcode {}", code);
-    } catch (...) {
+    } MULTIPROC_CATCH_ALL {
     }
     flush_std_streams();
     ::_exit(code);
@@ -428,6 +428,19 @@ inline void exit_function() {
 inline void child_exit_hook(int status, void*) {
     auto& r = rt();
     if (r.in_child && r.self.pid == ::getpid()) finish_child(status, {});
+}
+
+/// The fallback error handler of a child of this library (detail/error.hpp): a child whose
+/// target raised an error leaves as it would with exceptions, with "Process <name>:" and the
+/// error on stderr and exit code 1. A handler the program set is used instead, as it was
+/// inherited.
+inline void child_error_handler(const error& e) noexcept {
+    std::string failure;
+    MULTIPROC_TRY {
+        failure = error_class_name(e) + ": " + e.what();
+    } MULTIPROC_CATCH_ALL {
+    }
+    finish_child(1, failure);
 }
 
 /// Makes the runtime describe the new child: called first thing after fork in the child.
@@ -465,7 +478,7 @@ inline void become_child(const child_record& c) {
     auto& r = rt();
     std::string failure;
     int code = 0;
-    try {
+    MULTIPROC_TRY {
         become_child(c);
         if (c.daemon && os_parent) {
             // A daemon dies with its parent: killed if the parent dies without the chance to
@@ -474,10 +487,11 @@ inline void become_child(const child_record& c) {
             if (::getppid() != c.parent_pid) ::raise(SIGKILL);
         }
         ::on_exit(child_exit_hook, nullptr);
+        fallback_error_handler().store(&child_error_handler, std::memory_order_release);
         r.in_child = true;
         log(20, "child process calling self.run()");
         entry(ctx);
-    } catch (...) {
+    } MULTIPROC_CATCH_ALL {
         code = 1;
         auto [type, what] = describe_current_exception();
         failure = what.empty() ? type : type + ": " + what;

@@ -64,7 +64,7 @@ public:
         c.capacity_ = static_cast<std::size_t>(r.get<std::uint64_t>());
         c.unit_ = static_cast<std::size_t>(r.get<std::uint64_t>());
         if (c.unit_ <= sizeof(chunk_header) || c.unit_ > (1 << 16))
-            throw serialization_error("multiproc: a queue sent to the child has a bad chunk size");
+            detail::raise(serialization_error("multiproc: a queue sent to the child has a bad chunk size"));
         return c;
     }
 
@@ -98,8 +98,8 @@ public:
         }
         prepared_ = false;
         if (static_cast<std::size_t>(w) != out_.size())
-            throw error("multiproc: a write of one chunk to a queue's stream was split; the transport's "
-                        "atomic_write is larger than what the kernel writes at once");
+            detail::raise(error("multiproc: a write of one chunk to a queue's stream was split; the transport's "
+                        "atomic_write is larger than what the kernel writes at once"));
         return true;
     }
 
@@ -116,9 +116,9 @@ public:
         std::uint64_t pos = rs.pos, end = rs.end;
         const chunk_position last = rs.last; // `rs` is a journal slot: copy before committing
         if (pos > end || end > shared_bytes())
-            throw serialization_error("multiproc: a queue's shared state is corrupt (its staging offsets " +
+            detail::raise(serialization_error("multiproc: a queue's shared state is corrupt (its staging offsets " +
                                       std::to_string(pos) + ".." + std::to_string(end) + " are outside its " +
-                                      std::to_string(shared_bytes()) + " bytes)");
+                                      std::to_string(shared_bytes()) + " bytes)"));
         for (;;) {
             if (end - pos >= sizeof(chunk_header)) {
                 chunk_header h;
@@ -236,7 +236,7 @@ private:
         if (n == 0) return false;
         ssize_t r = read_some(r_.get(), staging_ + end, n, "a queue's stream");
         if (r < 0) return false;
-        if (r == 0) throw error("multiproc: a queue's stream reached end of file (its write end was closed)");
+        if (r == 0) detail::raise(error("multiproc: a queue's stream reached end of file (its write end was closed)"));
         end += static_cast<std::uint64_t>(r);
         commit([e = end](reader_state& s) { s.end = e; });
         return true;

@@ -126,13 +126,16 @@ public:
 
     /// Takes the next frame and hands its payload to `take`, having shown its length to
     /// `check` first (which may refuse it by throwing: the rest of the frame is then skipped
-    /// unread); eof_error at end of file. It reads the frame and no byte past it. A payload
-    /// that fits in `direct` is read straight into it.
-    void recv(function_ref<void(std::span<const std::byte>)> take, function_ref<void(std::uint64_t)> check,
+    /// unread); false at end of file between frames (eof_error within one). It reads the
+    /// frame and no byte past it. A payload that fits in `direct` is read straight into it.
+    [[nodiscard]] bool recv(function_ref<void(std::span<const std::byte>)> take, function_ref<void(std::uint64_t)> check,
               std::span<std::byte> direct = {}) {
         check_open();
-        if (skip_ != 0 && !discard(true)) throw eof_error("multiproc: got end of file during message");
-        if (!fill_head()) throw eof_error(eof_text());
+        if (skip_ != 0 && !discard(true)) detail::raise(eof_error("multiproc: got end of file during message"));
+        if (!fill_head()) {
+            if (head_got_) detail::raise(eof_error(eof_text()));
+            return false;
+        }
         header h;
         std::memcpy(&h, head_, sizeof h);
         if (h.magic != magic || h.reserved != 0)
@@ -143,17 +146,20 @@ public:
                           " bytes, more than any message can have");
         const std::uint64_t frame = std::max<std::uint64_t>(sizeof h + h.length, min_frame);
         head_got_ = 0; // the head is taken; what follows is read below or skipped
-        try {
+        MULTIPROC_TRY {
             check(h.length);
-        } catch (...) {
+        } MULTIPROC_CATCH_ALL {
             skip_ = frame - min_frame;
-            throw;
+            MULTIPROC_RETHROW;
         }
         const auto len = static_cast<std::size_t>(h.length);
         const std::size_t in_head = std::min(len, min_frame - sizeof h);
-        if (len == in_head) return take(std::span<const std::byte>(head_ + sizeof h, len));
+        if (len == in_head) {
+            take(std::span<const std::byte>(head_ + sizeof h, len));
+            return true;
+        }
         std::span<const std::byte> payload;
-        try {
+        MULTIPROC_TRY {
             if (len <= direct.size()) {
                 std::memcpy(direct.data(), head_ + sizeof h, in_head);
                 read_exact(direct.data() + in_head, len - in_head);
@@ -167,15 +173,16 @@ public:
                 }
                 payload = body_.bytes();
             }
-        } catch (const eof_error&) {
+        } MULTIPROC_CATCH(const eof_error&, unnamed_) {
             body_.clear();
-            throw;
-        } catch (const std::exception& e) {
+            MULTIPROC_RETHROW;
+        } MULTIPROC_CATCH(const std::exception&, e) {
             body_.clear();
             close_reading(std::string("failed in the middle of a message: ") + e.what());
         }
         const cleared_after after{body_};
         take(payload);
+        return true;
     }
 
 private:
@@ -190,7 +197,7 @@ private:
     static constexpr std::size_t min_frame = 128;
 
     void check_open() const {
-        if (broken_) throw serialization_error(*broken_);
+        if (broken_) detail::raise(serialization_error(*broken_));
     }
 
     /// The end reads no more: `why` leaves it mid-frame, so later reads would see garbage.
@@ -198,7 +205,7 @@ private:
         broken_ = "multiproc: this connection was closed for reading: it " + why;
         head_got_ = 0;
         skip_ = 0;
-        throw serialization_error(*broken_);
+        detail::raise(serialization_error(*broken_));
     }
 
     [[nodiscard]] const char* eof_text() const noexcept {
@@ -224,7 +231,7 @@ private:
         for (;;) {
             ssize_t r = read_some(rx_.get(), p, n, "a connection");
             if (r > 0) return static_cast<std::size_t>(r);
-            if (r == 0) throw eof_error("multiproc: got end of file during message");
+            if (r == 0) detail::raise(eof_error("multiproc: got end of file during message"));
             (void)wait_fd(rx_.get(), POLLIN, std::nullopt, "a connection");
         }
     }

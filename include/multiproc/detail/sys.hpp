@@ -95,7 +95,7 @@ inline auto retry(call c, F f) noexcept -> decltype(f()) {
 
 /// Throws `os_error` naming the call, the object and errno: "multiproc: <what>: <strerror>".
 [[noreturn]] inline void fail(const std::string& what, int errnum = errno) {
-    throw os_error("multiproc: " + what, errnum);
+    detail::raise(os_error("multiproc: " + what, errnum));
 }
 
 inline pid_t fork() noexcept { return invoke(call::fork, [] { return ::fork(); }); }

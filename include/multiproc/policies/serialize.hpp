@@ -20,7 +20,6 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
-#include <typeinfo>
 #include <utility>
 #include <vector>
 
@@ -71,9 +70,9 @@ struct bitwise {
         requires supports<T>
     static T decode(R& r) {
         if (r.remaining() != sizeof(T))
-            throw serialization_error("multiproc: cannot decode a " + detail::demangle(typeid(T).name()) +
+            detail::raise(serialization_error("multiproc: cannot decode a " + detail::type_name<T>() +
                                       " (serialize::bitwise): the frame holds " + std::to_string(r.remaining()) +
-                                      " bytes, not " + std::to_string(sizeof(T)));
+                                      " bytes, not " + std::to_string(sizeof(T))));
         if constexpr (std::is_default_constructible_v<T>) {
             T v; // read straight into the value returned: one copy
             r.read(std::addressof(v), sizeof(T));

@@ -74,7 +74,7 @@ public:
         static_assert(detail::check_callable_reaches_workers<F, Pool::policies::start::inherits_memory>::value);
         chunksize_ = detail::checked_chunksize(opts_.chunksize);
         if (opts_.window && *opts_.window < 1)
-            throw value_error("multiproc: an imap window must be at least 1, not " + std::to_string(*opts_.window));
+            detail::raise(value_error("multiproc: an imap window must be at least 1, not " + std::to_string(*opts_.window)));
         // Two chunks per worker, but at least 64 tasks per worker: with small chunks the window
         // must cover the time it takes to wake the iterating thread (see docs/design/pool.md).
         const std::size_t per_worker = std::max<std::size_t>(2 * chunksize_, 64);
@@ -97,7 +97,7 @@ private:
         std::shared_ptr<job_t> job = std::make_shared<job_t>();
         std::uint64_t pulled = 0, yielded = 0;
         bool input_done = false, input_closed = false;
-        std::exception_ptr input_error; // the input itself threw: yielded after the chunks before the one it broke
+        error_ptr input_error; // the input itself threw: yielded after the chunks before the one it broke
         std::deque<detail::outcome<result>> ready;
         detail::outcome<result> current;
         bool at_end = false;
@@ -109,9 +109,9 @@ private:
         state(const state&) = delete;
         state& operator=(const state&) = delete;
         ~state() {
-            try {
+            MULTIPROC_TRY {
                 core->cancel(*job);
-            } catch (...) {
+            } MULTIPROC_CATCH_ALL {
             }
         }
 
@@ -123,19 +123,19 @@ private:
             while (!input_done && pulled - yielded + chunksize <= window) {
                 const std::size_t at = detail::begin_task<inv>(buf, f);
                 std::uint32_t count = 0;
-                try {
+                MULTIPROC_TRY {
                     while (count < chunksize && it != end) {
                         codec::template encode<wire>(buf, detail::to_wire(*it));
                         ++it;
                         ++count;
                     }
                     if (it == end) input_done = true;
-                } catch (...) {
+                } MULTIPROC_CATCH_ALL {
                     // CPython: an exception from the input takes the place of the chunk it
                     // broke, and ends the iteration; the inputs of that chunk read before it
                     // are never run (CPython builds a chunk whole, with tuple(islice(...))).
                     count = 0;
-                    input_error = std::current_exception();
+                    input_error = error_ptr::current();
                     input_done = true;
                 }
                 if (count == 0) {
@@ -170,7 +170,7 @@ private:
                 if (pulled - yielded <= window / 2) fill();
                 if (yielded == pulled) {
                     if (input_error) {
-                        current = detail::outcome<result>{std::nullopt, std::exchange(input_error, nullptr)};
+                        current = detail::outcome<result>{std::nullopt, std::exchange(input_error, {})};
                         return;
                     }
                     at_end = true;
@@ -187,7 +187,7 @@ private:
         using single_pass = std::true_type;
 
         value_type& read() const {
-            if (st->current.failure) std::rethrow_exception(st->current.failure);
+            if (st->current.failure) (st->current.failure).raise();
             return *st->current.value;
         }
         void next() { st->advance(); }
@@ -195,7 +195,7 @@ private:
     };
 
     cursor begin_cursor() {
-        if (!core_) throw value_error("multiproc: an imap view made without a pool cannot be iterated");
+        if (!core_) detail::raise(value_error("multiproc: an imap view made without a pool cannot be iterated"));
         auto st = std::make_shared<state>(core_, f_, base_, chunksize_, window_);
         st->advance();
         return cursor{std::move(st)};

@@ -5,6 +5,9 @@
 #pragma once
 
 #include <multiproc/config.hpp> // first: a pre-C++20 build stops at its sentence
+#if !MULTIPROC_EXCEPTIONS
+#error "multiproc: ext::serialize::cereal needs exceptions (cereal reports every error by throwing); in a build without exceptions use serialize::binary or serialize::bitwise"
+#endif
 #include <multiproc/detail/demangle.hpp>
 #include <multiproc/error.hpp>
 #include <multiproc/policies/kinds.hpp>
@@ -48,7 +51,7 @@ struct cereal {
             ar(v);
         } catch (const ::cereal::Exception& e) {
             throw serialization_error(std::string("multiproc: cereal cannot encode a ") +
-                                      multiproc::detail::demangle(typeid(T).name()) + ": " + e.what());
+                                      multiproc::detail::type_name<T>() + ": " + e.what());
         }
         std::string bytes = std::move(os).str();
         w.write(bytes.data(), bytes.size());
@@ -59,7 +62,7 @@ struct cereal {
         requires supports<T>
     static T decode(R& r) {
         auto fail = [](const std::string& why) {
-            return serialization_error("multiproc: cannot decode a " + multiproc::detail::demangle(typeid(T).name()) +
+            return serialization_error("multiproc: cannot decode a " + multiproc::detail::type_name<T>() +
                                        " (ext::serialize::cereal): " + why);
         };
         std::string bytes(r.remaining(), '\0');

@@ -1,0 +1,176 @@
+// Built with -fno-exceptions -fno-rtti (issue 16): the library's objects work, errors reach
+// the caller through the try_ forms' results and everything else goes to the error handler.
+// Catch2 needs exceptions, so this program reports through its exit code: it runs every
+// check under the start method named by argv[1] (fork, spawn or forkserver), prints
+// "ok <check>" or "FAIL <check>: <why>", and exits 1 if any check failed.
+#include <multiproc/multiproc.hpp>
+
+#if MULTIPROC_EXCEPTIONS || MULTIPROC_RTTI
+#error "tests/noexcept/core.cpp must be built with -fno-exceptions -fno-rtti"
+#endif
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <numeric>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <unistd.h>
+
+using namespace std::chrono_literals;
+namespace mp = multiproc;
+
+namespace {
+
+int failures = 0;
+
+void check(bool ok, const char* name, const std::string& why = {}) {
+    if (ok) {
+        std::printf("ok %s\n", name);
+    } else {
+        std::printf("FAIL %s: %s\n", name, why.c_str());
+        ++failures;
+    }
+    std::fflush(stdout);
+}
+
+int square(int x) { return x * x; }
+
+// Called in a worker through the library: raising an error there ends the worker.
+int fails_in_worker(int) {
+    mp::queue<int> empty;
+    return empty.get_nowait(); // queue_empty: the worker's fallback handler ends it with 1
+}
+
+void on_error_exit_42(const mp::error& e) noexcept {
+    const char* prefix = "handled: ";
+    (void)!::write(2, prefix, std::strlen(prefix));
+    (void)!::write(2, e.what(), std::strlen(e.what()));
+    (void)!::write(2, "\n", 1);
+    ::_exit(42);
+}
+
+template <class Start>
+void run_checks() {
+    using ctx_t = mp::context<Start>;
+    ctx_t ctx;
+
+    { // a target that returns: exit code 0; a second start: state_error as a result
+        auto p = ctx.process([] {});
+        auto first = p.try_start();
+        auto second = p.try_start();
+        p.join();
+        check(first.has_value() && p.exitcode() == 0, "process.start_join");
+        check(!second && second.error().code() == mp::errc::state_error, "process.try_start_twice",
+              second ? "started twice" : second.error().what());
+    }
+    { // a target whose library call raises: the child leaves with exit code 1, as with exceptions
+        auto p = ctx.process([] {
+            mp::queue<int> q;
+            (void)q.get_nowait();
+        });
+        p.start();
+        p.join();
+        check(p.exitcode() == 1, "process.error_in_child_exits_1",
+              "exitcode " + std::to_string(p.exitcode().value_or(-999)));
+    }
+    { // a handler the program set is called with the error, in the child that raised it
+        auto p = ctx.process([] {
+            mp::set_error_handler(&on_error_exit_42);
+            mp::queue<int> q;
+            (void)q.get_nowait();
+        });
+        p.start();
+        p.join();
+        check(p.exitcode() == 42, "error_handler.called",
+              "exitcode " + std::to_string(p.exitcode().value_or(-999)));
+    }
+    { // pipe: values in order, then end of file as a result
+        auto [a, b] = ctx.template pipe<int>();
+        auto p = ctx.process(
+            [](mp::basic_connection<int, Start> c) {
+                for (int i = 1; i <= 3; ++i) c.send(i * 10);
+                c.close();
+            },
+            b);
+        p.start();
+        b.close();
+        std::vector<int> got;
+        auto r = a.try_recv();
+        for (; r; r = a.try_recv()) got.push_back(*r);
+        p.join();
+        check(got == std::vector<int>{10, 20, 30} && r.error().code() == mp::errc::eof_error, "pipe.try_recv_eof",
+              std::to_string(got.size()) + " values");
+    }
+    { // queue: full and empty as results; a message through a child and back
+        auto q = ctx.template queue<int>(1);
+        auto back = ctx.template queue<int>();
+        auto e = q.try_get_nowait();
+        check(!e && e.error().code() == mp::errc::queue_empty, "queue.try_get_nowait_empty");
+        auto put = q.try_put(21);
+        auto full = q.try_put_nowait(22);
+        check(put.has_value() && !full && full.error().code() == mp::errc::queue_full, "queue.try_put_full");
+        auto p = ctx.process(
+            [](mp::basic_queue<int, Start> in, mp::basic_queue<int, Start> out) { out.put(in.get() * 2); }, q, back);
+        p.start();
+        auto v = back.try_get(30s);
+        p.join();
+        check(v && *v == 42, "queue.round_trip", v ? std::to_string(*v) : v.error().what());
+    }
+    { // lock and value: two children add 1000 each under the value's lock
+        mp::value<int> total(0);
+        auto add = [](mp::value<int> t) {
+            for (int i = 0; i < 1000; ++i) {
+                auto g = t.get_lock();
+                t.store(t.load() + 1);
+            }
+        };
+        auto p1 = ctx.process(add, total);
+        auto p2 = ctx.process(add, total);
+        p1.start();
+        p2.start();
+        p1.join();
+        p2.join();
+        check(total.load() == 2000, "sync.value_lock", std::to_string(total.load()));
+    }
+    { // event: set by a child, seen by the parent
+        mp::event ev;
+        auto p = ctx.process([](mp::event e) { e.set(); }, ev);
+        p.start();
+        bool seen = ev.wait(30s);
+        p.join();
+        check(seen, "sync.event");
+    }
+    { // pool: map, and a task whose worker fails reported through try_get
+        auto pool = ctx.pool(2);
+        auto squares = pool.map(mp::fn<&square>, std::vector<int>{1, 2, 3, 4});
+        check(std::accumulate(squares.begin(), squares.end(), 0) == 30, "pool.map");
+        auto r = pool.apply_async(mp::fn<&fails_in_worker>, 1).try_get(60s);
+        check(!r && r.error().code() == mp::errc::broken_pool, "pool.failed_task_as_result",
+              r ? "succeeded" : r.error().what());
+        auto after = pool.apply(mp::fn<&square>, 5);
+        check(after == 25, "pool.goes_on_after_failure");
+        pool.close();
+        pool.join();
+    }
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    mp::freeze_support();
+    std::string_view method = argc > 1 ? argv[1] : "fork";
+    if (method == "fork")
+        run_checks<mp::start::fork>();
+    else if (method == "spawn")
+        run_checks<mp::start::spawn>();
+    else if (method == "forkserver")
+        run_checks<mp::start::forkserver>();
+    else {
+        std::printf("usage: %s fork|spawn|forkserver\n", argv[0]);
+        return 2;
+    }
+    return failures == 0 ? 0 : 1;
+}
