@@ -445,17 +445,25 @@ inline void exit_function() {
 // ---------------------------------------------------------------------------------------
 // The child's side.
 
+/// Writes "Process <name>:" and the failure to stderr, after what the child had buffered.
+inline void report_child_failure(const std::string& failure) noexcept {
+    if (failure.empty()) return;
+    flush_std_streams();
+    try {
+        std::string msg = "Process " + rt().self.name + ":\n" + failure + "\n";
+        (void)sys::write_all(2, msg.data(), msg.size());
+    } catch (...) {
+    }
+}
+
+/// The end of a child: its shutdown (children joined, finalizers run), then _exit(code).
 [[noreturn]] inline void finish_child(int code, const std::string& failure) noexcept {
-    auto& r = rt();
     try {
         exit_function();
     } catch (...) {
     }
     flush_std_streams();
-    if (!failure.empty()) {
-        std::string msg = "Process " + r.self.name + ":\n" + failure + "\n";
-        (void)sys::write_all(2, msg.data(), msg.size());
-    }
+    report_child_failure(failure);
     try {
         log(20, "process exiting with exitcode {}", code);
     } catch (...) {
@@ -464,9 +472,11 @@ inline void exit_function() {
     ::_exit(code);
 }
 
-/// Registered with on_exit in each child, so that a target calling std::exit(n) still
-/// leaves with n after the child's own shutdown, and never runs its parent's atexit
-/// handlers or static destructors.
+/// Registered with on_exit in each child before its target runs, so that std::exit(n), which
+/// the target may call and child_main calls when it returns or throws, runs the atexit
+/// handlers the child registered itself (they come later, so they run first), then the
+/// child's shutdown, and leaves with n: never the parent's handlers or static destructors,
+/// which come earlier (Python 3.12: gh-83856).
 inline void child_exit_hook(int status, void*) {
     auto& r = rt();
     if (r.in_child && r.self.pid == ::getpid()) finish_child(status, {});
@@ -498,15 +508,17 @@ inline void become_child(const child_record& c) {
     inherited.clear();
 }
 
-/// Runs `entry(ctx)` as the body of a new child and leaves with _exit: 0 when it returns,
-/// 1 with "Process <name>:" and the exception on stderr when it throws. `os_parent` says
-/// whether the creator is also the OS parent (not so under forkserver, whose server kills
-/// a daemon whose creator dies).
+/// Runs `entry(ctx)` as the body of a new child and leaves: 0 when it returns, 1 with
+/// "Process <name>:" and the exception on stderr when it throws, by way of std::exit so that
+/// the child's own atexit handlers run (see child_exit_hook). `os_parent` says whether the
+/// creator is also the OS parent (not so under forkserver, whose server kills a daemon
+/// whose creator dies).
 [[noreturn]] inline void child_main(const child_record& c, void (*entry)(void*), void* ctx,
                                     bool os_parent = true) noexcept {
     auto& r = rt();
     std::string failure;
     int code = 0;
+    bool hooked = false;
     try {
         become_child(c);
         if (c.daemon && os_parent) {
@@ -515,7 +527,7 @@ inline void become_child(const child_record& c) {
             (void)sys::prctl(PR_SET_PDEATHSIG, SIGKILL);
             if (::getppid() != c.parent_pid) ::raise(SIGKILL);
         }
-        ::on_exit(child_exit_hook, nullptr);
+        hooked = ::on_exit(child_exit_hook, nullptr) == 0;
         r.in_child = true;
         log(20, "child process calling self.run()");
         entry(ctx);
@@ -524,7 +536,9 @@ inline void become_child(const child_record& c) {
         auto [type, what] = describe_current_exception();
         failure = what.empty() ? type : type + ": " + what;
     }
-    finish_child(code, failure);
+    if (!hooked) finish_child(code, failure); // std::exit would run the parent's handlers
+    report_child_failure(failure); // first, as CPython prints the traceback before its atexit handlers
+    std::exit(code);
 }
 
 } // namespace multiproc::detail
