@@ -142,7 +142,7 @@ void check_in_child(Op op) {
 
 } // namespace
 
-TEMPLATE_TEST_CASE("out of descriptors, starting a process fails with EMFILE and leaks nothing; then it works",
+TEMPLATE_TEST_CASE("out of descriptors, starting a process fails with EMFILE and leaks nothing, then it works",
                    "[hostile][exhaustion]", START_METHODS) {
     test::warm_up<TestType>();
     test::baseline before;
@@ -155,7 +155,7 @@ TEMPLATE_TEST_CASE("out of descriptors, starting a process fails with EMFILE and
     before.check();
 }
 
-TEMPLATE_TEST_CASE("out of descriptors, making a pool fails with EMFILE and leaks nothing; then it works",
+TEMPLATE_TEST_CASE("out of descriptors, making a pool fails with EMFILE and leaks nothing, then it works",
                    "[hostile][exhaustion]", START_METHODS) {
     test::warm_up<TestType>();
     test::baseline before;
@@ -167,7 +167,7 @@ TEMPLATE_TEST_CASE("out of descriptors, making a pool fails with EMFILE and leak
     before.check();
 }
 
-TEST_CASE("out of descriptors, making a pipe or a queue fails with EMFILE and leaks nothing; then it works",
+TEST_CASE("out of descriptors, making a pipe or a queue fails with EMFILE and leaks nothing, then it works",
           "[hostile][exhaustion]") {
     test::baseline before;
     check_in_child([] {
@@ -189,7 +189,7 @@ TEST_CASE("out of descriptors, making a pipe or a queue fails with EMFILE and le
 }
 
 TEMPLATE_TEST_CASE("out of processes (EAGAIN), starting a process or a pool fails with an os_error and leaks "
-                   "nothing; then it works",
+                   "nothing, then it works",
                    "[hostile][exhaustion]", by_fork, by_spawn) {
     using detail::sys::call;
     const call c = test::inherits_memory<TestType> ? call::fork : call::posix_spawn;
