@@ -72,14 +72,22 @@ public:
 
     /// The exit code once the process has ended, or nothing (Python: Process.exitcode):
     /// 0 when the target returned, n for exit(n), 1 for an uncaught exception, -N for signal N.
+    /// If the program ignores SIGCHLD (SIG_IGN, SA_NOCLDWAIT) or reaps children in a handler
+    /// of its own, the exit status of a fork or spawn child may be gone before this process
+    /// could collect it: then, once the process has ended, this throws os_error (ECHILD)
+    /// with a sentence naming the cause, rather than make up a code. (Under forkserver the
+    /// server collects it, so it is always known.)
     [[nodiscard]] std::optional<int> exitcode() const {
         auto& c = checked();
         if (!c.started()) return std::nullopt;
         require_child(c, "can only test a child process");
-        return detail::poll_child(c);
+        if (!detail::poll_child(c)) return std::nullopt;
+        if (!c.exitcode) detail::raise(os_error(c.status_lost, ECHILD));
+        return c.exitcode;
     }
 
     /// Whether the process has started and not yet ended (Python: Process.is_alive()).
+    /// Known whoever reaped it: it watches the process through a pidfd.
     [[nodiscard]] bool is_alive() const {
         auto& c = checked();
         require_child(c, "can only test a child process");
@@ -91,7 +99,7 @@ public:
         return true;
     }
 
-    /// Waits until the process ends (Python: Process.join()).
+    /// Waits until the process ends (Python: Process.join()); whoever reaps it.
     void join() {
         auto& c = joinable();
         detail::join_child(c, std::nullopt);
@@ -153,11 +161,13 @@ public:
         else if (!c.started())
             status = "initial";
         else {
+            bool ended = false;
             MULTIPROC_TRY {
-                code = detail::poll_child(c);
+                ended = detail::poll_child(c);
+                code = c.exitcode;
             } MULTIPROC_CATCH(const error&, unnamed_) {
             }
-            status = code ? "stopped" : "started";
+            status = ended ? "stopped" : "started";
         }
         os << '<' << c.class_name << " name='" << c.name << '\'';
         if (c.started()) os << " pid=" << c.pid;
@@ -218,18 +228,59 @@ struct child_start {
     target_ref target{};  // identifies the target to a child that does not
     int pidfd = -1;       // set by launchers that get the child's pidfd themselves
     int status_fd = -1;   // set by launchers whose child reports its exit status elsewhere
+    int gate = -1;        // fork: in the parent, the write end the child waits on; in the child, the read end
+    const char* failed = "fork"; // what failed when launch() returns -1
+
+    child_start(runtime& rt_, const child_record& rec_, void (*entry_)(void*), void* self_) noexcept
+        : r(rt_), rec(rec_), entry(entry_), self(self_) {}
+    child_start(const child_start&) = delete;
+    child_start& operator=(const child_start&) = delete;
+    ~child_start() {
+        if (gate >= 0) sys::close(gate); // never opened: the child leaves without running anything
+    }
 
     /// fork() with the runtime locked across it, so that no other thread holds its lock in
-    /// the child. In the child, call run_in_child() next.
+    /// the child. In the child, call run_in_child() next. The child waits at a gate (a pipe)
+    /// until open_gate(): start() takes its pidfd first, so that the child cannot have ended,
+    /// and been reaped by a SIGCHLD handler or SIG_IGN, before its parent holds it.
+    /// Returns -1 with errno if the pipe or the fork fails.
     pid_t fork() noexcept {
+        int g[2];
+        if (sys::pipe2(g, O_CLOEXEC) < 0) {
+            failed = "pipe";
+            return -1;
+        }
         r.mu.lock();
         pid_t pid = sys::fork();
-        if (pid != 0) r.mu.unlock();
+        int e = errno;
+        if (pid == 0) {
+            sys::close(g[1]);
+            gate = g[0];
+            return 0;
+        }
+        r.mu.unlock();
+        sys::close(g[0]);
+        if (pid < 0) sys::close(g[1]);
+        else gate = g[1];
+        errno = e;
         return pid;
     }
-    /// The forked child's life: runs the target and leaves with _exit.
+    /// Lets a forked child waiting at the gate run its target.
+    void open_gate() noexcept {
+        if (gate < 0) return;
+        char go = 1;
+        (void)sys::write(gate, &go, 1);
+        sys::close(gate);
+        gate = -1;
+    }
+    /// The forked child's life: waits at the gate, runs the target and leaves with _exit.
     [[noreturn]] void run_in_child() noexcept {
         r.mu.unlock();
+        char go = 0;
+        ssize_t n = sys::read(gate, &go, 1);
+        sys::close(gate);
+        gate = -1;
+        if (n != 1) ::_exit(1); // the parent could not take it on (and kills it), or died
         if (r.self.parent_sentinel >= 0) sys::close(r.self.parent_sentinel); // ours is our OS parent
         r.self.parent_sentinel = -1;
         child_main(rec, entry, self);
@@ -382,7 +433,9 @@ public:
             detail::child_start child{r, c, &entry, static_cast<Derived*>(this)};
             if constexpr (!policies::start::inherits_memory) child.target = static_cast<Derived*>(this)->crossing_target();
             pid_t pid = policies::start::launch(child);
-            if (pid < 0) return os_error("multiproc: fork for process " + c.name, errno);
+            if (pid < 0) return os_error("multiproc: " + std::string(child.failed) + " for process " + c.name, errno);
+            // A forked child waits at its gate until its pidfd is taken; spawn and forkserver
+            // launchers take it before the child can have its target, so before it can end.
             int fd = child.pidfd >= 0 ? child.pidfd : detail::sys::pidfd_open(pid);
             if (fd < 0) {
                 int e = errno;
@@ -390,6 +443,7 @@ public:
                 detail::sys::waitpid(pid, nullptr, 0);
                 return os_error("multiproc: pidfd_open for process " + c.name, e);
             }
+            child.open_gate();
             c.pid = pid;
             c.pidfd = fd;
             c.status_fd = child.status_fd;

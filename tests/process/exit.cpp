@@ -20,13 +20,15 @@ TEMPLATE_TEST_CASE("output buffered before start() is printed once", "[process][
     CHECK(r.out == "stdio-before iostream-before child after\n");
 }
 
-TEMPLATE_TEST_CASE("a child never runs its parent's atexit handlers or static destructors", "[process][exit]",
-                   START_METHODS) {
+TEMPLATE_TEST_CASE("a child runs its own atexit handlers, whether its target returns, throws or calls std::exit, "
+                   "and never its parent's atexit handlers or static destructors",
+                   "[process][exit]", START_METHODS) {
     auto r = test::run_program("child_exit", method<TestType>());
     CHECK(r.code == 0);
     std::string main_pid = r.out.substr(5, r.out.find('\n') - 5);
     INFO(r.out);
-    CHECK(r.out == "main " + main_pid + "\nchild returns\nexitcode 0\nexitcode 1\nchild exits\nexitcode 3\n" +
+    CHECK(r.out == "main " + main_pid + "\nchild returns\nchild atexit in Process-1\nexitcode 0\n" +
+                       "child atexit in Process-2\nexitcode 1\nchild exits\nchild atexit in Process-3\nexitcode 3\n" +
                        "atexit in " + main_pid + "\nstatic-destructor in " + main_pid + "\n");
     CHECK(r.err == "Process Process-2:\nstd::runtime_error: boom\n");
 }

@@ -373,15 +373,17 @@ inline std::optional<int>& child_ended_before_target() {
     return code;
 }
 
-/// The exception for a child that did not take its target; `code` is its exit code.
-inline error start_failure(const child_record& c, const handshake_result& h, int code) {
+/// The exception for a child that did not take its target; `code` is its exit code, or
+/// nothing if something else reaped it.
+inline error start_failure(const child_record& c, const handshake_result& h, std::optional<int> code) {
     child_ended_before_target().reset();
     if (h.kind == handshake_result::refused)
         return error("multiproc: process " + c.name + " could not start: " + h.text);
     child_ended_before_target() = code;
-    return error("multiproc: process " + c.name + " ended (exit code " + std::to_string(code) +
-                 ") before it received its target; a fresh copy of the program runs its static "
-                 "initializers first: did one of them fail or exit?");
+    std::string how = code ? "(exit code " + std::to_string(*code) + ")"
+                           : "(" + lost_status_cause() + ", so its exit code is unknown)";
+    return error("multiproc: process " + c.name + " ended " + how + " before it received its target; a fresh copy "
+                 "of the program runs its static initializers first: did one of them fail or exit?");
 }
 
 struct launch_result {
@@ -439,20 +441,36 @@ inline launch_result spawn_child(const child_record& c, const target_ref& t) {
     pid_t pid = spawn_self({theirs.get()}, "spawn:3:" + std::to_string(::getpid()),
                            "spawn of /proc/self/exe for process " + c.name);
     theirs.reset();
+    // The pidfd before the handshake: until the child has its target it cannot end unless
+    // its program fails to start, so it is ours to watch whoever reaps it (a SIGCHLD
+    // handler, or SIG_IGN). If it is gone already, it ended that way.
+    sys::unique_fd pidfd(sys::pidfd_open(pid));
+    if (!pidfd) {
+        int e = errno;
+        if (e == ESRCH)
+            detail::raise(start_failure(c, {handshake_result::ended, {}}, std::nullopt));
+        sys::kill(pid, SIGKILL);
+        sys::waitpid(pid, nullptr, 0);
+        sys::fail("pidfd_open for process " + c.name, e);
+    }
     handshake_result h;
     MULTIPROC_TRY {
         h = handshake(ours.get(), c, t);
     } MULTIPROC_CATCH_ALL {
-        sys::kill(pid, SIGKILL);
-        sys::waitpid(pid, nullptr, 0);
+        (void)sys::pidfd_send_signal(pidfd.get(), SIGKILL);
+        bool lost = false;
+        MULTIPROC_TRY {
+            (void)collect_child(pidfd.get(), c.name, lost, /*block=*/true);
+        } MULTIPROC_CATCH(const error&, unnamed_) {
+        }
         MULTIPROC_RETHROW;
     }
     if (h.kind != handshake_result::ok) {
-        int status = 0;
-        sys::waitpid(pid, &status, 0);
-        detail::raise(start_failure(c, h, decode_wait_status(status)));
+        bool lost = false;
+        auto code = collect_child(pidfd.get(), c.name, lost, /*block=*/true);
+        detail::raise(start_failure(c, h, code));
     }
-    return {pid, -1, -1};
+    return {pid, pidfd.release(), -1};
 }
 
 } // namespace multiproc::detail

@@ -94,9 +94,9 @@ inline std::pair<std::string, std::string> describe_current_exception() {
     std::string type = t ? demangle(t->name()) : std::string("unknown exception");
     MULTIPROC_TRY {
         MULTIPROC_RETHROW;
-    } catch (const std::exception& e) {
+    } MULTIPROC_CATCH(const std::exception&, e) {
         return {type, e.what()};
-    } catch (...) {
+    } MULTIPROC_CATCH_ALL {
         return {type, std::string()};
     }
 }

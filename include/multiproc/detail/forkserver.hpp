@@ -366,6 +366,10 @@ inline bool hung_up(int fd, int timeout_ms) noexcept {
 /// the daemon children whose requesters have gone, and leaves with _exit.
 [[noreturn]] inline void serve(int listener, int alive, pid_t parent) noexcept {
     (void)sys::set_signal_disposition(SIGINT, SIG_IGN); // Ctrl-C is for the children
+    // The server reaps its children itself: SIGCHLD ignored by the program that started it
+    // (inherited through exec) would have the kernel reap them and lose their exit codes.
+    // Its children start with SIGCHLD at SIG_DFL too.
+    (void)sys::set_signal_disposition(SIGCHLD, SIG_DFL);
     int parent_fd = sys::pidfd_open(parent);
     {
         auto& s = client(); // our own children ask this server for theirs

@@ -168,6 +168,9 @@ struct child_record {
     int pidfd = -1;                // readable once the child has exited: the sentinel
     int status_fd = -1;            // forkserver: where the server reports the exit status
     std::optional<int> exitcode;
+    // Non-empty once the child has ended but its exit status went to someone else (SIGCHLD
+    // ignored, or another handler reaped it): the sentence exitcode() reports then.
+    std::string status_lost;
     bool closed = false;
     // Held while the child's end is polled for or recorded (exitcode, and the status
     // descriptor's reads): a start() in one thread reaps the children that have ended while
@@ -192,6 +195,8 @@ struct child_record {
     }
 
     [[nodiscard]] bool started() const noexcept { return pid != 0; }
+    /// Whether the child is known to have ended, with or without its exit code.
+    [[nodiscard]] bool ended() const noexcept { return exitcode.has_value() || !status_lost.empty(); }
     /// Readable once the exit code can be had without blocking; the same descriptor from
     /// start() until close(), whoever reaps the child.
     [[nodiscard]] int sentinel() const noexcept { return status_fd >= 0 ? status_fd : pidfd; }
@@ -205,14 +210,15 @@ struct reported_status {
     std::int32_t code = 0;
 };
 
-/// Reads the exit status a forkserver reported for `c`, if it has. If the server died
-/// first, the status is lost: the child is then watched through its pidfd, which takes the
-/// sentinel's number, and reported as 255 once it ends, as CPython does, with a warning.
-inline std::optional<int> poll_reported_child(child_record& c) {
+/// Reads the exit status a forkserver reported for `c`, if it has; true once it has. If the
+/// server died first, the status is lost: the child is then watched through its pidfd,
+/// which takes the sentinel's number, and reported as 255 once it ends, as CPython does,
+/// with a warning.
+inline bool poll_reported_child(child_record& c) {
     pollfd p{c.status_fd, POLLIN, 0};
     int n = sys::poll_until(&p, 1, std::chrono::steady_clock::now(), false);
     if (n < 0) sys::fail("poll on the status of process " + c.name);
-    if (n == 0) return std::nullopt;
+    if (n == 0) return false;
     reported_status msg{};
     ssize_t got = sys::read(c.status_fd, &msg, sizeof msg);
     if (got == 0) { // end of stream: the server is gone; the child may still run
@@ -226,7 +232,7 @@ inline std::optional<int> poll_reported_child(child_record& c) {
     // The descriptor stays open: it is the sentinel, which must stay the same descriptor for
     // the object's life (Python's does). The server has closed its end, so it stays readable.
     c.exitcode = got == static_cast<ssize_t>(sizeof msg) && msg.magic == reported_status::tag ? msg.code : 255;
-    return c.exitcode;
+    return true;
 }
 
 inline int decode_wait_status(int status) {
@@ -234,43 +240,79 @@ inline int decode_wait_status(int status) {
     return WEXITSTATUS(status);
 }
 
-/// Reaps the child if it has exited, without waiting; c.reap_mu held.
-inline std::optional<int> poll_child_locked(child_record& c) {
-    if (c.exitcode || !c.started()) return c.exitcode;
-    if (c.status_fd >= 0) return poll_reported_child(c); // not our child: its server reaps it
-    int status = 0;
-    pid_t r = sys::waitpid(c.pid, &status, WNOHANG);
-    if (r == c.pid) {
-        c.exitcode = decode_wait_status(status);
-    } else if (r < 0) {
-        sys::fail("waitpid(" + std::to_string(c.pid) + ") for process " + c.name +
-                  " failed (did something else reap it, or set SIGCHLD to SIG_IGN?)");
+/// The exit code in what waitid() reported, as Python reports it (n, or -signal).
+inline int decode_wait_info(const siginfo_t& info) {
+    return info.si_code == CLD_EXITED ? info.si_status : -info.si_status;
+}
+
+/// Why the exit status of a child of ours went to someone else, judged from how SIGCHLD is
+/// handled now: the end of the sentence that exitcode() reports for it.
+inline std::string lost_status_cause() {
+    struct sigaction sa {};
+    if (sys::signal_action(SIGCHLD, &sa) == 0) {
+        if (!(sa.sa_flags & SA_SIGINFO) && sa.sa_handler == SIG_IGN)
+            return "SIGCHLD is ignored (SIG_IGN), so the kernel reaped it as it ended";
+        if (sa.sa_flags & SA_NOCLDWAIT) return "SIGCHLD has SA_NOCLDWAIT, so the kernel reaped it as it ended";
+        if ((sa.sa_flags & SA_SIGINFO) || sa.sa_handler != SIG_DFL)
+            return "its exit status was taken by another SIGCHLD handler";
     }
-    return c.exitcode;
+    return "its exit status was taken by a wait for any child elsewhere in this process";
+}
+
+/// The sentence for a child that has ended with its exit status taken by someone else.
+inline std::string lost_status_sentence(const std::string& name, pid_t pid) {
+    return "multiproc: process " + name + " (pid " + std::to_string(pid) + ") has ended, but " +
+           lost_status_cause() + ", so its exit code is unknown";
+}
+
+/// Collects the exit status of our own child `pidfd` refers to, if it has ended; without
+/// waiting unless `block`. Returns the code; nothing if it runs, or if something else
+/// reaped it (then `lost` is set). Throws os_error for any other failure.
+inline std::optional<int> collect_child(int pidfd, const std::string& name, bool& lost, bool block = false) {
+    siginfo_t info;
+    lost = false;
+    if (sys::waitid_pidfd(pidfd, &info, block ? 0 : WNOHANG) == 0) {
+        if (info.si_pid != 0) return decode_wait_info(info);
+        return std::nullopt;
+    }
+    if (errno != ECHILD) sys::fail("waitid for process " + name);
+    lost = true; // ECHILD: it is our child, so it has ended and been reaped
+    return std::nullopt;
+}
+
+/// Reaps the child if it has exited, without waiting; true once it is known to have ended
+/// (its exit code in c.exitcode, or c.status_lost saying why it is unknown); c.reap_mu held.
+inline bool poll_child_locked(child_record& c) {
+    if (c.ended() || !c.started()) return c.ended();
+    if (c.status_fd >= 0) return poll_reported_child(c); // not our child: its server reaps it
+    bool lost = false;
+    c.exitcode = collect_child(c.pidfd, c.name, lost);
+    if (lost) c.status_lost = lost_status_sentence(c.name, c.pid);
+    return c.ended();
 }
 
 /// Reaps the child once it has exited, waiting for that until `deadline` (forever if
-/// none); returns its exit code, or nothing if the deadline came first. Safe against other
+/// none); true once it has ended, false if the deadline came first. Safe against other
 /// threads polling or signalling the same child: c.reap_mu is held only to look, never
-/// while waiting; one thread reaps the child, and all of them see its exit code.
-inline std::optional<int> wait_child(child_record& c, std::optional<std::chrono::steady_clock::time_point> deadline) {
+/// while waiting; one thread reaps the child, and all of them see its exit code. Waiting is
+/// polling the pidfd, so it works whoever reaps the child.
+inline bool wait_child(child_record& c, std::optional<std::chrono::steady_clock::time_point> deadline) {
     for (;;) {
         int fd = -1;
         {
             std::lock_guard lk(c.reap_mu);
-            if (auto code = poll_child_locked(c); code || !c.started()) return code;
+            if (poll_child_locked(c) || !c.started()) return c.ended();
             fd = c.sentinel(); // (the pidfd, once a dead forkserver left the child to it)
         }
         pollfd p{fd, POLLIN, 0};
         int n = sys::poll_until(&p, 1, deadline.value_or(std::chrono::steady_clock::time_point{}), !deadline);
         if (n < 0) sys::fail("poll on the sentinel of process " + c.name);
-        if (n == 0) return std::nullopt;
+        if (n == 0) return false;
     }
 }
 
-/// Reaps the child if it has exited (waiting for that if `block`); returns its exit code
-/// or nothing.
-inline std::optional<int> poll_child(child_record& c, bool block = false) {
+/// Reaps the child if it has exited (waiting for that if `block`); true once it has ended.
+inline bool poll_child(child_record& c, bool block = false) {
     if (block) return wait_child(c, std::nullopt);
     std::lock_guard lk(c.reap_mu);
     return poll_child_locked(c);
@@ -282,7 +324,7 @@ inline void forget_finished(runtime& r) {
     std::lock_guard lk(r.mu);
     std::erase_if(r.children, [](const std::shared_ptr<child_record>& c) {
         std::unique_lock polled(c->reap_mu, std::try_to_lock);
-        return polled && c->exitcode.has_value();
+        return polled && c->ended();
     });
 }
 
@@ -326,7 +368,7 @@ inline void join_child(child_record& c, std::optional<std::chrono::steady_clock:
 /// Sends `sig` to the child unless it has already been reaped (Python: Popen.terminate).
 inline void signal_child(child_record& c, int sig) {
     std::lock_guard lk(c.reap_mu);
-    if (c.exitcode || c.pidfd < 0) return;
+    if (c.ended() || c.pidfd < 0) return;
     if (sys::pidfd_send_signal(c.pidfd, sig) < 0 && errno != ESRCH)
         sys::fail("sending signal " + std::to_string(sig) + " to process " + c.name);
 }
@@ -403,17 +445,25 @@ inline void exit_function() {
 // ---------------------------------------------------------------------------------------
 // The child's side.
 
+/// Writes "Process <name>:" and the failure to stderr, after what the child had buffered.
+inline void report_child_failure(const std::string& failure) noexcept {
+    if (failure.empty()) return;
+    flush_std_streams();
+    MULTIPROC_TRY {
+        std::string msg = "Process " + rt().self.name + ":\n" + failure + "\n";
+        (void)sys::write_all(2, msg.data(), msg.size());
+    } MULTIPROC_CATCH_ALL {
+    }
+}
+
+/// The end of a child: its shutdown (children joined, finalizers run), then _exit(code).
 [[noreturn]] inline void finish_child(int code, const std::string& failure) noexcept {
-    auto& r = rt();
     MULTIPROC_TRY {
         exit_function();
     } MULTIPROC_CATCH_ALL {
     }
     flush_std_streams();
-    if (!failure.empty()) {
-        std::string msg = "Process " + r.self.name + ":\n" + failure + "\n";
-        (void)sys::write_all(2, msg.data(), msg.size());
-    }
+    report_child_failure(failure);
     MULTIPROC_TRY {
         log(20, "process exiting with exitcode {}", code);
     } MULTIPROC_CATCH_ALL {
@@ -422,9 +472,11 @@ inline void exit_function() {
     ::_exit(code);
 }
 
-/// Registered with on_exit in each child, so that a target calling std::exit(n) still
-/// leaves with n after the child's own shutdown, and never runs its parent's atexit
-/// handlers or static destructors.
+/// Registered with on_exit in each child before its target runs, so that std::exit(n), which
+/// the target may call and child_main calls when it returns or throws, runs the atexit
+/// handlers the child registered itself (they come later, so they run first), then the
+/// child's shutdown, and leaves with n: never the parent's handlers or static destructors,
+/// which come earlier (Python 3.12: gh-83856).
 inline void child_exit_hook(int status, void*) {
     auto& r = rt();
     if (r.in_child && r.self.pid == ::getpid()) finish_child(status, {});
@@ -434,13 +486,17 @@ inline void child_exit_hook(int status, void*) {
 /// target raised an error leaves as it would with exceptions, with "Process <name>:" and the
 /// error on stderr and exit code 1. A handler the program set is used instead, as it was
 /// inherited.
+inline bool child_exit_hooked = false; // child_exit_hook is registered in this child
+
 inline void child_error_handler(const error& e) noexcept {
     std::string failure;
     MULTIPROC_TRY {
         failure = error_class_name(e) + ": " + e.what();
     } MULTIPROC_CATCH_ALL {
     }
-    finish_child(1, failure);
+    if (!child_exit_hooked) finish_child(1, failure);
+    report_child_failure(failure); // then the child's own atexit handlers, as for an exception
+    std::exit(1);
 }
 
 /// Makes the runtime describe the new child: called first thing after fork in the child.
@@ -469,15 +525,17 @@ inline void become_child(const child_record& c) {
     inherited.clear();
 }
 
-/// Runs `entry(ctx)` as the body of a new child and leaves with _exit: 0 when it returns,
-/// 1 with "Process <name>:" and the exception on stderr when it throws. `os_parent` says
-/// whether the creator is also the OS parent (not so under forkserver, whose server kills
-/// a daemon whose creator dies).
+/// Runs `entry(ctx)` as the body of a new child and leaves: 0 when it returns, 1 with
+/// "Process <name>:" and the exception on stderr when it throws, by way of std::exit so that
+/// the child's own atexit handlers run (see child_exit_hook). `os_parent` says whether the
+/// creator is also the OS parent (not so under forkserver, whose server kills a daemon
+/// whose creator dies).
 [[noreturn]] inline void child_main(const child_record& c, void (*entry)(void*), void* ctx,
                                     bool os_parent = true) noexcept {
     auto& r = rt();
     std::string failure;
     int code = 0;
+    bool hooked = false;
     MULTIPROC_TRY {
         become_child(c);
         if (c.daemon && os_parent) {
@@ -486,7 +544,8 @@ inline void become_child(const child_record& c) {
             (void)sys::prctl(PR_SET_PDEATHSIG, SIGKILL);
             if (::getppid() != c.parent_pid) ::raise(SIGKILL);
         }
-        ::on_exit(child_exit_hook, nullptr);
+        hooked = ::on_exit(child_exit_hook, nullptr) == 0;
+        child_exit_hooked = hooked;
         fallback_error_handler().store(&child_error_handler, std::memory_order_release);
         r.in_child = true;
         log(20, "child process calling self.run()");
@@ -496,7 +555,9 @@ inline void become_child(const child_record& c) {
         auto [type, what] = describe_current_exception();
         failure = what.empty() ? type : type + ": " + what;
     }
-    finish_child(code, failure);
+    if (!hooked) finish_child(code, failure); // std::exit would run the parent's handlers
+    report_child_failure(failure); // first, as CPython prints the traceback before its atexit handlers
+    std::exit(code);
 }
 
 } // namespace multiproc::detail

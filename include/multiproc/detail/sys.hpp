@@ -134,6 +134,17 @@ inline pid_t waitpid(pid_t pid, int* status, int options) noexcept {
     return retry(call::waitpid, [&] { return ::waitpid(pid, status, options); });
 }
 
+/// waitid(P_PIDFD): waits for (or with WNOHANG, polls) the child a pidfd refers to. Unlike
+/// waitpid(pid), it can never collect another process that took the pid after a foreign
+/// reaper freed it. Returns 0 (info->si_pid is 0 if WNOHANG found it running) or -1 with
+/// errno: ECHILD once the child has been reaped by something else. Faults as call::waitpid.
+inline int waitid_pidfd(int pidfd, siginfo_t* info, int options) noexcept {
+    return retry(call::waitpid, [&] {
+        *info = siginfo_t{};
+        return static_cast<int>(::syscall(SYS_waitid, P_PIDFD, pidfd, info, options | WEXITED, nullptr));
+    });
+}
+
 inline int pidfd_open(pid_t pid) noexcept {
     // glibc 2.36 declares pidfd_open without extern "C", so call the kernel directly.
     return invoke(call::pidfd_open, [&] { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0U)); });
@@ -336,6 +347,11 @@ inline int set_signal_disposition(int sig, void (*handler)(int)) noexcept {
     sa.sa_handler = handler;
     ::sigemptyset(&sa.sa_mask);
     return invoke(call::sigaction, [&] { return ::sigaction(sig, &sa, nullptr); });
+}
+
+/// The current action for `sig` (disposition and flags); 0 or -1.
+inline int signal_action(int sig, struct sigaction* out) noexcept {
+    return invoke(call::sigaction, [&] { return ::sigaction(sig, nullptr, out); });
 }
 
 /// Gives the CPU to another runnable thread, if any (for spin loops on busy machines).

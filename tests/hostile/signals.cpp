@@ -1,0 +1,172 @@
+// Foreign SIGCHLD dispositions (issue 15 items 3 and 7): a program that ignores SIGCHLD, or
+// reaps every child in a handler of its own, can still start processes, ask whether they
+// run, and join them, under every start method. An exit code that went to someone else is
+// reported as unknown, with the cause, never as a made-up number; under forkserver the
+// server collects it, so it stays known. Each case restores SIGCHLD's action as it found it.
+#include "support/support.hpp"
+
+#include <multiproc/process.hpp>
+
+#include <atomic>
+#include <cerrno>
+#include <string>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+using namespace multiproc;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// Gives SIGCHLD `handler` (SIG_IGN, or a function) while alive, then the action it had.
+struct sigchld_action {
+    struct sigaction old {};
+    explicit sigchld_action(void (*handler)(int)) {
+        struct sigaction sa {};
+        sa.sa_handler = handler;
+        sa.sa_flags = SA_RESTART;
+        ::sigemptyset(&sa.sa_mask);
+        REQUIRE(::sigaction(SIGCHLD, &sa, &old) == 0);
+    }
+    sigchld_action(const sigchld_action&) = delete;
+    sigchld_action& operator=(const sigchld_action&) = delete;
+    ~sigchld_action() { ::sigaction(SIGCHLD, &old, nullptr); }
+};
+
+// The foreign handler: reaps every child that has ended, as many programs do, and writes a
+// byte per child reaped to `reaped_w` when a test watches for that.
+std::atomic<int> reaped_w{-1};
+void reap_every_child(int) {
+    int saved = errno;
+    while (::waitpid(-1, nullptr, WNOHANG) > 0)
+        if (int w = reaped_w.load(); w >= 0) (void)!::write(w, "r", 1);
+    errno = saved;
+}
+
+template <class Ctx>
+constexpr bool server_reaps = std::is_same_v<typename Ctx::policies::start, start::forkserver>;
+
+/// Starts and joins processes that end with exit code 7, and one that runs until let go:
+/// start() never fails, is_alive() and join() tell the truth, and exitcode() is 7 where the
+/// code can be known and an os_error naming `cause` where it cannot.
+template <class Ctx>
+void start_watch_and_join(const std::string& cause) {
+    using process_t = test::process_t<Ctx>;
+    for (int i = 0; i < 20; ++i) {
+        process_t p([](int n) { ::_exit(n); }, 7);
+        REQUIRE_NOTHROW(p.start());
+        p.join();
+        CHECK_FALSE(p.is_alive());
+        if constexpr (server_reaps<Ctx>) {
+            CHECK(p.exitcode() == 7);
+        } else {
+            try {
+                (void)p.exitcode();
+                FAIL("exitcode() gave a code that it cannot know");
+            } catch (const os_error& e) {
+                CHECK(e.code().value() == ECHILD);
+                CHECK(std::string(e.what()) == "multiproc: process " + p.name() + " (pid " + std::to_string(*p.pid()) +
+                                                   ") has ended, but " + cause +
+                                                   ", so its exit code is unknown: No child processes");
+            }
+        }
+        p.close();
+    }
+    test::gate gate;
+    process_t waits([](test::fd_arg g) { (void)g.wait_eof(); }, gate.end());
+    waits.start();
+    CHECK(waits.is_alive());
+    CHECK_FALSE(waits.exitcode().has_value());
+    waits.join(10ms);
+    CHECK(waits.is_alive());
+    gate.release();
+    waits.join();
+    CHECK_FALSE(waits.is_alive());
+    CHECK(active_children().empty());
+}
+
+} // namespace
+
+TEMPLATE_TEST_CASE("with SIGCHLD ignored, processes start, are watched and joined, and an exit code that the "
+                   "kernel threw away is reported as unknown",
+                   "[hostile][sigchld]", START_METHODS) {
+    test::warm_up<TestType>();
+    test::baseline before;
+    {
+        sigchld_action ignore(SIG_IGN);
+        start_watch_and_join<TestType>("SIGCHLD is ignored (SIG_IGN), so the kernel reaped it as it ended");
+    }
+    before.check();
+}
+
+TEMPLATE_TEST_CASE("with a SIGCHLD handler that reaps every child, processes start, are watched and joined, and an "
+                   "exit code that the handler took is reported as unknown",
+                   "[hostile][sigchld]", START_METHODS) {
+    test::warm_up<TestType>();
+    test::baseline before;
+    {
+        sigchld_action reap(&reap_every_child);
+        start_watch_and_join<TestType>("its exit status was taken by another SIGCHLD handler");
+    }
+    before.check();
+}
+
+namespace {
+// For the case below: the fault hook stalls start() at its pidfd_open until the new child
+// has either ended and been reaped, or stopped at its first read (the gate it waits at
+// until its parent holds it). A child that can run its target before that ends at once.
+std::atomic<pid_t> stall_parent{0};
+std::atomic<int> stall_r{-1}, stall_w{-1}, reaped_r{-1};
+std::atomic<int> ended_first{0};
+int stall_at_pidfd_open(detail::sys::call c) {
+    using detail::sys::call;
+    if (::getpid() == stall_parent.load()) {
+        if (c != call::pidfd_open || stall_w.load() < 0) return 0;
+        ::close(stall_w.exchange(-1)); // now only the child holds the write end
+        char b;
+        if (::read(stall_r.load(), &b, 1) == 0) { // EOF: the child has ended; wait until it is reaped
+            ended_first = 1;
+            while (::read(reaped_r.load(), &b, 1) < 0 && errno == EINTR) {
+            }
+        }
+        return 0;
+    }
+    if (c == call::read && stall_w.load() >= 0) { // in the child: it reached a read
+        (void)!::write(stall_w.load(), "g", 1);
+        ::close(stall_w.exchange(-1));
+    }
+    return 0;
+}
+} // namespace
+
+TEST_CASE("a forked child cannot end, and be reaped by a SIGCHLD handler, before start() holds it",
+          "[hostile][sigchld]") {
+    test::baseline before;
+    {
+        test::pipe_pair reaped;
+        int stall[2];
+        REQUIRE(::pipe2(stall, O_CLOEXEC) == 0);
+        sigchld_action reap(&reap_every_child);
+        reaped_w = reaped.w;
+        stall_r = stall[0];
+        stall_w = stall[1];
+        stall_parent = ::getpid();
+        detail::sys::fault_hook = &stall_at_pidfd_open;
+        process p([] {});
+        CHECK_NOTHROW(p.start());
+        detail::sys::fault_hook = nullptr;
+        CHECK(ended_first == 0);
+        if (p.pid()) {
+            p.join();
+            CHECK_FALSE(p.is_alive());
+            CHECK_THROWS_AS(p.exitcode(), os_error);
+        }
+        reaped_w = -1;
+        ::close(stall[0]);
+        if (int w = stall_w.exchange(-1); w >= 0) ::close(w);
+    }
+    before.check();
+}
