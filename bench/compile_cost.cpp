@@ -120,11 +120,14 @@ outcome run(const std::vector<std::string>& args) {
     return o;
 }
 
-// The line of a compiler's or linker's output that says what went wrong.
+// The line of a compiler's or linker's output that says what went wrong, with paths
+// relative to the source tree.
 std::string first_error(const std::string& output) {
     std::istringstream in(output);
     std::string line, first_nonempty;
+    const std::string root = fs::path(MULTIPROC_BENCH_INCLUDE).parent_path().string() + "/";
     while (std::getline(in, line)) {
+        for (std::size_t at; (at = line.find(root)) != std::string::npos;) line.erase(at, root.size());
         if (first_nonempty.empty() && !line.empty()) first_nonempty = line;
         if (line.find("error") != std::string::npos || line.find("cannot find") != std::string::npos ||
             line.find("undefined reference") != std::string::npos)
@@ -372,7 +375,9 @@ int report(const std::vector<unit>& us, const std::vector<build>& bs, int runs, 
         }
         std::printf("%-44s %8.3f %8s %9.1f %8s %8s %4s\n", u.name.c_str(), cpu, vs_cpu.c_str(), rss / 1024.0,
                     vs_rss.c_str(), target ? fmt("<= %gx", *target).c_str() : "", met.c_str());
-        json << ", \"cpu_s\": " << cpu << ", \"peak_kib\": " << rss;
+        json << ", \"cpu_s\": " << cpu << ", \"peak_kib\": " << rss << ", \"cpu_s_runs\": [";
+        for (std::size_t i = 0; i < u.cpu.size(); ++i) json << (i ? ", " : "") << u.cpu[i];
+        json << "]";
         if (have_ref) json << ", \"cpu_ratio\": " << cpu / ref_cpu << ", \"peak_ratio\": " << rss / ref_rss;
         if (target) json << ", \"target_ratio\": " << *target;
         if (ok) json << ", \"met\": " << (*ok ? "true" : "false");
