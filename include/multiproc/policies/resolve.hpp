@@ -12,23 +12,12 @@
 #include <multiproc/policies/transport.hpp>
 #include <multiproc/policies/worker_death.hpp>
 
-#include <boost/hana/all_of.hpp>
-#include <boost/hana/count_if.hpp>
-#include <boost/hana/filter.hpp>
-#include <boost/hana/front.hpp>
-#include <boost/hana/integral_constant.hpp>
-#include <boost/hana/length.hpp>
-#include <boost/hana/tuple.hpp>
-#include <boost/hana/type.hpp>
-
 #include <cstddef>
 #include <type_traits>
 
 namespace multiproc {
 
 namespace detail {
-
-namespace hana = boost::hana;
 
 // Instantiated once per template argument, so that the compiler's "required from" note
 // names the offending type right above this sentence.
@@ -42,17 +31,18 @@ struct check_is_policy {
     static constexpr bool value = true;
 };
 
-template <class K>
-constexpr auto is_of_kind = [](auto t) {
-    using P = typename decltype(t)::type;
+// Policy resolution is plain fold expressions: Boost.Hana's tuples and algorithms cost more
+// to compile than they save here (docs/design/errors.md says where Hana stays).
+template <class P, class K>
+constexpr bool is_of_kind() {
     if constexpr (policy<P>)
-        return hana::bool_c<std::is_same_v<typename P::policy_kind, K>>;
+        return std::is_same_v<typename P::policy_kind, K>;
     else
-        return hana::false_c;
-};
+        return false;
+}
 
 template <class K, class... Ps>
-constexpr std::size_t count_of_kind = decltype(hana::count_if(hana::tuple_t<Ps...>, is_of_kind<K>))::value;
+constexpr std::size_t count_of_kind = (std::size_t{0} + ... + (is_of_kind<Ps, K>() ? 1 : 0));
 
 template <class K>
 constexpr bool is_builtin_kind =
@@ -61,25 +51,30 @@ constexpr bool is_builtin_kind =
     std::is_same_v<K, kind::pool_exit>;
 
 // Kinds of the user's own: at most one policy each (the built-in kinds have their own sentences).
-template <class... Ps>
-constexpr bool user_kinds_unique = decltype(hana::all_of(hana::tuple_t<Ps...>, [](auto t) {
-    using P = typename decltype(t)::type;
+template <class P, class... Ps>
+constexpr bool kind_unique() {
     if constexpr (policy<P>) {
         using K = typename P::policy_kind;
-        return hana::bool_c<is_builtin_kind<K> || count_of_kind<K, Ps...> <= 1>;
+        return is_builtin_kind<K> || count_of_kind<K, Ps...> <= 1;
     } else {
-        return hana::true_c;
+        return true;
     }
-}))::value;
-
-template <class K, class... Ps>
-constexpr auto resolve() {
-    constexpr auto found = hana::filter(hana::tuple_t<Ps...>, is_of_kind<K>);
-    if constexpr (decltype(hana::length(found))::value == 0)
-        return hana::type_c<typename default_policy<K>::type>;
-    else
-        return hana::front(found);
 }
+
+template <class... Ps>
+constexpr bool user_kinds_unique = (kind_unique<Ps, Ps...>() && ...);
+
+// The first policy of kind K among Ps..., or the kind's default.
+template <class K, class... Ps>
+struct resolve;
+template <class K>
+struct resolve<K> {
+    using type = typename default_policy<K>::type;
+};
+template <class K, class P, class... Ps>
+struct resolve<K, P, Ps...> {
+    using type = typename std::conditional_t<is_of_kind<P, K>(), std::type_identity<P>, resolve<K, Ps...>>::type;
+};
 
 } // namespace detail
 
@@ -108,7 +103,7 @@ struct policy_set {
 
     /// The policy of kind `K`.
     template <class K>
-    using get = typename decltype(detail::resolve<K, Ps...>())::type;
+    using get = typename detail::resolve<K, Ps...>::type;
 
     using start = get<kind::start>;
     using daemon = get<kind::daemon>;
