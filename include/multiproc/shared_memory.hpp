@@ -14,13 +14,16 @@
 #include <multiproc/error.hpp>
 #include <multiproc/fwd.hpp>
 
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <limits>
 #include <ostream>
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 
 #include <fcntl.h>
@@ -38,16 +41,23 @@ public:
     /// Python: SharedMemory(name, create=False, size=0). With `create`, makes a segment of
     /// `size` bytes called `name` (a random `psm_xxxxxxxx` if empty), mode 0600, and owns
     /// it; os_error (EEXIST) if the name is taken. Without, attaches to the segment `name`,
-    /// whatever its size; os_error (ENOENT) if there is none.
-    explicit shared_memory(std::string_view name, bool create = false, std::size_t size = 0) {
+    /// whatever its size; os_error (ENOENT) if there is none. `size` is any integer type,
+    /// checked by value: a negative one, or one past the largest file size, is a
+    /// value_error, as is a name with a NUL byte in it.
+    template <std::integral Size = std::size_t>
+        requires(!std::same_as<Size, bool>)
+    explicit shared_memory(std::string_view name, bool create = false, Size size = 0) {
+        const std::size_t checked = checked_size(size);
         if (create)
-            make(name, size);
+            make(name, checked);
         else
             open_existing(name);
     }
 
     /// Creates and owns a new segment of `size` bytes (Python: SharedMemory(create=True, size=n)).
-    [[nodiscard]] static shared_memory create(std::size_t size, std::string_view name = {}) {
+    template <std::integral Size>
+        requires(!std::same_as<Size, bool>)
+    [[nodiscard]] static shared_memory create(Size size, std::string_view name = {}) {
         return shared_memory(name, true, size);
     }
     /// Attaches to the existing segment `name` (Python: SharedMemory(name)).
@@ -139,7 +149,25 @@ private:
         return r;
     }
 
+    // Python's checks on `size` (negative first, whether or not creating), by value, so a
+    // negative signed argument is never wrapped into a huge unsigned one.
+    template <class Size>
+    static std::size_t checked_size(Size size) {
+        if constexpr (std::is_signed_v<Size>)
+            if (size < 0)
+                detail::raise(value_error("multiproc: 'size' must be a positive integer, not " +
+                                  std::to_string(static_cast<long long>(size))));
+        if (static_cast<std::uintmax_t>(size) > static_cast<std::uintmax_t>(std::numeric_limits<off_t>::max()))
+            detail::raise(value_error("multiproc: 'size' " + std::to_string(static_cast<std::uintmax_t>(size)) +
+                              " is larger than any shared memory segment can be"));
+        return static_cast<std::size_t>(size);
+    }
+
+    // The name as shm_open wants it; a NUL byte would silently cut it short there.
     static std::string with_slash(std::string_view name) {
+        if (const auto nul = name.find('\0'); nul != std::string_view::npos)
+            detail::raise(value_error("multiproc: shared memory name has an embedded NUL byte at position " +
+                              std::to_string(nul) + " (after '" + std::string(name.substr(0, nul)) + "')"));
         std::string n(name);
         if (n.empty() || n.front() != '/') n.insert(n.begin(), '/');
         return n;
@@ -154,7 +182,7 @@ private:
     }
 
     void make(std::string_view name, std::size_t size) {
-        if (size == 0) detail::raise(value_error("'size' must be a positive number different from zero"));
+        if (size == 0) detail::raise(value_error("multiproc: 'size' must be a positive number different from zero"));
         int fd = -1;
         for (int attempt = 0; attempt < 100 && fd < 0; ++attempt) {
             name_ = name.empty() ? random_name() : with_slash(name);
@@ -175,13 +203,13 @@ private:
     }
 
     void open_existing(std::string_view name) {
-        if (name.empty()) detail::raise(value_error("'name' can only be None if create=True"));
+        if (name.empty()) detail::raise(value_error("multiproc: 'name' can only be None if create=True"));
         name_ = with_slash(name);
         detail::sys::unique_fd fd(sys_checked(detail::sys::shm_open(name_.c_str(), O_RDWR | O_CLOEXEC, 0600),
                                               "cannot attach to"));
         struct stat st {};
         sys_checked(detail::sys::fstat(fd.get(), &st), "fstat of");
-        if (st.st_size == 0) detail::raise(value_error("cannot mmap an empty file: shared memory '" + name_ + "' has size 0"));
+        if (st.st_size == 0) detail::raise(value_error("multiproc: cannot mmap an empty file: shared memory '" + name_ + "' has size 0"));
         map(fd.release(), static_cast<std::size_t>(st.st_size));
     }
 

@@ -1,6 +1,15 @@
 /// @file subprocess.hpp
 /// Running other programs (Python: subprocess.run, call, check_call, check_output, Popen,
 /// CompletedProcess, PIPE, DEVNULL and STDOUT).
+///
+/// Spell it `namespace sp = multiproc::subprocess;` and `sp::popen`, `sp::pipe`, as Python
+/// spells `subprocess.Popen`. `using namespace multiproc::subprocess;` brings only the
+/// documented names, and all of them work unqualified except `popen` and `pipe`: after a
+/// using-directive C++ cannot tell them from POSIX ::popen and ::pipe (a class or a variable
+/// and a function found in two namespaces are ambiguous, whatever the arguments), and an
+/// unqualified call of the POSIX ones becomes ambiguous too. Qualify them, or declare
+/// `using multiproc::subprocess::popen, multiproc::subprocess::pipe;` in a function or in
+/// your own namespace, which hides POSIX's there (`::pipe(fds)` still reaches it).
 #pragma once
 
 #include <multiproc/detail/runtime.hpp>
@@ -136,10 +145,15 @@ struct captured_output {
     std::string err;
 };
 
-namespace detail {
+} // namespace multiproc::subprocess
 
-using multiproc::detail::python_repr;
-namespace sys = multiproc::detail::sys;
+// The helpers live outside multiproc::subprocess, so that `using namespace
+// multiproc::subprocess;` brings no name but the documented ones (a program's own `detail`
+// namespace stays unambiguous).
+namespace multiproc::detail::subproc {
+
+using multiproc::subprocess::duration;
+using multiproc::subprocess::options;
 
 using time_point = std::chrono::steady_clock::time_point;
 
@@ -268,7 +282,9 @@ private:
     posix_spawnattr_t attr_{};
 };
 
-} // namespace detail
+} // namespace multiproc::detail::subproc
+
+namespace multiproc::subprocess {
 
 inline completed_process run(std::vector<std::string> args, options opts);
 
@@ -337,7 +353,7 @@ public:
     /// (Python: Popen.wait(timeout)).
     int wait(duration timeout) {
         require_child();
-        if (!wait_until(detail::deadline_after(timeout))) multiproc::detail::raise(timeout_expired(args_, timeout));
+        if (!wait_until(detail::subproc::deadline_after(timeout))) multiproc::detail::raise(timeout_expired(args_, timeout));
         return *returncode_;
     }
 
@@ -424,10 +440,10 @@ private:
     }
 
     /// Waits for the child until `deadline`; true once it is reaped.
-    bool wait_until(detail::time_point deadline) {
+    bool wait_until(detail::subproc::time_point deadline) {
         if (returncode_) return true;
         pollfd p{pidfd_.get(), POLLIN, 0};
-        int n = detail::sys::poll_until(&p, 1, deadline, deadline == detail::never);
+        int n = detail::sys::poll_until(&p, 1, deadline, deadline == detail::subproc::never);
         if (n < 0) detail::sys::fail("poll on the pidfd of " + describe());
         return n > 0 && reap(true);
     }
@@ -437,8 +453,8 @@ private:
         out_buf_.clear();
         err_buf_.clear();
         if (text_) {
-            r.out = detail::translate_newlines(std::move(r.out));
-            r.err = detail::translate_newlines(std::move(r.err));
+            r.out = detail::subproc::translate_newlines(std::move(r.out));
+            r.err = detail::subproc::translate_newlines(std::move(r.err));
         }
         return r;
     }
@@ -446,8 +462,8 @@ private:
     [[noreturn]] void throw_timeout(duration timeout) const {
         std::string o = out_buf_, e = err_buf_;
         if (text_) {
-            o = detail::translate_newlines(std::move(o));
-            e = detail::translate_newlines(std::move(e));
+            o = detail::subproc::translate_newlines(std::move(o));
+            e = detail::subproc::translate_newlines(std::move(e));
         }
         multiproc::detail::raise(timeout_expired(args_, timeout, std::move(o), std::move(e)));
     }
@@ -461,7 +477,7 @@ private:
         if (has_input && !in_)
             multiproc::detail::raise(value_error("communicate() was given input, but the child's stdin is not a pipe "
                               "(start it with .in = subprocess::pipe)"));
-        auto deadline = timeout ? detail::deadline_after(*timeout) : detail::never;
+        auto deadline = timeout ? detail::subproc::deadline_after(*timeout) : detail::subproc::never;
         if (!communicating_) {
             communicating_ = true;
             if (in_ && has_input) {
@@ -486,7 +502,7 @@ private:
 
     /// One poll over the open pipes and one write or read on each that is ready; false if
     /// the deadline passed first.
-    bool exchange_once(detail::time_point deadline) {
+    bool exchange_once(detail::subproc::time_point deadline) {
         namespace sys = detail::sys;
         pollfd fds[3];
         sys::unique_fd* owners[3];
@@ -496,7 +512,7 @@ private:
             fds[n] = {end->get(), static_cast<short>(end == &in_ ? POLLOUT : POLLIN), 0};
             owners[n++] = end;
         }
-        int ready = sys::poll_until(fds, n, deadline, deadline == detail::never);
+        int ready = sys::poll_until(fds, n, deadline, deadline == detail::subproc::never);
         if (ready < 0) sys::fail("poll on the pipes of " + describe());
         if (ready == 0) return false;
         for (nfds_t i = 0; i < n; ++i) {
@@ -575,7 +591,7 @@ private:
 
 inline void popen::launch(const options& o) {
     namespace sys = detail::sys;
-    using detail::check_no_nul;
+    using detail::subproc::check_no_nul;
     if (args_.empty()) multiproc::detail::raise(value_error("args is empty: there is no program to run"));
     for (auto& a : args_) check_no_nul(a);
     if (o.cwd) check_no_nul(*o.cwd);
@@ -602,9 +618,9 @@ inline void popen::launch(const options& o) {
             env_s.push_back(k + "=" + v);
         }
     }
-    std::string path = detail::find_program(program, o);
-    auto argv = detail::c_strings(argv_s);
-    auto envp = detail::c_strings(env_s);
+    std::string path = detail::subproc::find_program(program, o);
+    auto argv = detail::subproc::c_strings(argv_s);
+    auto envp = detail::subproc::c_strings(env_s);
 
     // The child's ends of its streams, each above 2, and this process's ends of the pipes.
     static constexpr const char* names[] = {"stdin", "stdout", "stderr"};
@@ -621,7 +637,7 @@ inline void popen::launch(const options& o) {
             int p[2];
             if (sys::pipe2(p, O_CLOEXEC) < 0) sys::fail("creating a pipe for the " + what);
             sys::unique_fd r(p[0]), w(p[1]);
-            child_end[i] = detail::above_std(std::move(i == 0 ? r : w), "moving the pipe for the " + what);
+            child_end[i] = detail::subproc::above_std(std::move(i == 0 ? r : w), "moving the pipe for the " + what);
             parent_end[i] = std::move(i == 0 ? w : r);
             source[i] = child_end[i].get();
             break;
@@ -630,7 +646,7 @@ inline void popen::launch(const options& o) {
             if (!devnull) {
                 devnull = sys::unique_fd(sys::open("/dev/null", O_RDWR | O_CLOEXEC));
                 if (!devnull) sys::fail("opening /dev/null for the " + what);
-                devnull = detail::above_std(std::move(devnull), "moving /dev/null for the " + what);
+                devnull = detail::subproc::above_std(std::move(devnull), "moving /dev/null for the " + what);
             }
             source[i] = devnull.get();
             break;
@@ -642,7 +658,7 @@ inline void popen::launch(const options& o) {
         }
     }
 
-    detail::spawn_actions actions;
+    detail::subproc::spawn_actions actions;
     for (int i = 0; i < 3; ++i)
         if (source[i] >= 0) actions.dup2(source[i], i);
     if (o.err.kind == redirect_kind::to_stdout) actions.dup2(1, 2);
@@ -657,7 +673,7 @@ inline void popen::launch(const options& o) {
         if (!std::binary_search(keep.begin(), keep.end(), f) && sys::fcntl(f, F_GETFD) >= 0) actions.close(f);
     actions.close_from(close_from);
     if (o.cwd) actions.chdir(*o.cwd);
-    detail::spawn_attributes attributes;
+    detail::subproc::spawn_attributes attributes;
 
     multiproc::detail::flush_std_streams(); // output written before the call comes before the child's
     pid_t pid = 0;

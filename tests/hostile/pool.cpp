@@ -3,9 +3,12 @@
 // worker_death::retry<N>. Invariants: every task either gives its result or fails with
 // broken_pool naming it (and the worker, killed by SIGKILL); no result comes twice; no stall
 // over 1 s; the pool stays usable; no zombie and no descriptor is left once it is gone.
-// Each case runs its attack for a bounded time (well under a second of rounds).
+// Each case runs its attack for a bounded time (well under a second of rounds). At the end,
+// workers that forge what they send the parent (see "forged messages" below).
 #include "pool/helpers.hpp"
 
+#include <multiproc/detail/byte_ring.hpp>
+#include <multiproc/detail/pool_wire.hpp>
 #include <multiproc/pool.hpp>
 
 #include <algorithm>
@@ -13,13 +16,16 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <exception>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <numeric>
 #include <random>
 #include <set>
+#include <span>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -28,6 +34,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 using namespace multiproc;
@@ -392,5 +399,201 @@ TEST_CASE("fork workers of a pool with an initializer die at random system calls
     under_fire(std::make_unique<pool>(2, set_factor, std::tuple{3}), "", expectations{3, 0, {}},
                [&](pool&, auto&) { return &deaths; });
     CHECK(deaths.before_initializer() >= 2); // deaths before the initializer did not break the pool
+    before.check();
+}
+
+// ---- forged messages (issue 14, pool length checks) ----------------------------------
+// A task (or an initializer) writes over its own worker's side of the pool's rings, as
+// memory corruption in a worker would: a message whose size or offsets are impossible, or
+// ring positions past what the rings hold. The parent must not hang, read or write out of
+// bounds, or take it for a result: it kills that worker, fails the task it was running with
+// broken_pool naming the cause, and goes on. The rings are reached as the worker reaches
+// them: its memfd (the only one of its name in a pool of one worker) mapped with the layout
+// of detail/byte_ring.hpp.
+
+namespace {
+
+enum class forgery : int {
+    empty_message,       // size 0: the parent used to consume nothing, forever
+    short_message,       // size 8: shorter than a header
+    unknown_kind,        // neither a result nor an initializer's error
+    errors_past_end,     // a result of the running task whose error entries start past its end
+    not_given,           // a result for a task the worker was never given
+    init_error_running,  // an initializer's error from a worker past its initializer
+    result_tail_forged,  // the tail of the result ring beyond what the ring holds
+    task_head_forged,    // the head of the task ring past what was sent
+};
+
+/// What the parent says the worker did, for each forgery (the start of it, where it has numbers).
+std::string cause_of(forgery f) {
+    switch (f) {
+    case forgery::empty_message: return "sent a result message of 0 bytes (one is at least 32 bytes, a multiple of 8)";
+    case forgery::short_message: return "sent a result message of 8 bytes (one is at least 32 bytes, a multiple of 8)";
+    case forgery::unknown_kind: return "sent a message of unknown kind 77";
+    case forgery::errors_past_end: return "sent a message whose error entries start at byte 1073741824 of 32";
+    case forgery::not_given: return "sent a result for a task it was not given";
+    case forgery::init_error_running: return "sent an initializer error while not running the initializer";
+    case forgery::result_tail_forged: return "published ";
+    case forgery::task_head_forged: return "moved the head of its task ring to byte ";
+    }
+    return {};
+}
+
+/// `n` rounded up to a multiple of 8, as every message in a ring is.
+constexpr std::size_t padded(std::size_t n) { return (n + 7) & ~std::size_t{7}; }
+
+/// Wakes the engine, as a worker does once it has published, and waits to be killed.
+[[noreturn]] void wake_engine_and_wait() {
+    (void)detail::sys::eventfd_signal(detail::worker_wake_fd.fd);
+    for (;;) ::pause();
+}
+
+/// This worker's rings, mapped again from its memfd.
+struct own_rings {
+    detail::mirrored_region region;
+    detail::worker_shared* self = nullptr;
+    detail::byte_ring results;
+
+    own_rings() {
+        int fd = -1;
+        for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+            std::error_code ec;
+            const auto target = std::filesystem::read_symlink(e.path(), ec).string();
+            if (!ec && target.rfind("/memfd:multiproc-pool-worker ", 0) == 0)
+                fd = std::stoi(e.path().filename().string());
+        }
+        if (fd < 0) std::_Exit(90);
+        struct stat st {};
+        if (::fstat(fd, &st) != 0) std::_Exit(91);
+        const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+        const std::size_t header = (sizeof(detail::worker_shared) + page - 1) / page * page;
+        const std::size_t cap = (static_cast<std::size_t>(st.st_size) - header) / 2;
+        region = detail::mirrored_region::attach(detail::sys::unique_fd(::dup(fd)), header, cap, 2, "forged rings");
+        self = static_cast<detail::worker_shared*>(region.header());
+        results = detail::byte_ring(&self->results, region.ring_data(1), cap);
+    }
+
+    /// Publishes a message made of `h` and `tail` bytes, padded to 8.
+    void send(const detail::result_header& h, std::span<const std::byte> tail = {}) {
+        std::vector<std::byte> msg(padded(sizeof h + tail.size()));
+        std::memcpy(msg.data(), &h, sizeof h);
+        if (!tail.empty()) std::memcpy(msg.data() + sizeof h, tail.data(), tail.size());
+        results.write(msg.data(), msg.size());
+    }
+};
+
+/// An error entry as a worker writes it.
+std::vector<std::byte> error_entry_bytes() {
+    detail::byte_buffer b;
+    detail::put_error(b, 0, "std::runtime_error", "forged");
+    return {b.data(), b.data() + b.size()};
+}
+
+/// Does forgery `kind` in this worker, then wakes the engine and waits to be killed.
+[[noreturn]] void forge_and_wait(int kind) {
+    own_rings w;
+    const auto running = w.self->unit.load();
+    const std::uint32_t header = sizeof(detail::result_header);
+    switch (static_cast<forgery>(kind)) {
+    case forgery::empty_message: w.send({0, detail::msg_result, running, 0, 0, header}); break;
+    case forgery::short_message: {
+        const std::uint64_t eight = 8; // a size field of 8, then padding
+        w.results.write(&eight, sizeof eight);
+        break;
+    }
+    case forgery::unknown_kind: w.send({header, 77, running, 0, 0, header}); break;
+    case forgery::errors_past_end: w.send({header, detail::msg_result, running, 0, 1, 1u << 30}); break;
+    case forgery::not_given: w.send({header, detail::msg_result, running + 1000, 0, 0, header}); break;
+    case forgery::init_error_running: {
+        const auto entry = error_entry_bytes();
+        const auto size = static_cast<std::uint32_t>(padded(header + entry.size()));
+        w.send({size, detail::msg_init_failed, 0, 0, 1, header}, entry);
+        break;
+    }
+    case forgery::result_tail_forged: w.self->results.tail.fetch_add(2 * w.results.capacity()); break;
+    case forgery::task_head_forged: w.self->tasks.head.store(w.self->tasks.tail.load() + 4096); break;
+    }
+    wake_engine_and_wait();
+}
+
+int forging_task(int kind) { forge_and_wait(kind); }
+
+/// An initializer that sends its error with entries said to start past the message's end,
+/// then wakes the engine and waits to be killed.
+void forging_initializer() {
+    own_rings w;
+    const auto entry = error_entry_bytes();
+    const auto size = static_cast<std::uint32_t>(padded(sizeof(detail::result_header) + entry.size()));
+    w.send({size, detail::msg_init_failed, 0, 0, 1, 1u << 30}, entry);
+    wake_engine_and_wait();
+}
+
+} // namespace
+
+TEMPLATE_TEST_CASE("a worker that forges a message or a ring position is killed, its task fails naming why, "
+                   "the pool goes on",
+                   "[pool][hostile]", START_METHODS) {
+    test::warm_up<TestType>();
+    const test::baseline before;
+    std::string said;
+    {
+        pool_of<TestType> p(1);
+        pooltest::stderr_capture err; // after the pool's first worker: later ones keep it open until join
+        for (int kind = 0; kind <= static_cast<int>(forgery::task_head_forged); ++kind) {
+            const std::string why = cause_of(static_cast<forgery>(kind));
+            INFO("forgery " << kind << ": " << why);
+            try {
+                (void)p.apply(fn<&forging_task>, kind);
+                FAIL("a forged message went unnoticed");
+            } catch (const broken_pool& e) {
+                const std::string what = e.what();
+                INFO(what);
+                CHECK(what.rfind("multiproc: PoolWorker-", 0) == 0);
+                CHECK(what.find(" (pid " + std::to_string(e.pid()) + ") was killed by the pool because it " + why) !=
+                      std::string::npos);
+                CHECK(what.size() > 21);
+                CHECK(what.compare(what.size() - 21, 21, " while running task 0") == 0);
+                CHECK(e.task() == std::optional<std::size_t>{0});
+                CHECK(e.signal() == SIGKILL);
+            }
+            // The pool goes on with a new worker.
+            CHECK(p.map(fn<&pooltest::square>, std::vector<int>{1, 2, 3}) == std::vector<int>{1, 4, 9});
+        }
+        p.close();
+        p.join();
+        said = err.finish();
+    }
+    CHECK(std::count(said.begin(), said.end(), '\n') == static_cast<long>(forgery::task_head_forged) + 1);
+    CHECK(said.find("sent a result message of 0 bytes (one is at least 32 bytes, a multiple of 8); killing it") !=
+          std::string::npos);
+    before.check();
+}
+
+TEMPLATE_TEST_CASE("an initializer's error message whose entries start past its end breaks the pool, naming why",
+                   "[pool][hostile][initializer]", START_METHODS) {
+    test::warm_up<TestType>();
+    const test::baseline before;
+    std::string said;
+    {
+        pooltest::stderr_capture err; // before the pool: its one worker is killed, and none replaces it
+        pool_of<TestType> p(1, fn<&forging_initializer>);
+        try {
+            (void)p.apply(fn<&pooltest::square>, 2);
+            FAIL("a forged initializer error went unnoticed");
+        } catch (const broken_pool& e) {
+            const std::string what = e.what();
+            INFO(what);
+            CHECK(what.rfind("multiproc: the pool's initializer did not complete: the worker was killed by the pool "
+                             "because it sent a message whose error entries start at byte 1073741824 of ",
+                             0) == 0);
+            CHECK(what.find("; the pool is broken and runs no more tasks") != std::string::npos);
+        }
+        p.terminate();
+        p.join();
+        said = err.finish();
+    }
+    CHECK(said.find(") sent a message whose error entries start at byte 1073741824 of ") != std::string::npos);
+    CHECK(said.find("multiproc: the pool's initializer did not complete: the worker was killed by the pool because") !=
+          std::string::npos);
     before.check();
 }

@@ -5,8 +5,10 @@
 #include <multiproc/process.hpp>
 #include <multiproc/shared_memory.hpp>
 
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <regex>
 #include <sstream>
 #include <fcntl.h>
@@ -119,10 +121,54 @@ TEST_CASE("shared_memory errors are CPython's: FileExistsError, FileNotFoundErro
                                            "': No such file or directory");
     }
     CHECK_THROWS_MATCHES(shared_memory::create(0), value_error,
-                         Catch::Matchers::Message("'size' must be a positive number different from zero"));
+                         Catch::Matchers::Message("multiproc: 'size' must be a positive number different from zero"));
     CHECK_THROWS_MATCHES(shared_memory(""), value_error,
-                         Catch::Matchers::Message("'name' can only be None if create=True"));
+                         Catch::Matchers::Message("multiproc: 'name' can only be None if create=True"));
     CHECK_THROWS_AS(shared_memory::attach("a/b"), os_error);
+}
+
+TEST_CASE("a name with a NUL byte is a value_error, never the segment named by its prefix",
+          "[shared][shared_memory][errors]") {
+    auto before = test::open_fds();
+    auto prefix = shared_memory::create(32, unique_name("nul"));
+    const std::string forged = prefix.name() + std::string("\0x", 2);
+    const std::string said = "multiproc: shared memory name has an embedded NUL byte at position " +
+                             std::to_string(prefix.name().size()) + " (after '" + prefix.name() + "')";
+    CHECK_THROWS_MATCHES(shared_memory::attach(forged), value_error, Catch::Matchers::Message(said));
+    CHECK_THROWS_MATCHES(shared_memory(forged), value_error, Catch::Matchers::Message(said));
+    const std::string fresh = unique_name("nul_fresh");
+    CHECK_THROWS_MATCHES(shared_memory::create(32, fresh + std::string("\0", 1)), value_error,
+                         Catch::Matchers::Message("multiproc: shared memory name has an embedded NUL byte at position " +
+                                                  std::to_string(fresh.size()) + " (after '" + fresh + "')"));
+    CHECK_FALSE(in_dev_shm(fresh));
+    prefix.unlink();
+    prefix.close();
+    CHECK(test::describe_fds(test::open_fds()) == test::describe_fds(before));
+}
+
+TEST_CASE("a negative or impossible size is a value_error, checked by value whatever its type",
+          "[shared][shared_memory][errors]") {
+    auto before = test::open_fds();
+    const std::string name = unique_name("negative");
+    const auto negative = Catch::Matchers::Message("multiproc: 'size' must be a positive integer, not -1");
+    CHECK_THROWS_MATCHES(shared_memory::create(-1, name), value_error, negative);
+    CHECK_THROWS_MATCHES(shared_memory(name, true, -1), value_error, negative);
+    CHECK_THROWS_MATCHES(shared_memory(name, true, std::int8_t{-1}), value_error, negative);
+    CHECK_THROWS_MATCHES(shared_memory::create(std::numeric_limits<long long>::min(), name), value_error,
+                         Catch::Matchers::Message("multiproc: 'size' must be a positive integer, not " +
+                                                  std::to_string(std::numeric_limits<long long>::min())));
+    CHECK_THROWS_MATCHES(shared_memory::create(static_cast<std::size_t>(-1), name), value_error,
+                         Catch::Matchers::Message("multiproc: 'size' " + std::to_string(static_cast<std::size_t>(-1)) +
+                                                  " is larger than any shared memory segment can be"));
+    CHECK_FALSE(in_dev_shm(name));
+    auto owner = shared_memory::create(std::uint16_t{48}, name); // any integer type that fits
+    CHECK(owner.size() == 48);
+    // As CPython, a negative size is refused even when attaching, where the size is otherwise ignored.
+    CHECK_THROWS_MATCHES(shared_memory(name, false, -1), value_error, negative);
+    CHECK(shared_memory(name, false, 7).size() == 48);
+    owner.unlink();
+    owner.close();
+    CHECK(test::describe_fds(test::open_fds()) == test::describe_fds(before));
 }
 
 TEST_CASE("a failure while creating leaves no segment and no descriptor behind", "[shared][shared_memory][faults]") {
@@ -159,7 +205,7 @@ TEST_CASE("attaching to an empty segment or one that cannot be examined fails cl
     REQUIRE(fd >= 0);
     ::close(fd);
     CHECK_THROWS_MATCHES(shared_memory::attach(name), value_error,
-                         Catch::Matchers::Message("cannot mmap an empty file: shared memory '/" + name + "' has size 0"));
+                         Catch::Matchers::Message("multiproc: cannot mmap an empty file: shared memory '/" + name + "' has size 0"));
     ::shm_unlink(("/" + name).c_str());
     auto owner = shared_memory::create(64, unique_name("fstat"));
     {

@@ -149,6 +149,7 @@ struct pool_slot {
     bool exited = false;   // its sentinel polled readable
     bool stopping = false; // told to leave once idle
     bool abandoned = false; // its units were failed when the pool stopped: what it sends now is dropped
+    std::optional<std::string> violation; // why the parent stopped trusting it and killed it
 };
 
 /// The settings a pool's engine runs with.
@@ -516,12 +517,45 @@ private:
             pop_front(s);
     }
 
+    /// A worker broke the protocol: its memory is corrupt, or a task wrote over the pool's.
+    /// Nothing more is read from it or written to it; it is killed, and settle_exit fails
+    /// the task it was running with broken_pool naming `why`, as for any worker that dies.
+    void reject_worker(pool_slot& s, std::string why) {
+        if (s.violation) return;
+        report_to_stderr("multiproc: " + s.name + " (pid " + std::to_string(s.pid) + ") " + why + "; killing it");
+        s.violation = std::move(why);
+        signal_worker(s, SIGKILL);
+    }
+
+    /// The room in the worker's task ring, counted from the head the worker moves (read
+    /// once); nothing if the worker was rejected, or is now because that head is impossible:
+    /// past the tail we wrote, or more than a ring behind it.
+    std::optional<std::size_t> task_ring_room(pool_slot& s) {
+        if (s.violation) return std::nullopt;
+        const ring_indices& t = s.boot.tasks.indices();
+        const std::uint64_t cap = s.boot.tasks.capacity();
+        const std::uint64_t head = t.head.load(std::memory_order_acquire);
+        const std::uint64_t tail = t.tail.load(std::memory_order_relaxed);
+        if (head > tail || tail - head > cap) {
+            reject_worker(s, "moved the head of its task ring to byte " + std::to_string(head) + ", with " +
+                                 std::to_string(tail) + " sent and room for " + std::to_string(cap));
+            return std::nullopt;
+        }
+        return static_cast<std::size_t>(cap - (tail - head));
+    }
+
     void drain(pool_slot& s) {
+        if (!task_ring_room(s)) return;
         const byte_ring& r = s.boot.results;
         bool consumed = false;
         for (;;) {
+            // What the worker says it published (the tail it moves): never more than its ring holds.
+            const std::size_t avail = r.readable();
+            if (avail > r.capacity())
+                return reject_worker(s, "published " + std::to_string(avail) + " bytes in a result ring of " +
+                                            std::to_string(r.capacity()));
             if (s.rx_need) { // gathering a result bigger than the ring
-                std::size_t n = std::min(r.readable(), s.rx_need - s.rx.size());
+                std::size_t n = std::min(avail, s.rx_need - s.rx.size());
                 if (n == 0) break;
                 s.rx.append(r.read_ptr(), n);
                 r.consume(n);
@@ -530,11 +564,15 @@ private:
                 handle_message(s, s.rx.data(), s.rx.size());
                 s.rx.clear();
                 s.rx_need = 0;
+                if (s.violation) return;
                 continue;
             }
-            std::size_t avail = r.readable();
             if (avail < sizeof(std::uint32_t)) break;
             const auto size = load_pod<std::uint32_t>(r.read_ptr());
+            if (size < sizeof(result_header) || size % 8 != 0) // (a size of 0 would be consumed as nothing, forever)
+                return reject_worker(s, "sent a result message of " + std::to_string(size) +
+                                            " bytes (one is at least " + std::to_string(sizeof(result_header)) +
+                                            " bytes, a multiple of 8)");
             if (size > r.capacity()) {
                 s.rx.clear();
                 s.rx_need = size;
@@ -542,6 +580,7 @@ private:
             }
             if (avail < size) break;
             handle_message(s, r.read_ptr(), size);
+            if (s.violation) return;
             r.consume(size);
             consumed = true;
         }
@@ -549,15 +588,22 @@ private:
         forget_skipped(s);
     }
 
+    /// Takes one result message (drain checked its size: at least a header, a multiple of 8).
     void handle_message(pool_slot& s, const std::byte* msg, std::size_t size) {
-        if (size < sizeof(result_header)) return;
         const auto h = load_pod<result_header>(msg);
+        if (h.kind != msg_result && h.kind != msg_init_failed)
+            return reject_worker(s, "sent a message of unknown kind " + std::to_string(h.kind));
+        if (h.errors_at < sizeof h || h.errors_at > size)
+            return reject_worker(s, "sent a message whose error entries start at byte " + std::to_string(h.errors_at) +
+                                        " of " + std::to_string(size));
         if (h.kind == msg_init_failed) {
+            if (s.shared->phase.load(std::memory_order_acquire) != worker_in_initializer)
+                return reject_worker(s, "sent an initializer error while not running the initializer");
             MULTIPROC_TRY {
                 pool_reader in(msg + h.errors_at, size - h.errors_at);
                 s.init_error = get_error(in);
             } MULTIPROC_CATCH(const error&, unnamed_) {
-                s.init_error = error_entry{0, "unknown exception", ""};
+                return reject_worker(s, "sent an initializer error that cannot be decoded");
             }
             return;
         }
@@ -565,16 +611,13 @@ private:
         // failed already: expected, and dropped without a word.
         if (s.abandoned) return;
         while (!s.inflight.empty() && s.inflight.front().withdrawn && s.inflight.front().seq != h.seq) pop_front(s);
-        if (s.inflight.empty() || s.inflight.front().seq != h.seq || s.inflight.front().withdrawn) {
-            // Cannot happen unless the worker's memory is corrupt: stop trusting it.
-            report_to_stderr("multiproc: " + s.name + " (pid " + std::to_string(s.pid) +
-                             ") sent a result for a task it was not given; killing it");
-            signal_worker(s, SIGKILL);
-            return;
-        }
+        if (s.inflight.empty() || s.inflight.front().seq != h.seq || s.inflight.front().withdrawn)
+            return reject_worker(s, "sent a result for a task it was not given"); // its memory is corrupt
         unit_meta u = pop_front(s);
         s.last_done = ++tick_;
-        ema_ns_ = ema_ns_ == 0 ? std::max<std::uint64_t>(h.busy_ns, 1) : (ema_ns_ * 7 + h.busy_ns) / 8 + 1;
+        // (Capped at an hour, so that no time a worker claims can overflow the average.)
+        const std::uint64_t busy = std::min<std::uint64_t>(h.busy_ns, std::uint64_t{3600} * 1000000000);
+        ema_ns_ = ema_ns_ == 0 ? std::max<std::uint64_t>(busy, 1) : (ema_ns_ * 7 + busy) / 8 + 1;
         deliver(u, msg, size, s.pid);
     }
 
@@ -618,7 +661,8 @@ private:
     }
 
     [[nodiscard]] bool usable(const pool_slot& s) const noexcept {
-        return !s.exited && !s.stopping && (!cfg_.maxtasks || s.sent < static_cast<std::uint64_t>(*cfg_.maxtasks));
+        return !s.exited && !s.stopping && !s.violation &&
+               (!cfg_.maxtasks || s.sent < static_cast<std::uint64_t>(*cfg_.maxtasks));
     }
 
     /// The worker to send the next unit to: the least loaded with room, the one that
@@ -722,14 +766,15 @@ private:
         const byte_ring& t = s.boot.tasks;
         bool wrote = false;
         while (s.pushed < s.log.size()) {
-            std::size_t room = t.writable();
-            if (room == 0) {
+            const std::optional<std::size_t> room = task_ring_room(s);
+            if (!room) break;
+            if (*room == 0) {
                 t.indices().writer_waiting.store(1, std::memory_order_seq_cst);
                 std::atomic_thread_fence(std::memory_order_seq_cst);
                 if (t.writable() == 0) break;
                 continue;
             }
-            std::size_t n = std::min(room, s.log.size() - s.pushed);
+            std::size_t n = std::min(*room, s.log.size() - s.pushed);
             t.write(s.log.data() + s.pushed, n);
             s.pushed += n;
             wrote = true;
@@ -809,8 +854,9 @@ private:
         }
         const std::optional<int> exitcode = code;
         const std::int32_t lost = s.shared->lost_link.load(std::memory_order_acquire);
-        const std::string how =
-            lost ? describe_lost_link(lost, s.shared->lost_fd.load(std::memory_order_relaxed)) : describe_exit(exitcode);
+        const std::string how = s.violation ? "was killed by the pool because it " + *s.violation
+                                : lost      ? describe_lost_link(lost, s.shared->lost_fd.load(std::memory_order_relaxed))
+                                            : describe_exit(exitcode);
         log(10, "cleaning up worker {} (pid {}): {}", s.name, s.pid, how);
         // Only an initializer that really failed breaks the pool: it threw, or its worker died
         // while running it. A worker killed before its initializer started, or after it
@@ -824,7 +870,7 @@ private:
         if ((s.init_error || in_initializer) && !pool_stopped) {
             std::string why = s.init_error ? "raised " + s.init_error->type +
                                                  (s.init_error->what.empty() ? "" : ": " + s.init_error->what)
-                                           : "did not complete: the worker " + describe_exit(exitcode);
+                                           : "did not complete: the worker " + (s.violation ? how : describe_exit(exitcode));
             break_pool("multiproc: the pool's initializer " + why + " in " + s.name + " (pid " +
                        std::to_string(s.pid) + "); the pool is broken and runs no more tasks");
         } else if (never_started && !pool_stopped) {

@@ -29,7 +29,7 @@ template <class T>
 using stored_t = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
 
 /// Reads the outcome of each element of a unit from its result message, in order:
-/// `on_value(index, reader)` must decode one value; `on_error(index, exception_ptr)`.
+/// `on_value(index, reader)` must decode one value; `on_error(index, error_ptr)`.
 /// A message that cannot be decoded fails the elements it has not yet reported.
 template <class OnValue, class OnError>
 void read_unit(const unit_meta& u, const std::byte* msg, std::size_t size, pid_t pid, OnValue&& on_value,
