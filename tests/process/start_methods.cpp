@@ -341,24 +341,39 @@ TEST_CASE("bytes that are not a start request are refused by the child, never a 
                                                                    "child is truncated"));
 }
 
-TEST_CASE("an identifier shared by two different targets is an error in the parent", "[spawn][registry]") {
+TEST_CASE("two different targets with one name get distinct identifiers, in registration order",
+          "[spawn][registry]") {
     auto load1 = [](detail::crossing_reader&, const detail::child_record&) -> void* { return nullptr; };
     auto load2 = [](detail::crossing_reader&, const detail::child_record&) -> void* { return &g_counter; };
     auto run = [](void*) {};
-    detail::register_target("test-shared-id", {+load1, +run});
-    detail::register_target("test-shared-id", {+load2, +run});
-    detail::target_ref t{"test-shared-id", nullptr, nullptr};
-    CHECK_THROWS_WITH(detail::check_can_start_fresh("spawn", t, "twin"),
-                      Catch::Matchers::StartsWith("multiproc: the target of process twin cannot be identified in a "
-                                                  "child: another, different target has the same identifier "
-                                                  "test-shared-id"));
+    const std::string first = detail::register_target("test-shared-id", {+load1, +run});
+    const std::string second = detail::register_target("test-shared-id", {+load2, +run});
+    const std::string again = detail::register_target("test-shared-id", {+load2, +run}); // the same target
+    CHECK(first == "test-shared-id");
+    CHECK(second == "test-shared-id#1");
+    CHECK(again == second);
+    auto& entries = detail::registry().entries;
+    CHECK(entries.at(first).load == +load1);
+    CHECK(entries.at(second).load == +load2);
+    detail::target_ref t{second.c_str(), nullptr, nullptr};
+    CHECK_NOTHROW(detail::check_can_start_fresh("spawn", t, "twin"));
     detail::target_ref unknown{"test-never-registered", nullptr, nullptr};
     CHECK_THROWS_WITH(detail::check_can_start_fresh("spawn", unknown, "ghost"),
                       "multiproc: the target of process ghost (identifier test-never-registered) is not registered "
                       "in this program");
     // Leave the registry as the program made it, for the children of later cases.
-    detail::registry().entries.erase("test-shared-id");
-    detail::registry().ambiguous.erase("test-shared-id");
+    entries.erase(first);
+    entries.erase(second);
+}
+
+TEMPLATE_TEST_CASE("two lambdas of one function that look alike are told apart in a fresh child",
+                   "[spawn][registry]", START_METHODS) {
+    // Without RTTI their names are the same spelling; with it, distinct mangled names. Either
+    // way each child must run its own.
+    test::process_t<TestType> a([] { std::_Exit(11); });
+    test::process_t<TestType> b([] { std::_Exit(12); });
+    CHECK(test::exit_of(a) == 11);
+    CHECK(test::exit_of(b) == 12);
 }
 
 TEMPLATE_TEST_CASE("starting a process while the program is still starting up is an error",
