@@ -87,7 +87,7 @@ struct nothing {
 
 enum class color : std::uint8_t { red, green, blue };
 
-/// A plain aggregate with padding and nested standard types (Boost.PFR).
+/// A plain aggregate with padding and nested standard types (detail/fields.hpp).
 struct person {
     std::string name;
     int age;

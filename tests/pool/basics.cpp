@@ -37,7 +37,7 @@ std::vector<int> upto(int n) {
 int counter = 0;
 void bump(int) { ++counter; } // in the worker's copy of `counter`, not ours
 
-struct reading { // an aggregate: serialize::binary sends it through Boost.PFR
+struct reading { // an aggregate: serialize::binary sends it member by member
     std::string sensor;
     std::vector<double> values;
     std::optional<int> flag;

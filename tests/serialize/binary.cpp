@@ -57,7 +57,7 @@ TEST_CASE("binary round-trips every supported kind of value, and announces its e
     });
 }
 
-TEST_CASE("bitwise round-trips trivially copyable values as their bytes", "[serialize][bitwise]") {
+TEST_CASE("bitwise round-trips plain data as its bytes", "[serialize][bitwise]") {
     int sent = 0;
     test::for_each_sample<test::combo<transport::pipe, serialize::bitwise>>([&](const auto& v) {
         using T = std::decay_t<decltype(v)>;

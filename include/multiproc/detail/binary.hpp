@@ -22,6 +22,7 @@
 #pragma once
 
 #include <multiproc/detail/demangle.hpp>
+#include <multiproc/detail/fields.hpp>
 #include <multiproc/error.hpp>
 
 #include <boost/hana/accessors.hpp>
@@ -30,8 +31,6 @@
 #include <boost/hana/length.hpp>
 #include <boost/hana/second.hpp>
 #include <boost/hana/unpack.hpp>
-#include <boost/pfr/core.hpp>
-#include <boost/pfr/tuple_size.hpp>
 
 #include <algorithm>
 #include <array>
@@ -100,16 +99,17 @@ concept fixed_enum = std::is_enum_v<T> && requires { T{std::underlying_type_t<T>
 template <class T>
 concept hana_struct = hana::Struct<T>::value;
 
-/// A plain aggregate that Boost.PFR reflects (Hana structs and std::array are handled apart).
+/// A plain aggregate that detail/fields.hpp reflects (Hana structs and std::array are
+/// handled apart).
 template <class T>
-concept pfr_aggregate = std::is_class_v<T> && std::is_aggregate_v<T> && !std::is_union_v<T> && !hana_struct<T> &&
-                        !is_array<T>::value && std::is_default_constructible_v<T>;
+concept plain_aggregate = fields::reflectable<T> && !hana_struct<T> && !is_array<T>::value &&
+                          std::is_default_constructible_v<T>;
 
+/// f.template operator()<Fs...>() with Fs the member types of T, without cv or reference
+/// (a reference member is refused by `supported`, as a member that is not data).
 template <class T, class F>
-constexpr auto fold_pfr_fields(F f) {
-    return [&]<std::size_t... I>(std::index_sequence<I...>) {
-        return f.template operator()<boost::pfr::tuple_element_t<I, T>...>();
-    }(std::make_index_sequence<boost::pfr::tuple_size_v<T>>{});
+constexpr auto fold_fields(F f) {
+    return fields::fold_types<T>([&]<class... Fs>() { return f.template operator()<Fs...>(); });
 }
 
 template <class T>
@@ -133,11 +133,11 @@ bool for_each_member(V& v, F&& f) {
         else
             hana::for_each(hana::accessors<U>(), [&](auto p) { f(hana::second(p)(v)); });
     } else {
-        static_assert(pfr_aggregate<U>);
-        if constexpr (boost::pfr::tuple_size_v<U> == 0)
+        static_assert(plain_aggregate<U>);
+        if constexpr (fields::count<U>() == 0)
             return false;
         else
-            boost::pfr::for_each_field(v, f);
+            fields::for_each(v, f);
     }
     return true;
 }
@@ -180,8 +180,8 @@ consteval bool supported() {
         return supported<typename U::duration>();
     else if constexpr (hana_struct<U>)
         return fold_hana_members<U>([]<class... Fs>() { return all_supported<Fs...>(); });
-    else if constexpr (pfr_aggregate<U>)
-        return fold_pfr_fields<U>([]<class... Fs>() { return all_supported<Fs...>(); });
+    else if constexpr (plain_aggregate<U>)
+        return fold_fields<U>([]<class... Fs>() { return all_supported<Fs...>(); });
     else
         return false;
 }
@@ -199,11 +199,11 @@ consteval bool block() {
     else if constexpr (is_array<U>::value)
         return std::tuple_size_v<U> > 0 && block<typename U::value_type>() &&
                sizeof(U) == std::tuple_size_v<U> * sizeof(typename U::value_type);
-    else if constexpr (pfr_aggregate<U> && std::is_trivially_copyable_v<U>) {
-        if constexpr (boost::pfr::tuple_size_v<U> == 0)
+    else if constexpr (plain_aggregate<U> && std::is_trivially_copyable_v<U>) {
+        if constexpr (fields::count<U>() == 0)
             return false;
         else
-            return fold_pfr_fields<U>([]<class... Fs>() { return (block<Fs>() && ...) && (sizeof(Fs) + ...) == sizeof(U); });
+            return fold_fields<U>([]<class... Fs>() { return (block<Fs>() && ...) && (sizeof(Fs) + ...) == sizeof(U); });
     } else
         return false;
 }
@@ -247,8 +247,8 @@ consteval std::size_t min_size() {
     else if constexpr (hana_struct<U>) {
         std::size_t n = fold_hana_members<U>([]<class... Fs>() { return sum_min<Fs...>(); });
         return n == 0 ? 1 : n;
-    } else if constexpr (pfr_aggregate<U>) {
-        std::size_t n = fold_pfr_fields<U>([]<class... Fs>() { return sum_min<Fs...>(); });
+    } else if constexpr (plain_aggregate<U>) {
+        std::size_t n = fold_fields<U>([]<class... Fs>() { return sum_min<Fs...>(); });
         return n == 0 ? 1 : n;
     } else
         return 1;

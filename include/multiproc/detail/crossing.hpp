@@ -43,13 +43,9 @@ inline constexpr bool crossing_vector = false;
 template <class E>
 inline constexpr bool crossing_vector<std::vector<E>> = crosses_itself<E>;
 
-template <class T>
-struct is_span : std::false_type {};
-template <class T, std::size_t N>
-struct is_span<std::span<T, N>> : std::true_type {};
-
 // Types that hold an address: their bytes mean nothing in another program, whatever a
-// serializer (serialize::bitwise takes any trivially copyable type) would make of them.
+// serializer would make of them (even one a user declared them to, as
+// serialize::enable_bitwise can).
 template <class T>
 constexpr bool holds_address = std::is_pointer_v<T> || std::is_member_pointer_v<T> ||
                                std::is_same_v<T, std::nullptr_t> || std::is_same_v<T, std::string_view> ||

@@ -6,6 +6,7 @@
 #include <multiproc/detail/binary.hpp>
 #include <multiproc/detail/bytes.hpp>
 #include <multiproc/detail/demangle.hpp>
+#include <multiproc/detail/fields.hpp>
 #include <multiproc/error.hpp>
 #include <multiproc/policies/kinds.hpp>
 
@@ -40,17 +41,208 @@ concept byte_reader = requires(R& r, void* p, std::size_t n) {
 
 namespace serialize {
 
-/// Trivially copyable types as their bytes: one memcpy each way, straight into and out of
-/// the transport's buffer where it allows. The bytes are trusted to come from the same
-/// program (only their count is checked), so a value holding pointers or invalid bools
-/// arrives as sent. Python has no counterpart (pickle always describes the value).
+/// Opt-in for serialize::bitwise: specialize to true for a trivially copyable type whose
+/// bytes mean the same in another process although bitwise cannot check it — a class with
+/// private members or constructors, a union, an aggregate with a base class — or that holds
+/// what bitwise refuses on purpose (a pointer used only as a number, say):
+///
+///     template <> inline constexpr bool multiproc::serialize::enable_bitwise<my_class> = true;
+///
+/// The specialization is a promise: bitwise then sends the bytes as they are.
+template <class T>
+inline constexpr bool enable_bitwise = false;
+
+} // namespace serialize
+
+namespace detail {
+
+/// std::span of any extent (a view: it holds an address).
+template <class T>
+struct is_span : std::false_type {};
+template <class T, std::size_t N>
+struct is_span<std::span<T, N>> : std::true_type {};
+
+} // namespace detail
+
+namespace detail::bitwise_data {
+
+template <class T> struct is_string_view : std::false_type {};
+template <class C, class Tr> struct is_string_view<std::basic_string_view<C, Tr>> : std::true_type {};
+
+/// Whether a value of T is plain data whose bytes mean the same in another process:
+/// arithmetic types, enums, arrays (C and std::) and plain aggregates of data, chrono
+/// durations and time points of those, and what the user declared with enable_bitwise.
+/// Refused: pointers (of every kind), references, std::basic_string_view and std::span, types
+/// that are not trivially copyable, and classes that cannot be looked inside.
+template <class T>
+consteval bool data();
+
+template <class... Fs>
+consteval bool all_data() {
+    return (data<Fs>() && ...);
+}
+
+template <class T>
+consteval bool data() {
+    using U = std::remove_cv_t<T>;
+    if constexpr (std::is_reference_v<T>)
+        return false;
+    else if constexpr (serialize::enable_bitwise<U>)
+        return std::is_trivially_copyable_v<U>;
+    else if constexpr (std::is_arithmetic_v<U> || std::is_enum_v<U>)
+        return true;
+    else if constexpr (std::is_array_v<U>)
+        return data<std::remove_all_extents_t<U>>();
+    else if constexpr (!std::is_class_v<U> || !std::is_trivially_copyable_v<U> || is_string_view<U>::value ||
+                       is_span<U>::value)
+        return false; // pointers of every kind, nullptr_t, unions, views, what cannot be copied as bytes
+    else if constexpr (bin::is_array<U>::value) // std::array
+        return data<typename U::value_type>();
+    else if constexpr (bin::is_duration<U>::value)
+        return data<typename U::rep>();
+    else if constexpr (bin::is_time_point<U>::value)
+        return data<typename U::duration>();
+    else if constexpr (fields::reflectable<U>)
+        return fields::fold_types<U>([]<class... Fs>() { return all_data<Fs...>(); });
+    else
+        return false;
+}
+
+/// What an array (C or std::, nested) holds, without cv; T itself if not an array.
+template <class T>
+struct element {
+    using type = T;
+};
+template <class T, std::size_t N>
+struct element<T[N]> : element<std::remove_cv_t<T>> {};
+template <class E, std::size_t N>
+struct element<std::array<E, N>> : element<std::remove_cv_t<E>> {};
+template <class T>
+using element_t = typename element<std::remove_cv_t<T>>::type;
+
+/// The index of T's first member that is not data (T a reflectable aggregate).
+template <class T>
+consteval std::size_t first_bad_field() {
+    return fields::fold_types<T>([]<class... Fs>() {
+        std::size_t i = 0;
+        ((data<Fs>() ? ++i : 0) && ...);
+        return i;
+    });
+}
+
+template <std::size_t I, class F, class... Fs>
+struct nth : nth<I - 1, Fs...> {};
+template <class F, class... Fs>
+struct nth<0, F, Fs...> {
+    using type = F;
+};
+
+template <class L, std::size_t I>
+struct nth_of;
+template <class... Fs, std::size_t I>
+struct nth_of<fields::types<Fs...>, I> : nth<I, Fs...> {};
+
+/// The declared type of member I of the aggregate T.
+template <class T, std::size_t I>
+using field_t = typename nth_of<fields::types_of<T>, I>::type;
+
+/// The member at fault in an aggregate A that is not data: A's first member that is not,
+/// or, when that member is an aggregate (or an array of them), the member at fault in it.
+template <class A>
+struct first_fault {
+    static constexpr std::size_t index = first_bad_field<A>();
+    using type = field_t<A, index>;
+    using inner = element_t<type>;
+    static constexpr bool deeper = !std::is_reference_v<type> && std::is_class_v<inner> &&
+                                   std::is_trivially_copyable_v<inner> && !serialize::enable_bitwise<inner> &&
+                                   fields::reflectable<inner>;
+};
+template <class A, bool = first_fault<A>::deeper>
+struct fault {
+    using holder = A;
+    static constexpr std::size_t index = first_fault<A>::index;
+    using type = typename first_fault<A>::type;
+};
+template <class A>
+struct fault<A, true> : fault<typename first_fault<A>::inner> {};
+
+} // namespace detail::bitwise_data
+
+namespace detail {
+
+/// Never defined: when serialize::bitwise refuses a member, the compiler names this type —
+/// the aggregate that holds the member, the policy, the member's index and its type — right
+/// below the sentence of `serialize::bitwise::explain`.
+template <class T, class S, std::size_t Index, class FieldType>
+struct field_cannot_be_serialized;
+
+/// Never defined: when a message type cannot be serialized, the compiler names this type,
+/// and with it T and S, right below the sentence of `check_serializable` (or of
+/// `serialize::bitwise::explain`).
+template <class T, class S>
+struct type_cannot_be_serialized_by;
+
+} // namespace detail
+
+namespace serialize {
+
+/// Plain data as its bytes: one memcpy each way, straight into and out of the transport's
+/// buffer where it allows. Sends arithmetic types, enums, and aggregates (nested, with
+/// arrays) of those; refuses at compile time, naming the member, anything holding an
+/// address (pointers, references, std::string_view, std::span), anything not trivially
+/// copyable, and classes it cannot look inside unless they are declared with
+/// `enable_bitwise`. The bytes are trusted to come from the same program (only their
+/// count is checked), so an invalid bool arrives as sent. Python has no counterpart (pickle
+/// always describes the value).
 struct bitwise {
     using policy_kind = kind::serialize;
     static constexpr std::string_view name = "bitwise";
 
-    /// Whether T can be sent: an object type, not an array, trivially copyable.
+    /// Whether T can be sent: a trivially copyable object type, not an array, that is plain
+    /// data (see above) or declared with enable_bitwise.
     template <class T>
-    static constexpr bool supports = std::is_object_v<T> && !std::is_array_v<T> && std::is_trivially_copyable_v<T>;
+    static constexpr bool supports = std::is_object_v<T> && !std::is_array_v<T> && std::is_trivially_copyable_v<T> &&
+                                     detail::bitwise_data::data<T>();
+
+    /// Stops compilation with a sentence that says why T cannot be sent (T unsupported).
+    template <class T>
+    static constexpr void explain() {
+        using U = std::remove_cv_t<T>;
+        if constexpr (!std::is_object_v<T> || std::is_array_v<T> || !std::is_trivially_copyable_v<T>) {
+            static_assert(supports<T>,
+                          "multiproc: serialize::bitwise sends only trivially copyable objects that are not arrays, "
+                          "and the message type T (named below, in type_cannot_be_serialized_by<T, S>) is not one; "
+                          "make it an aggregate of data, adapt it with Hana, or use cereal (serialize::binary or "
+                          "ext::serialize::cereal)");
+            detail::type_cannot_be_serialized_by<T, bitwise> carrier;
+            (void)carrier;
+        } else if constexpr (detail::fields::reflectable<U>) {
+            static_assert(supports<T>,
+                          "multiproc: serialize::bitwise cannot send the message type T: one of its fields (the "
+                          "aggregate that holds it, its index and its type are named below, in "
+                          "field_cannot_be_serialized<T, S, index, FieldType>) is a pointer, a reference, a "
+                          "std::string_view or std::span, or a type that is not trivially copyable or that bitwise "
+                          "cannot look inside, and its bytes would mean nothing in another process; make it an "
+                          "aggregate of data, adapt it with Hana, or use cereal (or, if its bytes are meant to be "
+                          "sent, specialize multiproc::serialize::enable_bitwise<T> = true)");
+            using at_fault = detail::bitwise_data::fault<U>;
+            detail::field_cannot_be_serialized<typename at_fault::holder, bitwise, at_fault::index,
+                                               typename at_fault::type>
+                carrier;
+            (void)carrier;
+        } else {
+            static_assert(supports<T>,
+                          "multiproc: serialize::bitwise cannot look inside the message type T (named below, in "
+                          "type_cannot_be_serialized_by<T, S>): it holds an address (a pointer, a view, an array of "
+                          "those), or it is a class that is not an aggregate whose members can be listed (private "
+                          "members, constructors, a base class, a union, a reference member); make it an aggregate "
+                          "of data, "
+                          "adapt it with Hana, or use cereal (or, if its bytes mean the same in another process, "
+                          "specialize multiproc::serialize::enable_bitwise<T> = true)");
+            detail::type_cannot_be_serialized_by<T, bitwise> carrier;
+            (void)carrier;
+        }
+    }
 
     /// The encoded size: always sizeof(T).
     template <class T>
@@ -83,9 +275,10 @@ struct bitwise {
             return std::bit_cast<T>(bytes);
         }
     }
+
 };
 
-/// Standard types, plain aggregates (Boost.PFR) and Hana-adapted structs, nested freely;
+/// Standard types, plain aggregates (detail/fields.hpp) and Hana-adapted structs, nested freely;
 /// the default. Covers arithmetic types, enums with a fixed underlying type, std::string,
 /// vector, array, deque, list, (unordered_)(multi)map and set, pair, tuple, optional,
 /// variant, chrono durations and time points. Decoding checks every length against the
@@ -151,20 +344,18 @@ concept serializer_for = serialize_policy<S> && requires(const T& v, detail::vec
 
 namespace detail {
 
-/// Never defined: when a message type cannot be serialized, the compiler names this type,
-/// and with it T and S, right below the sentence of `check_serializable`.
-template <class T, class S>
-struct type_cannot_be_serialized_by;
-
 template <class T, class S>
 constexpr bool check_serializable() {
-    if constexpr (!serializer_for<S, T>) {
+    if constexpr (!serializer_for<S, T> && std::is_same_v<S, serialize::bitwise>) {
+        serialize::bitwise::explain<T>(); // its own sentence, naming the field at fault
+    } else if constexpr (!serializer_for<S, T>) {
         static_assert(serializer_for<S, T>,
                       "multiproc: the message type T cannot be serialized by the serialization policy S (both are "
                       "named below, in type_cannot_be_serialized_by<T, S>); give T a shape the policy supports, "
                       "choose another policy (serialize::binary for standard types, aggregates and Hana structs, "
-                      "serialize::bitwise for trivially copyable types, ext::serialize::cereal for types with cereal "
-                      "functions), or write a policy that satisfies multiproc::serializer_for");
+                      "serialize::bitwise only for aggregates of plain data sent as their bytes, "
+                      "ext::serialize::cereal for types with cereal functions), or write a policy that satisfies "
+                      "multiproc::serializer_for");
         type_cannot_be_serialized_by<T, S> carrier;
         (void)carrier;
     }
