@@ -11,12 +11,12 @@
 // the C++20 code that follows. An #include that cannot be found is a fatal error for GCC
 // and Clang alike, so nothing after it is parsed. For this to be the first error, every
 // public header that is not plain C++17 reaches this file before any C++20 code (most
-// through detail/sys.hpp; the others include it first). ctest checks every public header.
+// through detail/os/sys.hpp; the others include it first). ctest checks every public header.
 #include "multiproc: compilation stopped: C++20 is required"
 #endif
 
 // MULTIPROC_FAULT_INJECTION, when defined before any multiproc header, lets a program
-// make chosen system calls fail with a chosen errno (see detail/sys.hpp). The test suite
+// make chosen system calls fail with a chosen errno (see detail/os/sys.hpp). The test suite
 // defines it; it costs one relaxed atomic load per system call, and nothing without it.
 
 // Whether the build has exceptions and RTTI (-fno-exceptions / -fno-rtti turn them off).
@@ -24,7 +24,7 @@
 // (error.hpp: set_error_handler), which must not return; the try_ forms (try_start,
 // try_get, try_put, try_recv, ...) report the errors a caller must be able to react to as
 // a result<T> in both builds. Without RTTI, type names come from the compiler's function
-// signature (detail/demangle.hpp), so a remote error names the task's exception type only
+// signature (detail/util/demangle.hpp), so a remote error names the task's exception type only
 // where it is known statically.
 #if defined(__cpp_exceptions) || defined(__EXCEPTIONS)
 #define MULTIPROC_EXCEPTIONS 1

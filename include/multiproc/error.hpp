@@ -355,7 +355,7 @@ namespace detail {
 /// The handler a process falls back to when the program set none: the default prints
 /// "multiproc error: <what>" and aborts; a child process of this library prints its
 /// "Process <name>:" report and leaves with exit code 1 instead, as an uncaught exception
-/// would make it (detail/runtime.hpp sets that).
+/// would make it (detail/runtime/runtime.hpp sets that).
 inline void default_error_handler(const error& e) noexcept {
     std::fputs("multiproc error: ", stderr);
     std::fputs(e.what(), stderr);

@@ -2,7 +2,7 @@
 /// The multiproc logger (Python: multiprocessing.get_logger() and log_to_stderr()).
 #pragma once
 
-#include <multiproc/detail/runtime.hpp> // also defines log_level and log_handler
+#include <multiproc/detail/runtime/runtime.hpp> // also defines log_level and log_handler
 
 #include <string>
 #include <string_view>

@@ -4,12 +4,12 @@
 #pragma once
 
 #include <multiproc/config.hpp> // first: a pre-C++20 build stops at its sentence
-#include <multiproc/detail/bytes.hpp>
-#include <multiproc/detail/child_key.hpp>
-#include <multiproc/detail/futex.hpp>
-#include <multiproc/detail/queue_core.hpp>
-#include <multiproc/detail/ring_link.hpp>
-#include <multiproc/detail/stream_link.hpp>
+#include <multiproc/detail/codec/bytes.hpp>
+#include <multiproc/detail/runtime/child_key.hpp>
+#include <multiproc/detail/os/futex.hpp>
+#include <multiproc/detail/transport/queue_core.hpp>
+#include <multiproc/detail/transport/ring/ring_link.hpp>
+#include <multiproc/detail/transport/stream/stream_link.hpp>
 #include <multiproc/error.hpp>
 #include <multiproc/fwd.hpp>
 #include <multiproc/policies/resolve.hpp>

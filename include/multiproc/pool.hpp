@@ -2,12 +2,12 @@
 /// Process pools (Python: multiprocessing.Pool and multiprocessing.pool.AsyncResult).
 #pragma once
 
-#include <multiproc/detail/futex.hpp>
-#include <multiproc/detail/pool_codec.hpp>
-#include <multiproc/detail/pool_core.hpp>
-#include <multiproc/detail/pool_jobs.hpp>
-#include <multiproc/detail/pool_tasks.hpp>
-#include <multiproc/detail/pool_wire.hpp>
+#include <multiproc/detail/os/futex.hpp>
+#include <multiproc/detail/pool/pool_codec.hpp>
+#include <multiproc/detail/pool/pool_core.hpp>
+#include <multiproc/detail/pool/pool_jobs.hpp>
+#include <multiproc/detail/pool/pool_tasks.hpp>
+#include <multiproc/detail/pool/pool_wire.hpp>
 #include <multiproc/error.hpp>
 #include <multiproc/fwd.hpp>
 #include <multiproc/policies/resolve.hpp>

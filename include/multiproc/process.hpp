@@ -4,11 +4,11 @@
 #pragma once
 
 #include <multiproc/config.hpp> // first: a pre-C++20 build stops at its sentence
-#include <multiproc/detail/child_key.hpp>
-#include <multiproc/detail/cpu.hpp>
-#include <multiproc/detail/demangle.hpp>
-#include <multiproc/detail/runtime.hpp>
-#include <multiproc/detail/sys.hpp>
+#include <multiproc/detail/runtime/child_key.hpp>
+#include <multiproc/detail/os/cpu.hpp>
+#include <multiproc/detail/util/demangle.hpp>
+#include <multiproc/detail/runtime/runtime.hpp>
+#include <multiproc/detail/os/sys.hpp>
 #include <multiproc/error.hpp>
 #include <multiproc/fwd.hpp>
 #include <multiproc/logging.hpp>

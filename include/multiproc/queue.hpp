@@ -3,11 +3,11 @@
 #pragma once
 
 #include <multiproc/config.hpp> // first: a pre-C++20 build stops at its sentence
-#include <multiproc/detail/bytes.hpp>
-#include <multiproc/detail/futex.hpp>
-#include <multiproc/detail/queue_core.hpp>
-#include <multiproc/detail/ring_channel.hpp>
-#include <multiproc/detail/stream_channel.hpp>
+#include <multiproc/detail/codec/bytes.hpp>
+#include <multiproc/detail/os/futex.hpp>
+#include <multiproc/detail/transport/queue_core.hpp>
+#include <multiproc/detail/transport/ring/ring_channel.hpp>
+#include <multiproc/detail/transport/stream/stream_channel.hpp>
 #include <multiproc/error.hpp>
 #include <multiproc/fwd.hpp>
 #include <multiproc/policies/resolve.hpp>

@@ -9,8 +9,8 @@
 /// children (lock, value, array, ...) use anonymous memory instead and never leave one.
 #pragma once
 
-#include <multiproc/detail/crossing_io.hpp>
-#include <multiproc/detail/sys.hpp>
+#include <multiproc/detail/codec/crossing_io.hpp>
+#include <multiproc/detail/os/sys.hpp>
 #include <multiproc/error.hpp>
 #include <multiproc/fwd.hpp>
 

@@ -5,8 +5,8 @@
 #pragma once
 
 #include <multiproc/config.hpp> // first: a pre-C++20 build stops at its sentence
-#include <multiproc/detail/bootstrap.hpp>
-#include <multiproc/detail/forkserver.hpp>
+#include <multiproc/detail/start/bootstrap.hpp>
+#include <multiproc/detail/start/forkserver.hpp>
 
 #include <cstdio>
 #include <cstdlib>

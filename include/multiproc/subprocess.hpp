@@ -12,8 +12,8 @@
 /// your own namespace, which hides POSIX's there (`::pipe(fds)` still reaches it).
 #pragma once
 
-#include <multiproc/detail/runtime.hpp>
-#include <multiproc/detail/sys.hpp>
+#include <multiproc/detail/runtime/runtime.hpp>
+#include <multiproc/detail/os/sys.hpp>
 #include <multiproc/error.hpp>
 
 #include <algorithm>

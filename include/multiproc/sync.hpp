@@ -9,12 +9,12 @@
 /// `std::lock_guard` stays exception-safe).
 #pragma once
 
-#include <multiproc/detail/arena.hpp>
-#include <multiproc/detail/futex.hpp>
-#include <multiproc/detail/liveness.hpp>
-#include <multiproc/detail/lock_word.hpp>
-#include <multiproc/detail/runtime.hpp>
-#include <multiproc/detail/semaphore_state.hpp>
+#include <multiproc/detail/sync/arena.hpp>
+#include <multiproc/detail/os/futex.hpp>
+#include <multiproc/detail/sync/liveness.hpp>
+#include <multiproc/detail/sync/lock_word.hpp>
+#include <multiproc/detail/runtime/runtime.hpp>
+#include <multiproc/detail/sync/semaphore_state.hpp>
 #include <multiproc/error.hpp>
 #include <multiproc/fwd.hpp>
 #include <multiproc/policies/resolve.hpp>

@@ -8,7 +8,7 @@
 /// raw form, nothing is locked.
 #pragma once
 
-#include <multiproc/detail/arena.hpp>
+#include <multiproc/detail/sync/arena.hpp>
 #include <multiproc/error.hpp>
 #include <multiproc/fwd.hpp>
 #include <multiproc/sync.hpp>

@@ -1,9 +1,9 @@
-// detail/fields.hpp, the reflection of plain aggregates under serialize::binary and
+// detail/codec/fields.hpp, the reflection of plain aggregates under serialize::binary and
 // serialize::bitwise: member counts (arrays of any size count once), member types, which
 // types are not reflectable, and tie_of's references.
 #include "support/catch.hpp"
 
-#include <multiproc/detail/fields.hpp>
+#include <multiproc/detail/codec/fields.hpp>
 
 #include <array>
 #include <cstdint>

@@ -2,12 +2,12 @@
 // children, futex wake-ups between processes, a mutex that survives its owner's death.
 #include "support/support.hpp"
 
-#include <multiproc/detail/chunk.hpp>
-#include <multiproc/detail/futex.hpp>
-#include <multiproc/detail/ring.hpp>
-#include <multiproc/detail/robust_mutex.hpp>
-#include <multiproc/detail/shared_region.hpp>
-#include <multiproc/detail/stream_channel.hpp>
+#include <multiproc/detail/transport/chunk.hpp>
+#include <multiproc/detail/os/futex.hpp>
+#include <multiproc/detail/transport/ring/ring.hpp>
+#include <multiproc/detail/sync/robust_mutex.hpp>
+#include <multiproc/detail/os/shared_region.hpp>
+#include <multiproc/detail/transport/stream/stream_channel.hpp>
 #include <multiproc/process.hpp>
 
 #include <algorithm>

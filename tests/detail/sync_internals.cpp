@@ -2,8 +2,8 @@
 // (zombies and reused pids included), and the arena the objects are carved from.
 #include "support/support.hpp"
 
-#include <multiproc/detail/arena.hpp>
-#include <multiproc/detail/liveness.hpp>
+#include <multiproc/detail/sync/arena.hpp>
+#include <multiproc/detail/sync/liveness.hpp>
 #include <multiproc/process.hpp>
 #include <multiproc/sync.hpp>
 #include <multiproc/value.hpp>

@@ -5,7 +5,7 @@
 //                          headers claiming huge, wrapping or truncated lengths, and garbage
 #include "types.hpp"
 
-#include <multiproc/detail/bytes.hpp>
+#include <multiproc/detail/codec/bytes.hpp>
 
 #include <cstdint>
 #include <cstdio>

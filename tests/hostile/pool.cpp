@@ -7,8 +7,8 @@
 // workers that forge what they send the parent (see "forged messages" below).
 #include "pool/helpers.hpp"
 
-#include <multiproc/detail/byte_ring.hpp>
-#include <multiproc/detail/pool_wire.hpp>
+#include <multiproc/detail/pool/byte_ring.hpp>
+#include <multiproc/detail/pool/pool_wire.hpp>
 #include <multiproc/pool.hpp>
 
 #include <algorithm>
@@ -409,7 +409,7 @@ TEST_CASE("fork workers of a pool with an initializer die at random system calls
 // bounds, or take it for a result: it kills that worker, fails the task it was running with
 // broken_pool naming the cause, and goes on. The rings are reached as the worker reaches
 // them: its memfd (the only one of its name in a pool of one worker) mapped with the layout
-// of detail/byte_ring.hpp.
+// of detail/pool/byte_ring.hpp.
 
 namespace {
 

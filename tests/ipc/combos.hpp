@@ -87,7 +87,7 @@ struct nothing {
 
 enum class color : std::uint8_t { red, green, blue };
 
-/// A plain aggregate with padding and nested standard types (detail/fields.hpp).
+/// A plain aggregate with padding and nested standard types (detail/codec/fields.hpp).
 struct person {
     std::string name;
     int age;

@@ -8,7 +8,7 @@
 // the repair code must handle.
 #include "ipc/kill_helpers.hpp"
 
-#include <multiproc/detail/stream_channel.hpp>
+#include <multiproc/detail/transport/stream/stream_channel.hpp>
 #include <multiproc/queue.hpp>
 
 #include <cstring>

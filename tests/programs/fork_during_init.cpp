@@ -12,8 +12,8 @@
 //
 // Exit code: 0 if the child ran and exited with 0; 1 if it hung (killed after 10 s, a
 // failure bound) or failed; 2 on a bad argument. Built with MULTIPROC_FAULT_INJECTION.
-#include <multiproc/detail/liveness.hpp>
-#include <multiproc/detail/sys.hpp>
+#include <multiproc/detail/sync/liveness.hpp>
+#include <multiproc/detail/os/sys.hpp>
 #include <multiproc/pipe.hpp>
 #include <multiproc/process.hpp>
 #include <multiproc/sync.hpp>

@@ -5,7 +5,7 @@
 // pipes and locks will follow.
 #pragma once
 
-#include <multiproc/detail/crossing.hpp>
+#include <multiproc/detail/codec/crossing.hpp>
 
 #include <cerrno>
 #include <string>

@@ -4,12 +4,12 @@
 // (cross_out), so that nothing private to the library is touched. No Catch2 here.
 #pragma once
 
-#include <multiproc/detail/chunk.hpp>
-#include <multiproc/detail/crossing_io.hpp>
-#include <multiproc/detail/queue_core.hpp>
-#include <multiproc/detail/ring.hpp>
-#include <multiproc/detail/shared_region.hpp>
-#include <multiproc/detail/stream.hpp>
+#include <multiproc/detail/transport/chunk.hpp>
+#include <multiproc/detail/codec/crossing_io.hpp>
+#include <multiproc/detail/transport/queue_core.hpp>
+#include <multiproc/detail/transport/ring/ring.hpp>
+#include <multiproc/detail/os/shared_region.hpp>
+#include <multiproc/detail/transport/stream/stream.hpp>
 #include <multiproc/process.hpp>
 
 #include <cstddef>
@@ -29,7 +29,7 @@ namespace forge {
 
 namespace detail = multiproc::detail;
 
-/// The header a stream connection puts before each message (detail/stream_link.hpp).
+/// The header a stream connection puts before each message (detail/transport/stream/stream_link.hpp).
 struct frame_header {
     std::uint32_t magic = 0x464d504dU;
     std::uint32_t reserved = 0;

@@ -6,7 +6,7 @@
 #include "crossing_fd.hpp"
 
 #include <multiproc/context.hpp>
-#include <multiproc/detail/sys.hpp>
+#include <multiproc/detail/os/sys.hpp>
 #include <multiproc/subprocess.hpp>
 
 #include <algorithm>

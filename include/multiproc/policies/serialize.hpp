@@ -3,10 +3,10 @@
 #pragma once
 
 #include <multiproc/config.hpp> // first: a pre-C++20 build stops at its sentence
-#include <multiproc/detail/binary.hpp>
-#include <multiproc/detail/bytes.hpp>
-#include <multiproc/detail/demangle.hpp>
-#include <multiproc/detail/fields.hpp>
+#include <multiproc/detail/codec/binary.hpp>
+#include <multiproc/detail/codec/bytes.hpp>
+#include <multiproc/detail/util/demangle.hpp>
+#include <multiproc/detail/codec/fields.hpp>
 #include <multiproc/error.hpp>
 #include <multiproc/policies/kinds.hpp>
 
@@ -278,7 +278,7 @@ struct bitwise {
 
 };
 
-/// Standard types, plain aggregates (detail/fields.hpp) and Hana-adapted structs, nested freely;
+/// Standard types, plain aggregates (detail/codec/fields.hpp) and Hana-adapted structs, nested freely;
 /// the default. Covers arithmetic types, enums with a fixed underlying type, std::string,
 /// vector, array, deque, list, (unordered_)(multi)map and set, pair, tuple, optional,
 /// variant, chrono durations and time points. Decoding checks every length against the

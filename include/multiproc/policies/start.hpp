@@ -2,7 +2,7 @@
 /// Start-method policies (Python: multiprocessing.get_context('fork' | 'spawn' | 'forkserver')).
 #pragma once
 
-#include <multiproc/detail/sys.hpp>
+#include <multiproc/detail/os/sys.hpp>
 #include <multiproc/policies/kinds.hpp>
 
 #include <concepts>

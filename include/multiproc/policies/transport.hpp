@@ -2,8 +2,8 @@
 /// IPC transport policies (Python: the pipe under Queue and Pipe; shm is ours).
 #pragma once
 
-#include <multiproc/detail/stream.hpp>
-#include <multiproc/detail/sys.hpp>
+#include <multiproc/detail/transport/stream/stream.hpp>
+#include <multiproc/detail/os/sys.hpp>
 #include <multiproc/policies/kinds.hpp>
 
 #include <array>

@@ -3,9 +3,9 @@
 /// all of their input first; these read at most a bounded window ahead).
 #pragma once
 
-#include <multiproc/detail/pool_core.hpp>
-#include <multiproc/detail/pool_jobs.hpp>
-#include <multiproc/detail/pool_tasks.hpp>
+#include <multiproc/detail/pool/pool_core.hpp>
+#include <multiproc/detail/pool/pool_jobs.hpp>
+#include <multiproc/detail/pool/pool_tasks.hpp>
 #include <multiproc/fwd.hpp>
 
 #include <range/v3/iterator/default_sentinel.hpp>

@@ -8,7 +8,7 @@
 #if !MULTIPROC_EXCEPTIONS
 #error "multiproc: ext::serialize::cereal needs exceptions (cereal reports every error by throwing); in a build without exceptions use serialize::binary or serialize::bitwise"
 #endif
-#include <multiproc/detail/demangle.hpp>
+#include <multiproc/detail/util/demangle.hpp>
 #include <multiproc/error.hpp>
 #include <multiproc/policies/kinds.hpp>
 #include <multiproc/policies/serialize.hpp>

@@ -1,0 +1,191 @@
+// Not part of the API: the byte sinks and sources serializers write to and read from.
+#pragma once
+
+#include <multiproc/detail/os/sys.hpp>
+#include <multiproc/error.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <sys/mman.h>
+
+namespace multiproc::detail {
+
+/// Appends to a vector (after whatever it already holds, such as room for a frame header).
+class vector_writer {
+public:
+    explicit vector_writer(std::vector<std::byte>& out) noexcept : out_(out) {}
+    void write(const void* p, std::size_t n) {
+        if (n == 0) return;
+        std::size_t at = out_.size();
+        out_.resize(at + n);
+        std::memcpy(out_.data() + at, p, n);
+    }
+
+private:
+    std::vector<std::byte>& out_;
+};
+
+/// Writes into a fixed span; the caller sized it with `size_counter` first.
+class span_writer {
+public:
+    explicit span_writer(std::span<std::byte> out) noexcept : p_(out.data()), left_(out.size()) {}
+    void write(const void* p, std::size_t n) {
+        if (n > left_) detail::raise(serialization_error("multiproc: a serializer wrote more bytes than it announced"));
+        if (n) std::memcpy(p_, p, n);
+        p_ += n;
+        left_ -= n;
+    }
+    [[nodiscard]] std::size_t left() const noexcept { return left_; }
+
+private:
+    std::byte* p_;
+    std::size_t left_;
+};
+
+/// Counts what would be written, so that a message can be encoded in place.
+class size_counter {
+public:
+    void write(const void*, std::size_t n) noexcept { n_ += n; }
+    [[nodiscard]] std::size_t size() const noexcept { return n_; }
+
+private:
+    std::size_t n_ = 0;
+};
+
+/// Reads from one frame's bytes and never past them.
+class span_reader {
+public:
+    explicit span_reader(std::span<const std::byte> in) noexcept : p_(in.data()), left_(in.size()) {}
+    void read(void* dst, std::size_t n) {
+        if (n > left_)
+            detail::raise(serialization_error("multiproc: truncated message: " + std::to_string(n) + " more bytes needed, " +
+                                      std::to_string(left_) + " left in the frame"));
+        if (n) std::memcpy(dst, p_, n);
+        p_ += n;
+        left_ -= n;
+    }
+    [[nodiscard]] std::size_t remaining() const noexcept { return left_; }
+
+private:
+    const std::byte* p_;
+    std::size_t left_;
+};
+
+/// Where a message is encoded before it is sent, when it cannot be encoded in place: one
+/// buffer per thread, kept between messages.
+inline std::vector<std::byte>& scratch() {
+    thread_local std::vector<std::byte> buf;
+    return buf;
+}
+
+/// The most bytes one message can have: more than any process can address (x86-64 and
+/// arm64 user space is 2^47 bytes or less). A length header claiming more is corrupt.
+inline constexpr std::uint64_t max_message_bytes = std::uint64_t{1} << 47;
+
+/// Memory for one incoming message whose length comes from a header, which may lie: it
+/// grows as the bytes arrive, never more than `step` bytes past those already in it, so
+/// that a forged length costs at most `step` bytes. Up to `step` bytes live on the heap,
+/// kept from one message to the next; more live in pages mapped for the message alone,
+/// grown with mremap (no byte is copied) and unmapped by clear().
+class message_buffer {
+public:
+    static constexpr std::size_t step = std::size_t{4} << 20;
+
+    message_buffer() = default;
+    message_buffer(message_buffer&& o) noexcept
+        : heap_(std::move(o.heap_)), heap_cap_(std::exchange(o.heap_cap_, 0)), map_(std::exchange(o.map_, nullptr)),
+          map_cap_(std::exchange(o.map_cap_, 0)), size_(std::exchange(o.size_, 0)) {}
+    message_buffer& operator=(message_buffer&& o) noexcept {
+        if (this != &o) {
+            unmap();
+            heap_ = std::move(o.heap_);
+            heap_cap_ = std::exchange(o.heap_cap_, 0);
+            map_ = std::exchange(o.map_, nullptr);
+            map_cap_ = std::exchange(o.map_cap_, 0);
+            size_ = std::exchange(o.size_, 0);
+        }
+        return *this;
+    }
+    message_buffer(const message_buffer&) = delete;
+    message_buffer& operator=(const message_buffer&) = delete;
+    ~message_buffer() { unmap(); }
+
+    [[nodiscard]] std::byte* data() const noexcept { return map_ ? map_ : heap_.get(); }
+    [[nodiscard]] std::size_t size() const noexcept { return size_; }
+    [[nodiscard]] std::span<const std::byte> bytes() const noexcept { return {data(), size_}; }
+
+    /// Empties it for the next message (pages mapped for a large one go back).
+    void clear() noexcept {
+        unmap();
+        size_ = 0;
+    }
+
+    /// Room after the bytes already in it, for a message of `total` bytes in all (> size()):
+    /// at most `step` bytes more than it holds. Call commit() with what was written there.
+    std::span<std::byte> room(std::uint64_t total) {
+        if (size_ == capacity()) grow(static_cast<std::size_t>(std::min<std::uint64_t>(total, size_ + step)));
+        return {data() + size_, static_cast<std::size_t>(std::min<std::uint64_t>(total, capacity())) - size_};
+    }
+    void commit(std::size_t n) noexcept { size_ += n; }
+
+    /// Appends `n` bytes of a message of `total` bytes in all (size() + n <= total).
+    void append(const std::byte* p, std::size_t n, std::uint64_t total) {
+        while (n > 0) {
+            auto r = room(total);
+            std::size_t k = std::min(n, r.size());
+            std::memcpy(r.data(), p, k);
+            commit(k);
+            p += k;
+            n -= k;
+        }
+    }
+
+private:
+    [[nodiscard]] std::size_t capacity() const noexcept { return map_ ? map_cap_ : heap_cap_; }
+
+    void grow(std::size_t want) {
+        if (want <= step) { // (the heap buffer, kept: only the first `step` bytes of a message are here)
+            if (want <= heap_cap_) return;
+            auto next = std::make_unique_for_overwrite<std::byte[]>(want);
+            if (size_) std::memcpy(next.get(), heap_.get(), size_);
+            heap_ = std::move(next);
+            heap_cap_ = want;
+            return;
+        }
+        const std::size_t page = 4096, len = (want + page - 1) / page * page;
+        void* p = map_ ? sys::mremap(map_, map_cap_, len)
+                       : sys::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (!p) sys::fail("memory for a message of " + std::to_string(want) + " bytes or more");
+        if (!map_ && size_) std::memcpy(p, heap_.get(), size_);
+        map_ = static_cast<std::byte*>(p);
+        map_cap_ = len;
+    }
+
+    void unmap() noexcept {
+        if (map_) (void)sys::munmap(map_, map_cap_);
+        map_ = nullptr;
+        map_cap_ = 0;
+    }
+
+    std::unique_ptr<std::byte[]> heap_;
+    std::size_t heap_cap_ = 0;
+    std::byte* map_ = nullptr;
+    std::size_t map_cap_ = 0;
+    std::size_t size_ = 0;
+};
+
+/// Empties a message_buffer on leaving the scope that handed its bytes out.
+struct cleared_after {
+    message_buffer& b;
+    ~cleared_after() { b.clear(); }
+};
+
+} // namespace multiproc::detail

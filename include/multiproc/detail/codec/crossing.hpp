@@ -1,0 +1,235 @@
+// Not part of the API: how a value crosses into a process that does not share the sender's
+// memory (a spawn or forkserver child) — as bytes plus file descriptors passed with
+// SCM_RIGHTS (Python: pickling with multiprocessing.reduction's fd passing).
+//
+// A type says how it crosses with two members (the customization point phase 2's queues,
+// pipes, locks and shared memory implement):
+//
+//     void cross_out(multiproc::detail::crossing_writer& w) const;  // bytes and descriptors
+//     static T cross_in(multiproc::detail::crossing_reader& r);      // rebuilt from them
+//
+// Everything else is data, encoded by the serialization policy (serialize::binary by
+// default). Pointers (and views holding them) mean nothing in another program and are
+// refused at compile time.
+#pragma once
+
+#include <multiproc/detail/codec/bytes.hpp>
+#include <multiproc/detail/codec/crossing_io.hpp>
+#include <multiproc/detail/os/sys.hpp>
+#include <multiproc/policies/serialize.hpp>
+#include <multiproc/error.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+namespace multiproc::detail {
+
+/// A std::vector of objects that cross themselves.
+template <class T>
+inline constexpr bool crossing_vector = false;
+template <class E>
+inline constexpr bool crossing_vector<std::vector<E>> = crosses_itself<E>;
+
+// Types that hold an address: their bytes mean nothing in another program, whatever a
+// serializer would make of them (even one a user declared them to, as
+// serialize::enable_bitwise can).
+template <class T>
+constexpr bool holds_address = std::is_pointer_v<T> || std::is_member_pointer_v<T> ||
+                               std::is_same_v<T, std::nullptr_t> || std::is_same_v<T, std::string_view> ||
+                               is_span<T>::value;
+
+/// What can be an argument of a spawn or forkserver process (or a member a process
+/// subclass lists in fields()), with S the serialization policy: an object that crosses
+/// itself, a std::vector of those, or data S can send.
+template <class S, class T>
+constexpr bool crossable() {
+    if constexpr (crosses_itself<T>)
+        return true;
+    else if constexpr (crossing_vector<T>)
+        return true;
+    else
+        return serializer_for<S, T> && !holds_address<T>;
+}
+
+/// Writes `v` for a child: itself, or its encoding by S after its length.
+template <class S, class T>
+void cross_save(crossing_writer& w, const T& v) {
+    static_assert(crossable<S, T>());
+    if constexpr (crosses_itself<T>) {
+        v.cross_out(w);
+    } else if constexpr (crossing_vector<T>) {
+        w.put<std::uint64_t>(v.size());
+        for (const auto& x : v) x.cross_out(w);
+    } else {
+        std::vector<std::byte> bytes;
+        vector_writer out(bytes);
+        S::encode(v, out);
+        w.put<std::uint64_t>(bytes.size());
+        w.write(bytes.data(), bytes.size());
+    }
+}
+
+/// Rebuilds a value written by cross_save.
+template <class S, class T>
+T cross_load(crossing_reader& r) {
+    static_assert(crossable<S, T>());
+    if constexpr (crosses_itself<T>) {
+        return T::cross_in(r);
+    } else if constexpr (crossing_vector<T>) {
+        auto n = r.get<std::uint64_t>();
+        if (n > r.remaining()) detail::raise(serialization_error("multiproc: the data sent to the child is truncated"));
+        T v;
+        for (std::uint64_t i = 0; i < n; ++i) v.push_back(T::value_type::cross_in(r));
+        return v;
+    } else {
+        const std::string_view bytes = r.get_view(); // the length, checked, then the encoding
+        span_reader in({reinterpret_cast<const std::byte*>(bytes.data()), bytes.size()});
+        return S::template decode<T>(in);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Framing: one logical message (bytes + descriptors) over a SOCK_SEQPACKET unix socket, in
+// as many datagrams as needed. Each datagram: u32 length of its bytes, then the bytes, with
+// at most max_fds_per_datagram descriptors attached. The first datagram starts with the
+// totals (u64 bytes, u32 descriptors).
+
+inline constexpr std::size_t datagram_bytes = 32 * 1024;
+inline constexpr std::size_t max_fds_per_datagram = 250; // the kernel's SCM_MAX_FD is 253
+
+/// Sends one datagram with descriptors; -1 with errno on failure. Never raises SIGPIPE.
+inline int send_datagram(int sock, const void* data, std::size_t n, std::span<const int> fds) noexcept {
+    iovec iov{const_cast<void*>(data), n};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * max_fds_per_datagram)];
+    if (!fds.empty()) {
+        msg.msg_control = control;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+        cmsghdr* c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+        std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+    }
+    return sys::sendmsg(sock, &msg, MSG_NOSIGNAL) < 0 ? -1 : 0;
+}
+
+/// Receives one datagram into `buf` and appends its descriptors (close-on-exec) to `fds`.
+/// Returns the byte count, 0 at end of stream, -1 with errno on failure; a datagram longer
+/// than `cap`, or descriptors cut off, is EMSGSIZE.
+inline ssize_t recv_datagram(int sock, void* buf, std::size_t cap, std::vector<sys::unique_fd>& fds) noexcept {
+    iovec iov{buf, cap};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * max_fds_per_datagram)];
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    ssize_t n = sys::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+    if (n < 0) return -1;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        std::size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (std::size_t i = 0; i < k; ++i) {
+            int fd;
+            std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+            MULTIPROC_TRY {
+                fds.emplace_back(fd);
+            } MULTIPROC_CATCH_ALL {
+                sys::close(fd);
+            }
+        }
+    }
+    if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+        errno = EMSGSIZE;
+        return -1;
+    }
+    return n;
+}
+
+/// Sends everything `w` holds as one logical message; -1 with errno on failure.
+inline int send_message(int sock, const crossing_writer& w) {
+    const std::string& b = w.bytes();
+    const std::vector<int>& fds = w.fds();
+    std::size_t sent = 0, fds_sent = 0;
+    std::string dgram;
+    bool first = true;
+    while (first || sent < b.size() || fds_sent < fds.size()) {
+        dgram.clear();
+        auto put = [&](const auto& v) { dgram.append(reinterpret_cast<const char*>(&v), sizeof v); };
+        std::size_t room = datagram_bytes;
+        if (first) {
+            put(static_cast<std::uint64_t>(b.size()));
+            put(static_cast<std::uint32_t>(fds.size()));
+            room -= 12;
+        }
+        std::size_t take = std::min(room, b.size() - sent);
+        put(static_cast<std::uint32_t>(take));
+        dgram.append(b, sent, take);
+        std::size_t nfds = std::min(max_fds_per_datagram, fds.size() - fds_sent);
+        if (send_datagram(sock, dgram.data(), dgram.size(), std::span<const int>(fds.data() + fds_sent, nfds)) < 0)
+            return -1;
+        sent += take;
+        fds_sent += nfds;
+        first = false;
+    }
+    return 0;
+}
+
+/// Receives one logical message sent by send_message; nothing at a clean end of stream
+/// before anything arrived. Throws os_error or serialization_error, naming `what`.
+inline std::optional<crossing_reader> recv_message(int sock, const std::string& what) {
+    std::vector<char> buf(datagram_bytes + 16);
+    std::vector<sys::unique_fd> fds;
+    std::string bytes;
+    std::uint64_t total = 0;
+    std::uint32_t total_fds = 0;
+    bool first = true;
+    while (first || bytes.size() < total || fds.size() < total_fds) {
+        ssize_t n = recv_datagram(sock, buf.data(), buf.size(), fds);
+        if (n < 0) sys::fail("receiving " + what);
+        if (n == 0) {
+            if (first) return std::nullopt;
+            detail::raise(serialization_error("multiproc: " + what + " ended early"));
+        }
+        const char* p = buf.data();
+        std::size_t left = static_cast<std::size_t>(n);
+        auto take = [&](auto& v) {
+            if (left < sizeof v) detail::raise(serialization_error("multiproc: " + what + ": malformed datagram"));
+            std::memcpy(&v, p, sizeof v);
+            p += sizeof v;
+            left -= sizeof v;
+        };
+        if (first) {
+            take(total);
+            take(total_fds);
+            if (total > (std::uint64_t(1) << 40)) detail::raise(serialization_error("multiproc: " + what + ": absurd length"));
+            bytes.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(total, std::uint64_t(1) << 26)));
+        }
+        std::uint32_t len = 0;
+        take(len);
+        if (len != left || bytes.size() + len > total)
+            detail::raise(serialization_error("multiproc: " + what + ": malformed datagram"));
+        bytes.append(p, len);
+        if (fds.size() > total_fds) detail::raise(serialization_error("multiproc: " + what + ": too many descriptors"));
+        first = false;
+    }
+    return crossing_reader(std::move(bytes), std::move(fds));
+}
+
+} // namespace multiproc::detail

@@ -1,0 +1,195 @@
+// Not part of the API: how the pool turns task arguments and results into bytes and back.
+// Every encode and decode of the pool goes through pool_codec<S>, which hands each value to
+// the pool's serialization policy S (serialize::binary by default). A pool message holds
+// many values back to back, and a policy decodes one whole frame at a time, so each value
+// is framed: a value whose encoding is its object representation (S::encoded_size is
+// always sizeof(T)) travels bare, and a run of them is one memcpy; any other value is
+// preceded by its length.
+#pragma once
+
+#include <multiproc/detail/codec/binary.hpp>
+#include <multiproc/detail/codec/bytes.hpp>
+#include <multiproc/error.hpp>
+#include <multiproc/policies/serialize.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <type_traits>
+#include <utility>
+
+namespace multiproc::detail {
+
+/// A growable run of bytes that never zero-fills: what messages are built in.
+class byte_buffer {
+public:
+    byte_buffer() = default;
+    byte_buffer(byte_buffer&& o) noexcept
+        : p_(std::exchange(o.p_, nullptr)), size_(std::exchange(o.size_, 0)), cap_(std::exchange(o.cap_, 0)) {}
+    byte_buffer& operator=(byte_buffer&& o) noexcept {
+        if (this != &o) {
+            std::free(p_);
+            p_ = std::exchange(o.p_, nullptr);
+            size_ = std::exchange(o.size_, 0);
+            cap_ = std::exchange(o.cap_, 0);
+        }
+        return *this;
+    }
+    byte_buffer(const byte_buffer&) = delete;
+    byte_buffer& operator=(const byte_buffer&) = delete;
+    ~byte_buffer() { std::free(p_); }
+
+    [[nodiscard]] std::byte* data() noexcept { return p_; }
+    [[nodiscard]] const std::byte* data() const noexcept { return p_; }
+    [[nodiscard]] std::size_t size() const noexcept { return size_; }
+    [[nodiscard]] bool empty() const noexcept { return size_ == 0; }
+    void clear() noexcept { size_ = 0; }
+
+    /// Makes room for `n` more bytes and returns where they go (uninitialized); size grows by n.
+    std::byte* grow(std::size_t n) {
+        if (size_ + n > cap_) reserve(std::max(size_ + n, cap_ * 2 + 64));
+        std::byte* at = p_ + size_;
+        size_ += n;
+        return at;
+    }
+    void append(const void* src, std::size_t n) {
+        if (n) std::memcpy(grow(n), src, n);
+    }
+    void reserve(std::size_t n) {
+        if (n <= cap_) return;
+        void* q = std::realloc(p_, n);
+        if (!q) detail::raise(std::bad_alloc());
+        p_ = static_cast<std::byte*>(q);
+        cap_ = n;
+    }
+    /// Drops the first `n` bytes (moves the rest down).
+    void erase_front(std::size_t n) noexcept {
+        if (n >= size_) {
+            size_ = 0;
+            return;
+        }
+        std::memmove(p_, p_ + n, size_ - n);
+        size_ -= n;
+    }
+    void shrink(std::size_t n) noexcept { size_ = n; }
+
+private:
+    std::byte* p_ = nullptr;
+    std::size_t size_ = 0, cap_ = 0;
+};
+
+/// Reads values out of a run of bytes; running past the end is a serialization_error.
+class pool_reader {
+public:
+    pool_reader(const std::byte* p, std::size_t n) noexcept : p_(p), end_(p + n) {}
+    [[nodiscard]] const std::byte* take(std::size_t n) {
+        if (static_cast<std::size_t>(end_ - p_) < n)
+            detail::raise(serialization_error("multiproc: a pool message ended early (corrupt or truncated data)"));
+        const std::byte* at = p_;
+        p_ += n;
+        return at;
+    }
+    [[nodiscard]] const std::byte* pos() const noexcept { return p_; }
+    [[nodiscard]] std::size_t left() const noexcept { return static_cast<std::size_t>(end_ - p_); }
+
+private:
+    const std::byte* p_;
+    const std::byte* end_;
+};
+
+/// Whether S encodes every T as its object representation, sizeof(T) bytes: then values
+/// travel bare and a contiguous run of them is copied at once. True for serialize::bitwise
+/// and for serialize::binary's block types (arithmetic types, fixed enums, arrays and
+/// aggregates of those without padding); a policy of your own can say so with a member
+/// `template <class T> static constexpr bool object_representation`.
+template <class S, class T>
+consteval bool encodes_as_object_representation() {
+    if constexpr (!serializer_for<S, T>)
+        return false;
+    else if constexpr (std::is_same_v<S, serialize::bitwise>)
+        return true;
+    else if constexpr (std::is_same_v<S, serialize::binary>)
+        return bin::block<T>();
+    else if constexpr (requires { S::template object_representation<T>; })
+        return S::template object_representation<T>;
+    else
+        return false;
+}
+
+/// The codec of the pool: encode into a byte_buffer, decode from a pool_reader.
+template <class S>
+struct pool_codec {
+    using serializer = S;
+
+    /// Whether T can travel to or from a worker.
+    template <class T>
+    static constexpr bool supports() {
+        return serializer_for<S, T>;
+    }
+
+    /// Bytes per value when every T travels bare as its sizeof(T) bytes (then n values are
+    /// n times that, back to back), else 0.
+    template <class T>
+    static constexpr std::size_t fixed_size() {
+        if constexpr (encodes_as_object_representation<S, T>())
+            return sizeof(T);
+        else
+            return 0;
+    }
+
+    template <class T>
+    static void encode(byte_buffer& out, const T& v) {
+        if constexpr (fixed_size<T>() != 0) {
+            out.append(std::addressof(v), sizeof(T));
+        } else {
+            // Room for the length, then the value, then the length filled in.
+            const std::size_t at = out.size();
+            (void)out.grow(sizeof(std::uint64_t));
+            writer w{out};
+            S::encode(v, w);
+            const std::uint64_t n = out.size() - at - sizeof(std::uint64_t);
+            std::memcpy(out.data() + at, &n, sizeof n);
+        }
+    }
+
+    template <class T>
+    static T decode(pool_reader& in) {
+        if constexpr (fixed_size<T>() != 0) {
+            span_reader r({in.take(sizeof(T)), sizeof(T)});
+            return S::template decode<T>(r);
+        } else {
+            const std::size_t n = get_size(in);
+            span_reader r({in.take(n), n});
+            return S::template decode<T>(r);
+        }
+    }
+
+    /// Moves past one encoded T without building it.
+    template <class T>
+    static void skip(pool_reader& in) {
+        if constexpr (fixed_size<T>() != 0)
+            (void)in.take(sizeof(T));
+        else
+            (void)in.take(get_size(in));
+    }
+
+private:
+    struct writer {
+        byte_buffer& out;
+        void write(const void* p, std::size_t n) { out.append(p, n); }
+    };
+    static std::size_t get_size(pool_reader& in) {
+        std::uint64_t v;
+        std::memcpy(&v, in.take(sizeof v), sizeof v);
+        if (v > in.left())
+            detail::raise(serialization_error("multiproc: a pool message ended early: a value of " + std::to_string(v) +
+                                      " bytes, " + std::to_string(in.left()) + " left (corrupt or truncated data)"));
+        return static_cast<std::size_t>(v);
+    }
+};
+
+} // namespace multiproc::detail

@@ -1,0 +1,1116 @@
+// Not part of the API: the parent's side of a pool (Python: the three handler threads of
+// multiprocessing.Pool and its cache). One engine thread per pool forks the workers (so
+// that PR_SET_PDEATHSIG, which follows the forking thread, lasts as long as the pool),
+// watches their pidfds and an eventfd, replaces dead workers, and runs callbacks. Tasks do
+// not go through it: the thread that submits work writes it straight into a worker's task
+// ring, and a thread waiting for a result collects results itself while it spins.
+#pragma once
+
+#include <multiproc/detail/start/bootstrap.hpp>
+#include <multiproc/detail/pool/byte_ring.hpp>
+#include <multiproc/detail/os/futex.hpp>
+#include <multiproc/detail/pool/pool_codec.hpp>
+#include <multiproc/detail/pool/pool_wire.hpp>
+#include <multiproc/detail/runtime/runtime.hpp>
+#include <multiproc/detail/os/shared_region.hpp>
+#include <multiproc/detail/os/sys.hpp>
+#include <multiproc/error.hpp>
+#include <multiproc/process.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cerrno>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+
+namespace multiproc::detail {
+
+struct job_core;
+
+/// A piece of work as the parent tracks it: elements [lo, hi) of a chunk whose element 0
+/// has index `first` in its job's input. Its message lives in a byte queue beside it.
+struct unit_meta {
+    job_core* job = nullptr;
+    std::uint64_t first = 0;
+    std::uint32_t lo = 0, hi = 0;
+    std::uint32_t attempts = 0; // times a worker died running one of its elements
+    std::uint32_t size = 0;     // bytes of its message
+    std::uint64_t seq = 0;      // its number on the worker it was sent to
+    std::uint64_t stream_pos = 0; // where its message starts in the worker's stream of task bytes
+    bool withdrawn = false;       // taken back from that worker, to be skipped there
+};
+
+/// What a kind of job does with results, as function pointers (no virtual dispatch).
+struct job_ops {
+    /// Decodes the results of unit `u` from its result message (called under the pool's lock).
+    void (*deliver)(job_core&, const unit_meta& u, const std::byte* msg, std::size_t size, pid_t worker);
+    /// Element `index` ends without a result: its worker died, or the pool stopped.
+    void (*fail)(job_core&, std::uint64_t index, error_ptr);
+    /// Runs the user's callbacks once the job is complete (in the engine thread), or null.
+    void (*callbacks)(job_core&);
+};
+
+/// The part of every job the pool sees. Guarded by the pool's lock except `ready` and
+/// `changed`, which waiters read without it.
+struct job_core {
+    explicit job_core(const job_ops* o) noexcept : ops(o) {}
+    job_core(const job_core&) = delete;
+    job_core& operator=(const job_core&) = delete;
+
+    const job_ops* ops;
+    std::uint64_t outstanding = 0; // elements submitted and not yet delivered or failed
+    bool open = false;             // more elements may still be submitted (imap reading input)
+    bool cancelled = false;        // nobody wants the results any more
+    bool has_callbacks = false;
+    bool notify_each = false;      // wake waiters on every element, not only at the end
+    std::atomic<std::uint32_t> ready{0};
+    notifier changed{};
+    job_core* prev = nullptr;
+    job_core* next = nullptr;
+    std::shared_ptr<job_core> keep; // the pool's reference while the job is listed
+
+    void mark_ready() noexcept {
+        ready.store(1, std::memory_order_release);
+        changed.notify_all();
+    }
+    [[nodiscard]] bool is_ready() const noexcept { return ready.load(std::memory_order_acquire) != 0; }
+};
+
+/// Bytes appended at the back and dropped from the front.
+class byte_fifo {
+public:
+    [[nodiscard]] std::size_t size() const noexcept { return buf_.size() - front_; }
+    [[nodiscard]] const std::byte* data() const noexcept { return buf_.data() + front_; }
+    [[nodiscard]] std::byte* data() noexcept { return buf_.data() + front_; }
+    void append(const void* p, std::size_t n) { buf_.append(p, n); }
+    void pop_front(std::size_t n) noexcept {
+        front_ += n;
+        if (front_ >= buf_.size()) {
+            buf_.clear();
+            front_ = 0;
+        } else if (front_ >= (std::size_t{1} << 16) && front_ * 2 >= buf_.size()) {
+            buf_.erase_front(front_);
+            front_ = 0;
+        }
+    }
+    void clear() noexcept {
+        buf_.clear();
+        front_ = 0;
+    }
+    /// Takes `b`'s bytes as the whole content (this must be empty); `b` gets the old storage.
+    void adopt(byte_buffer& b) noexcept {
+        std::swap(buf_, b);
+        b.clear();
+        front_ = 0;
+    }
+
+private:
+    byte_buffer buf_;
+    std::size_t front_ = 0;
+};
+
+/// Everything the parent knows of one worker.
+struct pool_slot {
+    std::optional<process_handle> proc;
+    pid_t pid = 0;
+    std::string name;
+    mirrored_region region;
+    worker_shared* shared = nullptr;
+    worker_boot boot;
+    byte_fifo log;                 // messages sent (or being sent) and not yet answered, oldest first
+    std::size_t pushed = 0;        // bytes of `log` already in the task ring
+    std::deque<unit_meta> inflight; // the units of `log`, in order
+    std::size_t live = 0;          // units of `inflight` not withdrawn
+    std::uint64_t assigned_bytes = 0; // stream position after the last unit assigned
+    std::uint64_t popped_bytes = 0;   // stream position of the front of `log`
+    byte_buffer rx;                // a result bigger than the ring, being gathered
+    std::size_t rx_need = 0;
+    std::uint64_t next_seq = 1;
+    std::uint64_t sent = 0;      // units ever sent (maxtasksperchild)
+    std::uint64_t last_done = 0; // when it last finished a unit (a tick of the pool)
+    std::optional<error_entry> init_error;
+    bool exited = false;   // its sentinel polled readable
+    bool stopping = false; // told to leave once idle
+    bool abandoned = false; // its units were failed when the pool stopped: what it sends now is dropped
+    std::optional<std::string> violation; // why the parent stopped trusting it and killed it
+};
+
+/// The settings a pool's engine runs with.
+struct pool_config {
+    int processes = 1;
+    std::optional<int> maxtasks;
+    std::function<void()> initializer;
+    /// The initializer again, as it crosses into spawn and forkserver workers.
+    std::optional<remote_init> remote_initializer;
+    unsigned retries = 0;
+    /// Bytes in each of a worker's two rings: 1 MiB for up to 8 workers (map's default chunks
+    /// of a few hundred KiB then travel whole), less with more workers, never below 256 KiB.
+    std::size_t ring_capacity = std::size_t{1} << 20;
+    std::chrono::microseconds worker_spin{100};
+    std::chrono::microseconds caller_spin{100};
+    /// Starts a PoolWorker process that runs worker_main(*boot); called in the engine thread.
+    process_handle (*spawn)(worker_boot* boot) = nullptr;
+};
+
+enum class pool_state { run, close, terminate, broken };
+
+inline std::string describe_exit(std::optional<int> exitcode) {
+    if (!exitcode) return "ended (its exit status was collected by someone else: is SIGCHLD ignored?)";
+    const int code = *exitcode;
+    if (code < 0) {
+        const char* abbrev = ::sigabbrev_np(-code);
+        return "was killed by signal " + std::to_string(-code) + (abbrev ? std::string(" (SIG") + abbrev + ")" : "");
+    }
+    return "exited with code " + std::to_string(code);
+}
+
+/// Whether a process that ended so was killed from outside (by a user, the OOM killer, a
+/// hostile test) rather than failing by itself: a worker killed while it starts is replaced,
+/// one that exits or crashes before it starts would do so again, forever.
+inline bool killed_from_outside(std::optional<int> exitcode) noexcept {
+    if (!exitcode || *exitcode >= 0) return false;
+    const int sig = -*exitcode;
+    return sig == SIGKILL || sig == SIGTERM || sig == SIGINT || sig == SIGHUP;
+}
+
+/// How a worker that left because its link was gone found it (see check_wake_fd).
+inline std::string describe_lost_link(std::int32_t why, std::int32_t fd) {
+    const std::string channel = "descriptor " + std::to_string(fd) + ", its wake-up channel";
+    if (why == EBADF) return "lost its link to the pool (a task closed " + channel + ")";
+    if (why == link_replaced) return "lost its link to the pool (a task replaced " + channel + ", with another file)";
+    return "lost its link to the pool (" + channel + ", failed: " + std::string(::strerror(why)) + ")";
+}
+
+/// Writes one line to stderr (Python: the "Exception in thread ..." report of a dying thread).
+inline void report_to_stderr(const std::string& line) noexcept {
+    std::string s = line + "\n";
+    (void)sys::write_all(2, s.data(), s.size());
+}
+
+class pool_core {
+public:
+    /// Starts the engine thread, which starts the workers; throws what starting failed with.
+    explicit pool_core(pool_config cfg) : cfg_(std::move(cfg)) {
+        shared_mem_ = shared_region::create(sizeof(pool_shared), "multiproc-pool");
+        shared_ = shared_mem_.construct<pool_shared>();
+        wake_fd_ = sys::unique_fd(sys::eventfd(0, EFD_NONBLOCK));
+        if (!wake_fd_) sys::fail("eventfd for a pool");
+        shared_->watchers.store(1); // the engine, awake from the start
+        engine_ = std::make_unique<std::thread>([this] { engine_main(); });
+        std::unique_lock lk(mu_);
+        started_cv_.wait(lk, [&] { return started_; });
+        if (startup_error_) {
+            lk.unlock();
+            engine_->join();
+            (startup_error_).raise();
+        }
+        lk.unlock();
+        finalizer_ = register_finalizer(15, [](void* self) { static_cast<pool_core*>(self)->terminate(); }, this);
+    }
+
+    pool_core(const pool_core&) = delete;
+    pool_core& operator=(const pool_core&) = delete;
+
+    ~pool_core() {
+        if (::getpid() != owner_) {
+            // An inherited copy: its thread does not exist here, so the handle is let go
+            // (destroying a std::thread that looks joinable would std::terminate).
+            (void)engine_.release();
+            return;
+        }
+        unregister_finalizer(finalizer_);
+        if (engine_->joinable()) {
+            terminate();
+            join_engine();
+        }
+    }
+
+    [[nodiscard]] int processes() const noexcept { return cfg_.processes; }
+
+    /// Throws unless new work may be submitted (Python: Pool._check_running).
+    void check_running() {
+        std::lock_guard lk(mu_);
+        check_running_locked(false);
+    }
+
+    /// Adds the units of `msgs` (their messages back to back, in order) to `job`, listing
+    /// the job first if it is not yet; then sends what the workers have room for. With
+    /// `take`, the bytes may be taken over rather than copied (a big map's input).
+    void submit(const std::shared_ptr<job_core>& job, byte_buffer& msgs, const std::vector<unit_meta>& units,
+                bool take = false) {
+        std::lock_guard lk(mu_);
+        check_running_locked(job->keep != nullptr);
+        if (!job->keep) link(job);
+        for (const auto& u : units) {
+            job->outstanding += u.hi - u.lo;
+            pending_meta_.push_back(u);
+        }
+        if (take && pending_bytes_.size() == 0)
+            pending_bytes_.adopt(msgs);
+        else
+            pending_bytes_.append(msgs.data(), msgs.size());
+        finish_if_done(*job);
+        dispatch_locked();
+        after_drive_locked();
+    }
+
+    /// Marks an imap job's input as exhausted: it completes once its results are in.
+    void close_input(job_core& job) {
+        std::lock_guard lk(mu_);
+        job.open = false;
+        finish_if_done(job);
+        after_drive_locked();
+    }
+
+    /// Nobody wants the rest of the job's results (an imap view was dropped early).
+    void cancel(job_core& job) {
+        std::lock_guard lk(mu_);
+        job.cancelled = true;
+        job.open = false;
+        finish_if_done(job);
+        after_drive_locked();
+    }
+
+    /// Runs `f()` under the pool's lock (what job state is guarded by).
+    template <class F>
+    decltype(auto) locked(F&& f) {
+        std::lock_guard lk(mu_);
+        return f();
+    }
+
+    /// Waits until `done()` holds or `deadline` passes; returns done(). Spins first,
+    /// collecting results itself, then sleeps on the job's notifier.
+    template <class Pred>
+    bool wait(job_core& job, Pred done, std::optional<steady::time_point> deadline) {
+        if (done()) return true;
+        check_owner();
+        if (on_engine_thread())
+            detail::raise(state_error("multiproc: a pool callback cannot wait for a pool result: callbacks run in the "
+                              "thread that delivers results"));
+        shared_->watchers.fetch_add(1, std::memory_order_seq_cst);
+        auto spin_end = steady::now() + cfg_.caller_spin;
+        if (deadline && *deadline < spin_end) spin_end = *deadline;
+        (void)spin_until(
+            [&] {
+                if (shared_->attention.load(std::memory_order_relaxed) != 0 && mu_.try_lock()) {
+                    std::lock_guard lk(mu_, std::adopt_lock);
+                    drive_locked();
+                    after_drive_locked();
+                }
+                return done();
+            },
+            std::chrono::duration_cast<std::chrono::microseconds>(spin_end - steady::now()));
+        stop_watching();
+        if (done()) return true;
+        return job.changed.wait_until(done, deadline, std::chrono::microseconds(0));
+    }
+
+    /// Python: Pool.close(). No new work; the workers leave once the work in hand is done.
+    void close() {
+        check_owner();
+        log(10, "closing pool");
+        std::lock_guard lk(mu_);
+        if (state_ == pool_state::run) state_ = pool_state::close;
+        (void)sys::eventfd_signal(wake_fd_.get());
+    }
+
+    /// Python: Pool.terminate(). Stops the workers at once; results not yet in fail with
+    /// broken_pool. Returns once the workers are gone (at once if called from a callback).
+    void terminate() {
+        check_owner();
+        log(10, "terminating pool");
+        {
+            std::lock_guard lk(mu_);
+            if (state_ != pool_state::broken) state_ = pool_state::terminate;
+            (void)sys::eventfd_signal(wake_fd_.get());
+        }
+        if (!on_engine_thread()) join_engine();
+    }
+
+    /// Python: Pool.join(). Waits for the workers to leave; only after close() or terminate().
+    void join() {
+        check_owner();
+        log(10, "joining pool");
+        {
+            std::lock_guard lk(mu_);
+            if (state_ == pool_state::run) detail::raise(value_error("Pool is still running"));
+        }
+        if (on_engine_thread()) detail::raise(state_error("multiproc: a pool cannot be joined from one of its callbacks"));
+        join_engine();
+    }
+
+private:
+    // ---- state, all under mu_ unless noted
+    pool_config cfg_;
+    shared_region shared_mem_;
+    pool_shared* shared_ = nullptr;
+    sys::unique_fd wake_fd_;
+    std::mutex mu_;
+    std::condition_variable started_cv_;
+    bool started_ = false;
+    error_ptr startup_error_;
+    pool_state state_ = pool_state::run;
+    std::string broken_reason_;
+    std::vector<std::unique_ptr<pool_slot>> slots_; // changed only by the engine thread, under mu_
+    byte_fifo pending_bytes_;
+    std::deque<unit_meta> pending_meta_;
+    std::deque<std::pair<unit_meta, byte_buffer>> requeued_; // units of dead workers, sent first
+    job_core* jobs_ = nullptr;                               // listed jobs (intrusive list)
+    std::vector<std::shared_ptr<job_core>> callbacks_due_;
+    bool wake_engine_ = false;
+    std::uint64_t tick_ = 0;
+    std::uint64_t ema_ns_ = 0; // how long a unit takes, smoothed
+    std::unique_ptr<std::thread> engine_;
+    std::mutex join_mu_;
+    unsigned long finalizer_ = 0;
+    pid_t owner_ = ::getpid();
+    std::optional<steady::time_point> rebalance_at_; // when the engine means to look again
+    // engine thread only
+    std::optional<steady::time_point> kill_at_;
+    bool signalled_ = false;
+
+    static pool_core*& engine_of_this_thread() {
+        thread_local pool_core* p = nullptr;
+        return p;
+    }
+    [[nodiscard]] bool on_engine_thread() const noexcept { return engine_of_this_thread() == this; }
+
+    void join_engine() {
+        std::lock_guard lk(join_mu_);
+        if (engine_->joinable()) engine_->join();
+    }
+
+    /// A child forked from the pool's process inherits the pool object but not its engine
+    /// thread or its workers: there, every use is an error (Python: pools cannot be passed
+    /// to other processes).
+    void check_owner() const {
+        if (::getpid() != owner_)
+            detail::raise(state_error("multiproc: a pool can only be used by the process that created it"));
+    }
+
+    void check_running_locked(bool job_listed) {
+        check_owner();
+        if (state_ == pool_state::broken) detail::raise(broken_pool(broken_reason_));
+        if (state_ == pool_state::run) return;
+        // An imap job that was running when close() came may go on feeding its input.
+        if (job_listed && state_ == pool_state::close) return;
+        detail::raise(value_error("Pool not running"));
+    }
+
+    // ---- jobs
+
+    void link(const std::shared_ptr<job_core>& job) {
+        job->keep = job;
+        job->prev = nullptr;
+        job->next = jobs_;
+        if (jobs_) jobs_->prev = job.get();
+        jobs_ = job.get();
+    }
+
+    void unlink(job_core& j) {
+        if (j.prev) j.prev->next = j.next;
+        else jobs_ = j.next;
+        if (j.next) j.next->prev = j.prev;
+        j.prev = j.next = nullptr;
+    }
+
+    /// Completes the job if nothing more can come for it.
+    void finish_if_done(job_core& j) {
+        if (j.notify_each) j.changed.notify_all();
+        if (j.outstanding != 0 || j.open || !j.keep) return;
+        unlink(j);
+        if (!jobs_ && state_ == pool_state::close) wake_engine_ = true; // time to let the workers go
+        std::shared_ptr<job_core> keep = std::move(j.keep);
+        if (j.has_callbacks && !j.cancelled && j.ops->callbacks) {
+            callbacks_due_.push_back(std::move(keep));
+            wake_engine_ = true;
+        } else {
+            j.mark_ready();
+        }
+    }
+
+    void deliver(const unit_meta& u, const std::byte* msg, std::size_t size, pid_t pid) {
+        job_core& j = *u.job;
+        if (!j.cancelled) j.ops->deliver(j, u, msg, size, pid);
+        j.outstanding -= u.hi - u.lo;
+        finish_if_done(j);
+    }
+
+    void fail_element(job_core& j, std::uint64_t index, const error_ptr& e) {
+        if (!j.cancelled) j.ops->fail(j, index, e);
+        --j.outstanding;
+        finish_if_done(j);
+    }
+
+    void fail_unit(const unit_meta& u, const error_ptr& e) {
+        for (std::uint32_t i = u.lo; i < u.hi; ++i) fail_element(*u.job, u.first + i, e);
+    }
+
+    // ---- collecting results
+
+    /// Collects what every worker has published, then sends what they have room for.
+    void drive_locked() {
+        shared_->attention.exchange(0, std::memory_order_seq_cst);
+        for (auto& s : slots_) drain(*s);
+        dispatch_locked();
+    }
+
+    /// After a thread other than the engine drove the pool: callbacks are for the engine,
+    /// and so is a rebalance due sooner than the engine knows.
+    void after_drive_locked() {
+        if (on_engine_thread()) return;
+        if (auto at = next_rebalance(); at && (!rebalance_at_ || *at < *rebalance_at_)) {
+            rebalance_at_ = at;
+            wake_engine_ = true;
+        }
+        if (wake_engine_) {
+            wake_engine_ = false;
+            (void)sys::eventfd_signal(wake_fd_.get());
+        }
+    }
+
+    /// Leaves the set of threads collecting results. Whatever a worker published before it
+    /// saw us leave is collected here; whatever it publishes after wakes the engine.
+    void stop_watching() {
+        shared_->watchers.fetch_sub(1, std::memory_order_seq_cst);
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        if (shared_->attention.load(std::memory_order_seq_cst) != 0) {
+            std::lock_guard lk(mu_);
+            drive_locked();
+            after_drive_locked();
+        }
+    }
+
+    /// Drops the oldest unit of a worker (answered, or withdrawn and skipped there).
+    static unit_meta pop_front(pool_slot& s) {
+        unit_meta u = s.inflight.front();
+        s.inflight.pop_front();
+        s.log.pop_front(u.size);
+        s.popped_bytes += u.size;
+        s.pushed -= std::min<std::size_t>(s.pushed, u.size);
+        if (!u.withdrawn) --s.live;
+        return u;
+    }
+
+    /// Drops withdrawn units at the front once the worker has read past them.
+    static void forget_skipped(pool_slot& s) {
+        const std::uint64_t head = s.boot.tasks.indices().head.load(std::memory_order_acquire);
+        while (!s.inflight.empty() && s.inflight.front().withdrawn &&
+               s.inflight.front().stream_pos + s.inflight.front().size <= head)
+            pop_front(s);
+    }
+
+    /// A worker broke the protocol: its memory is corrupt, or a task wrote over the pool's.
+    /// Nothing more is read from it or written to it; it is killed, and settle_exit fails
+    /// the task it was running with broken_pool naming `why`, as for any worker that dies.
+    void reject_worker(pool_slot& s, std::string why) {
+        if (s.violation) return;
+        report_to_stderr("multiproc: " + s.name + " (pid " + std::to_string(s.pid) + ") " + why + "; killing it");
+        s.violation = std::move(why);
+        signal_worker(s, SIGKILL);
+    }
+
+    /// The room in the worker's task ring, counted from the head the worker moves (read
+    /// once); nothing if the worker was rejected, or is now because that head is impossible:
+    /// past the tail we wrote, or more than a ring behind it.
+    std::optional<std::size_t> task_ring_room(pool_slot& s) {
+        if (s.violation) return std::nullopt;
+        const ring_indices& t = s.boot.tasks.indices();
+        const std::uint64_t cap = s.boot.tasks.capacity();
+        const std::uint64_t head = t.head.load(std::memory_order_acquire);
+        const std::uint64_t tail = t.tail.load(std::memory_order_relaxed);
+        if (head > tail || tail - head > cap) {
+            reject_worker(s, "moved the head of its task ring to byte " + std::to_string(head) + ", with " +
+                                 std::to_string(tail) + " sent and room for " + std::to_string(cap));
+            return std::nullopt;
+        }
+        return static_cast<std::size_t>(cap - (tail - head));
+    }
+
+    void drain(pool_slot& s) {
+        if (!task_ring_room(s)) return;
+        const byte_ring& r = s.boot.results;
+        bool consumed = false;
+        for (;;) {
+            // What the worker says it published (the tail it moves): never more than its ring holds.
+            const std::size_t avail = r.readable();
+            if (avail > r.capacity())
+                return reject_worker(s, "published " + std::to_string(avail) + " bytes in a result ring of " +
+                                            std::to_string(r.capacity()));
+            if (s.rx_need) { // gathering a result bigger than the ring
+                std::size_t n = std::min(avail, s.rx_need - s.rx.size());
+                if (n == 0) break;
+                s.rx.append(r.read_ptr(), n);
+                r.consume(n);
+                consumed = true;
+                if (s.rx.size() < s.rx_need) continue;
+                handle_message(s, s.rx.data(), s.rx.size());
+                s.rx.clear();
+                s.rx_need = 0;
+                if (s.violation) return;
+                continue;
+            }
+            if (avail < sizeof(std::uint32_t)) break;
+            const auto size = load_pod<std::uint32_t>(r.read_ptr());
+            if (size < sizeof(result_header) || size % 8 != 0) // (a size of 0 would be consumed as nothing, forever)
+                return reject_worker(s, "sent a result message of " + std::to_string(size) +
+                                            " bytes (one is at least " + std::to_string(sizeof(result_header)) +
+                                            " bytes, a multiple of 8)");
+            if (size > r.capacity()) {
+                s.rx.clear();
+                s.rx_need = size;
+                continue;
+            }
+            if (avail < size) break;
+            handle_message(s, r.read_ptr(), size);
+            if (s.violation) return;
+            r.consume(size);
+            consumed = true;
+        }
+        if (consumed) r.indices().writable.notify_all();
+        forget_skipped(s);
+    }
+
+    /// Takes one result message (drain checked its size: at least a header, a multiple of 8).
+    void handle_message(pool_slot& s, const std::byte* msg, std::size_t size) {
+        const auto h = load_pod<result_header>(msg);
+        if (h.kind != msg_result && h.kind != msg_init_failed)
+            return reject_worker(s, "sent a message of unknown kind " + std::to_string(h.kind));
+        if (h.errors_at < sizeof h || h.errors_at > size)
+            return reject_worker(s, "sent a message whose error entries start at byte " + std::to_string(h.errors_at) +
+                                        " of " + std::to_string(size));
+        if (h.kind == msg_init_failed) {
+            if (s.shared->phase.load(std::memory_order_acquire) != worker_in_initializer)
+                return reject_worker(s, "sent an initializer error while not running the initializer");
+            MULTIPROC_TRY {
+                pool_reader in(msg + h.errors_at, size - h.errors_at);
+                s.init_error = get_error(in);
+            } MULTIPROC_CATCH(const error&, unnamed_) {
+                return reject_worker(s, "sent an initializer error that cannot be decoded");
+            }
+            return;
+        }
+        // A result that races terminate() (or the pool breaking) is for a unit that has been
+        // failed already: expected, and dropped without a word.
+        if (s.abandoned) return;
+        while (!s.inflight.empty() && s.inflight.front().withdrawn && s.inflight.front().seq != h.seq) pop_front(s);
+        if (s.inflight.empty() || s.inflight.front().seq != h.seq || s.inflight.front().withdrawn)
+            return reject_worker(s, "sent a result for a task it was not given"); // its memory is corrupt
+        unit_meta u = pop_front(s);
+        s.last_done = ++tick_;
+        // (Capped at an hour, so that no time a worker claims can overflow the average.)
+        const std::uint64_t busy = std::min<std::uint64_t>(h.busy_ns, std::uint64_t{3600} * 1000000000);
+        ema_ns_ = ema_ns_ == 0 ? std::max<std::uint64_t>(busy, 1) : (ema_ns_ * 7 + busy) / 8 + 1;
+        deliver(u, msg, size, s.pid);
+    }
+
+    // ---- sending work
+
+    /// How many units a worker may hold at once: enough to cover ~300 µs of work, so that
+    /// short tasks are pipelined, while long tasks go one at a time to whichever worker is
+    /// free (as from a shared queue). Until a unit has finished, one.
+    [[nodiscard]] std::size_t depth() const noexcept {
+        if (ema_ns_ == 0) return 1;
+        std::uint64_t d = 300000 / ema_ns_ + 1;
+        return static_cast<std::size_t>(std::clamp<std::uint64_t>(d, 1, 64));
+    }
+
+    /// Whether the worker has been running its current unit for much longer than units
+    /// usually take: then nothing more is queued behind it, and what is queued is withdrawn
+    /// for idle workers (a shared queue, as CPython's, never leaves work behind a long task).
+    [[nodiscard]] bool stuck(const pool_slot& s, std::uint64_t now_ns) const noexcept {
+        return s.live != 0 && now_ns > stuck_at(s);
+    }
+    /// When the worker's current unit will count as running long.
+    [[nodiscard]] std::uint64_t stuck_at(const pool_slot& s) const noexcept {
+        return s.shared->started_ns.load(std::memory_order_relaxed) + std::max<std::uint64_t>(1000000, 8 * ema_ns_);
+    }
+
+    /// When the engine must look again because a worker with units queued behind its
+    /// current one may by then count as stuck while another worker idles; or nothing.
+    [[nodiscard]] std::optional<steady::time_point> next_rebalance() const {
+        bool idle = false;
+        for (auto& p : slots_) idle |= usable(*p) && p->live == 0;
+        if (!idle) return std::nullopt;
+        std::optional<std::uint64_t> at;
+        for (auto& p : slots_)
+            if (!p->exited && p->live >= 2) at = std::min(at.value_or(UINT64_MAX), stuck_at(*p) + 1);
+        if (!at) return std::nullopt;
+        return steady::time_point(steady::duration(static_cast<steady::rep>(*at)));
+    }
+
+    static std::uint64_t now_ns() noexcept {
+        return static_cast<std::uint64_t>(steady::now().time_since_epoch().count());
+    }
+
+    [[nodiscard]] bool usable(const pool_slot& s) const noexcept {
+        return !s.exited && !s.stopping && !s.violation &&
+               (!cfg_.maxtasks || s.sent < static_cast<std::uint64_t>(*cfg_.maxtasks));
+    }
+
+    /// The worker to send the next unit to: the least loaded with room, the one that
+    /// finished most recently among equals (it is likely still spinning, not asleep).
+    pool_slot* pick(std::uint64_t now) {
+        if (state_ == pool_state::terminate || state_ == pool_state::broken) return nullptr;
+        const std::size_t d = depth();
+        pool_slot* best = nullptr;
+        for (auto& p : slots_) {
+            pool_slot& s = *p;
+            if (!usable(s) || s.live >= d || (s.live > 0 && stuck(s, now))) continue;
+            if (!best || s.live < best->live || (s.live == best->live && s.last_done > best->last_done)) best = &s;
+        }
+        return best;
+    }
+
+    /// Takes back the units queued behind a stuck worker's current one, while another worker
+    /// is idle, and queues them again (ahead of new work, in order).
+    void rebalance(std::uint64_t now) {
+        bool idle = false;
+        for (auto& p : slots_) idle |= usable(*p) && p->live == 0;
+        if (!idle) return;
+        for (auto& p : slots_) {
+            pool_slot& s = *p;
+            if (s.exited || s.live < 2 || !stuck(s, now)) continue;
+            const std::uint64_t running = s.shared->unit.load(std::memory_order_acquire);
+            const std::uint64_t tail = s.boot.tasks.indices().tail.load(std::memory_order_relaxed);
+            std::vector<std::pair<unit_meta, byte_buffer>> back;
+            for (auto it = s.inflight.rbegin(); it != s.inflight.rend(); ++it) {
+                unit_meta& u = *it;
+                if (u.withdrawn) continue;
+                if (u.seq <= running || u.size > s.boot.tasks.capacity()) break; // started, or never in the ring whole
+                const std::uint64_t claim_pos = u.stream_pos + offsetof(task_header, claim);
+                if (claim_pos + sizeof(std::uint32_t) <= tail) {
+                    // In the ring. The worker consumes a unit only after claiming it, so if it
+                    // has read past this one, it has started it; else whoever claims first wins.
+                    if (u.stream_pos < s.boot.tasks.indices().head.load(std::memory_order_acquire)) break;
+                    std::uint32_t expected = claim_free;
+                    if (!claim_of(s.boot.tasks.at(u.stream_pos))
+                             .compare_exchange_strong(expected, claim_withdrawn, std::memory_order_acq_rel))
+                        break;
+                } else if (claim_pos >= tail) { // not sent yet: only the parent sees it
+                    claim_of(s.log.data() + (u.stream_pos - s.popped_bytes)).store(claim_withdrawn, std::memory_order_relaxed);
+                } else {
+                    break; // half sent: leave it
+                }
+                byte_buffer copy;
+                copy.append(s.log.data() + (u.stream_pos - s.popped_bytes), u.size);
+                claim_of(copy.data()).store(claim_free, std::memory_order_relaxed);
+                u.withdrawn = true;
+                --s.live;
+                --s.sent;
+                back.emplace_back(u, std::move(copy));
+            }
+            for (auto& [u, bytes] : back) { // newest first: pushing each to the front keeps the order
+                unit_meta again = u;
+                again.withdrawn = false;
+                requeued_.emplace_front(again, std::move(bytes));
+            }
+        }
+    }
+
+    void assign(pool_slot& s, unit_meta u, const std::byte* bytes) {
+        u.seq = s.next_seq++;
+        u.stream_pos = s.assigned_bytes;
+        s.assigned_bytes += u.size;
+        const std::size_t at = s.log.size();
+        s.log.append(bytes, u.size);
+        std::byte* h = s.log.data() + at;
+        std::memcpy(h + offsetof(task_header, seq), &u.seq, sizeof u.seq);
+        std::memcpy(h + offsetof(task_header, lo), &u.lo, sizeof u.lo);
+        std::memcpy(h + offsetof(task_header, hi), &u.hi, sizeof u.hi);
+        s.inflight.push_back(u);
+        ++s.live;
+        ++s.sent;
+    }
+
+    void dispatch_locked() {
+        const std::uint64_t now = now_ns();
+        if (slots_.size() > 1) rebalance(now);
+        while (!requeued_.empty() || !pending_meta_.empty()) {
+            pool_slot* s = pick(now);
+            if (!s) break;
+            if (!requeued_.empty()) {
+                auto& [u, bytes] = requeued_.front();
+                assign(*s, u, bytes.data());
+                requeued_.pop_front();
+            } else {
+                unit_meta u = pending_meta_.front();
+                assign(*s, u, pending_bytes_.data());
+                pending_bytes_.pop_front(u.size);
+                pending_meta_.pop_front();
+            }
+        }
+        for (auto& s : slots_) pump(*s);
+    }
+
+    /// Copies what fits of the worker's unsent messages into its task ring. Never blocks:
+    /// when the ring is full, the worker wakes us as it frees room.
+    void pump(pool_slot& s) {
+        const byte_ring& t = s.boot.tasks;
+        bool wrote = false;
+        while (s.pushed < s.log.size()) {
+            const std::optional<std::size_t> room = task_ring_room(s);
+            if (!room) break;
+            if (*room == 0) {
+                t.indices().writer_waiting.store(1, std::memory_order_seq_cst);
+                std::atomic_thread_fence(std::memory_order_seq_cst);
+                if (t.writable() == 0) break;
+                continue;
+            }
+            std::size_t n = std::min(*room, s.log.size() - s.pushed);
+            t.write(s.log.data() + s.pushed, n);
+            s.pushed += n;
+            wrote = true;
+        }
+        if (wrote) t.indices().readable.notify_one();
+    }
+
+    // ---- workers (engine thread)
+
+    /// What to poll to see a worker end: its handle's sentinel (-1, never ready, if none).
+    static int sentinel_of(const pool_slot& s) noexcept {
+        MULTIPROC_TRY {
+            return s.proc ? s.proc->sentinel() : -1;
+        } MULTIPROC_CATCH_ALL { // closed: settled already
+            return -1;
+        }
+    }
+
+    /// Signals a worker through its process handle (its sentinel is a pidfd only under fork
+    /// and spawn; under forkserver it is the server's status connection).
+    static void signal_worker(pool_slot& s, int sig) noexcept {
+        if (!s.proc) return;
+        MULTIPROC_TRY {
+            if (sig == SIGKILL)
+                s.proc->kill();
+            else
+                s.proc->terminate();
+        } MULTIPROC_CATCH_ALL { // already reaped, or the kernel refused: nothing more to do
+        }
+    }
+
+    void start_worker() {
+        auto s = std::make_unique<pool_slot>();
+        s->region = mirrored_region::create(sizeof(worker_shared), cfg_.ring_capacity, 2, "multiproc-pool-worker");
+        s->shared = ::new (s->region.header()) worker_shared();
+        const std::size_t cap = s->region.ring_capacity();
+        s->boot.pool = shared_;
+        s->boot.self = s->shared;
+        s->boot.tasks = byte_ring(&s->shared->tasks, s->region.ring_data(0), cap);
+        s->boot.results = byte_ring(&s->shared->results, s->region.ring_data(1), cap);
+        s->boot.wake_fd = wake_fd_.get();
+        s->boot.initializer = &cfg_.initializer;
+        s->boot.maxtasks = cfg_.maxtasks;
+        s->boot.spin = cfg_.worker_spin;
+        s->boot.pool_fd = shared_mem_.fd();
+        s->boot.rings = &s->region;
+        s->boot.init = cfg_.remote_initializer ? &*cfg_.remote_initializer : nullptr;
+        process_handle h = cfg_.spawn(&s->boot);
+        s->pid = *h.pid();
+        s->name = h.name();
+        s->proc.emplace(std::move(h));
+        log(10, "added worker {} (pid {})", s->name, s->pid);
+        slots_.push_back(std::move(s));
+    }
+
+    /// Requeues `u` (elements [lo, hi) of its chunk), taking its bytes from `bytes`.
+    void requeue(unit_meta u, const std::byte* bytes, std::uint32_t lo, std::uint32_t hi, bool retried) {
+        if (lo >= hi) return;
+        u.lo = lo;
+        u.hi = hi;
+        if (retried) ++u.attempts;
+        byte_buffer b;
+        b.append(bytes, u.size);
+        requeued_.emplace_back(u, std::move(b));
+    }
+
+    /// A worker has ended: collect what it published, reap it, and settle its units. The
+    /// unit it was running loses the element it was on (or retries it); the rest of that
+    /// chunk, and every unit it had not started, goes to other workers.
+    void settle_exit(pool_slot& s) {
+        drain(s);
+        std::optional<int> code;
+        MULTIPROC_TRY {
+            s.proc->join();
+            code = s.proc->exitcode();
+        } MULTIPROC_CATCH(const error&, unnamed_) {
+        }
+        const std::optional<int> exitcode = code;
+        const std::int32_t lost = s.shared->lost_link.load(std::memory_order_acquire);
+        const std::string how = s.violation ? "was killed by the pool because it " + *s.violation
+                                : lost      ? describe_lost_link(lost, s.shared->lost_fd.load(std::memory_order_relaxed))
+                                            : describe_exit(exitcode);
+        log(10, "cleaning up worker {} (pid {}): {}", s.name, s.pid, how);
+        // Only an initializer that really failed breaks the pool: it threw, or its worker died
+        // while running it. A worker killed before its initializer started, or after it
+        // completed, is an ordinary dying worker and is replaced. One that ended on its own
+        // (an exit status, or a crash) before it started could not start at all: a
+        // replacement would fail alike, forever (CPython respawns it forever).
+        const std::uint32_t phase = s.shared->phase.load(std::memory_order_acquire);
+        const bool pool_stopped = state_ == pool_state::terminate || state_ == pool_state::broken;
+        const bool in_initializer = phase == worker_in_initializer && cfg_.initializer;
+        const bool never_started = phase == worker_starting && exitcode && !killed_from_outside(exitcode);
+        if ((s.init_error || in_initializer) && !pool_stopped) {
+            std::string why = s.init_error ? "raised " + s.init_error->type +
+                                                 (s.init_error->what.empty() ? "" : ": " + s.init_error->what)
+                                           : "did not complete: the worker " + (s.violation ? how : describe_exit(exitcode));
+            break_pool("multiproc: the pool's initializer " + why + " in " + s.name + " (pid " +
+                       std::to_string(s.pid) + "); the pool is broken and runs no more tasks");
+        } else if (never_started && !pool_stopped) {
+            break_pool("multiproc: " + s.name + " (pid " + std::to_string(s.pid) + ") " + describe_exit(exitcode) +
+                       " before it could run tasks; the pool is broken and runs no more tasks");
+        } else if (lost && !pool_stopped) {
+            // A task broke the worker: say so (CPython's worker dies with a traceback).
+            report_to_stderr("multiproc: " + s.name + " (pid " + std::to_string(s.pid) + ") " + how +
+                             " and left; what it had sent stands" +
+                             (state_ == pool_state::run ? ", and a new worker takes its place" : ""));
+        }
+        const std::uint64_t running = s.shared->unit.load(std::memory_order_acquire);
+        std::size_t off = 0;
+        for (std::size_t k = 0; k < s.inflight.size(); ++k) {
+            const unit_meta& u = s.inflight[k];
+            const std::byte* bytes = s.log.data() + off;
+            off += u.size;
+            if (u.withdrawn) continue; // already queued again
+            if (state_ == pool_state::terminate || state_ == pool_state::broken) {
+                fail_unit(u, stopped_error());
+                continue;
+            }
+            if (u.seq != running) {
+                requeue(u, bytes, u.lo, u.hi, false);
+                continue;
+            }
+            auto c = static_cast<std::uint32_t>(
+                std::clamp<std::uint64_t>(s.shared->element.load(std::memory_order_relaxed), u.lo, u.hi - 1));
+            requeue(u, bytes, u.lo, c, false);
+            if (u.attempts < cfg_.retries) {
+                log(20, "{} (pid {}) {} while running task {}; running it again", s.name, s.pid, how, u.first + c);
+                requeue(u, bytes, c, c + 1, true);
+            } else {
+                std::string msg = "multiproc: " + s.name + " (pid " + std::to_string(s.pid) + ") " + how +
+                                  " while running task " + std::to_string(u.first + c);
+                if (u.attempts) msg += " (its worker died on each of " + std::to_string(u.attempts + 1) + " attempts)";
+                fail_element(*u.job, u.first + c,
+                             error_ptr(broken_pool(msg, s.pid, exitcode, u.first + c)));
+            }
+            requeue(u, bytes, c + 1, u.hi, false);
+        }
+        s.inflight.clear();
+        s.live = 0;
+        s.log.clear();
+        MULTIPROC_TRY {
+            s.proc->close();
+        } MULTIPROC_CATCH(const error&, unnamed_) {
+        }
+    }
+
+    error_ptr stopped_error() const {
+        if (state_ == pool_state::broken) return error_ptr(broken_pool(broken_reason_));
+        return error_ptr(broken_pool("multiproc: the pool was terminated before the task completed"));
+    }
+
+    /// Fails every queued unit of every job (the pool is stopping or broken).
+    void fail_queued() {
+        auto e = stopped_error();
+        while (!requeued_.empty()) {
+            unit_meta u = requeued_.front().first;
+            requeued_.pop_front();
+            fail_unit(u, e);
+        }
+        while (!pending_meta_.empty()) {
+            unit_meta u = pending_meta_.front();
+            pending_meta_.pop_front();
+            fail_unit(u, e);
+        }
+        pending_bytes_.clear();
+    }
+
+    void break_pool(std::string reason) {
+        if (state_ == pool_state::broken) return;
+        report_to_stderr(reason);
+        state_ = pool_state::broken;
+        broken_reason_ = std::move(reason);
+    }
+
+    /// Stops every worker: SIGTERM now, SIGKILL if it has not gone a second later.
+    void signal_workers() {
+        if (!signalled_) {
+            signalled_ = true;
+            kill_at_ = steady::now() + std::chrono::seconds(1);
+            for (auto& s : slots_)
+                if (!s->exited) signal_worker(*s, SIGTERM);
+        } else if (kill_at_ && steady::now() >= *kill_at_) {
+            kill_at_.reset();
+            for (auto& s : slots_)
+                if (!s->exited) signal_worker(*s, SIGKILL);
+        }
+    }
+
+    /// One round of the engine under the lock; true when the engine is done.
+    bool step_locked() {
+        for (std::size_t i = 0; i < slots_.size();) {
+            if (slots_[i]->exited) {
+                settle_exit(*slots_[i]);
+                slots_.erase(slots_.begin() + static_cast<std::ptrdiff_t>(i));
+            } else {
+                ++i;
+            }
+        }
+        drive_locked();
+        switch (state_) {
+        case pool_state::run:
+            maintain();
+            return false;
+        case pool_state::close:
+            if (!jobs_ && pending_meta_.empty() && requeued_.empty()) {
+                for (auto& s : slots_)
+                    if (!s->stopping) {
+                        s->stopping = true;
+                        s->shared->stop.store(1, std::memory_order_release);
+                        s->shared->tasks.readable.notify_all();
+                    }
+                return slots_.empty();
+            }
+            maintain();
+            return false;
+        case pool_state::terminate:
+        case pool_state::broken:
+            fail_queued();
+            for (auto& s : slots_) {
+                for (const auto& u : s->inflight)
+                    if (!u.withdrawn) fail_unit(u, stopped_error());
+                s->inflight.clear();
+                s->live = 0;
+                s->log.clear();
+                s->pushed = 0;
+                s->abandoned = true;
+            }
+            signal_workers();
+            return slots_.empty();
+        }
+        return false;
+    }
+
+    /// Starts a worker; one killed from outside before it took its work (start() reports it
+    /// ended before it received its target) is not a failure to start: another is started.
+    void start_worker_despite_kills() {
+        for (;;) {
+            child_ended_before_target().reset();
+            MULTIPROC_TRY {
+                start_worker();
+                return;
+            } MULTIPROC_CATCH(const error&, unnamed_) {
+                if (!killed_from_outside(child_ended_before_target())) MULTIPROC_RETHROW;
+                log(10, "a starting pool worker was killed (exit code {}); starting another",
+                    *child_ended_before_target());
+            }
+        }
+    }
+
+    /// Keeps `processes` workers while the pool has a use for them.
+    void maintain() {
+        while (static_cast<int>(slots_.size()) < cfg_.processes && state_ != pool_state::broken) {
+            MULTIPROC_TRY {
+                start_worker_despite_kills();
+            } MULTIPROC_CATCH(const std::exception&, e) {
+                break_pool(std::string("multiproc: could not start a pool worker: ") + e.what() +
+                           "; the pool is broken and runs no more tasks");
+            }
+        }
+        dispatch_locked();
+    }
+
+    void run_callbacks(std::vector<std::shared_ptr<job_core>>& due) {
+        for (auto& j : due) {
+            j->ops->callbacks(*j);
+            j->mark_ready();
+        }
+        due.clear();
+    }
+
+    void engine_main() {
+        engine_of_this_thread() = this;
+        (void)sys::prctl(PR_SET_NAME, reinterpret_cast<unsigned long>("multiproc-pool")); // as top and gdb show it
+        MULTIPROC_TRY {
+            std::lock_guard lk(mu_);
+            for (int i = 0; i < cfg_.processes; ++i) start_worker_despite_kills();
+        } MULTIPROC_CATCH_ALL {
+            startup_error_ = error_ptr::current();
+        }
+        if (startup_error_) {
+            for (auto& s : slots_) signal_worker(*s, SIGKILL);
+            for (auto& s : slots_) {
+                MULTIPROC_TRY {
+                    s->proc->join();
+                    s->proc->close();
+                } MULTIPROC_CATCH(const error&, unnamed_) {
+                }
+            }
+            slots_.clear();
+        }
+        {
+            std::lock_guard lk(mu_);
+            started_ = true;
+        }
+        started_cv_.notify_all();
+        if (startup_error_) return;
+
+        std::vector<pollfd> fds;
+        std::vector<std::shared_ptr<job_core>> due;
+        std::vector<pool_slot*> ended; // pidfds that polled readable, marked under the lock
+        for (;;) {
+            bool done;
+            std::optional<steady::time_point> until;
+            {
+                std::lock_guard lk(mu_);
+                for (pool_slot* s : ended) s->exited = true;
+                ended.clear();
+                done = step_locked();
+                wake_engine_ = false;
+                due.swap(callbacks_due_);
+                rebalance_at_ = next_rebalance();
+                until = kill_at_;
+                if (rebalance_at_ && (!until || *rebalance_at_ < *until)) until = rebalance_at_;
+            }
+            run_callbacks(due);
+            if (done) break;
+
+            fds.clear();
+            fds.push_back({wake_fd_.get(), POLLIN, 0});
+            // Asked afresh each time, as a replaced worker's slot has a new handle.
+            for (auto& s : slots_) fds.push_back({sentinel_of(*s), POLLIN, 0});
+            shared_->wake_pending.store(0, std::memory_order_seq_cst);
+            shared_->watchers.fetch_sub(1, std::memory_order_seq_cst);
+            std::atomic_thread_fence(std::memory_order_seq_cst);
+            if (shared_->attention.load(std::memory_order_seq_cst) == 0) {
+                int n = until ? sys::poll_until(fds.data(), fds.size(), *until, false)
+                              : sys::poll_until(fds.data(), fds.size(), {}, true);
+                if (n < 0) report_to_stderr("multiproc: poll in a pool's engine failed: " + std::string(::strerror(errno)));
+            }
+            shared_->watchers.fetch_add(1, std::memory_order_seq_cst);
+            (void)sys::eventfd_drain(wake_fd_.get());
+            for (std::size_t i = 1; i < fds.size(); ++i)
+                if (fds[i].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)) ended.push_back(slots_[i - 1].get());
+        }
+        log(10, "pool engine exiting");
+    }
+};
+
+} // namespace multiproc::detail

@@ -1,0 +1,427 @@
+// Not part of the API: start::forkserver (Python: multiprocessing.forkserver and
+// popen_forkserver).
+//
+// The server is a fresh copy of the program (spawned, so single-threaded and clean), started
+// by the first process that needs it and stopped at that process's normal exit; it also
+// exits when that process dies. It listens on an abstract unix socket with a random name and
+// talks only to processes of the same user (SO_PEERCRED). For each request it receives the
+// requester's stdin, stdout and stderr and one end of a bootstrap socket (SCM_RIGHTS), forks,
+// and sends back the child's pid with a pidfd of it; the child installs those descriptors as
+// 0-3, closes every other one, and runs the bootstrap of a spawn child (bootstrap.hpp). The
+// requester keeps its connection: the server writes the child's exit status there once it
+// has reaped it, and if the connection hangs up first the requester has died, so a daemon
+// child is killed, as a daemon dies with its parent under fork.
+#pragma once
+
+#include <multiproc/detail/start/bootstrap.hpp>
+#include <multiproc/detail/codec/crossing.hpp>
+#include <multiproc/detail/runtime/runtime.hpp>
+#include <multiproc/detail/os/sys.hpp>
+#include <multiproc/error.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <pthread.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+namespace multiproc::detail::forkserver {
+
+inline constexpr std::uint32_t ask_magic = 0x5153464d;     // "MFSQ": a request
+inline constexpr std::uint32_t started_magic = 0x5053464d; // "MFSP": the child's pid; its pidfd attached
+inline constexpr std::uint32_t refused_magic = 0x4553464d; // "MFSE": why not, as a sentence
+
+/// What a process knows of the forkserver it uses.
+struct client_state {
+    std::mutex mu;
+    pid_t pid = 0;       // the server's pid; 0 when none is known
+    pid_t listener_pid = 0; // who made its socket listen: what SO_PEERCRED reports to a client
+    bool owned = false;  // started by this process: then it is our child
+    int pidfd = -1;      // owned: tells whether it still runs
+    int alive_w = -1;    // owned: closing it tells the server to exit
+    sockaddr_un addr{};
+    socklen_t addr_len = 0;
+};
+
+inline constinit sys::never_destroyed<client_state> client_storage;
+
+/// The forkserver state of this process: constant-initialised, never destroyed.
+inline client_state& client() noexcept { return client_storage.value; }
+
+// A forked child must not keep its parent's server alive: it drops the parent's ownership
+// (the address stays known, so it can still ask the server for children).
+inline void before_fork() noexcept { client().mu.lock(); }
+inline void after_fork_in_parent() noexcept { client().mu.unlock(); }
+inline void after_fork_in_child() noexcept {
+    auto& s = client();
+    if (s.owned) {
+        sys::close(s.alive_w);
+        sys::close(s.pidfd);
+        s.alive_w = s.pidfd = -1;
+        s.owned = false;
+    }
+    s.mu.unlock();
+}
+
+// Called with s.mu held.
+inline void forget_server(client_state& s) noexcept {
+    if (s.owned) {
+        sys::close(s.alive_w); // the server exits when it sees this
+        sys::waitpid(s.pid, nullptr, 0);
+        sys::close(s.pidfd);
+    }
+    s.pid = 0;
+    s.owned = false;
+    s.pidfd = s.alive_w = -1;
+}
+
+/// Stops the server this process started, if any: at normal exit, after every child has
+/// been joined (their exit statuses come from it).
+inline void stop_owned_server() noexcept {
+    auto& s = client();
+    std::lock_guard lk(s.mu);
+    if (s.owned && s.pid) forget_server(s);
+}
+
+inline void register_stop_at_exit() {
+    static std::atomic<pid_t> done{0};
+    pid_t me = ::getpid();
+    // Per process: a forked child has its own (empty) list of finalizers.
+    if (done.exchange(me) != me) register_finalizer(-100, [](void*) { stop_owned_server(); }, nullptr);
+}
+
+/// Registered during static initialisation, before main and any thread: registered later (on
+/// first use, as it once was), a child forked while another thread held `mu` to start the
+/// server would inherit `mu` locked by a thread it does not have.
+inline const int fork_handlers = sys::at_fork(before_fork, after_fork_in_parent, after_fork_in_child);
+
+// Called with s.mu held.
+inline void start_server(client_state& s) {
+    sys::unique_fd listener(sys::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    if (!listener) sys::fail("socket for the forkserver");
+    unsigned char rnd[12];
+    if (sys::getrandom_all(rnd, sizeof rnd) < 0) sys::fail("getrandom for the forkserver's address");
+    std::string name = "multiproc-forkserver-" + std::to_string(::getpid()) + "-";
+    for (unsigned char b : rnd) {
+        name += "0123456789abcdef"[b >> 4];
+        name += "0123456789abcdef"[b & 15];
+    }
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path + 1, name.data(), name.size()); // abstract: sun_path[0] is NUL
+    auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+    if (sys::bind(listener.get(), reinterpret_cast<const sockaddr*>(&addr), len) < 0)
+        sys::fail("bind of the forkserver's socket");
+    if (sys::listen(listener.get(), 128) < 0) sys::fail("listen on the forkserver's socket");
+    int alive[2];
+    if (sys::pipe2(alive, O_CLOEXEC) < 0) sys::fail("pipe for the forkserver");
+    sys::unique_fd alive_r(alive[0]), alive_w(alive[1]);
+    // dup2 onto 3 and 4 in the server must not overwrite the other one before it is moved.
+    listener = above(std::move(listener), 5, "dup for the forkserver");
+    alive_r = above(std::move(alive_r), 5, "dup for the forkserver");
+    // The server's own stdin, stdout and stderr are /dev/null: each child gets its
+    // requester's, and a server holding its starter's would keep a pipe open after its
+    // starter, or whatever it redirected them to, has finished with it.
+    pid_t pid = spawn_self({listener.get(), alive_r.get()}, "forkserver:3:4:" + std::to_string(::getpid()),
+                           "spawn of /proc/self/exe for the forkserver", /*null_stdio=*/true);
+    int pidfd = sys::pidfd_open(pid);
+    if (pidfd < 0) {
+        int e = errno;
+        sys::kill(pid, SIGKILL);
+        sys::waitpid(pid, nullptr, 0);
+        sys::fail("pidfd_open for the forkserver", e);
+    }
+    s.pid = pid;
+    s.listener_pid = ::getpid();
+    s.owned = true;
+    s.pidfd = pidfd;
+    s.alive_w = alive_w.release();
+    s.addr = addr;
+    s.addr_len = len;
+    log(10, "started the forkserver, pid {}", pid);
+}
+
+inline bool owned_server_ended(const client_state& s) noexcept {
+    pollfd p{s.pidfd, POLLIN, 0};
+    return sys::poll_until(&p, 1, std::chrono::steady_clock::now(), false) == 1;
+}
+
+/// The pid of the forkserver this process would use, starting it if needed (`restart`:
+/// the one known has gone; start another).
+inline pid_t ensure_running(bool restart = false) {
+    register_stop_at_exit(); // outside s.mu: it takes the runtime's lock, which fork holds
+    auto& s = client();
+    std::lock_guard lk(s.mu);
+    if (restart || (s.owned && owned_server_ended(s))) forget_server(s);
+    if (!s.pid) start_server(s);
+    return s.pid;
+}
+
+/// A connection to the forkserver, checked to be the socket its starter made listen (same
+/// user, that process's pid: SO_PEERCRED names whoever called listen()).
+inline sys::unique_fd connect_to_server(const std::string& for_what) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        ensure_running(attempt > 0);
+        sockaddr_un addr;
+        socklen_t len;
+        pid_t pid;
+        {
+            auto& s = client();
+            std::lock_guard lk(s.mu);
+            addr = s.addr;
+            len = s.addr_len;
+            pid = s.listener_pid;
+        }
+        sys::unique_fd fd(sys::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+        if (!fd) sys::fail("socket to the forkserver for " + for_what);
+        if (sys::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), len) == 0) {
+            ucred cr{};
+            if (sys::peer_credentials(fd.get(), &cr) < 0) sys::fail("SO_PEERCRED on the forkserver's socket");
+            if (cr.uid != ::geteuid() || cr.pid != pid)
+                detail::raise(error("multiproc: the forkserver's socket was made by process " + std::to_string(cr.pid) +
+                            " of uid " + std::to_string(cr.uid) + ", not by process " + std::to_string(pid) +
+                            " of uid " + std::to_string(::geteuid()) + " that started the forkserver; refusing "
+                            "to use it for " + for_what));
+            return fd;
+        }
+        if (errno != ECONNREFUSED && errno != ENOENT) sys::fail("connecting to the forkserver for " + for_what);
+        // The server known here has gone (it exits with the process that started it): start our own.
+    }
+    detail::raise(error("multiproc: the forkserver could not be reached for " + for_what));
+}
+
+/// Reads the exit status the server reports on `conn` (blocking); 255 if it never comes.
+inline int wait_reported(int conn) {
+    reported_status msg{};
+    pollfd p{conn, POLLIN, 0};
+    (void)sys::poll_until(&p, 1, {}, true);
+    ssize_t n = sys::read(conn, &msg, sizeof msg);
+    return n == static_cast<ssize_t>(sizeof msg) && msg.magic == reported_status::tag ? msg.code : 255;
+}
+
+/// start::forkserver: asks the server for a child and gives it its target.
+inline launch_result request_child(const child_record& c, const target_ref& t) {
+    check_can_start_fresh("forkserver", t, c.name);
+    std::string who = "process " + c.name;
+    sys::unique_fd conn = connect_to_server(who);
+    int sv[2];
+    if (sys::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) sys::fail("socketpair for " + who);
+    sys::unique_fd ours(sv[0]), theirs(sv[1]);
+
+    // The child gets our stdin, stdout and stderr, as a forked or spawned child would.
+    std::uint8_t stdio = 0;
+    std::vector<int> fds;
+    for (int i = 0; i < 3; ++i) {
+        if (sys::fcntl(i, F_GETFD) >= 0) {
+            stdio |= static_cast<std::uint8_t>(1U << i);
+            fds.push_back(i);
+        }
+    }
+    fds.push_back(theirs.get());
+    crossing_writer w;
+    w.put(ask_magic);
+    w.put<std::uint8_t>(c.daemon);
+    w.put(stdio);
+    w.put_string(build_id());
+    w.put(registry_hash());
+    if (send_datagram(conn.get(), w.bytes().data(), w.bytes().size(), fds) < 0)
+        sys::fail("sending the forkserver a request for " + who);
+    theirs.reset();
+
+    std::vector<sys::unique_fd> got;
+    char buf[1024];
+    ssize_t n = recv_datagram(conn.get(), buf, sizeof buf, got);
+    if (n < 0) sys::fail("receiving the forkserver's answer for " + who);
+    crossing_reader reply(std::string(buf, static_cast<std::size_t>(n > 0 ? n : 0)), std::move(got));
+    std::uint32_t magic = n >= 4 ? reply.get<std::uint32_t>() : 0;
+    if (magic == refused_magic) detail::raise(error("multiproc: the forkserver refused to start " + who + ": " + reply.get_string()));
+    if (magic != started_magic || reply.remaining() != sizeof(std::int32_t))
+        detail::raise(error("multiproc: the forkserver ended the connection without starting " + who));
+    auto pid = static_cast<pid_t>(reply.get<std::int32_t>());
+    sys::unique_fd pidfd = reply.take_fd();
+
+    auto h = handshake(ours.get(), c, t);
+    if (h.kind != handshake_result::ok) detail::raise(start_failure(c, h, wait_reported(conn.get())));
+    return {pid, pidfd.release(), conn.release()};
+}
+
+// ---------------------------------------------------------------------------------------
+// The server.
+
+struct served_child {
+    pid_t pid;
+    int pidfd;
+    int conn; // -1 once the requester has gone
+    bool daemon;
+};
+
+inline void refuse(int conn, const std::string& why) noexcept {
+    crossing_writer w;
+    w.put(refused_magic);
+    w.put_string(why);
+    (void)send_datagram(conn, w.bytes().data(), w.bytes().size(), {});
+}
+
+// In the newly forked child: the requester's descriptors become 0-3, nothing else stays.
+[[noreturn]] inline void become_requested_child(std::vector<sys::unique_fd>& fds, std::uint8_t stdio) noexcept {
+    (void)sys::set_signal_disposition(SIGINT, SIG_DFL);
+    std::size_t k = 0;
+    for (int i = 0; i < 3; ++i) {
+        if (stdio & (1U << i))
+            (void)sys::dup2(fds[k++].get(), i);
+        else
+            sys::close(i);
+    }
+    (void)sys::dup2(fds[k].get(), 3);
+    (void)sys::close_from(4);
+    run_bootstrap(3, /*os_parent=*/false);
+}
+
+// Reads one request from `conn` and, if it is sound, forks the child it asks for. Returns
+// false if the request has not arrived yet (the connection stays pending); otherwise the
+// connection is either handed to the child's entry in `kids` or closed.
+inline bool serve_request_unguarded(int conn, std::vector<served_child>& kids) {
+    std::vector<sys::unique_fd> fds;
+    char buf[1024];
+    ssize_t n = recv_datagram(conn, buf, sizeof buf, fds);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
+    sys::unique_fd owned(conn);
+    if (n <= 0) return true;
+    std::uint8_t daemon = 0, stdio = 0;
+    MULTIPROC_TRY {
+        crossing_reader in(std::string(buf, static_cast<std::size_t>(n)), {});
+        if (in.get<std::uint32_t>() != ask_magic) return refuse(conn, "not a multiproc forkserver request"), true;
+        daemon = in.get<std::uint8_t>();
+        stdio = in.get<std::uint8_t>();
+        auto id = in.get_string();
+        auto hash = in.get<std::uint64_t>();
+        if (auto why = check_same_build(id, hash); !why.empty()) return refuse(conn, why), true;
+    } MULTIPROC_CATCH(const error&, unnamed_) {
+        return refuse(conn, "malformed request"), true;
+    }
+    if (fds.size() != static_cast<std::size_t>(__builtin_popcount(stdio & 7U)) + 1)
+        return refuse(conn, "the request carries the wrong number of descriptors"), true;
+    pid_t pid = sys::fork();
+    if (pid == 0) become_requested_child(fds, stdio);
+    if (pid < 0) return refuse(conn, std::string("fork failed: ") + std::strerror(errno)), true;
+    fds.clear();
+    int pidfd = sys::pidfd_open(pid);
+    if (pidfd < 0) {
+        int e = errno;
+        sys::kill(pid, SIGKILL);
+        sys::waitpid(pid, nullptr, 0);
+        return refuse(conn, std::string("pidfd_open failed: ") + std::strerror(e)), true;
+    }
+    crossing_writer w;
+    w.put(started_magic);
+    w.put<std::int32_t>(pid);
+    bool told = send_datagram(conn, w.bytes().data(), w.bytes().size(), std::span<const int>(&pidfd, 1)) == 0;
+    served_child kid{pid, pidfd, told ? owned.release() : -1, daemon != 0};
+    if (!told && kid.daemon) (void)sys::pidfd_send_signal(pidfd, SIGKILL); // its parent is gone already
+    kids.push_back(kid);
+    return true;
+}
+
+inline bool serve_request(int conn, std::vector<served_child>& kids) noexcept {
+    MULTIPROC_TRY {
+        return serve_request_unguarded(conn, kids);
+    } MULTIPROC_CATCH_ALL {
+        return true; // out of memory: the connection was closed on the way out
+    }
+}
+
+inline void requester_gone(served_child& k) noexcept {
+    if (k.daemon) (void)sys::pidfd_send_signal(k.pidfd, SIGKILL);
+    sys::close(k.conn);
+    k.conn = -1;
+}
+
+// Reaps the child if it has ended and reports its status; true if it has.
+inline bool reap(served_child& k) noexcept {
+    int status = 0;
+    if (sys::waitpid(k.pid, &status, WNOHANG) != k.pid) return false;
+    if (k.conn >= 0) {
+        reported_status msg;
+        msg.code = decode_wait_status(status);
+        (void)send_datagram(k.conn, &msg, sizeof msg, {});
+        sys::close(k.conn);
+    }
+    sys::close(k.pidfd);
+    return true;
+}
+
+inline bool hung_up(int fd, int timeout_ms) noexcept {
+    pollfd p{fd, POLLIN, 0};
+    return sys::poll_until(&p, 1, std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms), false) == 1;
+}
+
+/// The server's life: serves requests until the process that started it ends, then kills
+/// the daemon children whose requesters have gone, and leaves with _exit.
+[[noreturn]] inline void serve(int listener, int alive, pid_t parent) noexcept {
+    (void)sys::set_signal_disposition(SIGINT, SIG_IGN); // Ctrl-C is for the children
+    // The server reaps its children itself: SIGCHLD ignored by the program that started it
+    // (inherited through exec) would have the kernel reap them and lose their exit codes.
+    // Its children start with SIGCHLD at SIG_DFL too.
+    (void)sys::set_signal_disposition(SIGCHLD, SIG_DFL);
+    int parent_fd = sys::pidfd_open(parent);
+    {
+        auto& s = client(); // our own children ask this server for theirs
+        s.pid = ::getpid();
+        s.listener_pid = parent;
+        s.addr_len = sizeof s.addr;
+        if (sys::getsockname(listener, reinterpret_cast<sockaddr*>(&s.addr), &s.addr_len) < 0) ::_exit(3);
+    }
+    (void)sys::fcntl(listener, F_SETFL, O_NONBLOCK);
+    std::vector<int> pending;
+    std::vector<served_child> kids;
+    std::vector<pollfd> p;
+    for (;;) {
+        p.clear();
+        p.push_back({listener, POLLIN, 0});
+        p.push_back({alive, POLLIN, 0});
+        p.push_back({parent_fd, POLLIN, 0});
+        for (int fd : pending) p.push_back({fd, POLLIN, 0});
+        for (auto& k : kids) p.push_back({k.conn, POLLIN, 0}); // only ever readable at hang-up
+        for (auto& k : kids) p.push_back({k.pidfd, POLLIN, 0});
+        if (sys::poll_until(p.data(), p.size(), {}, true) < 0) ::_exit(3);
+        if (p[1].revents || p[2].revents) break;
+        // The children known when poll() began first: serving a request adds to kids.
+        std::size_t at = 3 + pending.size(), known = kids.size();
+        for (std::size_t i = 0; i < known; ++i)
+            if (p[at + i].revents && kids[i].conn >= 0) requester_gone(kids[i]);
+        for (std::size_t i = 0; i < known; ++i)
+            if (p[at + known + i].revents && reap(kids[i])) kids[i].pid = 0;
+        std::erase_if(kids, [](const served_child& k) { return k.pid == 0; });
+        std::vector<int> still;
+        at = 3;
+        for (int fd : pending)
+            if (!p[at++].revents || !serve_request(fd, kids)) still.push_back(fd);
+        pending.swap(still);
+        if (p[0].revents & POLLIN) {
+            int fd = sys::accept4(listener, SOCK_CLOEXEC | SOCK_NONBLOCK);
+            ucred cr{};
+            if (fd >= 0 && (sys::peer_credentials(fd, &cr) < 0 || cr.uid != ::geteuid()))
+                sys::close(fd); // only the same user may ask for children
+            else if (fd >= 0)
+                pending.push_back(fd);
+        }
+    }
+    // The process that started us has ended (or closed `alive` at its normal exit). A dying
+    // process closes its descriptors before its pidfd says it has ended: wait for that, so
+    // that every connection of a dead requester has hung up, then kill their daemons.
+    bool daemons = false;
+    for (auto& k : kids) daemons |= k.daemon && k.conn >= 0;
+    if (daemons) (void)hung_up(parent_fd, 2000);
+    for (auto& k : kids)
+        if (k.conn >= 0 && hung_up(k.conn, 0)) requester_gone(k);
+    ::_exit(0);
+}
+
+} // namespace multiproc::detail::forkserver

@@ -1,0 +1,519 @@
+// Not part of the API: the engine under queue, simple_queue and joinable_queue, over any
+// channel (a stream of chunks: a kernel pipe or socket with a staging area, or a ring in
+// shared memory). docs/design/queues.md explains the protocol and what it guarantees.
+//
+// Shared state lives in one memfd region: the control block below, then the channel's
+// area. Producers serialize on `wlock`, consumers on `rlock` (robust: a holder that dies
+// hands the lock on with `owner_died`). Each side keeps its state in a journal of two
+// slots and commits a change by storing the slot index, so a process killed at any
+// instruction leaves its side's state either before or after each change; a new holder
+// that finds `owner_died` repairs from there. Counters read without a lock (qsize) are
+// copies published after each commit and re-published by the repair.
+#pragma once
+
+#include <multiproc/detail/codec/bytes.hpp>
+#include <multiproc/detail/transport/chunk.hpp>
+#include <multiproc/detail/codec/crossing_io.hpp>
+#include <multiproc/detail/util/function_ref.hpp>
+#include <multiproc/detail/os/futex.hpp>
+#include <multiproc/detail/sync/robust_mutex.hpp>
+#include <multiproc/detail/os/shared_region.hpp>
+#include <multiproc/error.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <optional>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace multiproc::detail {
+
+/// What a writer's repair can tell about a chunk that was being written when it died.
+enum class fate { no, yes, unknown };
+
+/// A chunk a channel found: its header, its payload (valid until it is consumed), and the
+/// read position after it.
+struct chunk_ref {
+    chunk_header h;
+    const std::byte* payload;
+    std::uint64_t next;
+};
+
+/// State committed by one store of `cur`: the lock holder writes the other slot, then
+/// switches. Zeroed memory is a valid journal.
+template <class S>
+struct journal {
+    S slot[2];
+    std::atomic<std::uint32_t> cur;
+
+    /// A copy of the committed state (a reference would see the slot change at the update
+    /// after next).
+    [[nodiscard]] S get() const noexcept { return slot[cur.load(std::memory_order_acquire) & 1]; }
+    template <class F>
+    void update(F&& f) {
+        std::uint32_t c = cur.load(std::memory_order_relaxed) & 1;
+        S next = slot[c];
+        f(next);
+        slot[c ^ 1] = next;
+        cur.store(c ^ 1, std::memory_order_release);
+    }
+};
+
+struct writer_state {
+    std::uint64_t puts;        // messages whose last chunk is in the channel
+    std::uint64_t seq;         // the last sequence number handed out
+    std::uint64_t busy;        // the message being written (0: none)
+    std::uint64_t mark;        // the channel's write position before the chunk in flight
+    std::uint64_t disputed;    // a message whose last write may or may not have happened
+    std::uint32_t in_flight;   // a chunk's write has been started and not seen to finish
+    std::uint32_t final_chunk; // ... and it is its message's last
+};
+
+struct reader_state {
+    std::uint64_t pos;      // where the next chunk is: ring position or staging offset
+    std::uint64_t end;      // staging: bytes read into it (stream channels)
+    chunk_position last;    // the last chunk consumed
+    std::uint64_t gets;     // messages finished: delivered, or their rest skipped
+    std::uint64_t adjust;   // disputed messages that turned out to have arrived
+    std::uint64_t resolved; // the last disputed message settled
+};
+
+struct queue_control {
+    std::int64_t maxsize; // <= 0: no limit
+    robust_mutex wlock;
+    robust_mutex rlock;
+    alignas(64) journal<writer_state> w;
+    std::atomic<std::uint64_t> puts_pub;
+    std::atomic<std::uint64_t> disputed_pub;
+    alignas(64) journal<reader_state> r;
+    std::atomic<std::uint64_t> gets_pub;
+    std::atomic<std::uint64_t> adjust_pub;
+    std::atomic<std::uint64_t> resolved_pub;
+    alignas(64) std::atomic<std::uint64_t> done; // task_done() calls
+    notifier slots;                              // a get made room (bounded queues)
+    notifier tasks;                              // task_done() or a settled dispute (join)
+};
+
+/// How long a consumer in the middle of a message waits for its next chunk before it
+/// checks whether the producer is still there (and how often join() checks the same).
+inline constexpr std::chrono::milliseconds liveness_slice{100};
+/// How long put_nowait (or put with a deadline already passed) waits for another
+/// process's put in progress before it counts the queue as full.
+inline constexpr std::chrono::milliseconds lock_grace{1};
+
+template <class Channel>
+class queue_core {
+public:
+    /// Makes the queue: the channel (kernel stream or ring), then the shared region.
+    queue_core(std::int64_t maxsize, std::size_t buffer) : ch_(Channel::open(buffer)) {
+        std::size_t head = align_up(sizeof(queue_control), 4096);
+        region_ = shared_region::create(head + ch_.shared_bytes(), "multiproc-queue");
+        ctl_ = region_.construct<queue_control>();
+        ctl_->maxsize = maxsize;
+        ctl_->wlock.init();
+        ctl_->rlock.init();
+        ch_.bind(static_cast<std::byte*>(region_.data()) + head, true);
+    }
+
+    /// For a spawn or forkserver child: the shared region's descriptor, then the channel.
+    void cross_out(crossing_writer& w) const {
+        w.put_fd(region_.fd());
+        ch_.cross_out(w);
+    }
+    /// In the child: the same queue, mapped from what cross_out sent.
+    static queue_core cross_in(crossing_reader& r) {
+        auto fd = r.take_fd();
+        return queue_core(shared_region::attach(fd.release()), Channel::cross_in(r));
+    }
+
+    [[nodiscard]] std::int64_t maxsize() const noexcept { return ctl_->maxsize; }
+    [[nodiscard]] const Channel& channel() const noexcept { return ch_; }
+    [[nodiscard]] int region_fd() const noexcept { return region_.fd(); }
+    [[nodiscard]] std::size_t max_payload() const noexcept { return ch_.max_payload(); }
+
+    // ---- counts -------------------------------------------------------------------------
+
+    /// Messages put (completely in the channel) and not yet taken.
+    [[nodiscard]] std::size_t qsize() const noexcept {
+        std::uint64_t puts = effective_puts(), gets = ctl_->gets_pub.load(std::memory_order_acquire);
+        return puts > gets ? static_cast<std::size_t>(puts - gets) : 0;
+    }
+
+    /// Marks one task done; `value_error` if every task put has been marked done.
+    void task_done() {
+        std::uint64_t d = ctl_->done.load(std::memory_order_relaxed);
+        for (;;) {
+            if (d >= placed()) detail::raise(value_error("task_done() called too many times"));
+            if (ctl_->done.compare_exchange_weak(d, d + 1, std::memory_order_acq_rel)) break;
+        }
+        ctl_->tasks.notify_all();
+    }
+
+    /// Waits until every task put has been marked done. Checks every liveness_slice
+    /// whether a producer died mid-put, so that its message is settled.
+    void join() {
+        for (;;) {
+            if (ctl_->tasks.wait_until([&] { return joined(); }, steady::now() + liveness_slice)) return;
+            check_writer();
+        }
+    }
+
+    // ---- put ----------------------------------------------------------------------------
+
+    /// Fills the span it is given with the payload bytes from the given offset on.
+    using filler = function_ref<void(std::span<std::byte>, std::size_t)>;
+    /// Takes a whole message's bytes (copy or decode them before returning).
+    using taker = function_ref<void(std::span<const std::byte>)>;
+
+    /// Puts one message of `n` bytes that `fill(span, 0)` writes in place (n <= max_payload()).
+    /// False if there was no room before `deadline` (nothing is put then).
+    [[nodiscard]] bool put_in_place(std::size_t n, filler fill, std::optional<steady::time_point> deadline) {
+        auto lk = lock_writer(deadline);
+        return lk && write_message(n, fill, deadline);
+    }
+
+    /// Puts one message whose bytes are ready; cut into chunks if it is large. False as
+    /// put_in_place.
+    [[nodiscard]] bool put_bytes(std::span<const std::byte> bytes, std::optional<steady::time_point> deadline) {
+        auto lk = lock_writer(deadline);
+        return lk && write_message(
+            bytes.size(),
+            [&](std::span<std::byte> dst, std::size_t off) {
+                if (!dst.empty()) std::memcpy(dst.data(), bytes.data() + off, dst.size()); // (an empty span may be null)
+            },
+            deadline);
+    }
+
+    // ---- get ----------------------------------------------------------------------------
+
+    /// Takes the next message and hands its bytes to `take`; false if none arrives before
+    /// `deadline`. A message `take` fails on is consumed all the same.
+    [[nodiscard]] bool get(taker take, std::optional<steady::time_point> deadline) {
+        reader_lock lk(*this, deadline);
+        if (!lk) return false;
+        message_buffer assembly; // (local: take() runs after the lock is released)
+        bool assembling = false;
+        std::uint64_t aseq = 0;
+        auto peek = [&] { return ch_.try_peek(ctl_->r.get(), [&](auto f) { commit_reader(f); }); };
+        for (;;) {
+            auto c = peek();
+            if (!c) {
+                if (!assembling) {
+                    if (ch_.wait_data(ctl_->r.get(), deadline)) continue;
+                    return false;
+                }
+                // Mid-message with nothing more here: its producer is at work (it holds the
+                // lock), or it died or gave up. Once the lock was seen free, a chunk of that
+                // message can only be one written before: if none is here now, drop it.
+                if (!writer_gone()) {
+                    (void)ch_.wait_data(ctl_->r.get(), steady::now() + liveness_slice);
+                    continue;
+                }
+                if (peek()) continue;
+                assembling = false;
+                assembly.clear();
+                if (deadline && steady::now() >= *deadline) return false;
+                continue;
+            }
+            const chunk_header& h = c->h;
+            const reader_state& rs = ctl_->r.get();
+            bool follows_last = follows(rs.last, h);
+            if (h.magic == chunk_nop || !follows_last) { // a sequence marker, or bytes out of place
+                consume(*c, false);
+                continue;
+            }
+            if (h.index == 0) {
+                assembling = false;
+                assembly.clear();
+                if (h.length == h.total) { // the whole message in one chunk: decode it in place
+                    MULTIPROC_TRY {
+                        take(std::span<const std::byte>(c->payload, h.length));
+                        consume(*c, true);
+                        return true;
+                    } MULTIPROC_CATCH_ALL {
+                        consume(*c, true); // a message that cannot be decoded is still taken
+                        MULTIPROC_RETHROW;
+                    }
+                }
+                assembling = true;
+                aseq = h.seq;
+            } else if (!assembling || h.seq != aseq) { // the rest of a message whose consumer died
+                consume(*c, advance(rs.last, h).final);
+                continue;
+            }
+            // (Memory grows as chunks come: `follows` keeps them within the message's total.)
+            assembly.append(c->payload, h.length, h.total);
+            bool final = advance(rs.last, h).final;
+            consume(*c, final);
+            if (final) {
+                lk.unlock();
+                take(assembly.bytes());
+                return true;
+            }
+        }
+    }
+
+private:
+    // ---- locks and repair ---------------------------------------------------------------
+
+    class writer_lock {
+    public:
+        explicit writer_lock(robust_mutex* m) : m_(m) {}
+        explicit operator bool() const noexcept { return m_ != nullptr; }
+        writer_lock(writer_lock&& o) noexcept : m_(std::exchange(o.m_, nullptr)) {}
+        ~writer_lock() {
+            if (m_) m_->unlock();
+        }
+
+    private:
+        robust_mutex* m_;
+    };
+
+    writer_lock lock_writer(std::optional<steady::time_point> deadline) {
+        auto min_deadline = steady::now() + lock_grace;
+        auto st = ctl_->wlock.lock(deadline ? std::max(*deadline, min_deadline) : deadline);
+        if (st == lock_status::timed_out) return writer_lock(nullptr); // full: another process is putting
+        writer_lock lk(&ctl_->wlock);
+        if (st == lock_status::owner_died) repair_writer();
+        return lk;
+    }
+
+    class reader_lock {
+    public:
+        reader_lock(queue_core& q, std::optional<steady::time_point> deadline)
+            : reader_lock(q, q.ctl_->rlock.lock(deadline)) {}
+        /// Takes over a lock acquired with status `st` (repairing if its owner died).
+        reader_lock(queue_core& q, lock_status st) : q_(q) {
+            if (st == lock_status::timed_out) return; // empty: another process is taking
+            held_ = true;
+            if (st == lock_status::owner_died) q.repair_reader();
+        }
+        ~reader_lock() { unlock(); }
+        explicit operator bool() const noexcept { return held_; }
+        void unlock() {
+            if (held_) q_.ctl_->rlock.unlock();
+            held_ = false;
+        }
+
+    private:
+        queue_core& q_;
+        bool held_ = false;
+    };
+
+    /// A producer died holding the writer lock: settle the message it was writing.
+    void repair_writer() {
+        const writer_state ws = ctl_->w.get();
+        bool open_dispute = false;
+        if (ws.busy != 0) {
+            fate f = ws.in_flight ? ch_.published_since(ws.mark) : fate::no;
+            bool completed = ws.final_chunk && f == fate::yes;
+            open_dispute = ws.final_chunk && f == fate::unknown;
+            std::uint64_t busy = ws.busy;
+            ctl_->w.update([&](writer_state& s) {
+                if (completed) ++s.puts;
+                if (open_dispute) s.disputed = busy;
+                s.busy = 0;
+                s.in_flight = 0;
+            });
+        }
+        publish_writer();
+        if (open_dispute && !settle_dispute(ws.busy))
+            // A marker chunk after the disputed message lets consumers settle it as soon as
+            // they read past it. If there is no room now, the next message put does the same.
+            write_nop();
+    }
+
+    /// Settles a disputed message now if no consumer is busy: it arrived if consumers have
+    /// already finished it or the stream holds its last chunk, and died otherwise. False
+    /// if that cannot be told now (a consumer holds the lock, or staging has no room).
+    bool settle_dispute(std::uint64_t disputed) {
+        auto st = ctl_->rlock.try_lock();
+        if (st == lock_status::timed_out) return false;
+        reader_lock lk(*this, st);
+        const reader_state& rs = ctl_->r.get();
+        std::optional<bool> arrived;
+        if (rs.last.seq == disputed && rs.last.final)
+            arrived = true;
+        else
+            arrived = ch_.holds_final_of(disputed, rs, [&](auto f) { commit_reader(f); });
+        if (!arrived) return false;
+        commit_reader([&](reader_state& r) {
+            if (*arrived) ++r.adjust;
+            r.resolved = disputed;
+        });
+        return true;
+    }
+
+    void publish_writer() noexcept {
+        const writer_state& ws = ctl_->w.get();
+        ctl_->puts_pub.store(ws.puts, std::memory_order_release);
+        ctl_->disputed_pub.store(ws.disputed, std::memory_order_release);
+    }
+
+    void write_nop() {
+        std::uint64_t seq = ctl_->w.get().seq + 1;
+        chunk_header h = make_chunk(chunk_nop, seq, 0, 0, 0);
+        ctl_->w.update([&](writer_state& s) {
+            s.seq = seq;
+            s.busy = 0;
+        });
+        (void)ch_.try_put(h, [](std::span<std::byte>) {});
+    }
+
+    /// Whether no producer is writing now (repairing the lock if its holder died).
+    bool writer_gone() {
+        auto st = ctl_->wlock.try_lock();
+        if (st == lock_status::timed_out) return false;
+        writer_lock lk(&ctl_->wlock);
+        if (st == lock_status::owner_died) repair_writer();
+        return true;
+    }
+
+    void check_writer() { (void)writer_gone(); }
+
+    /// A consumer died holding the reader lock: its state is the last one it committed
+    /// (the channel may find that a read it made into shared memory did happen).
+    void repair_reader() {
+        ctl_->r.update([&](reader_state& rs) { ch_.recover_reader(rs); });
+        const reader_state& rs = ctl_->r.get();
+        ch_.released(rs);
+        ctl_->gets_pub.store(rs.gets, std::memory_order_release);
+        ctl_->adjust_pub.store(rs.adjust, std::memory_order_release);
+        ctl_->resolved_pub.store(rs.resolved, std::memory_order_release);
+        ctl_->slots.notify_all();
+        ctl_->tasks.notify_all();
+    }
+
+    template <class F>
+    void commit_reader(F&& f) {
+        const reader_state before = ctl_->r.get();
+        ctl_->r.update(std::forward<F>(f));
+        const reader_state& rs = ctl_->r.get();
+        if (rs.pos != before.pos) ch_.released(rs);
+        if (rs.gets != before.gets) {
+            ctl_->gets_pub.store(rs.gets, std::memory_order_release);
+            if (ctl_->maxsize > 0) ctl_->slots.notify_all();
+        }
+        if (rs.adjust != before.adjust) ctl_->adjust_pub.store(rs.adjust, std::memory_order_release);
+        if (rs.resolved != before.resolved) {
+            ctl_->resolved_pub.store(rs.resolved, std::memory_order_release);
+            ctl_->tasks.notify_all();
+        }
+    }
+
+    /// Consumes chunk `c`; `finishes` says whether it ends a message (counted as got).
+    void consume(const chunk_ref& c, bool finishes) {
+        std::uint64_t disputed = ctl_->disputed_pub.load(std::memory_order_acquire);
+        commit_reader([&](reader_state& rs) {
+            // The first chunk after a disputed message settles it: the message arrived
+            // if and only if it was the last one finished before this chunk.
+            if (disputed > rs.resolved && c.h.seq > disputed) {
+                if (rs.last.seq == disputed && rs.last.final) ++rs.adjust;
+                rs.resolved = disputed;
+            }
+            rs.last = advance(rs.last, c.h);
+            rs.pos = c.next;
+            if (finishes) ++rs.gets;
+        });
+        if (finishes && ctl_->maxsize > 0) ctl_->slots.notify_all();
+    }
+
+    // ---- writing ------------------------------------------------------------------------
+
+    [[nodiscard]] std::uint64_t effective_puts() const noexcept {
+        return ctl_->puts_pub.load(std::memory_order_acquire) + ctl_->adjust_pub.load(std::memory_order_acquire);
+    }
+    [[nodiscard]] bool dispute_open() const noexcept {
+        return ctl_->disputed_pub.load(std::memory_order_acquire) > ctl_->resolved_pub.load(std::memory_order_acquire);
+    }
+    /// Tasks placed in the queue so far: a consumer may take a message a moment before its
+    /// producer counts it, so the larger of the two counts is the one to trust.
+    [[nodiscard]] std::uint64_t placed() const noexcept {
+        return std::max(effective_puts(), ctl_->gets_pub.load(std::memory_order_acquire));
+    }
+    [[nodiscard]] bool joined() const noexcept {
+        return !dispute_open() && ctl_->done.load(std::memory_order_acquire) >= placed();
+    }
+    [[nodiscard]] std::uint64_t slots_used() const noexcept {
+        std::uint64_t used = effective_puts() + (dispute_open() ? 1 : 0);
+        std::uint64_t gets = ctl_->gets_pub.load(std::memory_order_acquire);
+        return used > gets ? used - gets : 0;
+    }
+
+    /// Writes one message under the writer lock. The deadline applies to every wait; a
+    /// message abandoned half-way is dropped by consumers (it was never counted as put).
+    [[nodiscard]] bool write_message(std::size_t n, filler fill, std::optional<steady::time_point> deadline) {
+        if (ctl_->maxsize > 0 &&
+            !ctl_->slots.wait_until([&] { return slots_used() < static_cast<std::uint64_t>(ctl_->maxsize); },
+                                    deadline))
+            return false;
+        std::uint64_t seq = ctl_->w.get().seq + 1;
+        ctl_->w.update([&](writer_state& s) {
+            s.seq = seq;
+            s.busy = seq;
+        });
+        struct abandon { // an exception (a deadline, a serializer) leaves no message in flight
+            queue_control* ctl;
+            ~abandon() {
+                if (ctl)
+                    ctl->w.update([](writer_state& s) {
+                        s.busy = 0;
+                        s.in_flight = 0;
+                    });
+            }
+        } guard{ctl_};
+        const std::size_t maxp = ch_.max_payload();
+        std::size_t off = 0;
+        std::uint32_t index = 0;
+        do {
+            std::size_t len = std::min(n - off, maxp);
+            bool final = off + len == n;
+            chunk_header h = make_chunk(chunk_data, seq, index, static_cast<std::uint32_t>(len), n);
+            std::uint64_t mark = ch_.mark();
+            ctl_->w.update([&](writer_state& s) {
+                s.mark = mark;
+                s.in_flight = 1;
+                s.final_chunk = final;
+            });
+            auto slice = [&](std::span<std::byte> dst) { fill(dst, off); };
+            while (!ch_.try_put(h, slice)) {
+                if (!ch_.wait_room(len, deadline)) return false; // the guard abandons the message
+            }
+            off += len;
+            ++index;
+            if (!final)
+                ctl_->w.update([&](writer_state& s) { s.in_flight = 0; });
+        } while (off < n);
+        guard.ctl = nullptr;
+        ctl_->w.update([&](writer_state& s) {
+            ++s.puts;
+            s.busy = 0;
+            s.in_flight = 0;
+        });
+        ctl_->puts_pub.store(ctl_->w.get().puts, std::memory_order_release);
+        return true;
+    }
+
+    queue_core(shared_region region, Channel ch) : ch_(std::move(ch)), region_(std::move(region)) {
+        std::size_t head = align_up(sizeof(queue_control), 4096);
+        if (region_.size() < head + ch_.shared_bytes())
+            detail::raise(serialization_error("multiproc: a queue sent to the child is smaller than its channel needs"));
+        ctl_ = std::launder(static_cast<queue_control*>(region_.data()));
+        ch_.bind(static_cast<std::byte*>(region_.data()) + head, false);
+    }
+
+    Channel ch_;
+    shared_region region_;
+    queue_control* ctl_ = nullptr;
+};
+
+} // namespace multiproc::detail

@@ -1,0 +1,192 @@
+// Not part of the API: a ring of chunks in shared memory (transport::shm). One writer and
+// one reader at a time (queues serialize each side with a robust lock). A chunk becomes
+// visible only when the writer stores the new tail, and is gone only when the reader stores
+// the new head, so a process killed at any instruction leaves the ring as it was at its
+// last store: never half a chunk.
+#pragma once
+
+#include <multiproc/detail/transport/chunk.hpp>
+#include <multiproc/detail/os/futex.hpp>
+#include <multiproc/error.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <new>
+#include <optional>
+#include <span>
+#include <string>
+
+namespace multiproc::detail {
+
+struct ring_shared {
+    alignas(64) std::atomic<std::uint64_t> tail{0}; // bytes ever published (pads included)
+    alignas(64) std::atomic<std::uint64_t> head{0}; // bytes ever released
+    alignas(64) notifier data;                      // tail moved: readers wait here
+    alignas(64) notifier space;                     // head moved: writers wait here
+    // Connections only (queues keep these in their journals):
+    alignas(64) std::atomic<std::uint64_t> next_seq{0}; // the last sequence number a sender took
+    chunk_position reader_last{};                        // the last chunk the receiver consumed
+    std::uint64_t capacity = 0;                          // a power of two
+};
+
+/// One chunk found in the ring: its header, its payload, and the position after it.
+struct ring_item {
+    chunk_header h;
+    const std::byte* payload;
+    std::uint64_t next;
+};
+
+class ring {
+public:
+    /// Data written at an offset this far into the ring goes back to its start as soon as the
+    /// reader has freed room there, so that a ring that keeps up touches only its first pages
+    /// however large it is.
+    static constexpr std::uint64_t rewind_after = 64 * 1024;
+
+    static constexpr std::size_t header_bytes() noexcept { return align_up(sizeof(ring_shared), 64); }
+    /// The capacity actually used for a request: a power of two from 4 KiB to 2 GiB.
+    static constexpr std::size_t round_capacity(std::size_t want) noexcept {
+        return std::bit_ceil(std::clamp<std::size_t>(want, 4096, std::size_t{1} << 31));
+    }
+    static constexpr std::size_t bytes_for(std::size_t capacity) noexcept {
+        return header_bytes() + round_capacity(capacity);
+    }
+
+    ring() = default;
+    /// Lays out a new ring at `at` (zeroed memory of bytes_for(capacity) bytes).
+    static ring create(void* at, std::size_t capacity) {
+        auto* s = ::new (at) ring_shared();
+        s->capacity = round_capacity(capacity);
+        return ring(s, s->capacity);
+    }
+    /// A view of a ring laid out by create() in `size` bytes of memory shared with another
+    /// process. Its capacity is read once and checked against `size`: the view never
+    /// reaches outside that memory, whatever is written into the ring's header later.
+    static ring attach(void* at, std::size_t size) {
+        auto* s = std::launder(static_cast<ring_shared*>(at));
+        const std::uint64_t cap = s->capacity;
+        if (size < header_bytes() || cap != round_capacity(static_cast<std::size_t>(cap)) || cap > size - header_bytes())
+            detail::raise(serialization_error("multiproc: a shared-memory ring's header claims a capacity of " +
+                                      std::to_string(cap) + " bytes, which its " + std::to_string(size) +
+                                      " bytes of memory cannot hold"));
+        return ring(s, cap);
+    }
+
+    [[nodiscard]] ring_shared& shared() const noexcept { return *s_; }
+    [[nodiscard]] std::uint64_t capacity() const noexcept { return cap_; }
+    /// The largest payload of one chunk: a quarter of the ring, at most 1 MiB, so that a
+    /// large message streams through while the reader copies out the chunks before it.
+    [[nodiscard]] std::size_t max_payload() const noexcept {
+        return std::min<std::size_t>(capacity() / 4, std::size_t{1} << 20) - sizeof(chunk_header);
+    }
+
+    // ---- writer side ----
+
+    /// Whether a chunk of `len` payload bytes would fit now.
+    [[nodiscard]] bool has_room(std::size_t len) const noexcept { return plan(len).has_value(); }
+
+    /// Writes a chunk (header, then `fill(span)` writes the payload) and publishes it;
+    /// false, with nothing written, if it does not fit now.
+    template <class Fill>
+    bool try_put(const chunk_header& h, Fill&& fill) {
+        std::uint64_t t = s_->tail.load(std::memory_order_relaxed);
+        if (t % chunk_align != 0 || t - s_->head.load(std::memory_order_acquire) > capacity())
+            corrupt("a write position that is not a chunk boundary, or a read position past it");
+        auto p = plan(h.length);
+        if (!p) return false;
+        if (p->pad) {
+            std::uint32_t pad[2] = {chunk_pad, static_cast<std::uint32_t>(p->pad)};
+            std::memcpy(at(t), pad, sizeof pad);
+        }
+        std::byte* dst = at(t + p->pad);
+        std::memcpy(dst, &h, sizeof h);
+        fill(std::span<std::byte>(dst + sizeof h, h.length));
+        s_->tail.store(t + p->pad + p->need, std::memory_order_release);
+        s_->data.notify_all();
+        return true;
+    }
+
+    // ---- reader side ----
+
+    /// The chunk at `pos` (pads skipped), or nothing if the ring holds no more. Throws
+    /// `error` if the bytes there are not a chunk: the shared memory was overwritten.
+    [[nodiscard]] std::optional<ring_item> try_peek(std::uint64_t pos) const {
+        std::uint64_t t = s_->tail.load(std::memory_order_acquire);
+        while (pos != t) {
+            std::uint64_t off = pos & (capacity() - 1);
+            if (off % chunk_align != 0) corrupt("a read position that is not a chunk boundary");
+            std::uint32_t word[2];
+            std::memcpy(word, at(pos), sizeof word);
+            if (word[0] == chunk_pad) {
+                if (word[1] != capacity() - off || word[1] > t - pos) corrupt("a pad record of the wrong length");
+                pos += word[1];
+                continue;
+            }
+            ring_item it{};
+            if (t - pos < sizeof(chunk_header) || capacity() - off < sizeof(chunk_header))
+                corrupt("a chunk header cut short");
+            if (!load_chunk(at(pos), it.h, max_payload())) {
+                if (it.h.check != header_check(it.h)) corrupt("bytes that are not a chunk header");
+                corrupt("a chunk header claiming " + std::to_string(it.h.length) + " bytes of a message of " +
+                        std::to_string(it.h.total) + ", more than a chunk (" + std::to_string(max_payload()) +
+                        ") or a message can hold");
+            }
+            std::uint64_t need = align_up(sizeof(chunk_header) + it.h.length);
+            if (need > t - pos || off + need > capacity()) corrupt("a chunk longer than the published bytes");
+            it.payload = at(pos) + sizeof(chunk_header);
+            it.next = pos + need;
+            return it;
+        }
+        return std::nullopt;
+    }
+
+    /// Frees everything before `pos` for the writer.
+    void release(std::uint64_t pos) noexcept {
+        s_->head.store(pos, std::memory_order_release);
+        s_->space.notify_all();
+    }
+
+private:
+    ring(ring_shared* s, std::uint64_t capacity) noexcept : s_(s), cap_(capacity) {}
+
+    struct placement {
+        std::uint64_t pad;
+        std::uint64_t need;
+    };
+
+    [[nodiscard]] std::optional<placement> plan(std::size_t len) const noexcept {
+        std::uint64_t cap = capacity();
+        std::uint64_t t = s_->tail.load(std::memory_order_relaxed);
+        std::uint64_t h = s_->head.load(std::memory_order_acquire);
+        std::uint64_t need = align_up(sizeof(chunk_header) + len);
+        std::uint64_t off = t & (cap - 1);
+        std::uint64_t free = cap - (t - h);
+        std::uint64_t pad = 0;
+        // Back to the start early, once past rewind_after, whenever the reader has freed the
+        // room there (the bytes in use, [h, t), do not wrap and start at least `need` in):
+        // a ring that streams, however large, then keeps to its first pages instead of
+        // touching fresh ones all the way round.
+        const bool early = off >= rewind_after && t - h <= off && need <= off - (t - h);
+        if (early || off + need > cap) pad = cap - off;
+        if (pad + need > free) return std::nullopt;
+        return placement{pad, need};
+    }
+
+    [[nodiscard]] std::byte* at(std::uint64_t pos) const noexcept {
+        return reinterpret_cast<std::byte*>(s_) + header_bytes() + (pos & (capacity() - 1));
+    }
+
+    [[noreturn]] static void corrupt(const std::string& what) {
+        detail::raise(serialization_error("multiproc: the shared-memory ring is corrupt (" + what +
+                                  "): something other than multiproc wrote into it"));
+    }
+
+    ring_shared* s_ = nullptr;
+    std::uint64_t cap_ = 0; // this process's copy: the shared one could be overwritten
+};
+
+} // namespace multiproc::detail

@@ -1,0 +1,273 @@
+// Not part of the API: one end of a connection on kernel byte streams (transport::pipe,
+// transport::socketpair, user stream transports). A frame is a 16-byte header (magic,
+// length) and the payload, padded to at least 128 bytes, written with as few writes as the
+// kernel allows. A reader takes a frame's first 128 bytes with one read (a small message
+// whole), then exactly the rest: it never reads past the frame it wants, so that a message
+// it has not received stays in the stream for whichever process reads next (a child that
+// polls, or receives one message, and exits takes nothing more with it, as in CPython).
+// A length is checked before anything is allocated for it: a corrupt header closes the
+// end for reading, and a long message is received into memory that grows as it arrives.
+// As with CPython's Connection, one end is not meant to be used by two processes at once.
+#pragma once
+
+#include <multiproc/detail/codec/bytes.hpp>
+#include <multiproc/detail/codec/crossing_io.hpp>
+#include <multiproc/detail/util/function_ref.hpp>
+#include <multiproc/detail/os/futex.hpp>
+#include <multiproc/detail/transport/stream/stream.hpp>
+#include <multiproc/detail/os/sys.hpp>
+#include <multiproc/error.hpp>
+#include <multiproc/policies/transport.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <optional>
+#include <span>
+#include <string>
+
+#include <poll.h>
+#include <sys/uio.h>
+
+namespace multiproc::detail {
+
+/// What a wait for a frame found.
+enum class frame_status { ready, timeout, eof };
+
+template <class Stream>
+class stream_link {
+public:
+    /// Two connected ends. Duplex: each sends and receives; otherwise the first receives
+    /// and the second sends (Python: Pipe(duplex)).
+    static std::array<stream_link, 2> open_pair(bool duplex, std::size_t buffer) {
+        std::array<stream_link, 2> e;
+        auto take = [](stream_ends s, stream_link& rx, stream_link& tx) {
+            rx.rx_.reset(s.receive);
+            tx.tx_.reset(s.send);
+            tx.tx_fd_ = s.send;
+        };
+        if (!duplex) {
+            take(Stream::open_stream(buffer), e[0], e[1]);
+        } else if constexpr (requires { Stream::open_duplex(buffer); }) {
+            std::array<int, 2> fds = Stream::open_duplex(buffer);
+            for (int i = 0; i < 2; ++i) {
+                e[i].rx_.reset(fds[i]);
+                e[i].tx_fd_ = fds[i];
+            }
+        } else {
+            take(Stream::open_stream(buffer), e[1], e[0]);
+            take(Stream::open_stream(buffer), e[0], e[1]);
+        }
+        return e;
+    }
+
+    /// For a spawn or forkserver child: the end's descriptors.
+    void cross_out(crossing_writer& w) const {
+        const std::uint8_t shape = (can_recv() ? 1 : 0) | (tx_ ? 2 : 0) | (can_send() && !tx_ ? 4 : 0);
+        w.put(shape);
+        if (can_recv()) w.put_fd(rx_.get());
+        if (tx_) w.put_fd(tx_.get());
+    }
+    /// In the child: the end cross_out sent.
+    static stream_link cross_in(crossing_reader& r) {
+        stream_link e;
+        const auto shape = r.get<std::uint8_t>();
+        if (shape & 1) e.rx_ = r.take_fd();
+        if (shape & 2) {
+            e.tx_ = r.take_fd();
+            e.tx_fd_ = e.tx_.get();
+        } else if (shape & 4) {
+            e.tx_fd_ = e.rx_.get(); // a duplex socket sends on the descriptor it receives on
+        }
+        return e;
+    }
+
+    [[nodiscard]] bool can_recv() const noexcept { return rx_.get() >= 0; }
+    [[nodiscard]] bool can_send() const noexcept { return tx_fd_ >= 0; }
+    [[nodiscard]] int fileno() const noexcept { return can_recv() ? rx_.get() : tx_fd_; }
+
+    void close() noexcept {
+        rx_.reset();
+        tx_.reset();
+        tx_fd_ = -1;
+        head_got_ = 0;
+        skip_ = 0;
+        body_.clear();
+        broken_.reset();
+    }
+
+    /// Sends one frame; waits while the stream is full. EPIPE (`os_error`) when no
+    /// process holds the other end any more.
+    void send(std::span<const std::byte> bytes) {
+        static constexpr std::byte padding[min_frame] = {};
+        header h{magic, 0, bytes.size()};
+        iovec iov[3] = {{&h, sizeof h}, {}, {}};
+        int n = 1;
+        if (!bytes.empty()) iov[n++] = {const_cast<std::byte*>(bytes.data()), bytes.size()};
+        if (bytes.size() < min_frame - sizeof h) iov[n++] = {const_cast<std::byte*>(padding), min_frame - sizeof h - bytes.size()};
+        write_all([](int fd, const iovec* v, int k) { return Stream::send(fd, v, k, true); }, tx_fd_, iov, n,
+                  std::nullopt, "a connection");
+    }
+
+    /// Waits until bytes of a message (or end of file) are there to read, at most until
+    /// `deadline`. Reads nothing that belongs to a message, as CPython's poll: another
+    /// process may receive the message after this one polled and exited.
+    frame_status wait(std::optional<steady::time_point> deadline) {
+        check_open();
+        for (;;) {
+            if (skip_ != 0 && !discard(false)) return frame_status::eof;
+            if (!wait_fd(rx_.get(), POLLIN, deadline, "a connection")) return frame_status::timeout;
+            if (skip_ == 0) return frame_status::ready; // (else: the bytes may all be the refused frame's)
+        }
+    }
+
+    /// Takes the next frame and hands its payload to `take`, having shown its length to
+    /// `check` first (which may refuse it by throwing: the rest of the frame is then skipped
+    /// unread); false at end of file between frames (eof_error within one). It reads the
+    /// frame and no byte past it. A payload that fits in `direct` is read straight into it.
+    [[nodiscard]] bool recv(function_ref<void(std::span<const std::byte>)> take, function_ref<void(std::uint64_t)> check,
+              std::span<std::byte> direct = {}) {
+        check_open();
+        if (skip_ != 0 && !discard(true)) detail::raise(eof_error("multiproc: got end of file during message"));
+        if (!fill_head()) {
+            if (head_got_) detail::raise(eof_error(eof_text()));
+            return false;
+        }
+        header h;
+        std::memcpy(&h, head_, sizeof h);
+        if (h.magic != magic || h.reserved != 0)
+            close_reading("received bytes that are not a frame (was one end used by two processes at once, or did "
+                          "something else write to its descriptor?)");
+        if (h.length > max_message_bytes)
+            close_reading("received a frame header claiming " + std::to_string(h.length) +
+                          " bytes, more than any message can have");
+        const std::uint64_t frame = std::max<std::uint64_t>(sizeof h + h.length, min_frame);
+        head_got_ = 0; // the head is taken; what follows is read below or skipped
+        MULTIPROC_TRY {
+            check(h.length);
+        } MULTIPROC_CATCH_ALL {
+            skip_ = frame - min_frame;
+            MULTIPROC_RETHROW;
+        }
+        const auto len = static_cast<std::size_t>(h.length);
+        const std::size_t in_head = std::min(len, min_frame - sizeof h);
+        if (len == in_head) {
+            take(std::span<const std::byte>(head_ + sizeof h, len));
+            return true;
+        }
+        std::span<const std::byte> payload;
+        MULTIPROC_TRY {
+            if (len <= direct.size()) {
+                std::memcpy(direct.data(), head_ + sizeof h, in_head);
+                read_exact(direct.data() + in_head, len - in_head);
+                payload = direct.first(len);
+            } else {
+                body_.clear();
+                body_.append(head_ + sizeof h, in_head, len);
+                while (body_.size() < len) {
+                    auto room = body_.room(len);
+                    body_.commit(read_some_blocking(room.data(), room.size()));
+                }
+                payload = body_.bytes();
+            }
+        } MULTIPROC_CATCH(const eof_error&, unnamed_) {
+            body_.clear();
+            MULTIPROC_RETHROW;
+        } MULTIPROC_CATCH(const std::exception&, e) {
+            body_.clear();
+            close_reading(std::string("failed in the middle of a message: ") + e.what());
+        }
+        const cleared_after after{body_};
+        take(payload);
+        return true;
+    }
+
+private:
+    struct header {
+        std::uint32_t magic;
+        std::uint32_t reserved;
+        std::uint64_t length;
+    };
+    static constexpr std::uint32_t magic = 0x464d504dU; // "MPMF"
+    /// No frame is shorter (a short payload is padded): a reader can take this many bytes at
+    /// once, header and a small payload in one read, and never read past the frame.
+    static constexpr std::size_t min_frame = 128;
+
+    void check_open() const {
+        if (broken_) detail::raise(serialization_error(*broken_));
+    }
+
+    /// The end reads no more: `why` leaves it mid-frame, so later reads would see garbage.
+    [[noreturn]] void close_reading(const std::string& why) {
+        broken_ = "multiproc: this connection was closed for reading: it " + why;
+        head_got_ = 0;
+        skip_ = 0;
+        detail::raise(serialization_error(*broken_));
+    }
+
+    [[nodiscard]] const char* eof_text() const noexcept {
+        return head_got_ ? "multiproc: got end of file during message"
+                         : "multiproc: end of file: every other holder of the connection has closed it";
+    }
+
+    /// Reads the frame's first min_frame bytes (every frame has them); false at end of file.
+    bool fill_head() {
+        while (head_got_ < min_frame) {
+            ssize_t r = read_some(rx_.get(), head_ + head_got_, min_frame - head_got_, "a connection");
+            if (r == 0) return false;
+            if (r > 0)
+                head_got_ += static_cast<std::size_t>(r);
+            else
+                (void)wait_fd(rx_.get(), POLLIN, std::nullopt, "a connection");
+        }
+        return true;
+    }
+
+    /// One read of at most `n` bytes, waiting for some; eof_error at end of file.
+    std::size_t read_some_blocking(std::byte* p, std::size_t n) {
+        for (;;) {
+            ssize_t r = read_some(rx_.get(), p, n, "a connection");
+            if (r > 0) return static_cast<std::size_t>(r);
+            if (r == 0) detail::raise(eof_error("multiproc: got end of file during message"));
+            (void)wait_fd(rx_.get(), POLLIN, std::nullopt, "a connection");
+        }
+    }
+
+    void read_exact(std::byte* p, std::size_t n) {
+        while (n > 0) {
+            std::size_t k = read_some_blocking(p, n);
+            p += k;
+            n -= k;
+        }
+    }
+
+    /// Reads and drops the rest of a refused frame, waiting for it if `block`; false at end
+    /// of file.
+    bool discard(bool block) {
+        std::byte sink[16 << 10];
+        while (skip_ != 0) {
+            ssize_t r = read_some(rx_.get(), sink, static_cast<std::size_t>(std::min<std::uint64_t>(skip_, sizeof sink)),
+                                  "a connection");
+            if (r == 0) return false;
+            if (r > 0)
+                skip_ -= static_cast<std::uint64_t>(r);
+            else if (!block || !wait_fd(rx_.get(), POLLIN, std::nullopt, "a connection"))
+                return true;
+        }
+        return true;
+    }
+
+    sys::unique_fd rx_; // receives (and sends too for a duplex socket)
+    sys::unique_fd tx_; // sends, if it is a descriptor of its own
+    int tx_fd_ = -1;
+    std::byte head_[min_frame];    // the first bytes of the frame being read
+    std::size_t head_got_ = 0;     // ... how many are here
+    std::uint64_t skip_ = 0;       // bytes of a refused frame still to drop
+    message_buffer body_;          // the payload of a frame longer than the head
+    std::optional<std::string> broken_; // why the end reads no more
+};
+
+} // namespace multiproc::detail
