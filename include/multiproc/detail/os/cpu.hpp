@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <charconv>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -44,13 +45,10 @@ inline std::optional<double> parse_cpu_max(std::string_view text) {
     std::string quota;
     double period = 0;
     if (!(in >> quota >> period) || quota == "max" || period <= 0) return std::nullopt;
-    MULTIPROC_TRY {
-        double q = std::stod(quota);
-        if (q <= 0) return std::nullopt;
-        return q / period;
-    } MULTIPROC_CATCH_ALL {
-        return std::nullopt;
-    }
+    double q = 0;
+    auto [end, ec] = std::from_chars(quota.data(), quota.data() + quota.size(), q);
+    if (ec != std::errc() || end != quota.data() + quota.size() || q <= 0) return std::nullopt;
+    return q / period;
 }
 
 struct cgroup_mount {

@@ -457,7 +457,9 @@ inline void report_child_failure(const std::string& failure) noexcept {
 }
 
 /// The end of a child: its shutdown (children joined, finalizers run), then _exit(code).
-[[noreturn]] inline void finish_child(int code, const std::string& failure) noexcept {
+/// The child's shutdown, in CPython's order: "process shutting down" (children joined,
+/// finalizers run), then the failure report, then "process exiting with exitcode".
+inline void finish_child_steps(int code, const std::string& failure) noexcept {
     MULTIPROC_TRY {
         exit_function();
     } MULTIPROC_CATCH_ALL {
@@ -469,6 +471,12 @@ inline void report_child_failure(const std::string& failure) noexcept {
     } MULTIPROC_CATCH_ALL {
     }
     flush_std_streams();
+}
+
+inline bool child_finished = false; // finish_child_steps ran: the exit hook only leaves
+
+[[noreturn]] inline void finish_child(int code, const std::string& failure) noexcept {
+    finish_child_steps(code, failure);
     ::_exit(code);
 }
 
@@ -479,7 +487,12 @@ inline void report_child_failure(const std::string& failure) noexcept {
 /// which come earlier (Python 3.12: gh-83856).
 inline void child_exit_hook(int status, void*) {
     auto& r = rt();
-    if (r.in_child && r.self.pid == ::getpid()) finish_child(status, {});
+    if (!r.in_child || r.self.pid != ::getpid()) return;
+    if (child_finished) {
+        flush_std_streams(); // what the child's own atexit handlers printed
+        ::_exit(status);
+    }
+    finish_child(status, {});
 }
 
 /// The fallback error handler of a child of this library (detail/error.hpp): a child whose
@@ -495,7 +508,8 @@ inline void child_error_handler(const error& e) noexcept {
     } MULTIPROC_CATCH_ALL {
     }
     if (!child_exit_hooked) finish_child(1, failure);
-    report_child_failure(failure); // then the child's own atexit handlers, as for an exception
+    finish_child_steps(1, failure); // then the child's own atexit handlers, as for an exception
+    child_finished = true;
     std::exit(1);
 }
 
@@ -556,7 +570,10 @@ inline void become_child(const child_record& c) {
         failure = what.empty() ? type : type + ": " + what;
     }
     if (!hooked) finish_child(code, failure); // std::exit would run the parent's handlers
-    report_child_failure(failure); // first, as CPython prints the traceback before its atexit handlers
+    // CPython (3.12+): the shutdown, the traceback and "process exiting" in _bootstrap, then
+    // the child's atexit handlers as the process leaves.
+    finish_child_steps(code, failure);
+    child_finished = true;
     std::exit(code);
 }
 
