@@ -228,7 +228,7 @@ struct child_start {
     target_ref target{};  // identifies the target to a child that does not
     int pidfd = -1;       // set by launchers that get the child's pidfd themselves
     int status_fd = -1;   // set by launchers whose child reports its exit status elsewhere
-    int gate = -1;        // fork: in the parent, the write end the child waits on; in the child, the read end
+    int gate = -1;        // fork: the parent's end of the socket pair the child waits on; in the child, its end
     const char* failed = "fork"; // what failed when launch() returns -1
 
     child_start(runtime& rt_, const child_record& rec_, void (*entry_)(void*), void* self_) noexcept
@@ -240,14 +240,15 @@ struct child_start {
     }
 
     /// fork() with the runtime locked across it, so that no other thread holds its lock in
-    /// the child. In the child, call run_in_child() next. The child waits at a gate (a pipe)
+    /// the child. In the child, call run_in_child() next. The child waits at a gate (a socket
+    /// pair, so that opening it for a child that has died is EPIPE, never SIGPIPE)
     /// until open_gate(): start() takes its pidfd first, so that the child cannot have ended,
     /// and been reaped by a SIGCHLD handler or SIG_IGN, before its parent holds it.
-    /// Returns -1 with errno if the pipe or the fork fails.
+    /// Returns -1 with errno if the socket pair or the fork fails.
     pid_t fork() noexcept {
         int g[2];
-        if (sys::pipe2(g, O_CLOEXEC) < 0) {
-            failed = "pipe";
+        if (sys::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, g) < 0) {
+            failed = "socketpair";
             return -1;
         }
         r.mu.lock();
@@ -269,7 +270,11 @@ struct child_start {
     void open_gate() noexcept {
         if (gate < 0) return;
         char go = 1;
-        (void)sys::write(gate, &go, 1);
+        iovec iov{&go, 1};
+        msghdr m{};
+        m.msg_iov = &iov;
+        m.msg_iovlen = 1;
+        (void)sys::sendmsg(gate, &m, 0); // a child killed meanwhile: EPIPE, and it is reaped as dead
         sys::close(gate);
         gate = -1;
     }

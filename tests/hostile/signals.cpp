@@ -140,7 +140,51 @@ int stall_at_pidfd_open(detail::sys::call c) {
     }
     return 0;
 }
+// For the next case: the child dies at its gate (its first read), and the parent opens the
+// gate only once it has seen the child die.
+std::atomic<int> dead_r{-1}, dead_w{-1};
+int die_at_gate(detail::sys::call c) {
+    using detail::sys::call;
+    if (::getpid() == stall_parent.load()) {
+        if (c != call::pidfd_open || dead_w.load() < 0) return 0;
+        ::close(dead_w.exchange(-1)); // now only the child holds the write end
+        char b;
+        while (::read(dead_r.load(), &b, 1) < 0 && errno == EINTR) { // EOF: the child is dead
+        }
+        return 0;
+    }
+    if (c == call::read) ::kill(::getpid(), SIGKILL);
+    return 0;
+}
 } // namespace
+
+TEST_CASE("a forked child that dies before its gate opens is an ordinary dead child: start() gets no SIGPIPE",
+          "[hostile][sigchld]") {
+    // The gate used to be a pipe: opening it for a child already dead raised SIGPIPE in the
+    // parent, which killed it (seen in CI with pool workers dying at random system calls).
+    test::baseline before;
+    {
+        struct sigaction dfl {};
+        dfl.sa_handler = SIG_DFL;
+        struct sigaction old {};
+        REQUIRE(::sigaction(SIGPIPE, &dfl, &old) == 0);
+        int dead[2];
+        REQUIRE(::pipe2(dead, O_CLOEXEC) == 0);
+        dead_r = dead[0];
+        dead_w = dead[1];
+        stall_parent = ::getpid();
+        detail::sys::fault_hook = &die_at_gate;
+        process p([] {});
+        CHECK_NOTHROW(p.start());
+        detail::sys::fault_hook = nullptr;
+        p.join();
+        CHECK(p.exitcode() == -SIGKILL);
+        ::close(dead[0]);
+        if (int w = dead_w.exchange(-1); w >= 0) ::close(w);
+        REQUIRE(::sigaction(SIGPIPE, &old, nullptr) == 0);
+    }
+    before.check();
+}
 
 TEST_CASE("a forked child cannot end, and be reaped by a SIGCHLD handler, before start() holds it",
           "[hostile][sigchld]") {
