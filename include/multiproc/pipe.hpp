@@ -74,13 +74,7 @@ public:
     result<T> try_recv() {
         return detail::capture([&]() -> result<T> {
             std::optional<T> out;
-            bool got = receiver().recv(
-                [&](std::span<const std::byte> bytes) {
-                    detail::span_reader r(bytes);
-                    out.emplace(serializer::template decode<T>(r));
-                },
-                any_length);
-            if (!got) return eof_error(eof_message);
+            if (!receiver().recv(detail::decode_into<serializer>(out), any_length)) return eof_error(eof_message);
             return std::move(*out);
         });
     }

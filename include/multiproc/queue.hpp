@@ -95,13 +95,7 @@ protected:
     result<T> try_get_until(std::optional<steady::time_point> deadline) {
         return capture([&]() -> result<T> {
             std::optional<T> out;
-            bool got = core().get(
-                [&](std::span<const std::byte> bytes) {
-                    span_reader r(bytes);
-                    out.emplace(serializer::template decode<T>(r));
-                },
-                deadline);
-            if (!got) return queue_empty("multiproc: queue is empty");
+            if (!core().get(decode_into<serializer>(out), deadline)) return queue_empty("multiproc: queue is empty");
             return std::move(*out);
         });
     }

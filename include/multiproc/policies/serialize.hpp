@@ -401,6 +401,16 @@ T decode_from(Source&& source) {
     return std::move(out.value);
 }
 
+/// A taker (a callable given one whole frame) that decodes it with S into `out`: how the
+/// try_ forms receive, so that "nothing arrived" stays an empty optional, not an error.
+template <class S, class T>
+auto decode_into(std::optional<T>& out) {
+    return [&out](std::span<const std::byte> bytes) {
+        span_reader r(bytes);
+        out.emplace(S::template decode<T>(r));
+    };
+}
+
 /// The encoded size when S can tell it cheaply, else nothing.
 template <class S, class T>
 std::optional<std::size_t> encoded_size(const T& v) {

@@ -549,7 +549,6 @@ inline void become_child(const child_record& c) {
     auto& r = rt();
     std::string failure;
     int code = 0;
-    bool hooked = false;
     MULTIPROC_TRY {
         become_child(c);
         if (c.daemon && os_parent) {
@@ -558,8 +557,7 @@ inline void become_child(const child_record& c) {
             (void)sys::prctl(PR_SET_PDEATHSIG, SIGKILL);
             if (::getppid() != c.parent_pid) ::raise(SIGKILL);
         }
-        hooked = ::on_exit(child_exit_hook, nullptr) == 0;
-        child_exit_hooked = hooked;
+        child_exit_hooked = ::on_exit(child_exit_hook, nullptr) == 0;
         fallback_error_handler().store(&child_error_handler, std::memory_order_release);
         r.in_child = true;
         log(20, "child process calling self.run()");
@@ -569,7 +567,7 @@ inline void become_child(const child_record& c) {
         auto [type, what] = describe_current_exception();
         failure = what.empty() ? type : type + ": " + what;
     }
-    if (!hooked) finish_child(code, failure); // std::exit would run the parent's handlers
+    if (!child_exit_hooked) finish_child(code, failure); // std::exit would run the parent's handlers
     // CPython (3.12+): the shutdown, the traceback and "process exiting" in _bootstrap, then
     // the child's atexit handlers as the process leaves.
     finish_child_steps(code, failure);
