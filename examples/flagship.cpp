@@ -12,6 +12,7 @@
 // usage: flagship [<directory> [<budget in MiB>]]     (default: /usr, 2048)
 
 #include <multiproc/pool.hpp>
+#include <multiproc/views/imap.hpp> // pool.imap returns its view
 
 #include <openssl/evp.h>
 

@@ -4,6 +4,7 @@
 // (the theoretical total) is compared with the time the five took together.
 
 #include <multiproc/pool.hpp>
+#include <multiproc/views/imap.hpp> // pool.imap returns its view
 
 #include <chrono>
 #include <iostream>

@@ -8,14 +8,14 @@
 #include <multiproc/detail/pool/pool_jobs.hpp>
 #include <multiproc/detail/pool/pool_tasks.hpp>
 #include <multiproc/detail/pool/pool_wire.hpp>
+#include <multiproc/detail/util/format.hpp>
 #include <multiproc/error.hpp>
 #include <multiproc/fwd.hpp>
 #include <multiproc/policies/resolve.hpp>
 #include <multiproc/process.hpp>
-#include <multiproc/views/imap.hpp>
 
 #include <algorithm>
-#include <chrono>
+#include <multiproc/detail/util/chrono.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -61,6 +61,11 @@ struct callbacks {
 };
 
 namespace detail {
+/// Defined in <multiproc/views/imap.hpp>: `make(xs, pool, f, chunksize)` is the view that
+/// pool.imap (or imap_unordered, if Unordered) returns. F only makes the name dependent.
+template <bool Unordered, class F>
+struct imap_maker;
+
 template <class T>
 inline constexpr bool is_callbacks = false;
 template <class C, class E>
@@ -431,15 +436,17 @@ public:
 
     /// `f` over `xs`, lazily, `chunksize` inputs per task (Python: imap). The same view as
     /// `xs | views::imap(pool, f)`: results in input order (unless the pool's policy is
-    /// order::unordered), at most a window of inputs read ahead.
+    /// order::unordered), at most a window of inputs read ahead. The view is a range-v3 view,
+    /// defined in <multiproc/views/imap.hpp>: include it to call imap (pool.hpp alone does not
+    /// read range-v3; <multiproc/multiproc.hpp> includes it).
     template <class F, class Rng>
     auto imap(F f, Rng&& xs, std::ptrdiff_t chunksize = 1) {
-        return views::imap(std::forward<Rng>(xs), *this, f, imap_options{chunksize, {}});
+        return make_imap<false, F>(std::forward<Rng>(xs), f, chunksize);
     }
     /// As imap, with results as they are ready (Python: imap_unordered).
     template <class F, class Rng>
     auto imap_unordered(F f, Rng&& xs, std::ptrdiff_t chunksize = 1) {
-        return views::imap_unordered(std::forward<Rng>(xs), *this, f, imap_options{chunksize, {}});
+        return make_imap<true, F>(std::forward<Rng>(xs), f, chunksize);
     }
 
     /// No more tasks may be submitted; the workers leave once the work in hand is done
@@ -455,6 +462,17 @@ public:
 private:
     template <class, class, class, bool>
     friend class views::imap_view;
+
+    // views::imap, reached through a class template that <multiproc/views/imap.hpp> defines,
+    // so that pool.hpp needs no range-v3 until a program asks for the view.
+    template <bool Unordered, class F, class Rng>
+    auto make_imap(Rng&& xs, F f, std::ptrdiff_t chunksize) {
+        using maker = detail::imap_maker<Unordered, F>;
+        static_assert(detail::is_complete<maker>,
+                      "multiproc: pool.imap and pool.imap_unordered return a range-v3 view: "
+                      "#include <multiproc/views/imap.hpp> to use them");
+        return maker::make(std::forward<Rng>(xs), *this, f, chunksize);
+    }
 
     template <class F, class Setup, class... Args>
     auto submit_apply_with(F f, Setup&& setup, Args&&... args) {

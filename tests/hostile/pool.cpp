@@ -10,6 +10,7 @@
 #include <multiproc/detail/pool/byte_ring.hpp>
 #include <multiproc/detail/pool/pool_wire.hpp>
 #include <multiproc/pool.hpp>
+#include <multiproc/views/imap.hpp> // pool.imap returns its view
 
 #include <algorithm>
 #include <atomic>

@@ -5,6 +5,7 @@
 
 #include <multiproc/context.hpp>
 #include <multiproc/pool.hpp>
+#include <multiproc/views/imap.hpp> // pool.imap returns its view
 
 #include <algorithm>
 #include <atomic>

@@ -3,6 +3,7 @@
 #include "pool/helpers.hpp"
 
 #include <multiproc/pool.hpp>
+#include <multiproc/views/imap.hpp> // pool.imap returns its view
 
 #include <range/v3/view/iota.hpp>
 #include <range/v3/view/transform.hpp>

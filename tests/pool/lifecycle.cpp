@@ -3,6 +3,7 @@
 #include "pool/helpers.hpp"
 
 #include <multiproc/pool.hpp>
+#include <multiproc/views/imap.hpp> // pool.imap returns its view
 
 #include <atomic>
 #include <cerrno>

@@ -6,6 +6,7 @@
 
 #include <multiproc/context.hpp>
 #include <multiproc/pool.hpp>
+#include <multiproc/views/imap.hpp> // pool.imap returns its view
 
 #include <numeric>
 #include <set>

@@ -7,6 +7,7 @@
 #include <multiproc/detail/pool/pool_jobs.hpp>
 #include <multiproc/detail/pool/pool_tasks.hpp>
 #include <multiproc/fwd.hpp>
+#include <multiproc/pool.hpp>
 
 #include <range/v3/iterator/default_sentinel.hpp>
 #include <range/v3/range/access.hpp>
@@ -294,7 +295,19 @@ inline constexpr detail_imap::imap_fn<false> imap{};
 inline constexpr detail_imap::imap_fn<true> imap_unordered{};
 
 } // namespace views
+
+namespace detail {
+/// What pool.imap and pool.imap_unordered return (declared in pool.hpp).
+template <bool Unordered, class F>
+struct imap_maker {
+    template <class Rng, class Pool>
+    static auto make(Rng&& xs, Pool& pool, F f, std::ptrdiff_t chunksize) {
+        if constexpr (Unordered)
+            return views::imap_unordered(std::forward<Rng>(xs), pool, f, imap_options{chunksize, {}});
+        else
+            return views::imap(std::forward<Rng>(xs), pool, f, imap_options{chunksize, {}});
+    }
+};
+} // namespace detail
 } // namespace multiproc
 
-// For views::imap, the pool itself (included last: pool.hpp includes this header too).
-#include <multiproc/pool.hpp>
