@@ -10,6 +10,7 @@
 #include <multiproc/pipe.hpp>
 #include <multiproc/policies/resolve.hpp>
 #include <multiproc/pool.hpp>
+#include <multiproc/serialize.hpp>
 #include <multiproc/process.hpp>
 #include <multiproc/queue.hpp>
 #include <multiproc/shared_memory.hpp>

@@ -13,9 +13,10 @@
 #include <multiproc/error.hpp>
 #include <multiproc/fwd.hpp>
 #include <multiproc/policies/resolve.hpp>
+#include <multiproc/serialize.hpp>
 
 #include <cerrno>
-#include <chrono>
+#include <multiproc/detail/util/chrono.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>

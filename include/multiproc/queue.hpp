@@ -11,8 +11,9 @@
 #include <multiproc/error.hpp>
 #include <multiproc/fwd.hpp>
 #include <multiproc/policies/resolve.hpp>
+#include <multiproc/serialize.hpp>
 
-#include <chrono>
+#include <multiproc/detail/util/chrono.hpp>
 #include <cstddef>
 #include <memory>
 #include <optional>

@@ -2,7 +2,7 @@
 // first byte of an input picks a type (modulo the count); the rest is the frame.
 #pragma once
 
-#include <multiproc/policies/serialize.hpp>
+#include <multiproc/serialize.hpp>
 
 #include <boost/hana/define_struct.hpp>
 

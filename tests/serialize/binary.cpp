@@ -2,7 +2,7 @@
 // and decoding that never trusts the bytes (truncation, corrupt counts, bad tags).
 #include "ipc/combos.hpp"
 
-#include <multiproc/policies/serialize.hpp>
+#include <multiproc/serialize.hpp>
 
 #include <cstring>
 #include <random>

@@ -5,7 +5,7 @@
 #include "ipc/combos.hpp"
 
 #include <multiproc/pipe.hpp>
-#include <multiproc/policies/serialize.hpp>
+#include <multiproc/serialize.hpp>
 
 #include <array>
 #include <chrono>

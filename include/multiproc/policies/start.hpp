@@ -2,11 +2,12 @@
 /// Start-method policies (Python: multiprocessing.get_context('fork' | 'spawn' | 'forkserver')).
 #pragma once
 
-#include <multiproc/detail/os/sys.hpp>
 #include <multiproc/policies/kinds.hpp>
 
 #include <concepts>
 #include <string_view>
+
+#include <sys/types.h>
 
 namespace multiproc {
 

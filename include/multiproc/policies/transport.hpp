@@ -2,8 +2,6 @@
 /// IPC transport policies (Python: the pipe under Queue and Pipe; shm is ours).
 #pragma once
 
-#include <multiproc/detail/transport/stream/stream.hpp>
-#include <multiproc/detail/os/sys.hpp>
 #include <multiproc/policies/kinds.hpp>
 
 #include <array>
@@ -53,6 +51,9 @@ concept byte_stream = requires(std::size_t n, int fd, const iovec* iov, int k, b
     { P::atomic_write } -> std::convertible_to<std::size_t>;
 };
 
+/// The transports' operations are declared here and defined with the stream machinery
+/// (detail/transport/stream/stream_policies.hpp), which the queue and connection headers
+/// include: choosing a transport costs a program no implementation.
 namespace transport {
 
 /// Base of a transport on kernel byte streams (CRTP): `Derived` provides what `byte_stream`
@@ -72,16 +73,10 @@ struct pipe : stream_base<pipe> {
     static constexpr std::string_view name = "pipe";
     static constexpr std::size_t atomic_write = PIPE_BUF;
 
-    static stream_ends open_stream(std::size_t buffer) {
-        std::size_t cap = 0;
-        auto [r, w] = detail::make_pipe(buffer, cap);
-        return {r.release(), w.release(), cap};
-    }
+    static stream_ends open_stream(std::size_t buffer);
     /// A queue's writer always holds a read end itself, so only a connection pays for
     /// blocking SIGPIPE around the write (two more system calls).
-    static ssize_t send(int fd, const iovec* iov, int n, bool reader_may_be_gone) noexcept {
-        return reader_may_be_gone ? detail::sys::writev_nosigpipe(fd, iov, n) : detail::sys::writev(fd, iov, n);
-    }
+    static ssize_t send(int fd, const iovec* iov, int n, bool reader_may_be_gone) noexcept;
 };
 
 /// Unix-domain stream socket pairs (duplex by nature: one descriptor per end). Send
@@ -91,28 +86,15 @@ struct socketpair : stream_base<socketpair> {
     static constexpr std::string_view name = "socketpair";
     static constexpr std::size_t atomic_write = PIPE_BUF;
 
-    static stream_ends open_stream(std::size_t buffer) {
-        std::size_t cap = 0;
-        auto [a, b] = detail::make_socketpair(buffer, cap);
-        return {a.release(), b.release(), cap};
-    }
+    static stream_ends open_stream(std::size_t buffer);
     /// Two connected descriptors, each both readable and writable.
-    static std::array<int, 2> open_duplex(std::size_t buffer) {
-        std::size_t cap = 0;
-        auto [a, b] = detail::make_socketpair(buffer, cap);
-        return {a.release(), b.release()};
-    }
+    static std::array<int, 2> open_duplex(std::size_t buffer);
     /// Bytes a read can take now (a read from a Unix stream socket would also take what is
     /// written while it copies).
-    static std::size_t readable(int fd) { return detail::socket_readable(fd); }
+    static std::size_t readable(int fd);
     /// Copies up to `n` bytes from the socket's front without taking them.
-    static ssize_t peek(int fd, void* buf, std::size_t n) noexcept { return detail::socket_peek(fd, buf, n); }
-    static ssize_t send(int fd, const iovec* iov, int n, bool) noexcept {
-        msghdr m{};
-        m.msg_iov = const_cast<iovec*>(iov);
-        m.msg_iovlen = static_cast<std::size_t>(n);
-        return detail::sys::sendmsg(fd, &m, 0);
-    }
+    static ssize_t peek(int fd, void* buf, std::size_t n) noexcept;
+    static ssize_t send(int fd, const iovec* iov, int n, bool) noexcept;
 };
 
 /// A bounded ring in shared memory (a memfd); waits spin briefly, then sleep on a futex.

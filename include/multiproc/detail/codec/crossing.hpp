@@ -16,7 +16,7 @@
 #include <multiproc/detail/codec/bytes.hpp>
 #include <multiproc/detail/codec/crossing_io.hpp>
 #include <multiproc/detail/os/sys.hpp>
-#include <multiproc/policies/serialize.hpp>
+#include <multiproc/serialize.hpp>
 #include <multiproc/error.hpp>
 
 #include <algorithm>

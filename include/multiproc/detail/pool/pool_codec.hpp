@@ -10,7 +10,7 @@
 #include <multiproc/detail/codec/binary.hpp>
 #include <multiproc/detail/codec/bytes.hpp>
 #include <multiproc/error.hpp>
-#include <multiproc/policies/serialize.hpp>
+#include <multiproc/serialize.hpp>
 
 #include <algorithm>
 #include <cstddef>

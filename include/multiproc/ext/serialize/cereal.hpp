@@ -11,7 +11,7 @@
 #include <multiproc/detail/util/demangle.hpp>
 #include <multiproc/error.hpp>
 #include <multiproc/policies/kinds.hpp>
-#include <multiproc/policies/serialize.hpp>
+#include <multiproc/serialize.hpp>
 
 #include <cereal/archives/binary.hpp>
 #include <cereal/details/traits.hpp>

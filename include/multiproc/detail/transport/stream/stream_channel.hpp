@@ -13,6 +13,7 @@
 // bytes in staging never do), which is exact because the read ended at a chunk's end.
 #pragma once
 
+#include <multiproc/detail/transport/stream/stream_policies.hpp>
 #include <multiproc/detail/transport/chunk.hpp>
 #include <multiproc/detail/transport/queue_core.hpp>
 #include <multiproc/detail/transport/stream/stream.hpp>

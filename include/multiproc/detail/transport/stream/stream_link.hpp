@@ -10,6 +10,7 @@
 // As with CPython's Connection, one end is not meant to be used by two processes at once.
 #pragma once
 
+#include <multiproc/detail/transport/stream/stream_policies.hpp>
 #include <multiproc/detail/codec/bytes.hpp>
 #include <multiproc/detail/codec/crossing_io.hpp>
 #include <multiproc/detail/util/function_ref.hpp>
