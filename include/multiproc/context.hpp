@@ -13,7 +13,7 @@
 #include <multiproc/sync.hpp>
 #include <multiproc/value.hpp>
 
-#include <chrono>
+#include <multiproc/detail/util/chrono.hpp>
 #include <cstddef>
 #include <functional>
 #include <initializer_list>

@@ -12,7 +12,7 @@
 #include <memory>
 #include <type_traits>
 #include <charconv>
-#include <chrono>
+#include <multiproc/detail/util/chrono.hpp>
 #include <cstddef>
 #include <optional>
 #include <stdexcept>

@@ -31,7 +31,9 @@ public:
         core().sink.store(h, std::memory_order_relaxed);
     }
 
-    /// Emits `fmt` with each "{}" replaced by the next argument, if `l` is enabled.
+    /// Emits `fmt` with each "{}" replaced by the next argument, if `l` is enabled. Strings,
+    /// numbers, bools and optionals of those are written directly; any other value through
+    /// its operator<<, which needs `#include <sstream>` (a sentence says so otherwise).
     template <class... Args>
     void log(log_level l, std::string_view fmt, const Args&... args) const {
         detail::log(static_cast<int>(l), fmt, args...);

@@ -15,7 +15,7 @@
 #include <multiproc/policies/resolve.hpp>
 #include <multiproc/spawn.hpp>
 
-#include <chrono>
+#include <multiproc/detail/util/chrono.hpp>
 #include <concepts>
 #include <functional>
 #include <memory>

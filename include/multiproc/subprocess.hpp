@@ -17,7 +17,7 @@
 #include <multiproc/error.hpp>
 
 #include <algorithm>
-#include <chrono>
+#include <multiproc/detail/util/chrono.hpp>
 #include <cmath>
 #include <cstddef>
 #include <cstdlib>

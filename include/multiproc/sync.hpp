@@ -20,7 +20,7 @@
 #include <multiproc/policies/resolve.hpp>
 
 #include <atomic>
-#include <chrono>
+#include <multiproc/detail/util/chrono.hpp>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>

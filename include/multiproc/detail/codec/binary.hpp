@@ -34,21 +34,15 @@
 
 #include <algorithm>
 #include <array>
-#include <chrono>
+#include <multiproc/detail/util/chrono.hpp>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <limits>
-#include <list>
-#include <map>
 #include <optional>
-#include <set>
 #include <string>
 #include <tuple>
 #include <type_traits>
-#include <unordered_map>
-#include <unordered_set>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -65,19 +59,41 @@ template <class T> struct is_vector : std::false_type {};
 template <class E, class A> struct is_vector<std::vector<E, A>> : std::true_type {};
 template <class T> struct is_array : std::false_type {};
 template <class E, std::size_t N> struct is_array<std::array<E, N>> : std::true_type {};
-template <class T> struct is_sequence : std::false_type {}; // push_back containers other than vector
-template <class E, class A> struct is_sequence<std::deque<E, A>> : std::true_type {};
-template <class E, class A> struct is_sequence<std::list<E, A>> : std::true_type {};
-template <class T> struct is_map : std::false_type {};
-template <class K, class V, class C, class A> struct is_map<std::map<K, V, C, A>> : std::true_type {};
-template <class K, class V, class C, class A> struct is_map<std::multimap<K, V, C, A>> : std::true_type {};
-template <class K, class V, class H, class E, class A> struct is_map<std::unordered_map<K, V, H, E, A>> : std::true_type {};
-template <class K, class V, class H, class E, class A> struct is_map<std::unordered_multimap<K, V, H, E, A>> : std::true_type {};
-template <class T> struct is_set : std::false_type {};
-template <class K, class C, class A> struct is_set<std::set<K, C, A>> : std::true_type {};
-template <class K, class C, class A> struct is_set<std::multiset<K, C, A>> : std::true_type {};
-template <class K, class H, class E, class A> struct is_set<std::unordered_set<K, H, E, A>> : std::true_type {};
-template <class K, class H, class E, class A> struct is_set<std::unordered_multiset<K, H, E, A>> : std::true_type {};
+// The other standard containers are recognised by their shape, so that this header need
+// not include <deque>, <list>, <map>, <set>, <unordered_map> and <unordered_set> (a
+// program that sends one has included its header): deque and list are the allocator-aware
+// containers with push_front and push_back; (multi)map and unordered_(multi)map the ones
+// with a key_type, a mapped_type and emplace_hint; (multi)set and unordered_(multi)set
+// those whose value is their key. A container of another library with the same shape is
+// sent the same way.
+template <class T>
+concept front_and_back_sequence = requires(T& c, typename T::value_type&& e) {
+    typename T::allocator_type;
+    c.push_back(std::move(e));
+    c.push_front(std::move(e));
+    { c.size() } -> std::convertible_to<std::size_t>;
+    c.clear();
+};
+template <class T>
+concept associative = requires(T& c) {
+    typename T::allocator_type;
+    typename T::key_type;
+    { c.size() } -> std::convertible_to<std::size_t>;
+    c.clear();
+    c.begin();
+    c.end();
+};
+template <class T>
+concept map_shaped = associative<T> && requires(T& c, typename T::key_type&& k, typename T::mapped_type&& m) {
+    c.emplace_hint(c.end(), std::move(k), std::move(m));
+};
+template <class T>
+concept set_shaped = associative<T> && std::same_as<typename T::key_type, typename T::value_type> &&
+                     requires(T& c, typename T::key_type&& k) { c.emplace_hint(c.end(), std::move(k)); };
+
+template <class T> struct is_sequence : std::bool_constant<front_and_back_sequence<T>> {}; // other than vector
+template <class T> struct is_map : std::bool_constant<map_shaped<T>> {};
+template <class T> struct is_set : std::bool_constant<set_shaped<T> && !map_shaped<T>> {};
 template <class T> struct is_pair : std::false_type {};
 template <class A, class B> struct is_pair<std::pair<A, B>> : std::true_type {};
 template <class T> struct is_tuple : std::false_type {};

@@ -1,26 +1,60 @@
 // Not part of the API: how many CPUs this process may really use.
 #pragma once
 
+#include <multiproc/detail/os/sys.hpp>
+
 #include <algorithm>
-#include <cmath>
-#include <fstream>
+#include <cerrno>
 #include <charconv>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <vector>
 
+#include <fcntl.h>
 #include <sched.h>
 #include <unistd.h>
 
 namespace multiproc::detail {
 
+/// The whole text of a (small, /proc or /sys) file, or "" if it cannot be read.
 inline std::string read_file(const std::string& path) {
-    std::ifstream in(path);
-    std::ostringstream os;
-    os << in.rdbuf();
-    return in ? os.str() : std::string();
+    int fd = sys::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return {};
+    std::string text;
+    char buf[4096];
+    for (;;) {
+        ssize_t n = sys::read(fd, buf, sizeof buf);
+        if (n > 0) {
+            text.append(buf, static_cast<std::size_t>(n));
+        } else if (n == 0 || errno != EINTR) {
+            if (n < 0) text.clear();
+            break;
+        }
+    }
+    sys::close(fd);
+    return text;
+}
+
+/// The parts of `text` between the separators in `seps`, empty parts left out.
+inline std::vector<std::string_view> split(std::string_view text, std::string_view seps) {
+    std::vector<std::string_view> out;
+    for (std::size_t i = 0; i < text.size();) {
+        std::size_t j = text.find_first_of(seps, i);
+        if (j == std::string_view::npos) j = text.size();
+        if (j > i) out.push_back(text.substr(i, j - i));
+        i = j + 1;
+    }
+    return out;
+}
+
+/// `word` as a number, if all of it is one.
+inline std::optional<double> to_number(std::string_view word) {
+    double v = 0;
+    auto [end, ec] = std::from_chars(word.data(), word.data() + word.size(), v);
+    if (ec != std::errc() || end != word.data() + word.size()) return std::nullopt;
+    return v;
 }
 
 /// CPUs in this process's affinity mask (any number of CPUs), or 0 if unknown.
@@ -41,14 +75,11 @@ inline int affinity_cpu_count() {
 
 /// "max 100000" -> nothing; "150000 100000" -> 1.5 (cgroup v2 cpu.max).
 inline std::optional<double> parse_cpu_max(std::string_view text) {
-    std::istringstream in{std::string(text)};
-    std::string quota;
-    double period = 0;
-    if (!(in >> quota >> period) || quota == "max" || period <= 0) return std::nullopt;
-    double q = 0;
-    auto [end, ec] = std::from_chars(quota.data(), quota.data() + quota.size(), q);
-    if (ec != std::errc() || end != quota.data() + quota.size() || q <= 0) return std::nullopt;
-    return q / period;
+    auto w = split(text, " \t\n");
+    if (w.size() < 2 || w[0] == "max") return std::nullopt;
+    auto q = to_number(w[0]), period = to_number(w[1]);
+    if (!q || !period || *q <= 0 || *period <= 0) return std::nullopt;
+    return *q / *period;
 }
 
 struct cgroup_mount {
@@ -61,20 +92,17 @@ struct cgroup_mount {
 /// from the text of /proc/self/mountinfo.
 inline std::vector<cgroup_mount> cgroup_mounts(std::string_view mountinfo) {
     std::vector<cgroup_mount> out;
-    std::istringstream in{std::string(mountinfo)};
-    std::string line;
-    while (std::getline(in, line)) {
+    for (std::string_view line : split(mountinfo, "\n")) {
         auto dash = line.find(" - ");
-        if (dash == std::string::npos) continue;
-        std::istringstream pre(line.substr(0, dash)), post(line.substr(dash + 3));
-        std::string id, parent, dev, root, mp, fstype, source, opts;
-        if (!(pre >> id >> parent >> dev >> root >> mp) || !(post >> fstype >> source >> opts)) continue;
-        if (fstype == "cgroup2") {
+        if (dash == std::string_view::npos) continue;
+        // id parent major:minor root mount-point ... - fstype source super-options
+        auto pre = split(line.substr(0, dash), " \t"), post = split(line.substr(dash + 3), " \t");
+        if (pre.size() < 5 || post.size() < 3) continue;
+        std::string root(pre[3]), mp(pre[4]);
+        if (post[0] == "cgroup2") {
             out.push_back({root, mp, true});
-        } else if (fstype == "cgroup") {
-            std::istringstream o(opts);
-            std::string opt;
-            while (std::getline(o, opt, ','))
+        } else if (post[0] == "cgroup") {
+            for (std::string_view opt : split(post[2], ","))
                 if (opt == "cpu") out.push_back({root, mp, false});
         }
     }
@@ -99,17 +127,17 @@ inline std::optional<double> cgroup_cpu_limit(std::string_view proc_cgroup, std:
     };
     for (const auto& m : cgroup_mounts(mountinfo)) {
         // Find this process's path in that hierarchy: "0::/path" (v2) or "N:cpu,cpuacct:/path" (v1).
-        std::istringstream in{std::string(proc_cgroup)};
-        std::string line, path;
+        std::string path;
         bool found = false;
-        while (std::getline(in, line)) {
+        for (std::string_view line : split(proc_cgroup, "\n")) {
             auto a = line.find(':'), b = line.find(':', a + 1);
             if (a == std::string::npos || b == std::string::npos) continue;
-            std::string ctrls = line.substr(a + 1, b - a - 1);
-            bool match = m.v2 ? (line.compare(0, a, "0") == 0 && ctrls.empty())
-                              : ("," + ctrls + ",").find(",cpu,") != std::string::npos;
+            std::string_view ctrls = line.substr(a + 1, b - a - 1);
+            auto names = split(ctrls, ",");
+            bool match = m.v2 ? (line.substr(0, a) == "0" && ctrls.empty())
+                              : std::find(names.begin(), names.end(), std::string_view("cpu")) != names.end();
             if (match) {
-                path = line.substr(b + 1);
+                path = std::string(line.substr(b + 1));
                 found = true;
                 break;
             }
@@ -137,7 +165,10 @@ inline int usable_cpu_count() {
     if (n <= 0) n = static_cast<int>(::sysconf(_SC_NPROCESSORS_ONLN));
     if (n <= 0) n = 1;
     if (auto lim = cgroup_cpu_limit(read_file("/proc/self/cgroup"), read_file("/proc/self/mountinfo")))
-        n = std::min(n, std::max(1, static_cast<int>(std::ceil(*lim))));
+        if (*lim < n) { // then it fits an int: n = max(1, ceil(limit))
+            int whole = static_cast<int>(*lim);
+            n = std::max(1, whole < *lim ? whole + 1 : whole);
+        }
     return n;
 }
 

@@ -7,7 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
+#include <multiproc/detail/util/chrono.hpp>
 #include <climits>
 #include <cstdint>
 #include <optional>

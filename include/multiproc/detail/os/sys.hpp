@@ -7,7 +7,7 @@
 
 #include <atomic>
 #include <cerrno>
-#include <chrono>
+#include <multiproc/detail/util/chrono.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <string>

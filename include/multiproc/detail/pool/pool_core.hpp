@@ -19,7 +19,7 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
+#include <multiproc/detail/util/chrono.hpp>
 #include <condition_variable>
 #include <cerrno>
 #include <cstddef>

@@ -9,7 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
+#include <multiproc/detail/util/chrono.hpp>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>

@@ -20,7 +20,7 @@
 #include <multiproc/error.hpp>
 
 #include <atomic>
-#include <chrono>
+#include <multiproc/detail/util/chrono.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <mutex>

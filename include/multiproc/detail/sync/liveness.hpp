@@ -9,7 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <charconv>
-#include <chrono>
+#include <multiproc/detail/util/chrono.hpp>
 #include <cstdint>
 #include <optional>
 #include <string>

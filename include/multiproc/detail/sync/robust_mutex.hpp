@@ -5,7 +5,7 @@
 #include <multiproc/detail/os/sys.hpp>
 #include <multiproc/error.hpp>
 
-#include <chrono>
+#include <multiproc/detail/util/chrono.hpp>
 #include <optional>
 
 #include <pthread.h>

@@ -22,7 +22,7 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
+#include <multiproc/detail/util/chrono.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>

@@ -3,17 +3,28 @@
 
 #include <concepts>
 #include <optional>
-#include <sstream>
+#include <iosfwd>
 #include <string>
 #include <string_view>
 #include <type_traits>
 
 namespace multiproc::detail {
 
+/// Whether T is a complete type where this is instantiated.
+template <class T>
+concept is_complete = requires { sizeof(T); };
+
 template <class T>
 struct is_optional : std::false_type {};
 template <class T>
 struct is_optional<std::optional<T>> : std::true_type {};
+
+/// std::ostringstream, named through T so that this header needs only <iosfwd>: a value
+/// printed with its operator<< needs <sstream> where it is formatted, and says so.
+template <class T>
+struct string_stream_for {
+    using type = std::ostringstream;
+};
 
 template <class T>
 void format_arg(std::string& out, const T& v) {
@@ -29,7 +40,9 @@ void format_arg(std::string& out, const T& v) {
     } else if constexpr (std::is_integral_v<T> && !std::is_same_v<T, char>) {
         out += std::to_string(v);
     } else {
-        std::ostringstream os;
+        static_assert(is_complete<typename string_stream_for<T>::type>,
+                      "multiproc: a value logged or formatted through its operator<< needs #include <sstream>");
+        typename string_stream_for<T>::type os;
         os << v;
         out += os.str();
     }
