@@ -4,6 +4,7 @@
 
 #include <multiproc/config.hpp>
 #include <multiproc/context.hpp>
+#include <multiproc/crossing.hpp>
 #include <multiproc/error.hpp>
 #include <multiproc/fwd.hpp>
 #include <multiproc/logging.hpp>

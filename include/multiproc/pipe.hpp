@@ -160,9 +160,9 @@ public:
     /// Crossing into a start::spawn or start::forkserver child, as a process argument: the
     /// child gets this end (its descriptors travel with SCM_RIGHTS) and nothing of its peer;
     /// `value_error` if this end is closed.
-    void cross_out(detail::crossing_writer& w) const { open_end().cross_out(w); }
+    void cross_out(crossing_writer& w) const { open_end().cross_out(w); }
     /// In the child: the end cross_out sent.
-    static basic_connection cross_in(detail::crossing_reader& r) {
+    static basic_connection cross_in(crossing_reader& r) {
         return basic_connection(std::make_shared<state>(end_t::cross_in(r)));
     }
 

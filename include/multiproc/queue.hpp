@@ -187,10 +187,10 @@ public:
     }
 
     /// In a start::spawn or start::forkserver child: the queue cross_out sent.
-    static basic_queue cross_in(detail::crossing_reader& r) { return basic_queue(r); }
+    static basic_queue cross_in(crossing_reader& r) { return basic_queue(r); }
 
 protected:
-    explicit basic_queue(detail::crossing_reader& r) : base(r) {}
+    explicit basic_queue(crossing_reader& r) : base(r) {}
 };
 
 /// A queue that also counts unfinished tasks (Python: multiprocessing.JoinableQueue): each
@@ -208,10 +208,10 @@ public:
     void join() { this->core().join(); }
 
     /// In a start::spawn or start::forkserver child: the queue cross_out sent.
-    static basic_joinable_queue cross_in(detail::crossing_reader& r) { return basic_joinable_queue(r); }
+    static basic_joinable_queue cross_in(crossing_reader& r) { return basic_joinable_queue(r); }
 
 private:
-    explicit basic_joinable_queue(detail::crossing_reader& r) : basic_queue<T, Ps...>(r) {}
+    explicit basic_joinable_queue(crossing_reader& r) : basic_queue<T, Ps...>(r) {}
 };
 
 /// The simplest queue: unbounded, no timeouts, no counts (Python: multiprocessing.SimpleQueue).
@@ -229,10 +229,10 @@ public:
     T get() { return this->get_until(std::nullopt); }
 
     /// In a start::spawn or start::forkserver child: the queue cross_out sent.
-    static basic_simple_queue cross_in(detail::crossing_reader& r) { return basic_simple_queue(r); }
+    static basic_simple_queue cross_in(crossing_reader& r) { return basic_simple_queue(r); }
 
 private:
-    explicit basic_simple_queue(detail::crossing_reader& r) : base(r) {}
+    explicit basic_simple_queue(crossing_reader& r) : base(r) {}
 };
 
 } // namespace multiproc

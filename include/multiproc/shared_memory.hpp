@@ -9,7 +9,7 @@
 /// children (lock, value, array, ...) use anonymous memory instead and never leave one.
 #pragma once
 
-#include <multiproc/detail/codec/crossing_io.hpp>
+#include <multiproc/crossing.hpp>
 #include <multiproc/detail/os/sys.hpp>
 #include <multiproc/error.hpp>
 #include <multiproc/fwd.hpp>
@@ -121,14 +121,14 @@ public:
     /// Crossing into a start::spawn or start::forkserver child, as a process argument: the
     /// child attaches to the same segment through its descriptor (so it works even once the
     /// name is unlinked), as an attacher: it never unlinks.
-    void cross_out(detail::crossing_writer& w) const {
+    void cross_out(crossing_writer& w) const {
         if (!data_) detail::raise(value_error("multiproc: a closed shared_memory cannot cross into a child"));
         w.put_string(name_);
         w.put<std::uint64_t>(size_);
         w.put_fd(fd_.get());
     }
     /// In the child: the segment cross_out sent.
-    static shared_memory cross_in(detail::crossing_reader& r) {
+    static shared_memory cross_in(crossing_reader& r) {
         shared_memory m;
         m.name_ = r.get_string();
         const auto size = r.get<std::uint64_t>();

@@ -190,9 +190,9 @@ public:
 
     /// Crossing into a start::spawn or start::forkserver child, as a process argument: the
     /// child gets this same lock (its shared memory's descriptor travels with SCM_RIGHTS).
-    void cross_out(detail::crossing_writer& w) const { s_.cross_out(w); }
+    void cross_out(crossing_writer& w) const { s_.cross_out(w); }
     /// In the child: the lock cross_out sent.
-    static basic_lock cross_in(detail::crossing_reader& r) { return basic_lock(decltype(s_)::cross_in(r)); }
+    static basic_lock cross_in(crossing_reader& r) { return basic_lock(decltype(s_)::cross_in(r)); }
 
 private:
     friend class detail::lockable<basic_lock>;
@@ -230,9 +230,9 @@ public:
 
     /// Crossing into a start::spawn or start::forkserver child, as a process argument: the
     /// child gets this same recursive lock (its shared memory's descriptor travels with SCM_RIGHTS).
-    void cross_out(detail::crossing_writer& w) const { s_.cross_out(w); }
+    void cross_out(crossing_writer& w) const { s_.cross_out(w); }
     /// In the child: the recursive lock cross_out sent.
-    static rlock cross_in(detail::crossing_reader& r) { return rlock(decltype(s_)::cross_in(r)); }
+    static rlock cross_in(crossing_reader& r) { return rlock(decltype(s_)::cross_in(r)); }
 
 private:
     friend class detail::lockable<rlock>;
@@ -292,9 +292,9 @@ public:
 
     /// Crossing into a start::spawn or start::forkserver child, as a process argument: the
     /// child gets this same semaphore (its shared memory's descriptor travels with SCM_RIGHTS).
-    void cross_out(detail::crossing_writer& w) const { s_.cross_out(w); }
+    void cross_out(crossing_writer& w) const { s_.cross_out(w); }
     /// In the child: the semaphore cross_out sent.
-    static semaphore cross_in(detail::crossing_reader& r) { return semaphore(crossed(r)); }
+    static semaphore cross_in(crossing_reader& r) { return semaphore(crossed(r)); }
 
 protected:
     explicit semaphore(detail::shared_ptr_in_arena<detail::semaphore_state> s) : s_(std::move(s)) {}
@@ -309,7 +309,7 @@ protected:
 
     // A semaphore's state as a spawned child maps it, checked to lie, slots and all, within
     // the memory that came with it.
-    static detail::shared_ptr_in_arena<detail::semaphore_state> crossed(detail::crossing_reader& r) {
+    static detail::shared_ptr_in_arena<detail::semaphore_state> crossed(crossing_reader& r) {
         auto s = detail::shared_ptr_in_arena<detail::semaphore_state>::cross_in(r);
         const auto& b = s.block();
         std::size_t room = b.chunk->region.size() - b.offset() - sizeof(detail::semaphore_state);
@@ -374,9 +374,9 @@ public:
 
     /// Crossing into a start::spawn or start::forkserver child, as a process argument: the
     /// child gets this same bounded semaphore (its shared memory's descriptor travels with SCM_RIGHTS).
-    void cross_out(detail::crossing_writer& w) const { s_.cross_out(w); }
+    void cross_out(crossing_writer& w) const { s_.cross_out(w); }
     /// In the child: the bounded semaphore cross_out sent.
-    static bounded_semaphore cross_in(detail::crossing_reader& r) { return bounded_semaphore(crossed(r)); }
+    static bounded_semaphore cross_in(crossing_reader& r) { return bounded_semaphore(crossed(r)); }
 
 private:
     explicit bounded_semaphore(detail::shared_ptr_in_arena<detail::semaphore_state> s) : semaphore(std::move(s)) {}
@@ -424,9 +424,9 @@ public:
 
     /// Crossing into a start::spawn or start::forkserver child, as a process argument: the
     /// child gets this same event (its shared memory's descriptor travels with SCM_RIGHTS).
-    void cross_out(detail::crossing_writer& w) const { s_.cross_out(w); }
+    void cross_out(crossing_writer& w) const { s_.cross_out(w); }
     /// In the child: the event cross_out sent.
-    static event cross_in(detail::crossing_reader& r) { return event(decltype(s_)::cross_in(r)); }
+    static event cross_in(crossing_reader& r) { return event(decltype(s_)::cross_in(r)); }
 
 private:
     explicit event(detail::shared_ptr_in_arena<detail::event_state> s) : s_(std::move(s)) {}
@@ -586,13 +586,13 @@ public:
 
     /// Crossing into a start::spawn or start::forkserver child, as a process argument: the
     /// child gets this same condition and its lock.
-    void cross_out(detail::crossing_writer& w) const {
+    void cross_out(crossing_writer& w) const {
         l_.cross_out(w);
         w.put<std::uint8_t>(recursive_ ? 1 : 0);
         c_.cross_out(w);
     }
     /// In the child: the condition cross_out sent.
-    static condition cross_in(detail::crossing_reader& r) {
+    static condition cross_in(crossing_reader& r) {
         auto l = decltype(l_)::cross_in(r);
         const bool recursive = r.get<std::uint8_t>() != 0;
         return condition(std::move(l), recursive, decltype(c_)::cross_in(r));
@@ -795,7 +795,7 @@ public:
     /// Crossing into a start::spawn or start::forkserver child, as a process argument: the
     /// child gets this same barrier and its default timeout. A barrier with an action cannot
     /// cross (the action is code and state of this process): serialization_error.
-    void cross_out(detail::crossing_writer& w) const {
+    void cross_out(crossing_writer& w) const {
         if (action_)
             detail::raise(serialization_error("multiproc: a barrier with an action cannot cross into a start::spawn or "
                                       "start::forkserver child (the action lives in this process); make the "
@@ -804,7 +804,7 @@ public:
         w.put<std::int64_t>(timeout_ ? timeout_->count() : -1);
     }
     /// In the child: the barrier cross_out sent.
-    static barrier cross_in(detail::crossing_reader& r) {
+    static barrier cross_in(crossing_reader& r) {
         auto s = decltype(s_)::cross_in(r);
         const auto t = r.get<std::int64_t>();
         return barrier(std::move(s), t < 0 ? std::nullopt : std::optional(std::chrono::nanoseconds(t)));

@@ -157,9 +157,9 @@ public:
 
     /// Crossing into a start::spawn or start::forkserver child, as a process argument: the
     /// child gets this same shared T.
-    void cross_out(detail::crossing_writer& w) const { cell_.cross_out(w); }
+    void cross_out(crossing_writer& w) const { cell_.cross_out(w); }
     /// In the child: the value cross_out sent.
-    static raw_value cross_in(detail::crossing_reader& r) { return raw_value(detail::shared_ptr_in_arena<T>::cross_in(r)); }
+    static raw_value cross_in(crossing_reader& r) { return raw_value(detail::shared_ptr_in_arena<T>::cross_in(r)); }
 
 protected:
     explicit raw_value(detail::shared_ptr_in_arena<T> cell) : cell_(std::move(cell)) {}
@@ -194,14 +194,14 @@ public:
 
     /// Crossing into a start::spawn or start::forkserver child, as a process argument: the
     /// child gets this same value and its lock.
-    void cross_out(detail::crossing_writer& w) const
+    void cross_out(crossing_writer& w) const
         requires detail::crosses_itself<Lock>
     {
         raw_value<T>::cross_out(w);
         lock_.cross_out(w);
     }
     /// In the child: the value cross_out sent.
-    static value cross_in(detail::crossing_reader& r)
+    static value cross_in(crossing_reader& r)
         requires detail::crosses_itself<Lock>
     {
         raw_value<T> v = raw_value<T>::cross_in(r);
@@ -275,16 +275,16 @@ public:
 
     /// Crossing into a start::spawn or start::forkserver child, as a process argument: the
     /// child gets these same elements.
-    void cross_out(detail::crossing_writer& w) const {
+    void cross_out(crossing_writer& w) const {
         block_.cross_out(w);
         w.put<std::uint64_t>(size_);
     }
     /// In the child: the array cross_out sent.
-    static raw_array cross_in(detail::crossing_reader& r) { return raw_array(r); }
+    static raw_array cross_in(crossing_reader& r) { return raw_array(r); }
 
 protected:
     // In the child of a crossing: the elements cross_out sent.
-    explicit raw_array(detail::crossing_reader& r) : raw_array(crossed(r)) {}
+    explicit raw_array(crossing_reader& r) : raw_array(crossed(r)) {}
 
 private:
 
@@ -296,7 +296,7 @@ private:
         if (n > std::numeric_limits<std::size_t>::max() / 2 / sizeof(T)) detail::raise(value_error("array is too large"));
         return {detail::arena::instance().allocate(n * sizeof(T)), n};
     }
-    static storage crossed(detail::crossing_reader& r) {
+    static storage crossed(crossing_reader& r) {
         // The block first (its descriptor and offset), then the count, checked against the
         // memory mapped.
         detail::shared_block b = detail::shared_block::cross_in(r, 0);
@@ -339,14 +339,14 @@ public:
 
     /// Crossing into a start::spawn or start::forkserver child, as a process argument: the
     /// child gets these same elements and their lock.
-    void cross_out(detail::crossing_writer& w) const
+    void cross_out(crossing_writer& w) const
         requires detail::crosses_itself<Lock>
     {
         raw_array<T>::cross_out(w);
         lock_.cross_out(w);
     }
     /// In the child: the array cross_out sent.
-    static array cross_in(detail::crossing_reader& r)
+    static array cross_in(crossing_reader& r)
         requires detail::crosses_itself<Lock>
     {
         return array(r);
@@ -354,7 +354,7 @@ public:
 
 private:
     // Base first (the elements), then the lock: the order cross_out wrote them.
-    explicit array(detail::crossing_reader& r) : raw_array<T>(r), lock_(Lock::cross_in(r)) {}
+    explicit array(crossing_reader& r) : raw_array<T>(r), lock_(Lock::cross_in(r)) {}
 
     mutable Lock lock_;
 };

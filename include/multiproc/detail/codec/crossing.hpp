@@ -2,11 +2,11 @@
 // memory (a spawn or forkserver child) — as bytes plus file descriptors passed with
 // SCM_RIGHTS (Python: pickling with multiprocessing.reduction's fd passing).
 //
-// A type says how it crosses with two members (the customization point phase 2's queues,
-// pipes, locks and shared memory implement):
+// A type says how it crosses with two members (the public customization point of
+// <multiproc/crossing.hpp>; queues, pipes, locks and shared memory implement it too):
 //
-//     void cross_out(multiproc::detail::crossing_writer& w) const;  // bytes and descriptors
-//     static T cross_in(multiproc::detail::crossing_reader& r);      // rebuilt from them
+//     void cross_out(multiproc::crossing_writer& w) const;  // bytes and descriptors
+//     static T cross_in(multiproc::crossing_reader& r);      // rebuilt from them
 //
 // Everything else is data, encoded by the serialization policy (serialize::binary by
 // default). Pointers (and views holding them) mean nothing in another program and are
@@ -43,6 +43,36 @@ inline constexpr bool crossing_vector = false;
 template <class E>
 inline constexpr bool crossing_vector<std::vector<E>> = crosses_itself<E>;
 
+template <class S, class T>
+constexpr bool crossable();
+
+/// The element types of a std::tuple or std::pair, as a std::tuple (void for other types).
+template <class T>
+struct tuple_elements {
+    using type = void;
+};
+template <class... Es>
+struct tuple_elements<std::tuple<Es...>> {
+    using type = std::tuple<Es...>;
+};
+template <class A, class B>
+struct tuple_elements<std::pair<A, B>> {
+    using type = std::tuple<A, B>;
+};
+
+// Whether a tuple of these element types crosses element by element (see crossing_tuple).
+template <class S, class Elements>
+inline constexpr bool crossing_elements = false;
+template <class S, class... Es>
+inline constexpr bool crossing_elements<S, std::tuple<Es...>> =
+    (... || (crosses_itself<Es> || crossing_vector<Es> || crossing_elements<S, typename tuple_elements<Es>::type>)) &&
+    (... && crossable<S, Es>());
+
+/// A std::tuple or std::pair of which some element crosses itself (or is a vector or tuple
+/// of such): it crosses element by element, each as an argument would.
+template <class S, class T>
+inline constexpr bool crossing_tuple = crossing_elements<S, typename tuple_elements<T>::type>;
+
 // Types that hold an address: their bytes mean nothing in another program, whatever a
 // serializer would make of them (even one a user declared them to, as
 // serialize::enable_bitwise can).
@@ -53,12 +83,12 @@ constexpr bool holds_address = std::is_pointer_v<T> || std::is_member_pointer_v<
 
 /// What can be an argument of a spawn or forkserver process (or a member a process
 /// subclass lists in fields()), with S the serialization policy: an object that crosses
-/// itself, a std::vector of those, or data S can send.
+/// itself, a std::vector of those, a std::tuple or std::pair holding one, or data S can send.
 template <class S, class T>
 constexpr bool crossable() {
     if constexpr (crosses_itself<T>)
         return true;
-    else if constexpr (crossing_vector<T>)
+    else if constexpr (crossing_vector<T> || crossing_tuple<S, T>)
         return true;
     else
         return serializer_for<S, T> && !holds_address<T>;
@@ -73,6 +103,8 @@ void cross_save(crossing_writer& w, const T& v) {
     } else if constexpr (crossing_vector<T>) {
         w.put<std::uint64_t>(v.size());
         for (const auto& x : v) x.cross_out(w);
+    } else if constexpr (crossing_tuple<S, T>) {
+        std::apply([&](const auto&... x) { (cross_save<S>(w, x), ...); }, v);
     } else {
         std::vector<std::byte> bytes;
         vector_writer out(bytes);
@@ -94,6 +126,10 @@ T cross_load(crossing_reader& r) {
         T v;
         for (std::uint64_t i = 0; i < n; ++i) v.push_back(T::value_type::cross_in(r));
         return v;
+    } else if constexpr (crossing_tuple<S, T>) {
+        return [&]<class... Es>(std::type_identity<std::tuple<Es...>>) {
+            return T{cross_load<S, Es>(r)...}; // braces: elements read in order
+        }(std::type_identity<typename tuple_elements<T>::type>{});
     } else {
         const std::string_view bytes = r.get_view(); // the length, checked, then the encoding
         span_reader in({reinterpret_cast<const std::byte*>(bytes.data()), bytes.size()});
