@@ -156,141 +156,114 @@ struct field_cannot_be_serialized;
 template <class T, class S>
 struct type_cannot_be_serialized_by;
 
+template <class T>
+struct bitwise_supported : std::bool_constant<std::is_object_v<T> && !std::is_array_v<T> && std::is_trivially_copyable_v<T> &&
+                                     detail::bitwise_data::data<T>()> {};
+template <class T>
+struct binary_supported : std::bool_constant<bin::supported_v<T>> {};
+
 } // namespace detail
 
 namespace serialize {
 
-/// Plain data as its bytes: one memcpy each way, straight into and out of the transport's
-/// buffer where it allows. Sends arithmetic types, enums, and aggregates (nested, with
-/// arrays) of those; refuses at compile time, naming the member, anything holding an
-/// address (pointers, references, std::string_view, std::span), anything not trivially
-/// copyable, and classes it cannot look inside unless they are declared with
-/// `enable_bitwise`. The bytes are trusted to come from the same program (only their
-/// count is checked), so an invalid bool arrives as sent. Python has no counterpart (pickle
-/// always describes the value).
-struct bitwise {
-    using policy_kind = kind::serialize;
-    static constexpr std::string_view name = "bitwise";
-
-    /// Whether T can be sent: a trivially copyable object type, not an array, that is plain
-    /// data (see above) or declared with enable_bitwise.
-    template <class T>
-    static constexpr bool supports = std::is_object_v<T> && !std::is_array_v<T> && std::is_trivially_copyable_v<T> &&
-                                     detail::bitwise_data::data<T>();
-
-    /// Stops compilation with a sentence that says why T cannot be sent (T unsupported).
-    template <class T>
-    static constexpr void explain() {
-        using U = std::remove_cv_t<T>;
-        if constexpr (!std::is_object_v<T> || std::is_array_v<T> || !std::is_trivially_copyable_v<T>) {
-            static_assert(supports<T>,
-                          "multiproc: serialize::bitwise sends only trivially copyable objects that are not arrays, "
-                          "and the message type T (named below, in type_cannot_be_serialized_by<T, S>) is not one; "
-                          "make it an aggregate of data, adapt it with Hana, or use cereal (serialize::binary or "
-                          "ext::serialize::cereal)");
-            detail::type_cannot_be_serialized_by<T, bitwise> carrier;
-            (void)carrier;
-        } else if constexpr (detail::fields::reflectable<U>) {
-            static_assert(supports<T>,
-                          "multiproc: serialize::bitwise cannot send the message type T: one of its fields (the "
-                          "aggregate that holds it, its index and its type are named below, in "
-                          "field_cannot_be_serialized<T, S, index, FieldType>) is a pointer, a reference, a "
-                          "std::string_view or std::span, or a type that is not trivially copyable or that bitwise "
-                          "cannot look inside, and its bytes would mean nothing in another process; make it an "
-                          "aggregate of data, adapt it with Hana, or use cereal (or, if its bytes are meant to be "
-                          "sent, specialize multiproc::serialize::enable_bitwise<T> = true)");
-            using at_fault = detail::bitwise_data::fault<U>;
-            detail::field_cannot_be_serialized<typename at_fault::holder, bitwise, at_fault::index,
-                                               typename at_fault::type>
-                carrier;
-            (void)carrier;
-        } else {
-            static_assert(supports<T>,
-                          "multiproc: serialize::bitwise cannot look inside the message type T (named below, in "
-                          "type_cannot_be_serialized_by<T, S>): it holds an address (a pointer, a view, an array of "
-                          "those), or it is a class that is not an aggregate whose members can be listed (private "
-                          "members, constructors, a base class, a union, a reference member); make it an aggregate "
-                          "of data, "
-                          "adapt it with Hana, or use cereal (or, if its bytes mean the same in another process, "
-                          "specialize multiproc::serialize::enable_bitwise<T> = true)");
-            detail::type_cannot_be_serialized_by<T, bitwise> carrier;
-            (void)carrier;
-        }
+template <class T>
+constexpr void bitwise::explain() {
+    using U = std::remove_cv_t<T>;
+    if constexpr (!std::is_object_v<T> || std::is_array_v<T> || !std::is_trivially_copyable_v<T>) {
+        static_assert(supports<T>,
+                      "multiproc: serialize::bitwise sends only trivially copyable objects that are not arrays, "
+                      "and the message type T (named below, in type_cannot_be_serialized_by<T, S>) is not one; "
+                      "make it an aggregate of data, adapt it with Hana, or use cereal (serialize::binary or "
+                      "ext::serialize::cereal)");
+        detail::type_cannot_be_serialized_by<T, bitwise> carrier;
+        (void)carrier;
+    } else if constexpr (detail::fields::reflectable<U>) {
+        static_assert(supports<T>,
+                      "multiproc: serialize::bitwise cannot send the message type T: one of its fields (the "
+                      "aggregate that holds it, its index and its type are named below, in "
+                      "field_cannot_be_serialized<T, S, index, FieldType>) is a pointer, a reference, a "
+                      "std::string_view or std::span, or a type that is not trivially copyable or that bitwise "
+                      "cannot look inside, and its bytes would mean nothing in another process; make it an "
+                      "aggregate of data, adapt it with Hana, or use cereal (or, if its bytes are meant to be "
+                      "sent, specialize multiproc::serialize::enable_bitwise<T> = true)");
+        using at_fault = detail::bitwise_data::fault<U>;
+        detail::field_cannot_be_serialized<typename at_fault::holder, bitwise, at_fault::index,
+                                           typename at_fault::type>
+            carrier;
+        (void)carrier;
+    } else {
+        static_assert(supports<T>,
+                      "multiproc: serialize::bitwise cannot look inside the message type T (named below, in "
+                      "type_cannot_be_serialized_by<T, S>): it holds an address (a pointer, a view, an array of "
+                      "those), or it is a class that is not an aggregate whose members can be listed (private "
+                      "members, constructors, a base class, a union, a reference member); make it an aggregate "
+                      "of data, "
+                      "adapt it with Hana, or use cereal (or, if its bytes mean the same in another process, "
+                      "specialize multiproc::serialize::enable_bitwise<T> = true)");
+        detail::type_cannot_be_serialized_by<T, bitwise> carrier;
+        (void)carrier;
     }
+}
 
-    /// The encoded size: always sizeof(T).
-    template <class T>
-        requires supports<T>
-    static constexpr std::size_t encoded_size(const T&) noexcept {
+template <class T>
+constexpr std::size_t bitwise::encoded_size(const T&) noexcept
+    requires supports<T>
+{
+    return sizeof(T);
+}
+
+template <class T, byte_writer W>
+void bitwise::encode(const T& v, W& w)
+    requires supports<T>
+{
+    w.write(std::addressof(v), sizeof(T));
+}
+
+template <class T, byte_reader R>
+T bitwise::decode(R& r)
+    requires supports<T>
+{
+    if (r.remaining() != sizeof(T))
+        detail::raise(serialization_error("multiproc: cannot decode a " + detail::type_name<T>() +
+                                          " (serialize::bitwise): the frame holds " + std::to_string(r.remaining()) +
+                                          " bytes, not " + std::to_string(sizeof(T))));
+    if constexpr (std::is_default_constructible_v<T>) {
+        T v; // read straight into the value returned: one copy
+        r.read(std::addressof(v), sizeof(T));
+        return v;
+    } else {
+        std::array<std::byte, sizeof(T)> bytes;
+        r.read(bytes.data(), sizeof(T));
+        return std::bit_cast<T>(bytes);
+    }
+}
+
+template <class T>
+std::size_t binary::encoded_size(const T& v)
+    requires supports<T>
+{
+    if constexpr (detail::bin::block<T>()) {
         return sizeof(T);
+    } else {
+        detail::size_counter c;
+        detail::bin::encode(v, c);
+        return c.size();
     }
+}
 
-    template <class T, byte_writer W>
-        requires supports<T>
-    static void encode(const T& v, W& w) {
-        w.write(std::addressof(v), sizeof(T));
-    }
+template <class T, byte_writer W>
+void binary::encode(const T& v, W& w)
+    requires supports<T>
+{
+    detail::bin::encode(v, w);
+}
 
-    /// Throws serialization_error unless the frame holds exactly sizeof(T) bytes.
-    template <class T, byte_reader R>
-        requires supports<T>
-    static T decode(R& r) {
-        if (r.remaining() != sizeof(T))
-            detail::raise(serialization_error("multiproc: cannot decode a " + detail::type_name<T>() +
-                                      " (serialize::bitwise): the frame holds " + std::to_string(r.remaining()) +
-                                      " bytes, not " + std::to_string(sizeof(T))));
-        if constexpr (std::is_default_constructible_v<T>) {
-            T v; // read straight into the value returned: one copy
-            r.read(std::addressof(v), sizeof(T));
-            return v;
-        } else {
-            std::array<std::byte, sizeof(T)> bytes;
-            r.read(bytes.data(), sizeof(T));
-            return std::bit_cast<T>(bytes);
-        }
-    }
-
-};
-
-/// Standard types, plain aggregates (detail/codec/fields.hpp) and Hana-adapted structs, nested freely;
-/// the default. Covers arithmetic types, enums with a fixed underlying type, std::string,
-/// vector, array, deque, list, (unordered_)(multi)map and set, pair, tuple, optional,
-/// variant, chrono durations and time points. Decoding checks every length against the
-/// frame, so corrupt bytes are a `serialization_error`, never a crash or a huge allocation.
-struct binary {
-    using policy_kind = kind::serialize;
-    static constexpr std::string_view name = "binary";
-
-    /// Whether T (and everything inside it) has an encoding.
-    template <class T>
-    static constexpr bool supports = detail::bin::supported_v<T>;
-
-    /// The exact number of bytes `encode` writes (a counting pass, no copy).
-    template <class T>
-        requires supports<T>
-    static std::size_t encoded_size(const T& v) {
-        if constexpr (detail::bin::block<T>()) {
-            return sizeof(T);
-        } else {
-            detail::size_counter c;
-            detail::bin::encode(v, c);
-            return c.size();
-        }
-    }
-
-    template <class T, byte_writer W>
-        requires supports<T>
-    static void encode(const T& v, W& w) {
-        detail::bin::encode(v, w);
-    }
-
-    /// Decodes the whole frame; left-over bytes are an error too.
-    template <class T, byte_reader R>
-        requires supports<T>
-    static T decode(R& r) {
-        return detail::bin::decode_frame<T>(r);
-    }
-};
+template <class T, byte_reader R>
+T binary::decode(R& r)
+    requires supports<T>
+{
+    return detail::bin::decode_frame<T>(r);
+}
 
 } // namespace serialize
 

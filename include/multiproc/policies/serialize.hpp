@@ -1,7 +1,8 @@
 /// @file policies/serialize.hpp
 /// Serialization policies (Python: pickle, which multiprocessing uses for everything it sends):
-/// their names, what a policy must provide, and the default. The policies themselves are
-/// defined in <multiproc/serialize.hpp>, which every header that sends values includes.
+/// the policies, what a policy must provide, and the default. The operations of bitwise and
+/// binary are defined in <multiproc/serialize.hpp>, which every header that sends values
+/// includes: naming a policy reads no codec.
 #pragma once
 
 #include <multiproc/config.hpp> // first: a pre-C++20 build stops at its sentence
@@ -39,10 +40,80 @@ namespace serialize {
 template <class T>
 inline constexpr bool enable_bitwise = false;
 
-/// Plain data as its bytes (defined in <multiproc/serialize.hpp>).
-struct bitwise;
-/// Standard types, aggregates and Hana structs; the default (defined in <multiproc/serialize.hpp>).
-struct binary;
+} // namespace serialize
+
+namespace detail {
+template <class T>
+struct bitwise_supported; // <multiproc/serialize.hpp>
+template <class T>
+struct binary_supported; // <multiproc/serialize.hpp>
+} // namespace detail
+
+namespace serialize {
+
+/// Plain data as its bytes: one memcpy each way, straight into and out of the transport's
+/// buffer where it allows. Sends arithmetic types, enums, and aggregates (nested, with
+/// arrays) of those; refuses at compile time, naming the member, anything holding an
+/// address (pointers, references, std::string_view, std::span), anything not trivially
+/// copyable, and classes it cannot look inside unless they are declared with
+/// `enable_bitwise`. The bytes are trusted to come from the same program (only their
+/// count is checked), so an invalid bool arrives as sent. Python has no counterpart (pickle
+/// always describes the value).
+struct bitwise {
+    using policy_kind = kind::serialize;
+    static constexpr std::string_view name = "bitwise";
+
+    /// Whether T can be sent: a trivially copyable object type, not an array, that is plain
+    /// data (see above) or declared with enable_bitwise.
+    template <class T>
+    static constexpr bool supports = detail::bitwise_supported<T>::value;
+
+    /// Stops compilation with a sentence that says why T cannot be sent (T unsupported).
+    template <class T>
+    static constexpr void explain();
+
+    /// The encoded size: always sizeof(T).
+    template <class T>
+    static constexpr std::size_t encoded_size(const T&) noexcept
+        requires supports<T>;
+
+    template <class T, byte_writer W>
+    static void encode(const T& v, W& w)
+        requires supports<T>;
+
+    /// Throws serialization_error unless the frame holds exactly sizeof(T) bytes.
+    template <class T, byte_reader R>
+    static T decode(R& r)
+        requires supports<T>;
+};
+
+/// Standard types, plain aggregates (detail/codec/fields.hpp) and Hana-adapted structs, nested freely;
+/// the default. Covers arithmetic types, enums with a fixed underlying type, std::string,
+/// vector, array, deque, list, (unordered_)(multi)map and set, pair, tuple, optional,
+/// variant, chrono durations and time points. Decoding checks every length against the
+/// frame, so corrupt bytes are a `serialization_error`, never a crash or a huge allocation.
+struct binary {
+    using policy_kind = kind::serialize;
+    static constexpr std::string_view name = "binary";
+
+    /// Whether T (and everything inside it) has an encoding.
+    template <class T>
+    static constexpr bool supports = detail::binary_supported<T>::value;
+
+    /// The exact number of bytes `encode` writes (a counting pass, no copy).
+    template <class T>
+    static std::size_t encoded_size(const T& v)
+        requires supports<T>;
+
+    template <class T, byte_writer W>
+    static void encode(const T& v, W& w)
+        requires supports<T>;
+
+    /// Decodes the whole frame; left-over bytes are an error too.
+    template <class T, byte_reader R>
+    static T decode(R& r)
+        requires supports<T>;
+};
 
 } // namespace serialize
 
