@@ -341,29 +341,44 @@ TEST_CASE("bytes that are not a start request are refused by the child, never a 
                                                                    "child is truncated"));
 }
 
-TEST_CASE("two different targets with one name get distinct identifiers, in registration order",
+TEST_CASE("two different pieces of code with one name get distinct identifiers, in registration order",
           "[spawn][registry]") {
-    auto load1 = [](detail::crossing_reader&, const detail::child_record&) -> void* { return nullptr; };
-    auto load2 = [](detail::crossing_reader&, const detail::child_record&) -> void* { return &g_counter; };
-    auto run = [](void*) {};
-    const std::string first = detail::register_target("test-shared-id", {+load1, +run});
-    const std::string second = detail::register_target("test-shared-id", {+load2, +run});
-    const std::string again = detail::register_target("test-shared-id", {+load2, +run}); // the same target
-    CHECK(first == "test-shared-id");
-    CHECK(second == "test-shared-id#1");
-    CHECK(again == second);
-    auto& entries = detail::registry().entries;
-    CHECK(entries.at(first).load == +load1);
-    CHECK(entries.at(second).load == +load2);
-    detail::target_ref t{second.c_str(), nullptr, nullptr};
+    // The registry that process targets and pool code share, on an entry type of this test's
+    // own (so that the program's registry of targets stays as its children will make it).
+    struct test_entry {
+        int (*code)();
+        bool operator==(const test_entry&) const = default;
+    };
+    auto one = [] { return 1; };
+    auto two = [] { return 2; };
+    auto& reg = detail::code_registry<test_entry>::instance();
+    auto first = reg.add("test-shared-id", {+one});
+    auto second = reg.add("test-shared-id", {+two});
+    auto again = reg.add("test-shared-id", {+two}); // the same code
+    CHECK(std::string(first.id) == "test-shared-id");
+    CHECK(std::string(second.id) == "test-shared-id#1");
+    CHECK(again.index == second.index);
+    CHECK(again.id == second.id);
+    CHECK(first.index + 1 == second.index);
+    REQUIRE(reg.find(std::string_view("test-shared-id")) != nullptr);
+    CHECK(reg.find(std::string_view("test-shared-id"))->code == +one);
+    CHECK(reg.find(std::string_view("test-shared-id#1"))->code == +two);
+    CHECK(reg.find(std::string_view("test-shared-id#2")) == nullptr);
+    // By number, the signature (the hash of the key) must match too.
+    const auto signature = detail::key_hash("test-shared-id");
+    REQUIRE(reg.find(second.index, signature) != nullptr);
+    CHECK(reg.find(second.index, signature)->code() == 2);
+    CHECK(reg.find(second.index, signature ^ 1) == nullptr);
+    CHECK(reg.find(second.index + 1, signature) == nullptr);
+
+    // A target start() sends must be registered; an identifier that is not is refused.
+    using key = detail::function_target<serialize::binary, decltype([] {})>;
+    detail::target_ref t{detail::target_id<key>(), nullptr, nullptr};
     CHECK_NOTHROW(detail::check_can_start_fresh("spawn", t, "twin"));
     detail::target_ref unknown{"test-never-registered", nullptr, nullptr};
     CHECK_THROWS_WITH(detail::check_can_start_fresh("spawn", unknown, "ghost"),
                       "multiproc: the target of process ghost (identifier test-never-registered) is not registered "
                       "in this program");
-    // Leave the registry as the program made it, for the children of later cases.
-    entries.erase(first);
-    entries.erase(second);
 }
 
 TEMPLATE_TEST_CASE("two lambdas of one function that look alike are told apart in a fresh child",

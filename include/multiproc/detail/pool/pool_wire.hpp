@@ -2,6 +2,9 @@
 // worker finds the code of a task (the invoker registry), and the worker's main loop.
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
+#include <multiproc/detail/runtime/code_registry.hpp>
 #include <multiproc/detail/pool/byte_ring.hpp>
 #include <multiproc/detail/codec/crossing_io.hpp>
 #include <multiproc/detail/util/demangle.hpp>
@@ -34,7 +37,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-namespace multiproc::detail {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
 
 // ---------------------------------------------------------------------------------------
 // Shared memory.
@@ -208,47 +211,21 @@ struct result_sink {
 
 using invoker_fn = void (*)(const task_view&, result_sink&);
 
-/// Functions of type Fn numbered in the order the program registers them (at static
-/// initialization, so that every run of the executable numbers them alike), each with a
-/// signature that a lookup must match.
-template <class Fn>
-class fn_table {
-public:
-    static fn_table& instance() {
-        static fn_table* t = new fn_table(); // never destroyed: workers may look up late
-        return *t;
-    }
-    std::uint32_t add(Fn fn, std::uint64_t signature) {
-        std::lock_guard lk(mu_);
-        entries_.emplace_back(fn, signature);
-        return static_cast<std::uint32_t>(entries_.size() - 1);
-    }
-    /// The function with number `id`, if its signature matches; nullptr otherwise.
-    Fn find(std::uint32_t id, std::uint64_t signature) {
-        std::lock_guard lk(mu_);
-        if (id >= entries_.size() || entries_[id].second != signature) return nullptr;
-        return entries_[id].first;
-    }
-
-private:
-    std::mutex mu_;
-    std::vector<std::pair<Fn, std::uint64_t>> entries_;
-};
-
-inline std::uint32_t register_invoker(invoker_fn fn, std::uint64_t signature) {
-    return fn_table<invoker_fn>::instance().add(fn, signature);
+inline std::uint32_t register_invoker(std::string_view key, invoker_fn fn) {
+    return code_registry<invoker_fn>::instance().add(key, fn).index;
 }
 
 /// The invoker with number `id`, if its signature matches; nullptr otherwise.
 inline invoker_fn find_invoker(std::uint32_t id, std::uint64_t signature) {
-    return fn_table<invoker_fn>::instance().find(id, signature);
+    const invoker_fn* fn = code_registry<invoker_fn>::instance().find(id, signature);
+    return fn ? *fn : nullptr;
 }
 
 /// The number of invoker `Inv`, registered during static initialization of the program
 /// (a variable template's initializer runs before main), so that a worker forked at any
 /// time, or a process started from the same executable, has the same table.
 template <class Inv>
-inline const std::uint32_t invoker_id = register_invoker(&Inv::run, key_hash(type_key<Inv>()));
+inline const std::uint32_t invoker_id = register_invoker(type_key<Inv>(), &Inv::run);
 
 /// The signature a lookup of invoker `Inv` must match; computed during static initialisation,
 /// not on first use (a lazily initialised static's guard, left "in progress" by another
@@ -444,7 +421,8 @@ public:
         if (r.get<std::uint8_t>()) {
             const auto id = r.get<std::uint32_t>();
             const auto signature = r.get<std::uint64_t>();
-            remote_init_fn fn = fn_table<remote_init_fn>::instance().find(id, signature);
+            const remote_init_fn* found = code_registry<remote_init_fn>::instance().find(id, signature);
+            remote_init_fn fn = found ? *found : nullptr;
             if (!fn) detail::raise(error("multiproc: this program does not know the pool's initializer (a different build?)"));
             // On the heap: the link is moved after this, and the boot keeps a pointer to it.
             l.init_ = std::make_shared<std::function<void()>>([fn, args = r.get_string()] {
@@ -668,4 +646,4 @@ inline void worker_main(const worker_boot& b) {
     }
 }
 
-} // namespace multiproc::detail
+} MULTIPROC_ABI_END } // namespace multiproc::detail

@@ -10,6 +10,9 @@
 // "ok" or an error sentence, and runs the target as child_main does after a fork.
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
+#include <multiproc/detail/runtime/code_registry.hpp>
 #include <multiproc/detail/codec/crossing.hpp>
 #include <multiproc/detail/runtime/runtime.hpp>
 #include <multiproc/detail/os/sys.hpp>
@@ -38,7 +41,7 @@
 
 extern char** environ; // NOLINT: POSIX declares it nowhere
 
-namespace multiproc::detail {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
 
 // ---------------------------------------------------------------------------------------
 // The line main() needs. freeze_support<T>() ODR-uses freeze_support_marker<T>, whose
@@ -56,43 +59,25 @@ inline const bool freeze_support_marker = (freeze_support_recorded = true);
 inline constexpr const char* bootstrap_variable = "MULTIPROC_BOOTSTRAP";
 
 // ---------------------------------------------------------------------------------------
-// The registry of targets. Each entry is made at static initialisation by the variable
-// template `registered<Key>`, which start() ODR-uses for the targets it may send: the same
-// executable makes the same entries in the child. The identifier is detail::type_key<Key>() (the mangled name of Key where there is RTTI).
+// The registry of targets (runtime/code_registry.hpp). Each entry is made at static
+// initialisation by the variable template `registered<Key>`, which start() ODR-uses for the
+// targets it may send: the same executable makes the same entries in the child. A target is
+// sent by its identifier, detail::type_key<Key>() (the mangled name of Key where there is
+// RTTI), numbered `#N` when other code came first under the same key.
 
 /// How a child rebuilds a target from the request (`load`) and runs it (`run`).
 struct target_entry {
     void* (*load)(crossing_reader& in, const child_record& self);
     void (*run)(void* target);
+    friend bool operator==(const target_entry&, const target_entry&) = default;
 };
 
-struct target_registry {
-    std::map<std::string, target_entry, std::less<>> entries;
-};
-
-/// The registry of this program. Never destroyed.
-inline target_registry& registry() {
-    static auto* r = new target_registry();
-    return *r;
-}
-
-/// Adds a target and returns its identifier: `key`, or `key#N` when N other targets came
-/// first with the same key (types with internal linkage in different translation units can
-/// share a mangled name; without RTTI, two lambdas of one function share a spelling). Static
-/// initialisation registers in the same order in every run of the executable, so the
-/// numbers agree between a parent and the fresh copies it starts.
-inline const char* register_target(const char* key, target_entry e) {
-    auto& reg = registry();
-    for (unsigned n = 0;; ++n) {
-        std::string id = n == 0 ? std::string(key) : std::string(key) + "#" + std::to_string(n);
-        auto [it, fresh] = reg.entries.emplace(std::move(id), e);
-        if (fresh || (it->second.load == e.load && it->second.run == e.run)) return it->first.c_str();
-    }
-}
+/// The targets of this program.
+inline code_registry<target_entry>& targets() { return code_registry<target_entry>::instance(); }
 
 /// The identifier of target Key (registered during static initialisation).
 template <class Key>
-inline const char* const registered = register_target(type_key<Key>(), target_entry{&Key::load, &Key::run});
+inline const char* const registered = targets().add(type_key<Key>(), target_entry{&Key::load, &Key::run}).id;
 
 /// The identifier of a target.
 template <class Key>
@@ -124,12 +109,8 @@ struct function_target {
     }
 };
 
-// A hash of the identifiers, in order: equal in two runs of one build.
-inline std::uint64_t registry_hash() {
-    std::string all;
-    for (auto& [id, e] : registry().entries) (all += id) += '\n';
-    return key_hash(all);
-}
+// A hash of the targets' identifiers, in order: equal in two runs of one build.
+inline std::uint64_t registry_hash() { return targets().hash(); }
 
 /// The GNU build-id of the running executable, in hex; empty if it was linked without one.
 /// Read from the program headers at each call (a few microseconds, once per child started),
@@ -187,8 +168,7 @@ inline void check_can_start_fresh(std::string_view method, const target_ref& t, 
                           ", which starts a fresh copy of this program, but main() does not call "
                           "multiproc::freeze_support(); make `multiproc::freeze_support();` the first "
                           "statement of main()"));
-    auto& reg = registry();
-    if (!reg.entries.count(t.id))
+    if (!targets().find(std::string_view(t.id)))
         detail::raise(error("multiproc: the target of process " + name + " (identifier " + std::string(t.id) +
                     ") is not registered in this program"));
 }
@@ -298,15 +278,13 @@ inline void send_reply(int sock, bool ok, std::string_view text) noexcept {
             send_reply(sock, false, why);
             ::_exit(1);
         }
-        auto& reg = registry();
-        auto it = reg.entries.find(q.target);
-        if (it == reg.entries.end()) {
+        const target_entry* found = targets().find(std::string_view(q.target));
+        if (!found) {
             send_reply(sock, false,
-                       (it == reg.entries.end() ? "unknown target identifier " : "ambiguous target identifier ") +
-                           q.target + ": the child's program has no single target by that name");
+                       "unknown target identifier " + q.target + ": the child's program has no single target by that name");
             ::_exit(1);
         }
-        entry = it->second;
+        entry = *found;
         auto* rec = new child_record(); // lives as long as the process
         rec->name = q.name;
         rec->identity = q.identity;
@@ -473,4 +451,4 @@ inline launch_result spawn_child(const child_record& c, const target_ref& t) {
     return {pid, pidfd.release(), -1};
 }
 
-} // namespace multiproc::detail
+} MULTIPROC_ABI_END } // namespace multiproc::detail
