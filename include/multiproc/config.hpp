@@ -15,6 +15,26 @@
 #include "multiproc: compilation stopped: C++20 is required"
 #endif
 
+#include <multiproc/version.hpp>
+
+// Everything the library declares lives in an inline namespace named after its major and
+// minor version, multiproc::v0_1 for 0.1.z: code is written `multiproc::process` as ever,
+// but two parts of one program built against different minor versions (whose types may
+// differ) fail to link instead of meeting in memory. Headers open it with
+// `namespace multiproc { MULTIPROC_ABI_BEGIN` and close it with `MULTIPROC_ABI_END }`.
+// A program may reopen `namespace multiproc::serialize` (or another of the library's
+// namespaces) to specialize a template there: the inline namespace is found through it.
+#define MULTIPROC_DETAIL_ABI_NAME_2(major, minor) v##major##_##minor
+#define MULTIPROC_DETAIL_ABI_NAME(major, minor) MULTIPROC_DETAIL_ABI_NAME_2(major, minor)
+/// The name of the inline namespace: v<major>_<minor>.
+#define MULTIPROC_ABI_NAMESPACE MULTIPROC_DETAIL_ABI_NAME(MULTIPROC_VERSION_MAJOR, MULTIPROC_VERSION_MINOR)
+#define MULTIPROC_DETAIL_STRINGIFY_2(x) #x
+#define MULTIPROC_DETAIL_STRINGIFY(x) MULTIPROC_DETAIL_STRINGIFY_2(x)
+/// The same name as a string literal, "v0_1".
+#define MULTIPROC_ABI_NAMESPACE_STRING MULTIPROC_DETAIL_STRINGIFY(MULTIPROC_ABI_NAMESPACE)
+#define MULTIPROC_ABI_BEGIN inline namespace MULTIPROC_ABI_NAMESPACE {
+#define MULTIPROC_ABI_END }
+
 // MULTIPROC_FAULT_INJECTION, when defined before any multiproc header, lets a program
 // make chosen system calls fail with a chosen errno (see detail/os/sys.hpp). The test suite
 // defines it; it costs one relaxed atomic load per system call, and nothing without it.
@@ -51,11 +71,11 @@
 #define MULTIPROC_CATCH_ALL else if (false)
 #define MULTIPROC_RETHROW ::std::abort()
 #include <cstdlib>
-namespace multiproc::detail {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
 /// The exception a dead catch block names; never called (its block is `if (false)`).
 template <class T>
 T never_thrown() noexcept {
     ::std::abort();
 }
-} // namespace multiproc::detail
+} MULTIPROC_ABI_END } // namespace multiproc::detail
 #endif

@@ -20,7 +20,7 @@
 #include <optional>
 #include <utility>
 
-namespace multiproc {
+namespace multiproc { MULTIPROC_ABI_BEGIN
 
 /// A set of policies, resolved once, and factories for objects that use them:
 /// `multiproc::context<start::fork, daemon::yes> ctx; auto p = ctx.process(f, 1);`.
@@ -118,4 +118,4 @@ public:
     }
 };
 
-} // namespace multiproc
+MULTIPROC_ABI_END } // namespace multiproc

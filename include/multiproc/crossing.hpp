@@ -27,7 +27,7 @@
 #include <utility>
 #include <vector>
 
-namespace multiproc {
+namespace multiproc { MULTIPROC_ABI_BEGIN
 
 /// What an object's cross_out writes for the child: bytes, and descriptors that the kernel
 /// duplicates into the child. The descriptors are borrowed: the object keeps owning them,
@@ -138,4 +138,4 @@ concept crosses_itself = requires(const T& t, crossing_writer& w, crossing_reade
     { T::cross_in(r) } -> std::same_as<T>;
 };
 
-} // namespace multiproc
+MULTIPROC_ABI_END } // namespace multiproc

@@ -24,7 +24,7 @@
 #include <signal.h>
 #include <sys/types.h>
 
-namespace multiproc {
+namespace multiproc { MULTIPROC_ABI_BEGIN
 
 /// The kinds of multiproc's own errors, as the `code()` of an `error` in `error_category()`
 /// (an `os_error` carries its errno in `std::generic_category()` instead). They let a program
@@ -55,12 +55,12 @@ inline const std::error_category& error_category() noexcept {
 /// `errc` values convert to `std::error_code` in `error_category()`.
 inline std::error_code make_error_code(errc c) noexcept { return {static_cast<int>(c), error_category()}; }
 
-} // namespace multiproc
+MULTIPROC_ABI_END } // namespace multiproc
 
 template <>
 struct std::is_error_code_enum<multiproc::errc> : std::true_type {};
 
-namespace multiproc {
+namespace multiproc { MULTIPROC_ABI_BEGIN
 
 /// Base of every exception multiproc throws (Python: multiprocessing.ProcessError). It is a
 /// `std::system_error`: `code()` says which kind of error it is (an `errc`, or the errno of an
@@ -603,4 +603,4 @@ auto capture(F&& f) -> typename as_result<std::invoke_result_t<F&>>::type {
 
 } // namespace detail
 
-} // namespace multiproc
+MULTIPROC_ABI_END } // namespace multiproc

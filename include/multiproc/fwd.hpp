@@ -3,7 +3,9 @@
 /// that only name them (Python: the names multiprocessing exports).
 #pragma once
 
-namespace multiproc {
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
+namespace multiproc { MULTIPROC_ABI_BEGIN
 
 template <class Derived, class... Policies>
 class process_base;
@@ -72,4 +74,4 @@ class array;
 
 class shared_memory;
 
-} // namespace multiproc
+MULTIPROC_ABI_END } // namespace multiproc

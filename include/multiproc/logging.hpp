@@ -2,12 +2,14 @@
 /// The multiproc logger (Python: multiprocessing.get_logger() and log_to_stderr()).
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/detail/runtime/runtime.hpp> // also defines log_level and log_handler
 
 #include <string>
 #include <string_view>
 
-namespace multiproc {
+namespace multiproc { MULTIPROC_ABI_BEGIN
 
 /// The name Python prints for a level: "DEBUG", "SUBWARNING", "Level 7", ...
 inline std::string level_name(log_level l) { return detail::level_name(static_cast<int>(l)); }
@@ -76,4 +78,4 @@ inline logger log_to_stderr(log_level level) {
     return l;
 }
 
-} // namespace multiproc
+MULTIPROC_ABI_END } // namespace multiproc

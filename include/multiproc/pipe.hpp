@@ -27,7 +27,7 @@
 #include <utility>
 #include <vector>
 
-namespace multiproc {
+namespace multiproc { MULTIPROC_ABI_BEGIN
 
 /// Two connected ends of a pipe carrying T (Python: multiprocessing.Pipe(duplex)). Duplex
 /// (the default): both ends send and receive; otherwise the first only receives and the
@@ -228,4 +228,4 @@ std::pair<basic_connection<T, Ps...>, basic_connection<T, Ps...>> pipe(bool dupl
     return {conn(std::move(a)), conn(std::move(b))};
 }
 
-} // namespace multiproc
+MULTIPROC_ABI_END } // namespace multiproc

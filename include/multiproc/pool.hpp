@@ -2,6 +2,8 @@
 /// Process pools (Python: multiprocessing.Pool and multiprocessing.pool.AsyncResult).
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/detail/os/futex.hpp>
 #include <multiproc/detail/pool/pool_codec.hpp>
 #include <multiproc/detail/pool/pool_core.hpp>
@@ -30,7 +32,7 @@
 #include <utility>
 #include <vector>
 
-namespace multiproc {
+namespace multiproc { MULTIPROC_ABI_BEGIN
 
 /// How a pool is made (Python: the keywords of Pool()).
 struct pool_options {
@@ -308,7 +310,7 @@ private:
     // worker, the forkserver's children) has the same numbers.
     template <class Entry>
     static inline const std::uint32_t registered_init =
-        detail::fn_table<detail::remote_init_fn>::instance().add(&Entry::run, detail::key_hash(detail::type_key<Entry>()));
+        detail::code_registry<detail::remote_init_fn>::instance().add(detail::type_key<Entry>(), &Entry::run).index;
 
     basic_pool(pool_options opts, std::optional<detail::remote_init> remote) {
         if (opts.processes && *opts.processes < 1) detail::raise(value_error("Number of processes must be at least 1"));
@@ -551,4 +553,4 @@ private:
     std::shared_ptr<detail::pool_core> core_;
 };
 
-} // namespace multiproc
+MULTIPROC_ABI_END } // namespace multiproc

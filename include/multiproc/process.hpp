@@ -33,7 +33,7 @@
 #include <string.h>
 #include <unistd.h>
 
-namespace multiproc {
+namespace multiproc { MULTIPROC_ABI_BEGIN
 
 /// Options given when a process is made (Python: the `name` and `daemon` keywords of Process).
 struct process_options {
@@ -660,4 +660,4 @@ inline std::vector<process_handle> active_children() {
 /// CPU quota, rounded up; at least 1. Python's cpu_count() ignores both.
 inline int cpu_count() { return detail::usable_cpu_count(); }
 
-} // namespace multiproc
+MULTIPROC_ABI_END } // namespace multiproc

@@ -20,7 +20,7 @@
 #include <span>
 #include <utility>
 
-namespace multiproc {
+namespace multiproc { MULTIPROC_ABI_BEGIN
 
 namespace detail {
 
@@ -235,4 +235,4 @@ private:
     explicit basic_simple_queue(crossing_reader& r) : base(r) {}
 };
 
-} // namespace multiproc
+MULTIPROC_ABI_END } // namespace multiproc

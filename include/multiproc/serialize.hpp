@@ -26,7 +26,7 @@
 #include <utility>
 #include <vector>
 
-namespace multiproc {
+namespace multiproc { MULTIPROC_ABI_BEGIN
 
 namespace detail {
 
@@ -347,4 +347,4 @@ std::optional<std::size_t> encoded_size(const T& v) {
 
 } // namespace detail
 
-} // namespace multiproc
+MULTIPROC_ABI_END } // namespace multiproc

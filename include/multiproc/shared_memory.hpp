@@ -9,6 +9,8 @@
 /// children (lock, value, array, ...) use anonymous memory instead and never leave one.
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/crossing.hpp>
 #include <multiproc/detail/os/sys.hpp>
 #include <multiproc/error.hpp>
@@ -31,7 +33,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-namespace multiproc {
+namespace multiproc { MULTIPROC_ABI_BEGIN
 
 /// A block of shared memory with a name (Python: SharedMemory). `buf()` is its bytes.
 /// Copies are new attachments to the same segment (attachers, even when copied from the
@@ -236,4 +238,4 @@ private:
     pid_t owner_pid_ = 0; // the creating process, while it still owns the name
 };
 
-} // namespace multiproc
+MULTIPROC_ABI_END } // namespace multiproc

@@ -18,7 +18,7 @@
 
 #include <unistd.h>
 
-namespace multiproc {
+namespace multiproc { MULTIPROC_ABI_BEGIN
 
 namespace detail {
 
@@ -75,4 +75,4 @@ struct fn_t {
 template <auto F>
 inline constexpr fn_t<F> fn{};
 
-} // namespace multiproc
+MULTIPROC_ABI_END } // namespace multiproc

@@ -12,6 +12,8 @@
 /// your own namespace, which hides POSIX's there (`::pipe(fds)` still reaches it).
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/detail/runtime/runtime.hpp>
 #include <multiproc/detail/os/sys.hpp>
 #include <multiproc/error.hpp>
@@ -41,7 +43,7 @@
 #error "multiproc: subprocess.hpp needs glibc 2.34 or later (posix_spawn_file_actions_addclosefrom_np)"
 #endif
 
-namespace multiproc::subprocess {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace subprocess {
 
 /// Timeouts, in seconds; any std::chrono duration converts to it (`5s`, `250ms`).
 using duration = std::chrono::duration<double>;
@@ -145,12 +147,12 @@ struct captured_output {
     std::string err;
 };
 
-} // namespace multiproc::subprocess
+} MULTIPROC_ABI_END } // namespace multiproc::subprocess
 
 // The helpers live outside multiproc::subprocess, so that `using namespace
 // multiproc::subprocess;` brings no name but the documented ones (a program's own `detail`
 // namespace stays unambiguous).
-namespace multiproc::detail::subproc {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail::subproc {
 
 using multiproc::subprocess::duration;
 using multiproc::subprocess::options;
@@ -282,9 +284,9 @@ private:
     posix_spawnattr_t attr_{};
 };
 
-} // namespace multiproc::detail::subproc
+} MULTIPROC_ABI_END } // namespace multiproc::detail::subproc
 
-namespace multiproc::subprocess {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace subprocess {
 
 inline completed_process run(std::vector<std::string> args, options opts);
 
@@ -759,4 +761,4 @@ inline std::string check_output(std::vector<std::string> args, options opts = {}
     return run(std::move(args), std::move(opts)).out;
 }
 
-} // namespace multiproc::subprocess
+} MULTIPROC_ABI_END } // namespace multiproc::subprocess

@@ -9,6 +9,8 @@
 /// `std::lock_guard` stays exception-safe).
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/detail/sync/arena.hpp>
 #include <multiproc/detail/os/futex.hpp>
 #include <multiproc/detail/sync/liveness.hpp>
@@ -31,7 +33,7 @@
 #include <type_traits>
 #include <utility>
 
-namespace multiproc {
+namespace multiproc { MULTIPROC_ABI_BEGIN
 
 namespace detail {
 
@@ -894,4 +896,4 @@ private:
     std::optional<std::chrono::nanoseconds> timeout_;
 };
 
-} // namespace multiproc
+MULTIPROC_ABI_END } // namespace multiproc

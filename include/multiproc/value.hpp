@@ -8,6 +8,8 @@
 /// raw form, nothing is locked.
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/detail/sync/arena.hpp>
 #include <multiproc/error.hpp>
 #include <multiproc/fwd.hpp>
@@ -26,7 +28,7 @@
 #include <type_traits>
 #include <utility>
 
-namespace multiproc {
+namespace multiproc { MULTIPROC_ABI_BEGIN
 
 namespace detail {
 
@@ -359,4 +361,4 @@ private:
     mutable Lock lock_;
 };
 
-} // namespace multiproc
+MULTIPROC_ABI_END } // namespace multiproc

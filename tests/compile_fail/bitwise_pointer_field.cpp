@@ -1,4 +1,4 @@
-// expect: make it an aggregate of data, adapt it with Hana, or use cereal.*field_cannot_be_serialized<reading, multiproc::serialize::bitwise, 1, const char ?\*>
+// expect: make it an aggregate of data, adapt it with Hana, or use cereal.*field_cannot_be_serialized<reading, multiproc::(v[0-9]+_[0-9]+::)?serialize::bitwise, 1, const char ?\*>
 #include <multiproc/pipe.hpp>
 #ifdef MULTIPROC_COMPILE_FAIL
 struct reading {

@@ -1,4 +1,4 @@
-// expect: make it an aggregate of data, adapt it with Hana, or use cereal.*field_cannot_be_serialized<entry, multiproc::serialize::bitwise, 1, std::.*basic_string_view<char.*>
+// expect: make it an aggregate of data, adapt it with Hana, or use cereal.*field_cannot_be_serialized<entry, multiproc::(v[0-9]+_[0-9]+::)?serialize::bitwise, 1, std::.*basic_string_view<char.*>
 #include <multiproc/pipe.hpp>
 #include <array>
 #include <string_view>

@@ -1,4 +1,4 @@
-// expect: type_cannot_be_serialized_by<std::.*basic_string<char>, multiproc::serialize::bitwise>
+// expect: type_cannot_be_serialized_by<std::.*basic_string<char>, multiproc::(v[0-9]+_[0-9]+::)?serialize::bitwise>
 #include <multiproc/pipe.hpp>
 #include <string>
 int main() {

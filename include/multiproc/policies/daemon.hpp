@@ -2,11 +2,13 @@
 /// Daemon policies (Python: Process(daemon=...) and the inherited default).
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/policies/kinds.hpp>
 
 #include <concepts>
 
-namespace multiproc {
+namespace multiproc { MULTIPROC_ABI_BEGIN
 
 namespace daemon {
 /// New processes are not daemons: the creator waits for them at exit. The default.
@@ -33,4 +35,4 @@ concept daemon_policy = policy_of_kind<P, kind::daemon> && requires {
     { P::value } -> std::convertible_to<bool>;
 };
 
-} // namespace multiproc
+MULTIPROC_ABI_END } // namespace multiproc

@@ -7,7 +7,7 @@
 
 #include <concepts>
 
-namespace multiproc {
+namespace multiproc { MULTIPROC_ABI_BEGIN
 
 /// Kinds of policy. A policy names its kind with `using policy_kind = kind::X;`.
 namespace kind {
@@ -40,4 +40,4 @@ concept policy_of_kind = policy<P> && std::same_as<typename P::policy_kind, K>;
 template <class K>
 struct default_policy;
 
-} // namespace multiproc
+MULTIPROC_ABI_END } // namespace multiproc

@@ -2,11 +2,13 @@
 /// Result-ordering policies (Python: the choice between Pool.imap and Pool.imap_unordered).
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/policies/kinds.hpp>
 
 #include <concepts>
 
-namespace multiproc {
+namespace multiproc { MULTIPROC_ABI_BEGIN
 
 namespace order {
 /// Results come back in the order of the inputs. The default.
@@ -32,4 +34,4 @@ concept order_policy = policy_of_kind<P, kind::order> && requires {
     { P::is_ordered } -> std::convertible_to<bool>;
 };
 
-} // namespace multiproc
+MULTIPROC_ABI_END } // namespace multiproc

@@ -2,11 +2,13 @@
 /// What a pool's destructor does (Python: `with Pool() as p:` calls terminate() on exit).
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/policies/kinds.hpp>
 
 #include <concepts>
 
-namespace multiproc {
+namespace multiproc { MULTIPROC_ABI_BEGIN
 
 namespace pool_exit {
 /// The destructor lets submitted work finish: close(), then join(). The default, unlike
@@ -34,4 +36,4 @@ concept pool_exit_policy = policy_of_kind<P, kind::pool_exit> && requires {
     { P::terminates } -> std::convertible_to<bool>;
 };
 
-} // namespace multiproc
+MULTIPROC_ABI_END } // namespace multiproc

@@ -3,6 +3,8 @@
 /// (Python: get_context() and keyword defaults; here it all happens at compile time).
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/policies/daemon.hpp>
 #include <multiproc/policies/kinds.hpp>
 #include <multiproc/policies/order.hpp>
@@ -15,7 +17,7 @@
 #include <cstddef>
 #include <type_traits>
 
-namespace multiproc {
+namespace multiproc { MULTIPROC_ABI_BEGIN
 
 namespace detail {
 
@@ -127,4 +129,4 @@ struct policy_set {
 template <class K, class... Ps>
 using policy_t = typename policy_set<Ps...>::template get<K>;
 
-} // namespace multiproc
+MULTIPROC_ABI_END } // namespace multiproc

@@ -12,7 +12,7 @@
 #include <cstddef>
 #include <string_view>
 
-namespace multiproc {
+namespace multiproc { MULTIPROC_ABI_BEGIN
 
 /// Where a serializer writes a message: `w.write(const void* p, std::size_t n)` appends n bytes.
 template <class W>
@@ -151,4 +151,4 @@ concept serializer_for = serialize_policy<S> && requires(const T& v, detail::wri
     { S::template decode<T>(r) } -> std::same_as<T>;
 };
 
-} // namespace multiproc
+MULTIPROC_ABI_END } // namespace multiproc

@@ -2,6 +2,8 @@
 /// Start-method policies (Python: multiprocessing.get_context('fork' | 'spawn' | 'forkserver')).
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/policies/kinds.hpp>
 
 #include <concepts>
@@ -9,7 +11,7 @@
 
 #include <sys/types.h>
 
-namespace multiproc {
+namespace multiproc { MULTIPROC_ABI_BEGIN
 
 namespace start {
 /// The child is a copy of the caller made by fork(): it inherits memory, so any callable,
@@ -77,4 +79,4 @@ concept start_policy = policy_of_kind<P, kind::start> && requires {
     { P::inherits_memory } -> std::convertible_to<bool>;
 };
 
-} // namespace multiproc
+MULTIPROC_ABI_END } // namespace multiproc

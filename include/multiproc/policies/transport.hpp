@@ -2,6 +2,8 @@
 /// IPC transport policies (Python: the pipe under Queue and Pipe; shm is ours).
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/policies/kinds.hpp>
 
 #include <array>
@@ -13,7 +15,7 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
-namespace multiproc {
+namespace multiproc { MULTIPROC_ABI_BEGIN
 
 namespace detail {
 template <class Stream>
@@ -126,4 +128,4 @@ concept transport_policy = policy_of_kind<P, kind::transport> && requires {
     typename P::connection_end;
 };
 
-} // namespace multiproc
+MULTIPROC_ABI_END } // namespace multiproc

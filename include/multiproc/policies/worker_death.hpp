@@ -3,11 +3,13 @@
 /// comparable; multiprocessing.Pool hangs, concurrent.futures breaks the whole pool).
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/policies/kinds.hpp>
 
 #include <concepts>
 
-namespace multiproc {
+namespace multiproc { MULTIPROC_ABI_BEGIN
 
 namespace worker_death {
 /// The task that was running fails with `broken_pool`, naming the worker's pid, its signal
@@ -37,4 +39,4 @@ concept worker_death_policy = policy_of_kind<P, kind::worker_death> && requires 
     { P::retries } -> std::convertible_to<unsigned>;
 };
 
-} // namespace multiproc
+MULTIPROC_ABI_END } // namespace multiproc

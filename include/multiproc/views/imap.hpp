@@ -3,6 +3,8 @@
 /// all of their input first; these read at most a bounded window ahead).
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/detail/pool/pool_core.hpp>
 #include <multiproc/detail/pool/pool_jobs.hpp>
 #include <multiproc/detail/pool/pool_tasks.hpp>
@@ -29,7 +31,7 @@
 #include <utility>
 #include <vector>
 
-namespace multiproc {
+namespace multiproc { MULTIPROC_ABI_BEGIN
 
 /// How an imap splits its input and how far it reads ahead (Python: imap's `chunksize`;
 /// the window is ours: CPython reads everything first).
@@ -309,5 +311,5 @@ struct imap_maker {
     }
 };
 } // namespace detail
-} // namespace multiproc
+MULTIPROC_ABI_END } // namespace multiproc
 

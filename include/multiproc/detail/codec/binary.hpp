@@ -21,6 +21,8 @@
 // std::string is 8 bytes in a frame and 32 in memory.)
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/detail/util/demangle.hpp>
 #include <multiproc/detail/codec/fields.hpp>
 #include <multiproc/error.hpp>
@@ -47,7 +49,7 @@
 #include <variant>
 #include <vector>
 
-namespace multiproc::detail::bin {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail::bin {
 
 namespace hana = boost::hana;
 
@@ -516,4 +518,4 @@ T decode_frame(R& r) {
     }
 }
 
-} // namespace multiproc::detail::bin
+} MULTIPROC_ABI_END } // namespace multiproc::detail::bin

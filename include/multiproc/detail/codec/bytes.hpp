@@ -1,6 +1,8 @@
 // Not part of the API: the byte sinks and sources serializers write to and read from.
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/detail/os/sys.hpp>
 #include <multiproc/error.hpp>
 
@@ -16,7 +18,7 @@
 
 #include <sys/mman.h>
 
-namespace multiproc::detail {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
 
 /// Appends to a vector (after whatever it already holds, such as room for a frame header).
 class vector_writer {
@@ -188,4 +190,4 @@ struct cleared_after {
     ~cleared_after() { b.clear(); }
 };
 
-} // namespace multiproc::detail
+} MULTIPROC_ABI_END } // namespace multiproc::detail

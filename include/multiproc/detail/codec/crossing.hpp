@@ -13,6 +13,8 @@
 // refused at compile time.
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/detail/codec/bytes.hpp>
 #include <multiproc/detail/codec/crossing_io.hpp>
 #include <multiproc/detail/os/sys.hpp>
@@ -35,7 +37,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
-namespace multiproc::detail {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
 
 /// A std::vector of objects that cross themselves.
 template <class T>
@@ -268,4 +270,4 @@ inline std::optional<crossing_reader> recv_message(int sock, const std::string& 
     return crossing_reader(std::move(bytes), std::move(fds));
 }
 
-} // namespace multiproc::detail
+} MULTIPROC_ABI_END } // namespace multiproc::detail

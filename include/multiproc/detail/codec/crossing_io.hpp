@@ -3,12 +3,14 @@
 // here so that shared objects, locks and values, can cross without the serializers).
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/crossing.hpp>
 
-namespace multiproc::detail {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
 
 using multiproc::crosses_itself;
 using multiproc::crossing_reader;
 using multiproc::crossing_writer;
 
-} // namespace multiproc::detail
+} MULTIPROC_ABI_END } // namespace multiproc::detail

@@ -18,6 +18,8 @@
 // initialize. An aggregate with more than max_fields members stops compilation with a sentence.
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <boost/preprocessor/arithmetic/inc.hpp>
 #include <boost/preprocessor/punctuation/comma_if.hpp>
 #include <boost/preprocessor/repetition/enum_params.hpp>
@@ -29,7 +31,7 @@
 #include <type_traits>
 #include <utility>
 
-namespace multiproc::detail::fields {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail::fields {
 
 /// The most members an aggregate can have to be reflected.
 inline constexpr std::size_t max_fields = 64;
@@ -179,4 +181,4 @@ constexpr void for_each(V& v, F&& f) {
     bind<count<std::remove_cvref_t<V>>()>::apply(v, [&](auto&... m) { (f(m), ...); });
 }
 
-} // namespace multiproc::detail::fields
+} MULTIPROC_ABI_END } // namespace multiproc::detail::fields

@@ -1,6 +1,8 @@
 // Not part of the API: how many CPUs this process may really use.
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/detail/os/sys.hpp>
 
 #include <algorithm>
@@ -16,7 +18,7 @@
 #include <sched.h>
 #include <unistd.h>
 
-namespace multiproc::detail {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
 
 /// The whole text of a (small, /proc or /sys) file, or "" if it cannot be read.
 inline std::string read_file(const std::string& path) {
@@ -172,4 +174,4 @@ inline int usable_cpu_count() {
     return n;
 }
 
-} // namespace multiproc::detail
+} MULTIPROC_ABI_END } // namespace multiproc::detail

@@ -3,6 +3,8 @@
 // this was measured on, so a short spin often wins).
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/detail/os/sys.hpp>
 
 #include <algorithm>
@@ -14,7 +16,7 @@
 
 #include <time.h>
 
-namespace multiproc::detail {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
 
 using steady = std::chrono::steady_clock;
 
@@ -116,4 +118,4 @@ std::optional<steady::time_point> deadline_after(std::optional<std::chrono::dura
     return deadline_in(*timeout);
 }
 
-} // namespace multiproc::detail
+} MULTIPROC_ABI_END } // namespace multiproc::detail

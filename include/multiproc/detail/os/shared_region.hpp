@@ -1,6 +1,8 @@
 // Not part of the API: memory shared between a process and the children it starts.
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/detail/os/sys.hpp>
 
 #include <cstddef>
@@ -10,7 +12,7 @@
 
 #include <sys/mman.h>
 
-namespace multiproc::detail {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
 
 /// A read-write MAP_SHARED mapping of an anonymous memfd: children made by fork share it;
 /// it can also be handed to an unrelated process as a descriptor (spawn, forkserver).
@@ -97,4 +99,4 @@ private:
     sys::unique_fd fd_;
 };
 
-} // namespace multiproc::detail
+} MULTIPROC_ABI_END } // namespace multiproc::detail

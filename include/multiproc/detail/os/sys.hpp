@@ -33,7 +33,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-namespace multiproc::detail::sys {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail::sys {
 
 /// The system calls that can be made to fail in tests.
 enum class call : unsigned char {
@@ -488,4 +488,4 @@ private:
     int fd_ = -1;
 };
 
-} // namespace multiproc::detail::sys
+} MULTIPROC_ABI_END } // namespace multiproc::detail::sys

@@ -4,6 +4,8 @@
 // wraps around the end is still read and written with one memcpy, and decoded in place.
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/detail/os/futex.hpp>
 #include <multiproc/detail/os/sys.hpp>
 #include <multiproc/error.hpp>
@@ -19,7 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-namespace multiproc::detail {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
 
 /// The shared indices of one ring. Positions only grow; `tail - head` bytes are readable.
 struct ring_indices {
@@ -184,4 +186,4 @@ private:
     sys::unique_fd fd_; // kept for spawn and forkserver workers (close-on-exec)
 };
 
-} // namespace multiproc::detail
+} MULTIPROC_ABI_END } // namespace multiproc::detail

@@ -7,6 +7,8 @@
 // preceded by its length.
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/detail/codec/binary.hpp>
 #include <multiproc/detail/codec/bytes.hpp>
 #include <multiproc/error.hpp>
@@ -22,7 +24,7 @@
 #include <type_traits>
 #include <utility>
 
-namespace multiproc::detail {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
 
 /// A growable run of bytes that never zero-fills: what messages are built in.
 class byte_buffer {
@@ -192,4 +194,4 @@ private:
     }
 };
 
-} // namespace multiproc::detail
+} MULTIPROC_ABI_END } // namespace multiproc::detail

@@ -6,6 +6,8 @@
 // ring, and a thread waiting for a result collects results itself while it spins.
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/detail/start/bootstrap.hpp>
 #include <multiproc/detail/pool/byte_ring.hpp>
 #include <multiproc/detail/os/futex.hpp>
@@ -40,7 +42,7 @@
 #include <signal.h>
 #include <string.h>
 
-namespace multiproc::detail {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
 
 struct job_core;
 
@@ -1113,4 +1115,4 @@ private:
     }
 };
 
-} // namespace multiproc::detail
+} MULTIPROC_ABI_END } // namespace multiproc::detail

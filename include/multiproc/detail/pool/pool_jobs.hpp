@@ -2,6 +2,8 @@
 // and how each decodes the results of its units.
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/detail/util/demangle.hpp>
 #include <multiproc/detail/pool/pool_codec.hpp>
 #include <multiproc/detail/pool/pool_core.hpp>
@@ -22,7 +24,7 @@
 #include <variant>
 #include <vector>
 
-namespace multiproc::detail {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
 
 /// What a task's result is kept as: void becomes std::monostate.
 template <class T>
@@ -260,4 +262,4 @@ struct imap_job : job_core {
     static constexpr job_ops ops{&deliver, &fail, nullptr};
 };
 
-} // namespace multiproc::detail
+} MULTIPROC_ABI_END } // namespace multiproc::detail

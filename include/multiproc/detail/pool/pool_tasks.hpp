@@ -2,6 +2,8 @@
 // that say what to do), and how the submitting thread encodes chunks of tasks.
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/detail/pool/pool_codec.hpp>
 #include <multiproc/detail/pool/pool_core.hpp>
 #include <multiproc/detail/pool/pool_wire.hpp>
@@ -14,7 +16,7 @@
 #include <type_traits>
 #include <vector>
 
-namespace multiproc::detail {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
 
 /// What an argument travels as: text of any kind as std::string, anything else decayed.
 template <class T>
@@ -140,4 +142,4 @@ inline std::vector<unit_meta>& scratch_units() {
     return u;
 }
 
-} // namespace multiproc::detail
+} MULTIPROC_ABI_END } // namespace multiproc::detail

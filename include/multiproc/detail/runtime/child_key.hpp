@@ -3,7 +3,9 @@
 // public members that take one are not for users.
 #pragma once
 
-namespace multiproc::detail {
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
 
 struct child_key {
     explicit child_key() = default;
@@ -28,4 +30,4 @@ void adopt_arguments(A&... args) noexcept {
     (adopt_in_child(args), ...);
 }
 
-} // namespace multiproc::detail
+} MULTIPROC_ABI_END } // namespace multiproc::detail

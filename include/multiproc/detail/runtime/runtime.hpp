@@ -2,6 +2,8 @@
 // multiprocessing.process and multiprocessing.util) and the life of a child from fork to _exit.
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/detail/util/demangle.hpp>
 #include <multiproc/detail/util/format.hpp>
 #include <multiproc/detail/os/sys.hpp>
@@ -27,7 +29,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
-namespace multiproc {
+namespace multiproc { MULTIPROC_ABI_BEGIN
 
 /// Logging levels, with multiprocessing's SUBDEBUG and SUBWARNING (Python: logging.DEBUG, ...).
 enum class log_level : int {
@@ -44,9 +46,9 @@ enum class log_level : int {
 /// Where a logger sends each formatted line `[LEVEL/ProcessName] message\n`.
 using log_handler = void (*)(log_level level, std::string_view line, void* context);
 
-} // namespace multiproc
+MULTIPROC_ABI_END } // namespace multiproc
 
-namespace multiproc::detail {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
 
 // ---------------------------------------------------------------------------------------
 // Log core. The public face is multiproc::logger (logging.hpp); lifecycle lines come from here.
@@ -575,4 +577,4 @@ inline void become_child(const child_record& c) {
     std::exit(code);
 }
 
-} // namespace multiproc::detail
+} MULTIPROC_ABI_END } // namespace multiproc::detail

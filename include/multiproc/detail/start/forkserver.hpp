@@ -13,6 +13,8 @@
 // child is killed, as a daemon dies with its parent under fork.
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/detail/start/bootstrap.hpp>
 #include <multiproc/detail/codec/crossing.hpp>
 #include <multiproc/detail/runtime/runtime.hpp>
@@ -32,7 +34,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-namespace multiproc::detail::forkserver {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail::forkserver {
 
 inline constexpr std::uint32_t ask_magic = 0x5153464d;     // "MFSQ": a request
 inline constexpr std::uint32_t started_magic = 0x5053464d; // "MFSP": the child's pid; its pidfd attached
@@ -424,4 +426,4 @@ inline bool hung_up(int fd, int timeout_ms) noexcept {
     ::_exit(0);
 }
 
-} // namespace multiproc::detail::forkserver
+} MULTIPROC_ABI_END } // namespace multiproc::detail::forkserver

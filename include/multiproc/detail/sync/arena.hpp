@@ -3,6 +3,8 @@
 // few descriptors and pages, not a thousand of each; large ones get a region of their own.
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/detail/codec/crossing_io.hpp>
 #include <multiproc/detail/os/shared_region.hpp>
 
@@ -17,7 +19,7 @@
 
 #include <pthread.h>
 
-namespace multiproc::detail {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
 
 /// A memfd region that objects are carved from. Its first bytes count what has been handed
 /// out, in shared memory, so that a forked child allocating from an inherited chunk and
@@ -168,4 +170,4 @@ private:
     T* ptr_ = nullptr;
 };
 
-} // namespace multiproc::detail
+} MULTIPROC_ABI_END } // namespace multiproc::detail

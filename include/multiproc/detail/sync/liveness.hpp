@@ -3,6 +3,8 @@
 // (from /proc), so that a pid reused by a new process is not taken for the one that died.
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/detail/os/futex.hpp>
 #include <multiproc/detail/os/sys.hpp>
 
@@ -20,7 +22,7 @@
 #include <signal.h>
 #include <unistd.h>
 
-namespace multiproc::detail {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
 
 /// A process as shared memory records it: bits 0-29 the pid (Linux pids stay below 2^22),
 /// bit 31 free for a waiters flag, bits 32-63 the low bits of its start time. 0 is nobody.
@@ -171,4 +173,4 @@ inline bool claim_check(std::atomic<std::int64_t>& next_ns, steady::time_point n
     return next_ns.compare_exchange_strong(n, t + s, std::memory_order_relaxed);
 }
 
-} // namespace multiproc::detail
+} MULTIPROC_ABI_END } // namespace multiproc::detail

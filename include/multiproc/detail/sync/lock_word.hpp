@@ -3,6 +3,8 @@
 // mutex, any process may release it (Python's Lock is a binary semaphore).
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/detail/os/futex.hpp>
 #include <multiproc/detail/sync/liveness.hpp>
 #include <multiproc/detail/sync/robust_mutex.hpp> // lock_status
@@ -11,7 +13,7 @@
 #include <cstdint>
 #include <optional>
 
-namespace multiproc::detail {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
 
 /// Passed as a deadline, makes an acquisition not wait at all.
 inline constexpr steady::time_point no_wait = steady::time_point::min();
@@ -95,4 +97,4 @@ private:
     }
 };
 
-} // namespace multiproc::detail
+} MULTIPROC_ABI_END } // namespace multiproc::detail

@@ -1,6 +1,8 @@
 // Not part of the API: a mutex in shared memory that survives the death of its owner.
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/detail/os/futex.hpp>
 #include <multiproc/detail/os/sys.hpp>
 #include <multiproc/error.hpp>
@@ -11,7 +13,7 @@
 #include <pthread.h>
 #include <time.h>
 
-namespace multiproc::detail {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
 
 /// What a lock attempt found.
 enum class lock_status {
@@ -79,4 +81,4 @@ struct robust_mutex {
     }
 };
 
-} // namespace multiproc::detail
+} MULTIPROC_ABI_END } // namespace multiproc::detail

@@ -18,6 +18,8 @@
 // death between any two steps neither loses a unit nor makes one up.
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/detail/os/futex.hpp>
 #include <multiproc/detail/sync/liveness.hpp>
 #include <multiproc/detail/sync/lock_word.hpp>
@@ -30,7 +32,7 @@
 #include <new>
 #include <optional>
 
-namespace multiproc::detail {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
 
 /// One process's holdings of a semaphore's resource units. A slot whose `held` is 0 is
 /// free: any process may claim it (under the semaphore's lock).
@@ -229,4 +231,4 @@ static_assert(sizeof(semaphore_state) % alignof(holder_slot) == 0);
 static_assert(sizeof(semaphore_state) + sizeof(holder_slot) * semaphore_state::max_slots <= 16 * 1024,
               "multiproc: a semaphore's state must fit an arena slot");
 
-} // namespace multiproc::detail
+} MULTIPROC_ABI_END } // namespace multiproc::detail

@@ -6,13 +6,15 @@
 // docs/design/queues.md.
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/detail/codec/bytes.hpp>
 
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 
-namespace multiproc::detail {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
 
 inline constexpr std::uint32_t chunk_data = 0x444d504dU; // "MPMD": a piece of a message
 inline constexpr std::uint32_t chunk_nop = 0x4e4d504dU;  // "MPMN": advances the sequence, carries nothing
@@ -95,4 +97,4 @@ inline chunk_position advance(const chunk_position& last, const chunk_header& h)
     return p;
 }
 
-} // namespace multiproc::detail
+} MULTIPROC_ABI_END } // namespace multiproc::detail

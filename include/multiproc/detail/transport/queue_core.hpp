@@ -11,6 +11,8 @@
 // copies published after each commit and re-published by the repair.
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/detail/codec/bytes.hpp>
 #include <multiproc/detail/transport/chunk.hpp>
 #include <multiproc/detail/codec/crossing_io.hpp>
@@ -35,7 +37,7 @@
 #include <utility>
 #include <vector>
 
-namespace multiproc::detail {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
 
 /// What a writer's repair can tell about a chunk that was being written when it died.
 enum class fate { no, yes, unknown };
@@ -516,4 +518,4 @@ private:
     queue_control* ctl_ = nullptr;
 };
 
-} // namespace multiproc::detail
+} MULTIPROC_ABI_END } // namespace multiproc::detail

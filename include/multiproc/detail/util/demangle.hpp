@@ -22,12 +22,21 @@
 
 #include <cxxabi.h>
 
-namespace multiproc::detail {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
+
+/// `multiproc::v0_1::value_error` -> `multiproc::value_error`: the library's names as a
+/// program spells them, without the inline namespace (config.hpp) the compiler shows.
+inline std::string without_abi_namespace(std::string s) {
+    constexpr std::string_view spelled = "multiproc::" MULTIPROC_ABI_NAMESPACE_STRING "::";
+    for (auto at = s.find(spelled); at != std::string::npos; at = s.find(spelled, at))
+        s.erase(at + 11, spelled.size() - 11); // keeps "multiproc::"
+    return s;
+}
 
 inline std::string demangle(const char* mangled) {
     int status = 0;
     std::unique_ptr<char, void (*)(void*)> p(abi::__cxa_demangle(mangled, nullptr, nullptr, &status), std::free);
-    return status == 0 && p ? std::string(p.get()) : std::string(mangled);
+    return without_abi_namespace(status == 0 && p ? std::string(p.get()) : std::string(mangled));
 }
 
 /// T's name as the compiler spells it in a signature ("std::vector<int>"), without RTTI.
@@ -48,7 +57,7 @@ std::string type_name() {
 #if MULTIPROC_RTTI
     return demangle(typeid(T).name());
 #else
-    return std::string(signature_name<T>());
+    return without_abi_namespace(std::string(signature_name<T>()));
 #endif
 }
 
@@ -105,4 +114,4 @@ inline std::pair<std::string, std::string> describe_current_exception() {
 inline std::pair<std::string, std::string> describe_current_exception() { return {"unknown exception", {}}; }
 #endif
 
-} // namespace multiproc::detail
+} MULTIPROC_ABI_END } // namespace multiproc::detail

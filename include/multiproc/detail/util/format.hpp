@@ -1,6 +1,8 @@
 // Not part of the API: "{}" formatting for log messages (GCC 12 has no <format>).
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <concepts>
 #include <optional>
 #include <iosfwd>
@@ -8,7 +10,7 @@
 #include <string_view>
 #include <type_traits>
 
-namespace multiproc::detail {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
 
 /// Whether T is a complete type where this is instantiated.
 template <class T>
@@ -87,4 +89,4 @@ std::string format(std::string_view fmt, const Args&... args) {
     return out;
 }
 
-} // namespace multiproc::detail
+} MULTIPROC_ABI_END } // namespace multiproc::detail

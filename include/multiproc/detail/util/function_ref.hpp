@@ -4,11 +4,13 @@
 // pointer: no allocation, no virtual function.
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <memory>
 #include <type_traits>
 #include <utility>
 
-namespace multiproc::detail {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
 
 template <class Signature>
 class function_ref;
@@ -31,4 +33,4 @@ private:
     R (*call_)(void*, Args...);
 };
 
-} // namespace multiproc::detail
+} MULTIPROC_ABI_END } // namespace multiproc::detail

@@ -25,7 +25,7 @@
 #include <string_view>
 #include <typeinfo>
 
-namespace multiproc::ext::serialize {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace ext::serialize {
 
 /// Types with cereal `serialize` (or `save`/`load`) functions, through cereal's binary
 /// archives. cereal's own loaders decide how far they trust a length read from the bytes
@@ -85,4 +85,4 @@ struct cereal {
     }
 };
 
-} // namespace multiproc::ext::serialize
+} MULTIPROC_ABI_END } // namespace multiproc::ext::serialize

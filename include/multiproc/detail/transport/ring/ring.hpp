@@ -5,6 +5,8 @@
 // last store: never half a chunk.
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/detail/transport/chunk.hpp>
 #include <multiproc/detail/os/futex.hpp>
 #include <multiproc/error.hpp>
@@ -20,7 +22,7 @@
 #include <span>
 #include <string>
 
-namespace multiproc::detail {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
 
 struct ring_shared {
     alignas(64) std::atomic<std::uint64_t> tail{0}; // bytes ever published (pads included)
@@ -189,4 +191,4 @@ private:
     std::uint64_t cap_ = 0; // this process's copy: the shared one could be overwritten
 };
 
-} // namespace multiproc::detail
+} MULTIPROC_ABI_END } // namespace multiproc::detail

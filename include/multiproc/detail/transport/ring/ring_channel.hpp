@@ -3,6 +3,8 @@
 // tell exactly whether the chunk it was writing got in (the tail moved past its mark).
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/detail/os/futex.hpp>
 #include <multiproc/detail/transport/queue_core.hpp>
 #include <multiproc/detail/transport/ring/ring.hpp>
@@ -12,7 +14,7 @@
 #include <cstdint>
 #include <optional>
 
-namespace multiproc::detail {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
 
 class ring_channel {
 public:
@@ -84,4 +86,4 @@ private:
     ring ring_;
 };
 
-} // namespace multiproc::detail
+} MULTIPROC_ABI_END } // namespace multiproc::detail

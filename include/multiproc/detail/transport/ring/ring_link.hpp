@@ -9,6 +9,8 @@
 // look at the liveness pipe between slices; close() wakes the other side at once.
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/detail/codec/bytes.hpp>
 #include <multiproc/detail/transport/chunk.hpp>
 #include <multiproc/detail/codec/crossing_io.hpp>
@@ -36,7 +38,7 @@
 #include <fcntl.h>
 #include <poll.h>
 
-namespace multiproc::detail {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
 
 class ring_link {
 public:
@@ -243,4 +245,4 @@ private:
     sys::unique_fd out_live_; // write end of the outgoing direction's liveness pipe
 };
 
-} // namespace multiproc::detail
+} MULTIPROC_ABI_END } // namespace multiproc::detail

@@ -3,6 +3,8 @@
 // waits done with poll() so that every wait can have a deadline.
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/detail/os/futex.hpp>
 #include <multiproc/detail/os/sys.hpp>
 #include <multiproc/error.hpp>
@@ -23,7 +25,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
-namespace multiproc::detail {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
 
 /// /proc/sys/fs/pipe-max-size: the largest buffer an unprivileged process may give a pipe.
 /// Read once and kept in an atomic, not in a lazily initialised static, whose guard a child
@@ -154,4 +156,4 @@ bool write_all(Send&& send, int fd, iovec* iov, int n, std::optional<steady::tim
     return true;
 }
 
-} // namespace multiproc::detail
+} MULTIPROC_ABI_END } // namespace multiproc::detail

@@ -13,6 +13,8 @@
 // bytes in staging never do), which is exact because the read ended at a chunk's end.
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/detail/transport/stream/stream_policies.hpp>
 #include <multiproc/detail/transport/chunk.hpp>
 #include <multiproc/detail/transport/queue_core.hpp>
@@ -33,7 +35,7 @@
 #include <poll.h>
 #include <sys/uio.h>
 
-namespace multiproc::detail {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
 
 template <class Stream>
 class stream_channel {
@@ -296,4 +298,4 @@ private:
     bool prepared_ = false;
 };
 
-} // namespace multiproc::detail
+} MULTIPROC_ABI_END } // namespace multiproc::detail

@@ -10,6 +10,8 @@
 // As with CPython's Connection, one end is not meant to be used by two processes at once.
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/detail/transport/stream/stream_policies.hpp>
 #include <multiproc/detail/codec/bytes.hpp>
 #include <multiproc/detail/codec/crossing_io.hpp>
@@ -33,7 +35,7 @@
 #include <poll.h>
 #include <sys/uio.h>
 
-namespace multiproc::detail {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
 
 /// What a wait for a frame found.
 enum class frame_status { ready, timeout, eof };
@@ -271,4 +273,4 @@ private:
     std::optional<std::string> broken_; // why the end reads no more
 };
 
-} // namespace multiproc::detail
+} MULTIPROC_ABI_END } // namespace multiproc::detail

@@ -2,6 +2,8 @@
 // transport::socketpair), declared in policies/transport.hpp, which only names them.
 #pragma once
 
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
 #include <multiproc/detail/os/sys.hpp>
 #include <multiproc/detail/transport/stream/stream.hpp>
 #include <multiproc/policies/transport.hpp>
@@ -12,7 +14,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
-namespace multiproc::transport {
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace transport {
 
 inline stream_ends pipe::open_stream(std::size_t buffer) {
     std::size_t cap = 0;
@@ -47,4 +49,4 @@ inline ssize_t socketpair::send(int fd, const iovec* iov, int n, bool) noexcept 
     return detail::sys::sendmsg(fd, &m, 0);
 }
 
-} // namespace multiproc::transport
+} MULTIPROC_ABI_END } // namespace multiproc::transport
