@@ -6,14 +6,15 @@ the dev and asan presets do):
 
     tu_memory.py --log <file> <compiler> <arguments...>
 
-runs the compiler command, then appends "<peak KiB> <object file>" to <file>: the largest
+runs the compiler command, then appends "<peak KiB> <object file, absolute>" to <file>: the largest
 resident set of the compiler and its children (cc1plus), from getrusage(RUSAGE_CHILDREN).
 The compiler's exit code is passed through.
 
     tu_memory.py --check <file> <limit KiB>
 
-prints the 10 largest translation units of the log (the last entry of each object: a
-rebuild supersedes the earlier one) and fails with a sentence naming every one over the limit.
+prints the 10 largest translation units of the log (the last entry of each object still
+there: a rebuild supersedes the earlier one) and fails with a sentence naming every one over
+the limit.
 """
 import os
 import resource
@@ -24,7 +25,7 @@ import sys
 def run(log, command):
     code = subprocess.call(command)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux
-    obj = command[command.index("-o") + 1] if "-o" in command[:-1] else "?"
+    obj = os.path.abspath(command[command.index("-o") + 1]) if "-o" in command[:-1] else "?"
     if code == 0:
         # One write in append mode: lines from parallel compilers do not interleave.
         fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -40,7 +41,8 @@ def check(log, limit):
     with open(log) as f:
         for line in f:
             kib, obj = line.rstrip("\n").split(" ", 1)
-            peaks[obj] = int(kib)
+            if os.path.exists(obj):  # (not an object of a target since removed)
+                peaks[obj] = int(kib)
     ranked = sorted(peaks.items(), key=lambda item: item[1], reverse=True)
     print(f"The 10 largest of {len(ranked)} translation units (peak compiler memory, {log}):")
     for obj, kib in ranked[:10]:
