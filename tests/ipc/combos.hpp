@@ -182,17 +182,47 @@ namespace tr = multiproc::transport;
 
 #if defined(MULTIPROC_HAVE_CEREAL)
 using cereal_policy = multiproc::ext::serialize::cereal;
-using combos = std::tuple<combo<tr::pipe, binary>, combo<tr::pipe, bitwise>, combo<tr::socketpair, binary>,
-                          combo<tr::socketpair, bitwise>, combo<tr::shm, binary>, combo<tr::shm, bitwise>,
-                          combo<tr::pipe, cereal_policy>, combo<tr::socketpair, cereal_policy>,
-                          combo<tr::shm, cereal_policy>>;
+using all_combos = std::tuple<combo<tr::pipe, binary>, combo<tr::pipe, bitwise>, combo<tr::socketpair, binary>,
+                              combo<tr::socketpair, bitwise>, combo<tr::shm, binary>, combo<tr::shm, bitwise>,
+                              combo<tr::pipe, cereal_policy>, combo<tr::socketpair, cereal_policy>,
+                              combo<tr::shm, cereal_policy>>;
 #else
-using combos = std::tuple<combo<tr::pipe, binary>, combo<tr::pipe, bitwise>, combo<tr::socketpair, binary>,
-                          combo<tr::socketpair, bitwise>, combo<tr::shm, binary>, combo<tr::shm, bitwise>>;
+using all_combos = std::tuple<combo<tr::pipe, binary>, combo<tr::pipe, bitwise>, combo<tr::socketpair, binary>,
+                              combo<tr::socketpair, bitwise>, combo<tr::shm, binary>, combo<tr::shm, bitwise>>;
+#endif
+using all_transports = std::tuple<combo<tr::pipe, binary>, combo<tr::socketpair, binary>, combo<tr::shm, binary>>;
+
+// A test file too heavy to build in one program per start method (over 2.5 GiB of compiler
+// memory under ASan, issue 16) is built as one program per start method and transport
+// (multiproc_test_per_start in tests/CMakeLists.txt): MULTIPROC_TEST_PART names the
+// program's transport (pipe, socketpair or shm), and `combos` and `transports` hold that
+// transport's combinations alone, so that each combination runs in exactly one program per
+// start method. A case over neither list is built into the first part (pipe) only:
+// `#if MULTIPROC_TEST_PART_ONCE` around it.
+namespace part {
+using pipe = tr::pipe;
+using socketpair = tr::socketpair;
+using shm = tr::shm;
+/// Whether the combination belongs to this program's part.
+template <class C>
+#if defined(MULTIPROC_TEST_PART)
+constexpr bool holds = std::is_same_v<typename C::transport, MULTIPROC_TEST_PART>;
+#else
+constexpr bool holds = true;
+#endif
+template <class... Cs>
+auto only(std::tuple<Cs...>) -> decltype(std::tuple_cat(std::conditional_t<holds<Cs>, std::tuple<Cs>, std::tuple<>>{}...));
+} // namespace part
+#if !defined(MULTIPROC_TEST_PART) || defined(MULTIPROC_TEST_PART_FIRST)
+#define MULTIPROC_TEST_PART_ONCE 1
+#else
+#define MULTIPROC_TEST_PART_ONCE 0
 #endif
 
+/// Every transport x serializer combination (of this program's part).
+using combos = decltype(part::only(all_combos{}));
 /// Only the transports (the serializer matters little to what a test checks).
-using transports = std::tuple<combo<tr::pipe, binary>, combo<tr::socketpair, binary>, combo<tr::shm, binary>>;
+using transports = decltype(part::only(all_transports{}));
 
 /// Calls f(value) for every sample value the combination can send.
 template <class C, class F>

@@ -338,6 +338,7 @@ TEMPLATE_LIST_TEST_CASE("64 MiB messages pass whole through a pipe, larger than 
     });
 }
 
+#if MULTIPROC_TEST_PART_ONCE // (over no combination: built into one part)
 TEST_CASE("shm: a sender killed mid-message leaves the ring usable for the other senders", "[pipe][kill][shm]") {
     test::for_each_start([]<class Ctx>() {
         test::leak_check leaks;
@@ -357,6 +358,7 @@ TEST_CASE("shm: a sender killed mid-message leaves the ring usable for the other
         CHECK_THROWS_AS(r.recv(), eof_error);
     });
 }
+#endif
 
 TEMPLATE_LIST_TEST_CASE("a child that polls and exits leaves the message for the parent to receive",
                         "[pipe][poll][sequential]", test::transports) {

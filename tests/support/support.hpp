@@ -35,7 +35,9 @@
 // A test file too heavy to build for all three methods in one program is built once per
 // method instead (multiproc_test_per_start in tests/CMakeLists.txt), with
 // MULTIPROC_TEST_START naming that program's method: START_METHODS and for_each_start
-// then hold that method alone, and ctest names every case "<name> - by_<method>".
+// then hold that method alone, and ctest names every case "<name> - by_<method>" (or
+// "<name> - <transport> - by_<method>" where the file is split by transport as well:
+// MULTIPROC_TEST_PART, tests/ipc/combos.hpp).
 using by_fork = multiproc::context<multiproc::start::fork>;
 using by_spawn = multiproc::context<multiproc::start::spawn>;
 using by_forkserver = multiproc::context<multiproc::start::forkserver>;
