@@ -27,9 +27,10 @@ namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
 /// `multiproc::v0_1::value_error` -> `multiproc::value_error`: the library's names as a
 /// program spells them, without the inline namespace (config.hpp) the compiler shows.
 inline std::string without_abi_namespace(std::string s) {
+    constexpr std::string_view library = "multiproc::";
     constexpr std::string_view spelled = "multiproc::" MULTIPROC_ABI_NAMESPACE_STRING "::";
     for (auto at = s.find(spelled); at != std::string::npos; at = s.find(spelled, at))
-        s.erase(at + 11, spelled.size() - 11); // keeps "multiproc::"
+        s.erase(at + library.size(), spelled.size() - library.size()); // keeps "multiproc::"
     return s;
 }
 
