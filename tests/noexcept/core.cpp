@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <numeric>
 #include <string>
 #include <string_view>
@@ -123,7 +124,7 @@ void run_checks() {
         mp::value<int> total(0);
         auto add = [](mp::value<int> t) {
             for (int i = 0; i < 1000; ++i) {
-                auto g = t.get_lock();
+                std::lock_guard g(t.get_lock()); // get_lock() names the lock; the guard holds it
                 t.store(t.load() + 1);
             }
         };
