@@ -232,18 +232,36 @@ void for_each_sample(F&& f) {
     }(v)); }, sample_values());
 }
 
-/// Calls `f.template operator()<I>()` for the index I in sample_values() of every sample
-/// the combination can send: a child of any start method, given I, builds its own copy of
-/// the value with `sample<I>()` (nothing captured, nothing inherited).
+/// The type of the sample value at index I of sample_values().
+template <std::size_t I>
+using sample_t = std::tuple_element_t<I, decltype(sample_values())>;
+
+/// Calls `f.template operator()<I...>()` with the indices in sample_values() of every sample
+/// the combination can send, in order: a child of any start method, given the indices, builds
+/// its own copies of the values with `sample<I>()` (nothing captured, nothing inherited).
 template <class C, class F>
-void for_each_sample_index(F&& f) {
-    using all = decltype(sample_values());
-    [&]<std::size_t... I>(std::index_sequence<I...>) {
-        (..., [&] {
-            if constexpr (C::template can<std::tuple_element_t<I, all>>) f.template operator()<I>();
-        }());
-    }(std::make_index_sequence<std::tuple_size_v<all>>{});
+void with_sendable_samples(F&& f) {
+    constexpr std::size_t n = std::tuple_size_v<decltype(sample_values())>;
+    constexpr auto picked = []<std::size_t... I>(std::index_sequence<I...>) {
+        std::array<std::size_t, n> at{};
+        std::size_t k = 0;
+        (..., (C::template can<sample_t<I>> ? void(at[k++] = I) : void()));
+        return std::pair{at, k};
+    }(std::make_index_sequence<n>{});
+    [&]<std::size_t... K>(std::index_sequence<K...>) {
+        f.template operator()<picked.first[K]...>();
+    }(std::make_index_sequence<picked.second>{});
 }
+
+/// Calls `f.template operator()<J, I>()` for each sample index I of the pack, in order, J
+/// being its position in the pack (its element in a std::tuple built over the pack).
+template <std::size_t... I, class F>
+void for_each_sample_at(F&& f) {
+    [&]<std::size_t... J>(std::index_sequence<J...>) {
+        (..., f.template operator()<J, I>());
+    }(std::make_index_sequence<sizeof...(I)>{});
+}
+
 /// The sample value at index I of sample_values().
 template <std::size_t I>
 auto sample() {

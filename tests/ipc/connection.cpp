@@ -39,31 +39,45 @@ template <class Conn>
 }
 } // namespace
 
+// One child per combination echoes every value, each through its own pipe: every type
+// crosses both ways, and the program starts one process where one per type made it slow to
+// build and to run.
 TEMPLATE_LIST_TEST_CASE("every supported value type round-trips through a pipe to a child and back",
                         "[pipe][roundtrip]", test::combos) {
     using C = TestType;
     INFO(C::name());
     test::for_each_start([]<class Ctx>() {
         test::leak_check leaks;
-        test::for_each_sample_index<C>([]<std::size_t I>() {
-            const auto v = test::sample<I>();
-            using T = std::decay_t<decltype(v)>;
-            auto [mine, theirs] = C::template pipe<T>();
-            // The child compares what it got with its own copy of the value, then echoes it.
+        test::with_sendable_samples<C>([]<std::size_t... I>() {
+            using Cs = std::tuple<typename C::template connection<test::sample_t<I>>...>;
+            auto pipes = std::make_tuple(C::template pipe<test::sample_t<I>>()...);
+            auto ends = [&](auto end) { return std::apply([&](auto&... p) { return Cs(std::move(end(p))...); }, pipes); };
+            Cs mine = ends([](auto& p) -> auto& { return p.first; });
+            Cs theirs = ends([](auto& p) -> auto& { return p.second; });
+            // The child compares each value it gets with its own copy, echoes it, and exits
+            // with 1 + the position of the first that differed (0: none).
             test::process_t<Ctx> echo(
-                [](typename C::template connection<T> c) {
-                    T got = c.recv();
-                    c.send(got);
-                    std::_Exit(got == test::sample<I>() ? 0 : 1);
+                [](Cs theirs) {
+                    int wrong = 0;
+                    test::for_each_sample_at<I...>([&]<std::size_t J, std::size_t K>() {
+                        auto got = std::get<J>(theirs).recv();
+                        std::get<J>(theirs).send(got);
+                        if (wrong == 0 && !(got == test::sample<K>())) wrong = static_cast<int>(J) + 1;
+                    });
+                    std::_Exit(wrong);
                 },
                 theirs);
             echo.start();
-            theirs.close();
-            mine.send(v);
-            CHECK(mine.recv() == v);
+            std::apply([](auto&... c) { (..., c.close()); }, theirs);
+            test::for_each_sample_at<I...>([&]<std::size_t J, std::size_t K>() {
+                const auto v = test::sample<K>();
+                INFO("sample " << K);
+                std::get<J>(mine).send(v);
+                CHECK(std::get<J>(mine).recv() == v);
+            });
             echo.join();
             CHECK(echo.exitcode() == 0);
-    });
+        });
     });
 }
 

@@ -79,31 +79,41 @@ TEMPLATE_LIST_TEST_CASE("4 producers and 4 consumers pass 100,000 messages each:
     });
 }
 
+// One child per combination echoes every value, each through its own pair of queues: every
+// type crosses both ways, and the program starts one process where one per type made it slow
+// to build and to run.
 TEMPLATE_LIST_TEST_CASE("every supported value type round-trips through a queue between processes",
                         "[queue][roundtrip]", test::combos) {
     using C = TestType;
     INFO(C::name());
     test::for_each_start([]<class Ctx>() {
         test::leak_check leaks;
-        test::for_each_sample_index<C>([]<std::size_t I>() {
-            const auto v = test::sample<I>();
-            using T = std::decay_t<decltype(v)>;
-            using Q = typename C::template queue<T>;
-            Q there, back;
-            // The child compares what it got with its own copy of the value, then echoes it.
+        test::with_sendable_samples<C>([]<std::size_t... I>() {
+            using Qs = std::tuple<typename C::template queue<test::sample_t<I>>...>;
+            Qs there, back;
+            // The child compares each value it gets with its own copy, echoes it, and exits
+            // with 1 + the position of the first that differed (0: none).
             test::process_t<Ctx> echo(
-                [](Q there, Q back) {
-                    T got = there.get();
-                    back.put(got);
-                    std::_Exit(got == test::sample<I>() ? 0 : 1);
+                [](Qs there, Qs back) {
+                    int wrong = 0;
+                    test::for_each_sample_at<I...>([&]<std::size_t J, std::size_t K>() {
+                        auto got = std::get<J>(there).get();
+                        std::get<J>(back).put(got);
+                        if (wrong == 0 && !(got == test::sample<K>())) wrong = static_cast<int>(J) + 1;
+                    });
+                    std::_Exit(wrong);
                 },
                 there, back);
             echo.start();
-            there.put(v);
-            CHECK(back.get() == v);
+            test::for_each_sample_at<I...>([&]<std::size_t J, std::size_t K>() {
+                const auto v = test::sample<K>();
+                INFO("sample " << K);
+                std::get<J>(there).put(v);
+                CHECK(std::get<J>(back).get() == v);
+            });
             echo.join();
             CHECK(echo.exitcode() == 0);
-    });
+        });
     });
 }
 
