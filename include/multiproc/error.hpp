@@ -32,7 +32,7 @@ namespace multiproc { MULTIPROC_ABI_BEGIN
 enum class errc {
     error = 1, value_error, state_error, timeout_error, eof_error, buffer_too_short, serialization_error,
     queue_empty, queue_full, remote_error, broken_pool, broken_barrier_error, index_error,
-    called_process_error, timeout_expired,
+    called_process_error, timeout_expired, cancelled_error,
 };
 
 /// The category of `errc` codes; its name is "multiproc".
@@ -44,8 +44,9 @@ inline const std::error_category& error_category() noexcept {
                 "error",       "value_error",       "state_error",  "timeout_error",       "eof_error",
                 "buffer_too_short", "serialization_error", "queue_empty", "queue_full", "remote_error",
                 "broken_pool", "broken_barrier_error", "index_error", "called_process_error", "timeout_expired",
+                "cancelled_error",
             };
-            return c >= 1 && c <= 15 ? names[c - 1] : "unknown multiproc error";
+            return c >= 1 && c <= 16 ? names[c - 1] : "unknown multiproc error";
         }
     };
     static const multiproc_category c;
@@ -109,6 +110,13 @@ public:
 
 protected:
     timeout_error(errc code, const std::string& what) : error(code, what) {}
+};
+
+/// A pool task was cancelled before it completed: its result will never come (Python:
+/// concurrent.futures.CancelledError).
+class cancelled_error : public error {
+public:
+    explicit cancelled_error(const std::string& what) : error(errc::cancelled_error, what) {}
 };
 
 /// The other end of a connection is closed and nothing is left to read (Python: EOFError).

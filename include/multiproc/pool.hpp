@@ -45,7 +45,24 @@ struct pool_options {
     /// Each worker leaves after this many tasks (chunks) and is replaced; empty: never
     /// (Python: maxtasksperchild=None).
     std::optional<int> maxtasksperchild{};
+    /// The longest a task may run (each element of a map's chunk counts alone). A task past
+    /// it fails with timeout_error naming the task and its worker, which is killed and
+    /// replaced; the pool goes on, and under worker_death::retry<N> the task runs again.
+    /// Empty: no limit. `submit(task_options{.timeout = ...}, f, args...)` overrides it for
+    /// one call. (CPython's pool has none; pebble's `schedule(timeout=)` is the model.)
+    std::optional<std::chrono::nanoseconds> task_timeout{};
 };
+
+/// Options of one call (`pool.submit(task_options{...}, f, args...)`).
+struct task_options {
+    /// This task's timeout, instead of pool_options::task_timeout; zero: none.
+    std::optional<std::chrono::nanoseconds> timeout{};
+};
+
+/// How async_result::cancel treats a task a worker is running: `queued_only` leaves it
+/// running (and cancel returns false, as Python's Future.cancel() does); `kill_running`
+/// kills its worker, which the pool replaces, and the task fails with cancelled_error.
+enum class cancel_mode { queued_only, kill_running };
 
 /// The callbacks of an asynchronous call (Python: the `callback` and `error_callback`
 /// keywords): `callbacks{cb}`, `callbacks{cb, ecb}`, or `callbacks{nullptr, ecb}` (Python's
@@ -116,6 +133,13 @@ constexpr std::size_t default_chunksize(std::size_t n, int processes) noexcept {
 
 template <class T>
 concept tuple_like_element = requires { std::tuple_size<std::remove_cvref_t<T>>::value; };
+
+/// A task timeout in nanoseconds (empty stays empty, zero is none); value_error if negative.
+inline std::optional<std::uint64_t> timeout_ns(std::optional<std::chrono::nanoseconds> t) {
+    if (!t) return std::nullopt;
+    if (t->count() < 0) detail::raise(value_error("multiproc: a task timeout cannot be negative"));
+    return static_cast<std::uint64_t>(t->count());
+}
 } // namespace detail
 
 /// The result of an asynchronous pool call (Python: multiprocessing.pool.AsyncResult).
@@ -128,6 +152,51 @@ public:
 
     /// Whether the call has completed (Python: ready()).
     [[nodiscard]] bool ready() const { return st().is_ready(); }
+    /// Whether the call has completed, cancelled or not (Python: Future.done()).
+    [[nodiscard]] bool done() const { return ready(); }
+    /// Whether a worker runs the task now (Python: Future.running()).
+    [[nodiscard]] bool running() const { return !ready() && core_->running(st()); }
+    /// Whether cancel() succeeded (Python: Future.cancelled()).
+    [[nodiscard]] bool cancelled() const {
+        auto& s = st();
+        return core_->locked([&] { return s.dropped; });
+    }
+
+    /// Cancels the call (Python: Future.cancel()): what no worker has started yet is dropped
+    /// and the call fails at once with cancelled_error. A task that is running is left to
+    /// run unless `mode` is cancel_mode::kill_running: then its worker is killed (and
+    /// replaced) and the task fails with cancelled_error. Returns whether the call is now
+    /// cancelled: false once it has completed, or if a task runs and is not to be killed.
+    bool cancel(cancel_mode mode = cancel_mode::queued_only) {
+        return core_->cancel_job(st(), mode == cancel_mode::kill_running);
+    }
+
+    /// The error the call failed with, after waiting for it; empty if it succeeded (Python:
+    /// Future.exception()). A cancelled call's is a cancelled_error.
+    [[nodiscard]] error_ptr exception() const {
+        wait();
+        return st().failure;
+    }
+    /// As above, waiting at most `timeout` (then timeout_error).
+    template <class Rep, class Period>
+    [[nodiscard]] error_ptr exception(std::chrono::duration<Rep, Period> timeout) const {
+        wait_or_throw(timeout);
+        return st().failure;
+    }
+
+    /// Calls `f(r)`, with `r` a copy of this result, once the call has completed (Python:
+    /// Future.add_done_callback): in the pool's engine thread, after the result is ready,
+    /// or at once in this thread if it is ready already. An exception `f` throws is
+    /// reported on stderr and ignored.
+    template <class F>
+        requires std::invocable<F&, const async_result&>
+    void add_done_callback(F f) {
+        auto& s = st();
+        core_->on_done(s, [f = std::move(f), st = std::weak_ptr<detail::result_state<V>>(st_),
+                           core = std::weak_ptr<detail::pool_core>(core_)]() mutable {
+            if (auto r = st.lock()) f(async_result(std::move(r), core.lock()));
+        });
+    }
 
     /// Whether it completed without an error (Python: successful()); value_error if not ready.
     [[nodiscard]] bool successful() const {
@@ -327,6 +396,7 @@ private:
         cfg.initializer = std::move(opts.initializer);
         cfg.remote_initializer = std::move(remote);
         cfg.retries = policies::worker_death::retries;
+        if (opts.task_timeout) cfg.task_timeout_ns = *detail::timeout_ns(opts.task_timeout);
         cfg.spawn = &detail::pool_worker<Ps...>::spawn;
         cfg.ring_capacity = std::clamp<std::size_t>((std::size_t{8} << 20) / static_cast<std::size_t>(cfg.processes),
                                                     std::size_t{256} << 10, std::size_t{1} << 20);
@@ -365,6 +435,23 @@ public:
         core_->wait(*job, [&] { return job->is_ready(); }, std::nullopt);
         if (job->failure) (job->failure).raise();
         if constexpr (!std::is_void_v<R>) return R(std::move(*job->value));
+    }
+
+    /// Starts `f(args...)` in a worker and returns a handle on it at once (Python:
+    /// concurrent.futures.Executor.submit). The same as apply_async: the async_result can be
+    /// waited on, cancelled, and given done callbacks.
+    template <class F, class... Args>
+        requires(!detail::is_callbacks<F> && !std::is_same_v<std::remove_cvref_t<F>, task_options>)
+    auto submit(F f, Args&&... args) {
+        return apply_async(callbacks<>{}, f, std::forward<Args>(args)...);
+    }
+    /// As above, with options for this call (its timeout).
+    template <class F, class... Args>
+    auto submit(task_options opts, F f, Args&&... args) {
+        using R = typename detail::invoker<codec, F, detail::wire_t<Args>...>::result_type;
+        auto job = submit_apply_with(
+            f, [&](auto& j) { j.timeout_ns = detail::timeout_ns(opts.timeout); }, std::forward<Args>(args)...);
+        return async_result<R>(std::move(job), core_);
     }
 
     /// Starts `f(args...)` in a worker and returns at once (Python: apply_async).

@@ -68,6 +68,13 @@ public:
         p_ = static_cast<std::byte*>(q);
         cap_ = n;
     }
+    /// Drops bytes [at, at + n) (moves the rest down).
+    void erase(std::size_t at, std::size_t n) noexcept {
+        if (at >= size_) return;
+        n = std::min(n, size_ - at);
+        std::memmove(p_ + at, p_ + at + n, size_ - at - n);
+        size_ -= n;
+    }
     /// Drops the first `n` bytes (moves the rest down).
     void erase_front(std::size_t n) noexcept {
         if (n >= size_) {

@@ -82,6 +82,12 @@ struct job_core {
     bool cancelled = false;        // nobody wants the results any more
     bool has_callbacks = false;
     bool notify_each = false;      // wake waiters on every element, not only at the end
+    bool dropped = false;          // cancelled by the caller: every element ends in cancelled_error
+    bool settled = false;          // ready, and its done callbacks taken (add_done_callback runs at once)
+    /// The longest an element may run before its worker is killed; empty: the pool's
+    /// task_timeout, 0: none.
+    std::optional<std::uint64_t> timeout_ns;
+    std::vector<std::function<void()>> on_done; // add_done_callback, run once the job is ready
     std::atomic<std::uint32_t> ready{0};
     notifier changed{};
     job_core* prev = nullptr;
@@ -116,6 +122,8 @@ public:
         buf_.clear();
         front_ = 0;
     }
+    /// Drops bytes [at, at + n) of the content.
+    void erase(std::size_t at, std::size_t n) noexcept { buf_.erase(front_ + at, n); }
     /// Takes `b`'s bytes as the whole content (this must be empty); `b` gets the old storage.
     void adopt(byte_buffer& b) noexcept {
         std::swap(buf_, b);
@@ -152,6 +160,17 @@ struct pool_slot {
     bool stopping = false; // told to leave once idle
     bool abandoned = false; // its units were failed when the pool stopped: what it sends now is dropped
     std::optional<std::string> violation; // why the parent stopped trusting it and killed it
+    /// The pool killed the worker to stop one element of the unit it was running (it ran past
+    /// its timeout, or its caller cancelled it): settle_exit ends that element with `error`
+    /// (or runs it again, if `retry` and the pool's worker_death policy allows), and sends
+    /// the unit's other elements elsewhere.
+    struct stop_order {
+        std::uint64_t seq;
+        std::uint32_t element; // in the unit's chunk
+        error_ptr error;
+        bool retry;
+    };
+    std::optional<stop_order> stop_task;
 };
 
 /// The settings a pool's engine runs with.
@@ -162,6 +181,8 @@ struct pool_config {
     /// The initializer again, as it crosses into spawn and forkserver workers.
     std::optional<remote_init> remote_initializer;
     unsigned retries = 0;
+    /// The longest an element may run before its worker is killed and replaced (0: no limit).
+    std::uint64_t task_timeout_ns = 0;
     /// Bytes in each of a worker's two rings: 1 MiB for up to 8 workers (map's default chunks
     /// of a few hundred KiB then travel whole), less with more workers, never below 256 KiB.
     std::size_t ring_capacity = std::size_t{1} << 20;
@@ -204,6 +225,17 @@ inline std::string describe_lost_link(std::int32_t why, std::int32_t fd) {
 inline void report_to_stderr(const std::string& line) noexcept {
     std::string s = line + "\n";
     (void)sys::write_all(2, s.data(), s.size());
+}
+
+/// Reports an exception thrown by a user's callback and goes on (Python prints the
+/// traceback of the dying result-handler thread, and the pool hangs).
+inline void report_callback_exception() noexcept {
+    MULTIPROC_TRY {
+        auto [type, what] = describe_current_exception();
+        report_to_stderr("multiproc: exception in a pool callback (ignored; the pool carries on): " + type +
+                         (what.empty() ? "" : ": " + what));
+    } MULTIPROC_CATCH_ALL {
+    }
 }
 
 class pool_core {
@@ -260,6 +292,14 @@ public:
         std::lock_guard lk(mu_);
         check_running_locked(job->keep != nullptr);
         if (!job->keep) link(job);
+        if (timeout_of(*job) != 0) { // the workers record when each element starts
+            std::size_t at = 0;
+            for (const auto& u : units) {
+                const std::uint32_t flags = task_timed;
+                std::memcpy(msgs.data() + at + offsetof(task_header, flags), &flags, sizeof flags);
+                at += u.size;
+            }
+        }
         for (const auto& u : units) {
             job->outstanding += u.hi - u.lo;
             pending_meta_.push_back(u);
@@ -288,6 +328,99 @@ public:
         job.open = false;
         finish_if_done(job);
         after_drive_locked();
+    }
+
+    /// Cancels what is left of `job` (Python: Future.cancel()): its queued elements end at
+    /// once in cancelled_error. An element a worker is running is stopped only if `kill`:
+    /// its worker is killed (and replaced) and the element ends in cancelled_error; without
+    /// `kill`, a job with a running element is not cancelled. Returns whether the job is
+    /// now cancelled; false once it has completed.
+    bool cancel_job(job_core& job, bool kill) {
+        check_owner();
+        std::lock_guard lk(mu_);
+        if (job.dropped) return true;
+        if (!job.keep || job.outstanding == 0) return false; // complete (or completing)
+        drive_locked(); // results already published count as complete
+        if (!job.keep || job.outstanding == 0) return false;
+        std::vector<std::pair<pool_slot*, const unit_meta*>> running;
+        for (auto& p : slots_) {
+            if (p->exited || p->abandoned) continue;
+            const std::uint64_t seq = p->shared->unit.load(std::memory_order_acquire);
+            for (const auto& u : p->inflight) // (one it answered is complete: its result is on the way)
+                if (u.job == &job && !u.withdrawn && u.seq == seq) running.emplace_back(p.get(), &u);
+        }
+        if (!running.empty() && !kill) return false;
+        job.dropped = true;
+        const error_ptr e = cancelled("cancelled before it ran");
+        // Queued in the pool: out of the queues, failed now.
+        for (std::size_t k = 0, at = 0; k < pending_meta_.size();) {
+            const unit_meta u = pending_meta_[k];
+            if (u.job != &job) {
+                at += u.size;
+                ++k;
+                continue;
+            }
+            pending_bytes_.erase(at, u.size);
+            pending_meta_.erase(pending_meta_.begin() + static_cast<std::ptrdiff_t>(k));
+            fail_unit(u, e);
+        }
+        for (auto it = requeued_.begin(); it != requeued_.end();) {
+            if (it->first.job != &job) {
+                ++it;
+                continue;
+            }
+            const unit_meta u = it->first;
+            it = requeued_.erase(it);
+            fail_unit(u, e);
+        }
+        // Sent to a worker that has not started it: withdrawn there, failed now.
+        for (auto& p : slots_) {
+            if (p->exited || p->abandoned) continue;
+            const std::uint64_t seq = p->shared->unit.load(std::memory_order_acquire);
+            for (auto& u : p->inflight)
+                if (u.job == &job && !u.withdrawn && u.seq > seq && try_withdraw(*p, u, seq)) {
+                    fail_unit(u, e);
+                    --p->sent;
+                }
+        }
+        // Running: the worker is killed; settle_exit fails the element.
+        for (auto [p, u] : running) {
+            if (p->stop_task) continue; // being stopped already (a timeout): that error stands
+            auto at = static_cast<std::uint32_t>(
+                std::clamp<std::uint64_t>(p->shared->element.load(std::memory_order_acquire), u->lo, u->hi - 1));
+            p->stop_task = pool_slot::stop_order{u->seq, at, cancelled("cancelled while it ran in " + p->name +
+                                                                          " (pid " + std::to_string(p->pid) +
+                                                                          "), which was killed"),
+                                                false};
+            log(10, "cancelling task {}: killing {} (pid {})", u->first + at, p->name, p->pid);
+            signal_worker(*p, SIGKILL);
+        }
+        after_drive_locked();
+        return true;
+    }
+
+    /// Whether a worker is running an element of `job` now (Python: Future.running()).
+    bool running(const job_core& job) {
+        std::lock_guard lk(mu_);
+        for (auto& p : slots_) {
+            if (p->exited || p->abandoned) continue;
+            const std::uint64_t seq = p->shared->unit.load(std::memory_order_acquire);
+            for (const auto& u : p->inflight)
+                if (u.job == &job && !u.withdrawn && u.seq == seq) return true;
+        }
+        return false;
+    }
+
+    /// Runs `f` once `job` is ready, in the engine thread; at once, here, if it is already.
+    void on_done(job_core& job, std::function<void()> f) {
+        {
+            std::lock_guard lk(mu_);
+            if (!job.settled) {
+                job.on_done.push_back(std::move(f));
+                return;
+            }
+        }
+        run_done_callback(f);
     }
 
     /// Runs `f()` under the pool's lock (what job state is guarded by).
@@ -384,6 +517,7 @@ private:
     unsigned long finalizer_ = 0;
     pid_t owner_ = ::getpid();
     std::optional<steady::time_point> rebalance_at_; // when the engine means to look again
+    std::optional<steady::time_point> timeout_at_;   // when an element may run past its timeout
     // engine thread only
     std::optional<steady::time_point> kill_at_;
     bool signalled_ = false;
@@ -440,16 +574,29 @@ private:
         unlink(j);
         if (!jobs_ && state_ == pool_state::close) wake_engine_ = true; // time to let the workers go
         std::shared_ptr<job_core> keep = std::move(j.keep);
-        if (j.has_callbacks && !j.cancelled && j.ops->callbacks) {
+        if ((j.has_callbacks && !j.cancelled && j.ops->callbacks) || !j.on_done.empty()) {
             callbacks_due_.push_back(std::move(keep));
             wake_engine_ = true;
         } else {
+            j.settled = true;
             j.mark_ready();
         }
     }
 
+    [[nodiscard]] std::uint64_t timeout_of(const job_core& j) const noexcept {
+        return j.timeout_ns.value_or(cfg_.task_timeout_ns);
+    }
+
+    static error_ptr cancelled(const std::string& how) {
+        return error_ptr(cancelled_error("multiproc: the task was " + how));
+    }
+
     void deliver(const unit_meta& u, const std::byte* msg, std::size_t size, pid_t pid) {
         job_core& j = *u.job;
+        if (j.dropped) { // cancelled while it ran, and it completed before the kill landed
+            fail_unit(u, cancelled("cancelled while it ran"));
+            return;
+        }
         if (!j.cancelled) j.ops->deliver(j, u, msg, size, pid);
         j.outstanding -= u.hi - u.lo;
         finish_if_done(j);
@@ -691,31 +838,14 @@ private:
             pool_slot& s = *p;
             if (s.exited || s.live < 2 || !stuck(s, now)) continue;
             const std::uint64_t running = s.shared->unit.load(std::memory_order_acquire);
-            const std::uint64_t tail = s.boot.tasks.indices().tail.load(std::memory_order_relaxed);
             std::vector<std::pair<unit_meta, byte_buffer>> back;
             for (auto it = s.inflight.rbegin(); it != s.inflight.rend(); ++it) {
                 unit_meta& u = *it;
                 if (u.withdrawn) continue;
-                if (u.seq <= running || u.size > s.boot.tasks.capacity()) break; // started, or never in the ring whole
-                const std::uint64_t claim_pos = u.stream_pos + offsetof(task_header, claim);
-                if (claim_pos + sizeof(std::uint32_t) <= tail) {
-                    // In the ring. The worker consumes a unit only after claiming it, so if it
-                    // has read past this one, it has started it; else whoever claims first wins.
-                    if (u.stream_pos < s.boot.tasks.indices().head.load(std::memory_order_acquire)) break;
-                    std::uint32_t expected = claim_free;
-                    if (!claim_of(s.boot.tasks.at(u.stream_pos))
-                             .compare_exchange_strong(expected, claim_withdrawn, std::memory_order_acq_rel))
-                        break;
-                } else if (claim_pos >= tail) { // not sent yet: only the parent sees it
-                    claim_of(s.log.data() + (u.stream_pos - s.popped_bytes)).store(claim_withdrawn, std::memory_order_relaxed);
-                } else {
-                    break; // half sent: leave it
-                }
+                if (!try_withdraw(s, u, running)) break;
                 byte_buffer copy;
                 copy.append(s.log.data() + (u.stream_pos - s.popped_bytes), u.size);
                 claim_of(copy.data()).store(claim_free, std::memory_order_relaxed);
-                u.withdrawn = true;
-                --s.live;
                 --s.sent;
                 back.emplace_back(u, std::move(copy));
             }
@@ -725,6 +855,31 @@ private:
                 requeued_.emplace_front(again, std::move(bytes));
             }
         }
+    }
+
+    /// Takes back unit `u` of worker `s` (whose unit `running` is the one it runs or ran last)
+    /// if the worker has not started it: marks it withdrawn, here and, if it is in the task
+    /// ring, there (the worker skips it). False if the worker started it or may have.
+    bool try_withdraw(pool_slot& s, unit_meta& u, std::uint64_t running) {
+        if (u.seq <= running || u.size > s.boot.tasks.capacity()) return false; // started, or never in the ring whole
+        const std::uint64_t tail = s.boot.tasks.indices().tail.load(std::memory_order_relaxed);
+        const std::uint64_t claim_pos = u.stream_pos + offsetof(task_header, claim);
+        if (claim_pos + sizeof(std::uint32_t) <= tail) {
+            // In the ring. The worker consumes a unit only after claiming it, so if it has
+            // read past this one, it has started it; else whoever claims first wins.
+            if (u.stream_pos < s.boot.tasks.indices().head.load(std::memory_order_acquire)) return false;
+            std::uint32_t expected = claim_free;
+            if (!claim_of(s.boot.tasks.at(u.stream_pos))
+                     .compare_exchange_strong(expected, claim_withdrawn, std::memory_order_acq_rel))
+                return false;
+        } else if (claim_pos >= tail) { // not sent yet: only the parent sees it
+            claim_of(s.log.data() + (u.stream_pos - s.popped_bytes)).store(claim_withdrawn, std::memory_order_relaxed);
+        } else {
+            return false; // half sent: leave it
+        }
+        u.withdrawn = true;
+        --s.live;
+        return true;
     }
 
     void assign(pool_slot& s, unit_meta u, const std::byte* bytes) {
@@ -740,6 +895,7 @@ private:
         s.inflight.push_back(u);
         ++s.live;
         ++s.sent;
+        if (timeout_of(*u.job) != 0) wake_engine_ = true; // to watch its time
     }
 
     void dispatch_locked() {
@@ -899,6 +1055,10 @@ private:
                 requeue(u, bytes, u.lo, u.hi, false);
                 continue;
             }
+            if (s.stop_task) {
+                stop_element(s, u, bytes);
+                continue;
+            }
             auto c = static_cast<std::uint32_t>(
                 std::clamp<std::uint64_t>(s.shared->element.load(std::memory_order_relaxed), u.lo, u.hi - 1));
             requeue(u, bytes, u.lo, c, false);
@@ -921,6 +1081,74 @@ private:
             s.proc->close();
         } MULTIPROC_CATCH(const error&, unnamed_) {
         }
+    }
+
+    /// Settles unit `u`, which worker `s` was running when the pool killed it to stop one of
+    /// its elements (s.stop_task): that element ends with the stop's error, or runs again if
+    /// the stop allows a retry and the worker_death policy has one left; the unit's other
+    /// elements run elsewhere. If the worker had moved on to another unit before the kill
+    /// landed, that unit did nothing wrong: it runs again, whole.
+    void stop_element(pool_slot& s, const unit_meta& u, const std::byte* bytes) {
+        const pool_slot::stop_order& st = *s.stop_task;
+        if (st.seq != u.seq) {
+            requeue(u, bytes, u.lo, u.hi, false);
+            return;
+        }
+        const std::uint32_t c = std::clamp(st.element, u.lo, u.hi - 1);
+        requeue(u, bytes, u.lo, c, false);
+        if (st.retry && u.attempts < cfg_.retries) {
+            log(20, "{} (pid {}) was stopped while running task {}: {}; running it again", s.name, s.pid, u.first + c,
+                st.error.what());
+            requeue(u, bytes, c, c + 1, true);
+        } else {
+            fail_element(*u.job, u.first + c, st.error);
+        }
+        requeue(u, bytes, c + 1, u.hi, false);
+    }
+
+    /// Kills the workers whose current element has run past its job's timeout; returns when
+    /// to look again (the earliest deadline of an element running or queued), or nothing.
+    std::optional<std::uint64_t> check_timeouts(std::uint64_t now) {
+        std::optional<std::uint64_t> next;
+        auto at = [&](std::uint64_t t) { next = std::min(next.value_or(UINT64_MAX), t); };
+        for (auto& p : slots_) {
+            pool_slot& s = *p;
+            if (s.exited || s.abandoned || s.violation || s.stop_task || s.live == 0) continue;
+            const std::uint64_t seq = s.shared->unit.load(std::memory_order_acquire);
+            for (const auto& u : s.inflight) {
+                if (u.withdrawn) continue;
+                const std::uint64_t limit = timeout_of(*u.job);
+                if (limit == 0) continue;
+                if (u.seq > seq) { // not started: it cannot run past its time before now + limit
+                    at(now + limit);
+                    continue;
+                }
+                if (u.seq != seq) continue; // (answered; its result not yet collected)
+                const auto c = static_cast<std::uint32_t>(
+                    std::clamp<std::uint64_t>(s.shared->element.load(std::memory_order_acquire), u.lo, u.hi - 1));
+                const std::uint64_t started = s.shared->element_started_ns.load(std::memory_order_relaxed);
+                if (now < started + limit) {
+                    at(started + limit);
+                    continue;
+                }
+                std::string msg = "multiproc: task " + std::to_string(u.first + c) + " ran longer than its timeout of " +
+                                  describe_ns(limit) + " in " + s.name + " (pid " + std::to_string(s.pid) +
+                                  "), which was killed";
+                if (state_ == pool_state::run) msg += "; a new worker takes its place";
+                log(20, "{}", msg);
+                s.stop_task = pool_slot::stop_order{u.seq, c, error_ptr(timeout_error(msg)), true};
+                signal_worker(s, SIGKILL);
+                break;
+            }
+        }
+        return next;
+    }
+
+    static std::string describe_ns(std::uint64_t ns) {
+        if (ns % 1000000000 == 0) return std::to_string(ns / 1000000000) + " s";
+        if (ns % 1000000 == 0) return std::to_string(ns / 1000000) + " ms";
+        if (ns % 1000 == 0) return std::to_string(ns / 1000) + " us";
+        return std::to_string(ns) + " ns";
     }
 
     error_ptr stopped_error() const {
@@ -1039,10 +1267,26 @@ private:
         dispatch_locked();
     }
 
+    /// Runs a done callback; what it throws is reported and ignored (Python logs it).
+    static void run_done_callback(std::function<void()>& f) noexcept {
+        MULTIPROC_TRY {
+            f();
+        } MULTIPROC_CATCH_ALL {
+            report_callback_exception();
+        }
+    }
+
     void run_callbacks(std::vector<std::shared_ptr<job_core>>& due) {
         for (auto& j : due) {
-            j->ops->callbacks(*j);
-            j->mark_ready();
+            if (j->has_callbacks && !j->cancelled && j->ops->callbacks) j->ops->callbacks(*j);
+            std::vector<std::function<void()>> done;
+            {
+                std::lock_guard lk(mu_);
+                j->mark_ready();
+                j->settled = true;
+                done.swap(j->on_done);
+            }
+            for (auto& f : done) run_done_callback(f);
         }
         due.clear();
     }
@@ -1085,11 +1329,17 @@ private:
                 for (pool_slot* s : ended) s->exited = true;
                 ended.clear();
                 done = step_locked();
+                // After the step, which may have given units to workers it started.
+                timeout_at_.reset();
+                if (!done && (state_ == pool_state::run || state_ == pool_state::close))
+                    if (auto t = check_timeouts(now_ns()))
+                        timeout_at_ = steady::time_point(steady::duration(static_cast<steady::rep>(*t)));
                 wake_engine_ = false;
                 due.swap(callbacks_due_);
                 rebalance_at_ = next_rebalance();
                 until = kill_at_;
                 if (rebalance_at_ && (!until || *rebalance_at_ < *until)) until = rebalance_at_;
+                if (timeout_at_ && (!until || *timeout_at_ < *until)) until = timeout_at_;
             }
             run_callbacks(due);
             if (done) break;

@@ -70,17 +70,6 @@ void read_unit(const unit_meta& u, const std::byte* msg, std::size_t size, pid_t
     }
 }
 
-/// Reports an exception thrown by a user's callback and goes on (Python prints the
-/// traceback of the dying result-handler thread, and the pool hangs).
-inline void report_callback_exception() noexcept {
-    MULTIPROC_TRY {
-        auto [type, what] = describe_current_exception();
-        report_to_stderr("multiproc: exception in a pool callback (ignored; the pool carries on): " + type +
-                         (what.empty() ? "" : ": " + what));
-    } MULTIPROC_CATCH_ALL {
-    }
-}
-
 /// The state behind an async_result<V>: a value or an error, and the callbacks.
 template <class V>
 struct result_state : job_core {

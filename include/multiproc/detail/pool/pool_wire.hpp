@@ -56,6 +56,7 @@ struct worker_shared {
     alignas(64) std::atomic<std::uint64_t> unit; // the unit being run (its number on this worker), 0 before the first
     std::atomic<std::uint64_t> element;          // the element of that unit's chunk being run
     std::atomic<std::uint64_t> started_ns;       // when that unit started (steady clock)
+    std::atomic<std::uint64_t> element_started_ns; // when `element` started: each element of a timed unit, else the unit
     std::atomic<std::uint32_t> stop;             // set by the parent: leave once no task is left
     std::atomic<std::uint32_t> phase;            // worker_starting, worker_in_initializer, worker_running
     std::atomic<std::int32_t> lost_link;         // set by a worker that left because its link was gone: why
@@ -80,7 +81,13 @@ struct task_header {
     std::uint32_t count;
     std::uint32_t lo, hi;
     std::uint32_t claim; // claim_free, then claim_taken by the worker or claim_withdrawn by the parent
+    std::uint32_t flags; // task_timed: the worker records when each element starts
 };
+
+/// task_header::flags. A unit of a job with a task timeout is timed: the parent stops an
+/// element that runs too long, so it must know when each one started (one clock read per
+/// element, paid only there).
+enum : std::uint32_t { task_timed = 1 };
 
 /// Who owns a unit that sits in a worker's task ring: the first to move `claim` from
 /// claim_free wins. The parent withdraws units queued behind a long-running one, to give
@@ -201,6 +208,7 @@ struct result_sink {
     byte_buffer& errors;
     std::uint32_t error_count = 0;
     std::atomic<std::uint64_t>* element = nullptr; // the worker's progress word
+    std::atomic<std::uint64_t>* element_started = nullptr; // when each element started, for a timed unit
 
     void fail_current(std::uint32_t element_index) {
         auto [type, what] = describe_current_exception();
@@ -262,7 +270,11 @@ struct invoker {
             else
                 for (std::uint32_t k = 0; k < lo; ++k) (Codec::template skip<A>(in), ...);
             for (; i < hi; ++i) {
-                out.element->store(i, std::memory_order_relaxed);
+                // The time first: a parent that sees element i sees at least i's start.
+                if (out.element_started)
+                    out.element_started->store(static_cast<std::uint64_t>(steady::now().time_since_epoch().count()),
+                                               std::memory_order_relaxed);
+                out.element->store(i, std::memory_order_release);
                 // Braced initialization decodes the arguments left to right, as encoded.
                 std::tuple<A...> args{Codec::template decode<A>(in)...};
                 const std::size_t mark = out.values.size();
@@ -547,11 +559,14 @@ inline void run_task(const worker_boot& b, const std::byte* msg, std::size_t siz
     auto t0 = steady::now();
     b.self->element.store(h.lo, std::memory_order_relaxed);
     b.self->started_ns.store(static_cast<std::uint64_t>(t0.time_since_epoch().count()), std::memory_order_relaxed);
+    b.self->element_started_ns.store(static_cast<std::uint64_t>(t0.time_since_epoch().count()),
+                                     std::memory_order_relaxed);
     b.self->unit.store(h.seq, std::memory_order_release);
     out.clear();
     (void)out.grow(sizeof(result_header)); // filled in below
     errors.clear();
-    result_sink sink{out, errors, 0, &b.self->element};
+    result_sink sink{out, errors, 0, &b.self->element,
+                     (h.flags & task_timed) != 0 ? &b.self->element_started_ns : nullptr};
     if (invoker_fn fn = find_invoker(h.invoker, h.signature);
         fn && size >= sizeof h + h.callable_size) {
         task_view v{&h, msg + sizeof h, msg + sizeof h + h.callable_size, size - sizeof h - h.callable_size};

@@ -1,0 +1,186 @@
+// Executor-style calls (issue 17): submit returns an async_result that can be cancelled,
+// asked whether it runs, given done callbacks; a task past its timeout is stopped (its worker
+// killed and replaced) and fails with timeout_error. Under every start method; tasks that
+// must block wait on a named pipe, so that the test decides when they end.
+#include "pool/helpers.hpp"
+
+#include <multiproc/pool.hpp>
+#include <multiproc/views/imap.hpp> // pool.imap returns its view
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+using namespace multiproc;
+using namespace std::chrono_literals;
+using Catch::Matchers::Contains;
+
+namespace {
+using pooltest::pool_of;
+using pooltest::square;
+
+/// Reports its pid to `reports`, then blocks in read(2) until `tokens` gives it one.
+int started_then_blocked(std::string reports, std::string tokens, int v) {
+    pooltest::report_pid_then_wait_at(std::move(reports), std::move(tokens));
+    return v;
+}
+
+/// Never returns: blocked in read(2) on a pipe nobody writes to.
+int blocked_forever(int) {
+    int fds[2];
+    if (::pipe(fds) != 0) std::_Exit(3);
+    char c;
+    for (;;) (void)::read(fds[0], &c, 1);
+}
+
+/// Never returns: spins without a system call.
+int spins_forever(int) {
+    volatile unsigned long n = 0;
+    for (;;) n = n + 1;
+}
+
+/// x * x, except for 5, which blocks forever.
+int square_but_5_blocks(int x) { return x == 5 ? blocked_forever(x) : x * x; }
+
+/// Blocks forever the first time (it leaves a file at `marker` first), returns v after.
+int blocks_once(std::string marker, int v) {
+    int fd = ::open(marker.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) return v; // the file is there: a second attempt
+    ::close(fd);
+    return blocked_forever(v);
+}
+
+template <class R>
+error_ptr failure_of(R& r) {
+    auto e = r.exception(120s);
+    REQUIRE(e);
+    return e;
+}
+} // namespace
+
+TEMPLATE_TEST_CASE("submit: the result, done(), exception() and done callbacks", "[pool][futures]", START_METHODS) {
+    pool_of<TestType> p(2);
+    auto r = p.submit(fn<&square>, 7);
+    std::promise<int> seen;
+    r.add_done_callback([&](const async_result<int>& done) { seen.set_value(done.get()); });
+    CHECK(r.get() == 49);
+    CHECK(r.done());
+    CHECK_FALSE(r.running());
+    CHECK_FALSE(r.cancelled());
+    CHECK_FALSE(r.exception());
+    auto f = seen.get_future();
+    REQUIRE(f.wait_for(120s) == std::future_status::ready);
+    CHECK(f.get() == 49);
+    // On a result that is ready already, the callback runs at once, in this thread.
+    std::thread::id ran_in;
+    r.add_done_callback([&](const async_result<int>&) { ran_in = std::this_thread::get_id(); });
+    CHECK(ran_in == std::this_thread::get_id());
+    // A callback that throws is reported and ignored; the pool goes on.
+    auto q = p.submit(fn<&square>, 2);
+    q.wait();
+    q.add_done_callback([](const async_result<int>&) { throw std::runtime_error("from a done callback"); });
+    CHECK(p.apply(fn<&square>, 3) == 9);
+}
+
+TEMPLATE_TEST_CASE("cancel drops a queued task at once; a running one goes on unless killed",
+                   "[pool][futures][cancel]", START_METHODS) {
+    for (bool warmed : {false, true}) {
+        INFO((warmed ? "after short tasks (queued in the worker's ring)" : "fresh pool (queued in the pool)"));
+        pooltest::named_pipe reports, tokens;
+        pool_of<TestType> p(1);
+        if (warmed) CHECK(p.map(fn<&square>, std::vector<int>(200, 3), 1).size() == 200);
+        auto first = p.submit(fn<&started_then_blocked>, reports.path(), tokens.path(), 1);
+        (void)reports.line(); // it runs
+        auto second = p.submit(fn<&square>, 5);
+        CHECK(first.running());
+        CHECK_FALSE(second.running());
+        CHECK(second.cancel());
+        CHECK(second.cancelled());
+        CHECK(second.done());
+        CHECK(second.cancel()); // again: still cancelled
+        CHECK(failure_of(second).code() == errc::cancelled_error);
+        CHECK_THROWS_AS(second.get(), cancelled_error);
+        // Running, and not to be killed: not cancelled.
+        CHECK_FALSE(first.cancel());
+        CHECK_FALSE(first.cancelled());
+        tokens.release();
+        CHECK(first.get() == 1);
+        CHECK_FALSE(first.cancel()); // complete
+        CHECK(p.apply(fn<&square>, 4) == 16);
+    }
+}
+
+TEMPLATE_TEST_CASE("cancel(kill_running) kills the worker of a running task, which fails alone",
+                   "[pool][futures][cancel]", START_METHODS) {
+    pooltest::named_pipe reports, tokens;
+    pool_of<TestType> p(2);
+    auto r = p.submit(fn<&started_then_blocked>, reports.path(), tokens.path(), 1);
+    const pid_t pid = std::stoi(reports.line());
+    auto other = p.submit(fn<&square>, 6);
+    CHECK(other.get() == 36);
+    CHECK(r.cancel(cancel_mode::kill_running));
+    CHECK(r.cancelled());
+    auto e = failure_of(r);
+    CHECK(e.code() == errc::cancelled_error);
+    CHECK_THAT(std::string(e.what()), Contains("cancelled while it ran in") && Contains(std::to_string(pid)));
+    CHECK(test::wait_exit(pid));
+    // The pool goes on without it.
+    CHECK(p.apply(fn<&square>, 9) == 81);
+    CHECK(pooltest::worker_pids().count(pid) == 0);
+}
+
+TEMPLATE_TEST_CASE("a task past the pool's task_timeout fails with timeout_error; its worker is replaced",
+                   "[pool][futures][timeout]", START_METHODS) {
+    pool_of<TestType> p(pool_options{.processes = 1, .task_timeout = 200ms});
+    for (auto task : {&blocked_forever, &spins_forever}) {
+        INFO((task == &blocked_forever ? "blocked in a system call" : "spinning"));
+        auto r = task == &blocked_forever ? p.submit(fn<&blocked_forever>, 1) : p.submit(fn<&spins_forever>, 1);
+        auto e = failure_of(r);
+        CHECK(e.code() == errc::timeout_error);
+        CHECK_THAT(std::string(e.what()), Contains("task 0 ran longer than its timeout of 200 ms in PoolWorker-") &&
+                                 Contains("which was killed; a new worker takes its place"));
+        CHECK_THROWS_AS(r.get(), timeout_error);
+        CHECK(p.apply(fn<&square>, 4) == 16); // within its time
+    }
+}
+
+TEMPLATE_TEST_CASE("a per-call timeout; map's element past it fails alone, the rest of its chunk runs",
+                   "[pool][futures][timeout]", START_METHODS) {
+    pool_of<TestType> p(2);
+    auto r = p.submit(task_options{.timeout = 200ms}, fn<&blocked_forever>, 1);
+    CHECK(failure_of(r).code() == errc::timeout_error);
+    CHECK(p.submit(task_options{.timeout = 60s}, fn<&square>, 3).get() == 9);
+    CHECK_THROWS_AS(p.submit(task_options{.timeout = -1s}, fn<&square>, 3), value_error);
+
+    pool_of<TestType> q(pool_options{.processes = 2, .task_timeout = 300ms});
+    std::vector<int> xs{0, 1, 2, 3, 4, 5, 6, 7};
+    std::vector<std::string> got;
+    auto ys = q.imap(fn<&square_but_5_blocks>, xs, 8); // one chunk
+    for (auto it = ys.begin(); it != ys.end(); ++it) {
+        try {
+            got.push_back(std::to_string(*it));
+        } catch (const timeout_error& e) {
+            CHECK_THAT(std::string(e.what()), Contains("task 5 ran longer than its timeout of 300 ms"));
+            got.push_back("timeout");
+        }
+    }
+    CHECK(got == std::vector<std::string>{"0", "1", "4", "9", "16", "timeout", "36", "49"});
+    CHECK_THROWS_AS(q.map(fn<&square_but_5_blocks>, xs, 3), timeout_error);
+}
+
+TEMPLATE_TEST_CASE("under worker_death::retry<N>, a task past its timeout runs again", "[pool][futures][timeout]",
+                   START_METHODS) {
+    pooltest::named_pipe scratch; // (its directory holds the marker)
+    pool_of<TestType, worker_death::retry<1>> p(pool_options{.processes = 1, .task_timeout = 200ms});
+    CHECK(p.apply(fn<&blocks_once>, scratch.dir + "/marker", 11) == 11);
+    ::unlink((scratch.dir + "/marker").c_str());
+    // Past its time on every attempt: fails after 1 + 1.
+    auto r = p.submit(fn<&blocked_forever>, 1);
+    CHECK(failure_of(r).code() == errc::timeout_error);
+}
