@@ -6,6 +6,7 @@
 #include <multiproc/context.hpp>
 #include <multiproc/crossing.hpp>
 #include <multiproc/error.hpp>
+#include <multiproc/futures.hpp>
 #include <multiproc/fwd.hpp>
 #include <multiproc/logging.hpp>
 #include <multiproc/pipe.hpp>

@@ -538,6 +538,16 @@ public:
         return make_imap<true, F>(std::forward<Rng>(xs), f, chunksize);
     }
 
+    /// Python: concurrent.futures.Executor.shutdown(wait, cancel_futures). No more tasks may
+    /// be submitted (close()); with `cancel_futures`, every task no worker has started fails
+    /// at once with cancelled_error; with `wait`, returns once the work in hand is done and
+    /// the workers have left (join()). May be called again.
+    void shutdown(bool wait = true, bool cancel_futures = false) {
+        if (cancel_futures) core_->cancel_queued();
+        core_->close();
+        if (wait) core_->join();
+    }
+
     /// No more tasks may be submitted; the workers leave once the work in hand is done
     /// (Python: close()).
     void close() { core_->close(); }

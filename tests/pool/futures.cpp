@@ -4,6 +4,7 @@
 // must block wait on a named pipe, so that the test decides when they end.
 #include "pool/helpers.hpp"
 
+#include <multiproc/futures.hpp>
 #include <multiproc/pool.hpp>
 #include <multiproc/views/imap.hpp> // pool.imap returns its view
 
@@ -44,6 +45,8 @@ int spins_forever(int) {
     volatile unsigned long n = 0;
     for (;;) n = n + 1;
 }
+
+int throws_runtime(int) { throw std::runtime_error("failed on purpose"); }
 
 /// x * x, except for 5, which blocks forever.
 int square_but_5_blocks(int x) { return x == 5 ? blocked_forever(x) : x * x; }
@@ -183,4 +186,85 @@ TEMPLATE_TEST_CASE("under worker_death::retry<N>, a task past its timeout runs a
     // Past its time on every attempt: fails after 1 + 1.
     auto r = p.submit(fn<&blocked_forever>, 1);
     CHECK(failure_of(r).code() == errc::timeout_error);
+}
+
+TEMPLATE_TEST_CASE("wait: first_completed, first_exception, all_completed, and a timeout", "[pool][futures][wait]",
+                   START_METHODS) {
+    pooltest::named_pipe reports, tokens;
+    pool_of<TestType> p(3);
+    std::vector<async_result<int>> rs{p.submit(fn<&started_then_blocked>, reports.path(), tokens.path(), 1)};
+    (void)reports.line(); // it runs, and waits for a token
+    rs.push_back(p.submit(fn<&square>, 3));
+
+    auto first = wait(rs, return_when::first_completed);
+    REQUIRE(first.done.size() == 1);
+    CHECK(first.done[0].get() == 9);
+    REQUIRE(first.not_done.size() == 1);
+    CHECK_FALSE(first.not_done[0].ready());
+
+    auto timed_out = wait(rs, 50ms); // all_completed, which cannot happen yet: not an error
+    CHECK(timed_out.done.size() == 1);
+    CHECK(timed_out.not_done.size() == 1);
+
+    rs.push_back(p.submit(fn<&throws_runtime>, 0));
+    auto failed = wait(rs, return_when::first_exception);
+    CHECK(failed.done.size() == 2);
+    REQUIRE(failed.not_done.size() == 1);
+    CHECK(failed.not_done[0].running());
+
+    tokens.release();
+    auto all = wait(rs, 120s);
+    CHECK(all.done.size() == 3);
+    CHECK(all.not_done.empty());
+    CHECK(rs[0].get() == 1);
+    CHECK(wait(std::vector<async_result<int>>{}, return_when::first_completed).done.empty());
+}
+
+TEMPLATE_TEST_CASE("as_completed yields results as they complete, and times out", "[pool][futures][as_completed]",
+                   START_METHODS) {
+    pooltest::named_pipe reports, tokens;
+    pool_of<TestType> p(2);
+    std::vector<async_result<int>> rs{p.submit(fn<&started_then_blocked>, reports.path(), tokens.path(), 1)};
+    (void)reports.line();
+    rs.push_back(p.submit(fn<&square>, 4));
+    std::vector<int> order;
+    for (const auto& r : as_completed(rs)) {
+        order.push_back(r.get());
+        if (order.size() == 1) tokens.release(); // the blocked one may finish only now
+    }
+    CHECK(order == std::vector<int>{16, 1});
+
+    std::vector<async_result<int>> more{p.submit(fn<&square>, 5),
+                                        p.submit(fn<&started_then_blocked>, reports.path(), tokens.path(), 2)};
+    (void)reports.line();
+    auto view = as_completed(more, 100ms);
+    auto it = view.begin();
+    CHECK((*it).get() == 25);
+    try {
+        ++it;
+        FAIL("no timeout_error");
+    } catch (const timeout_error& e) {
+        CHECK(std::string(e.what()) == "multiproc: 1 (of 2) results unfinished");
+    }
+    tokens.release();
+    CHECK(more[1].get() == 2);
+}
+
+TEMPLATE_TEST_CASE("shutdown(wait, cancel_futures): queued tasks cancelled, running ones complete",
+                   "[pool][futures][shutdown]", START_METHODS) {
+    pooltest::named_pipe reports, tokens;
+    pool_of<TestType> p(1);
+    auto running = p.submit(fn<&started_then_blocked>, reports.path(), tokens.path(), 7);
+    (void)reports.line();
+    auto queued = p.submit(fn<&square>, 2);
+    auto mapped = p.map_async(fn<&square>, std::vector<int>{1, 2, 3}, 1);
+    p.shutdown(/*wait=*/false, /*cancel_futures=*/true);
+    CHECK(queued.cancelled());
+    CHECK_THROWS_AS(queued.get(), cancelled_error);
+    CHECK(failure_of(mapped).code() == errc::cancelled_error);
+    CHECK_THROWS_AS(p.submit(fn<&square>, 2), value_error); // no new work after shutdown
+    CHECK_FALSE(running.done());
+    tokens.release();
+    p.shutdown(); // waits for the running one and the worker
+    CHECK(running.get() == 7);
 }

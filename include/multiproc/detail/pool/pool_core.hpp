@@ -351,38 +351,7 @@ public:
         }
         if (!running.empty() && !kill) return false;
         job.dropped = true;
-        const error_ptr e = cancelled("cancelled before it ran");
-        // Queued in the pool: out of the queues, failed now.
-        for (std::size_t k = 0, at = 0; k < pending_meta_.size();) {
-            const unit_meta u = pending_meta_[k];
-            if (u.job != &job) {
-                at += u.size;
-                ++k;
-                continue;
-            }
-            pending_bytes_.erase(at, u.size);
-            pending_meta_.erase(pending_meta_.begin() + static_cast<std::ptrdiff_t>(k));
-            fail_unit(u, e);
-        }
-        for (auto it = requeued_.begin(); it != requeued_.end();) {
-            if (it->first.job != &job) {
-                ++it;
-                continue;
-            }
-            const unit_meta u = it->first;
-            it = requeued_.erase(it);
-            fail_unit(u, e);
-        }
-        // Sent to a worker that has not started it: withdrawn there, failed now.
-        for (auto& p : slots_) {
-            if (p->exited || p->abandoned) continue;
-            const std::uint64_t seq = p->shared->unit.load(std::memory_order_acquire);
-            for (auto& u : p->inflight)
-                if (u.job == &job && !u.withdrawn && u.seq > seq && try_withdraw(*p, u, seq)) {
-                    fail_unit(u, e);
-                    --p->sent;
-                }
-        }
+        (void)drop_queued(job);
         // Running: the worker is killed; settle_exit fails the element.
         for (auto [p, u] : running) {
             if (p->stop_task) continue; // being stopped already (a timeout): that error stands
@@ -397,6 +366,21 @@ public:
         }
         after_drive_locked();
         return true;
+    }
+
+    /// Python: Executor.shutdown(cancel_futures=True). Every task no worker has started
+    /// fails at once with cancelled_error; running ones go on.
+    void cancel_queued() {
+        check_owner();
+        std::lock_guard lk(mu_);
+        drive_locked();
+        for (job_core* j = jobs_; j;) {
+            job_core* next = j->next; // (dropping may complete and unlink it)
+            std::shared_ptr<job_core> keep = j->keep;
+            if (drop_queued(*j) != 0) j->dropped = true;
+            j = next;
+        }
+        after_drive_locked();
     }
 
     /// Whether a worker is running an element of `job` now (Python: Future.running()).
@@ -581,6 +565,47 @@ private:
             j.settled = true;
             j.mark_ready();
         }
+    }
+
+    /// Fails at once, with cancelled_error, every unit of `job` that no worker has started:
+    /// those queued in the pool are cut out of its queues, those in a worker's task ring
+    /// withdrawn there. Returns how many.
+    std::size_t drop_queued(job_core& job) {
+        std::size_t n = 0;
+        const error_ptr e = cancelled("cancelled before it ran");
+        for (std::size_t k = 0, at = 0; k < pending_meta_.size();) {
+            const unit_meta u = pending_meta_[k];
+            if (u.job != &job) {
+                at += u.size;
+                ++k;
+                continue;
+            }
+            pending_bytes_.erase(at, u.size);
+            pending_meta_.erase(pending_meta_.begin() + static_cast<std::ptrdiff_t>(k));
+            fail_unit(u, e);
+            ++n;
+        }
+        for (auto it = requeued_.begin(); it != requeued_.end();) {
+            if (it->first.job != &job) {
+                ++it;
+                continue;
+            }
+            const unit_meta u = it->first;
+            it = requeued_.erase(it);
+            fail_unit(u, e);
+            ++n;
+        }
+        for (auto& p : slots_) {
+            if (p->exited || p->abandoned) continue;
+            const std::uint64_t seq = p->shared->unit.load(std::memory_order_acquire);
+            for (auto& u : p->inflight)
+                if (u.job == &job && !u.withdrawn && u.seq > seq && try_withdraw(*p, u, seq)) {
+                    fail_unit(u, e);
+                    --p->sent;
+                    ++n;
+                }
+        }
+        return n;
     }
 
     [[nodiscard]] std::uint64_t timeout_of(const job_core& j) const noexcept {
