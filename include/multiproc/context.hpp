@@ -14,10 +14,13 @@
 #include <multiproc/value.hpp>
 
 #include <multiproc/detail/util/chrono.hpp>
+#include <array>
 #include <cstddef>
 #include <functional>
 #include <initializer_list>
 #include <optional>
+#include <string_view>
+#include <type_traits>
 #include <utility>
 
 namespace multiproc { MULTIPROC_ABI_BEGIN
@@ -117,5 +120,13 @@ public:
         return multiproc::raw_array<T>(n);
     }
 };
+
+/// The names of the start methods this platform offers, the default first (Python:
+/// multiprocessing.get_all_start_methods(), which on Linux in 3.12 returns the same list):
+/// the names that `context<start::X>::start_method()` returns.
+[[nodiscard]] constexpr std::array<std::string_view, 3> get_all_start_methods() noexcept {
+    static_assert(std::is_same_v<default_policy<kind::start>::type, start::fork>, "the default start method comes first");
+    return {start::fork::name, start::spawn::name, start::forkserver::name};
+}
 
 MULTIPROC_ABI_END } // namespace multiproc

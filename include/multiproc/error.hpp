@@ -32,7 +32,7 @@ namespace multiproc { MULTIPROC_ABI_BEGIN
 enum class errc {
     error = 1, value_error, state_error, timeout_error, eof_error, buffer_too_short, serialization_error,
     queue_empty, queue_full, remote_error, broken_pool, broken_barrier_error, index_error,
-    called_process_error, timeout_expired, cancelled_error,
+    called_process_error, timeout_expired, queue_shut_down, cancelled_error,
 };
 
 /// The category of `errc` codes; its name is "multiproc".
@@ -44,9 +44,9 @@ inline const std::error_category& error_category() noexcept {
                 "error",       "value_error",       "state_error",  "timeout_error",       "eof_error",
                 "buffer_too_short", "serialization_error", "queue_empty", "queue_full", "remote_error",
                 "broken_pool", "broken_barrier_error", "index_error", "called_process_error", "timeout_expired",
-                "cancelled_error",
+                "queue_shut_down", "cancelled_error",
             };
-            return c >= 1 && c <= 16 ? names[c - 1] : "unknown multiproc error";
+            return c >= 1 && c <= static_cast<int>(std::size(names)) ? names[c - 1] : "unknown multiproc error";
         }
     };
     static const multiproc_category c;
@@ -156,6 +156,13 @@ public:
 class queue_full : public error {
 public:
     explicit queue_full(const std::string& what) : error(errc::queue_full, what) {}
+};
+
+/// The queue was shut down (Python 3.13: queue.ShutDown): `put` after `shutdown()`, and
+/// `get` once a shut-down queue is empty (at once after `shutdown(true)`).
+class queue_shut_down : public error {
+public:
+    explicit queue_shut_down(const std::string& what) : error(errc::queue_shut_down, what) {}
 };
 
 /// An exception thrown by a task in another process, rethrown in the caller

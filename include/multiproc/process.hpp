@@ -6,6 +6,7 @@
 #include <multiproc/config.hpp> // first: a pre-C++20 build stops at its sentence
 #include <multiproc/detail/runtime/child_key.hpp>
 #include <multiproc/detail/os/cpu.hpp>
+#include <multiproc/detail/os/futex.hpp>
 #include <multiproc/detail/util/demangle.hpp>
 #include <multiproc/detail/runtime/runtime.hpp>
 #include <multiproc/detail/os/sys.hpp>
@@ -29,6 +30,7 @@
 #include <utility>
 #include <vector>
 
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -69,6 +71,9 @@ public:
         auto& c = checked();
         return c.started() ? std::optional<pid_t>(c.pid) : std::nullopt;
     }
+
+    /// The same as pid() (Python: Process.ident, an alias of pid).
+    [[nodiscard]] std::optional<pid_t> ident() const { return pid(); }
 
     /// The exit code once the process has ended, or nothing (Python: Process.exitcode):
     /// 0 when the target returned, n for exit(n), 1 for an uncaught exception, -N for signal N.
@@ -117,6 +122,9 @@ public:
     void terminate() { detail::signal_child(signalable("terminate"), SIGTERM); }
     /// Sends SIGKILL (Python: Process.kill()).
     void kill() { detail::signal_child(signalable("kill"), SIGKILL); }
+    /// Sends SIGINT, as Ctrl-C would (Python 3.14: Process.interrupt()). A child that keeps
+    /// SIGINT's default action ends with exitcode -2; one with a handler decides for itself.
+    void interrupt() { detail::signal_child(signalable("interrupt"), SIGINT); }
 
     /// Releases the process's resources; any later use but name() is an error
     /// (Python: Process.close()). The process must have ended.
@@ -397,6 +405,24 @@ std::string process_class_name() {
         return unqualified_name(type_name<D>());
 }
 
+/// The sentinel of parent_process(): a pidfd of the parent, opened at start under
+/// forkserver, else on first use while the parent is still our OS parent (checked after
+/// opening, so that a reused pid is never watched). If the parent has already ended, an
+/// eventfd that is readable at once stands for it.
+inline int parent_sentinel() {
+    auto& r = rt();
+    std::lock_guard lk(r.mu);
+    auto& s = r.self;
+    if (s.parent_sentinel >= 0) return s.parent_sentinel;
+    int fd = sys::pidfd_open(s.parent_pid);
+    if (fd < 0 && errno != ESRCH) sys::fail("pidfd_open on the parent process");
+    if (fd >= 0 && ::getppid() == s.parent_pid) return s.parent_sentinel = fd;
+    if (fd >= 0) sys::close(fd); // the parent ended meanwhile, or its pid is another's now
+    fd = sys::eventfd(1, 0);
+    if (fd < 0) sys::fail("eventfd for the sentinel of a parent that has ended");
+    return s.parent_sentinel = fd;
+}
+
 } // namespace detail
 
 /// Base of a process defined by subclassing (Python: subclassing Process and overriding
@@ -614,10 +640,12 @@ public:
         detail::rt().self.name = std::move(n);
     }
     [[nodiscard]] pid_t pid() const noexcept { return pid_; }
+    /// The same as pid() (Python: ident).
+    [[nodiscard]] pid_t ident() const noexcept { return pid_; }
     /// Whether the process is a daemon (known for the current process only; false for a parent).
     [[nodiscard]] bool daemon() const { return current_ && detail::rt().self.daemon; }
     /// True for the current process; for the parent, whether it is still running (under
-    /// fork and spawn: whether it is still our parent).
+    /// fork and spawn: whether it is still our parent; Python: parent_process().is_alive()).
     [[nodiscard]] bool is_alive() const noexcept {
         if (pid_ == ::getpid()) return true;
         auto& s = detail::rt().self;
@@ -628,7 +656,34 @@ public:
         return pid_ == ::getppid();
     }
 
+    /// For the parent: a descriptor that becomes readable once the parent has ended, for
+    /// poll/select (Python: parent_process().sentinel). A pidfd opened on first use and
+    /// owned by this process (under forkserver, the one opened at start). The current
+    /// process has none: value_error.
+    [[nodiscard]] int sentinel() const {
+        if (current_) detail::raise(value_error("multiproc: the current process has no sentinel; only its parent has one"));
+        return detail::parent_sentinel();
+    }
+
+    /// For the parent: waits until it has ended (Python: parent_process().join()). The
+    /// current process cannot be joined: state_error, as Python's "can only join a child
+    /// process".
+    void join() { join_until(std::nullopt); }
+    /// Waits at most `timeout` for the parent to end, then returns either way: ask
+    /// is_alive() after (Python: parent_process().join(timeout)).
+    template <class Rep, class Period>
+    void join(std::chrono::duration<Rep, Period> timeout) {
+        join_until(detail::deadline_in(timeout));
+    }
+
 private:
+    void join_until(std::optional<std::chrono::steady_clock::time_point> deadline) const {
+        if (current_) detail::raise(state_error("multiproc: can only join a child process or the parent, not the current process"));
+        pollfd p{detail::parent_sentinel(), POLLIN, 0};
+        if (detail::sys::poll_until(&p, 1, deadline.value_or(std::chrono::steady_clock::time_point{}), !deadline) < 0)
+            detail::sys::fail("poll on the parent's sentinel");
+    }
+
     process_info(bool current, pid_t pid, std::string name) : current_(current), pid_(pid), name_(std::move(name)) {}
     friend process_info current_process();
     friend std::optional<process_info> parent_process();

@@ -64,8 +64,8 @@ protected:
         return **s_;
     }
 
-    /// Puts `v`; false if there was no room before `deadline`.
-    [[nodiscard]] bool try_put_until(const T& v, std::optional<steady::time_point> deadline) {
+    /// Puts `v`: done, timed_out if there was no room before `deadline`, or shut_down.
+    op_status try_put_until(const T& v, std::optional<steady::time_point> deadline) {
         core_t& q = core();
         // Encoded here, before any lock: a value that cannot be sent fails in the caller.
         if (auto n = detail::encoded_size<serializer>(v); n && *n <= q.max_payload()) {
@@ -81,30 +81,39 @@ protected:
         }
     }
 
+    /// The error of a put (`full`) or get (`!full`) that ended with `s`, not done.
+    static error_ptr failure(op_status s, bool full) {
+        if (s.k == op_status::shut_down) return queue_shut_down("multiproc: queue is shut down");
+        if (full) return queue_full("multiproc: queue is full");
+        return queue_empty("multiproc: queue is empty");
+    }
+
     void put_until(const T& v, std::optional<steady::time_point> deadline) {
-        if (!try_put_until(v, deadline)) detail::raise(queue_full("multiproc: queue is full"));
+        if (auto s = try_put_until(v, deadline); !s) failure(s, true).raise();
     }
 
     T get_until(std::optional<steady::time_point> deadline) {
         return decode_from<serializer, T>([&](auto take) {
-            if (!core().get(take, deadline)) detail::raise(queue_empty("multiproc: queue is empty"));
+            if (auto s = core().get(take, deadline); !s) failure(s, false).raise();
         });
     }
 
-    /// The next message, or queue_empty if none came before `deadline`: reported as a result
-    /// in every build. With exceptions, any other error of the get is caught into it too.
+    /// The next message, or queue_empty if none came before `deadline` (queue_shut_down if
+    /// the queue is shut down): reported as a result in every build. With exceptions, any
+    /// other error of the get is caught into it too.
     result<T> try_get_until(std::optional<steady::time_point> deadline) {
         return capture([&]() -> result<T> {
             std::optional<T> out;
-            if (!core().get(decode_into<serializer>(out), deadline)) return queue_empty("multiproc: queue is empty");
+            if (auto s = core().get(decode_into<serializer>(out), deadline); !s) return failure(s, false);
             return std::move(*out);
         });
     }
 
-    /// Puts `v`, or queue_full if there was no room before `deadline`, as try_get_until.
+    /// Puts `v`, or queue_full if there was no room before `deadline` (queue_shut_down if
+    /// the queue is shut down), as try_get_until.
     result<void> try_put_at(const T& v, std::optional<steady::time_point> deadline) {
         return capture([&]() -> result<void> {
-            if (!try_put_until(v, deadline)) return queue_full("multiproc: queue is full");
+            if (auto s = try_put_until(v, deadline); !s) return failure(s, true);
             return {};
         });
     }
@@ -174,6 +183,20 @@ public:
         return this->try_put_at(v, base::after(timeout));
     }
     result<void> try_put_nowait(const T& v) { return this->try_put_at(v, detail::steady::now()); }
+
+    /// Shuts the queue down, for every process that uses it (Python 3.13: Queue.shutdown()):
+    /// every put from now on raises `queue_shut_down`, and so does a put waiting for room,
+    /// here or in another process. Gets take the messages left, then raise
+    /// `queue_shut_down` instead of waiting (a get already waiting is woken to raise it).
+    /// With `immediate` the messages left are discarded (and count as done for a joinable
+    /// queue's join()), and every get raises at once. The try_ forms report the same error
+    /// in their result. Calling it again is harmless; an immediate call after a plain one
+    /// discards what the consumers have not taken yet.
+    void shutdown(bool immediate = false) { this->core().shutdown(immediate); }
+
+    /// Whether the queue was shut down, by any process (Python: Queue.is_shutdown, an
+    /// attribute of queue.Queue in 3.13).
+    [[nodiscard]] bool is_shutdown() const { return this->core().shutdown_state() != detail::shut_open; }
 
     /// Messages in the queue: put completely and not yet taken (Python: Queue.qsize()).
     /// Exact when no process is killed mid-put or mid-get (docs/design/queues.md says what

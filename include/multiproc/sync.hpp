@@ -173,6 +173,10 @@ public:
     /// unlocked lock throws value_error("semaphore or lock released too many times").
     void release() { detail::plain_release(*s_); }
 
+    /// Whether some thread of some process holds the lock now (Python 3.14: Lock.locked()).
+    /// A lock whose holder died counts as held until the next acquirer takes it over.
+    [[nodiscard]] bool locked() const noexcept { return s_->holder() != 0; }
+
     /// While held: whether it was taken over from a process that died holding it, so the
     /// data it guards may be half-changed. A flag rather than an error, so that the
     /// constructor of std::lock_guard never throws after locking. Cleared by release().
@@ -218,6 +222,10 @@ public:
     /// Releases one level (Python: release()); state_error("attempt to release recursive
     /// lock not owned by thread") from any thread but the holder.
     void release() { detail::recursive_release(*s_); }
+
+    /// Whether some thread of some process holds the lock now, at any depth (Python 3.14:
+    /// RLock.locked()). A holder that died counts as holding it until it is taken over.
+    [[nodiscard]] bool locked() const noexcept { return s_->holder() != 0; }
 
     /// While held: whether it was taken over from a process that died holding it (see `lock`).
     [[nodiscard]] bool owner_died() const noexcept { return s_->died.load(std::memory_order_relaxed) != 0; }

@@ -120,6 +120,17 @@ void run_checks() {
         p.join();
         check(v && *v == 42, "queue.round_trip", v ? std::to_string(*v) : v.error().what());
     }
+    { // queue shutdown: refused puts and, once drained, refused gets reported as results
+        auto q = ctx.template queue<int>();
+        (void)q.try_put(7);
+        q.shutdown();
+        auto put = q.try_put(8);
+        check(!put && put.error().code() == mp::errc::queue_shut_down, "queue.try_put_after_shutdown");
+        auto left = q.try_get();
+        auto drained = q.try_get(30s);
+        check(left && *left == 7 && !drained && drained.error().code() == mp::errc::queue_shut_down,
+              "queue.try_get_drains_then_shut_down");
+    }
     { // lock and value: two children add 1000 each under the value's lock
         mp::value<int> total(0);
         auto add = [](mp::value<int> t) {

@@ -103,6 +103,19 @@ struct queue_control {
     alignas(64) std::atomic<std::uint64_t> done; // task_done() calls
     notifier slots;                              // a get made room (bounded queues)
     notifier tasks;                              // task_done() or a settled dispute (join)
+    alignas(64) std::atomic<std::uint32_t> shut; // a shutdown_state; never goes back
+};
+
+/// Whether a queue was shut down (Python 3.13: Queue.shutdown): puts are refused from
+/// `shut_draining` on; gets take what is left and then refuse, or refuse at once from
+/// `shut_immediate`.
+enum shutdown_state : std::uint32_t { shut_open = 0, shut_draining = 1, shut_immediate = 2 };
+
+/// How a put or get ended. Converts to true when it was done, so that callers that only
+/// tell done from not done can test it as a bool.
+struct [[nodiscard]] op_status {
+    enum kind : std::uint8_t { done, timed_out, shut_down } k;
+    explicit operator bool() const noexcept { return k == done; }
 };
 
 /// How long a consumer in the middle of a message waits for its next chunk before it
@@ -160,6 +173,30 @@ public:
         ctl_->tasks.notify_all();
     }
 
+    /// Shuts the queue down for every process (Python 3.13: Queue.shutdown(immediate)): puts
+    /// are refused from now on, and every wait in a put or get, here or in another process,
+    /// is woken to look. With `immediate` the messages left are discarded (counted as done
+    /// for join()) and gets refuse at once. Calling it again is harmless; `immediate` then
+    /// discards what is left.
+    void shutdown(bool immediate) {
+        std::uint32_t want = immediate ? shut_immediate : shut_draining;
+        std::uint32_t cur = ctl_->shut.load(std::memory_order_acquire);
+        while (cur < want && !ctl_->shut.compare_exchange_weak(cur, want, std::memory_order_acq_rel)) {
+        }
+        ch_.interrupt();
+        ctl_->slots.notify_all();
+        if (!immediate) return;
+        std::uint64_t dropped = 0;
+        while (take_next([](std::span<const std::byte>) {}, std::nullopt, true)) ++dropped;
+        if (dropped != 0) {
+            ctl_->done.fetch_add(dropped, std::memory_order_acq_rel);
+            ctl_->tasks.notify_all();
+        }
+    }
+
+    /// The queue's shutdown_state.
+    [[nodiscard]] std::uint32_t shutdown_state() const noexcept { return ctl_->shut.load(std::memory_order_acquire); }
+
     /// Waits until every task put has been marked done. Checks every liveness_slice
     /// whether a producer died mid-put, so that its message is settled.
     void join() {
@@ -177,17 +214,16 @@ public:
     using taker = function_ref<void(std::span<const std::byte>)>;
 
     /// Puts one message of `n` bytes that `fill(span, 0)` writes in place (n <= max_payload()).
-    /// False if there was no room before `deadline` (nothing is put then).
-    [[nodiscard]] bool put_in_place(std::size_t n, filler fill, std::optional<steady::time_point> deadline) {
-        auto lk = lock_writer(deadline);
-        return lk && write_message(n, fill, deadline);
+    /// timed_out if there was no room before `deadline`, shut_down once the queue is shut
+    /// down (nothing is put then).
+    op_status put_in_place(std::size_t n, filler fill, std::optional<steady::time_point> deadline) {
+        return put_locked(n, fill, deadline);
     }
 
-    /// Puts one message whose bytes are ready; cut into chunks if it is large. False as
+    /// Puts one message whose bytes are ready; cut into chunks if it is large. Ends as
     /// put_in_place.
-    [[nodiscard]] bool put_bytes(std::span<const std::byte> bytes, std::optional<steady::time_point> deadline) {
-        auto lk = lock_writer(deadline);
-        return lk && write_message(
+    op_status put_bytes(std::span<const std::byte> bytes, std::optional<steady::time_point> deadline) {
+        return put_locked(
             bytes.size(),
             [&](std::span<std::byte> dst, std::size_t off) {
                 if (!dst.empty()) std::memcpy(dst.data(), bytes.data() + off, dst.size()); // (an empty span may be null)
@@ -197,33 +233,46 @@ public:
 
     // ---- get ----------------------------------------------------------------------------
 
-    /// Takes the next message and hands its bytes to `take`; false if none arrives before
-    /// `deadline`. A message `take` fails on is consumed all the same.
-    [[nodiscard]] bool get(taker take, std::optional<steady::time_point> deadline) {
+    /// Takes the next message and hands its bytes to `take`; timed_out if none arrives
+    /// before `deadline`, shut_down if the queue is shut down and empty (at once after an
+    /// immediate shutdown). A message `take` fails on is consumed all the same.
+    op_status get(taker take, std::optional<steady::time_point> deadline) { return take_next(take, deadline, false); }
+
+private:
+    /// get, or with `discarding` the drain of an immediate shutdown: it takes messages in
+    /// spite of the shutdown, and ends with timed_out when none is left.
+    op_status take_next(taker take, std::optional<steady::time_point> deadline, bool discarding) {
         reader_lock lk(*this, deadline);
-        if (!lk) return false;
+        if (!lk) return refused_or(op_status::timed_out);
         message_buffer assembly; // (local: take() runs after the lock is released)
         bool assembling = false;
         std::uint64_t aseq = 0;
         auto peek = [&] { return ch_.try_peek(ctl_->r.get(), [&](auto f) { commit_reader(f); }); };
         for (;;) {
+            const std::uint32_t shut = shutdown_state();
+            if (shut == shut_immediate && !discarding) return {op_status::shut_down};
             auto c = peek();
             if (!c) {
-                if (!assembling) {
-                    if (ch_.wait_data(ctl_->r.get(), deadline)) continue;
-                    return false;
+                if (!assembling && shut == shut_open) {
+                    if (ch_.wait_data(ctl_->r.get(), deadline, ctl_->shut)) continue;
+                    return {op_status::timed_out};
                 }
-                // Mid-message with nothing more here: its producer is at work (it holds the
-                // lock), or it died or gave up. Once the lock was seen free, a chunk of that
-                // message can only be one written before: if none is here now, drop it.
-                if (!writer_gone()) {
-                    (void)ch_.wait_data(ctl_->r.get(), steady::now() + liveness_slice);
+                // Mid-message, or shut down, with nothing more here: a producer is at work
+                // (it holds the lock), or it died or gave up. Once the lock was seen free, a
+                // chunk can only be one written before (after a shutdown no put starts): if
+                // none is here now, the message is dropped, or the shut-down queue is empty.
+                if (shut != shut_open) {
+                    // Producers were woken by the shutdown and are finishing or giving up.
+                    if (!writer_idle(deadline)) return {op_status::timed_out};
+                } else if (!writer_gone()) {
+                    (void)ch_.wait_data(ctl_->r.get(), steady::now() + liveness_slice, ctl_->shut);
                     continue;
                 }
                 if (peek()) continue;
+                if (!assembling) return {discarding ? op_status::timed_out : op_status::shut_down};
                 assembling = false;
                 assembly.clear();
-                if (deadline && steady::now() >= *deadline) return false;
+                if (deadline && steady::now() >= *deadline) return {op_status::timed_out};
                 continue;
             }
             const chunk_header& h = c->h;
@@ -240,7 +289,7 @@ public:
                     MULTIPROC_TRY {
                         take(std::span<const std::byte>(c->payload, h.length));
                         consume(*c, true);
-                        return true;
+                        return {op_status::done};
                     } MULTIPROC_CATCH_ALL {
                         consume(*c, true); // a message that cannot be decoded is still taken
                         MULTIPROC_RETHROW;
@@ -259,12 +308,11 @@ public:
             if (final) {
                 lk.unlock();
                 take(assembly.bytes());
-                return true;
+                return {op_status::done};
             }
         }
     }
 
-private:
     // ---- locks and repair ---------------------------------------------------------------
 
     class writer_lock {
@@ -382,6 +430,25 @@ private:
 
     void check_writer() { (void)writer_gone(); }
 
+    /// Waits until no producer is writing, at most until `deadline` (false then).
+    bool writer_idle(std::optional<steady::time_point> deadline) { return static_cast<bool>(lock_writer(deadline)); }
+
+    /// shut_down once the queue is shut down, else `s`.
+    op_status refused_or(op_status::kind s) const noexcept {
+        return {shutdown_state() != shut_open ? op_status::shut_down : s};
+    }
+
+    /// Puts one message under the writer lock, unless the queue is shut down.
+    op_status put_locked(std::size_t n, filler fill, std::optional<steady::time_point> deadline) {
+        if (shutdown_state() != shut_open) return {op_status::shut_down};
+        auto lk = lock_writer(deadline);
+        if (!lk) return refused_or(op_status::timed_out);
+        // Checked again under the lock: a shutdown's reader that finds the lock free
+        // after this knows that no message can start any more.
+        if (shutdown_state() != shut_open) return {op_status::shut_down};
+        return write_message(n, fill, deadline);
+    }
+
     /// A consumer died holding the reader lock: its state is the last one it committed
     /// (the channel may find that a read it made into shared memory did happen).
     void repair_reader() {
@@ -451,13 +518,18 @@ private:
         return used > gets ? used - gets : 0;
     }
 
-    /// Writes one message under the writer lock. The deadline applies to every wait; a
-    /// message abandoned half-way is dropped by consumers (it was never counted as put).
-    [[nodiscard]] bool write_message(std::size_t n, filler fill, std::optional<steady::time_point> deadline) {
-        if (ctl_->maxsize > 0 &&
-            !ctl_->slots.wait_until([&] { return slots_used() < static_cast<std::uint64_t>(ctl_->maxsize); },
-                                    deadline))
-            return false;
+    /// Writes one message under the writer lock. The deadline applies to every wait, and a
+    /// shutdown ends each; a message abandoned half-way is dropped by consumers (it was
+    /// never counted as put).
+    op_status write_message(std::size_t n, filler fill, std::optional<steady::time_point> deadline) {
+        if (ctl_->maxsize > 0 && !ctl_->slots.wait_until(
+                                     [&] {
+                                         return slots_used() < static_cast<std::uint64_t>(ctl_->maxsize) ||
+                                                shutdown_state() != shut_open;
+                                     },
+                                     deadline))
+            return {op_status::timed_out};
+        if (shutdown_state() != shut_open) return {op_status::shut_down};
         std::uint64_t seq = ctl_->w.get().seq + 1;
         ctl_->w.update([&](writer_state& s) {
             s.seq = seq;
@@ -487,8 +559,9 @@ private:
                 s.final_chunk = final;
             });
             auto slice = [&](std::span<std::byte> dst) { fill(dst, off); };
-            while (!ch_.try_put(h, slice)) {
-                if (!ch_.wait_room(len, deadline)) return false; // the guard abandons the message
+            while (!ch_.try_put(h, slice)) { // (the guard abandons the message on each return)
+                if (shutdown_state() != shut_open) return {op_status::shut_down};
+                if (!ch_.wait_room(len, deadline, ctl_->shut)) return refused_or(op_status::timed_out);
             }
             off += len;
             ++index;
@@ -502,7 +575,7 @@ private:
             s.in_flight = 0;
         });
         ctl_->puts_pub.store(ctl_->w.get().puts, std::memory_order_release);
-        return true;
+        return {op_status::done};
     }
 
     queue_core(shared_region region, Channel ch) : ch_(std::move(ch)), region_(std::move(region)) {

@@ -10,6 +10,7 @@
 #include <multiproc/detail/transport/ring/ring.hpp>
 #include <multiproc/policies/transport.hpp>
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -55,8 +56,16 @@ public:
     bool try_put(const chunk_header& h, Fill&& fill) {
         return ring_.try_put(h, fill);
     }
-    bool wait_room(std::size_t len, std::optional<steady::time_point> deadline) {
-        return ring_.shared().space.wait_until([&] { return ring_.has_room(len); }, deadline);
+    /// Waits for room in the ring; true early once `stop` is set (interrupt() wakes it).
+    bool wait_room(std::size_t len, std::optional<steady::time_point> deadline, const std::atomic<std::uint32_t>& stop) {
+        return ring_.shared().space.wait_until(
+            [&] { return ring_.has_room(len) || stop.load(std::memory_order_acquire) != 0; }, deadline);
+    }
+
+    /// Wakes every process waiting in wait_room or wait_data (the caller has set their `stop`).
+    void interrupt() noexcept {
+        ring_.shared().data.notify_all();
+        ring_.shared().space.notify_all();
     }
 
     // ---- reader ----
@@ -67,10 +76,14 @@ public:
         if (!it) return std::nullopt;
         return chunk_ref{it->h, it->payload, it->next};
     }
-    bool wait_data(const reader_state& rs, std::optional<steady::time_point> deadline) {
+    bool wait_data(const reader_state& rs, std::optional<steady::time_point> deadline,
+                   const std::atomic<std::uint32_t>& stop) {
         std::uint64_t pos = rs.pos;
         return ring_.shared().data.wait_until(
-            [&] { return ring_.shared().tail.load(std::memory_order_acquire) != pos; }, deadline);
+            [&] {
+                return ring_.shared().tail.load(std::memory_order_acquire) != pos || stop.load(std::memory_order_acquire) != 0;
+            },
+            deadline);
     }
     void released(const reader_state& rs) noexcept { ring_.release(rs.pos); }
     /// Never asked: a ring's writer repair always knows whether a chunk got in.

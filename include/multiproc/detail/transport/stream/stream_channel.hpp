@@ -23,6 +23,7 @@
 #include <multiproc/policies/transport.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -33,6 +34,7 @@
 #include <vector>
 
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/uio.h>
 
 namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
@@ -49,13 +51,17 @@ public:
         c.w_.reset(e.send);
         c.capacity_ = e.capacity;
         c.unit_ = std::min<std::size_t>(Stream::atomic_write, 1 << 16);
+        c.wake_.reset(sys::eventfd(0, EFD_NONBLOCK));
+        if (!c.wake_) sys::fail("eventfd for a queue");
         return c;
     }
 
-    /// For a spawn or forkserver child: both ends of the stream and its sizes.
+    /// For a spawn or forkserver child: both ends of the stream, the wake-up eventfd and
+    /// the sizes.
     void cross_out(crossing_writer& w) const {
         w.put_fd(r_.get());
         w.put_fd(w_.get());
+        w.put_fd(wake_.get());
         w.put<std::uint64_t>(capacity_);
         w.put<std::uint64_t>(unit_);
     }
@@ -64,6 +70,7 @@ public:
         stream_channel c;
         c.r_ = r.take_fd();
         c.w_ = r.take_fd();
+        c.wake_ = r.take_fd();
         c.capacity_ = static_cast<std::size_t>(r.get<std::uint64_t>());
         c.unit_ = static_cast<std::size_t>(r.get<std::uint64_t>());
         if (c.unit_ <= sizeof(chunk_header) || c.unit_ > (1 << 16))
@@ -106,8 +113,15 @@ public:
         return true;
     }
 
-    bool wait_room(std::size_t, std::optional<steady::time_point> deadline) {
-        return wait_fd(w_.get(), POLLOUT, deadline, "a queue's stream");
+    /// Waits for room in the stream; true early once interrupt() was called (in any process).
+    bool wait_room(std::size_t, std::optional<steady::time_point> deadline, const std::atomic<std::uint32_t>&) {
+        return wait_or_woken(w_.get(), POLLOUT, deadline);
+    }
+
+    /// Wakes every process waiting in wait_room or wait_data, now and from now on: the
+    /// queue was shut down, and those waits are to look at its state.
+    void interrupt() {
+        if (sys::eventfd_signal(wake_.get()) != 0) sys::fail("write to a queue's wake-up eventfd");
     }
 
     // ---- reader ----
@@ -142,8 +156,9 @@ public:
         }
     }
 
-    bool wait_data(const reader_state&, std::optional<steady::time_point> deadline) {
-        return wait_fd(r_.get(), POLLIN, deadline, "a queue's stream");
+    /// Waits for bytes in the stream; true early once interrupt() was called.
+    bool wait_data(const reader_state&, std::optional<steady::time_point> deadline, const std::atomic<std::uint32_t>&) {
+        return wait_or_woken(r_.get(), POLLIN, deadline);
     }
 
     void released(const reader_state&) noexcept {}
@@ -189,6 +204,14 @@ public:
     }
 
 private:
+    /// Waits until `fd` reports `events` or the wake-up eventfd is readable; false on timeout.
+    bool wait_or_woken(int fd, short events, std::optional<steady::time_point> deadline) {
+        pollfd p[2] = {{fd, events, 0}, {wake_.get(), POLLIN, 0}};
+        int n = sys::poll_until(p, 2, deadline.value_or(steady::time_point{}), !deadline.has_value());
+        if (n < 0) sys::fail("poll on a queue's stream");
+        return n > 0;
+    }
+
     /// Moves what is left in staging, [pos, end), to its start, so that a read has room.
     /// Each copy is between ranges that do not overlap, and is committed before its source
     /// is written over, so that a consumer killed at any point leaves [pos, end) whole:
@@ -290,6 +313,7 @@ private:
     }
 
     sys::unique_fd r_, w_;
+    sys::unique_fd wake_; // an eventfd made readable for good by shutdown (interrupt())
     std::size_t capacity_ = 0;
     std::size_t unit_ = 0;
     std::byte* staging_ = nullptr;
