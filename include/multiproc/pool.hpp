@@ -99,14 +99,26 @@ void set_callbacks(result_state<V>& st, callbacks<C, E>& cb) {
     st.set_callbacks(std::move(on_value), std::move(on_error));
 }
 
-/// A process of the pool (Python: the Process objects a Pool makes, renamed PoolWorker-N):
-/// a daemon that runs worker_main.
+/// What CPython calls a pool's workers under start method `start` (Python 3.12: the
+/// Process class of the pool's context, ForkProcess, SpawnProcess or ForkServerProcess,
+/// renamed ForkPoolWorker-N, SpawnPoolWorker-N or ForkServerPoolWorker-N); PoolWorker
+/// under a start method CPython does not have.
+constexpr std::string_view pool_worker_class_name(std::string_view start) noexcept {
+    if (start == "fork") return "ForkPoolWorker";
+    if (start == "spawn") return "SpawnPoolWorker";
+    if (start == "forkserver") return "ForkServerPoolWorker";
+    return "PoolWorker";
+}
+
+/// A process of the pool (Python: the Process objects a Pool makes, renamed
+/// ForkPoolWorker-N and so on): a daemon that runs worker_main.
 template <class... Ps>
 class pool_worker : public process_base<pool_worker<Ps...>, Ps...> {
     using base = process_base<pool_worker<Ps...>, Ps...>;
 
 public:
-    static constexpr std::string_view process_class_name = "PoolWorker";
+    static constexpr std::string_view process_class_name =
+        pool_worker_class_name(policy_set<Ps...>::start::name);
     /// What a spawn or forkserver worker makes before it gets its link (fields()).
     pool_worker() = default;
     explicit pool_worker(worker_boot* b) : base(process_options{std::string(), true}), link_(b) {}
@@ -309,7 +321,8 @@ private:
 /// A pool of worker processes (Python: multiprocessing.Pool). Tasks are stateless callables
 /// (functions, function pointers, lambdas without captures) and arguments that can be sent
 /// to a process; their results come back, and their exceptions come back as remote_error.
-/// Workers are daemons named PoolWorker-N; one that dies is replaced, and the task it was
+/// Workers are daemons named as CPython names them (ForkPoolWorker-N under start::fork,
+/// SpawnPoolWorker-N, ForkServerPoolWorker-N); one that dies is replaced, and the task it was
 /// running fails with broken_pool (or runs again, under worker_death::retry<N>). Policies:
 /// order (what imap yields), worker_death, pool_exit (what the destructor does), serialize.
 template <class... Ps>

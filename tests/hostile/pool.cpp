@@ -161,8 +161,9 @@ void check_lost(const broken_pool& e, std::uint64_t index, const expectations& x
     INFO(e.what());
     REQUIRE(e.task().has_value());
     CHECK(*e.task() == index);
-    // "multiproc: PoolWorker-<n> (pid <pid>) was killed by signal 9 (SIGKILL) while running task <index>"
-    const std::string what = e.what(), head = "multiproc: PoolWorker-";
+    // "multiproc: ForkPoolWorker-<n> (pid <pid>) was killed by signal 9 (SIGKILL) while running task <index>"
+    const std::string what = e.what(), prefix = "multiproc: ";
+    const std::string head = what.rfind(prefix, 0) == 0 ? what.substr(0, prefix.size() + test::pool_worker_prefix(what, prefix.size())) : prefix;
     std::string tail = " (pid " + std::to_string(e.pid()) + ") was killed by signal 9 (SIGKILL) while running task " +
                        std::to_string(index);
     if (x.retries) tail += " (its worker died on each of " + std::to_string(x.retries + 1) + " attempts)";
@@ -549,7 +550,7 @@ TEMPLATE_TEST_CASE("a worker that forges a message or a ring position is killed,
             } catch (const broken_pool& e) {
                 const std::string what = e.what();
                 INFO(what);
-                CHECK(what.rfind("multiproc: PoolWorker-", 0) == 0);
+                CHECK(test::pool_worker_prefix(what, std::string("multiproc: ").size()) != 0);
                 CHECK(what.find(" (pid " + std::to_string(e.pid()) + ") was killed by the pool because it " + why) !=
                       std::string::npos);
                 CHECK(what.size() > 21);

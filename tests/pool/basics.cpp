@@ -172,16 +172,20 @@ TEMPLATE_TEST_CASE("imap and imap_unordered yield every result, imap in order", 
     CHECK(chunked == in_order);
 }
 
-TEMPLATE_TEST_CASE("workers are daemons named PoolWorker-N, numbered with the process counter", "[pool][names]",
-                   START_METHODS) {
+TEMPLATE_TEST_CASE("workers are daemons named as CPython names them (ForkPoolWorker-N, ...), numbered with the "
+                   "process counter",
+                   "[pool][names]", START_METHODS) {
     pool_of<TestType> p(2);
+    const std::string kind = std::is_same_v<TestType, by_fork>    ? "ForkPoolWorker-"
+                             : std::is_same_v<TestType, by_spawn> ? "SpawnPoolWorker-"
+                                                                        : "ForkServerPoolWorker-";
     std::set<std::string> names;
     for (int i = 0; i < 40; ++i) names.insert(p.apply([] { return current_process().name(); }));
-    for (auto& n : names) CHECK(n.rfind("PoolWorker-", 0) == 0);
+    for (auto& n : names) CHECK(n.rfind(kind, 0) == 0);
     CHECK(p.apply([] { return current_process().daemon(); }));
     CHECK(p.apply([] { return parent_process()->pid(); }) == ::getpid());
     bool saw_worker = false;
-    for (auto& c : active_children()) saw_worker |= c.name().rfind("PoolWorker-", 0) == 0;
+    for (auto& c : active_children()) saw_worker |= c.name().rfind(kind, 0) == 0;
     CHECK(saw_worker);
 }
 

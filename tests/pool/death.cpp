@@ -111,7 +111,7 @@ void tasks_that_break_the_link(Pool& p) {
     CHECK(test::wait_exit(second));
     big.wait(10s);
     REQUIRE(big.ready());
-    CHECK_THROWS_WITH(big.get(), Catch::Matches("multiproc: PoolWorker-\\d+ \\(pid " + std::to_string(second) +
+    CHECK_THROWS_WITH(big.get(), Catch::Matches("multiproc: (Fork|Spawn|ForkServer)PoolWorker-\\d+ \\(pid " + std::to_string(second) +
                                                 "\\) lost its link to the pool \\(a task .* descriptor \\d+, its "
                                                 "wake-up channel.*\\) while running task 0"));
     CHECK(p.map(fn<&square>, std::vector<int>{1, 2, 3}, 1) == std::vector<int>{1, 4, 9}); // and the pool goes on
@@ -143,7 +143,7 @@ TEST_CASE("design 5.1: a worker killed by SIGKILL mid-task fails that task with 
             CHECK(e.signal() == SIGKILL);
             CHECK(e.task() == 0u);
             CHECK_THAT(std::string(e.what()),
-                       Catch::Matchers::Matches("multiproc: PoolWorker-\\d+ \\(pid " + std::to_string(victim) +
+                       Catch::Matchers::Matches("multiproc: (Fork|Spawn|ForkServer)PoolWorker-\\d+ \\(pid " + std::to_string(victim) +
                                                 "\\) was killed by signal 9 \\(SIGKILL\\) while running task 0"));
         }
         // Replaced: two workers run at once again, neither of them the dead one.

@@ -130,7 +130,7 @@ inline int report_pid_then_wait_at(std::string reports, std::string tokens) {
 inline std::set<pid_t> worker_pids() {
     std::set<pid_t> out;
     for (auto& c : multiproc::active_children())
-        if (c.name().rfind("PoolWorker-", 0) == 0) out.insert(*c.pid());
+        if (test::pool_worker_prefix(c.name()) != 0) out.insert(*c.pid());
     return out;
 }
 

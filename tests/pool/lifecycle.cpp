@@ -240,7 +240,7 @@ TEST_CASE("an initializer that throws breaks the pool with a clear error instead
         } catch (const broken_pool& e) {
             CHECK_THAT(std::string(e.what()),
                        Catch::Matchers::Matches("multiproc: the pool's initializer raised std::runtime_error: no "
-                                                "database in PoolWorker-\\d+ \\(pid \\d+\\); the pool is broken and "
+                                                "database in (Fork|Spawn|ForkServer)PoolWorker-\\d+ \\(pid \\d+\\); the pool is broken and "
                                                 "runs no more tasks"));
         }
         CHECK_THROWS_AS(p.apply(square, 2), broken_pool); // and stays so
@@ -292,7 +292,7 @@ TEMPLATE_TEST_CASE("an initializer that dies breaks the pool, naming how", "[poo
         pooltest::pool_of<TestType> p(1, fn<&init_exits>, std::tuple{7});
         CHECK_THROWS_WITH(p.apply(fn<&square>, 2),
                           Catch::Matches("multiproc: the pool's initializer did not complete: the worker exited with "
-                                         "code 7 in PoolWorker-\\d+ \\(pid \\d+\\); the pool is broken and runs no "
+                                         "code 7 in (Fork|Spawn|ForkServer)PoolWorker-\\d+ \\(pid \\d+\\); the pool is broken and runs no "
                                          "more tasks"));
     }
     {

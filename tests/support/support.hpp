@@ -59,6 +59,16 @@ using by_forkserver = multiproc::context<multiproc::start::forkserver>;
 
 namespace test {
 
+/// The length of a pool worker's name prefix at `at` in `s` ("ForkPoolWorker-",
+/// "SpawnPoolWorker-" or "ForkServerPoolWorker-", as CPython names them), or 0 if none is.
+inline std::size_t pool_worker_prefix(const std::string& s, std::size_t at = 0) {
+    for (const char* kind : {"ForkServerPoolWorker-", "ForkPoolWorker-", "SpawnPoolWorker-"}) {
+        const std::string k = kind;
+        if (s.compare(at, k.size(), k) == 0) return k.size();
+    }
+    return 0;
+}
+
 using namespace std::chrono_literals;
 
 template <class Ctx>

@@ -188,7 +188,7 @@ struct pool_config {
     std::size_t ring_capacity = std::size_t{1} << 20;
     std::chrono::microseconds worker_spin{100};
     std::chrono::microseconds caller_spin{100};
-    /// Starts a PoolWorker process that runs worker_main(*boot); called in the engine thread.
+    /// Starts a pool worker process that runs worker_main(*boot); called in the engine thread.
     process_handle (*spawn)(worker_boot* boot) = nullptr;
 };
 
