@@ -17,6 +17,7 @@
 #include <multiproc/process.hpp>
 
 #include <algorithm>
+#include <coroutine>
 #include <multiproc/detail/util/chrono.hpp>
 #include <cstddef>
 #include <cstdint>
@@ -194,6 +195,35 @@ public:
     [[nodiscard]] error_ptr exception(std::chrono::duration<Rep, Period> timeout) const {
         wait_or_throw(timeout);
         return st().failure;
+    }
+
+    /// A descriptor that polls readable once the call has completed (an eventfd, made on
+    /// first use and closed with the last copy of this result): for poll/epoll, Asio's
+    /// `posix::stream_descriptor::async_wait` (on a dup of it) or any event loop. Nothing is
+    /// to be read from it.
+    [[nodiscard]] int sentinel() const { return core_->ready_fd(st()); }
+
+    /// `co_await r` in a C++20 coroutine: suspends until the call has completed, then gives
+    /// its value (or throws its error), as get() would, without a thread per wait. The
+    /// coroutine resumes in the pool's engine thread (where done callbacks run; it may submit
+    /// and co_await further calls there, but not block on get()), or goes on at once if the
+    /// call is complete already. To resume elsewhere, wait on sentinel() in your event loop.
+    auto operator co_await() const {
+        struct awaiter {
+            async_result r;
+            [[nodiscard]] bool await_ready() const { return r.ready(); }
+            bool await_suspend(std::coroutine_handle<> h) const {
+                std::function<void()> resume = [h] { h.resume(); };
+                return r.core_->on_done_later(r.st(), resume);
+            }
+            auto await_resume() const {
+                if constexpr (std::is_void_v<V>)
+                    r.get();
+                else
+                    return V(r.get());
+            }
+        };
+        return awaiter{*this};
     }
 
     /// Calls `f(r)`, with `r` a copy of this result, once the call has completed (Python:

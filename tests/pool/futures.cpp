@@ -9,6 +9,7 @@
 #include <multiproc/views/imap.hpp> // pool.imap returns its view
 
 #include <atomic>
+#include <coroutine>
 #include <chrono>
 #include <future>
 #include <string>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
 using namespace multiproc;
@@ -57,6 +59,46 @@ int blocks_once(std::string marker, int v) {
     if (fd < 0) return v; // the file is there: a second attempt
     ::close(fd);
     return blocked_forever(v);
+}
+
+/// A coroutine that starts at once and is never awaited (the test waits on a promise).
+struct detached {
+    struct promise_type {
+        detached get_return_object() noexcept { return {}; }
+        std::suspend_never initial_suspend() noexcept { return {}; }
+        std::suspend_never final_suspend() noexcept { return {}; }
+        void return_void() noexcept {}
+        void unhandled_exception() noexcept { std::terminate(); }
+    };
+};
+
+/// Awaits `ready` (complete already: no suspension), then a chain of calls, each on the
+/// result of the one before, then a call that throws; reports what it saw and the threads.
+template <class Pool>
+detached chain(Pool& p, async_result<int> ready, std::promise<std::vector<int>>& out, std::thread::id& first_thread,
+               std::thread::id& resumed_in) {
+    std::vector<int> got;
+    const int first = co_await ready;
+    got.push_back(first);
+    first_thread = std::this_thread::get_id();
+    int x = 2;
+    for (int i = 0; i < 3; ++i) {
+        x = co_await p.submit(fn<&square>, x);
+        got.push_back(x);
+    }
+    resumed_in = std::this_thread::get_id();
+    try {
+        const int never = co_await p.submit(fn<&throws_runtime>, 0);
+        got.push_back(never);
+    } catch (const remote_error& e) {
+        got.push_back(e.message() == "failed on purpose" ? -1 : -2);
+    }
+    out.set_value(std::move(got));
+}
+
+bool readable(int fd, int timeout_ms) {
+    pollfd pfd{fd, POLLIN, 0};
+    return ::poll(&pfd, 1, timeout_ms) == 1 && (pfd.revents & POLLIN) != 0;
 }
 
 template <class R>
@@ -267,4 +309,38 @@ TEMPLATE_TEST_CASE("shutdown(wait, cancel_futures): queued tasks cancelled, runn
     tokens.release();
     p.shutdown(); // waits for the running one and the worker
     CHECK(running.get() == 7);
+}
+
+TEMPLATE_TEST_CASE("sentinel: a descriptor that polls readable once the call is complete", "[pool][futures][async]",
+                   START_METHODS) {
+    pooltest::named_pipe reports, tokens;
+    pool_of<TestType> p(2);
+    auto r = p.submit(fn<&started_then_blocked>, reports.path(), tokens.path(), 3);
+    (void)reports.line();
+    const int fd = r.sentinel();
+    CHECK(fd >= 0);
+    CHECK(r.sentinel() == fd); // one per result, shared by its copies
+    CHECK_FALSE(readable(fd, 0));
+    tokens.release();
+    CHECK(readable(fd, 120000));
+    CHECK(r.ready());
+    CHECK(r.get() == 3);
+    auto done = p.submit(fn<&square>, 2);
+    done.wait();
+    CHECK(readable(done.sentinel(), 0)); // made after completion: readable at once
+}
+
+TEMPLATE_TEST_CASE("co_await: a coroutine drives a chain of pool calls, and gets their errors",
+                   "[pool][futures][async]", START_METHODS) {
+    pool_of<TestType> p(2);
+    auto ready = p.submit(fn<&square>, 7);
+    ready.wait();
+    std::promise<std::vector<int>> out;
+    std::thread::id first, resumed;
+    chain(p, ready, out, first, resumed);
+    auto f = out.get_future();
+    REQUIRE(f.wait_for(120s) == std::future_status::ready);
+    CHECK(f.get() == std::vector<int>{49, 4, 16, 256, -1});
+    CHECK(first == std::this_thread::get_id()); // a complete result: no suspension
+    CHECK(resumed != std::this_thread::get_id()); // resumed by the pool's engine thread
 }

@@ -88,14 +88,17 @@ struct job_core {
     /// task_timeout, 0: none.
     std::optional<std::uint64_t> timeout_ns;
     std::vector<std::function<void()>> on_done; // add_done_callback, run once the job is ready
+    sys::unique_fd ready_fd; // made on demand (async_result::sentinel): an eventfd readable once ready
     std::atomic<std::uint32_t> ready{0};
     notifier changed{};
     job_core* prev = nullptr;
     job_core* next = nullptr;
     std::shared_ptr<job_core> keep; // the pool's reference while the job is listed
 
+    /// Called under the pool's lock (as ready_fd is made).
     void mark_ready() noexcept {
         ready.store(1, std::memory_order_release);
+        if (ready_fd) (void)sys::eventfd_signal(ready_fd.get());
         changed.notify_all();
     }
     [[nodiscard]] bool is_ready() const noexcept { return ready.load(std::memory_order_acquire) != 0; }
@@ -395,16 +398,31 @@ public:
         return false;
     }
 
+    /// A descriptor that polls readable once `job` is ready (an eventfd, made on first use,
+    /// closed with the job). os_error if the system has no descriptor left.
+    int ready_fd(job_core& job) {
+        std::lock_guard lk(mu_);
+        if (!job.ready_fd) {
+            sys::unique_fd fd(sys::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+            if (!fd) sys::fail("eventfd for a pool result");
+            if (job.is_ready()) (void)sys::eventfd_signal(fd.get());
+            job.ready_fd = std::move(fd);
+        }
+        return job.ready_fd.get();
+    }
+
+    /// Queues `f` to run once `job` is ready and returns true; false, without calling `f`,
+    /// if the job's done callbacks have run already (it is ready).
+    bool on_done_later(job_core& job, std::function<void()>& f) {
+        std::lock_guard lk(mu_);
+        if (job.settled) return false;
+        job.on_done.push_back(std::move(f));
+        return true;
+    }
+
     /// Runs `f` once `job` is ready, in the engine thread; at once, here, if it is already.
     void on_done(job_core& job, std::function<void()> f) {
-        {
-            std::lock_guard lk(mu_);
-            if (!job.settled) {
-                job.on_done.push_back(std::move(f));
-                return;
-            }
-        }
-        run_done_callback(f);
+        if (!on_done_later(job, f)) run_done_callback(f);
     }
 
     /// Runs `f()` under the pool's lock (what job state is guarded by).
