@@ -7,6 +7,7 @@
 
 #include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
 
+#include <multiproc/detail/os/futex.hpp> // deadline_after
 #include <multiproc/detail/util/chrono.hpp>
 #include <multiproc/error.hpp>
 #include <multiproc/pool.hpp>
@@ -72,11 +73,6 @@ struct completion_board {
     }
 };
 
-template <class Rep, class Period>
-std::optional<steady::time_point> futures_deadline(std::optional<std::chrono::duration<Rep, Period>> timeout) {
-    if (!timeout) return std::nullopt;
-    return steady::now() + std::chrono::duration_cast<steady::duration>(*timeout);
-}
 } // namespace detail
 
 /// Waits until the results given are complete, as `when` says, or until `timeout` has
@@ -98,7 +94,7 @@ done_and_not_done<V> wait(const std::vector<async_result<V>>& results,
             }
             return board->order.size() == n;
         },
-        detail::futures_deadline(timeout));
+        detail::deadline_after(timeout));
     done_and_not_done<V> out;
     for (const auto& r : results) (r.ready() ? out.done : out.not_done).push_back(r);
     return out;
@@ -187,7 +183,7 @@ as_completed_range<V> as_completed(std::vector<async_result<V>> results) {
 /// As above, with a timeout.
 template <class V, class Rep, class Period>
 as_completed_range<V> as_completed(std::vector<async_result<V>> results, std::chrono::duration<Rep, Period> timeout) {
-    return as_completed_range<V>(std::move(results), detail::futures_deadline(std::optional(timeout)));
+    return as_completed_range<V>(std::move(results), detail::deadline_after(std::optional(timeout)));
 }
 
 MULTIPROC_ABI_END } // namespace multiproc

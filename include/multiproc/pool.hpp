@@ -597,6 +597,13 @@ public:
     /// Stops the workers at once; calls not yet complete fail with broken_pool (Python:
     /// terminate()). Returns once the workers are gone.
     void terminate() { core_->terminate(); }
+    /// Python 3.14: ProcessPoolExecutor.terminate_workers(). The same as terminate(): SIGTERM
+    /// to every worker (SIGKILL a second later to one still there); calls not yet complete
+    /// fail with broken_pool. Returns once the workers are gone.
+    void terminate_workers() { core_->terminate(); }
+    /// Python 3.14: ProcessPoolExecutor.kill_workers(). As terminate_workers(), with SIGKILL
+    /// at once.
+    void kill_workers() { core_->terminate(/*kill=*/true); }
     /// Waits for the workers to leave; value_error("Pool is still running") unless close()
     /// or terminate() came first (Python: join()).
     void join() { core_->join(); }

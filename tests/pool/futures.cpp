@@ -34,6 +34,11 @@ int started_then_blocked(std::string reports, std::string tokens, int v) {
     return v;
 }
 
+/// As started_then_blocked, with its arguments in one tuple (an imap element).
+int started_then_blocked_tuple(std::tuple<std::string, std::string, int> a) {
+    return started_then_blocked(std::get<0>(a), std::get<1>(a), std::get<2>(a));
+}
+
 /// Never returns: blocked in read(2) on a pipe nobody writes to.
 int blocked_forever(int) {
     int fds[2];
@@ -343,4 +348,42 @@ TEMPLATE_TEST_CASE("co_await: a coroutine drives a chain of pool calls, and gets
     CHECK(f.get() == std::vector<int>{49, 4, 16, 256, -1});
     CHECK(first == std::this_thread::get_id()); // a complete result: no suspension
     CHECK(resumed != std::this_thread::get_id()); // resumed by the pool's engine thread
+}
+
+TEMPLATE_TEST_CASE("terminate_workers and kill_workers stop every worker; calls not complete fail",
+                   "[pool][futures][terminate]", START_METHODS) {
+    for (bool kill : {false, true}) {
+        INFO((kill ? "kill_workers" : "terminate_workers"));
+        pooltest::named_pipe reports, tokens;
+        pool_of<TestType> p(2);
+        auto r = p.submit(fn<&started_then_blocked>, reports.path(), tokens.path(), 1);
+        const pid_t pid = std::stoi(reports.line());
+        if (kill)
+            p.kill_workers();
+        else
+            p.terminate_workers();
+        CHECK(test::wait_exit(pid));
+        CHECK(pooltest::worker_pids().empty());
+        CHECK(failure_of(r).code() == errc::broken_pool);
+        CHECK_THROWS_AS(p.submit(fn<&square>, 2), value_error);
+        p.join();
+    }
+}
+
+TEMPLATE_TEST_CASE("imap's next(timeout): timeout_error while the next result is not ready, then the results",
+                   "[pool][futures][imap]", START_METHODS) {
+    pooltest::named_pipe reports, tokens;
+    pool_of<TestType> p(2);
+    std::vector<std::tuple<std::string, std::string, int>> args{{reports.path(), tokens.path(), 10},
+                                                                {reports.path(), tokens.path(), 20}};
+    auto it = p.imap(fn<&started_then_blocked_tuple>, args);
+    CHECK_THROWS_AS(it.next(50ms), timeout_error); // nothing can be ready: the tasks wait for tokens
+    (void)reports.line();
+    (void)reports.line();
+    CHECK_THROWS_WITH(it.next(0ms), "multiproc: the next imap result was not ready within the timeout");
+    tokens.release(2);
+    CHECK(it.next(120s) == std::optional<int>(10));
+    CHECK(it.next() == std::optional<int>(20));
+    CHECK(it.next() == std::nullopt);
+    CHECK(it.next(1s) == std::nullopt);
 }

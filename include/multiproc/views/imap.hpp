@@ -160,13 +160,14 @@ private:
             }
         }
 
-        void advance() {
+        /// Moves to the next result; false if `deadline` passed first (nothing moved).
+        bool advance(std::optional<detail::steady::time_point> deadline = std::nullopt) {
             for (;;) {
                 if (!ready.empty()) {
                     current = std::move(ready.front());
                     ready.pop_front();
                     ++yielded;
-                    return;
+                    return true;
                 }
                 // Top up in batches (when half the window is free): one lock and one
                 // dispatch for many tasks.
@@ -174,12 +175,13 @@ private:
                 if (yielded == pulled) {
                     if (input_error) {
                         current = detail::outcome<result>{std::nullopt, std::exchange(input_error, {})};
-                        return;
+                        return true;
                     }
                     at_end = true;
-                    return;
+                    return true;
                 }
-                core->wait(*job, [&] { return job->available.load(std::memory_order_acquire) != 0; }, std::nullopt);
+                if (!core->wait(*job, [&] { return job->available.load(std::memory_order_acquire) != 0; }, deadline))
+                    return false;
                 core->locked([&] { job->take(ready); });
             }
         }
@@ -193,15 +195,40 @@ private:
             if (st->current.failure) (st->current.failure).raise();
             return *st->current.value;
         }
-        void next() { st->advance(); }
+        void next() { (void)st->advance(); }
         bool equal(ranges::default_sentinel_t) const { return st->at_end; }
     };
 
     cursor begin_cursor() {
         if (!core_) detail::raise(value_error("multiproc: an imap view made without a pool cannot be iterated"));
         auto st = std::make_shared<state>(core_, f_, base_, chunksize_, window_);
-        st->advance();
+        (void)st->advance();
         return cursor{std::move(st)};
+    }
+
+public:
+    /// The next result, waiting for it at most `timeout` (Python: IMapIterator.next(timeout)):
+    /// empty once every result has been given; timeout_error if none was ready in time (the
+    /// view stays usable: ask again). A task's error is thrown, as iteration throws it. A
+    /// view is read either this way or with begin()/end(), not both.
+    template <class Rep, class Period>
+    std::optional<value_type> next(std::chrono::duration<Rep, Period> timeout) {
+        return next_until(detail::deadline_after(std::optional(timeout)));
+    }
+    /// As above, waiting as long as it takes (Python: next(it)).
+    std::optional<value_type> next() { return next_until(std::nullopt); }
+
+private:
+    std::optional<value_type> next_until(std::optional<detail::steady::time_point> deadline) {
+        if (!next_) {
+            if (!core_) detail::raise(value_error("multiproc: an imap view made without a pool cannot be iterated"));
+            next_ = std::make_shared<state>(core_, f_, base_, chunksize_, window_);
+        }
+        if (!next_->advance(deadline))
+            detail::raise(timeout_error("multiproc: the next imap result was not ready within the timeout"));
+        if (next_->at_end) return std::nullopt;
+        if (next_->current.failure) (next_->current.failure).raise();
+        return std::move(*next_->current.value);
     }
 
     std::shared_ptr<detail::pool_core> core_;
@@ -209,6 +236,7 @@ private:
     Rng base_{};
     imap_options opts_{};
     std::size_t chunksize_ = 1, window_ = 1;
+    std::shared_ptr<state> next_; // the iteration of next(timeout)
 };
 
 namespace detail_imap {

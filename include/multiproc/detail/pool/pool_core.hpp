@@ -470,12 +470,14 @@ public:
 
     /// Python: Pool.terminate(). Stops the workers at once; results not yet in fail with
     /// broken_pool. Returns once the workers are gone (at once if called from a callback).
-    void terminate() {
+    /// With `kill`, the workers get SIGKILL at once (Python 3.14: kill_workers()).
+    void terminate(bool kill = false) {
         check_owner();
         log(10, "terminating pool");
         {
             std::lock_guard lk(mu_);
             if (state_ != pool_state::broken) state_ = pool_state::terminate;
+            if (kill) kill_now_ = true;
             (void)sys::eventfd_signal(wake_fd_.get());
         }
         if (!on_engine_thread()) join_engine();
@@ -523,6 +525,7 @@ private:
     // engine thread only
     std::optional<steady::time_point> kill_at_;
     bool signalled_ = false;
+    bool kill_now_ = false; // under mu_: terminate(kill) skips SIGTERM
 
     static pool_core*& engine_of_this_thread() {
         thread_local pool_core* p = nullptr;
@@ -1226,9 +1229,9 @@ private:
     void signal_workers() {
         if (!signalled_) {
             signalled_ = true;
-            kill_at_ = steady::now() + std::chrono::seconds(1);
+            kill_at_ = steady::now() + (kill_now_ ? std::chrono::seconds(0) : std::chrono::seconds(1));
             for (auto& s : slots_)
-                if (!s->exited) signal_worker(*s, SIGTERM);
+                if (!s->exited) signal_worker(*s, kill_now_ ? SIGKILL : SIGTERM);
         } else if (kill_at_ && steady::now() >= *kill_at_) {
             kill_at_.reset();
             for (auto& s : slots_)
