@@ -603,6 +603,7 @@ int main(int argc, char** argv) {
     if (fig == "map") fig_map(pick(1'000'000));
     else if (fig == "imap_unordered") fig_imap_unordered(pick(200'000));
     else if (fig == "apply") fig_apply(pick(20'000), variant.empty() ? "spin" : variant);
+    else if (fig == "submit") fig_apply(pick(20'000), "spin"); // the same raw limit: a request and a reply
     else if (fig == "queue") fig_queue(pick(2'000'000), variant);
     else if (fig == "connection") fig_queue(pick(2'000'000), variant); // the same raw limit
     else if (fig == "transfer") fig_transfer(pick(64), variant);

@@ -50,6 +50,8 @@ const std::vector<figure>& figures() {
          [](double m, auto, auto) { return at_least_abs(m, 1e6); }},
         {"apply", "", "apply round trip (median)", 500, "<= 20 us",
          [](double m, auto, auto) { return std::optional<bool>(m <= 20.0); }},
+        // Issue 17: an executor's round trip (Python: ProcessPoolExecutor(1).submit(f, x).result()).
+        {"submit", "", "submit round trip (median)", 500, "", nullptr},
         {"queue", "pipe", "queue, 8-byte messages", 20000, ">= 2 M msg/s",
          [](double m, auto, auto) { return at_least_abs(m, 2e6); }},
         {"queue", "socketpair", "queue, 8-byte messages", 20000, "",

@@ -76,6 +76,21 @@ void fig_apply(long n) {
     bench::emit(lat[lat.size() / 2], "us", false, {{"p99_us", lat[(lat.size() - 1) * 99 / 100]}});
 }
 
+// submit round trip on a pool of one worker: submit(f, x).get(), median and 99th percentile.
+void fig_submit(long n) {
+    multiproc::pool pool(1);
+    (void)pool.submit(tiny, 1).get();
+    std::vector<double> lat;
+    lat.reserve(static_cast<std::size_t>(n));
+    for (long i = 0; i < n; ++i) {
+        auto t0 = clock_type::now();
+        if (pool.submit(tiny, std::int64_t{i}).get() != tiny(i)) die("submit: wrong result");
+        lat.push_back(seconds_since(t0) * 1e6);
+    }
+    std::sort(lat.begin(), lat.end());
+    bench::emit(lat[lat.size() / 2], "us", false, {{"p99_us", lat[(lat.size() - 1) * 99 / 100]}});
+}
+
 // n 8-byte messages from this process to a consumer process that sums them.
 template <class Transport>
 void fig_queue(long n) {
@@ -207,6 +222,7 @@ int main(int argc, char** argv) {
     if (fig == "map") fig_map(pick(1'000'000));
     else if (fig == "imap_unordered") fig_imap_unordered(pick(200'000));
     else if (fig == "apply") fig_apply(pick(20'000));
+    else if (fig == "submit") fig_submit(pick(20'000));
     else if (fig == "queue" && variant == "socketpair") fig_queue<tr::socketpair>(pick(2'000'000));
     else if (fig == "queue" && variant == "shm") fig_queue<tr::shm>(pick(2'000'000));
     else if (fig == "queue") fig_queue<tr::pipe>(pick(2'000'000));

@@ -51,10 +51,11 @@ struct completion_board {
         for (std::size_t i = 0; i < rs.size(); ++i) {
             auto r = rs[i]; // add_done_callback is not const: a copy refers to the same result
             r.add_done_callback([b, i](const async_result<V>& done) {
-                const bool ok = done.successful();
+                // (Python's FIRST_EXCEPTION does not count a cancelled result as failed.)
+                const bool failed = !done.successful() && done.exception().code() != errc::cancelled_error;
                 std::lock_guard lk(b->mu);
                 b->order.push_back(i);
-                b->failed += ok ? 0 : 1;
+                b->failed += failed ? 1 : 0;
                 b->cv.notify_all();
             });
         }
@@ -65,6 +66,11 @@ struct completion_board {
     template <class Pred>
     bool wait_until(Pred pred, std::optional<steady::time_point> deadline) {
         std::unique_lock lk(mu);
+        if (pred()) return true;
+        // The board is filled in the pools' engine threads: waiting in one would wait forever.
+        if (pool_core::in_some_engine_thread())
+            detail::raise(state_error("multiproc: wait and as_completed cannot wait in a pool callback or a coroutine "
+                                      "resumed by a pool: callbacks run in the thread that delivers results"));
         if (!deadline) {
             cv.wait(lk, pred);
             return true;

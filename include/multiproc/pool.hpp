@@ -147,11 +147,28 @@ constexpr std::size_t default_chunksize(std::size_t n, int processes) noexcept {
 template <class T>
 concept tuple_like_element = requires { std::tuple_size<std::remove_cvref_t<T>>::value; };
 
+/// The elements of several ranges taken together, as tuples of values, up to the end of the
+/// shortest (Python: zip).
+template <class... Rs>
+auto zip_values(Rs&... rs) {
+    std::vector<std::tuple<std::ranges::range_value_t<Rs>...>> out;
+    auto its = std::make_tuple(std::ranges::begin(rs)...);
+    auto ends = std::make_tuple(std::ranges::end(rs)...);
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+        while (((std::get<I>(its) != std::get<I>(ends)) && ...)) {
+            out.emplace_back(*std::get<I>(its)...);
+            (++std::get<I>(its), ...);
+        }
+    }(std::index_sequence_for<Rs...>{});
+    return out;
+}
+
 /// A task timeout in nanoseconds (empty stays empty, zero is none); value_error if negative.
 inline std::optional<std::uint64_t> timeout_ns(std::optional<std::chrono::nanoseconds> t) {
     if (!t) return std::nullopt;
     if (t->count() < 0) detail::raise(value_error("multiproc: a task timeout cannot be negative"));
-    return static_cast<std::uint64_t>(t->count());
+    // (Capped at about 73 years, so that a start time plus it cannot overflow the clock.)
+    return static_cast<std::uint64_t>(std::min<std::int64_t>(t->count(), INT64_MAX / 4));
 }
 } // namespace detail
 
@@ -520,6 +537,14 @@ public:
     auto map(F f, Rng&& xs, std::optional<std::ptrdiff_t> chunksize = {}) {
         return finish(map_async(f, std::forward<Rng>(xs), chunksize));
     }
+    /// `f(a, b, ...)` for the elements of several ranges taken together, up to the end of the
+    /// shortest (Python: Executor.map(f, *iterables), and the builtin map(f, xs, ys));
+    /// std::vector of the results, in order. The same as starmap over their zip.
+    template <class F, std::ranges::input_range R1, std::ranges::input_range R2, std::ranges::input_range... Rs>
+    auto map(F f, R1&& a, R2&& b, Rs&&... rest) {
+        return starmap(f, detail::zip_values(a, b, rest...));
+    }
+
     /// Asynchronous map (Python: map_async): an async_result of the std::vector.
     template <class F, std::ranges::input_range Rng>
         requires(!detail::is_callbacks<F>)
@@ -586,8 +611,8 @@ public:
     /// at once with cancelled_error; with `wait`, returns once the work in hand is done and
     /// the workers have left (join()). May be called again.
     void shutdown(bool wait = true, bool cancel_futures = false) {
+        core_->close(); // first: nothing is submitted after the cancelling
         if (cancel_futures) core_->cancel_queued();
-        core_->close();
         if (wait) core_->join();
     }
 

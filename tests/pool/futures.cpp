@@ -53,6 +53,12 @@ int spins_forever(int) {
     for (;;) n = n + 1;
 }
 
+std::string repeat(std::string s, int n) {
+    std::string out;
+    for (int i = 0; i < n; ++i) out += s;
+    return out;
+}
+
 int throws_runtime(int) { throw std::runtime_error("failed on purpose"); }
 
 /// x * x, except for 5, which blocks forever.
@@ -138,7 +144,7 @@ TEMPLATE_TEST_CASE("submit: the result, done(), exception() and done callbacks",
     CHECK(p.apply(fn<&square>, 3) == 9);
 }
 
-TEMPLATE_TEST_CASE("cancel drops a queued task at once; a running one goes on unless killed",
+TEMPLATE_TEST_CASE("cancel drops a queued task at once, a running one goes on unless killed",
                    "[pool][futures][cancel]", START_METHODS) {
     for (bool warmed : {false, true}) {
         INFO((warmed ? "after short tasks (queued in the worker's ring)" : "fresh pool (queued in the pool)"));
@@ -185,7 +191,7 @@ TEMPLATE_TEST_CASE("cancel(kill_running) kills the worker of a running task, whi
     CHECK(pooltest::worker_pids().count(pid) == 0);
 }
 
-TEMPLATE_TEST_CASE("a task past the pool's task_timeout fails with timeout_error; its worker is replaced",
+TEMPLATE_TEST_CASE("a task past the pool's task_timeout fails with timeout_error, and its worker is replaced",
                    "[pool][futures][timeout]", START_METHODS) {
     pool_of<TestType> p(pool_options{.processes = 1, .task_timeout = 200ms});
     for (auto task : {&blocked_forever, &spins_forever}) {
@@ -200,7 +206,7 @@ TEMPLATE_TEST_CASE("a task past the pool's task_timeout fails with timeout_error
     }
 }
 
-TEMPLATE_TEST_CASE("a per-call timeout; map's element past it fails alone, the rest of its chunk runs",
+TEMPLATE_TEST_CASE("a per-call timeout, and map's element past it fails alone, the rest of its chunk runs",
                    "[pool][futures][timeout]", START_METHODS) {
     pool_of<TestType> p(2);
     auto r = p.submit(task_options{.timeout = 200ms}, fn<&blocked_forever>, 1);
@@ -232,6 +238,39 @@ TEMPLATE_TEST_CASE("under worker_death::retry<N>, a task past its timeout runs a
     ::unlink((scratch.dir + "/marker").c_str());
     // Past its time on every attempt: fails after 1 + 1.
     auto r = p.submit(fn<&blocked_forever>, 1);
+    auto e = failure_of(r);
+    CHECK(e.code() == errc::timeout_error);
+    CHECK_THAT(std::string(e.what()), Contains("(on each of 2 attempts)"));
+}
+
+TEMPLATE_TEST_CASE("cancel(kill_running) of a chunk: the rest of the chunk is not run again, the call fails at once",
+                   "[pool][futures][cancel]", START_METHODS) {
+    pooltest::named_pipe reports, tokens;
+    pool_of<TestType> p(1);
+    std::vector<std::tuple<std::string, std::string, int>> args(4, {reports.path(), tokens.path(), 0});
+    auto r = p.starmap_async(fn<&started_then_blocked>, args, 4); // one chunk: each element would block
+    const pid_t pid = std::stoi(reports.line());
+    CHECK(r.running());
+    CHECK(r.cancel(cancel_mode::kill_running));
+    CHECK(failure_of(r).code() == errc::cancelled_error);
+    CHECK(test::wait_exit(pid));
+    CHECK(p.apply(fn<&square>, 5) == 25); // no element of the chunk holds the new worker
+}
+
+TEMPLATE_TEST_CASE("a timed task submitted from a done callback (the engine's thread) is still stopped in time",
+                   "[pool][futures][timeout]", START_METHODS) {
+    pooltest::named_pipe reports, tokens;
+    pool_of<TestType> p(2);
+    auto first = p.submit(fn<&started_then_blocked>, reports.path(), tokens.path(), 1);
+    (void)reports.line();
+    std::promise<async_result<int>> inner;
+    first.add_done_callback([&](const async_result<int>&) {
+        inner.set_value(p.submit(task_options{.timeout = 200ms}, fn<&blocked_forever>, 1));
+    });
+    tokens.release(); // first completes; its callback runs in the engine thread
+    auto f = inner.get_future();
+    REQUIRE(f.wait_for(120s) == std::future_status::ready);
+    auto r = f.get();
     CHECK(failure_of(r).code() == errc::timeout_error);
 }
 
@@ -284,6 +323,7 @@ TEMPLATE_TEST_CASE("as_completed yields results as they complete, and times out"
     std::vector<async_result<int>> more{p.submit(fn<&square>, 5),
                                         p.submit(fn<&started_then_blocked>, reports.path(), tokens.path(), 2)};
     (void)reports.line();
+    more[0].wait(); // complete before the clock starts: the first step cannot time out
     auto view = as_completed(more, 100ms);
     auto it = view.begin();
     CHECK((*it).get() == 25);
@@ -307,8 +347,10 @@ TEMPLATE_TEST_CASE("shutdown(wait, cancel_futures): queued tasks cancelled, runn
     auto mapped = p.map_async(fn<&square>, std::vector<int>{1, 2, 3}, 1);
     p.shutdown(/*wait=*/false, /*cancel_futures=*/true);
     CHECK(queued.cancelled());
+    CHECK(queued.done()); // at once, as Python's
     CHECK_THROWS_AS(queued.get(), cancelled_error);
     CHECK(failure_of(mapped).code() == errc::cancelled_error);
+    CHECK(mapped.cancelled());
     CHECK_THROWS_AS(p.submit(fn<&square>, 2), value_error); // no new work after shutdown
     CHECK_FALSE(running.done());
     tokens.release();
@@ -350,7 +392,7 @@ TEMPLATE_TEST_CASE("co_await: a coroutine drives a chain of pool calls, and gets
     CHECK(resumed != std::this_thread::get_id()); // resumed by the pool's engine thread
 }
 
-TEMPLATE_TEST_CASE("terminate_workers and kill_workers stop every worker; calls not complete fail",
+TEMPLATE_TEST_CASE("terminate_workers and kill_workers stop every worker, and calls not complete fail",
                    "[pool][futures][terminate]", START_METHODS) {
     for (bool kill : {false, true}) {
         INFO((kill ? "kill_workers" : "terminate_workers"));
@@ -386,4 +428,28 @@ TEMPLATE_TEST_CASE("imap's next(timeout): timeout_error while the next result is
     CHECK(it.next() == std::optional<int>(20));
     CHECK(it.next() == std::nullopt);
     CHECK(it.next(1s) == std::nullopt);
+}
+
+TEMPLATE_TEST_CASE("map over several ranges: f(a, b) up to the end of the shortest", "[pool][futures][map]",
+                   START_METHODS) {
+    pool_of<TestType> p(2);
+    const std::vector<std::string> words{"ab", "c", "", "xyz"};
+    const std::vector<int> times{2, 3, 4};
+    CHECK(p.map(fn<&repeat>, words, times) == std::vector<std::string>{"abab", "ccc", ""});
+    CHECK(p.map(fn<&repeat>, words, std::vector<int>{}).empty());
+}
+
+TEMPLATE_TEST_CASE("shutdown(cancel_futures) with a map chunk running: that chunk completes, the rest is cancelled",
+                   "[pool][futures][shutdown]", START_METHODS) {
+    pooltest::named_pipe reports, tokens;
+    pool_of<TestType> p(1);
+    std::vector<std::tuple<std::string, std::string, int>> args{{reports.path(), tokens.path(), 10},
+                                                                {reports.path(), tokens.path(), 20}};
+    auto mapped = p.starmap_async(fn<&started_then_blocked>, args, 1);
+    (void)reports.line(); // the first chunk runs
+    p.shutdown(false, true);
+    CHECK_FALSE(mapped.cancelled()); // not wholly: a chunk of it runs
+    tokens.release();
+    CHECK(failure_of(mapped).code() == errc::cancelled_error); // the second chunk's
+    p.join();
 }

@@ -125,8 +125,10 @@ public:
         buf_.clear();
         front_ = 0;
     }
-    /// Drops bytes [at, at + n) of the content.
-    void erase(std::size_t at, std::size_t n) noexcept { buf_.erase(front_ + at, n); }
+    void swap(byte_fifo& o) noexcept {
+        std::swap(buf_, o.buf_);
+        std::swap(front_, o.front_);
+    }
     /// Takes `b`'s bytes as the whole content (this must be empty); `b` gets the old storage.
     void adopt(byte_buffer& b) noexcept {
         std::swap(buf_, b);
@@ -341,34 +343,11 @@ public:
     bool cancel_job(job_core& job, bool kill) {
         check_owner();
         std::lock_guard lk(mu_);
-        if (job.dropped) return true;
-        if (!job.keep || job.outstanding == 0) return false; // complete (or completing)
+        if (!job.keep || job.outstanding == 0) return job.dropped; // complete (or completing)
         drive_locked(); // results already published count as complete
-        if (!job.keep || job.outstanding == 0) return false;
-        std::vector<std::pair<pool_slot*, const unit_meta*>> running;
-        for (auto& p : slots_) {
-            if (p->exited || p->abandoned) continue;
-            const std::uint64_t seq = p->shared->unit.load(std::memory_order_acquire);
-            for (const auto& u : p->inflight) // (one it answered is complete: its result is on the way)
-                if (u.job == &job && !u.withdrawn && u.seq == seq) running.emplace_back(p.get(), &u);
-        }
-        if (!running.empty() && !kill) return false;
-        job.dropped = true;
-        (void)drop_queued(job);
-        // Running: the worker is killed; settle_exit fails the element.
-        for (auto [p, u] : running) {
-            if (p->stop_task) continue; // being stopped already (a timeout): that error stands
-            auto at = static_cast<std::uint32_t>(
-                std::clamp<std::uint64_t>(p->shared->element.load(std::memory_order_acquire), u->lo, u->hi - 1));
-            p->stop_task = pool_slot::stop_order{u->seq, at, cancelled("cancelled while it ran in " + p->name +
-                                                                          " (pid " + std::to_string(p->pid) +
-                                                                          "), which was killed"),
-                                                false};
-            log(10, "cancelling task {}: killing {} (pid {})", u->first + at, p->name, p->pid);
-            signal_worker(*p, SIGKILL);
-        }
+        const bool cancelled_now = job.keep && job.outstanding != 0 ? cancel_locked(job, kill) : job.dropped;
         after_drive_locked();
-        return true;
+        return cancelled_now;
     }
 
     /// Python: Executor.shutdown(cancel_futures=True). Every task no worker has started
@@ -380,7 +359,8 @@ public:
         for (job_core* j = jobs_; j;) {
             job_core* next = j->next; // (dropping may complete and unlink it)
             std::shared_ptr<job_core> keep = j->keep;
-            if (drop_queued(*j) != 0) j->dropped = true;
+            // Wholly cancelled (nothing of it runs): cancelled() says so.
+            if (drop_queued(*j).dropped != 0 && j->outstanding == 0) j->dropped = true;
             j = next;
         }
         after_drive_locked();
@@ -533,6 +513,12 @@ private:
     }
     [[nodiscard]] bool on_engine_thread() const noexcept { return engine_of_this_thread() == this; }
 
+public:
+    /// Whether this thread is a pool's engine thread (a callback, or a coroutine resumed there).
+    static bool in_some_engine_thread() noexcept { return engine_of_this_thread() != nullptr; }
+
+private:
+
     void join_engine() {
         std::lock_guard lk(join_mu_);
         if (engine_->joinable()) engine_->join();
@@ -579,7 +565,11 @@ private:
         unlink(j);
         if (!jobs_ && state_ == pool_state::close) wake_engine_ = true; // time to let the workers go
         std::shared_ptr<job_core> keep = std::move(j.keep);
-        if ((j.has_callbacks && !j.cancelled && j.ops->callbacks) || !j.on_done.empty()) {
+        if (j.has_callbacks && !j.cancelled && j.ops->callbacks) { // ready after they run (Python's order)
+            callbacks_due_.push_back(std::move(keep));
+            wake_engine_ = true;
+        } else if (!j.on_done.empty()) { // ready now (done() is true), done callbacks after
+            j.mark_ready();
             callbacks_due_.push_back(std::move(keep));
             wake_engine_ = true;
         } else {
@@ -588,45 +578,115 @@ private:
         }
     }
 
+    /// What drop_queued did: units failed, and units that a worker holds and could not be
+    /// withdrawn (claimed, about to run, or sent in part), which run.
+    struct drop_result {
+        std::size_t dropped = 0;
+        std::vector<std::pair<pool_slot*, const unit_meta*>> held;
+    };
+
     /// Fails at once, with cancelled_error, every unit of `job` that no worker has started:
-    /// those queued in the pool are cut out of its queues, those in a worker's task ring
-    /// withdrawn there. Returns how many.
-    std::size_t drop_queued(job_core& job) {
-        std::size_t n = 0;
+    /// those queued in the pool are cut out of its queues (one pass), those in a worker's
+    /// task ring withdrawn there.
+    drop_result drop_queued(job_core& job) {
+        drop_result r;
         const error_ptr e = cancelled("cancelled before it ran");
-        for (std::size_t k = 0, at = 0; k < pending_meta_.size();) {
-            const unit_meta u = pending_meta_[k];
-            if (u.job != &job) {
+        std::vector<unit_meta> failed;
+        if (std::any_of(pending_meta_.begin(), pending_meta_.end(), [&](const unit_meta& u) { return u.job == &job; })) {
+            byte_fifo kept_bytes;
+            std::deque<unit_meta> kept;
+            std::size_t at = 0;
+            for (const unit_meta& u : pending_meta_) {
+                if (u.job == &job)
+                    failed.push_back(u);
+                else {
+                    kept_bytes.append(pending_bytes_.data() + at, u.size);
+                    kept.push_back(u);
+                }
                 at += u.size;
-                ++k;
-                continue;
             }
-            pending_bytes_.erase(at, u.size);
-            pending_meta_.erase(pending_meta_.begin() + static_cast<std::ptrdiff_t>(k));
-            fail_unit(u, e);
-            ++n;
+            pending_meta_.swap(kept);
+            pending_bytes_.swap(kept_bytes);
         }
         for (auto it = requeued_.begin(); it != requeued_.end();) {
             if (it->first.job != &job) {
                 ++it;
                 continue;
             }
-            const unit_meta u = it->first;
+            failed.push_back(it->first);
             it = requeued_.erase(it);
-            fail_unit(u, e);
-            ++n;
         }
         for (auto& p : slots_) {
             if (p->exited || p->abandoned) continue;
             const std::uint64_t seq = p->shared->unit.load(std::memory_order_acquire);
-            for (auto& u : p->inflight)
-                if (u.job == &job && !u.withdrawn && u.seq > seq && try_withdraw(*p, u, seq)) {
-                    fail_unit(u, e);
+            for (auto& u : p->inflight) {
+                if (u.job != &job || u.withdrawn || u.seq <= seq) continue;
+                if (try_withdraw(*p, u, seq)) {
+                    failed.push_back(u);
                     --p->sent;
-                    ++n;
+                } else {
+                    r.held.emplace_back(p.get(), &u);
                 }
+            }
         }
-        return n;
+        r.dropped = failed.size();
+        for (const unit_meta& u : failed) fail_unit(u, e);
+        return r;
+    }
+
+    /// cancel_job under the lock, after collecting what the workers published.
+    bool cancel_locked(job_core& job, bool kill) {
+        if (job.dropped) {
+            if (!kill) return true;
+        } else {
+            // Not to be killed: a job a worker runs, or has claimed (its claim word taken),
+            // is not cancelled (Python: Future.cancel() on a running future).
+            if (!kill && worker_holds(job)) return false;
+            job.dropped = true;
+        }
+        drop_result r = drop_queued(job);
+        if (!kill) return true; // what a worker took in the last instant runs; its result turns into cancelled_error
+        // Running (or claimed, or sent in part): the worker is killed; settle_exit fails the
+        // element it ran and every other element of the job (dropped) it held.
+        for (auto& p : slots_) {
+            if (p->exited || p->abandoned) continue;
+            const std::uint64_t seq = p->shared->unit.load(std::memory_order_acquire);
+            for (const auto& u : p->inflight)
+                if (u.job == &job && !u.withdrawn && u.seq == seq) r.held.emplace_back(p.get(), &u);
+        }
+        for (auto [p, u] : r.held) {
+            if (p->stop_task) continue; // being stopped already: settling it fails the job's elements
+            const std::uint64_t seq = p->shared->unit.load(std::memory_order_acquire);
+            auto at = static_cast<std::uint32_t>(
+                u->seq == seq
+                    ? std::clamp<std::uint64_t>(p->shared->element.load(std::memory_order_acquire), u->lo, u->hi - 1)
+                    : u->lo);
+            p->stop_task = pool_slot::stop_order{u->seq, at, cancelled("cancelled while it ran in " + p->name +
+                                                                          " (pid " + std::to_string(p->pid) +
+                                                                          "), which was killed"),
+                                                false};
+            log(10, "cancelling task {}: killing {} (pid {})", u->first + at, p->name, p->pid);
+            signal_worker(*p, SIGKILL);
+        }
+        return true;
+    }
+
+    /// Whether a worker runs a unit of `job`, or has claimed one it is about to run.
+    bool worker_holds(const job_core& job) const {
+        for (auto& p : slots_) {
+            if (p->exited || p->abandoned) continue;
+            const std::uint64_t seq = p->shared->unit.load(std::memory_order_acquire);
+            const std::uint64_t tail = p->boot.tasks.indices().tail.load(std::memory_order_relaxed);
+            for (const auto& u : p->inflight) {
+                if (u.job != &job || u.withdrawn || u.seq < seq) continue;
+                if (u.seq == seq) return true;
+                const std::uint64_t claim_pos = u.stream_pos + offsetof(task_header, claim);
+                if (claim_pos + sizeof(std::uint32_t) <= tail &&
+                    claim_of(p->boot.tasks.at(u.stream_pos)).load(std::memory_order_acquire) != claim_free)
+                    return true;
+            }
+        }
+        return false;
     }
 
     [[nodiscard]] std::uint64_t timeout_of(const job_core& j) const noexcept {
@@ -1039,6 +1099,10 @@ private:
         if (lo >= hi) return;
         u.lo = lo;
         u.hi = hi;
+        if (u.job->dropped) { // cancelled: nothing of it runs again
+            fail_unit(u, cancelled("cancelled before it ran"));
+            return;
+        }
         if (retried) ++u.attempts;
         byte_buffer b;
         b.append(bytes, u.size);
@@ -1142,10 +1206,14 @@ private:
         }
         const std::uint32_t c = std::clamp(st.element, u.lo, u.hi - 1);
         requeue(u, bytes, u.lo, c, false);
-        if (st.retry && u.attempts < cfg_.retries) {
+        if (st.retry && u.attempts < cfg_.retries && !u.job->dropped) {
             log(20, "{} (pid {}) was stopped while running task {}: {}; running it again", s.name, s.pid, u.first + c,
                 st.error.what());
             requeue(u, bytes, c, c + 1, true);
+        } else if (u.attempts != 0 && st.error.code() == errc::timeout_error) {
+            fail_element(*u.job, u.first + c,
+                         error_ptr(timeout_error(std::string(st.error.what()) + " (on each of " +
+                                                 std::to_string(u.attempts + 1) + " attempts)")));
         } else {
             fail_element(*u.job, u.first + c, st.error);
         }
@@ -1177,12 +1245,23 @@ private:
                     at(started + limit);
                     continue;
                 }
-                std::string msg = "multiproc: task " + std::to_string(u.first + c) + " ran longer than its timeout of " +
+                // Past its time, unless it has just finished: collect what the worker published
+                // and look again (drain may drop this unit from inflight: stop iterating it).
+                const std::uint64_t first = u.first, useq = u.seq;
+                drain(s);
+                if (s.violation || s.shared->unit.load(std::memory_order_acquire) != useq ||
+                    std::none_of(s.inflight.begin(), s.inflight.end(),
+                                 [&](const unit_meta& v) { return v.seq == useq && !v.withdrawn; }) ||
+                    s.shared->element.load(std::memory_order_acquire) != std::uint64_t{c}) {
+                    at(now); // look again at once
+                    break;
+                }
+                std::string msg = "multiproc: task " + std::to_string(first + c) + " ran longer than its timeout of " +
                                   describe_ns(limit) + " in " + s.name + " (pid " + std::to_string(s.pid) +
                                   "), which was killed";
                 if (state_ == pool_state::run) msg += "; a new worker takes its place";
                 log(20, "{}", msg);
-                s.stop_task = pool_slot::stop_order{u.seq, c, error_ptr(timeout_error(msg)), true};
+                s.stop_task = pool_slot::stop_order{useq, c, error_ptr(timeout_error(msg)), true};
                 signal_worker(s, SIGKILL);
                 break;
             }
@@ -1389,6 +1468,12 @@ private:
             }
             run_callbacks(due);
             if (done) break;
+            {
+                // A callback (or a coroutine resumed there) may have given work to the workers
+                // or completed a job with callbacks: go round again rather than sleep on it.
+                std::lock_guard lk(mu_);
+                if (wake_engine_ || !callbacks_due_.empty()) continue;
+            }
 
             fds.clear();
             fds.push_back({wake_fd_.get(), POLLIN, 0});
