@@ -681,7 +681,9 @@ private:
                 if (u.job != &job || u.withdrawn || u.seq < seq) continue;
                 if (u.seq == seq) return true;
                 const std::uint64_t claim_pos = u.stream_pos + offsetof(task_header, claim);
-                if (claim_pos + sizeof(std::uint32_t) <= tail &&
+                if (claim_pos + sizeof(std::uint32_t) > tail) continue; // not in the ring whole: the parent's
+                // Read past (consumed only after a claim), or claimed: the worker has it.
+                if (u.stream_pos < p->boot.tasks.indices().head.load(std::memory_order_acquire) ||
                     claim_of(p->boot.tasks.at(u.stream_pos)).load(std::memory_order_acquire) != claim_free)
                     return true;
             }
