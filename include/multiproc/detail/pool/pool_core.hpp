@@ -502,6 +502,7 @@ private:
     pid_t owner_ = ::getpid();
     std::optional<steady::time_point> rebalance_at_; // when the engine means to look again
     std::optional<steady::time_point> timeout_at_;   // when an element may run past its timeout
+    std::size_t timed_jobs_ = 0; // listed jobs with a task timeout: only then does the engine look for one
     // engine thread only
     std::optional<steady::time_point> kill_at_;
     bool signalled_ = false;
@@ -544,6 +545,7 @@ private:
     // ---- jobs
 
     void link(const std::shared_ptr<job_core>& job) {
+        if (timeout_of(*job) != 0) ++timed_jobs_;
         job->keep = job;
         job->prev = nullptr;
         job->next = jobs_;
@@ -552,6 +554,7 @@ private:
     }
 
     void unlink(job_core& j) {
+        if (timeout_of(j) != 0) --timed_jobs_;
         if (j.prev) j.prev->next = j.next;
         else jobs_ = j.next;
         if (j.next) j.next->prev = j.prev;
@@ -1458,7 +1461,7 @@ private:
                 done = step_locked();
                 // After the step, which may have given units to workers it started.
                 timeout_at_.reset();
-                if (!done && (state_ == pool_state::run || state_ == pool_state::close))
+                if (!done && timed_jobs_ != 0 && (state_ == pool_state::run || state_ == pool_state::close))
                     if (auto t = check_timeouts(now_ns()))
                         timeout_at_ = steady::time_point(steady::duration(static_cast<steady::rep>(*t)));
                 wake_engine_ = false;
