@@ -47,11 +47,34 @@ def fig_map(n):
     emit(n / s, "tasks/s", True)
 
 
-def fig_imap_unordered(n):
+def fig_map_observed(n):
+    # What a progress bar over a pool does in Python: imap with map's chunksize, counting.
+    with mp.Pool(cpus()) as pool:
+        pool.map(tiny, range(10))
+        chunksize, extra = divmod(n, 4 * cpus())
+        chunksize += 1 if extra else 0
+        t0 = time.perf_counter()
+        out, done = [], 0
+        for r in pool.imap(tiny, range(n), chunksize=chunksize):
+            out.append(r)
+            done += 1
+        s = time.perf_counter() - t0
+    assert done == n and out[n // 2] == tiny(n // 2)
+    emit(n / s, "tasks/s", True)
+
+
+def fig_imap_unordered(n, observed=False):
     with mp.Pool(cpus()) as pool:
         pool.map(tiny, range(10))
         t0 = time.perf_counter()
-        total = sum(pool.imap_unordered(tiny, range(n), chunksize=1))
+        if observed:  # a progress count, by hand: CPython's pool tells nobody
+            total = done = 0
+            for r in pool.imap_unordered(tiny, range(n), chunksize=1):
+                total += r
+                done += 1
+            assert done == n
+        else:
+            total = sum(pool.imap_unordered(tiny, range(n), chunksize=1))
         s = time.perf_counter() - t0
     assert total == sum(tiny(i) for i in range(n))
     emit(n / s, "tasks/s", True)
@@ -176,10 +199,12 @@ def main():
     variant = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] != "-" else ""  # "-": none
     scale = int(sys.argv[3]) if len(sys.argv) > 3 else 0
     pick = lambda d: scale if scale > 0 else d
-    if fig == "map":
+    if fig == "map" and variant == "observed":
+        fig_map_observed(pick(1_000_000))
+    elif fig == "map":
         fig_map(pick(1_000_000))
     elif fig == "imap_unordered":
-        fig_imap_unordered(pick(100_000))
+        fig_imap_unordered(pick(100_000), variant == "observed")
     elif fig == "apply":
         fig_apply(pick(5_000))
     elif fig == "submit":

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -32,9 +33,13 @@ std::int64_t tiny(std::int64_t x) { return x * x; }
 void noop() {}
 std::uint64_t burn(long units) { return bench::burn(units); }
 
-// pool.map of n tiny tasks with the default chunksize (about four chunks per worker).
-void fig_map(long n) {
+// pool.map of n tiny tasks with the default chunksize (about four chunks per worker);
+// variant "observed": with a pool_progress observer counting every event (issue 17: the
+// cost of the progress hook when used; the plain figure is its cost when unused).
+void fig_map(long n, bool observed) {
     multiproc::pool pool(bench::cpus());
+    multiproc::pool_progress progress;
+    if (observed) pool.observe(std::ref(progress));
     (void)pool.map(tiny, std::vector<std::int64_t>(10)); // workers up
     std::vector<std::int64_t> xs(static_cast<std::size_t>(n));
     std::iota(xs.begin(), xs.end(), 0);
@@ -42,12 +47,17 @@ void fig_map(long n) {
     auto out = pool.map(tiny, xs);
     double s = seconds_since(t0);
     if (out[xs.size() / 2] != tiny(xs[xs.size() / 2])) die("map: wrong result");
+    if (observed && progress.finished() != static_cast<std::uint64_t>(n) + 10) die("map: the observer missed tasks");
     bench::emit(static_cast<double>(n) / s, "tasks/s", true);
 }
 
-// imap_unordered with chunksize 1: one task per element, results as they come.
-void fig_imap_unordered(long n) {
+// imap_unordered with chunksize 1: one task per element, results as they come; variant
+// "observed": with a pool_progress observer, told three times per task (queued, started,
+// finished) -- the hook's cost at its most frequent.
+void fig_imap_unordered(long n, bool observed) {
     multiproc::pool pool(bench::cpus());
+    multiproc::pool_progress progress;
+    if (observed) pool.observe(std::ref(progress));
     (void)pool.map(tiny, std::vector<std::int64_t>(10));
     std::vector<std::int64_t> xs(static_cast<std::size_t>(n));
     std::iota(xs.begin(), xs.end(), 0);
@@ -58,6 +68,8 @@ void fig_imap_unordered(long n) {
     std::int64_t want = 0;
     for (auto x : xs) want += tiny(x);
     if (total != want) die("imap_unordered: wrong sum");
+    if (observed && progress.finished() != static_cast<std::uint64_t>(n) + 10)
+        die("imap_unordered: the observer missed tasks");
     bench::emit(static_cast<double>(n) / s, "tasks/s", true);
 }
 
@@ -219,8 +231,8 @@ int main(int argc, char** argv) {
     auto pick = [&](long dflt) { return scale > 0 ? scale : dflt; };
     namespace tr = multiproc::transport;
     namespace st = multiproc::start;
-    if (fig == "map") fig_map(pick(1'000'000));
-    else if (fig == "imap_unordered") fig_imap_unordered(pick(200'000));
+    if (fig == "map") fig_map(pick(1'000'000), variant == "observed");
+    else if (fig == "imap_unordered") fig_imap_unordered(pick(200'000), variant == "observed");
     else if (fig == "apply") fig_apply(pick(20'000));
     else if (fig == "submit") fig_submit(pick(20'000));
     else if (fig == "queue" && variant == "socketpair") fig_queue<tr::socketpair>(pick(2'000'000));

@@ -7,7 +7,8 @@
 //
 // The pool part is a few lines: pool.imap_unordered(hash_file, tasks) hands each file to a
 // free worker and yields the digests as they come, which drives a progress line on stderr
-// (when it is a terminal).
+// (when it is a terminal); the pool's observer (a multiproc::pool_progress) adds how many
+// files the workers are hashing at that moment.
 //
 // usage: flagship [<directory> [<budget in MiB>]]     (default: /usr, 2048)
 
@@ -23,6 +24,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <stdexcept>
@@ -118,11 +120,11 @@ std::vector<file> pick_files(const std::string& root, std::uint64_t budget) {
 double mib(std::uint64_t bytes) { return static_cast<double>(bytes) / (1 << 20); }
 
 /// "\r  hashed 1234 of 5678 files (12.3 of 45.6 MiB)" on stderr, if it is a terminal, at
-/// most ten times a second.
+/// most ten times a second; with the pool's counts, ", 2 being hashed" after it.
 class progress {
 public:
-    progress(const char* what, std::size_t files, std::uint64_t bytes)
-        : what_(what), files_(files), bytes_(bytes), on_(::isatty(2) != 0) {}
+    progress(const char* what, std::size_t files, std::uint64_t bytes, const multiproc::pool_progress* pool = nullptr)
+        : what_(what), files_(files), bytes_(bytes), on_(::isatty(2) != 0), pool_(pool) {}
     void add(std::uint64_t bytes) {
         ++done_;
         done_bytes_ += bytes;
@@ -131,6 +133,11 @@ public:
             last_ = now;
             std::fprintf(stderr, "\r  %s: hashed %zu of %zu files (%.1f of %.1f MiB)", what_, done_, files_,
                          mib(done_bytes_), mib(bytes_));
+            if (pool_) { // (a file handed to a new worker after its first one died is counted once more)
+                const std::uint64_t started = pool_->started(), ended = pool_->done();
+                std::fprintf(stderr, ", %llu being hashed\033[K",
+                             static_cast<unsigned long long>(started > ended ? started - ended : 0));
+            }
         }
     }
     ~progress() {
@@ -142,6 +149,7 @@ private:
     std::size_t files_, done_ = 0;
     std::uint64_t bytes_, done_bytes_ = 0;
     bool on_;
+    const multiproc::pool_progress* pool_;
     std::chrono::steady_clock::time_point last_{};
 };
 
@@ -213,6 +221,8 @@ int main(int argc, char** argv) {
 
     // A pool: the biggest files first, so that no worker is left with a big one at the end.
     multiproc::pool pool; // cpu_count() workers
+    multiproc::pool_progress counts; // what the pool's observer is told
+    pool.observe(std::ref(counts));
     std::vector<std::pair<std::uint32_t, std::string>> tasks;
     for (std::uint32_t i = 0; i < files.size(); ++i) tasks.emplace_back(i, files[i].path);
     std::stable_sort(tasks.begin(), tasks.end(),
@@ -220,7 +230,7 @@ int main(int argc, char** argv) {
     std::vector<file_digest> par(files.size());
     t0 = std::chrono::steady_clock::now();
     {
-        progress bar("pool", files.size(), bytes);
+        progress bar("pool", files.size(), bytes, &counts);
         for (const file_digest& d : pool.imap_unordered(hash_file, tasks)) {
             par[d.index] = d;
             bar.add(files[d.index].size);

@@ -17,6 +17,7 @@
 #include <multiproc/process.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <coroutine>
 #include <multiproc/detail/util/chrono.hpp>
 #include <cstddef>
@@ -52,6 +53,43 @@ struct pool_options {
     /// Empty: no limit. `submit(task_options{.timeout = ...}, f, args...)` overrides it for
     /// one call. (CPython's pool has none; pebble's `schedule(timeout=)` is the model.)
     std::optional<std::chrono::nanoseconds> task_timeout{};
+    /// Told what happens to the tasks: queued, started, finished, failed, cancelled, with
+    /// the worker (see pool_event and pool_observer; pool_progress counts them). Empty: the
+    /// pool pays one untaken branch per chunk. (CPython's pool has none.)
+    pool_observer observer{};
+};
+
+/// A pool observer that counts events, readable from any thread while the pool runs, e.g. to
+/// draw a progress line: `pool.observe(std::ref(progress))` (it is not copyable: pass it by
+/// reference, and keep it alive as long as the pool).
+class pool_progress {
+public:
+    pool_progress() = default;
+    pool_progress(const pool_progress&) = delete;
+    pool_progress& operator=(const pool_progress&) = delete;
+
+    /// Counts `e` (what the pool calls).
+    void operator()(const pool_event& e) noexcept {
+        counts_[static_cast<std::size_t>(e.what)].fetch_add(e.tasks, std::memory_order_relaxed);
+    }
+    /// Tasks submitted so far.
+    [[nodiscard]] std::uint64_t queued() const noexcept { return get(pool_event::kind::queued); }
+    /// Times a worker started tasks (a task run again counts again).
+    [[nodiscard]] std::uint64_t started() const noexcept { return get(pool_event::kind::started); }
+    /// Tasks whose result came back.
+    [[nodiscard]] std::uint64_t finished() const noexcept { return get(pool_event::kind::finished); }
+    /// Tasks that failed (raised, lost their worker, timed out, or the pool stopped).
+    [[nodiscard]] std::uint64_t failed() const noexcept { return get(pool_event::kind::failed); }
+    /// Tasks cancelled.
+    [[nodiscard]] std::uint64_t cancelled() const noexcept { return get(pool_event::kind::cancelled); }
+    /// Tasks that have ended, one way or another: finished + failed + cancelled.
+    [[nodiscard]] std::uint64_t done() const noexcept { return finished() + failed() + cancelled(); }
+
+private:
+    [[nodiscard]] std::uint64_t get(pool_event::kind k) const noexcept {
+        return counts_[static_cast<std::size_t>(k)].load(std::memory_order_relaxed);
+    }
+    std::atomic<std::uint64_t> counts_[5]{};
 };
 
 /// Options of one call (`pool.submit(task_options{...}, f, args...)`).
@@ -457,6 +495,7 @@ private:
         cfg.remote_initializer = std::move(remote);
         cfg.retries = policies::worker_death::retries;
         if (opts.task_timeout) cfg.task_timeout_ns = *detail::timeout_ns(opts.task_timeout);
+        cfg.observer = std::move(opts.observer);
         cfg.spawn = &detail::pool_worker<Ps...>::spawn;
         cfg.ring_capacity = std::clamp<std::size_t>((std::size_t{8} << 20) / static_cast<std::size_t>(cfg.processes),
                                                     std::size_t{256} << 10, std::size_t{1} << 20);
@@ -484,6 +523,10 @@ public:
 
     /// The number of workers the pool keeps.
     [[nodiscard]] int processes() const noexcept { return core_->processes(); }
+
+    /// Makes `observer` the pool's observer (pool_options::observer), or none if it is empty.
+    /// Events from before the call are not replayed.
+    void observe(pool_observer observer) { core_->set_observer(std::move(observer)); }
 
     /// Runs `f(args...)` in a worker and returns its result (Python: apply(f, args)).
     /// Arguments are copied; the worker gets its own copies as lvalues.
@@ -543,6 +586,28 @@ public:
     template <class F, std::ranges::input_range R1, std::ranges::input_range R2, std::ranges::input_range... Rs>
     auto map(F f, R1&& a, R2&& b, Rs&&... rest) {
         return starmap(f, detail::zip_values(a, b, rest...));
+    }
+
+    /// Python: Executor.map(f, *iterables, timeout=...): map(f, xs) or map(f, xs, ys, ...),
+    /// but if the results are not all in `timeout` after the call, timeout_error, and the
+    /// tasks no worker has started are cancelled (those running complete; their results are
+    /// dropped). The pool goes on.
+    template <class Rep, class Period, class F, std::ranges::input_range... Rs>
+        requires(sizeof...(Rs) >= 1)
+    auto map(std::chrono::duration<Rep, Period> timeout, F f, Rs&&... rs) {
+        auto r = [&] {
+            if constexpr (sizeof...(Rs) == 1)
+                return map_async(f, std::forward<Rs>(rs)...);
+            else
+                return starmap_async(f, detail::zip_values(rs...));
+        }();
+        r.wait(timeout);
+        if (!r.ready() && core_->abandon(*r.st_))
+            detail::raise(timeout_error(
+                "multiproc: map's results were not all in within its timeout of " +
+                std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count()) +
+                " ms; the tasks no worker had started are cancelled"));
+        return finish(std::move(r));
     }
 
     /// Asynchronous map (Python: map_async): an async_result of the std::vector.

@@ -439,6 +439,36 @@ TEMPLATE_TEST_CASE("map over several ranges: f(a, b) up to the end of the shorte
     CHECK(p.map(fn<&repeat>, words, std::vector<int>{}).empty());
 }
 
+TEMPLATE_TEST_CASE("map with a timeout (Executor.map): timeout_error once it passes, what has not started is cancelled",
+                   "[pool][futures][map][timeout]", START_METHODS) {
+    pooltest::named_pipe reports, tokens;
+    pool_progress progress;
+    pool_of<TestType> p(1);
+    p.observe(std::ref(progress));
+    // In time: the results, as map gives them, over one range or several.
+    CHECK(p.map(60s, fn<&square>, std::vector<int>{1, 2, 3}) == std::vector<int>{1, 4, 9});
+    CHECK(p.map(60s, fn<&repeat>, std::vector<std::string>{"a", "b"}, std::vector<int>{2, 3, 4}) ==
+          std::vector<std::string>{"aa", "bbb"});
+    // The first of four tasks blocks its worker, the only one: the call times out.
+    std::vector<std::string> r(4, reports.path()), t(4, tokens.path());
+    std::vector<int> v{1, 2, 3, 4};
+    try {
+        (void)p.map(200ms, fn<&started_then_blocked>, r, t, v);
+        FAIL("the first task blocks until the test releases it: map cannot have returned");
+    } catch (const timeout_error& e) {
+        CHECK_THAT(std::string(e.what()), Contains("within its timeout of 200 ms") &&
+                                              Contains("the tasks no worker had started are cancelled"));
+    }
+    (void)reports.line(); // the first task ran
+    CHECK(progress.cancelled() == 3); // the other three never will
+    tokens.release(); // the first completes; its result is dropped
+    CHECK(p.apply(fn<&square>, 5) == 25);
+    p.close();
+    p.join();
+    CHECK(progress.finished() == 3 + 2 + 1 + 1);
+    CHECK(progress.queued() == progress.done());
+}
+
 TEMPLATE_TEST_CASE("shutdown(cancel_futures) with a map chunk running: that chunk completes, the rest is cancelled",
                    "[pool][futures][shutdown]", START_METHODS) {
     pooltest::named_pipe reports, tokens;

@@ -34,6 +34,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -42,7 +43,34 @@
 #include <signal.h>
 #include <string.h>
 
-namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
+namespace multiproc { MULTIPROC_ABI_BEGIN
+
+/// One thing that happened to a pool's tasks, as a pool observer sees it
+/// (pool_options::observer, basic_pool::observe). Counts are of tasks: a map's chunk counts
+/// its elements.
+struct pool_event {
+    /// What happened: `queued` (submitted; no worker yet), `started` (a worker began them: known
+    /// when they are handed to an idle worker, or when the work before them on that worker
+    /// finished), `finished` (a result came back), `failed` (the task raised, its worker
+    /// died, it ran past its timeout, or the pool stopped), `cancelled` (cancelled_error).
+    /// Tasks taken back from a busy worker, or run again after their worker died
+    /// (worker_death::retry), start again; at the end, queued = finished + failed + cancelled.
+    enum class kind : std::uint8_t { queued, started, finished, failed, cancelled };
+    kind what;
+    /// How many tasks.
+    std::uint64_t tasks;
+    /// The worker concerned (its pid and name, e.g. ForkPoolWorker-3); 0 and empty when none is.
+    pid_t worker;
+    std::string_view worker_name;
+};
+
+/// Watches a pool's tasks. Called with the pool's lock held, so calls never overlap, from
+/// whichever thread collects results (the pool's engine, or a thread waiting for a result),
+/// before the results concerned can be seen: it must be quick, and must not call into the
+/// pool (state_error if it does). An exception it throws is reported on stderr and ignored.
+using pool_observer = std::function<void(const pool_event&)>;
+
+namespace detail {
 
 struct job_core;
 
@@ -193,6 +221,8 @@ struct pool_config {
     std::size_t ring_capacity = std::size_t{1} << 20;
     std::chrono::microseconds worker_spin{100};
     std::chrono::microseconds caller_spin{100};
+    /// Told what happens to the tasks (pool_options::observer); empty: nobody is.
+    pool_observer observer;
     /// Starts a pool worker process that runs worker_main(*boot); called in the engine thread.
     process_handle (*spawn)(worker_boot* boot) = nullptr;
 };
@@ -232,16 +262,44 @@ inline void report_to_stderr(const std::string& line) noexcept {
     (void)sys::write_all(2, s.data(), s.size());
 }
 
-/// Reports an exception thrown by a user's callback and goes on (Python prints the
-/// traceback of the dying result-handler thread, and the pool hangs).
-inline void report_callback_exception() noexcept {
+/// Reports an exception thrown by a user's callback (or observer: `whose`) and goes on
+/// (Python prints the traceback of the dying result-handler thread, and the pool hangs).
+inline void report_callback_exception(const char* whose = "callback") noexcept {
     MULTIPROC_TRY {
         auto [type, what] = describe_current_exception();
-        report_to_stderr("multiproc: exception in a pool callback (ignored; the pool carries on): " + type +
+        report_to_stderr(std::string("multiproc: exception in a pool ") + whose + " (ignored; the pool carries on): " + type +
                          (what.empty() ? "" : ": " + what));
     } MULTIPROC_CATCH_ALL {
     }
 }
+
+/// The pool's lock: a std::mutex that a thread running the pool's observer (which holds it)
+/// cannot take again: state_error instead of a deadlock.
+class pool_mutex {
+public:
+    void lock() {
+        check();
+        m_.lock();
+    }
+    bool try_lock() {
+        check();
+        return m_.try_lock();
+    }
+    void unlock() noexcept { m_.unlock(); }
+    /// The lock whose pool's observer this thread is running, if any.
+    static const pool_mutex*& observing() noexcept {
+        thread_local const pool_mutex* p = nullptr;
+        return p;
+    }
+
+private:
+    void check() const {
+        if (observing() == this)
+            detail::raise(state_error("multiproc: a pool observer cannot call into its pool: it runs under the "
+                                      "pool's lock, from the thread that collects results"));
+    }
+    std::mutex m_;
+};
 
 class pool_core {
 public:
@@ -305,10 +363,13 @@ public:
                 at += u.size;
             }
         }
+        std::uint64_t n = 0;
         for (const auto& u : units) {
-            job->outstanding += u.hi - u.lo;
+            n += u.hi - u.lo;
             pending_meta_.push_back(u);
         }
+        job->outstanding += n;
+        observe(pool_event::kind::queued, n, nullptr);
         if (take && pending_bytes_.size() == 0)
             pending_bytes_.adopt(msgs);
         else
@@ -348,6 +409,22 @@ public:
         const bool cancelled_now = job.keep && job.outstanding != 0 ? cancel_locked(job, kill) : job.dropped;
         after_drive_locked();
         return cancelled_now;
+    }
+
+    /// Nobody wants `job`'s results any more (Executor.map past its timeout): what no worker
+    /// has started is dropped (cancelled_error), what runs completes and is discarded.
+    /// Returns whether anything of it was still outstanding.
+    bool abandon(job_core& job) {
+        check_owner();
+        std::lock_guard lk(mu_);
+        drive_locked();
+        const bool outstanding = job.keep && job.outstanding != 0;
+        if (outstanding) {
+            job.cancelled = true;
+            (void)drop_queued(job);
+        }
+        after_drive_locked();
+        return outstanding;
     }
 
     /// Python: Executor.shutdown(cancel_futures=True). Every task no worker has started
@@ -439,6 +516,12 @@ public:
         return job.changed.wait_until(done, deadline, std::chrono::microseconds(0));
     }
 
+    /// Replaces the observer (empty: none).
+    void set_observer(pool_observer f) {
+        std::lock_guard lk(mu_);
+        std::swap(cfg_.observer, f); // (the old one is destroyed outside the lock)
+    }
+
     /// Python: Pool.close(). No new work; the workers leave once the work in hand is done.
     void close() {
         check_owner();
@@ -481,8 +564,8 @@ private:
     shared_region shared_mem_;
     pool_shared* shared_ = nullptr;
     sys::unique_fd wake_fd_;
-    std::mutex mu_;
-    std::condition_variable started_cv_;
+    pool_mutex mu_;
+    std::condition_variable_any started_cv_;
     bool started_ = false;
     error_ptr startup_error_;
     pool_state state_ = pool_state::run;
@@ -702,25 +785,66 @@ private:
         return error_ptr(cancelled_error("multiproc: the task was " + how));
     }
 
-    void deliver(const unit_meta& u, const std::byte* msg, std::size_t size, pid_t pid) {
+    void deliver(const unit_meta& u, const std::byte* msg, std::size_t size, const pool_slot& s) {
         job_core& j = *u.job;
         if (j.dropped) { // cancelled while it ran, and it completed before the kill landed
-            fail_unit(u, cancelled("cancelled while it ran"));
+            fail_unit(u, cancelled("cancelled while it ran"), &s);
             return;
         }
-        if (!j.cancelled) j.ops->deliver(j, u, msg, size, pid);
-        j.outstanding -= u.hi - u.lo;
+        const std::uint32_t n = u.hi - u.lo;
+        if (cfg_.observer) [[unlikely]] { // (told first: whoever sees a result finds it counted)
+            const std::uint32_t failed = std::min(load_pod<result_header>(msg).errors, n);
+            observe(pool_event::kind::finished, n - failed, &s);
+            observe(pool_event::kind::failed, failed, &s);
+        }
+        if (!j.cancelled) j.ops->deliver(j, u, msg, size, s.pid);
+        j.outstanding -= n;
         finish_if_done(j);
     }
 
-    void fail_element(job_core& j, std::uint64_t index, const error_ptr& e) {
+    /// Element `index` of `j` ends with error `e` (on worker `s`, if one was concerned).
+    void fail_element(job_core& j, std::uint64_t index, const error_ptr& e, const pool_slot* s = nullptr) {
+        observe(outcome_of(e), 1, s);
+        end_element(j, index, e);
+    }
+
+    void fail_unit(const unit_meta& u, const error_ptr& e, const pool_slot* s = nullptr) {
+        observe(outcome_of(e), u.hi - u.lo, s);
+        for (std::uint32_t i = u.lo; i < u.hi; ++i) end_element(*u.job, u.first + i, e);
+    }
+
+    void end_element(job_core& j, std::uint64_t index, const error_ptr& e) {
         if (!j.cancelled) j.ops->fail(j, index, e);
         --j.outstanding;
         finish_if_done(j);
     }
 
-    void fail_unit(const unit_meta& u, const error_ptr& e) {
-        for (std::uint32_t i = u.lo; i < u.hi; ++i) fail_element(*u.job, u.first + i, e);
+    static pool_event::kind outcome_of(const error_ptr& e) noexcept {
+        return e.code() == errc::cancelled_error ? pool_event::kind::cancelled : pool_event::kind::failed;
+    }
+
+    // ---- the observer
+
+    /// Tells the observer, if there is one, that `n` tasks had `what` happen (on worker `s`).
+    void observe(pool_event::kind what, std::uint64_t n, const pool_slot* s) {
+        if (!cfg_.observer || n == 0) [[likely]]
+            return;
+        const pool_mutex*& in = pool_mutex::observing();
+        in = &mu_;
+        MULTIPROC_TRY {
+            cfg_.observer(pool_event{what, n, s ? s->pid : 0, s ? std::string_view(s->name) : std::string_view()});
+        } MULTIPROC_CATCH_ALL {
+            report_callback_exception("observer");
+        }
+        in = nullptr;
+    }
+
+    /// A worker that finished a unit starts the next one it holds.
+    void observe_next_start(const pool_slot& s) {
+        if (!cfg_.observer) [[likely]]
+            return;
+        for (const auto& u : s.inflight)
+            if (!u.withdrawn) return observe(pool_event::kind::started, u.hi - u.lo, &s);
     }
 
     // ---- collecting results
@@ -878,7 +1002,8 @@ private:
         // (Capped at an hour, so that no time a worker claims can overflow the average.)
         const std::uint64_t busy = std::min<std::uint64_t>(h.busy_ns, std::uint64_t{3600} * 1000000000);
         ema_ns_ = ema_ns_ == 0 ? std::max<std::uint64_t>(busy, 1) : (ema_ns_ * 7 + busy) / 8 + 1;
-        deliver(u, msg, size, s.pid);
+        deliver(u, msg, size, s);
+        observe_next_start(s);
     }
 
     // ---- sending work
@@ -1006,6 +1131,7 @@ private:
         s.inflight.push_back(u);
         ++s.live;
         ++s.sent;
+        if (s.live == 1) observe(pool_event::kind::started, u.hi - u.lo, &s); // an idle worker starts it now
         if (timeout_of(*u.job) != 0) wake_engine_ = true; // to watch its time
     }
 
@@ -1163,7 +1289,7 @@ private:
             off += u.size;
             if (u.withdrawn) continue; // already queued again
             if (state_ == pool_state::terminate || state_ == pool_state::broken) {
-                fail_unit(u, stopped_error());
+                fail_unit(u, stopped_error(), &s);
                 continue;
             }
             if (u.seq != running) {
@@ -1185,7 +1311,7 @@ private:
                                   " while running task " + std::to_string(u.first + c);
                 if (u.attempts) msg += " (its worker died on each of " + std::to_string(u.attempts + 1) + " attempts)";
                 fail_element(*u.job, u.first + c,
-                             error_ptr(broken_pool(msg, s.pid, exitcode, u.first + c)));
+                             error_ptr(broken_pool(msg, s.pid, exitcode, u.first + c)), &s);
             }
             requeue(u, bytes, c + 1, u.hi, false);
         }
@@ -1218,9 +1344,10 @@ private:
         } else if (u.attempts != 0 && st.error.code() == errc::timeout_error) {
             fail_element(*u.job, u.first + c,
                          error_ptr(timeout_error(std::string(st.error.what()) + " (on each of " +
-                                                 std::to_string(u.attempts + 1) + " attempts)")));
+                                                 std::to_string(u.attempts + 1) + " attempts)")),
+                         &s);
         } else {
-            fail_element(*u.job, u.first + c, st.error);
+            fail_element(*u.job, u.first + c, st.error, &s);
         }
         requeue(u, bytes, c + 1, u.hi, false);
     }
@@ -1355,7 +1482,7 @@ private:
             fail_queued();
             for (auto& s : slots_) {
                 for (const auto& u : s->inflight)
-                    if (!u.withdrawn) fail_unit(u, stopped_error());
+                    if (!u.withdrawn) fail_unit(u, stopped_error(), s.get());
                 s->inflight.clear();
                 s->live = 0;
                 s->log.clear();
