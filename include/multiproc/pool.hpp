@@ -161,7 +161,7 @@ public:
     /// What a spawn or forkserver worker makes before it gets its link (fields()).
     pool_worker() = default;
     explicit pool_worker(worker_boot* b) : base(process_options{std::string(), true}), link_(b) {}
-    void run() { worker_main(link_.boot()); }
+    void run() { (void)worker_main(link_.boot()); }
     /// Under spawn and forkserver, what crosses into the worker.
     auto fields() { return std::tie(link_); }
 
@@ -201,10 +201,14 @@ auto zip_values(Rs&... rs) {
     return out;
 }
 
-/// A task timeout in nanoseconds (empty stays empty, zero is none); value_error if negative.
-inline std::optional<std::uint64_t> timeout_ns(std::optional<std::chrono::nanoseconds> t) {
+/// A task timeout in nanoseconds (empty stays empty, zero is none); value_error if negative,
+/// or if the workers are threads (`threads`), which cannot be stopped.
+inline std::optional<std::uint64_t> timeout_ns(std::optional<std::chrono::nanoseconds> t, bool threads) {
     if (!t) return std::nullopt;
     if (t->count() < 0) detail::raise(value_error("multiproc: a task timeout cannot be negative"));
+    if (threads && t->count() != 0)
+        detail::raise(value_error("multiproc: a pool of start::thread cannot stop a task that runs too long (a thread "
+                                  "cannot be killed): a task timeout needs a pool of processes"));
     // (Capped at about 73 years, so that a start time plus it cannot overflow the clock.)
     return static_cast<std::uint64_t>(std::min<std::int64_t>(t->count(), INT64_MAX / 4));
 }
@@ -415,6 +419,8 @@ class basic_pool {
 public:
     /// The pool's policies, one per kind (order, worker_death, pool_exit, serialize, ...).
     using policies = policy_set<Ps...>;
+    /// Whether the workers are threads of this process (start::thread) rather than processes.
+    static constexpr bool threads = start_runs_threads<typename policies::start>;
     /// How arguments and results become bytes (the serialization policy's codec).
     using codec = detail::pool_codec<typename policies::serialize>;
 
@@ -494,9 +500,12 @@ private:
         cfg.initializer = std::move(opts.initializer);
         cfg.remote_initializer = std::move(remote);
         cfg.retries = policies::worker_death::retries;
-        if (opts.task_timeout) cfg.task_timeout_ns = *detail::timeout_ns(opts.task_timeout);
+        if (opts.task_timeout) cfg.task_timeout_ns = *detail::timeout_ns(opts.task_timeout, threads);
         cfg.observer = std::move(opts.observer);
-        cfg.spawn = &detail::pool_worker<Ps...>::spawn;
+        if constexpr (threads)
+            cfg.threads = true;
+        else
+            cfg.spawn = &detail::pool_worker<Ps...>::spawn;
         cfg.ring_capacity = std::clamp<std::size_t>((std::size_t{8} << 20) / static_cast<std::size_t>(cfg.processes),
                                                     std::size_t{256} << 10, std::size_t{1} << 20);
         core_ = std::make_shared<detail::pool_core>(std::move(cfg));
@@ -553,7 +562,7 @@ public:
     auto submit(task_options opts, F f, Args&&... args) {
         using R = typename detail::invoker<codec, F, detail::wire_t<Args>...>::result_type;
         auto job = submit_apply_with(
-            f, [&](auto& j) { j.timeout_ns = detail::timeout_ns(opts.timeout); }, std::forward<Args>(args)...);
+            f, [&](auto& j) { j.timeout_ns = detail::timeout_ns(opts.timeout, threads); }, std::forward<Args>(args)...);
         return async_result<R>(std::move(job), core_);
     }
 

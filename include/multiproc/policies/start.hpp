@@ -62,7 +62,32 @@ struct forkserver {
         return child.via_forkserver();
     }
 };
+/// A pool's workers are threads of this process (Python: multiprocessing.pool.ThreadPool
+/// and multiprocessing.dummy): `basic_pool<start::thread>` has the whole pool API, so a
+/// template written over the start method works unchanged. Tasks and results still go
+/// through the pool's rings and serialization policy. A thread cannot be killed: a task
+/// timeout is refused, cancel(kill_running) leaves a running task to finish, and
+/// terminate() waits for the tasks that run. Only pools take it: a process cannot be a
+/// thread (basic_process<start::thread> does not compile; use std::jthread).
+struct thread {
+    using policy_kind = kind::start;
+    static constexpr std::string_view name = "thread";
+    static constexpr bool inherits_memory = true;
+    /// Pool workers are threads (what basic_pool looks for).
+    static constexpr bool threads = true;
+    template <class Child>
+    static pid_t launch(Child&) noexcept {
+        static_assert(sizeof(Child) == 0,
+                      "multiproc: start::thread makes the workers of a pool threads (Python: ThreadPool); a process "
+                      "cannot be a thread: use std::jthread, or start::fork, start::spawn or start::forkserver");
+        return -1;
+    }
+};
 } // namespace start
+
+/// Whether start method `S` runs a pool's workers as threads (start::thread).
+template <class S>
+inline constexpr bool start_runs_threads = requires { requires S::threads; };
 
 template <>
 struct default_policy<kind::start> {

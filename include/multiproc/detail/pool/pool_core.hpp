@@ -169,9 +169,67 @@ private:
     std::size_t front_ = 0;
 };
 
+/// A pool worker that is a thread of the pool's process (start::thread): it runs worker_main
+/// and, when that returns, makes its sentinel (an eventfd) readable, as a process's pidfd
+/// becomes when it ends, so that the engine watches both alike.
+class thread_worker {
+public:
+    /// Starts the thread; returns once it has its thread id. os_error if it cannot start.
+    thread_worker(const worker_boot* b, std::string name) : name_(std::move(name)) {
+        done_ = sys::unique_fd(sys::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+        if (!done_) sys::fail("eventfd for a pool thread");
+        std::thread t([this, b] {
+            tid_.store(sys::gettid(), std::memory_order_release);
+            tid_.notify_all();
+            code_ = worker_main(*b);
+            (void)sys::eventfd_signal(done_.get());
+        });
+        thread_ = std::move(t);
+        tid_.wait(0, std::memory_order_acquire);
+    }
+    thread_worker(const thread_worker&) = delete;
+    thread_worker& operator=(const thread_worker&) = delete;
+    ~thread_worker() {
+        if (::getpid() != owner_) {
+            // An inherited copy (a child forked from the pool's process): the thread is not
+            // here, and neither joining nor destroying its handle would be right. Let it go.
+            ::new (static_cast<void*>(&thread_)) std::thread();
+            return;
+        }
+        if (thread_.joinable()) thread_.join();
+    }
+
+    [[nodiscard]] pid_t tid() const noexcept { return tid_.load(std::memory_order_acquire); }
+    [[nodiscard]] const std::string& name() const noexcept { return name_; }
+    /// Readable once worker_main has returned.
+    [[nodiscard]] int sentinel() const noexcept { return done_.get(); }
+    /// Waits for the thread; then its exit code: 0, or 1 if the initializer threw.
+    int join() {
+        if (thread_.joinable()) thread_.join();
+        return code_;
+    }
+
+private:
+    std::string name_;
+    pid_t owner_ = ::getpid();
+    sys::unique_fd done_;
+    std::atomic<pid_t> tid_{0};
+    int code_ = 0;
+    std::thread thread_;
+};
+
+/// The name of the next thread worker: CPython's ThreadPool workers are threading.Thread
+/// objects named "Thread-N (worker)", numbered with the process's other threads; ours are
+/// numbered among themselves.
+inline std::string next_thread_worker_name() {
+    static std::atomic<int> n{0};
+    return "Thread-" + std::to_string(n.fetch_add(1, std::memory_order_relaxed) + 1) + " (worker)";
+}
+
 /// Everything the parent knows of one worker.
 struct pool_slot {
     std::optional<process_handle> proc;
+    std::unique_ptr<thread_worker> thread; // instead of proc, under start::thread
     pid_t pid = 0;
     std::string name;
     mirrored_region region;
@@ -223,6 +281,9 @@ struct pool_config {
     std::chrono::microseconds caller_spin{100};
     /// Told what happens to the tasks (pool_options::observer); empty: nobody is.
     pool_observer observer;
+    /// The workers are threads of this process (start::thread), not processes: then
+    /// `spawn` is not used.
+    bool threads = false;
     /// Starts a pool worker process that runs worker_main(*boot); called in the engine thread.
     process_handle (*spawn)(worker_boot* boot) = nullptr;
 };
@@ -406,6 +467,7 @@ public:
         std::lock_guard lk(mu_);
         if (!job.keep || job.outstanding == 0) return job.dropped; // complete (or completing)
         drive_locked(); // results already published count as complete
+        kill = kill && !cfg_.threads; // (a thread cannot be killed: a running task finishes)
         const bool cancelled_now = job.keep && job.outstanding != 0 ? cancel_locked(job, kill) : job.dropped;
         after_drive_locked();
         return cancelled_now;
@@ -747,9 +809,8 @@ private:
                 u->seq == seq
                     ? std::clamp<std::uint64_t>(p->shared->element.load(std::memory_order_acquire), u->lo, u->hi - 1)
                     : u->lo);
-            p->stop_task = pool_slot::stop_order{u->seq, at, cancelled("cancelled while it ran in " + p->name +
-                                                                          " (pid " + std::to_string(p->pid) +
-                                                                          "), which was killed"),
+            p->stop_task = pool_slot::stop_order{u->seq, at, cancelled("cancelled while it ran in " + who(*p) +
+                                                                          ", which was killed"),
                                                 false};
             log(10, "cancelling task {}: killing {} (pid {})", u->first + at, p->name, p->pid);
             signal_worker(*p, SIGKILL);
@@ -779,6 +840,11 @@ private:
 
     [[nodiscard]] std::uint64_t timeout_of(const job_core& j) const noexcept {
         return j.timeout_ns.value_or(cfg_.task_timeout_ns);
+    }
+
+    /// "ForkPoolWorker-3 (pid 812)", or "Thread-2 (worker) (thread 815)".
+    static std::string who(const pool_slot& s) {
+        return s.name + (s.thread ? " (thread " : " (pid ") + std::to_string(s.pid) + ")";
     }
 
     static error_ptr cancelled(const std::string& how) {
@@ -906,7 +972,7 @@ private:
     /// the task it was running with broken_pool naming `why`, as for any worker that dies.
     void reject_worker(pool_slot& s, std::string why) {
         if (s.violation) return;
-        report_to_stderr("multiproc: " + s.name + " (pid " + std::to_string(s.pid) + ") " + why + "; killing it");
+        report_to_stderr("multiproc: " + who(s) + " " + why + "; killing it");
         s.violation = std::move(why);
         signal_worker(s, SIGKILL);
     }
@@ -1181,6 +1247,7 @@ private:
 
     /// What to poll to see a worker end: its handle's sentinel (-1, never ready, if none).
     static int sentinel_of(const pool_slot& s) noexcept {
+        if (s.thread) return s.thread->sentinel();
         MULTIPROC_TRY {
             return s.proc ? s.proc->sentinel() : -1;
         } MULTIPROC_CATCH_ALL { // closed: settled already
@@ -1190,7 +1257,13 @@ private:
 
     /// Signals a worker through its process handle (its sentinel is a pidfd only under fork
     /// and spawn; under forkserver it is the server's status connection).
+    /// A thread cannot be killed: it is told to leave before its next task.
     static void signal_worker(pool_slot& s, int sig) noexcept {
+        if (s.thread) {
+            s.shared->stop.store(worker_stop_now, std::memory_order_release);
+            s.shared->tasks.readable.notify_all();
+            return;
+        }
         if (!s.proc) return;
         MULTIPROC_TRY {
             if (sig == SIGKILL)
@@ -1217,10 +1290,17 @@ private:
         s->boot.pool_fd = shared_mem_.fd();
         s->boot.rings = &s->region;
         s->boot.init = cfg_.remote_initializer ? &*cfg_.remote_initializer : nullptr;
-        process_handle h = cfg_.spawn(&s->boot);
-        s->pid = *h.pid();
-        s->name = h.name();
-        s->proc.emplace(std::move(h));
+        if (cfg_.threads) {
+            s->boot.in_thread = true;
+            s->thread = std::make_unique<thread_worker>(&s->boot, next_thread_worker_name());
+            s->pid = s->thread->tid();
+            s->name = s->thread->name();
+        } else {
+            process_handle h = cfg_.spawn(&s->boot);
+            s->pid = *h.pid();
+            s->name = h.name();
+            s->proc.emplace(std::move(h));
+        }
         log(10, "added worker {} (pid {})", s->name, s->pid);
         slots_.push_back(std::move(s));
     }
@@ -1246,10 +1326,14 @@ private:
     void settle_exit(pool_slot& s) {
         drain(s);
         std::optional<int> code;
-        MULTIPROC_TRY {
-            s.proc->join();
-            code = s.proc->exitcode();
-        } MULTIPROC_CATCH(const error&, unnamed_) {
+        if (s.thread) {
+            code = s.thread->join();
+        } else {
+            MULTIPROC_TRY {
+                s.proc->join();
+                code = s.proc->exitcode();
+            } MULTIPROC_CATCH(const error&, unnamed_) {
+            }
         }
         const std::optional<int> exitcode = code;
         const std::int32_t lost = s.shared->lost_link.load(std::memory_order_acquire);
@@ -1270,14 +1354,13 @@ private:
             std::string why = s.init_error ? "raised " + s.init_error->type +
                                                  (s.init_error->what.empty() ? "" : ": " + s.init_error->what)
                                            : "did not complete: the worker " + (s.violation ? how : describe_exit(exitcode));
-            break_pool("multiproc: the pool's initializer " + why + " in " + s.name + " (pid " +
-                       std::to_string(s.pid) + "); the pool is broken and runs no more tasks");
+            break_pool("multiproc: the pool's initializer " + why + " in " + who(s) + "; the pool is broken and runs no more tasks");
         } else if (never_started && !pool_stopped) {
-            break_pool("multiproc: " + s.name + " (pid " + std::to_string(s.pid) + ") " + describe_exit(exitcode) +
+            break_pool("multiproc: " + who(s) + " " + describe_exit(exitcode) +
                        " before it could run tasks; the pool is broken and runs no more tasks");
         } else if (lost && !pool_stopped) {
             // A task broke the worker: say so (CPython's worker dies with a traceback).
-            report_to_stderr("multiproc: " + s.name + " (pid " + std::to_string(s.pid) + ") " + how +
+            report_to_stderr("multiproc: " + who(s) + " " + how +
                              " and left; what it had sent stands" +
                              (state_ == pool_state::run ? ", and a new worker takes its place" : ""));
         }
@@ -1307,7 +1390,7 @@ private:
                 log(20, "{} (pid {}) {} while running task {}; running it again", s.name, s.pid, how, u.first + c);
                 requeue(u, bytes, c, c + 1, true);
             } else {
-                std::string msg = "multiproc: " + s.name + " (pid " + std::to_string(s.pid) + ") " + how +
+                std::string msg = "multiproc: " + who(s) + " " + how +
                                   " while running task " + std::to_string(u.first + c);
                 if (u.attempts) msg += " (its worker died on each of " + std::to_string(u.attempts + 1) + " attempts)";
                 fail_element(*u.job, u.first + c,
@@ -1318,9 +1401,11 @@ private:
         s.inflight.clear();
         s.live = 0;
         s.log.clear();
-        MULTIPROC_TRY {
-            s.proc->close();
-        } MULTIPROC_CATCH(const error&, unnamed_) {
+        if (s.proc) {
+            MULTIPROC_TRY {
+                s.proc->close();
+            } MULTIPROC_CATCH(const error&, unnamed_) {
+            }
         }
     }
 
@@ -1389,8 +1474,7 @@ private:
                     break;
                 }
                 std::string msg = "multiproc: task " + std::to_string(first + c) + " ran longer than its timeout of " +
-                                  describe_ns(limit) + " in " + s.name + " (pid " + std::to_string(s.pid) +
-                                  "), which was killed";
+                                  describe_ns(limit) + " in " + who(s) + ", which was killed";
                 if (state_ == pool_state::run) msg += "; a new worker takes its place";
                 log(20, "{}", msg);
                 s.stop_task = pool_slot::stop_order{useq, c, error_ptr(timeout_error(msg)), true};

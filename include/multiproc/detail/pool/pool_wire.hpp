@@ -66,6 +66,10 @@ struct worker_shared {
 /// Where a worker is (worker_shared::phase): a death tells the parent what failed.
 enum : std::uint32_t { worker_starting = 0, worker_in_initializer = 1, worker_running = 2 };
 
+/// worker_shared::stop: 1, leave once no task is left; worker_stop_now, leave before the next
+/// task (how a thread worker, which cannot be killed, is terminated).
+inline constexpr std::uint32_t worker_stop_now = 2;
+
 enum : std::uint32_t { msg_task = 1, msg_result = 2, msg_init_failed = 3 };
 
 /// A chunk of tasks: header, callable bytes, then `count` encoded elements. The worker runs
@@ -379,6 +383,7 @@ struct worker_boot {
     int pool_fd = -1;           // the pool_shared page
     const mirrored_region* rings = nullptr; // this worker's header and two rings
     const remote_init* init = nullptr;      // the initializer, when it can cross
+    bool in_thread = false; // a thread of the pool's own process (start::thread)
 };
 
 /// How a worker gets its boot: under fork, a pointer into the parent's memory, valid in the
@@ -595,11 +600,13 @@ inline void run_task(const worker_boot& b, const std::byte* msg, std::size_t siz
 /// The body of a pool worker: run the initializer, then chunks as they come, until told to
 /// stop or `maxtasks` chunks are done. SIGINT is ignored: Ctrl-C is for the parent to act on
 /// (it dies of it by default, and takes the workers with it). SIGTERM gets its default action.
-inline void worker_main(const worker_boot& b) {
-    (void)sys::set_signal_disposition(SIGINT, SIG_IGN);
-    (void)sys::set_signal_disposition(SIGTERM, SIG_DFL); // terminate() must end it, whatever the parent set
+inline int worker_main(const worker_boot& b) {
+    if (!b.in_thread) { // (a thread leaves the process's signals and descriptors alone)
+        (void)sys::set_signal_disposition(SIGINT, SIG_IGN);
+        (void)sys::set_signal_disposition(SIGTERM, SIG_DFL); // terminate() must end it, whatever the parent set
+        record_wake_fd(b.wake_fd);
+    }
     worker_shared& self = *b.self;
-    record_wake_fd(b.wake_fd);
     byte_buffer errors, out, big;
     if (b.initializer && *b.initializer) {
         self.phase.store(worker_in_initializer, std::memory_order_release);
@@ -617,6 +624,7 @@ inline void worker_main(const worker_boot& b) {
             r.size = checked_size(out.size());
             std::memcpy(out.data(), &r.size, sizeof r.size);
             send_to_parent(b, out);
+            if (b.in_thread) return 1;
             std::exit(1); // the child's own exit: its exit code is 1, as for an uncaught exception
         }
     }
@@ -629,6 +637,7 @@ inline void worker_main(const worker_boot& b) {
         const auto work_or_stop = [&] {
             return have(sizeof(std::uint32_t)) || self.stop.load(std::memory_order_acquire) != 0;
         };
+        if (self.stop.load(std::memory_order_acquire) == worker_stop_now) break;
         if (!spin_until(work_or_stop, b.spin)) {
             check_link(b); // before sleeping: the engine must be able to hear from this worker
             tasks.indices().readable.wait_until(work_or_stop, std::nullopt, std::chrono::microseconds(0));
@@ -659,6 +668,7 @@ inline void worker_main(const worker_boot& b) {
         send_to_parent(b, out);
         if (b.maxtasks && ++done >= *b.maxtasks) break;
     }
+    return 0;
 }
 
 } MULTIPROC_ABI_END } // namespace multiproc::detail
