@@ -150,7 +150,8 @@ constexpr std::string_view pool_worker_class_name(std::string_view start) noexce
 }
 
 /// A process of the pool (Python: the Process objects a Pool makes, renamed
-/// ForkPoolWorker-N and so on): a daemon that runs worker_main.
+/// ForkPoolWorker-N and so on): a daemon that runs worker_main; it may start processes if
+/// the pool's policies include nested::allow.
 template <class... Ps>
 class pool_worker : public process_base<pool_worker<Ps...>, Ps...> {
     using base = process_base<pool_worker<Ps...>, Ps...>;
@@ -413,7 +414,8 @@ private:
 /// Workers are daemons named as CPython names them (ForkPoolWorker-N under start::fork,
 /// SpawnPoolWorker-N, ForkServerPoolWorker-N); one that dies is replaced, and the task it was
 /// running fails with broken_pool (or runs again, under worker_death::retry<N>). Policies:
-/// order (what imap yields), worker_death, pool_exit (what the destructor does), serialize.
+/// order (what imap yields), worker_death, pool_exit (what the destructor does), serialize,
+/// nested (under nested::allow, tasks may start processes and pools of their own).
 template <class... Ps>
 class basic_pool {
 public:

@@ -443,7 +443,8 @@ public:
     ~process_base() = default;
 
     /// Starts the child (Python: Process.start()). Streams are flushed first, so output
-    /// buffered before the start is written once.
+    /// buffered before the start is written once. In a daemon, state_error "daemonic processes
+    /// are not allowed to have children", unless the daemon was made under nested::allow.
     void start() { try_start().value(); }
 
     /// As `start()`, but the errors a caller can react to come back in the result instead of
@@ -457,7 +458,8 @@ public:
             if (c.parent_pid != ::getpid())
                 return state_error("can only start a process object created by current process");
             auto& r = detail::rt();
-            if (r.self.daemon) return state_error("daemonic processes are not allowed to have children");
+            if (r.self.daemon && !r.self.may_have_children)
+                return state_error("daemonic processes are not allowed to have children");
             detail::check_not_bootstrapping();
             detail::reap_children();
             detail::flush_std_streams();
@@ -513,6 +515,7 @@ protected:
             c->name = std::move(opts.name);
         }
         c->daemon = opts.daemon.value_or(policies::daemon::value);
+        c->may_have_children = policies::nested::allowed;
         rec_ = std::move(c);
     }
 
@@ -549,6 +552,7 @@ private:
             rec.name = self.name;
             rec.identity = self.identity;
             rec.daemon = self.daemon;
+            rec.may_have_children = self.may_have_children;
             rec.parent_pid = self.parent_pid;
             rec.pid = ::getpid();
             return d;

@@ -32,6 +32,7 @@ TEST_CASE("every kind resolves to its default when no policy is given", "[polici
     using S = policy_set<>;
     STATIC_REQUIRE(std::is_same_v<S::start, start::fork>);
     STATIC_REQUIRE(std::is_same_v<S::daemon, daemon::no>);
+    STATIC_REQUIRE(std::is_same_v<S::nested, nested::forbid>);
     STATIC_REQUIRE(std::is_same_v<S::transport, transport::pipe>);
     STATIC_REQUIRE(std::is_same_v<S::serialize, serialize::binary>);
     STATIC_REQUIRE(std::is_same_v<S::order, order::ordered>);
@@ -50,6 +51,7 @@ TEST_CASE("policies resolve by kind whatever their order", "[policies]") {
     STATIC_REQUIRE(std::is_same_v<A::order, B::order>);
     STATIC_REQUIRE(std::is_same_v<A::serialize, B::serialize>);
     STATIC_REQUIRE(std::is_same_v<policy_t<kind::transport, daemon::yes, transport::socketpair>, transport::socketpair>);
+    STATIC_REQUIRE(std::is_same_v<policy_set<daemon::yes, nested::allow, start::spawn>::nested, nested::allow>);
 }
 
 TEST_CASE("a kind of the user's own resolves to the given policy or its default", "[policies]") {
@@ -64,6 +66,9 @@ TEST_CASE("the concepts accept each kind's policies and reject the others", "[po
     STATIC_REQUIRE(start_policy<start::forkserver>);
     STATIC_REQUIRE(daemon_policy<daemon::yes>);
     STATIC_REQUIRE(daemon_policy<daemon::no>);
+    STATIC_REQUIRE(nested_policy<nested::forbid>);
+    STATIC_REQUIRE(nested_policy<nested::allow>);
+    STATIC_REQUIRE_FALSE(nested_policy<daemon::yes>);
     STATIC_REQUIRE(transport_policy<transport::pipe>);
     STATIC_REQUIRE(transport_policy<transport::socketpair>);
     STATIC_REQUIRE(transport_policy<transport::shm>);

@@ -17,7 +17,8 @@ struct no {
     static constexpr bool value = false;
 };
 /// New processes are daemons: terminated when their creator exits normally, killed if it
-/// dies, and not allowed to have children of their own.
+/// dies, and not allowed to have children of their own (unless made under nested::allow,
+/// policies/nested.hpp).
 struct yes {
     using policy_kind = kind::daemon;
     static constexpr bool value = true;

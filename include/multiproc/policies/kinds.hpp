@@ -15,6 +15,8 @@ namespace kind {
 struct start {};
 /// Whether a new process is a daemon by default: `daemon::no`, `daemon::yes`.
 struct daemon {};
+/// Whether a daemon may have children of its own: `nested::forbid`, `nested::allow`.
+struct nested {};
 /// How bytes travel between processes: `transport::pipe`, `transport::socketpair`, `transport::shm`.
 struct transport {};
 /// How values become bytes: `serialize::bitwise`, `serialize::binary`, `ext::serialize::cereal`.

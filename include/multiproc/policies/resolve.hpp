@@ -7,6 +7,7 @@
 
 #include <multiproc/policies/daemon.hpp>
 #include <multiproc/policies/kinds.hpp>
+#include <multiproc/policies/nested.hpp>
 #include <multiproc/policies/order.hpp>
 #include <multiproc/policies/pool_exit.hpp>
 #include <multiproc/policies/serialize.hpp>
@@ -48,7 +49,8 @@ constexpr std::size_t count_of_kind = (std::size_t{0} + ... + (is_of_kind<Ps, K>
 
 template <class K>
 constexpr bool is_builtin_kind =
-    std::is_same_v<K, kind::start> || std::is_same_v<K, kind::daemon> || std::is_same_v<K, kind::transport> ||
+    std::is_same_v<K, kind::start> || std::is_same_v<K, kind::daemon> || std::is_same_v<K, kind::nested> ||
+    std::is_same_v<K, kind::transport> ||
     std::is_same_v<K, kind::serialize> || std::is_same_v<K, kind::order> || std::is_same_v<K, kind::worker_death> ||
     std::is_same_v<K, kind::pool_exit>;
 
@@ -89,6 +91,8 @@ struct policy_set {
                   "multiproc: at most one start-method policy (start::fork | start::spawn | start::forkserver)");
     static_assert(detail::count_of_kind<kind::daemon, Ps...> <= 1,
                   "multiproc: at most one daemon policy (daemon::no | daemon::yes)");
+    static_assert(detail::count_of_kind<kind::nested, Ps...> <= 1,
+                  "multiproc: at most one nesting policy (nested::forbid | nested::allow)");
     static_assert(detail::count_of_kind<kind::transport, Ps...> <= 1,
                   "multiproc: at most one transport policy (transport::pipe | transport::socketpair | transport::shm)");
     static_assert(detail::count_of_kind<kind::serialize, Ps...> <= 1,
@@ -109,6 +113,7 @@ struct policy_set {
 
     using start = get<kind::start>;
     using daemon = get<kind::daemon>;
+    using nested = get<kind::nested>;
     using transport = get<kind::transport>;
     using serialize = get<kind::serialize>;
     using order = get<kind::order>;
@@ -117,6 +122,7 @@ struct policy_set {
 
     static_assert(start_policy<start>, "multiproc: the start-method policy must satisfy multiproc::start_policy");
     static_assert(daemon_policy<daemon>, "multiproc: the daemon policy must satisfy multiproc::daemon_policy");
+    static_assert(nested_policy<nested>, "multiproc: the nesting policy must satisfy multiproc::nested_policy");
     static_assert(transport_policy<transport>, "multiproc: the transport policy must satisfy multiproc::transport_policy");
     static_assert(serialize_policy<serialize>, "multiproc: the serialization policy must satisfy multiproc::serialize_policy");
     static_assert(order_policy<order>, "multiproc: the ordering policy must satisfy multiproc::order_policy");

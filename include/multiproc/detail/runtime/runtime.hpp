@@ -104,6 +104,7 @@ struct self_info {
     std::string name = "MainProcess";
     std::vector<int> identity;
     bool daemon = false;
+    bool may_have_children = false; // a daemon under nested::allow: start() lets it have children
     pid_t pid = ::getpid();
     pid_t parent_pid = 0; // 0 in the main process
     std::string parent_name;
@@ -165,6 +166,7 @@ struct child_record {
     std::string name;
     std::vector<int> identity;
     bool daemon = false;
+    bool may_have_children = false; // the nesting policy's `allowed`: see self_info
     pid_t parent_pid = ::getpid(); // the process that created the object (Python: _parent_pid)
     pid_t pid = 0;                 // 0 until started
     int pidfd = -1;                // readable once the child has exited: the sentinel
@@ -524,6 +526,7 @@ inline void become_child(const child_record& c) {
     r.self.name = c.name;
     r.self.identity = c.identity;
     r.self.daemon = c.daemon;
+    r.self.may_have_children = c.may_have_children;
     r.self.pid = ::getpid();
     r.counter = 1;
     r.exiting = false;

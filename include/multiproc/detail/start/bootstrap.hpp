@@ -3,8 +3,8 @@
 // start::forkserver, whose children run the same bootstrap after the server forks them.
 //
 // The parent sends, over a SOCK_SEQPACKET socket: the build identity of the program, the
-// child's record (name, identity, daemon flag, parent), the logger's state, the identifier
-// of the target, and the target's arguments with their descriptors (crossing.hpp). The
+// child's record (name, identity, daemon and nesting flags, parent), the logger's state, the
+// identifier of the target, and the target's arguments with their descriptors (crossing.hpp). The
 // child checks that it is the same build, looks the identifier up among the targets its own
 // copy of the program registered at static initialisation, rebuilds the arguments, answers
 // "ok" or an error sentence, and runs the target as child_main does after a fork.
@@ -185,6 +185,7 @@ struct bootstrap_request {
     std::string name;
     std::vector<int> identity;
     bool daemon = false;
+    bool may_have_children = false;
     pid_t parent_pid = 0;
     std::string parent_name;
     int log_level = 0;
@@ -200,6 +201,7 @@ inline bootstrap_request make_request(const child_record& c, const char* target)
     q.name = c.name;
     q.identity = c.identity;
     q.daemon = c.daemon;
+    q.may_have_children = c.may_have_children;
     q.parent_pid = ::getpid();
     q.parent_name = r.self.name;
     q.log_level = r.log.level.load(std::memory_order_relaxed);
@@ -216,7 +218,8 @@ inline void write_request(crossing_writer& w, const bootstrap_request& q) {
     w.put_string(q.name);
     w.put<std::uint64_t>(q.identity.size());
     for (int i : q.identity) w.put(i);
-    w.put<std::uint8_t>(q.daemon);
+    // Bit 0: a daemon; bit 1: may have children all the same (nested::allow).
+    w.put<std::uint8_t>(static_cast<std::uint8_t>((q.daemon ? 1U : 0U) | (q.may_have_children ? 2U : 0U)));
     w.put<std::int32_t>(q.parent_pid);
     w.put_string(q.parent_name);
     w.put<std::int32_t>(q.log_level);
@@ -234,7 +237,9 @@ inline bootstrap_request read_request(crossing_reader& in) {
     auto n = in.get<std::uint64_t>();
     if (n > in.remaining() / sizeof(int)) detail::raise(serialization_error("multiproc: malformed start request"));
     for (std::uint64_t i = 0; i < n; ++i) q.identity.push_back(in.get<int>());
-    q.daemon = in.get<std::uint8_t>() != 0;
+    auto flags = in.get<std::uint8_t>();
+    q.daemon = (flags & 1U) != 0;
+    q.may_have_children = (flags & 2U) != 0;
     q.parent_pid = in.get<std::int32_t>();
     q.parent_name = in.get_string();
     q.log_level = in.get<std::int32_t>();
@@ -289,6 +294,7 @@ inline void send_reply(int sock, bool ok, std::string_view text) noexcept {
         rec->name = q.name;
         rec->identity = q.identity;
         rec->daemon = q.daemon;
+        rec->may_have_children = q.may_have_children;
         rec->parent_pid = q.parent_pid;
         self = rec;
         r.self.name = q.parent_name; // become_child takes it as the parent's name

@@ -364,6 +364,20 @@ inline bool hung_up(int fd, int timeout_ms) noexcept {
     return sys::poll_until(&p, 1, std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms), false) == 1;
 }
 
+/// On the way out: kills each daemon whose requester has gone. A requester may be dying
+/// itself: a daemon with daemons of its own (nested::allow), killed a moment ago here or by
+/// the kernel as its parent died. Its connections hang up once it has died, so until
+/// `deadline` this waits for each daemon's connection to hang up. One pass is enough: a
+/// requester that is our child comes before the children it asked for, so it has been
+/// killed by the time its own are waited for; no daemon outlives the tree it belongs to.
+inline void kill_orphaned_daemons(std::vector<served_child>& kids, std::chrono::steady_clock::time_point deadline) noexcept {
+    for (auto& k : kids) {
+        if (k.conn < 0) continue;
+        pollfd p{k.conn, POLLIN, 0};
+        if (sys::poll_until(&p, 1, k.daemon ? deadline : std::chrono::steady_clock::now(), false) == 1) requester_gone(k);
+    }
+}
+
 /// The server's life: serves requests until the process that started it ends, then kills
 /// the daemon children whose requesters have gone, and leaves with _exit.
 [[noreturn]] inline void serve(int listener, int alive, pid_t parent) noexcept {
@@ -420,9 +434,10 @@ inline bool hung_up(int fd, int timeout_ms) noexcept {
     // that every connection of a dead requester has hung up, then kill their daemons.
     bool daemons = false;
     for (auto& k : kids) daemons |= k.daemon && k.conn >= 0;
-    if (daemons) (void)hung_up(parent_fd, 2000);
-    for (auto& k : kids)
-        if (k.conn >= 0 && hung_up(k.conn, 0)) requester_gone(k);
+    bool died = daemons && hung_up(parent_fd, 2000);
+    // At a normal exit every child was joined first, its daemons killed as it ended; when
+    // the process died instead, daemons of daemons may still be on their way out.
+    kill_orphaned_daemons(kids, std::chrono::steady_clock::now() + std::chrono::milliseconds(died ? 2000 : 0));
     ::_exit(0);
 }
 
