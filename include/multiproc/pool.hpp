@@ -508,6 +508,7 @@ private:
             cfg.threads = true;
         else
             cfg.spawn = &detail::pool_worker<Ps...>::spawn;
+        cfg.forks_workers = policies::start::inherits_memory && !threads;
         cfg.ring_capacity = std::clamp<std::size_t>((std::size_t{8} << 20) / static_cast<std::size_t>(cfg.processes),
                                                     std::size_t{256} << 10, std::size_t{1} << 20);
         core_ = std::make_shared<detail::pool_core>(std::move(cfg));

@@ -2,6 +2,8 @@
 // a process the test can signal or kill.
 #include "pool/helpers.hpp"
 
+#include <cstdio>
+#include <iostream>
 #include <string>
 #include <vector>
 
@@ -55,4 +57,53 @@ TEMPLATE_TEST_CASE("design 5.5: pool workers die with their parent, even when it
     std::string out, err;
     CHECK(prog.finish(out, err) == -SIGKILL);
     for (pid_t w : workers) CHECK(test::wait_exit(w)); // no orphans
+}
+
+namespace term_before_start {
+// In the scenario's process: a SIGTERM handler of its own, and a fork hook that sends the
+// first forked child (the pool's worker) SIGTERM before the worker has reset its handlers.
+int report_fd = -1;
+bool armed = false, fire = false;
+void prepare() {
+    fire = armed;
+    armed = false;
+}
+void in_child() {
+    if (fire) ::raise(SIGTERM);
+}
+void on_term(int) {
+    const std::string line = std::to_string(::getpid()) + "\n";
+    (void)!::write(report_fd, line.data(), line.size());
+}
+} // namespace term_before_start
+
+TEST_CASE("a fork worker sent SIGTERM before it starts dies of it, never running the parent's handler",
+          "[pool][signals]") {
+    test::pipe_pair handled;
+    std::cout.flush(); // (what Catch2 buffered is not the scenario's to print)
+    std::fflush(nullptr);
+    const pid_t scenario = ::fork();
+    REQUIRE(scenario >= 0);
+    if (scenario == 0) { // never returns into Catch2
+        namespace t = term_before_start;
+        t::report_fd = handled.w;
+        struct sigaction sa {};
+        sa.sa_handler = &t::on_term;
+        ::sigaction(SIGTERM, &sa, nullptr);
+        ::pthread_atfork(&t::prepare, nullptr, &t::in_child);
+        t::armed = true;
+        int code = 3;
+        {
+            multiproc::basic_pool<multiproc::start::fork> pool(1); // its first worker dies of the SIGTERM
+            code = pool.apply(pooltest::square, 3) == 9 ? 0 : 2;   // and is replaced
+        }
+        ::_exit(code);
+    }
+    handled.close_w();
+    REQUIRE(test::wait_exit(scenario, std::chrono::seconds(60)));
+    int status = 0;
+    REQUIRE(::waitpid(scenario, &status, 0) == scenario);
+    CHECK(test::decode(status) == 0);
+    // Nobody ran the handler: not the worker (it died of the signal), not the scenario.
+    CHECK(test::read_all(handled.r).empty());
 }

@@ -420,6 +420,32 @@ inline int poll_until(pollfd* fds, nfds_t n, std::chrono::steady_clock::time_poi
     }
 }
 
+/// While alive, `sig` is blocked in the calling thread, so a child forked meanwhile starts
+/// with it blocked (and held pending) until it unblocks it itself (unblock_signal).
+class signal_block {
+public:
+    explicit signal_block(int sig) noexcept {
+        sigset_t s;
+        ::sigemptyset(&s);
+        ::sigaddset(&s, sig);
+        ::pthread_sigmask(SIG_BLOCK, &s, &old_);
+    }
+    signal_block(const signal_block&) = delete;
+    signal_block& operator=(const signal_block&) = delete;
+    ~signal_block() { ::pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
+
+private:
+    sigset_t old_{};
+};
+
+/// Unblocks `sig` in the calling thread: one pending is delivered now.
+inline void unblock_signal(int sig) noexcept {
+    sigset_t s;
+    ::sigemptyset(&s);
+    ::sigaddset(&s, sig);
+    ::pthread_sigmask(SIG_UNBLOCK, &s, nullptr);
+}
+
 /// While alive, a write to a pipe whose reader is gone fails with EPIPE in this thread
 /// instead of raising SIGPIPE (which kills a process that does not ignore it). SIGPIPE is
 /// blocked in the calling thread, and one it raised meanwhile is consumed on the way out;

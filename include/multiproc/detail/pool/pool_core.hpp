@@ -284,6 +284,8 @@ struct pool_config {
     /// The workers are threads of this process (start::thread), not processes: then
     /// `spawn` is not used.
     bool threads = false;
+    /// The workers are forked from the engine thread (a start method that inherits memory).
+    bool forks_workers = false;
     /// Starts a pool worker process that runs worker_main(*boot); called in the engine thread.
     process_handle (*spawn)(worker_boot* boot) = nullptr;
 };
@@ -1296,7 +1298,13 @@ private:
             s->pid = s->thread->tid();
             s->name = s->thread->name();
         } else {
+            // A forked worker inherits the parent's SIGTERM handler until worker_main resets
+            // it: it starts with SIGTERM blocked instead (not under spawn or forkserver, whose
+            // fresh programs have default handlers, and whose server must not inherit a mask).
+            std::optional<sys::signal_block> term;
+            if (cfg_.forks_workers) term.emplace(SIGTERM);
             process_handle h = cfg_.spawn(&s->boot);
+            term.reset();
             s->pid = *h.pid();
             s->name = h.name();
             s->proc.emplace(std::move(h));

@@ -604,6 +604,10 @@ inline int worker_main(const worker_boot& b) {
     if (!b.in_thread) { // (a thread leaves the process's signals and descriptors alone)
         (void)sys::set_signal_disposition(SIGINT, SIG_IGN);
         (void)sys::set_signal_disposition(SIGTERM, SIG_DFL); // terminate() must end it, whatever the parent set
+        // A forked worker starts with SIGTERM blocked (pool_core::start_worker), so that one
+        // sent before this point waits for the default action instead of running a handler
+        // of the parent's in the worker; it is delivered here.
+        sys::unblock_signal(SIGTERM);
         record_wake_fd(b.wake_fd);
     }
     worker_shared& self = *b.self;
