@@ -8,12 +8,15 @@
 #include <multiproc/pool.hpp>
 
 #include <cerrno>
+#include <chrono>
 #include <stdexcept>
 #include <set>
 #include <string>
 #include <vector>
 
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -145,6 +148,28 @@ std::set<pid_t> busy_workers(Pool& p, int n, tokens& t, reports& r) {
     t.release(n);
     for (auto& x : rs) (void)x.get();
     return pids;
+}
+
+/// Runs `body` (returning bool) in a forked child that never returns into Catch2; true if
+/// the child ended within `guard` with body() true. A child still there at `guard` (a
+/// failure bound, not synchronisation) is killed: a hang fails the test instead of stalling it.
+template <class F>
+bool true_in_child_within(F body, std::chrono::milliseconds guard) {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        int code = 3;
+        try {
+            code = body() ? 0 : 2;
+        } catch (...) {
+        }
+        ::_exit(code);
+    }
+    if (pid < 0) return false;
+    const bool ended = test::wait_exit(pid, guard);
+    if (!ended) (void)::kill(pid, SIGKILL);
+    int status = 0;
+    (void)::waitpid(pid, &status, 0);
+    return ended && test::decode(status) == 0;
 }
 
 } // namespace pooltest

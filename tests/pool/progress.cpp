@@ -206,3 +206,32 @@ TEMPLATE_TEST_CASE("an observer that calls into its pool gets state_error, one t
     CHECK_THAT(caught, Contains("a pool observer cannot call into its pool"));
     CHECK_THAT(out, Contains("exception in a pool observer") && Contains("observer failed on purpose"));
 }
+
+// Review of issue 17 item 4: observe() marks the thread as running this pool's observer and
+// then clears the mark instead of restoring the one before, so an observer that submits to
+// another pool with an observer (which runs in this thread, under that pool's lock) loses
+// its mark, and a later call into its own pool relocks the pool's std::mutex: a deadlock
+// instead of state_error.
+TEST_CASE("an observer that submitted to another observed pool still gets state_error from its own",
+          "[pool][progress]") {
+    CHECK(pooltest::true_in_child_within(
+        [] {
+            basic_pool<start::thread> other(1);
+            other.observe([](const pool_event&) {});
+            basic_pool<start::thread> p(1);
+            bool tried = false, caught = false;
+            p.observe([&](const pool_event& e) {
+                if (tried || e.what != ev::queued) return;
+                tried = true;
+                (void)other.apply_async(fn<&square>, 1); // other's observer runs here, in this thread
+                try {
+                    (void)p.apply_async(fn<&square>, 2);
+                } catch (const state_error&) {
+                    caught = true;
+                }
+            });
+            (void)p.apply(fn<&square>, 3);
+            return caught;
+        },
+        30s));
+}

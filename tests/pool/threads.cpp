@@ -170,3 +170,23 @@ TEST_CASE("context<start::thread> makes thread pools", "[pool][threads]") {
     auto p = ctx.pool(2);
     CHECK(p.apply(fn<&process_of>, 0) == ::getpid());
 }
+
+namespace {
+std::size_t size_of(const std::vector<char>& v) { return v.size(); }
+} // namespace
+
+// Review of issue 17 item 6: a thread worker that has read part of a task bigger than its
+// ring waits for the rest (worker_main's gather loop) without looking at worker_stop_now;
+// terminate() fails the task and stops sending it, so the thread waits for ever and
+// terminate() (and the destructor, and exit) with it. A process worker is killed instead.
+TEST_CASE("start::thread: terminate() returns while a worker is still receiving a task bigger than its ring",
+          "[pool][threads]") {
+    CHECK(pooltest::true_in_child_within(
+        [] {
+            basic_pool<start::thread> p(1); // (a ring of 1 MiB: the task crosses in 64 pieces)
+            auto big = p.submit(fn<&size_of>, std::vector<char>(std::size_t{64} << 20));
+            p.terminate();
+            return big.exception().code() == errc::broken_pool;
+        },
+        30s));
+}
