@@ -641,7 +641,9 @@ inline int worker_main(const worker_boot& b) {
         const auto work_or_stop = [&] {
             return have(sizeof(std::uint32_t)) || self.stop.load(std::memory_order_acquire) != 0;
         };
-        if (self.stop.load(std::memory_order_acquire) == worker_stop_now) break;
+        // (Only a thread is told to stop now: the rest of a unit it is reading may never come.)
+        const auto stop_now = [&] { return self.stop.load(std::memory_order_acquire) == worker_stop_now; };
+        if (stop_now()) break;
         if (!spin_until(work_or_stop, b.spin)) {
             check_link(b); // before sleeping: the engine must be able to hear from this worker
             tasks.indices().readable.wait_until(work_or_stop, std::nullopt, std::chrono::microseconds(0));
@@ -649,7 +651,8 @@ inline int worker_main(const worker_boot& b) {
         if (!have(sizeof(std::uint32_t))) break; // told to stop, and nothing is left
         const auto size = load_pod<std::uint32_t>(tasks.read_ptr());
         if (size <= cap) {
-            spin_then_wait(tasks.indices().readable, [&] { return have(size); }, b.spin);
+            spin_then_wait(tasks.indices().readable, [&] { return have(size) || stop_now(); }, b.spin);
+            if (!have(size)) break;
             std::byte* msg = const_cast<std::byte*>(tasks.read_ptr());
             std::uint32_t expected = claim_free;
             if (!claim_of(msg).compare_exchange_strong(expected, claim_taken, std::memory_order_acq_rel)) {
@@ -662,7 +665,8 @@ inline int worker_main(const worker_boot& b) {
             // Bigger than the ring: gather it as the parent sends it.
             big.clear();
             while (big.size() < size) {
-                spin_then_wait(tasks.indices().readable, [&] { return have(1); }, b.spin);
+                spin_then_wait(tasks.indices().readable, [&] { return have(1) || stop_now(); }, b.spin);
+                if (!have(1)) return 0;
                 std::size_t n = std::min<std::size_t>(tasks.readable(), size - big.size());
                 big.append(tasks.read_ptr(), n);
                 consume_task_bytes(b, n);
