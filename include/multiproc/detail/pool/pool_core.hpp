@@ -898,13 +898,14 @@ private:
         if (!cfg_.observer || n == 0) [[likely]]
             return;
         const pool_mutex*& in = pool_mutex::observing();
+        const pool_mutex* const outer = in; // (an observer of another pool that called into this one)
         in = &mu_;
         MULTIPROC_TRY {
             cfg_.observer(pool_event{what, n, s ? s->pid : 0, s ? std::string_view(s->name) : std::string_view()});
         } MULTIPROC_CATCH_ALL {
             report_callback_exception("observer");
         }
-        in = nullptr;
+        in = outer;
     }
 
     /// A worker that finished a unit starts the next one it holds.
