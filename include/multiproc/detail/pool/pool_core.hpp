@@ -64,10 +64,12 @@ struct pool_event {
     std::string_view worker_name;
 };
 
-/// Watches a pool's tasks. Called with the pool's lock held, so calls never overlap, from
-/// whichever thread collects results (the pool's engine, or a thread waiting for a result),
-/// before the results concerned can be seen: it must be quick, and must not call into the
-/// pool (state_error if it does). An exception it throws is reported on stderr and ignored.
+/// Watches a pool's tasks. Called with the pool's lock held, so calls never overlap, before
+/// the results concerned can be seen, from the thread that made the event happen (one that
+/// submits, cancels, or collects results: the pool's engine, or a thread waiting for a
+/// result): it must be quick, must not take a lock a caller of the pool may hold, and must
+/// not call into the pool (state_error if it does). An exception it throws is reported on
+/// stderr and ignored.
 using pool_observer = std::function<void(const pool_event&)>;
 
 namespace detail {
@@ -174,7 +176,8 @@ private:
 /// becomes when it ends, so that the engine watches both alike.
 class thread_worker {
 public:
-    /// Starts the thread; returns once it has its thread id. os_error if it cannot start.
+    /// Starts the thread; returns once it has its thread id. os_error if there is no
+    /// descriptor for its sentinel, std::system_error if the thread cannot start.
     thread_worker(const worker_boot* b, std::string name) : name_(std::move(name)) {
         done_ = sys::unique_fd(sys::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
         if (!done_) sys::fail("eventfd for a pool thread");
@@ -229,7 +232,6 @@ inline std::string next_thread_worker_name() {
 /// Everything the parent knows of one worker.
 struct pool_slot {
     std::optional<process_handle> proc;
-    std::unique_ptr<thread_worker> thread; // instead of proc, under start::thread
     pid_t pid = 0;
     std::string name;
     mirrored_region region;
@@ -244,6 +246,7 @@ struct pool_slot {
     byte_buffer rx;                // a result bigger than the ring, being gathered
     std::size_t rx_need = 0;
     std::uint64_t next_seq = 1;
+    std::uint64_t told_started = 0; // the last unit whose start the observer was told
     std::uint64_t sent = 0;      // units ever sent (maxtasksperchild)
     std::uint64_t last_done = 0; // when it last finished a unit (a tick of the pool)
     std::optional<error_entry> init_error;
@@ -262,6 +265,9 @@ struct pool_slot {
         bool retry;
     };
     std::optional<stop_order> stop_task;
+    /// Instead of proc, under start::thread. Last, so that it is joined before the rings
+    /// and the boot it reads are destroyed.
+    std::unique_ptr<thread_worker> thread;
 };
 
 /// The settings a pool's engine runs with.
@@ -778,6 +784,7 @@ private:
                     r.held.emplace_back(p.get(), &u);
                 }
             }
+            observe_next_start(*p); // if the one it was to run next was taken back
         }
         r.dropped = failed.size();
         for (const unit_meta& u : failed) fail_unit(u, e);
@@ -908,12 +915,20 @@ private:
         in = outer;
     }
 
-    /// A worker that finished a unit starts the next one it holds.
-    void observe_next_start(const pool_slot& s) {
+    /// Tells the start of the unit the worker runs now or next (its oldest not withdrawn),
+    /// unless told already: called as a unit is handed to it, as one finishes, and as units
+    /// are taken back from it.
+    void observe_next_start(pool_slot& s) {
         if (!cfg_.observer) [[likely]]
             return;
-        for (const auto& u : s.inflight)
-            if (!u.withdrawn) return observe(pool_event::kind::started, u.hi - u.lo, &s);
+        for (const auto& u : s.inflight) {
+            if (u.withdrawn) continue;
+            if (u.seq > s.told_started) {
+                s.told_started = u.seq;
+                observe(pool_event::kind::started, u.hi - u.lo, &s);
+            }
+            return;
+        }
     }
 
     // ---- collecting results
@@ -1200,7 +1215,7 @@ private:
         s.inflight.push_back(u);
         ++s.live;
         ++s.sent;
-        if (s.live == 1) observe(pool_event::kind::started, u.hi - u.lo, &s); // an idle worker starts it now
+        observe_next_start(s); // an idle worker starts it now
         if (timeout_of(*u.job) != 0) wake_engine_ = true; // to watch its time
     }
 
@@ -1653,6 +1668,10 @@ private:
         if (startup_error_) {
             for (auto& s : slots_) signal_worker(*s, SIGKILL);
             for (auto& s : slots_) {
+                if (s->thread) { // (told to stop: it leaves before any task)
+                    (void)s->thread->join();
+                    continue;
+                }
                 MULTIPROC_TRY {
                     s->proc->join();
                     s->proc->close();

@@ -515,7 +515,9 @@ inline std::int32_t check_wake_fd() noexcept {
 }
 
 /// Leaves the pool if the worker's link is gone.
+/// (Not a thread worker: the descriptor is its own process's, and leaving would end it.)
 inline void check_link(const worker_boot& b) noexcept {
+    if (b.in_thread) return;
     if (const std::int32_t why = check_wake_fd()) leave_lost_link(b, why);
 }
 
@@ -527,7 +529,7 @@ inline void wake_parent(const worker_boot& b) noexcept {
     if (b.pool->watchers.load(std::memory_order_seq_cst) == 0 &&
         b.pool->wake_pending.exchange(1, std::memory_order_seq_cst) == 0) {
         check_link(b);
-        if (sys::eventfd_signal(b.wake_fd) != 0) leave_lost_link(b, errno != 0 ? errno : EIO);
+        if (sys::eventfd_signal(b.wake_fd) != 0 && !b.in_thread) leave_lost_link(b, errno != 0 ? errno : EIO);
     }
 }
 
