@@ -28,11 +28,7 @@ namespace {
 using pooltest::pool_of;
 using pooltest::square;
 
-/// Reports its pid to `reports`, then blocks in read(2) until `tokens` gives it one.
-int started_then_blocked(std::string reports, std::string tokens, int v) {
-    pooltest::report_pid_then_wait_at(std::move(reports), std::move(tokens));
-    return v;
-}
+using pooltest::started_then_blocked;
 
 /// As started_then_blocked, with its arguments in one tuple (an imap element).
 int started_then_blocked_tuple(std::tuple<std::string, std::string, int> a) {

@@ -129,6 +129,13 @@ inline int report_pid_then_wait_at(std::string reports, std::string tokens) {
     return 0;
 }
 
+/// A task: reports its process's pid to the named pipe `reports`, then blocks until
+/// `tokens` gives it one, then returns v.
+inline int started_then_blocked(std::string reports, std::string tokens, int v) {
+    report_pid_then_wait_at(std::move(reports), std::move(tokens));
+    return v;
+}
+
 /// The pids of this process's pool workers that are running.
 inline std::set<pid_t> worker_pids() {
     std::set<pid_t> out;

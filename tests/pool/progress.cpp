@@ -65,11 +65,7 @@ int throws_on_3(int x) {
 
 pid_t worker_pid_of(int) { return ::getpid(); }
 
-/// Reports its pid to `reports`, then blocks until `tokens` gives it one.
-int started_then_blocked(std::string reports, std::string tokens, int v) {
-    pooltest::report_pid_then_wait_at(std::move(reports), std::move(tokens));
-    return v;
-}
+using pooltest::started_then_blocked;
 } // namespace
 
 TEMPLATE_TEST_CASE("an observer sees each task queued once and ended once, on the worker that ran it",

@@ -34,11 +34,7 @@ int throws_on_3(int x) {
 pid_t process_of(int) { return ::getpid(); }
 pid_t thread_of(int) { return static_cast<pid_t>(::syscall(SYS_gettid)); }
 
-/// Reports its thread id to `reports`, then blocks until `tokens` gives it one.
-int started_then_blocked(std::string reports, std::string tokens, int v) {
-    pooltest::report_pid_then_wait_at(std::move(reports), std::move(tokens));
-    return v;
-}
+using pooltest::started_then_blocked;
 
 /// Tasks this thread has run (each worker thread counts its own).
 int tasks_of_this_thread(int) {

@@ -365,7 +365,7 @@ private:
     void check() const {
         if (observing() == this)
             detail::raise(state_error("multiproc: a pool observer cannot call into its pool: it runs under the "
-                                      "pool's lock, from the thread that collects results"));
+                                      "pool's lock, which this thread holds"));
     }
     std::mutex m_;
 };
