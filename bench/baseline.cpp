@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <fcntl.h>
@@ -391,6 +392,46 @@ void fig_apply(long n, const std::string& variant) {
     bench::emit(lat[lat.size() / 2], "us", false, {{"p99_us", p99}});
 }
 
+// A thread pool's raw limit (issue 17 item 6): an 8 MiB std::vector<double> moved to a
+// thread through a slot and back, with the same futex hand-off as fig_apply's.
+void fig_threadpool(long n) {
+    struct slot {
+        std::atomic<std::uint32_t> req{0}, rep{0};
+        std::vector<double> v;
+        bool stop = false;
+    } sl;
+    std::thread worker([&] {
+        std::uint32_t seen = 0;
+        for (;;) {
+            seen = wait_change(&sl.req, seen, std::chrono::microseconds(200));
+            if (sl.stop) break;
+            sl.v[0] += 1;
+            sl.rep.fetch_add(1, std::memory_order_release);
+            futex_wake(&sl.rep);
+        }
+    });
+    std::vector<double> v(std::size_t{1} << 20, 0.0);
+    std::vector<double> lat;
+    lat.reserve(static_cast<std::size_t>(n));
+    std::uint32_t rep = 0;
+    for (long i = 0; i < n; ++i) {
+        auto t0 = clock_type::now();
+        sl.v = std::move(v);
+        sl.req.fetch_add(1, std::memory_order_release);
+        futex_wake(&sl.req);
+        rep = wait_change(&sl.rep, rep, std::chrono::microseconds(200));
+        v = std::move(sl.v);
+        lat.push_back(seconds_since(t0) * 1e6);
+    }
+    sl.stop = true;
+    sl.req.fetch_add(1, std::memory_order_release);
+    futex_wake(&sl.req);
+    worker.join();
+    if (v[0] != static_cast<double>(n)) die("threadpool: wrong result");
+    std::sort(lat.begin(), lat.end());
+    bench::emit(lat[lat.size() / 2], "us", false, {{"p99_us", lat[(lat.size() - 1) * 99 / 100]}});
+}
+
 // 8-byte messages from one process to another: "pipe" and "socketpair" one write and one
 // read per message; "shm" a single-producer single-consumer ring in shared memory.
 void fig_queue(long n, const std::string& variant) {
@@ -604,6 +645,7 @@ int main(int argc, char** argv) {
     else if (fig == "imap_unordered") fig_imap_unordered(pick(200'000));
     else if (fig == "apply") fig_apply(pick(20'000), variant.empty() ? "spin" : variant);
     else if (fig == "submit") fig_apply(pick(20'000), "spin"); // the same raw limit: a request and a reply
+    else if (fig == "threadpool") fig_threadpool(pick(2'000));
     else if (fig == "queue") fig_queue(pick(2'000'000), variant);
     else if (fig == "connection") fig_queue(pick(2'000'000), variant); // the same raw limit
     else if (fig == "transfer") fig_transfer(pick(64), variant);

@@ -56,6 +56,9 @@ const std::vector<figure>& figures() {
          [](double m, auto, auto) { return std::optional<bool>(m <= 20.0); }},
         // Issue 17: an executor's round trip (Python: ProcessPoolExecutor(1).submit(f, x).result()).
         {"submit", "", "submit round trip (median)", 500, "", nullptr},
+        // Issue 17 item 6: start::thread moves values instead of serializing them (CPython's
+        // ThreadPool passes a reference; the baseline hands the vector to a thread by move).
+        {"threadpool", "", "ThreadPool apply, 8 MiB vector (median)", 20, "", nullptr},
         {"queue", "pipe", "queue, 8-byte messages", 20000, ">= 2 M msg/s",
          [](double m, auto, auto) { return at_least_abs(m, 2e6); }},
         {"queue", "socketpair", "queue, 8-byte messages", 20000, "",

@@ -103,6 +103,28 @@ void fig_submit(long n) {
     bench::emit(lat[lat.size() / 2], "us", false, {{"p99_us", lat[(lat.size() - 1) * 99 / 100]}});
 }
 
+// Issue 17 item 6: a thread pool's apply round trip of an 8 MiB std::vector<double>, which
+// start::thread moves to the worker thread and back instead of serializing it.
+std::vector<double> touch_and_return(std::vector<double>& v) {
+    v[0] += 1;
+    return std::move(v);
+}
+void fig_threadpool(long n) {
+    multiproc::basic_pool<multiproc::start::thread> pool(1);
+    std::vector<double> v(std::size_t{1} << 20, 0.0);
+    v = pool.apply(touch_and_return, std::move(v));
+    std::vector<double> lat;
+    lat.reserve(static_cast<std::size_t>(n));
+    for (long i = 0; i < n; ++i) {
+        auto t0 = clock_type::now();
+        v = pool.apply(touch_and_return, std::move(v));
+        lat.push_back(seconds_since(t0) * 1e6);
+    }
+    if (v.size() != std::size_t{1} << 20 || v[0] != static_cast<double>(n + 1)) die("threadpool: wrong result");
+    std::sort(lat.begin(), lat.end());
+    bench::emit(lat[lat.size() / 2], "us", false, {{"p99_us", lat[(lat.size() - 1) * 99 / 100]}});
+}
+
 // n 8-byte messages from this process to a consumer process that sums them.
 template <class Transport>
 void fig_queue(long n) {
@@ -232,6 +254,7 @@ int main(int argc, char** argv) {
     namespace tr = multiproc::transport;
     namespace st = multiproc::start;
     if (fig == "map") fig_map(pick(1'000'000), variant == "observed");
+    else if (fig == "threadpool") fig_threadpool(pick(2'000));
     else if (fig == "imap_unordered") fig_imap_unordered(pick(200'000), variant == "observed");
     else if (fig == "apply") fig_apply(pick(20'000));
     else if (fig == "submit") fig_submit(pick(20'000));

@@ -423,8 +423,11 @@ public:
     using policies = policy_set<Ps...>;
     /// Whether the workers are threads of this process (start::thread) rather than processes.
     static constexpr bool threads = start_runs_threads<typename policies::start>;
-    /// How arguments and results become bytes (the serialization policy's codec).
-    using codec = detail::pool_codec<typename policies::serialize>;
+    /// How arguments and results reach the workers: as bytes, by the serialization policy;
+    /// under start::thread, moved in memory (only what the policy sends as its object
+    /// representation, such as numbers, is copied as bytes).
+    using codec = std::conditional_t<threads, detail::thread_codec<typename policies::serialize>,
+                                     detail::pool_codec<typename policies::serialize>>;
 
     /// A pool of cpu_count() workers (Python: Pool()).
     basic_pool() : basic_pool(pool_options{}) {}
@@ -541,7 +544,8 @@ public:
     void observe(pool_observer observer) { core_->set_observer(std::move(observer)); }
 
     /// Runs `f(args...)` in a worker and returns its result (Python: apply(f, args)).
-    /// Arguments are copied; the worker gets its own copies as lvalues.
+    /// Arguments are copied (under start::thread, moved from rvalues); the worker gets its
+    /// own copies as lvalues.
     template <class F, class... Args>
         requires(!detail::is_callbacks<F>)
     auto apply(F f, Args&&... args) {
@@ -635,7 +639,7 @@ public:
         static_assert(detail::check_task<codec, F, W>());
         static_assert(detail::check_callable_reaches_workers<F, policies::start::inherits_memory>::value);
         return submit_map<detail::invoker<codec, F, W>>(cb, f, std::forward<Rng>(xs), chunksize, [](auto& out, auto&& e) {
-            codec::template encode<W>(out, detail::to_wire(e));
+            codec::template encode<W>(out, detail::to_wire(std::forward<decltype(e)>(e)));
         });
     }
 
@@ -662,7 +666,7 @@ public:
             static_assert(detail::check_task<codec, F, detail::wire_t<std::tuple_element_t<I, T>>...>());
             static_assert(detail::check_callable_reaches_workers<F, policies::start::inherits_memory>::value);
             return submit_map<inv>(cb, f, std::forward<Rng>(xs), chunksize, [](auto& out, auto&& e) {
-                (codec::template encode<detail::wire_t<std::tuple_element_t<I, T>>>(out, detail::to_wire(std::get<I>(e))),
+                (codec::template encode<detail::wire_t<std::tuple_element_t<I, T>>>(out, detail::to_wire(std::get<I>(std::forward<decltype(e)>(e)))),
                  ...);
             });
         }(std::make_index_sequence<std::tuple_size_v<T>>{});
@@ -736,7 +740,7 @@ private:
         auto& buf = detail::scratch_buffer();
         auto& units = detail::scratch_units();
         detail::encode_chunk<inv>(buf, units, job.get(), f, 0, 1, [&](detail::byte_buffer& out) {
-            (codec::template encode<detail::wire_t<Args>>(out, detail::to_wire(args)), ...);
+            (codec::template encode<detail::wire_t<Args>>(out, detail::to_wire(std::forward<Args>(args))), ...);
         });
         core_->submit(job, buf, units);
         return job;
@@ -754,7 +758,10 @@ private:
             // (a zip's tuple of references, vector<bool>'s bit reference, become values).
             std::vector<std::ranges::range_value_t<Rng>> all;
             for (auto&& e : xs) all.emplace_back(std::forward<decltype(e)>(e));
-            return submit_map<Inv>(cb, f, all, chunksize, encode_one);
+            if constexpr (codec::in_memory) // (the list is ours: its values are moved on)
+                return submit_map<Inv>(cb, f, std::move(all), chunksize, encode_one);
+            else
+                return submit_map<Inv>(cb, f, all, chunksize, encode_one);
         } else {
             core_->check_running();
             const auto n = static_cast<std::size_t>(std::ranges::size(xs));
@@ -779,7 +786,16 @@ private:
                         out.append(std::to_address(it), count * sizeof(W0)); // the chunk at once
                         it += count;
                     } else {
-                        for (std::uint32_t k = 0; k < count; ++k, ++it) encode_one(out, *it);
+                        // A container the caller gave up (map(f, std::move(xs))): a thread
+                        // pool moves its elements on instead of copying them.
+                        constexpr bool given_up = codec::in_memory && !std::is_lvalue_reference_v<Rng> &&
+                                                  !std::ranges::view<std::remove_cvref_t<Rng>>;
+                        for (std::uint32_t k = 0; k < count; ++k, ++it) {
+                            if constexpr (given_up)
+                                encode_one(out, std::ranges::iter_move(it));
+                            else
+                                encode_one(out, *it);
+                        }
                     }
                 });
             }

@@ -64,8 +64,9 @@ struct forkserver {
 };
 /// A pool's workers are threads of this process (Python: multiprocessing.pool.ThreadPool
 /// and multiprocessing.dummy): `basic_pool<start::thread>` has the whole pool API, so a
-/// template written over the start method works unchanged. Tasks and results still go
-/// through the pool's rings and serialization policy. A thread cannot be killed: a task
+/// template written over the start method works unchanged. Tasks and results go through the
+/// pool's rings but are not serialized: values are moved in memory, so any movable type
+/// crosses and a large one is not copied. A thread cannot be killed: a task
 /// timeout is refused, cancel(kill_running) leaves a running task to finish, and
 /// terminate() waits for the tasks that run. Only pools take it: a process cannot be a
 /// thread (basic_process<start::thread> does not compile; use std::jthread).

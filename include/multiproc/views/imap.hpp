@@ -123,6 +123,8 @@ private:
             if (input_done) return;
             buf.clear();
             units.clear();
+            detail::box_arena* arena = codec::in_memory ? &job->boxes : nullptr;
+            detail::arena_scope values_go_to(arena); // (start::thread)
             while (!input_done && pulled - yielded + chunksize <= window) {
                 const std::size_t at = detail::begin_task<inv>(buf, f);
                 std::uint32_t count = 0;
@@ -149,7 +151,7 @@ private:
                 u.job = job.get();
                 u.first = pulled;
                 u.hi = count;
-                u.size = detail::end_task(buf, at, count);
+                u.size = detail::end_task(buf, at, count, arena);
                 units.push_back(u);
                 pulled += count;
             }

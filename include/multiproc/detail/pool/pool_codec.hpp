@@ -20,6 +20,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <type_traits>
 #include <utility>
@@ -133,6 +134,8 @@ consteval bool encodes_as_object_representation() {
 template <class S>
 struct pool_codec {
     using serializer = S;
+    /// Values cross as bytes (workers are processes); see thread_codec for the other kind.
+    static constexpr bool in_memory = false;
 
     /// Whether T can travel to or from a worker.
     template <class T>
@@ -198,6 +201,151 @@ private:
             detail::raise(serialization_error("multiproc: a pool message ended early: a value of " + std::to_string(v) +
                                       " bytes, " + std::to_string(in.left()) + " left (corrupt or truncated data)"));
         return static_cast<std::size_t>(v);
+    }
+};
+
+
+// ---------------------------------------------------------------------------------------
+// start::thread: values that stay in memory.
+
+/// One value a thread pool's message points at (box<T>), linked into the arena of the job
+/// it belongs to. `destroy` frees it (a function pointer: no virtual dispatch).
+struct box_base {
+    box_base* prev = nullptr;
+    box_base* next = nullptr;
+    class box_arena* arena = nullptr;
+    void (*destroy)(box_base*) noexcept = nullptr;
+};
+
+template <class T>
+struct box : box_base {
+    template <class V>
+    explicit box(V&& v) : value(std::forward<V>(v)) {}
+    T value;
+    static void destroy_box(box_base* b) noexcept { delete static_cast<box*>(b); }
+};
+
+/// Owns every value of one job that a message of a thread pool points at: an argument until
+/// the worker thread takes it, a result until the caller's side takes it. What is never
+/// taken (a task cancelled or withdrawn before it ran, a result nobody wants, the pool
+/// terminated) goes with the job, so no path that drops a message undecoded leaks it. The
+/// job outlives every thread that may still read its values (pool_core keeps it listed
+/// while a unit of it is in flight, and a slot pins it past terminate() until its thread
+/// has left).
+class box_arena {
+public:
+    box_arena() = default;
+    box_arena(const box_arena&) = delete;
+    box_arena& operator=(const box_arena&) = delete;
+    ~box_arena() {
+        for (box_base* b = head_; b;) {
+            box_base* next = b->next;
+            b->destroy(b);
+            b = next;
+        }
+    }
+
+    void add(box_base* b) noexcept {
+        std::lock_guard lk(mu_);
+        b->arena = this;
+        b->prev = nullptr;
+        b->next = head_;
+        if (head_) head_->prev = b;
+        head_ = b;
+    }
+    /// Unlinks `b` (the caller then owns it).
+    void remove(box_base* b) noexcept {
+        std::lock_guard lk(mu_);
+        if (b->prev) b->prev->next = b->next;
+        else head_ = b->next;
+        if (b->next) b->next->prev = b->prev;
+    }
+
+    /// The arena that values encoded on this thread now go to (arena_scope sets it).
+    static box_arena*& current() noexcept {
+        thread_local box_arena* a = nullptr;
+        return a;
+    }
+
+private:
+    std::mutex mu_;
+    box_base* head_ = nullptr;
+};
+
+/// Makes `a` the arena of the values encoded on this thread until the scope ends.
+class arena_scope {
+public:
+    explicit arena_scope(box_arena* a) noexcept : saved_(std::exchange(box_arena::current(), a)) {}
+    arena_scope(const arena_scope&) = delete;
+    arena_scope& operator=(const arena_scope&) = delete;
+    ~arena_scope() { box_arena::current() = saved_; }
+
+private:
+    box_arena* saved_;
+};
+
+/// The codec of a pool whose workers are threads of this process (start::thread): nothing
+/// is serialized. A value that S would send as its object representation (arithmetic types,
+/// arrays and aggregates of them) is still copied into the message, as that is the cheapest
+/// way; any other value is moved (or copied, from an lvalue) into a box owned by the job,
+/// and the message carries its address; the receiving side moves it out. So a task may take
+/// and return types that no serialization policy knows (std::unique_ptr, a pointer, a type
+/// of your own), and a 100 MB vector crosses without a byte copied.
+template <class S>
+struct thread_codec {
+    using serializer = S;
+    static constexpr bool in_memory = true;
+    using bytes = pool_codec<S>;
+
+    /// Whether T travels as its bytes (else in a box).
+    template <class T>
+    static constexpr bool bare = bytes::template fixed_size<T>() != 0;
+
+    template <class T>
+    static constexpr bool supports() {
+        return bare<T> || std::is_move_constructible_v<T>;
+    }
+
+    template <class T>
+    static constexpr std::size_t fixed_size() {
+        return bytes::template fixed_size<T>();
+    }
+
+    template <class T, class V>
+    static void encode(byte_buffer& out, V&& v) {
+        if constexpr (bare<T>) {
+            bytes::template encode<T>(out, v);
+        } else {
+            box_arena* a = box_arena::current();
+            if (!a) detail::raise(state_error("multiproc: a thread pool's value was encoded outside of a job (a bug)"));
+            auto* b = new box<T>(std::forward<V>(v));
+            b->destroy = &box<T>::destroy_box;
+            a->add(b);
+            box_base* p = b;
+            out.append(&p, sizeof p);
+        }
+    }
+
+    template <class T>
+    static T decode(pool_reader& in) {
+        if constexpr (bare<T>) {
+            return bytes::template decode<T>(in);
+        } else {
+            box_base* p = nullptr;
+            std::memcpy(&p, in.take(sizeof p), sizeof p);
+            auto* b = static_cast<box<T>*>(p);
+            b->arena->remove(b);
+            std::unique_ptr<box<T>> owned(b);
+            return T(std::move(b->value));
+        }
+    }
+
+    template <class T>
+    static void skip(pool_reader& in) {
+        if constexpr (bare<T>)
+            bytes::template skip<T>(in);
+        else
+            (void)in.take(sizeof(box_base*));
     }
 };
 

@@ -124,6 +124,7 @@ struct job_core {
     job_core* prev = nullptr;
     job_core* next = nullptr;
     std::shared_ptr<job_core> keep; // the pool's reference while the job is listed
+    box_arena boxes; // start::thread: the arguments and results its messages point at
 
     /// Called under the pool's lock (as ready_fd is made).
     void mark_ready() noexcept {
@@ -265,6 +266,9 @@ struct pool_slot {
         bool retry;
     };
     std::optional<stop_order> stop_task;
+    /// Under start::thread, the jobs of units failed while the thread may still read their
+    /// values (terminate()): kept until it has left.
+    std::vector<std::shared_ptr<job_core>> pinned;
     /// Instead of proc, under start::thread. Last, so that it is joined before the rings
     /// and the boot it reads are destroyed.
     std::unique_ptr<thread_worker> thread;
@@ -1407,6 +1411,14 @@ private:
                 stop_element(s, u, bytes);
                 continue;
             }
+            if (s.thread) {
+                // A thread left in the middle of a unit (it is never stopped there): the values
+                // of the elements it took are gone from their boxes, so none runs again.
+                fail_unit(u, error_ptr(broken_pool("multiproc: " + who(s) + " " + how + " while running task " +
+                                                   std::to_string(u.first + u.lo))),
+                          &s);
+                continue;
+            }
             auto c = static_cast<std::uint32_t>(
                 std::clamp<std::uint64_t>(s.shared->element.load(std::memory_order_relaxed), u.lo, u.hi - 1));
             requeue(u, bytes, u.lo, c, false);
@@ -1587,6 +1599,13 @@ private:
             return false;
         case pool_state::terminate:
         case pool_state::broken:
+            // A thread may still be reading the values of the units it holds, which their
+            // jobs own: they are kept until it has left (taken before anything is failed,
+            // which may complete a job and let it go).
+            for (auto& s : slots_)
+                if (s->thread)
+                    for (const auto& u : s->inflight)
+                        if (!u.withdrawn && u.job->keep) s->pinned.push_back(u.job->keep);
             fail_queued();
             for (auto& s : slots_) {
                 for (const auto& u : s->inflight)

@@ -84,12 +84,24 @@ constexpr bool check_task() {
         static_assert(std::is_invocable_v<F&, A&...>,
                       "multiproc: the task cannot be called with these arguments; a worker calls f(args...) with "
                       "its own decoded copy of each argument, passed as an lvalue (text arrives as std::string)");
-        // An argument or result the pool's serialization policy cannot send fails here, with
-        // check_serializable's sentence naming the type and the policy.
-        (void)(check_serializable<A, typename Codec::serializer>() && ...);
-        if constexpr (std::is_invocable_v<F&, A&...>) {
-            using R = std::remove_cvref_t<std::invoke_result_t<F&, A&...>>;
-            if constexpr (!std::is_void_v<R>) (void)check_serializable<R, typename Codec::serializer>();
+        if constexpr (Codec::in_memory) {
+            // start::thread: values are moved, not serialized.
+            static_assert((Codec::template supports<A>() && ...),
+                          "multiproc: an argument of a start::thread pool's task must be move-constructible "
+                          "(it is moved, or copied from an lvalue, into the task and then to the worker thread)");
+            if constexpr (std::is_invocable_v<F&, A&...>) {
+                using R = std::remove_cvref_t<std::invoke_result_t<F&, A&...>>;
+                static_assert(std::is_void_v<R> || Codec::template supports<R>(),
+                              "multiproc: the result of a start::thread pool's task must be move-constructible");
+            }
+        } else {
+            // An argument or result the pool's serialization policy cannot send fails here,
+            // with check_serializable's sentence naming the type and the policy.
+            (void)(check_serializable<A, typename Codec::serializer>() && ...);
+            if constexpr (std::is_invocable_v<F&, A&...>) {
+                using R = std::remove_cvref_t<std::invoke_result_t<F&, A&...>>;
+                if constexpr (!std::is_void_v<R>) (void)check_serializable<R, typename Codec::serializer>();
+            }
         }
     }
     return true;
@@ -101,13 +113,17 @@ template <class Inv, class F, class Enc>
 void encode_chunk(byte_buffer& out, std::vector<unit_meta>& units, job_core* job, const F& f, std::uint64_t first,
                   std::uint32_t count, Enc&& encode_elements) {
     const std::size_t at = begin_task<Inv>(out, f);
-    encode_elements(out);
+    box_arena* arena = Inv::codec::in_memory ? &job->boxes : nullptr;
+    {
+        arena_scope values_go_to(arena);
+        encode_elements(out);
+    }
     unit_meta u;
     u.job = job;
     u.first = first;
     u.lo = 0;
     u.hi = count;
-    u.size = end_task(out, at, count);
+    u.size = end_task(out, at, count, arena);
     units.push_back(u);
 }
 

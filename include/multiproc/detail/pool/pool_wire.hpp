@@ -86,6 +86,7 @@ struct task_header {
     std::uint32_t lo, hi;
     std::uint32_t claim; // claim_free, then claim_taken by the worker or claim_withdrawn by the parent
     std::uint32_t flags; // task_timed: the worker records when each element starts
+    std::uint64_t arena; // start::thread: the job's box_arena, which the results made go to (else 0)
 };
 
 /// task_header::flags. A unit of a job with a task timeout is timed: the parent stops an
@@ -254,6 +255,7 @@ std::uint64_t invoker_signature() {
 /// another; the worker calls `f(a...)` with its own decoded copies, as lvalues.
 template <class Codec, class F, class... A>
 struct invoker {
+    using codec = Codec;
     using result_type = std::remove_cvref_t<std::invoke_result_t<F&, A&...>>;
 
     static constexpr std::size_t stride() {
@@ -265,6 +267,9 @@ struct invoker {
 
     static void run(const task_view& t, result_sink& out) {
         F f = callable_wire<F>::decode(t.callable);
+        // A thread pool's results are boxes of the job (thread_codec): the header says where.
+        [[maybe_unused]] arena_scope results_go_to(Codec::in_memory ? reinterpret_cast<box_arena*>(t.header->arena)
+                                                                     : nullptr);
         const std::uint32_t lo = t.header->lo, hi = t.header->hi;
         pool_reader in(t.elements, t.elements_size);
         std::uint32_t i = lo;
@@ -287,7 +292,7 @@ struct invoker {
                         std::apply(f, args);
                     } else {
                         result_type r = std::apply(f, args);
-                        Codec::template encode<result_type>(out.values, r);
+                        Codec::template encode<result_type>(out.values, std::move(r));
                     }
                 } MULTIPROC_CATCH_ALL {
                     out.values.shrink(mark);
@@ -318,8 +323,9 @@ std::size_t begin_task(byte_buffer& out, const F& f) {
     return at;
 }
 
-/// Ends the task message that starts at `at`, holding `count` elements (all to be run).
-inline std::uint32_t end_task(byte_buffer& out, std::size_t at, std::uint32_t count) {
+/// Ends the task message that starts at `at`, holding `count` elements (all to be run);
+/// `arena`: the job's, where a thread pool's worker puts the results it makes.
+inline std::uint32_t end_task(byte_buffer& out, std::size_t at, std::uint32_t count, box_arena* arena = nullptr) {
     pad_message(out, at);
     auto size = checked_size(out.size() - at);
     auto* h = reinterpret_cast<task_header*>(out.data() + at);
@@ -328,6 +334,9 @@ inline std::uint32_t end_task(byte_buffer& out, std::size_t at, std::uint32_t co
     std::uint32_t zero = 0;
     std::memcpy(&h->lo, &zero, sizeof zero);
     std::memcpy(&h->hi, &count, sizeof count);
+    const auto where = reinterpret_cast<std::uintptr_t>(arena);
+    const std::uint64_t a = where;
+    std::memcpy(&h->arena, &a, sizeof a);
     return size;
 }
 
