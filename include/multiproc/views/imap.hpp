@@ -124,7 +124,7 @@ private:
             buf.clear();
             units.clear();
             detail::box_arena* arena = codec::in_memory ? &job->boxes : nullptr;
-            detail::arena_scope values_go_to(arena); // (start::thread)
+            detail::arena_scope<codec::in_memory> values_go_to(arena); // (start::thread)
             while (!input_done && pulled - yielded + chunksize <= window) {
                 const std::size_t at = detail::begin_task<inv>(buf, f);
                 std::uint32_t count = 0;

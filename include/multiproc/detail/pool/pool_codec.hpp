@@ -272,7 +272,9 @@ private:
     box_base* head_ = nullptr;
 };
 
-/// Makes `a` the arena of the values encoded on this thread until the scope ends.
+/// Makes `a` the arena of the values encoded on this thread until the scope ends; nothing
+/// at all unless `Active` (a codec's in_memory: process pools pay no thread-local write).
+template <bool Active>
 class arena_scope {
 public:
     explicit arena_scope(box_arena* a) noexcept : saved_(std::exchange(box_arena::current(), a)) {}
@@ -282,6 +284,11 @@ public:
 
 private:
     box_arena* saved_;
+};
+template <>
+class arena_scope<false> {
+public:
+    explicit arena_scope(box_arena*) noexcept {}
 };
 
 /// The codec of a pool whose workers are threads of this process (start::thread): nothing

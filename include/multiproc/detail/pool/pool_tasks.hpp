@@ -115,7 +115,7 @@ void encode_chunk(byte_buffer& out, std::vector<unit_meta>& units, job_core* job
     const std::size_t at = begin_task<Inv>(out, f);
     box_arena* arena = Inv::codec::in_memory ? &job->boxes : nullptr;
     {
-        arena_scope values_go_to(arena);
+        arena_scope<Inv::codec::in_memory> values_go_to(arena);
         encode_elements(out);
     }
     unit_meta u;

@@ -268,7 +268,7 @@ struct invoker {
     static void run(const task_view& t, result_sink& out) {
         F f = callable_wire<F>::decode(t.callable);
         // A thread pool's results are boxes of the job (thread_codec): the header says where.
-        [[maybe_unused]] arena_scope results_go_to(Codec::in_memory ? reinterpret_cast<box_arena*>(t.header->arena)
+        [[maybe_unused]] arena_scope<Codec::in_memory> results_go_to(Codec::in_memory ? reinterpret_cast<box_arena*>(t.header->arena)
                                                                      : nullptr);
         const std::uint32_t lo = t.header->lo, hi = t.header->hi;
         pool_reader in(t.elements, t.elements_size);
