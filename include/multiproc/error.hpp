@@ -170,29 +170,42 @@ public:
 class remote_error : public error {
 public:
     remote_error(std::string type_name, std::string message, pid_t pid, std::optional<std::size_t> task)
-        : error(errc::remote_error, describe(type_name, message, pid, task)), type_name_(std::move(type_name)),
-          message_(std::move(message)), pid_(pid), task_(task) {}
+        : error(errc::remote_error, describe(type_name, message, pid, task, std::nullopt, {})),
+          type_name_(std::move(type_name)), message_(std::move(message)), pid_(pid), task_(task) {}
+    /// Raised on rank `rank` of an MPI job, on host `host` (ext::start::mpi).
+    remote_error(std::string type_name, std::string message, pid_t pid, std::optional<std::size_t> task, int rank,
+                 std::string host)
+        : error(errc::remote_error, describe(type_name, message, pid, task, rank, host)),
+          type_name_(std::move(type_name)), message_(std::move(message)), pid_(pid), task_(task), rank_(rank),
+          host_(std::move(host)) {}
     /// The demangled type of the original exception, e.g. `std::out_of_range`.
     [[nodiscard]] const std::string& type_name() const noexcept { return type_name_; }
     /// The original `what()` (empty for a type not derived from std::exception).
     [[nodiscard]] const std::string& message() const noexcept { return message_; }
-    /// The pid of the process where the exception was thrown.
+    /// The pid of the process where the exception was thrown (on its host).
     [[nodiscard]] pid_t pid() const noexcept { return pid_; }
+    /// The rank of the MPI job where it was thrown, if the worker ran on one (ext::start::mpi).
+    [[nodiscard]] std::optional<int> rank() const noexcept { return rank_; }
+    /// The host name of that rank; empty for a worker of this machine.
+    [[nodiscard]] const std::string& host() const noexcept { return host_; }
     /// The index of the failed task in its batch (its position in `map`'s input), if any.
     [[nodiscard]] std::optional<std::size_t> task() const noexcept { return task_; }
 
 private:
     static std::string describe(const std::string& type, const std::string& msg, pid_t pid,
-                                std::optional<std::size_t> task) {
+                                std::optional<std::size_t> task, std::optional<int> rank, const std::string& host) {
         std::string s = "multiproc: task";
         if (task) s += " " + std::to_string(*task);
         s += " raised " + type + " in process " + std::to_string(pid);
+        if (rank) s += " on rank " + std::to_string(*rank) + " (host " + host + ")";
         if (!msg.empty()) s += ": " + msg;
         return s;
     }
     std::string type_name_, message_;
     pid_t pid_;
     std::optional<std::size_t> task_;
+    std::optional<int> rank_;
+    std::string host_;
 };
 
 /// A pool worker died (signal, `_exit`, crash) while running a task, or the pool can no

@@ -202,14 +202,25 @@ auto zip_values(Rs&... rs) {
     return out;
 }
 
+/// Why a pool of start method `S` cannot stop a task that runs too long, or empty if it can.
+template <class S>
+constexpr std::string_view unstoppable_why() {
+    if constexpr (start_runs_threads<S>)
+        return "a pool of start::thread cannot stop a task that runs too long (a thread cannot be killed): a task "
+               "timeout needs a pool of processes";
+    else if constexpr (requires { S::unstoppable_why; })
+        return S::unstoppable_why;
+    else
+        return {};
+}
+
 /// A task timeout in nanoseconds (empty stays empty, zero is none); value_error if negative,
-/// or if the workers are threads (`threads`), which cannot be stopped.
-inline std::optional<std::uint64_t> timeout_ns(std::optional<std::chrono::nanoseconds> t, bool threads) {
+/// or if the workers cannot be stopped (`unstoppable` says why).
+inline std::optional<std::uint64_t> timeout_ns(std::optional<std::chrono::nanoseconds> t,
+                                               std::string_view unstoppable) {
     if (!t) return std::nullopt;
     if (t->count() < 0) detail::raise(value_error("multiproc: a task timeout cannot be negative"));
-    if (threads && t->count() != 0)
-        detail::raise(value_error("multiproc: a pool of start::thread cannot stop a task that runs too long (a thread "
-                                  "cannot be killed): a task timeout needs a pool of processes"));
+    if (!unstoppable.empty() && t->count() != 0) detail::raise(value_error("multiproc: " + std::string(unstoppable)));
     // (Capped at about 73 years, so that a start time plus it cannot overflow the clock.)
     return static_cast<std::uint64_t>(std::min<std::int64_t>(t->count(), INT64_MAX / 4));
 }
@@ -428,6 +439,14 @@ public:
     /// representation, such as numbers, is copied as bytes).
     using codec = std::conditional_t<threads, detail::thread_codec<typename policies::serialize>,
                                      detail::pool_codec<typename policies::serialize>>;
+    /// Whether the workers run on other machines, each one stood for by a thread of this
+    /// process that carries its tasks and results (ext::start::mpi).
+    static constexpr bool remote_workers = start_runs_remote<typename policies::start>;
+
+private:
+    static constexpr std::string_view unstoppable = detail::unstoppable_why<typename policies::start>();
+
+public:
 
     /// A pool of cpu_count() workers (Python: Pool()).
     basic_pool() : basic_pool(pool_options{}) {}
@@ -505,10 +524,12 @@ private:
         cfg.initializer = std::move(opts.initializer);
         cfg.remote_initializer = std::move(remote);
         cfg.retries = policies::worker_death::retries;
-        if (opts.task_timeout) cfg.task_timeout_ns = *detail::timeout_ns(opts.task_timeout, threads);
+        if (opts.task_timeout) cfg.task_timeout_ns = *detail::timeout_ns(opts.task_timeout, unstoppable);
         cfg.observer = std::move(opts.observer);
         if constexpr (threads)
             cfg.threads = true;
+        else if constexpr (remote_workers)
+            policies::start::configure_pool(cfg, opts.processes.has_value()); // (threads that stand for workers)
         else
             cfg.spawn = &detail::pool_worker<Ps...>::spawn;
         cfg.forks_workers = policies::start::inherits_memory && !threads;
@@ -569,7 +590,7 @@ public:
     auto submit(task_options opts, F f, Args&&... args) {
         using R = typename detail::invoker<codec, F, detail::wire_t<Args>...>::result_type;
         auto job = submit_apply_with(
-            f, [&](auto& j) { j.timeout_ns = detail::timeout_ns(opts.timeout, threads); }, std::forward<Args>(args)...);
+            f, [&](auto& j) { j.timeout_ns = detail::timeout_ns(opts.timeout, unstoppable); }, std::forward<Args>(args)...);
         return async_result<R>(std::move(job), core_);
     }
 

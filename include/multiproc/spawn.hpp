@@ -53,6 +53,7 @@ void freeze_support() {
     // before main() runs, that the program may start spawn and forkserver children.
     static_cast<void>(&detail::freeze_support_marker<Tag>);
     detail::enter_bootstrap_if_asked();
+    if (detail::freeze_support_hook) detail::freeze_support_hook();
 }
 
 /// A function named at compile time, as a stateless callable: `multiproc::fn<&work>`.

@@ -90,6 +90,12 @@ struct thread {
 template <class S>
 inline constexpr bool start_runs_threads = requires { requires S::threads; };
 
+/// Whether start method `S` runs a pool's workers on other machines (ext::start::mpi): each
+/// is stood for by a thread of this process, which `S::configure_pool(pool_config&, bool
+/// processes_given)` sets up.
+template <class S>
+inline constexpr bool start_runs_remote = requires { requires S::remote; };
+
 template <>
 struct default_policy<kind::start> {
     using type = start::fork;

@@ -89,10 +89,17 @@ struct unit_meta {
     bool withdrawn = false;       // taken back from that worker, to be skipped there
 };
 
+/// The worker a result came from, as its errors name it: its pid (on its own machine) and,
+/// for a worker of another machine, where it runs.
+struct worker_ref {
+    pid_t pid = 0;
+    const remote_place* place = nullptr;
+};
+
 /// What a kind of job does with results, as function pointers (no virtual dispatch).
 struct job_ops {
     /// Decodes the results of unit `u` from its result message (called under the pool's lock).
-    void (*deliver)(job_core&, const unit_meta& u, const std::byte* msg, std::size_t size, pid_t worker);
+    void (*deliver)(job_core&, const unit_meta& u, const std::byte* msg, std::size_t size, const worker_ref& worker);
     /// Element `index` ends without a result: its worker died, or the pool stopped.
     void (*fail)(job_core&, std::uint64_t index, error_ptr);
     /// Runs the user's callbacks once the job is complete (in the engine thread), or null.
@@ -179,13 +186,14 @@ class thread_worker {
 public:
     /// Starts the thread; returns once it has its thread id. os_error if there is no
     /// descriptor for its sentinel, std::system_error if the thread cannot start.
-    thread_worker(const worker_boot* b, std::string name) : name_(std::move(name)) {
+    thread_worker(const worker_boot* b, std::string name, int (*body)(const worker_boot&) = &worker_main)
+        : name_(std::move(name)) {
         done_ = sys::unique_fd(sys::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
         if (!done_) sys::fail("eventfd for a pool thread");
-        std::thread t([this, b] {
+        std::thread t([this, b, body] {
             tid_.store(sys::gettid(), std::memory_order_release);
             tid_.notify_all();
-            code_ = worker_main(*b);
+            code_ = body(*b);
             (void)sys::eventfd_signal(done_.get());
         });
         thread_ = std::move(t);
@@ -251,6 +259,7 @@ struct pool_slot {
     std::uint64_t sent = 0;      // units ever sent (maxtasksperchild)
     std::uint64_t last_done = 0; // when it last finished a unit (a tick of the pool)
     std::optional<error_entry> init_error;
+    remote_place place; // where the worker runs, if on another machine (set by its thread)
     bool exited = false;   // its sentinel polled readable
     bool stopping = false; // told to leave once idle
     bool abandoned = false; // its units were failed when the pool stopped: what it sends now is dropped
@@ -294,6 +303,13 @@ struct pool_config {
     /// The workers are threads of this process (start::thread), not processes: then
     /// `spawn` is not used.
     bool threads = false;
+    /// With `threads`: what each thread runs instead of worker_main, given the boot (whose
+    /// `remote` is `thread_context`), and how the threads are named. A start method whose
+    /// workers run on other machines (ext::start::mpi) sets these: each thread then stands
+    /// for one remote worker, carrying its units there and its results back.
+    int (*thread_main)(const worker_boot&) = nullptr;
+    void* thread_context = nullptr;
+    std::string (*thread_name)() = nullptr;
     /// The workers are forked from the engine thread (a start method that inherits memory).
     bool forks_workers = false;
     /// Starts a pool worker process that runs worker_main(*boot); called in the engine thread.
@@ -876,7 +892,9 @@ private:
             observe(pool_event::kind::finished, n - failed, &s);
             observe(pool_event::kind::failed, failed, &s);
         }
-        if (!j.cancelled) j.ops->deliver(j, u, msg, size, s.pid);
+        if (!j.cancelled)
+            j.ops->deliver(j, u, msg, size,
+                           s.place.rank >= 0 ? worker_ref{s.place.pid, &s.place} : worker_ref{s.pid, nullptr});
         j.outstanding -= n;
         finish_if_done(j);
     }
@@ -1314,7 +1332,11 @@ private:
         s->boot.init = cfg_.remote_initializer ? &*cfg_.remote_initializer : nullptr;
         if (cfg_.threads) {
             s->boot.in_thread = true;
-            s->thread = std::make_unique<thread_worker>(&s->boot, next_thread_worker_name());
+            s->boot.remote = cfg_.thread_context;
+            s->boot.place = &s->place;
+            s->thread = std::make_unique<thread_worker>(
+                &s->boot, cfg_.thread_name ? cfg_.thread_name() : next_thread_worker_name(),
+                cfg_.thread_main ? cfg_.thread_main : &worker_main);
             s->pid = s->thread->tid();
             s->name = s->thread->name();
         } else {

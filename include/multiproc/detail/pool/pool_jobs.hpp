@@ -34,7 +34,7 @@ using stored_t = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
 /// `on_value(index, reader)` must decode one value; `on_error(index, error_ptr)`.
 /// A message that cannot be decoded fails the elements it has not yet reported.
 template <class OnValue, class OnError>
-void read_unit(const unit_meta& u, const std::byte* msg, std::size_t size, pid_t pid, OnValue&& on_value,
+void read_unit(const unit_meta& u, const std::byte* msg, std::size_t size, const worker_ref& worker, OnValue&& on_value,
                OnError&& on_error) {
     const auto h = load_pod<result_header>(msg);
     std::uint32_t i = u.lo;
@@ -55,7 +55,9 @@ void read_unit(const unit_meta& u, const std::byte* msg, std::size_t size, pid_t
         for (; i < u.hi; ++i) {
             const std::uint64_t index = u.first + i;
             if (next && next->element == i) {
-                on_error(index, error_ptr(remote_error(next->type, next->what, pid, index)));
+                on_error(index, error_ptr(worker.place ? remote_error(next->type, next->what, worker.pid, index,
+                                                                      worker.place->rank, worker.place->host)
+                                                         : remote_error(next->type, next->what, worker.pid, index)));
                 advance();
             } else {
                 on_value(index, values);
@@ -118,10 +120,10 @@ template <class Codec, class T>
 struct value_job : result_state<T> {
     value_job() : result_state<T>(&ops) {}
 
-    static void deliver(job_core& jc, const unit_meta& u, const std::byte* msg, std::size_t size, pid_t pid) {
+    static void deliver(job_core& jc, const unit_meta& u, const std::byte* msg, std::size_t size, const worker_ref& worker) {
         auto& j = static_cast<value_job&>(jc);
         read_unit(
-            u, msg, size, pid,
+            u, msg, size, worker,
             [&](std::uint64_t, pool_reader& in) {
                 if constexpr (std::is_void_v<T>)
                     j.value.emplace();
@@ -156,7 +158,7 @@ struct map_job : result_state<std::conditional_t<std::is_void_v<T>, void, std::v
             this->value.emplace(n);
     }
 
-    static void deliver(job_core& jc, const unit_meta& u, const std::byte* msg, std::size_t size, pid_t pid) {
+    static void deliver(job_core& jc, const unit_meta& u, const std::byte* msg, std::size_t size, const worker_ref& worker) {
         auto& j = static_cast<map_job&>(jc);
         if constexpr (bulk_copyable<T>()) {
             // No errors: the values are the elements' bytes, back to back. One memcpy.
@@ -168,7 +170,7 @@ struct map_job : result_state<std::conditional_t<std::is_void_v<T>, void, std::v
             }
         }
         read_unit(
-            u, msg, size, pid,
+            u, msg, size, worker,
             [&](std::uint64_t i, pool_reader& in) {
                 if constexpr (std::is_void_v<T>)
                     (void)i, (void)in;
@@ -229,10 +231,10 @@ struct imap_job : job_core {
         available.store(0, std::memory_order_release);
     }
 
-    static void deliver(job_core& jc, const unit_meta& u, const std::byte* msg, std::size_t size, pid_t pid) {
+    static void deliver(job_core& jc, const unit_meta& u, const std::byte* msg, std::size_t size, const worker_ref& worker) {
         auto& j = static_cast<imap_job&>(jc);
         read_unit(
-            u, msg, size, pid,
+            u, msg, size, worker,
             [&](std::uint64_t i, pool_reader& in) {
                 outcome<T> o;
                 if constexpr (std::is_void_v<T>)

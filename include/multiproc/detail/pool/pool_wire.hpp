@@ -380,6 +380,14 @@ struct remote_init {
 
 using remote_init_fn = void (*)(const std::byte* args, std::size_t size);
 
+/// Where a worker of another machine runs (ext::start::mpi): its rank in the MPI job, its
+/// host and its process there. rank < 0: a worker of this machine.
+struct remote_place {
+    int rank = -1;
+    std::string host;
+    pid_t pid = 0;
+};
+
 struct worker_boot {
     pool_shared* pool = nullptr;
     worker_shared* self = nullptr;
@@ -393,6 +401,9 @@ struct worker_boot {
     const mirrored_region* rings = nullptr; // this worker's header and two rings
     const remote_init* init = nullptr;      // the initializer, when it can cross
     bool in_thread = false; // a thread of the pool's own process (start::thread)
+    // A thread that stands for a worker of another machine (pool_config::thread_main):
+    void* remote = nullptr;        // its start method's link (pool_config::thread_context)
+    remote_place* place = nullptr; // where it says the worker runs, before its first result
 };
 
 /// How a worker gets its boot: under fork, a pointer into the parent's memory, valid in the
@@ -567,17 +578,40 @@ inline void consume_task_bytes(const worker_boot& b, std::size_t n) {
     if (w.load(std::memory_order_relaxed) != 0 && w.exchange(0, std::memory_order_seq_cst) != 0) wake_parent(b);
 }
 
-/// Runs one task message; builds the result message in `out`, the values in place after
-/// its header (no copy), the errors in `errors` until they are appended.
-inline void run_task(const worker_boot& b, const std::byte* msg, std::size_t size, byte_buffer& errors,
-                     byte_buffer& out) {
-    task_header h = load_pod<task_header>(msg);
-    auto t0 = steady::now();
+/// Publishes that the worker has begun unit `h` (worker_shared::unit and its clocks, which
+/// running(), task timeouts and a death's report read); returns when.
+inline steady::time_point note_unit_start(const worker_boot& b, const task_header& h) noexcept {
+    const auto t0 = steady::now();
     b.self->element.store(h.lo, std::memory_order_relaxed);
     b.self->started_ns.store(static_cast<std::uint64_t>(t0.time_since_epoch().count()), std::memory_order_relaxed);
     b.self->element_started_ns.store(static_cast<std::uint64_t>(t0.time_since_epoch().count()),
                                      std::memory_order_relaxed);
     b.self->unit.store(h.seq, std::memory_order_release);
+    return t0;
+}
+
+/// The message a worker whose initializer threw sends instead of results: msg_init_failed
+/// with the exception being handled as its one error entry.
+inline void init_failed_message(byte_buffer& out) {
+    auto [type, what] = describe_current_exception();
+    result_header r{};
+    r.kind = msg_init_failed;
+    r.errors = 1;
+    r.errors_at = sizeof r;
+    out.clear();
+    out.append(&r, sizeof r);
+    put_error(out, 0, type, what);
+    pad_message(out, 0);
+    r.size = checked_size(out.size());
+    std::memcpy(out.data(), &r.size, sizeof r.size);
+}
+
+/// Runs one task message; builds the result message in `out`, the values in place after
+/// its header (no copy), the errors in `errors` until they are appended.
+inline void run_task(const worker_boot& b, const std::byte* msg, std::size_t size, byte_buffer& errors,
+                     byte_buffer& out) {
+    task_header h = load_pod<task_header>(msg);
+    const auto t0 = note_unit_start(b, h);
     out.clear();
     (void)out.grow(sizeof(result_header)); // filled in below
     errors.clear();
@@ -608,42 +642,15 @@ inline void run_task(const worker_boot& b, const std::byte* msg, std::size_t siz
     std::memcpy(out.data(), &r, sizeof r);
 }
 
-/// The body of a pool worker: run the initializer, then chunks as they come, until told to
-/// stop or `maxtasks` chunks are done. SIGINT is ignored: Ctrl-C is for the parent to act on
-/// (it dies of it by default, and takes the workers with it). SIGTERM gets its default action.
-inline int worker_main(const worker_boot& b) {
-    if (!b.in_thread) { // (a thread leaves the process's signals and descriptors alone)
-        (void)sys::set_signal_disposition(SIGINT, SIG_IGN);
-        (void)sys::set_signal_disposition(SIGTERM, SIG_DFL); // terminate() must end it, whatever the parent set
-        // A forked worker starts with SIGTERM blocked (pool_core::start_worker), so that one
-        // sent before this point waits for the default action instead of running a handler
-        // of the parent's in the worker; it is delivered here.
-        sys::unblock_signal(SIGTERM);
-        record_wake_fd(b.wake_fd);
-    }
+/// The loop of a pool worker, after its initializer: takes the task messages of `b`'s ring in
+/// order (skipping those the parent withdrew, gathering one bigger than the ring), has
+/// `run(msg, size, out)` build each one's result message in `out` and sends it, until told
+/// to stop or `maxtasks` units are done. `run` returns false to leave at once (a remote
+/// worker told to stop while its unit runs elsewhere); the unit then has no result.
+template <class Run>
+int serve_tasks(const worker_boot& b, Run&& run) {
     worker_shared& self = *b.self;
-    byte_buffer errors, out, big;
-    if (b.initializer && *b.initializer) {
-        self.phase.store(worker_in_initializer, std::memory_order_release);
-        MULTIPROC_TRY {
-            (*b.initializer)();
-        } MULTIPROC_CATCH_ALL {
-            auto [type, what] = describe_current_exception();
-            result_header r{};
-            r.kind = msg_init_failed;
-            r.errors = 1;
-            r.errors_at = sizeof r;
-            out.append(&r, sizeof r);
-            put_error(out, 0, type, what);
-            pad_message(out, 0);
-            r.size = checked_size(out.size());
-            std::memcpy(out.data(), &r.size, sizeof r.size);
-            send_to_parent(b, out);
-            if (b.in_thread) return 1;
-            std::exit(1); // the child's own exit: its exit code is 1, as for an uncaught exception
-        }
-    }
-    self.phase.store(worker_running, std::memory_order_release);
+    byte_buffer out, big;
     const byte_ring& tasks = b.tasks;
     const std::size_t cap = tasks.capacity();
     int done = 0;
@@ -670,8 +677,9 @@ inline int worker_main(const worker_boot& b) {
                 consume_task_bytes(b, size); // withdrawn by the parent: another worker runs it
                 continue;
             }
-            run_task(b, msg, size, errors, out);
+            const bool ran = run(static_cast<const std::byte*>(msg), std::size_t{size}, out);
             consume_task_bytes(b, size);
+            if (!ran) break;
         } else { // (never withdrawn: it is not all in the ring at once)
             // Bigger than the ring: gather it as the parent sends it.
             big.clear();
@@ -682,12 +690,46 @@ inline int worker_main(const worker_boot& b) {
                 big.append(tasks.read_ptr(), n);
                 consume_task_bytes(b, n);
             }
-            run_task(b, big.data(), big.size(), errors, out);
+            if (!run(static_cast<const std::byte*>(big.data()), big.size(), out)) break;
         }
         send_to_parent(b, out);
         if (b.maxtasks && ++done >= *b.maxtasks) break;
     }
     return 0;
+}
+
+/// The body of a pool worker: run the initializer, then chunks as they come, until told to
+/// stop or `maxtasks` chunks are done. SIGINT is ignored: Ctrl-C is for the parent to act on
+/// (it dies of it by default, and takes the workers with it). SIGTERM gets its default action.
+inline int worker_main(const worker_boot& b) {
+    if (!b.in_thread) { // (a thread leaves the process's signals and descriptors alone)
+        (void)sys::set_signal_disposition(SIGINT, SIG_IGN);
+        (void)sys::set_signal_disposition(SIGTERM, SIG_DFL); // terminate() must end it, whatever the parent set
+        // A forked worker starts with SIGTERM blocked (pool_core::start_worker), so that one
+        // sent before this point waits for the default action instead of running a handler
+        // of the parent's in the worker; it is delivered here.
+        sys::unblock_signal(SIGTERM);
+        record_wake_fd(b.wake_fd);
+    }
+    worker_shared& self = *b.self;
+    byte_buffer errors;
+    if (b.initializer && *b.initializer) {
+        self.phase.store(worker_in_initializer, std::memory_order_release);
+        MULTIPROC_TRY {
+            (*b.initializer)();
+        } MULTIPROC_CATCH_ALL {
+            byte_buffer out;
+            init_failed_message(out);
+            send_to_parent(b, out);
+            if (b.in_thread) return 1;
+            std::exit(1); // the child's own exit: its exit code is 1, as for an uncaught exception
+        }
+    }
+    self.phase.store(worker_running, std::memory_order_release);
+    return serve_tasks(b, [&](const std::byte* msg, std::size_t size, byte_buffer& out) {
+        run_task(b, msg, size, errors, out);
+        return true;
+    });
 }
 
 } MULTIPROC_ABI_END } // namespace multiproc::detail

@@ -54,6 +54,11 @@ inline bool freeze_support_recorded = false; // constant-initialized: set before
 template <class T>
 inline const bool freeze_support_marker = (freeze_support_recorded = true);
 
+/// What freeze_support() runs after the bootstrap check, if set: how a start method that
+/// must take over the program's start installs itself (ext::start::mpi sends the worker
+/// ranks of an MPI job into their serve loop). Constant-initialized; set before main runs.
+inline void (*freeze_support_hook)() = nullptr;
+
 /// The environment variable that tells a fresh copy of the program what it is for:
 /// `spawn:<fd>:<parent pid>` or `forkserver:<listener fd>:<alive fd>:<parent pid>`.
 inline constexpr const char* bootstrap_variable = "MULTIPROC_BOOTSTRAP";
