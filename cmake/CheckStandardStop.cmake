@@ -1,12 +1,12 @@
 # cmake -DCXX=<compiler> -DFLAGS=<response file> -DINCLUDE_DIR=<dir> -DSCRATCH=<dir>
-#       [-DWITH_EXT=ON] -P CheckStandardStop.cmake
+#       [-DWITH_EXT=ON] [-DWITH_MPI=ON] -P CheckStandardStop.cmake
 # A forgotten -std=c++20 must give the library's sentence and stop there, not the sentence
 # followed by thousands of errors about the C++20 code after it (config.hpp stops the
 # compilation). Compiles each public header on its own with -std=c++17 (FLAGS supplies the
 # include paths; its own -std comes first and is overridden) and fails unless, for each one
 # that does not compile, the first error is the sentence and the only other error is the
 # stop right after it. A header that compiles under C++17 is fine: it floods nothing.
-# ext/ headers are checked only WITH_EXT (cereal found). The translation units are written
+# ext/serialize/ headers are checked only WITH_EXT (cereal found), ext/start/ only WITH_MPI. The translation units are written
 # in SCRATCH, one directory per compiler: the checks of two compilers may run at once.
 cmake_minimum_required(VERSION 3.21)
 set(sentence "multiproc: C++20 or later is required (use -std=c++20)")
@@ -17,7 +17,7 @@ set(stopped 0)
 file(REMOVE_RECURSE ${SCRATCH})
 file(MAKE_DIRECTORY ${SCRATCH})
 foreach(h IN LISTS headers)
-  if(h MATCHES "/detail/" OR (h MATCHES "/ext/" AND NOT WITH_EXT))
+  if(h MATCHES "/detail/" OR (h MATCHES "/ext/serialize/" AND NOT WITH_EXT) OR (h MATCHES "/ext/start/" AND NOT WITH_MPI))
     continue()
   endif()
   string(MAKE_C_IDENTIFIER ${h} id)

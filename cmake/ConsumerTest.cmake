@@ -60,14 +60,19 @@ function(run_block what dir block)
   message(STATUS "${what}: ok")
 endfunction()
 
-# The fenced code blocks of README.md's "Getting multiproc" section, as block_count,
+# The fenced code blocks of README.md's "Getting multiproc" section (or of the section
+# `blocks_section` of the file `blocks_file`, when the caller sets them), as block_count,
 # block_<i>_lang and block_<i> (the text between the fences). string(FIND), not lists:
 # a block may hold ';' or '['.
 function(readme_blocks)
-  file(READ ${SOURCE_DIR}/README.md text)
-  string(FIND "${text}" "\n## Getting multiproc\n" at)
+  if(NOT blocks_file)
+    set(blocks_file README.md)
+    set(blocks_section "## Getting multiproc")
+  endif()
+  file(READ ${SOURCE_DIR}/${blocks_file} text)
+  string(FIND "${text}" "\n${blocks_section}\n" at)
   if(at EQUAL -1)
-    message(FATAL_ERROR "README.md has no '## Getting multiproc' section")
+    message(FATAL_ERROR "${blocks_file} has no '${blocks_section}' section")
   endif()
   string(SUBSTRING "${text}" ${at} -1 text)
   string(SUBSTRING "${text}" 1 -1 text)
@@ -101,6 +106,10 @@ endfunction()
 
 # readme_block(<out> <lang> <needle>): the one block of that language holding needle.
 function(readme_block out lang needle)
+  if(NOT blocks_file)
+    set(blocks_file README.md)
+    set(blocks_section "## Getting multiproc")
+  endif()
   readme_blocks()
   set(found 0)
   foreach(i RANGE ${block_count})
@@ -113,7 +122,7 @@ function(readme_block out lang needle)
     endif()
   endforeach()
   if(NOT found EQUAL 1)
-    message(FATAL_ERROR "README.md, Getting multiproc: ${found} ```${lang} blocks hold '${needle}', not one")
+    message(FATAL_ERROR "${blocks_file} ${blocks_section}: ${found} ```${lang} blocks hold '${needle}', not one")
   endif()
 endfunction()
 
@@ -273,6 +282,22 @@ elseif(MODE STREQUAL "fetchcontent")
     message(FATAL_ERROR "FetchContent checked out ${fetched_commit}, the repository's main is ${run_output}")
   endif()
   run("run app" ${SCRATCH} ${SCRATCH}/build/app)
+
+elseif(MODE STREQUAL "mpi_component")
+  # docs/packaging.md's MPI blocks against the installed package: the CMake component and
+  # the pkg-config line, building tests/consumers/mpi.cpp (run without a launcher).
+  set(blocks_file docs/packaging.md)
+  set(blocks_section "### MPI (`ext::start::mpi`)")
+  readme_block(snippet cmake "COMPONENTS mpi")
+  consumer_project(${SCRATCH} "${snippet}")
+  file(COPY_FILE ${SOURCE_DIR}/tests/consumers/mpi.cpp ${SCRATCH}/app.cpp)
+  run("configure with the mpi component" ${SCRATCH} ${CMAKE_COMMAND} -S . -B build -DCMAKE_PREFIX_PATH=${PREFIX})
+  run("build" ${SCRATCH} ${CMAKE_COMMAND} --build build)
+  run("run app" ${SCRATCH} ${SCRATCH}/build/app)
+  readme_block(block sh "mpi-c")
+  set(ENV{PKG_CONFIG_PATH} ${PREFIX}/share/pkgconfig)
+  run_block("docs: compile with pkg-config and MPI's module" ${SCRATCH} "${block}")
+  run("run app" ${SCRATCH} ${SCRATCH}/app)
 
 elseif(MODE STREQUAL "conan")
   include(${CMAKE_CURRENT_LIST_DIR}/ConanRoute.cmake)

@@ -1,7 +1,8 @@
 # multiproc_test_headers(<target> <include dir> [<compile option>...]): one translation unit
 # per public header, each including only that header, compiled into an object library with
 # the options given: every header must compile on its own. detail/ headers are internal and
-# exempt. Given -fno-exceptions, ext/ headers are skipped (cereal needs exceptions).
+# exempt. ext/serialize/cereal.hpp is skipped without cereal or given -fno-exceptions (cereal
+# needs exceptions), ext/start/mpi.hpp without MPI (MULTIPROC_WITH_MPI).
 function(multiproc_test_headers target include_dir)
   set(options ${ARGN})
   file(GLOB_RECURSE headers RELATIVE ${include_dir} CONFIGURE_DEPENDS ${include_dir}/multiproc/*.hpp)
@@ -10,7 +11,10 @@ function(multiproc_test_headers target include_dir)
     if(h MATCHES "/detail/")
       continue()
     endif()
-    if(h MATCHES "/ext/" AND (NOT MULTIPROC_HAVE_CEREAL OR "-fno-exceptions" IN_LIST options))
+    if(h MATCHES "/ext/serialize/cereal" AND (NOT MULTIPROC_HAVE_CEREAL OR "-fno-exceptions" IN_LIST options))
+      continue()
+    endif()
+    if(h MATCHES "/ext/start/mpi" AND NOT MULTIPROC_WITH_MPI)
       continue()
     endif()
     string(MAKE_C_IDENTIFIER ${h} id)
@@ -22,6 +26,9 @@ function(multiproc_test_headers target include_dir)
   target_link_libraries(${target} PRIVATE multiproc::multiproc)
   if(MULTIPROC_HAVE_CEREAL)
     target_link_libraries(${target} PRIVATE cereal::cereal)
+  endif()
+  if(MULTIPROC_WITH_MPI)
+    target_link_libraries(${target} PRIVATE multiproc::mpi)
   endif()
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Werror ${options})
 endfunction()

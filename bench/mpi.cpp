@@ -1,0 +1,169 @@
+// The figures of a pool across the ranks of an MPI job (issue 18), beside raw MPI in the same
+// run. Run under mpiexec with 3 ranks (rank 0 drives, ranks 1 and 2 serve):
+//
+//   mpiexec -n 3 --bind-to none --mca pml ob1 --mca btl tcp,self --mca btl_tcp_if_include lo bench_mpi
+//   mpiexec -n 3 --bind-to none --mca pml ob1 --mca btl vader,self bench_mpi      (shared memory)
+//
+// Figures (medians of the round trips; --smoke: a few of each, as ctest's bench.mpi.smoke):
+//   - apply round trip of an int, and of 1 MiB there and back, beside a raw MPI ping-pong of
+//     the same bytes between rank 0 and the rank that runs the ping-pong's partner (a task:
+//     it answers on MPI_COMM_WORLD while multiproc's own traffic goes on its communicator);
+//   - tiny tasks per second through map, chunksize 1 and the default chunks, beside the raw
+//     ping-pong's round trips per second times the worker ranks (one task per round trip);
+//   - idle CPU: what each rank and rank 0 spend over one second with an idle pool, as a
+//     percentage of a core (read from /proc: every rank must run on this machine).
+#include <multiproc/ext/start/mpi.hpp>
+#include <multiproc/pool.hpp>
+#include <multiproc/spawn.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <time.h>
+#include <unistd.h>
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+constexpr int pong_tag = 77;
+
+int echo_int(int x) { return x; }
+std::vector<char> echo_bytes(std::vector<char> v) { return v; }
+
+/// On a worker rank: tells rank 0 it is there, then answers `n` messages of `size` bytes.
+int pong(int n, int size) {
+    std::vector<char> buf(static_cast<std::size_t>(std::max(size, 1)));
+    int hello = multiproc::mpi_rank();
+    MPI_Send(&hello, 1, MPI_INT, 0, pong_tag, MPI_COMM_WORLD);
+    for (int i = 0; i < n; ++i) {
+        MPI_Recv(buf.data(), size, MPI_BYTE, 0, pong_tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        MPI_Send(buf.data(), size, MPI_BYTE, 0, pong_tag, MPI_COMM_WORLD);
+    }
+    return hello;
+}
+
+struct who {
+    int rank;
+    int pid;
+};
+who whoami(int) { return {multiproc::mpi_rank(), static_cast<int>(::getpid())}; }
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+double us_since(clock_type::time_point t0) {
+    return std::chrono::duration<double, std::micro>(clock_type::now() - t0).count();
+}
+
+/// Raw MPI: median round trip (µs) of `size` bytes between rank 0 and a worker rank.
+template <class Pool>
+double raw_ping_pong(Pool& p, int n, int size) {
+    auto partner = p.apply_async(multiproc::fn<&pong>, n, size);
+    int rank = 0;
+    MPI_Recv(&rank, 1, MPI_INT, MPI_ANY_SOURCE, pong_tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+    std::vector<char> buf(static_cast<std::size_t>(std::max(size, 1)), 'p');
+    std::vector<double> rt;
+    for (int i = 0; i < n; ++i) {
+        auto t0 = clock_type::now();
+        MPI_Send(buf.data(), size, MPI_BYTE, rank, pong_tag, MPI_COMM_WORLD);
+        MPI_Recv(buf.data(), size, MPI_BYTE, rank, pong_tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        rt.push_back(us_since(t0));
+    }
+    (void)partner.get();
+    return median(rt);
+}
+
+/// CPU seconds (user + system) process `pid` has used, from /proc.
+double cpu_seconds(int pid) {
+    std::FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+    if (!f) return -1;
+    char line[4096] = {};
+    const std::size_t n = std::fread(line, 1, sizeof line - 1, f);
+    std::fclose(f);
+    line[n] = 0;
+    const char* p = std::strrchr(line, ')'); // after the command name, which may hold spaces
+    if (!p) return -1;
+    unsigned long utime = 0, stime = 0;
+    // fields 3..: state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime
+    if (std::sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2) return -1;
+    return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    multiproc::freeze_support();
+    const bool smoke = argc > 1 && std::string(argv[1]) == "--smoke";
+    const int rounds = smoke ? 20 : 2000;
+    const int big_rounds = smoke ? 5 : 200;
+    const int tiny = smoke ? 200 : 100000;
+    using pool_t = multiproc::basic_pool<multiproc::ext::start::mpi<multiproc::ext::start::in_rank>>;
+    pool_t p;
+    const int ranks = p.processes();
+    std::printf("multiproc over MPI: %d worker ranks (ext::start::mpi<in_rank>)%s\n", ranks, smoke ? ", smoke run" : "");
+    std::printf("%-44s %12s %12s %8s\n", "figure", "multiproc", "raw MPI", "ratio");
+
+    // Round trips.
+    std::vector<double> rt;
+    (void)p.apply(multiproc::fn<&echo_int>, 0); // every channel open
+    for (int i = 0; i < rounds; ++i) {
+        auto t0 = clock_type::now();
+        (void)p.apply(multiproc::fn<&echo_int>, i);
+        rt.push_back(us_since(t0));
+    }
+    const double apply_us = median(rt);
+    const double raw_us = raw_ping_pong(p, rounds, static_cast<int>(sizeof(int)));
+    std::printf("%-44s %10.1f us %10.1f us %7.2fx\n", "apply round trip, int (median)", apply_us, raw_us,
+                apply_us / raw_us);
+
+    const std::vector<char> mib(std::size_t{1} << 20, 'm');
+    rt.clear();
+    for (int i = 0; i < big_rounds; ++i) {
+        auto t0 = clock_type::now();
+        (void)p.apply(multiproc::fn<&echo_bytes>, mib);
+        rt.push_back(us_since(t0));
+    }
+    const double big_us = median(rt);
+    const double raw_big_us = raw_ping_pong(p, big_rounds, 1 << 20);
+    std::printf("%-44s %10.1f us %10.1f us %7.2fx\n", "apply round trip, 1 MiB there and back (median)", big_us,
+                raw_big_us, big_us / raw_big_us);
+
+    // Tiny tasks.
+    const std::vector<int> xs(static_cast<std::size_t>(tiny), 1);
+    const double floor_per_s = 1e6 / raw_us * ranks; // one round trip per task, every rank busy
+    for (std::size_t chunk : {std::size_t{1}, std::size_t{0}}) {
+        auto t0 = clock_type::now();
+        auto ys = chunk ? p.map(multiproc::fn<&echo_int>, xs, chunk) : p.map(multiproc::fn<&echo_int>, xs);
+        const double per_s = static_cast<double>(ys.size()) / (us_since(t0) / 1e6);
+        std::printf("%-44s %10.0f/s %10.0f/s %7.2fx\n",
+                    chunk ? "tiny tasks, map chunksize 1" : "tiny tasks, map default chunks", per_s, floor_per_s,
+                    per_s / floor_per_s);
+    }
+
+    // Idle CPU, over one second of an idle pool.
+    std::map<int, int> pids; // rank -> pid
+    for (int tries = 0; tries < 10 && static_cast<int>(pids.size()) < ranks; ++tries)
+        for (const who& w : p.map(multiproc::fn<&whoami>, std::vector<int>(16, 0), 1)) pids[w.rank] = w.pid;
+    std::map<int, double> before;
+    for (auto [rank, pid] : pids) before[rank] = cpu_seconds(pid);
+    const double self_before = cpu_seconds(static_cast<int>(::getpid()));
+    const auto idle = smoke ? std::chrono::milliseconds(200) : std::chrono::milliseconds(1000);
+    std::this_thread::sleep_for(idle); // (a benchmark's measuring window, not a synchronization)
+    const double secs = std::chrono::duration<double>(idle).count();
+    for (auto [rank, pid] : pids) {
+        const double used = cpu_seconds(pid) - before[rank];
+        std::printf("%-44s %10.2f %% %12s %8s\n", ("idle CPU of rank " + std::to_string(rank)).c_str(),
+                    100 * used / secs, "-", "-");
+    }
+    std::printf("%-44s %10.2f %% %12s %8s\n", "idle CPU of rank 0 (its worker threads)",
+                100 * (cpu_seconds(static_cast<int>(::getpid())) - self_before) / secs, "-", "-");
+    return 0;
+}

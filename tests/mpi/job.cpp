@@ -1,0 +1,70 @@
+// A whole MPI job for tests/mpi/outcomes.sh: how a job of a pool of ext::start::mpi ends.
+//   job <case> <marker>
+// <marker> is only there so that the script can find this run's processes. Cases:
+//   ok          map over the ranks, print the sum, leave main(): every rank ends, status 0
+//   throw       rank 0 throws out of main() after using the pool
+//   kill-rank   a task kills its own rank with SIGKILL
+//   sigint      prints "ready" once a task blocks on a rank forever; the script sends SIGINT
+//   no-freeze   main() does not call freeze_support(): making the pool fails with a sentence
+// Built twice (MULTIPROC_TEST_VARIANT 0 and 1: two different builds, for a mixed job).
+#include <multiproc/ext/start/mpi.hpp>
+#include <multiproc/pool.hpp>
+#include <multiproc/spawn.hpp>
+
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <signal.h>
+#include <unistd.h>
+
+namespace {
+int square(int x) { return x * x + MULTIPROC_TEST_VARIANT; }
+int kill_myself(int) {
+    ::raise(SIGKILL);
+    return 0;
+}
+int block_forever(int) {
+    for (;;) ::pause();
+}
+} // namespace
+
+int main(int argc, char** argv) {
+    const std::string what = argc > 1 ? argv[1] : "ok";
+    if (what != "no-freeze") multiproc::freeze_support();
+    using pool_t = multiproc::basic_pool<multiproc::ext::start::mpi<multiproc::ext::start::in_rank>>;
+    try {
+        pool_t p;
+        if (what == "ok" || what == "no-freeze") {
+            long sum = 0;
+            std::vector<int> xs(100);
+            for (int i = 0; i < 100; ++i) xs[static_cast<std::size_t>(i)] = i;
+            for (int y : p.map(multiproc::fn<&square>, xs, 1)) sum += y;
+            std::printf("sum %ld\n", sum);
+            return 0;
+        }
+        if (what == "throw") {
+            (void)p.apply(multiproc::fn<&square>, 2);
+            throw std::runtime_error("rank 0 gives up");
+        }
+        if (what == "kill-rank") {
+            (void)p.apply(multiproc::fn<&kill_myself>, 1);
+            std::printf("the job went on after a rank died\n");
+            return 0;
+        }
+        if (what == "sigint") {
+            auto r = p.apply_async(multiproc::fn<&block_forever>, 1);
+            (void)p.apply(multiproc::fn<&square>, 2); // the other rank still serves
+            std::printf("ready\n");
+            std::fflush(stdout);
+            (void)r.get();
+            return 0;
+        }
+    } catch (const multiproc::state_error& e) {
+        std::fprintf(stderr, "%s\n", e.what());
+        return 3;
+    }
+    std::fprintf(stderr, "unknown case %s\n", what.c_str());
+    return 2;
+}

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# How an MPI job of a pool of ext::start::mpi ends (issue 18), one case per run:
+#   outcomes.sh <case> <job> <job of another build> <mpiexec> [<mpiexec option>...]
+# <job> is tests/mpi/job.cpp built; the other build is the same source with
+# MULTIPROC_TEST_VARIANT=1. Every case must end within ctest's timeout and leave no process
+# of the job behind (each run carries a marker argument, so that pgrep finds only its own).
+set -u
+what=$1
+job=$2
+other=$3
+shift 3
+mpiexec=("$@")
+marker="multiproc-outcome-$$-$RANDOM"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+log=$tmp/log
+
+fail() {
+    echo "FAIL ($what): $*"
+    echo "--- what the job printed:"
+    cat "$log"
+    exit 1
+}
+# Runs a command, its output to the log; its exit status in $rc.
+run() {
+    "$@" >"$log" 2>&1
+    rc=$?
+}
+expect_in_log() { grep -qF -- "$1" "$log" || fail "the output does not say: $1"; }
+nothing_left() {
+    if pgrep -f -- "$marker" >/dev/null; then
+        pgrep -af -- "$marker"
+        fail "processes of the job are left behind"
+    fi
+}
+
+case $what in
+ok) # a normal job: every rank ends when rank 0 leaves main()
+    run "${mpiexec[@]}" -n 3 "$job" ok "$marker"
+    [ "$rc" = 0 ] || fail "exit status $rc, not 0"
+    expect_in_log "sum 328350"
+    ;;
+throw) # an exception out of main() on rank 0 ends every rank
+    run "${mpiexec[@]}" -n 3 "$job" throw "$marker"
+    [ "$rc" != 0 ] || fail "exit status 0"
+    expect_in_log "rank 0 gives up"
+    ;;
+kill-rank) # a rank dies (in_rank: a task that kills its process): the job ends and says so
+    run "${mpiexec[@]}" -n 3 "$job" kill-rank "$marker"
+    [ "$rc" != 0 ] || fail "exit status 0"
+    expect_in_log "signal 9"
+    if grep -qF "went on" "$log"; then fail "rank 0 went on without the rank"; fi
+    ;;
+sigint) # Ctrl-C: SIGINT to mpiexec while a task runs on a rank ends the job
+    mkfifo "$tmp/out"
+    "${mpiexec[@]}" -n 3 "$job" sigint "$marker" >"$tmp/out" 2>&1 &
+    pid=$!
+    exec 3<"$tmp/out"
+    ready=no
+    while IFS= read -r line <&3; do
+        echo "$line" >>"$log"
+        if [ "$line" = ready ]; then
+            ready=yes
+            break
+        fi
+    done
+    [ "$ready" = yes ] || fail "the job never said it was ready"
+    cat <&3 >>"$log" &
+    kill -INT "$pid"
+    wait "$pid"
+    rc=$?
+    wait # (the reader: it ends when mpiexec's output does)
+    [ "$rc" != 0 ] || fail "exit status 0 after SIGINT"
+    ;;
+two-builds) # rank 0 and the others run different builds: the job stops before any task
+    run "${mpiexec[@]}" -n 1 "$job" ok "$marker" : -n 2 "$other" ok "$marker"
+    [ "$rc" != 0 ] || fail "exit status 0"
+    expect_in_log "runs a different build of the program than rank 0"
+    if grep -qF "sum " "$log"; then fail "a task ran in a job of mixed builds"; fi
+    ;;
+not-launched) # not started by mpiexec: making the pool says how to start the program
+    run "$job" ok "$marker"
+    [ "$rc" = 3 ] || fail "exit status $rc, not 3"
+    expect_in_log "was not started by an MPI launcher: start it as \`mpiexec -n 3 <program> [args]\`"
+    ;;
+no-freeze) # main() does not call freeze_support(): every rank says what is missing
+    run "${mpiexec[@]}" -n 3 "$job" no-freeze "$marker"
+    [ "$rc" != 0 ] || fail "exit status 0"
+    expect_in_log "needs main() to call multiproc::freeze_support() first"
+    ;;
+*)
+    echo "unknown case $what"
+    exit 2
+    ;;
+esac
+nothing_left
+echo "ok ($what)"
