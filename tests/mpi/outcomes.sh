@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # How an MPI job of a pool of ext::start::mpi ends (issue 18), one case per run:
-#   outcomes.sh <case> <job> <job of another build> <mpiexec> [<mpiexec option>...]
+#   outcomes.sh <case> <job> <job of another build> <launcher>...
+# where the launcher is mpiexec with its options (tests/CMakeLists.txt passes launch.sh).
 # <job> is tests/mpi/job.cpp built; the other build is the same source with
 # MULTIPROC_TEST_VARIANT=1. Every case must end within ctest's timeout and leave no process
 # of the job behind (each run carries a marker argument, so that pgrep finds only its own).
