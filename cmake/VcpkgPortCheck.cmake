@@ -11,6 +11,9 @@
 # 3. The vcpkg helpers the portfile calls are host dependencies.
 # 4. The usage file's CMake lines, built as a project against the installed package (PREFIX),
 #    configure, build and run; the pkg-config module it names is installed.
+# 5. The feature mpi: in both manifests, on vcpkg's mpi port; the portfile turns it into
+#    MULTIPROC_WITH_MPI (ON with it, OFF without), an option CMakeLists.txt has; the usage's
+#    lines for it configure, build and run against PREFIX when PREFIX has the component.
 set(problems)
 macro(problem)
   string(APPEND problems "\n  " ${ARGN})
@@ -136,26 +139,79 @@ foreach(pair IN ITEMS "vcpkg_cmake_config_=vcpkg-cmake-config" "vcpkg_cmake_[a-z
   endif()
 endforeach()
 
-# 4.
-file(STRINGS ${SOURCE_DIR}/ports/multiproc/usage cmake_lines REGEX "^  +(find_package|target_link_libraries)\\(")
-list(TRANSFORM cmake_lines STRIP)
-list(JOIN cmake_lines "\n" snippet)
-if(NOT snippet MATCHES "find_package\\(" OR NOT snippet MATCHES "target_link_libraries\\(main ")
-  problem("ports/multiproc/usage: no find_package and target_link_libraries(main ...) lines")
+# 4. (The usage's part for the feature mpi, from "With the feature mpi" on, is step 5's.)
+file(READ ${SOURCE_DIR}/ports/multiproc/usage usage)
+set(mpi_heading "With the feature mpi")
+string(FIND "${usage}" "${mpi_heading}" at)
+if(at EQUAL -1)
+  problem("ports/multiproc/usage: no part beginning '${mpi_heading}'")
+  set(usage_mpi "")
 else()
+  string(SUBSTRING "${usage}" ${at} -1 usage_mpi)
+  string(SUBSTRING "${usage}" 0 ${at} usage)
+endif()
+
+# usage_snippet(<out> <text>): the text's find_package and target_link_libraries lines.
+function(usage_snippet out text)
+  string(REGEX MATCHALL "\n  +(find_package|target_link_libraries)\\([^\n]*" lines "${text}")
+  list(TRANSFORM lines STRIP)
+  list(JOIN lines "\n" snippet)
+  set(${out} "${snippet}" PARENT_SCOPE)
+endfunction()
+# build_usage(<what> <snippet> <source>): the snippet as a project building <source> as main,
+# configured against PREFIX, built and run.
+function(build_usage what snippet source)
   consumer_project(${SCRATCH} "${snippet}\n")
+  file(COPY_FILE ${SOURCE_DIR}/${source} ${SCRATCH}/app.cpp)
   file(READ ${SCRATCH}/CMakeLists.txt project)
   string(REPLACE "add_executable(app app.cpp)" "add_executable(main app.cpp)" project "${project}")
   file(WRITE ${SCRATCH}/CMakeLists.txt "${project}")
-  run("configure the usage snippet" ${SCRATCH} ${CMAKE_COMMAND} -S . -B build -DCMAKE_PREFIX_PATH=${PREFIX})
+  run("configure ${what}" ${SCRATCH} ${CMAKE_COMMAND} -S . -B build -DCMAKE_PREFIX_PATH=${PREFIX})
   run("build it" ${SCRATCH} ${CMAKE_COMMAND} --build build)
   run("run it" ${SCRATCH} ${SCRATCH}/build/main)
+endfunction()
+
+usage_snippet(snippet "${usage}")
+if(NOT snippet MATCHES "find_package\\(" OR NOT snippet MATCHES "target_link_libraries\\(main ")
+  problem("ports/multiproc/usage: no find_package and target_link_libraries(main ...) lines")
+else()
+  build_usage("the usage snippet" "${snippet}" tests/consumers/main.cpp)
 endif()
-file(READ ${SOURCE_DIR}/ports/multiproc/usage usage)
 if(usage MATCHES "pkg-config module, ([A-Za-z0-9_.-]+)")
   file(GLOB_RECURSE pcs ${PREFIX}/*/pkgconfig/${CMAKE_MATCH_1}.pc)
   if(NOT pcs)
     problem("ports/multiproc/usage names the pkg-config module ${CMAKE_MATCH_1}, which is not installed")
+  endif()
+endif()
+
+# 5.
+foreach(manifest IN ITEMS ${port} vcpkg.json)
+  file(READ ${SOURCE_DIR}/${manifest} json)
+  string(JSON deps ERROR_VARIABLE err GET "${json}" features mpi dependencies)
+  if(err)
+    problem("${manifest}: no feature mpi with dependencies")
+  elseif(NOT deps MATCHES "\"mpi\"")
+    problem("${manifest}: the feature mpi does not depend on vcpkg's mpi port")
+  endif()
+endforeach()
+if(NOT portfile MATCHES "vcpkg_check_features\\([^)]*FEATURES[^)]*[ \n]mpi[ \n]+MULTIPROC_WITH_MPI[ \n)]"
+   OR NOT portfile MATCHES "OPTIONS[ \n]+\\$\\{feature_options\\}")
+  problem("ports/multiproc/portfile.cmake: the feature mpi is not passed as MULTIPROC_WITH_MPI "
+          "(vcpkg_check_features(OUT_FEATURE_OPTIONS feature_options FEATURES mpi MULTIPROC_WITH_MPI), then feature_options among the OPTIONS of vcpkg_cmake_configure)")
+endif()
+if(NOT cmakelists MATCHES "option\\(MULTIPROC_WITH_MPI ")
+  problem("CMakeLists.txt has no option MULTIPROC_WITH_MPI, which the port's feature mpi sets")
+endif()
+usage_snippet(snippet "${usage_mpi}")
+if(NOT snippet MATCHES "COMPONENTS mpi" OR NOT snippet MATCHES "multiproc::mpi")
+  problem("ports/multiproc/usage: the part for the feature mpi has no find_package(... COMPONENTS mpi) "
+          "and target_link_libraries(main ... multiproc::mpi) lines")
+else()
+  file(GLOB_RECURSE mpi_component ${PREFIX}/*/multiproc-mpi-targets.cmake)
+  if(mpi_component)
+    build_usage("the usage snippet of the feature mpi" "${snippet}" tests/consumers/mpi.cpp)
+  else()
+    message(STATUS "${PREFIX} has no component mpi (built without MPI): the usage of the feature mpi is not built")
   endif()
 endif()
 

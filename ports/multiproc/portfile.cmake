@@ -27,9 +27,17 @@ else()
     )
 endif()
 
+# The feature mpi installs multiproc::mpi (component mpi); without it the package has none,
+# even where an MPI library happens to be found.
+vcpkg_check_features(OUT_FEATURE_OPTIONS feature_options
+    FEATURES
+        mpi MULTIPROC_WITH_MPI
+)
+
 vcpkg_cmake_configure(
     SOURCE_PATH "${SOURCE_PATH}"
     OPTIONS
+        ${feature_options}
         -DMULTIPROC_INSTALL=ON
         -DMULTIPROC_BUILD_TESTS=OFF
         -DMULTIPROC_BUILD_EXAMPLES=OFF
