@@ -12,6 +12,13 @@
 //     ping-pong's round trips per second times the worker ranks (one task per round trip);
 //   - idle CPU: what each rank and rank 0 spend over one second with an idle pool, as a
 //     percentage of a core (read from /proc: every rank must run on this machine).
+//
+// Whole jobs, timed from outside by bench/mpi_jobs.sh (one mode per job):
+//   --start       freeze_support(), a pool, one apply, the end: a job's start and stop;
+//   --raw-start   the raw floor: MPI_Init_thread, a barrier, MPI_Finalize;
+//   --kill        a task kills its rank (SIGKILL) after printing the time it does so: how
+//                 long the job takes to end after a rank dies (ext::start::in_rank);
+//   --raw-kill    the raw floor: rank 1 kills itself while rank 0 waits in MPI_Recv on it.
 #include <multiproc/ext/start/mpi.hpp>
 #include <multiproc/pool.hpp>
 #include <multiproc/spawn.hpp>
@@ -25,6 +32,7 @@
 #include <thread>
 #include <vector>
 
+#include <signal.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,6 +54,37 @@ int pong(int n, int size) {
         MPI_Send(buf.data(), size, MPI_BYTE, 0, pong_tag, MPI_COMM_WORLD);
     }
     return hello;
+}
+
+/// Prints the wall-clock time (ns since the epoch: the timing script reads it) and SIGKILLs
+/// the calling process.
+void die_now() {
+    timespec now{};
+    ::clock_gettime(CLOCK_REALTIME, &now);
+    std::printf("killed at %lld\n", static_cast<long long>(now.tv_sec) * 1000000000LL + now.tv_nsec);
+    std::fflush(stdout);
+    ::raise(SIGKILL);
+}
+int kill_rank(int) {
+    die_now();
+    return 0;
+}
+
+/// The raw floors of --raw-start and --raw-kill: MPI alone, no multiproc.
+int raw_job(bool kill) {
+    int provided = 0;
+    MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided);
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (kill) {
+        if (rank == 1) die_now();
+        int x = 0; // every other rank waits on rank 1, as rank 0 and idle ranks wait in a pool
+        MPI_Recv(&x, 1, MPI_INT, 1, pong_tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        return 1; // (not reached: the launcher ends the job)
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    MPI_Finalize();
+    return 0;
 }
 
 struct who {
@@ -100,12 +139,20 @@ double cpu_seconds(int pid) {
 } // namespace
 
 int main(int argc, char** argv) {
+    const std::string mode = argc > 1 ? argv[1] : "";
+    if (mode == "--raw-start" || mode == "--raw-kill") return raw_job(mode == "--raw-kill");
     multiproc::freeze_support();
-    const bool smoke = argc > 1 && std::string(argv[1]) == "--smoke";
+    using pool_t = multiproc::basic_pool<multiproc::ext::start::mpi<multiproc::ext::start::in_rank>>;
+    if (mode == "--start" || mode == "--kill") {
+        pool_t p;
+        if (mode == "--start") return p.apply(multiproc::fn<&echo_int>, 0);
+        (void)p.apply(multiproc::fn<&kill_rank>, 0);
+        return 1; // (not reached: the launcher ends the job)
+    }
+    const bool smoke = mode == "--smoke";
     const int rounds = smoke ? 20 : 2000;
     const int big_rounds = smoke ? 5 : 200;
     const int tiny = smoke ? 200 : 100000;
-    using pool_t = multiproc::basic_pool<multiproc::ext::start::mpi<multiproc::ext::start::in_rank>>;
     pool_t p;
     const int ranks = p.processes();
     std::printf("multiproc over MPI: %d worker ranks (ext::start::mpi<in_rank>)%s\n", ranks, smoke ? ", smoke run" : "");
