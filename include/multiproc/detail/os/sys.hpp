@@ -420,6 +420,14 @@ inline int poll_until(pollfd* fds, nfds_t n, std::chrono::steady_clock::time_poi
     }
 }
 
+/// poll() for at most `ns` nanoseconds (ppoll, finer than poll's milliseconds); a signal
+/// ends the wait early, as a wake-up would. Returns poll's result: 0 on timeout.
+inline int poll_for(pollfd* fds, nfds_t n, std::uint64_t ns) noexcept {
+    const timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+    const int r = invoke(call::poll, [&] { return ::ppoll(fds, n, &ts, nullptr); });
+    return r == -1 && errno == EINTR ? 0 : r;
+}
+
 /// While alive, `sig` is blocked in the calling thread, so a child forked meanwhile starts
 /// with it blocked (and held pending) until it unblocks it itself (unblock_signal).
 class signal_block {

@@ -215,7 +215,8 @@ public:
     [[nodiscard]] const std::string& name() const noexcept { return name_; }
     /// Readable once worker_main has returned.
     [[nodiscard]] int sentinel() const noexcept { return done_.get(); }
-    /// Waits for the thread; then its exit code: 0, or 1 if the initializer threw.
+    /// Waits for the thread; then its exit code: 0, or 1 if the initializer threw (a thread
+    /// that stands for a remote process: that process's status, negative for a signal).
     int join() {
         if (thread_.joinable()) thread_.join();
         return code_;
@@ -310,6 +311,12 @@ struct pool_config {
     int (*thread_main)(const worker_boot&) = nullptr;
     void* thread_context = nullptr;
     std::string (*thread_name)() = nullptr;
+    /// With `thread_main`: each thread stands for a process elsewhere that can be killed
+    /// (told worker_stop_now, the thread has it killed and leaves), and that may die while
+    /// it runs a unit: the thread then returns that process's exit status (negative: the
+    /// signal) with worker_shared::element naming the element it was on, and the engine
+    /// settles the unit as a process worker's (retry, broken_pool, timeouts, kill_running).
+    bool threads_stoppable = false;
     /// The workers are forked from the engine thread (a start method that inherits memory).
     bool forks_workers = false;
     /// Starts a pool worker process that runs worker_main(*boot); called in the engine thread.
@@ -495,7 +502,7 @@ public:
         std::lock_guard lk(mu_);
         if (!job.keep || job.outstanding == 0) return job.dropped; // complete (or completing)
         drive_locked(); // results already published count as complete
-        kill = kill && !cfg_.threads; // (a thread cannot be killed: a running task finishes)
+        kill = kill && (!cfg_.threads || cfg_.threads_stoppable); // (a thread cannot be killed: a running task finishes)
         const bool cancelled_now = job.keep && job.outstanding != 0 ? cancel_locked(job, kill) : job.dropped;
         after_drive_locked();
         return cancelled_now;
@@ -871,8 +878,14 @@ private:
         return j.timeout_ns.value_or(cfg_.task_timeout_ns);
     }
 
-    /// "ForkPoolWorker-3 (pid 812)", or "Thread-2 (worker) (thread 815)".
+    /// "ForkPoolWorker-3 (pid 812)", "Thread-2 (worker) (thread 815)", or for a worker of
+    /// another machine once it has said where it runs, "RankWorker-1 (pid 4711 on rank 1,
+    /// host node7)". (Its thread writes `place` before it runs a unit, and has ended or is
+    /// running one wherever this is called.)
     static std::string who(const pool_slot& s) {
+        if (s.place.rank >= 0)
+            return s.name + " (pid " + std::to_string(s.place.pid) + " on rank " + std::to_string(s.place.rank) +
+                   ", host " + s.place.host + ")";
         return s.name + (s.thread ? " (thread " : " (pid ") + std::to_string(s.pid) + ")";
     }
 
@@ -1433,7 +1446,7 @@ private:
                 stop_element(s, u, bytes);
                 continue;
             }
-            if (s.thread) {
+            if (s.thread && !cfg_.threads_stoppable) {
                 // A thread left in the middle of a unit (it is never stopped there): the values
                 // of the elements it took are gone from their boxes, so none runs again.
                 fail_unit(u, error_ptr(broken_pool("multiproc: " + who(s) + " " + how + " while running task " +
@@ -1452,7 +1465,7 @@ private:
                                   " while running task " + std::to_string(u.first + c);
                 if (u.attempts) msg += " (its worker died on each of " + std::to_string(u.attempts + 1) + " attempts)";
                 fail_element(*u.job, u.first + c,
-                             error_ptr(broken_pool(msg, s.pid, exitcode, u.first + c)), &s);
+                             error_ptr(broken_pool(msg, s.place.rank >= 0 ? s.place.pid : s.pid, exitcode, u.first + c)), &s);
             }
             requeue(u, bytes, c + 1, u.hi, false);
         }
