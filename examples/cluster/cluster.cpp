@@ -3,7 +3,7 @@
 // rank 0, then with a pool whose workers are ranks 1..R -- and print what was found, the
 // throughput and the speedup. The pool code is the flagship's with one policy changed:
 //
-//     multiproc::basic_pool<multiproc::ext::start::mpi<multiproc::ext::start::in_rank>> pool;
+//     multiproc::basic_pool<multiproc::ext::start::mpi<>> pool; // tasks in a worker process of each rank
 //     for (const file_digest& d : pool.imap_unordered(multiproc::fn<&hash_file>, tasks)) ...
 //
 // (fn<&hash_file>: the ranks are copies of the program started by mpiexec, so a task is
@@ -37,7 +37,7 @@ int main(int argc, char** argv) {
     const double t_seq = seconds_since(t0);
 
     // A pool of one worker per rank.
-    multiproc::basic_pool<multiproc::ext::start::mpi<multiproc::ext::start::in_rank>> pool;
+    multiproc::basic_pool<multiproc::ext::start::mpi<>> pool;
     multiproc::pool_progress counts;
     pool.observe(std::ref(counts));
     const auto tasks = biggest_first(files);

@@ -6,6 +6,10 @@
 //   kill-rank   a task kills its own rank with SIGKILL
 //   sigint      prints "ready" once a task blocks on a rank forever; the script sends SIGINT
 //   no-freeze   main() does not call freeze_support(): making the pool fails with a sentence
+//   crash-worker  (ext::start::mpi<forkserver>) a task kills its worker process on a rank:
+//               that task fails, the job goes on and prints the sum
+//   kill-agent  (ext::start::mpi<forkserver>) a task blocks in a worker process of each rank,
+//               each printing "blocking"; the script then kills rank 1 from outside
 // Built twice (MULTIPROC_TEST_VARIANT 0 and 1: two different builds, for a mixed job).
 #include <multiproc/ext/start/mpi.hpp>
 #include <multiproc/pool.hpp>
@@ -28,20 +32,47 @@ int kill_myself(int) {
 int block_forever(int) {
     for (;;) ::pause();
 }
+int say_then_block(int) {
+    std::printf("blocking\n");
+    std::fflush(stdout);
+    for (;;) ::pause();
+}
+long sum_of_squares(auto& p) {
+    long sum = 0;
+    std::vector<int> xs(100);
+    for (int i = 0; i < 100; ++i) xs[static_cast<std::size_t>(i)] = i;
+    for (int y : p.map(multiproc::fn<&square>, xs, 1)) sum += y;
+    return sum;
+}
 } // namespace
 
 int main(int argc, char** argv) {
     const std::string what = argc > 1 ? argv[1] : "ok";
     if (what != "no-freeze") multiproc::freeze_support();
     using pool_t = multiproc::basic_pool<multiproc::ext::start::mpi<multiproc::ext::start::in_rank>>;
+    using local_pool_t = multiproc::basic_pool<multiproc::ext::start::mpi<>>; // (forkserver on each rank)
     try {
+        if (what == "crash-worker") {
+            local_pool_t p;
+            try {
+                (void)p.apply(multiproc::fn<&kill_myself>, 1);
+            } catch (const multiproc::broken_pool& e) {
+                std::printf("%s\n", e.what());
+            }
+            std::printf("sum %ld\n", sum_of_squares(p));
+            return 0;
+        }
+        if (what == "kill-agent") {
+            local_pool_t p;
+            std::vector<multiproc::async_result<int>> rs;
+            for (int i = 1; i < multiproc::mpi_size(); ++i) rs.push_back(p.apply_async(multiproc::fn<&say_then_block>, i));
+            for (auto& r : rs) (void)r.get();
+            std::printf("the job went on after a rank died\n");
+            return 0;
+        }
         pool_t p;
         if (what == "ok" || what == "no-freeze") {
-            long sum = 0;
-            std::vector<int> xs(100);
-            for (int i = 0; i < 100; ++i) xs[static_cast<std::size_t>(i)] = i;
-            for (int y : p.map(multiproc::fn<&square>, xs, 1)) sum += y;
-            std::printf("sum %ld\n", sum);
+            std::printf("sum %ld\n", sum_of_squares(p));
             return 0;
         }
         if (what == "throw") {

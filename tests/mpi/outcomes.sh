@@ -73,6 +73,42 @@ sigint) # Ctrl-C: SIGINT to mpiexec while a task runs on a rank ends the job
     wait # (the reader: it ends when mpiexec's output does)
     [ "$rc" != 0 ] || fail "exit status 0 after SIGINT"
     ;;
+crash-worker) # a task kills its worker process on a rank (mpi<forkserver>): it fails, the job goes on
+    run "${mpiexec[@]}" -n 3 "$job" crash-worker "$marker"
+    [ "$rc" = 0 ] || fail "exit status $rc, not 0"
+    expect_in_log "was killed by signal 9 (SIGKILL) while running task 0"
+    expect_in_log "sum 328350"
+    ;;
+kill-agent) # rank 1 killed from outside while its worker process runs a task: the job ends
+    mkfifo "$tmp/out"
+    "${mpiexec[@]}" -n 3 "$job" kill-agent "$marker" >"$tmp/out" 2>&1 &
+    pid=$!
+    exec 3<"$tmp/out"
+    blocking=0
+    while [ "$blocking" -lt 2 ] && IFS= read -r line <&3; do
+        echo "$line" >>"$log"
+        if [ "$line" = blocking ]; then blocking=$((blocking + 1)); fi
+    done
+    [ "$blocking" = 2 ] || fail "the tasks never said they were blocking"
+    cat <&3 >>"$log" &
+    # (The job's processes now: the ranks and everything under them, the ranks' forkservers
+    # and worker processes included, which do not carry the marker; each must end.)
+    tree() { for c in $(pgrep -P "$1"); do echo "$c"; tree "$c"; done; }
+    procs=$(tree "$pid")
+    [ "$(echo "$procs" | wc -w)" -ge 7 ] || fail "expected 3 ranks, 2 forkservers and 2 workers: $procs"
+    for p in $(pgrep -P "$pid"); do
+        if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=1; then kill -KILL "$p"; fi
+    done
+    wait "$pid"
+    rc=$?
+    wait # (the reader)
+    [ "$rc" != 0 ] || fail "exit status 0 after a rank was killed"
+    expect_in_log "signal 9"
+    if grep -qF "went on" "$log"; then fail "rank 0 went on without the rank"; fi
+    for p in $procs; do # (a worker process of a dead rank ends when it notices: wait for it, bounded)
+        timeout 10 tail --pid="$p" -f /dev/null || fail "process $p of the job is left behind"
+    done
+    ;;
 two-builds) # rank 0 and the others run different builds: the job stops before any task
     run "${mpiexec[@]}" -n 1 "$job" ok "$marker" : -n 2 "$other" ok "$marker"
     [ "$rc" != 0 ] || fail "exit status 0"

@@ -2,7 +2,11 @@
 // program under mpiexec with 3 ranks (tests/CMakeLists.txt: once over TCP on loopback, once
 // over shared memory): rank 0 runs Catch2, ranks 1 and 2 serve the tasks from
 // multiproc::freeze_support() in the shared test main, and leave when rank 0 does.
-// All ranks run on this machine, so tasks reach the test through named pipes.
+// All ranks run on this machine, so tasks reach the test through named pipes. Every call is
+// tried with each way a rank runs tasks (TestType, the policy's Local): in the rank
+// (ext::start::in_rank), in a worker process of the rank started by forkserver or by spawn;
+// the cases at the end are those of worker processes alone (crashes, retries, timeouts,
+// kills).
 #include "pool/helpers.hpp"
 
 #include <multiproc/ext/start/mpi.hpp>
@@ -15,13 +19,18 @@
 #include <range/v3/view/transform.hpp>
 
 #include <atomic>
+#include <map>
 #include <set>
 #include <stdexcept>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
+#include <fcntl.h>
+#include <signal.h>
+#include <time.h>
 #include <unistd.h>
 
 using namespace multiproc;
@@ -31,7 +40,11 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-using mpi_pool = basic_pool<ext::start::mpi<ext::start::in_rank>>;
+template <class Local>
+using mpi_pool = basic_pool<ext::start::mpi<Local>>;
+
+template <class Local>
+constexpr bool in_rank = std::is_same_v<Local, ext::start::in_rank>;
 
 /// What a task reports of where it ran.
 struct place {
@@ -61,9 +74,34 @@ int report_then_wait(std::string reports, std::string tokens, int v) {
 int initialized = 0; // per rank: how often the pool's initializer ran there
 void count_init(int by) { initialized += by; }
 int read_initialized(int) { return initialized; }
+place initialized_here(int) { return {mpi_rank(), static_cast<int>(::getpid()), initialized}; }
 void failing_init() { throw std::runtime_error("no database on this rank"); }
 
 int workers() { return mpi_size() - 1; }
+
+/// Squares x in about 100 ms (a task that takes a while).
+int slow_square(int x) {
+    timespec ts{0, 100'000'000};
+    while (::nanosleep(&ts, &ts) != 0) {
+    }
+    return x * x;
+}
+
+/// Kills its own process at x == 3 (a crash: the rank's worker process dies, not the rank).
+int die_at_3(int x) {
+    if (x == 3) ::kill(::getpid(), SIGKILL);
+    return x;
+}
+
+/// Kills its own process the first time it runs (the marker file at `path` is not there yet).
+int die_once(std::string path) {
+    if (::access(path.c_str(), F_OK) != 0) {
+        const int fd = ::open(path.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+        ::close(fd);
+        ::kill(::getpid(), SIGKILL);
+    }
+    return 42;
+}
 
 } // namespace
 
@@ -72,8 +110,9 @@ TEST_CASE("the job has rank 0 here and worker ranks elsewhere", "[mpi]") {
     REQUIRE(mpi_size() == 3); // (ctest starts 3 ranks)
 }
 
-TEST_CASE("apply, submit and apply_async run the task on a worker rank", "[mpi]") {
-    mpi_pool p;
+TEMPLATE_TEST_CASE("apply, submit and apply_async run the task on a worker rank", "[mpi]", ext::start::in_rank, start::forkserver, start::spawn) {
+    using pool_t = mpi_pool<TestType>;
+    pool_t p;
     const place w = p.apply(fn<&where>, 7);
     CHECK(w.value == 7);
     CHECK(w.rank >= 1);
@@ -88,9 +127,10 @@ TEST_CASE("apply, submit and apply_async run the task on a worker rank", "[mpi]"
     CHECK(seen == 144); // callbacks have run once join() returns
 }
 
-TEST_CASE("every worker rank runs tasks at once, one worker per rank by default", "[mpi]") {
+TEMPLATE_TEST_CASE("every worker rank runs tasks at once, one worker per rank by default", "[mpi]", ext::start::in_rank, start::forkserver, start::spawn) {
+    using pool_t = mpi_pool<TestType>;
     named_pipe reports, tokens;
-    mpi_pool p;
+    pool_t p;
     std::vector<async_result<int>> rs;
     for (int i = 0; i < workers(); ++i)
         rs.push_back(p.apply_async(fn<&report_then_wait>, reports.path(), tokens.path(), i));
@@ -104,8 +144,9 @@ TEST_CASE("every worker rank runs tasks at once, one worker per rank by default"
     for (int i = 0; i < workers(); ++i) CHECK(rs[static_cast<std::size_t>(i)].get() == i);
 }
 
-TEST_CASE("map, starmap and their async forms return results in input order", "[mpi]") {
-    mpi_pool p;
+TEMPLATE_TEST_CASE("map, starmap and their async forms return results in input order", "[mpi]", ext::start::in_rank, start::forkserver, start::spawn) {
+    using pool_t = mpi_pool<TestType>;
+    pool_t p;
     std::vector<int> xs;
     for (int i = 0; i < 300; ++i) xs.push_back(i);
     for (std::size_t chunk : {std::size_t{1}, std::size_t{7}}) {
@@ -126,8 +167,9 @@ TEST_CASE("map, starmap and their async forms return results in input order", "[
     CHECK(!ranks.empty());
 }
 
-TEST_CASE("imap and views::imap read infinite input lazily, a window ahead", "[mpi][imap]") {
-    mpi_pool p;
+TEMPLATE_TEST_CASE("imap and views::imap read infinite input lazily, a window ahead", "[mpi][imap]", ext::start::in_rank, start::forkserver, start::spawn) {
+    using pool_t = mpi_pool<TestType>;
+    pool_t p;
     std::atomic<long> read{0};
     auto counted = ranges::views::iota(0) | ranges::views::transform([&](int i) {
                        ++read;
@@ -150,8 +192,9 @@ TEST_CASE("imap and views::imap read infinite input lazily, a window ahead", "[m
     CHECK(ordered == std::vector<int>{25, 36, 49});
 }
 
-TEST_CASE("a task's exception is a remote_error that names the rank and host", "[mpi][errors]") {
-    mpi_pool p;
+TEMPLATE_TEST_CASE("a task's exception is a remote_error that names the rank and host", "[mpi][errors]", ext::start::in_rank, start::forkserver, start::spawn) {
+    using pool_t = mpi_pool<TestType>;
+    pool_t p;
     try {
         p.map(fn<&boom>, std::vector<int>{1, 2, 3, 4}, 1);
         FAIL("task 2 throws");
@@ -171,11 +214,12 @@ TEST_CASE("a task's exception is a remote_error that names the rank and host", "
     CHECK(p.apply(fn<&square>, 3) == 9); // the pool goes on
 }
 
-TEST_CASE("large arguments and results cross whole, in pieces over the MPI limit", "[mpi][large]") {
+TEMPLATE_TEST_CASE("large arguments and results cross whole, in pieces over the MPI limit", "[mpi][large]", ext::start::in_rank, start::forkserver, start::spawn) {
+    using pool_t = mpi_pool<TestType>;
     // This program is built with MULTIPROC_MPI_PIECE_BYTES of 64 KiB, so that a few MiB
     // travel in many pieces, as a message over 2 GiB does in a normal build.
     STATIC_REQUIRE(detail::mpi::piece_bytes == 64 * 1024);
-    mpi_pool p;
+    pool_t p;
     const std::vector<char> big(std::size_t{5} << 20, 'a');
     CHECK(p.apply(fn<&size_of>, big) == big.size());
     const std::vector<char> back = p.apply(fn<&filled>, std::size_t{3} << 20);
@@ -183,21 +227,32 @@ TEST_CASE("large arguments and results cross whole, in pieces over the MPI limit
     CHECK(std::count(back.begin(), back.end(), 'x') == static_cast<long>(back.size()));
 }
 
-TEST_CASE("the initializer runs on each worker's rank before its tasks, and again after maxtasksperchild",
-          "[mpi][initializer]") {
+TEMPLATE_TEST_CASE("the initializer runs on each worker's rank before its tasks, and again after maxtasksperchild", "[mpi][initializer]", ext::start::in_rank, start::forkserver, start::spawn) {
+    using pool_t = mpi_pool<TestType>;
     {
-        mpi_pool p(workers(), fn<&count_init>, std::tuple<int>{1});
+        pool_t p(workers(), fn<&count_init>, std::tuple<int>{1});
         for (int n : p.map(fn<&read_initialized>, std::vector<int>(20, 0), 1)) CHECK(n >= 1);
     }
     {
         // A worker leaves after 2 tasks; the one that stands in opens a new channel, whose
-        // initializer runs on the rank again.
-        mpi_pool p(workers(), fn<&count_init>, std::tuple<int>{1000}, 2);
+        // initializer runs again: in the rank (which counts on), or in a new worker process
+        // of the rank (which counts from 0: each process ran it once).
+        pool_t p(workers(), fn<&count_init>, std::tuple<int>{1000}, 2);
         int most = 0;
-        for (int n : p.map(fn<&read_initialized>, std::vector<int>(20, 0), 1)) most = std::max(most, n);
-        CHECK(most >= 2000);
+        std::map<int, int> per_pid;
+        for (const place& w : p.map(fn<&initialized_here>, std::vector<int>(20, 0), 1)) {
+            most = std::max(most, w.value);
+            ++per_pid[w.pid];
+            if constexpr (!in_rank<TestType>) CHECK(w.value == 1000);
+        }
+        if constexpr (in_rank<TestType>) {
+            CHECK(most >= 2000);
+        } else { // 20 tasks, at most 2 a process
+            CHECK(per_pid.size() >= 10);
+            for (const auto& [pid, n] : per_pid) CHECK(n <= 2);
+        }
     }
-    mpi_pool broken(workers(), fn<&failing_init>);
+    pool_t broken(workers(), fn<&failing_init>);
     try {
         (void)broken.apply(fn<&square>, 2);
         FAIL("the initializer throws: no task can run");
@@ -207,10 +262,11 @@ TEST_CASE("the initializer runs on each worker's rank before its tasks, and agai
     }
 }
 
-TEST_CASE("cancel drops a queued task, and terminate() returns while a task runs on a rank", "[mpi][cancel]") {
+TEMPLATE_TEST_CASE("cancel drops a queued task, and terminate() returns while a task runs on a rank", "[mpi][cancel]", ext::start::in_rank, start::forkserver, start::spawn) {
+    using pool_t = mpi_pool<TestType>;
     named_pipe reports, tokens;
     {
-        mpi_pool p;
+        pool_t p;
         std::vector<async_result<int>> running;
         for (int i = 0; i < workers(); ++i)
             running.push_back(p.apply_async(fn<&report_then_wait>, reports.path(), tokens.path(), i));
@@ -223,16 +279,123 @@ TEST_CASE("cancel drops a queued task, and terminate() returns while a task runs
         for (auto& r : running) CHECK_THROWS_AS(r.get(), broken_pool);
     }
     tokens.release(workers());
-    mpi_pool again; // the ranks serve the next pool once their task is done
+    pool_t again; // the ranks serve the next pool once their task is done
     CHECK(again.apply(fn<&square>, 6) == 36);
 }
 
-TEST_CASE("more workers than ranks share the ranks, and a task timeout is refused with a reason", "[mpi]") {
-    mpi_pool p(2 * workers() + 1);
+TEMPLATE_TEST_CASE("more workers than ranks share the ranks", "[mpi]", ext::start::in_rank, start::forkserver,
+                   start::spawn) {
+    using pool_t = mpi_pool<TestType>;
+    named_pipe reports, tokens;
+    pool_t p(2 * workers() + 1);
     auto ys = p.map(fn<&square>, std::vector<int>{1, 2, 3, 4, 5, 6, 7, 8, 9}, 1);
     CHECK(ys == std::vector<int>{1, 4, 9, 16, 25, 36, 49, 64, 81});
+    if constexpr (!in_rank<TestType>) {
+        // Each worker has a process of its own on its rank: all five run at once.
+        std::vector<async_result<int>> rs;
+        for (int i = 0; i < 2 * workers() + 1; ++i) rs.push_back(p.apply_async(fn<&pooltest::started_then_blocked>, reports.path(), tokens.path(), i));
+        std::set<std::string> pids;
+        for (int i = 0; i < 2 * workers() + 1; ++i) pids.insert(reports.line());
+        CHECK(pids.size() == static_cast<std::size_t>(2 * workers() + 1));
+        tokens.release(2 * workers() + 1);
+        for (int i = 0; i < 2 * workers() + 1; ++i) CHECK(rs[static_cast<std::size_t>(i)].get() == i);
+    }
+}
+
+TEST_CASE("a task timeout is refused with a reason when tasks run in the rank", "[mpi]") {
+    using pool_t = mpi_pool<ext::start::in_rank>;
+    pool_t p;
     CHECK_THROWS_WITH(p.submit(task_options{.timeout = 1s}, fn<&square>, 2),
                       Contains("cannot stop a task that runs too long"));
-    CHECK_THROWS_WITH(mpi_pool(pool_options{.processes = 1, .task_timeout = 1s}),
+    CHECK_THROWS_WITH(pool_t(pool_options{.processes = 1, .task_timeout = 1s}),
                       Contains("cannot stop a task that runs too long"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Worker processes on the ranks (ext::start::mpi<forkserver> and <spawn>).
+
+TEMPLATE_TEST_CASE("a task that kills its process fails alone with broken_pool naming the rank, and the pool goes on",
+                   "[mpi][crash]", start::forkserver, start::spawn) {
+    using pool_t = mpi_pool<TestType>;
+    pool_t p;
+    try {
+        (void)p.apply(fn<&die_at_3>, 3);
+        FAIL("the task kills its process");
+    } catch (const broken_pool& e) {
+        const std::string what = e.what();
+        CHECK_THAT(what, Contains("was killed by signal 9 (SIGKILL) while running task 0"));
+        CHECK_THAT(what, Contains("RankWorker-"));
+        CHECK_THAT(what, Contains(" on rank "));
+        CHECK(e.exitcode() == std::optional<int>{-SIGKILL});
+    }
+    CHECK(p.apply(fn<&square>, 9) == 81);
+    // In a chunk, the element that was running is the one that fails; the rest run.
+    try {
+        (void)p.map(fn<&die_at_3>, std::vector<int>{0, 1, 2, 3, 4, 5}, 6);
+        FAIL("element 3 kills its process");
+    } catch (const broken_pool& e) {
+        CHECK_THAT(std::string(e.what()), Contains("while running task 3"));
+        CHECK(e.task() == std::optional<std::size_t>{3});
+    }
+    std::vector<int> got;
+    for (auto r : p.imap(fn<&die_at_3>, std::vector<int>{0, 1, 2, 4, 5}, 5)) got.push_back(r);
+    CHECK(got == std::vector<int>{0, 1, 2, 4, 5});
+}
+
+TEMPLATE_TEST_CASE("under worker_death::retry<1> a task whose process died runs again", "[mpi][crash]",
+                   start::forkserver, start::spawn) {
+    basic_pool<ext::start::mpi<TestType>, worker_death::retry<1>> p;
+    char dir[] = "/tmp/multiproc-mpi-retry-XXXXXX";
+    REQUIRE(::mkdtemp(dir));
+    const std::string marker = std::string(dir) + "/died";
+    CHECK(p.apply(fn<&die_once>, marker) == 42); // died the first time, ran again
+    CHECK(::access(marker.c_str(), F_OK) == 0);
+    ::unlink(marker.c_str());
+    ::rmdir(dir);
+}
+
+TEMPLATE_TEST_CASE("a task past its timeout is killed with its process, and the pool goes on", "[mpi][timeout]",
+                   start::forkserver, start::spawn) {
+    using pool_t = mpi_pool<TestType>;
+    named_pipe reports, tokens;
+    pool_t p(pool_options{.processes = 1});
+    auto r = p.submit(task_options{.timeout = 300ms}, fn<&pooltest::started_then_blocked>, reports.path(),
+                      tokens.path(), 1);
+    const pid_t pid = std::stoi(reports.line());
+    try {
+        (void)r.get();
+        FAIL("the task blocks past its timeout");
+    } catch (const timeout_error& e) {
+        CHECK_THAT(std::string(e.what()), Contains("task 0 ran longer than its timeout of 300 ms"));
+        CHECK_THAT(std::string(e.what()), Contains(" on rank "));
+    }
+    CHECK(test::wait_exit(pid));
+    CHECK(p.apply(fn<&square>, 4) == 16);
+    // A timeout counts from the start of each element of a chunk, as on one machine: twelve
+    // elements of about 100 ms each, in one chunk, take longer than 1 s but none is killed.
+    pool_t q(pool_options{.processes = 1, .task_timeout = 1s});
+    std::vector<int> xs(12), squares(12);
+    for (int i = 0; i < 12; ++i) squares[static_cast<std::size_t>(i)] = (xs[static_cast<std::size_t>(i)] = i) * i;
+    CHECK(q.map(fn<&slow_square>, xs, 12) == squares);
+}
+
+TEMPLATE_TEST_CASE("cancel(kill_running) and terminate() kill the worker processes of running tasks", "[mpi][cancel]",
+                   start::forkserver, start::spawn) {
+    using pool_t = mpi_pool<TestType>;
+    named_pipe reports, tokens;
+    pool_t p;
+    auto r = p.apply_async(fn<&pooltest::started_then_blocked>, reports.path(), tokens.path(), 1);
+    const pid_t pid = std::stoi(reports.line());
+    CHECK(r.cancel(cancel_mode::kill_running));
+    CHECK_THROWS_AS(r.get(), cancelled_error);
+    CHECK(test::wait_exit(pid));
+    CHECK(p.apply(fn<&square>, 5) == 25);
+    std::vector<async_result<int>> running;
+    for (int i = 0; i < workers(); ++i)
+        running.push_back(p.apply_async(fn<&pooltest::started_then_blocked>, reports.path(), tokens.path(), i));
+    std::vector<pid_t> pids;
+    for (int i = 0; i < workers(); ++i) pids.push_back(std::stoi(reports.line()));
+    p.terminate();
+    for (auto& x : running) CHECK_THROWS_AS(x.get(), broken_pool);
+    for (pid_t q : pids) CHECK(test::wait_exit(q));
 }

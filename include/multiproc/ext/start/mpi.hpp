@@ -35,9 +35,12 @@
 #include <multiproc/detail/pool/pool_core.hpp>
 #include <multiproc/detail/pool/pool_wire.hpp>
 #include <multiproc/detail/start/bootstrap.hpp>
+#include <multiproc/detail/sync/arena.hpp>
 #include <multiproc/error.hpp>
+#include <multiproc/pipe.hpp>
 #include <multiproc/policies/kinds.hpp>
 #include <multiproc/policies/start.hpp>
+#include <multiproc/process.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -46,12 +49,16 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <variant>
 #include <vector>
 
+#include <poll.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -70,8 +77,20 @@ namespace detail::mpi {
 // msg_open once, then the pool's task messages (pool_wire's task_header), each answered on
 // the same tag by a result message (result_header). Every message starts with its size and
 // kind, as the pool's do; one over piece_bytes travels as several MPI messages.
+//
+// A channel whose tasks run in a local worker process of the rank (ext::start::mpi<forkserver
+// or spawn>) has three more: rank 0 ends it with msg_close (the worker has done its share: the
+// process exits) or msg_kill (terminate(), a timeout, cancel(kill_running): the process is
+// killed); the rank says msg_died if the process dies on its own (with its status and the
+// element it was on), and msg_progress when a timed unit moves to its next element.
 
-enum : std::uint32_t { msg_open = 16, msg_opened = 17, msg_exit = 18 };
+enum : std::uint32_t {
+    msg_open = 16, msg_opened = 17, msg_exit = 18, msg_close = 19, msg_kill = 20, msg_died = 21, msg_progress = 22
+};
+
+/// Where a channel's tasks run on its rank: in the rank itself, or in a worker process of the
+/// rank started by forkserver or spawn.
+enum : std::uint32_t { run_in_rank = 0, run_in_forkserver_child = 1, run_in_spawn_child = 2 };
 inline constexpr int control_tag = 0;
 /// MPI counts are ints: a message travels in pieces of at most this many bytes (1 GiB; a
 /// test build sets MULTIPROC_MPI_PIECE_BYTES smaller, to split messages of a few MiB).
@@ -89,6 +108,18 @@ struct open_header {
     std::uint32_t init_id;
     std::uint64_t init_signature;
     std::uint64_t args_size; // then the initializer's encoded arguments
+    std::uint32_t runs_in;   // run_in_rank, run_in_forkserver_child, run_in_spawn_child
+    std::uint32_t reserved;
+};
+
+/// msg_close, msg_kill (rank 0 to a rank), msg_died, msg_progress (a rank to rank 0).
+struct channel_note {
+    std::uint32_t size; // 32
+    std::uint32_t kind;
+    std::int32_t status;   // msg_died: the process's exit status, negative for the signal that ended it
+    std::uint32_t reserved;
+    std::uint64_t unit;    // msg_died, msg_progress: the unit it was on (its number on the channel)
+    std::uint64_t element; // and the element of that unit's chunk
 };
 
 /// The rank's answer when the initializer ran (or there was none): where the worker runs.
@@ -117,6 +148,7 @@ struct job_state {
     int tag_ub = 32767;
     MPI_Comm comm = MPI_COMM_NULL;
     std::string host;
+    int served_rank = -1;   // in a rank's local worker process: that rank (and `size` the job's)
     std::mutex mu;          // guards what follows
     std::vector<int> load;  // workers of rank 0's pools per rank
     int next_channel = 1;   // tags handed out so far
@@ -147,12 +179,18 @@ inline bool under_launcher() noexcept {
 /// times a second and costs well under 1% of a core).
 class backoff {
 public:
+    /// How long to wait this round: 0 while spinning, then 2 us, doubling up to 1 ms.
+    std::uint64_t next_ns() noexcept {
+        if (++rounds_ < 64) return 0;
+        return std::min<std::uint64_t>(std::uint64_t{1000} << std::min(rounds_ / 64, 10U), 1'000'000);
+    }
     void operator()() noexcept {
-        if (++rounds_ < 64) {
+        const std::uint64_t ns = next_ns();
+        if (ns == 0) {
             cpu_relax();
             return;
         }
-        timespec ts{0, static_cast<long>(std::min<std::uint64_t>(std::uint64_t{1000} << std::min(rounds_ / 64, 10U), 1'000'000))};
+        timespec ts{0, static_cast<long>(ns)};
         (void)::nanosleep(&ts, nullptr);
     }
 
@@ -180,19 +218,26 @@ inline void send(int dest, int tag, const std::byte* p, std::size_t n) {
 
 inline void send(int dest, int tag, const byte_buffer& msg) { send(dest, tag, msg.data(), msg.size()); }
 
-/// Receives the next message from `src` on `tag` (any tag: MPI_ANY_TAG) into `out`; returns
-/// its tag, or -1 if `stop()` became true first.
-template <class Stop>
-int receive(int src, int tag, byte_buffer& out, Stop&& stop) {
+inline void send_note(int dest, int tag, std::uint32_t kind, std::int32_t status = 0, std::uint64_t unit = 0,
+                      std::uint64_t element = 0) {
+    channel_note n{};
+    n.size = sizeof n;
+    n.kind = kind;
+    n.status = status;
+    n.unit = unit;
+    n.element = element;
+    send(dest, tag, reinterpret_cast<const std::byte*>(&n), sizeof n);
+}
+
+/// Takes the next message from `src` on `tag` (any tag: MPI_ANY_TAG) into `out` if one has
+/// come; returns its tag, or -1 if none has.
+inline int try_receive(int src, int tag, byte_buffer& out) {
     const MPI_Comm comm = job().comm;
     MPI_Message m;
     MPI_Status st;
     int found = 0;
-    for (backoff wait;; wait()) {
-        MPI_Improbe(src, tag, comm, &found, &m, &st);
-        if (found) break;
-        if (stop()) return -1;
-    }
+    MPI_Improbe(src, tag, comm, &found, &m, &st);
+    if (!found) return -1;
     int count = 0;
     MPI_Get_count(&st, MPI_BYTE, &count);
     out.clear();
@@ -208,26 +253,35 @@ int receive(int src, int tag, byte_buffer& out, Stop&& stop) {
     return st.MPI_TAG;
 }
 
+/// Receives the next message from `src` on `tag` (any tag: MPI_ANY_TAG) into `out`; returns
+/// its tag, or -1 if `stop()` became true first.
+template <class Stop>
+int receive(int src, int tag, byte_buffer& out, Stop&& stop) {
+    for (backoff wait;; wait()) {
+        if (const int t = try_receive(src, tag, out); t >= 0) return t;
+        if (stop()) return -1;
+    }
+}
+
 inline std::uint32_t kind_of(const byte_buffer& msg) noexcept { return load_pod<std::uint32_t>(msg.data() + 4); }
 
 // ---------------------------------------------------------------------------------------
 // A worker rank.
 
-/// Runs the initializer an open message carries, if any; builds the answer in `out`.
-inline void open_channel(const byte_buffer& in, byte_buffer& out) {
+/// Runs the initializer an open message carries, if any; builds the answer in `out`: where
+/// the worker runs (`host`, this process), or msg_init_failed.
+inline void open_channel(const std::byte* in, std::size_t size, byte_buffer& out, const std::string& host) {
     out.clear();
     MULTIPROC_TRY {
-        if (in.size() < sizeof(open_header))
-            detail::raise(serialization_error("multiproc: a malformed open message"));
-        const auto h = load_pod<open_header>(in.data());
+        if (size < sizeof(open_header)) detail::raise(serialization_error("multiproc: a malformed open message"));
+        const auto h = load_pod<open_header>(in);
         if (h.has_init) {
-            if (h.args_size > in.size() - sizeof h)
-                detail::raise(serialization_error("multiproc: a malformed open message"));
+            if (h.args_size > size - sizeof h) detail::raise(serialization_error("multiproc: a malformed open message"));
             const remote_init_fn* fn = code_registry<remote_init_fn>::instance().find(h.init_id, h.init_signature);
             if (!fn)
-                detail::raise(error("multiproc: rank " + std::to_string(job().rank) +
+                detail::raise(error("multiproc: a worker on rank " + std::to_string(job().rank) +
                                     " does not know the pool's initializer (a different build?)"));
-            (*fn)(in.data() + sizeof h, static_cast<std::size_t>(h.args_size));
+            (*fn)(in + sizeof h, static_cast<std::size_t>(h.args_size));
         }
     } MULTIPROC_CATCH_ALL {
         init_failed_message(out);
@@ -236,37 +290,258 @@ inline void open_channel(const byte_buffer& in, byte_buffer& out) {
     opened_header r{};
     r.kind = msg_opened;
     r.pid = ::getpid();
-    r.host_size = checked_size(job().host.size());
+    r.host_size = checked_size(host.size());
     out.append(&r, sizeof r);
-    out.append(job().host.data(), job().host.size());
+    out.append(host.data(), host.size());
     pad_message(out, 0);
     r.size = checked_size(out.size());
     std::memcpy(out.data(), &r.size, sizeof r.size);
 }
 
-/// The life of ranks 1..R: run what rank 0 sends, in order, until it says the job is over.
+/// The worker_shared of a rank's local worker process, in memory it shares with its rank:
+/// run_task keeps `element` there, which the rank reads when the process dies (and, for a
+/// timed unit, as it goes). Crosses into the process as an argument.
+class progress_cell {
+public:
+    [[nodiscard]] static progress_cell make() {
+        progress_cell c;
+        c.cell_ = shared_ptr_in_arena<worker_shared>::make(0);
+        return c;
+    }
+    [[nodiscard]] worker_shared& operator*() const noexcept { return *cell_; }
+    void cross_out(crossing_writer& w) const { cell_.cross_out(w); }
+    static progress_cell cross_in(crossing_reader& r) {
+        progress_cell c;
+        c.cell_ = shared_ptr_in_arena<worker_shared>::cross_in(r);
+        return c;
+    }
+
+private:
+    shared_ptr_in_arena<worker_shared> cell_;
+};
+
+/// How a rank and its local worker process talk: raw messages, the same bytes as over MPI.
+using local_link = basic_connection<std::vector<std::byte>>;
+
+inline std::span<const std::byte> bytes_of(const byte_buffer& b) noexcept { return {b.data(), b.size()}; }
+
+/// The life of a rank's local worker process (one per channel): open (the initializer),
+/// then tasks, each answered, until msg_close. Ctrl-C is for rank 0 to act on, as in a pool
+/// worker; SIGTERM ends it.
+inline void local_worker_main(local_link link, progress_cell cell, std::string host, int rank, int size) {
+    (void)sys::set_signal_disposition(SIGINT, SIG_IGN);
+    job().served_rank = rank; // (what mpi_rank() says in its tasks)
+    job().size = size;
+    worker_boot b;
+    b.self = &*cell;
+    b.in_thread = true; // (no wake descriptor, no rings: it answers through `link`)
+    byte_buffer out, errors;
+    for (;;) {
+        const std::vector<std::byte> in = link.recv_bytes(); // (eof_error if the rank is gone)
+        const std::uint32_t kind = in.size() >= 8 ? load_pod<std::uint32_t>(in.data() + 4) : 0;
+        if (kind == msg_open) {
+            open_channel(in.data(), in.size(), out, host);
+            link.send_bytes(bytes_of(out));
+            if (kind_of(out) == msg_init_failed) return;
+        } else if (kind == msg_task && in.size() >= sizeof(task_header)) {
+            run_task(b, in.data(), in.size(), errors, out);
+            link.send_bytes(bytes_of(out));
+        } else {
+            return; // msg_close
+        }
+    }
+}
+
+/// A rank's local worker process, and what the rank knows of it.
+struct local_worker {
+    int tag = 0; // its channel
+    std::variant<std::monostate, basic_process<multiproc::start::forkserver>, basic_process<multiproc::start::spawn>> proc;
+    std::optional<local_link> link; // (set once the process is started)
+    progress_cell cell = progress_cell::make();
+    bool dead = false;           // it died (rank 0 was told); the channel stays until rank 0 ends it
+    bool timed = false;          // it runs a unit whose elements are timed: tell rank 0 each one
+    std::uint64_t told_unit = 0; // the unit and element rank 0 last heard of
+    std::uint64_t told_element = 0;
+
+    /// Kills it (if `kill`) and waits for it; its exit status, negative for a signal.
+    int end(bool kill) {
+        return std::visit([&](auto& p) -> int {
+            if constexpr (requires { p.join(); }) {
+                MULTIPROC_TRY {
+                    if (kill) p.kill();
+                    p.join();
+                    return p.exitcode().value_or(-SIGKILL);
+                } MULTIPROC_CATCH(const error&, unnamed_) {
+                }
+                return -SIGKILL;
+            } else {
+                return 0;
+            }
+        }, proc);
+    }
+};
+
+template <class Start>
+void start_local_worker(local_worker& w, local_link theirs) {
+    process_options o;
+    o.name = "RankWorker-" + std::to_string(w.tag) + " (rank " + std::to_string(job().rank) + ")";
+    o.daemon = true; // (it dies with its rank)
+    auto& p = w.proc.template emplace<basic_process<Start>>(o, fn<&local_worker_main>, theirs, w.cell, job().host,
+                                                              job().rank, job().size);
+    p.start();
+}
+
+/// Starts a worker process for the channel that `open` opens, and hands it the message (it
+/// runs the initializer and answers). Returns it, or nothing if it could not start: then the
+/// channel's answer (msg_init_failed naming why) has been sent.
+inline std::unique_ptr<local_worker> open_local(int tag, const byte_buffer& open, byte_buffer& out) {
+    auto w = std::make_unique<local_worker>();
+    w->tag = tag;
+    MULTIPROC_TRY {
+        auto [mine, theirs] = multiproc::pipe<std::vector<std::byte>>();
+        w->link.emplace(std::move(mine));
+        if (load_pod<open_header>(open.data()).runs_in == run_in_spawn_child)
+            start_local_worker<multiproc::start::spawn>(*w, theirs);
+        else
+            start_local_worker<multiproc::start::forkserver>(*w, theirs);
+        theirs.close(); // (so that its end of file is the process's)
+        w->link->send_bytes(bytes_of(open));
+        return w;
+    } MULTIPROC_CATCH_ALL {
+        init_failed_message(out); // (the pool breaks, naming why: as when a worker cannot start)
+        send(0, tag, out);
+    }
+    return nullptr;
+}
+
+/// Hands what rank 0 sent on a local worker's channel to it: a task, or the channel's end.
+/// Returns false once the channel is over. (A task for a worker that has died is dropped:
+/// rank 0 hears of the death before any answer, and settles the task.)
+inline bool pass_to_local(local_worker& w, const byte_buffer& msg) {
+    const std::uint32_t kind = kind_of(msg);
+    if (w.dead) return kind != msg_close && kind != msg_kill;
+    if (kind == msg_task && msg.size() >= sizeof(task_header)) {
+        const auto h = load_pod<task_header>(msg.data());
+        w.timed = (h.flags & task_timed) != 0;
+        w.told_unit = h.seq;
+        w.told_element = h.lo;
+        MULTIPROC_TRY {
+            w.link->send_bytes(bytes_of(msg));
+        } MULTIPROC_CATCH(const error&, unnamed_) { // (it has died: its end of file says so next)
+        }
+        return true;
+    }
+    if (kind == msg_close) {
+        MULTIPROC_TRY {
+            w.link->send_bytes(bytes_of(msg));
+        } MULTIPROC_CATCH(const error&, unnamed_) {
+        }
+    }
+    (void)w.end(kind != msg_close); // msg_close: it leaves at once (it is idle); msg_kill: killed
+    return false;
+}
+
+/// Carries what a local worker sent to rank 0: a result, or its death (the unit and element
+/// it was on, as run_task left them in its progress cell).
+inline void pass_from_local(local_worker& w, byte_buffer& buf) {
+    bool got = false;
+    MULTIPROC_TRY {
+        const std::vector<std::byte> m = w.link->recv_bytes();
+        buf.clear();
+        buf.append(m.data(), m.size());
+        got = true;
+    } MULTIPROC_CATCH(const error&, unnamed_) {
+    }
+    if (got) {
+        send(0, w.tag, buf);
+        return;
+    }
+    // End of file: the process died (a task crashed it, or it was killed from outside).
+    const worker_shared& c = *w.cell;
+    const std::uint64_t unit = c.unit.load(std::memory_order_acquire);
+    const std::uint64_t element = c.element.load(std::memory_order_acquire);
+    w.dead = true;
+    w.timed = false;
+    send_note(0, w.tag, msg_died, w.end(false), unit, element);
+}
+
+/// The local workers of a rank: waits at most `ns` for one to say something, carries what
+/// they say to rank 0, and tells rank 0 where a timed unit is. Returns whether any spoke.
+inline bool tend_locals(std::vector<std::unique_ptr<local_worker>>& locals, std::uint64_t ns, byte_buffer& buf) {
+    bool spoke = false;
+    for (auto& w : locals) {
+        if (!w->timed || w->dead) continue;
+        const worker_shared& c = *w->cell;
+        if (c.unit.load(std::memory_order_acquire) != w->told_unit) continue;
+        const std::uint64_t e = c.element.load(std::memory_order_acquire);
+        if (e != w->told_element) {
+            w->told_element = e;
+            send_note(0, w->tag, msg_progress, 0, w->told_unit, e);
+        }
+    }
+    std::vector<pollfd> fds;
+    std::vector<local_worker*> who;
+    for (auto& w : locals) {
+        if (w->dead) continue;
+        fds.push_back({w->link->fileno(), POLLIN, 0});
+        who.push_back(w.get());
+    }
+    if (sys::poll_for(fds.data(), fds.size(), ns) <= 0) return spoke;
+    for (std::size_t i = 0; i < fds.size(); ++i) {
+        if (fds[i].revents == 0) continue;
+        spoke = true;
+        pass_from_local(*who[i], buf);
+    }
+    return spoke;
+}
+
+/// The life of ranks 1..R: run what rank 0 sends, in order, until it says the job is over. A
+/// channel of ext::start::mpi<in_rank> runs its tasks here, one at a time; one of
+/// mpi<forkserver|spawn> in a worker process of its own, so that many run at once and a task
+/// that crashes its process fails alone.
 inline void serve() {
     worker_shared progress{}; // (run_task records where it is; nobody reads it here)
     worker_boot b;
     b.self = &progress;
     b.in_thread = true;
     byte_buffer in, out, errors;
-    for (;;) {
-        const int tag = receive(0, MPI_ANY_TAG, in, [] { return false; });
-        const std::uint32_t kind = kind_of(in);
-        if (tag == control_tag) {
-            if (kind == msg_exit) return;
-            continue;
+    std::vector<std::unique_ptr<local_worker>> locals;
+    const auto local_of = [&](int tag) -> std::ptrdiff_t {
+        for (std::size_t i = 0; i < locals.size(); ++i)
+            if (locals[i]->tag == tag) return static_cast<std::ptrdiff_t>(i);
+        return -1;
+    };
+    for (backoff wait;;) {
+        const int tag = try_receive(0, MPI_ANY_TAG, in);
+        if (tag >= 0) {
+            wait = backoff();
+            const std::uint32_t kind = kind_of(in);
+            if (tag == control_tag) {
+                if (kind != msg_exit) continue;
+                for (auto& w : locals) (void)w->end(true);
+                return;
+            }
+            if (const std::ptrdiff_t i = local_of(tag); i >= 0) {
+                if (!pass_to_local(*locals[static_cast<std::size_t>(i)], in)) locals.erase(locals.begin() + i);
+            } else if (kind == msg_open && in.size() >= sizeof(open_header) &&
+                       load_pod<open_header>(in.data()).runs_in != run_in_rank) {
+                if (auto w = open_local(tag, in, out)) locals.push_back(std::move(w));
+            } else if (kind == msg_open) {
+                open_channel(in.data(), in.size(), out, job().host);
+                send(0, tag, out);
+            } else if (kind == msg_task && in.size() >= sizeof(task_header)) {
+                run_task(b, in.data(), in.size(), errors, out);
+                send(0, tag, out);
+            } else if (kind != msg_close && kind != msg_kill) { // (those of a worker that has already gone)
+                abort_job("multiproc: rank " + std::to_string(job().rank) + " got a message of kind " +
+                          std::to_string(kind) + " from rank 0 (a different build?)");
+            }
         }
-        if (kind == msg_open) {
-            open_channel(in, out);
-        } else if (kind == msg_task && in.size() >= sizeof(task_header)) {
-            run_task(b, in.data(), in.size(), errors, out);
-        } else {
-            abort_job("multiproc: rank " + std::to_string(job().rank) + " got a message of kind " +
-                      std::to_string(kind) + " from rank 0 (a different build?)");
+        if (!locals.empty()) {
+            if (tend_locals(locals, tag >= 0 ? 0 : wait.next_ns(), out)) wait = backoff();
+        } else if (tag < 0) {
+            wait();
         }
-        send(0, tag, out);
     }
 }
 
@@ -301,7 +576,12 @@ inline std::string next_worker_name() {
 /// the pool's initializer), then carries each unit of the worker's task ring there and its
 /// result back, one unit at a time, so the pool's engine sees a worker like any other.
 /// Told to stop now (terminate()), it leaves without waiting for the unit running there.
+/// Where the tasks run in a worker process of the rank (b.remote names how it starts), the
+/// thread ends that process with the channel (killed if told to stop now) and, if it dies,
+/// returns its exit status with `element` saying where in the unit it died.
 inline int relay_main(const worker_boot& b) {
+    const std::uint32_t runs_in = b.remote ? *static_cast<const std::uint32_t*>(b.remote) : run_in_rank;
+    const bool local = runs_in != run_in_rank;
     const auto [rank, channel] = take_slot();
     struct slot_guard {
         int rank;
@@ -313,6 +593,7 @@ inline int relay_main(const worker_boot& b) {
     {
         open_header h{};
         h.kind = msg_open;
+        h.runs_in = runs_in;
         if (b.init) {
             h.has_init = 1;
             h.init_id = b.init->id;
@@ -327,7 +608,15 @@ inline int relay_main(const worker_boot& b) {
         std::memcpy(msg.data(), &h.size, sizeof h.size);
     }
     send(rank, channel, msg);
-    if (receive(rank, channel, msg, stop_now) < 0) return 0;
+    if (receive(rank, channel, msg, stop_now) < 0) {
+        if (!local) return 0;
+        send_note(rank, channel, msg_kill);
+        return -SIGKILL;
+    }
+    if (kind_of(msg) == msg_died) { // (in its initializer, or before)
+        send_note(rank, channel, msg_close);
+        return load_pod<channel_note>(msg.data()).status;
+    }
     if (kind_of(msg) == msg_init_failed) {
         send_to_parent(b, msg);
         return 1;
@@ -337,11 +626,36 @@ inline int relay_main(const worker_boot& b) {
     b.place->pid = opened.pid;
     b.place->rank = rank; // (published to the engine with the first result)
     self.phase.store(worker_running, std::memory_order_release);
-    return serve_tasks(b, [&](const std::byte* m, std::size_t n, byte_buffer& out) {
+    std::optional<int> died; // the status of the rank's worker process, if it died
+    const int code = serve_tasks(b, [&](const std::byte* m, std::size_t n, byte_buffer& out) {
         (void)note_unit_start(b, load_pod<task_header>(m));
         send(rank, channel, m, n);
-        return receive(rank, channel, out, stop_now) >= 0;
+        for (;;) {
+            if (receive(rank, channel, out, stop_now) < 0) return false;
+            const std::uint32_t kind = kind_of(out);
+            if (kind != msg_progress && kind != msg_died) return true;
+            const auto note = load_pod<channel_note>(out.data());
+            if (kind == msg_progress) {
+                self.element_started_ns.store(static_cast<std::uint64_t>(steady::now().time_since_epoch().count()),
+                                              std::memory_order_relaxed);
+                self.element.store(note.element, std::memory_order_release);
+                continue;
+            }
+            // Died: on this unit, at that element; or (killed from outside while idle) before
+            // it started this one, which then runs elsewhere, whole.
+            self.element.store(note.element, std::memory_order_relaxed);
+            self.unit.store(note.unit, std::memory_order_release);
+            died = note.status;
+            return false;
+        }
     });
+    if (!local) return code;
+    if (stop_now() && !died) {
+        send_note(rank, channel, msg_kill);
+        return -SIGKILL;
+    }
+    send_note(rank, channel, msg_close);
+    return died.value_or(code);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -450,11 +764,27 @@ struct in_rank {
     static constexpr std::string_view name = "in_rank";
 };
 
+} // namespace ext::start
+
+namespace detail::mpi {
+/// What tells a channel's rank how `Local` runs its tasks (pool_config::thread_context).
+template <class Local>
+inline constexpr std::uint32_t runs_in = std::is_same_v<Local, ext::start::in_rank>        ? run_in_rank
+                                         : std::is_same_v<Local, multiproc::start::spawn> ? run_in_spawn_child
+                                                                                           : run_in_forkserver_child;
+} // namespace detail::mpi
+
+namespace ext::start {
+
 /// A pool's workers are the ranks 1..R of the MPI job this program was started as
-/// (`mpiexec -n 1+R ./app`), where `Local` runs the tasks: ext::start::in_rank, in the rank
-/// itself. (A pool of start::forkserver or start::spawn on each rank, whose workers may
-/// crash without ending the job, is not there yet.) A pool has one worker per rank by
-/// default. Only pools take it: a single process cannot be started on another rank.
+/// (`mpiexec -n 1+R ./app`), where `Local` runs the tasks: start::forkserver (the default) or
+/// start::spawn, in a worker process of the rank started so, one per worker of the pool, so
+/// that a task that crashes its process fails alone (broken_pool naming the task, or run
+/// again under worker_death::retry<N>) and a new process takes its place, exactly as on one
+/// machine; task timeouts and cancel(kill_running) kill that process. ext::start::in_rank
+/// runs the tasks in the rank itself: lower latency, but a crash ends the job. A pool has one
+/// worker per rank by default. Only pools take it: a single process cannot be started on
+/// another rank.
 template <class Local = multiproc::start::forkserver>
 struct mpi {
     using policy_kind = multiproc::kind::start;
@@ -468,14 +798,17 @@ struct mpi {
                   "multiproc: ext::start::mpi<Local> runs tasks on each rank in a local pool of start method Local, "
                   "which cannot be start::fork (a rank that has started MPI must not fork copies of itself that run "
                   "tasks) nor start::thread: use start::forkserver, start::spawn or ext::start::in_rank");
-    static_assert(std::is_same_v<Local, in_rank>,
-                  "multiproc: ext::start::mpi with a local pool of processes on each rank is not implemented yet; use "
-                  "ext::start::mpi<ext::start::in_rank>, which runs the tasks in the ranks themselves");
+    static_assert(std::is_same_v<Local, in_rank> || std::is_same_v<Local, multiproc::start::forkserver> ||
+                      std::is_same_v<Local, multiproc::start::spawn>,
+                  "multiproc: ext::start::mpi<Local> takes start::forkserver, start::spawn or ext::start::in_rank");
 
-    /// Why a task cannot be given a timeout (pool_options::task_timeout, task_options).
+    /// Why a task cannot be given a timeout (pool_options::task_timeout, task_options), or
+    /// empty if it can.
     static constexpr std::string_view unstoppable_why =
-        "a pool of ext::start::mpi<in_rank> cannot stop a task that runs too long (it runs in an MPI rank, which "
-        "cannot be killed without ending the job)";
+        std::is_same_v<Local, in_rank>
+            ? "a pool of ext::start::mpi<in_rank> cannot stop a task that runs too long (it runs in an MPI rank, which "
+              "cannot be killed without ending the job): use ext::start::mpi<start::forkserver>"
+            : "";
 
     template <class Child>
     static pid_t launch(Child&) noexcept {
@@ -495,18 +828,26 @@ struct mpi {
         cfg.threads = true;
         cfg.thread_main = &detail::mpi::relay_main;
         cfg.thread_name = &detail::mpi::next_worker_name;
+        cfg.thread_context = const_cast<std::uint32_t*>(&detail::mpi::runs_in<Local>); // (read only)
+        cfg.threads_stoppable = !std::is_same_v<Local, in_rank>;
     }
 };
 
 } // namespace ext::start
 
 /// The rank of this process in the MPI job multiproc::freeze_support() started, or -1 if
-/// the program was not started by an MPI launcher (or main() does not call it).
+/// the program was not started by an MPI launcher (or main() does not call it). In a worker
+/// process of a rank (ext::start::mpi<forkserver|spawn>), where the tasks of that rank run:
+/// the rank.
 inline int mpi_rank() noexcept {
     const auto& j = detail::mpi::job();
+    if (j.served_rank >= 0) return j.served_rank;
     return j.running && ::getpid() == j.pid ? j.rank : -1;
 }
 /// The number of ranks of that job (1 when there is none).
-inline int mpi_size() noexcept { return detail::mpi::job().running ? detail::mpi::job().size : 1; }
+inline int mpi_size() noexcept {
+    const auto& j = detail::mpi::job();
+    return j.running || j.served_rank >= 0 ? j.size : 1;
+}
 
 MULTIPROC_ABI_END } // namespace multiproc
