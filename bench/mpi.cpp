@@ -11,7 +11,11 @@
 //   - tiny tasks per second through map, chunksize 1 and the default chunks, beside the raw
 //     ping-pong's round trips per second times the worker ranks (one task per round trip);
 //   - idle CPU: what each rank and rank 0 spend over one second with an idle pool, as a
-//     percentage of a core (read from /proc: every rank must run on this machine).
+//     percentage of a core (read from /proc: every rank must run on this machine);
+//   - all of the above for tasks run in the ranks (ext::start::mpi<in_rank>) and in a worker
+//     process of each rank (ext::start::mpi<forkserver>), beside the same raw floors; for the
+//     latter also the time from a task's crash of its worker process to broken_pool in the
+//     caller (the task writes the steady clock's time to a file, then SIGKILLs itself).
 //
 // Whole jobs, timed from outside by bench/mpi_jobs.sh (one mode per job):
 //   --start       freeze_support(), a pool, one apply, the end: a job's start and stop;
@@ -136,6 +140,83 @@ double cpu_seconds(int pid) {
     return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
 }
 
+/// Writes the steady clock's time (ns) to the file at `path`, then SIGKILLs the calling
+/// process: a task that crashes its worker process (every rank runs on this machine, so rank
+/// 0 reads the same clock).
+int crash_at(std::string path) {
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now().time_since_epoch()).count();
+    if (std::FILE* f = std::fopen(path.c_str(), "w")) {
+        std::fprintf(f, "%lld\n", static_cast<long long>(ns));
+        std::fclose(f);
+    }
+    ::raise(SIGKILL);
+    return 0;
+}
+
+/// The raw MPI floors every pool's figures are set beside.
+struct floors {
+    double int_us, mib_us;
+};
+
+/// The figures of one pool, each beside its raw MPI floor.
+template <class Pool>
+void figures(Pool& p, const floors& raw, int rounds, int big_rounds, int tiny) {
+    std::vector<double> rt;
+    (void)p.apply(multiproc::fn<&echo_int>, 0); // every channel open
+    for (int i = 0; i < rounds; ++i) {
+        auto t0 = clock_type::now();
+        (void)p.apply(multiproc::fn<&echo_int>, i);
+        rt.push_back(us_since(t0));
+    }
+    const double apply_us = median(rt);
+    std::printf("%-44s %10.1f us %10.1f us %7.2fx\n", "apply round trip, int (median)", apply_us, raw.int_us,
+                apply_us / raw.int_us);
+
+    const std::vector<char> mib(std::size_t{1} << 20, 'm');
+    rt.clear();
+    for (int i = 0; i < big_rounds; ++i) {
+        auto t0 = clock_type::now();
+        (void)p.apply(multiproc::fn<&echo_bytes>, mib);
+        rt.push_back(us_since(t0));
+    }
+    const double big_us = median(rt);
+    std::printf("%-44s %10.1f us %10.1f us %7.2fx\n", "apply round trip, 1 MiB there and back (median)", big_us,
+                raw.mib_us, big_us / raw.mib_us);
+
+    const std::vector<int> xs(static_cast<std::size_t>(tiny), 1);
+    const double floor_per_s = 1e6 / raw.int_us * p.processes(); // one round trip per task, every rank busy
+    for (std::size_t chunk : {std::size_t{1}, std::size_t{0}}) {
+        auto t0 = clock_type::now();
+        auto ys = chunk ? p.map(multiproc::fn<&echo_int>, xs, chunk) : p.map(multiproc::fn<&echo_int>, xs);
+        const double per_s = static_cast<double>(ys.size()) / (us_since(t0) / 1e6);
+        std::printf("%-44s %10.0f/s %10.0f/s %7.2fx\n",
+                    chunk ? "tiny tasks, map chunksize 1" : "tiny tasks, map default chunks", per_s, floor_per_s,
+                    per_s / floor_per_s);
+    }
+}
+
+/// Idle CPU of each rank's process that runs tasks (`what`), and of rank 0, over a window of
+/// an idle pool.
+template <class Pool>
+void idle_cpu(Pool& p, bool smoke, const char* what) {
+    std::map<int, int> pids; // rank -> pid
+    for (int tries = 0; tries < 10 && static_cast<int>(pids.size()) < p.processes(); ++tries)
+        for (const who& w : p.map(multiproc::fn<&whoami>, std::vector<int>(16, 0), 1)) pids[w.rank] = w.pid;
+    std::map<int, double> before;
+    for (auto [rank, pid] : pids) before[rank] = cpu_seconds(pid);
+    const double self_before = cpu_seconds(static_cast<int>(::getpid()));
+    const auto idle = smoke ? std::chrono::milliseconds(200) : std::chrono::milliseconds(1000);
+    std::this_thread::sleep_for(idle); // (a benchmark's measuring window, not a synchronization)
+    const double secs = std::chrono::duration<double>(idle).count();
+    for (auto [rank, pid] : pids) {
+        const double used = cpu_seconds(pid) - before[rank];
+        std::printf("%-44s %10.2f %% %12s %8s\n", ("idle CPU of rank " + std::to_string(rank) + what).c_str(),
+                    100 * used / secs, "-", "-");
+    }
+    std::printf("%-44s %10.2f %% %12s %8s\n", "idle CPU of rank 0 (its worker threads)",
+                100 * (cpu_seconds(static_cast<int>(::getpid())) - self_before) / secs, "-", "-");
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -153,64 +234,44 @@ int main(int argc, char** argv) {
     const int rounds = smoke ? 20 : 2000;
     const int big_rounds = smoke ? 5 : 200;
     const int tiny = smoke ? 200 : 100000;
-    pool_t p;
-    const int ranks = p.processes();
-    std::printf("multiproc over MPI: %d worker ranks (ext::start::mpi<in_rank>)%s\n", ranks, smoke ? ", smoke run" : "");
-    std::printf("%-44s %12s %12s %8s\n", "figure", "multiproc", "raw MPI", "ratio");
-
-    // Round trips.
-    std::vector<double> rt;
-    (void)p.apply(multiproc::fn<&echo_int>, 0); // every channel open
-    for (int i = 0; i < rounds; ++i) {
-        auto t0 = clock_type::now();
-        (void)p.apply(multiproc::fn<&echo_int>, i);
-        rt.push_back(us_since(t0));
+    floors raw{};
+    {
+        pool_t p;
+        std::printf("multiproc over MPI: %d worker ranks%s\n", p.processes(), smoke ? ", smoke run" : "");
+        std::printf("%-44s %12s %12s %8s\n", "figure", "multiproc", "raw MPI", "ratio");
+        (void)p.apply(multiproc::fn<&echo_int>, 0);
+        raw = {raw_ping_pong(p, rounds, static_cast<int>(sizeof(int))), raw_ping_pong(p, big_rounds, 1 << 20)};
+        std::printf("-- ext::start::mpi<in_rank>: tasks run in the ranks\n");
+        figures(p, raw, rounds, big_rounds, tiny);
+        idle_cpu(p, smoke, "");
     }
-    const double apply_us = median(rt);
-    const double raw_us = raw_ping_pong(p, rounds, static_cast<int>(sizeof(int)));
-    std::printf("%-44s %10.1f us %10.1f us %7.2fx\n", "apply round trip, int (median)", apply_us, raw_us,
-                apply_us / raw_us);
-
-    const std::vector<char> mib(std::size_t{1} << 20, 'm');
-    rt.clear();
-    for (int i = 0; i < big_rounds; ++i) {
-        auto t0 = clock_type::now();
-        (void)p.apply(multiproc::fn<&echo_bytes>, mib);
-        rt.push_back(us_since(t0));
+    {
+        multiproc::basic_pool<multiproc::ext::start::mpi<multiproc::start::forkserver>> p;
+        std::printf("-- ext::start::mpi<forkserver>: tasks run in a worker process of each rank\n");
+        figures(p, raw, rounds, big_rounds, tiny);
+        idle_cpu(p, smoke, "'s worker process");
+        // A task crashes its worker process: how long until the caller holds broken_pool.
+        char dir[] = "/tmp/multiproc-bench-mpi-XXXXXX";
+        if (!::mkdtemp(dir)) return 1;
+        const std::string stamp = std::string(dir) + "/killed";
+        std::vector<double> waits;
+        for (int i = 0; i < (smoke ? 2 : 20); ++i) {
+            try {
+                (void)p.apply(multiproc::fn<&crash_at>, stamp);
+            } catch (const multiproc::broken_pool&) {
+                const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now().time_since_epoch()).count();
+                long long at = 0;
+                if (std::FILE* f = std::fopen(stamp.c_str(), "r")) {
+                    if (std::fscanf(f, "%lld", &at) != 1) at = 0;
+                    std::fclose(f);
+                }
+                if (at > 0) waits.push_back(static_cast<double>(now - at) / 1000.0);
+            }
+        }
+        ::unlink(stamp.c_str());
+        ::rmdir(dir);
+        std::printf("%-44s %10.1f us %12s %8s\n", "worker process killed -> broken_pool (median)", median(waits), "-",
+                    "-");
     }
-    const double big_us = median(rt);
-    const double raw_big_us = raw_ping_pong(p, big_rounds, 1 << 20);
-    std::printf("%-44s %10.1f us %10.1f us %7.2fx\n", "apply round trip, 1 MiB there and back (median)", big_us,
-                raw_big_us, big_us / raw_big_us);
-
-    // Tiny tasks.
-    const std::vector<int> xs(static_cast<std::size_t>(tiny), 1);
-    const double floor_per_s = 1e6 / raw_us * ranks; // one round trip per task, every rank busy
-    for (std::size_t chunk : {std::size_t{1}, std::size_t{0}}) {
-        auto t0 = clock_type::now();
-        auto ys = chunk ? p.map(multiproc::fn<&echo_int>, xs, chunk) : p.map(multiproc::fn<&echo_int>, xs);
-        const double per_s = static_cast<double>(ys.size()) / (us_since(t0) / 1e6);
-        std::printf("%-44s %10.0f/s %10.0f/s %7.2fx\n",
-                    chunk ? "tiny tasks, map chunksize 1" : "tiny tasks, map default chunks", per_s, floor_per_s,
-                    per_s / floor_per_s);
-    }
-
-    // Idle CPU, over one second of an idle pool.
-    std::map<int, int> pids; // rank -> pid
-    for (int tries = 0; tries < 10 && static_cast<int>(pids.size()) < ranks; ++tries)
-        for (const who& w : p.map(multiproc::fn<&whoami>, std::vector<int>(16, 0), 1)) pids[w.rank] = w.pid;
-    std::map<int, double> before;
-    for (auto [rank, pid] : pids) before[rank] = cpu_seconds(pid);
-    const double self_before = cpu_seconds(static_cast<int>(::getpid()));
-    const auto idle = smoke ? std::chrono::milliseconds(200) : std::chrono::milliseconds(1000);
-    std::this_thread::sleep_for(idle); // (a benchmark's measuring window, not a synchronization)
-    const double secs = std::chrono::duration<double>(idle).count();
-    for (auto [rank, pid] : pids) {
-        const double used = cpu_seconds(pid) - before[rank];
-        std::printf("%-44s %10.2f %% %12s %8s\n", ("idle CPU of rank " + std::to_string(rank)).c_str(),
-                    100 * used / secs, "-", "-");
-    }
-    std::printf("%-44s %10.2f %% %12s %8s\n", "idle CPU of rank 0 (its worker threads)",
-                100 * (cpu_seconds(static_cast<int>(::getpid())) - self_before) / secs, "-", "-");
     return 0;
 }
