@@ -9,6 +9,8 @@
 #    CMakeUserPresets.json, no build folder).
 # 4. README's consumer: its conanfile.txt, the find_package snippet, its conan install and
 #    cmake --preset block; the package found is Conan's (CMakeDeps); the program runs.
+# 4b. Where pkg-config finds an MPI, the with_mpi consumer of docs/packaging.md: built
+#    against multiproc::mpi and run; without an MPI module, its conan install is refused.
 # 5. validate(): a too old GCC or Clang, C++17, another OS are refused with a reason.
 # 6. The release route: the recipe alone (as in a recipe index) with conandata.yml naming an
 #    archive of the checkout and its sha256 packages the archive; a wrong sha256 and a
@@ -88,6 +90,43 @@ if(NOT under)
   message(FATAL_ERROR "find_package found multiproc in '${found}', not in Conan's generators under ${build}")
 endif()
 run("run app" ${consumer} ${build}/app)
+
+# 4b. The with_mpi consumer of docs/packaging.md ("MPI"), where pkg-config finds an MPI:
+# tests/consumers/mpi.cpp against multiproc::mpi, through CMakeDeps; and the sentence that
+# the same conan install says when pkg-config finds none.
+execute_process(COMMAND pkg-config --exists ompi-c RESULT_VARIABLE no_ompi)
+execute_process(COMMAND pkg-config --exists mpi-c RESULT_VARIABLE no_mpi)
+if(no_ompi AND no_mpi)
+  message(STATUS "pkg-config finds no MPI (ompi-c, mpi-c): the with_mpi consumer is skipped")
+else()
+  set(blocks_file docs/packaging.md)
+  set(blocks_section "### MPI (`ext::start::mpi`)")
+  readme_block(mpi_snippet cmake "COMPONENTS mpi")
+  readme_block(mpi_conanfile ini "with_mpi=True")
+  unset(blocks_file)
+  unset(blocks_section)
+  set(mpi_consumer ${SCRATCH}/mpi-consumer)
+  consumer_project(${mpi_consumer} "${mpi_snippet}")
+  file(COPY_FILE ${SOURCE_DIR}/tests/consumers/mpi.cpp ${mpi_consumer}/app.cpp)
+  file(WRITE ${mpi_consumer}/conanfile.txt "${mpi_conanfile}")
+  run_block("docs: conan install and build with with_mpi" ${mpi_consumer} "${install}")
+  file(GLOB_RECURSE caches ${mpi_consumer}/build/*/CMakeCache.txt ${mpi_consumer}/build/CMakeCache.txt)
+  get_filename_component(mpi_build ${caches} DIRECTORY)
+  run("run the with_mpi app" ${mpi_consumer} ${mpi_build}/app)
+  if(NOT run_output MATCHES "multiproc::mpi built, and the pool asks for a launcher")
+    message(FATAL_ERROR "the with_mpi consumer did not say it was built against MPI:\n${run_output}")
+  endif()
+  file(MAKE_DIRECTORY ${SCRATCH}/no-pkgconfig)
+  set(saved_path "$ENV{PKG_CONFIG_PATH}")
+  set(saved_libdir "$ENV{PKG_CONFIG_LIBDIR}")
+  set(ENV{PKG_CONFIG_PATH} "")
+  set(ENV{PKG_CONFIG_LIBDIR} ${SCRATCH}/no-pkgconfig)
+  run_fails("conan install with with_mpi where pkg-config finds no MPI" ${mpi_consumer}
+            "with_mpi needs an MPI whose pkg-config module \\(ompi-c or mpi-c\\) pkg-config can find"
+            conan install . --build=missing -s compiler.cppstd=20 --output-folder=${SCRATCH}/no-mpi)
+  set(ENV{PKG_CONFIG_PATH} "${saved_path}")
+  set(ENV{PKG_CONFIG_LIBDIR} "${saved_libdir}")
+endif()
 
 # 5. What validate() refuses (conan install of the package under those settings).
 foreach(refusal IN ITEMS "compiler.version=11|gcc 11 is too old: it needs gcc 12 or later"

@@ -14,6 +14,7 @@ from conan import ConanFile
 from conan.errors import ConanException, ConanInvalidConfiguration
 from conan.tools.build import check_min_cppstd
 from conan.tools.files import copy, get, load
+from conan.tools.gnu import PkgConfig
 from conan.tools.layout import basic_layout
 from conan.tools.scm import Version
 
@@ -32,6 +33,10 @@ class MultiprocConan(ConanFile):
     package_type = "header-library"
     # Declared for validate() only; package_id() drops them: one package fits every configuration.
     settings = "os", "arch", "compiler", "build_type"
+    # with_mpi: the component multiproc::mpi for <multiproc/ext/start/mpi.hpp>, on the MPI of
+    # the system, found with pkg-config (docs/packaging.md, "MPI"). Off: no MPI anywhere.
+    options = {"with_mpi": [True, False]}
+    default_options = {"with_mpi": False}
     no_copy_source = True
     _from_archive = False  # set by set_version()
 
@@ -89,7 +94,7 @@ class MultiprocConan(ConanFile):
         self.requires("range-v3/0.12.0", transitive_headers=True)
 
     def package_id(self):
-        self.info.clear()
+        self.info.clear()  # (the option only changes package_info(), which runs for the consumer)
 
     def validate(self):
         if self.settings.os != "Linux":
@@ -122,13 +127,51 @@ class MultiprocConan(ConanFile):
         copy(self, "LICENSE", self.source_folder, os.path.join(self.package_folder, "licenses"))
         copy(self, "*.hpp", os.path.join(self.source_folder, "include"), os.path.join(self.package_folder, "include"))
 
+    def _packaged(self, name):
+        """Whether dependency `name` is a package (not one of the system's, [platform_requires])."""
+        for require, dependency in self.dependencies.host.items():
+            if require.ref.name == name:
+                return dependency.package_folder is not None
+        return False
+
     def package_info(self):
         self.cpp_info.bindirs = []
         self.cpp_info.libdirs = []
         # The names the CMake install exports: find_package(multiproc) and multiproc::multiproc,
         # and multiproc.pc for PkgConfigDeps users.
         self.cpp_info.set_property("cmake_file_name", "multiproc")
-        self.cpp_info.set_property("cmake_target_name", "multiproc::multiproc")
-        self.cpp_info.set_property("pkg_config_name", "multiproc")
-        self.cpp_info.requires = ["boost::headers", "range-v3::range-v3"]
-        self.cpp_info.system_libs = ["pthread", "rt"]
+        if not self.options.with_mpi:
+            self.cpp_info.set_property("cmake_target_name", "multiproc::multiproc")
+            self.cpp_info.set_property("pkg_config_name", "multiproc")
+            self.cpp_info.requires = ["boost::headers", "range-v3::range-v3"]
+            self.cpp_info.system_libs = ["pthread", "rt"]
+            return
+        # Two components, as the CMake install has them: multiproc::multiproc, and
+        # multiproc::mpi, which adds the system's MPI (its pkg-config module: Open MPI's
+        # ompi-c, or the generic mpi-c of Debian's alternatives). The root target, which
+        # CMakeDeps makes of every component, gets a name of its own.
+        self.cpp_info.set_property("cmake_target_name", "multiproc::multiproc_all")
+        core = self.cpp_info.components["multiproc"]
+        core.set_property("cmake_target_name", "multiproc::multiproc")
+        core.set_property("pkg_config_name", "multiproc")
+        # (A component may name only packages in the graph: a dependency the profile takes from
+        # the system, [platform_requires], has no package, and its headers are the system's.)
+        core.requires = [r for r in ("boost::headers", "range-v3::range-v3") if self._packaged(r.split("::")[0])]
+        core.system_libs = ["pthread", "rt"]
+        core.bindirs = []
+        core.libdirs = []
+        mpi = self.cpp_info.components["mpi"]
+        mpi.set_property("cmake_target_name", "multiproc::mpi")
+        mpi.set_property("pkg_config_name", "multiproc-mpi")
+        mpi.requires = ["multiproc"]
+        for module in ("ompi-c", "mpi-c"):
+            found = PkgConfig(self, module)
+            try:
+                found.fill_cpp_info(mpi, is_system=True)
+            except ConanException:
+                continue
+            mpi.bindirs = []
+            mpi.defines = list(mpi.defines) + ["OMPI_SKIP_MPICXX=1"]
+            return
+        raise ConanException("multiproc: with_mpi needs an MPI whose pkg-config module (ompi-c or mpi-c) "
+                             "pkg-config can find (Debian: apt-get install libopenmpi-dev pkg-config)")
