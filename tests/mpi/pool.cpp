@@ -71,6 +71,21 @@ int report_then_wait(std::string reports, std::string tokens, int v) {
     return v;
 }
 
+/// As report_then_wait, then returns 2 MiB: an answer too big for MPI to send before its
+/// receiver has asked for it.
+std::vector<char> report_then_wait_big(std::string reports, std::string tokens) {
+    pooltest::say_to(reports, std::to_string(mpi_rank()));
+    pooltest::take_token_from(tokens);
+    return std::vector<char>(std::size_t{2} << 20, 'b');
+}
+
+/// Blocks for good at x == 3 (it has to be killed).
+int block_at_3(int x) {
+    if (x == 3)
+        for (;;) ::pause();
+    return x;
+}
+
 int initialized = 0; // per rank: how often the pool's initializer ran there
 void count_init(int by) { initialized += by; }
 int read_initialized(int) { return initialized; }
@@ -267,9 +282,9 @@ TEMPLATE_TEST_CASE("cancel drops a queued task, and terminate() returns while a 
     named_pipe reports, tokens;
     {
         pool_t p;
-        std::vector<async_result<int>> running;
+        std::vector<async_result<std::vector<char>>> running;
         for (int i = 0; i < workers(); ++i)
-            running.push_back(p.apply_async(fn<&report_then_wait>, reports.path(), tokens.path(), i));
+            running.push_back(p.apply_async(fn<&report_then_wait_big>, reports.path(), tokens.path()));
         for (int i = 0; i < workers(); ++i) (void)reports.line(); // every rank is busy
         auto queued = p.apply_async(fn<&square>, 5);
         CHECK(queued.cancel());
@@ -278,9 +293,11 @@ TEMPLATE_TEST_CASE("cancel drops a queued task, and terminate() returns while a 
         p.terminate(); // the threads that stand for the workers leave; the ranks finish on their own
         for (auto& r : running) CHECK_THROWS_AS(r.get(), broken_pool);
     }
+    // Under in_rank the ranks now answer with 2 MiB each, to threads that have left: rank 0
+    // takes those answers all the same, or the ranks would wait on them and serve no more.
     tokens.release(workers());
     pool_t again; // the ranks serve the next pool once their task is done
-    CHECK(again.apply(fn<&square>, 6) == 36);
+    CHECK(again.map(fn<&square>, std::vector<int>{6, 7, 8, 9}, 1) == std::vector<int>{36, 49, 64, 81});
 }
 
 TEMPLATE_TEST_CASE("more workers than ranks share the ranks", "[mpi]", ext::start::in_rank, start::forkserver,
@@ -371,6 +388,15 @@ TEMPLATE_TEST_CASE("a task past its timeout is killed with its process, and the 
     }
     CHECK(test::wait_exit(pid));
     CHECK(p.apply(fn<&square>, 4) == 16);
+    // In a chunk after another on the same worker, the element that ran too long is named
+    // (element 0 of the second chunk: not where the first one ended).
+    pool_t one(pool_options{.processes = 1, .task_timeout = 500ms});
+    try {
+        (void)one.map(fn<&block_at_3>, std::vector<int>{0, 1, 2, 3, 4, 5}, 3);
+        FAIL("task 3 blocks past its timeout");
+    } catch (const timeout_error& e) {
+        CHECK_THAT(std::string(e.what()), Contains("task 3 ran longer than its timeout of 500 ms"));
+    }
     // A timeout counts from the start of each element of a chunk, as on one machine: twelve
     // elements of about 100 ms each, in one chunk, take longer than 1 s but none is killed.
     pool_t q(pool_options{.processes = 1, .task_timeout = 1s});

@@ -590,10 +590,9 @@ inline steady::time_point note_unit_start(const worker_boot& b, const task_heade
     return t0;
 }
 
-/// The message a worker whose initializer threw sends instead of results: msg_init_failed
-/// with the exception being handled as its one error entry.
-inline void init_failed_message(byte_buffer& out) {
-    auto [type, what] = describe_current_exception();
+/// The message a worker whose initializer could not run sends instead of results:
+/// msg_init_failed with one error entry, `type` and `what`.
+inline void init_failed_message(byte_buffer& out, const std::string& type, const std::string& what) {
     result_header r{};
     r.kind = msg_init_failed;
     r.errors = 1;
@@ -604,6 +603,13 @@ inline void init_failed_message(byte_buffer& out) {
     pad_message(out, 0);
     r.size = checked_size(out.size());
     std::memcpy(out.data(), &r.size, sizeof r.size);
+}
+
+/// The message a worker whose initializer threw sends instead of results: msg_init_failed
+/// with the exception being handled as its one error entry.
+inline void init_failed_message(byte_buffer& out) {
+    auto [type, what] = describe_current_exception();
+    init_failed_message(out, type, what);
 }
 
 /// Runs one task message; builds the result message in `out`, the values in place after

@@ -44,6 +44,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -54,6 +55,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <type_traits>
 #include <variant>
 #include <vector>
@@ -73,19 +75,24 @@ namespace detail::mpi {
 
 // ---------------------------------------------------------------------------------------
 // The messages. A worker rank hears from rank 0 only, on multiproc's own communicator: on
-// the control tag, msg_exit; on a channel's tag (one per worker of a pool, never reused),
-// msg_open once, then the pool's task messages (pool_wire's task_header), each answered on
-// the same tag by a result message (result_header). Every message starts with its size and
-// kind, as the pool's do; one over piece_bytes travels as several MPI messages.
+// the control tag, msg_exit; on a channel's tag (one per worker of a pool, not reused before
+// MPI_TAG_UB channels have been opened), msg_open once, then the pool's task messages
+// (pool_wire's task_header), each answered on the same tag by a result message
+// (result_header), and in the end msg_close (the worker has done its share) or msg_kill (it
+// was told to stop now), which the rank answers with msg_closed, its last message on the
+// channel: rank 0 receives and drops whatever comes on a channel until then, so that no
+// answer of a rank waits for a receiver that has left. Every message starts with its size
+// and kind, as the pool's do; one over piece_bytes travels as several MPI messages.
 //
 // A channel whose tasks run in a local worker process of the rank (ext::start::mpi<forkserver
-// or spawn>) has three more: rank 0 ends it with msg_close (the worker has done its share: the
-// process exits) or msg_kill (terminate(), a timeout, cancel(kill_running): the process is
-// killed); the rank says msg_died if the process dies on its own (with its status and the
-// element it was on), and msg_progress when a timed unit moves to its next element.
+// or spawn>): msg_close lets the process exit, msg_kill kills it (terminate(), a timeout,
+// cancel(kill_running)); the rank says msg_died if the process dies on its own (with its
+// status and the unit and element it was on), and msg_progress when a timed unit moves to
+// its next element. (Under in_rank, msg_kill is msg_close: the rank finishes its unit first.)
 
 enum : std::uint32_t {
-    msg_open = 16, msg_opened = 17, msg_exit = 18, msg_close = 19, msg_kill = 20, msg_died = 21, msg_progress = 22
+    msg_open = 16, msg_opened = 17, msg_exit = 18, msg_close = 19, msg_kill = 20, msg_died = 21, msg_progress = 22,
+    msg_closed = 23
 };
 
 /// Where a channel's tasks run on its rank: in the rank itself, or in a worker process of the
@@ -112,12 +119,12 @@ struct open_header {
     std::uint32_t reserved;
 };
 
-/// msg_close, msg_kill (rank 0 to a rank), msg_died, msg_progress (a rank to rank 0).
+/// msg_close, msg_kill (rank 0 to a rank), msg_closed, msg_died, msg_progress (a rank to rank 0).
 struct channel_note {
     std::uint32_t size; // 32
     std::uint32_t kind;
     std::int32_t status;   // msg_died: the process's exit status, negative for the signal that ended it
-    std::uint32_t reserved;
+    std::uint32_t phase;   // msg_died: where it was (worker_starting, worker_in_initializer, worker_running)
     std::uint64_t unit;    // msg_died, msg_progress: the unit it was on (its number on the channel)
     std::uint64_t element; // and the element of that unit's chunk
 };
@@ -219,11 +226,12 @@ inline void send(int dest, int tag, const std::byte* p, std::size_t n) {
 inline void send(int dest, int tag, const byte_buffer& msg) { send(dest, tag, msg.data(), msg.size()); }
 
 inline void send_note(int dest, int tag, std::uint32_t kind, std::int32_t status = 0, std::uint64_t unit = 0,
-                      std::uint64_t element = 0) {
+                      std::uint64_t element = 0, std::uint32_t phase = 0) {
     channel_note n{};
     n.size = sizeof n;
     n.kind = kind;
     n.status = status;
+    n.phase = phase;
     n.unit = unit;
     n.element = element;
     send(dest, tag, reinterpret_cast<const std::byte*>(&n), sizeof n);
@@ -340,7 +348,10 @@ inline void local_worker_main(local_link link, progress_cell cell, std::string h
         const std::vector<std::byte> in = link.recv_bytes(); // (eof_error if the rank is gone)
         const std::uint32_t kind = in.size() >= 8 ? load_pod<std::uint32_t>(in.data() + 4) : 0;
         if (kind == msg_open) {
+            if (in.size() >= sizeof(open_header) && load_pod<open_header>(in.data()).has_init)
+                (*cell).phase.store(worker_in_initializer, std::memory_order_release);
             open_channel(in.data(), in.size(), out, host);
+            (*cell).phase.store(worker_running, std::memory_order_release);
             link.send_bytes(bytes_of(out));
             if (kind_of(out) == msg_init_failed) return;
         } else if (kind == msg_task && in.size() >= sizeof(task_header)) {
@@ -395,9 +406,9 @@ void start_local_worker(local_worker& w, local_link theirs) {
 /// runs the initializer and answers). Returns it, or nothing if it could not start: then the
 /// channel's answer (msg_init_failed naming why) has been sent.
 inline std::unique_ptr<local_worker> open_local(int tag, const byte_buffer& open, byte_buffer& out) {
-    auto w = std::make_unique<local_worker>();
-    w->tag = tag;
     MULTIPROC_TRY {
+        auto w = std::make_unique<local_worker>();
+        w->tag = tag;
         auto [mine, theirs] = multiproc::pipe<std::vector<std::byte>>();
         w->link.emplace(std::move(mine));
         if (load_pod<open_header>(open.data()).runs_in == run_in_spawn_child)
@@ -408,7 +419,11 @@ inline std::unique_ptr<local_worker> open_local(int tag, const byte_buffer& open
         w->link->send_bytes(bytes_of(open));
         return w;
     } MULTIPROC_CATCH_ALL {
-        init_failed_message(out); // (the pool breaks, naming why: as when a worker cannot start)
+        // The pool breaks, naming why (its engine takes it as a failed start of the worker).
+        auto [type, what] = describe_current_exception();
+        init_failed_message(out, type,
+                            "multiproc: rank " + std::to_string(job().rank) +
+                                " could not start a worker process for the pool's tasks: " + what);
         send(0, tag, out);
     }
     return nullptr;
@@ -419,7 +434,11 @@ inline std::unique_ptr<local_worker> open_local(int tag, const byte_buffer& open
 /// rank 0 hears of the death before any answer, and settles the task.)
 inline bool pass_to_local(local_worker& w, const byte_buffer& msg) {
     const std::uint32_t kind = kind_of(msg);
-    if (w.dead) return kind != msg_close && kind != msg_kill;
+    if (w.dead) {
+        if (kind != msg_close && kind != msg_kill) return true;
+        send_note(0, w.tag, msg_closed);
+        return false;
+    }
     if (kind == msg_task && msg.size() >= sizeof(task_header)) {
         const auto h = load_pod<task_header>(msg.data());
         w.timed = (h.flags & task_timed) != 0;
@@ -438,6 +457,7 @@ inline bool pass_to_local(local_worker& w, const byte_buffer& msg) {
         }
     }
     (void)w.end(kind != msg_close); // msg_close: it leaves at once (it is idle); msg_kill: killed
+    send_note(0, w.tag, msg_closed);
     return false;
 }
 
@@ -453,6 +473,7 @@ inline void pass_from_local(local_worker& w, byte_buffer& buf) {
     } MULTIPROC_CATCH(const error&, unnamed_) {
     }
     if (got) {
+        if (kind_of(buf) == msg_result) w.timed = false; // (its unit is over: no progress to tell)
         send(0, w.tag, buf);
         return;
     }
@@ -460,9 +481,12 @@ inline void pass_from_local(local_worker& w, byte_buffer& buf) {
     const worker_shared& c = *w.cell;
     const std::uint64_t unit = c.unit.load(std::memory_order_acquire);
     const std::uint64_t element = c.element.load(std::memory_order_acquire);
+    const std::uint32_t phase = c.phase.load(std::memory_order_acquire);
     w.dead = true;
     w.timed = false;
-    send_note(0, w.tag, msg_died, w.end(false), unit, element);
+    // (Killed too: a process that closed its end of the pipe and went on would keep the rank
+    // waiting for it.)
+    send_note(0, w.tag, msg_died, w.end(true), unit, element, phase);
 }
 
 /// The local workers of a rank: waits at most `ns` for one to say something, carries what
@@ -532,7 +556,9 @@ inline void serve() {
             } else if (kind == msg_task && in.size() >= sizeof(task_header)) {
                 run_task(b, in.data(), in.size(), errors, out);
                 send(0, tag, out);
-            } else if (kind != msg_close && kind != msg_kill) { // (those of a worker that has already gone)
+            } else if (kind == msg_close || kind == msg_kill) { // (a channel of in_rank, or one never opened here)
+                send_note(0, tag, msg_closed);
+            } else {
                 abort_job("multiproc: rank " + std::to_string(job().rank) + " got a message of kind " +
                           std::to_string(kind) + " from rank 0 (a different build?)");
             }
@@ -572,13 +598,73 @@ inline std::string next_worker_name() {
     return "RankWorker-" + std::to_string(j.next_name++);
 }
 
+/// The channels rank 0's threads have left, on which a rank may still answer (a unit that was
+/// running, a death) until its msg_closed; a thread of rank 0 receives and drops all that, so
+/// that no rank waits for a receiver that has left. (Made once, never destroyed: the job's end,
+/// an atexit handler, still uses it.)
+struct drain_state {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<std::pair<int, int>> channels; // (rank, tag)
+    std::thread thread;
+    bool stop = false; // the job ends: leave once every channel is closed
+};
+
+inline drain_state& drains() {
+    static drain_state& d = *new drain_state;
+    return d;
+}
+
+inline void drain_main() {
+    drain_state& d = drains();
+    byte_buffer msg;
+    std::unique_lock lk(d.mu);
+    for (backoff wait;;) {
+        if (d.channels.empty()) {
+            if (d.stop) return;
+            d.cv.wait(lk, [&] { return d.stop || !d.channels.empty(); });
+            wait = backoff();
+            continue;
+        }
+        const std::vector<std::pair<int, int>> now = d.channels;
+        lk.unlock();
+        bool got = false;
+        std::vector<std::pair<int, int>> closed;
+        for (const auto& [rank, tag] : now) {
+            while (try_receive(rank, tag, msg) >= 0) {
+                got = true;
+                if (kind_of(msg) == msg_closed) {
+                    closed.emplace_back(rank, tag);
+                    break;
+                }
+            }
+        }
+        if (!got) wait();
+        lk.lock();
+        if (got) wait = backoff();
+        for (const auto& c : closed) std::erase(d.channels, c);
+    }
+}
+
+/// Ends the channel `tag` to `rank` (msg_close, or msg_kill), and leaves what may still come on
+/// it to the drain thread.
+inline void end_channel(int rank, int tag, std::uint32_t how) {
+    send_note(rank, tag, how);
+    drain_state& d = drains();
+    std::lock_guard lk(d.mu);
+    d.channels.emplace_back(rank, tag);
+    if (!d.thread.joinable()) d.thread = std::thread(&drain_main);
+    d.cv.notify_one();
+}
+
 /// The body of the thread that stands for one worker: opens a channel to a rank (which runs
 /// the pool's initializer), then carries each unit of the worker's task ring there and its
 /// result back, one unit at a time, so the pool's engine sees a worker like any other.
-/// Told to stop now (terminate()), it leaves without waiting for the unit running there.
-/// Where the tasks run in a worker process of the rank (b.remote names how it starts), the
-/// thread ends that process with the channel (killed if told to stop now) and, if it dies,
-/// returns its exit status with `element` saying where in the unit it died.
+/// Told to stop now (terminate()), it leaves without waiting for the unit running there (the
+/// channel's end, msg_kill, leaves its answer to the drain thread). Where the tasks run in a
+/// worker process of the rank (b.remote names how it starts), that ends the process, and if
+/// the process dies the thread returns its exit status, with `unit` and `element` saying
+/// where it died.
 inline int relay_main(const worker_boot& b) {
     const std::uint32_t runs_in = b.remote ? *static_cast<const std::uint32_t*>(b.remote) : run_in_rank;
     const bool local = runs_in != run_in_rank;
@@ -609,15 +695,19 @@ inline int relay_main(const worker_boot& b) {
     }
     send(rank, channel, msg);
     if (receive(rank, channel, msg, stop_now) < 0) {
-        if (!local) return 0;
-        send_note(rank, channel, msg_kill);
-        return -SIGKILL;
+        end_channel(rank, channel, msg_kill);
+        return local ? -SIGKILL : 0;
     }
     if (kind_of(msg) == msg_died) { // (in its initializer, or before)
-        send_note(rank, channel, msg_close);
-        return load_pod<channel_note>(msg.data()).status;
+        const auto note = load_pod<channel_note>(msg.data());
+        self.phase.store(note.phase, std::memory_order_release);
+        end_channel(rank, channel, msg_close);
+        return note.status;
     }
     if (kind_of(msg) == msg_init_failed) {
+        end_channel(rank, channel, msg_close);
+        // (Also when the rank could not start the worker process: a failed start of the worker.)
+        self.phase.store(worker_in_initializer, std::memory_order_release);
         send_to_parent(b, msg);
         return 1;
     }
@@ -628,6 +718,7 @@ inline int relay_main(const worker_boot& b) {
     self.phase.store(worker_running, std::memory_order_release);
     std::optional<int> died; // the status of the rank's worker process, if it died
     const int code = serve_tasks(b, [&](const std::byte* m, std::size_t n, byte_buffer& out) {
+        const std::uint64_t seq = load_pod<task_header>(m).seq;
         (void)note_unit_start(b, load_pod<task_header>(m));
         send(rank, channel, m, n);
         for (;;) {
@@ -636,6 +727,7 @@ inline int relay_main(const worker_boot& b) {
             if (kind != msg_progress && kind != msg_died) return true;
             const auto note = load_pod<channel_note>(out.data());
             if (kind == msg_progress) {
+                if (note.unit != seq) continue; // (of the unit before, told after its result)
                 self.element_started_ns.store(static_cast<std::uint64_t>(steady::now().time_since_epoch().count()),
                                               std::memory_order_relaxed);
                 self.element.store(note.element, std::memory_order_release);
@@ -649,12 +741,11 @@ inline int relay_main(const worker_boot& b) {
             return false;
         }
     });
-    if (!local) return code;
     if (stop_now() && !died) {
-        send_note(rank, channel, msg_kill);
-        return -SIGKILL;
+        end_channel(rank, channel, msg_kill);
+        return local ? -SIGKILL : code;
     }
-    send_note(rank, channel, msg_close);
+    end_channel(rank, channel, msg_close);
     return died.value_or(code);
 }
 
@@ -666,6 +757,15 @@ inline void finish_rank0() noexcept {
     job_state& j = job();
     if (!j.running || ::getpid() != j.pid) return; // (a forked child that runs atexit handlers is not rank 0)
     j.running = false;
+    { // What rank 0's threads left on their channels: taken until every rank has closed them
+      // (under in_rank, once the unit a rank still runs is over).
+        drain_state& d = drains();
+        std::unique_lock lk(d.mu);
+        d.stop = true;
+        d.cv.notify_one();
+        lk.unlock();
+        if (d.thread.joinable()) d.thread.join();
+    }
     const std::uint32_t bye[2] = {8, msg_exit};
     for (int r = 1; r < j.size; ++r) send(r, control_tag, reinterpret_cast<const std::byte*>(bye), sizeof bye);
     MPI_Comm_free(&j.comm);
