@@ -429,6 +429,15 @@ inline std::unique_ptr<local_worker> open_local(int tag, const byte_buffer& open
     return nullptr;
 }
 
+/// Writes `msg` to a local worker's pipe; if the process has died, its end of file says so
+/// when the rank next looks.
+inline void tell(local_worker& w, const byte_buffer& msg) {
+    MULTIPROC_TRY {
+        w.link->send_bytes(bytes_of(msg));
+    } MULTIPROC_CATCH(const error&, unnamed_) {
+    }
+}
+
 /// Hands what rank 0 sent on a local worker's channel to it: a task, or the channel's end.
 /// Returns false once the channel is over. (A task for a worker that has died is dropped:
 /// rank 0 hears of the death before any answer, and settles the task.)
@@ -444,18 +453,10 @@ inline bool pass_to_local(local_worker& w, const byte_buffer& msg) {
         w.timed = (h.flags & task_timed) != 0;
         w.told_unit = h.seq;
         w.told_element = h.lo;
-        MULTIPROC_TRY {
-            w.link->send_bytes(bytes_of(msg));
-        } MULTIPROC_CATCH(const error&, unnamed_) { // (it has died: its end of file says so next)
-        }
+        tell(w, msg);
         return true;
     }
-    if (kind == msg_close) {
-        MULTIPROC_TRY {
-            w.link->send_bytes(bytes_of(msg));
-        } MULTIPROC_CATCH(const error&, unnamed_) {
-        }
-    }
+    if (kind == msg_close) tell(w, msg);
     (void)w.end(kind != msg_close); // msg_close: it leaves at once (it is idle); msg_kill: killed
     send_note(0, w.tag, msg_closed);
     return false;
@@ -463,18 +464,17 @@ inline bool pass_to_local(local_worker& w, const byte_buffer& msg) {
 
 /// Carries what a local worker sent to rank 0: a result, or its death (the unit and element
 /// it was on, as run_task left them in its progress cell).
-inline void pass_from_local(local_worker& w, byte_buffer& buf) {
+inline void pass_from_local(local_worker& w) {
+    std::vector<std::byte> m;
     bool got = false;
     MULTIPROC_TRY {
-        const std::vector<std::byte> m = w.link->recv_bytes();
-        buf.clear();
-        buf.append(m.data(), m.size());
-        got = true;
+        m = w.link->recv_bytes();
+        got = m.size() >= 8;
     } MULTIPROC_CATCH(const error&, unnamed_) {
     }
     if (got) {
-        if (kind_of(buf) == msg_result) w.timed = false; // (its unit is over: no progress to tell)
-        send(0, w.tag, buf);
+        if (load_pod<std::uint32_t>(m.data() + 4) == msg_result) w.timed = false; // (no progress left to tell)
+        send(0, w.tag, m.data(), m.size());
         return;
     }
     // End of file: the process died (a task crashed it, or it was killed from outside).
@@ -489,9 +489,16 @@ inline void pass_from_local(local_worker& w, byte_buffer& buf) {
     send_note(0, w.tag, msg_died, w.end(true), unit, element, phase);
 }
 
+/// What tend_locals polls, kept from one call to the next (the agent's idle loop calls it
+/// about a thousand times a second).
+struct local_poll {
+    std::vector<pollfd> fds;
+    std::vector<local_worker*> who;
+};
+
 /// The local workers of a rank: waits at most `ns` for one to say something, carries what
 /// they say to rank 0, and tells rank 0 where a timed unit is. Returns whether any spoke.
-inline bool tend_locals(std::vector<std::unique_ptr<local_worker>>& locals, std::uint64_t ns, byte_buffer& buf) {
+inline bool tend_locals(std::vector<std::unique_ptr<local_worker>>& locals, std::uint64_t ns, local_poll& polled) {
     bool spoke = false;
     for (auto& w : locals) {
         if (!w->timed || w->dead) continue;
@@ -503,8 +510,9 @@ inline bool tend_locals(std::vector<std::unique_ptr<local_worker>>& locals, std:
             send_note(0, w->tag, msg_progress, 0, w->told_unit, e);
         }
     }
-    std::vector<pollfd> fds;
-    std::vector<local_worker*> who;
+    auto& [fds, who] = polled;
+    fds.clear();
+    who.clear();
     for (auto& w : locals) {
         if (w->dead) continue;
         fds.push_back({w->link->fileno(), POLLIN, 0});
@@ -514,7 +522,7 @@ inline bool tend_locals(std::vector<std::unique_ptr<local_worker>>& locals, std:
     for (std::size_t i = 0; i < fds.size(); ++i) {
         if (fds[i].revents == 0) continue;
         spoke = true;
-        pass_from_local(*who[i], buf);
+        pass_from_local(*who[i]);
     }
     return spoke;
 }
@@ -530,6 +538,7 @@ inline void serve() {
     b.in_thread = true;
     byte_buffer in, out, errors;
     std::vector<std::unique_ptr<local_worker>> locals;
+    local_poll polled;
     const auto local_of = [&](int tag) -> std::ptrdiff_t {
         for (std::size_t i = 0; i < locals.size(); ++i)
             if (locals[i]->tag == tag) return static_cast<std::ptrdiff_t>(i);
@@ -564,7 +573,7 @@ inline void serve() {
             }
         }
         if (!locals.empty()) {
-            if (tend_locals(locals, tag >= 0 ? 0 : wait.next_ns(), out)) wait = backoff();
+            if (tend_locals(locals, tag >= 0 ? 0 : wait.next_ns(), polled)) wait = backoff();
         } else if (tag < 0) {
             wait();
         }
@@ -718,8 +727,8 @@ inline int relay_main(const worker_boot& b) {
     self.phase.store(worker_running, std::memory_order_release);
     std::optional<int> died; // the status of the rank's worker process, if it died
     const int code = serve_tasks(b, [&](const std::byte* m, std::size_t n, byte_buffer& out) {
-        const std::uint64_t seq = load_pod<task_header>(m).seq;
-        (void)note_unit_start(b, load_pod<task_header>(m));
+        const auto h = load_pod<task_header>(m);
+        (void)note_unit_start(b, h);
         send(rank, channel, m, n);
         for (;;) {
             if (receive(rank, channel, out, stop_now) < 0) return false;
@@ -727,7 +736,7 @@ inline int relay_main(const worker_boot& b) {
             if (kind != msg_progress && kind != msg_died) return true;
             const auto note = load_pod<channel_note>(out.data());
             if (kind == msg_progress) {
-                if (note.unit != seq) continue; // (of the unit before, told after its result)
+                if (note.unit != h.seq) continue; // (of the unit before, told after its result)
                 self.element_started_ns.store(static_cast<std::uint64_t>(steady::now().time_since_epoch().count()),
                                               std::memory_order_relaxed);
                 self.element.store(note.element, std::memory_order_release);
