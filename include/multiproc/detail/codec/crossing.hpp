@@ -17,6 +17,7 @@
 
 #include <multiproc/detail/codec/bytes.hpp>
 #include <multiproc/detail/codec/crossing_io.hpp>
+#include <multiproc/detail/os/fd_passing.hpp>
 #include <multiproc/detail/os/sys.hpp>
 #include <multiproc/serialize.hpp>
 #include <multiproc/error.hpp>
@@ -146,7 +147,7 @@ T cross_load(crossing_reader& r) {
 // totals (u64 bytes, u32 descriptors).
 
 inline constexpr std::size_t datagram_bytes = 32 * 1024;
-inline constexpr std::size_t max_fds_per_datagram = 250; // the kernel's SCM_MAX_FD is 253
+inline constexpr std::size_t max_fds_per_datagram = max_fds_per_message;
 
 /// Sends one datagram with descriptors; -1 with errno on failure. Never raises SIGPIPE.
 inline int send_datagram(int sock, const void* data, std::size_t n, std::span<const int> fds) noexcept {
@@ -154,16 +155,8 @@ inline int send_datagram(int sock, const void* data, std::size_t n, std::span<co
     msghdr msg{};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * max_fds_per_datagram)];
-    if (!fds.empty()) {
-        msg.msg_control = control;
-        msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-        cmsghdr* c = CMSG_FIRSTHDR(&msg);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-        std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-    }
+    rights_buffer control;
+    attach_rights(msg, control, fds);
     return sys::sendmsg(sock, &msg, MSG_NOSIGNAL) < 0 ? -1 : 0;
 }
 
@@ -175,24 +168,11 @@ inline ssize_t recv_datagram(int sock, void* buf, std::size_t cap, std::vector<s
     msghdr msg{};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * max_fds_per_datagram)];
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
+    rights_buffer control;
+    expect_rights(msg, control);
     ssize_t n = sys::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
     if (n < 0) return -1;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-        std::size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (std::size_t i = 0; i < k; ++i) {
-            int fd;
-            std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-            MULTIPROC_TRY {
-                fds.emplace_back(fd);
-            } MULTIPROC_CATCH_ALL {
-                sys::close(fd);
-            }
-        }
-    }
+    take_rights(msg, fds);
     if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
         errno = EMSGSIZE;
         return -1;
