@@ -2,7 +2,8 @@
 # per public header, each including only that header, compiled into an object library with
 # the options given: every header must compile on its own. detail/ headers are internal and
 # exempt. ext/serialize/cereal.hpp is skipped without cereal or given -fno-exceptions (cereal
-# needs exceptions), ext/start/mpi.hpp without MPI (MULTIPROC_WITH_MPI).
+# needs exceptions), ext/start/mpi.hpp without MPI (MULTIPROC_WITH_MPI), connection.hpp without
+# OpenSSL (MULTIPROC_WITH_CONNECTION).
 function(multiproc_test_headers target include_dir)
   set(options ${ARGN})
   file(GLOB_RECURSE headers RELATIVE ${include_dir} CONFIGURE_DEPENDS ${include_dir}/multiproc/*.hpp)
@@ -17,6 +18,9 @@ function(multiproc_test_headers target include_dir)
     if(h MATCHES "/ext/start/mpi" AND NOT MULTIPROC_WITH_MPI)
       continue()
     endif()
+    if(h MATCHES "/connection.hpp$" AND NOT MULTIPROC_WITH_CONNECTION)
+      continue()
+    endif()
     string(MAKE_C_IDENTIFIER ${h} id)
     set(tu ${CMAKE_CURRENT_BINARY_DIR}/${target}/${id}.cpp)
     file(CONFIGURE OUTPUT ${tu} CONTENT "#include <${h}>\n#include <${h}> // twice: include guards\n")
@@ -29,6 +33,9 @@ function(multiproc_test_headers target include_dir)
   endif()
   if(MULTIPROC_WITH_MPI)
     target_link_libraries(${target} PRIVATE multiproc::mpi)
+  endif()
+  if(MULTIPROC_WITH_CONNECTION)
+    target_link_libraries(${target} PRIVATE multiproc::connection)
   endif()
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Werror ${options})
 endfunction()

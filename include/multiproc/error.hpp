@@ -32,7 +32,7 @@ namespace multiproc { MULTIPROC_ABI_BEGIN
 enum class errc {
     error = 1, value_error, state_error, timeout_error, eof_error, buffer_too_short, serialization_error,
     queue_empty, queue_full, remote_error, broken_pool, broken_barrier_error, index_error,
-    called_process_error, timeout_expired, queue_shut_down, cancelled_error,
+    called_process_error, timeout_expired, queue_shut_down, cancelled_error, authentication_error,
 };
 
 /// The category of `errc` codes; its name is "multiproc".
@@ -44,7 +44,7 @@ inline const std::error_category& error_category() noexcept {
                 "error",       "value_error",       "state_error",  "timeout_error",       "eof_error",
                 "buffer_too_short", "serialization_error", "queue_empty", "queue_full", "remote_error",
                 "broken_pool", "broken_barrier_error", "index_error", "called_process_error", "timeout_expired",
-                "queue_shut_down", "cancelled_error",
+                "queue_shut_down", "cancelled_error", "authentication_error",
             };
             return c >= 1 && c <= static_cast<int>(std::size(names)) ? names[c - 1] : "unknown multiproc error";
         }
@@ -117,6 +117,14 @@ protected:
 class cancelled_error : public error {
 public:
     explicit cancelled_error(const std::string& what) : error(errc::cancelled_error, what) {}
+};
+
+/// A connection's peer did not prove it holds the authkey, or refused the proof this end
+/// gave (Python: multiprocessing.AuthenticationError). Raised by listener::accept, client,
+/// deliver_challenge and answer_challenge before any message of the peer is decoded.
+class authentication_error : public error {
+public:
+    explicit authentication_error(const std::string& what) : error(errc::authentication_error, what) {}
 };
 
 /// The other end of a connection is closed and nothing is left to read (Python: EOFError).

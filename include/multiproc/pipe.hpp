@@ -29,6 +29,10 @@
 
 namespace multiproc { MULTIPROC_ABI_BEGIN
 
+namespace detail {
+struct connection_access; // <multiproc/connection.hpp>: makes connections on sockets, reaches their ends
+} // namespace detail
+
 /// Two connected ends of a pipe carrying T (Python: multiprocessing.Pipe(duplex)). Duplex
 /// (the default): both ends send and receive; otherwise the first only receives and the
 /// second only sends. `buffer` sizes the transport's buffer in bytes (0: its default).
@@ -214,6 +218,7 @@ private:
 
     template <class U, class... Qs>
     friend std::pair<basic_connection<U, Qs...>, basic_connection<U, Qs...>> pipe(bool, std::size_t);
+    friend struct detail::connection_access;
 };
 
 template <class T, class... Ps>

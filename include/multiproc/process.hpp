@@ -644,6 +644,21 @@ public:
         detail::rt().self.name = std::move(n);
     }
     [[nodiscard]] pid_t pid() const noexcept { return pid_; }
+    /// The key of the current process, the default secret of its managers' connections:
+    /// 32 random bytes made when the main process first uses multiproc, inherited by every
+    /// child (started by fork, spawn or forkserver) as it is when the child starts (Python:
+    /// current_process().authkey). Known for the current process only: value_error for a
+    /// parent.
+    [[nodiscard]] std::string authkey() const {
+        if (!current_) detail::raise(value_error("multiproc: only the current process's authkey is known"));
+        return detail::rt().self.authkey;
+    }
+    /// Sets the current process's key; children started after this get the new one
+    /// (Python: current_process().authkey = b'...').
+    void authkey(std::string key) {
+        if (!current_) detail::raise(value_error("multiproc: only the current process's authkey can be set"));
+        detail::rt().self.authkey = std::move(key);
+    }
     /// The same as pid() (Python: ident).
     [[nodiscard]] pid_t ident() const noexcept { return pid_; }
     /// Whether the process is a daemon (known for the current process only; false for a parent).

@@ -109,6 +109,7 @@ struct self_info {
     pid_t parent_pid = 0; // 0 in the main process
     std::string parent_name;
     int parent_sentinel = -1; // a pidfd of the parent when it is not the OS parent (forkserver)
+    std::string authkey;      // 32 random bytes in a main process; a child gets its parent's
 };
 
 struct runtime {
@@ -134,6 +135,10 @@ inline void at_exit_handler() { exit_function(); }
 inline runtime& rt() {
     static runtime* r = [] {
         auto* p = new runtime();
+        // As CPython's main process: a key of 32 random bytes, made before any child can be
+        // started, so that children made by fork have it too (spawned ones are sent it).
+        p->self.authkey.resize(32);
+        if (sys::getrandom_all(p->self.authkey.data(), p->self.authkey.size()) != 0) p->self.authkey.clear();
         std::atexit(at_exit_handler);
         return p;
     }();

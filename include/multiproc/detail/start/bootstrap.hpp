@@ -193,6 +193,7 @@ struct bootstrap_request {
     bool may_have_children = false;
     pid_t parent_pid = 0;
     std::string parent_name;
+    std::string authkey;
     int log_level = 0;
     std::uint8_t log_handler = 0; // 0 none, 1 stderr; other handlers do not cross
     std::string target;
@@ -209,6 +210,7 @@ inline bootstrap_request make_request(const child_record& c, const char* target)
     q.may_have_children = c.may_have_children;
     q.parent_pid = ::getpid();
     q.parent_name = r.self.name;
+    q.authkey = r.self.authkey;
     q.log_level = r.log.level.load(std::memory_order_relaxed);
     auto sink = r.log.sink.load(std::memory_order_relaxed);
     q.log_handler = sink == &stderr_sink ? 1 : 0;
@@ -227,6 +229,7 @@ inline void write_request(crossing_writer& w, const bootstrap_request& q) {
     w.put<std::uint8_t>(static_cast<std::uint8_t>((q.daemon ? 1U : 0U) | (q.may_have_children ? 2U : 0U)));
     w.put<std::int32_t>(q.parent_pid);
     w.put_string(q.parent_name);
+    w.put_string(q.authkey);
     w.put<std::int32_t>(q.log_level);
     w.put(q.log_handler);
     w.put_string(q.target);
@@ -247,6 +250,7 @@ inline bootstrap_request read_request(crossing_reader& in) {
     q.may_have_children = (flags & 2U) != 0;
     q.parent_pid = in.get<std::int32_t>();
     q.parent_name = in.get_string();
+    q.authkey = in.get_string();
     q.log_level = in.get<std::int32_t>();
     q.log_handler = in.get<std::uint8_t>();
     q.target = in.get_string();
@@ -303,6 +307,7 @@ inline void send_reply(int sock, bool ok, std::string_view text) noexcept {
         rec->parent_pid = q.parent_pid;
         self = rec;
         r.self.name = q.parent_name; // become_child takes it as the parent's name
+        r.self.authkey = q.authkey;
         r.log.level.store(q.log_level, std::memory_order_relaxed);
         r.log.sink.store(q.log_handler == 1 ? &stderr_sink : nullptr, std::memory_order_relaxed);
         if (!os_parent) {

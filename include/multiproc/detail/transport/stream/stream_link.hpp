@@ -16,6 +16,7 @@
 #include <multiproc/detail/codec/bytes.hpp>
 #include <multiproc/detail/codec/crossing_io.hpp>
 #include <multiproc/detail/util/function_ref.hpp>
+#include <multiproc/detail/os/fd_passing.hpp>
 #include <multiproc/detail/os/futex.hpp>
 #include <multiproc/detail/transport/stream/stream.hpp>
 #include <multiproc/detail/os/sys.hpp>
@@ -31,8 +32,11 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <vector>
 
 #include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 
 namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
@@ -43,6 +47,12 @@ enum class frame_status { ready, timeout, eof };
 template <class Stream>
 class stream_link {
 public:
+    /// `reserved` of a frame whose first byte carries descriptors (send_fds).
+    static constexpr std::uint32_t fd_frame = 1;
+    /// `reserved` of a frame of the authentication exchange (listener/client).
+    static constexpr std::uint32_t auth_frame = 2;
+    /// The most descriptors one send_fds passes (the kernel's SCM_MAX_FD is 253).
+    static constexpr std::size_t max_fds = 64;
     /// Two connected ends. Duplex: each sends and receives; otherwise the first receives
     /// and the second sends (Python: Pipe(duplex)).
     static std::array<stream_link, 2> open_pair(bool duplex, std::size_t buffer) {
@@ -64,6 +74,16 @@ public:
             take(Stream::open_stream(buffer), e[1], e[0]);
             take(Stream::open_stream(buffer), e[0], e[1]);
         }
+        return e;
+    }
+
+    /// An end on one connected stream socket of its own (from listener::accept or client),
+    /// which it sends and receives on.
+    static stream_link adopt_socket(sys::unique_fd fd) {
+        stream_link e;
+        e.rx_ = std::move(fd);
+        e.tx_fd_ = e.rx_.get();
+        e.socket_ = 1;
         return e;
     }
 
@@ -100,19 +120,97 @@ public:
         skip_ = 0;
         body_.clear();
         broken_.reset();
+        passed_.clear();
     }
 
     /// Sends one frame; waits while the stream is full. EPIPE (`os_error`) when no
-    /// process holds the other end any more.
-    void send(std::span<const std::byte> bytes) {
+    /// process holds the other end any more. `kind`: auth_frame for the messages of the
+    /// authentication exchange, which an ordinary receive refuses.
+    void send(std::span<const std::byte> bytes, std::uint32_t kind = 0) {
         static constexpr std::byte padding[min_frame] = {};
-        header h{magic, 0, bytes.size()};
+        header h{magic, kind, bytes.size()};
         iovec iov[3] = {{&h, sizeof h}, {}, {}};
         int n = 1;
         if (!bytes.empty()) iov[n++] = {const_cast<std::byte*>(bytes.data()), bytes.size()};
         if (bytes.size() < min_frame - sizeof h) iov[n++] = {const_cast<std::byte*>(padding), min_frame - sizeof h - bytes.size()};
-        write_all([](int fd, const iovec* v, int k) { return Stream::send(fd, v, k, true); }, tx_fd_, iov, n,
+        write_all([this](int fd, const iovec* v, int k) { return send_some(fd, v, k); }, tx_fd_, iov, n,
                   std::nullopt, "a connection");
+    }
+
+    /// Sends descriptors (SCM_RIGHTS) in a frame of their own, which only recv_fds takes
+    /// (Python: multiprocessing.reduction.sendfds). The end must be a Unix-domain socket.
+    void send_fds(std::span<const int> fds) {
+        if (fds.empty() || fds.size() > max_fds)
+            detail::raise(value_error("multiproc: send_handle: between 1 and " + std::to_string(max_fds) +
+                                      " descriptors go in one message, not " + std::to_string(fds.size())));
+        if (!is_socket(tx_fd_))
+            detail::raise(value_error("multiproc: send_handle: descriptors pass only over Unix-domain sockets (a "
+                                      "connection from listener/client, or of transport::socketpair); this one is a pipe"));
+        int domain = AF_UNIX;
+        if (sys::getsockopt_int(tx_fd_, SOL_SOCKET, SO_DOMAIN, domain) == 0 && domain != AF_UNIX)
+            detail::raise(value_error("multiproc: send_handle: descriptors pass only over Unix-domain sockets, not TCP"));
+        std::byte frame[min_frame] = {};
+        const header h{magic, fd_frame, sizeof(std::uint32_t)};
+        const auto count = static_cast<std::uint32_t>(fds.size());
+        std::memcpy(frame, &h, sizeof h);
+        std::memcpy(frame + sizeof h, &count, sizeof count);
+        iovec iov{frame, min_frame};
+        msghdr m{};
+        m.msg_iov = &iov;
+        m.msg_iovlen = 1;
+        rights_buffer control;
+        attach_rights(m, control, fds);
+        // The descriptors go with the first byte; the rest of the frame, if the socket takes
+        // only part of it, as any other bytes.
+        ssize_t w;
+        for (;;) {
+            w = sys::sendmsg(tx_fd_, &m, 0);
+            if (w >= 0) break;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                (void)wait_fd(tx_fd_, POLLOUT, std::nullopt, "a connection");
+                continue;
+            }
+            sys::fail("send_handle: sendmsg with SCM_RIGHTS");
+        }
+        if (static_cast<std::size_t>(w) < min_frame) {
+            iovec rest{frame + w, min_frame - static_cast<std::size_t>(w)};
+            write_all([this](int fd, const iovec* v, int k) { return send_some(fd, v, k); }, tx_fd_, &rest, 1,
+                      std::nullopt, "a connection");
+        }
+    }
+
+    /// Receives the descriptors of a frame send_fds sent: each close-on-exec, owned by the
+    /// caller. eof_error at end of file; value_error, with the message taken, if the next
+    /// message is an ordinary one.
+    std::vector<sys::unique_fd> recv_fds() {
+        check_open();
+        if (!is_socket(rx_.get()))
+            detail::raise(value_error("multiproc: recv_handle: descriptors pass only over Unix-domain sockets (a "
+                                      "connection from listener/client, or of transport::socketpair); this one is a pipe"));
+        if (skip_ != 0 && !discard(true)) detail::raise(eof_error("multiproc: got end of file during message"));
+        if (!fill_head()) detail::raise(eof_error(eof_text()));
+        header h;
+        std::memcpy(&h, head_, sizeof h);
+        if (h.magic != magic || h.reserved > auth_frame)
+            close_reading("received bytes that are not a frame (was one end used by two processes at once, or did "
+                          "something else write to its descriptor?)");
+        if (h.length > max_message_bytes)
+            close_reading("received a frame header claiming " + std::to_string(h.length) +
+                          " bytes, more than any message can have");
+        head_got_ = 0;
+        skip_ = std::max<std::uint64_t>(sizeof h + h.length, min_frame) - min_frame;
+        std::vector<sys::unique_fd> out = std::move(passed_);
+        passed_.clear();
+        if (h.reserved != fd_frame)
+            detail::raise(value_error("multiproc: recv_handle: the next message is an ordinary one, not descriptors "
+                                      "sent with send_handle (it was dropped)"));
+        std::uint32_t count = 0;
+        std::memcpy(&count, head_ + sizeof h, sizeof count);
+        if (h.length != sizeof count || out.size() != count)
+            detail::raise(value_error("multiproc: recv_handle: the message announced " + std::to_string(count) +
+                                      " descriptors and " + std::to_string(out.size()) +
+                                      " came (is the process out of descriptors?)"));
+        return out;
     }
 
     /// Waits until bytes of a message (or end of file) are there to read, at most until
@@ -131,8 +229,10 @@ public:
     /// `check` first (which may refuse it by throwing: the rest of the frame is then skipped
     /// unread); false at end of file between frames (eof_error within one). It reads the
     /// frame and no byte past it. A payload that fits in `direct` is read straight into it.
+    /// `kind`: the frames wanted (0 ordinary, auth_frame); another kind is skipped and
+    /// refused with the error that names it.
     [[nodiscard]] bool recv(function_ref<void(std::span<const std::byte>)> take, function_ref<void(std::uint64_t)> check,
-              std::span<std::byte> direct = {}) {
+              std::span<std::byte> direct = {}, std::uint32_t kind = 0) {
         check_open();
         if (skip_ != 0 && !discard(true)) detail::raise(eof_error("multiproc: got end of file during message"));
         if (!fill_head()) {
@@ -141,14 +241,27 @@ public:
         }
         header h;
         std::memcpy(&h, head_, sizeof h);
-        if (h.magic != magic || h.reserved != 0)
+        if (h.magic != magic || h.reserved > auth_frame)
             close_reading("received bytes that are not a frame (was one end used by two processes at once, or did "
                           "something else write to its descriptor?)");
+        passed_.clear(); // (descriptors come only with a send_handle frame)
         if (h.length > max_message_bytes)
             close_reading("received a frame header claiming " + std::to_string(h.length) +
                           " bytes, more than any message can have");
         const std::uint64_t frame = std::max<std::uint64_t>(sizeof h + h.length, min_frame);
         head_got_ = 0; // the head is taken; what follows is read below or skipped
+        if (h.reserved != kind) {
+            skip_ = frame - min_frame;
+            if (h.reserved == fd_frame)
+                detail::raise(value_error("multiproc: received descriptors sent with send_handle where a message was "
+                                          "expected: take them with recv_handle (they were closed)"));
+            if (h.reserved == auth_frame)
+                detail::raise(authentication_error(
+                    "multiproc: the peer asks this end to authenticate (its listener or client was given an authkey): "
+                    "give this side the same authkey"));
+            detail::raise(authentication_error("multiproc: authentication failed: the peer sent a message where the "
+                                               "authentication exchange was expected (was it given no authkey?)"));
+        }
         MULTIPROC_TRY {
             check(h.length);
         } MULTIPROC_CATCH_ALL {
@@ -216,10 +329,50 @@ private:
                          : "multiproc: end of file: every other holder of the connection has closed it";
     }
 
+    /// Whether `fd` is a socket (cached: the two descriptors of an end are of one kind).
+    bool is_socket(int fd) {
+        if (socket_ < 0) {
+            struct stat st {};
+            socket_ = fd >= 0 && sys::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) ? 1 : 0;
+        }
+        return socket_ == 1;
+    }
+
+    /// One send on the end's descriptor: sendmsg on a socket (MSG_NOSIGNAL costs nothing),
+    /// else the transport's own.
+    ssize_t send_some(int fd, const iovec* v, int k) noexcept {
+        if (socket_ == 1) {
+            msghdr m{};
+            m.msg_iov = const_cast<iovec*>(v);
+            m.msg_iovlen = static_cast<std::size_t>(k);
+            return sys::sendmsg(fd, &m, 0);
+        }
+        return Stream::send(fd, v, k, true);
+    }
+
+    /// One read of the frame's head: on a socket with recvmsg, keeping descriptors that
+    /// come with the bytes (a plain read would drop them).
+    ssize_t read_head(std::size_t n) {
+        if (!is_socket(rx_.get())) return read_some(rx_.get(), head_ + head_got_, n, "a connection");
+        iovec v{head_ + head_got_, n};
+        msghdr m{};
+        m.msg_iov = &v;
+        m.msg_iovlen = 1;
+        rights_buffer control;
+        expect_rights(m, control);
+        ssize_t r = sys::recvmsg(rx_.get(), &m, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+        if (r < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return -1;
+            sys::fail("read from a connection");
+        }
+        take_rights(m, passed_);
+        return r;
+    }
+
     /// Reads the frame's first min_frame bytes (every frame has them); false at end of file.
     bool fill_head() {
         while (head_got_ < min_frame) {
-            ssize_t r = read_some(rx_.get(), head_ + head_got_, min_frame - head_got_, "a connection");
+            ssize_t r = read_head(min_frame - head_got_);
             if (r == 0) return false;
             if (r > 0)
                 head_got_ += static_cast<std::size_t>(r);
@@ -271,6 +424,8 @@ private:
     std::uint64_t skip_ = 0;       // bytes of a refused frame still to drop
     message_buffer body_;          // the payload of a frame longer than the head
     std::optional<std::string> broken_; // why the end reads no more
+    std::vector<sys::unique_fd> passed_; // descriptors that came with the head being read
+    int socket_ = -1;                    // whether the end is a socket: 1, 0, or -1 not known yet
 };
 
 } MULTIPROC_ABI_END } // namespace multiproc::detail
