@@ -19,7 +19,9 @@
 #include <vector>
 
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <linux/futex.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -469,8 +471,23 @@ void fig_queue(long n, const std::string& variant) {
         return;
     }
     int fds[2];
-    if (variant == "socketpair") {
+    if (variant == "socketpair" || variant == "unix") {
         if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) die("socketpair");
+    } else if (variant == "tcp") {
+        // A TCP connection over loopback: listen on a port the system picks, connect, accept.
+        int l = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof a;
+        if (l < 0 || ::bind(l, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(l, 1) != 0 ||
+            ::getsockname(l, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+            die("tcp listen");
+        fds[1] = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fds[1] < 0 || ::connect(fds[1], reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) die("tcp connect");
+        fds[0] = ::accept4(l, nullptr, nullptr, SOCK_CLOEXEC);
+        if (fds[0] < 0) die("tcp accept");
+        ::close(l);
     } else {
         make_pipe(fds);
     }
@@ -648,6 +665,7 @@ int main(int argc, char** argv) {
     else if (fig == "threadpool") fig_threadpool(pick(2'000));
     else if (fig == "queue") fig_queue(pick(2'000'000), variant);
     else if (fig == "connection") fig_queue(pick(2'000'000), variant); // the same raw limit
+    else if (fig == "listener") fig_queue(pick(2'000'000), variant); // a Unix stream socket, or TCP over loopback
     else if (fig == "transfer") fig_transfer(pick(64), variant);
     else if (fig == "start") fig_start(pick(200), variant, "/proc/self/exe");
     else if (fig == "speedup") fig_speedup(pick(60'000));

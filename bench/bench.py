@@ -6,6 +6,7 @@ C++ benchmark programs do, so that the driver can put the three side by side.
 import concurrent.futures as cf
 import json
 import multiprocessing as mp
+from multiprocessing.connection import Client, Listener
 from multiprocessing.pool import ThreadPool
 import os
 import sys
@@ -170,6 +171,31 @@ def fig_connection(n):
     emit(n / s, "msg/s", True)
 
 
+def _client_sum(address, n):
+    c = Client(address)
+    s = 0
+    for _ in range(n):
+        s += c.recv()
+    c.send(s)
+    c.close()
+
+
+def fig_listener(n, tcp):
+    l = Listener(("127.0.0.1", 0) if tcp else None)
+    c = mp.Process(target=_client_sum, args=(l.address, n))
+    c.start()
+    w = l.accept()
+    t0 = time.perf_counter()
+    for i in range(n):
+        w.send(i)
+    total = w.recv()
+    s = time.perf_counter() - t0
+    c.join()
+    l.close()
+    assert total == n * (n - 1) // 2
+    emit(n / s, "msg/s", True)
+
+
 def _send(conn, n):
     conn.send_bytes(b"y" * n)
     conn.close()
@@ -236,6 +262,8 @@ def main():
         fig_queue(pick(200_000))
     elif fig == "connection":
         fig_connection(pick(200_000))
+    elif fig == "listener":
+        fig_listener(pick(200_000), variant == "tcp")
     elif fig == "transfer":
         fig_transfer(pick(64))
     elif fig == "start":
@@ -243,7 +271,7 @@ def main():
     elif fig == "speedup":
         fig_speedup(pick(60_000))
     else:
-        sys.exit("usage: bench.py map|imap_unordered|apply|submit|threadpool|queue|connection|transfer|start|speedup [variant] [scale]")
+        sys.exit("usage: bench.py map|imap_unordered|apply|submit|threadpool|queue|connection|listener|transfer|start|speedup [variant] [scale]")
 
 
 if __name__ == "__main__":

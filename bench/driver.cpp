@@ -68,6 +68,10 @@ const std::vector<figure>& figures() {
         {"connection", "pipe", "connection, 8-byte messages", 20000, "", nullptr},
         {"connection", "socketpair", "connection, 8-byte messages", 20000, "", nullptr},
         {"connection", "shm", "connection, 8-byte messages", 20000, "", nullptr},
+        // Issue 19: the same through listener/client (CPython: Listener/Client), over a Unix
+        // socket and over TCP on loopback; the baseline is a raw stream socket of each kind.
+        {"listener", "unix", "listener/client, 8-byte messages", 20000, "", nullptr},
+        {"listener", "tcp", "listener/client, 8-byte messages", 20000, "", nullptr},
         {"transfer", "pipe", "64 MiB transfer", 4, "", nullptr},
         {"transfer", "socketpair", "64 MiB transfer", 4, "", nullptr},
         {"transfer", "shm", "64 MiB transfer", 4, ">= 0.7x memcpy",

@@ -9,6 +9,9 @@
 #include "common.hpp"
 
 #include <multiproc/multiproc.hpp>
+#if MULTIPROC_BENCH_CONNECTION
+#include <multiproc/connection.hpp>
+#endif
 
 #include <algorithm>
 #include <cstdint>
@@ -168,6 +171,31 @@ void fig_connection(long n) {
     bench::emit(static_cast<double>(n) / s, "msg/s", true);
 }
 
+#if MULTIPROC_BENCH_CONNECTION
+// Issue 19: as fig_connection, through a listener and a client: the child connects (a Unix
+// socket in the abstract namespace, or TCP over loopback), receives n 8-byte messages and
+// sends back their sum.
+void fig_listener(long n, bool tcp) {
+    multiproc::listener<std::int64_t> l(tcp ? std::optional<multiproc::address>(multiproc::address("127.0.0.1", 0))
+                                            : std::nullopt);
+    multiproc::process c([&] {
+        auto r = multiproc::client<std::int64_t>(l.address());
+        std::int64_t sum = 0;
+        for (long i = 0; i < n; ++i) sum += r.recv();
+        r.send(sum);
+    });
+    c.start();
+    auto w = l.accept();
+    auto t0 = clock_type::now();
+    for (long i = 0; i < n; ++i) w.send(std::int64_t{i});
+    std::int64_t total = w.recv();
+    double s = seconds_since(t0);
+    c.join();
+    if (total != static_cast<std::int64_t>(n) * (n - 1) / 2) die("listener: wrong sum");
+    bench::emit(static_cast<double>(n) / s, "msg/s", true);
+}
+#endif
+
 // One message of `mib` MiB from a child to this process (send_bytes / recv_bytes_into a
 // buffer allocated beforehand).
 template <class Transport>
@@ -264,6 +292,9 @@ int main(int argc, char** argv) {
     else if (fig == "connection" && variant == "socketpair") fig_connection<tr::socketpair>(pick(2'000'000));
     else if (fig == "connection" && variant == "shm") fig_connection<tr::shm>(pick(2'000'000));
     else if (fig == "connection") fig_connection<tr::pipe>(pick(2'000'000));
+#if MULTIPROC_BENCH_CONNECTION
+    else if (fig == "listener") fig_listener(pick(2'000'000), variant == "tcp");
+#endif
     else if (fig == "transfer" && variant == "socketpair") fig_transfer<tr::socketpair>(pick(64));
     else if (fig == "transfer" && variant == "shm") fig_transfer<tr::shm>(pick(64));
     else if (fig == "transfer") fig_transfer<tr::pipe>(pick(64));
