@@ -1,6 +1,7 @@
 /// @file shared_memory.hpp
 /// Named shared memory that unrelated processes can attach to (Python:
-/// multiprocessing.shared_memory.SharedMemory).
+/// multiprocessing.shared_memory.SharedMemory), and a list of scalars and strings stored in
+/// one (Python: multiprocessing.shared_memory.ShareableList).
 ///
 /// The roles are explicit: the process that creates a segment owns its name and removes it
 /// (unlink) when its object is destroyed, if nobody did before; an attacher never removes
@@ -16,10 +17,13 @@
 #include <multiproc/error.hpp>
 #include <multiproc/fwd.hpp>
 
+#include <algorithm>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <ostream>
 #include <span>
@@ -27,6 +31,8 @@
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <variant>
+#include <vector>
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -236,6 +242,226 @@ private:
     std::size_t size_ = 0;
     detail::sys::unique_fd fd_;
     pid_t owner_pid_ = 0; // the creating process, while it still owns the name
+};
+
+/// A fixed-length list of scalars and strings in one shared memory segment, which other
+/// processes attach to by name (Python: multiprocessing.shared_memory.ShareableList). Each
+/// element is None, an integer, a float, a bool, a string or bytes (`item`); an element may
+/// be replaced by one of another kind as long as it fits the room its slot was made with
+/// (a string or bytes: its length at creation rounded up to 8 bytes, at least 8; other
+/// kinds: 8). The layout is CPython's (3.8 to 3.12 on Linux, little-endian), so a Python
+/// program attaches to a list made here by its name, and the reverse. As in Python, strings
+/// and bytes lose trailing NUL bytes, and nothing serializes concurrent writers.
+///
+/// Copies are attachments to the same list; the one that created the segment owns it and
+/// removes its name when destroyed (see shared_memory). It crosses into spawn and forkserver
+/// children as a process argument.
+class shareable_list {
+public:
+    /// One element (Python: None, int, float, bool, str, bytes).
+    using item = std::variant<std::monostate, std::int64_t, double, bool, std::string, std::vector<std::byte>>;
+
+    /// Creates a list of `items` in a new segment named `name` (a random one if empty)
+    /// (Python: ShareableList(sequence, name=name)).
+    explicit shareable_list(const std::vector<item>& items, std::string_view name = {})
+        : shareable_list(items, shared_memory(name, true, size_for(items))) {}
+
+    /// Lays out a list of `items` in `segment`, which must have size_for(items) bytes at
+    /// least (value_error otherwise): for a segment made elsewhere (shared_memory_manager).
+    shareable_list(const std::vector<item>& items, shared_memory segment) : shm_(std::move(segment)) {
+        if (shm_.size() < size_for(items))
+            detail::raise(value_error("multiproc: shareable_list: the segment has " + std::to_string(shm_.size()) +
+                                      " bytes, the list needs " + std::to_string(size_for(items))));
+        const std::size_t n = items.size();
+        put<std::int64_t>(0, static_cast<std::int64_t>(n));
+        std::size_t off = 0;
+        put<std::int64_t>(8, 0);
+        for (std::size_t i = 0; i < n; ++i) {
+            off += room_of(items[i]);
+            put<std::int64_t>(8 * (i + 2), static_cast<std::int64_t>(off));
+        }
+        load_offsets();
+        for (std::size_t i = 0; i < n; ++i) store(i, items[i], true);
+    }
+
+    /// Attaches to the list in the segment `name` (Python: ShareableList(name=name));
+    /// os_error (ENOENT) if there is none, value_error if the segment does not hold one.
+    static shareable_list attach(std::string_view name) { return shareable_list(shared_memory::attach(name)); }
+
+    /// The number of elements (Python: len()).
+    [[nodiscard]] std::size_t size() const noexcept { return offsets_.empty() ? 0 : offsets_.size() - 1; }
+
+    /// The element at `i` (negative: from the end); index_error out of range (Python: sl[i]).
+    [[nodiscard]] item operator[](std::int64_t i) const { return load(position(i)); }
+    [[nodiscard]] item at(std::int64_t i) const { return load(position(i)); }
+
+    /// Replaces the element at `i` (Python: sl[i] = v); value_error if a string or bytes is
+    /// longer than its slot ("exceeds available storage", as Python).
+    void set(std::int64_t i, const item& v) { store(position(i), v, false); }
+
+    /// How many elements equal `v` (Python: count()).
+    [[nodiscard]] std::size_t count(const item& v) const {
+        std::size_t c = 0;
+        for (std::size_t i = 0; i < size(); ++i) c += load(i) == v ? 1 : 0;
+        return c;
+    }
+    /// The position of the first element equal to `v`; value_error if none (Python: index()).
+    [[nodiscard]] std::size_t index(const item& v) const {
+        for (std::size_t i = 0; i < size(); ++i)
+            if (load(i) == v) return i;
+        detail::raise(value_error("multiproc: shareable_list.index: the value is not in the list"));
+    }
+    /// Every element (Python: list(sl)).
+    [[nodiscard]] std::vector<item> to_vector() const {
+        std::vector<item> out;
+        for (std::size_t i = 0; i < size(); ++i) out.push_back(load(i));
+        return out;
+    }
+    /// The struct format of the elements, as Python's `format` ("q", "d", "xxxxxxx?" for a
+    /// bool, "xxxxxx?x" for None, "16s" for a string or bytes slot of 16 bytes).
+    [[nodiscard]] std::string format() const {
+        std::string f;
+        for (std::size_t i = 0; i < size(); ++i) f += format_at(i);
+        return f;
+    }
+    /// The segment (Python: shm); its name is the list's.
+    [[nodiscard]] const shared_memory& shm() const noexcept { return shm_; }
+    [[nodiscard]] std::string name() const { return shm_.name(); }
+
+    /// Crossing into a start::spawn or start::forkserver child: the segment crosses.
+    void cross_out(crossing_writer& w) const { shm_.cross_out(w); }
+    static shareable_list cross_in(crossing_reader& r) { return shareable_list(shared_memory::cross_in(r)); }
+
+private:
+    static constexpr std::size_t align = 8;
+    enum code : std::int8_t { plain = 0, text = 1, raw = 2, none = 3 }; // Python's back-transform codes
+
+    explicit shareable_list(shared_memory m) : shm_(std::move(m)) {
+        if (shm_.size() < 16) bad("it is smaller than a list's header");
+        const auto n = get<std::int64_t>(0);
+        if (n < 0 || static_cast<std::uint64_t>(n) > (shm_.size() - 16) / 17) bad("its element count is impossible");
+        load_offsets();
+    }
+
+    [[noreturn]] void bad(const char* why) const {
+        detail::raise(value_error("multiproc: shared memory '" + shm_.name() + "' does not hold a shareable_list: " + why));
+    }
+
+    static std::size_t bytes_of(const item& v) {
+        if (auto* s = std::get_if<std::string>(&v)) return s->size();
+        if (auto* b = std::get_if<std::vector<std::byte>>(&v)) return b->size();
+        return 0;
+    }
+    static bool is_string(const item& v) noexcept { return v.index() >= 4; }
+    /// A slot's room: 8, or a string's length rounded up past the next multiple of 8.
+    static std::size_t room_of(const item& v) { return is_string(v) ? align * (bytes_of(v) / align + 1) : align; }
+public:
+    /// The bytes a list of `items` takes in its segment.
+    static std::size_t size_for(const std::vector<item>& items) {
+        std::size_t data = 0;
+        for (const auto& v : items) data += room_of(v);
+        return (items.size() + 2) * 8 + data + items.size() * 9;
+    }
+
+private:
+
+    void load_offsets() {
+        const auto n = static_cast<std::size_t>(get<std::int64_t>(0));
+        offsets_.resize(n + 1);
+        for (std::size_t i = 0; i <= n; ++i) {
+            const auto o = get<std::int64_t>(8 * (i + 1));
+            if (o < 0 || (i > 0 && static_cast<std::size_t>(o) < offsets_[i - 1])) bad("its offsets are not increasing");
+            offsets_[i] = static_cast<std::size_t>(o);
+        }
+        if (data_start() + offsets_[n] + n * 9 > shm_.size()) bad("its offsets run past its end");
+    }
+    [[nodiscard]] std::size_t data_start() const noexcept { return (size() + 2) * 8; }
+    [[nodiscard]] std::size_t formats_at() const noexcept { return data_start() + offsets_.back(); }
+    [[nodiscard]] std::size_t codes_at() const noexcept { return formats_at() + size() * 8; }
+
+    std::size_t position(std::int64_t i) const {
+        const auto n = static_cast<std::int64_t>(size());
+        if (i < 0) i += n;
+        if (i < 0 || i >= n) detail::raise(index_error("multiproc: shareable_list index out of range"));
+        return static_cast<std::size_t>(i);
+    }
+
+    template <class T>
+    T get(std::size_t at) const {
+        T v;
+        std::memcpy(&v, shm_.buf().data() + at, sizeof v);
+        return v;
+    }
+    template <class T>
+    void put(std::size_t at, const T& v) {
+        std::memcpy(shm_.buf().data() + at, &v, sizeof v);
+    }
+
+    [[nodiscard]] std::string format_at(std::size_t i) const {
+        const char* f = reinterpret_cast<const char*>(shm_.buf().data() + formats_at() + 8 * i);
+        return std::string(f, ::strnlen(f, 8));
+    }
+
+    [[nodiscard]] item load(std::size_t i) const {
+        const std::size_t at = data_start() + offsets_[i];
+        const std::string f = format_at(i);
+        const auto c = get<std::int8_t>(codes_at() + i);
+        if (c == none || f == "xxxxxx?x") return std::monostate{};
+        if (f == "q") return get<std::int64_t>(at);
+        if (f == "d") return get<double>(at);
+        if (f == "xxxxxxx?") return get<std::uint8_t>(at + 7) != 0;
+        if (!f.empty() && f.back() == 's') {
+            std::size_t len = std::min<std::size_t>(std::strtoul(f.c_str(), nullptr, 10), offsets_[i + 1] - offsets_[i]);
+            const auto* p = shm_.buf().data() + at;
+            while (len > 0 && p[len - 1] == std::byte{0}) --len; // (Python strips trailing NULs too)
+            if (c == text) return std::string(reinterpret_cast<const char*>(p), len);
+            return std::vector<std::byte>(p, p + len);
+        }
+        bad("an element has a format it cannot read");
+    }
+
+    void store(std::size_t i, const item& v, bool fresh) {
+        const std::size_t at = data_start() + offsets_[i];
+        const std::size_t room = offsets_[i + 1] - offsets_[i];
+        std::string f;
+        std::int8_t c = plain;
+        std::byte* p = shm_.buf().data() + at;
+        if (is_string(v)) {
+            const std::size_t n = bytes_of(v);
+            if (n > room) detail::raise(value_error("multiproc: shareable_list: bytes/str item exceeds available storage"));
+            const std::string cur = fresh ? std::string() : format_at(i);
+            f = !cur.empty() && cur.back() == 's' ? cur : std::to_string(room) + "s";
+            std::memset(p, 0, room);
+            if (auto* s = std::get_if<std::string>(&v)) {
+                std::memcpy(p, s->data(), n);
+                c = text;
+            } else {
+                std::memcpy(p, std::get<std::vector<std::byte>>(v).data(), n);
+                c = raw;
+            }
+        } else if (std::holds_alternative<std::monostate>(v)) {
+            f = "xxxxxx?x";
+            std::memset(p, 0, align);
+            c = none;
+        } else if (auto* x = std::get_if<std::int64_t>(&v)) {
+            f = "q";
+            put(at, *x);
+        } else if (auto* d = std::get_if<double>(&v)) {
+            f = "d";
+            put(at, *d);
+        } else {
+            f = "xxxxxxx?";
+            std::memset(p, 0, align);
+            put<std::uint8_t>(at + 7, std::get<bool>(v) ? 1 : 0);
+        }
+        char fmt[8] = {};
+        std::memcpy(fmt, f.data(), std::min<std::size_t>(f.size(), 8));
+        std::memcpy(shm_.buf().data() + formats_at() + 8 * i, fmt, 8);
+        put<std::int8_t>(codes_at() + i, c);
+    }
+
+    shared_memory shm_;
+    std::vector<std::size_t> offsets_; // Python's _allocated_offsets
 };
 
 MULTIPROC_ABI_END } // namespace multiproc
