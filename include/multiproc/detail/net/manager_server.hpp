@@ -1,0 +1,455 @@
+// Not part of the API: the server of <multiproc/manager.hpp> and the messages it exchanges
+// with proxies. The server holds every object as bytes — a dict's keys and values, a list's
+// elements, a queue's items as their encodings under the proxies' serializer — so it needs
+// no type of the program: one function serves every manager, started under any start method,
+// or in a program of its own (`serve`). Keys compare by their encoding (equal values of a
+// canonical type encode alike). One thread per connection, as CPython's server: a call that
+// waits (a lock, a queue's get, an event) waits in its connection's thread, holding nothing.
+#pragma once
+
+#include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
+
+#include <multiproc/error.hpp>
+#include <multiproc/shared_memory.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail::mgr {
+
+/// What an object is, checked on every call: a proxy of another kind or type is refused.
+enum class kind : std::uint8_t { dict = 1, list, value, queue, lock, rlock, event, semaphore, condition, barrier };
+
+/// The operations. One request, one reply, each atomic on the server.
+enum class op : std::uint8_t {
+    create = 1, // a = type text, b = initial value (value), n = kind, name = object name ("" anonymous)
+    get,        // dict: a = key -> n = 1 and b if there; list: n = index; value; semaphore
+    set,        // dict: a = key, b = value; list: n = index, b = value; value: b
+    erase,      // dict: a = key -> n = 1 if it was there
+    pop,        // dict: a = key -> value if there (n = 1); list: n = index
+    contains,   // dict: a = key
+    size,       // dict, list, queue
+    clear,      // dict, list
+    keys,       // dict -> values = keys
+    values,     // dict -> values; list -> values = elements
+    items,      // dict -> values = k0, v0, k1, v1, ...
+    setdefault, // dict: a = key, b = value -> the value now there
+    append,     // list: b
+    extend,     // list: values
+    insert,     // list: n = index, b
+    put,        // queue: b, timeout
+    take,       // queue: timeout -> b
+    acquire,    // lock, rlock, semaphore: timeout (< 0: none) -> n = 1 if acquired
+    release,    // lock, rlock, semaphore
+    wait,       // event: timeout -> n = whether set
+    event_set,
+    event_clear,
+    is_set,
+    shutdown, // the server ends after replying
+    ping,
+    notify,     // condition: n = how many (< 0: all)
+    abort,      // barrier
+    reset,      // barrier
+    shm_create, // n = size -> b = the name of a segment the server owns until it ends
+    shm_release, // b = a name the server made: it unlinks it now
+};
+
+/// One message, either way (the serializer of the proxies encodes it).
+struct wire {
+    std::uint64_t object = 0;
+    std::uint8_t code = 0;   // request: an op; reply: a status
+    std::uint8_t kind = 0;   // request: the kind the proxy expects
+    std::string name;        // create: the object's name
+    std::string type;        // the type text the proxy expects (checked on create and by name)
+    std::string a, b;        // request operands, or reply value (b) and message (a)
+    std::int64_t n = 0;      // index, count, flag
+    double timeout = -1;     // seconds; < 0: none
+    std::vector<std::string> values;
+};
+
+/// Reply status.
+enum class status : std::uint8_t { ok = 0, missing, bad_index, wrong_object, not_owner, empty, full, timeout, bad, broken };
+
+struct object {
+    kind k{};
+    std::string type;
+    // dict: insertion-ordered (as Python's), with an index of keys
+    std::list<std::pair<std::string, std::string>> items;
+    std::unordered_map<std::string, std::list<std::pair<std::string, std::string>>::iterator> index;
+    std::vector<std::string> elements; // list
+    std::string value;                 // value
+    std::deque<std::string> queue;     // queue
+    std::int64_t maxsize = 0;          // queue (0: unbounded); semaphore: its value
+    std::uint64_t owner = 0;           // lock, rlock: the connection holding it (0: none)
+    std::int64_t depth = 0;            // rlock: how many times
+    bool flag = false;                 // event; barrier: broken
+    std::int64_t waiters = 0;          // condition: threads waiting; barrier: how many wait now
+    std::int64_t tokens = 0;           // condition: notifications not yet taken
+    std::uint64_t generation = 0;      // barrier: trips and resets so far
+    std::uint64_t reset_at = ~std::uint64_t{0}; // barrier: the generation a reset ended
+    std::condition_variable cv;
+};
+
+class store {
+public:
+    /// Serves one request of the connection numbered `conn`.
+    wire call(const wire& q, std::uint64_t conn) {
+        std::unique_lock<std::mutex> lk(mu_);
+        wire r;
+        if (static_cast<op>(q.code) == op::create) return create(q);
+        if (static_cast<op>(q.code) == op::ping) return r;
+        if (static_cast<op>(q.code) == op::shm_create) {
+            if (q.n <= 0) return fail(status::bad, "a shared memory segment needs a positive size");
+            segments_.push_back(shared_memory::create(q.n));
+            r.b = segments_.back().name();
+            return r;
+        }
+        if (static_cast<op>(q.code) == op::shm_release) {
+            std::erase_if(segments_, [&](const shared_memory& m) { return m.name() == q.b; });
+            return r;
+        }
+        auto it = objects_.find(q.object);
+        if (it == objects_.end()) return fail(status::wrong_object, "no object " + std::to_string(q.object) + " on the server");
+        object& o = *it->second;
+        if (static_cast<std::uint8_t>(o.k) != q.kind || o.type != q.type)
+            return fail(status::wrong_object, "the object is a " + o.type + ", not a " + q.type);
+        switch (o.k) {
+            case kind::dict: return dict_op(o, q);
+            case kind::list: return list_op(o, q);
+            case kind::value:
+                if (static_cast<op>(q.code) == op::set) o.value = q.b;
+                r.b = o.value;
+                return r;
+            case kind::queue: return queue_op(o, q, lk);
+            case kind::lock:
+            case kind::rlock:
+            case kind::semaphore: return lock_op(o, q, conn, lk);
+            case kind::event: return event_op(o, q, lk);
+            case kind::condition: return condition_op(o, q, conn, lk);
+            case kind::barrier: return barrier_op(o, q, lk);
+        }
+        return fail(status::bad, "unknown object kind");
+    }
+
+    /// Removes the names of the segments made by shm_create (at shutdown).
+    void release_segments() noexcept {
+        std::lock_guard<std::mutex> lk(mu_);
+        segments_.clear();
+    }
+
+    /// A connection ended: the locks it held are released (CPython keeps them held).
+    void forget(std::uint64_t conn) {
+        std::lock_guard<std::mutex> lk(mu_);
+        for (auto& [id, o] : objects_) {
+            if ((o->k == kind::lock || o->k == kind::rlock || o->k == kind::condition) && o->owner == conn) {
+                o->owner = 0;
+                o->depth = 0;
+                o->cv.notify_all();
+            }
+        }
+    }
+
+private:
+    static wire fail(status s, std::string why) {
+        wire r;
+        r.code = static_cast<std::uint8_t>(s);
+        r.a = std::move(why);
+        return r;
+    }
+
+    wire create(const wire& q) {
+        wire r;
+        if (!q.name.empty()) {
+            if (auto n = names_.find(q.name); n != names_.end()) {
+                object& o = *objects_.at(n->second);
+                if (static_cast<std::uint8_t>(o.k) != q.kind || o.type != q.type)
+                    return fail(status::wrong_object, "the object named '" + q.name + "' is a " + o.type + ", not a " + q.type);
+                r.object = n->second;
+                return r;
+            }
+        }
+        auto o = std::make_unique<object>();
+        o->k = static_cast<kind>(q.kind);
+        o->type = q.type;
+        o->value = q.b;
+        o->maxsize = q.n;
+        const std::uint64_t id = next_++;
+        objects_.emplace(id, std::move(o));
+        if (!q.name.empty()) names_.emplace(q.name, id);
+        r.object = id;
+        return r;
+    }
+
+    static bool index_of(std::int64_t i, std::size_t size, std::size_t& at) {
+        const auto n = static_cast<std::int64_t>(size);
+        if (i < 0) i += n;
+        if (i < 0 || i >= n) return false;
+        at = static_cast<std::size_t>(i);
+        return true;
+    }
+
+    static wire dict_op(object& o, const wire& q) {
+        wire r;
+        auto found = o.index.find(q.a);
+        switch (static_cast<op>(q.code)) {
+            case op::get: // n = whether the key is there
+                if (found == o.index.end()) return r;
+                r.n = 1;
+                r.b = found->second->second;
+                return r;
+            case op::set:
+                if (found != o.index.end()) {
+                    found->second->second = q.b;
+                } else {
+                    o.items.emplace_back(q.a, q.b);
+                    o.index.emplace(q.a, std::prev(o.items.end()));
+                }
+                return r;
+            case op::setdefault:
+                if (found == o.index.end()) {
+                    o.items.emplace_back(q.a, q.b);
+                    found = o.index.emplace(q.a, std::prev(o.items.end())).first;
+                }
+                r.b = found->second->second;
+                return r;
+            case op::erase:
+            case op::pop:
+                if (found == o.index.end()) return r; // n = 0
+                r.n = 1;
+                r.b = std::move(found->second->second);
+                o.items.erase(found->second);
+                o.index.erase(found);
+                return r;
+            case op::contains: r.n = found != o.index.end(); return r;
+            case op::size: r.n = static_cast<std::int64_t>(o.items.size()); return r;
+            case op::clear:
+                o.items.clear();
+                o.index.clear();
+                return r;
+            case op::keys:
+            case op::values:
+            case op::items:
+                for (const auto& [k, v] : o.items) {
+                    if (static_cast<op>(q.code) != op::values) r.values.push_back(k);
+                    if (static_cast<op>(q.code) != op::keys) r.values.push_back(v);
+                }
+                return r;
+            default: return fail(status::bad, "not an operation of a dict");
+        }
+    }
+
+    static wire list_op(object& o, const wire& q) {
+        wire r;
+        std::size_t at = 0;
+        auto& e = o.elements;
+        switch (static_cast<op>(q.code)) {
+            case op::get:
+                if (!index_of(q.n, e.size(), at)) return fail(status::bad_index, "list index out of range");
+                r.b = e[at];
+                return r;
+            case op::set:
+                if (!index_of(q.n, e.size(), at)) return fail(status::bad_index, "list assignment index out of range");
+                e[at] = q.b;
+                return r;
+            case op::pop:
+                if (e.empty()) return fail(status::bad_index, "pop from empty list");
+                if (!index_of(q.n, e.size(), at)) return fail(status::bad_index, "pop index out of range");
+                r.b = std::move(e[at]);
+                e.erase(e.begin() + static_cast<std::ptrdiff_t>(at));
+                return r;
+            case op::append: e.push_back(q.b); return r;
+            case op::extend: e.insert(e.end(), q.values.begin(), q.values.end()); return r;
+            case op::insert: {
+                // As Python's list.insert: an index past either end clamps to it.
+                auto n = static_cast<std::int64_t>(e.size());
+                std::int64_t i = q.n < 0 ? std::max<std::int64_t>(0, q.n + n) : std::min(q.n, n);
+                e.insert(e.begin() + i, q.b);
+                return r;
+            }
+            case op::size: r.n = static_cast<std::int64_t>(e.size()); return r;
+            case op::clear: e.clear(); return r;
+            case op::values: r.values = e; return r;
+            default: return fail(status::bad, "not an operation of a list");
+        }
+    }
+
+    /// Waits on `o` until `ready()` or the request's timeout; false on timeout.
+    template <class Ready>
+    static bool wait_for(object& o, const wire& q, std::unique_lock<std::mutex>& lk, Ready ready) {
+        if (q.timeout < 0) {
+            o.cv.wait(lk, ready);
+            return true;
+        }
+        return o.cv.wait_for(lk, std::chrono::duration<double>(q.timeout), ready);
+    }
+
+    static wire queue_op(object& o, const wire& q, std::unique_lock<std::mutex>& lk) {
+        wire r;
+        switch (static_cast<op>(q.code)) {
+            case op::put:
+                if (!wait_for(o, q, lk, [&] { return o.maxsize <= 0 || static_cast<std::int64_t>(o.queue.size()) < o.maxsize; }))
+                    return fail(status::full, "the queue is full");
+                o.queue.push_back(q.b);
+                o.cv.notify_all();
+                return r;
+            case op::take:
+                if (!wait_for(o, q, lk, [&] { return !o.queue.empty(); })) return fail(status::empty, "the queue is empty");
+                r.b = std::move(o.queue.front());
+                o.queue.pop_front();
+                o.cv.notify_all();
+                return r;
+            case op::size: r.n = static_cast<std::int64_t>(o.queue.size()); return r;
+            default: return fail(status::bad, "not an operation of a queue");
+        }
+    }
+
+    static wire lock_op(object& o, const wire& q, std::uint64_t conn, std::unique_lock<std::mutex>& lk) {
+        wire r;
+        if (o.k == kind::semaphore) {
+            if (static_cast<op>(q.code) == op::acquire) {
+                r.n = wait_for(o, q, lk, [&] { return o.maxsize > 0; });
+                if (r.n) --o.maxsize;
+            } else if (static_cast<op>(q.code) == op::release) {
+                ++o.maxsize;
+                o.cv.notify_all();
+            } else if (static_cast<op>(q.code) == op::get) {
+                r.n = o.maxsize;
+            }
+            return r;
+        }
+        switch (static_cast<op>(q.code)) {
+            case op::acquire:
+                if ((o.k == kind::rlock || o.k == kind::condition) && o.owner == conn) {
+                    ++o.depth;
+                    r.n = 1;
+                    return r;
+                }
+                r.n = wait_for(o, q, lk, [&] { return o.owner == 0; });
+                if (r.n) {
+                    o.owner = conn;
+                    o.depth = 1;
+                }
+                return r;
+            case op::release:
+                // A lock may be released by any process, as Python's threading.Lock; a
+                // recursive lock only by its holder.
+                if (o.owner == 0) return fail(status::not_owner, "release of an unlocked lock");
+                if ((o.k == kind::rlock || o.k == kind::condition) && o.owner != conn)
+                    return fail(status::not_owner, "cannot release a recursive lock held by another process");
+                if (--o.depth == 0) {
+                    o.owner = 0;
+                    o.cv.notify_all();
+                }
+                return r;
+            default: return fail(status::bad, "not an operation of a lock");
+        }
+    }
+
+    /// A condition over a recursive lock of its own (Python's default): acquire/release as an
+    /// rlock; wait releases it, waits for a notification, and takes it again.
+    static wire condition_op(object& o, const wire& q, std::uint64_t conn, std::unique_lock<std::mutex>& lk) {
+        wire r;
+        switch (static_cast<op>(q.code)) {
+            case op::acquire:
+            case op::release: return lock_op(o, q, conn, lk);
+            case op::wait: {
+                if (o.owner != conn) return fail(status::not_owner, "cannot wait on un-acquired lock");
+                const std::int64_t depth = o.depth;
+                o.owner = 0;
+                o.depth = 0;
+                o.cv.notify_all();
+                ++o.waiters;
+                r.n = wait_for(o, q, lk, [&] { return o.tokens > 0; });
+                if (r.n) --o.tokens;
+                --o.waiters;
+                o.cv.wait(lk, [&] { return o.owner == 0; });
+                o.owner = conn;
+                o.depth = depth;
+                return r;
+            }
+            case op::notify: {
+                if (o.owner != conn) return fail(status::not_owner, "cannot notify on un-acquired lock");
+                const std::int64_t idle = o.waiters - o.tokens;
+                o.tokens += q.n < 0 ? idle : std::min(q.n, idle);
+                o.cv.notify_all();
+                return r;
+            }
+            default: return fail(status::bad, "not an operation of a condition");
+        }
+    }
+
+    /// A barrier of `maxsize` parties: wait -> n = the arrival index (0 .. parties - 1).
+    static wire barrier_op(object& o, const wire& q, std::unique_lock<std::mutex>& lk) {
+        wire r;
+        switch (static_cast<op>(q.code)) {
+            case op::wait: {
+                if (o.flag) return fail(status::broken, "the barrier is broken");
+                const std::uint64_t gen = o.generation;
+                r.n = o.waiters++;
+                if (o.waiters == o.maxsize) {
+                    o.waiters = 0;
+                    ++o.generation;
+                    o.cv.notify_all();
+                    return r;
+                }
+                if (!wait_for(o, q, lk, [&] { return o.generation != gen || o.flag; })) {
+                    o.flag = true; // a timeout breaks it for everyone, as in Python
+                    o.waiters = 0;
+                    o.cv.notify_all();
+                    return fail(status::broken, "the barrier is broken (a wait timed out)");
+                }
+                if (o.flag || o.reset_at == gen) return fail(status::broken, "the barrier is broken");
+                return r;
+            }
+            case op::abort:
+                o.flag = true;
+                o.waiters = 0;
+                o.cv.notify_all();
+                return r;
+            case op::reset:
+                if (o.waiters > 0) o.reset_at = o.generation; // those waiting now fail
+                ++o.generation;
+                o.waiters = 0;
+                o.flag = false;
+                o.cv.notify_all();
+                return r;
+            case op::get: r.n = o.maxsize; return r;
+            case op::size: r.n = o.waiters; return r;
+            case op::is_set: r.n = o.flag; return r;
+            default: return fail(status::bad, "not an operation of a barrier");
+        }
+    }
+
+    static wire event_op(object& o, const wire& q, std::unique_lock<std::mutex>& lk) {
+        wire r;
+        switch (static_cast<op>(q.code)) {
+            case op::event_set:
+                o.flag = true;
+                o.cv.notify_all();
+                return r;
+            case op::event_clear: o.flag = false; return r;
+            case op::is_set: r.n = o.flag; return r;
+            case op::wait: r.n = wait_for(o, q, lk, [&] { return o.flag; }); return r;
+            default: return fail(status::bad, "not an operation of an event");
+        }
+    }
+
+    std::mutex mu_;
+    std::map<std::uint64_t, std::unique_ptr<object>> objects_;
+    std::map<std::string, std::uint64_t> names_;
+    std::uint64_t next_ = 1;
+    std::vector<shared_memory> segments_; // made for a shared_memory_manager: owned (unlinked) here
+};
+
+} MULTIPROC_ABI_END } // namespace multiproc::detail::mgr

@@ -1,0 +1,842 @@
+/// @file manager.hpp
+/// Managers and their proxies (Python: multiprocessing.Manager, managers.BaseManager,
+/// SyncManager): a server process holds shared objects — dicts, lists, values, queues,
+/// locks, recursive locks, semaphores, events, conditions, barriers, namespaces — and every
+/// process that has a proxy of one works on it with calls that are each one round trip,
+/// atomic on the server. Proxies are
+/// data (the server's address and the object's number): they cross into children of every
+/// start method, through queues and pipes, and into pool tasks, and connect on first use
+/// with the authkey of the process that uses them, as in Python. A manager serving on a
+/// TCP address is reached from other machines with `basic_manager::connect`.
+///
+/// Needs <multiproc/connection.hpp>, hence OpenSSL's libcrypto: link `multiproc::connection`.
+/// Not yet (issue 19): `register_` of a user type's member functions; anonymous objects live
+/// until the server ends (Python frees them when their last proxy goes).
+#pragma once
+
+#include <multiproc/config.hpp> // first: a pre-C++20 build stops at its sentence
+
+#include <multiproc/connection.hpp>
+#include <multiproc/detail/net/manager_server.hpp>
+#include <multiproc/detail/util/demangle.hpp>
+#include <multiproc/process.hpp>
+#include <multiproc/serialize.hpp>
+
+#include <boost/hana/core/when.hpp>
+#include <boost/hana/pair.hpp>
+#include <boost/hana/string.hpp>
+#include <boost/hana/tuple.hpp>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace multiproc { MULTIPROC_ABI_BEGIN
+
+namespace detail::mgr {
+
+using link_t = basic_connection<wire>;
+
+/// The authkeys this process was given for manager addresses (by constructing or connecting
+/// a manager); any other address is reached with current_process().authkey(), as Python's
+/// proxies do.
+inline std::map<std::string, std::string>& known_keys() {
+    static std::map<std::string, std::string> k;
+    return k;
+}
+inline std::mutex& known_keys_mutex() {
+    static std::mutex m;
+    return m;
+}
+inline void remember_key(const std::string& at, const std::string& key) {
+    std::lock_guard<std::mutex> lk(known_keys_mutex());
+    known_keys()[at] = key;
+}
+inline std::string key_for(const std::string& at) {
+    {
+        std::lock_guard<std::mutex> lk(known_keys_mutex());
+        if (auto k = known_keys().find(at); k != known_keys().end()) return k->second;
+    }
+    return rt().self.authkey;
+}
+
+/// This thread's connection to the manager at `at`, authenticated with `key` (one per
+/// thread, as Python's proxies: a call that waits on the server holds only its own thread),
+/// made again in a child.
+struct link_entry {
+    pid_t pid;
+    link_t conn;
+};
+inline std::map<std::pair<std::string, std::string>, link_entry>& thread_links() {
+    thread_local std::map<std::pair<std::string, std::string>, link_entry> links;
+    return links;
+}
+/// Closes this thread's connections to the manager at `at` (its server has been shut down).
+inline void forget_links(const std::string& at) noexcept {
+    auto& links = thread_links();
+    std::erase_if(links, [&](const auto& e) { return e.first.first == at; });
+}
+inline link_t& link_to(const std::string& at, const std::string& key) {
+    auto& links = thread_links();
+    const auto id = std::make_pair(at, key);
+    auto it = links.find(id);
+    if (it != links.end() && it->second.pid == ::getpid() && !it->second.conn.closed()) return it->second.conn;
+    if (it != links.end()) links.erase(it);
+    auto conn = client<wire>(address::parse(at), key);
+    return links.emplace(id, link_entry{::getpid(), std::move(conn)}).first->second.conn;
+}
+
+/// Sends `q` to the manager at `at` (with `key`; by default the one known for it) and
+/// returns the reply; the server's refusals raise the error they name, a server that has
+/// gone raises eof_error saying so.
+inline wire call(const std::string& at, const wire& q, const std::optional<std::string>& key = std::nullopt) {
+    link_t* c = nullptr;
+    wire r;
+    bool ok = false;
+    MULTIPROC_TRY {
+        c = &link_to(at, key ? *key : key_for(at));
+        c->send(q);
+        r = c->recv();
+        ok = true;
+    } MULTIPROC_CATCH(const eof_error&, unnamed_) {
+        if (c) c->close();
+    } MULTIPROC_CATCH(const os_error&, e) {
+        if (c) c->close();
+        raise(eof_error("multiproc: the manager at " + at + " cannot be reached (has its server process ended?): " +
+                        e.what()));
+    }
+    if (!ok) raise(eof_error("multiproc: the manager at " + at + " has gone: its server process ended"));
+    const std::string why = "multiproc: manager: " + r.a;
+    switch (static_cast<status>(r.code)) {
+        case status::ok: return r;
+        case status::missing:
+        case status::bad_index: raise(index_error(why));
+        case status::empty: raise(queue_empty(why));
+        case status::full: raise(queue_full(why));
+        case status::not_owner: raise(state_error(why));
+        case status::timeout: raise(timeout_error(why));
+        case status::broken: raise(broken_barrier_error(why));
+        default: raise(value_error(why));
+    }
+}
+
+/// Serves the manager's objects on `l` (a listener without authkey) until a shutdown
+/// request, each connection in a thread of its own that first runs the authentication
+/// exchange with `key`, so that a client that connects and never speaks holds up no other;
+/// never returns.
+[[noreturn]] inline void serve_on(basic_listener<wire>& l, std::string key) {
+    auto* s = new store(); // lives as long as the process: connection threads are detached
+    std::uint64_t next = 1;
+    for (;;) {
+        std::optional<link_t> conn;
+        MULTIPROC_TRY {
+            conn = l.accept();
+        } MULTIPROC_CATCH(const error&, unnamed_) {
+            continue; // (a client of another user, or out of descriptors for now)
+        }
+        std::thread([s, key, id = next++, c = std::move(*conn)]() mutable {
+            MULTIPROC_TRY {
+                deliver_challenge(c, key);
+                answer_challenge(c, key);
+                for (;;) {
+                    const wire q = c.recv();
+                    if (static_cast<op>(q.code) == op::shutdown) {
+                        s->release_segments();
+                        c.send(wire{});
+                        flush_std_streams();
+                        std::_Exit(0);
+                    }
+                    c.send(s->call(q, id));
+                }
+            } MULTIPROC_CATCH_ALL {
+            }
+            s->forget(id);
+        }).detach();
+    }
+}
+
+/// The text of T's type, which the server compares.
+template <class... T>
+std::string type_text(const char* k) {
+    std::string s = k;
+    s += "<";
+    ((s += type_name<T>() + ","), ...);
+    s.back() = '>';
+    return s;
+}
+
+struct proxy_access;
+
+/// What every proxy is: the manager's address and the object's number (the data that
+/// crosses), and how it calls.
+class proxy_base {
+public:
+    /// The address of the manager's server, as address::to_string.
+    [[nodiscard]] const std::string& manager_address() const noexcept { return address_; }
+    /// The object's number on the server.
+    [[nodiscard]] std::uint64_t object_id() const noexcept { return id_; }
+    friend bool operator==(const proxy_base& a, const proxy_base& b) noexcept {
+        return a.address_ == b.address_ && a.id_ == b.id_;
+    }
+
+protected:
+    using wire = mgr::wire;
+    using op = mgr::op;
+
+    proxy_base() = default;
+    proxy_base(std::string at, std::uint64_t id) : address_(std::move(at)), id_(id) {}
+
+    wire request(op o, kind k, const std::string& type) const {
+        wire q;
+        q.object = id_;
+        q.code = static_cast<std::uint8_t>(o);
+        q.kind = static_cast<std::uint8_t>(k);
+        q.type = type;
+        return q;
+    }
+    wire call(const wire& q) const {
+        if (address_.empty()) raise(value_error("multiproc: a proxy that refers to no object (made by default)"));
+        return mgr::call(address_, q);
+    }
+    /// A call that may wait on the server, at most `timeout` (nothing: as long as it takes).
+    wire call_waiting(op o, kind k, const std::string& type, std::optional<std::chrono::duration<double>> timeout) const {
+        wire q = request(o, k, type);
+        q.timeout = timeout ? std::max(0.0, timeout->count()) : -1.0;
+        return call(q);
+    }
+
+private:
+    std::string address_;
+    std::uint64_t id_ = 0;
+    friend struct proxy_access;
+};
+
+struct proxy_access {
+    static std::string& address(proxy_base& p) noexcept { return p.address_; }
+    static const std::string& address(const proxy_base& p) noexcept { return p.address_; }
+    static std::uint64_t& id(proxy_base& p) noexcept { return p.id_; }
+    static const std::uint64_t& id(const proxy_base& p) noexcept { return p.id_; }
+};
+
+template <class S, class T>
+std::string encode_str(const T& v) {
+    std::vector<std::byte> out;
+    vector_writer w(out);
+    S::encode(v, w);
+    return std::string(reinterpret_cast<const char*>(out.data()), out.size());
+}
+template <class S, class T>
+T decode_str(const std::string& b) {
+    span_reader r({reinterpret_cast<const std::byte*>(b.data()), b.size()});
+    return S::template decode<T>(r);
+}
+
+} // namespace detail::mgr
+
+template <class... Ps>
+class basic_manager;
+
+/// A proxy of a dict on a manager's server, from keys K to values V (Python: the proxy
+/// `Manager().dict()` returns). Insertion-ordered as Python's; keys compare by their
+/// encoding under S (equal values of a type with one encoding per value compare equal).
+/// Copies refer to the same dict.
+template <class K, class V, class S = serialize::binary>
+class dict_proxy : public detail::mgr::proxy_base {
+
+public:
+    dict_proxy() = default;
+    /// d[k] = v
+    void set(const K& k, const V& v) const { call(with(op::set, k, &v)); }
+    /// d[k]: index_error if there is none (Python: KeyError).
+    [[nodiscard]] V at(const K& k) const {
+        auto r = call(with(op::get, k));
+        if (r.n == 0) detail::raise(index_error("multiproc: manager dict: key not found"));
+        return detail::mgr::decode_str<S, V>(r.b);
+    }
+    /// d.get(k): the value, or nothing.
+    [[nodiscard]] std::optional<V> get(const K& k) const {
+        auto r = call(with(op::get, k));
+        if (r.n == 0) return std::nullopt;
+        return detail::mgr::decode_str<S, V>(r.b);
+    }
+    /// k in d
+    [[nodiscard]] bool contains(const K& k) const { return call(with(op::contains, k)).n != 0; }
+    /// d.setdefault(k, v): the value there, v put there first if there was none.
+    V setdefault(const K& k, const V& v) const {
+        return detail::mgr::decode_str<S, V>(call(with(op::setdefault, k, &v)).b);
+    }
+    /// d.pop(k, None): the value it held, or nothing.
+    std::optional<V> pop(const K& k) const {
+        auto r = call(with(op::pop, k));
+        if (r.n == 0) return std::nullopt;
+        return detail::mgr::decode_str<S, V>(r.b);
+    }
+    /// del d[k]: whether it was there.
+    bool erase(const K& k) const { return call(with(op::erase, k)).n != 0; }
+    [[nodiscard]] std::size_t size() const { return static_cast<std::size_t>(call(req(op::size)).n); }
+    [[nodiscard]] bool empty() const { return size() == 0; }
+    void clear() const { call(req(op::clear)); }
+    [[nodiscard]] std::vector<K> keys() const { return decode_all<K>(call(req(op::keys)).values); }
+    [[nodiscard]] std::vector<V> values() const { return decode_all<V>(call(req(op::values)).values); }
+    /// d.items(), in insertion order (also Python's dict(d), d.copy()).
+    [[nodiscard]] std::vector<std::pair<K, V>> items() const {
+        const auto r = call(req(op::items));
+        std::vector<std::pair<K, V>> out;
+        for (std::size_t i = 0; i + 1 < r.values.size(); i += 2)
+            out.emplace_back(detail::mgr::decode_str<S, K>(r.values[i]), detail::mgr::decode_str<S, V>(r.values[i + 1]));
+        return out;
+    }
+    /// d.update(pairs): each pair set in turn.
+    template <class R>
+    void update(const R& pairs) const {
+        for (const auto& [k, v] : pairs) set(k, v);
+    }
+
+    static std::string type() { return detail::mgr::type_text<K, V>("dict"); }
+    static constexpr detail::mgr::kind kind = detail::mgr::kind::dict;
+
+private:
+    template <class...>
+    friend class basic_manager;
+    dict_proxy(std::string at, std::uint64_t id) : proxy_base(std::move(at), id) {}
+    wire req(op o) const { return request(o, kind, type()); }
+    wire with(op o, const K& k, const V* v = nullptr) const {
+        wire q = req(o);
+        q.a = detail::mgr::encode_str<S>(k);
+        if (v) q.b = detail::mgr::encode_str<S>(*v);
+        return q;
+    }
+    template <class X>
+    static std::vector<X> decode_all(const std::vector<std::string>& v) {
+        std::vector<X> out;
+        out.reserve(v.size());
+        for (const auto& b : v) out.push_back(detail::mgr::decode_str<S, X>(b));
+        return out;
+    }
+};
+
+/// A proxy of a list of T on a manager's server (Python: `Manager().list()`). Indexes may
+/// be negative, counting from the end, as in Python; out of range: index_error.
+template <class T, class S = serialize::binary>
+class list_proxy : public detail::mgr::proxy_base {
+
+public:
+    list_proxy() = default;
+    void append(const T& v) const { call(with(op::append, 0, &v)); }
+    template <class R>
+    void extend(const R& vs) const {
+        wire q = req(op::extend);
+        for (const auto& v : vs) q.values.push_back(detail::mgr::encode_str<S>(v));
+        call(q);
+    }
+    void insert(std::int64_t i, const T& v) const { call(with(op::insert, i, &v)); }
+    /// l[i]
+    [[nodiscard]] T at(std::int64_t i) const { return detail::mgr::decode_str<S, T>(call(with(op::get, i)).b); }
+    /// l[i] = v
+    void set(std::int64_t i, const T& v) const { call(with(op::set, i, &v)); }
+    /// l.pop(i): the element taken (the last by default).
+    T pop(std::int64_t i = -1) const { return detail::mgr::decode_str<S, T>(call(with(op::pop, i)).b); }
+    [[nodiscard]] std::size_t size() const { return static_cast<std::size_t>(call(req(op::size)).n); }
+    [[nodiscard]] bool empty() const { return size() == 0; }
+    void clear() const { call(req(op::clear)); }
+    /// list(l): every element, in one round trip.
+    [[nodiscard]] std::vector<T> to_vector() const {
+        std::vector<T> out;
+        for (const auto& b : call(req(op::values)).values) out.push_back(detail::mgr::decode_str<S, T>(b));
+        return out;
+    }
+
+    static std::string type() { return detail::mgr::type_text<T>("list"); }
+    static constexpr detail::mgr::kind kind = detail::mgr::kind::list;
+
+private:
+    template <class...>
+    friend class basic_manager;
+    list_proxy(std::string at, std::uint64_t id) : proxy_base(std::move(at), id) {}
+    wire req(op o) const { return request(o, kind, type()); }
+    wire with(op o, std::int64_t i, const T* v = nullptr) const {
+        wire q = req(o);
+        q.n = i;
+        if (v) q.b = detail::mgr::encode_str<S>(*v);
+        return q;
+    }
+};
+
+/// A proxy of one value of T on a manager's server (Python: `Manager().Value(typecode,
+/// value)`): get() and set(v), each one round trip.
+template <class T, class S = serialize::binary>
+class value_proxy : public detail::mgr::proxy_base {
+
+public:
+    value_proxy() = default;
+    [[nodiscard]] T get() const { return detail::mgr::decode_str<S, T>(call(request(op::get, kind, type())).b); }
+    void set(const T& v) const {
+        wire q = request(op::set, kind, type());
+        q.b = detail::mgr::encode_str<S>(v);
+        call(q);
+    }
+
+    static std::string type() { return detail::mgr::type_text<T>("value"); }
+    static constexpr detail::mgr::kind kind = detail::mgr::kind::value;
+
+private:
+    template <class...>
+    friend class basic_manager;
+    value_proxy(std::string at, std::uint64_t id) : proxy_base(std::move(at), id) {}
+};
+
+/// A proxy of a queue of T on a manager's server (Python: `Manager().Queue(maxsize)`),
+/// which any process that holds the proxy may use, started by this program or not.
+template <class T, class S = serialize::binary>
+class queue_proxy : public detail::mgr::proxy_base {
+
+public:
+    queue_proxy() = default;
+    /// Puts `v`, waiting at most `timeout` for room (nothing: as long as it takes); queue_full.
+    void put(const T& v, std::optional<std::chrono::duration<double>> timeout = std::nullopt) const {
+        wire q = request(op::put, kind, type());
+        q.b = detail::mgr::encode_str<S>(v);
+        q.timeout = timeout ? std::max(0.0, timeout->count()) : -1.0;
+        call(q);
+    }
+    void put_nowait(const T& v) const { put(v, std::chrono::duration<double>(0)); }
+    /// Takes the next item, waiting at most `timeout` (nothing: as long as it takes); queue_empty.
+    T get(std::optional<std::chrono::duration<double>> timeout = std::nullopt) const {
+        return detail::mgr::decode_str<S, T>(call_waiting(op::take, kind, type(), timeout).b);
+    }
+    T get_nowait() const { return get(std::chrono::duration<double>(0)); }
+    [[nodiscard]] std::size_t qsize() const { return static_cast<std::size_t>(call(request(op::size, kind, type())).n); }
+    [[nodiscard]] bool empty() const { return qsize() == 0; }
+
+    static std::string type() { return detail::mgr::type_text<T>("queue"); }
+    static constexpr detail::mgr::kind kind = detail::mgr::kind::queue;
+
+private:
+    template <class...>
+    friend class basic_manager;
+    queue_proxy(std::string at, std::uint64_t id) : proxy_base(std::move(at), id) {}
+};
+
+/// A proxy of a lock, recursive lock or semaphore on a manager's server (Python:
+/// `Manager().Lock()`, `RLock()`, `Semaphore(n)`); usable with std::lock_guard and
+/// std::unique_lock. Held per connection: a process whose connection ends (it exited, or
+/// was killed) releases what it held, where CPython's stays held for good.
+template <detail::mgr::kind K>
+class basic_lock_proxy : public detail::mgr::proxy_base {
+
+public:
+    basic_lock_proxy() = default;
+    /// Waits at most `timeout` (nothing: as long as it takes); whether it was acquired.
+    bool acquire(bool block = true, std::optional<std::chrono::duration<double>> timeout = std::nullopt) const {
+        return call_waiting(op::acquire, K, type(), block ? timeout : std::chrono::duration<double>(0)).n != 0;
+    }
+    /// state_error if it is not held (for a recursive lock: not by this thread's connection).
+    void release() const { call(request(op::release, K, type())); }
+    void lock() const { (void)acquire(); }
+    bool try_lock() const { return acquire(false); }
+    void unlock() const { release(); }
+    /// A semaphore's value (Python: get_value()).
+    [[nodiscard]] std::int64_t get_value() const
+        requires(K == detail::mgr::kind::semaphore)
+    {
+        return call(request(op::get, K, type())).n;
+    }
+
+    static std::string type() {
+        switch (K) {
+            case detail::mgr::kind::lock: return "lock";
+            case detail::mgr::kind::rlock: return "rlock";
+            case detail::mgr::kind::condition: return "condition";
+            default: return "semaphore";
+        }
+    }
+    static constexpr detail::mgr::kind kind = K;
+
+protected:
+    template <class...>
+    friend class basic_manager;
+    basic_lock_proxy(std::string at, std::uint64_t id) : proxy_base(std::move(at), id) {}
+};
+using lock_proxy = basic_lock_proxy<detail::mgr::kind::lock>;
+using rlock_proxy = basic_lock_proxy<detail::mgr::kind::rlock>;
+using semaphore_proxy = basic_lock_proxy<detail::mgr::kind::semaphore>;
+
+/// A proxy of an event on a manager's server (Python: `Manager().Event()`).
+class event_proxy : public detail::mgr::proxy_base {
+
+public:
+    event_proxy() = default;
+    void set() const { call(request(op::event_set, kind, type())); }
+    void clear() const { call(request(op::event_clear, kind, type())); }
+    [[nodiscard]] bool is_set() const { return call(request(op::is_set, kind, type())).n != 0; }
+    /// Waits until it is set, at most `timeout`; whether it is set.
+    bool wait(std::optional<std::chrono::duration<double>> timeout = std::nullopt) const {
+        return call_waiting(op::wait, kind, type(), timeout).n != 0;
+    }
+
+    static std::string type() { return "event"; }
+    static constexpr detail::mgr::kind kind = detail::mgr::kind::event;
+
+private:
+    template <class...>
+    friend class basic_manager;
+    event_proxy(std::string at, std::uint64_t id) : proxy_base(std::move(at), id) {}
+};
+
+/// A proxy of a condition variable on a manager's server, over a recursive lock of its own
+/// (Python: `Manager().Condition()`); usable with std::unique_lock. `wait` releases the
+/// lock, waits for a notification, and takes the lock again; it and `notify` need the lock
+/// held by this thread (state_error otherwise).
+class condition_proxy : public basic_lock_proxy<detail::mgr::kind::condition> {
+
+public:
+    condition_proxy() = default;
+    /// Waits for a notification, at most `timeout`; whether one came.
+    bool wait(std::optional<std::chrono::duration<double>> timeout = std::nullopt) const {
+        return call_waiting(op::wait, kind, type(), timeout).n != 0;
+    }
+    /// Waits until `pred()` holds, checking it after each notification (Python: wait_for).
+    template <class Pred>
+    bool wait_for(Pred pred, std::optional<std::chrono::duration<double>> timeout = std::nullopt) const {
+        const auto deadline = detail::deadline_after(timeout);
+        while (!pred()) {
+            std::optional<std::chrono::duration<double>> left;
+            if (deadline) {
+                left = *deadline - detail::steady::now();
+                if (left->count() <= 0) return pred();
+            }
+            (void)wait(left);
+        }
+        return true;
+    }
+    /// Wakes up to `n` waiting processes (Python: notify(n)).
+    void notify(std::int64_t n = 1) const {
+        wire q = request(op::notify, kind, type());
+        q.n = n;
+        call(q);
+    }
+    void notify_all() const { notify(-1); }
+
+private:
+    template <class...>
+    friend class basic_manager;
+    condition_proxy(std::string at, std::uint64_t id) : basic_lock_proxy(std::move(at), id) {}
+};
+
+/// A proxy of a barrier on a manager's server (Python: `Manager().Barrier(parties,
+/// timeout)`): `wait` returns each party's arrival index (0 .. parties - 1); a wait that
+/// times out breaks it for everyone (broken_barrier_error), as do abort() and reset() for
+/// those waiting.
+class barrier_proxy : public detail::mgr::proxy_base {
+
+public:
+    barrier_proxy() = default;
+    std::int64_t wait(std::optional<std::chrono::duration<double>> timeout = std::nullopt) const {
+        return call_waiting(op::wait, kind, type(), timeout).n;
+    }
+    void abort() const { call(request(op::abort, kind, type())); }
+    void reset() const { call(request(op::reset, kind, type())); }
+    [[nodiscard]] std::int64_t parties() const { return call(request(op::get, kind, type())).n; }
+    [[nodiscard]] std::int64_t n_waiting() const { return call(request(op::size, kind, type())).n; }
+    [[nodiscard]] bool broken() const { return call(request(op::is_set, kind, type())).n != 0; }
+
+    static std::string type() { return "barrier"; }
+    static constexpr detail::mgr::kind kind = detail::mgr::kind::barrier;
+
+private:
+    template <class...>
+    friend class basic_manager;
+    barrier_proxy(std::string at, std::uint64_t id) : proxy_base(std::move(at), id) {}
+};
+
+/// A proxy of a namespace on a manager's server (Python: `Manager().Namespace()`): named
+/// fields, each holding a value of one of Ts (a std::variant<Ts...> on the wire).
+/// `get<T>(name)` is index_error for a name that is not there, value_error if it holds
+/// another of Ts.
+template <class... Ts>
+class namespace_proxy : public detail::mgr::proxy_base {
+    using variant = std::variant<Ts...>;
+
+public:
+    namespace_proxy() = default;
+    /// ns.name = v
+    template <class T>
+    void set(const std::string& name, T&& v) const {
+        wire q = request(op::set, kind, type());
+        q.a = name;
+        q.b = detail::mgr::encode_str<serialize::binary>(variant(std::forward<T>(v)));
+        call(q);
+    }
+    /// ns.name, as a T.
+    template <class T>
+    [[nodiscard]] T get(const std::string& name) const {
+        variant v = get_variant(name);
+        if (!std::holds_alternative<T>(v))
+            detail::raise(value_error("multiproc: manager namespace: " + name + " holds a " +
+                                      std::visit([]<class U>(const U&) { return detail::type_name<U>(); }, v) +
+                                      ", not a " + detail::type_name<T>()));
+        return std::get<T>(std::move(v));
+    }
+    /// ns.name, whichever of Ts it holds.
+    [[nodiscard]] variant get_variant(const std::string& name) const {
+        wire q = request(op::get, kind, type());
+        q.a = name;
+        auto r = call(q);
+        if (r.n == 0) detail::raise(index_error("multiproc: manager namespace has no field " + name));
+        return detail::mgr::decode_str<serialize::binary, variant>(r.b);
+    }
+    [[nodiscard]] bool contains(const std::string& name) const {
+        wire q = request(op::contains, kind, type());
+        q.a = name;
+        return call(q).n != 0;
+    }
+    /// del ns.name: whether it was there.
+    bool erase(const std::string& name) const {
+        wire q = request(op::erase, kind, type());
+        q.a = name;
+        return call(q).n != 0;
+    }
+    /// The names, in the order they were first set.
+    [[nodiscard]] std::vector<std::string> names() const { return call(request(op::keys, kind, type())).values; }
+
+    static std::string type() { return detail::mgr::type_text<Ts...>("namespace"); }
+    static constexpr detail::mgr::kind kind = detail::mgr::kind::dict; // (a dict of names on the server)
+
+private:
+    template <class...>
+    friend class basic_manager;
+    namespace_proxy(std::string at, std::uint64_t id) : proxy_base(std::move(at), id) {}
+};
+
+/// A manager: a server process holding shared objects, and the factory of their proxies
+/// (Python: multiprocessing.Manager(), managers.SyncManager). Ps: the server process's
+/// policies (start method: `start::fork` by default, or spawn, forkserver).
+///
+/// `basic_manager m;` starts a server on a fresh abstract address with the authkey of this
+/// process (Python: `Manager()`); `basic_manager m(address("0.0.0.0", 50000), key);` serves
+/// on TCP, for other machines, which reach it with `basic_manager<>::connect(address, key)`
+/// (Python: `BaseManager(address, authkey).connect()`). The manager that started a server
+/// shuts it down when destroyed (or by `shutdown()`); one made by `connect` leaves it
+/// running. Objects made with a name (`m.dict<K, V>("jobs")`) are found again by that name,
+/// from any process connected to the same server.
+template <class... Ps>
+class basic_manager {
+public:
+    using policies = policy_set<Ps...>;
+
+    /// Starts a server on `where` (nothing: a fresh abstract name), which only clients that
+    /// prove they hold `authkey` may use (nothing: this process's authkey).
+    explicit basic_manager(std::optional<multiproc::address> where = std::nullopt, std::optional<std::string> authkey = std::nullopt)
+        : key_(authkey.value_or(detail::rt().self.authkey)) {
+        auto [r, w] = multiproc::pipe<std::string>(false);
+        server_ = std::make_unique<basic_process<Ps...>>(
+            process_options{.name = "SyncManager-" + std::to_string(next_number()), .daemon = true},
+            [](std::string at, std::string key, connection<std::string> report) {
+                std::optional<basic_listener<detail::mgr::wire>> l;
+                MULTIPROC_TRY {
+                    l.emplace(at.empty() ? std::nullopt : std::optional<multiproc::address>(multiproc::address::parse(at)), 64);
+                } MULTIPROC_CATCH(const std::exception&, e) {
+                    report.send(std::string("!") + e.what());
+                    std::_Exit(1);
+                }
+                report.send(l->address().to_string());
+                report.close();
+                detail::mgr::serve_on(*l, key);
+            },
+            where ? where->to_string() : std::string(), key_, w);
+        server_->start();
+        w.close();
+        std::string got;
+        MULTIPROC_TRY {
+            got = r.recv();
+        } MULTIPROC_CATCH(const eof_error&, unnamed_) {
+            server_->join();
+            detail::raise(error("multiproc: the manager's server process ended before it listened (exit code " +
+                                std::to_string(server_->exitcode().value_or(0)) + ")"));
+        }
+        if (!got.empty() && got.front() == '!') {
+            server_->join();
+            detail::raise(os_error("multiproc: the manager's server could not listen: " + got.substr(1), EADDRNOTAVAIL));
+        }
+        address_ = got;
+        detail::mgr::remember_key(address_, key_);
+    }
+
+    /// A manager for the server already serving at `where` (Python:
+    /// BaseManager(address, authkey).connect()): checks it answers, leaves it running.
+    static basic_manager connect(const multiproc::address& where, std::optional<std::string> authkey = std::nullopt) {
+        basic_manager m{connected_tag{}};
+        m.key_ = authkey.value_or(detail::rt().self.authkey);
+        m.address_ = where.to_string();
+        detail::mgr::wire q;
+        q.code = static_cast<std::uint8_t>(detail::mgr::op::ping);
+        detail::mgr::call(m.address_, q, m.key_);
+        detail::mgr::remember_key(m.address_, m.key_); // (once the server has accepted it)
+        return m;
+    }
+
+    /// Runs a manager's server in this process, on `where`, until a client shuts it down
+    /// (Python: `BaseManager(address, authkey).get_server().serve_forever()`); then the
+    /// process exits with 0.
+    [[noreturn]] static void serve(const multiproc::address& where, std::optional<std::string> authkey = std::nullopt) {
+        basic_listener<detail::mgr::wire> l(where, 64);
+        detail::mgr::serve_on(l, authkey.value_or(detail::rt().self.authkey));
+    }
+
+    basic_manager(basic_manager&&) noexcept = default;
+    basic_manager& operator=(basic_manager&&) = delete;
+    ~basic_manager() { shutdown(); }
+
+    /// Ends the server this manager started (Python: shutdown()): it is asked to, then
+    /// joined. Proxies of its objects then fail with eof_error. Idempotent; a manager made
+    /// by connect() asks nothing of the server.
+    void shutdown() noexcept {
+        if (!server_) return;
+        MULTIPROC_TRY {
+            if (server_->is_alive()) {
+                detail::mgr::wire q;
+                q.code = static_cast<std::uint8_t>(detail::mgr::op::shutdown);
+                MULTIPROC_TRY {
+                    (void)detail::mgr::call(address_, q, key_);
+                } MULTIPROC_CATCH_ALL {
+                    server_->terminate();
+                }
+            }
+            server_->join();
+        } MULTIPROC_CATCH_ALL {
+        }
+        detail::mgr::forget_links(address_); // (other threads' close at their next call, or when they end)
+        server_.reset();
+    }
+
+    /// The address of the server, for connect() elsewhere (Python: Manager().address).
+    [[nodiscard]] multiproc::address address() const { return multiproc::address::parse(address_); }
+    /// The server process (none for a manager made by connect()).
+    [[nodiscard]] const basic_process<Ps...>* server() const noexcept { return server_.get(); }
+
+    /// A new dict, or the one named `name` (Python: dict()).
+    template <class K, class V, class S = serialize::binary>
+    dict_proxy<K, V, S> dict(const std::string& name = {}) const {
+        return make<dict_proxy<K, V, S>>(name);
+    }
+    /// A new list, or the one named `name`, with `initial` elements if it is new (Python: list()).
+    template <class T, class S = serialize::binary>
+    list_proxy<T, S> list(const std::string& name = {}) const {
+        return make<list_proxy<T, S>>(name);
+    }
+    /// A new value holding `initial`, or the one named `name` (Python: Value()).
+    template <class T, class S = serialize::binary>
+    value_proxy<T, S> value(const T& initial = T{}, const std::string& name = {}) const {
+        return make<value_proxy<T, S>>(name, detail::mgr::encode_str<S>(initial));
+    }
+    /// A new queue holding at most `maxsize` items (0: no bound), or the one named `name`
+    /// (Python: Queue(maxsize)).
+    template <class T, class S = serialize::binary>
+    queue_proxy<T, S> queue(std::int64_t maxsize = 0, const std::string& name = {}) const {
+        return make<queue_proxy<T, S>>(name, {}, maxsize);
+    }
+    lock_proxy lock(const std::string& name = {}) const { return make<lock_proxy>(name); }
+    rlock_proxy rlock(const std::string& name = {}) const { return make<rlock_proxy>(name); }
+    /// A semaphore of value `value` (Python: Semaphore(value)).
+    semaphore_proxy semaphore(std::int64_t value = 1, const std::string& name = {}) const {
+        return make<semaphore_proxy>(name, {}, value);
+    }
+    event_proxy event(const std::string& name = {}) const { return make<event_proxy>(name); }
+    /// A condition over a recursive lock (Python: Condition()).
+    condition_proxy condition(const std::string& name = {}) const { return make<condition_proxy>(name); }
+    /// A barrier for `parties` processes (Python: Barrier(parties)).
+    barrier_proxy barrier(std::int64_t parties, const std::string& name = {}) const {
+        if (parties < 1) detail::raise(value_error("multiproc: a barrier needs at least one party"));
+        return make<barrier_proxy>(name, {}, parties);
+    }
+    /// A namespace whose fields hold one of Ts each (Python: Namespace()).
+    template <class... Ts>
+    namespace_proxy<Ts...> namespace_(const std::string& name = {}) const {
+        return make<namespace_proxy<Ts...>>(name);
+    }
+
+protected:
+    /// Sends `q` to the server with this manager's key.
+    detail::mgr::wire call_server(const detail::mgr::wire& q) const { return detail::mgr::call(address_, q, key_); }
+
+private:
+    struct connected_tag {};
+    explicit basic_manager(connected_tag) {}
+
+    static int next_number() {
+        static std::atomic<int> n{0};
+        return ++n;
+    }
+
+    template <class P>
+    P make(const std::string& name, std::string initial = {}, std::int64_t n = 0) const {
+        detail::mgr::wire q;
+        q.code = static_cast<std::uint8_t>(detail::mgr::op::create);
+        q.kind = static_cast<std::uint8_t>(P::kind);
+        q.type = P::type();
+        q.name = name;
+        q.b = std::move(initial);
+        q.n = n;
+        return P(address_, detail::mgr::call(address_, q, key_).object);
+    }
+
+    std::string key_;
+    std::string address_;
+    std::unique_ptr<basic_process<Ps...>> server_;
+};
+
+/// A manager with the default policies (Python: multiprocessing.Manager()).
+using manager = basic_manager<>;
+
+/// A manager whose server also makes shared memory segments and shareable lists, and
+/// removes them all when it shuts down (Python: multiprocessing.managers.SharedMemoryManager).
+/// The segments are owned by the server process: they outlive the process that asked for
+/// them, and every process may attach to them by name until the manager shuts down.
+template <class... Ps>
+class basic_shared_memory_manager : public basic_manager<Ps...> {
+public:
+    using basic_manager<Ps...>::basic_manager;
+
+    /// A new segment of `size` bytes (Python: SharedMemory(size)), attached here.
+    [[nodiscard]] multiproc::shared_memory shared_memory(std::size_t size) const {
+        return multiproc::shared_memory::attach(make_segment(size));
+    }
+    /// A new shareable list of `items` (Python: ShareableList(sequence)), in a segment of the
+    /// server's.
+    [[nodiscard]] multiproc::shareable_list shareable_list(const std::vector<multiproc::shareable_list::item>& items) const {
+        return multiproc::shareable_list(items, multiproc::shared_memory::attach(
+                                                    make_segment(multiproc::shareable_list::size_for(items))));
+    }
+
+private:
+    std::string make_segment(std::size_t size) const {
+        detail::mgr::wire q;
+        q.code = static_cast<std::uint8_t>(detail::mgr::op::shm_create);
+        q.n = static_cast<std::int64_t>(size);
+        return this->call_server(q).b;
+    }
+};
+using shared_memory_manager = basic_shared_memory_manager<>;
+
+MULTIPROC_ABI_END } // namespace multiproc
+
+/// Proxies are data — the manager's address and the object's number — for every serializer
+/// that reads Hana structs (serialize::binary): they cross into children, queues and tasks.
+namespace boost::hana {
+template <class T>
+struct accessors_impl<T, when<std::is_base_of_v<multiproc::detail::mgr::proxy_base, T>>> {
+    static constexpr auto apply() {
+        using access = multiproc::detail::mgr::proxy_access;
+        return make_tuple(
+            make_pair(BOOST_HANA_STRING("address"), [](auto&& p) -> decltype(auto) { return access::address(p); }),
+            make_pair(BOOST_HANA_STRING("id"), [](auto&& p) -> decltype(auto) { return access::id(p); }));
+    }
+};
+} // namespace boost::hana

@@ -1,0 +1,367 @@
+// Managers and proxies (issue 19, part 2): the server started under each start method, its
+// proxies used by children of that method, through a pool and a queue; named objects and
+// connect(); a manager on TCP; a server that dies; shutdown; locks released by a holder that
+// dies. Children report through their exit code.
+#include "support/support.hpp"
+
+#include <multiproc/manager.hpp>
+#include <multiproc/pool.hpp>
+#include <multiproc/queue.hpp>
+
+#include <algorithm>
+#include <csignal>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace multiproc;
+using namespace std::chrono_literals;
+
+namespace {
+using sdict = dict_proxy<std::string, int>;
+
+template <class Ctx>
+using manager_of = basic_manager<typename Ctx::policies::start>;
+} // namespace
+
+TEMPLATE_TEST_CASE("a manager's dict, list, value and queue, used here and by a child", "[manager]", START_METHODS) {
+    test::warm_up<TestType>();
+    manager_of<TestType> m;
+    auto d = m.template dict<std::string, int>();
+    auto l = m.template list<std::string>();
+    auto v = m.template value<double>(0.5);
+    auto q = m.template queue<std::vector<int>>();
+
+    d.set("one", 1);
+    d.set("two", 2);
+    d.set("one", 11); // replaced in place: insertion order kept
+    CHECK(d.at("one") == 11);
+    CHECK(d.get("three") == std::nullopt);
+    CHECK_THROWS_AS(d.at("three"), index_error);
+    CHECK(d.setdefault("three", 3) == 3);
+    CHECK(d.setdefault("three", 33) == 3);
+    CHECK(d.contains("two"));
+    CHECK(d.size() == 3);
+    CHECK(d.keys() == std::vector<std::string>{"one", "two", "three"});
+    CHECK(d.values() == std::vector<int>{11, 2, 3});
+
+    l.extend(std::vector<std::string>{"a", "b"});
+    l.insert(0, "first");
+    CHECK(l.to_vector() == std::vector<std::string>{"first", "a", "b"});
+    CHECK(l.at(-1) == "b");
+    CHECK_THROWS_AS(l.at(3), index_error);
+    CHECK(v.get() == 0.5);
+
+    // A child of the same method changes all four through proxies it was given.
+    test::process_t<TestType> child(
+        [](sdict d, list_proxy<std::string> l, value_proxy<double> v, queue_proxy<std::vector<int>> q) {
+            d.set("child", 42);
+            if (d.erase("two") != true || d.pop("one") != 11) std::_Exit(2);
+            l.append("from the child");
+            l.set(0, "changed");
+            v.set(v.get() * 4);
+            q.put({1, 2, 3});
+            std::_Exit(0);
+        },
+        d, l, v, q);
+    child.start();
+    CHECK(q.get(10s) == std::vector<int>{1, 2, 3});
+    child.join();
+    CHECK(child.exitcode() == 0);
+    CHECK(d.items() == std::vector<std::pair<std::string, int>>{{"three", 3}, {"child", 42}});
+    CHECK(l.to_vector() == std::vector<std::string>{"changed", "a", "b", "from the child"});
+    CHECK(l.pop() == "from the child");
+    CHECK(l.pop(0) == "changed");
+    CHECK(l.size() == 2);
+    CHECK(v.get() == 2.0);
+    CHECK_THROWS_AS(q.get(20ms), queue_empty);
+    CHECK(q.empty());
+    d.clear();
+    CHECK(d.empty());
+}
+
+TEMPLATE_TEST_CASE("a manager's lock makes increments by four processes exact, and a semaphore and an event work",
+                   "[manager]", START_METHODS) {
+    test::warm_up<TestType>();
+    manager_of<TestType> m;
+    auto counter = m.template value<int>(0);
+    auto lk = m.lock();
+    std::vector<std::unique_ptr<test::process_t<TestType>>> ps;
+    for (int i = 0; i < 4; ++i) {
+        ps.push_back(std::make_unique<test::process_t<TestType>>(
+            [](value_proxy<int> c, lock_proxy lk) {
+                for (int k = 0; k < 100; ++k) {
+                    std::lock_guard<lock_proxy> g(lk);
+                    c.set(c.get() + 1); // two round trips: exact only under the lock
+                }
+                std::_Exit(0);
+            },
+            counter, lk));
+        ps.back()->start();
+    }
+    for (auto& p : ps) {
+        p->join();
+        CHECK(p->exitcode() == 0);
+    }
+    CHECK(counter.get() == 400);
+
+    auto sem = m.semaphore(2);
+    CHECK(sem.acquire());
+    CHECK(sem.acquire());
+    CHECK_FALSE(sem.acquire(false));
+    CHECK_FALSE(sem.acquire(true, 20ms));
+    CHECK(sem.get_value() == 0);
+    sem.release();
+    CHECK(sem.get_value() == 1);
+
+    auto ev = m.event();
+    CHECK_FALSE(ev.is_set());
+    CHECK_FALSE(ev.wait(20ms));
+    test::process_t<TestType> setter([](event_proxy e) { e.set(); }, ev);
+    setter.start();
+    CHECK(ev.wait(10s));
+    setter.join();
+    ev.clear();
+    CHECK_FALSE(ev.is_set());
+
+    auto rl = m.rlock();
+    CHECK(rl.acquire());
+    CHECK(rl.acquire()); // recursive
+    rl.release();
+    rl.release();
+    CHECK_THROWS_AS(rl.release(), state_error);
+    CHECK_THROWS_AS(lk.release(), state_error); // not held
+}
+
+TEMPLATE_TEST_CASE("a manager's condition, barrier and namespace, shared with children", "[manager]", START_METHODS) {
+    test::warm_up<TestType>();
+    manager_of<TestType> m;
+    // Condition: the child waits for a value the parent sets and announces.
+    auto cond = m.condition();
+    auto flag = m.template value<int>(0);
+    test::process_t<TestType> waiter(
+        [](condition_proxy c, value_proxy<int> v) {
+            std::unique_lock<condition_proxy> g(c);
+            std::_Exit(c.wait_for([&] { return v.get() == 1; }, 30s) ? 0 : 2);
+        },
+        cond, flag);
+    waiter.start();
+    {
+        std::unique_lock<condition_proxy> g(cond);
+        flag.set(1);
+        cond.notify_all();
+    }
+    waiter.join();
+    CHECK(waiter.exitcode() == 0);
+    CHECK_THROWS_AS(cond.notify(), state_error); // not held
+    CHECK_THROWS_AS(cond.wait(1ms), state_error);
+
+    // Barrier of three: the parent and two children; each gets a different arrival index.
+    auto b = m.barrier(3);
+    CHECK(b.parties() == 3);
+    std::vector<std::unique_ptr<test::process_t<TestType>>> ps;
+    for (int i = 0; i < 2; ++i) {
+        ps.push_back(std::make_unique<test::process_t<TestType>>(
+            [](barrier_proxy b) { std::_Exit(10 + static_cast<int>(b.wait(30s))); }, b));
+        ps.back()->start();
+    }
+    std::vector<std::int64_t> idx = {b.wait(30s)};
+    for (auto& p : ps) {
+        p->join();
+        REQUIRE(p->exitcode().has_value());
+        idx.push_back(*p->exitcode() - 10);
+    }
+    std::sort(idx.begin(), idx.end());
+    CHECK(idx == std::vector<std::int64_t>{0, 1, 2});
+    auto lone = m.barrier(2);
+    CHECK_THROWS_AS(lone.wait(20ms), broken_barrier_error); // no second party: broken
+    CHECK(lone.broken());
+    CHECK_THROWS_AS(lone.wait(20ms), broken_barrier_error);
+    lone.reset();
+    CHECK_FALSE(lone.broken());
+
+    // Namespace: named fields of int or string.
+    auto ns = m.template namespace_<int, std::string>();
+    ns.set("count", 1);
+    test::process_t<TestType> setter(
+        [](namespace_proxy<int, std::string> ns) {
+            ns.set("who", std::string("child"));
+            ns.set("count", ns.get<int>("count") + 1);
+        },
+        ns);
+    setter.start();
+    setter.join();
+    CHECK(setter.exitcode() == 0);
+    CHECK(ns.template get<int>("count") == 2);
+    CHECK(ns.template get<std::string>("who") == "child");
+    CHECK(ns.names() == std::vector<std::string>{"count", "who"});
+    CHECK_THROWS_AS(ns.template get<std::string>("count"), value_error);
+    CHECK_THROWS_AS(ns.template get<int>("missing"), index_error);
+    CHECK(ns.erase("who"));
+    CHECK_FALSE(ns.contains("who"));
+}
+
+#if MULTIPROC_TEST_ONCE
+TEST_CASE("proxies cross through a pool's tasks and a queue", "[manager]") {
+    manager m;
+    auto d = m.dict<int, std::string>();
+    pool p(2);
+    std::vector<std::pair<dict_proxy<int, std::string>, int>> args;
+    for (int i = 0; i < 20; ++i) args.emplace_back(d, i);
+    auto r = p.map([](std::pair<dict_proxy<int, std::string>, int> a) {
+        a.first.set(a.second, "task " + std::to_string(a.second));
+        return a.second;
+    }, args);
+    CHECK(r.size() == 20);
+    CHECK(d.size() == 20);
+    CHECK(d.at(7) == "task 7");
+
+    multiproc::queue<dict_proxy<int, std::string>> q;
+    multiproc::process c([](multiproc::queue<dict_proxy<int, std::string>> q) {
+        auto d = q.get();
+        d.set(100, "through a queue");
+    }, q);
+    c.start();
+    q.put(d);
+    c.join();
+    CHECK(c.exitcode() == 0);
+    CHECK(d.at(100) == "through a queue");
+}
+
+TEST_CASE("named objects, connect(), a manager on TCP, and the wrong key", "[manager]") {
+    basic_manager<start::spawn> m(address("127.0.0.1", 0), std::string("manager key"));
+    CHECK(m.address().port() != 0);
+    auto jobs = m.queue<int>(0, "jobs");
+    auto results = m.dict<int, int>("results");
+    for (int i = 1; i <= 5; ++i) jobs.put(i);
+
+    // A spawned child that knows only the address and the key, as a program on another
+    // machine would: it connects and finds the objects by name.
+    basic_process<start::spawn> worker(
+        [](std::string at) {
+            auto mm = manager::connect(address::parse(at), std::string("manager key"));
+            auto jobs = mm.queue<int>(0, "jobs");
+            auto results = mm.dict<int, int>("results");
+            for (int i = 0; i < 5; ++i) {
+                int n = jobs.get(10s);
+                results.set(n, n * n);
+            }
+            std::_Exit(0);
+        },
+        m.address().to_string());
+    worker.start();
+    worker.join();
+    CHECK(worker.exitcode() == 0);
+    CHECK(results.items() == std::vector<std::pair<int, int>>{{1, 1}, {2, 4}, {3, 9}, {4, 16}, {5, 25}});
+
+    // The same name with another type is refused; so is another key.
+    try {
+        (void)m.list<int>("results");
+        FAIL("a dict was handed out as a list");
+    } catch (const value_error& e) {
+        CHECK_THAT(e.what(), Catch::Matchers::Contains("results"));
+    }
+    CHECK_THROWS_AS(manager::connect(m.address(), std::string("another key")), authentication_error);
+    auto again = manager::connect(m.address(), std::string("manager key"));
+    CHECK(again.dict<int, int>("results").size() == 5);
+    CHECK(again.server() == nullptr);
+}
+
+TEST_CASE("a manager whose server dies makes calls fail with eof_error, and shutdown ends the server",
+          "[manager][errors]") {
+    pid_t server_pid = 0;
+    {
+        manager m;
+        auto d = m.dict<int, int>();
+        d.set(1, 1);
+        server_pid = *m.server()->pid();
+        ::kill(server_pid, SIGKILL);
+        try {
+            d.set(2, 2);
+            FAIL("a call to a dead manager returned");
+        } catch (const eof_error& e) {
+            CHECK_THAT(e.what(), Catch::Matchers::Contains("manager"));
+        }
+        CHECK_THROWS_AS(d.size(), eof_error); // every later call too, without hanging
+    } // the destructor joins the dead server
+    CHECK(::kill(server_pid, 0) == -1);
+
+    sdict left;
+    {
+        manager m;
+        left = m.dict<std::string, int>();
+        left.set("x", 1);
+        server_pid = *m.server()->pid();
+        m.shutdown();
+        CHECK(::kill(server_pid, 0) == -1); // joined: gone
+        m.shutdown();                        // idempotent
+    }
+    CHECK_THROWS_AS(left.set("x", 2), eof_error);
+    CHECK_THROWS_AS(sdict().size(), value_error); // a proxy made by default refers to nothing
+}
+
+TEST_CASE("a client that connects and never speaks holds up no other, and a shut-down manager leaves no descriptor",
+          "[manager]") {
+    test::baseline base;
+    {
+        manager m;
+        auto silent = client<int>(m.address()); // no authkey: it never answers the challenge
+        auto d = m.dict<int, int>();
+        d.set(1, 1); // a connection of its own, served in another thread of the server
+        CHECK(d.at(1) == 1);
+    }
+    base.check();
+}
+
+TEST_CASE("shared_memory_manager: segments and shareable lists that outlive their maker until shutdown",
+          "[manager][shared_memory]") {
+    std::string seg, list;
+    {
+        shared_memory_manager smm;
+        {
+            auto m = smm.shared_memory(4096);
+            seg = m.name();
+            CHECK(m.size() == 4096);
+            CHECK_FALSE(m.is_owner()); // the server owns it
+            m.buf()[0] = std::byte{42};
+            auto l = smm.shareable_list({shareable_list::item(std::int64_t{5}), shareable_list::item(std::string("x"))});
+            list = l.name();
+        } // closed here: the segments stay, the server holds them
+        CHECK(::access(("/dev/shm/" + seg).c_str(), F_OK) == 0);
+        // A child made by fork attaches to both by name.
+        multiproc::process child([](std::string seg, std::string list) {
+            auto m = shared_memory::attach(seg);
+            auto l = shareable_list::attach(list);
+            std::_Exit(m.buf()[0] == std::byte{42} && l[0] == shareable_list::item(std::int64_t{5}) ? 0 : 2);
+        }, seg, list);
+        CHECK(test::exit_of(child) == 0);
+    } // shutdown: the server removes them
+    CHECK(::access(("/dev/shm/" + seg).c_str(), F_OK) != 0);
+    CHECK(::access(("/dev/shm/" + list).c_str(), F_OK) != 0);
+}
+
+TEST_CASE("a lock held by a process that dies is released", "[manager]") {
+    manager m;
+    auto lk = m.lock();
+    multiproc::process holder([](lock_proxy lk) {
+        lk.acquire();
+        ::kill(::getpid(), SIGKILL);
+    }, lk);
+    holder.start();
+    holder.join();
+    CHECK(holder.exitcode() == -SIGKILL);
+    CHECK(lk.acquire(true, 10s));
+    lk.release();
+}
+
+TEST_CASE("a thread waiting on a manager's queue does not hold up another thread's calls", "[manager]") {
+    manager m;
+    auto q = m.queue<int>();
+    auto d = m.dict<int, int>();
+    std::thread waiter([&] { CHECK(q.get(30s) == 7); });
+    for (int i = 0; i < 50; ++i) d.set(i, i); // through this thread's own connection
+    CHECK(d.size() == 50);
+    q.put(7);
+    waiter.join();
+}
+#endif
