@@ -666,6 +666,7 @@ int main(int argc, char** argv) {
     else if (fig == "queue") fig_queue(pick(2'000'000), variant);
     else if (fig == "connection") fig_queue(pick(2'000'000), variant); // the same raw limit
     else if (fig == "listener") fig_queue(pick(2'000'000), variant); // a Unix stream socket, or TCP over loopback
+    else if (fig == "manager") fig_apply(pick(20'000), "pipe"); // a blocking request and reply: one manager call
     else if (fig == "transfer") fig_transfer(pick(64), variant);
     else if (fig == "start") fig_start(pick(200), variant, "/proc/self/exe");
     else if (fig == "speedup") fig_speedup(pick(60'000));

@@ -196,6 +196,19 @@ def fig_listener(n, tcp):
     emit(n / s, "msg/s", True)
 
 
+def fig_manager(n):
+    with mp.Manager() as m:
+        d = m.dict()
+        lat = []
+        for i in range(n):
+            t0 = time.perf_counter()
+            d[i % 100] = i
+            lat.append((time.perf_counter() - t0) * 1e6)
+        assert d[(n - 1) % 100] == n - 1
+    lat.sort()
+    emit(lat[len(lat) // 2], "us", False, p99_us=lat[(len(lat) - 1) * 99 // 100])
+
+
 def _send(conn, n):
     conn.send_bytes(b"y" * n)
     conn.close()
@@ -262,6 +275,8 @@ def main():
         fig_queue(pick(200_000))
     elif fig == "connection":
         fig_connection(pick(200_000))
+    elif fig == "manager":
+        fig_manager(pick(5_000))
     elif fig == "listener":
         fig_listener(pick(200_000), variant == "tcp")
     elif fig == "transfer":
@@ -271,7 +286,7 @@ def main():
     elif fig == "speedup":
         fig_speedup(pick(60_000))
     else:
-        sys.exit("usage: bench.py map|imap_unordered|apply|submit|threadpool|queue|connection|listener|transfer|start|speedup [variant] [scale]")
+        sys.exit("usage: bench.py map|imap_unordered|apply|submit|threadpool|queue|connection|listener|manager|transfer|start|speedup [variant] [scale]")
 
 
 if __name__ == "__main__":

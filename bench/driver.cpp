@@ -72,6 +72,9 @@ const std::vector<figure>& figures() {
         // socket and over TCP on loopback; the baseline is a raw stream socket of each kind.
         {"listener", "unix", "listener/client, 8-byte messages", 20000, "", nullptr},
         {"listener", "tcp", "listener/client, 8-byte messages", 20000, "", nullptr},
+        // Issue 19: a manager dict's set (CPython: Manager().dict()); the baseline is a blocking
+        // request and reply between two processes, which one call is.
+        {"manager", "", "manager dict set round trip (median)", 200, "", nullptr},
         {"transfer", "pipe", "64 MiB transfer", 4, "", nullptr},
         {"transfer", "socketpair", "64 MiB transfer", 4, "", nullptr},
         {"transfer", "shm", "64 MiB transfer", 4, ">= 0.7x memcpy",

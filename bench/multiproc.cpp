@@ -11,6 +11,7 @@
 #include <multiproc/multiproc.hpp>
 #if MULTIPROC_BENCH_CONNECTION
 #include <multiproc/connection.hpp>
+#include <multiproc/manager.hpp>
 #endif
 
 #include <algorithm>
@@ -196,6 +197,25 @@ void fig_listener(long n, bool tcp) {
 }
 #endif
 
+#if MULTIPROC_BENCH_CONNECTION
+// Issue 19: a manager dict's set, one round trip to the manager's server process each.
+void fig_manager(long n) {
+    multiproc::manager m;
+    auto d = m.dict<std::int64_t, std::int64_t>();
+    std::vector<double> lat;
+    lat.reserve(static_cast<std::size_t>(n));
+    for (long i = 0; i < n; ++i) {
+        auto t0 = clock_type::now();
+        d.set(i % 100, i);
+        lat.push_back(seconds_since(t0) * 1e6);
+    }
+    if (d.size() != static_cast<std::size_t>(std::min<long>(n, 100)) || d.at((n - 1) % 100) != n - 1)
+        die("manager: wrong contents");
+    std::sort(lat.begin(), lat.end());
+    bench::emit(lat[lat.size() / 2], "us", false, {{"p99_us", lat[(lat.size() - 1) * 99 / 100]}});
+}
+#endif
+
 // One message of `mib` MiB from a child to this process (send_bytes / recv_bytes_into a
 // buffer allocated beforehand).
 template <class Transport>
@@ -294,6 +314,7 @@ int main(int argc, char** argv) {
     else if (fig == "connection") fig_connection<tr::pipe>(pick(2'000'000));
 #if MULTIPROC_BENCH_CONNECTION
     else if (fig == "listener") fig_listener(pick(2'000'000), variant == "tcp");
+    else if (fig == "manager") fig_manager(pick(20'000));
 #endif
     else if (fig == "transfer" && variant == "socketpair") fig_transfer<tr::socketpair>(pick(64));
     else if (fig == "transfer" && variant == "shm") fig_transfer<tr::shm>(pick(64));
