@@ -1,0 +1,246 @@
+/// @file shared_heap.hpp
+/// Containers that live in shared memory (issue 19): a `shared_heap` is a named segment
+/// managed by Boost.Interprocess (`managed_shared_memory`), and `shared_vector`,
+/// `shared_string`, `shared_map` are Boost.Interprocess containers whose memory comes from
+/// it. `heap.make<C>(...)` builds one there and returns a `shared_object<C>`: a reference
+/// that crosses as data (the heap's name and the object's offset), so a pool task, a queue
+/// message or a child's argument refers to the same memory, nothing copied; each process
+/// attaches to the heap on first use. Python has no counterpart (its SharedMemoryManager and
+/// ShareableList hold scalars and strings only).
+///
+/// Boost.Interprocess needs exceptions and RTTI (its segment manager names types with
+/// typeid), so this header does too; it is not in <multiproc/multiproc.hpp>.
+#pragma once
+
+#include <multiproc/config.hpp> // first: a pre-C++20 build stops at its sentence
+
+#if !MULTIPROC_EXCEPTIONS || !defined(__GXX_RTTI) && !defined(__cpp_rtti)
+#error "multiproc: <multiproc/shared_heap.hpp> needs exceptions and RTTI (Boost.Interprocess's segment manager throws and uses typeid); build without -fno-exceptions/-fno-rtti, or share data with shared_memory, value or array"
+#endif
+
+#include <multiproc/detail/os/sys.hpp>
+#include <multiproc/error.hpp>
+
+#include <boost/hana/core/when.hpp>
+#include <boost/hana/pair.hpp>
+#include <boost/hana/string.hpp>
+#include <boost/hana/tuple.hpp>
+#include <boost/interprocess/allocators/allocator.hpp>
+#include <boost/interprocess/containers/map.hpp>
+#include <boost/interprocess/containers/string.hpp>
+#include <boost/interprocess/containers/vector.hpp>
+#include <boost/interprocess/managed_shared_memory.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+#include <unistd.h>
+
+namespace multiproc { MULTIPROC_ABI_BEGIN
+
+namespace detail::heap {
+
+namespace bip = boost::interprocess;
+using segment = bip::managed_shared_memory;
+
+/// The heaps this process has attached to, by name: one mapping each, kept until the
+/// process ends (a fork child inherits them, at the same addresses).
+inline std::map<std::string, std::shared_ptr<segment>>& attached() {
+    static auto* m = new std::map<std::string, std::shared_ptr<segment>>();
+    return *m;
+}
+inline std::mutex& attached_mutex() {
+    static auto* m = new std::mutex();
+    return *m;
+}
+
+/// The heap named `name`, attached on first use here.
+inline segment& find(const std::string& name) {
+    std::lock_guard<std::mutex> lk(attached_mutex());
+    auto& m = attached();
+    if (auto it = m.find(name); it != m.end()) return *it->second;
+    std::shared_ptr<segment> s;
+    try {
+        s = std::make_shared<segment>(bip::open_only, name.c_str());
+    } catch (const bip::interprocess_exception& e) {
+        raise(value_error("multiproc: the shared heap '" + name +
+                          "' cannot be attached (has its owner destroyed it?): " + e.what()));
+    }
+    return *m.emplace(name, std::move(s)).first->second;
+}
+
+struct object_access;
+
+} // namespace detail::heap
+
+template <class T>
+class shared_object;
+
+/// A heap in a named shared memory segment (Boost.Interprocess managed_shared_memory) that
+/// other processes attach to by name. Fixed size: what it holds cannot outgrow it
+/// (Boost.Interprocess's `bad_alloc`). The creating object owns the name and removes it
+/// when destroyed; the memory lives on while a process still maps it. Move-only.
+class shared_heap {
+public:
+    using segment_manager = detail::heap::segment::segment_manager;
+    /// The allocator of containers in a shared heap.
+    template <class T>
+    using allocator = boost::interprocess::allocator<T, segment_manager>;
+
+    /// Creates a heap of `size` bytes named `name` (a random `mph_…` if empty), mode 0600;
+    /// os_error (EEXIST) if the name is taken.
+    explicit shared_heap(std::size_t size, std::string_view name = {}) : name_(name.empty() ? random_name() : name) {
+        if (size < 4096) detail::raise(value_error("multiproc: a shared heap needs at least 4096 bytes"));
+        std::shared_ptr<detail::heap::segment> s;
+        try {
+            s = std::make_shared<detail::heap::segment>(boost::interprocess::create_only, name_.c_str(), size,
+                                                        nullptr, boost::interprocess::permissions(0600));
+        } catch (const boost::interprocess::interprocess_exception& e) {
+            detail::raise(os_error("multiproc: cannot create the shared heap '" + name_ + "' (" + e.what() + ")",
+                           e.get_native_error() ? e.get_native_error() : EEXIST));
+        }
+        owner_ = ::getpid();
+        std::lock_guard<std::mutex> lk(detail::heap::attached_mutex());
+        detail::heap::attached()[name_] = std::move(s);
+    }
+    /// Attaches to the heap `name` (value_error if there is none): an attacher never
+    /// removes it.
+    static shared_heap attach(std::string_view name) {
+        shared_heap h;
+        h.name_ = std::string(name);
+        (void)detail::heap::find(h.name_);
+        return h;
+    }
+
+    shared_heap(shared_heap&& o) noexcept : name_(std::move(o.name_)), owner_(std::exchange(o.owner_, 0)) {}
+    shared_heap& operator=(shared_heap&&) = delete;
+    /// The owner (in the process that created it) removes the name and unmaps the heap
+    /// here: the memory is freed once every other process that mapped it has ended or
+    /// dropped it. References to it in this process then fail (value_error).
+    ~shared_heap() {
+        if (owner_ != ::getpid()) return;
+        boost::interprocess::shared_memory_object::remove(name_.c_str());
+        std::lock_guard<std::mutex> lk(detail::heap::attached_mutex());
+        detail::heap::attached().erase(name_);
+    }
+
+    /// Builds a T in the heap from `args` — and the heap's allocator last, when T takes one
+    /// (every shared container does) — and returns a reference to it.
+    template <class T, class... Args>
+    shared_object<T> make(Args&&... args) {
+        auto& s = seg();
+        T* p;
+        if constexpr (std::is_constructible_v<T, Args&&..., segment_manager*>)
+            p = s.construct<T>(boost::interprocess::anonymous_instance)(std::forward<Args>(args)..., s.get_segment_manager());
+        else
+            p = s.construct<T>(boost::interprocess::anonymous_instance)(std::forward<Args>(args)...);
+        return shared_object<T>(name_, static_cast<std::uint64_t>(reinterpret_cast<char*>(p) - base()));
+    }
+    /// Destroys an object make() built, and frees its memory.
+    template <class T>
+    void destroy(const shared_object<T>& o) {
+        seg().destroy_ptr(o.get());
+    }
+
+    /// The allocator for a container built in place of another (a shared_vector of
+    /// shared_strings gets each string's allocator here).
+    template <class T = char>
+    [[nodiscard]] allocator<T> get_allocator() const {
+        return allocator<T>(seg().get_segment_manager());
+    }
+
+    [[nodiscard]] const std::string& name() const noexcept { return name_; }
+    [[nodiscard]] std::size_t size() const { return seg().get_size(); }
+    /// Bytes not yet allocated.
+    [[nodiscard]] std::size_t free_memory() const { return seg().get_free_memory(); }
+    [[nodiscard]] bool is_owner() const noexcept { return owner_ == ::getpid(); }
+
+private:
+    shared_heap() = default;
+    detail::heap::segment& seg() const { return detail::heap::find(name_); }
+    char* base() const { return static_cast<char*>(seg().get_address()); }
+
+    static std::string random_name() {
+        std::uint64_t r = 0;
+        if (detail::sys::getrandom_all(&r, sizeof r) != 0) detail::sys::fail("getrandom for a shared heap's name");
+        static constexpr char hex[] = "0123456789abcdef";
+        std::string n = "mph_";
+        for (int i = 0; i < 16; ++i) n += hex[(r >> (4 * i)) & 15];
+        return n;
+    }
+
+    std::string name_;
+    pid_t owner_ = 0;
+};
+
+/// A vector of T in a shared heap (Boost.Interprocess vector): `heap.make<shared_vector<T>>()`.
+template <class T>
+using shared_vector = boost::interprocess::vector<T, shared_heap::allocator<T>>;
+/// A string in a shared heap: `heap.make<shared_string>("text")`.
+using shared_string = boost::interprocess::basic_string<char, std::char_traits<char>, shared_heap::allocator<char>>;
+/// An ordered map in a shared heap: `heap.make<shared_map<K, V>>()`.
+template <class K, class V, class Compare = std::less<K>>
+using shared_map = boost::interprocess::map<K, V, Compare, shared_heap::allocator<std::pair<const K, V>>>;
+
+/// A reference to an object in a shared heap: the heap's name and the object's offset. It
+/// is data — it crosses into children, pool tasks and queues as any value does — and every
+/// process that dereferences it sees the same object, attaching to the heap on first use
+/// (value_error if the heap is gone). Copies refer to the same object; nothing is copied.
+/// Nothing orders concurrent writers: guard with a lock of sync.hpp.
+template <class T>
+class shared_object {
+public:
+    shared_object() = default;
+    [[nodiscard]] T* get() const {
+        if (heap_.empty()) detail::raise(value_error("multiproc: a shared_object that refers to nothing (made by default)"));
+        auto& s = detail::heap::find(heap_);
+        return reinterpret_cast<T*>(static_cast<char*>(s.get_address()) + offset_);
+    }
+    T& operator*() const { return *get(); }
+    T* operator->() const { return get(); }
+    [[nodiscard]] const std::string& heap_name() const noexcept { return heap_; }
+    friend bool operator==(const shared_object&, const shared_object&) = default;
+
+private:
+    friend class shared_heap;
+    friend struct detail::heap::object_access;
+    shared_object(std::string heap, std::uint64_t offset) : heap_(std::move(heap)), offset_(offset) {}
+    std::string heap_;
+    std::uint64_t offset_ = 0;
+};
+
+namespace detail::heap {
+struct object_access {
+    template <class O>
+    static auto& heap(O& o) noexcept {
+        return o.heap_;
+    }
+    template <class O>
+    static auto& offset(O& o) noexcept {
+        return o.offset_;
+    }
+};
+} // namespace detail::heap
+
+MULTIPROC_ABI_END } // namespace multiproc
+
+/// A shared_object is data for serializers that read Hana structs (serialize::binary).
+namespace boost::hana {
+template <class T>
+struct accessors_impl<multiproc::shared_object<T>, when<true>> {
+    static constexpr auto apply() {
+        using access = multiproc::detail::heap::object_access;
+        return make_tuple(
+            make_pair(BOOST_HANA_STRING("heap"), [](auto&& o) -> decltype(auto) { return access::heap(o); }),
+            make_pair(BOOST_HANA_STRING("offset"), [](auto&& o) -> decltype(auto) { return access::offset(o); }));
+    }
+};
+} // namespace boost::hana

@@ -1,0 +1,121 @@
+// Containers in shared memory (issue 19, Boost.Interprocess): a shared_vector changed in
+// place by pool tasks of every start method and by a child through a queue, a map and a
+// string, references that cross as a few bytes, an exhausted heap, and a heap whose owner
+// is gone (nothing left in /dev/shm).
+#include "support/support.hpp"
+
+#include <multiproc/pool.hpp>
+#include <multiproc/process.hpp>
+#include <multiproc/queue.hpp>
+#include <multiproc/shared_heap.hpp>
+
+#include <array>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+using namespace multiproc;
+
+namespace {
+using vec = shared_vector<std::int64_t>;
+
+/// Doubles the elements [from, from + n) of the vector, in place; returns their new sum.
+std::int64_t double_range(shared_object<vec> v, std::int64_t from, std::int64_t n) {
+    std::int64_t s = 0;
+    for (std::int64_t i = from; i < from + n; ++i) s += ((*v)[static_cast<std::size_t>(i)] *= 2);
+    return s;
+}
+
+bool in_dev_shm(const std::string& name) { return ::access(("/dev/shm/" + name).c_str(), F_OK) == 0; }
+} // namespace
+
+TEMPLATE_TEST_CASE("shared_heap: pool tasks change a shared_vector in place, passed by reference", "[shared_heap]",
+                   START_METHODS) {
+    test::warm_up<TestType>();
+    shared_heap heap(32 << 20);
+    auto v = heap.make<vec>();
+    constexpr std::int64_t n = 1 << 20; // 8 MiB of elements: a task's argument is a few bytes
+    v->resize(n);
+    std::iota(v->begin(), v->end(), std::int64_t{0});
+    CHECK(serialize::binary::encoded_size(v) < 64);
+
+    basic_pool<typename TestType::policies::start> p(2);
+    std::vector<std::tuple<shared_object<vec>, std::int64_t, std::int64_t>> parts;
+    for (std::int64_t from = 0; from < n; from += n / 8) parts.emplace_back(v, from, n / 8);
+    const auto sums = p.starmap(fn<&double_range>, parts);
+    const std::int64_t expected = n * (n - 1); // 2 * (0 + 1 + ... + n-1)
+    CHECK(std::accumulate(sums.begin(), sums.end(), std::int64_t{0}) == expected);
+    // The parent sees what the workers wrote: the same memory.
+    CHECK(std::accumulate(v->begin(), v->end(), std::int64_t{0}) == expected);
+    CHECK((*v)[12345] == 2 * 12345);
+    p.close();
+    p.join();
+}
+
+#if MULTIPROC_TEST_ONCE
+TEST_CASE("shared_heap: a map and a string through a queue to a child, which changes them", "[shared_heap]") {
+    shared_heap heap(1 << 20);
+    using map_t = shared_map<int, double>;
+    auto m = heap.make<map_t>();
+    auto s = heap.make<shared_string>("from the parent");
+    (*m)[1] = 1.5;
+    multiproc::queue<std::pair<shared_object<map_t>, shared_object<shared_string>>> q;
+    multiproc::process child([](multiproc::queue<std::pair<shared_object<map_t>, shared_object<shared_string>>> q) {
+        auto [m, s] = q.get();
+        (*m)[2] = m->at(1) * 2;
+        *s = "changed by the child";
+    }, q);
+    child.start();
+    q.put({m, s});
+    child.join();
+    CHECK(child.exitcode() == 0);
+    CHECK(m->size() == 2);
+    CHECK(m->at(2) == 3.0);
+    CHECK(std::string(s->c_str()) == "changed by the child");
+
+    // Destroying an object frees its memory.
+    auto before = heap.free_memory();
+    auto big = heap.make<vec>();
+    big->resize(10000);
+    CHECK(heap.free_memory() < before);
+    heap.destroy(big);
+    CHECK(heap.free_memory() == before);
+}
+
+TEST_CASE("shared_heap: exhaustion is bad_alloc and leaves the heap usable, and a heap whose owner is gone is gone",
+          "[shared_heap]") {
+    std::string name;
+    shared_object<vec> left;
+    {
+        shared_heap heap(64 << 10);
+        name = heap.name();
+        CHECK(in_dev_shm(name));
+        CHECK(heap.is_owner());
+        auto v = heap.make<vec>();
+        // 1 MiB in a 64 KiB heap: Boost.Interprocess's bad_alloc; a vector past the
+        // allocator's max_size: Boost.Container's length error (both std::exceptions).
+        CHECK_THROWS_AS((heap.make<std::array<char, 1 << 20>>()), boost::interprocess::bad_alloc);
+        CHECK_THROWS_WITH(v->resize(1 << 20), Catch::Matchers::Contains("max size"));
+        v->push_back(7);
+        CHECK(v->back() == 7);
+        left = v;
+        // Another attachment (an attacher) in a child made by fork sees the same.
+        multiproc::process child([](std::string name, shared_object<vec> v) {
+            auto h = shared_heap::attach(name);
+            std::_Exit(!h.is_owner() && v->size() == 1 && (*v)[0] == 7 ? 0 : 2);
+        }, name, v);
+        CHECK(test::exit_of(child) == 0);
+    }
+    CHECK_FALSE(in_dev_shm(name));
+    CHECK_THROWS_AS(shared_heap::attach(name), value_error);
+    try {
+        (void)left->size();
+        FAIL("a reference into a destroyed heap was followed");
+    } catch (const value_error& e) {
+        CHECK_THAT(e.what(), Catch::Matchers::Contains(name));
+    }
+    CHECK_THROWS_AS(shared_object<vec>().get(), value_error);
+    CHECK_THROWS_AS(shared_heap(100), value_error);
+}
+#endif
