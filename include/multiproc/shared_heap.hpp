@@ -16,6 +16,7 @@
 
 #if !MULTIPROC_EXCEPTIONS || !defined(__GXX_RTTI) && !defined(__cpp_rtti)
 #error "multiproc: <multiproc/shared_heap.hpp> needs exceptions and RTTI (Boost.Interprocess's segment manager throws and uses typeid); build without -fno-exceptions/-fno-rtti, or share data with shared_memory, value or array"
+#include "multiproc: compilation stopped: shared_heap.hpp needs exceptions and RTTI" // (as config.hpp: stop here)
 #endif
 
 #include <multiproc/detail/os/sys.hpp>
