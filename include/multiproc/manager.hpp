@@ -10,8 +10,8 @@
 /// TCP address is reached from other machines with `basic_manager::connect`.
 ///
 /// Needs <multiproc/connection.hpp>, hence OpenSSL's libcrypto: link `multiproc::connection`.
-/// Not yet (issue 19): `register_` of a user type's member functions; anonymous objects live
-/// until the server ends (Python frees them when their last proxy goes).
+/// Anonymous objects live until the server ends (Python frees them when their last proxy
+/// goes).
 #pragma once
 
 #include <multiproc/config.hpp> // first: a pre-C++20 build stops at its sentence
@@ -20,6 +20,7 @@
 #include <multiproc/detail/net/manager_server.hpp>
 #include <multiproc/detail/util/demangle.hpp>
 #include <multiproc/process.hpp>
+#include <tuple>
 #include <multiproc/serialize.hpp>
 
 #include <boost/hana/core/when.hpp>
@@ -123,6 +124,7 @@ inline wire call(const std::string& at, const wire& q, const std::optional<std::
         case status::not_owner: raise(state_error(why));
         case status::timeout: raise(timeout_error(why));
         case status::broken: raise(broken_barrier_error(why));
+        case status::raised: raise(remote_error(r.b, r.a, static_cast<pid_t>(r.n), std::nullopt));
         default: raise(value_error(why));
     }
 }
@@ -615,6 +617,102 @@ private:
     namespace_proxy(std::string at, std::uint64_t id) : proxy_base(std::move(at), id) {}
 };
 
+namespace detail::mgr {
+
+template <class M>
+struct member_traits;
+template <class R, class C, class... A>
+struct member_traits<R (C::*)(A...)> {
+    using result = R;
+    using args = std::tuple<std::decay_t<A>...>;
+};
+template <class R, class C, class... A>
+struct member_traits<R (C::*)(A...) const> : member_traits<R (C::*)(A...)> {};
+template <class R, class C, class... A>
+struct member_traits<R (C::*)(A...) noexcept> : member_traits<R (C::*)(A...)> {};
+template <class R, class C, class... A>
+struct member_traits<R (C::*)(A...) const noexcept> : member_traits<R (C::*)(A...)> {};
+
+template <class T, auto M>
+struct method_tag {};
+
+/// Whether two member pointers, of any types, are the same member.
+template <auto M, auto N>
+constexpr bool same_member() {
+    if constexpr (std::is_same_v<decltype(M), decltype(N)>)
+        return M == N;
+    else
+        return false;
+}
+template <class T, class... Args>
+struct creator_tag {};
+
+/// Runs member function M of the T at `self` with the encoded arguments; its result, encoded.
+template <class T, auto M>
+std::string run_method(void*& self, const std::string& args) {
+    using tr = member_traits<decltype(M)>;
+    auto a = decode_str<serialize::binary, typename tr::args>(args);
+    T& obj = *static_cast<T*>(self);
+    if constexpr (std::is_void_v<typename tr::result>) {
+        std::apply([&](auto&... x) { (obj.*M)(std::move(x)...); }, a);
+        return {};
+    } else {
+        return encode_str<serialize::binary>(std::apply([&](auto&... x) { return (obj.*M)(std::move(x)...); }, a));
+    }
+}
+/// Makes a T from the encoded constructor arguments.
+template <class T, class... Args>
+std::string run_creator(void*& self, const std::string& args) {
+    auto a = decode_str<serialize::binary, std::tuple<Args...>>(args);
+    self = std::apply([](auto&... x) { return static_cast<void*>(new T(std::move(x)...)); }, a);
+    return {};
+}
+// Registered during static initialization, so that the server (any run of the executable)
+// finds the same code under the same identifier.
+template <class T, auto M>
+inline const char* const method_id = user_code().add(type_key<method_tag<T, M>>(), &run_method<T, M>).id;
+template <class T, class... Args>
+inline const char* const creator_id = user_code().add(type_key<creator_tag<T, Args...>>(), &run_creator<T, Args...>).id;
+
+} // namespace detail::mgr
+
+/// A proxy of an object of a type of the program, held by a manager's server (Python: the
+/// proxy of a type given to BaseManager.register, with `exposed` methods). `Methods` are the
+/// member functions of T it may call, listed at compile time; each call is one round trip,
+/// atomic on the server, its arguments and result serialized (serialize::binary). What a
+/// member function throws comes back as remote_error with its type and message. T needs
+/// no virtual function and no RTTI; its code runs in the server process, found by an
+/// identifier the executable registers at start, so the server may be of any start method
+/// (a server of another build refuses the call with value_error).
+template <class T, auto... Methods>
+class object_proxy : public detail::mgr::proxy_base {
+public:
+    object_proxy() = default;
+    /// Calls member function M on the server's object with `args`, returning its result.
+    template <auto M, class... Args>
+    auto call(Args&&... args) const {
+        static_assert((detail::mgr::same_member<M, Methods>() || ...),
+                      "multiproc: this member function is not exposed by the proxy: list it in register_<T, ...>");
+        using tr = detail::mgr::member_traits<decltype(M)>;
+        static_assert(std::is_constructible_v<typename tr::args, Args&&...>,
+                      "multiproc: these arguments do not convert to the member function's parameters");
+        wire q = request(op::user_call, kind, type());
+        q.a = detail::mgr::method_id<T, M>;
+        q.b = detail::mgr::encode_str<serialize::binary>(typename tr::args(std::forward<Args>(args)...));
+        auto r = proxy_base::call(q);
+        if constexpr (!std::is_void_v<typename tr::result>)
+            return detail::mgr::decode_str<serialize::binary, std::decay_t<typename tr::result>>(r.b);
+    }
+
+    static std::string type() { return detail::mgr::type_text<T>("object"); }
+    static constexpr detail::mgr::kind kind = detail::mgr::kind::user;
+
+private:
+    template <class...>
+    friend class basic_manager;
+    object_proxy(std::string at, std::uint64_t id) : proxy_base(std::move(at), id) {}
+};
+
 /// A manager: a server process holding shared objects, and the factory of their proxies
 /// (Python: multiprocessing.Manager(), managers.SyncManager). Ps: the server process's
 /// policies (start method: `start::fork` by default, or spawn, forkserver).
@@ -756,6 +854,23 @@ public:
         if (parties < 1) detail::raise(value_error("multiproc: a barrier needs at least one party"));
         return make<barrier_proxy>(name, {}, parties);
     }
+    /// A T of the program on the server, made from `args`, whose member functions `Methods`
+    /// the returned proxy may call (Python: BaseManager.register(typeid, callable, exposed)
+    /// and then m.typeid(args)). With a name, the object is made once and found again by
+    /// that name (then `args` are not used).
+    template <class T, auto... Methods, class... Args>
+    object_proxy<T, Methods...> register_(const std::string& name = {}, Args&&... args) const {
+        static_assert(sizeof...(Methods) > 0, "multiproc: register_<T, &T::f, ...> lists the member functions to expose");
+        static_assert((std::is_member_function_pointer_v<decltype(Methods)> && ...),
+                      "multiproc: register_<T, ...> exposes member functions of T: &T::f");
+        static_assert(std::is_constructible_v<T, std::decay_t<Args>...>,
+                      "multiproc: T cannot be made from these arguments");
+        detail::mgr::wire q;
+        q.a = detail::mgr::creator_id<T, std::decay_t<Args>...>;
+        q.b = detail::mgr::encode_str<serialize::binary>(std::tuple<std::decay_t<Args>...>(std::forward<Args>(args)...));
+        using P = object_proxy<T, Methods...>;
+        return make<P>(name, std::move(q.b), 0, std::move(q.a));
+    }
     /// A namespace whose fields hold one of Ts each (Python: Namespace()).
     template <class... Ts>
     namespace_proxy<Ts...> namespace_(const std::string& name = {}) const {
@@ -776,12 +891,13 @@ private:
     }
 
     template <class P>
-    P make(const std::string& name, std::string initial = {}, std::int64_t n = 0) const {
+    P make(const std::string& name, std::string initial = {}, std::int64_t n = 0, std::string code = {}) const {
         detail::mgr::wire q;
         q.code = static_cast<std::uint8_t>(detail::mgr::op::create);
         q.kind = static_cast<std::uint8_t>(P::kind);
         q.type = P::type();
         q.name = name;
+        q.a = std::move(code);
         q.b = std::move(initial);
         q.n = n;
         return P(address_, detail::mgr::call(address_, q, key_).object);

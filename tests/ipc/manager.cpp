@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <csignal>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -199,6 +200,66 @@ TEMPLATE_TEST_CASE("a manager's condition, barrier and namespace, shared with ch
     CHECK_THROWS_AS(ns.template get<int>("missing"), index_error);
     CHECK(ns.erase("who"));
     CHECK_FALSE(ns.contains("who"));
+}
+
+namespace {
+/// A type of the program, held by the server: only its listed member functions are called.
+struct account {
+    std::string owner;
+    std::int64_t balance = 0;
+    std::vector<std::int64_t> history;
+    account(std::string o, std::int64_t b) : owner(std::move(o)), balance(b) {}
+    std::int64_t deposit(std::int64_t amount) {
+        if (amount <= 0) throw std::invalid_argument("a deposit must be positive");
+        history.push_back(amount);
+        return balance += amount;
+    }
+    [[nodiscard]] std::int64_t get() const { return balance; }
+    [[nodiscard]] std::vector<std::int64_t> deposits() const { return history; }
+    void rename(const std::string& o) { owner = o; }
+    [[nodiscard]] std::string who() const noexcept { return owner; }
+};
+using account_proxy = object_proxy<account, &account::deposit, &account::get, &account::deposits, &account::rename,
+                                   &account::who>;
+} // namespace
+
+TEMPLATE_TEST_CASE("register_: a type of the program on the server, its listed member functions called from children",
+                   "[manager][register]", START_METHODS) {
+    test::warm_up<TestType>();
+    manager_of<TestType> m;
+    account_proxy a = m.template register_<account, &account::deposit, &account::get, &account::deposits,
+                                           &account::rename, &account::who>("acct", std::string("ada"), std::int64_t{10});
+    CHECK(a.template call<&account::deposit>(5) == 15);
+    std::vector<std::unique_ptr<test::process_t<TestType>>> ps;
+    for (int i = 1; i <= 3; ++i) {
+        ps.push_back(std::make_unique<test::process_t<TestType>>(
+            [](account_proxy a, int amount) {
+                for (int k = 0; k < 10; ++k) a.call<&account::deposit>(amount); // each call atomic on the server
+            },
+            a, i));
+        ps.back()->start();
+    }
+    for (auto& p : ps) {
+        p->join();
+        CHECK(p->exitcode() == 0);
+    }
+    CHECK(a.template call<&account::get>() == 15 + 10 * (1 + 2 + 3));
+    CHECK(a.template call<&account::deposits>().size() == 31);
+    a.template call<&account::rename>(std::string("grace"));
+    CHECK(a.template call<&account::who>() == "grace");
+    try {
+        a.template call<&account::deposit>(-1);
+        FAIL("the server's exception did not come back");
+    } catch (const remote_error& e) {
+        CHECK(e.message() == "a deposit must be positive");
+#if MULTIPROC_RTTI
+        CHECK(e.type_name() == "std::invalid_argument");
+#endif
+        CHECK(e.pid() == *m.server()->pid());
+    }
+    // Found again by name (its constructor's arguments are then not used).
+    auto again = m.template register_<account, &account::get>("acct", std::string("x"), std::int64_t{0});
+    CHECK(again.template call<&account::get>() == 75);
 }
 
 #if MULTIPROC_TEST_ONCE

@@ -9,12 +9,16 @@
 
 #include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
 
+#include <multiproc/detail/runtime/code_registry.hpp>
+#include <multiproc/detail/util/demangle.hpp>
 #include <multiproc/error.hpp>
 #include <multiproc/shared_memory.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <exception>
+#include <typeinfo>
 #include <cstdint>
 #include <deque>
 #include <list>
@@ -26,10 +30,19 @@
 #include <utility>
 #include <vector>
 
+#include <unistd.h>
+
 namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail::mgr {
 
 /// What an object is, checked on every call: a proxy of another kind or type is refused.
-enum class kind : std::uint8_t { dict = 1, list, value, queue, lock, rlock, event, semaphore, condition, barrier };
+enum class kind : std::uint8_t { dict = 1, list, value, queue, lock, rlock, event, semaphore, condition, barrier, user };
+
+/// The code of a registered type (basic_manager::register_), found by identifier in the
+/// server as in any process of the same executable: a constructor (`self` null: it makes
+/// the object from the encoded arguments) or a member function (it runs on `self` and
+/// returns the encoded result).
+using user_fn = std::string (*)(void*& self, const std::string& args);
+inline code_registry<user_fn>& user_code() { return code_registry<user_fn>::instance(); }
 
 /// The operations. One request, one reply, each atomic on the server.
 enum class op : std::uint8_t {
@@ -63,6 +76,8 @@ enum class op : std::uint8_t {
     reset,      // barrier
     shm_create, // n = size -> b = the name of a segment the server owns until it ends
     shm_release, // b = a name the server made: it unlinks it now
+    user_call,  // create with kind user: a = the constructor's identifier, b = its arguments;
+                // user_call: a = the member function's identifier, b = its arguments -> b
 };
 
 /// One message, either way (the serializer of the proxies encodes it).
@@ -79,7 +94,7 @@ struct wire {
 };
 
 /// Reply status.
-enum class status : std::uint8_t { ok = 0, missing, bad_index, wrong_object, not_owner, empty, full, timeout, bad, broken };
+enum class status : std::uint8_t { ok = 0, missing, bad_index, wrong_object, not_owner, empty, full, timeout, bad, broken, raised };
 
 struct object {
     kind k{};
@@ -98,6 +113,7 @@ struct object {
     std::int64_t tokens = 0;           // condition: notifications not yet taken
     std::uint64_t generation = 0;      // barrier: trips and resets so far
     std::uint64_t reset_at = ~std::uint64_t{0}; // barrier: the generation a reset ended
+    void* user = nullptr;              // user: the object (lives as long as the server)
     std::condition_variable cv;
 };
 
@@ -138,6 +154,7 @@ public:
             case kind::event: return event_op(o, q, lk);
             case kind::condition: return condition_op(o, q, conn, lk);
             case kind::barrier: return barrier_op(o, q, lk);
+            case kind::user: return run_user(o.user, q);
         }
         return fail(status::bad, "unknown object kind");
     }
@@ -182,12 +199,38 @@ private:
         auto o = std::make_unique<object>();
         o->k = static_cast<kind>(q.kind);
         o->type = q.type;
-        o->value = q.b;
         o->maxsize = q.n;
+        if (o->k == kind::user) {
+            wire made = run_user(o->user, q);
+            if (made.code != 0) return made;
+        } else {
+            o->value = q.b;
+        }
         const std::uint64_t id = next_++;
         objects_.emplace(id, std::move(o));
         if (!q.name.empty()) names_.emplace(q.name, id);
         r.object = id;
+        return r;
+    }
+
+    /// Runs registered code `q.a` on `self` with the arguments `q.b`; what it throws comes
+    /// back as status raised, "type: what".
+    static wire run_user(void*& self, const wire& q) {
+        wire r;
+        const user_fn* f = user_code().find(std::string_view(q.a));
+        if (!f) return fail(status::bad, "the server's program has no registered code " + q.a + " (is it another build?)");
+        MULTIPROC_TRY {
+            r.b = (*f)(self, q.b);
+        } MULTIPROC_CATCH(const std::exception&, e) {
+            wire x = fail(status::raised, e.what());
+            x.n = ::getpid(); // (the server's: where it was raised)
+#if MULTIPROC_RTTI
+            x.b = demangle(typeid(e).name());
+#else
+            x.b = "std::exception";
+#endif
+            return x;
+        }
         return r;
     }
 

@@ -1,0 +1,19 @@
+// expect: multiproc: this member function is not exposed by the proxy
+// A manager's object proxy calls only the member functions listed in register_<T, ...>.
+#include <multiproc/manager.hpp>
+
+struct counter {
+    long n = 0;
+    long add(long d) { return n += d; }
+    void reset() { n = 0; }
+};
+
+int main() {
+    multiproc::manager m;
+    auto c = m.register_<counter, &counter::add>();
+#ifdef MULTIPROC_COMPILE_FAIL
+    c.call<&counter::reset>();
+#else
+    c.call<&counter::add>(1);
+#endif
+}
