@@ -5,6 +5,7 @@
 
 #include <multiproc/config.hpp> // first: a pre-C++20 build stops at its sentence
 #include <multiproc/detail/codec/bytes.hpp>
+#include <multiproc/detail/codec/crossing.hpp>
 #include <multiproc/detail/runtime/child_key.hpp>
 #include <multiproc/detail/os/futex.hpp>
 #include <multiproc/detail/transport/queue_core.hpp>
@@ -31,6 +32,21 @@ namespace multiproc { MULTIPROC_ABI_BEGIN
 
 namespace detail {
 struct connection_access; // <multiproc/connection.hpp>: makes connections on sockets, reaches their ends
+
+/// Whether T crosses with descriptors: an object that crosses by itself (a connection, a
+/// queue, a lock, shared memory), a std::vector of those, or a tuple or pair holding one
+/// (the rest of it data for S), as the arguments of a spawned process.
+template <class T, class S>
+inline constexpr bool crosses_with_descriptors = crosses_itself<T> || crossing_vector<T> || crossing_tuple<S, T>;
+
+/// Whether a connection can carry T: a type that crosses with descriptors, or data for S.
+template <class T, class S>
+constexpr bool connection_can_carry() {
+    if constexpr (crosses_with_descriptors<T, S>)
+        return true;
+    else
+        return check_serializable<T, S>();
+}
 } // namespace detail
 
 /// Two connected ends of a pipe carrying T (Python: multiprocessing.Pipe(duplex)). Duplex
@@ -52,13 +68,25 @@ public:
     using policies = policy_set<Ps...>;
     using serializer = typename policies::serialize;
     using transport = typename policies::transport;
-    static_assert(detail::check_serializable<T, serializer>());
+    static_assert(detail::connection_can_carry<T, serializer>());
 
     /// Sends `obj`, serialized here: a value that cannot be sent fails before any byte
-    /// leaves. Waits while the pipe is full (Python: Connection.send()).
+    /// leaves. Waits while the pipe is full (Python: Connection.send()). An object that
+    /// crosses by itself — a connection, queue, lock, shared memory — crosses with its
+    /// descriptors (SCM_RIGHTS), as into a spawned child: the receiver gets the same object
+    /// (Python: a Connection sent through a Connection); that needs a Unix-domain socket
+    /// (transport::socketpair, or listener/client on a Unix address), value_error otherwise.
     void send(const T& obj) {
         auto& e = sender();
-        e.send(detail::encode_to_scratch<serializer>(obj));
+        if constexpr (detail::crosses_with_descriptors<T, serializer>) {
+            static_assert(carries_descriptors, "multiproc: objects with descriptors cross over a stream transport's "
+                                               "connection (transport::socketpair), not transport::shm");
+            crossing_writer w;
+            detail::cross_save<serializer>(w, obj);
+            e.send_crossing(std::as_bytes(std::span<const char>(w.bytes())), w.fds());
+        } else {
+            e.send(detail::encode_to_scratch<serializer>(obj));
+        }
     }
 
     /// Receives the next value, waiting for it; `eof_error` once nothing is left and every
@@ -68,9 +96,15 @@ public:
     /// `serialization_error` naming what was wrong, and close the end for reading: later
     /// receives raise the same error instead of reading from the middle of a frame.
     T recv() {
-        return detail::decode_from<serializer, T>([&](auto take) {
-            if (!receiver().recv(take, any_length)) raise_eof();
-        });
+        if constexpr (detail::crosses_with_descriptors<T, serializer>) {
+            std::optional<T> out;
+            if (!recv_crossed(out)) raise_eof();
+            return std::move(*out);
+        } else {
+            return detail::decode_from<serializer, T>([&](auto take) {
+                if (!receiver().recv(take, any_length)) raise_eof();
+            });
+        }
     }
 
     /// As `recv()`, but end of file (and, with exceptions, any other error) comes back in the
@@ -79,7 +113,12 @@ public:
     result<T> try_recv() {
         return detail::capture([&]() -> result<T> {
             std::optional<T> out;
-            if (!receiver().recv(detail::decode_into<serializer>(out), any_length)) return eof_error(eof_message);
+            bool got;
+            if constexpr (detail::crosses_with_descriptors<T, serializer>)
+                got = recv_crossed(out);
+            else
+                got = receiver().recv(detail::decode_into<serializer>(out), any_length);
+            if (!got) return eof_error(eof_message);
             return std::move(*out);
         });
     }
@@ -191,6 +230,23 @@ private:
     };
 
     explicit basic_connection(std::shared_ptr<state> s) : s_(std::move(s)) {}
+
+    /// Whether the end can carry descriptors with a message (a stream transport's).
+    static constexpr bool carries_descriptors = requires { end_t::crossing_frame; };
+
+    /// Receives an object that crossed by itself into `out`; false at end of file.
+    bool recv_crossed(std::optional<T>& out) {
+        static_assert(carries_descriptors, "multiproc: objects with descriptors cross over a stream transport's "
+                                           "connection (transport::socketpair), not transport::shm");
+        auto& e = receiver();
+        std::string bytes;
+        if (!e.recv([&](std::span<const std::byte> b) { bytes.assign(reinterpret_cast<const char*>(b.data()), b.size()); },
+                    any_length, {}, end_t::crossing_frame))
+            return false;
+        crossing_reader r(std::move(bytes), e.take_passed());
+        out.emplace(detail::cross_load<serializer, T>(r));
+        return true;
+    }
 
     /// The length check of a receive that takes a message of any length.
     static constexpr auto any_length = [](std::uint64_t) noexcept {};

@@ -437,7 +437,65 @@ TEMPLATE_TEST_CASE("send_handle and recv_handle pass a descriptor to another pro
     base.check();
 }
 
+// Objects that cross by themselves (a connection end, a queue, a lock) sent through a
+// connection reach a process of each start method that did not have them: as Python sends
+// a Connection through a Connection.
+TEMPLATE_TEST_CASE("a connection, a queue and a lock sent through a connection", "[listener][crossing]", START_METHODS) {
+    test::warm_up<TestType>();
+    test::baseline base;
+    {
+        listener<connection<std::string>> l; // carries connection ends
+        auto [back_r, back_w] = multiproc::pipe<std::string>(false);
+        test::process_t<TestType> p(
+            [](std::string at) {
+                auto c = client<connection<std::string>>(address::parse(at));
+                auto reply = c.recv(); // an end of a pipe this process was never given
+                reply.send("through a connection");
+                std::_Exit(0);
+            },
+            l.address().to_string());
+        p.start();
+        auto c = l.accept();
+        c.send(back_w);
+        back_w.close();
+        CHECK(back_r.recv() == "through a connection");
+        p.join();
+        CHECK(p.exitcode() == 0);
+
+        auto [qa, qb] = multiproc::pipe<std::pair<multiproc::queue<int>, multiproc::lock>, transport::socketpair>();
+        multiproc::queue<int> q;
+        multiproc::lock lk;
+        test::process_t<TestType> user(
+            [](basic_connection<std::pair<multiproc::queue<int>, multiproc::lock>, transport::socketpair> qb) {
+                auto [q, lk] = qb.recv();
+                std::lock_guard<multiproc::lock> g(lk);
+                q.put(42);
+                std::_Exit(0);
+            },
+            qb);
+        user.start();
+        qb.close();
+        qa.send({q, lk});
+        CHECK(q.get(std::chrono::seconds(30)) == 42);
+        user.join();
+        CHECK(user.exitcode() == 0);
+        CHECK(lk.acquire(false)); // released by the child
+        lk.release();
+    }
+    base.check();
+}
+
 #if MULTIPROC_TEST_ONCE
+TEST_CASE("objects with descriptors do not cross a pipe or TCP", "[listener][crossing]") {
+    auto [x, y] = multiproc::pipe<connection<int>>(); // transport::pipe: real pipes
+    auto [u, v] = multiproc::pipe<int>();
+    CHECK_THROWS_AS(x.send(u), value_error);
+    listener<connection<int>> l(address("127.0.0.1", 0));
+    auto c = client<connection<int>>(l.address());
+    auto s = l.accept();
+    CHECK_THROWS_AS(c.send(u), value_error);
+}
+
 TEST_CASE("send_handle/recv_handle: a pipe or TCP refuses, and a message out of turn is named", "[listener][handle]") {
     test::pipe_pair pp;
     auto [pr, pw] = multiproc::pipe<int>(); // transport::pipe: real pipes

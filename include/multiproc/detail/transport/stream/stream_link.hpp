@@ -51,6 +51,9 @@ public:
     static constexpr std::uint32_t fd_frame = 1;
     /// `reserved` of a frame of the authentication exchange (listener/client).
     static constexpr std::uint32_t auth_frame = 2;
+    /// `reserved` of a frame holding an object that crosses by itself: its bytes, and its
+    /// descriptors with the frame's first byte (send_crossing).
+    static constexpr std::uint32_t crossing_frame = 3;
     /// The most descriptors one send_fds passes (the kernel's SCM_MAX_FD is 253).
     static constexpr std::size_t max_fds = 64;
     /// Two connected ends. Duplex: each sends and receives; otherwise the first receives
@@ -143,41 +146,37 @@ public:
         if (fds.empty() || fds.size() > max_fds)
             detail::raise(value_error("multiproc: send_handle: between 1 and " + std::to_string(max_fds) +
                                       " descriptors go in one message, not " + std::to_string(fds.size())));
-        if (!is_socket(tx_fd_))
-            detail::raise(value_error("multiproc: send_handle: descriptors pass only over Unix-domain sockets (a "
-                                      "connection from listener/client, or of transport::socketpair); this one is a pipe"));
-        int domain = AF_UNIX;
-        if (sys::getsockopt_int(tx_fd_, SOL_SOCKET, SO_DOMAIN, domain) == 0 && domain != AF_UNIX)
-            detail::raise(value_error("multiproc: send_handle: descriptors pass only over Unix-domain sockets, not TCP"));
+        require_unix_socket("send_handle: descriptors pass");
         std::byte frame[min_frame] = {};
         const header h{magic, fd_frame, sizeof(std::uint32_t)};
         const auto count = static_cast<std::uint32_t>(fds.size());
         std::memcpy(frame, &h, sizeof h);
         std::memcpy(frame + sizeof h, &count, sizeof count);
         iovec iov{frame, min_frame};
-        msghdr m{};
-        m.msg_iov = &iov;
-        m.msg_iovlen = 1;
-        rights_buffer control;
-        attach_rights(m, control, fds);
-        // The descriptors go with the first byte; the rest of the frame, if the socket takes
-        // only part of it, as any other bytes.
-        ssize_t w;
-        for (;;) {
-            w = sys::sendmsg(tx_fd_, &m, 0);
-            if (w >= 0) break;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                (void)wait_fd(tx_fd_, POLLOUT, std::nullopt, "a connection");
-                continue;
-            }
-            sys::fail("send_handle: sendmsg with SCM_RIGHTS");
-        }
-        if (static_cast<std::size_t>(w) < min_frame) {
-            iovec rest{frame + w, min_frame - static_cast<std::size_t>(w)};
-            write_all([this](int fd, const iovec* v, int k) { return send_some(fd, v, k); }, tx_fd_, &rest, 1,
-                      std::nullopt, "a connection");
-        }
+        send_with_rights(&iov, 1, fds);
     }
+
+    /// Sends an object that crosses by itself: `bytes` as a crossing frame, `fds` with its
+    /// first byte (at most max_fds_per_message). The end must be a Unix-domain socket if
+    /// there are descriptors.
+    void send_crossing(std::span<const std::byte> bytes, std::span<const int> fds) {
+        if (fds.empty()) return send(bytes, crossing_frame);
+        if (fds.size() > max_fds_per_message)
+            detail::raise(value_error("multiproc: an object of " + std::to_string(fds.size()) + " descriptors is more than " +
+                                      std::to_string(max_fds_per_message) + " can cross in one message"));
+        require_unix_socket("objects with descriptors (connections, queues, locks, shared memory) cross");
+        static constexpr std::byte padding[min_frame] = {};
+        const header h{magic, crossing_frame, bytes.size()};
+        iovec iov[3] = {{const_cast<header*>(&h), sizeof h}, {}, {}};
+        int n = 1;
+        if (!bytes.empty()) iov[n++] = {const_cast<std::byte*>(bytes.data()), bytes.size()};
+        if (bytes.size() < min_frame - sizeof h) iov[n++] = {const_cast<std::byte*>(padding), min_frame - sizeof h - bytes.size()};
+        send_with_rights(iov, n, fds);
+    }
+
+    /// The descriptors that came with the crossing frame just received (recv with kind
+    /// crossing_frame), in order.
+    std::vector<sys::unique_fd> take_passed() noexcept { return std::move(passed_); }
 
     /// Receives the descriptors of a frame send_fds sent: each close-on-exec, owned by the
     /// caller. eof_error at end of file; value_error, with the message taken, if the next
@@ -191,7 +190,7 @@ public:
         if (!fill_head()) detail::raise(eof_error(eof_text()));
         header h;
         std::memcpy(&h, head_, sizeof h);
-        if (h.magic != magic || h.reserved > auth_frame)
+        if (h.magic != magic || h.reserved > crossing_frame)
             close_reading("received bytes that are not a frame (was one end used by two processes at once, or did "
                           "something else write to its descriptor?)");
         if (h.length > max_message_bytes)
@@ -241,10 +240,10 @@ public:
         }
         header h;
         std::memcpy(&h, head_, sizeof h);
-        if (h.magic != magic || h.reserved > auth_frame)
+        if (h.magic != magic || h.reserved > crossing_frame)
             close_reading("received bytes that are not a frame (was one end used by two processes at once, or did "
                           "something else write to its descriptor?)");
-        passed_.clear(); // (descriptors come only with a send_handle frame)
+        if (kind != crossing_frame) passed_.clear(); // (descriptors come only with send_handle and crossing frames)
         if (h.length > max_message_bytes)
             close_reading("received a frame header claiming " + std::to_string(h.length) +
                           " bytes, more than any message can have");
@@ -255,6 +254,10 @@ public:
             if (h.reserved == fd_frame)
                 detail::raise(value_error("multiproc: received descriptors sent with send_handle where a message was "
                                           "expected: take them with recv_handle (they were closed)"));
+            passed_.clear();
+            if (h.reserved == crossing_frame || kind == crossing_frame)
+                detail::raise(value_error("multiproc: the two ends of a connection disagree on whether its messages "
+                                          "carry descriptors (do they have the same T?)"));
             if (h.reserved == auth_frame)
                 detail::raise(authentication_error(
                     "multiproc: the peer asks this end to authenticate (its listener or client was given an authkey): "
@@ -336,6 +339,33 @@ private:
             socket_ = fd >= 0 && sys::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) ? 1 : 0;
         }
         return socket_ == 1;
+    }
+
+    /// value_error unless the end sends on a Unix-domain socket (`what` ... "only over ...").
+    void require_unix_socket(const char* what) {
+        int domain = AF_UNIX;
+        if (!is_socket(tx_fd_) || (sys::getsockopt_int(tx_fd_, SOL_SOCKET, SO_DOMAIN, domain) == 0 && domain != AF_UNIX))
+            detail::raise(value_error(std::string("multiproc: ") + what +
+                                      " only over Unix-domain sockets (a connection of transport::socketpair, or from "
+                                      "listener/client on a Unix address), not a pipe or TCP"));
+    }
+
+    /// Writes all of `iov`, the descriptors `fds` attached to the first bytes that leave.
+    void send_with_rights(iovec* iov, int n, std::span<const int> fds) {
+        bool attached = false;
+        write_all(
+            [&](int fd, const iovec* v, int k) -> ssize_t {
+                if (attached) return send_some(fd, v, k);
+                msghdr m{};
+                m.msg_iov = const_cast<iovec*>(v);
+                m.msg_iovlen = static_cast<std::size_t>(k);
+                rights_buffer control;
+                attach_rights(m, control, fds);
+                const ssize_t w = sys::sendmsg(fd, &m, 0);
+                if (w >= 0) attached = true;
+                return w;
+            },
+            tx_fd_, iov, n, std::nullopt, "a connection");
     }
 
     /// One send on the end's descriptor: sendmsg on a socket (MSG_NOSIGNAL costs nothing),
