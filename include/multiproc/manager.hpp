@@ -16,6 +16,11 @@
 
 #include <multiproc/config.hpp> // first: a pre-C++20 build stops at its sentence
 
+#if !MULTIPROC_EXCEPTIONS
+#error "multiproc: <multiproc/manager.hpp> needs exceptions: its server turns every client's failure (a peer that goes away, a wrong key, a bad request) into an error it catches and outlives; build without -fno-exceptions"
+#include "multiproc: compilation stopped: manager.hpp needs exceptions" // (as config.hpp: stop here)
+#endif
+
 #include <multiproc/connection.hpp>
 #include <multiproc/detail/net/manager_server.hpp>
 #include <multiproc/detail/util/demangle.hpp>
@@ -33,6 +38,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <chrono>
 #include <thread>
 #include <type_traits>
 #include <utility>
@@ -60,12 +66,21 @@ inline void remember_key(const std::string& at, const std::string& key) {
     std::lock_guard<std::mutex> lk(known_keys_mutex());
     known_keys()[at] = key;
 }
+/// This process's authkey, the default key of managers; error if it has none (getrandom
+/// failed when the process started, and nobody set one).
+inline std::string process_key() {
+    std::string k = rt().self.authkey;
+    if (k.empty())
+        raise(error("multiproc: this process has no authkey (getrandom failed at start): give the manager one, or set "
+                    "current_process().authkey()"));
+    return k;
+}
 inline std::string key_for(const std::string& at) {
     {
         std::lock_guard<std::mutex> lk(known_keys_mutex());
         if (auto k = known_keys().find(at); k != known_keys().end()) return k->second;
     }
-    return rt().self.authkey;
+    return process_key();
 }
 
 /// This thread's connection to the manager at `at`, authenticated with `key` (one per
@@ -112,6 +127,9 @@ inline wire call(const std::string& at, const wire& q, const std::optional<std::
         if (c) c->close();
         raise(eof_error("multiproc: the manager at " + at + " cannot be reached (has its server process ended?): " +
                         e.what()));
+    } MULTIPROC_CATCH_ALL {
+        if (c) c->close(); // (a reply that could not be read: the connection is of no more use)
+        MULTIPROC_RETHROW;
     }
     if (!ok) raise(eof_error("multiproc: the manager at " + at + " has gone: its server process ended"));
     const std::string why = "multiproc: manager: " + r.a;
@@ -129,6 +147,28 @@ inline wire call(const std::string& at, const wire& q, const std::optional<std::
     }
 }
 
+/// How long a client may take over the authentication exchange before the server drops it.
+inline constexpr std::chrono::seconds auth_deadline{30};
+
+/// The exchange's messages on a connection, each awaited at most auth_deadline: a client
+/// that connects and says nothing is dropped (authentication_error) rather than kept.
+template <class End>
+struct timed_auth_channel : auth_channel<End> {
+    std::string recv() {
+        if (this->end.wait(steady::now() + auth_deadline) == frame_status::timeout)
+            auth::fail("the client did not answer within " + std::to_string(auth_deadline.count()) + " s");
+        return auth_channel<End>::recv();
+    }
+};
+
+/// The server's side of the exchange on `c`, as listener::accept runs it.
+inline void authenticate(link_t& c, const std::string& key) {
+    auto& end = connection_access::end(c);
+    timed_auth_channel<std::remove_reference_t<decltype(end)>> ch{{end}};
+    auth::deliver(ch, key);
+    auth::answer(ch, key);
+}
+
 /// Serves the manager's objects on `l` (a listener without authkey) until a shutdown
 /// request, each connection in a thread of its own that first runs the authentication
 /// exchange with `key`, so that a client that connects and never speaks holds up no other;
@@ -141,26 +181,39 @@ inline wire call(const std::string& at, const wire& q, const std::optional<std::
         MULTIPROC_TRY {
             conn = l.accept();
         } MULTIPROC_CATCH(const error&, unnamed_) {
-            continue; // (a client of another user, or out of descriptors for now)
+            // Out of descriptors (EMFILE) for now, or a client of another user: wait a little
+            // rather than spin on a listener that stays readable.
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+            continue;
         }
-        std::thread([s, key, id = next++, c = std::move(*conn)]() mutable {
-            MULTIPROC_TRY {
-                deliver_challenge(c, key);
-                answer_challenge(c, key);
-                for (;;) {
-                    const wire q = c.recv();
-                    if (static_cast<op>(q.code) == op::shutdown) {
-                        s->release_segments();
-                        c.send(wire{});
-                        flush_std_streams();
-                        std::_Exit(0);
+        MULTIPROC_TRY {
+            std::thread([s, key, id = next++, c = std::move(*conn)]() mutable {
+                MULTIPROC_TRY {
+                    authenticate(c, key); // (in this thread: a silent client holds up nobody)
+                    for (;;) {
+                        const wire q = c.recv();
+                        if (static_cast<op>(q.code) == op::shutdown) {
+                            s->release_segments();
+                            c.send(wire{});
+                            flush_std_streams();
+                            std::_Exit(0);
+                        }
+                        wire r;
+                        MULTIPROC_TRY {
+                            r = s->call(q, id);
+                        } MULTIPROC_CATCH(const std::exception&, e) {
+                            r.code = static_cast<std::uint8_t>(status::bad);
+                            r.a = std::string("the server failed: ") + e.what();
+                        }
+                        c.send(r);
                     }
-                    c.send(s->call(q, id));
+                } MULTIPROC_CATCH_ALL {
                 }
-            } MULTIPROC_CATCH_ALL {
-            }
-            s->forget(id);
-        }).detach();
+                s->forget(id);
+            }).detach();
+        } MULTIPROC_CATCH(const std::exception&, unnamed_) {
+            // No thread to spare (std::system_error): this client is dropped, the server goes on.
+        }
     }
 }
 
@@ -670,9 +723,11 @@ std::string run_creator(void*& self, const std::string& args) {
 // Registered during static initialization, so that the server (any run of the executable)
 // finds the same code under the same identifier.
 template <class T, auto M>
-inline const char* const method_id = user_code().add(type_key<method_tag<T, M>>(), &run_method<T, M>).id;
+inline const char* const method_id =
+    user_methods().add(type_key<method_tag<T, M>>(), user_method{&run_method<T, M>}).id;
 template <class T, class... Args>
-inline const char* const creator_id = user_code().add(type_key<creator_tag<T, Args...>>(), &run_creator<T, Args...>).id;
+inline const char* const creator_id =
+    user_creators().add(type_key<creator_tag<T, Args...>>(), user_creator{&run_creator<T, Args...>}).id;
 
 } // namespace detail::mgr
 
@@ -732,7 +787,7 @@ public:
     /// Starts a server on `where` (nothing: a fresh abstract name), which only clients that
     /// prove they hold `authkey` may use (nothing: this process's authkey).
     explicit basic_manager(std::optional<multiproc::address> where = std::nullopt, std::optional<std::string> authkey = std::nullopt)
-        : key_(authkey.value_or(detail::rt().self.authkey)) {
+        : key_((authkey ? *authkey : detail::mgr::process_key())) {
         auto [r, w] = multiproc::pipe<std::string>(false);
         server_ = std::make_unique<basic_process<Ps...>>(
             process_options{.name = "SyncManager-" + std::to_string(next_number()), .daemon = true},
@@ -771,7 +826,7 @@ public:
     /// BaseManager(address, authkey).connect()): checks it answers, leaves it running.
     static basic_manager connect(const multiproc::address& where, std::optional<std::string> authkey = std::nullopt) {
         basic_manager m{connected_tag{}};
-        m.key_ = authkey.value_or(detail::rt().self.authkey);
+        m.key_ = (authkey ? *authkey : detail::mgr::process_key());
         m.address_ = where.to_string();
         detail::mgr::wire q;
         q.code = static_cast<std::uint8_t>(detail::mgr::op::ping);
@@ -785,7 +840,7 @@ public:
     /// process exits with 0.
     [[noreturn]] static void serve(const multiproc::address& where, std::optional<std::string> authkey = std::nullopt) {
         basic_listener<detail::mgr::wire> l(where, 64);
-        detail::mgr::serve_on(l, authkey.value_or(detail::rt().self.authkey));
+        detail::mgr::serve_on(l, (authkey ? *authkey : detail::mgr::process_key()));
     }
 
     basic_manager(basic_manager&&) noexcept = default;

@@ -148,6 +148,9 @@ public:
     /// Destroys an object make() built, and frees its memory.
     template <class T>
     void destroy(const shared_object<T>& o) {
+        if (o.heap_name() != name_)
+            detail::raise(value_error("multiproc: shared_heap::destroy: the object is in the heap '" + o.heap_name() +
+                                      "', not in '" + name_ + "'"));
         seg().destroy_ptr(o.get());
     }
 
@@ -203,6 +206,8 @@ public:
     [[nodiscard]] T* get() const {
         if (heap_.empty()) detail::raise(value_error("multiproc: a shared_object that refers to nothing (made by default)"));
         auto& s = detail::heap::find(heap_);
+        if (offset_ > s.get_size() || s.get_size() - offset_ < sizeof(T))
+            detail::raise(value_error("multiproc: a shared_object points past the end of the shared heap '" + heap_ + "'"));
         return reinterpret_cast<T*>(static_cast<char*>(s.get_address()) + offset_);
     }
     T& operator*() const { return *get(); }

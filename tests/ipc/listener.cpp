@@ -486,6 +486,21 @@ TEMPLATE_TEST_CASE("a connection, a queue and a lock sent through a connection",
 }
 
 #if MULTIPROC_TEST_ONCE
+TEST_CASE("a descriptor from send_handle where an object was expected is closed, and the next object is right",
+          "[listener][crossing]") {
+    auto [a, b] = multiproc::pipe<connection<int>, transport::socketpair>();
+    auto [r, w] = multiproc::pipe<int>();
+    test::pipe_pair stray;
+    const auto before = test::open_fds().size();
+    send_handle(a, stray.w);
+    CHECK_THROWS_AS(b.recv(), value_error); // the stray descriptor is closed, not kept
+    CHECK(test::open_fds().size() == before);
+    a.send(w);
+    auto got = b.recv(); // the write end of r's pipe, not the stray descriptor
+    got.send(17);
+    CHECK(r.recv() == 17);
+}
+
 TEST_CASE("objects with descriptors do not cross a pipe or TCP", "[listener][crossing]") {
     auto [x, y] = multiproc::pipe<connection<int>>(); // transport::pipe: real pipes
     auto [u, v] = multiproc::pipe<int>();

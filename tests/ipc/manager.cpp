@@ -401,6 +401,64 @@ TEST_CASE("shared_memory_manager: segments and shareable lists that outlive thei
     CHECK(::access(("/dev/shm/" + list).c_str(), F_OK) != 0);
 }
 
+TEST_CASE("a condition's notify wakes a process that was waiting, not one that waits after", "[manager]") {
+    manager m;
+    auto cond = m.condition();
+    auto waiting = m.event();
+    multiproc::process a([](condition_proxy c, event_proxy waiting) {
+        std::unique_lock<condition_proxy> g(c);
+        waiting.set();
+        std::_Exit(c.wait(std::chrono::seconds(30)) ? 0 : 2);
+    }, cond, waiting);
+    a.start();
+    REQUIRE(waiting.wait(std::chrono::seconds(30)));
+    cond.acquire(); // a holds the lock until its wait releases it: it is waiting now
+    cond.notify(1);
+    cond.release();
+    cond.acquire();
+    CHECK_FALSE(cond.wait(std::chrono::milliseconds(50))); // the notification was a's, not this wait's
+    cond.release();
+    a.join();
+    CHECK(a.exitcode() == 0);
+}
+
+TEST_CASE("a barrier aborted and reset at once fails the party that was waiting", "[manager]") {
+    manager m;
+    auto b = m.barrier(2);
+    multiproc::process waiter([](barrier_proxy b) {
+        try {
+            (void)b.wait(std::chrono::seconds(30));
+        } catch (const broken_barrier_error&) {
+            std::_Exit(0);
+        }
+        std::_Exit(2);
+    }, b);
+    waiter.start();
+    while (b.n_waiting() == 0) {
+    } // (each check a round trip to the server)
+    b.abort();
+    b.reset(); // before the waiter runs again: it must still learn that its wait was broken
+    waiter.join();
+    CHECK(waiter.exitcode() == 0);
+    CHECK_FALSE(b.broken());
+}
+
+TEST_CASE("the server outlives a client that sends garbage, and a huge timeout is no limit", "[manager][hostile]") {
+    manager m;
+    auto q = m.queue<int>();
+    {
+        auto bad = client<std::string>(m.address(), current_process().authkey());
+        bad.send("not a request"); // the server's thread for it fails to decode and ends
+        CHECK_THROWS_AS(bad.recv(), eof_error);
+    }
+    multiproc::process putter([](queue_proxy<int> q) { q.put(5); }, q);
+    putter.start();
+    CHECK(q.get(std::chrono::duration<double>(1e300)) == 5); // waits: not an instant queue_empty
+    putter.join();
+    q.put(6);
+    CHECK(q.get() == 6);
+}
+
 TEST_CASE("a lock held by a process that dies is released", "[manager]") {
     manager m;
     auto lk = m.lock();

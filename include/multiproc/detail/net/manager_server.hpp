@@ -42,7 +42,17 @@ enum class kind : std::uint8_t { dict = 1, list, value, queue, lock, rlock, even
 /// the object from the encoded arguments) or a member function (it runs on `self` and
 /// returns the encoded result).
 using user_fn = std::string (*)(void*& self, const std::string& args);
-inline code_registry<user_fn>& user_code() { return code_registry<user_fn>::instance(); }
+/// Two registries, so that a constructor is never run as a member function, nor the reverse.
+struct user_creator {
+    user_fn run;
+    bool operator==(const user_creator&) const = default;
+};
+struct user_method {
+    user_fn run;
+    bool operator==(const user_method&) const = default;
+};
+inline code_registry<user_creator>& user_creators() { return code_registry<user_creator>::instance(); }
+inline code_registry<user_method>& user_methods() { return code_registry<user_method>::instance(); }
 
 /// The operations. One request, one reply, each atomic on the server.
 enum class op : std::uint8_t {
@@ -109,10 +119,11 @@ struct object {
     std::uint64_t owner = 0;           // lock, rlock: the connection holding it (0: none)
     std::int64_t depth = 0;            // rlock: how many times
     bool flag = false;                 // event; barrier: broken
-    std::int64_t waiters = 0;          // condition: threads waiting; barrier: how many wait now
-    std::int64_t tokens = 0;           // condition: notifications not yet taken
-    std::uint64_t generation = 0;      // barrier: trips and resets so far
-    std::uint64_t reset_at = ~std::uint64_t{0}; // barrier: the generation a reset ended
+    std::int64_t waiters = 0;          // barrier: how many wait now
+    std::deque<bool*> sleepers;        // condition: the waiters, oldest first (each its own flag)
+    std::uint64_t generation = 0;      // barrier: trips, aborts and resets so far
+    std::uint64_t broken_at = ~std::uint64_t{0}; // barrier: the generation an abort or a timeout ended
+    std::uint64_t reset_at = ~std::uint64_t{0};  // barrier: the generation a reset ended
     void* user = nullptr;              // user: the object (lives as long as the server)
     std::condition_variable cv;
 };
@@ -127,7 +138,11 @@ public:
         if (static_cast<op>(q.code) == op::ping) return r;
         if (static_cast<op>(q.code) == op::shm_create) {
             if (q.n <= 0) return fail(status::bad, "a shared memory segment needs a positive size");
-            segments_.push_back(shared_memory::create(q.n));
+            MULTIPROC_TRY {
+                segments_.push_back(shared_memory::create(q.n));
+            } MULTIPROC_CATCH(const std::exception&, e) {
+                return fail(status::bad, e.what());
+            }
             r.b = segments_.back().name();
             return r;
         }
@@ -154,7 +169,9 @@ public:
             case kind::event: return event_op(o, q, lk);
             case kind::condition: return condition_op(o, q, conn, lk);
             case kind::barrier: return barrier_op(o, q, lk);
-            case kind::user: return run_user(o.user, q);
+            case kind::user:
+                if (static_cast<op>(q.code) != op::user_call) return fail(status::bad, "not an operation of an object");
+                return run_user<user_method>(o.user, q);
         }
         return fail(status::bad, "unknown object kind");
     }
@@ -201,7 +218,7 @@ private:
         o->type = q.type;
         o->maxsize = q.n;
         if (o->k == kind::user) {
-            wire made = run_user(o->user, q);
+            wire made = run_user<user_creator>(o->user, q);
             if (made.code != 0) return made;
         } else {
             o->value = q.b;
@@ -215,12 +232,13 @@ private:
 
     /// Runs registered code `q.a` on `self` with the arguments `q.b`; what it throws comes
     /// back as status raised, "type: what".
+    template <class Entry>
     static wire run_user(void*& self, const wire& q) {
         wire r;
-        const user_fn* f = user_code().find(std::string_view(q.a));
+        const Entry* f = code_registry<Entry>::instance().find(std::string_view(q.a));
         if (!f) return fail(status::bad, "the server's program has no registered code " + q.a + " (is it another build?)");
         MULTIPROC_TRY {
-            r.b = (*f)(self, q.b);
+            r.b = f->run(self, q.b);
         } MULTIPROC_CATCH(const std::exception&, e) {
             wire x = fail(status::raised, e.what());
             x.n = ::getpid(); // (the server's: where it was raised)
@@ -330,7 +348,8 @@ private:
     /// Waits on `o` until `ready()` or the request's timeout; false on timeout.
     template <class Ready>
     static bool wait_for(object& o, const wire& q, std::unique_lock<std::mutex>& lk, Ready ready) {
-        if (q.timeout < 0) {
+        // No limit: negative, NaN, or too large for the clock's nanoseconds (a peer's value).
+        if (!(q.timeout >= 0) || q.timeout > 1e9) {
             o.cv.wait(lk, ready);
             return true;
         }
@@ -412,10 +431,10 @@ private:
                 o.owner = 0;
                 o.depth = 0;
                 o.cv.notify_all();
-                ++o.waiters;
-                r.n = wait_for(o, q, lk, [&] { return o.tokens > 0; });
-                if (r.n) --o.tokens;
-                --o.waiters;
+                bool woken = false; // notify sets it for the oldest waiters, as Python's
+                o.sleepers.push_back(&woken);
+                r.n = wait_for(o, q, lk, [&] { return woken; });
+                if (!woken) std::erase(o.sleepers, &woken); // (timed out: not counted by a later notify)
                 o.cv.wait(lk, [&] { return o.owner == 0; });
                 o.owner = conn;
                 o.depth = depth;
@@ -423,8 +442,10 @@ private:
             }
             case op::notify: {
                 if (o.owner != conn) return fail(status::not_owner, "cannot notify on un-acquired lock");
-                const std::int64_t idle = o.waiters - o.tokens;
-                o.tokens += q.n < 0 ? idle : std::min(q.n, idle);
+                for (std::int64_t k = 0; (q.n < 0 || k < q.n) && !o.sleepers.empty(); ++k) {
+                    *o.sleepers.front() = true;
+                    o.sleepers.pop_front();
+                }
                 o.cv.notify_all();
                 return r;
             }
@@ -433,8 +454,18 @@ private:
     }
 
     /// A barrier of `maxsize` parties: wait -> n = the arrival index (0 .. parties - 1).
+    /// Every trip, abort, timeout and reset with waiters ends a generation; a waiter learns
+    /// how its generation ended from broken_at / reset_at.
     static wire barrier_op(object& o, const wire& q, std::unique_lock<std::mutex>& lk) {
         wire r;
+        auto break_it = [&] { // (Python: abort(); also a wait that times out)
+            o.flag = true;
+            if (o.waiters > 0) {
+                o.broken_at = o.generation++;
+                o.waiters = 0;
+            }
+            o.cv.notify_all();
+        };
         switch (static_cast<op>(q.code)) {
             case op::wait: {
                 if (o.flag) return fail(status::broken, "the barrier is broken");
@@ -446,24 +477,19 @@ private:
                     o.cv.notify_all();
                     return r;
                 }
-                if (!wait_for(o, q, lk, [&] { return o.generation != gen || o.flag; })) {
-                    o.flag = true; // a timeout breaks it for everyone, as in Python
-                    o.waiters = 0;
-                    o.cv.notify_all();
+                if (!wait_for(o, q, lk, [&] { return o.generation != gen; })) {
+                    break_it();
                     return fail(status::broken, "the barrier is broken (a wait timed out)");
                 }
-                if (o.flag || o.reset_at == gen) return fail(status::broken, "the barrier is broken");
+                if (o.broken_at == gen || o.reset_at == gen) return fail(status::broken, "the barrier is broken");
                 return r;
             }
-            case op::abort:
-                o.flag = true;
-                o.waiters = 0;
-                o.cv.notify_all();
-                return r;
+            case op::abort: break_it(); return r;
             case op::reset:
-                if (o.waiters > 0) o.reset_at = o.generation; // those waiting now fail
-                ++o.generation;
-                o.waiters = 0;
+                if (o.waiters > 0) { // those waiting now fail
+                    o.reset_at = o.generation++;
+                    o.waiters = 0;
+                }
                 o.flag = false;
                 o.cv.notify_all();
                 return r;

@@ -176,7 +176,11 @@ public:
 
     /// The descriptors that came with the crossing frame just received (recv with kind
     /// crossing_frame), in order.
-    std::vector<sys::unique_fd> take_passed() noexcept { return std::move(passed_); }
+    std::vector<sys::unique_fd> take_passed() noexcept {
+        std::vector<sys::unique_fd> out = std::move(passed_);
+        passed_.clear();
+        return out;
+    }
 
     /// Receives the descriptors of a frame send_fds sent: each close-on-exec, owned by the
     /// caller. eof_error at end of file; value_error, with the message taken, if the next
@@ -187,6 +191,7 @@ public:
             detail::raise(value_error("multiproc: recv_handle: descriptors pass only over Unix-domain sockets (a "
                                       "connection from listener/client, or of transport::socketpair); this one is a pipe"));
         if (skip_ != 0 && !discard(true)) detail::raise(eof_error("multiproc: got end of file during message"));
+        if (head_got_ == 0) passed_.clear();
         if (!fill_head()) detail::raise(eof_error(eof_text()));
         header h;
         std::memcpy(&h, head_, sizeof h);
@@ -234,6 +239,7 @@ public:
               std::span<std::byte> direct = {}, std::uint32_t kind = 0) {
         check_open();
         if (skip_ != 0 && !discard(true)) detail::raise(eof_error("multiproc: got end of file during message"));
+        if (head_got_ == 0) passed_.clear(); // (descriptors of no frame being read: stale)
         if (!fill_head()) {
             if (head_got_) detail::raise(eof_error(eof_text()));
             return false;
@@ -251,10 +257,10 @@ public:
         head_got_ = 0; // the head is taken; what follows is read below or skipped
         if (h.reserved != kind) {
             skip_ = frame - min_frame;
+            passed_.clear();
             if (h.reserved == fd_frame)
                 detail::raise(value_error("multiproc: received descriptors sent with send_handle where a message was "
                                           "expected: take them with recv_handle (they were closed)"));
-            passed_.clear();
             if (h.reserved == crossing_frame || kind == crossing_frame)
                 detail::raise(value_error("multiproc: the two ends of a connection disagree on whether its messages "
                                           "carry descriptors (do they have the same T?)"));
@@ -324,6 +330,7 @@ private:
         broken_ = "multiproc: this connection was closed for reading: it " + why;
         head_got_ = 0;
         skip_ = 0;
+        passed_.clear();
         detail::raise(serialization_error(*broken_));
     }
 
