@@ -207,6 +207,12 @@ void receive_all(Conn& r, std::uint8_t calls, bool stream) {
             if (e.code().value() != EMSGSIZE || closed) std::abort();
         } catch (const multiproc::buffer_too_short&) {
             if (closed) std::abort();
+        } catch (const multiproc::value_error&) {
+            // A frame of another kind (descriptors of send_handle, an object crossing with
+            // descriptors) where a message was expected: skipped whole, the end stays open.
+            if (!stream || closed) std::abort();
+        } catch (const multiproc::authentication_error&) {
+            if (!stream || closed) std::abort(); // a frame of the authkey exchange: skipped whole
         }
     }
 }

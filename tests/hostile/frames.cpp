@@ -122,6 +122,10 @@ int receive_all(Conn& r, std::mt19937_64& rng) {
             if (e.code().value() != EMSGSIZE || closed) return 6;
         } catch (const buffer_too_short&) {
             if (closed) return 7;
+        } catch (const value_error&) { // a frame of descriptors where a message was expected: skipped
+            if (closed) return 9;
+        } catch (const authentication_error&) { // a frame of the authkey exchange: skipped
+            if (closed) return 10;
         }
     }
     return 8; // never reached the end

@@ -63,7 +63,9 @@ TEST_CASE("a read or write that would block makes the loop wait for the descript
     through_faults(call::read, EAGAIN, 1, [&] { CHECK(sq.get(10s) == "once the socket has room"); });
     auto ends = pipe<std::string, transport::socketpair>();
     through_faults(call::sendmsg, EAGAIN, 2, [&] { ends.second.send("connection"); });
-    through_faults(call::read, EAGAIN, 2, [&] { CHECK(ends.first.recv() == "connection"); });
+    // (A socket connection reads a frame's head with recvmsg, which keeps descriptors that
+    // come with it: send_handle, objects that cross with descriptors.)
+    through_faults(call::recvmsg, EAGAIN, 2, [&] { CHECK(ends.first.recv() == "connection"); });
 }
 
 TEST_CASE("a failed read or write is an os_error naming it, and the queue stays usable", "[ipc][faults][errors]") {
