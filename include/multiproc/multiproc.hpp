@@ -1,5 +1,7 @@
 /// @file multiproc.hpp
-/// Everything in multiproc but ext/ (Python: import multiprocessing).
+/// Everything in multiproc but ext/, connection.hpp and manager.hpp (they need OpenSSL's
+/// libcrypto: link multiproc::connection) and shared_heap.hpp (it needs exceptions and
+/// RTTI, as Boost.Interprocess does) (Python: import multiprocessing).
 #pragma once
 
 #include <multiproc/config.hpp>
