@@ -210,7 +210,7 @@ inline std::vector<socket_address> resolve_address(const address& a, bool passiv
 inline std::optional<address> socket_name(int fd, bool peer) {
     sockaddr_storage st{};
     socklen_t len = sizeof st;
-    const int rc = peer ? ::getpeername(fd, reinterpret_cast<sockaddr*>(&st), &len)
+    const int rc = peer ? sys::getpeername(fd, reinterpret_cast<sockaddr*>(&st), &len)
                         : sys::getsockname(fd, reinterpret_cast<sockaddr*>(&st), &len);
     if (rc != 0) return std::nullopt;
     char text[INET6_ADDRSTRLEN] = {};
@@ -243,19 +243,12 @@ inline sys::unique_fd stream_socket(int family, const address& a) {
 /// algorithm, as in Python: a frame is written whole with one call, so a request and its
 /// reply are never held back, and a stream of small messages goes out in full segments
 /// (TCP_NODELAY cut 8-byte messages over loopback from 575 to 173 thousand a second).
-inline void ready_connected(int fd) {
-    const int flags = sys::fcntl(fd, F_GETFL);
-    if (flags < 0 || sys::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) sys::fail("fcntl(O_NONBLOCK) on a connection");
-}
+inline void ready_connected(int fd) { sys::set_nonblocking(fd, "a connection"); }
 
 /// A name no other listener has: abstract, with the pid and 64 random bits.
 inline address arbitrary_address() {
-    std::uint64_t r = 0;
-    if (sys::getrandom_all(&r, sizeof r) != 0) sys::fail("getrandom for a listener's address");
-    static constexpr char hex[] = "0123456789abcdef";
-    std::string name = "multiproc-listener-" + std::to_string(::getpid()) + "-";
-    for (int i = 0; i < 16; ++i) name += hex[(r >> (4 * i)) & 15];
-    return address::abstract(name);
+    return address::abstract("multiproc-listener-" + std::to_string(::getpid()) + "-" +
+                             sys::random_hex("a listener's address"));
 }
 
 } // namespace detail
@@ -323,9 +316,7 @@ public:
                 last = errno;
                 continue;
             }
-            const int flags = detail::sys::fcntl(fd.get(), F_GETFL);
-            if (flags < 0 || detail::sys::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK) < 0)
-                detail::sys::fail("fcntl(O_NONBLOCK) on a listener");
+            detail::sys::set_nonblocking(fd.get(), "a listener");
             fd_ = std::move(fd);
             break;
         }

@@ -86,27 +86,29 @@ inline std::string key_for(const std::string& at) {
 /// This thread's connection to the manager at `at`, authenticated with `key` (one per
 /// thread, as Python's proxies: a call that waits on the server holds only its own thread),
 /// made again in a child.
+/// A connection is looked up by address alone on every call (no copy, no lock); the key it
+/// was made with is kept to tell whether an explicit key (connect()) asks for another.
 struct link_entry {
     pid_t pid;
+    std::string key;
     link_t conn;
 };
-inline std::map<std::pair<std::string, std::string>, link_entry>& thread_links() {
-    thread_local std::map<std::pair<std::string, std::string>, link_entry> links;
+inline std::map<std::string, link_entry, std::less<>>& thread_links() {
+    thread_local std::map<std::string, link_entry, std::less<>> links;
     return links;
 }
-/// Closes this thread's connections to the manager at `at` (its server has been shut down).
-inline void forget_links(const std::string& at) noexcept {
+/// Closes this thread's connection to the manager at `at` (its server has been shut down).
+inline void forget_links(const std::string& at) noexcept { thread_links().erase(at); }
+/// `key`: the one to use (connect()), or null for the one known for `at`.
+inline link_t& link_to(const std::string& at, const std::string* key) {
     auto& links = thread_links();
-    std::erase_if(links, [&](const auto& e) { return e.first.first == at; });
-}
-inline link_t& link_to(const std::string& at, const std::string& key) {
-    auto& links = thread_links();
-    const auto id = std::make_pair(at, key);
-    auto it = links.find(id);
-    if (it != links.end() && it->second.pid == ::getpid() && !it->second.conn.closed()) return it->second.conn;
+    auto it = links.find(at);
+    if (it != links.end() && it->second.pid == ::getpid() && !it->second.conn.closed() && (!key || it->second.key == *key))
+        return it->second.conn;
     if (it != links.end()) links.erase(it);
-    auto conn = client<wire>(address::parse(at), key);
-    return links.emplace(id, link_entry{::getpid(), std::move(conn)}).first->second.conn;
+    std::string k = key ? *key : key_for(at);
+    auto conn = client<wire>(address::parse(at), k);
+    return links.emplace(at, link_entry{::getpid(), std::move(k), std::move(conn)}).first->second.conn;
 }
 
 /// Sends `q` to the manager at `at` (with `key`; by default the one known for it) and
@@ -117,7 +119,7 @@ inline wire call(const std::string& at, const wire& q, const std::optional<std::
     wire r;
     bool ok = false;
     MULTIPROC_TRY {
-        c = &link_to(at, key ? *key : key_for(at));
+        c = &link_to(at, key ? &*key : nullptr);
         c->send(q);
         r = c->recv();
         ok = true;
@@ -217,14 +219,18 @@ inline void authenticate(link_t& c, const std::string& key) {
     }
 }
 
-/// The text of T's type, which the server compares.
-template <class... T>
-std::string type_text(const char* k) {
-    std::string s = k;
-    s += "<";
-    ((s += type_name<T>() + ","), ...);
-    s.back() = '>';
-    return s;
+/// The text of the type of the proxy class P, "dict<std::string,int>", which the server
+/// compares on every call: made once per proxy class (type_name demangles), not per call.
+template <class P, class... T>
+const std::string& type_text(const char* kind_name) {
+    static const std::string text = [&] {
+        std::string s = kind_name;
+        s += "<";
+        ((s += type_name<T>() + ","), ...);
+        s.back() = '>';
+        return s;
+    }();
+    return text;
 }
 
 struct proxy_access;
@@ -263,8 +269,12 @@ protected:
     /// A call that may wait on the server, at most `timeout` (nothing: as long as it takes).
     wire call_waiting(op o, kind k, const std::string& type, std::optional<std::chrono::duration<double>> timeout) const {
         wire q = request(o, k, type);
+        return call(with_timeout(q, timeout));
+    }
+    /// `q` with `timeout` in seconds (none: -1, no limit).
+    static wire& with_timeout(wire& q, std::optional<std::chrono::duration<double>> timeout) noexcept {
         q.timeout = timeout ? std::max(0.0, timeout->count()) : -1.0;
-        return call(q);
+        return q;
     }
 
 private:
@@ -282,15 +292,12 @@ struct proxy_access {
 
 template <class S, class T>
 std::string encode_str(const T& v) {
-    std::vector<std::byte> out;
-    vector_writer w(out);
-    S::encode(v, w);
-    return std::string(reinterpret_cast<const char*>(out.data()), out.size());
+    const auto bytes = encode_to_scratch<S>(v);
+    return std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size());
 }
 template <class S, class T>
 T decode_str(const std::string& b) {
-    span_reader r({reinterpret_cast<const std::byte*>(b.data()), b.size()});
-    return S::template decode<T>(r);
+    return decode_from<S, T>([&](auto take) { take(std::as_bytes(std::span<const char>(b))); });
 }
 
 } // namespace detail::mgr
@@ -354,7 +361,7 @@ public:
         for (const auto& [k, v] : pairs) set(k, v);
     }
 
-    static std::string type() { return detail::mgr::type_text<K, V>("dict"); }
+    static const std::string& type() { return detail::mgr::type_text<dict_proxy, K, V>("dict"); }
     static constexpr detail::mgr::kind kind = detail::mgr::kind::dict;
 
 private:
@@ -408,7 +415,7 @@ public:
         return out;
     }
 
-    static std::string type() { return detail::mgr::type_text<T>("list"); }
+    static const std::string& type() { return detail::mgr::type_text<list_proxy, T>("list"); }
     static constexpr detail::mgr::kind kind = detail::mgr::kind::list;
 
 private:
@@ -438,7 +445,7 @@ public:
         call(q);
     }
 
-    static std::string type() { return detail::mgr::type_text<T>("value"); }
+    static const std::string& type() { return detail::mgr::type_text<value_proxy, T>("value"); }
     static constexpr detail::mgr::kind kind = detail::mgr::kind::value;
 
 private:
@@ -458,8 +465,7 @@ public:
     void put(const T& v, std::optional<std::chrono::duration<double>> timeout = std::nullopt) const {
         wire q = request(op::put, kind, type());
         q.b = detail::mgr::encode_str<S>(v);
-        q.timeout = timeout ? std::max(0.0, timeout->count()) : -1.0;
-        call(q);
+        call(with_timeout(q, timeout));
     }
     void put_nowait(const T& v) const { put(v, std::chrono::duration<double>(0)); }
     /// Takes the next item, waiting at most `timeout` (nothing: as long as it takes); queue_empty.
@@ -470,7 +476,7 @@ public:
     [[nodiscard]] std::size_t qsize() const { return static_cast<std::size_t>(call(request(op::size, kind, type())).n); }
     [[nodiscard]] bool empty() const { return qsize() == 0; }
 
-    static std::string type() { return detail::mgr::type_text<T>("queue"); }
+    static const std::string& type() { return detail::mgr::type_text<queue_proxy, T>("queue"); }
     static constexpr detail::mgr::kind kind = detail::mgr::kind::queue;
 
 private:
@@ -661,7 +667,7 @@ public:
     /// The names, in the order they were first set.
     [[nodiscard]] std::vector<std::string> names() const { return call(request(op::keys, kind, type())).values; }
 
-    static std::string type() { return detail::mgr::type_text<Ts...>("namespace"); }
+    static const std::string& type() { return detail::mgr::type_text<namespace_proxy, Ts...>("namespace"); }
     static constexpr detail::mgr::kind kind = detail::mgr::kind::dict; // (a dict of names on the server)
 
 private:
@@ -759,7 +765,7 @@ public:
             return detail::mgr::decode_str<serialize::binary, std::decay_t<typename tr::result>>(r.b);
     }
 
-    static std::string type() { return detail::mgr::type_text<T>("object"); }
+    static const std::string& type() { return detail::mgr::type_text<object_proxy, T>("object"); }
     static constexpr detail::mgr::kind kind = detail::mgr::kind::user;
 
 private:

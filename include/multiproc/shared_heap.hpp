@@ -172,14 +172,7 @@ private:
     detail::heap::segment& seg() const { return detail::heap::find(name_); }
     char* base() const { return static_cast<char*>(seg().get_address()); }
 
-    static std::string random_name() {
-        std::uint64_t r = 0;
-        if (detail::sys::getrandom_all(&r, sizeof r) != 0) detail::sys::fail("getrandom for a shared heap's name");
-        static constexpr char hex[] = "0123456789abcdef";
-        std::string n = "mph_";
-        for (int i = 0; i < 16; ++i) n += hex[(r >> (4 * i)) & 15];
-        return n;
-    }
+    static std::string random_name() { return "mph_" + detail::sys::random_hex("a shared heap's name"); }
 
     std::string name_;
     pid_t owner_ = 0;

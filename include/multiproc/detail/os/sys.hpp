@@ -291,6 +291,10 @@ inline int getsockname(int fd, sockaddr* addr, socklen_t* len) noexcept {
     return invoke(call::other, [&] { return ::getsockname(fd, addr, len); });
 }
 
+inline int getpeername(int fd, sockaddr* addr, socklen_t* len) noexcept {
+    return invoke(call::other, [&] { return ::getpeername(fd, addr, len); });
+}
+
 
 /// Closes every descriptor from `first` on (close_range(2)).
 inline int close_from(unsigned first) noexcept {
@@ -380,6 +384,23 @@ inline int getrandom_all(void* buf, std::size_t n) noexcept {
         n -= static_cast<std::size_t>(r);
     }
     return 0;
+}
+
+/// 16 hex digits of fresh random bits, for names no other process picks; os_error naming
+/// `what` if the kernel gives none.
+inline std::string random_hex(const char* what) {
+    std::uint64_t r = 0;
+    if (getrandom_all(&r, sizeof r) != 0) fail(std::string("getrandom for ") + what);
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string s(16, '0');
+    for (int i = 0; i < 16; ++i) s[static_cast<std::size_t>(i)] = hex[(r >> (4 * i)) & 15];
+    return s;
+}
+
+/// Makes `fd` non-blocking; os_error naming `what` otherwise.
+inline void set_nonblocking(int fd, const char* what) {
+    const int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) fail(std::string("fcntl(O_NONBLOCK) on ") + what);
 }
 
 /// FUTEX_WAIT on a word shared between processes: returns 0 when woken (or spuriously),
