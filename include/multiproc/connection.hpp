@@ -5,7 +5,8 @@
 /// each end is the same typed `basic_connection<T, Ps...>` that `pipe<T, Ps...>()` returns.
 /// With an authkey, both sides prove they hold it before any message is decoded, with
 /// CPython 3.12's HMAC challenge (digest named in the challenge, sha256 by default).
-/// `wait` waits on many connections, listeners, process sentinels and descriptors at once;
+/// `wait` waits on many connections, listeners, queues, process sentinels and descriptors
+/// at once;
 /// `send_handle`/`recv_handle` pass descriptors over a Unix-domain connection.
 ///
 /// Needs OpenSSL's libcrypto (HMAC, random challenges): link `multiproc::connection` in
@@ -22,6 +23,7 @@
 #include <multiproc/detail/util/chrono.hpp>
 #include <multiproc/error.hpp>
 #include <multiproc/pipe.hpp>
+#include <multiproc/queue.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -35,6 +37,7 @@
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include <arpa/inet.h>
@@ -450,44 +453,106 @@ template <class T, class... Ps>
 }
 
 namespace detail {
-/// The descriptor `wait` polls for `x`: an int is one; a process gives its sentinel; any
-/// other object its fileno() (connections, listeners).
+/// What `wait` watches for one object: the descriptor it polls, and for a queue the
+/// reader whose readiness decides (its descriptor is only a hint).
+struct wait_item {
+    int fd;
+    std::optional<queue_reader> queue;
+};
+
+/// The wait_item of `x`: an int is a descriptor; a process gives its sentinel; a queue
+/// (or its reader()) its reader; a std::variant what its alternative gives; any other
+/// object its fileno() (connections, listeners).
 template <class X>
-int wait_fd_of(const X& x) {
-    if constexpr (std::is_convertible_v<const X&, int>)
-        return static_cast<int>(x);
+wait_item wait_item_of(const X& x) {
+    if constexpr (std::is_same_v<X, queue_reader>)
+        return {x.fileno(), x};
+    else if constexpr (requires { { x.reader() } -> std::same_as<queue_reader>; })
+        return wait_item_of(x.reader());
+    else if constexpr (requires { std::variant_size<X>::value; })
+        return std::visit([](const auto& a) { return wait_item_of(a); }, x);
+    else if constexpr (std::is_convertible_v<const X&, int>)
+        return {static_cast<int>(x), std::nullopt};
     else if constexpr (requires { x.sentinel(); })
-        return x.sentinel();
+        return {x.sentinel(), std::nullopt};
     else
-        return x.fileno();
+        return {x.fileno(), std::nullopt};
 }
+
 template <class X>
-concept waitable = std::is_convertible_v<const X&, int> || requires(const X& x) { x.sentinel(); } ||
-                   requires(const X& x) { x.fileno(); };
+concept waitable_one = std::is_convertible_v<const X&, int> || requires(const X& x) { x.sentinel(); } ||
+                       requires(const X& x) { x.fileno(); } || requires(const X& x) { x.reader(); };
+
+template <class X>
+struct waitable_alternatives : std::false_type {};
+template <class... A>
+struct waitable_alternatives<std::variant<A...>> : std::bool_constant<(waitable_one<A> && ...)> {};
+
+template <class X>
+concept waitable = waitable_one<X> || waitable_alternatives<X>::value;
+
+/// Keeps queues watched for the length of one wait (queue_core's readiness protocol).
+class queue_watch {
+public:
+    explicit queue_watch(const std::vector<wait_item>& items) : items_(items) {
+        for (const auto& i : items_)
+            if (i.queue) queue_reader_access::watch(*i.queue, +1);
+    }
+    ~queue_watch() {
+        for (const auto& i : items_)
+            if (i.queue) queue_reader_access::watch(*i.queue, -1);
+    }
+    queue_watch(const queue_watch&) = delete;
+    queue_watch& operator=(const queue_watch&) = delete;
+
+private:
+    const std::vector<wait_item>& items_;
+};
 } // namespace detail
 
 /// Waits until at least one of `objects` is ready, or `timeout` has passed (nothing: no
 /// limit), and returns those that are ready, in their order in `objects` (Python:
 /// multiprocessing.connection.wait). A connection is ready when a message or end of file
 /// can be received; a listener when a connection is pending; a process (or its
-/// sentinel()) when it has ended; an int descriptor when it is readable. Empty after a
-/// timeout. Objects are copied into the result: give connections and descriptors (a
+/// sentinel()) when it has ended; an int descriptor when it is readable; a queue (or its
+/// reader()) when a get would not wait (queue_reader says exactly when). Objects of
+/// different kinds go in one range as a std::variant of them. Empty after a timeout.
+/// Objects are copied into the result: give connections, queues and descriptors (a
 /// process is not copyable: give `p.sentinel()`).
 template <std::ranges::input_range R>
     requires detail::waitable<std::ranges::range_value_t<R>>
 std::vector<std::ranges::range_value_t<R>> wait(const R& objects,
                                                 std::optional<std::chrono::duration<double>> timeout = std::nullopt) {
+    std::vector<detail::wait_item> items;
+    for (const auto& x : objects) items.push_back(detail::wait_item_of(x));
     std::vector<pollfd> fds;
-    for (const auto& x : objects) fds.push_back(pollfd{detail::wait_fd_of(x), POLLIN, 0});
+    for (const auto& i : items) fds.push_back(pollfd{i.fd, POLLIN, 0});
+    const detail::queue_watch watching(items);
     const auto deadline = detail::deadline_after(timeout);
-    const int n = detail::sys::poll_until(fds.data(), fds.size(), deadline.value_or(detail::steady::time_point{}),
-                                          !deadline.has_value());
-    if (n < 0) detail::sys::fail("poll in wait");
+    const auto queue_ready = [&] {
+        return std::ranges::any_of(items, [](const detail::wait_item& i) { return i.queue && i.queue->ready(); });
+    };
     std::vector<std::ranges::range_value_t<R>> ready;
-    std::size_t i = 0;
-    for (const auto& x : objects)
-        if (fds[i++].revents != 0) ready.push_back(x);
-    return ready;
+    for (bool looked = queue_ready();;) {
+        // A queue found ready already (or after a hint) makes this only a look at the rest.
+        const bool now = looked || (deadline && detail::steady::now() >= *deadline);
+        const int n = detail::sys::poll_until(fds.data(), fds.size(), now ? detail::steady::now() : deadline.value_or(detail::steady::time_point{}),
+                                              !now && !deadline.has_value());
+        if (n < 0) detail::sys::fail("poll in wait");
+        std::size_t i = 0;
+        for (const auto& x : objects) {
+            const auto& it = items[i];
+            const short revents = fds[i++].revents;
+            if (it.queue) {
+                if (revents != 0) detail::queue_reader_access::rearm(*it.queue);
+                if (it.queue->ready()) ready.push_back(x);
+            } else if (revents != 0) {
+                ready.push_back(x);
+            }
+        }
+        if (!ready.empty() || now) return ready;
+        looked = false; // only stale hints: wait on
+    }
 }
 
 /// `wait` over a braced list: `wait({a, b}, 1s)`.

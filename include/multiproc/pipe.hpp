@@ -33,20 +33,6 @@ namespace multiproc { MULTIPROC_ABI_BEGIN
 namespace detail {
 struct connection_access; // <multiproc/connection.hpp>: makes connections on sockets, reaches their ends
 
-/// Whether T crosses with descriptors: an object that crosses by itself (a connection, a
-/// queue, a lock, shared memory), a std::vector of those, or a tuple or pair holding one
-/// (the rest of it data for S), as the arguments of a spawned process.
-template <class T, class S>
-inline constexpr bool crosses_with_descriptors = crosses_itself<T> || crossing_vector<T> || crossing_tuple<S, T>;
-
-/// Whether a connection can carry T: a type that crosses with descriptors, or data for S.
-template <class T, class S>
-constexpr bool connection_can_carry() {
-    if constexpr (crosses_with_descriptors<T, S>)
-        return true;
-    else
-        return check_serializable<T, S>();
-}
 } // namespace detail
 
 /// Two connected ends of a pipe carrying T (Python: multiprocessing.Pipe(duplex)). Duplex
@@ -68,7 +54,7 @@ public:
     using policies = policy_set<Ps...>;
     using serializer = typename policies::serialize;
     using transport = typename policies::transport;
-    static_assert(detail::connection_can_carry<T, serializer>());
+    static_assert(detail::can_carry<T, serializer>());
 
     /// Sends `obj`, serialized here: a value that cannot be sent fails before any byte
     /// leaves. Waits while the pipe is full (Python: Connection.send()). An object that

@@ -4,6 +4,8 @@
 
 #include <multiproc/config.hpp> // first: a pre-C++20 build stops at its sentence
 #include <multiproc/detail/codec/bytes.hpp>
+#include <multiproc/detail/codec/crossing.hpp>
+#include <multiproc/detail/net/resource_sharer.hpp>
 #include <multiproc/detail/os/futex.hpp>
 #include <multiproc/detail/transport/queue_core.hpp>
 #include <multiproc/detail/transport/ring/ring_channel.hpp>
@@ -23,6 +25,69 @@
 namespace multiproc { MULTIPROC_ABI_BEGIN
 
 namespace detail {
+struct queue_reader_access;
+}
+
+/// What `wait()` (connection.hpp) watches for a queue: `q.reader()` (Python: the queue's
+/// `_reader`, given to multiprocessing.connection.wait). It is ready when a get would not
+/// wait now: a message is in the queue, or the queue is shut down (a get raises at once),
+/// or this process closed it (a get raises value_error at once). As in Python, with
+/// several consumers another one may take the message first. Copyable and cheap; it holds
+/// the queue's state in this process as a copy of the queue does. Any number of threads and
+/// processes may wait on the same queue.
+class queue_reader {
+public:
+    /// The descriptor `wait` polls: an eventfd, readable when the queue may have become
+    /// ready while some wait() watched it (-1 once this process closed the queue).
+    [[nodiscard]] int fileno() const noexcept { return ops_->fd(s_.get()); }
+    /// Whether a get would not wait now (see above).
+    [[nodiscard]] bool ready() const noexcept { return ops_->ready(s_.get()); }
+    /// Readers of the same queue (copies of one queue in this process) are equal.
+    friend bool operator==(const queue_reader& a, const queue_reader& b) noexcept { return a.s_ == b.s_; }
+
+private:
+    friend struct detail::queue_reader_access;
+    struct ops_t {
+        int (*fd)(const void*) noexcept;
+        bool (*ready)(const void*) noexcept;
+        void (*watch)(const void*, int) noexcept;
+        void (*rearm)(const void*) noexcept;
+    };
+    queue_reader(std::shared_ptr<const void> s, const ops_t* ops) noexcept : s_(std::move(s)), ops_(ops) {}
+    std::shared_ptr<const void> s_; // the queue's std::optional<queue_core<...>>
+    const ops_t* ops_;
+};
+
+namespace detail {
+
+/// Makes queue_readers, and gives wait() the watch/rearm half of their protocol
+/// (queue_core's "readiness" section).
+struct queue_reader_access {
+    template <class Core>
+    static queue_reader make(std::shared_ptr<const std::optional<Core>> s) noexcept {
+        static constexpr queue_reader::ops_t ops{
+            [](const void* p) noexcept { auto c = live<Core>(p); return c ? c->ready_fd() : -1; },
+            [](const void* p) noexcept { auto c = live<Core>(p); return c ? c->ready_now() : true; },
+            [](const void* p, int d) noexcept {
+                if (auto c = live<Core>(p)) c->watch(d);
+            },
+            [](const void* p) noexcept {
+                if (auto c = live<Core>(p)) c->rearm();
+            },
+        };
+        return queue_reader(std::move(s), &ops);
+    }
+    static void watch(const queue_reader& r, int delta) noexcept { r.ops_->watch(r.s_.get(), delta); }
+    static void rearm(const queue_reader& r) noexcept { r.ops_->rearm(r.s_.get()); }
+
+private:
+    template <class Core>
+    static const Core* live(const void* p) noexcept {
+        const auto& o = *static_cast<const std::optional<Core>*>(p);
+        return o ? &*o : nullptr;
+    }
+};
+
 
 /// What every queue shares: the engine, the policies, put/get with deadlines, close.
 template <class T, class... Ps>
@@ -32,7 +97,11 @@ public:
     using policies = policy_set<Ps...>;
     using serializer = typename policies::serialize;
     using transport = typename policies::transport;
-    static_assert(check_serializable<T, serializer>());
+    static_assert(can_carry<T, serializer>());
+    /// Whether messages are objects with descriptors (connections, queues, locks, shared
+    /// memory, or vectors and tuples holding them), which cross through the sender's
+    /// resource sharer (detail/net/resource_sharer.hpp).
+    static constexpr bool shares_descriptors = crosses_with_descriptors<T, serializer>;
 
     /// Whether no message is in the queue (Python: Queue.empty()).
     [[nodiscard]] bool empty() const { return core().qsize() == 0; }
@@ -43,6 +112,13 @@ public:
     /// not close a queue while another thread of this process uses it.
     void close() noexcept {
         if (s_) s_->reset();
+    }
+
+    /// What `wait()` watches for this queue (Python: Queue._reader): see queue_reader.
+    /// `value_error` if this process closed the queue.
+    [[nodiscard]] queue_reader reader() const {
+        (void)core();
+        return queue_reader_access::make<core_t>(s_);
     }
 
     /// Crossing into a start::spawn or start::forkserver child, as a process argument: the
@@ -67,6 +143,21 @@ protected:
     /// Puts `v`: done, timed_out if there was no room before `deadline`, or shut_down.
     op_status try_put_until(const T& v, std::optional<steady::time_point> deadline) {
         core_t& q = core();
+        if constexpr (shares_descriptors) {
+            crossing_writer w;
+            cross_save<serializer>(w, v);
+            struct kept { // withdrawn unless the message is in the queue
+                share_ticket t;
+                bool put = false;
+                ~kept() {
+                    if (!put) resource_sharer::withdraw(t);
+                }
+            } k{resource_sharer::share(w.fds())};
+            const std::string bytes = ticket_bytes(k.t) + w.bytes();
+            const op_status s = q.put_bytes(std::as_bytes(std::span<const char>(bytes)), deadline);
+            k.put = static_cast<bool>(s);
+            return s;
+        } else
         // Encoded here, before any lock: a value that cannot be sent fails in the caller.
         if (auto n = detail::encoded_size<serializer>(v); n && *n <= q.max_payload()) {
             return q.put_in_place(
@@ -93,6 +184,11 @@ protected:
     }
 
     T get_until(std::optional<steady::time_point> deadline) {
+        if constexpr (shares_descriptors) {
+            std::string raw;
+            if (auto s = get_raw(raw, deadline); !s) failure(s, false).raise();
+            return load_shared(raw);
+        } else
         return decode_from<serializer, T>([&](auto take) {
             if (auto s = core().get(take, deadline); !s) failure(s, false).raise();
         });
@@ -103,10 +199,31 @@ protected:
     /// other error of the get is caught into it too.
     result<T> try_get_until(std::optional<steady::time_point> deadline) {
         return capture([&]() -> result<T> {
-            std::optional<T> out;
-            if (auto s = core().get(decode_into<serializer>(out), deadline); !s) return failure(s, false);
-            return std::move(*out);
+            if constexpr (shares_descriptors) {
+                std::string raw;
+                if (auto s = get_raw(raw, deadline); !s) return failure(s, false);
+                return load_shared(raw);
+            } else {
+                std::optional<T> out;
+                if (auto s = core().get(decode_into<serializer>(out), deadline); !s) return failure(s, false);
+                return std::move(*out);
+            }
         });
+    }
+
+    /// A message of an object with descriptors, copied out of the queue: its descriptors
+    /// are taken from the sender after the queue's lock is released.
+    op_status get_raw(std::string& raw, std::optional<steady::time_point> deadline) {
+        return core().get([&](std::span<const std::byte> b) { raw.assign(reinterpret_cast<const char*>(b.data()), b.size()); },
+                          deadline);
+    }
+    /// The object a message of get_raw holds, with its descriptors taken from the sender.
+    static T load_shared(const std::string& raw) {
+        std::string_view rest(raw);
+        const share_ticket t = read_ticket(rest);
+        auto fds = claim_shared(t, steady::now() + std::chrono::seconds(30));
+        crossing_reader r{std::string(rest), std::move(fds)};
+        return cross_load<serializer, T>(r);
     }
 
     /// Puts `v`, or queue_full if there was no room before `deadline` (queue_shut_down if

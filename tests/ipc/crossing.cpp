@@ -131,3 +131,97 @@ TEMPLATE_TEST_CASE("a closed queue or pipe end cannot cross: start() says so", "
     CHECK_THROWS_WITH(p2.start(), Catch::Contains("handle is closed"));
     CHECK(active_children().empty());
 }
+
+// Objects with descriptors put in a queue (Python: a Connection put in a Queue, through
+// multiprocessing.resource_sharer): the sender keeps duplicates of the descriptors under a
+// ticket, the receiver takes them from it, once.
+template <class Ctx, class Transport>
+void objects_through_a_queue() {
+    INFO(Transport::name);
+    using carrier = basic_queue<std::pair<connection<std::string>, basic_queue<int, Transport>>, Transport>;
+    carrier jobs;
+    basic_simple_queue<int, Transport> done;
+    test::process_t<Ctx> worker(
+        [](carrier j, basic_simple_queue<int, Transport> d) {
+            for (int k = 0; k < 3; ++k) {
+                auto [reply, results] = j.get(); // objects this process was never given
+                reply.send("reply " + std::to_string(k));
+                results.put(k * 10);
+            }
+            d.put(1);
+            std::_Exit(0);
+        },
+        jobs, done);
+    worker.start();
+    for (int k = 0; k < 3; ++k) {
+        auto [r, w] = multiproc::pipe<std::string>(false);
+        basic_queue<int, Transport> results;
+        jobs.put({w, results});
+        w.close(); // the worker's copy is its own: the parent's close does not end it
+        CHECK(r.recv() == "reply " + std::to_string(k));
+        CHECK(results.get(30s) == k * 10);
+    }
+    CHECK(done.get() == 1);
+    worker.join();
+    CHECK(worker.exitcode() == 0);
+    CHECK(detail::resource_sharer::kept() == 0); // every share taken, none left behind
+}
+
+TEMPLATE_TEST_CASE("connections and queues put in a queue reach a process of every start method",
+                   "[queue][crossing][sharer]", START_METHODS) {
+    test::warm_up<TestType>();
+    test::baseline base;
+    objects_through_a_queue<TestType, transport::shm>();
+    objects_through_a_queue<TestType, transport::pipe>();
+    base.check();
+}
+
+#if MULTIPROC_TEST_ONCE
+TEST_CASE("a queue message with descriptors: a put that fails keeps nothing, a sender gone is named",
+          "[queue][crossing][sharer]") {
+    test::baseline base;
+    {
+        basic_queue<connection<int>> q(1);
+        auto [r, w] = multiproc::pipe<int>();
+        q.put(w);
+        CHECK(detail::resource_sharer::kept() == 1);
+        CHECK_THROWS_AS(q.put_nowait(r), queue_full); // no room: its share is withdrawn
+        CHECK(detail::resource_sharer::kept() == 1);
+        auto w2 = q.get();
+        CHECK(detail::resource_sharer::kept() == 0);
+        w2.send(5);
+        CHECK(r.recv() == 5);
+        // Vectors of them, with none: no share at all.
+        basic_queue<std::vector<connection<int>>> many;
+        many.put({});
+        CHECK(detail::resource_sharer::kept() == 0);
+        CHECK(many.get().empty());
+        many.put({r, w, r});
+        auto three = many.get();
+        REQUIRE(three.size() == 3);
+        three[1].send(6);
+        CHECK(three[2].recv() == 6);
+    }
+    {
+        // A forked child puts a connection end and ends before anyone takes it: the get
+        // names the sender and says that the descriptors ended with it.
+        basic_queue<connection<int>> q;
+        multiproc::basic_process<start::fork> p([](basic_queue<connection<int>> q) {
+            auto [r, w] = multiproc::pipe<int>();
+            q.put(w);
+            std::_Exit(0);
+        }, q);
+        p.start();
+        p.join();
+        CHECK(p.exitcode() == 0);
+        try {
+            (void)q.get(30s);
+            FAIL("got the descriptors of a process that has ended");
+        } catch (const os_error& e) {
+            CHECK_THAT(e.what(), Catch::Contains("pid " + std::to_string(*p.pid())) && Catch::Contains("has ended"));
+        }
+        CHECK(q.empty()); // the message was taken
+    }
+    base.check();
+}
+#endif

@@ -9,11 +9,15 @@
 #include <multiproc/detail/net/auth.hpp>
 #include <multiproc/pipe.hpp>
 #include <multiproc/process.hpp>
+#include <multiproc/queue.hpp>
 
 #include <cstdio>
 #include <fcntl.h>
+#include <atomic>
 #include <string>
 #include <sys/stat.h>
+#include <thread>
+#include <variant>
 #include <unistd.h>
 #include <vector>
 
@@ -436,6 +440,122 @@ TEMPLATE_TEST_CASE("send_handle and recv_handle pass a descriptor to another pro
     }
     base.check();
 }
+
+// wait() over queues: a queue is ready when a get would not wait. Its descriptor is only a
+// hint; what wait() reports is the queue's own state, so a message put and taken again in
+// between is no false answer, and one put while the waiter sleeps is never missed.
+template <class Q, class Ctx>
+void queue_wait_round_trips() {
+    Q to_child, to_parent, other;
+    test::process_t<Ctx> p(
+        [](Q in, Q out) {
+            for (;;) {
+                int v = in.get();
+                if (v < 0) std::_Exit(0);
+                out.put(v);
+            }
+        },
+        to_child, to_parent);
+    p.start();
+    CHECK(wait(std::vector{to_parent.reader(), other.reader()}, 0ms).empty());
+    // Each round: the parent asks, then sleeps in wait() until the child's answer is put
+    // (in many rounds the put comes while it sleeps; a lost wake-up would hang here).
+    for (int i = 0; i < 500; ++i) {
+        to_child.put(i);
+        auto ready = wait(std::vector{other.reader(), to_parent.reader()});
+        REQUIRE(ready.size() == 1);
+        REQUIRE(ready[0] == to_parent.reader());
+        REQUIRE(to_parent.get_nowait() == i);
+    }
+    CHECK(wait(std::vector{to_parent.reader(), other.reader()}, 10ms).empty());
+    to_child.put(-1);
+    p.join();
+    CHECK(p.exitcode() == 0);
+}
+
+TEMPLATE_TEST_CASE("wait: a queue's reader wakes the waiter when another process puts, over shm and pipes",
+                   "[listener][wait][queue]", START_METHODS) {
+    test::warm_up<TestType>();
+    test::baseline base;
+    queue_wait_round_trips<multiproc::basic_queue<int, transport::shm>, TestType>();
+    queue_wait_round_trips<multiproc::basic_queue<int, transport::pipe>, TestType>();
+    base.check();
+}
+
+#if MULTIPROC_TEST_ONCE
+TEST_CASE("wait: a queue is ready while it holds a message, once shut down, and once closed here",
+          "[listener][wait][queue]") {
+    multiproc::queue<int> q;
+    multiproc::basic_joinable_queue<std::string, transport::pipe> j;
+    multiproc::simple_queue<int> s;
+    CHECK(wait({q.reader(), j.reader(), s.reader()}, 0ms).empty());
+    q.put(1);
+    q.put(2);
+    auto ready = wait({q.reader(), j.reader(), s.reader()}, 0ms);
+    REQUIRE(ready.size() == 1);
+    CHECK(ready[0] == q.reader());
+    CHECK(q.get() == 1);
+    CHECK(wait({q.reader()}, 0ms).size() == 1); // a level, not an edge: one message is left
+    CHECK(q.get() == 2);
+    CHECK(wait({q.reader(), j.reader()}, 20ms).empty()); // put and taken: no longer ready
+    // Queues themselves are waitable, as their readers are.
+    s.put(7);
+    CHECK(wait({s}, 0ms).size() == 1);
+    CHECK(s.get() == 7);
+    // Shut down: a get raises at once, so the queue is ready.
+    j.shutdown();
+    ready = wait({q.reader(), j.reader()});
+    REQUIRE(ready.size() == 1);
+    CHECK(ready[0] == j.reader());
+    CHECK_THROWS_AS(j.get(), queue_shut_down);
+    // Closed in this process: a reader made before is ready (get raises value_error).
+    auto r = q.reader();
+    q.close();
+    CHECK(r.fileno() == -1);
+    CHECK(r.ready());
+    CHECK(wait({r}, 0ms).size() == 1);
+    CHECK_THROWS_AS(q.reader(), value_error);
+}
+
+TEST_CASE("wait: two threads waiting on one queue both wake for one message", "[listener][wait][queue]") {
+    multiproc::basic_queue<int, transport::pipe> q;
+    std::atomic<int> woke{0};
+    auto waiter = [&] {
+        if (wait({q.reader()}, 30s).size() == 1) woke.fetch_add(1);
+    };
+    std::thread a(waiter), b(waiter);
+    q.put(5);
+    a.join();
+    b.join();
+    CHECK(woke.load() == 2);
+    CHECK(q.get() == 5);
+}
+
+TEST_CASE("wait: connections, queues and descriptors together, as variants", "[listener][wait][queue]") {
+    using item = std::variant<connection<int>, queue_reader, int, multiproc::queue<int>>;
+    auto [r, w] = multiproc::pipe<int>();
+    multiproc::queue<int> q, q2;
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    std::vector<item> all{r, q.reader(), fds[0], q2};
+    CHECK(wait(all, 0ms).empty());
+    q2.put(3);
+    REQUIRE(::write(fds[1], "x", 1) == 1);
+    auto ready = wait(all, 5s);
+    REQUIRE(ready.size() == 2);
+    CHECK(ready[0].index() == 2);
+    CHECK(ready[1].index() == 3);
+    w.send(9);
+    q.put(4);
+    ready = wait(all);
+    REQUIRE(ready.size() == 4);
+    CHECK(std::get<connection<int>>(ready[0]).recv() == 9);
+    CHECK(q.get() == 4);
+    CHECK(q2.get() == 3);
+    ::close(fds[0]);
+    ::close(fds[1]);
+}
+#endif
 
 // Objects that cross by themselves (a connection end, a queue, a lock) sent through a
 // connection reach a process of each start method that did not have them: as Python sends

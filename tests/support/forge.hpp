@@ -160,10 +160,11 @@ ring_access queue_ring(const Queue& q) {
 }
 
 /// The descriptor producers of a stream queue (pipe, socketpair) write chunks to; valid
-/// while the queue is open in this process.
+/// while the queue is open in this process. (A queue crosses as: its region, its readiness
+/// eventfd, then its channel's read end and write end.)
 template <class Queue>
 int queue_write_fd(const Queue& q) {
-    return crossing_of(q).fds().at(2);
+    return crossing_of(q).fds().at(3);
 }
 
 /// A chunk as a stream queue's producer writes it: header (checksum that checks) and

@@ -250,4 +250,20 @@ inline std::optional<crossing_reader> recv_message(int sock, const std::string& 
     return crossing_reader(std::move(bytes), std::move(fds));
 }
 
+/// Whether T crosses with descriptors: an object that crosses by itself (a connection, a
+/// queue, a lock, shared memory), a std::vector of those, or a tuple or pair holding one
+/// (the rest of it data for S), as the arguments of a spawned process.
+template <class T, class S>
+inline constexpr bool crosses_with_descriptors = crosses_itself<T> || crossing_vector<T> || crossing_tuple<S, T>;
+
+/// Whether a connection or a queue can carry T: a type that crosses with descriptors, or
+/// data for S.
+template <class T, class S>
+constexpr bool can_carry() {
+    if constexpr (crosses_with_descriptors<T, S>)
+        return true;
+    else
+        return check_serializable<T, S>();
+}
+
 } MULTIPROC_ABI_END } // namespace multiproc::detail

@@ -18,6 +18,7 @@
 #include <multiproc/detail/codec/crossing_io.hpp>
 #include <multiproc/detail/util/function_ref.hpp>
 #include <multiproc/detail/os/futex.hpp>
+#include <multiproc/detail/os/sys.hpp>
 #include <multiproc/detail/sync/robust_mutex.hpp>
 #include <multiproc/detail/os/shared_region.hpp>
 #include <multiproc/error.hpp>
@@ -104,6 +105,7 @@ struct queue_control {
     notifier slots;                              // a get made room (bounded queues)
     notifier tasks;                              // task_done() or a settled dispute (join)
     alignas(64) std::atomic<std::uint32_t> shut; // a shutdown_state; never goes back
+    std::atomic<std::uint32_t> watchers;         // wait() calls watching the queue's readiness
 };
 
 /// Whether a queue was shut down (Python 3.13: Queue.shutdown): puts are refused from
@@ -137,17 +139,48 @@ public:
         ctl_->wlock.init();
         ctl_->rlock.init();
         ch_.bind(static_cast<std::byte*>(region_.data()) + head, true);
+        ready_.reset(sys::eventfd(0, EFD_NONBLOCK));
+        if (!ready_) sys::fail("eventfd for a queue's readiness (wait)");
     }
 
-    /// For a spawn or forkserver child: the shared region's descriptor, then the channel.
+    /// For a spawn or forkserver child: the shared region's descriptor, the readiness
+    /// eventfd, then the channel.
     void cross_out(crossing_writer& w) const {
         w.put_fd(region_.fd());
+        w.put_fd(ready_.get());
         ch_.cross_out(w);
     }
     /// In the child: the same queue, mapped from what cross_out sent.
     static queue_core cross_in(crossing_reader& r) {
         auto fd = r.take_fd();
-        return queue_core(shared_region::attach(fd.release()), Channel::cross_in(r));
+        auto ready = r.take_fd();
+        return queue_core(shared_region::attach(fd.release()), std::move(ready), Channel::cross_in(r));
+    }
+
+    // ---- readiness, for wait() ------------------------------------------------------------
+    //
+    // `ready_` is an eventfd that polls readable when a get may not have to wait. Producers
+    // (and shutdown, and the repairs that complete a message) add to it after publishing,
+    // but only while some wait() watches (`watchers`), so puts pay one fence and one load
+    // otherwise. A watcher raises `watchers` before it looks at the counts, a producer
+    // publishes before it looks at `watchers` (both sequentially consistent), so one of
+    // them sees the other: no wake-up is lost. The eventfd is a hint: a watcher that polls
+    // it readable resets it and asks ready() (and signals it again for the other watchers
+    // when the answer is yes), so a stale count costs one look, never a false answer.
+
+    /// The eventfd wait() polls.
+    [[nodiscard]] int ready_fd() const noexcept { return ready_.get(); }
+    /// Whether a get would not wait now: a message is in the queue, or it is shut down.
+    [[nodiscard]] bool ready_now() const noexcept { return qsize() > 0 || shutdown_state() != shut_open; }
+    /// A wait() starts (`+1`) or stops (`-1`) watching this queue.
+    void watch(int delta) const noexcept {
+        ctl_->watchers.fetch_add(static_cast<std::uint32_t>(delta), std::memory_order_seq_cst);
+    }
+    /// A watcher found the eventfd readable: resets it, and keeps it readable for the other
+    /// watchers when the queue is ready.
+    void rearm() const noexcept {
+        (void)sys::eventfd_drain(ready_.get());
+        if (ready_now()) (void)sys::eventfd_signal(ready_.get());
     }
 
     [[nodiscard]] std::int64_t maxsize() const noexcept { return ctl_->maxsize; }
@@ -185,6 +218,7 @@ public:
         }
         ch_.interrupt();
         ctl_->slots.notify_all();
+        tell_watchers();
         if (!immediate) return;
         std::uint64_t dropped = 0;
         while (take_next([](std::span<const std::byte>) {}, std::nullopt, true)) ++dropped;
@@ -407,6 +441,14 @@ private:
         const writer_state& ws = ctl_->w.get();
         ctl_->puts_pub.store(ws.puts, std::memory_order_release);
         ctl_->disputed_pub.store(ws.disputed, std::memory_order_release);
+        tell_watchers();
+    }
+
+    /// After publishing a count that can make the queue ready: wakes the wait() calls
+    /// watching it, if any (see ready_fd()).
+    void tell_watchers() const noexcept {
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        if (ctl_->watchers.load(std::memory_order_relaxed) != 0) (void)sys::eventfd_signal(ready_.get());
     }
 
     void write_nop() {
@@ -460,6 +502,7 @@ private:
         ctl_->resolved_pub.store(rs.resolved, std::memory_order_release);
         ctl_->slots.notify_all();
         ctl_->tasks.notify_all();
+        tell_watchers();
     }
 
     template <class F>
@@ -472,7 +515,10 @@ private:
             ctl_->gets_pub.store(rs.gets, std::memory_order_release);
             if (ctl_->maxsize > 0) ctl_->slots.notify_all();
         }
-        if (rs.adjust != before.adjust) ctl_->adjust_pub.store(rs.adjust, std::memory_order_release);
+        if (rs.adjust != before.adjust) {
+            ctl_->adjust_pub.store(rs.adjust, std::memory_order_release);
+            tell_watchers();
+        }
         if (rs.resolved != before.resolved) {
             ctl_->resolved_pub.store(rs.resolved, std::memory_order_release);
             ctl_->tasks.notify_all();
@@ -575,10 +621,12 @@ private:
             s.in_flight = 0;
         });
         ctl_->puts_pub.store(ctl_->w.get().puts, std::memory_order_release);
+        tell_watchers();
         return {op_status::done};
     }
 
-    queue_core(shared_region region, Channel ch) : ch_(std::move(ch)), region_(std::move(region)) {
+    queue_core(shared_region region, sys::unique_fd ready, Channel ch)
+        : ch_(std::move(ch)), region_(std::move(region)), ready_(std::move(ready)) {
         std::size_t head = align_up(sizeof(queue_control), 4096);
         if (region_.size() < head + ch_.shared_bytes())
             detail::raise(serialization_error("multiproc: a queue sent to the child is smaller than its channel needs"));
@@ -589,6 +637,7 @@ private:
     Channel ch_;
     shared_region region_;
     queue_control* ctl_ = nullptr;
+    sys::unique_fd ready_; // readable when a get may not wait, while watched (ready_fd())
 };
 
 } MULTIPROC_ABI_END } // namespace multiproc::detail
