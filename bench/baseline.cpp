@@ -668,11 +668,12 @@ int main(int argc, char** argv) {
     else if (fig == "listener") fig_queue(pick(2'000'000), variant); // a Unix stream socket, or TCP over loopback
     else if (fig == "manager") fig_apply(pick(20'000), "pipe"); // a blocking request and reply: one manager call
     else if (fig == "transfer") fig_transfer(pick(64), variant);
+    else if (fig == "typed_transfer") fig_transfer(pick(64), variant); // the same raw limit
     else if (fig == "start") fig_start(pick(200), variant, "/proc/self/exe");
     else if (fig == "speedup") fig_speedup(pick(60'000));
     else if (fig == "compile") fig_compile(pick(3));
     else {
-        std::fprintf(stderr, "usage: %s map|imap_unordered|apply|queue|connection|transfer|start|speedup|compile [variant] [scale]\n", argv[0]);
+        std::fprintf(stderr, "usage: %s map|imap_unordered|apply|queue|connection|transfer|typed_transfer|start|speedup|compile [variant] [scale]\n", argv[0]);
         return 2;
     }
 }

@@ -214,14 +214,19 @@ def _send(conn, n):
     conn.close()
 
 
-def fig_transfer(mib):
+def _send_typed(conn, n):
+    conn.send(b"y" * n)
+    conn.close()
+
+
+def fig_transfer(mib, typed=False):
     n = mib << 20
     r, w = mp.Pipe(duplex=False)
-    p = mp.Process(target=_send, args=(w, n))
+    p = mp.Process(target=_send_typed if typed else _send, args=(w, n))
     p.start()
     w.close()
     t0 = time.perf_counter()
-    data = r.recv_bytes()
+    data = r.recv() if typed else r.recv_bytes()
     s = time.perf_counter() - t0
     p.join()
     assert len(data) == n
@@ -281,12 +286,14 @@ def main():
         fig_listener(pick(200_000), variant == "tcp")
     elif fig == "transfer":
         fig_transfer(pick(64))
+    elif fig == "typed_transfer":
+        fig_transfer(pick(64), True)
     elif fig == "start":
         fig_start(pick(30 if variant == "fork" else 10), variant or "fork")
     elif fig == "speedup":
         fig_speedup(pick(60_000))
     else:
-        sys.exit("usage: bench.py map|imap_unordered|apply|submit|threadpool|queue|connection|listener|manager|transfer|start|speedup [variant] [scale]")
+        sys.exit("usage: bench.py map|imap_unordered|apply|submit|threadpool|queue|connection|listener|manager|transfer|typed_transfer|start|speedup [variant] [scale]")
 
 
 if __name__ == "__main__":

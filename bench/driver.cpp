@@ -79,6 +79,11 @@ const std::vector<figure>& figures() {
         {"transfer", "socketpair", "64 MiB transfer", 4, "", nullptr},
         {"transfer", "shm", "64 MiB transfer", 4, ">= 0.7x memcpy",
          [](double m, auto, auto b) { return b ? std::optional<bool>(m >= 0.7 * *b) : std::nullopt; }},
+        // Issue 20 item 2: the same 64 MiB as a typed message (send(vector) / recv(); CPython:
+        // Connection.send(bytes) / recv(), pickled); the baseline is the raw transfer's.
+        {"typed_transfer", "pipe", "64 MiB typed vector", 4, "", nullptr},
+        {"typed_transfer", "socketpair", "64 MiB typed vector", 4, "", nullptr},
+        {"typed_transfer", "shm", "64 MiB typed vector", 4, "", nullptr},
         {"start", "fork", "process start + join", 5, "<= 1.5x limit",
          [](double m, auto, auto b) { return b ? std::optional<bool>(m <= 1.5 * *b) : std::nullopt; }},
         {"start", "spawn", "process start + join", 3, "<= 1.5x limit",

@@ -217,16 +217,20 @@ void fig_manager(long n) {
 #endif
 
 // One message of `mib` MiB from a child to this process (send_bytes / recv_bytes_into a
-// buffer allocated beforehand).
+// buffer allocated beforehand; `typed`: send(vector) / recv() -> vector, serialized, the
+// receiver's vector made by the decoder).
 template <class Transport>
-void fig_transfer(long mib) {
+void fig_transfer(long mib, bool typed = false) {
     const std::size_t n = static_cast<std::size_t>(mib) << 20;
     auto [r, w] = multiproc::pipe<std::vector<std::byte>, Transport>(false);
     std::vector<std::byte> buf(n, std::byte{'y'});
     multiproc::event go;
     multiproc::process p([&] {
         go.wait();
-        w.send_bytes(buf);
+        if (typed)
+            w.send(buf);
+        else
+            w.send_bytes(buf);
         w.close();
     });
     p.start();
@@ -236,7 +240,13 @@ void fig_transfer(long mib) {
     std::vector<std::byte> data(n);
     auto t0 = clock_type::now();
     go.set();
-    const std::size_t got = r.recv_bytes_into(data);
+    std::size_t got = 0;
+    if (typed) {
+        data = r.recv();
+        got = data.size();
+    } else {
+        got = r.recv_bytes_into(data);
+    }
     double s = seconds_since(t0);
     p.join();
     if (got != n || data[n / 2] != std::byte{'y'}) die("transfer: wrong data");
@@ -316,6 +326,9 @@ int main(int argc, char** argv) {
     else if (fig == "listener") fig_listener(pick(2'000'000), variant == "tcp");
     else if (fig == "manager") fig_manager(pick(20'000));
 #endif
+    else if (fig == "typed_transfer" && variant == "socketpair") fig_transfer<tr::socketpair>(pick(64), true);
+    else if (fig == "typed_transfer" && variant == "shm") fig_transfer<tr::shm>(pick(64), true);
+    else if (fig == "typed_transfer") fig_transfer<tr::pipe>(pick(64), true);
     else if (fig == "transfer" && variant == "socketpair") fig_transfer<tr::socketpair>(pick(64));
     else if (fig == "transfer" && variant == "shm") fig_transfer<tr::shm>(pick(64));
     else if (fig == "transfer") fig_transfer<tr::pipe>(pick(64));
@@ -325,7 +338,7 @@ int main(int argc, char** argv) {
     else if (fig == "speedup") fig_speedup(pick(60'000));
     else if (fig == "compile") fig_compile(pick(3));
     else {
-        std::fprintf(stderr, "usage: %s map|imap_unordered|apply|queue|connection|transfer|start|speedup|compile [variant] [scale]\n",
+        std::fprintf(stderr, "usage: %s map|imap_unordered|apply|queue|connection|transfer|typed_transfer|start|speedup|compile [variant] [scale]\n",
                      argv[0]);
         return 2;
     }

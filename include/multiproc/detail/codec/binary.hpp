@@ -411,6 +411,23 @@ void decode_variant(V& v, std::uint32_t index, R& r, std::index_sequence<I...>) 
     table[index](v, r);
 }
 
+/// Fills string or vector `v` with `n` elements stored as bytes. Elements of a byte type are
+/// copied once from where they are when the reader can say, not zero-filled by a resize
+/// first.
+template <class V, class R>
+void read_block_elements(V& v, std::size_t n, R& r) {
+    using E = typename V::value_type;
+    // (Only for the byte types, through which any storage may be read; others need memcpy.)
+    constexpr bool bytes = std::is_same_v<E, char> || std::is_same_v<E, unsigned char> || std::is_same_v<E, std::byte>;
+    if constexpr (bytes && requires { r.take(n); }) {
+        const E* first = reinterpret_cast<const E*>(r.take(n));
+        v.assign(first, first + n);
+    } else {
+        v.resize(n);
+        r.read(v.data(), n * sizeof(E));
+    }
+}
+
 template <class T, class R>
 void decode_into(T& v, R& r) {
     using U = std::remove_cv_t<T>;
@@ -423,14 +440,12 @@ void decode_into(T& v, R& r) {
     } else if constexpr (is_string<U>::value) {
         using C = typename U::value_type;
         std::size_t n = get_count(r, sizeof(C));
-        v.resize(n);
-        r.read(v.data(), n * sizeof(C));
+        read_block_elements(v, n, r);
     } else if constexpr (is_vector<U>::value) {
         using E = typename U::value_type;
         std::size_t n = get_count(r, min_size<E>());
         if constexpr (block<E>()) {
-            v.resize(n);
-            r.read(v.data(), n * sizeof(E));
+            read_block_elements(v, n, r);
         } else {
             v.clear();
             v.reserve(reservable<E>(n, r));

@@ -26,9 +26,9 @@ public:
     explicit vector_writer(std::vector<std::byte>& out) noexcept : out_(out) {}
     void write(const void* p, std::size_t n) {
         if (n == 0) return;
-        std::size_t at = out_.size();
-        out_.resize(at + n);
-        std::memcpy(out_.data() + at, p, n);
+        // insert, not resize + memcpy: the bytes are copied once, never zero-filled first.
+        const auto* b = static_cast<const std::byte*>(p);
+        out_.insert(out_.end(), b, b + n);
     }
 
 private:
@@ -75,6 +75,14 @@ public:
         left_ -= n;
     }
     [[nodiscard]] std::size_t remaining() const noexcept { return left_; }
+    /// The next `n` bytes where they are (valid while the message is), skipped over.
+    const std::byte* take(std::size_t n) {
+        const std::byte* at = p_;
+        if (n > left_) read(nullptr, n); // (raises)
+        p_ += n;
+        left_ -= n;
+        return at;
+    }
 
 private:
     const std::byte* p_;
