@@ -8,6 +8,9 @@
 #include <multiproc/queue.hpp>
 
 #include <cctype>
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
 #include <string>
 #include <tuple>
 
@@ -221,6 +224,45 @@ TEST_CASE("a queue message with descriptors: a put that fails keeps nothing, a s
             CHECK_THAT(e.what(), Catch::Contains("pid " + std::to_string(*p.pid())) && Catch::Contains("has ended"));
         }
         CHECK(q.empty()); // the message was taken
+    }
+    {
+        // The same when a grandchild made by fork still holds the ended sender's sharer
+        // socket (the kernel then accepts the connection for it): the sender's pid names
+        // the cause without waiting for the 30 s deadline.
+        basic_queue<connection<int>> q;
+        int hold[2], told[2];
+        REQUIRE(::pipe2(hold, O_CLOEXEC) == 0);
+        REQUIRE(::pipe2(told, O_CLOEXEC) == 0);
+        multiproc::basic_process<start::fork> p(
+            [](basic_queue<connection<int>> q, int hold_r, int hold_w, int told_w) {
+                auto [r, w] = multiproc::pipe<int>();
+                q.put(w); // this process's sharer now listens
+                const pid_t g = ::fork();
+                if (g == 0) { // holds the sharer's socket until the test closes `hold`
+                    ::close(hold_w); // (inherited: else it would never see the end)
+                    char c;
+                    (void)!::read(hold_r, &c, 1);
+                    ::_exit(0);
+                }
+                (void)!::write(told_w, &g, sizeof g);
+                std::_Exit(0);
+            },
+            q, hold[0], hold[1], told[1]);
+        p.start();
+        p.join();
+        ::close(hold[0]);
+        ::close(told[1]);
+        pid_t g = 0;
+        REQUIRE(::read(told[0], &g, sizeof g) == sizeof g);
+        ::close(told[0]);
+        const int gfd = detail::sys::pidfd_open(g);
+        REQUIRE(gfd >= 0);
+        // ("has ended": named by the pid; the deadline would say "does not answer")
+        CHECK_THROWS_WITH(q.get(30s), Catch::Contains("pid " + std::to_string(*p.pid())) && Catch::Contains("has ended"));
+        ::close(hold[1]); // the grandchild ends
+        pollfd pf{gfd, POLLIN, 0};
+        CHECK(::poll(&pf, 1, 30000) == 1);
+        ::close(gfd);
     }
     base.check();
 }

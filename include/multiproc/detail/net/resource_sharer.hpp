@@ -35,6 +35,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -145,6 +146,7 @@ private:
         std::string name;    // its abstract name
         std::thread thread;  // serving it
         std::map<std::array<std::byte, 16>, std::vector<sys::unique_fd>> kept;
+        state* inherited = nullptr; // the parent's, copied by fork (kept reachable, unused)
     };
 
     /// This process's state. (Never destroyed: the thread may serve until the process
@@ -161,7 +163,9 @@ private:
         std::lock_guard<std::mutex> g(swap); // (in a forked child: only this thread is here)
         s = current.load(std::memory_order_acquire);
         if (s && owner.load(std::memory_order_acquire) == me) return *s;
-        s = new state;
+        state* fresh = new state;
+        fresh->inherited = s;
+        s = fresh;
         current.store(s, std::memory_order_release);
         owner.store(me, std::memory_order_release);
         return *s;
@@ -252,6 +256,25 @@ private:
     }
 };
 
+/// Waits until the sharer's answer on `c` can be read. A connection can be accepted by the
+/// kernel on behalf of a sharer socket that a child made by fork still holds after the
+/// sharer's process ended: its pid is looked at every 100 ms, so that case is named at once
+/// instead of after the deadline.
+inline void wait_for_sharer(int c, std::uint32_t pid, steady::time_point deadline, const std::string& who) {
+    for (;;) {
+        pollfd p{c, POLLIN, 0};
+        const auto slice = std::min(deadline, steady::now() + std::chrono::milliseconds(100));
+        if (sys::poll_until(&p, 1, slice, false) > 0) return;
+        if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)
+            detail::raise(os_error("multiproc: cannot take the descriptors of a queue message: " + who +
+                                       " has ended, and they ended with it",
+                                   ESRCH));
+        if (steady::now() >= deadline)
+            detail::raise(os_error("multiproc: cannot take the descriptors of a queue message: " + who + " does not answer",
+                                   ETIMEDOUT));
+    }
+}
+
 /// Takes the descriptors `t` names from the process that shared them, waiting at most
 /// until `deadline` for its answer. `os_error` naming the process if it has ended (its
 /// descriptors ended with it) or does not answer; `value_error` if it does not know the
@@ -275,10 +298,7 @@ inline std::vector<sys::unique_fd> claim_shared(const share_ticket& t, steady::t
     if (!seqpacket_exchange(c.get(), const_cast<std::byte*>(t.token.data()), t.token.size(), true))
         sys::fail("send of a share ticket to " + who);
     while (out.size() < t.count) {
-        pollfd p{c.get(), POLLIN, 0};
-        const int n = sys::poll_until(&p, 1, deadline, false);
-        if (n == 0)
-            detail::raise(os_error("multiproc: cannot take the descriptors of a queue message: " + who + " does not answer", ETIMEDOUT));
+        wait_for_sharer(c.get(), t.pid, deadline, who);
         std::uint32_t said = 0;
         iovec iov{&said, sizeof said};
         msghdr m{};
@@ -298,11 +318,9 @@ inline std::vector<sys::unique_fd> claim_shared(const share_ticket& t, steady::t
     if (out.size() != t.count) detail::raise(serialization_error("multiproc: " + who + " sent more descriptors than the message names"));
     // Its end: by then the sender has closed its duplicates (and stopped its sharer if
     // nothing else is kept), so what it holds is settled when this returns.
-    pollfd p{c.get(), POLLIN, 0};
-    if (sys::poll_until(&p, 1, deadline, false) > 0) {
-        std::uint32_t end = 1;
-        (void)seqpacket_exchange(c.get(), &end, sizeof end, false);
-    }
+    wait_for_sharer(c.get(), t.pid, deadline, who);
+    std::uint32_t end = 1;
+    (void)seqpacket_exchange(c.get(), &end, sizeof end, false);
     return out;
 }
 
