@@ -219,7 +219,7 @@ private:
                     fds = std::move(it->second);
                     s->kept.erase(it);
                     found = true;
-                    // The last one: the sharer stops here, before the receiver hears the end.
+                    // The last one: the sharer stops here, before the receiver sees the end.
                     if (s->kept.empty()) {
                         s->sock = -1;
                         sys::close(sock);
@@ -228,9 +228,10 @@ private:
                 }
             }
             send_kept(c.get(), found, fds);
-            fds.clear(); // the duplicates are closed before the end is said
-            std::uint32_t end = 0;
-            (void)seqpacket_exchange(c.get(), &end, sizeof end, true);
+            // The end is said by closing the connection, after the duplicates: whoever
+            // waits for it sees this process hold nothing more of the share.
+            fds.clear();
+            c.reset();
             if (stop) return;
         }
     }
@@ -319,8 +320,9 @@ inline std::vector<sys::unique_fd> claim_shared(const share_ticket& t, steady::t
     // Its end: by then the sender has closed its duplicates (and stopped its sharer if
     // nothing else is kept), so what it holds is settled when this returns.
     wait_for_sharer(c.get(), t.pid, deadline, who);
-    std::uint32_t end = 1;
-    (void)seqpacket_exchange(c.get(), &end, sizeof end, false);
+    std::uint32_t extra = 0;
+    if (seqpacket_exchange(c.get(), &extra, sizeof extra, false))
+        detail::raise(serialization_error("multiproc: " + who + " sent more than the descriptors it said"));
     return out;
 }
 
