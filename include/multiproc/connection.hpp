@@ -532,13 +532,22 @@ std::vector<std::ranges::range_value_t<R>> wait(const R& objects,
     const auto queue_ready = [&] {
         return std::ranges::any_of(items, [](const detail::wait_item& i) { return i.queue && i.queue->ready(); });
     };
+    const bool queues = std::ranges::any_of(items, [](const detail::wait_item& i) { return i.queue.has_value(); });
     std::vector<std::ranges::range_value_t<R>> ready;
-    for (bool looked = queue_ready();;) {
-        // A queue found ready already (or after a hint) makes this only a look at the rest.
-        const bool now = looked || (deadline && detail::steady::now() >= *deadline);
-        const int n = detail::sys::poll_until(fds.data(), fds.size(), now ? detail::steady::now() : deadline.value_or(detail::steady::time_point{}),
-                                              !now && !deadline.has_value());
+    for (bool look_only = queue_ready();;) {
+        // A queue found ready makes this only a look at the rest. Queues are looked after
+        // every liveness_slice: a producer killed between putting a message and publishing
+        // it (or a shutdown killed half-way) leaves no hint, only a state to settle.
+        const auto now = detail::steady::now();
+        const bool expired = deadline && now >= *deadline;
+        auto until = deadline;
+        if (queues && (!until || *until > now + detail::liveness_slice)) until = now + detail::liveness_slice;
+        const int n = detail::sys::poll_until(fds.data(), fds.size(), look_only || expired ? now : until.value_or(now),
+                                              !look_only && !expired && !until.has_value());
         if (n < 0) detail::sys::fail("poll in wait");
+        if (n == 0 && !look_only)
+            for (const auto& it : items)
+                if (it.queue) detail::queue_reader_access::look(*it.queue);
         std::size_t i = 0;
         for (const auto& x : objects) {
             const auto& it = items[i];
@@ -550,8 +559,8 @@ std::vector<std::ranges::range_value_t<R>> wait(const R& objects,
                 ready.push_back(x);
             }
         }
-        if (!ready.empty() || now) return ready;
-        looked = false; // only stale hints: wait on
+        if (!ready.empty() || expired || (deadline && detail::steady::now() >= *deadline)) return ready;
+        look_only = false; // stale hints, or another consumer was first: wait on
     }
 }
 

@@ -52,6 +52,7 @@ private:
         bool (*ready)(const void*) noexcept;
         void (*watch)(const void*, int) noexcept;
         void (*rearm)(const void*) noexcept;
+        void (*look)(const void*) noexcept;
     };
     queue_reader(std::shared_ptr<const void> s, const ops_t* ops) noexcept : s_(std::move(s)), ops_(ops) {}
     std::shared_ptr<const void> s_; // the queue's std::optional<queue_core<...>>
@@ -74,11 +75,21 @@ struct queue_reader_access {
             [](const void* p) noexcept {
                 if (auto c = live<Core>(p)) c->rearm();
             },
+            [](const void* p) noexcept {
+                if (auto c = live<Core>(p)) {
+                    MULTIPROC_TRY {
+                        const_cast<Core*>(c)->look_after_writer();
+                    } MULTIPROC_CATCH_ALL {
+                        // (a repair that fails now is tried again by the next put or look)
+                    }
+                }
+            },
         };
         return queue_reader(std::move(s), &ops);
     }
     static void watch(const queue_reader& r, int delta) noexcept { r.ops_->watch(r.s_.get(), delta); }
     static void rearm(const queue_reader& r) noexcept { r.ops_->rearm(r.s_.get()); }
+    static void look(const queue_reader& r) noexcept { r.ops_->look(r.s_.get()); }
 
 private:
     template <class Core>
@@ -109,7 +120,8 @@ public:
     /// Releases this process's hold on the queue (its descriptors and mapping), for every
     /// copy of it here; put and get then raise `value_error`. Other processes, and messages
     /// already put, are unaffected (Python: Queue.close()). Closing twice is harmless; do
-    /// not close a queue while another thread of this process uses it.
+    /// not close a queue while another thread of this process uses it (a `wait()` on it
+    /// counts as using it).
     void close() noexcept {
         if (s_) s_->reset();
     }

@@ -8,8 +8,12 @@
 #include <multiproc/queue.hpp>
 
 #include <cctype>
+#include <cstddef>
+#include <cstring>
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <string>
 #include <tuple>
@@ -226,9 +230,10 @@ TEST_CASE("a queue message with descriptors: a put that fails keeps nothing, a s
         CHECK(q.empty()); // the message was taken
     }
     {
-        // The same when a grandchild made by fork still holds the ended sender's sharer
-        // socket (the kernel then accepts the connection for it): the sender's pid names
-        // the cause without waiting for the 30 s deadline.
+        // The same when a grandchild made by fork was made while the sender's sharer ran:
+        // the fork handlers close the grandchild's copy of the socket, and if a copy were
+        // kept anyway (a process made without fork()), the sender's pid would still name
+        // the end, not the 30 s deadline.
         basic_queue<connection<int>> q;
         int hold[2], told[2];
         REQUIRE(::pipe2(hold, O_CLOEXEC) == 0);
@@ -263,6 +268,23 @@ TEST_CASE("a queue message with descriptors: a put that fails keeps nothing, a s
         pollfd pf{gfd, POLLIN, 0};
         CHECK(::poll(&pf, 1, 30000) == 1);
         ::close(gfd);
+    }
+    {
+        // Abstract names have no permissions: a socket at the sharer's name that is not the
+        // sender's (here: this process's, while the ticket names another pid) is refused.
+        detail::share_ticket t;
+        t.pid = static_cast<std::uint32_t>(::getppid());
+        t.count = 1;
+        t.name = "multiproc-test-impostor-" + std::to_string(::getpid());
+        detail::sys::unique_fd l(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+        sockaddr_un a{};
+        a.sun_family = AF_UNIX;
+        std::memcpy(a.sun_path + 1, t.name.data(), t.name.size());
+        REQUIRE(::bind(l.get(), reinterpret_cast<sockaddr*>(&a),
+                       static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + t.name.size())) == 0);
+        REQUIRE(::listen(l.get(), 4) == 0);
+        CHECK_THROWS_WITH(detail::claim_shared(t, detail::steady::now() + 5s),
+                          Catch::Contains("another process (pid " + std::to_string(::getpid())));
     }
     base.check();
 }

@@ -27,8 +27,10 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <new>
 #include <span>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -90,7 +92,10 @@ inline bool seqpacket_exchange(int fd, void* p, std::size_t n, bool send) noexce
 /// The sharer of this process: a socket, a thread serving it, and the descriptors kept.
 /// It runs only while it keeps something: whoever takes or withdraws the last share stops
 /// it, and the receiver's claim returns only after that, so a process that has handed
-/// everything over holds no socket, thread or duplicate of its own any more.
+/// everything over holds no socket, thread or duplicate of its own any more. Around fork
+/// (pthread_atfork) the state is locked, and a child closes what it inherited of it (the
+/// socket, the duplicates, a connection being answered): the thread is not in the child,
+/// and the shares are the parent's to hand over.
 class resource_sharer {
 public:
     /// Keeps duplicates of `fds` (the caller keeps its own) until a receiver takes them;
@@ -107,7 +112,7 @@ public:
         if (sys::getrandom_all(t.token.data(), t.token.size()) != 0) sys::fail("getrandom for a share ticket");
         state& s = here();
         std::unique_lock<std::mutex> g(s.m);
-        if (s.sock < 0) start(s, g);
+        if (s.sock < 0) start(s);
         t.pid = static_cast<std::uint32_t>(::getpid());
         t.name = s.name;
         s.kept.emplace(t.token, std::move(dups));
@@ -142,37 +147,42 @@ public:
 private:
     struct state {
         std::mutex m;
-        int sock = -1;       // listening (SOCK_SEQPACKET) while the sharer runs, else -1
-        std::string name;    // its abstract name
-        std::thread thread;  // serving it
+        int sock = -1;      // listening (SOCK_SEQPACKET) while the sharer runs, else -1
+        int answering = -1; // the connection the thread is answering, else -1
+        std::string name;   // the socket's abstract name
+        std::thread thread; // serving it
         std::map<std::array<std::byte, 16>, std::vector<sys::unique_fd>> kept;
-        state* inherited = nullptr; // the parent's, copied by fork (kept reachable, unused)
     };
 
-    /// This process's state. (Never destroyed: the thread may serve until the process
-    /// ends.) A state copied by fork belongs to the parent (its mutex may have been held by
-    /// a thread that is not here, and that thread is not here): a fresh one replaces it,
-    /// and the copy is left alone, its descriptors inherited as all others are.
+    /// This process's state (never destroyed: the thread may serve until the process ends).
     static state& here() {
-        static std::atomic<state*> current{nullptr};
-        static std::atomic<pid_t> owner{0};
-        static std::mutex swap;
-        const pid_t me = ::getpid();
-        state* s = current.load(std::memory_order_acquire);
-        if (s && owner.load(std::memory_order_acquire) == me) return *s;
-        std::lock_guard<std::mutex> g(swap); // (in a forked child: only this thread is here)
-        s = current.load(std::memory_order_acquire);
-        if (s && owner.load(std::memory_order_acquire) == me) return *s;
-        state* fresh = new state;
-        fresh->inherited = s;
-        s = fresh;
-        current.store(s, std::memory_order_release);
-        owner.store(me, std::memory_order_release);
+        static state* const s = new state; // (reachable: not a leak)
         return *s;
     }
 
-    /// Starts the sharer (the caller holds `g`, the state's lock).
-    static void start(state& s, std::unique_lock<std::mutex>&) {
+    // Around fork: the state's lock is held, so no thread is inside it when the child is
+    // copied; the child closes its copies of the parent's socket, duplicates and answering
+    // connection and forgets the thread (its handle is left as it was copied: the thread
+    // is not in this process, so neither join nor detach may touch it).
+    static void before_fork() noexcept { here().m.lock(); }
+    static void after_fork_in_parent() noexcept { here().m.unlock(); }
+    static void after_fork_in_child() noexcept {
+        state& s = here();
+        if (s.sock >= 0) sys::close(std::exchange(s.sock, -1));
+        if (s.answering >= 0) sys::close(std::exchange(s.answering, -1));
+        s.kept.clear();
+        new (&s.thread) std::thread(); // (the copied handle names no thread here)
+        s.m.unlock();
+    }
+
+public:
+    /// Registered once per program (see the fork handlers above).
+    static inline const int fork_handlers = sys::at_fork(before_fork, after_fork_in_parent, after_fork_in_child);
+
+private:
+    /// Starts the sharer (the caller holds the state's lock).
+    static void start(state& s) {
+        (void)fork_handlers;
         if (s.thread.joinable()) s.thread.detach(); // a thread that stopped itself, ending
         sys::unique_fd fd(sys::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
         if (!fd) sys::fail("socket for the resource sharer");
@@ -183,7 +193,12 @@ private:
         const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
         if (sys::bind(fd.get(), reinterpret_cast<const sockaddr*>(&a), len) != 0) sys::fail("bind of the resource sharer");
         if (sys::listen(fd.get(), 64) != 0) sys::fail("listen of the resource sharer");
-        s.thread = std::thread(serve, &s, fd.get()); // (std::system_error without a thread)
+        MULTIPROC_TRY {
+            s.thread = std::thread(serve, &s, fd.get());
+        } MULTIPROC_CATCH(const std::system_error&, e) {
+            detail::raise(os_error(std::string("multiproc: cannot start the resource sharer's thread: ") + e.what(),
+                                   e.code().value()));
+        }
         s.sock = fd.release();
         s.name = std::move(name);
     }
@@ -197,6 +212,7 @@ private:
             {
                 std::lock_guard<std::mutex> g(s->m);
                 if (s->sock != sock) return; // stopped by withdraw()
+                if (c) s->answering = c.get();
             }
             if (!c) {
                 if (e == EBADF || e == ENOTSOCK) return;
@@ -204,53 +220,60 @@ private:
                 (void)sys::poll_for(&none, 1, 10'000'000); // out of descriptors or memory: later
                 continue;
             }
-            ucred who{};
-            if (sys::peer_credentials(c.get(), &who) != 0 || who.uid != ::geteuid()) continue;
+            if (answer(*s, c, sock)) return;
+        }
+    }
+
+    /// Answers one connection and closes it: the descriptors of the ticket it sends, then
+    /// end of file (or ~0u for a ticket it does not know). The share stays in `kept` while
+    /// it is sent, so that a fork meanwhile finds it there; it is erased (its duplicates
+    /// closed), then the connection closed, then the receiver sees the end. True if that
+    /// was the last share: the sharer has stopped (its socket is closed).
+    static bool answer(state& s, sys::unique_fd& conn, int sock) noexcept {
+        const int c = conn.get();
+        std::array<std::byte, 16> token{};
+        std::vector<int> raw;
+        bool found = false;
+        ucred who{};
+        if (sys::peer_credentials(c, &who) == 0 && who.uid == ::geteuid()) {
             const timeval limit{5, 0}; // a receiver that stalls does not hold up the others
-            (void)::setsockopt(c.get(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
-            (void)::setsockopt(c.get(), SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
-            std::array<std::byte, 16> token{};
-            if (!seqpacket_exchange(c.get(), token.data(), token.size(), false)) continue;
-            std::vector<sys::unique_fd> fds;
-            bool found = false, stop = false;
-            {
-                std::lock_guard<std::mutex> g(s->m);
-                if (auto it = s->kept.find(token); it != s->kept.end()) {
-                    fds = std::move(it->second);
-                    s->kept.erase(it);
+            (void)::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+            (void)::setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
+            if (seqpacket_exchange(c, token.data(), token.size(), false)) {
+                std::lock_guard<std::mutex> g(s.m);
+                if (auto it = s.kept.find(token); it != s.kept.end()) {
                     found = true;
-                    // The last one: the sharer stops here, before the receiver sees the end.
-                    if (s->kept.empty()) {
-                        s->sock = -1;
-                        sys::close(sock);
-                        stop = true;
-                    }
+                    for (const auto& fd : it->second) raw.push_back(fd.get());
                 }
             }
-            send_kept(c.get(), found, fds);
-            // The end is said by closing the connection, after the duplicates: whoever
-            // waits for it sees this process hold nothing more of the share.
-            fds.clear();
-            c.reset();
-            if (stop) return;
+            send_kept(c, found, raw);
         }
+        std::lock_guard<std::mutex> g(s.m);
+        bool stop = false;
+        if (found && s.kept.erase(token) != 0 && s.kept.empty() && s.sock == sock) { // the last one
+            s.sock = -1;
+            (void)::shutdown(sock, SHUT_RDWR); // (a copy a fork made would keep it listening)
+            sys::close(sock);
+            stop = true;
+        }
+        s.answering = -1;
+        conn.reset();
+        return stop;
     }
 
     /// Sends `fds` in messages of at most max_fds_per_message, each saying how many it has;
     /// one message of count ~0u if the ticket was unknown.
-    static void send_kept(int c, bool found, const std::vector<sys::unique_fd>& fds) noexcept {
+    static void send_kept(int c, bool found, const std::vector<int>& fds) noexcept {
         std::size_t at = 0;
         do {
             const std::size_t k = found ? std::min(fds.size() - at, max_fds_per_message) : 0;
             std::uint32_t said = found ? static_cast<std::uint32_t>(k) : ~0u;
-            std::vector<int> raw;
-            for (std::size_t i = 0; i < k; ++i) raw.push_back(fds[at + i].get());
             iovec iov{&said, sizeof said};
             msghdr m{};
             m.msg_iov = &iov;
             m.msg_iovlen = 1;
             rights_buffer room;
-            attach_rights(m, room, raw);
+            attach_rights(m, room, std::span<const int>(fds).subspan(at, k));
             if (sys::sendmsg(c, &m, 0) < 0) return;
             at += k;
         } while (found && at < fds.size());
@@ -290,12 +313,25 @@ inline std::vector<sys::unique_fd> claim_shared(const share_ticket& t, steady::t
     a.sun_family = AF_UNIX;
     std::memcpy(a.sun_path + 1, t.name.data(), t.name.size());
     const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + t.name.size());
+    // (A connect waits while the sharer's backlog is full: at most until the deadline.)
+    const auto left = std::max<std::chrono::microseconds>(
+        std::chrono::duration_cast<std::chrono::microseconds>(deadline - steady::now()), std::chrono::milliseconds(1));
+    const timeval limit{static_cast<time_t>(left.count() / 1'000'000), static_cast<suseconds_t>(left.count() % 1'000'000)};
+    (void)::setsockopt(c.get(), SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
     if (sys::connect(c.get(), reinterpret_cast<const sockaddr*>(&a), len) != 0) {
         const int e = errno;
         detail::raise(os_error("multiproc: cannot take the descriptors of a queue message: " + who +
                                    (e == ECONNREFUSED ? " has ended, and they ended with it" : " does not answer"),
                                e));
     }
+    // Abstract names have no permissions: once the sender has ended, any process could
+    // bind its name. The socket must be the sender's own (who called listen() on it).
+    ucred peer{};
+    if (sys::peer_credentials(c.get(), &peer) != 0 || peer.uid != ::geteuid() || peer.pid != static_cast<pid_t>(t.pid))
+        detail::raise(os_error("multiproc: cannot take the descriptors of a queue message: " + who +
+                                   " has ended, and another process (pid " + std::to_string(peer.pid) + ", uid " +
+                                   std::to_string(peer.uid) + ") answers at its sharer's name",
+                               ECONNREFUSED));
     if (!seqpacket_exchange(c.get(), const_cast<std::byte*>(t.token.data()), t.token.size(), true))
         sys::fail("send of a share ticket to " + who);
     while (out.size() < t.count) {
@@ -310,19 +346,34 @@ inline std::vector<sys::unique_fd> claim_shared(const share_ticket& t, steady::t
         const ssize_t r = sys::recvmsg(c.get(), &m, MSG_CMSG_CLOEXEC);
         const std::size_t before = out.size();
         if (r > 0) take_rights(m, out);
-        if (r < 0) sys::fail("recvmsg of descriptors from " + who);
-        if (r == 0) detail::raise(os_error("multiproc: cannot take the descriptors of a queue message: " + who + " ended while sending them", EPIPE));
+        if (r <= 0) { // the sharer's socket went away: with its process, or (ECONNRESET) before it accepted
+            const int e = r < 0 ? errno : EPIPE;
+            if (r < 0 && e != ECONNRESET) sys::fail("recvmsg of descriptors from " + who);
+            const bool ended = ::kill(static_cast<pid_t>(t.pid), 0) != 0 && errno == ESRCH;
+            detail::raise(os_error("multiproc: cannot take the descriptors of a queue message: " + who +
+                                       (ended ? " has ended, and they ended with it" : " stopped answering"),
+                                   e));
+        }
         if (said == ~0u) detail::raise(value_error("multiproc: " + who + " does not hold its descriptors any more (taken already)"));
-        if (r != sizeof said || (m.msg_flags & MSG_CTRUNC) || out.size() - before != said || said == 0)
+        if (m.msg_flags & MSG_CTRUNC)
+            detail::raise(os_error("multiproc: cannot take the descriptors of a queue message from " + who +
+                                       ": this process has no room for them (RLIMIT_NOFILE)",
+                                   EMFILE));
+        if (r != sizeof said || out.size() - before != said || said == 0)
             detail::raise(serialization_error("multiproc: " + who + " sent descriptors other than it said"));
     }
     if (out.size() != t.count) detail::raise(serialization_error("multiproc: " + who + " sent more descriptors than the message names"));
-    // Its end: by then the sender has closed its duplicates (and stopped its sharer if
-    // nothing else is kept), so what it holds is settled when this returns.
-    wait_for_sharer(c.get(), t.pid, deadline, who);
-    std::uint32_t extra = 0;
-    if (seqpacket_exchange(c.get(), &extra, sizeof extra, false))
-        detail::raise(serialization_error("multiproc: " + who + " sent more than the descriptors it said"));
+    // Its end of file: by then the sender has closed its duplicates (and stopped its sharer
+    // if nothing else is kept), so what it holds is settled when this returns. The
+    // descriptors are here already: the wait is bounded, and never fails the claim (a
+    // process that copied the connection without fork() -- so without the fork handlers
+    // that close it -- would hold the end back).
+    pollfd p{c.get(), POLLIN, 0};
+    if (sys::poll_until(&p, 1, std::min(deadline, steady::now() + std::chrono::seconds(1)), false) > 0) {
+        std::uint32_t extra = 0;
+        if (seqpacket_exchange(c.get(), &extra, sizeof extra, false))
+            detail::raise(serialization_error("multiproc: " + who + " sent more than the descriptors it said"));
+    }
     return out;
 }
 

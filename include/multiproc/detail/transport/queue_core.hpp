@@ -175,7 +175,14 @@ public:
     /// A wait() starts (`+1`) or stops (`-1`) watching this queue.
     void watch(int delta) const noexcept {
         ctl_->watchers.fetch_add(static_cast<std::uint32_t>(delta), std::memory_order_seq_cst);
+        // (The fence pairs with tell_watchers()'s: the counts read next cannot be older
+        // than a producer's that read `watchers` before this raised it.)
+        std::atomic_thread_fence(std::memory_order_seq_cst);
     }
+    /// For a watcher whose wait ran a liveness_slice without news: settles a put whose
+    /// producer died after its message got in but before it was published (the lock's
+    /// next holder would, and there may be none), which also wakes the watchers.
+    void look_after_writer() { check_writer(); }
     /// A watcher found the eventfd readable: resets it, and keeps it readable for the other
     /// watchers when the queue is ready.
     void rearm() const noexcept {
