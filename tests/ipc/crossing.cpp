@@ -198,6 +198,13 @@ TEST_CASE("a queue message with descriptors: a put that fails keeps nothing, a s
         CHECK(detail::resource_sharer::kept() == 0);
         w2.send(5);
         CHECK(r.recv() == 5);
+        // The only share withdrawn: the sharer stops (its thread joined, its socket closed;
+        // the descriptor baseline at the end checks that nothing of it is left).
+        basic_queue<std::vector<connection<int>>> one(1);
+        one.put({});
+        CHECK_THROWS_AS(one.put_nowait({r}), queue_full);
+        CHECK(detail::resource_sharer::kept() == 0);
+        CHECK(one.get().empty());
         // Vectors of them, with none: no share at all.
         basic_queue<std::vector<connection<int>>> many;
         many.put({});

@@ -91,8 +91,9 @@ inline bool seqpacket_exchange(int fd, void* p, std::size_t n, bool send) noexce
 
 /// The sharer of this process: a socket, a thread serving it, and the descriptors kept.
 /// It runs only while it keeps something: whoever takes or withdraws the last share stops
-/// it, and the receiver's claim returns only after that, so a process that has handed
-/// everything over holds no socket, thread or duplicate of its own any more. Around fork
+/// it, and the receiver's claim waits (at most 1 s once it has the descriptors) for the end
+/// of file that follows, so a process that has handed everything over holds no socket,
+/// thread or duplicate of its own any more. Around fork
 /// (pthread_atfork) the state is locked, and a child closes what it inherited of it (the
 /// socket, the duplicates, a connection being answered): the thread is not in the child,
 /// and the shares are the parent's to hand over.
@@ -130,10 +131,13 @@ public:
         // was stopped and ends; the socket is closed after, so its number is never reused
         // under it.
         const int sock = std::exchange(s.sock, -1);
+        s.stopping.push_back(sock); // (a fork meanwhile closes the child's copy)
         std::thread th = std::move(s.thread);
         (void)::shutdown(sock, SHUT_RDWR);
         g.unlock();
         if (th.joinable()) th.join();
+        g.lock();
+        std::erase(s.stopping, sock);
         sys::close(sock);
     }
 
@@ -149,6 +153,7 @@ private:
         std::mutex m;
         int sock = -1;      // listening (SOCK_SEQPACKET) while the sharer runs, else -1
         int answering = -1; // the connection the thread is answering, else -1
+        std::vector<int> stopping; // sockets withdraw() has stopped and not yet closed
         std::string name;   // the socket's abstract name
         std::thread thread; // serving it
         std::map<std::array<std::byte, 16>, std::vector<sys::unique_fd>> kept;
@@ -170,6 +175,8 @@ private:
         state& s = here();
         if (s.sock >= 0) sys::close(std::exchange(s.sock, -1));
         if (s.answering >= 0) sys::close(std::exchange(s.answering, -1));
+        for (int fd : s.stopping) sys::close(fd);
+        s.stopping.clear();
         s.kept.clear();
         new (&s.thread) std::thread(); // (the copied handle names no thread here)
         s.m.unlock();
@@ -256,7 +263,7 @@ private:
             sys::close(sock);
             stop = true;
         }
-        s.answering = -1;
+        if (s.answering == c) s.answering = -1; // (a stopped sharer's thread may overlap a new one's)
         conn.reset();
         return stop;
     }
@@ -318,7 +325,11 @@ inline std::vector<sys::unique_fd> claim_shared(const share_ticket& t, steady::t
         std::chrono::duration_cast<std::chrono::microseconds>(deadline - steady::now()), std::chrono::milliseconds(1));
     const timeval limit{static_cast<time_t>(left.count() / 1'000'000), static_cast<suseconds_t>(left.count() % 1'000'000)};
     (void)::setsockopt(c.get(), SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
-    if (sys::connect(c.get(), reinterpret_cast<const sockaddr*>(&a), len) != 0) {
+    int rc;
+    do // (with a send timeout, a signal makes connect fail with EINTR instead of restarting it)
+        rc = sys::connect(c.get(), reinterpret_cast<const sockaddr*>(&a), len);
+    while (rc != 0 && errno == EINTR && steady::now() < deadline);
+    if (rc != 0) {
         const int e = errno;
         detail::raise(os_error("multiproc: cannot take the descriptors of a queue message: " + who +
                                    (e == ECONNREFUSED ? " has ended, and they ended with it" : " does not answer"),
@@ -327,7 +338,8 @@ inline std::vector<sys::unique_fd> claim_shared(const share_ticket& t, steady::t
     // Abstract names have no permissions: once the sender has ended, any process could
     // bind its name. The socket must be the sender's own (who called listen() on it).
     ucred peer{};
-    if (sys::peer_credentials(c.get(), &peer) != 0 || peer.uid != ::geteuid() || peer.pid != static_cast<pid_t>(t.pid))
+    if (sys::peer_credentials(c.get(), &peer) != 0) sys::fail("SO_PEERCRED of the sharer of " + who);
+    if (peer.uid != ::geteuid() || peer.pid != static_cast<pid_t>(t.pid))
         detail::raise(os_error("multiproc: cannot take the descriptors of a queue message: " + who +
                                    " has ended, and another process (pid " + std::to_string(peer.pid) + ", uid " +
                                    std::to_string(peer.uid) + ") answers at its sharer's name",
