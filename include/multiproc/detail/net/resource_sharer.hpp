@@ -12,6 +12,7 @@
 
 #include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
 
+#include <multiproc/detail/codec/crossing.hpp> // send_datagram, recv_datagram
 #include <multiproc/detail/os/fd_passing.hpp>
 #include <multiproc/detail/os/futex.hpp> // steady
 #include <multiproc/detail/os/sys.hpp>
@@ -77,16 +78,6 @@ inline share_ticket read_ticket(std::string_view& bytes) {
     t.name.assign(bytes.substr(0, len));
     bytes.remove_prefix(len);
     return t;
-}
-
-/// Sends (or receives) one whole message of `n` bytes on a SOCK_SEQPACKET socket.
-inline bool seqpacket_exchange(int fd, void* p, std::size_t n, bool send) noexcept {
-    iovec iov{p, n};
-    msghdr m{};
-    m.msg_iov = &iov;
-    m.msg_iovlen = 1;
-    const ssize_t r = send ? sys::sendmsg(fd, &m, 0) : sys::recvmsg(fd, &m, 0);
-    return r == static_cast<ssize_t>(n) && !(m.msg_flags & MSG_TRUNC);
 }
 
 /// The sharer of this process: a socket, a thread serving it, and the descriptors kept.
@@ -246,7 +237,8 @@ private:
             const timeval limit{5, 0}; // a receiver that stalls does not hold up the others
             (void)::setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
             (void)::setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
-            if (seqpacket_exchange(c, token.data(), token.size(), false)) {
+            std::vector<sys::unique_fd> none;
+            if (recv_datagram(c, token.data(), token.size(), none) == static_cast<ssize_t>(token.size())) {
                 std::lock_guard<std::mutex> g(s.m);
                 if (auto it = s.kept.find(token); it != s.kept.end()) {
                     found = true;
@@ -273,15 +265,9 @@ private:
     static void send_kept(int c, bool found, const std::vector<int>& fds) noexcept {
         std::size_t at = 0;
         do {
-            const std::size_t k = found ? std::min(fds.size() - at, max_fds_per_message) : 0;
-            std::uint32_t said = found ? static_cast<std::uint32_t>(k) : ~0u;
-            iovec iov{&said, sizeof said};
-            msghdr m{};
-            m.msg_iov = &iov;
-            m.msg_iovlen = 1;
-            rights_buffer room;
-            attach_rights(m, room, std::span<const int>(fds).subspan(at, k));
-            if (sys::sendmsg(c, &m, 0) < 0) return;
+            const std::size_t k = found ? std::min(fds.size() - at, max_fds_per_datagram) : 0;
+            const std::uint32_t said = found ? static_cast<std::uint32_t>(k) : ~0u;
+            if (send_datagram(c, &said, sizeof said, std::span<const int>(fds).subspan(at, k)) < 0) return;
             at += k;
         } while (found && at < fds.size());
     }
@@ -344,20 +330,16 @@ inline std::vector<sys::unique_fd> claim_shared(const share_ticket& t, steady::t
                                    " has ended, and another process (pid " + std::to_string(peer.pid) + ", uid " +
                                    std::to_string(peer.uid) + ") answers at its sharer's name",
                                ECONNREFUSED));
-    if (!seqpacket_exchange(c.get(), const_cast<std::byte*>(t.token.data()), t.token.size(), true))
-        sys::fail("send of a share ticket to " + who);
+    if (send_datagram(c.get(), t.token.data(), t.token.size(), {}) < 0) sys::fail("send of a share ticket to " + who);
     while (out.size() < t.count) {
         wait_for_sharer(c.get(), t.pid, deadline, who);
         std::uint32_t said = 0;
-        iovec iov{&said, sizeof said};
-        msghdr m{};
-        m.msg_iov = &iov;
-        m.msg_iovlen = 1;
-        rights_buffer room;
-        expect_rights(m, room);
-        const ssize_t r = sys::recvmsg(c.get(), &m, MSG_CMSG_CLOEXEC);
         const std::size_t before = out.size();
-        if (r > 0) take_rights(m, out);
+        const ssize_t r = recv_datagram(c.get(), &said, sizeof said, out);
+        if (r < 0 && errno == EMSGSIZE)
+            detail::raise(os_error("multiproc: cannot take the descriptors of a queue message from " + who +
+                                       ": they were cut off (is this process out of descriptors, RLIMIT_NOFILE?)",
+                                   EMSGSIZE));
         if (r <= 0) { // the sharer's socket went away: with its process, or (ECONNRESET) before it accepted
             const int e = r < 0 ? errno : EPIPE;
             if (r < 0 && e != ECONNRESET) sys::fail("recvmsg of descriptors from " + who);
@@ -367,10 +349,6 @@ inline std::vector<sys::unique_fd> claim_shared(const share_ticket& t, steady::t
                                    e));
         }
         if (said == ~0u) detail::raise(value_error("multiproc: " + who + " does not hold its descriptors any more (taken already)"));
-        if (m.msg_flags & MSG_CTRUNC)
-            detail::raise(os_error("multiproc: cannot take the descriptors of a queue message from " + who +
-                                       ": this process has no room for them (RLIMIT_NOFILE)",
-                                   EMFILE));
         if (r != sizeof said || out.size() - before != said || said == 0)
             detail::raise(serialization_error("multiproc: " + who + " sent descriptors other than it said"));
     }
@@ -383,7 +361,8 @@ inline std::vector<sys::unique_fd> claim_shared(const share_ticket& t, steady::t
     pollfd p{c.get(), POLLIN, 0};
     if (sys::poll_until(&p, 1, std::min(deadline, steady::now() + std::chrono::seconds(1)), false) > 0) {
         std::uint32_t extra = 0;
-        if (seqpacket_exchange(c.get(), &extra, sizeof extra, false))
+        std::vector<sys::unique_fd> more;
+        if (recv_datagram(c.get(), &extra, sizeof extra, more) > 0)
             detail::raise(serialization_error("multiproc: " + who + " sent more than the descriptors it said"));
     }
     return out;
