@@ -514,6 +514,107 @@ void fig_queue(long n, const std::string& variant) {
     bench::emit(static_cast<double>(n) / s, "msg/s", true);
 }
 
+// n 8-byte messages in all from 4 producer processes to 4 consumer processes. "pipe": one
+// pipe, a write and a read of 8 bytes per message (atomic: at most PIPE_BUF); "socketpair":
+// a datagram socket pair, one 8-byte datagram per message (a stream socket's reads could
+// split a message between two readers); "shm": a bounded lock-free ring of 8-byte slots
+// with a sequence word per slot, producers and consumers claiming slots with a
+// compare-and-swap, spinning (then yielding: 8 processes share the cores) while it is
+// full or empty. Consumers stop at a negative value, one each.
+void fig_queue_4x4(long n, const std::string& variant) {
+    constexpr int sides = 4;
+    // Runs the figure over push(v) and pop() -> v.
+    auto run = [&](auto push, auto pop) {
+        int sums[2];
+        make_pipe(sums); // consumers write their sums here
+        std::vector<pid_t> ps, cs;
+        for (int k = 0; k < sides; ++k)
+            cs.push_back(fork_child([&] {
+                std::int64_t sum = 0;
+                for (std::int64_t v; (v = pop()) >= 0;) sum += v;
+                write_full(sums[1], &sum, sizeof sum);
+            }));
+        auto t0 = clock_type::now();
+        for (int k = 0; k < sides; ++k)
+            ps.push_back(fork_child([&, k] {
+                const std::int64_t hi = k == sides - 1 ? n : n / sides * (k + 1);
+                for (std::int64_t i = n / sides * k; i < hi; ++i) push(i);
+            }));
+        for (pid_t p : ps) reap(p);
+        for (int k = 0; k < sides; ++k) push(-1);
+        std::int64_t total = 0, x;
+        for (int k = 0; k < sides; ++k) {
+            if (!read_full(sums[0], &x, sizeof x)) die("queue_4x4: a consumer died");
+            total += x;
+        }
+        double s = seconds_since(t0);
+        for (pid_t c : cs) reap(c);
+        ::close(sums[0]);
+        ::close(sums[1]);
+        if (total != static_cast<std::int64_t>(n) * (n - 1) / 2) die("queue_4x4: wrong sum");
+        bench::emit(static_cast<double>(n) / s, "msg/s", true);
+    };
+    if (variant == "shm") {
+        constexpr std::uint64_t cap = 1 << 16;
+        struct slot {
+            std::atomic<std::uint64_t> seq;
+            std::int64_t value;
+        };
+        struct ring {
+            alignas(64) std::atomic<std::uint64_t> head; // next slot to fill
+            alignas(64) std::atomic<std::uint64_t> tail; // next slot to take
+            alignas(64) slot slots[cap];
+        };
+        auto* r = shared_alloc<ring>();
+        for (std::uint64_t i = 0; i < cap; ++i) r->slots[i].seq.store(i, std::memory_order_relaxed);
+        auto backoff = [](unsigned spins) {
+            if (spins % 64 == 63)
+                ::sched_yield();
+            else
+                __builtin_ia32_pause();
+        };
+        run(
+            [r, backoff](std::int64_t v) {
+                for (unsigned spins = 0;; backoff(++spins)) {
+                    std::uint64_t h = r->head.load(std::memory_order_relaxed);
+                    slot& sl = r->slots[h % cap];
+                    if (sl.seq.load(std::memory_order_acquire) == h &&
+                        r->head.compare_exchange_weak(h, h + 1, std::memory_order_relaxed)) {
+                        sl.value = v;
+                        sl.seq.store(h + 1, std::memory_order_release);
+                        return;
+                    }
+                }
+            },
+            [r, backoff] {
+                for (unsigned spins = 0;; backoff(++spins)) {
+                    std::uint64_t t = r->tail.load(std::memory_order_relaxed);
+                    slot& sl = r->slots[t % cap];
+                    if (sl.seq.load(std::memory_order_acquire) == t + 1 &&
+                        r->tail.compare_exchange_weak(t, t + 1, std::memory_order_relaxed)) {
+                        const std::int64_t v = sl.value;
+                        sl.seq.store(t + cap, std::memory_order_release);
+                        return v;
+                    }
+                }
+            });
+        return;
+    }
+    int fds[2];
+    if (variant == "socketpair") {
+        if (::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, fds) != 0) die("socketpair");
+    } else {
+        make_pipe(fds);
+    }
+    run([&](std::int64_t v) { write_full(fds[1], &v, 8); },
+        [&] {
+            std::int64_t v = -1;
+            return read_full(fds[0], &v, 8) ? v : -1;
+        });
+    ::close(fds[0]);
+    ::close(fds[1]);
+}
+
 // 64 MiB from one process to another ("pipe", "socketpair"), or memcpy within one ("shm"'s limit).
 void fig_transfer(long mib, const std::string& variant) {
     std::size_t n = static_cast<std::size_t>(mib) << 20;
@@ -664,6 +765,8 @@ int main(int argc, char** argv) {
     else if (fig == "submit") fig_apply(pick(20'000), "spin"); // the same raw limit: a request and a reply
     else if (fig == "threadpool") fig_threadpool(pick(2'000));
     else if (fig == "queue") fig_queue(pick(2'000'000), variant);
+    else if (fig == "queue_many") fig_queue(pick(2'000'000), variant); // the same raw limit
+    else if (fig == "queue_4x4") fig_queue_4x4(pick(2'000'000), variant);
     else if (fig == "connection") fig_queue(pick(2'000'000), variant); // the same raw limit
     else if (fig == "listener") fig_queue(pick(2'000'000), variant); // a Unix stream socket, or TCP over loopback
     else if (fig == "manager") fig_apply(pick(20'000), "pipe"); // a blocking request and reply: one manager call
@@ -673,7 +776,7 @@ int main(int argc, char** argv) {
     else if (fig == "speedup") fig_speedup(pick(60'000));
     else if (fig == "compile") fig_compile(pick(3));
     else {
-        std::fprintf(stderr, "usage: %s map|imap_unordered|apply|queue|connection|transfer|typed_transfer|start|speedup|compile [variant] [scale]\n", argv[0]);
+        std::fprintf(stderr, "usage: %s map|imap_unordered|apply|queue|queue_many|queue_4x4|connection|transfer|typed_transfer|start|speedup|compile [variant] [scale]\n", argv[0]);
         return 2;
     }
 }

@@ -147,6 +147,45 @@ def fig_queue(n):
     emit(n / s, "msg/s", True)
 
 
+def _produce_range(q, lo, hi):
+    for i in range(lo, hi):
+        q.put(i)
+
+
+def _consume_until_stop(q, done):
+    s = 0
+    while True:
+        x = q.get()
+        if x < 0:
+            break
+        s += x
+    done.put(s)
+
+
+def fig_queue_4x4(n):
+    # CPython has no put_many/get_many: its producers and consumers put and get one by one.
+    sides = 4
+    q, done = mp.Queue(), mp.Queue()
+    cs = [mp.Process(target=_consume_until_stop, args=(q, done)) for _ in range(sides)]
+    for c in cs:
+        c.start()
+    t0 = time.perf_counter()
+    bounds = [n // sides * k for k in range(sides)] + [n]
+    ps = [mp.Process(target=_produce_range, args=(q, bounds[k], bounds[k + 1])) for k in range(sides)]
+    for p in ps:
+        p.start()
+    for p in ps:
+        p.join()
+    for _ in range(sides):
+        q.put(-1)
+    total = sum(done.get() for _ in range(sides))
+    s = time.perf_counter() - t0
+    for c in cs:
+        c.join()
+    assert total == n * (n - 1) // 2
+    emit(n / s, "msg/s", True)
+
+
 def _sum_conn(r, n, out):
     s = 0
     for _ in range(n):
@@ -276,8 +315,10 @@ def main():
         fig_submit(pick(5_000))
     elif fig == "threadpool":
         fig_threadpool(pick(2_000))
-    elif fig == "queue":
+    elif fig == "queue" or fig == "queue_many":  # (CPython has no put_many: put one by one)
         fig_queue(pick(200_000))
+    elif fig == "queue_4x4":
+        fig_queue_4x4(pick(200_000))
     elif fig == "connection":
         fig_connection(pick(200_000))
     elif fig == "manager":
@@ -293,7 +334,7 @@ def main():
     elif fig == "speedup":
         fig_speedup(pick(60_000))
     else:
-        sys.exit("usage: bench.py map|imap_unordered|apply|submit|threadpool|queue|connection|listener|manager|transfer|typed_transfer|start|speedup [variant] [scale]")
+        sys.exit("usage: bench.py map|imap_unordered|apply|submit|threadpool|queue|queue_many|queue_4x4|connection|listener|manager|transfer|typed_transfer|start|speedup [variant] [scale]")
 
 
 if __name__ == "__main__":

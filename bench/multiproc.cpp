@@ -3,7 +3,7 @@
 //
 //   bench_multiproc <figure> [variant|-] [scale]    prints one JSON line (bench/common.hpp)
 //
-// Figures: map, imap_unordered, apply, queue <pipe|socketpair|shm>, connection
+// Figures: map, imap_unordered, apply, queue, queue_many, queue_4x4 <pipe|socketpair|shm>, connection
 // <pipe|socketpair|shm>, transfer <pipe|socketpair|shm>, start <fork|spawn|forkserver>,
 // speedup, compile.
 #include "common.hpp"
@@ -20,6 +20,7 @@
 #include <cstdlib>
 #include <functional>
 #include <numeric>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -129,23 +130,85 @@ void fig_threadpool(long n) {
     bench::emit(lat[lat.size() / 2], "us", false, {{"p99_us", lat[(lat.size() - 1) * 99 / 100]}});
 }
 
-// n 8-byte messages from this process to a consumer process that sums them.
+// Runs of messages (issue 20): put_many of queue_run values, get_many(queue_run).
+constexpr std::size_t queue_run = 256;
+
+template <class Q>
+void put_range(Q& q, std::int64_t from, std::int64_t to) {
+    std::vector<std::int64_t> v(queue_run);
+    for (std::int64_t i = from; i < to;) {
+        const std::size_t m = static_cast<std::size_t>(std::min<std::int64_t>(queue_run, to - i));
+        for (std::size_t k = 0; k < m; ++k) v[k] = i + static_cast<std::int64_t>(k);
+        i += static_cast<std::int64_t>(q.put_many(std::span<const std::int64_t>(v.data(), m)));
+    }
+}
+
+// n 8-byte messages from this process to a consumer process that sums them: one put and
+// one get per message, or (`runs`, issue 20) put_many and get_many of queue_run at a time.
 template <class Transport>
-void fig_queue(long n) {
+void fig_queue(long n, bool runs) {
     multiproc::basic_queue<std::int64_t, Transport> q;
     multiproc::basic_queue<std::int64_t, Transport> done;
     multiproc::process c([&] {
         std::int64_t sum = 0;
-        for (long i = 0; i < n; ++i) sum += q.get();
+        if (runs)
+            for (long got = 0; got < n;)
+                for (std::int64_t x : q.get_many(queue_run)) {
+                    sum += x;
+                    ++got;
+                }
+        else
+            for (long i = 0; i < n; ++i) sum += q.get();
         done.put(sum);
     });
     c.start();
     auto t0 = clock_type::now();
-    for (long i = 0; i < n; ++i) q.put(std::int64_t{i});
+    if (runs)
+        put_range(q, 0, n);
+    else
+        for (long i = 0; i < n; ++i) q.put(std::int64_t{i});
     std::int64_t total = done.get();
     double s = seconds_since(t0);
     c.join();
     if (total != static_cast<std::int64_t>(n) * (n - 1) / 2) die("queue: wrong sum");
+    bench::emit(static_cast<double>(n) / s, "msg/s", true);
+}
+
+// n messages in all from 4 producers to 4 consumers, in runs; a consumer stops at a
+// negative value (one per consumer, put after the producers are done; a run holding more
+// than one gives the others back) and reports its sum.
+template <class Transport>
+void fig_queue_4x4(long n) {
+    constexpr int sides = 4;
+    multiproc::basic_queue<std::int64_t, Transport> q;
+    multiproc::basic_queue<std::int64_t, Transport> done;
+    std::vector<multiproc::process> ps, cs;
+    for (int k = 0; k < sides; ++k)
+        cs.emplace_back([&] {
+            std::int64_t sum = 0;
+            for (int stops = 0; stops == 0;) {
+                for (std::int64_t x : q.get_many(queue_run)) {
+                    if (x < 0)
+                        ++stops;
+                    else
+                        sum += x;
+                }
+                for (; stops > 1; --stops) q.put(-1);
+            }
+            done.put(sum);
+        });
+    for (int k = 0; k < sides; ++k)
+        ps.emplace_back([&, k] { put_range(q, n / sides * k, k == sides - 1 ? n : n / sides * (k + 1)); });
+    for (auto& c : cs) c.start();
+    auto t0 = clock_type::now();
+    for (auto& p : ps) p.start();
+    for (auto& p : ps) p.join();
+    for (int k = 0; k < sides; ++k) q.put(-1);
+    std::int64_t total = 0;
+    for (int k = 0; k < sides; ++k) total += done.get();
+    double s = seconds_since(t0);
+    for (auto& c : cs) c.join();
+    if (total != static_cast<std::int64_t>(n) * (n - 1) / 2) die("queue_4x4: wrong sum");
     bench::emit(static_cast<double>(n) / s, "msg/s", true);
 }
 
@@ -316,9 +379,15 @@ int main(int argc, char** argv) {
     else if (fig == "imap_unordered") fig_imap_unordered(pick(200'000), variant == "observed");
     else if (fig == "apply") fig_apply(pick(20'000));
     else if (fig == "submit") fig_submit(pick(20'000));
-    else if (fig == "queue" && variant == "socketpair") fig_queue<tr::socketpair>(pick(2'000'000));
-    else if (fig == "queue" && variant == "shm") fig_queue<tr::shm>(pick(2'000'000));
-    else if (fig == "queue") fig_queue<tr::pipe>(pick(2'000'000));
+    else if (fig == "queue" && variant == "socketpair") fig_queue<tr::socketpair>(pick(2'000'000), false);
+    else if (fig == "queue" && variant == "shm") fig_queue<tr::shm>(pick(2'000'000), false);
+    else if (fig == "queue") fig_queue<tr::pipe>(pick(2'000'000), false);
+    else if (fig == "queue_many" && variant == "socketpair") fig_queue<tr::socketpair>(pick(20'000'000), true);
+    else if (fig == "queue_many" && variant == "shm") fig_queue<tr::shm>(pick(40'000'000), true);
+    else if (fig == "queue_many") fig_queue<tr::pipe>(pick(20'000'000), true);
+    else if (fig == "queue_4x4" && variant == "socketpair") fig_queue_4x4<tr::socketpair>(pick(10'000'000));
+    else if (fig == "queue_4x4" && variant == "shm") fig_queue_4x4<tr::shm>(pick(20'000'000));
+    else if (fig == "queue_4x4") fig_queue_4x4<tr::pipe>(pick(10'000'000));
     else if (fig == "connection" && variant == "socketpair") fig_connection<tr::socketpair>(pick(2'000'000));
     else if (fig == "connection" && variant == "shm") fig_connection<tr::shm>(pick(2'000'000));
     else if (fig == "connection") fig_connection<tr::pipe>(pick(2'000'000));
@@ -338,7 +407,7 @@ int main(int argc, char** argv) {
     else if (fig == "speedup") fig_speedup(pick(60'000));
     else if (fig == "compile") fig_compile(pick(3));
     else {
-        std::fprintf(stderr, "usage: %s map|imap_unordered|apply|queue|connection|transfer|typed_transfer|start|speedup|compile [variant] [scale]\n",
+        std::fprintf(stderr, "usage: %s map|imap_unordered|apply|queue|queue_many|queue_4x4|connection|transfer|typed_transfer|start|speedup|compile [variant] [scale]\n",
                      argv[0]);
         return 2;
     }

@@ -21,6 +21,7 @@
 #include <optional>
 #include <span>
 #include <utility>
+#include <vector>
 
 namespace multiproc { MULTIPROC_ABI_BEGIN
 
@@ -184,6 +185,96 @@ protected:
         }
     }
 
+    /// Puts `values` in order: runs of values that the serializer can size and that fit one
+    /// chunk go in batches (queue_core::put_many: many per lock hold and per write), any
+    /// other value by itself. `put` counts those that went in (a prefix of `values`).
+    op_status try_put_many_until(std::span<const T> values, std::optional<steady::time_point> deadline,
+                                 std::size_t& put) {
+        put = 0;
+        core_t& q = core();
+        if constexpr (!shares_descriptors) {
+            std::vector<std::uint32_t> sizes; // of the run being put
+            while (put < values.size()) {
+                sizes.clear();
+                const std::size_t run = std::min<std::size_t>(values.size() - put, 4096);
+                while (sizes.size() < run) {
+                    auto n = detail::encoded_size<serializer>(values[put + sizes.size()]);
+                    if (!n || *n > q.max_payload()) break;
+                    sizes.push_back(static_cast<std::uint32_t>(*n));
+                }
+                if (sizes.empty()) { // a value that is large or of unknown size
+                    if (auto s = try_put_until(values[put], deadline); !s) return s;
+                    ++put;
+                    continue;
+                }
+                const T* base = values.data() + put;
+                auto size = [&](std::size_t i) -> std::size_t { return sizes[i]; };
+                auto fill = [&](std::size_t i, std::span<std::byte> dst) {
+                    span_writer w(dst);
+                    serializer::encode(base[i], w);
+                };
+                std::size_t done = 0;
+                const op_status s = q.put_many({sizes.size(), size, fill}, deadline, done);
+                put += done;
+                if (!s) return s;
+            }
+        } else {
+            for (; put < values.size(); ++put)
+                if (auto s = try_put_until(values[put], deadline); !s) return s;
+        }
+        return {op_status::done};
+    }
+
+    /// put_many's count: all of `values` unless the deadline passed or the queue was shut
+    /// down on the way; the error (queue_full, queue_shut_down) if none went in. Reported as
+    /// a result (with exceptions, any other error of the put is caught into it too).
+    result<std::size_t> try_put_many_at(std::span<const T> values, std::optional<steady::time_point> deadline) {
+        return capture([&]() -> result<std::size_t> {
+            std::size_t put = 0;
+            if (auto s = try_put_many_until(values, deadline, put); !s && put == 0) return failure(s, true);
+            return put;
+        });
+    }
+    std::size_t put_many_until(std::span<const T> values, std::optional<steady::time_point> deadline) {
+        std::size_t put = 0;
+        if (auto s = try_put_many_until(values, deadline, put); !s && put == 0) failure(s, true).raise();
+        return put;
+    }
+
+    /// Up to `max` messages into `out`: the first waited for until `deadline`, then those
+    /// already there.
+    op_status get_many_into(std::vector<T>& out, std::size_t max, std::optional<steady::time_point> deadline) {
+        if (max == 0) return {op_status::done};
+        if constexpr (shares_descriptors) {
+            std::string raw;
+            if (auto s = get_raw(raw, deadline); !s) return s;
+            out.push_back(load_shared(raw));
+            return {op_status::done};
+        } else {
+            out.reserve(std::min<std::size_t>(max, 1024));
+            auto take = [&](std::span<const std::byte> b) {
+                span_reader r(b);
+                out.push_back(serializer::template decode<T>(r));
+            };
+            std::size_t got = 0;
+            return core().get_many(take, max, deadline, got);
+        }
+    }
+    /// get_many: queue_empty (or queue_shut_down) raised if no message comes.
+    std::vector<T> get_many_until(std::size_t max, std::optional<steady::time_point> deadline) {
+        std::vector<T> out;
+        if (auto s = get_many_into(out, max, deadline); !s) failure(s, false).raise();
+        return out;
+    }
+    /// try_get_many: the same reported as a result.
+    result<std::vector<T>> try_get_many_at(std::size_t max, std::optional<steady::time_point> deadline) {
+        return capture([&]() -> result<std::vector<T>> {
+            std::vector<T> out;
+            if (auto s = get_many_into(out, max, deadline); !s) return failure(s, false);
+            return out;
+        });
+    }
+
     /// The error of a put (`full`) or get (`!full`) that ended with `s`, not done.
     static error_ptr failure(op_status s, bool full) {
         if (s.k == op_status::shut_down) return queue_shut_down("multiproc: queue is shut down");
@@ -282,6 +373,54 @@ public:
     }
     /// Puts `v` only if there is room now, else `queue_full` (Python: Queue.put_nowait()).
     void put_nowait(const T& v) { this->put_until(v, detail::steady::now()); }
+
+    /// Puts every value of `values` (a vector, an array, a span of T) in order, waiting for
+    /// room as put() does, and returns how many it put: all of them, unless the queue was
+    /// shut down on the way (`queue_shut_down` if before the first). No Python counterpart:
+    /// it is put() in a loop, only much faster for small messages, because a run of them
+    /// goes in under one hold of the producers' lock, as few writes as the transport allows
+    /// (one kernel write of up to 4 KiB on a pipe or socket, one publish of the ring on shm)
+    /// and one journal commit per write. A producer killed inside it leaves each write's
+    /// messages all in or all out (docs/design/queues.md); other producers wait while it
+    /// holds the lock.
+    std::size_t put_many(std::span<const T> values) { return this->put_many_until(values, std::nullopt); }
+    /// As put_many(values), waiting at most `timeout` in all: returns how many went in by
+    /// then, or raises `queue_full` if none did.
+    template <class Rep, class Period>
+    std::size_t put_many(std::span<const T> values, std::chrono::duration<Rep, Period> timeout) {
+        return this->put_many_until(values, base::after(timeout));
+    }
+
+    /// Takes up to `max` messages: waits for the first as get() does, then takes those that
+    /// are in the queue already, without waiting for more. No Python counterpart: get() in a
+    /// loop, only much faster, as runs of small messages are taken under one hold of the
+    /// consumers' lock and one journal commit. A consumer killed inside it loses at most the
+    /// messages it had taken (docs/design/queues.md). `max` 0: an empty vector at once.
+    std::vector<T> get_many(std::size_t max) { return this->get_many_until(max, std::nullopt); }
+    /// As get_many(max), waiting at most `timeout` for the first; `queue_empty` after that.
+    template <class Rep, class Period>
+    std::vector<T> get_many(std::size_t max, std::chrono::duration<Rep, Period> timeout) {
+        return this->get_many_until(max, base::after(timeout));
+    }
+    /// As get_many(max), only if a message is there now, else `queue_empty`.
+    std::vector<T> get_many_nowait(std::size_t max) { return this->get_many_until(max, detail::steady::now()); }
+
+    /// As put_many and get_many, reporting queue_full, queue_empty and queue_shut_down (and,
+    /// with exceptions, any other error) in the result: the forms for builds without
+    /// exceptions.
+    result<std::size_t> try_put_many(std::span<const T> values) { return this->try_put_many_at(values, std::nullopt); }
+    template <class Rep, class Period>
+    result<std::size_t> try_put_many(std::span<const T> values, std::chrono::duration<Rep, Period> timeout) {
+        return this->try_put_many_at(values, base::after(timeout));
+    }
+    result<std::vector<T>> try_get_many(std::size_t max) { return this->try_get_many_at(max, std::nullopt); }
+    template <class Rep, class Period>
+    result<std::vector<T>> try_get_many(std::size_t max, std::chrono::duration<Rep, Period> timeout) {
+        return this->try_get_many_at(max, base::after(timeout));
+    }
+    result<std::vector<T>> try_get_many_nowait(std::size_t max) {
+        return this->try_get_many_at(max, detail::steady::now());
+    }
 
     /// Takes the next message, waiting as long as it takes (Python: Queue.get()).
     T get() { return this->get_until(std::nullopt); }

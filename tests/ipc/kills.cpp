@@ -24,22 +24,39 @@ using detail::sys::call;
 
 using namespace test::kills;
 
-TEMPLATE_LIST_TEST_CASE("a consumer killed with SIGKILL loses at most the message it was taking, the others go on",
-                        "[queue][kill]", test::combos) {
-    using C = TestType;
-    INFO(C::name());
+namespace {
+/// Puts producer p's messages `from` to n - 1: one by one (`run` 1), or with put_many in runs.
+template <class C, class Q>
+void produce_runs(Q& q, std::uint32_t p, std::uint32_t n, std::uint32_t run, std::uint32_t from = 0) {
+    std::vector<message<C>> v;
+    for (std::uint32_t i = from; i < n; i += run) {
+        if (run == 1) {
+            q.put(make<C>(p, i));
+            continue;
+        }
+        v.clear();
+        for (std::uint32_t j = i; j < std::min(n, i + run); ++j) v.push_back(make<C>(p, j));
+        if (q.put_many(v) != v.size()) std::_Exit(2);
+    }
+}
+
+/// Two producers (in runs of `run`), three consumers taking `batch` at a time; one consumer
+/// is killed once it has taken 500 messages (or a producer is done). None may be duplicated,
+/// at most `batch` lost (what the victim's call had taken).
+template <class C>
+void kill_a_consumer(std::size_t batch, std::uint32_t run) {
     test::leak_check leaks;
     constexpr std::uint32_t producers = 2, n = 20000;
     test::shared_array<std::uint32_t> seen(std::size_t{producers} * n);
     {
         typename C::template queue<message<C>> q;
         test::pipe_pair signal;
-        process victim([&] { consume(q, seen, n, false, signal.w); });
+        process victim([&] { consume(q, seen, n, false, signal.w, 500, batch); });
         std::vector<process> others, ps;
-        for (int k = 0; k < 2; ++k) others.emplace_back([&] { consume(q, seen, n); });
+        for (int k = 0; k < 2; ++k) others.emplace_back([&] { consume(q, seen, n, false, -1, 500, batch); });
         for (std::uint32_t p = 0; p < producers; ++p)
             ps.emplace_back([&, p] {
-                for (std::uint32_t i = 0; i < n; ++i) q.put(make<C>(p, i));
+                produce_runs<C>(q, p, n, run);
                 test::write_str(signal.w, "p");
             });
         victim.start();
@@ -68,13 +85,15 @@ TEMPLATE_LIST_TEST_CASE("a consumer killed with SIGKILL loses at most the messag
         duplicated += seen[i].load() > 1;
     }
     CHECK(duplicated == 0);
-    CHECK(lost <= 1);
+    CHECK(lost <= batch);
 }
 
-TEMPLATE_LIST_TEST_CASE("a producer killed with SIGKILL loses at most the message it was putting, join still returns",
-                        "[queue][kill]", test::combos) {
-    using C = TestType;
-    INFO(C::name());
+/// Three producers (in runs of `run`), two consumers taking `batch` at a time and marking
+/// each task done; producer 0 is killed once it has put 600 messages (or another producer
+/// is done). Every survivor's message arrives once, the victim's are a prefix of its
+/// sequence, and join() returns.
+template <class C>
+void kill_a_producer(std::size_t batch, std::uint32_t run) {
     test::leak_check leaks;
     constexpr std::uint32_t producers = 3, n = 10000;
     test::shared_array<std::uint32_t> seen(std::size_t{producers} * n);
@@ -82,44 +101,45 @@ TEMPLATE_LIST_TEST_CASE("a producer killed with SIGKILL loses at most the messag
         typename C::template joinable_queue<message<C>> q;
         test::pipe_pair signal;
         process victim([&] {
-            for (std::uint32_t i = 0; i < n; ++i) {
-                q.put(make<C>(0, i));
-                if (i == 500) test::write_str(signal.w, "x");
-            }
+            produce_runs<C>(q, 0, 600, run);
+            test::write_str(signal.w, "x");
+            produce_runs<C>(q, 0, n, run, 600);
         });
         std::vector<process> cs, ps;
-        for (int k = 0; k < 2; ++k) cs.emplace_back([&] { consume(q, seen, n, true); });
+        for (int k = 0; k < 2; ++k) cs.emplace_back([&] { consume(q, seen, n, true, -1, 500, batch); });
         for (std::uint32_t p = 1; p < producers; ++p)
             ps.emplace_back([&, p] {
-                for (std::uint32_t i = 0; i < n; ++i) q.put(make<C>(p, i));
+                produce_runs<C>(q, p, n, run);
                 test::write_str(signal.w, "p");
             });
         for (auto& c : cs) c.start();
         victim.start();
         for (auto& p : ps) p.start();
-        // Kill the victim once it has put 500 messages, or once another producer is done
+        // Kill the victim once it has put 600 messages, or once another producer is done
         // (the producers' lock is not fair: the others may have kept it to themselves).
         wait_byte(signal.r);
         victim.kill();
         victim.join();
-        for (auto& p : ps) p.join();
-        q.join(); // every message that arrived has been marked done, the victim's included
-        CHECK(q.qsize() == 0);
-        for (std::size_t k = 0; k < cs.size(); ++k) q.put(make<C>(pill, 0));
-        for (auto& c : cs) {
-            c.join();
-            CHECK(c.exitcode() == 0);
+        for (auto& p : ps) {
+            p.join();
+            CHECK(p.exitcode() == 0);
         }
-        q.join();
+        drain_after_producer_kill(q, cs);
     }
-    // The survivors' messages arrived exactly once; the victim's arrived once each up to
-    // where it was killed, then not at all (its last message may be either).
-    std::size_t wrong = 0, victim_got = 0;
-    for (std::uint32_t p = 1; p < producers; ++p)
-        for (std::uint32_t i = 0; i < n; ++i) wrong += seen[std::size_t{p} * n + i].load() != 1;
-    while (victim_got < n && seen[victim_got].load() == 1) ++victim_got;
-    for (std::size_t i = victim_got; i < n; ++i) wrong += seen[i].load() != 0;
-    CHECK(wrong == 0);
+    CHECK(wrong_after_producer_kill(seen, producers, n) == 0);
+}
+} // namespace
+
+TEMPLATE_LIST_TEST_CASE("a consumer killed with SIGKILL loses at most the message it was taking, the others go on",
+                        "[queue][kill]", test::combos) {
+    INFO(TestType::name());
+    kill_a_consumer<TestType>(1, 1);
+}
+
+TEMPLATE_LIST_TEST_CASE("a producer killed with SIGKILL loses at most the message it was putting, join still returns",
+                        "[queue][kill]", test::combos) {
+    INFO(TestType::name());
+    kill_a_producer<TestType>(1, 1);
 }
 
 TEMPLATE_LIST_TEST_CASE("a consumer killed right after reading from the stream loses nothing: its bytes are in "
@@ -303,5 +323,88 @@ TEMPLATE_LIST_TEST_CASE("a producer killed in the middle of a large message: con
     next2.start();
     CHECK(q.get(10s) == "next2");
     next2.join();
+    CHECK(q.qsize() == 0);
+}
+
+// ---- the same guarantees for runs of messages (put_many, get_many; issue 20) ----------
+
+TEMPLATE_LIST_TEST_CASE("a consumer killed inside get_many loses at most the run it was taking, the others go on",
+                        "[queue][kill][batch]", test::combos) {
+    INFO(TestType::name());
+    kill_a_consumer<TestType>(64, 100); // consumers take 64 at a time, producers put runs of 100
+}
+
+TEMPLATE_LIST_TEST_CASE("a producer killed inside put_many: what it put is a prefix of its runs, join still returns",
+                        "[queue][kill][batch]", test::combos) {
+    INFO(TestType::name());
+    kill_a_producer<TestType>(64, 100); // producers put runs of 100, consumers take 64 at a time
+}
+
+TEMPLATE_LIST_TEST_CASE("a producer killed right before or after a write of put_many: the write's messages arrive "
+                        "all or none, counts and join exact",
+                        "[queue][kill][window][batch]", stream_transports) {
+    using C = TestType;
+    INFO(C::name());
+    // One write carries as many one-chunk messages as fit in 4096 bytes.
+    const std::size_t size = *detail::encoded_size<serialize::binary>(0);
+    const int per_write = static_cast<int>(4096 / (sizeof(detail::chunk_header) + size));
+    for (bool after : {true, false}) {
+        INFO("killed " << (after ? "after" : "before") << " the write");
+        test::leak_check leaks;
+        typename C::template joinable_queue<int> q;
+        process victim([&] {
+            std::vector<int> v(1000);
+            std::iota(v.begin(), v.end(), 0);
+            killer::arm(write_call<C>, 3, after);
+            (void)q.put_many(v);
+        });
+        victim.start();
+        victim.join();
+        CHECK(victim.exitcode() == -SIGKILL);
+        const int arrived = per_write * (after ? 3 : 2);
+        auto got = q.get_many(100000, 10s);
+        while (static_cast<int>(got.size()) < arrived) {
+            auto more = q.get_many(100000, 10s);
+            got.insert(got.end(), more.begin(), more.end());
+        }
+        REQUIRE(static_cast<int>(got.size()) == arrived);
+        for (int i = 0; i < arrived; ++i) CHECK(got[i] == i);
+        CHECK_THROWS_AS(q.get(20ms), queue_empty);
+        for (int i = 0; i < arrived; ++i) q.task_done();
+        q.join(); // settles the write the victim was in: it happened, or it did not
+        CHECK(q.qsize() == 0);
+        CHECK_THROWS_WITH(q.task_done(), "task_done() called too many times");
+        CHECK(q.put_many(std::vector<int>{7, 8, 9}) == 3); // the queue goes on
+        CHECK(q.qsize() == 3);
+        CHECK(q.get_many(10) == std::vector<int>{7, 8, 9});
+        for (int i = 0; i < 3; ++i) q.task_done();
+        q.join();
+    }
+}
+
+TEMPLATE_LIST_TEST_CASE("a consumer killed inside get_many right after reading from the stream loses nothing",
+                        "[queue][kill][window][batch]", stream_transports) {
+    using C = TestType;
+    INFO(C::name());
+    test::leak_check leaks;
+    typename C::template queue<int> q;
+    std::vector<int> v(300);
+    std::iota(v.begin(), v.end(), 0);
+    CHECK(q.put_many(v) == v.size());
+    process victim([&] {
+        killer::arm(call::read, 1, true);
+        (void)q.get_many(1000);
+        std::_Exit(0);
+    });
+    victim.start();
+    victim.join();
+    CHECK(victim.exitcode() == -SIGKILL);
+    CHECK(q.qsize() == v.size());
+    std::vector<int> got;
+    while (got.size() < v.size()) {
+        auto more = q.get_many(77, 10s);
+        got.insert(got.end(), more.begin(), more.end());
+    }
+    CHECK(got == v);
     CHECK(q.qsize() == 0);
 }

@@ -120,6 +120,17 @@ void run_checks() {
         p.join();
         check(v && *v == 42, "queue.round_trip", v ? std::to_string(*v) : v.error().what());
     }
+    { // put_many / get_many as results: a bound met, runs in order, an empty queue
+        auto q = ctx.template queue<int>(3);
+        const std::vector<int> v{1, 2, 3, 4};
+        auto put = q.try_put_many(v, 0s);
+        auto none = q.try_put_many(v, 0s);
+        check(put && *put == 3 && !none && none.error().code() == mp::errc::queue_full, "queue.try_put_many_bounded");
+        auto got = q.try_get_many(10, 30s);
+        auto empty = q.try_get_many_nowait(10);
+        check(got && *got == std::vector<int>{1, 2, 3} && !empty && empty.error().code() == mp::errc::queue_empty,
+              "queue.try_get_many", got ? std::to_string(got->size()) + " values" : got.error().what());
+    }
     { // queue shutdown: refused puts and, once drained, refused gets reported as results
         auto q = ctx.template queue<int>();
         (void)q.try_put(7);

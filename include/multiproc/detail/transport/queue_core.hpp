@@ -74,11 +74,14 @@ struct journal {
 struct writer_state {
     std::uint64_t puts;        // messages whose last chunk is in the channel
     std::uint64_t seq;         // the last sequence number handed out
-    std::uint64_t busy;        // the message being written (0: none)
-    std::uint64_t mark;        // the channel's write position before the chunk in flight
-    std::uint64_t disputed;    // a message whose last write may or may not have happened
-    std::uint32_t in_flight;   // a chunk's write has been started and not seen to finish
-    std::uint32_t final_chunk; // ... and it is its message's last
+    std::uint64_t busy;        // the message being written; of a batch, its last (0: none)
+    std::uint64_t mark;        // the channel's write position before the write in flight
+    std::uint64_t disputed;    // the (last) message of a write that may or may not have happened
+    std::uint64_t disputed_count; // ... and how many messages that write finishes
+    std::uint32_t in_flight;   // a write has been started and not seen to finish
+    std::uint32_t final_chunk; // ... and it finishes messages:
+    std::uint32_t count;       // ... this many (a batch of one-chunk messages: put_many)
+    std::uint32_t spare;
 };
 
 struct reader_state {
@@ -97,6 +100,7 @@ struct queue_control {
     alignas(64) journal<writer_state> w;
     std::atomic<std::uint64_t> puts_pub;
     std::atomic<std::uint64_t> disputed_pub;
+    std::atomic<std::uint64_t> disputed_count_pub; // stored before disputed_pub
     alignas(64) journal<reader_state> r;
     std::atomic<std::uint64_t> gets_pub;
     std::atomic<std::uint64_t> adjust_pub;
@@ -279,6 +283,65 @@ public:
     /// immediate shutdown). A message `take` fails on is consumed all the same.
     op_status get(taker take, std::optional<steady::time_point> deadline) { return take_next(take, deadline, false); }
 
+    // ---- batches ------------------------------------------------------------------------
+
+    /// The messages of a put_many: `n` of them, message i of `size(i)` bytes (at most
+    /// max_payload(): one chunk each), written in place by `fill(i, span)`.
+    struct batch {
+        std::size_t n;
+        function_ref<std::size_t(std::size_t)> size;
+        function_ref<void(std::size_t, std::span<std::byte>)> fill;
+    };
+    /// At most this many messages go in one write (one publish of a ring, one kernel write).
+    static constexpr std::size_t batch_max = 256;
+
+    /// Puts the messages of `b` in order under one hold of the writer lock, as few writes
+    /// as the channel allows: each write (one store of a ring's tail, one kernel-atomic
+    /// write of a stream) carries as many whole messages as fit, and is journaled as one,
+    /// so that a producer killed at any instruction leaves each write's messages all in
+    /// or all out. `put` says how many went in (a prefix of `b`): all of them when done;
+    /// fewer when the deadline passed or the queue was shut down on the way.
+    op_status put_many(batch b, std::optional<steady::time_point> deadline, std::size_t& put) {
+        put = 0;
+        if (b.n == 0) return {op_status::done};
+        if (shutdown_state() != shut_open) return {op_status::shut_down};
+        auto lk = lock_writer(deadline);
+        if (!lk) return refused_or(op_status::timed_out);
+        if (shutdown_state() != shut_open) return {op_status::shut_down};
+        while (put < b.n)
+            if (auto s = write_batch(b, put, deadline); !s) return s;
+        return {op_status::done};
+    }
+
+    /// Takes up to `max` messages (max >= 1): waits for the first as get() does (to its
+    /// deadline), then takes the ones that are there already, without waiting, and hands
+    /// each one's bytes to `take` in order. Runs of one-chunk messages are taken under one
+    /// hold of the reader lock and one journal commit, so a consumer killed inside the call
+    /// loses at most the messages it had taken (none if killed before the commit). A message
+    /// `take` fails on is taken all the same when it is the first (the failure is raised),
+    /// else left for the next get. `got` says how many were handed to `take`.
+    op_status get_many(taker take, std::size_t max, std::optional<steady::time_point> deadline, std::size_t& got) {
+        got = 0;
+        if (max == 0) return {op_status::done};
+        {
+            reader_lock lk(*this, deadline);
+            if (!lk) return refused_or(op_status::timed_out);
+            if (shutdown_state() == shut_immediate) return {op_status::shut_down};
+            got = take_ready(take, max);
+        }
+        if (got != 0) return {op_status::done};
+        // Nothing simple at the front: one message the general way (it waits, assembles a
+        // large message, settles disputes, skips markers), then what followed it.
+        if (auto s = take_next(take, deadline, false); !s) return s;
+        got = 1;
+        if (got < max) {
+            auto st = ctl_->rlock.try_lock();
+            reader_lock lk(*this, st);
+            if (lk) got += take_ready(take, max - got);
+        }
+        return {op_status::done};
+    }
+
 private:
     /// get, or with `discarding` the drain of an immediate shutdown: it takes messages in
     /// spite of the shutdown, and ends with timed_out when none is left.
@@ -400,6 +463,9 @@ private:
         bool held_ = false;
     };
 
+    /// How many messages the write in flight finishes (0 counts as one).
+    static std::uint64_t finished_by(const writer_state& ws) noexcept { return ws.count != 0 ? ws.count : 1; }
+
     /// A producer died holding the writer lock: settle the message it was writing.
     void repair_writer() {
         const writer_state ws = ctl_->w.get();
@@ -408,12 +474,16 @@ private:
             fate f = ws.in_flight ? ch_.published_since(ws.mark) : fate::no;
             bool completed = ws.final_chunk && f == fate::yes;
             open_dispute = ws.final_chunk && f == fate::unknown;
-            std::uint64_t busy = ws.busy;
+            std::uint64_t busy = ws.busy, count = finished_by(ws);
             ctl_->w.update([&](writer_state& s) {
-                if (completed) ++s.puts;
-                if (open_dispute) s.disputed = busy;
+                if (completed) s.puts += count;
+                if (open_dispute) {
+                    s.disputed = busy;
+                    s.disputed_count = count;
+                }
                 s.busy = 0;
                 s.in_flight = 0;
+                s.count = 0;
             });
         }
         publish_writer();
@@ -437,8 +507,9 @@ private:
         else
             arrived = ch_.holds_final_of(disputed, rs, [&](auto f) { commit_reader(f); });
         if (!arrived) return false;
+        const std::uint64_t count = ctl_->w.get().disputed_count;
         commit_reader([&](reader_state& r) {
-            if (*arrived) ++r.adjust;
+            if (*arrived) r.adjust += count;
             r.resolved = disputed;
         });
         return true;
@@ -447,6 +518,7 @@ private:
     void publish_writer() noexcept {
         const writer_state& ws = ctl_->w.get();
         ctl_->puts_pub.store(ws.puts, std::memory_order_release);
+        ctl_->disputed_count_pub.store(ws.disputed_count, std::memory_order_release);
         ctl_->disputed_pub.store(ws.disputed, std::memory_order_release);
         tell_watchers();
     }
@@ -535,11 +607,13 @@ private:
     /// Consumes chunk `c`; `finishes` says whether it ends a message (counted as got).
     void consume(const chunk_ref& c, bool finishes) {
         std::uint64_t disputed = ctl_->disputed_pub.load(std::memory_order_acquire);
+        std::uint64_t count = ctl_->disputed_count_pub.load(std::memory_order_acquire);
         commit_reader([&](reader_state& rs) {
-            // The first chunk after a disputed message settles it: the message arrived
-            // if and only if it was the last one finished before this chunk.
+            // The first chunk after a disputed message settles it: the message (a batch's
+            // last, and with it the batch: one write) arrived if and only if it was the
+            // last one finished before this chunk.
             if (disputed > rs.resolved && c.h.seq > disputed) {
-                if (rs.last.seq == disputed && rs.last.final) ++rs.adjust;
+                if (rs.last.seq == disputed && rs.last.final) rs.adjust += count;
                 rs.resolved = disputed;
             }
             rs.last = advance(rs.last, c.h);
@@ -566,15 +640,41 @@ private:
         return !dispute_open() && ctl_->done.load(std::memory_order_acquire) >= placed();
     }
     [[nodiscard]] std::uint64_t slots_used() const noexcept {
-        std::uint64_t used = effective_puts() + (dispute_open() ? 1 : 0);
+        std::uint64_t used =
+            effective_puts() + (dispute_open() ? ctl_->disputed_count_pub.load(std::memory_order_acquire) : 0);
         std::uint64_t gets = ctl_->gets_pub.load(std::memory_order_acquire);
         return used > gets ? used - gets : 0;
     }
 
-    /// Writes one message under the writer lock. The deadline applies to every wait, and a
-    /// shutdown ends each; a message abandoned half-way is dropped by consumers (it was
-    /// never counted as put).
-    op_status write_message(std::size_t n, filler fill, std::optional<steady::time_point> deadline) {
+    /// Leaves nothing in flight when a write gives up (a deadline, a shutdown, a serializer's
+    /// failure) unless `ctl` was cleared: consumers drop what part of it they see.
+    struct abandon {
+        queue_control* ctl;
+        ~abandon() {
+            if (ctl)
+                ctl->w.update([](writer_state& s) {
+                    s.busy = 0;
+                    s.in_flight = 0;
+                    s.count = 0;
+                });
+        }
+    };
+
+    /// A write that finished `k` messages is in: counted and published, watchers told.
+    void finish_write(std::uint64_t k) {
+        ctl_->w.update([&](writer_state& s) {
+            s.puts += k;
+            s.busy = 0;
+            s.in_flight = 0;
+            s.count = 0;
+        });
+        ctl_->puts_pub.store(ctl_->w.get().puts, std::memory_order_release);
+        tell_watchers();
+    }
+
+    /// Under the writer lock: waits until a bounded queue has room for a message; done, or
+    /// timed_out, or shut_down.
+    op_status wait_slot(std::optional<steady::time_point> deadline) {
         if (ctl_->maxsize > 0 && !ctl_->slots.wait_until(
                                      [&] {
                                          return slots_used() < static_cast<std::uint64_t>(ctl_->maxsize) ||
@@ -583,21 +683,20 @@ private:
                                      deadline))
             return {op_status::timed_out};
         if (shutdown_state() != shut_open) return {op_status::shut_down};
+        return {op_status::done};
+    }
+
+    /// Writes one message under the writer lock. The deadline applies to every wait, and a
+    /// shutdown ends each; a message abandoned half-way is dropped by consumers (it was
+    /// never counted as put).
+    op_status write_message(std::size_t n, filler fill, std::optional<steady::time_point> deadline) {
+        if (auto s = wait_slot(deadline); !s) return s;
         std::uint64_t seq = ctl_->w.get().seq + 1;
         ctl_->w.update([&](writer_state& s) {
             s.seq = seq;
             s.busy = seq;
         });
-        struct abandon { // an exception (a deadline, a serializer) leaves no message in flight
-            queue_control* ctl;
-            ~abandon() {
-                if (ctl)
-                    ctl->w.update([](writer_state& s) {
-                        s.busy = 0;
-                        s.in_flight = 0;
-                    });
-            }
-        } guard{ctl_};
+        abandon guard{ctl_};
         const std::size_t maxp = ch_.max_payload();
         std::size_t off = 0;
         std::uint32_t index = 0;
@@ -610,6 +709,7 @@ private:
                 s.mark = mark;
                 s.in_flight = 1;
                 s.final_chunk = final;
+                s.count = 1;
             });
             auto slice = [&](std::span<std::byte> dst) { fill(dst, off); };
             while (!ch_.try_put(h, slice)) { // (the guard abandons the message on each return)
@@ -622,13 +722,100 @@ private:
                 ctl_->w.update([&](writer_state& s) { s.in_flight = 0; });
         } while (off < n);
         guard.ctl = nullptr;
+        finish_write(1);
+        return {op_status::done};
+    }
+
+    /// Under the reader lock: takes up to `max` one-chunk messages that are in the channel
+    /// now, committing them once at the end (and whenever the channel commits a read of its
+    /// own). Stops at anything else (a larger message, a marker, bytes out of place, an open
+    /// dispute), which the general path handles. Returns how many were handed to `take`.
+    std::size_t take_ready(taker take, std::size_t max) {
+        reader_state cur = ctl_->r.get();
+        if (ctl_->disputed_pub.load(std::memory_order_acquire) > cur.resolved) return 0;
+        std::size_t got = 0;
+        bool pending = false;
+        auto commit_all = [&] {
+            commit_reader([&](reader_state& s) { s = cur; });
+            pending = false;
+        };
+        // (A stream channel reading more into staging commits that; the messages taken so
+        // far go with it.)
+        auto commit = [&](auto f) {
+            f(cur);
+            commit_all();
+        };
+        struct flush { // commits what was taken when the loop ends, by any path
+            bool& pending;
+            decltype(commit_all)& commit;
+            ~flush() {
+                if (pending) commit();
+            }
+        } guard{pending, commit_all};
+        while (got < max) {
+            auto c = ch_.try_peek(cur, commit);
+            if (!c) break;
+            const chunk_header h = c->h;
+            if (h.magic != chunk_data || h.index != 0 || h.length != h.total || !follows(cur.last, h)) break;
+            bool taken = false;
+            MULTIPROC_TRY {
+                take(std::span<const std::byte>(c->payload, h.length));
+                taken = true;
+            } MULTIPROC_CATCH_ALL {
+                if (got != 0) break; // left for the next get, which raises it
+                cur.last = advance(cur.last, h); // a message that cannot be decoded is still taken
+                cur.pos = c->next;
+                ++cur.gets;
+                pending = true;
+                MULTIPROC_RETHROW;
+            }
+            if (!taken) break;
+            cur.last = advance(cur.last, h);
+            cur.pos = c->next;
+            ++cur.gets;
+            pending = true;
+            ++got;
+        }
+        return got;
+    }
+
+    /// Under the writer lock: puts the next messages of `b` from `put` on in one write of the
+    /// channel (after waiting for room and, in a bounded queue, for slots), advancing `put`.
+    op_status write_batch(const batch& b, std::size_t& put, std::optional<steady::time_point> deadline) {
+        if (auto s = wait_slot(deadline); !s) return s;
+        std::size_t want = std::min(b.n - put, batch_max);
+        if (ctl_->maxsize > 0)
+            want = std::min<std::size_t>(want, static_cast<std::uint64_t>(ctl_->maxsize) - slots_used());
+        std::uint32_t lens[batch_max];
+        for (std::size_t i = 0; i < want; ++i) lens[i] = static_cast<std::uint32_t>(b.size(put + i));
+        std::size_t k;
+        while ((k = ch_.batch_fit(std::span<const std::uint32_t>(lens, want))) == 0) {
+            if (shutdown_state() != shut_open) return {op_status::shut_down};
+            if (!ch_.wait_room(lens[0], deadline, ctl_->shut)) return refused_or(op_status::timed_out);
+        }
+        const std::span<const std::uint32_t> these(lens, k);
+        const std::uint64_t first = ctl_->w.get().seq + 1, last = first + k - 1;
+        const std::uint64_t mark = ch_.mark();
         ctl_->w.update([&](writer_state& s) {
-            ++s.puts;
-            s.busy = 0;
-            s.in_flight = 0;
+            s.seq = last;
+            s.busy = last;
+            s.mark = mark;
+            s.in_flight = 1;
+            s.final_chunk = 1;
+            s.count = static_cast<std::uint32_t>(k);
         });
-        ctl_->puts_pub.store(ctl_->w.get().puts, std::memory_order_release);
-        tell_watchers();
+        abandon guard{ctl_};
+        auto fill = [&](std::size_t i, std::span<std::byte> dst) { b.fill(put + i, dst); };
+        std::size_t bytes = 0; // (what a ring waits to have room for: the whole run)
+        for (std::uint32_t n : these) bytes += align_up(sizeof(chunk_header) + n);
+        for (bool fresh = true; !ch_.try_put_batch(first, these, fill, fresh); fresh = false) {
+            if (shutdown_state() != shut_open) return {op_status::shut_down};
+            if (!ch_.wait_room(bytes - sizeof(chunk_header), deadline, ctl_->shut))
+                return refused_or(op_status::timed_out);
+        }
+        guard.ctl = nullptr;
+        finish_write(k);
+        put += k;
         return {op_status::done};
     }
 

@@ -112,6 +112,40 @@ public:
         return true;
     }
 
+    /// How many chunks of these payload lengths fit now in one run (after a pad, if the run
+    /// starts the ring over): what try_put_many() writes. Never fewer later while only the
+    /// reader moves (room only grows).
+    [[nodiscard]] std::size_t batch_fit(std::span<const std::uint32_t> lens) const noexcept {
+        return plan_batch(lens).count;
+    }
+
+    /// Writes chunks of one-chunk messages `first`, `first + 1`, ... of these payload lengths
+    /// (`fill(i, span)` writes message i's payload) and publishes them with one store of the
+    /// tail; false, with nothing published, if they do not all fit now (batch_fit).
+    template <class Fill>
+    bool try_put_many(std::uint64_t first, std::span<const std::uint32_t> lens, Fill&& fill) {
+        std::uint64_t t = s_->tail.load(std::memory_order_relaxed);
+        if (t % chunk_align != 0 || t - s_->head.load(std::memory_order_acquire) > capacity())
+            corrupt("a write position that is not a chunk boundary, or a read position past it");
+        const batch_plan p = plan_batch(lens);
+        if (p.count < lens.size()) return false;
+        if (p.pad) {
+            std::uint32_t pad[2] = {chunk_pad, static_cast<std::uint32_t>(p.pad)};
+            std::memcpy(at(t), pad, sizeof pad);
+        }
+        std::uint64_t pos = t + p.pad;
+        for (std::size_t i = 0; i < lens.size(); ++i) {
+            const chunk_header h = make_chunk(chunk_data, first + i, 0, lens[i], lens[i]);
+            std::byte* dst = at(pos);
+            std::memcpy(dst, &h, sizeof h);
+            fill(i, std::span<std::byte>(dst + sizeof h, lens[i]));
+            pos += align_up(sizeof h + lens[i]);
+        }
+        s_->tail.store(pos, std::memory_order_release);
+        s_->data.notify_all();
+        return true;
+    }
+
     // ---- reader side ----
 
     /// The chunk at `pos` (pads skipped), or nothing if the ring holds no more. Throws
@@ -176,6 +210,42 @@ private:
         if (early || off + need > cap) pad = cap - off;
         if (pad + need > free) return std::nullopt;
         return placement{pad, need};
+    }
+
+    struct batch_plan {
+        std::uint64_t pad;
+        std::size_t count;
+    };
+
+    /// Where a run of chunks goes: on from the tail while they fit before the ring's end; or
+    /// from the ring's start (after a pad) when the first does not fit before the end, or
+    /// when the whole run fits there and the tail is past rewind_after (as plan() does for
+    /// one chunk). Room only grows while the writer waits, so the count never shrinks.
+    [[nodiscard]] batch_plan plan_batch(std::span<const std::uint32_t> lens) const noexcept {
+        const std::uint64_t cap = capacity();
+        const std::uint64_t t = s_->tail.load(std::memory_order_relaxed);
+        const std::uint64_t h = s_->head.load(std::memory_order_acquire);
+        const std::uint64_t off = t & (cap - 1), used = t - h, free = cap - used;
+        // Chunks that fit in `room` bytes from the run's start.
+        auto fitting = [&](std::uint64_t room) {
+            std::size_t k = 0;
+            for (std::uint64_t bytes = 0; k < lens.size(); ++k) {
+                const std::uint64_t need = align_up(sizeof(chunk_header) + lens[k]);
+                if (need > room - bytes) break;
+                bytes += need;
+            }
+            return k;
+        };
+        if (off >= rewind_after && used <= off) { // [h, t) sits below the tail: the start is free up to h
+            const std::size_t k = fitting(off - used);
+            if (k == lens.size()) return {cap - off, k};
+        }
+        const std::size_t on = fitting(std::min(cap - off, free));
+        if (on != 0) return {0, on};
+        if (cap - off >= free) return {0, 0}; // the end is not what stops the first chunk
+        // The ring's end stops it: start over. [h, t) then sits below the tail (were it to
+        // wrap, the free bytes would all lie before the end).
+        return {cap - off, fitting(off - used)};
     }
 
     [[nodiscard]] std::byte* at(std::uint64_t pos) const noexcept {

@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 
 namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
 
@@ -56,6 +57,15 @@ public:
     bool try_put(const chunk_header& h, Fill&& fill) {
         return ring_.try_put(h, fill);
     }
+    /// How many one-chunk messages of these payload lengths one publish carries now (0: the
+    /// first does not fit yet).
+    [[nodiscard]] std::size_t batch_fit(std::span<const std::uint32_t> lens) const noexcept { return ring_.batch_fit(lens); }
+    /// Writes and publishes them at once (ring::try_put_many); `fresh` is immaterial here.
+    template <class Fill>
+    bool try_put_batch(std::uint64_t first, std::span<const std::uint32_t> lens, Fill&& fill, bool) {
+        return ring_.try_put_many(first, lens, fill);
+    }
+
     /// Waits for room in the ring; true early once `stop` is set (interrupt() wakes it).
     bool wait_room(std::size_t len, std::optional<steady::time_point> deadline, const std::atomic<std::uint32_t>& stop) {
         return ring_.shared().space.wait_until(

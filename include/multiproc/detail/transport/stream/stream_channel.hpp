@@ -100,17 +100,39 @@ public:
             prepared_h_ = h;
             prepared_ = true;
         }
-        iovec iov{out_.data(), out_.size()};
-        ssize_t w = Stream::send(w_.get(), &iov, 1, false); // this process holds a read end too
-        if (w < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
-            sys::fail("write to a queue's stream");
-        }
+        if (!write_out()) return false;
         prepared_ = false;
-        if (static_cast<std::size_t>(w) != out_.size())
-            detail::raise(error("multiproc: a write of one chunk to a queue's stream was split; the transport's "
-                        "atomic_write is larger than what the kernel writes at once"));
         return true;
+    }
+
+    /// How many of one-chunk messages of these payload lengths (each at most max_payload())
+    /// one atomic write carries: at least one.
+    [[nodiscard]] std::size_t batch_fit(std::span<const std::uint32_t> lens) const noexcept {
+        std::size_t k = 0, bytes = 0;
+        while (k < lens.size() && bytes + sizeof(chunk_header) + lens[k] <= unit_) bytes += sizeof(chunk_header) + lens[k++];
+        return k;
+    }
+
+    /// Writes one-chunk messages `first`, `first + 1`, ... of these payload lengths (as
+    /// batch_fit allows) in one atomic write, `fill(i, span)` writing message i's payload;
+    /// false if the stream has no room now. Called again with `fresh` false, it writes the
+    /// same bytes without filling them again.
+    template <class Fill>
+    bool try_put_batch(std::uint64_t first, std::span<const std::uint32_t> lens, Fill&& fill, bool fresh) {
+        if (fresh) {
+            std::size_t bytes = 0;
+            for (std::uint32_t n : lens) bytes += sizeof(chunk_header) + n;
+            out_.resize(bytes);
+            std::byte* p = out_.data();
+            for (std::size_t i = 0; i < lens.size(); ++i) {
+                const chunk_header h = make_chunk(chunk_data, first + i, 0, lens[i], lens[i]);
+                std::memcpy(p, &h, sizeof h);
+                fill(i, std::span<std::byte>(p + sizeof h, lens[i]));
+                p += sizeof h + lens[i];
+            }
+            prepared_ = false; // (out_ no longer holds try_put's chunk)
+        }
+        return write_out();
     }
 
     /// Waits for room in the stream; true early once interrupt() was called (in any process).
@@ -204,6 +226,20 @@ public:
     }
 
 private:
+    /// Writes out_ in one write; false if the stream has no room for it now.
+    bool write_out() {
+        iovec iov{out_.data(), out_.size()};
+        ssize_t w = Stream::send(w_.get(), &iov, 1, false); // this process holds a read end too
+        if (w < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
+            sys::fail("write to a queue's stream");
+        }
+        if (static_cast<std::size_t>(w) != out_.size())
+            detail::raise(error("multiproc: a write of chunks to a queue's stream was split; the transport's "
+                        "atomic_write is larger than what the kernel writes at once"));
+        return true;
+    }
+
     /// Waits until `fd` reports `events` or the wake-up eventfd is readable; false on timeout.
     bool wait_or_woken(int fd, short events, std::optional<steady::time_point> deadline) {
         pollfd p[2] = {{fd, events, 0}, {wake_.get(), POLLIN, 0}};
