@@ -772,11 +772,12 @@ int main(int argc, char** argv) {
     else if (fig == "manager") fig_apply(pick(20'000), "pipe"); // a blocking request and reply: one manager call
     else if (fig == "transfer") fig_transfer(pick(64), variant);
     else if (fig == "typed_transfer") fig_transfer(pick(64), variant); // the same raw limit
+    else if (fig == "pages") fig_transfer(pick(64), variant);          // the same raw limit (shm: memcpy)
     else if (fig == "start") fig_start(pick(200), variant, "/proc/self/exe");
     else if (fig == "speedup") fig_speedup(pick(60'000));
     else if (fig == "compile") fig_compile(pick(3));
     else {
-        std::fprintf(stderr, "usage: %s map|imap_unordered|apply|queue|queue_many|queue_4x4|connection|transfer|typed_transfer|start|speedup|compile [variant] [scale]\n", argv[0]);
+        std::fprintf(stderr, "usage: %s map|imap_unordered|apply|queue|queue_many|queue_4x4|connection|transfer|typed_transfer|pages|start|speedup|compile [variant] [scale]\n", argv[0]);
         return 2;
     }
 }

@@ -95,12 +95,19 @@ const std::vector<figure>& figures() {
         {"typed_transfer", "pipe", "64 MiB typed vector", 4, "", nullptr},
         {"typed_transfer", "socketpair", "64 MiB typed vector", 4, "", nullptr},
         {"typed_transfer", "shm", "64 MiB typed vector", 4, "", nullptr},
-        {"start", "fork", "process start + join", 5, "<= 1.5x limit",
-         [](double m, auto, auto b) { return b ? std::optional<bool>(m <= 1.5 * *b) : std::nullopt; }},
-        {"start", "spawn", "process start + join", 3, "<= 1.5x limit",
-         [](double m, auto, auto b) { return b ? std::optional<bool>(m <= 1.5 * *b) : std::nullopt; }},
-        {"start", "forkserver", "process start + join", 3, "<= 1.5x limit",
-         [](double m, auto, auto b) { return b ? std::optional<bool>(m <= 1.5 * *b) : std::nullopt; }},
+        // Issue 20 item 2: 64 MiB as pages (a page_buffer sent; CPython: a SharedMemory whose
+        // name is sent), until the receiver has read a byte of every page; the baseline is
+        // the raw transfer's (shm: one memcpy), the target for shm at least a memcpy.
+        {"pages", "pipe", "64 MiB as pages (zero copy)", 4, "", nullptr},
+        {"pages", "socketpair", "64 MiB as pages (zero copy)", 4, "", nullptr},
+        {"pages", "shm", "64 MiB as pages (zero copy)", 4, ">= 1x memcpy",
+         [](double m, auto, auto b) { return b ? std::optional<bool>(m >= *b) : std::nullopt; }},
+        {"start", "fork", "process start + join", 5, "<= 1.3x limit",
+         [](double m, auto, auto b) { return b ? std::optional<bool>(m <= 1.3 * *b) : std::nullopt; }},
+        {"start", "spawn", "process start + join", 3, "<= 1.3x limit",
+         [](double m, auto, auto b) { return b ? std::optional<bool>(m <= 1.3 * *b) : std::nullopt; }},
+        {"start", "forkserver", "process start + join", 3, "<= 1.3x limit",
+         [](double m, auto, auto b) { return b ? std::optional<bool>(m <= 1.3 * *b) : std::nullopt; }},
         {"speedup", "", "CPU-bound speedup, all cores", 2000, ">= 1.95x",
          [](double m, auto, auto) { return std::optional<bool>(m >= 1.95); }},
         // No target: the baseline is the same standard headers without multiproc.

@@ -6,6 +6,7 @@
 #include <multiproc/config.hpp> // first: a pre-C++20 build stops at its sentence
 #include <multiproc/detail/codec/bytes.hpp>
 #include <multiproc/detail/codec/crossing.hpp>
+#include <multiproc/detail/net/resource_sharer.hpp>
 #include <multiproc/detail/runtime/child_key.hpp>
 #include <multiproc/detail/os/futex.hpp>
 #include <multiproc/detail/transport/queue_core.hpp>
@@ -58,18 +59,32 @@ public:
 
     /// Sends `obj`, serialized here: a value that cannot be sent fails before any byte
     /// leaves. Waits while the pipe is full (Python: Connection.send()). An object that
-    /// crosses by itself — a connection, queue, lock, shared memory — crosses with its
-    /// descriptors (SCM_RIGHTS), as into a spawned child: the receiver gets the same object
-    /// (Python: a Connection sent through a Connection); that needs a Unix-domain socket
-    /// (transport::socketpair, or listener/client on a Unix address), value_error otherwise.
+    /// crosses by itself — a connection, queue, lock, shared memory, page_buffer — crosses
+    /// with its descriptors, as into a spawned child: the receiver gets the same object
+    /// (Python: a Connection sent through a Connection). On a Unix-domain socket
+    /// (transport::socketpair, listener/client on a Unix address) they go with the message
+    /// (SCM_RIGHTS); over transport::shm through this process's resource sharer, as for a
+    /// queue (the receiver takes them from the sender, which must still be running then).
+    /// A kernel pipe (transport::pipe) or TCP refuses them with value_error, except a
+    /// page_buffer, which a pipe carries through the sharer too.
     void send(const T& obj) {
         auto& e = sender();
         if constexpr (detail::crosses_with_descriptors<T, serializer>) {
-            static_assert(carries_descriptors, "multiproc: objects with descriptors cross over a stream transport's "
-                                               "connection (transport::socketpair), not transport::shm");
             crossing_writer w;
             detail::cross_save<serializer>(w, obj);
-            e.send_crossing(std::as_bytes(std::span<const char>(w.bytes())), w.fds());
+            if constexpr (carries_descriptors) {
+                if (sends_descriptors(e)) {
+                    e.send_crossing(std::as_bytes(std::span<const char>(w.bytes())), w.fds());
+                } else { // a page_buffer on a kernel pipe: through this process's sharer
+                    detail::shared_message m(w);
+                    e.send_crossing(m.bytes(), {});
+                    m.sent();
+                }
+            } else { // a ring: through this process's sharer
+                detail::shared_message m(w);
+                e.send(m.bytes());
+                m.sent();
+            }
         } else {
             e.send(detail::encode_to_scratch<serializer>(obj));
         }
@@ -222,16 +237,35 @@ private:
 
     /// Receives an object that crossed by itself into `out`; false at end of file.
     bool recv_crossed(std::optional<T>& out) {
-        static_assert(carries_descriptors, "multiproc: objects with descriptors cross over a stream transport's "
-                                           "connection (transport::socketpair), not transport::shm");
         auto& e = receiver();
         std::string bytes;
-        if (!e.recv([&](std::span<const std::byte> b) { bytes.assign(reinterpret_cast<const char*>(b.data()), b.size()); },
-                    any_length, {}, end_t::crossing_frame))
-            return false;
-        crossing_reader r(std::move(bytes), e.take_passed());
+        auto keep = [&](std::span<const std::byte> b) { bytes.assign(reinterpret_cast<const char*>(b.data()), b.size()); };
+        if constexpr (carries_descriptors) {
+            if (!e.recv(keep, any_length, {}, end_t::crossing_frame)) return false;
+            if (sends_descriptors(e)) {
+                crossing_reader r(std::move(bytes), e.take_passed());
+                out.emplace(detail::cross_load<serializer, T>(r));
+                return true;
+            }
+        } else {
+            if (!e.recv(keep, any_length)) return false;
+        }
+        crossing_reader r = detail::claim_message(bytes); // from the sender's sharer
         out.emplace(detail::cross_load<serializer, T>(r));
         return true;
+    }
+
+    /// Whether objects with descriptors cross with the message (SCM_RIGHTS on a Unix
+    /// socket; a TCP connection refuses them there), not through the sender's resource
+    /// sharer, which a ring always uses, and a kernel pipe only for a page_buffer (other
+    /// objects are refused on a pipe, as before: send_crossing raises value_error). Asked
+    /// only of stream ends; both ends of a connection are of one kind, so sender and
+    /// receiver agree.
+    static bool sends_descriptors(end_t& e) {
+        if constexpr (requires { T::crosses_as_pages; })
+            return !e.on_pipe();
+        else
+            return true;
     }
 
     /// The length check of a receive that takes a message of any length.

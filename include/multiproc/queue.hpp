@@ -159,16 +159,9 @@ protected:
         if constexpr (shares_descriptors) {
             crossing_writer w;
             cross_save<serializer>(w, v);
-            struct kept { // withdrawn unless the message is in the queue
-                share_ticket t;
-                bool put = false;
-                ~kept() {
-                    if (!put) resource_sharer::withdraw(t);
-                }
-            } k{resource_sharer::share(w.fds())};
-            const std::string bytes = ticket_bytes(k.t) + w.bytes();
-            const op_status s = q.put_bytes(std::as_bytes(std::span<const char>(bytes)), deadline);
-            k.put = static_cast<bool>(s);
+            shared_message m(w); // withdrawn unless the message is in the queue
+            const op_status s = q.put_bytes(m.bytes(), deadline);
+            if (s) m.sent();
             return s;
         } else
         // Encoded here, before any lock: a value that cannot be sent fails in the caller.
@@ -322,10 +315,7 @@ protected:
     }
     /// The object a message of get_raw holds, with its descriptors taken from the sender.
     static T load_shared(const std::string& raw) {
-        std::string_view rest(raw);
-        const share_ticket t = read_ticket(rest);
-        auto fds = claim_shared(t, steady::now() + std::chrono::seconds(30));
-        crossing_reader r{std::string(rest), std::move(fds)};
+        crossing_reader r = claim_message(raw);
         return cross_load<serializer, T>(r);
     }
 

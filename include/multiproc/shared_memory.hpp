@@ -13,6 +13,7 @@
 #include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
 
 #include <multiproc/crossing.hpp>
+#include <multiproc/detail/os/shared_region.hpp>
 #include <multiproc/detail/os/sys.hpp>
 #include <multiproc/error.hpp>
 #include <multiproc/fwd.hpp>
@@ -242,6 +243,93 @@ private:
     std::size_t size_ = 0;
     detail::sys::unique_fd fd_;
     pid_t owner_pid_ = 0; // the creating process, while it still owns the name
+};
+
+/// Anonymous shared memory to fill in place and send through a connection or a queue of
+/// any transport without copying its bytes (issue 20): the pages travel, not the bytes.
+/// `page_buffer b(n)` maps `n` zeroed bytes of a sealed memfd (nothing appears in
+/// /dev/shm); send or put it, and the receiver gets a page_buffer that maps the same pages,
+/// however large, in the time a small message takes (its descriptor goes by SCM_RIGHTS or
+/// through the sender's resource sharer, as every object with descriptors does). Both ends
+/// then see the same memory: as with a move, the sender should not write to it after
+/// sending. The memory is freed when the last process that maps it is done, however it
+/// ended. Its size is sealed (F_SEAL_SHRINK, F_SEAL_GROW), and a receiver checks the seals
+/// and the size before mapping, so a sender cannot make the receiver's reads fault.
+/// A copy is another mapping of the same pages; it crosses into spawn and forkserver
+/// children as a process argument too.
+/// No Python counterpart (CPython's nearest is a SharedMemory whose name is sent).
+class page_buffer {
+public:
+    /// No memory: size 0.
+    page_buffer() = default;
+    /// `size` zeroed bytes (0: an empty buffer, which crosses as one).
+    explicit page_buffer(std::size_t size) {
+        if (size == 0) return;
+        detail::sys::unique_fd fd(detail::sys::memfd_create("multiproc-page-buffer", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+        if (!fd) detail::sys::fail("memfd_create for a page_buffer");
+        if (detail::sys::ftruncate(fd.get(), static_cast<off_t>(size)) != 0)
+            detail::sys::fail("ftruncate of a page_buffer of " + std::to_string(size) + " bytes");
+        if (detail::sys::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0)
+            detail::sys::fail("sealing a page_buffer");
+        region_ = map(std::move(fd), size, 0);
+    }
+
+    /// Another mapping of the same pages (as a receiver gets).
+    page_buffer(const page_buffer& o) {
+        if (o.empty()) return;
+        detail::sys::unique_fd fd(detail::sys::fcntl(o.region_.fd(), F_DUPFD_CLOEXEC, 0));
+        if (!fd) detail::sys::fail("dup of a page_buffer's memfd");
+        region_ = map(std::move(fd), o.size(), 0);
+    }
+    page_buffer& operator=(const page_buffer& o) {
+        if (this != &o) *this = page_buffer(o);
+        return *this;
+    }
+    page_buffer(page_buffer&&) noexcept = default;
+    page_buffer& operator=(page_buffer&&) noexcept = default;
+
+    [[nodiscard]] std::byte* data() const noexcept { return static_cast<std::byte*>(region_.data()); }
+    [[nodiscard]] std::size_t size() const noexcept { return region_.size(); }
+    [[nodiscard]] bool empty() const noexcept { return size() == 0; }
+    /// The bytes, writable.
+    [[nodiscard]] std::span<std::byte> bytes() const noexcept { return {data(), size()}; }
+
+    /// Connections of every local transport carry it (a kernel pipe through the sender's
+    /// resource sharer, which it refuses for other objects with descriptors).
+    static constexpr bool crosses_as_pages = true;
+
+    /// Sending: the memfd and the size (the receiver maps the same pages).
+    void cross_out(crossing_writer& w) const {
+        w.put<std::uint64_t>(size());
+        if (!empty()) w.put_fd(region_.fd());
+    }
+    /// Receiving: maps what cross_out sent, after checking that its size is sealed and at
+    /// least what the message says (else `serialization_error`), with its page tables filled
+    /// at once (MAP_POPULATE: cheaper than a fault per page on first touch).
+    static page_buffer cross_in(crossing_reader& r) {
+        page_buffer b;
+        const auto size = r.get<std::uint64_t>();
+        if (size == 0) return b;
+        auto fd = r.take_fd();
+        struct stat st {};
+        if (detail::sys::fstat(fd.get(), &st) != 0) detail::sys::fail("fstat of a page_buffer received");
+        const int seals = detail::sys::fcntl(fd.get(), F_GET_SEALS);
+        constexpr int needed = F_SEAL_SHRINK | F_SEAL_GROW;
+        if (seals < 0 || (seals & needed) != needed || static_cast<std::uint64_t>(st.st_size) < size ||
+            size > std::numeric_limits<std::size_t>::max())
+            detail::raise(serialization_error("multiproc: a page_buffer received is not what its message says (" +
+                                              std::to_string(size) + " bytes, a sealed memfd of " +
+                                              std::to_string(st.st_size) + ")"));
+        b.region_ = map(std::move(fd), static_cast<std::size_t>(size), MAP_POPULATE);
+        return b;
+    }
+
+private:
+    static detail::shared_region map(detail::sys::unique_fd fd, std::size_t size, int flags) {
+        return detail::shared_region::map(std::move(fd), size, flags, "a page_buffer of " + std::to_string(size) + " bytes");
+    }
+
+    detail::shared_region region_; // its size is the buffer's (not rounded to pages)
 };
 
 /// A fixed-length list of scalars and strings in one shared memory segment, which other

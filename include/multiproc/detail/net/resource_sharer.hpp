@@ -1,6 +1,7 @@
 // Not part of the API: hands descriptors of this process to another process that asks for
 // them (Python: multiprocessing.resource_sharer), for objects with descriptors put in a
-// queue. A queue carries bytes, never descriptors, so the sender keeps duplicates of the
+// queue, or sent through a connection whose transport cannot carry descriptors (a kernel
+// pipe, shared memory). Those carry bytes, never descriptors, so the sender keeps duplicates of the
 // object's descriptors here under a random 128-bit ticket and puts the ticket in the
 // message; the receiver connects to this process's sharer socket (a random name in the
 // abstract namespace, accepting only the same uid, as listeners do by default) and takes
@@ -68,13 +69,13 @@ inline std::string ticket_bytes(const share_ticket& t) {
 inline share_ticket read_ticket(std::string_view& bytes) {
     share_ticket t;
     std::uint32_t len = 0;
-    if (bytes.size() < 12 + t.token.size()) detail::raise(serialization_error("multiproc: a queue message of an object with descriptors is too short for its ticket"));
+    if (bytes.size() < 12 + t.token.size()) detail::raise(serialization_error("multiproc: a message of an object with descriptors is too short for its ticket"));
     std::memcpy(&t.pid, bytes.data(), 4);
     std::memcpy(&t.count, bytes.data() + 4, 4);
     std::memcpy(&len, bytes.data() + 8, 4);
     std::memcpy(t.token.data(), bytes.data() + 12, t.token.size());
     bytes.remove_prefix(12 + t.token.size());
-    if (len > 107 || len > bytes.size()) detail::raise(serialization_error("multiproc: a queue message of an object with descriptors has a bad sharer name"));
+    if (len > 107 || len > bytes.size()) detail::raise(serialization_error("multiproc: a message of an object with descriptors has a bad sharer name"));
     t.name.assign(bytes.substr(0, len));
     bytes.remove_prefix(len);
     return t;
@@ -99,7 +100,7 @@ public:
         std::vector<sys::unique_fd> dups;
         for (int fd : fds) {
             dups.emplace_back(sys::fcntl(fd, F_DUPFD_CLOEXEC, 0));
-            if (!dups.back()) sys::fail("dup of a descriptor to share through a queue");
+            if (!dups.back()) sys::fail("dup of a descriptor to share through a queue or a connection");
         }
         if (sys::getrandom_all(t.token.data(), t.token.size()) != 0) sys::fail("getrandom for a share ticket");
         state& s = here();
@@ -283,11 +284,11 @@ inline void wait_for_sharer(int c, std::uint32_t pid, steady::time_point deadlin
         const auto slice = std::min(deadline, steady::now() + std::chrono::milliseconds(100));
         if (sys::poll_until(&p, 1, slice, false) > 0) return;
         if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)
-            detail::raise(os_error("multiproc: cannot take the descriptors of a queue message: " + who +
+            detail::raise(os_error("multiproc: cannot take the descriptors of a message: " + who +
                                        " has ended, and they ended with it",
                                    ESRCH));
         if (steady::now() >= deadline)
-            detail::raise(os_error("multiproc: cannot take the descriptors of a queue message: " + who + " does not answer",
+            detail::raise(os_error("multiproc: cannot take the descriptors of a message: " + who + " does not answer",
                                    ETIMEDOUT));
     }
 }
@@ -299,9 +300,9 @@ inline void wait_for_sharer(int c, std::uint32_t pid, steady::time_point deadlin
 inline std::vector<sys::unique_fd> claim_shared(const share_ticket& t, steady::time_point deadline) {
     std::vector<sys::unique_fd> out;
     if (t.count == 0) return out;
-    const std::string who = "the process (pid " + std::to_string(t.pid) + ") that put an object with descriptors in the queue";
+    const std::string who = "the process (pid " + std::to_string(t.pid) + ") that sent an object with descriptors (through a queue or a connection)";
     sys::unique_fd c(sys::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-    if (!c) sys::fail("socket to take descriptors shared through a queue");
+    if (!c) sys::fail("socket to take descriptors shared through a queue or a connection");
     sockaddr_un a{};
     a.sun_family = AF_UNIX;
     std::memcpy(a.sun_path + 1, t.name.data(), t.name.size());
@@ -317,7 +318,7 @@ inline std::vector<sys::unique_fd> claim_shared(const share_ticket& t, steady::t
     while (rc != 0 && errno == EINTR && steady::now() < deadline);
     if (rc != 0) {
         const int e = errno;
-        detail::raise(os_error("multiproc: cannot take the descriptors of a queue message: " + who +
+        detail::raise(os_error("multiproc: cannot take the descriptors of a message: " + who +
                                    (e == ECONNREFUSED ? " has ended, and they ended with it" : " does not answer"),
                                e));
     }
@@ -326,7 +327,7 @@ inline std::vector<sys::unique_fd> claim_shared(const share_ticket& t, steady::t
     ucred peer{};
     if (sys::peer_credentials(c.get(), &peer) != 0) sys::fail("SO_PEERCRED of the sharer of " + who);
     if (peer.uid != ::geteuid() || peer.pid != static_cast<pid_t>(t.pid))
-        detail::raise(os_error("multiproc: cannot take the descriptors of a queue message: " + who +
+        detail::raise(os_error("multiproc: cannot take the descriptors of a message: " + who +
                                    " has ended, and another process (pid " + std::to_string(peer.pid) + ", uid " +
                                    std::to_string(peer.uid) + ") answers at its sharer's name",
                                ECONNREFUSED));
@@ -337,14 +338,14 @@ inline std::vector<sys::unique_fd> claim_shared(const share_ticket& t, steady::t
         const std::size_t before = out.size();
         const ssize_t r = recv_datagram(c.get(), &said, sizeof said, out);
         if (r < 0 && errno == EMSGSIZE)
-            detail::raise(os_error("multiproc: cannot take the descriptors of a queue message from " + who +
+            detail::raise(os_error("multiproc: cannot take the descriptors of a message from " + who +
                                        ": they were cut off (is this process out of descriptors, RLIMIT_NOFILE?)",
                                    EMSGSIZE));
         if (r <= 0) { // the sharer's socket went away: with its process, or (ECONNRESET) before it accepted
             const int e = r < 0 ? errno : EPIPE;
             if (r < 0 && e != ECONNRESET) sys::fail("recvmsg of descriptors from " + who);
             const bool ended = ::kill(static_cast<pid_t>(t.pid), 0) != 0 && errno == ESRCH;
-            detail::raise(os_error("multiproc: cannot take the descriptors of a queue message: " + who +
+            detail::raise(os_error("multiproc: cannot take the descriptors of a message: " + who +
                                        (ended ? " has ended, and they ended with it" : " stopped answering"),
                                    e));
         }
@@ -366,6 +367,36 @@ inline std::vector<sys::unique_fd> claim_shared(const share_ticket& t, steady::t
             detail::raise(serialization_error("multiproc: " + who + " sent more than the descriptors it said"));
     }
     return out;
+}
+
+/// The bytes of a message of an object with descriptors (`w`: the object's crossing), the
+/// descriptors kept by this process's sharer under the ticket the bytes start with. The
+/// share is withdrawn when this is destroyed unless sent() was called: the message is in
+/// the channel.
+class shared_message {
+public:
+    explicit shared_message(const crossing_writer& w)
+        : t_(resource_sharer::share(w.fds())), bytes_(ticket_bytes(t_) + w.bytes()) {}
+    shared_message(const shared_message&) = delete;
+    shared_message& operator=(const shared_message&) = delete;
+    ~shared_message() {
+        if (!sent_) resource_sharer::withdraw(t_);
+    }
+    [[nodiscard]] std::span<const std::byte> bytes() const noexcept { return std::as_bytes(std::span<const char>(bytes_)); }
+    void sent() noexcept { sent_ = true; }
+
+private:
+    share_ticket t_;
+    std::string bytes_;
+    bool sent_ = false;
+};
+
+/// The crossing a shared_message's bytes carry, with its descriptors taken from the sender
+/// (waiting at most 30 s for it: by then the message is taken, and giving up would lose it).
+inline crossing_reader claim_message(std::string_view raw) {
+    const share_ticket t = read_ticket(raw);
+    auto fds = claim_shared(t, steady::now() + std::chrono::seconds(30));
+    return crossing_reader{std::string(raw), std::move(fds)};
 }
 
 } MULTIPROC_ABI_END } // namespace multiproc::detail

@@ -45,11 +45,17 @@ public:
         sys::unique_fd fd(raw_fd);
         struct stat st {};
         if (sys::fstat(fd.get(), &st) != 0) sys::fail("fstat of a shared region");
-        void* p = sys::mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), 0);
-        if (!p) sys::fail("mmap of a shared region");
+        return map(std::move(fd), static_cast<std::size_t>(st.st_size), 0, "a shared region");
+    }
+
+    /// Maps the first `size` bytes (> 0) behind `fd`, read-write and shared, with mmap's
+    /// `extra_flags` (MAP_POPULATE...); keeps the descriptor. `what` names it in errors.
+    static shared_region map(sys::unique_fd fd, std::size_t size, int extra_flags, const std::string& what) {
+        void* p = sys::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | extra_flags, fd.get(), 0);
+        if (!p) sys::fail("mmap of " + what);
         shared_region r;
         r.data_ = p;
-        r.size_ = static_cast<std::size_t>(st.st_size);
+        r.size_ = size;
         r.fd_ = std::move(fd);
         return r;
     }

@@ -174,6 +174,10 @@ public:
         send_with_rights(iov, n, fds);
     }
 
+    /// Whether this end is on a kernel pipe, which cannot carry descriptors (an object with
+    /// descriptors then crosses through the sender's resource sharer).
+    [[nodiscard]] bool on_pipe() { return !is_socket(rx_ ? rx_.get() : tx_fd_); }
+
     /// The descriptors that came with the crossing frame just received (recv with kind
     /// crossing_frame), in order.
     std::vector<sys::unique_fd> take_passed() noexcept {
