@@ -201,6 +201,40 @@ TEMPLATE_TEST_CASE("design 5.1: in a map, the lost task is named by its index an
     });
 }
 
+TEMPLATE_TEST_CASE("a worker that dies on element k of a large chunk fails element k alone; the chunk's others are "
+                   "delivered", "[pool][death]", START_METHODS) {
+    // One chunk of 5000 ints, run in place (no frame per value): the worker publishes only
+    // the index of the element it starts, and that must still name the one it died on.
+    without_leaks<pool_of<TestType>>(2, [](pool_of<TestType>& p) {
+        constexpr std::size_t n = 5000, k = 3777;
+        std::vector<int> xs(n);
+        for (std::size_t i = 0; i < n; ++i) xs[i] = static_cast<int>(i);
+        xs[k] = -9;
+        try {
+            (void)p.map(fn<&die_on>, xs, n);
+            FAIL("no broken_pool");
+        } catch (const broken_pool& e) {
+            CHECK(e.task() == k);
+        }
+        std::size_t delivered = 0, lost = 0, wrong = 0;
+        auto v = p.imap(fn<&die_on>, xs, n);
+        std::size_t i = 0;
+        for (auto it = v.begin(); it != v.end(); ++it, ++i) {
+            try {
+                if (*it == xs[i] * 10) ++delivered;
+                else ++wrong;
+            } catch (const broken_pool& e) {
+                CHECK(e.task() == k);
+                CHECK(i == k);
+                ++lost;
+            }
+        }
+        CHECK(delivered == n - 1);
+        CHECK(lost == 1);
+        CHECK(wrong == 0);
+    });
+}
+
 TEMPLATE_TEST_CASE("design 5.1: many deaths in a row never hang the pool, and leave no zombie or descriptor",
                    "[pool][death][design5]", START_METHODS) {
     without_leaks<pool_of<TestType>>(2, [](pool_of<TestType>& p) {

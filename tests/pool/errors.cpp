@@ -92,6 +92,37 @@ TEST_CASE("imap yields the other results and throws at each failed element", "[p
     CHECK(got == std::vector<std::string>{"6", "error at 1", "7", "error at 3", "8"});
 }
 
+TEST_CASE("in a large chunk each element that throws fails alone, and the others keep their places",
+          "[pool][errors][imap]") {
+    // One chunk of ints, run in place: the results after a failed element move up in the
+    // reply and must still land at their own indices.
+    pool p(2);
+    std::vector<int> xs(3000, 6);
+    const std::vector<std::size_t> failing{0, 1, 2, 700, 701, 1500, 2998, 2999};
+    for (std::size_t f : failing) xs[f] = 1 + static_cast<int>(f % 5);
+    for (std::size_t i = 0; i < xs.size(); ++i)
+        if (xs[i] == 6) xs[i] = 6 + static_cast<int>(i); // (throws_for returns anything >= 6)
+    std::vector<std::size_t> failed;
+    std::size_t right = 0, i = 0;
+    auto v = p.imap(throws_for, xs, xs.size());
+    for (auto it = v.begin(); it != v.end(); ++it, ++i) {
+        try {
+            if (*it == xs[i]) ++right;
+        } catch (const remote_error& e) {
+            CHECK(*e.task() == i);
+            failed.push_back(i);
+        }
+    }
+    CHECK(failed == failing);
+    CHECK(right == xs.size() - failing.size());
+    try {
+        (void)p.map(throws_for, xs, xs.size());
+        FAIL("map should have thrown");
+    } catch (const remote_error& e) {
+        CHECK(e.task() == 0u);
+    }
+}
+
 namespace {
 /// An input that throws std::length_error("input ran dry") when it reaches `at`.
 struct throwing_input {
