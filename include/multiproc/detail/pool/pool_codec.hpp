@@ -15,6 +15,8 @@
 #include <multiproc/serialize.hpp>
 
 #include <algorithm>
+#include <array>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -189,6 +191,29 @@ struct pool_codec {
             (void)in.take(get_size(in));
     }
 
+    /// Whether a T can be written and read in place (store_bare, load_bare): it travels bare
+    /// and is trivially copyable.
+    template <class T>
+    static constexpr bool in_place() {
+        return fixed_size<T>() != 0 && std::is_trivially_copyable_v<T>;
+    }
+
+    /// A T that travels bare, written at `to` / read from `at`, which the caller checked hold
+    /// its sizeof(T) bytes: the value's object representation, as encode writes it (S says
+    /// that is its encoding), with no frame or bounds check.
+    template <class T>
+        requires(in_place<T>())
+    static void store_bare(std::byte* to, const T& v) noexcept {
+        std::memcpy(to, std::addressof(v), sizeof(T));
+    }
+    template <class T>
+        requires(in_place<T>())
+    static T load_bare(const std::byte* at) noexcept {
+        std::array<std::byte, sizeof(T)> bytes;
+        std::memcpy(bytes.data(), at, sizeof(T));
+        return std::bit_cast<T>(bytes);
+    }
+
 private:
     struct writer {
         byte_buffer& out;
@@ -353,6 +378,21 @@ struct thread_codec {
             bytes::template skip<T>(in);
         else
             (void)in.take(sizeof(box_base*));
+    }
+
+    template <class T>
+    static constexpr bool in_place() {
+        return bytes::template in_place<T>();
+    }
+    template <class T>
+        requires(in_place<T>())
+    static void store_bare(std::byte* to, const T& v) noexcept {
+        bytes::template store_bare<T>(to, v);
+    }
+    template <class T>
+        requires(in_place<T>())
+    static T load_bare(const std::byte* at) noexcept {
+        return bytes::template load_bare<T>(at);
     }
 };
 

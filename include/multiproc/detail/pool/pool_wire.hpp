@@ -215,6 +215,21 @@ struct result_sink {
     std::atomic<std::uint64_t>* element = nullptr; // the worker's progress word
     std::atomic<std::uint64_t>* element_started = nullptr; // when each element started, for a timed unit
 
+    /// Publishes that element `i` of the chunk starts. Untimed, a relaxed store of the index
+    /// alone (one plain store): nothing else is read with it, and it is read after the worker
+    /// died, or to name the element a kill would stop (which settles an element that finished
+    /// meanwhile by its result). Timed, the start time first and the index with release order,
+    /// so that a parent that sees element i sees at least i's start.
+    void begin_element(std::uint32_t i) noexcept {
+        if (element_started) {
+            element_started->store(static_cast<std::uint64_t>(steady::now().time_since_epoch().count()),
+                                   std::memory_order_relaxed);
+            element->store(i, std::memory_order_release);
+        } else {
+            element->store(i, std::memory_order_relaxed);
+        }
+    }
+
     void fail_current(std::uint32_t element_index) {
         auto [type, what] = describe_current_exception();
         put_error(errors, element_index, type, what);
@@ -265,12 +280,85 @@ struct invoker {
             return ((Codec::template fixed_size<A>() != 0) && ...) ? (Codec::template fixed_size<A>() + ...) : 0;
     }
 
+    /// Bytes of one result written in place (Codec::in_place), 0 for none (void), else -1:
+    /// encoded one by one.
+    static constexpr std::ptrdiff_t result_size() {
+        if constexpr (std::is_void_v<result_type>)
+            return 0;
+        else if constexpr (Codec::template in_place<result_type>())
+            return static_cast<std::ptrdiff_t>(sizeof(result_type));
+        else
+            return -1;
+    }
+
+    /// Whether a chunk runs on the bare path: every argument and the result are read and
+    /// written in place (a map of numbers), with no frame per value.
+    static constexpr bool bare() { return (Codec::template in_place<A>() && ...) && result_size() >= 0; }
+
     static void run(const task_view& t, result_sink& out) {
         F f = callable_wire<F>::decode(t.callable);
         // A thread pool's results are boxes of the job (thread_codec): the header says where.
         [[maybe_unused]] arena_scope<Codec::in_memory> results_go_to(Codec::in_memory ? reinterpret_cast<box_arena*>(t.header->arena)
                                                                      : nullptr);
         const std::uint32_t lo = t.header->lo, hi = t.header->hi;
+        if constexpr (bare()) {
+            constexpr std::size_t step = stride() != 0 ? stride() : 1; // (no arguments: nothing to read)
+            if (lo <= hi && (stride() == 0 || t.elements_size / step >= hi)) {
+                run_bare(f, t.elements, lo, hi, out);
+                return;
+            }
+            // (Too short for its count: the framed path below fails the elements it cannot read.)
+        }
+        run_framed(f, t, lo, hi, out);
+    }
+
+private:
+    /// Elements [lo, hi) of a chunk whose bytes hold all of them, every value bare. No
+    /// bounds check or frame per element, the results written straight into the room made
+    /// for them; one `try` for a run of elements: an element that throws fails alone, and the
+    /// run goes on after it.
+    static void run_bare(F& f, const std::byte* elements, std::uint32_t lo, std::uint32_t hi, result_sink& out) {
+        constexpr std::size_t rs = static_cast<std::size_t>(result_size());
+        const std::size_t mark = out.values.size();
+        std::byte* put = rs ? out.values.grow(static_cast<std::size_t>(hi - lo) * rs) : nullptr;
+        std::byte* const room = put;
+        const std::byte* at = elements + static_cast<std::size_t>(lo) * stride();
+        std::uint32_t i = lo;
+        while (i < hi) {
+            MULTIPROC_TRY {
+                for (; i < hi; ++i, at += stride()) {
+                    out.begin_element(i);
+                    std::tuple<A...> args = load_args(at, std::index_sequence_for<A...>{});
+                    if constexpr (rs == 0) {
+                        std::apply(f, args);
+                    } else {
+                        const result_type r = std::apply(f, args);
+                        Codec::template store_bare<result_type>(put, r);
+                        put += rs;
+                    }
+                }
+            } MULTIPROC_CATCH_ALL {
+                out.fail_current(i); // (no value: the ones after it move up)
+                ++i;
+                at += stride();
+            }
+        }
+        if constexpr (rs != 0) out.values.shrink(mark + static_cast<std::size_t>(put - room));
+    }
+
+    template <std::size_t... K>
+    static std::tuple<A...> load_args([[maybe_unused]] const std::byte* at, std::index_sequence<K...>) {
+        constexpr std::size_t sizes[] = {Codec::template fixed_size<A>()..., 0};
+        [[maybe_unused]] constexpr auto offset = [](std::size_t k) {
+            std::size_t o = 0;
+            for (std::size_t j = 0; j < k; ++j) o += sizes[j];
+            return o;
+        };
+        return std::tuple<A...>{Codec::template load_bare<A>(at + offset(K))...};
+    }
+
+    /// Elements [lo, hi) decoded one by one through the serialization policy.
+    static void run_framed(F& f, const task_view& t, std::uint32_t lo, std::uint32_t hi, result_sink& out) {
         pool_reader in(t.elements, t.elements_size);
         std::uint32_t i = lo;
         MULTIPROC_TRY {
@@ -279,11 +367,7 @@ struct invoker {
             else
                 for (std::uint32_t k = 0; k < lo; ++k) (Codec::template skip<A>(in), ...);
             for (; i < hi; ++i) {
-                // The time first: a parent that sees element i sees at least i's start.
-                if (out.element_started)
-                    out.element_started->store(static_cast<std::uint64_t>(steady::now().time_since_epoch().count()),
-                                               std::memory_order_relaxed);
-                out.element->store(i, std::memory_order_release);
+                out.begin_element(i);
                 // Braced initialization decodes the arguments left to right, as encoded.
                 std::tuple<A...> args{Codec::template decode<A>(in)...};
                 const std::size_t mark = out.values.size();
