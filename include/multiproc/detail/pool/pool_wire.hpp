@@ -207,28 +207,35 @@ struct task_view {
     std::size_t elements_size;
 };
 
-/// Where a worker's invoker writes: values of the elements that succeeded, and errors.
-struct result_sink {
-    byte_buffer& values;
-    byte_buffer& errors;
-    std::uint32_t error_count = 0;
-    std::atomic<std::uint64_t>* element = nullptr; // the worker's progress word
-    std::atomic<std::uint64_t>* element_started = nullptr; // when each element started, for a timed unit
+/// Where a worker publishes the element of its unit it runs: worker_shared::element, and for
+/// a timed unit element_started_ns. A value, which an invoker copies into its loop so that
+/// the two addresses stay in registers across calls of the task.
+struct element_progress {
+    std::atomic<std::uint64_t>* element = nullptr;
+    std::atomic<std::uint64_t>* started = nullptr; // timed units only
 
     /// Publishes that element `i` of the chunk starts. Untimed, a relaxed store of the index
     /// alone (one plain store): nothing else is read with it, and it is read after the worker
     /// died, or to name the element a kill would stop (which settles an element that finished
     /// meanwhile by its result). Timed, the start time first and the index with release order,
     /// so that a parent that sees element i sees at least i's start.
-    void begin_element(std::uint32_t i) noexcept {
-        if (element_started) {
-            element_started->store(static_cast<std::uint64_t>(steady::now().time_since_epoch().count()),
-                                   std::memory_order_relaxed);
+    void begin(std::uint32_t i) const noexcept {
+        if (started) {
+            started->store(static_cast<std::uint64_t>(steady::now().time_since_epoch().count()),
+                           std::memory_order_relaxed);
             element->store(i, std::memory_order_release);
         } else {
             element->store(i, std::memory_order_relaxed);
         }
     }
+};
+
+/// Where a worker's invoker writes: values of the elements that succeeded, and errors.
+struct result_sink {
+    byte_buffer& values;
+    byte_buffer& errors;
+    std::uint32_t error_count = 0;
+    element_progress progress;
 
     void fail_current(std::uint32_t element_index) {
         auto [type, what] = describe_current_exception();
@@ -323,11 +330,12 @@ private:
         std::byte* put = rs ? out.values.grow(static_cast<std::size_t>(hi - lo) * rs) : nullptr;
         std::byte* const room = put;
         const std::byte* at = elements + static_cast<std::size_t>(lo) * stride();
+        const element_progress progress = out.progress;
         std::uint32_t i = lo;
         while (i < hi) {
             MULTIPROC_TRY {
                 for (; i < hi; ++i, at += stride()) {
-                    out.begin_element(i);
+                    progress.begin(i);
                     std::tuple<A...> args = load_args(at, std::index_sequence_for<A...>{});
                     if constexpr (rs == 0) {
                         std::apply(f, args);
@@ -367,7 +375,7 @@ private:
             else
                 for (std::uint32_t k = 0; k < lo; ++k) (Codec::template skip<A>(in), ...);
             for (; i < hi; ++i) {
-                out.begin_element(i);
+                out.progress.begin(i);
                 // Braced initialization decodes the arguments left to right, as encoded.
                 std::tuple<A...> args{Codec::template decode<A>(in)...};
                 const std::size_t mark = out.values.size();
@@ -705,8 +713,8 @@ inline void run_task(const worker_boot& b, const std::byte* msg, std::size_t siz
     out.clear();
     (void)out.grow(sizeof(result_header)); // filled in below
     errors.clear();
-    result_sink sink{out, errors, 0, &b.self->element,
-                     (h.flags & task_timed) != 0 ? &b.self->element_started_ns : nullptr};
+    result_sink sink{out, errors, 0,
+                     {&b.self->element, (h.flags & task_timed) != 0 ? &b.self->element_started_ns : nullptr}};
     if (invoker_fn fn = find_invoker(h.invoker, h.signature);
         fn && size >= sizeof h + h.callable_size) {
         task_view v{&h, msg + sizeof h, msg + sizeof h + h.callable_size, size - sizeof h - h.callable_size};
