@@ -86,7 +86,7 @@ public:
                 m.sent();
             }
         } else {
-            e.send(detail::encode_to_scratch<serializer>(obj));
+            e.send(detail::encode_pieces<serializer>(obj));
         }
     }
 

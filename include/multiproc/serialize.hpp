@@ -298,6 +298,18 @@ std::span<const std::byte> encode_to_scratch(const T& v) {
     return buf;
 }
 
+/// Encodes `v` with S as pieces to send as one message. serialize::binary leaves the large
+/// blocks of `v` (the elements of a vector or string of plain data) where they are, so that
+/// a 64 MiB vector is sent from its own memory rather than copied first; other serializers
+/// encode into this thread's scratch buffer. Valid while `v` is and until the thread
+/// encodes again.
+template <class S, class T>
+byte_pieces encode_pieces(const T& v) {
+    gather_writer w(std::is_same_v<S, serialize::binary>);
+    S::encode(v, w);
+    return w.pieces();
+}
+
 /// Calls `source(take)`, which hands one message's bytes to `take`, and returns the T
 /// that S decodes from them.
 template <class S, class T, class Source>

@@ -7,6 +7,8 @@
 #include <multiproc/pipe.hpp>
 
 #include <cstring>
+#include <exception>
+#include <thread>
 
 using namespace multiproc;
 using namespace std::chrono_literals;
@@ -351,6 +353,85 @@ TEMPLATE_LIST_TEST_CASE("64 MiB messages pass whole through a pipe, larger than 
         CHECK(p.exitcode() == 0);
     });
 }
+
+#if MULTIPROC_TEST_ONCE // (no process started: a thread sends)
+namespace {
+/// A typed value's bytes, different for each size and position.
+template <class E>
+std::vector<E> typed_pattern(std::size_t n) {
+    std::vector<E> v(n);
+    for (std::size_t i = 0; i < n; ++i) v[i] = static_cast<E>((i + n) * 2654435761U >> 7);
+    return v;
+}
+/// Sends every value of `values` from a thread through `out`, and checks that `in`
+/// receives each as it was sent. What a send raised is raised here once the thread is
+/// joined (the sender closes its end then, so that the receiver sees end of file instead
+/// of waiting).
+template <class Conn, class T>
+void round_trip(Conn in, Conn out, const std::vector<T>& values) {
+    std::exception_ptr failed;
+    std::thread sender([&, out]() mutable {
+        try {
+            for (const T& v : values) out.send(v);
+        } catch (...) {
+            failed = std::current_exception();
+            out.close();
+        }
+    });
+    try {
+        for (std::size_t i = 0; i < values.size(); ++i) {
+            INFO("value " << i);
+            const T got = in.recv();
+            CHECK((got == values[i])); // (the bool alone: not 64 MiB of elements printed)
+        }
+    } catch (...) {
+        sender.join();
+        if (failed) std::rethrow_exception(failed);
+        throw;
+    }
+    sender.join();
+    if (failed) std::rethrow_exception(failed);
+}
+} // namespace
+
+TEMPLATE_LIST_TEST_CASE("typed vectors of plain data round-trip exactly at every size around the frame's head, the "
+                        "gathered blocks, the chunks and the receive steps",
+                        "[pipe][large][typed]", test::transports) {
+    using C = TestType;
+    INFO(C::name());
+    test::leak_check leaks;
+    constexpr std::size_t kib = 1 << 10, mib = 1 << 20;
+    const std::vector<std::size_t> sizes = {0,          1,           103,         104,        105,      4096,
+                                            64 * kib - 1, 64 * kib, 64 * kib + 1, mib - 64, mib - 32, mib,
+                                            mib + 1,    4 * mib - 9, 4 * mib - 8, 4 * mib,  4 * mib + 1, 64 * mib + 3};
+    auto vectors_of = [&]<class E>() {
+        std::vector<std::vector<E>> values;
+        for (std::size_t n : sizes) values.push_back(typed_pattern<E>(n / sizeof(E)));
+        auto [a, b] = C::template pipe<std::vector<E>>(true, mib);
+        round_trip(a, b, values);
+    };
+    SECTION("bytes") { vectors_of.template operator()<std::uint8_t>(); }
+    SECTION("32-bit integers") { vectors_of.template operator()<std::int32_t>(); }
+}
+
+TEMPLATE_LIST_TEST_CASE("a value of many large blocks between small fields round-trips exactly, more blocks than "
+                        "one gathered write takes",
+                        "[pipe][large][typed]", test::transports) {
+    using C = TestType;
+    INFO(C::name());
+    test::leak_check leaks;
+    // 1030 blocks of 64 KiB, each after its 8-byte count: over 2000 pieces, more than
+    // IOV_MAX (1024); and a string and a vector of integers around them.
+    using T = std::tuple<std::string, std::vector<std::vector<std::uint8_t>>, std::vector<std::int64_t>, bool>;
+    T value;
+    std::get<0>(value) = std::string(200 << 10, 'x');
+    for (std::size_t i = 0; i < 1030; ++i) std::get<1>(value).push_back(typed_pattern<std::uint8_t>((64 << 10) + i % 3));
+    std::get<2>(value) = typed_pattern<std::int64_t>(100000);
+    std::get<3>(value) = true;
+    auto [a, b] = C::template pipe<T>(true, 1 << 20);
+    round_trip(a, b, std::vector<T>{value, T{}, value});
+}
+#endif
 
 #if MULTIPROC_TEST_PART_ONCE // (over no combination: built into one part)
 TEST_CASE("shm: a sender killed mid-message leaves the ring usable for the other senders", "[pipe][kill][shm]") {

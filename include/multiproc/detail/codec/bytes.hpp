@@ -96,6 +96,104 @@ inline std::vector<std::byte>& scratch() {
     return buf;
 }
 
+/// A message as consecutive pieces of bytes, sent one after the other as one message (a
+/// gather: writev/sendmsg on a stream, chunk by chunk into a ring).
+using byte_pieces = std::span<const std::span<const std::byte>>;
+
+/// How many bytes the pieces hold in all.
+inline std::size_t total_size(byte_pieces parts) noexcept {
+    std::size_t n = 0;
+    for (auto p : parts) n += p.size();
+    return n;
+}
+
+/// Copies pieces out in order, as many bytes at a time as the caller asks.
+class pieces_cursor {
+public:
+    explicit pieces_cursor(byte_pieces parts) noexcept : parts_(parts) {}
+    /// Copies the next `n` bytes to `dst` (there must be that many left).
+    void copy_to(std::byte* dst, std::size_t n) noexcept {
+        while (n > 0) {
+            const auto part = parts_[i_];
+            const std::size_t k = std::min(n, part.size() - off_);
+            if (k) std::memcpy(dst, part.data() + off_, k);
+            dst += k;
+            n -= k;
+            off_ += k;
+            if (off_ == part.size()) {
+                ++i_;
+                off_ = 0;
+            }
+        }
+    }
+
+private:
+    byte_pieces parts_;
+    std::size_t i_ = 0, off_ = 0;
+};
+
+/// Encodes a message as pieces without copying its large runs: a write of at least
+/// `by_reference` bytes stays where it is, as a piece of its own; smaller writes are
+/// copied, in order, into the thread's scratch buffer. Referencing is only for a serializer
+/// that writes such runs from the value itself (serialize::binary: a block of elements,
+/// never a copy on its stack), and the value must outlive the pieces. The pieces live in
+/// storage of the thread, kept between messages: valid until the thread encodes again.
+class gather_writer {
+public:
+    static constexpr std::size_t by_reference = std::size_t{64} << 10;
+
+    /// `references`: whether large runs stay where they are (false: every byte is copied,
+    /// for a serializer that may write from its own temporaries).
+    explicit gather_writer(bool references = true)
+        : small_(scratch()), s_(state()), by_reference_(references ? by_reference : SIZE_MAX) {
+        small_.clear();
+        s_.runs.clear();
+    }
+    gather_writer(const gather_writer&) = delete;
+    gather_writer& operator=(const gather_writer&) = delete;
+
+    void write(const void* p, std::size_t n) {
+        if (n == 0) return;
+        const auto* b = static_cast<const std::byte*>(p);
+        if (n >= by_reference_) {
+            s_.runs.push_back({b, n});
+            return;
+        }
+        if (s_.runs.empty() || s_.runs.back().at) s_.runs.push_back({nullptr, 0}); // (a run in scratch)
+        small_.insert(small_.end(), b, b + n);
+        s_.runs.back().len += n;
+    }
+
+    /// The message: its pieces in order (none for an empty message).
+    [[nodiscard]] byte_pieces pieces() {
+        s_.pieces.clear();
+        std::size_t in_scratch = 0; // (runs in scratch are found by length: it may have moved as it grew)
+        for (const run& r : s_.runs) {
+            s_.pieces.emplace_back(r.at ? r.at : small_.data() + in_scratch, r.len);
+            if (!r.at) in_scratch += r.len;
+        }
+        return s_.pieces;
+    }
+
+private:
+    struct run {
+        const std::byte* at; // null: the next `len` bytes of scratch
+        std::size_t len;
+    };
+    struct buffers {
+        std::vector<run> runs;
+        std::vector<std::span<const std::byte>> pieces;
+    };
+    static buffers& state() {
+        thread_local buffers b;
+        return b;
+    }
+
+    std::vector<std::byte>& small_;
+    buffers& s_;
+    std::size_t by_reference_;
+};
+
 /// The most bytes one message can have: more than any process can address (x86-64 and
 /// arm64 user space is 2^47 bytes or less). A length header claiming more is corrupt.
 inline constexpr std::uint64_t max_message_bytes = std::uint64_t{1} << 47;

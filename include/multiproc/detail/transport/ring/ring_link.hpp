@@ -113,18 +113,21 @@ public:
 
     /// Sends one message, in chunks if it is larger than a chunk; waits while the ring is
     /// full. EPIPE (`os_error`) when no process holds the receiving end any more.
-    void send(std::span<const std::byte> bytes) {
+    void send(std::span<const std::byte> bytes) { send(byte_pieces(&bytes, 1)); }
+    /// Sends one message holding `parts` one after the other, copied into the ring chunk by
+    /// chunk from where they are.
+    void send(byte_pieces parts) {
         ring& r = out_->r;
         std::uint64_t seq = r.shared().next_seq.fetch_add(1, std::memory_order_relaxed) + 1;
         const std::size_t maxp = r.max_payload();
+        const std::size_t total = total_size(parts);
+        pieces_cursor from(parts);
         std::size_t off = 0;
         std::uint32_t index = 0;
         do {
-            std::size_t len = std::min(bytes.size() - off, maxp);
-            chunk_header h = make_chunk(chunk_data, seq, index, static_cast<std::uint32_t>(len), bytes.size());
-            auto fill = [&](std::span<std::byte> dst) {
-                if (len) std::memcpy(dst.data(), bytes.data() + off, len); // (an empty message may be null)
-            };
+            std::size_t len = std::min(total - off, maxp);
+            chunk_header h = make_chunk(chunk_data, seq, index, static_cast<std::uint32_t>(len), total);
+            auto fill = [&](std::span<std::byte> dst) { from.copy_to(dst.data(), len); };
             while (!r.try_put(h, fill)) {
                 if (!r.shared().space.wait_until([&] { return r.has_room(len); }, steady::now() + liveness_slice) &&
                     (poll_now(out_live_.get()) & POLLERR))
@@ -132,7 +135,7 @@ public:
             }
             off += len;
             ++index;
-        } while (off < bytes.size());
+        } while (off < total);
     }
 
     /// Waits until a chunk is here (or end of file), at most until `deadline`.

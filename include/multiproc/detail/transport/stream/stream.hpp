@@ -127,6 +127,12 @@ inline ssize_t read_some(int fd, void* buf, std::size_t n, const char* what) {
     sys::fail(std::string("read from ") + what);
 }
 
+#ifdef IOV_MAX
+inline constexpr int max_iov = IOV_MAX;
+#else
+inline constexpr int max_iov = 1024; // (Linux's UIO_MAXIOV)
+#endif
+
 /// Writes every byte of `iov` to a non-blocking descriptor with `send` (the transport's
 /// writev), waiting for room until `deadline`. Returns false if the deadline passed before
 /// the first byte went out; once some bytes are out it finishes regardless (a stream must
@@ -135,7 +141,7 @@ template <class Send>
 bool write_all(Send&& send, int fd, iovec* iov, int n, std::optional<steady::time_point> deadline, const char* what) {
     bool started = false;
     while (n > 0) {
-        ssize_t w = send(fd, iov, n);
+        ssize_t w = send(fd, iov, std::min(n, max_iov)); // (the kernel takes at most IOV_MAX at once)
         if (w < 0) {
             if (errno != EAGAIN && errno != EWOULDBLOCK) sys::fail(std::string("write to ") + what);
             if (!wait_fd(fd, POLLOUT, started ? std::nullopt : deadline, what)) return false;

@@ -129,15 +129,13 @@ public:
     /// Sends one frame; waits while the stream is full. EPIPE (`os_error`) when no
     /// process holds the other end any more. `kind`: auth_frame for the messages of the
     /// authentication exchange, which an ordinary receive refuses.
-    void send(std::span<const std::byte> bytes, std::uint32_t kind = 0) {
-        static constexpr std::byte padding[min_frame] = {};
-        header h{magic, kind, bytes.size()};
-        iovec iov[3] = {{&h, sizeof h}, {}, {}};
-        int n = 1;
-        if (!bytes.empty()) iov[n++] = {const_cast<std::byte*>(bytes.data()), bytes.size()};
-        if (bytes.size() < min_frame - sizeof h) iov[n++] = {const_cast<std::byte*>(padding), min_frame - sizeof h - bytes.size()};
-        write_all([this](int fd, const iovec* v, int k) { return send_some(fd, v, k); }, tx_fd_, iov, n,
-                  std::nullopt, "a connection");
+    void send(std::span<const std::byte> bytes, std::uint32_t kind = 0) { send(byte_pieces(&bytes, 1), kind); }
+    /// Sends one frame holding `parts` one after the other, gathered from where they are.
+    void send(byte_pieces parts, std::uint32_t kind = 0) {
+        write_frame(kind, parts, [this](iovec* iov, int n) {
+            write_all([this](int fd, const iovec* v, int k) { return send_some(fd, v, k); }, tx_fd_, iov, n,
+                      std::nullopt, "a connection");
+        });
     }
 
     /// Sends descriptors (SCM_RIGHTS) in a frame of their own, which only recv_fds takes
@@ -165,13 +163,7 @@ public:
             detail::raise(value_error("multiproc: an object of " + std::to_string(fds.size()) + " descriptors is more than " +
                                       std::to_string(max_fds_per_message) + " can cross in one message"));
         require_unix_socket("objects with descriptors (connections, queues, locks, shared memory) cross");
-        static constexpr std::byte padding[min_frame] = {};
-        const header h{magic, crossing_frame, bytes.size()};
-        iovec iov[3] = {{const_cast<header*>(&h), sizeof h}, {}, {}};
-        int n = 1;
-        if (!bytes.empty()) iov[n++] = {const_cast<std::byte*>(bytes.data()), bytes.size()};
-        if (bytes.size() < min_frame - sizeof h) iov[n++] = {const_cast<std::byte*>(padding), min_frame - sizeof h - bytes.size()};
-        send_with_rights(iov, n, fds);
+        write_frame(crossing_frame, byte_pieces(&bytes, 1), [&](iovec* iov, int n) { send_with_rights(iov, n, fds); });
     }
 
     /// Whether this end is on a kernel pipe, which cannot carry descriptors (an object with
@@ -359,6 +351,29 @@ private:
             detail::raise(value_error(std::string("multiproc: ") + what +
                                       " only over Unix-domain sockets (a connection of transport::socketpair, or from "
                                       "listener/client on a Unix address), not a pipe or TCP"));
+    }
+
+    /// Hands `write(iov, n)` a frame of `kind` holding `parts`: the header, each non-empty
+    /// part where it is, and padding up to min_frame.
+    template <class Write>
+    static void write_frame(std::uint32_t kind, byte_pieces parts, Write&& write) {
+        static constexpr std::byte padding[min_frame] = {};
+        const std::size_t length = total_size(parts);
+        header h{magic, kind, length};
+        constexpr std::size_t inline_iov = 8;
+        iovec local[inline_iov];
+        std::vector<iovec> many; // (a value of many large blocks)
+        iovec* iov = local;
+        if (parts.size() + 2 > inline_iov) {
+            many.resize(parts.size() + 2);
+            iov = many.data();
+        }
+        int n = 0;
+        iov[n++] = {&h, sizeof h};
+        for (auto p : parts)
+            if (!p.empty()) iov[n++] = {const_cast<std::byte*>(p.data()), p.size()};
+        if (length < min_frame - sizeof h) iov[n++] = {const_cast<std::byte*>(padding), min_frame - sizeof h - length};
+        write(iov, n);
     }
 
     /// Writes all of `iov`, the descriptors `fds` attached to the first bytes that leave.
