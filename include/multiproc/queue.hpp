@@ -206,9 +206,12 @@ protected:
                     span_writer w(dst);
                     serializer::encode(base[i], w);
                 };
-                std::size_t done = 0;
-                const op_status s = q.put_many({sizes.size(), size, fill}, deadline, done);
-                put += done;
+                struct count_in { // (counted even when an encoder's failure ends the call)
+                    std::size_t& put;
+                    std::size_t done = 0;
+                    ~count_in() { put += done; }
+                } c{put};
+                const op_status s = q.put_many({sizes.size(), size, fill}, deadline, c.done);
                 if (!s) return s;
             }
         } else {

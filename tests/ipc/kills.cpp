@@ -408,3 +408,71 @@ TEMPLATE_LIST_TEST_CASE("a consumer killed inside get_many right after reading f
     CHECK(got == v);
     CHECK(q.qsize() == 0);
 }
+
+namespace {
+// For the next case: the writev calls of a stream channel, made to die after the call, or
+// to fail with EAGAIN (a full pipe), a given number of times.
+std::atomic<int> writev_die_after{0}, writev_eagain{0};
+int dispute_hook(call c) {
+    if (c != call::writev) return 0;
+    if (writev_die_after.load() != 0 && writev_die_after.fetch_sub(1) == 1) return detail::sys::die_after_call;
+    if (writev_eagain.load() > 0) {
+        writev_eagain.fetch_sub(1);
+        return EAGAIN;
+    }
+    return 0;
+}
+} // namespace
+
+TEST_CASE("a dispute opened while get_many takes a run is settled: counts stay exact", "[queue][kill][window][batch]") {
+    // A consumer is inside get_many (its decoder runs the scene): producer A is killed right
+    // after the write of a run of three; producer B repairs (a consumer holds the lock, so it
+    // writes a marker, which meets a full pipe) and puts its own message. The run that goes on
+    // reads A's three and B's one: it must stop before B's, whose chunk settles the dispute.
+    using core_t = detail::queue_core<transport::pipe::queue_channel>;
+    test::leak_check leaks;
+    core_t q(0, 0);
+    auto u64 = [](const std::uint64_t& v) { return std::span<const std::byte>(reinterpret_cast<const std::byte*>(&v), 8); };
+    const std::uint64_t first = 1;
+    REQUIRE(q.put_bytes(u64(first), std::nullopt));
+    std::vector<std::uint64_t> seen;
+    bool staged = false;
+    auto take = [&](std::span<const std::byte> b) {
+        std::uint64_t v;
+        std::memcpy(&v, b.data(), 8);
+        seen.push_back(v);
+        if (std::exchange(staged, true)) return;
+        pid_t a = ::fork();
+        if (a == 0) {
+            writev_die_after = 1;
+            detail::sys::fault_hook = &dispute_hook;
+            std::uint64_t vals[3] = {10, 11, 12};
+            auto size = [](std::size_t) -> std::size_t { return 8; };
+            auto fill = [&](std::size_t i, std::span<std::byte> dst) { std::memcpy(dst.data(), &vals[i], 8); };
+            std::size_t put = 0;
+            (void)q.put_many({3, size, fill}, std::nullopt, put);
+            ::_exit(3); // not reached: killed after the write
+        }
+        int st = 0;
+        ::waitpid(a, &st, 0);
+        pid_t b2 = ::fork();
+        if (b2 == 0) {
+            writev_eagain = 1; // the marker's write
+            detail::sys::fault_hook = &dispute_hook;
+            const std::uint64_t v = 20;
+            ::_exit(q.put_bytes(u64(v), std::nullopt) ? 0 : 4);
+        }
+        ::waitpid(b2, &st, 0);
+    };
+    std::size_t got = 0;
+    REQUIRE(q.get_many(take, 100, detail::steady::now() + 10s, got));
+    while (seen.size() < 5) REQUIRE(q.get_many(take, 100, detail::steady::now() + 10s, got));
+    CHECK(seen == std::vector<std::uint64_t>{1, 10, 11, 12, 20}); // each once
+    CHECK(q.qsize() == 0);
+    const std::uint64_t later = 30;
+    REQUIRE(q.put_bytes(u64(later), std::nullopt));
+    CHECK(q.qsize() == 1); // the run was counted: it arrived
+    REQUIRE(q.get(take, detail::steady::now() + 10s));
+    CHECK(seen.back() == 30);
+    CHECK(q.qsize() == 0);
+}

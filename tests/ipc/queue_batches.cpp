@@ -98,6 +98,49 @@ TEMPLATE_LIST_TEST_CASE("get_many takes what is there without waiting for more; 
     CHECK_THROWS_AS(q.put_many(tagged_run(1, 0, 1)), value_error);
 }
 
+namespace {
+/// serialize::binary, except that the string "bad" does not decode (a corrupt message).
+struct refuses_bad {
+    using policy_kind = multiproc::kind::serialize;
+    static constexpr std::string_view name = "refuses_bad";
+    template <class T>
+    static constexpr bool supports = serialize::binary::supports<T>;
+    template <class T>
+    static std::size_t encoded_size(const T& v) {
+        return serialize::binary::encoded_size(v);
+    }
+    template <class T, byte_writer W>
+    static void encode(const T& v, W& w) {
+        serialize::binary::encode(v, w);
+    }
+    template <class T, byte_reader R>
+    static T decode(R& r) {
+        T v = serialize::binary::template decode<T>(r);
+        if constexpr (std::is_same_v<T, std::string>)
+            if (v == "bad") throw serialization_error("refuses_bad: cannot decode 'bad'");
+        return v;
+    }
+};
+} // namespace
+
+TEST_CASE("get_many raises a message that does not decode only as the first of its call", "[queue][batch][errors]") {
+    test::leak_check leaks;
+    basic_queue<std::string, transport::pipe, refuses_bad> q;
+    const std::string big(10000, 'x'); // several chunks: taken the general way, then the run goes on
+    for (const char* front : {"small", "large"}) {
+        INFO("in front: " << front);
+        q.put(std::string(front) == "small" ? std::string("ok") : big);
+        q.put("bad");
+        q.put("after");
+        auto got = q.get_many(10, 1s); // the one before "bad", and not "bad"
+        REQUIRE(got.size() == 1);
+        CHECK(got[0] == (std::string(front) == "small" ? std::string("ok") : big));
+        CHECK_THROWS_WITH(q.get_many(10, 1s), Catch::Contains("cannot decode 'bad'")); // first of its call: taken, raised
+        CHECK(q.get_many(10, 1s) == std::vector<std::string>{"after"});
+        CHECK(q.qsize() == 0);
+    }
+}
+
 TEMPLATE_LIST_TEST_CASE("put_many carries large values among small ones, each whole and in order",
                         "[queue][batch][large]", test::transports) {
     using C = TestType;

@@ -354,15 +354,19 @@ private:
         if constexpr (rs != 0) out.values.shrink(mark + static_cast<std::size_t>(put - room));
     }
 
+    /// Where argument K starts in an element's bytes.
+    template <std::size_t K>
+    static constexpr std::size_t arg_offset() {
+        constexpr std::size_t sizes[] = {Codec::template fixed_size<A>()..., 0};
+        std::size_t o = 0;
+        for (std::size_t j = 0; j < K; ++j) o += sizes[j];
+        return o;
+    }
+
     template <std::size_t... K>
     static std::tuple<A...> load_args([[maybe_unused]] const std::byte* at, std::index_sequence<K...>) {
-        constexpr std::size_t sizes[] = {Codec::template fixed_size<A>()..., 0};
-        [[maybe_unused]] constexpr auto offset = [](std::size_t k) {
-            std::size_t o = 0;
-            for (std::size_t j = 0; j < k; ++j) o += sizes[j];
-            return o;
-        };
-        return std::tuple<A...>{Codec::template load_bare<A>(at + offset(K))...};
+        // (Offsets as constants: GCC 12 at -O0 crashed on a constexpr lambda over a local array.)
+        return std::tuple<A...>{Codec::template load_bare<A>(at + std::integral_constant<std::size_t, arg_offset<K>()>::value)...};
     }
 
     /// Elements [lo, hi) decoded one by one through the serialization policy.

@@ -99,8 +99,7 @@ struct queue_control {
     robust_mutex rlock;
     alignas(64) journal<writer_state> w;
     std::atomic<std::uint64_t> puts_pub;
-    std::atomic<std::uint64_t> disputed_pub;
-    std::atomic<std::uint64_t> disputed_count_pub; // stored before disputed_pub
+    std::atomic<std::uint64_t> dispute_pub; // the last dispute: its seq and count in one word (dispute_word)
     alignas(64) journal<reader_state> r;
     std::atomic<std::uint64_t> gets_pub;
     std::atomic<std::uint64_t> adjust_pub;
@@ -110,6 +109,19 @@ struct queue_control {
     notifier tasks;                              // task_done() or a settled dispute (join)
     alignas(64) std::atomic<std::uint32_t> shut; // a shutdown_state; never goes back
     std::atomic<std::uint32_t> watchers;         // wait() calls watching the queue's readiness
+};
+
+/// A dispute as published: the (last) message of the write in question, and how many
+/// messages that write finishes (at most 2^count_bits - 1), in one word, so that a reader
+/// never pairs one dispute's message with another's count.
+struct dispute_word {
+    static constexpr unsigned count_bits = 10;
+    std::uint64_t seq = 0;
+    std::uint64_t count = 0;
+    [[nodiscard]] std::uint64_t pack() const noexcept { return (seq << count_bits) | count; }
+    static dispute_word unpack(std::uint64_t w) noexcept {
+        return {w >> count_bits, w & ((std::uint64_t{1} << count_bits) - 1)};
+    }
 };
 
 /// Whether a queue was shut down (Python 3.13: Queue.shutdown): puts are refused from
@@ -294,6 +306,10 @@ public:
     };
     /// At most this many messages go in one write (one publish of a ring, one kernel write).
     static constexpr std::size_t batch_max = 256;
+    static_assert(batch_max < (std::size_t{1} << dispute_word::count_bits));
+    /// At most this many messages are taken under one hold of the reader lock (get_many):
+    /// other consumers get their turn, and a call's vector stays bounded.
+    static constexpr std::size_t run_max = 4096;
 
     /// Puts the messages of `b` in order under one hold of the writer lock, as few writes
     /// as the channel allows: each write (one store of a ring's tail, one kernel-atomic
@@ -327,17 +343,18 @@ public:
             reader_lock lk(*this, deadline);
             if (!lk) return refused_or(op_status::timed_out);
             if (shutdown_state() == shut_immediate) return {op_status::shut_down};
-            got = take_ready(take, max);
+            got = take_ready(take, max, false);
         }
         if (got != 0) return {op_status::done};
         // Nothing simple at the front: one message the general way (it waits, assembles a
-        // large message, settles disputes, skips markers), then what followed it.
+        // large message, settles disputes, skips markers), then what followed it -- without
+        // raising any more: that message is handed over already.
         if (auto s = take_next(take, deadline, false); !s) return s;
         got = 1;
         if (got < max) {
             auto st = ctl_->rlock.try_lock();
             reader_lock lk(*this, st);
-            if (lk) got += take_ready(take, max - got);
+            if (lk && shutdown_state() != shut_immediate) got += take_ready(take, max - got, true);
         }
         return {op_status::done};
     }
@@ -518,8 +535,7 @@ private:
     void publish_writer() noexcept {
         const writer_state& ws = ctl_->w.get();
         ctl_->puts_pub.store(ws.puts, std::memory_order_release);
-        ctl_->disputed_count_pub.store(ws.disputed_count, std::memory_order_release);
-        ctl_->disputed_pub.store(ws.disputed, std::memory_order_release);
+        ctl_->dispute_pub.store(dispute_word{ws.disputed, ws.disputed_count}.pack(), std::memory_order_release);
         tell_watchers();
     }
 
@@ -601,13 +617,13 @@ private:
         if (rs.resolved != before.resolved) {
             ctl_->resolved_pub.store(rs.resolved, std::memory_order_release);
             ctl_->tasks.notify_all();
+            if (ctl_->maxsize > 0) ctl_->slots.notify_all(); // (a run that did not arrive frees its slots)
         }
     }
 
     /// Consumes chunk `c`; `finishes` says whether it ends a message (counted as got).
     void consume(const chunk_ref& c, bool finishes) {
-        std::uint64_t disputed = ctl_->disputed_pub.load(std::memory_order_acquire);
-        std::uint64_t count = ctl_->disputed_count_pub.load(std::memory_order_acquire);
+        const auto [disputed, count] = published_dispute();
         commit_reader([&](reader_state& rs) {
             // The first chunk after a disputed message settles it: the message (a batch's
             // last, and with it the batch: one write) arrived if and only if it was the
@@ -628,8 +644,11 @@ private:
     [[nodiscard]] std::uint64_t effective_puts() const noexcept {
         return ctl_->puts_pub.load(std::memory_order_acquire) + ctl_->adjust_pub.load(std::memory_order_acquire);
     }
+    [[nodiscard]] dispute_word published_dispute() const noexcept {
+        return dispute_word::unpack(ctl_->dispute_pub.load(std::memory_order_acquire));
+    }
     [[nodiscard]] bool dispute_open() const noexcept {
-        return ctl_->disputed_pub.load(std::memory_order_acquire) > ctl_->resolved_pub.load(std::memory_order_acquire);
+        return published_dispute().seq > ctl_->resolved_pub.load(std::memory_order_acquire);
     }
     /// Tasks placed in the queue so far: a consumer may take a message a moment before its
     /// producer counts it, so the larger of the two counts is the one to trust.
@@ -640,8 +659,12 @@ private:
         return !dispute_open() && ctl_->done.load(std::memory_order_acquire) >= placed();
     }
     [[nodiscard]] std::uint64_t slots_used() const noexcept {
-        std::uint64_t used =
-            effective_puts() + (dispute_open() ? ctl_->disputed_count_pub.load(std::memory_order_acquire) : 0);
+        // The dispute first, the counts after: a consumer settling it raises `adjust` before
+        // `resolved`, so this order can count a settled run twice (room found a moment
+        // later), never not at all (room that is not there).
+        const dispute_word d = published_dispute();
+        const std::uint64_t held = d.seq > ctl_->resolved_pub.load(std::memory_order_acquire) ? d.count : 0;
+        std::uint64_t used = effective_puts() + held;
         std::uint64_t gets = ctl_->gets_pub.load(std::memory_order_acquire);
         return used > gets ? used - gets : 0;
     }
@@ -726,13 +749,18 @@ private:
         return {op_status::done};
     }
 
-    /// Under the reader lock: takes up to `max` one-chunk messages that are in the channel
-    /// now, committing them once at the end (and whenever the channel commits a read of its
-    /// own). Stops at anything else (a larger message, a marker, bytes out of place, an open
-    /// dispute), which the general path handles. Returns how many were handed to `take`.
-    std::size_t take_ready(taker take, std::size_t max) {
+    /// Under the reader lock: takes up to `max` (at most run_max) one-chunk messages that are
+    /// in the channel now, committing them once at the end (and whenever the channel commits
+    /// a change to staging of its own, which then carries the messages taken so far). Stops
+    /// at anything else (a larger message, a marker, bytes out of place, a chunk past an open
+    /// dispute), which the general path handles. Returns how many were handed to `take`. A
+    /// failure (a message that does not decode, a corrupt channel) is raised only if nothing
+    /// was handed over in this call yet (`handed`: something was, before this run); else the
+    /// run ends before it, and the next call meets it.
+    std::size_t take_ready(taker take, std::size_t max, bool handed) {
         reader_state cur = ctl_->r.get();
-        if (ctl_->disputed_pub.load(std::memory_order_acquire) > cur.resolved) return 0;
+        if (published_dispute().seq > cur.resolved) return 0;
+        max = std::min(max, run_max);
         std::size_t got = 0;
         bool pending = false;
         auto commit_all = [&] {
@@ -753,16 +781,25 @@ private:
             }
         } guard{pending, commit_all};
         while (got < max) {
-            auto c = ch_.try_peek(cur, commit);
+            std::optional<chunk_ref> c;
+            MULTIPROC_TRY {
+                c = ch_.try_peek(cur, commit);
+            } MULTIPROC_CATCH_ALL {
+                if (got != 0 || handed) break; // met again by the next call, which raises it
+                MULTIPROC_RETHROW;
+            }
             if (!c) break;
             const chunk_header h = c->h;
             if (h.magic != chunk_data || h.index != 0 || h.length != h.total || !follows(cur.last, h)) break;
+            // A dispute opened since (a producer killed, repaired by another one) is settled by
+            // the first chunk after its message: the general path's consume() does that.
+            if (const dispute_word d = published_dispute(); d.seq > cur.resolved && h.seq > d.seq) break;
             bool taken = false;
             MULTIPROC_TRY {
                 take(std::span<const std::byte>(c->payload, h.length));
                 taken = true;
             } MULTIPROC_CATCH_ALL {
-                if (got != 0) break; // left for the next get, which raises it
+                if (got != 0 || handed) break; // left for the next call, which raises it
                 cur.last = advance(cur.last, h); // a message that cannot be decoded is still taken
                 cur.pos = c->next;
                 ++cur.gets;
@@ -782,12 +819,24 @@ private:
     /// Under the writer lock: puts the next messages of `b` from `put` on in one write of the
     /// channel (after waiting for room and, in a bounded queue, for slots), advancing `put`.
     op_status write_batch(const batch& b, std::size_t& put, std::optional<steady::time_point> deadline) {
-        if (auto s = wait_slot(deadline); !s) return s;
         std::size_t want = std::min(b.n - put, batch_max);
-        if (ctl_->maxsize > 0)
-            want = std::min<std::size_t>(want, static_cast<std::uint64_t>(ctl_->maxsize) - slots_used());
+        for (;;) { // (slots_used() may be seen higher than wait_slot saw it: a settle in flight)
+            if (auto s = wait_slot(deadline); !s) return s;
+            if (ctl_->maxsize <= 0) break;
+            const std::uint64_t used = slots_used(), cap = static_cast<std::uint64_t>(ctl_->maxsize);
+            if (used < cap) {
+                want = std::min<std::size_t>(want, cap - used);
+                break;
+            }
+        }
         std::uint32_t lens[batch_max];
-        for (std::size_t i = 0; i < want; ++i) lens[i] = static_cast<std::uint32_t>(b.size(put + i));
+        for (std::size_t i = 0; i < want; ++i) {
+            const std::size_t n = b.size(put + i);
+            if (n > ch_.max_payload())
+                detail::raise(error("multiproc: put_many was given a message of " + std::to_string(n) +
+                                    " bytes for one chunk, which holds " + std::to_string(ch_.max_payload())));
+            lens[i] = static_cast<std::uint32_t>(n);
+        }
         std::size_t k;
         while ((k = ch_.batch_fit(std::span<const std::uint32_t>(lens, want))) == 0) {
             if (shutdown_state() != shut_open) return {op_status::shut_down};

@@ -120,6 +120,7 @@ public:
     template <class Fill>
     bool try_put_batch(std::uint64_t first, std::span<const std::uint32_t> lens, Fill&& fill, bool fresh) {
         if (fresh) {
+            prepared_ = false; // (out_ no longer holds try_put's chunk, even if a fill fails)
             std::size_t bytes = 0;
             for (std::uint32_t n : lens) bytes += sizeof(chunk_header) + n;
             out_.resize(bytes);
@@ -130,7 +131,6 @@ public:
                 fill(i, std::span<std::byte>(p + sizeof h, lens[i]));
                 p += sizeof h + lens[i];
             }
-            prepared_ = false; // (out_ no longer holds try_put's chunk)
         }
         return write_out();
     }
@@ -172,7 +172,10 @@ public:
                     return chunk_ref{h, staging_ + pos + sizeof h, pos + sizeof h + h.length};
             }
             // Reads end at a chunk's end, so what is left is bytes from outside; and it can
-            // fail to move only when staging holds less than about three chunks.
+            // fail to move only when staging holds less than about three chunks. A caller
+            // that has taken chunks it has not committed yet (get_many's run) commits them
+            // first: the move must not write over bytes its journal still names.
+            if (pos != 0) commit([](reader_state&) {});
             if (!to_front(pos, end, commit)) to_front_unjournaled(pos, end, commit);
             if (!read_more(end, commit)) return std::nullopt;
         }
