@@ -70,7 +70,7 @@ TEMPLATE_LIST_TEST_CASE("put_many and get_many pass messages in order, in runs o
     CHECK_THROWS_AS(q.get_many_nowait(10), queue_empty);
 }
 
-TEMPLATE_LIST_TEST_CASE("get_many takes what is there without waiting for more; qsize counts runs exactly",
+TEMPLATE_LIST_TEST_CASE("get_many takes what is there without waiting for more, and qsize counts runs exactly",
                         "[queue][batch]", test::combos) {
     using C = TestType;
     INFO(C::name());

@@ -201,7 +201,7 @@ TEMPLATE_TEST_CASE("design 5.1: in a map, the lost task is named by its index an
     });
 }
 
-TEMPLATE_TEST_CASE("a worker that dies on element k of a large chunk fails element k alone; the chunk's others are "
+TEMPLATE_TEST_CASE("a worker that dies on element k of a large chunk fails element k alone, and the chunk's others are "
                    "delivered", "[pool][death]", START_METHODS) {
     // One chunk of 5000 ints, run in place (no frame per value): the worker publishes only
     // the index of the element it starts, and that must still name the one it died on.
