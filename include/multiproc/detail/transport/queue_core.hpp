@@ -623,7 +623,8 @@ private:
 
     /// Consumes chunk `c`; `finishes` says whether it ends a message (counted as got).
     void consume(const chunk_ref& c, bool finishes) {
-        const auto [disputed, count] = published_dispute();
+        const dispute_word d = published_dispute(); // (no structured binding: clang 14 cannot capture one)
+        const std::uint64_t disputed = d.seq, count = d.count;
         commit_reader([&](reader_state& rs) {
             // The first chunk after a disputed message settles it: the message (a batch's
             // last, and with it the batch: one write) arrived if and only if it was the
