@@ -72,19 +72,14 @@ public:
         if constexpr (detail::crosses_with_descriptors<T, serializer>) {
             crossing_writer w;
             detail::cross_save<serializer>(w, obj);
-            if constexpr (carries_descriptors) {
-                if (sends_descriptors(e)) {
-                    e.send_crossing(std::as_bytes(std::span<const char>(w.bytes())), w.fds());
-                } else { // a page_buffer on a kernel pipe: through this process's sharer
-                    detail::shared_message m(w);
-                    e.send_crossing(m.bytes(), {});
-                    m.sent();
-                }
-            } else { // a ring: through this process's sharer
-                detail::shared_message m(w);
+            if constexpr (carries_descriptors)
+                if (sends_descriptors(e)) return e.send_crossing(std::as_bytes(std::span<const char>(w.bytes())), w.fds());
+            detail::shared_message m(w); // a ring, or a page_buffer on a kernel pipe: through this process's sharer
+            if constexpr (carries_descriptors)
+                e.send_crossing(m.bytes(), {}); // (the frame kind recv_crossed asks for)
+            else
                 e.send(m.bytes());
-                m.sent();
-            }
+            m.sent();
         } else {
             e.send(detail::encode_pieces<serializer>(obj));
         }

@@ -206,12 +206,9 @@ protected:
                     span_writer w(dst);
                     serializer::encode(base[i], w);
                 };
-                struct count_in { // (counted even when an encoder's failure ends the call)
-                    std::size_t& put;
-                    std::size_t done = 0;
-                    ~count_in() { put += done; }
-                } c{put};
-                const op_status s = q.put_many({sizes.size(), size, fill}, deadline, c.done);
+                std::size_t done = 0;
+                const op_status s = q.put_many({sizes.size(), size, fill}, deadline, done);
+                put += done;
                 if (!s) return s;
             }
         } else {
@@ -223,7 +220,8 @@ protected:
 
     /// put_many's count: all of `values` unless the deadline passed or the queue was shut
     /// down on the way; the error (queue_full, queue_shut_down) if none went in. Reported as
-    /// a result (with exceptions, any other error of the put is caught into it too).
+    /// a result (with exceptions, any other error of the put is caught into it too);
+    /// put_many raises it (`.value()`).
     result<std::size_t> try_put_many_at(std::span<const T> values, std::optional<steady::time_point> deadline) {
         return capture([&]() -> result<std::size_t> {
             std::size_t put = 0;
@@ -231,42 +229,27 @@ protected:
             return put;
         });
     }
-    std::size_t put_many_until(std::span<const T> values, std::optional<steady::time_point> deadline) {
-        std::size_t put = 0;
-        if (auto s = try_put_many_until(values, deadline, put); !s && put == 0) failure(s, true).raise();
-        return put;
-    }
 
-    /// Up to `max` messages into `out`: the first waited for until `deadline`, then those
-    /// already there.
-    op_status get_many_into(std::vector<T>& out, std::size_t max, std::optional<steady::time_point> deadline) {
-        if (max == 0) return {op_status::done};
-        if constexpr (shares_descriptors) {
-            std::string raw;
-            if (auto s = get_raw(raw, deadline); !s) return s;
-            out.push_back(load_shared(raw));
-            return {op_status::done};
-        } else {
-            out.reserve(std::min<std::size_t>(max, 1024));
-            auto take = [&](std::span<const std::byte> b) {
-                span_reader r(b);
-                out.push_back(serializer::template decode<T>(r));
-            };
-            std::size_t got = 0;
-            return core().get_many(take, max, deadline, got);
-        }
-    }
-    /// get_many: queue_empty (or queue_shut_down) raised if no message comes.
-    std::vector<T> get_many_until(std::size_t max, std::optional<steady::time_point> deadline) {
-        std::vector<T> out;
-        if (auto s = get_many_into(out, max, deadline); !s) failure(s, false).raise();
-        return out;
-    }
-    /// try_get_many: the same reported as a result.
+    /// Up to `max` messages: the first waited for until `deadline` (else queue_empty, or
+    /// queue_shut_down), then those already there. Reported as a result; get_many raises it.
     result<std::vector<T>> try_get_many_at(std::size_t max, std::optional<steady::time_point> deadline) {
         return capture([&]() -> result<std::vector<T>> {
             std::vector<T> out;
-            if (auto s = get_many_into(out, max, deadline); !s) return failure(s, false);
+            if (max == 0) return out;
+            op_status s{op_status::done};
+            if constexpr (shares_descriptors) {
+                std::string raw;
+                if (s = get_raw(raw, deadline); s) out.push_back(load_shared(raw));
+            } else {
+                out.reserve(std::min<std::size_t>(max, 1024));
+                auto take = [&](std::span<const std::byte> b) {
+                    span_reader r(b);
+                    out.push_back(serializer::template decode<T>(r));
+                };
+                std::size_t got = 0;
+                s = core().get_many(take, max, deadline, got);
+            }
+            if (!s) return failure(s, false);
             return out;
         });
     }
@@ -376,12 +359,12 @@ public:
     /// and one journal commit per write. A producer killed inside it leaves each write's
     /// messages all in or all out (docs/design/queues.md); other producers wait while it
     /// holds the lock.
-    std::size_t put_many(std::span<const T> values) { return this->put_many_until(values, std::nullopt); }
+    std::size_t put_many(std::span<const T> values) { return this->try_put_many_at(values, std::nullopt).value(); }
     /// As put_many(values), waiting at most `timeout` in all: returns how many went in by
     /// then, or raises `queue_full` if none did.
     template <class Rep, class Period>
     std::size_t put_many(std::span<const T> values, std::chrono::duration<Rep, Period> timeout) {
-        return this->put_many_until(values, base::after(timeout));
+        return this->try_put_many_at(values, base::after(timeout)).value();
     }
 
     /// Takes up to `max` messages: waits for the first as get() does, then takes those that
@@ -389,14 +372,14 @@ public:
     /// loop, only much faster, as runs of small messages are taken under one hold of the
     /// consumers' lock and one journal commit. A consumer killed inside it loses at most the
     /// messages it had taken (docs/design/queues.md). `max` 0: an empty vector at once.
-    std::vector<T> get_many(std::size_t max) { return this->get_many_until(max, std::nullopt); }
+    std::vector<T> get_many(std::size_t max) { return this->try_get_many_at(max, std::nullopt).value(); }
     /// As get_many(max), waiting at most `timeout` for the first; `queue_empty` after that.
     template <class Rep, class Period>
     std::vector<T> get_many(std::size_t max, std::chrono::duration<Rep, Period> timeout) {
-        return this->get_many_until(max, base::after(timeout));
+        return this->try_get_many_at(max, base::after(timeout)).value();
     }
     /// As get_many(max), only if a message is there now, else `queue_empty`.
-    std::vector<T> get_many_nowait(std::size_t max) { return this->get_many_until(max, detail::steady::now()); }
+    std::vector<T> get_many_nowait(std::size_t max) { return this->try_get_many_at(max, detail::steady::now()).value(); }
 
     /// As put_many and get_many, reporting queue_full, queue_empty and queue_shut_down (and,
     /// with exceptions, any other error) in the result: the forms for builds without

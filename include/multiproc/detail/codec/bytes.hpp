@@ -170,7 +170,7 @@ public:
             return;
         }
         if (s_.runs.empty() || s_.runs.back().at) s_.runs.push_back({nullptr, 0}); // (a run in scratch)
-        small_.insert(small_.end(), b, b + n);
+        vector_writer(small_).write(b, n);
         s_.runs.back().len += n;
     }
 

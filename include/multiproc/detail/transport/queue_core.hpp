@@ -795,23 +795,20 @@ private:
             // A dispute opened since (a producer killed, repaired by another one) is settled by
             // the first chunk after its message: the general path's consume() does that.
             if (const dispute_word d = published_dispute(); d.seq > cur.resolved && h.seq > d.seq) break;
-            bool taken = false;
-            MULTIPROC_TRY {
-                take(std::span<const std::byte>(c->payload, h.length));
-                taken = true;
-            } MULTIPROC_CATCH_ALL {
-                if (got != 0 || handed) break; // left for the next call, which raises it
-                cur.last = advance(cur.last, h); // a message that cannot be decoded is still taken
+            auto taken = [&] { // (to be committed)
+                cur.last = advance(cur.last, h);
                 cur.pos = c->next;
                 ++cur.gets;
                 pending = true;
+            };
+            MULTIPROC_TRY {
+                take(std::span<const std::byte>(c->payload, h.length));
+            } MULTIPROC_CATCH_ALL {
+                if (got != 0 || handed) break; // left for the next call, which raises it
+                taken(); // a message that cannot be decoded is still taken
                 MULTIPROC_RETHROW;
             }
-            if (!taken) break;
-            cur.last = advance(cur.last, h);
-            cur.pos = c->next;
-            ++cur.gets;
-            pending = true;
+            taken();
             ++got;
         }
         return got;

@@ -95,20 +95,11 @@ public:
     /// false, with nothing written, if it does not fit now.
     template <class Fill>
     bool try_put(const chunk_header& h, Fill&& fill) {
-        std::uint64_t t = s_->tail.load(std::memory_order_relaxed);
-        if (t % chunk_align != 0 || t - s_->head.load(std::memory_order_acquire) > capacity())
-            corrupt("a write position that is not a chunk boundary, or a read position past it");
+        const std::uint64_t t = checked_tail();
         auto p = plan(h.length);
         if (!p) return false;
-        if (p->pad) {
-            std::uint32_t pad[2] = {chunk_pad, static_cast<std::uint32_t>(p->pad)};
-            std::memcpy(at(t), pad, sizeof pad);
-        }
-        std::byte* dst = at(t + p->pad);
-        std::memcpy(dst, &h, sizeof h);
-        fill(std::span<std::byte>(dst + sizeof h, h.length));
-        s_->tail.store(t + p->pad + p->need, std::memory_order_release);
-        s_->data.notify_all();
+        write_chunk(t + pad_at(t, p->pad), h, fill);
+        publish(t + p->pad + p->need);
         return true;
     }
 
@@ -124,25 +115,16 @@ public:
     /// tail; false, with nothing published, if they do not all fit now (batch_fit).
     template <class Fill>
     bool try_put_many(std::uint64_t first, std::span<const std::uint32_t> lens, Fill&& fill) {
-        std::uint64_t t = s_->tail.load(std::memory_order_relaxed);
-        if (t % chunk_align != 0 || t - s_->head.load(std::memory_order_acquire) > capacity())
-            corrupt("a write position that is not a chunk boundary, or a read position past it");
+        const std::uint64_t t = checked_tail();
         const batch_plan p = plan_batch(lens);
         if (p.count < lens.size()) return false;
-        if (p.pad) {
-            std::uint32_t pad[2] = {chunk_pad, static_cast<std::uint32_t>(p.pad)};
-            std::memcpy(at(t), pad, sizeof pad);
-        }
-        std::uint64_t pos = t + p.pad;
+        std::uint64_t pos = t + pad_at(t, p.pad);
         for (std::size_t i = 0; i < lens.size(); ++i) {
             const chunk_header h = make_chunk(chunk_data, first + i, 0, lens[i], lens[i]);
-            std::byte* dst = at(pos);
-            std::memcpy(dst, &h, sizeof h);
-            fill(i, std::span<std::byte>(dst + sizeof h, lens[i]));
+            write_chunk(pos, h, [&](std::span<std::byte> dst) { fill(i, dst); });
             pos += align_up(sizeof h + lens[i]);
         }
-        s_->tail.store(pos, std::memory_order_release);
-        s_->data.notify_all();
+        publish(pos);
         return true;
     }
 
@@ -210,6 +192,35 @@ private:
         if (early || off + need > cap) pad = cap - off;
         if (pad + need > free) return std::nullopt;
         return placement{pad, need};
+    }
+
+    /// The write position, checked: a chunk boundary, with the read position behind it.
+    [[nodiscard]] std::uint64_t checked_tail() const {
+        const std::uint64_t t = s_->tail.load(std::memory_order_relaxed);
+        if (t % chunk_align != 0 || t - s_->head.load(std::memory_order_acquire) > capacity())
+            corrupt("a write position that is not a chunk boundary, or a read position past it");
+        return t;
+    }
+    /// Writes a pad record of `pad` bytes at `t` if `pad` is not 0 (the rest of the ring up
+    /// to its end, skipped by the reader); returns `pad`.
+    std::uint64_t pad_at(std::uint64_t t, std::uint64_t pad) noexcept {
+        if (pad) {
+            const std::uint32_t word[2] = {chunk_pad, static_cast<std::uint32_t>(pad)};
+            std::memcpy(at(t), word, sizeof word);
+        }
+        return pad;
+    }
+    /// Writes chunk `h` at `pos`: its header, then `fill(span)` its payload.
+    template <class Fill>
+    void write_chunk(std::uint64_t pos, const chunk_header& h, Fill&& fill) {
+        std::byte* dst = at(pos);
+        std::memcpy(dst, &h, sizeof h);
+        fill(std::span<std::byte>(dst + sizeof h, h.length));
+    }
+    /// Makes everything before `tail` visible to the reader, and wakes it.
+    void publish(std::uint64_t tail) noexcept {
+        s_->tail.store(tail, std::memory_order_release);
+        s_->data.notify_all();
     }
 
     struct batch_plan {
