@@ -612,10 +612,20 @@ public:
     /// any input range (views of values made on the fly and of proxies included); each element
     /// is sent as the range's value type. The input is sent in chunks of `chunksize` elements;
     /// by default about four chunks per worker, as CPython chooses. Returns std::vector of the
-    /// results (nothing for void f).
+    /// results (nothing for void f). A contiguous input of values that travel as their own
+    /// bytes is sent from `xs` itself while map waits: nothing may write to it meanwhile.
     template <class F, std::ranges::input_range Rng>
     auto map(F f, Rng&& xs, std::optional<std::ptrdiff_t> chunksize = {}) {
-        return finish(map_async(f, std::forward<Rng>(xs), chunksize));
+        // It waits for every result, so a contiguous input of plain values is not copied: the
+        // chunks are sent from `xs` itself. If it leaves early (it throws), the input is copied
+        // for the units that may still be sent.
+        auto r = map_with<true>(callbacks<>{}, f, std::forward<Rng>(xs), chunksize);
+        struct lease {
+            detail::pool_core& core;
+            std::shared_ptr<detail::job_core> job; // (finish lets go of the result's)
+            ~lease() { core.end_borrow(*job); }
+        } borrowed{*core_, r.st_};
+        return finish(std::move(r));
     }
     /// `f(a, b, ...)` for the elements of several ranges taken together, up to the end of the
     /// shortest (Python: Executor.map(f, *iterables), and the builtin map(f, xs, ys));
@@ -656,12 +666,7 @@ public:
     /// As above, with callbacks; the callback receives the whole vector.
     template <class C, class E, class F, std::ranges::input_range Rng>
     auto map_async(callbacks<C, E> cb, F f, Rng&& xs, std::optional<std::ptrdiff_t> chunksize = {}) {
-        using W = detail::wire_t<std::ranges::range_value_t<Rng>>;
-        static_assert(detail::check_task<codec, F, W>());
-        static_assert(detail::check_callable_reaches_workers<F, policies::start::inherits_memory>::value);
-        return submit_map<detail::invoker<codec, F, W>>(cb, f, std::forward<Rng>(xs), chunksize, [](auto& out, auto&& e) {
-            codec::template encode<W>(out, detail::to_wire(std::forward<decltype(e)>(e)));
-        });
+        return map_with<false>(cb, f, std::forward<Rng>(xs), chunksize);
     }
 
     /// Like map, with each element a tuple (or pair, or other tuple-like value such as a zip's
@@ -767,7 +772,21 @@ private:
         return job;
     }
 
-    template <class Inv, class C, class E, class F, class Rng, class EncodeOne>
+    /// map_async, or with `Borrow` the start of a blocking map (see submit_map).
+    template <bool Borrow, class C, class E, class F, class Rng>
+    auto map_with(callbacks<C, E> cb, F f, Rng&& xs, std::optional<std::ptrdiff_t> chunksize) {
+        using W = detail::wire_t<std::ranges::range_value_t<Rng>>;
+        static_assert(detail::check_task<codec, F, W>());
+        static_assert(detail::check_callable_reaches_workers<F, policies::start::inherits_memory>::value);
+        return submit_map<detail::invoker<codec, F, W>, Borrow>(cb, f, std::forward<Rng>(xs), chunksize,
+                                                                 [](auto& out, auto&& e) {
+                                                                     codec::template encode<W>(out, detail::to_wire(std::forward<decltype(e)>(e)));
+                                                                 });
+    }
+
+    /// With `Borrow` (a blocking map, which calls pool_core::end_borrow before it returns), a
+    /// contiguous input of values that travel as their own bytes is borrowed, not copied.
+    template <class Inv, bool Borrow = false, class C, class E, class F, class Rng, class EncodeOne>
     auto submit_map(callbacks<C, E>& cb, F f, Rng&& xs, std::optional<std::ptrdiff_t> chunksize, EncodeOne encode_one) {
         using R = typename Inv::result_type;
         using V = std::conditional_t<std::is_void_v<R>, void, std::vector<R>>;
@@ -797,13 +816,23 @@ private:
             detail::byte_buffer buf;
             std::vector<detail::unit_meta> units;
             auto it = std::ranges::begin(xs);
+            using E0 = std::remove_cvref_t<std::ranges::range_reference_t<Rng>>;
+            using W0 = detail::wire_t<std::ranges::range_value_t<Rng>>;
+            // Elements that travel as their own bytes, one after another.
+            constexpr bool as_bytes = std::contiguous_iterator<decltype(it)> && std::is_same_v<E0, W0> &&
+                                      codec::template fixed_size<W0>() == sizeof(W0) && Inv::stride() == sizeof(W0);
+            if constexpr (Borrow && as_bytes) {
+                job->source = reinterpret_cast<const std::byte*>(std::to_address(it));
+                job->source_size = n * sizeof(W0);
+            }
             for (std::size_t start = 0; start < n; start += cs) {
                 const auto count = static_cast<std::uint32_t>(std::min(cs, n - start));
+                if constexpr (Borrow && as_bytes)
+                    detail::borrow_chunk<Inv>(buf, units, job.get(), f, start, count, start * sizeof(W0),
+                                              count * sizeof(W0));
+                else
                 detail::encode_chunk<Inv>(buf, units, job.get(), f, start, count, [&](detail::byte_buffer& out) {
-                    using E0 = std::remove_cvref_t<std::ranges::range_reference_t<Rng>>;
-                    using W0 = detail::wire_t<std::ranges::range_value_t<Rng>>;
-                    if constexpr (std::contiguous_iterator<decltype(it)> && std::is_same_v<E0, W0> &&
-                                  codec::template fixed_size<W0>() == sizeof(W0) && Inv::stride() == sizeof(W0)) {
+                    if constexpr (as_bytes) {
                         out.append(std::to_address(it), count * sizeof(W0)); // the chunk at once
                         it += count;
                     } else {

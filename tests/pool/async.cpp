@@ -4,8 +4,11 @@
 
 #include <multiproc/pool.hpp>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <mutex>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -134,6 +137,47 @@ TEST_CASE("callbacks run in the pool's thread, a callback waiting on the pool is
     CHECK(other_thread);
     CHECK(refused);
     CHECK(p.apply(square, 4) == 16);
+}
+
+namespace {
+std::int64_t three_mod_seven(std::int64_t x) {
+    if (x % 7 != 3) throw std::invalid_argument("not one of the inputs: " + std::to_string(x));
+    return x;
+}
+} // namespace
+
+TEST_CASE("a blocking map that leaves before its results are in has its input copied for the chunks still to be sent",
+          "[pool][async][callbacks]") {
+    // map() sends a vector of plain values from the caller's memory. Called from a callback,
+    // it throws state_error at once (a callback cannot wait for a pool result) while its
+    // chunks are still being sent: they must then come from a copy, not from the vector the
+    // callback frees (zeroed first here, so that reading it would fail the tasks).
+    pool p(2);
+    pool_progress progress;
+    p.observe(std::ref(progress));
+    constexpr std::size_t n = 400000; // 3.2 MB: more than the workers' task rings hold at once
+    bool refused = false;
+    std::atomic<int> callback_done{0};
+    auto r = p.apply_async(callbacks{[&](int) {
+                               std::vector<std::int64_t> xs(n);
+                               for (std::size_t i = 0; i < n; ++i) xs[i] = 7 * static_cast<std::int64_t>(i) + 3;
+                               try {
+                                   (void)p.map(three_mod_seven, xs, 1000);
+                               } catch (const state_error&) {
+                                   refused = true;
+                               }
+                               std::fill(xs.begin(), xs.end(), 0);
+                               callback_done.store(1);
+                               callback_done.notify_all();
+                           }},
+                           square, 2);
+    CHECK(r.get() == 4);
+    callback_done.wait(0);
+    p.close();
+    p.join(); // (the map's tasks, queued before close, are done first)
+    CHECK(refused);
+    CHECK(progress.failed() == 0);
+    CHECK(progress.finished() == n + 1);
 }
 
 TEST_CASE("design 5.2: an exception in a callback is reported and never wedges the pool",

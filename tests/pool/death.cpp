@@ -18,6 +18,7 @@
 #include <vector>
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -277,6 +278,45 @@ TEST_CASE("worker_death::retry<N> runs the task again on a new worker, then fail
         }
         CHECK(p.apply(square, 6) == 36);
     });
+}
+
+namespace {
+// A word every worker of a forked pool shares with the test: how many times die_once_on met
+// its -9 (the first time it kills its worker).
+std::atomic<int>* met_minus_nine = nullptr;
+int die_once_on(int x) {
+    if (x == -9) {
+        if (met_minus_nine->fetch_add(1) == 0) ::raise(SIGKILL);
+        return -90;
+    }
+    return x * 10;
+}
+} // namespace
+
+TEST_CASE("a blocking map sends its input from the caller's vector: a worker killed in a chunk has that chunk and "
+          "the ones queued behind it run again from there", "[pool][death][policy]") {
+    // map() borrows a contiguous input of plain values (the chunks go from xs into the task
+    // rings, with no copy made first); the units taken back from a dead worker are sent again
+    // from xs. An odd chunksize of 4-byte ints makes every unit end in padding.
+    void* word = ::mmap(nullptr, sizeof(std::atomic<int>), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    REQUIRE(word != MAP_FAILED);
+    met_minus_nine = ::new (word) std::atomic<int>(0);
+    constexpr std::size_t n = 200000, k = 123457;
+    std::vector<int> xs(n);
+    for (std::size_t i = 0; i < n; ++i) xs[i] = static_cast<int>(i);
+    xs[k] = -9;
+    without_leaks<basic_pool<worker_death::retry<1>>>(2, [&](auto& p) {
+        const auto before = pooltest::worker_pids();
+        const std::vector<int> out = p.map(die_once_on, xs, 4999);
+        CHECK(met_minus_nine->load() == 2); // killed once, then run again on a new worker
+        REQUIRE(out.size() == n);
+        std::size_t wrong = 0;
+        for (std::size_t i = 0; i < n; ++i) wrong += out[i] != (i == k ? -90 : static_cast<int>(i) * 10);
+        CHECK(wrong == 0);
+        CHECK(pooltest::worker_pids() != before); // (the victim was replaced)
+        CHECK(p.map(die_once_on, xs, 4999) == out); // and again, with no death
+    });
+    ::munmap(word, sizeof(std::atomic<int>));
 }
 
 TEST_CASE("a worker killed while idle is replaced without failing anything", "[pool][death]") {

@@ -152,6 +152,7 @@ private:
                 u.first = pulled;
                 u.hi = count;
                 u.size = detail::end_task(buf, at, count, arena);
+                u.own = u.size;
                 units.push_back(u);
                 pulled += count;
             }

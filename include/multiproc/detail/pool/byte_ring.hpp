@@ -78,6 +78,11 @@ public:
         std::memcpy(write_ptr(), p, n);
         publish(n);
     }
+    /// As write, of `n` zero bytes.
+    void write_zeros(std::size_t n) const noexcept {
+        std::memset(write_ptr(), 0, n);
+        publish(n);
+    }
 
 private:
     ring_indices* ix_ = nullptr;

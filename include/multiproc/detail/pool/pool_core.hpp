@@ -77,15 +77,23 @@ namespace detail {
 struct job_core;
 
 /// A piece of work as the parent tracks it: elements [lo, hi) of a chunk whose element 0
-/// has index `first` in its job's input. Its message lives in a byte queue beside it.
+/// has index `first` in its job's input. Its message is `size` bytes: the first `own` of
+/// them live in a byte queue beside it (the pool's queue, then its worker's log); then, for
+/// a unit that borrows its elements (a blocking map over contiguous plain values), `ext_len`
+/// bytes of its job's input at `ext` (job_core::source), never copied before they go into
+/// the worker's ring; then zeros to `size`.
 struct unit_meta {
     job_core* job = nullptr;
     std::uint64_t first = 0;
     std::uint32_t lo = 0, hi = 0;
     std::uint32_t attempts = 0; // times a worker died running one of its elements
     std::uint32_t size = 0;     // bytes of its message
+    std::uint32_t own = 0;      // of which in the byte queue (all of them, unless it borrows)
+    std::uint32_t ext_len = 0;  // of which borrowed from the job's input, after the `own` ones
+    std::uint64_t ext = 0;      // where in the job's input those start
     std::uint64_t seq = 0;      // its number on the worker it was sent to
     std::uint64_t stream_pos = 0; // where its message starts in the worker's stream of task bytes
+    std::uint64_t log_pos = 0;    // where its own bytes start in the worker's log (a stream position)
     bool withdrawn = false;       // taken back from that worker, to be skipped there
 };
 
@@ -132,6 +140,11 @@ struct job_core {
     job_core* next = nullptr;
     std::shared_ptr<job_core> keep; // the pool's reference while the job is listed
     box_arena boxes; // start::thread: the arguments and results its messages point at
+    /// The input its borrowing units take their elements from (the caller's, while a blocking
+    /// map waits; `source_copy` once that caller has left early), `source_size` bytes.
+    const std::byte* source = nullptr;
+    std::size_t source_size = 0;
+    byte_buffer source_copy;
 
     /// Called under the pool's lock (as ready_fd is made).
     void mark_ready() noexcept {
@@ -247,12 +260,13 @@ struct pool_slot {
     mirrored_region region;
     worker_shared* shared = nullptr;
     worker_boot boot;
-    byte_fifo log;                 // messages sent (or being sent) and not yet answered, oldest first
-    std::size_t pushed = 0;        // bytes of `log` already in the task ring
+    byte_fifo log;                 // the own bytes of the messages sent (or being sent) and not yet answered, oldest first
     std::deque<unit_meta> inflight; // the units of `log`, in order
     std::size_t live = 0;          // units of `inflight` not withdrawn
     std::uint64_t assigned_bytes = 0; // stream position after the last unit assigned
-    std::uint64_t popped_bytes = 0;   // stream position of the front of `log`
+    std::uint64_t pushed_bytes = 0;   // stream position up to which the task ring has been written
+    std::uint64_t log_assigned = 0;   // log position after the last unit assigned
+    std::uint64_t log_popped = 0;     // log position of the front of `log`
     byte_buffer rx;                // a result bigger than the ring, being gathered
     std::size_t rx_need = 0;
     std::uint64_t next_seq = 1;
@@ -443,7 +457,7 @@ public:
         check_running_locked(false);
     }
 
-    /// Adds the units of `msgs` (their messages back to back, in order) to `job`, listing
+    /// Adds the units of `msgs` (their own bytes back to back, in order) to `job`, listing
     /// the job first if it is not yet; then sends what the workers have room for. With
     /// `take`, the bytes may be taken over rather than copied (a big map's input).
     void submit(const std::shared_ptr<job_core>& job, byte_buffer& msgs, const std::vector<unit_meta>& units,
@@ -456,7 +470,7 @@ public:
             for (const auto& u : units) {
                 const std::uint32_t flags = task_timed;
                 std::memcpy(msgs.data() + at + offsetof(task_header, flags), &flags, sizeof flags);
-                at += u.size;
+                at += u.own;
             }
         }
         std::uint64_t n = 0;
@@ -473,6 +487,19 @@ public:
         finish_if_done(*job);
         dispatch_locked();
         after_drive_locked();
+    }
+
+    /// The caller whose input `job`'s units borrow (a blocking map) is leaving: if any of
+    /// them may still be sent or sent again, the input is copied for them first.
+    void end_borrow(job_core& job) {
+        std::lock_guard lk(mu_);
+        if (!job.source || job.source == job.source_copy.data()) return;
+        if (job.keep && job.outstanding != 0) {
+            job.source_copy.append(job.source, job.source_size);
+            job.source = job.source_copy.data();
+        } else {
+            job.source = nullptr; // complete: only units withdrawn from a worker remain, and they are sent as zeros
+        }
     }
 
     /// Marks an imap job's input as exhausted: it completes once its results are in.
@@ -783,10 +810,10 @@ private:
                 if (u.job == &job)
                     failed.push_back(u);
                 else {
-                    kept_bytes.append(pending_bytes_.data() + at, u.size);
+                    kept_bytes.append(pending_bytes_.data() + at, u.own);
                     kept.push_back(u);
                 }
-                at += u.size;
+                at += u.own;
             }
             pending_meta_.swap(kept);
             pending_bytes_.swap(kept_bytes);
@@ -1005,9 +1032,8 @@ private:
     static unit_meta pop_front(pool_slot& s) {
         unit_meta u = s.inflight.front();
         s.inflight.pop_front();
-        s.log.pop_front(u.size);
-        s.popped_bytes += u.size;
-        s.pushed -= std::min<std::size_t>(s.pushed, u.size);
+        s.log.pop_front(u.own);
+        s.log_popped += u.own;
         if (!u.withdrawn) --s.live;
         return u;
     }
@@ -1199,7 +1225,7 @@ private:
                 if (u.withdrawn) continue;
                 if (!try_withdraw(s, u, running)) break;
                 byte_buffer copy;
-                copy.append(s.log.data() + (u.stream_pos - s.popped_bytes), u.size);
+                copy.append(logged(s, u), u.own);
                 claim_of(copy.data()).store(claim_free, std::memory_order_relaxed);
                 --s.sent;
                 back.emplace_back(u, std::move(copy));
@@ -1228,7 +1254,7 @@ private:
                      .compare_exchange_strong(expected, claim_withdrawn, std::memory_order_acq_rel))
                 return false;
         } else if (claim_pos >= tail) { // not sent yet: only the parent sees it
-            claim_of(s.log.data() + (u.stream_pos - s.popped_bytes)).store(claim_withdrawn, std::memory_order_relaxed);
+            claim_of(logged(s, u)).store(claim_withdrawn, std::memory_order_relaxed);
         } else {
             return false; // half sent: leave it
         }
@@ -1237,12 +1263,19 @@ private:
         return true;
     }
 
+    /// Where unit `u` of worker `s` has its own bytes (its header first).
+    static std::byte* logged(pool_slot& s, const unit_meta& u) noexcept {
+        return s.log.data() + (u.log_pos - s.log_popped);
+    }
+
     void assign(pool_slot& s, unit_meta u, const std::byte* bytes) {
         u.seq = s.next_seq++;
         u.stream_pos = s.assigned_bytes;
         s.assigned_bytes += u.size;
+        u.log_pos = s.log_assigned;
+        s.log_assigned += u.own;
         const std::size_t at = s.log.size();
-        s.log.append(bytes, u.size);
+        s.log.append(bytes, u.own);
         std::byte* h = s.log.data() + at;
         std::memcpy(h + offsetof(task_header, seq), &u.seq, sizeof u.seq);
         std::memcpy(h + offsetof(task_header, lo), &u.lo, sizeof u.lo);
@@ -1267,19 +1300,22 @@ private:
             } else {
                 unit_meta u = pending_meta_.front();
                 assign(*s, u, pending_bytes_.data());
-                pending_bytes_.pop_front(u.size);
+                pending_bytes_.pop_front(u.own);
                 pending_meta_.pop_front();
             }
         }
         for (auto& s : slots_) pump(*s);
     }
 
-    /// Copies what fits of the worker's unsent messages into its task ring. Never blocks:
-    /// when the ring is full, the worker wakes us as it frees room.
+    /// Copies what fits of the worker's unsent messages into its task ring: each unit's own
+    /// bytes from the log, then the elements it borrows straight from its job's input (zeros
+    /// for a unit withdrawn meanwhile, which the worker skips: its job may be gone), then its
+    /// padding. Never blocks: when the ring is full, the worker wakes us as it frees room.
     void pump(pool_slot& s) {
         const byte_ring& t = s.boot.tasks;
         bool wrote = false;
-        while (s.pushed < s.log.size()) {
+        auto u = s.inflight.begin();
+        while (s.pushed_bytes < s.assigned_bytes) {
             const std::optional<std::size_t> room = task_ring_room(s);
             if (!room) break;
             if (*room == 0) {
@@ -1288,9 +1324,26 @@ private:
                 if (t.writable() == 0) break;
                 continue;
             }
-            std::size_t n = std::min(*room, s.log.size() - s.pushed);
-            t.write(s.log.data() + s.pushed, n);
-            s.pushed += n;
+            while (u->stream_pos + u->size <= s.pushed_bytes) ++u; // (sent whole, not yet answered)
+            const std::uint64_t off = s.pushed_bytes - u->stream_pos;
+            const std::byte* from = nullptr; // null: zeros
+            std::uint64_t left = 0;
+            if (off < u->own) {
+                from = logged(s, *u) + off;
+                left = u->own - off;
+            } else if (off < std::uint64_t{u->own} + u->ext_len) {
+                const std::uint64_t in = off - u->own;
+                if (!u->withdrawn) from = u->job->source + u->ext + in;
+                left = u->ext_len - in;
+            } else {
+                left = u->size - off;
+            }
+            const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(*room, left));
+            if (from)
+                t.write(from, n);
+            else
+                t.write_zeros(n);
+            s.pushed_bytes += n;
             wrote = true;
         }
         if (wrote) t.indices().readable.notify_one();
@@ -1379,7 +1432,7 @@ private:
         }
         if (retried) ++u.attempts;
         byte_buffer b;
-        b.append(bytes, u.size);
+        b.append(bytes, u.own);
         requeued_.emplace_back(u, std::move(b));
     }
 
@@ -1428,11 +1481,8 @@ private:
                              (state_ == pool_state::run ? ", and a new worker takes its place" : ""));
         }
         const std::uint64_t running = s.shared->unit.load(std::memory_order_acquire);
-        std::size_t off = 0;
-        for (std::size_t k = 0; k < s.inflight.size(); ++k) {
-            const unit_meta& u = s.inflight[k];
-            const std::byte* bytes = s.log.data() + off;
-            off += u.size;
+        for (const unit_meta& u : s.inflight) {
+            const std::byte* bytes = logged(s, u);
             if (u.withdrawn) continue; // already queued again
             if (state_ == pool_state::terminate || state_ == pool_state::broken) {
                 fail_unit(u, stopped_error(), &s);
@@ -1472,6 +1522,8 @@ private:
         s.inflight.clear();
         s.live = 0;
         s.log.clear();
+        s.log_popped = s.log_assigned;
+        s.pushed_bytes = s.assigned_bytes;
         if (s.proc) {
             MULTIPROC_TRY {
                 s.proc->close();
@@ -1648,7 +1700,8 @@ private:
                 s->inflight.clear();
                 s->live = 0;
                 s->log.clear();
-                s->pushed = 0;
+                s->log_popped = s->log_assigned;
+                s->pushed_bytes = s->assigned_bytes;
                 s->abandoned = true;
             }
             signal_workers();

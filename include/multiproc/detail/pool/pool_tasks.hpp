@@ -124,6 +124,26 @@ void encode_chunk(byte_buffer& out, std::vector<unit_meta>& units, job_core* job
     u.lo = 0;
     u.hi = count;
     u.size = end_task(out, at, count, arena);
+    u.own = u.size;
+    units.push_back(u);
+}
+
+/// As encode_chunk, for a chunk whose elements travel as their own bytes: they are not
+/// copied here but borrowed, `len` bytes at `ext` in the job's input (job_core::source),
+/// and go from there straight into a worker's task ring. Only the header is appended.
+template <class Inv, class F>
+void borrow_chunk(byte_buffer& out, std::vector<unit_meta>& units, job_core* job, const F& f, std::uint64_t first,
+                  std::uint32_t count, std::uint64_t ext, std::size_t len) {
+    const std::size_t at = begin_task<Inv>(out, f);
+    unit_meta u;
+    u.job = job;
+    u.first = first;
+    u.lo = 0;
+    u.hi = count;
+    u.own = checked_size(out.size() - at);
+    u.ext = ext;
+    u.ext_len = checked_size(len);
+    u.size = end_task(out, at, count, Inv::codec::in_memory ? &job->boxes : nullptr, len);
     units.push_back(u);
 }
 

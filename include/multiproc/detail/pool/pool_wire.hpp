@@ -421,9 +421,12 @@ std::size_t begin_task(byte_buffer& out, const F& f) {
 
 /// Ends the task message that starts at `at`, holding `count` elements (all to be run);
 /// `arena`: the job's, where a thread pool's worker puts the results it makes.
-inline std::uint32_t end_task(byte_buffer& out, std::size_t at, std::uint32_t count, box_arena* arena = nullptr) {
-    pad_message(out, at);
-    auto size = checked_size(out.size() - at);
+inline std::uint32_t end_task(byte_buffer& out, std::size_t at, std::uint32_t count, box_arena* arena = nullptr,
+                              std::size_t borrowed = 0) {
+    if (borrowed == 0) pad_message(out, at);
+    // A unit that borrows its elements (unit_meta::ext_len) has them, and its padding, sent
+    // after its own bytes; its size counts them.
+    auto size = checked_size((out.size() - at + borrowed + 7) / 8 * 8);
     auto* h = reinterpret_cast<task_header*>(out.data() + at);
     std::memcpy(&h->size, &size, sizeof size);
     std::memcpy(&h->count, &count, sizeof count);
