@@ -123,7 +123,7 @@ TEST_CASE("a streaming ring goes back to its start as soon as the reader has fre
     std::vector<std::byte> mem(detail::ring::bytes_for(cap) + 64);
     void* at = mem.data() + (64 - reinterpret_cast<std::uintptr_t>(mem.data()) % 64) % 64;
     auto r = detail::ring::create(at, cap);
-    constexpr std::uint32_t len = 64 * 1024;
+    const auto len = static_cast<std::uint32_t>(r.max_payload()); // the largest chunk: 64 KiB with its header
     std::uint64_t read_pos = 0, furthest = 0;
     std::vector<std::byte> payload(len, std::byte{7});
     for (std::uint64_t seq = 1; seq <= 200; ++seq) {

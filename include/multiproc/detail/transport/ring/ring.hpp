@@ -80,10 +80,15 @@ public:
 
     [[nodiscard]] ring_shared& shared() const noexcept { return *s_; }
     [[nodiscard]] std::uint64_t capacity() const noexcept { return cap_; }
-    /// The largest payload of one chunk: a quarter of the ring, at most 1 MiB, so that a
-    /// large message streams through while the reader copies out the chunks before it.
+    /// The largest chunk: a large message streams through the ring in chunks this big while
+    /// the reader copies out the ones before it. Small enough that the chunks in flight stay
+    /// in the caches the two cores share, with the writer starting over at the ring's front
+    /// (rewind_after): 64 MiB over a connection went 13.5 -> 17.4 GB/s here against chunks
+    /// of 1 MiB (32 KiB: 15.4, 128 KiB: 15.2; medians of 5; memcpy: 19.7).
+    static constexpr std::size_t chunk_limit = std::size_t{64} << 10;
+    /// The largest payload of one chunk: a quarter of the ring, at most chunk_limit in all.
     [[nodiscard]] std::size_t max_payload() const noexcept {
-        return std::min<std::size_t>(capacity() / 4, std::size_t{1} << 20) - sizeof(chunk_header);
+        return std::min<std::size_t>(capacity() / 4, chunk_limit) - sizeof(chunk_header);
     }
 
     // ---- writer side ----
