@@ -641,13 +641,22 @@ void fig_transfer(long mib, const std::string& variant) {
         make_pipe(fds);
     }
     std::vector<char> buf(n, 'y');
+    int ready[2];
+    make_pipe(ready);
     pid_t pid = fork_child([&] {
         ::close(fds[0]);
+        // As multiproc's sender: its data's pages mapped here before the clock starts.
+        bench::map_pages(buf.data(), n);
+        write_full(ready[1], "r", 1);
         write_full(fds[1], buf.data(), n);
     });
     ::close(fds[1]);
+    ::close(ready[1]);
     std::vector<char> in(n);
     std::memset(in.data(), 0, n);
+    char r;
+    if (!read_full(ready[0], &r, 1)) die("sender not ready");
+    ::close(ready[0]);
     auto t0 = clock_type::now();
     if (!read_full(fds[0], in.data(), n)) die("short transfer");
     double s = seconds_since(t0);

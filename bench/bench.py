@@ -248,23 +248,32 @@ def fig_manager(n):
     emit(lat[len(lat) // 2], "us", False, p99_us=lat[(len(lat) - 1) * 99 // 100])
 
 
-def _send(conn, n):
-    conn.send_bytes(b"y" * n)
+def _send(conn, n, ready, go):
+    data = b"y" * n  # made before the clock starts, as multiproc's and the baseline's senders have theirs
+    ready.set()
+    go.wait()
+    conn.send_bytes(data)
     conn.close()
 
 
-def _send_typed(conn, n):
-    conn.send(b"y" * n)
+def _send_typed(conn, n, ready, go):
+    data = b"y" * n
+    ready.set()
+    go.wait()
+    conn.send(data)
     conn.close()
 
 
 def fig_transfer(mib, typed=False):
     n = mib << 20
     r, w = mp.Pipe(duplex=False)
-    p = mp.Process(target=_send_typed if typed else _send, args=(w, n))
+    ready, go = mp.Event(), mp.Event()
+    p = mp.Process(target=_send_typed if typed else _send, args=(w, n, ready, go))
     p.start()
     w.close()
+    ready.wait()
     t0 = time.perf_counter()
+    go.set()
     data = r.recv() if typed else r.recv_bytes()
     s = time.perf_counter() - t0
     p.join()
