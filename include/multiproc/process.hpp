@@ -254,6 +254,10 @@ struct child_start {
     /// and been reaped by a SIGCHLD handler or SIG_IGN, before its parent holds it.
     /// Returns -1 with errno if the socket pair or the fork fails.
     pid_t fork() noexcept {
+        // The child's first libc call is read(2), at the gate. Bound here, once: a call
+        // through the PLT is bound lazily, and each child would bind it anew (child_exits).
+        static const bool read_bound = ::read(-1, nullptr, 0) < 0;
+        (void)read_bound;
         int g[2];
         if (sys::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, g) < 0) {
             failed = "socketpair";

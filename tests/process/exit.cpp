@@ -3,7 +3,12 @@
 // helper program takes the method as its argument.
 #include "support/support.hpp"
 
+#include <cstdlib>
+#include <dirent.h>
+#include <fstream>
 #include <string>
+#include <unistd.h>
+#include <vector>
 
 using namespace std::chrono_literals;
 
@@ -44,4 +49,55 @@ TEMPLATE_TEST_CASE("the main process joins its children at exit, even unjoined a
     CHECK(last + 10 == r.out.size());
     for (int i = 0; i < 3; ++i) CHECK(test::count(r.out.substr(0, last), "child " + std::to_string(i) + " done\n") == 1);
     CHECK(test::count(r.err, "[INFO/MainProcess] process shutting down\n") == 1);
+}
+
+TEST_CASE("a forked child binds none of the libc calls of its start and its exit: its parent has them bound",
+          "[process][exit]") {
+    // A call through the program's PLT is bound by the dynamic linker on its first call, and
+    // what a forked child inherits is its parent's bindings: a call only children make (the
+    // gate's read, on_exit, exit, _exit, the walk over the records) was bound anew in every
+    // child, about 8 µs each here (issue 20). The child's bindings, as LD_DEBUG reports them,
+    // must include none of these.
+    char dir[] = "/tmp/multiproc-ld-XXXXXX";
+    REQUIRE(::mkdtemp(dir) != nullptr);
+    const std::string base = std::string(dir) + "/ld";
+    ::setenv("LD_DEBUG", "bindings", 1);
+    ::setenv("LD_DEBUG_OUTPUT", base.c_str(), 1);
+    auto r = test::run_program("buffered_output", {"fork"});
+    ::unsetenv("LD_DEBUG");
+    ::unsetenv("LD_DEBUG_OUTPUT");
+    CHECK(r.code == 0);
+    // One file, named after the program's pid; its children write to it too, each line
+    // starting with the writer's pid.
+    std::vector<std::string> files;
+    if (DIR* d = ::opendir(dir)) {
+        while (dirent* e = ::readdir(d))
+            if (std::string(e->d_name).rfind("ld.", 0) == 0) files.push_back(e->d_name);
+        ::closedir(d);
+    }
+    REQUIRE(files.size() == 1);
+    const std::string program_pid = files[0].substr(3);
+    std::ifstream in(std::string(dir) + "/" + files[0]);
+    std::string line, child_symbols;
+    std::size_t program_lines = 0;
+    while (std::getline(in, line)) {
+        const auto colon = line.find(':');
+        if (colon == std::string::npos) continue;
+        const auto pid_start = line.find_first_not_of(' ');
+        const std::string pid = line.substr(pid_start, colon - pid_start);
+        const auto sym = line.find("symbol `");
+        if (sym == std::string::npos) continue;
+        if (pid == program_pid) {
+            ++program_lines;
+            continue;
+        }
+        child_symbols += line.substr(sym + 8, line.find('\'', sym) - sym - 8) + "\n";
+    }
+    ::unlink((std::string(dir) + "/" + files[0]).c_str());
+    ::rmdir(dir);
+    CHECK(program_lines > 0); // (LD_DEBUG did report the program's own bindings)
+    INFO(child_symbols);
+    for (const char* name : {"read", "on_exit", "exit", "_exit"})
+        CHECK(test::count("\n" + child_symbols, "\n" + std::string(name) + "\n") == 0);
+    CHECK(test::count(child_symbols, "_Rb_tree_increment") == 0);
 }

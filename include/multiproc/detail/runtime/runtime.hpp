@@ -20,7 +20,6 @@
 #include <mutex>
 #include <new>
 #include <optional>
-#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -117,7 +116,11 @@ struct runtime {
     self_info self;
     int counter = 1;                                     // next Process-N number
     std::vector<std::shared_ptr<child_record>> children; // started here, not yet reaped
-    std::set<child_record*> records;                     // every live record in this process
+    // Every live record in this process, linked through the records (child_record::prev,
+    // next). Not a std::set: a forked child walks it first thing, and a set's iteration is
+    // a libstdc++ call the parent may never have made, bound lazily in each child (see
+    // child_exits).
+    child_record* records = nullptr;
     std::vector<finalizer> finalizers;
     unsigned long next_finalizer = 1;
     log_core log;
@@ -186,10 +189,15 @@ struct child_record {
     // another thread may be joining the same child (a pool's engine, its worker).
     std::mutex reap_mu;
 
+    child_record* prev = nullptr; // in runtime::records
+    child_record* next = nullptr;
+
     child_record() {
         auto& r = rt();
         std::lock_guard lk(r.mu);
-        r.records.insert(this);
+        next = r.records;
+        if (next) next->prev = this;
+        r.records = this;
     }
     child_record(const child_record&) = delete;
     child_record& operator=(const child_record&) = delete;
@@ -197,7 +205,8 @@ struct child_record {
         auto& r = rt();
         {
             std::lock_guard lk(r.mu);
-            r.records.erase(this);
+            (prev ? prev->next : r.records) = next;
+            if (next) next->prev = prev;
         }
         if (pidfd >= 0) sys::close(pidfd);
         if (status_fd >= 0) sys::close(status_fd);
@@ -484,9 +493,22 @@ inline void finish_child_steps(int code, const std::string& failure) noexcept {
 
 inline bool child_finished = false; // finish_child_steps ran: the exit hook only leaves
 
+/// The libc calls of a child's way out, made through pointers, which the dynamic linker
+/// fills when the program loads. A call through the program's PLT is bound on its first
+/// call, and a parent never leaves this way: every child would bind them anew, about 8 µs
+/// each here (the linker's lookup and the pages it touches), 40 of a fork start's 263 µs
+/// (issue 20; the same start measured 221 µs with LD_BIND_NOW=1).
+struct exit_calls {
+    void (*exit)(int);
+    void (*exit_now)(int); // _exit
+    int (*on_exit)(void (*)(int, void*), void*);
+};
+inline exit_calls child_exits{&std::exit, &::_exit, &::on_exit};
+
 [[noreturn]] inline void finish_child(int code, const std::string& failure) noexcept {
     finish_child_steps(code, failure);
-    ::_exit(code);
+    child_exits.exit_now(code);
+    __builtin_unreachable();
 }
 
 /// Registered with on_exit in each child before its target runs, so that std::exit(n), which
@@ -499,7 +521,7 @@ inline void child_exit_hook(int status, void*) {
     if (!r.in_child || r.self.pid != ::getpid()) return;
     if (child_finished) {
         flush_std_streams(); // what the child's own atexit handlers printed
-        ::_exit(status);
+        child_exits.exit_now(status);
     }
     finish_child(status, {});
 }
@@ -519,7 +541,7 @@ inline void child_error_handler(const error& e) noexcept {
     if (!child_exit_hooked) finish_child(1, failure);
     finish_child_steps(1, failure); // then the child's own atexit handlers, as for an exception
     child_finished = true;
-    std::exit(1);
+    child_exits.exit(1);
 }
 
 /// Makes the runtime describe the new child: called first thing after fork in the child.
@@ -536,7 +558,7 @@ inline void become_child(const child_record& c) {
     r.counter = 1;
     r.exiting = false;
     r.finalizers.clear();
-    for (child_record* rec : r.records) {
+    for (child_record* rec = r.records; rec; rec = rec->next) {
         for (int* fd : {&rec->pidfd, &rec->status_fd}) {
             if (*fd >= 0) sys::close(*fd);
             *fd = -1;
@@ -567,7 +589,7 @@ inline void become_child(const child_record& c) {
             (void)sys::prctl(PR_SET_PDEATHSIG, SIGKILL);
             if (::getppid() != c.parent_pid) ::raise(SIGKILL);
         }
-        child_exit_hooked = ::on_exit(child_exit_hook, nullptr) == 0;
+        child_exit_hooked = child_exits.on_exit(child_exit_hook, nullptr) == 0;
         fallback_error_handler().store(&child_error_handler, std::memory_order_release);
         r.in_child = true;
         log(20, "child process calling self.run()");
@@ -582,7 +604,8 @@ inline void become_child(const child_record& c) {
     // the child's atexit handlers as the process leaves.
     finish_child_steps(code, failure);
     child_finished = true;
-    std::exit(code);
+    child_exits.exit(code);
+    __builtin_unreachable();
 }
 
 } MULTIPROC_ABI_END } // namespace multiproc::detail
