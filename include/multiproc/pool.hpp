@@ -617,15 +617,16 @@ public:
     template <class F, std::ranges::input_range Rng>
     auto map(F f, Rng&& xs, std::optional<std::ptrdiff_t> chunksize = {}) {
         // It waits for every result, so a contiguous input of plain values is not copied: the
-        // chunks are sent from `xs` itself. If it leaves early (it throws), the input is copied
-        // for the units that may still be sent.
-        auto r = map_with<true>(callbacks<>{}, f, std::forward<Rng>(xs), chunksize);
+        // chunks are sent from `xs` itself. If it leaves early (it throws, from the moment
+        // the job exists), the input is copied for the units that may still be sent.
         struct lease {
             detail::pool_core& core;
-            std::shared_ptr<detail::job_core> job; // (finish lets go of the result's)
-            ~lease() { core.end_borrow(*job); }
-        } borrowed{*core_, r.st_};
-        return finish(std::move(r));
+            std::shared_ptr<detail::job_core> job; // set before anything is queued
+            ~lease() {
+                if (job) core.end_borrow(*job);
+            }
+        } borrowed{*core_, nullptr};
+        return finish(map_with<true>(callbacks<>{}, f, std::forward<Rng>(xs), chunksize, &borrowed.job));
     }
     /// `f(a, b, ...)` for the elements of several ranges taken together, up to the end of the
     /// shortest (Python: Executor.map(f, *iterables), and the builtin map(f, xs, ys));
@@ -774,20 +775,23 @@ private:
 
     /// map_async, or with `Borrow` the start of a blocking map (see submit_map).
     template <bool Borrow, class C, class E, class F, class Rng>
-    auto map_with(callbacks<C, E> cb, F f, Rng&& xs, std::optional<std::ptrdiff_t> chunksize) {
+    auto map_with(callbacks<C, E> cb, F f, Rng&& xs, std::optional<std::ptrdiff_t> chunksize,
+                  std::shared_ptr<detail::job_core>* borrower = nullptr) {
         using W = detail::wire_t<std::ranges::range_value_t<Rng>>;
         static_assert(detail::check_task<codec, F, W>());
         static_assert(detail::check_callable_reaches_workers<F, policies::start::inherits_memory>::value);
-        return submit_map<detail::invoker<codec, F, W>, Borrow>(cb, f, std::forward<Rng>(xs), chunksize,
-                                                                 [](auto& out, auto&& e) {
-                                                                     codec::template encode<W>(out, detail::to_wire(std::forward<decltype(e)>(e)));
-                                                                 });
+        return submit_map<detail::invoker<codec, F, W>, Borrow>(
+            cb, f, std::forward<Rng>(xs), chunksize,
+            [](auto& out, auto&& e) { codec::template encode<W>(out, detail::to_wire(std::forward<decltype(e)>(e))); },
+            borrower);
     }
 
-    /// With `Borrow` (a blocking map, which calls pool_core::end_borrow before it returns), a
-    /// contiguous input of values that travel as their own bytes is borrowed, not copied.
+    /// With `Borrow` (a blocking map), a contiguous input of values that travel as their own
+    /// bytes is borrowed, not copied; the job is stored in `*borrower` before anything is
+    /// queued, and the caller calls pool_core::end_borrow on it before it returns.
     template <class Inv, bool Borrow = false, class C, class E, class F, class Rng, class EncodeOne>
-    auto submit_map(callbacks<C, E>& cb, F f, Rng&& xs, std::optional<std::ptrdiff_t> chunksize, EncodeOne encode_one) {
+    auto submit_map(callbacks<C, E>& cb, F f, Rng&& xs, std::optional<std::ptrdiff_t> chunksize, EncodeOne encode_one,
+                    std::shared_ptr<detail::job_core>* borrower = nullptr) {
         using R = typename Inv::result_type;
         using V = std::conditional_t<std::is_void_v<R>, void, std::vector<R>>;
         static_assert(std::is_void_v<R> || std::is_default_constructible_v<R>,
@@ -821,13 +825,14 @@ private:
             // Elements that travel as their own bytes, one after another.
             constexpr bool as_bytes = std::contiguous_iterator<decltype(it)> && std::is_same_v<E0, W0> &&
                                       codec::template fixed_size<W0>() == sizeof(W0) && Inv::stride() == sizeof(W0);
-            if constexpr (Borrow && as_bytes) {
+            if constexpr (Borrow && as_bytes && detail::borrows_aligned<F>) {
                 job->source = reinterpret_cast<const std::byte*>(std::to_address(it));
                 job->source_size = n * sizeof(W0);
+                *borrower = job;
             }
             for (std::size_t start = 0; start < n; start += cs) {
                 const auto count = static_cast<std::uint32_t>(std::min(cs, n - start));
-                if constexpr (Borrow && as_bytes)
+                if constexpr (Borrow && as_bytes && detail::borrows_aligned<F>)
                     detail::borrow_chunk<Inv>(buf, units, job.get(), f, start, count, start * sizeof(W0),
                                               count * sizeof(W0));
                 else

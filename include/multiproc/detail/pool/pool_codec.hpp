@@ -64,6 +64,19 @@ public:
     void append(const void* src, std::size_t n) {
         if (n) std::memcpy(grow(n), src, n);
     }
+    /// Makes the content a copy of `n` bytes at `src`; false, leaving it as it was, if there
+    /// is no memory for them (never throws).
+    [[nodiscard]] bool try_assign(const void* src, std::size_t n) noexcept {
+        if (n > cap_) {
+            void* q = std::realloc(p_, n);
+            if (!q) return false;
+            p_ = static_cast<std::byte*>(q);
+            cap_ = n;
+        }
+        if (n) std::memcpy(p_, src, n);
+        size_ = n;
+        return true;
+    }
     void reserve(std::size_t n) {
         if (n <= cap_) return;
         void* q = std::realloc(p_, n);

@@ -26,6 +26,7 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <exception>
@@ -93,7 +94,7 @@ struct unit_meta {
     std::uint64_t ext = 0;      // where in the job's input those start
     std::uint64_t seq = 0;      // its number on the worker it was sent to
     std::uint64_t stream_pos = 0; // where its message starts in the worker's stream of task bytes
-    std::uint64_t log_pos = 0;    // where its own bytes start in the worker's log (a stream position)
+    std::uint64_t log_pos = 0;    // where its own bytes start in the worker's log (a log position)
     bool withdrawn = false;       // taken back from that worker, to be skipped there
 };
 
@@ -490,16 +491,29 @@ public:
     }
 
     /// The caller whose input `job`'s units borrow (a blocking map) is leaving: if any of
-    /// them may still be sent or sent again, the input is copied for them first.
-    void end_borrow(job_core& job) {
-        std::lock_guard lk(mu_);
-        if (!job.source || job.source == job.source_copy.data()) return;
-        if (job.keep && job.outstanding != 0) {
-            job.source_copy.append(job.source, job.source_size);
-            job.source = job.source_copy.data();
-        } else {
-            job.source = nullptr; // complete: only units withdrawn from a worker remain, and they are sent as zeros
+    /// them may still be sent or sent again, the input is copied for them first. With no
+    /// memory for the copy, it waits for the job to complete instead; from a callback, where
+    /// it may not wait, the process ends with a message saying why.
+    void end_borrow(job_core& job) noexcept {
+        {
+            std::lock_guard lk(mu_);
+            if (!job.source || job.source == job.source_copy.data()) return;
+            if (!job.keep || job.outstanding == 0) {
+                job.source = nullptr; // complete: only units withdrawn from a worker remain, sent as zeros
+                return;
+            }
+            if (job.source_copy.try_assign(job.source, job.source_size)) {
+                job.source = job.source_copy.data();
+                return;
+            }
         }
+        if (on_engine_thread()) {
+            static constexpr char why[] = "multiproc: a pool.map called from a pool callback has no memory to copy "
+                                          "its input for the tasks still to be sent; aborting\n";
+            (void)!::write(2, why, sizeof why - 1); // (no allocation: there is no memory)
+            std::abort();
+        }
+        (void)job.changed.wait_until([&] { return job.is_ready(); }, std::nullopt, std::chrono::microseconds(0));
     }
 
     /// Marks an imap job's input as exhausted: it completes once its results are in.
@@ -1040,7 +1054,9 @@ private:
 
     /// Drops withdrawn units at the front once the worker has read past them.
     static void forget_skipped(pool_slot& s) {
-        const std::uint64_t head = s.boot.tasks.indices().head.load(std::memory_order_acquire);
+        // (Never past what was sent: the head is the worker's to move, and may be wrong.)
+        const std::uint64_t head =
+            std::min(s.boot.tasks.indices().head.load(std::memory_order_acquire), s.pushed_bytes);
         while (!s.inflight.empty() && s.inflight.front().withdrawn &&
                s.inflight.front().stream_pos + s.inflight.front().size <= head)
             pop_front(s);
@@ -1139,9 +1155,13 @@ private:
         // A result that races terminate() (or the pool breaking) is for a unit that has been
         // failed already: expected, and dropped without a word.
         if (s.abandoned) return;
-        while (!s.inflight.empty() && s.inflight.front().withdrawn && s.inflight.front().seq != h.seq) pop_front(s);
-        if (s.inflight.empty() || s.inflight.front().seq != h.seq || s.inflight.front().withdrawn)
+        std::size_t k = 0; // (withdrawn units before it were skipped there)
+        while (k < s.inflight.size() && s.inflight[k].withdrawn && s.inflight[k].seq != h.seq) ++k;
+        if (k == s.inflight.size() || s.inflight[k].seq != h.seq || s.inflight[k].withdrawn)
             return reject_worker(s, "sent a result for a task it was not given"); // its memory is corrupt
+        if (s.inflight[k].stream_pos + s.inflight[k].size > s.pushed_bytes)
+            return reject_worker(s, "sent a result for a task it had not been sent whole");
+        for (; k != 0; --k) (void)pop_front(s);
         unit_meta u = pop_front(s);
         s.last_done = ++tick_;
         // (Capped at an hour, so that no time a worker claims can overflow the average.)
@@ -1324,7 +1344,8 @@ private:
                 if (t.writable() == 0) break;
                 continue;
             }
-            while (u->stream_pos + u->size <= s.pushed_bytes) ++u; // (sent whole, not yet answered)
+            while (u != s.inflight.end() && u->stream_pos + u->size <= s.pushed_bytes) ++u; // (sent whole)
+            if (u == s.inflight.end() || u->stream_pos > s.pushed_bytes) break; // (never: a unit goes once sent whole)
             const std::uint64_t off = s.pushed_bytes - u->stream_pos;
             const std::byte* from = nullptr; // null: zeros
             std::uint64_t left = 0;

@@ -128,6 +128,12 @@ void encode_chunk(byte_buffer& out, std::vector<unit_meta>& units, job_core* job
     units.push_back(u);
 }
 
+/// Whether a task of callable F has own bytes (header and callable) of a multiple of 8,
+/// as a unit that borrows its elements must (the next unit's header in a worker's log
+/// holds the claim word, read atomically).
+template <class F>
+inline constexpr bool borrows_aligned = (sizeof(task_header) + callable_wire<F>::size) % 8 == 0;
+
 /// As encode_chunk, for a chunk whose elements travel as their own bytes: they are not
 /// copied here but borrowed, `len` bytes at `ext` in the job's input (job_core::source),
 /// and go from there straight into a worker's task ring. Only the header is appended.
