@@ -248,19 +248,14 @@ def fig_manager(n):
     emit(lat[len(lat) // 2], "us", False, p99_us=lat[(len(lat) - 1) * 99 // 100])
 
 
-def _send(conn, n, ready, go):
+def _send(conn, n, ready, go, typed):
     data = b"y" * n  # made before the clock starts, as multiproc's and the baseline's senders have theirs
     ready.set()
     go.wait()
-    conn.send_bytes(data)
-    conn.close()
-
-
-def _send_typed(conn, n, ready, go):
-    data = b"y" * n
-    ready.set()
-    go.wait()
-    conn.send(data)
+    if typed:
+        conn.send(data)
+    else:
+        conn.send_bytes(data)
     conn.close()
 
 
@@ -268,7 +263,7 @@ def fig_transfer(mib, typed=False):
     n = mib << 20
     r, w = mp.Pipe(duplex=False)
     ready, go = mp.Event(), mp.Event()
-    p = mp.Process(target=_send_typed if typed else _send, args=(w, n, ready, go))
+    p = mp.Process(target=_send, args=(w, n, ready, go, typed))
     p.start()
     w.close()
     ready.wait()

@@ -20,7 +20,6 @@ inline double seconds_since(clock_type::time_point t0) {
     return std::chrono::duration<double>(clock_type::now() - t0).count();
 }
 
-/// CPUs in the affinity mask (what all three implementations use as "all cores").
 /// Reads one byte of every page of [p, p + n), so that the pages are mapped in this process
 /// (a sender's data, inherited across fork, before the clock starts).
 inline void map_pages(const void* p, std::size_t n) {
@@ -30,6 +29,7 @@ inline void map_pages(const void* p, std::size_t n) {
     if (acc == 0x5a) std::fputs("", stderr); // (uses the reads; never prints)
 }
 
+/// CPUs in the affinity mask (what all three implementations use as "all cores").
 inline int cpus() {
     cpu_set_t set;
     CPU_ZERO(&set);

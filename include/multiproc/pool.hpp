@@ -825,19 +825,18 @@ private:
             // Elements that travel as their own bytes, one after another.
             constexpr bool as_bytes = std::contiguous_iterator<decltype(it)> && std::is_same_v<E0, W0> &&
                                       codec::template fixed_size<W0>() == sizeof(W0) && Inv::stride() == sizeof(W0);
-            if constexpr (Borrow && as_bytes && detail::borrows_aligned<F>) {
+            constexpr bool borrows = Borrow && as_bytes && detail::borrows_aligned<F>;
+            if constexpr (borrows) {
                 job->source = reinterpret_cast<const std::byte*>(std::to_address(it));
                 job->source_size = n * sizeof(W0);
                 *borrower = job;
             }
             for (std::size_t start = 0; start < n; start += cs) {
                 const auto count = static_cast<std::uint32_t>(std::min(cs, n - start));
-                if constexpr (Borrow && as_bytes && detail::borrows_aligned<F>)
-                    detail::borrow_chunk<Inv>(buf, units, job.get(), f, start, count, start * sizeof(W0),
-                                              count * sizeof(W0));
-                else
                 detail::encode_chunk<Inv>(buf, units, job.get(), f, start, count, [&](detail::byte_buffer& out) {
-                    if constexpr (as_bytes) {
+                    if constexpr (borrows) {
+                        (void)out; // (the elements are borrowed: encode_chunk's last two arguments)
+                    } else if constexpr (as_bytes) {
                         out.append(std::to_address(it), count * sizeof(W0)); // the chunk at once
                         it += count;
                     } else {
@@ -852,7 +851,7 @@ private:
                                 encode_one(out, *it);
                         }
                     }
-                });
+                }, borrows ? start * sizeof(W0) : 0, borrows ? count * sizeof(W0) : 0);
             }
             core_->submit(job, buf, units, /*take=*/true);
             return async_result<V>(std::move(job), core_);

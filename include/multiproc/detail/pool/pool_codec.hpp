@@ -67,22 +67,22 @@ public:
     /// Makes the content a copy of `n` bytes at `src`; false, leaving it as it was, if there
     /// is no memory for them (never throws).
     [[nodiscard]] bool try_assign(const void* src, std::size_t n) noexcept {
-        if (n > cap_) {
-            void* q = std::realloc(p_, n);
-            if (!q) return false;
-            p_ = static_cast<std::byte*>(q);
-            cap_ = n;
-        }
+        if (!try_reserve(n)) return false;
         if (n) std::memcpy(p_, src, n);
         size_ = n;
         return true;
     }
     void reserve(std::size_t n) {
-        if (n <= cap_) return;
+        if (!try_reserve(n)) detail::raise(std::bad_alloc());
+    }
+    /// As reserve; false, with nothing changed, if there is no memory.
+    [[nodiscard]] bool try_reserve(std::size_t n) noexcept {
+        if (n <= cap_) return true;
         void* q = std::realloc(p_, n);
-        if (!q) detail::raise(std::bad_alloc());
+        if (!q) return false;
         p_ = static_cast<std::byte*>(q);
         cap_ = n;
+        return true;
     }
     /// Drops bytes [at, at + n) (moves the rest down).
     void erase(std::size_t at, std::size_t n) noexcept {

@@ -1052,6 +1052,15 @@ private:
         return u;
     }
 
+    /// Drops every unit of a worker (failed or queued again already): nothing more is sent.
+    static void forget_units(pool_slot& s) noexcept {
+        s.inflight.clear();
+        s.live = 0;
+        s.log.clear();
+        s.log_popped = s.log_assigned;
+        s.pushed_bytes = s.assigned_bytes;
+    }
+
     /// Drops withdrawn units at the front once the worker has read past them.
     static void forget_skipped(pool_slot& s) {
         // (Never past what was sent: the head is the worker's to move, and may be wrong.)
@@ -1352,6 +1361,9 @@ private:
             if (off < u->own) {
                 from = logged(s, *u) + off;
                 left = u->own - off;
+                // Units that borrow nothing lie in the log as in the stream: one copy for the run.
+                if (u->ext_len == 0)
+                    for (auto v = std::next(u); v != s.inflight.end() && v->ext_len == 0; ++v) left += v->size;
             } else if (off < std::uint64_t{u->own} + u->ext_len) {
                 const std::uint64_t in = off - u->own;
                 if (!u->withdrawn) from = u->job->source + u->ext + in;
@@ -1540,11 +1552,7 @@ private:
             }
             requeue(u, bytes, c + 1, u.hi, false);
         }
-        s.inflight.clear();
-        s.live = 0;
-        s.log.clear();
-        s.log_popped = s.log_assigned;
-        s.pushed_bytes = s.assigned_bytes;
+        forget_units(s);
         if (s.proc) {
             MULTIPROC_TRY {
                 s.proc->close();
@@ -1718,11 +1726,7 @@ private:
             for (auto& s : slots_) {
                 for (const auto& u : s->inflight)
                     if (!u.withdrawn) fail_unit(u, stopped_error(), s.get());
-                s->inflight.clear();
-                s->live = 0;
-                s->log.clear();
-                s->log_popped = s->log_assigned;
-                s->pushed_bytes = s->assigned_bytes;
+                forget_units(*s);
                 s->abandoned = true;
             }
             signal_workers();

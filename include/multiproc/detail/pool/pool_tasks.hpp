@@ -108,10 +108,13 @@ constexpr bool check_task() {
 }
 
 /// Appends one task message of `count` elements (written by `encode_elements(out)`) for
-/// `Inv`, and its unit, whose element 0 has index `first` in the job's input.
+/// `Inv`, and its unit, whose element 0 has index `first` in the job's input. With
+/// `ext_len`, the elements are not written here but borrowed: `ext_len` bytes at `ext` in
+/// the job's input (job_core::source), which go from there straight into a worker's task
+/// ring; only the header is appended (encode_elements writes nothing).
 template <class Inv, class F, class Enc>
 void encode_chunk(byte_buffer& out, std::vector<unit_meta>& units, job_core* job, const F& f, std::uint64_t first,
-                  std::uint32_t count, Enc&& encode_elements) {
+                  std::uint32_t count, Enc&& encode_elements, std::uint64_t ext = 0, std::size_t ext_len = 0) {
     const std::size_t at = begin_task<Inv>(out, f);
     box_arena* arena = Inv::codec::in_memory ? &job->boxes : nullptr;
     {
@@ -123,8 +126,10 @@ void encode_chunk(byte_buffer& out, std::vector<unit_meta>& units, job_core* job
     u.first = first;
     u.lo = 0;
     u.hi = count;
-    u.size = end_task(out, at, count, arena);
-    u.own = u.size;
+    u.size = end_task(out, at, count, arena, ext_len);
+    u.own = checked_size(out.size() - at); // (all of it, padding included, unless it borrows)
+    u.ext = ext;
+    u.ext_len = checked_size(ext_len);
     units.push_back(u);
 }
 
@@ -134,24 +139,6 @@ void encode_chunk(byte_buffer& out, std::vector<unit_meta>& units, job_core* job
 template <class F>
 inline constexpr bool borrows_aligned = (sizeof(task_header) + callable_wire<F>::size) % 8 == 0;
 
-/// As encode_chunk, for a chunk whose elements travel as their own bytes: they are not
-/// copied here but borrowed, `len` bytes at `ext` in the job's input (job_core::source),
-/// and go from there straight into a worker's task ring. Only the header is appended.
-template <class Inv, class F>
-void borrow_chunk(byte_buffer& out, std::vector<unit_meta>& units, job_core* job, const F& f, std::uint64_t first,
-                  std::uint32_t count, std::uint64_t ext, std::size_t len) {
-    const std::size_t at = begin_task<Inv>(out, f);
-    unit_meta u;
-    u.job = job;
-    u.first = first;
-    u.lo = 0;
-    u.hi = count;
-    u.own = checked_size(out.size() - at);
-    u.ext = ext;
-    u.ext_len = checked_size(len);
-    u.size = end_task(out, at, count, Inv::codec::in_memory ? &job->boxes : nullptr, len);
-    units.push_back(u);
-}
 
 /// Encodes elements [0, n) of a random-access range of single arguments, `W` on the wire.
 template <class Codec, class W, class It>
