@@ -30,11 +30,13 @@ inline void enter_bootstrap_if_asked() {
     if (!v) return;
     std::string marker = v;
     ::unsetenv(bootstrap_variable); // our own children must not take it for theirs
-    int a = -1, b = -1, parent = -1;
+    int a = -1, b = -1, parent = -1, bound = 0;
     if (std::sscanf(marker.c_str(), "spawn:%d:%d", &a, &parent) == 2 && parent == ::getppid())
         run_bootstrap(a, /*os_parent=*/true);
-    if (std::sscanf(marker.c_str(), "forkserver:%d:%d:%d", &a, &b, &parent) == 3 && parent == ::getppid())
+    if (std::sscanf(marker.c_str(), "forkserver:%d:%d:%d:%d", &a, &b, &parent, &bound) == 4 && parent == ::getppid()) {
+        if (bound == 1) ::unsetenv("LD_BIND_NOW"); // set for the server alone (forkserver.hpp start_server)
         forkserver::serve(a, b, parent);
+    }
     std::string msg = "multiproc: this program was started as a child (" + std::string(bootstrap_variable) + "=" +
                       marker + "), but the process that started it is gone; exiting without running main()\n";
     (void)sys::write_all(2, msg.data(), msg.size());

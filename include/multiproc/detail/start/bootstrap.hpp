@@ -396,16 +396,18 @@ inline sys::unique_fd above(sys::unique_fd fd, int floor, const std::string& wha
 }
 
 /// Starts a fresh copy of this program with `fds[i]` at descriptor 3 + i and nothing else
-/// but 0, 1 and 2 (ours, or /dev/null if `null_stdio`), and `marker` in the environment.
-/// Returns the pid; throws os_error.
+/// but 0, 1 and 2 (ours, or /dev/null if `null_stdio`), and `marker` in the environment,
+/// with `also` ("NAME=value") if given. Returns the pid; throws os_error.
 inline pid_t spawn_self(const std::vector<int>& fds, const std::string& marker, const std::string& what,
-                        bool null_stdio = false) {
+                        bool null_stdio = false, const char* also = nullptr) {
     std::string var = std::string(bootstrap_variable) + "=" + marker;
     std::vector<char*> envp;
     std::size_t prefix = std::strlen(bootstrap_variable) + 1;
     for (char** e = environ; e && *e; ++e)
         if (std::strncmp(*e, var.c_str(), prefix) != 0) envp.push_back(*e);
     envp.push_back(var.data());
+    std::string extra = also ? also : "";
+    if (also) envp.push_back(extra.data());
     envp.push_back(nullptr);
     std::string arg0 = program_invocation_name ? program_invocation_name : "multiproc-child";
     char* argv[] = {arg0.data(), nullptr};

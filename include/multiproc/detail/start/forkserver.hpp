@@ -21,10 +21,13 @@
 #include <multiproc/detail/os/sys.hpp>
 #include <multiproc/error.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <multiproc/detail/util/chrono.hpp>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -131,8 +134,16 @@ inline void start_server(client_state& s) {
     // The server's own stdin, stdout and stderr are /dev/null: each child gets its
     // requester's, and a server holding its starter's would keep a pipe open after its
     // starter, or whatever it redirected them to, has finished with it.
-    pid_t pid = spawn_self({listener.get(), alive_r.get()}, "forkserver:3:4:" + std::to_string(::getpid()),
-                           "spawn of /proc/self/exe for the forkserver", /*null_stdio=*/true);
+    // The server binds every symbol as it starts (LD_BIND_NOW), so that its children find
+    // them bound: each would otherwise bind anew, in the dynamic linker, every libc and
+    // libstdc++ function the bootstrap calls (about 15% of a start here). The marker's last
+    // field tells the server to take the variable out of the environment its children get,
+    // unless the user had set it.
+    bool bind_now = std::getenv("LD_BIND_NOW") == nullptr;
+    pid_t pid = spawn_self({listener.get(), alive_r.get()},
+                           "forkserver:3:4:" + std::to_string(::getpid()) + (bind_now ? ":1" : ":0"),
+                           "spawn of /proc/self/exe for the forkserver", /*null_stdio=*/true,
+                           bind_now ? "LD_BIND_NOW=1" : nullptr);
     int pidfd = sys::pidfd_open(pid);
     if (pidfd < 0) {
         int e = errno;
