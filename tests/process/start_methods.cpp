@@ -8,12 +8,17 @@
 #include <multiproc/process.hpp>
 
 #include <atomic>
+#include <cstddef>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <sys/socket.h>
+#include <sys/un.h>
 
 using namespace multiproc;
 using namespace std::chrono_literals;
@@ -304,6 +309,139 @@ TEST_CASE("the forkserver refuses a request from another build, naming the cause
     CHECK(refusal("garbage") == "not a multiproc forkserver request");
     CHECK(refusal(w.bytes().substr(0, 7)) == "malformed request");
     CHECK(test::running(test::forkserver_pid()));
+}
+
+namespace {
+/// Stands in for this process's forkserver for one request: listens at a fresh abstract
+/// address that detail::forkserver::client() is pointed at, and answers the request that
+/// comes with `answer` (given the connection and the descriptors that came with it: stdio,
+/// then the child's end of the bootstrap socket). Puts the real state back at the end.
+struct fake_forkserver {
+    detail::sys::unique_fd listener;
+    std::thread thread;
+    sockaddr_un saved_addr{};
+    socklen_t saved_len = 0;
+    pid_t saved_pid = 0, saved_listener = 0;
+    bool saved_owned = false;
+    int saved_pidfd = -1, saved_alive = -1;
+
+    template <class Answer>
+    explicit fake_forkserver(Answer answer) {
+        listener.reset(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+        REQUIRE(listener);
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        std::string name = "multiproc-test-fake-forkserver-" + std::to_string(::getpid());
+        std::memcpy(addr.sun_path + 1, name.data(), name.size());
+        auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+        REQUIRE(::bind(listener.get(), reinterpret_cast<const sockaddr*>(&addr), len) == 0);
+        REQUIRE(::listen(listener.get(), 4) == 0);
+        auto& s = detail::forkserver::client();
+        std::lock_guard lk(s.mu);
+        saved_addr = s.addr;
+        saved_len = s.addr_len;
+        saved_pid = s.pid;
+        saved_listener = s.listener_pid;
+        saved_owned = s.owned;
+        saved_pidfd = s.pidfd;
+        saved_alive = s.alive_w;
+        s.addr = addr;
+        s.addr_len = len;
+        s.pid = s.listener_pid = ::getpid();
+        s.owned = false; // nothing to stop or to wait for
+        thread = std::thread([this, answer] {
+            detail::sys::unique_fd conn(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+            if (!conn) return;
+            std::vector<detail::sys::unique_fd> fds;
+            char buf[1024];
+            if (detail::recv_datagram(conn.get(), buf, sizeof buf, fds) > 0) answer(conn.get(), fds);
+        });
+    }
+    ~fake_forkserver() {
+        thread.join();
+        auto& s = detail::forkserver::client();
+        std::lock_guard lk(s.mu);
+        s.addr = saved_addr;
+        s.addr_len = saved_len;
+        s.pid = saved_pid;
+        s.listener_pid = saved_listener;
+        s.owned = saved_owned;
+        s.pidfd = saved_pidfd;
+        s.alive_w = saved_alive;
+    }
+};
+
+/// start()'s error under a fake forkserver answering with `answer`; nothing leaked.
+template <class Answer>
+std::string start_error_under(Answer answer, std::string& name) {
+    auto fds = test::open_fds();
+    std::string what = "(no error)";
+    {
+        fake_forkserver fake(answer);
+        basic_process<start::forkserver> p([] {});
+        name = p.name();
+        try {
+            p.start();
+        } catch (const error& e) {
+            what = e.what();
+        }
+        CHECK_FALSE(p.pid().has_value());
+    }
+    CHECK(test::describe_fds(test::open_fds()) == test::describe_fds(fds));
+    return what;
+}
+} // namespace
+
+TEST_CASE("start() names what the forkserver said when no child took its target", "[forkserver][handshake][errors]") {
+    // The requester sends the target at once and waits for the child's answer alone; when
+    // none comes, the server's word on the connection says why (forkserver.hpp request_child).
+    std::string name;
+    SECTION("a refusal: its sentence") {
+        auto what = start_error_under(
+            [](int conn, std::vector<detail::sys::unique_fd>&) {
+                detail::forkserver::refuse(conn, "fork failed: Resource temporarily unavailable");
+            },
+            name);
+        CHECK(what == "multiproc: the forkserver refused to start process " + name +
+                          ": fork failed: Resource temporarily unavailable");
+    }
+    SECTION("a child it ended itself: the cause") {
+        auto what = start_error_under(
+            [](int conn, std::vector<detail::sys::unique_fd>& fds) {
+                fds.clear(); // no child takes the target
+                detail::forkserver::report(conn, -9, "the forkserver could not watch it (pidfd_open: Too many "
+                                                     "open files) and killed it");
+            },
+            name);
+        CHECK(what == "multiproc: the forkserver ended process " + name + " as it started: the forkserver could "
+                                                                          "not watch it (pidfd_open: Too many open "
+                                                                          "files) and killed it");
+    }
+    SECTION("a child that ended by itself: its exit code") {
+        auto what = start_error_under(
+            [](int conn, std::vector<detail::sys::unique_fd>& fds) {
+                fds.clear();
+                detail::forkserver::report(conn, 7, {});
+            },
+            name);
+        CHECK_THAT(what, Catch::Matchers::StartsWith("multiproc: process " + name +
+                                                     " ended (exit code 7) before it received its target"));
+    }
+    SECTION("a hang-up without a word") {
+        auto what = start_error_under([](int, std::vector<detail::sys::unique_fd>& fds) { fds.clear(); }, name);
+        CHECK(what == "multiproc: the forkserver ended the connection without starting process " + name);
+    }
+    SECTION("an answer without the child's pid and pidfd") {
+        auto what = start_error_under(
+            [](int, std::vector<detail::sys::unique_fd>& fds) {
+                // As a child does, it reads the target first.
+                if (fds.empty() || !detail::recv_message(fds.back().get(), "the target")) return;
+                char ok = '\0';
+                (void)detail::send_datagram(fds.back().get(), &ok, 1, {});
+            },
+            name);
+        CHECK(what == "multiproc: process " + name + " answered its start without its pid and pidfd");
+    }
 }
 
 TEST_CASE("a spawn child refuses an unknown target identifier and never runs anything", "[spawn][handshake]") {

@@ -26,6 +26,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -212,20 +213,22 @@ inline int send_message(int sock, const crossing_writer& w) {
 /// Receives one logical message sent by send_message; nothing at a clean end of stream
 /// before anything arrived. Throws os_error or serialization_error, naming `what`.
 inline std::optional<crossing_reader> recv_message(int sock, const std::string& what) {
-    std::vector<char> buf(datagram_bytes + 16);
+    // Not zeroed: a forkserver child would fault in and clear 32 KiB of fresh heap for a
+    // request of a few hundred bytes.
+    std::unique_ptr<char[]> buf(new char[datagram_bytes + 16]);
     std::vector<sys::unique_fd> fds;
     std::string bytes;
     std::uint64_t total = 0;
     std::uint32_t total_fds = 0;
     bool first = true;
     while (first || bytes.size() < total || fds.size() < total_fds) {
-        ssize_t n = recv_datagram(sock, buf.data(), buf.size(), fds);
+        ssize_t n = recv_datagram(sock, buf.get(), datagram_bytes + 16, fds);
         if (n < 0) sys::fail("receiving " + what);
         if (n == 0) {
             if (first) return std::nullopt;
             detail::raise(serialization_error("multiproc: " + what + " ended early"));
         }
-        const char* p = buf.data();
+        const char* p = buf.get();
         std::size_t left = static_cast<std::size_t>(n);
         auto take = [&](auto& v) {
             if (left < sizeof v) detail::raise(serialization_error("multiproc: " + what + ": malformed datagram"));

@@ -5,12 +5,14 @@
 // by the first process that needs it and stopped at that process's normal exit; it also
 // exits when that process dies. It listens on an abstract unix socket with a random name and
 // talks only to processes of the same user (SO_PEERCRED). For each request it receives the
-// requester's stdin, stdout and stderr and one end of a bootstrap socket (SCM_RIGHTS), forks,
-// and sends back the child's pid with a pidfd of it; the child installs those descriptors as
-// 0-3, closes every other one, and runs the bootstrap of a spawn child (bootstrap.hpp). The
-// requester keeps its connection: the server writes the child's exit status there once it
-// has reaped it, and if the connection hangs up first the requester has died, so a daemon
-// child is killed, as a daemon dies with its parent under fork.
+// requester's stdin, stdout and stderr and one end of a bootstrap socket (SCM_RIGHTS), and
+// forks; the child installs those descriptors as 0-3, closes every other one, and runs the
+// bootstrap of a spawn child (bootstrap.hpp), whose target the requester sent it as soon as
+// it had sent the request, and whose answer carries the child's pid and a pidfd of itself:
+// one wake-up of the requester per start. The requester keeps its connection: the server
+// writes there only to refuse the request, or the child's exit status once it has reaped
+// it, and if the connection hangs up first the requester has died, so a daemon child is
+// killed, as a daemon dies with its parent under fork.
 #pragma once
 
 #include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
@@ -40,7 +42,6 @@
 namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail::forkserver {
 
 inline constexpr std::uint32_t ask_magic = 0x5153464d;     // "MFSQ": a request
-inline constexpr std::uint32_t started_magic = 0x5053464d; // "MFSP": the child's pid; its pidfd attached
 inline constexpr std::uint32_t refused_magic = 0x4553464d; // "MFSE": why not, as a sentence
 
 /// What a process knows of the forkserver it uses.
@@ -210,16 +211,44 @@ inline sys::unique_fd connect_to_server(const std::string& for_what) {
     detail::raise(error("multiproc: the forkserver could not be reached for " + for_what));
 }
 
-/// Reads the exit status the server reports on `conn` (blocking); 255 if it never comes.
-inline int wait_reported(int conn) {
-    reported_status msg{};
+/// What the server says on a requester's connection: one datagram, either a refusal (the
+/// child was never forked) or the child's exit status once it has reaped it.
+struct server_word {
+    enum kind_t { refused, status, hung_up } kind = hung_up;
+    int code = 255;  // status: the exit code (255 if the datagram is not a report)
+    std::string why; // refused: why; status: why the server itself ended the child, if it did
+};
+
+/// Reads the server's word on `conn` (blocking).
+inline server_word read_server_word(int conn) {
     pollfd p{conn, POLLIN, 0};
     (void)sys::poll_until(&p, 1, {}, true);
-    ssize_t n = sys::read(conn, &msg, sizeof msg);
-    return n == static_cast<ssize_t>(sizeof msg) && msg.magic == reported_status::tag ? msg.code : 255;
+    char buf[1024];
+    ssize_t n = sys::read(conn, buf, sizeof buf);
+    server_word word;
+    if (n <= 0) return word;
+    std::uint32_t magic = 0;
+    if (n >= 4) std::memcpy(&magic, buf, sizeof magic);
+    if (magic == refused_magic) {
+        word.kind = server_word::refused;
+        MULTIPROC_TRY {
+            crossing_reader r(std::string(buf + 4, static_cast<std::size_t>(n) - 4), {});
+            word.why = r.get_string();
+        } MULTIPROC_CATCH(const error&, unnamed_) {
+            word.why = "a malformed refusal";
+        }
+        return word;
+    }
+    word.kind = server_word::status;
+    word.code = reported_status::decode(buf, n, word.why);
+    return word;
 }
 
-/// start::forkserver: asks the server for a child and gives it its target.
+/// start::forkserver: asks the server for a child and gives it its target. The target goes
+/// to the child at once, before the server has forked it: the child finds it waiting, and
+/// its answer, its pid with a pidfd of itself (bootstrap.hpp send_started), is the one
+/// answer this waits for. The server speaks on `conn` only to refuse the request, or once
+/// the child has ended, to report its exit status.
 inline launch_result request_child(const child_record& c, const target_ref& t) {
     check_can_start_fresh("forkserver", t, c.name);
     std::string who = "process " + c.name;
@@ -246,23 +275,26 @@ inline launch_result request_child(const child_record& c, const target_ref& t) {
     w.put(registry_hash());
     if (send_datagram(conn.get(), w.bytes().data(), w.bytes().size(), fds) < 0)
         sys::fail("sending the forkserver a request for " + who);
-    theirs.reset();
-
-    std::vector<sys::unique_fd> got;
-    char buf[1024];
-    ssize_t n = recv_datagram(conn.get(), buf, sizeof buf, got);
-    if (n < 0) sys::fail("receiving the forkserver's answer for " + who);
-    crossing_reader reply(std::string(buf, static_cast<std::size_t>(n > 0 ? n : 0)), std::move(got));
-    std::uint32_t magic = n >= 4 ? reply.get<std::uint32_t>() : 0;
-    if (magic == refused_magic) detail::raise(error("multiproc: the forkserver refused to start " + who + ": " + reply.get_string()));
-    if (magic != started_magic || reply.remaining() != sizeof(std::int32_t))
-        detail::raise(error("multiproc: the forkserver ended the connection without starting " + who));
-    auto pid = static_cast<pid_t>(reply.get<std::int32_t>());
-    sys::unique_fd pidfd = reply.take_fd();
+    theirs.reset(); // now only the server holds the child's end: it hangs up if no child takes it
 
     auto h = handshake(ours.get(), c, t);
-    if (h.kind != handshake_result::ok) detail::raise(start_failure(c, h, wait_reported(conn.get())));
-    return {pid, pidfd.release(), conn.release()};
+    if (h.kind == handshake_result::ok) {
+        std::int32_t pid = 0;
+        if (h.text.size() != sizeof pid || h.fds.size() != 1)
+            detail::raise(error("multiproc: " + who + " answered its start without its pid and pidfd"));
+        std::memcpy(&pid, h.text.data(), sizeof pid);
+        return {static_cast<pid_t>(pid), h.fds[0].release(), conn.release()};
+    }
+    // Refused by the child, which then exits; or no child took the target: refused by the
+    // server, or ended before it answered.
+    auto word = read_server_word(conn.get());
+    if (word.kind == server_word::refused)
+        detail::raise(error("multiproc: the forkserver refused to start " + who + ": " + word.why));
+    if (word.kind == server_word::hung_up)
+        detail::raise(error("multiproc: the forkserver ended the connection without starting " + who));
+    if (h.kind == handshake_result::ended && !word.why.empty())
+        detail::raise(error("multiproc: the forkserver ended " + who + " as it started: " + word.why));
+    detail::raise(start_failure(c, h, word.code));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -274,6 +306,17 @@ struct served_child {
     int conn; // -1 once the requester has gone
     bool daemon;
 };
+
+/// Tells a requester how its child ended (`why`: if the server ended it, the cause).
+inline void report(int conn, int code, std::string_view why) noexcept {
+    char msg[sizeof(reported_status) + 256];
+    reported_status head;
+    head.code = code;
+    std::memcpy(msg, &head, sizeof head);
+    std::size_t n = std::min(why.size(), sizeof msg - sizeof head);
+    if (n) std::memcpy(msg + sizeof head, why.data(), n); // why.data() may be null
+    (void)send_datagram(conn, msg, sizeof head + n, {});
+}
 
 inline void refuse(int conn, const std::string& why) noexcept {
     crossing_writer w;
@@ -324,21 +367,20 @@ inline bool serve_request_unguarded(int conn, std::vector<served_child>& kids) {
     pid_t pid = sys::fork();
     if (pid == 0) become_requested_child(fds, stdio);
     if (pid < 0) return refuse(conn, std::string("fork failed: ") + std::strerror(errno)), true;
-    fds.clear();
+    fds.clear(); // the child's end of the bootstrap socket: its requester now hears the child alone
     int pidfd = sys::pidfd_open(pid);
     if (pidfd < 0) {
-        int e = errno;
+        // The child may have answered its requester already: it is ended, and its status
+        // reported with the cause, as it would be had it ended by itself.
+        std::string why = std::string("the forkserver could not watch it (pidfd_open: ") + std::strerror(errno) +
+                          ") and killed it";
         sys::kill(pid, SIGKILL);
-        sys::waitpid(pid, nullptr, 0);
-        return refuse(conn, std::string("pidfd_open failed: ") + std::strerror(e)), true;
+        int status = 0;
+        (void)sys::waitpid(pid, &status, 0);
+        report(conn, decode_wait_status(status), why);
+        return true;
     }
-    crossing_writer w;
-    w.put(started_magic);
-    w.put<std::int32_t>(pid);
-    bool told = send_datagram(conn, w.bytes().data(), w.bytes().size(), std::span<const int>(&pidfd, 1)) == 0;
-    served_child kid{pid, pidfd, told ? owned.release() : -1, daemon != 0};
-    if (!told && kid.daemon) (void)sys::pidfd_send_signal(pidfd, SIGKILL); // its parent is gone already
-    kids.push_back(kid);
+    kids.push_back({pid, pidfd, owned.release(), daemon != 0});
     return true;
 }
 
@@ -361,9 +403,7 @@ inline bool reap(served_child& k) noexcept {
     int status = 0;
     if (sys::waitpid(k.pid, &status, WNOHANG) != k.pid) return false;
     if (k.conn >= 0) {
-        reported_status msg;
-        msg.code = decode_wait_status(status);
-        (void)send_datagram(k.conn, &msg, sizeof msg, {});
+        report(k.conn, decode_wait_status(status), {});
         sys::close(k.conn);
     }
     sys::close(k.pidfd);
