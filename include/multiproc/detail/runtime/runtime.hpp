@@ -15,7 +15,6 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <iostream>
 #include <memory>
 #include <mutex>
@@ -222,23 +221,11 @@ struct child_record {
 };
 
 /// What a forkserver sends the requester of a child once it has reaped it: the exit code
-/// as Python reports it (n, or -signal); followed, if the server ended the child itself, by
-/// why.
+/// as Python reports it (n, or -signal).
 struct reported_status {
     static constexpr std::uint32_t tag = 0x5453504d; // "MPST"
     std::uint32_t magic = tag;
     std::int32_t code = 0;
-
-    /// The exit code in the `n` bytes read at `p`, 255 if they are not a report; the cause
-    /// after it, if any, in `why`.
-    static int decode(const char* p, ssize_t n, std::string& why) {
-        reported_status msg{};
-        if (n < static_cast<ssize_t>(sizeof msg)) return 255;
-        std::memcpy(&msg, p, sizeof msg);
-        if (msg.magic != tag) return 255;
-        why.assign(p + sizeof msg, static_cast<std::size_t>(n) - sizeof msg);
-        return msg.code;
-    }
 };
 
 /// Reads the exit status a forkserver reported for `c`, if it has; true once it has. If the
@@ -250,8 +237,8 @@ inline bool poll_reported_child(child_record& c) {
     int n = sys::poll_until(&p, 1, std::chrono::steady_clock::now(), false);
     if (n < 0) sys::fail("poll on the status of process " + c.name);
     if (n == 0) return false;
-    char msg[sizeof(reported_status) + 256];
-    ssize_t got = sys::read(c.status_fd, msg, sizeof msg);
+    reported_status msg{};
+    ssize_t got = sys::read(c.status_fd, &msg, sizeof msg);
     if (got == 0) { // end of stream: the server is gone; the child may still run
         log(30, "the forkserver ended before reporting how process {} ended; its exit code will be unknown (255)",
             c.name);
@@ -262,9 +249,7 @@ inline bool poll_reported_child(child_record& c) {
     }
     // The descriptor stays open: it is the sentinel, which must stay the same descriptor for
     // the object's life (Python's does). The server has closed its end, so it stays readable.
-    std::string why;
-    c.exitcode = reported_status::decode(msg, got, why);
-    if (!why.empty()) log(30, "the forkserver ended process {}: {}", c.name, why);
+    c.exitcode = got == static_cast<ssize_t>(sizeof msg) && msg.magic == reported_status::tag ? msg.code : 255;
     return true;
 }
 

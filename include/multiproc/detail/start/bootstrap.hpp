@@ -278,24 +278,6 @@ inline void send_reply(int sock, bool ok, std::string_view text) noexcept {
     (void)send_datagram(sock, msg.data(), msg.size(), {});
 }
 
-/// A forkserver child's "ok": its pid, with a pidfd of itself attached. The requester is
-/// not its parent: the server is, and reaps it as soon as it ends, so a pidfd the requester
-/// opened from the pid might name another process by then; one opened here cannot. The
-/// server sends the requester nothing at a start that goes well: this is the one answer
-/// the requester waits for.
-inline void send_started(int sock, const std::string& name) noexcept {
-    int self = sys::pidfd_open(::getpid());
-    if (self < 0) {
-        send_reply(sock, false, "process " + name + " could not open a pidfd of itself: " + std::strerror(errno));
-        ::_exit(1);
-    }
-    char msg[1 + sizeof(std::int32_t)] = {'\0'};
-    auto pid = static_cast<std::int32_t>(::getpid());
-    std::memcpy(msg + 1, &pid, sizeof pid);
-    (void)send_datagram(sock, msg, sizeof msg, std::span<const int>(&self, 1));
-    sys::close(self);
-}
-
 /// Runs the target a parent sends over `sock` and never returns: the life of a spawn or
 /// forkserver child after its program has started. `os_parent`: see child_main.
 [[noreturn]] inline void run_bootstrap(int sock, bool os_parent) noexcept {
@@ -347,10 +329,7 @@ inline void send_started(int sock, const std::string& name) noexcept {
     } MULTIPROC_CATCH_ALL {
         ::_exit(1);
     }
-    if (os_parent)
-        send_reply(sock, true, {});
-    else
-        send_started(sock, self->name);
+    send_reply(sock, true, {});
     sys::close(sock);
     child_main(*self, entry.run, target, os_parent);
 }
@@ -360,8 +339,7 @@ inline void send_started(int sock, const std::string& name) noexcept {
 
 struct handshake_result {
     enum kind_t { ok, refused, ended } kind = ok;
-    std::string text;                // why the child refused; a forkserver child's pid if ok
-    std::vector<sys::unique_fd> fds; // a forkserver child's pidfd of itself if ok
+    std::string text; // why the child refused
 };
 
 /// Sends the request for `c` and its target over `sock`, and reads the child's answer.
@@ -371,15 +349,15 @@ inline handshake_result handshake(int sock, const child_record& c, const target_
     t.save(t.target, w);
     if (send_message(sock, w) < 0) {
         if (errno != EPIPE && errno != ECONNRESET) sys::fail("sending process " + c.name + " its target");
-        return {handshake_result::ended, {}, {}};
+        return {handshake_result::ended, {}};
     }
-    std::vector<sys::unique_fd> fds;
+    std::vector<sys::unique_fd> none;
     std::unique_ptr<char[]> buf(new char[datagram_bytes]); // not zeroed: an answer is short
-    ssize_t n = recv_datagram(sock, buf.get(), datagram_bytes, fds);
+    ssize_t n = recv_datagram(sock, buf.get(), datagram_bytes, none);
     if (n < 0 && errno != ECONNRESET) sys::fail("receiving the answer of process " + c.name);
-    if (n <= 0) return {handshake_result::ended, {}, {}};
-    return {buf[0] == '\0' ? handshake_result::ok : handshake_result::refused,
-            std::string(buf.get() + 1, static_cast<std::size_t>(n) - 1), std::move(fds)};
+    if (n <= 0) return {handshake_result::ended, {}};
+    if (buf[0] == '\0') return {};
+    return {handshake_result::refused, std::string(buf.get() + 1, static_cast<std::size_t>(n) - 1)};
 }
 
 /// The exit code of the child whose start last failed in this thread because it ended
@@ -467,7 +445,7 @@ inline launch_result spawn_child(const child_record& c, const target_ref& t) {
     if (!pidfd) {
         int e = errno;
         if (e == ESRCH)
-            detail::raise(start_failure(c, {handshake_result::ended, {}, {}}, std::nullopt));
+            detail::raise(start_failure(c, {handshake_result::ended, {}}, std::nullopt));
         sys::kill(pid, SIGKILL);
         sys::waitpid(pid, nullptr, 0);
         sys::fail("pidfd_open for process " + c.name, e);

@@ -5,14 +5,12 @@
 // by the first process that needs it and stopped at that process's normal exit; it also
 // exits when that process dies. It listens on an abstract unix socket with a random name and
 // talks only to processes of the same user (SO_PEERCRED). For each request it receives the
-// requester's stdin, stdout and stderr and one end of a bootstrap socket (SCM_RIGHTS), and
-// forks; the child installs those descriptors as 0-3, closes every other one, and runs the
-// bootstrap of a spawn child (bootstrap.hpp), whose target the requester sent it as soon as
-// it had sent the request, and whose answer carries the child's pid and a pidfd of itself:
-// one wake-up of the requester per start. The requester keeps its connection: the server
-// writes there only to refuse the request, or the child's exit status once it has reaped
-// it, and if the connection hangs up first the requester has died, so a daemon child is
-// killed, as a daemon dies with its parent under fork.
+// requester's stdin, stdout and stderr and one end of a bootstrap socket (SCM_RIGHTS), forks,
+// and sends back the child's pid with a pidfd of it; the child installs those descriptors as
+// 0-3, closes every other one, and runs the bootstrap of a spawn child (bootstrap.hpp). The
+// requester keeps its connection: the server writes the child's exit status there once it
+// has reaped it, and if the connection hangs up first the requester has died, so a daemon
+// child is killed, as a daemon dies with its parent under fork.
 #pragma once
 
 #include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
@@ -42,6 +40,7 @@
 namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail::forkserver {
 
 inline constexpr std::uint32_t ask_magic = 0x5153464d;     // "MFSQ": a request
+inline constexpr std::uint32_t started_magic = 0x5053464d; // "MFSP": the child's pid; its pidfd attached
 inline constexpr std::uint32_t refused_magic = 0x4553464d; // "MFSE": why not, as a sentence
 
 /// What a process knows of the forkserver it uses.
@@ -52,6 +51,8 @@ struct client_state {
     bool owned = false;  // started by this process: then it is our child
     int pidfd = -1;      // owned: tells whether it still runs
     int alive_w = -1;    // owned: closing it tells the server to exit
+    bool bound = false;  // owned: started with LD_BIND_NOW=1 added (start_server)
+    bool lazy = false;   // a server started so could not load: start the next one without
     sockaddr_un addr{};
     socklen_t addr_len = 0;
 };
@@ -80,7 +81,13 @@ inline void after_fork_in_child() noexcept {
 inline void forget_server(client_state& s) noexcept {
     if (s.owned) {
         sys::close(s.alive_w); // the server exits when it sees this
-        sys::waitpid(s.pid, nullptr, 0);
+        int status = 0;
+        if (sys::waitpid(s.pid, &status, 0) == s.pid && s.bound && WIFEXITED(status) && WEXITSTATUS(status) == 127) {
+            // The dynamic linker's exit: a symbol the program never calls cannot be bound.
+            s.lazy = true;
+            log(30, "the forkserver could not load with LD_BIND_NOW=1 (the dynamic linker exited with 127: a "
+                    "symbol of the program cannot be bound); starting it again binding lazily");
+        }
         sys::close(s.pidfd);
     }
     s.pid = 0;
@@ -138,9 +145,10 @@ inline void start_server(client_state& s) {
     // The server binds every symbol as it starts (LD_BIND_NOW), so that its children find
     // them bound: each would otherwise bind anew, in the dynamic linker, every libc and
     // libstdc++ function the bootstrap calls (about 15% of a start here). The marker's last
-    // field tells the server to take the variable out of the environment its children get,
-    // unless the user had set it.
-    bool bind_now = std::getenv("LD_BIND_NOW") == nullptr;
+    // field tells the server to take the variable out of the environment its children get.
+    // Not if the user set the variable (empty: bind lazily), nor after a server that could
+    // not load so (a symbol nothing calls that cannot be bound).
+    bool bind_now = !s.lazy && std::getenv("LD_BIND_NOW") == nullptr;
     pid_t pid = spawn_self({listener.get(), alive_r.get()},
                            "forkserver:3:4:" + std::to_string(::getpid()) + (bind_now ? ":1" : ":0"),
                            "spawn of /proc/self/exe for the forkserver", /*null_stdio=*/true,
@@ -155,6 +163,7 @@ inline void start_server(client_state& s) {
     s.pid = pid;
     s.listener_pid = ::getpid();
     s.owned = true;
+    s.bound = bind_now;
     s.pidfd = pidfd;
     s.alive_w = alive_w.release();
     s.addr = addr;
@@ -211,45 +220,44 @@ inline sys::unique_fd connect_to_server(const std::string& for_what) {
     detail::raise(error("multiproc: the forkserver could not be reached for " + for_what));
 }
 
-/// What the server says on a requester's connection: one datagram, either a refusal (the
-/// child was never forked) or the child's exit status once it has reaped it.
-struct server_word {
-    enum kind_t { refused, status, hung_up } kind = hung_up;
-    int code = 255;  // status: the exit code (255 if the datagram is not a report)
-    std::string why; // refused: why; status: why the server itself ended the child, if it did
-};
-
-/// Reads the server's word on `conn` (blocking).
-inline server_word read_server_word(int conn) {
+/// Reads the exit status the server reports on `conn` (blocking); 255 if it never comes.
+inline int wait_reported(int conn) {
+    reported_status msg{};
     pollfd p{conn, POLLIN, 0};
     (void)sys::poll_until(&p, 1, {}, true);
-    char buf[1024];
-    ssize_t n = sys::read(conn, buf, sizeof buf);
-    server_word word;
-    if (n <= 0) return word;
-    std::uint32_t magic = 0;
-    if (n >= 4) std::memcpy(&magic, buf, sizeof magic);
-    if (magic == refused_magic) {
-        word.kind = server_word::refused;
-        MULTIPROC_TRY {
-            crossing_reader r(std::string(buf + 4, static_cast<std::size_t>(n) - 4), {});
-            word.why = r.get_string();
-        } MULTIPROC_CATCH(const error&, unnamed_) {
-            word.why = "a malformed refusal";
-        }
-        return word;
-    }
-    word.kind = server_word::status;
-    word.code = reported_status::decode(buf, n, word.why);
-    return word;
+    ssize_t n = sys::read(conn, &msg, sizeof msg);
+    return n == static_cast<ssize_t>(sizeof msg) && msg.magic == reported_status::tag ? msg.code : 255;
 }
 
-/// start::forkserver: asks the server for a child and gives it its target. The target goes
-/// to the child at once, before the server has forked it: the child finds it waiting, and
-/// its answer, its pid with a pidfd of itself (bootstrap.hpp send_started), is the one
-/// answer this waits for. The server speaks on `conn` only to refuse the request, or once
-/// the child has ended, to report its exit status.
+/// Whether the forkserver this process started has ended; its connections hang up a moment
+/// before its pidfd says so, so this waits for that, up to a second.
+inline bool owned_server_gone() noexcept {
+    auto& s = client();
+    std::lock_guard lk(s.mu);
+    if (!s.owned) return false;
+    pollfd p{s.pidfd, POLLIN, 0};
+    return sys::poll_until(&p, 1, std::chrono::steady_clock::now() + std::chrono::seconds(1), false) == 1;
+}
+
+inline launch_result request_child_once(const child_record& c, const target_ref& t, bool& server_gone);
+
+/// start::forkserver: asks the server for a child and gives it its target. Once more if the
+/// server this process started died before it answered (one that could not load under
+/// LD_BIND_NOW dies as it starts, after the request may have been sent): a new one is
+/// started then, and no child was (or one that waits for its target, and gets end of file).
 inline launch_result request_child(const child_record& c, const target_ref& t) {
+    for (int attempt = 0;; ++attempt) {
+        bool server_gone = false;
+        auto r = request_child_once(c, t, server_gone);
+        if (!server_gone) return r;
+        if (attempt > 0)
+            detail::raise(error("multiproc: the forkserver ended the connection without starting process " + c.name));
+    }
+}
+
+/// One request to the server; returns pid 0 with `server_gone` set if it hung up without a
+/// word and was the one this process started, now ended.
+inline launch_result request_child_once(const child_record& c, const target_ref& t, bool& server_gone) {
     check_can_start_fresh("forkserver", t, c.name);
     std::string who = "process " + c.name;
     sys::unique_fd conn = connect_to_server(who);
@@ -273,28 +281,34 @@ inline launch_result request_child(const child_record& c, const target_ref& t) {
     w.put(stdio);
     w.put_string(build_id());
     w.put(registry_hash());
-    if (send_datagram(conn.get(), w.bytes().data(), w.bytes().size(), fds) < 0)
+    if (send_datagram(conn.get(), w.bytes().data(), w.bytes().size(), fds) < 0) {
+        if ((errno == ECONNRESET || errno == EPIPE) && owned_server_gone()) {
+            server_gone = true;
+            return {0, -1, -1};
+        }
         sys::fail("sending the forkserver a request for " + who);
-    theirs.reset(); // now only the server holds the child's end: it hangs up if no child takes it
+    }
+    theirs.reset();
+
+    std::vector<sys::unique_fd> got;
+    char buf[1024];
+    ssize_t n = recv_datagram(conn.get(), buf, sizeof buf, got);
+    if (n < 0 && errno != ECONNRESET) sys::fail("receiving the forkserver's answer for " + who);
+    if (n <= 0 && owned_server_gone()) {
+        server_gone = true;
+        return {0, -1, -1};
+    }
+    crossing_reader reply(std::string(buf, static_cast<std::size_t>(n > 0 ? n : 0)), std::move(got));
+    std::uint32_t magic = n >= 4 ? reply.get<std::uint32_t>() : 0;
+    if (magic == refused_magic) detail::raise(error("multiproc: the forkserver refused to start " + who + ": " + reply.get_string()));
+    if (magic != started_magic || reply.remaining() != sizeof(std::int32_t))
+        detail::raise(error("multiproc: the forkserver ended the connection without starting " + who));
+    auto pid = static_cast<pid_t>(reply.get<std::int32_t>());
+    sys::unique_fd pidfd = reply.take_fd();
 
     auto h = handshake(ours.get(), c, t);
-    if (h.kind == handshake_result::ok) {
-        std::int32_t pid = 0;
-        if (h.text.size() != sizeof pid || h.fds.size() != 1)
-            detail::raise(error("multiproc: " + who + " answered its start without its pid and pidfd"));
-        std::memcpy(&pid, h.text.data(), sizeof pid);
-        return {static_cast<pid_t>(pid), h.fds[0].release(), conn.release()};
-    }
-    // Refused by the child, which then exits; or no child took the target: refused by the
-    // server, or ended before it answered.
-    auto word = read_server_word(conn.get());
-    if (word.kind == server_word::refused)
-        detail::raise(error("multiproc: the forkserver refused to start " + who + ": " + word.why));
-    if (word.kind == server_word::hung_up)
-        detail::raise(error("multiproc: the forkserver ended the connection without starting " + who));
-    if (h.kind == handshake_result::ended && !word.why.empty())
-        detail::raise(error("multiproc: the forkserver ended " + who + " as it started: " + word.why));
-    detail::raise(start_failure(c, h, word.code));
+    if (h.kind != handshake_result::ok) detail::raise(start_failure(c, h, wait_reported(conn.get())));
+    return {pid, pidfd.release(), conn.release()};
 }
 
 // ---------------------------------------------------------------------------------------
@@ -306,17 +320,6 @@ struct served_child {
     int conn; // -1 once the requester has gone
     bool daemon;
 };
-
-/// Tells a requester how its child ended (`why`: if the server ended it, the cause).
-inline void report(int conn, int code, std::string_view why) noexcept {
-    char msg[sizeof(reported_status) + 256];
-    reported_status head;
-    head.code = code;
-    std::memcpy(msg, &head, sizeof head);
-    std::size_t n = std::min(why.size(), sizeof msg - sizeof head);
-    if (n) std::memcpy(msg + sizeof head, why.data(), n); // why.data() may be null
-    (void)send_datagram(conn, msg, sizeof head + n, {});
-}
 
 inline void refuse(int conn, const std::string& why) noexcept {
     crossing_writer w;
@@ -367,20 +370,21 @@ inline bool serve_request_unguarded(int conn, std::vector<served_child>& kids) {
     pid_t pid = sys::fork();
     if (pid == 0) become_requested_child(fds, stdio);
     if (pid < 0) return refuse(conn, std::string("fork failed: ") + std::strerror(errno)), true;
-    fds.clear(); // the child's end of the bootstrap socket: its requester now hears the child alone
+    fds.clear();
     int pidfd = sys::pidfd_open(pid);
     if (pidfd < 0) {
-        // The child may have answered its requester already: it is ended, and its status
-        // reported with the cause, as it would be had it ended by itself.
-        std::string why = std::string("the forkserver could not watch it (pidfd_open: ") + std::strerror(errno) +
-                          ") and killed it";
+        int e = errno;
         sys::kill(pid, SIGKILL);
-        int status = 0;
-        (void)sys::waitpid(pid, &status, 0);
-        report(conn, decode_wait_status(status), why);
-        return true;
+        sys::waitpid(pid, nullptr, 0);
+        return refuse(conn, std::string("pidfd_open failed: ") + std::strerror(e)), true;
     }
-    kids.push_back({pid, pidfd, owned.release(), daemon != 0});
+    crossing_writer w;
+    w.put(started_magic);
+    w.put<std::int32_t>(pid);
+    bool told = send_datagram(conn, w.bytes().data(), w.bytes().size(), std::span<const int>(&pidfd, 1)) == 0;
+    served_child kid{pid, pidfd, told ? owned.release() : -1, daemon != 0};
+    if (!told && kid.daemon) (void)sys::pidfd_send_signal(pidfd, SIGKILL); // its parent is gone already
+    kids.push_back(kid);
     return true;
 }
 
@@ -403,7 +407,9 @@ inline bool reap(served_child& k) noexcept {
     int status = 0;
     if (sys::waitpid(k.pid, &status, WNOHANG) != k.pid) return false;
     if (k.conn >= 0) {
-        report(k.conn, decode_wait_status(status), {});
+        reported_status msg;
+        msg.code = decode_wait_status(status);
+        (void)send_datagram(k.conn, &msg, sizeof msg, {});
         sys::close(k.conn);
     }
     sys::close(k.pidfd);
