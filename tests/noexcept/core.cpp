@@ -16,8 +16,11 @@
 #include <numeric>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
+#include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 using namespace std::chrono_literals;
@@ -58,6 +61,32 @@ void run_checks() {
     using ctx_t = mp::context<Start>;
     ctx_t ctx;
 
+    if constexpr (std::is_same_v<Start, mp::start::forkserver>) {
+        // A request cut short is refused, and the server lives on: it reads a request with
+        // bounds checked by hand, since a reader that raised would end it here.
+        pid_t server = mp::detail::forkserver::ensure_running();
+        auto refusal = [](const std::string& bytes) {
+            auto c = mp::detail::forkserver::connect_to_server("the test");
+            (void)!::send(c.get(), bytes.data(), bytes.size(), 0);
+            char buf[512];
+            ssize_t k = ::recv(c.get(), buf, sizeof buf, 0);
+            return k > 12 ? std::string(buf + 12, static_cast<std::size_t>(k) - 12) : std::string(); // after magic, length
+        };
+        mp::crossing_writer w;
+        w.put(mp::detail::forkserver::ask_magic);
+        w.put<std::uint8_t>(0);
+        w.put<std::uint8_t>(0);
+        w.put_string("0123456789abcdef");
+        w.put<std::uint64_t>(0);
+        std::string huge = w.bytes().substr(0, 6) + std::string("\xff\xff\xff\xff\xff\xff\xff\x7f", 8);
+        const std::string got[] = {refusal("garbage"), refusal(w.bytes().substr(0, 7)), refusal(huge),
+                                   refusal(w.bytes().substr(0, w.bytes().size() - 1))};
+        check(got[0] == "not a multiproc forkserver request" && got[1] == "malformed request" &&
+                  got[2] == "malformed request" && got[3] == "malformed request",
+              "forkserver.malformed_requests_refused", got[0] + " / " + got[1] + " / " + got[2] + " / " + got[3]);
+        check(::kill(server, 0) == 0 && mp::detail::forkserver::ensure_running() == server,
+              "forkserver.survives_malformed_requests");
+    }
     { // a target that returns: exit code 0; a second start: state_error as a result
         auto p = ctx.process([] {});
         auto first = p.try_start();

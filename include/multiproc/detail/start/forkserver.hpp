@@ -30,6 +30,7 @@
 #include <cstring>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <pthread.h>
@@ -353,20 +354,33 @@ inline bool serve_request_unguarded(int conn, std::vector<served_child>& kids) {
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
     sys::unique_fd owned(conn);
     if (n <= 0) return true;
+    // Read with bounds checked here, not by a crossing_reader, which raises at a request cut
+    // short: without exceptions that is the error handler, and a malformed datagram from
+    // any process of the user would end the server.
+    const char* at = buf;
+    std::size_t left = static_cast<std::size_t>(n);
+    auto take = [&](void* to, std::size_t k) {
+        if (k > left) return false;
+        std::memcpy(to, at, k);
+        at += k;
+        left -= k;
+        return true;
+    };
+    std::uint32_t magic = 0;
     std::uint8_t daemon = 0, stdio = 0;
-    MULTIPROC_TRY {
-        crossing_reader in(std::string(buf, static_cast<std::size_t>(n)), {});
-        if (in.get<std::uint32_t>() != ask_magic) return refuse(conn, "not a multiproc forkserver request"), true;
-        daemon = in.get<std::uint8_t>();
-        stdio = in.get<std::uint8_t>();
-        auto id = in.get_string();
-        auto hash = in.get<std::uint64_t>();
-        if (auto why = check_same_build(id, hash); !why.empty()) return refuse(conn, why), true;
-    } MULTIPROC_CATCH(const error&, unnamed_) {
+    std::uint64_t id_len = 0, hash = 0;
+    if (!take(&magic, sizeof magic)) return refuse(conn, "malformed request"), true;
+    if (magic != ask_magic) return refuse(conn, "not a multiproc forkserver request"), true;
+    if (!take(&daemon, 1) || !take(&stdio, 1) || !take(&id_len, sizeof id_len) || id_len > left)
         return refuse(conn, "malformed request"), true;
-    }
+    std::string_view id(at, static_cast<std::size_t>(id_len));
+    at += id_len;
+    left -= static_cast<std::size_t>(id_len);
+    if (!take(&hash, sizeof hash)) return refuse(conn, "malformed request"), true;
+    if (auto why = check_same_build(id, hash); !why.empty()) return refuse(conn, why), true;
     if (fds.size() != static_cast<std::size_t>(__builtin_popcount(stdio & 7U)) + 1)
         return refuse(conn, "the request carries the wrong number of descriptors"), true;
+    kids.reserve(kids.size() + 1); // no allocation between the fork and the child's record
     pid_t pid = sys::fork();
     if (pid == 0) become_requested_child(fds, stdio);
     if (pid < 0) return refuse(conn, std::string("fork failed: ") + std::strerror(errno)), true;
