@@ -21,7 +21,6 @@
 #include <multiproc/detail/os/sys.hpp>
 #include <multiproc/error.hpp>
 
-#include <algorithm>
 #include <atomic>
 #include <multiproc/detail/util/chrono.hpp>
 #include <cstddef>
@@ -29,6 +28,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -240,25 +240,9 @@ inline bool owned_server_gone() noexcept {
     return sys::poll_until(&p, 1, std::chrono::steady_clock::now() + std::chrono::seconds(1), false) == 1;
 }
 
-inline launch_result request_child_once(const child_record& c, const target_ref& t, bool& server_gone);
-
-/// start::forkserver: asks the server for a child and gives it its target. Once more if the
-/// server this process started died before it answered (one that could not load under
-/// LD_BIND_NOW dies as it starts, after the request may have been sent): a new one is
-/// started then, and no child was (or one that waits for its target, and gets end of file).
-inline launch_result request_child(const child_record& c, const target_ref& t) {
-    for (int attempt = 0;; ++attempt) {
-        bool server_gone = false;
-        auto r = request_child_once(c, t, server_gone);
-        if (!server_gone) return r;
-        if (attempt > 0)
-            detail::raise(error("multiproc: the forkserver ended the connection without starting process " + c.name));
-    }
-}
-
-/// One request to the server; returns pid 0 with `server_gone` set if it hung up without a
-/// word and was the one this process started, now ended.
-inline launch_result request_child_once(const child_record& c, const target_ref& t, bool& server_gone) {
+/// One request to the server; nothing if it hung up without a word and was the one this
+/// process started, now ended.
+inline std::optional<launch_result> request_child_once(const child_record& c, const target_ref& t) {
     check_can_start_fresh("forkserver", t, c.name);
     std::string who = "process " + c.name;
     sys::unique_fd conn = connect_to_server(who);
@@ -283,10 +267,7 @@ inline launch_result request_child_once(const child_record& c, const target_ref&
     w.put_string(build_id());
     w.put(registry_hash());
     if (send_datagram(conn.get(), w.bytes().data(), w.bytes().size(), fds) < 0) {
-        if ((errno == ECONNRESET || errno == EPIPE) && owned_server_gone()) {
-            server_gone = true;
-            return {0, -1, -1};
-        }
+        if ((errno == ECONNRESET || errno == EPIPE) && owned_server_gone()) return std::nullopt;
         sys::fail("sending the forkserver a request for " + who);
     }
     theirs.reset();
@@ -295,10 +276,7 @@ inline launch_result request_child_once(const child_record& c, const target_ref&
     char buf[1024];
     ssize_t n = recv_datagram(conn.get(), buf, sizeof buf, got);
     if (n < 0 && errno != ECONNRESET) sys::fail("receiving the forkserver's answer for " + who);
-    if (n <= 0 && owned_server_gone()) {
-        server_gone = true;
-        return {0, -1, -1};
-    }
+    if (n <= 0 && owned_server_gone()) return std::nullopt;
     crossing_reader reply(std::string(buf, static_cast<std::size_t>(n > 0 ? n : 0)), std::move(got));
     std::uint32_t magic = n >= 4 ? reply.get<std::uint32_t>() : 0;
     if (magic == refused_magic) detail::raise(error("multiproc: the forkserver refused to start " + who + ": " + reply.get_string()));
@@ -309,7 +287,19 @@ inline launch_result request_child_once(const child_record& c, const target_ref&
 
     auto h = handshake(ours.get(), c, t);
     if (h.kind != handshake_result::ok) detail::raise(start_failure(c, h, wait_reported(conn.get())));
-    return {pid, pidfd.release(), conn.release()};
+    return launch_result{pid, pidfd.release(), conn.release()};
+}
+
+/// start::forkserver: asks the server for a child and gives it its target. Once more if the
+/// server this process started died before it answered (one that could not load under
+/// LD_BIND_NOW dies as it starts, after the request may have been sent): a new one is
+/// started then, and no child was (or one that waits for its target, and gets end of file).
+inline launch_result request_child(const child_record& c, const target_ref& t) {
+    for (int attempt = 0;; ++attempt) {
+        if (auto r = request_child_once(c, t)) return *r;
+        if (attempt > 0)
+            detail::raise(error("multiproc: the forkserver ended the connection without starting process " + c.name));
+    }
 }
 
 // ---------------------------------------------------------------------------------------
