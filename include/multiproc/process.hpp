@@ -9,6 +9,7 @@
 #include <multiproc/detail/os/futex.hpp>
 #include <multiproc/detail/util/demangle.hpp>
 #include <multiproc/detail/runtime/runtime.hpp>
+#include <multiproc/detail/start/fork_gate.hpp>
 #include <multiproc/detail/os/sys.hpp>
 #include <multiproc/error.hpp>
 #include <multiproc/fwd.hpp>
@@ -236,68 +237,52 @@ struct child_start {
     target_ref target{};  // identifies the target to a child that does not
     int pidfd = -1;       // set by launchers that get the child's pidfd themselves
     int status_fd = -1;   // set by launchers whose child reports its exit status elsewhere
-    int gate = -1;        // fork: the parent's end of the socket pair the child waits on; in the child, its end
+    fork_gate gate;       // fork: what the child waits at until start() holds its pidfd
+    pid_t parent = 0;     // fork: the starting process, whose end the child watches for at the gate
     const char* failed = "fork"; // what failed when launch() returns -1
 
     child_start(runtime& rt_, const child_record& rec_, void (*entry_)(void*), void* self_) noexcept
         : r(rt_), rec(rec_), entry(entry_), self(self_) {}
     child_start(const child_start&) = delete;
     child_start& operator=(const child_start&) = delete;
-    ~child_start() {
-        if (gate >= 0) sys::close(gate); // never opened: the child leaves without running anything
-    }
+    // A child that start() could not take on is killed, and its gate refused; the word
+    // stays in use unless refuse_dead() said the child is gone.
+    ~child_start() = default;
 
     /// fork() with the runtime locked across it, so that no other thread holds its lock in
-    /// the child. In the child, call run_in_child() next. The child waits at a gate (a socket
-    /// pair, so that opening it for a child that has died is EPIPE, never SIGPIPE)
-    /// until open_gate(): start() takes its pidfd first, so that the child cannot have ended,
-    /// and been reaped by a SIGCHLD handler or SIG_IGN, before its parent holds it.
-    /// Returns -1 with errno if the socket pair or the fork fails.
+    /// the child. In the child, call run_in_child() next. The child waits at a gate (a word
+    /// of shared memory: detail/start/fork_gate.hpp) until open_gate(): start() takes its
+    /// pidfd first, so that the child cannot have ended, and been reaped by a SIGCHLD
+    /// handler or SIG_IGN, before its parent holds it.
+    /// Returns -1 with errno if the gate's page or the fork fails.
     pid_t fork() noexcept {
-        // The child's first libc call is read(2), at the gate. Bound here, once: a call
-        // through the PLT is bound lazily, and each child would bind it anew (child_exits).
-        static const bool read_bound = ::read(-1, nullptr, 0) < 0;
-        (void)read_bound;
-        int g[2];
-        if (sys::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, g) < 0) {
-            failed = "socketpair";
+        fork_gate::bind_calls();
+        parent = ::getpid();
+        r.mu.lock();
+        if (!gate.take()) {
+            int e = errno;
+            r.mu.unlock();
+            failed = "mmap of the fork gate";
+            errno = e;
             return -1;
         }
-        r.mu.lock();
         pid_t pid = sys::fork();
         int e = errno;
-        if (pid == 0) {
-            sys::close(g[1]);
-            gate = g[0];
-            return 0;
-        }
+        if (pid == 0) return 0;
         r.mu.unlock();
-        sys::close(g[0]);
-        if (pid < 0) sys::close(g[1]);
-        else gate = g[1];
+        if (pid < 0) gate.forget();
         errno = e;
         return pid;
     }
     /// Lets a forked child waiting at the gate run its target.
-    void open_gate() noexcept {
-        if (gate < 0) return;
-        char go = 1;
-        iovec iov{&go, 1};
-        msghdr m{};
-        m.msg_iov = &iov;
-        m.msg_iovlen = 1;
-        (void)sys::sendmsg(gate, &m, 0); // a child killed meanwhile: EPIPE, and it is reaped as dead
-        sys::close(gate);
-        gate = -1;
-    }
+    void open_gate() noexcept { gate.open(); }
+    /// Tells a forked child that start() has killed and reaped to leave (it is dead: its
+    /// gate's word can be used again).
+    void refuse_dead() noexcept { gate.refuse(true); }
     /// The forked child's life: waits at the gate, runs the target and leaves with _exit.
     [[noreturn]] void run_in_child() noexcept {
         r.mu.unlock();
-        char go = 0;
-        ssize_t n = sys::read(gate, &go, 1);
-        sys::close(gate);
-        gate = -1;
-        if (n != 1) ::_exit(1); // the parent could not take it on (and kills it), or died
+        if (!gate.pass(parent)) ::_exit(1); // the parent could not take it on (and kills it), or died
         if (r.self.parent_sentinel >= 0) sys::close(r.self.parent_sentinel); // ours is our OS parent
         r.self.parent_sentinel = -1;
         child_main(rec, entry, self);
@@ -467,6 +452,7 @@ public:
             detail::check_not_bootstrapping();
             detail::reap_children();
             detail::flush_std_streams();
+            if constexpr (policies::start::inherits_memory) detail::make_room_for_child(c);
             detail::child_start child{r, c, &entry, static_cast<Derived*>(this)};
             if constexpr (!policies::start::inherits_memory) child.target = static_cast<Derived*>(this)->crossing_target();
             pid_t pid = policies::start::launch(child);
@@ -478,6 +464,7 @@ public:
                 int e = errno;
                 detail::sys::kill(pid, SIGKILL);
                 detail::sys::waitpid(pid, nullptr, 0);
+                child.refuse_dead();
                 return os_error("multiproc: pidfd_open for process " + c.name, e);
             }
             child.open_gate();

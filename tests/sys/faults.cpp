@@ -54,8 +54,18 @@ TEST_CASE("a failed fork is an os_error naming the process and the cause, and le
     CHECK(p.exitcode() == 0);
 }
 
+namespace {
+/// How many words of this process's fork gates are in use (detail/start/fork_gate.hpp).
+int gate_words_in_use() {
+    int n = 0;
+    for (auto& b : detail::fork_gate_words::get().busy) n += __builtin_popcountll(b.load());
+    return n;
+}
+} // namespace
+
 TEST_CASE("a failed pidfd_open kills and reaps the new child, and leaks nothing", "[sys][errors]") {
     auto fds = test::open_fds();
+    const int words = gate_words_in_use();
     process p([] { for (;;) ::pause(); });
     {
         test::inject fail(call::pidfd_open, EMFILE);
@@ -63,6 +73,79 @@ TEST_CASE("a failed pidfd_open kills and reaps the new child, and leaks nothing"
     }
     CHECK(test::children_of(::getpid()).empty()); // killed and reaped: no zombie
     CHECK(test::describe_fds(test::open_fds()) == test::describe_fds(fds));
+    CHECK(gate_words_in_use() == words); // its gate's word is given back: the child is dead
+}
+
+TEST_CASE("a fork start gives its gate's word back, and one with every word in use has a page of its own",
+          "[sys][gate]") {
+    process first([] {});
+    first.start(); // maps this process's page of gates if no start had yet
+    first.join();
+    const int words = gate_words_in_use();
+    for (int i = 0; i < 50; ++i) {
+        process p([] { std::_Exit(4); });
+        p.start();
+        p.join();
+        REQUIRE(p.exitcode() == 4);
+    }
+    CHECK(gate_words_in_use() == words);
+    // Every word taken (as by a thousand starts in flight): a start still runs its child.
+    std::vector<std::unique_ptr<detail::fork_gate>> taken;
+    {
+        std::lock_guard lk(detail::rt().mu);
+        for (std::size_t i = 0; i < detail::fork_gate_words::count; ++i) {
+            taken.push_back(std::make_unique<detail::fork_gate>());
+            if (!taken.back()->take()) break;
+        }
+    }
+    CHECK(gate_words_in_use() == static_cast<int>(detail::fork_gate_words::count));
+    process p([] { std::_Exit(5); });
+    p.start();
+    p.join();
+    CHECK(p.exitcode() == 5);
+    for (auto& g : taken) g->forget();
+    CHECK(gate_words_in_use() == words);
+}
+
+TEST_CASE("a fork gate whose page cannot be mapped fails start() with a sentence, and leaks nothing",
+          "[sys][errors][gate]") {
+    process warm([] {});
+    warm.start(); // this process has its page; a process forked from it maps one of its own
+    warm.join();
+    int report[2];
+    REQUIRE(::pipe2(report, O_CLOEXEC) == 0);
+    const pid_t forked = ::fork();
+    REQUIRE(forked >= 0);
+    if (forked == 0) {
+        ::close(report[0]);
+        std::string got = "no error";
+        process p([] { std::_Exit(6); });
+        {
+            test::inject fail(call::mmap, ENOMEM);
+            MULTIPROC_TRY {
+                p.start();
+            } MULTIPROC_CATCH(const os_error&, e) {
+                got = e.what();
+            }
+        }
+        if (got == "multiproc: mmap of the fork gate for process " + p.name() + ": Cannot allocate memory") got = "sentence";
+        bool ok = test::children_of(::getpid()).empty();
+        p.start(); // the cause gone, the same object starts
+        p.join();
+        ok = ok && p.exitcode() == 6;
+        got += ok ? "|ok" : "|leaked or failed after";
+        (void)!::write(report[1], got.data(), got.size());
+        std::_Exit(0);
+    }
+    ::close(report[1]);
+    std::string got;
+    char buf[256];
+    for (ssize_t n; (n = ::read(report[0], buf, sizeof buf)) > 0;) got.append(buf, static_cast<std::size_t>(n));
+    ::close(report[0]);
+    CHECK(test::wait_exit(forked));
+    int st = 0;
+    CHECK(::waitpid(forked, &st, 0) == forked);
+    CHECK(got == "sentence|ok");
 }
 
 TEST_CASE("a failed signal is reported, ESRCH (already gone) is not an error", "[sys][errors]") {
