@@ -38,6 +38,9 @@ struct figure {
     std::string target;
     std::optional<bool> (*met)(double mp, std::optional<double> cpython, std::optional<double> base);
     bool has_python = true; // false: CPython has no counterpart (compile time)
+    // multiproc's program for this figure, when not bench_multiproc: bench_start, which does
+    // not link libcrypto (bench/start.cpp says why).
+    const char* program = "bench_multiproc";
 };
 
 std::optional<bool> at_least_abs(double v, double t) { return v >= t; }
@@ -103,11 +106,14 @@ const std::vector<figure>& figures() {
         {"pages", "shm", "64 MiB as pages (zero copy)", 4, ">= 1x memcpy",
          [](double m, auto, auto b) { return b ? std::optional<bool>(m >= *b) : std::nullopt; }},
         {"start", "fork", "process start + join", 5, "<= 1.3x limit",
-         [](double m, auto, auto b) { return b ? std::optional<bool>(m <= 1.3 * *b) : std::nullopt; }},
+         [](double m, auto, auto b) { return b ? std::optional<bool>(m <= 1.3 * *b) : std::nullopt; }, true,
+         "bench_start"},
         {"start", "spawn", "process start + join", 3, "<= 1.3x limit",
-         [](double m, auto, auto b) { return b ? std::optional<bool>(m <= 1.3 * *b) : std::nullopt; }},
+         [](double m, auto, auto b) { return b ? std::optional<bool>(m <= 1.3 * *b) : std::nullopt; }, true,
+         "bench_start"},
         {"start", "forkserver", "process start + join", 3, "<= 1.3x limit",
-         [](double m, auto, auto b) { return b ? std::optional<bool>(m <= 1.3 * *b) : std::nullopt; }},
+         [](double m, auto, auto b) { return b ? std::optional<bool>(m <= 1.3 * *b) : std::nullopt; }, true,
+         "bench_start"},
         {"speedup", "", "CPU-bound speedup, all cores", 2000, ">= 1.95x",
          [](double m, auto, auto) { return std::optional<bool>(m >= 1.95); }},
         // No target: the baseline is the same standard headers without multiproc.
@@ -261,9 +267,17 @@ int main(int argc, char** argv) {
             if (!impls[k].available || (k == 1 && !f.has_python)) continue;
             std::vector<double> vals;
             std::vector<double> p99s;
+            impl im = impls[k];
+            if (k == 0) {
+                im.command = {dir + "/" + f.program};
+                if (::access(im.command[0].c_str(), X_OK) != 0) {
+                    std::cerr << "warning: " << f.program << " is not built: no multiproc figure for " << f.id << "\n";
+                    continue;
+                }
+            }
             for (int r = 0; r < repeat; ++r) {
                 std::string error;
-                auto s = run_once(impls[k], f, smoke ? f.smoke_scale : 0, error);
+                auto s = run_once(im, f, smoke ? f.smoke_scale : 0, error);
                 if (!s) {
                     std::cerr << "warning: " << impls[k].name << " " << f.id << " " << f.variant << ": " << error << "\n";
                     break;

@@ -4,8 +4,8 @@
 //   bench_multiproc <figure> [variant|-] [scale]    prints one JSON line (bench/common.hpp)
 //
 // Figures: map, imap_unordered, apply, queue, queue_many, queue_4x4 <pipe|socketpair|shm>, connection
-// <pipe|socketpair|shm>, transfer <pipe|socketpair|shm>, start <fork|spawn|forkserver>,
-// speedup, compile.
+// <pipe|socketpair|shm>, transfer <pipe|socketpair|shm>, speedup, compile. The start figure
+// is bench_start's (bench/start.cpp): a program that does not link libcrypto.
 #include "common.hpp"
 
 #include <multiproc/multiproc.hpp>
@@ -37,7 +37,6 @@ using bench::seconds_since;
 }
 
 std::int64_t tiny(std::int64_t x) { return x * x; }
-void noop() {}
 std::uint64_t burn(long units) { return bench::burn(units); }
 
 // pool.map of n tiny tasks with the default chunksize (about four chunks per worker);
@@ -357,22 +356,6 @@ void fig_pages(long mib) {
     bench::emit(static_cast<double>(n) / s / 1e9, "GB/s", true);
 }
 
-// Process start + join of a child that does nothing, under a start method; median.
-template <class Start>
-void fig_start(long n) {
-    std::vector<double> t;
-    for (long i = 0; i < n; ++i) {
-        auto t0 = clock_type::now();
-        multiproc::basic_process<Start> p(multiproc::fn<&noop>);
-        p.start();
-        p.join();
-        if (p.exitcode() != 0) die("start: the child failed");
-        t.push_back(seconds_since(t0) * 1e3);
-    }
-    std::sort(t.begin(), t.end());
-    bench::emit(t[t.size() / 2], "ms", false);
-}
-
 // The same CPU-bound work sequentially and as one task per CPU on a pool.
 void fig_speedup(long scale) {
     const int workers = bench::cpus();
@@ -414,7 +397,6 @@ int main(int argc, char** argv) {
     long scale = argc > 3 ? std::atol(argv[3]) : 0;
     auto pick = [&](long dflt) { return scale > 0 ? scale : dflt; };
     namespace tr = multiproc::transport;
-    namespace st = multiproc::start;
     if (fig == "map") fig_map(pick(1'000'000), variant == "observed");
     else if (fig == "threadpool") fig_threadpool(pick(2'000));
     else if (fig == "imap_unordered") fig_imap_unordered(pick(200'000), variant == "observed");
@@ -445,13 +427,10 @@ int main(int argc, char** argv) {
     else if (fig == "pages" && variant == "socketpair") fig_pages<tr::socketpair>(pick(64));
     else if (fig == "pages" && variant == "shm") fig_pages<tr::shm>(pick(64));
     else if (fig == "pages") fig_pages<tr::pipe>(pick(64));
-    else if (fig == "start" && variant == "spawn") fig_start<st::spawn>(pick(50));
-    else if (fig == "start" && variant == "forkserver") fig_start<st::forkserver>(pick(100));
-    else if (fig == "start") fig_start<st::fork>(pick(200));
     else if (fig == "speedup") fig_speedup(pick(60'000));
     else if (fig == "compile") fig_compile(pick(3));
     else {
-        std::fprintf(stderr, "usage: %s map|imap_unordered|apply|queue|queue_many|queue_4x4|connection|transfer|typed_transfer|pages|start|speedup|compile [variant] [scale]\n",
+        std::fprintf(stderr, "usage: %s map|imap_unordered|apply|queue|queue_many|queue_4x4|connection|transfer|typed_transfer|pages|speedup|compile [variant] [scale] (start: bench_start)\n",
                      argv[0]);
         return 2;
     }
