@@ -245,8 +245,8 @@ struct child_start {
         : r(rt_), rec(rec_), entry(entry_), self(self_) {}
     child_start(const child_start&) = delete;
     child_start& operator=(const child_start&) = delete;
-    // A child that start() could not take on is killed, and its gate refused; the word
-    // stays in use unless refuse_dead() said the child is gone.
+    // A gate neither opened nor refused_dead() (no path does that: start() opens it, or
+    // kills and reaps the child first) is refused as the object goes, its word kept in use.
     ~child_start() = default;
 
     /// fork() with the runtime locked across it, so that no other thread holds its lock in
@@ -256,7 +256,8 @@ struct child_start {
     /// handler or SIG_IGN, before its parent holds it.
     /// Returns -1 with errno if the gate's page or the fork fails.
     pid_t fork() noexcept {
-        fork_gate::bind_calls();
+        (void)fork_gate_handlers;    // (odr-used, so that every program that forks has them)
+        (void)fork_gate_calls_bound;
         parent = ::getpid();
         r.mu.lock();
         if (!gate.take()) {

@@ -233,7 +233,10 @@ TEST_CASE("a forked child whose parent dies before opening its gate leaves witho
     // process is the orphan's subreaper meanwhile, so that it can reap it (and kill it,
     // should it not leave).
     test::baseline before;
-    REQUIRE(::prctl(PR_SET_CHILD_SUBREAPER, 1) == 0);
+    struct subreaper {
+        subreaper() { REQUIRE(::prctl(PR_SET_CHILD_SUBREAPER, 1) == 0); }
+        ~subreaper() { ::prctl(PR_SET_CHILD_SUBREAPER, 0); }
+    } adopting;
     int out[2];
     REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
     const pid_t starter = ::fork();
@@ -269,6 +272,5 @@ TEST_CASE("a forked child whose parent dies before opening its gate leaves witho
         CHECK(::waitpid(o, &st, 0) == o);
         CHECK(test::decode(st) == 1);
     }
-    REQUIRE(::prctl(PR_SET_CHILD_SUBREAPER, 0) == 0);
     before.check();
 }

@@ -58,7 +58,7 @@ namespace {
 /// How many words of this process's fork gates are in use (detail/start/fork_gate.hpp).
 int gate_words_in_use() {
     int n = 0;
-    for (auto& b : detail::fork_gate_words::get().busy) n += __builtin_popcountll(b.load());
+    for (auto& b : detail::gate_words.busy) n += __builtin_popcountll(b.load());
     return n;
 }
 } // namespace
@@ -100,11 +100,39 @@ TEST_CASE("a fork start gives its gate's word back, and one with every word in u
     }
     CHECK(gate_words_in_use() == static_cast<int>(detail::fork_gate_words::count));
     process p([] { std::_Exit(5); });
-    p.start();
+    p.start(); // (with no word to take, start() would fail: "mmap of the fork gate")
     p.join();
     CHECK(p.exitcode() == 5);
+    CHECK(gate_words_in_use() == static_cast<int>(detail::fork_gate_words::count)); // none given back twice
     for (auto& g : taken) g->forget();
     CHECK(gate_words_in_use() == words);
+}
+
+TEST_CASE("a fork gate's word used again reads as open to a slow child of its last use, and refused only to its own",
+          "[sys][gate]") {
+    // What a child passing its gate sees, by the word's values alone (pass() is the child's
+    // wait): a child of an earlier start that looks only after the word went to a later
+    // start must see "open", whatever the later start does with it.
+    const pid_t me = ::getpid(); // as the children's parent: pass() checks it only asleep
+    std::atomic<std::uint32_t>* word = nullptr;
+    std::uint32_t first = 0;
+    {
+        std::lock_guard lk(detail::rt().mu);
+        detail::fork_gate a;
+        REQUIRE(a.take());
+        word = a.word();
+        first = a.closed_value();
+        a.open(); // gives the word back
+    }
+    std::lock_guard lk(detail::rt().mu);
+    detail::fork_gate b;
+    REQUIRE(b.take());
+    REQUIRE(b.word() == word); // the lowest free word: the same one
+    CHECK(b.closed_value() > first + 3);
+    CHECK(detail::fork_gate::pass(*word, first, me)); // closed for b's child: open for a's
+    b.refuse(true);
+    CHECK_FALSE(detail::fork_gate::pass(*word, b.closed_value(), me)); // refused: b's child leaves
+    CHECK(detail::fork_gate::pass(*word, first, me));                  // a's child still goes
 }
 
 TEST_CASE("a fork gate whose page cannot be mapped fails start() with a sentence, and leaks nothing",
@@ -116,24 +144,29 @@ TEST_CASE("a fork gate whose page cannot be mapped fails start() with a sentence
     REQUIRE(::pipe2(report, O_CLOEXEC) == 0);
     const pid_t forked = ::fork();
     REQUIRE(forked >= 0);
-    if (forked == 0) {
+    if (forked == 0) { // never returns into Catch2: reports through the pipe, then _Exit
         ::close(report[0]);
         std::string got = "no error";
-        process p([] { std::_Exit(6); });
-        {
-            test::inject fail(call::mmap, ENOMEM);
-            MULTIPROC_TRY {
-                p.start();
-            } MULTIPROC_CATCH(const os_error&, e) {
-                got = e.what();
+        MULTIPROC_TRY {
+            process p([] { std::_Exit(6); });
+            {
+                test::inject fail(call::mmap, ENOMEM);
+                MULTIPROC_TRY {
+                    p.start();
+                } MULTIPROC_CATCH(const os_error&, e) {
+                    got = e.what();
+                }
             }
+            if (got == "multiproc: mmap of the fork gate for process " + p.name() + ": Cannot allocate memory")
+                got = "sentence";
+            bool ok = test::children_of(::getpid()).empty();
+            p.start(); // the cause gone, the same object starts
+            p.join();
+            ok = ok && p.exitcode() == 6;
+            got += ok ? "|ok" : "|leaked or failed after";
+        } MULTIPROC_CATCH_ALL {
+            got += "|threw";
         }
-        if (got == "multiproc: mmap of the fork gate for process " + p.name() + ": Cannot allocate memory") got = "sentence";
-        bool ok = test::children_of(::getpid()).empty();
-        p.start(); // the cause gone, the same object starts
-        p.join();
-        ok = ok && p.exitcode() == 6;
-        got += ok ? "|ok" : "|leaked or failed after";
         (void)!::write(report[1], got.data(), got.size());
         std::_Exit(0);
     }
