@@ -53,6 +53,22 @@ TEMPLATE_TEST_CASE("the main process joins its children at exit, even unjoined a
 }
 
 namespace {
+/// Calls `each(pid, symbol)` for every binding LD_DEBUG=bindings reported in `text`.
+/// The dynamic linker writes a binding in two writes: "<pid>:\tbinding file ... symbol `X'"
+/// and then its version and newline. Processes that bind at the same time can write into
+/// each other's lines between the two, so `text` is not read line by line. Each symbol is
+/// taken with the pid that starts its own write: the nearest ":\t" before it.
+template <class F>
+void for_each_binding(const std::string& text, F each) {
+    for (auto sym = text.find("symbol `"); sym != std::string::npos; sym = text.find("symbol `", sym + 1)) {
+        const auto colon = text.rfind(":\t", sym);
+        if (colon == std::string::npos) continue;
+        const auto pid_start = text.find_last_not_of("0123456789", colon - 1) + 1;
+        const auto name_start = sym + 8;
+        each(text.substr(pid_start, colon - pid_start), text.substr(name_start, text.find('\'', name_start) - name_start));
+    }
+}
+
 /// Runs the helper program buffered_output under `method` with LD_DEBUG=bindings and returns
 /// the symbols that processes bound lazily other than those that wrote the debug files (the
 /// program, and under forkserver its server, each a fresh program with a file of its own):
@@ -82,20 +98,14 @@ std::string child_bindings(const std::string& method, std::size_t& owner_lines, 
     for (const auto& file : files) {
         const std::string owner = file.substr(3);
         std::ifstream in(std::string(dir) + "/" + file);
-        std::string line;
-        while (std::getline(in, line)) {
-            const auto colon = line.find(':');
-            if (colon == std::string::npos) continue;
-            const auto pid_start = line.find_first_not_of(' ');
-            const std::string pid = line.substr(pid_start, colon - pid_start);
-            const auto sym = line.find("symbol `");
-            if (sym == std::string::npos) continue;
-            if (pid == owner) {
+        std::ostringstream text;
+        text << in.rdbuf();
+        for_each_binding(text.str(), [&](const std::string& pid, const std::string& symbol) {
+            if (pid == owner)
                 ++owner_lines;
-                continue;
-            }
-            child_symbols += line.substr(sym + 8, line.find('\'', sym) - sym - 8) + "\n";
-        }
+            else
+                child_symbols += symbol + "\n";
+        });
         ::unlink((std::string(dir) + "/" + file).c_str());
     }
     ::rmdir(dir);
@@ -131,22 +141,15 @@ std::string forkserver_child_bindings(std::size_t& program_lines) {
     auto r = test::run_program("buffered_output", {"forkserver"});
     ::unsetenv("LD_DEBUG");
     CHECK(r.code == 0);
-    std::istringstream in(r.err);
-    std::string line, program_pid, child_symbols;
+    std::string program_pid, child_symbols;
     program_lines = 0;
-    while (std::getline(in, line)) {
-        const auto colon = line.find(':');
-        const auto sym = line.find("symbol `");
-        if (colon == std::string::npos || sym == std::string::npos) continue;
-        const auto pid_start = line.find_first_not_of(' ');
-        const std::string pid = line.substr(pid_start, colon - pid_start);
+    for_each_binding(r.err, [&](const std::string& pid, const std::string& symbol) {
         if (program_pid.empty()) program_pid = pid; // the program binds before it starts anything
-        if (pid == program_pid) {
+        if (pid == program_pid)
             ++program_lines;
-            continue;
-        }
-        child_symbols += line.substr(sym + 8, line.find('\'', sym) - sym - 8) + "\n";
-    }
+        else
+            child_symbols += symbol + "\n";
+    });
     return child_symbols;
 }
 } // namespace
