@@ -252,6 +252,87 @@ TEMPLATE_TEST_CASE("a child whose forkserver is killed can be terminated while a
     CHECK(p.exitcode() == 255); // the status died with the server, as in CPython
 }
 
+namespace {
+std::atomic<int> connects{0};
+int count_connects(detail::sys::call c) {
+    if (c == detail::sys::call::connect) connects.fetch_add(1);
+    return 0;
+}
+} // namespace
+
+TEST_CASE("a process asks its forkserver for children on one connection, made once, from every thread",
+          "[forkserver][threads]") {
+    // A connection per request cost each start a socket, a connect, an accept and a wake-up
+    // of the server before the one for the request (issue 20).
+    test::warm_up<by_forkserver>(); // the server runs and this process's connection is made
+    auto fds = test::open_fds();
+    connects = 0;
+    detail::sys::fault_hook = &count_connects;
+    std::atomic<int> right{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t)
+        threads.emplace_back([&right, t] {
+            for (int i = 0; i < 5; ++i) {
+                test::process_t<by_forkserver> p([](int code) { std::_Exit(code); }, 10 * t + i);
+                if (test::exit_of(p) == 10 * t + i) ++right;
+            }
+        });
+    for (auto& th : threads) th.join();
+    detail::sys::fault_hook = nullptr;
+    CHECK(right == 20);
+    CHECK(connects == 0);
+    CHECK(test::describe_fds(test::open_fds()) == test::describe_fds(fds));
+}
+
+TEST_CASE("a forked process asks on its parent's connection, and starts its own server once that one has gone",
+          "[forkserver]") {
+    test::warm_up<by_forkserver>();
+    // In the forked process: one start, its exit code checked, and how many connections it
+    // tried to make. It never returns into Catch2.
+    auto child = [](test::gate& go, int expected_connects) {
+        pid_t pid = ::fork();
+        REQUIRE(pid >= 0);
+        if (pid != 0) return pid;
+        int code = 3;
+        try {
+            go.wait();
+            connects = 0;
+            detail::sys::fault_hook = &count_connects;
+            test::process_t<by_forkserver> p([] { std::_Exit(7); });
+            p.start();
+            p.join();
+            detail::sys::fault_hook = nullptr;
+            code = p.exitcode() != 7 ? 1 : connects != expected_connects ? 2 : 0;
+            detail::forkserver::stop_owned_server(); // one it started, if any, as exit would
+        } catch (...) {
+        }
+        ::_exit(code);
+    };
+    auto exit_code = [](pid_t pid) {
+        int status = 0;
+        REQUIRE(::waitpid(pid, &status, 0) == pid);
+        return test::decode(status);
+    };
+    SECTION("the server runs: no connection is made") {
+        test::gate go;
+        pid_t pid = child(go, 0);
+        go.release();
+        CHECK(exit_code(pid) == 0);
+    }
+    SECTION("the server has gone: the request is sent again, on a connection to a server of its own") {
+        test::gate go;
+        pid_t pid = child(go, 2); // one refused at the old server's address, one to its own
+        pid_t server = kill_forkserver();
+        go.release();
+        CHECK(exit_code(pid) == 0);
+        // This process's next child gets a new server too.
+        test::process_t<by_forkserver> q([] { std::_Exit(4); });
+        CHECK(test::exit_of(q) == 4);
+        CHECK(test::forkserver_pid() != server);
+    }
+    CHECK(test::children_of(::getpid()).empty());
+}
+
 TEST_CASE("the forkserver talks only to processes of its own user", "[forkserver][security]") {
     if (::geteuid() != 0) {
         WARN("needs root to act as another user; skipped");
@@ -282,23 +363,32 @@ TEST_CASE("the forkserver refuses a request from another build, naming the cause
     auto conn = detail::forkserver::connect_to_server("the test");
     int sv[2];
     REQUIRE(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0);
-    detail::sys::unique_fd a(sv[0]), b(sv[1]);
+    detail::sys::unique_fd a(sv[0]), b(sv[1]); // the bootstrap socket
+    REQUIRE(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0);
+    detail::sys::unique_fd status(sv[0]), status_theirs(sv[1]); // where the answer comes
     detail::crossing_writer w;
     w.put(detail::forkserver::ask_magic);
     w.put<std::uint8_t>(0);
     w.put<std::uint8_t>(0); // no stdio
     w.put_string("0123456789abcdef");
     w.put(detail::registry_hash());
-    int fds[] = {b.get()};
+    int fds[] = {b.get(), status_theirs.get()};
     REQUIRE(detail::send_datagram(conn.get(), w.bytes().data(), w.bytes().size(), fds) == 0);
     std::vector<detail::sys::unique_fd> got;
     char buf[1024];
-    ssize_t n = detail::recv_datagram(conn.get(), buf, sizeof buf, got);
+    ssize_t n = detail::recv_datagram(status.get(), buf, sizeof buf, got);
     REQUIRE(n > 4);
     detail::crossing_reader r(std::string(buf, static_cast<std::size_t>(n)), {});
     CHECK(r.get<std::uint32_t>() == detail::forkserver::refused_magic);
     CHECK_THAT(r.get_string(), Catch::Matchers::StartsWith("the child runs a different build of the program than "
                                                              "its parent (build-id "));
+    // A request without its status socket is refused on the connection it came on.
+    REQUIRE(detail::send_datagram(conn.get(), w.bytes().data(), w.bytes().size(), std::span<const int>(fds, 1)) ==
+            0);
+    n = detail::recv_datagram(conn.get(), buf, sizeof buf, got);
+    REQUIRE(n > 12);
+    CHECK(std::string(buf + 12, static_cast<std::size_t>(n) - 12) ==
+          "the request carries the wrong number of descriptors");
     // Garbage, and a request cut short, are refused too, and the server stays up.
     auto refusal = [&](const std::string& bytes) {
         auto c = detail::forkserver::connect_to_server("the test");
@@ -314,9 +404,10 @@ TEST_CASE("the forkserver refuses a request from another build, naming the cause
 
 namespace {
 /// Stands in for this process's forkserver for one request: listens at a fresh abstract
-/// address that detail::forkserver::client() is pointed at, and answers the request that
-/// comes with `answer` (given the connection and the descriptors that came with it: stdio,
-/// then the child's end of the bootstrap socket). Puts the real state back at the end.
+/// address that detail::forkserver::client() is pointed at (with no connection made yet),
+/// and answers the request that comes with `answer` (given the request's status socket and
+/// the descriptors that came with it: stdio, then the child's end of the bootstrap socket,
+/// then the status socket). Puts the real state back at the end.
 struct fake_forkserver {
     detail::sys::unique_fd listener;
     std::thread thread;
@@ -324,7 +415,7 @@ struct fake_forkserver {
     socklen_t saved_len = 0;
     pid_t saved_pid = 0, saved_listener = 0;
     bool saved_owned = false;
-    int saved_pidfd = -1, saved_alive = -1;
+    int saved_pidfd = -1, saved_alive = -1, saved_conn = -1;
 
     template <class Answer>
     explicit fake_forkserver(Answer answer) {
@@ -346,6 +437,8 @@ struct fake_forkserver {
         saved_owned = s.owned;
         saved_pidfd = s.pidfd;
         saved_alive = s.alive_w;
+        saved_conn = s.conn;
+        s.conn = -1;
         s.addr = addr;
         s.addr_len = len;
         s.pid = s.listener_pid = ::getpid();
@@ -355,7 +448,8 @@ struct fake_forkserver {
             if (!conn) return;
             std::vector<detail::sys::unique_fd> fds;
             char buf[1024];
-            if (detail::recv_datagram(conn.get(), buf, sizeof buf, fds) > 0) answer(conn.get(), fds);
+            if (detail::recv_datagram(conn.get(), buf, sizeof buf, fds) > 0 && !fds.empty())
+                answer(fds.back().get(), fds);
         });
     }
     ~fake_forkserver() {
@@ -370,6 +464,8 @@ struct fake_forkserver {
         s.owned = saved_owned;
         s.pidfd = saved_pidfd;
         s.alive_w = saved_alive;
+        detail::forkserver::drop_connection(s); // the one made to this stand-in
+        s.conn = saved_conn;
     }
 };
 
@@ -400,8 +496,8 @@ TEST_CASE("start() names what the forkserver said when it started no child", "[f
     std::string name;
     SECTION("a refusal: its sentence") {
         auto what = start_error_under(
-            [](int conn, std::vector<detail::sys::unique_fd>&) {
-                detail::forkserver::refuse(conn, "fork failed: Resource temporarily unavailable");
+            [](int status, std::vector<detail::sys::unique_fd>&) {
+                detail::forkserver::refuse(status, "fork failed: Resource temporarily unavailable");
             },
             name);
         CHECK(what == "multiproc: the forkserver refused to start process " + name +
@@ -413,9 +509,9 @@ TEST_CASE("start() names what the forkserver said when it started no child", "[f
     }
     SECTION("an answer that is not one") {
         auto what = start_error_under(
-            [](int conn, std::vector<detail::sys::unique_fd>&) {
+            [](int status, std::vector<detail::sys::unique_fd>&) {
                 const char garbage[] = "MFSPxx"; // the magic, then no pid of 4 bytes
-                (void)detail::send_datagram(conn, garbage, sizeof garbage - 1, {});
+                (void)detail::send_datagram(status, garbage, sizeof garbage - 1, {});
             },
             name);
         CHECK(what == "multiproc: the forkserver ended the connection without starting process " + name);

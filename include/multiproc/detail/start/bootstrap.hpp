@@ -19,6 +19,7 @@
 #include <multiproc/detail/util/demangle.hpp>
 #include <multiproc/error.hpp>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <cstdlib>
@@ -118,11 +119,9 @@ struct function_target {
 // A hash of the targets' identifiers, in order: equal in two runs of one build.
 inline std::uint64_t registry_hash() { return targets().hash(); }
 
-/// The GNU build-id of the running executable, in hex; empty if it was linked without one.
-/// Read from the program headers at each call (a few microseconds, once per child started),
-/// not kept in a lazily initialised static, whose guard a child forked while another thread
-/// initialised it would wait on forever.
-inline std::string build_id() {
+// The GNU build-id of the running executable, read from its program headers, in hex; empty
+// if it was linked without one.
+inline std::string read_build_id() {
     std::string out;
     ::dl_iterate_phdr(
         [](dl_phdr_info* info, std::size_t, void* data) -> int {
@@ -153,6 +152,22 @@ inline std::string build_id() {
         },
         &out);
     return out;
+}
+
+/// The GNU build-id of the running executable, in hex; empty if it was linked without one.
+/// Read once per process, at its first use, and kept behind an atomic pointer, not in a
+/// lazily initialised static, whose guard a child forked while another thread initialised
+/// it would wait on forever: threads that ask first at the same time may each read it, and
+/// one copy is kept. A forkserver's children find it read by their server, which checked
+/// their requester's against it (reading it cost each child a walk over the program
+/// headers, an allocation and the page faults of both).
+inline const std::string& build_id() {
+    static constinit std::atomic<const std::string*> kept{nullptr};
+    if (const std::string* id = kept.load(std::memory_order_acquire)) return *id;
+    auto read = std::make_unique<const std::string>(read_build_id());
+    const std::string* first = nullptr;
+    if (kept.compare_exchange_strong(first, read.get(), std::memory_order_acq_rel)) return *read.release();
+    return *first; // another thread's, kept first
 }
 
 // ---------------------------------------------------------------------------------------

@@ -4,13 +4,14 @@
 // The server is a fresh copy of the program (spawned, so single-threaded and clean), started
 // by the first process that needs it and stopped at that process's normal exit; it also
 // exits when that process dies. It listens on an abstract unix socket with a random name and
-// talks only to processes of the same user (SO_PEERCRED). For each request it receives the
-// requester's stdin, stdout and stderr and one end of a bootstrap socket (SCM_RIGHTS), forks,
-// and sends back the child's pid with a pidfd of it; the child installs those descriptors as
-// 0-3, closes every other one, and runs the bootstrap of a spawn child (bootstrap.hpp). The
-// requester keeps its connection: the server writes the child's exit status there once it
-// has reaped it, and if the connection hangs up first the requester has died, so a daemon
-// child is killed, as a daemon dies with its parent under fork.
+// talks only to processes of the same user (SO_PEERCRED). A requester keeps one connection
+// to it and sends each request there, with the requester's stdin, stdout and stderr, one end
+// of a bootstrap socket and one end of a status socket (SCM_RIGHTS). The server forks and
+// sends the child's pid with a pidfd of it on the status socket; the child installs the
+// first four descriptors as 0-3, closes every other one, and runs the bootstrap of a spawn
+// child (bootstrap.hpp). The server writes the child's exit status on the status socket
+// once it has reaped it, and if that socket hangs up first the requester has died, so a
+// daemon child is killed, as a daemon dies with its parent under fork.
 #pragma once
 
 #include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
@@ -29,6 +30,7 @@
 #include <cstring>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -54,6 +56,7 @@ struct client_state {
     int alive_w = -1;    // owned: closing it tells the server to exit
     bool bound = false;  // owned: started with LD_BIND_NOW=1 added (start_server)
     bool lazy = false;   // a server started so could not load: start the next one without
+    int conn = -1;       // the connection requests go on, once made; shared with forked children
     sockaddr_un addr{};
     socklen_t addr_len = 0;
 };
@@ -63,8 +66,16 @@ inline constinit sys::never_destroyed<client_state> client_storage;
 /// The forkserver state of this process: constant-initialised, never destroyed.
 inline client_state& client() noexcept { return client_storage.value; }
 
+// Called with s.mu held.
+inline void drop_connection(client_state& s) noexcept {
+    if (s.conn >= 0) sys::close(s.conn);
+    s.conn = -1;
+}
+
 // A forked child must not keep its parent's server alive: it drops the parent's ownership
-// (the address stays known, so it can still ask the server for children).
+// (the address stays known, so it can still ask the server for children). It keeps its
+// parent's connection, as it keeps every descriptor its parent had, and sends its requests
+// there too: each is one datagram, and the answers come on each request's own socket.
 inline void before_fork() noexcept { client().mu.lock(); }
 inline void after_fork_in_parent() noexcept { client().mu.unlock(); }
 inline void after_fork_in_child() noexcept {
@@ -80,6 +91,7 @@ inline void after_fork_in_child() noexcept {
 
 // Called with s.mu held.
 inline void forget_server(client_state& s) noexcept {
+    drop_connection(s);
     if (s.owned) {
         sys::close(s.alive_w); // the server exits when it sees this
         int status = 0;
@@ -177,48 +189,88 @@ inline bool owned_server_ended(const client_state& s) noexcept {
     return sys::poll_until(&p, 1, std::chrono::steady_clock::now(), false) == 1;
 }
 
-/// The pid of the forkserver this process would use, starting it if needed (`restart`:
-/// the one known has gone; start another).
+// Called with s.mu held: forgets a server known to have gone (`restart`, or ours ended) and
+// starts one if none is known.
+inline void ensure_running_locked(client_state& s, bool restart) {
+    if (restart || (s.owned && owned_server_ended(s))) forget_server(s);
+    if (!s.pid) start_server(s);
+}
+
+// Called with s.mu held: a new connection to the server known, checked to be the socket its
+// starter made listen (same user, that process's pid: SO_PEERCRED names whoever called
+// listen()); none if nothing listens there any more.
+inline sys::unique_fd connect_locked(const client_state& s, const std::string& for_what) {
+    sys::unique_fd fd(sys::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+    if (!fd) sys::fail("socket to the forkserver for " + for_what);
+    if (sys::connect(fd.get(), reinterpret_cast<const sockaddr*>(&s.addr), s.addr_len) != 0) {
+        if (errno != ECONNREFUSED && errno != ENOENT) sys::fail("connecting to the forkserver for " + for_what);
+        return {};
+    }
+    ucred cr{};
+    if (sys::peer_credentials(fd.get(), &cr) < 0) sys::fail("SO_PEERCRED on the forkserver's socket");
+    if (cr.uid != ::geteuid() || cr.pid != s.listener_pid)
+        detail::raise(error("multiproc: the forkserver's socket was made by process " + std::to_string(cr.pid) +
+                    " of uid " + std::to_string(cr.uid) + ", not by process " + std::to_string(s.listener_pid) +
+                    " of uid " + std::to_string(::geteuid()) + " that started the forkserver; refusing "
+                    "to use it for " + for_what));
+    return fd;
+}
+
+// Called with s.mu held: a connection to the server, the server started first if needed
+// (`restart`: the one known has gone). A server known here that refuses connections has
+// gone (it exits with the process that started it): then this process starts its own.
+inline sys::unique_fd connect_or_start_locked(client_state& s, bool restart, const std::string& for_what) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        ensure_running_locked(s, restart || attempt > 0);
+        if (auto fd = connect_locked(s, for_what)) return fd;
+    }
+    detail::raise(error("multiproc: the forkserver could not be reached for " + for_what));
+}
+
+// Called with s.mu held: the connection this process sends its requests on, made on first
+// use. Not checked here: a request the server hangs up on is sent again (send_request).
+inline int connection_locked(client_state& s, const std::string& for_what) {
+    if (s.conn < 0) s.conn = connect_or_start_locked(s, false, for_what).release();
+    return s.conn;
+}
+
+/// The pid of the forkserver this process would use, starting it and connecting to it if
+/// needed (`restart`: the one known has gone; start another). A server this process started
+/// that has ended is replaced, and the connection to it with it.
 inline pid_t ensure_running(bool restart = false) {
     register_stop_at_exit(); // outside s.mu: it takes the runtime's lock, which fork holds
     auto& s = client();
     std::lock_guard lk(s.mu);
-    if (restart || (s.owned && owned_server_ended(s))) forget_server(s);
-    if (!s.pid) start_server(s);
+    ensure_running_locked(s, restart);
+    (void)connection_locked(s, "the requests of process " + std::to_string(::getpid()));
     return s.pid;
 }
 
-/// A connection to the forkserver, checked to be the socket its starter made listen (same
-/// user, that process's pid: SO_PEERCRED names whoever called listen()).
+/// A new connection to the forkserver, started if needed; checked as `connect_locked` says.
+/// Requests go on the connection `ensure_running` keeps; this one is for tests that speak
+/// the protocol themselves.
 inline sys::unique_fd connect_to_server(const std::string& for_what) {
-    for (int attempt = 0; attempt < 2; ++attempt) {
-        ensure_running(attempt > 0);
-        sockaddr_un addr;
-        socklen_t len;
-        pid_t pid;
-        {
-            auto& s = client();
-            std::lock_guard lk(s.mu);
-            addr = s.addr;
-            len = s.addr_len;
-            pid = s.listener_pid;
-        }
-        sys::unique_fd fd(sys::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-        if (!fd) sys::fail("socket to the forkserver for " + for_what);
-        if (sys::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), len) == 0) {
-            ucred cr{};
-            if (sys::peer_credentials(fd.get(), &cr) < 0) sys::fail("SO_PEERCRED on the forkserver's socket");
-            if (cr.uid != ::geteuid() || cr.pid != pid)
-                detail::raise(error("multiproc: the forkserver's socket was made by process " + std::to_string(cr.pid) +
-                            " of uid " + std::to_string(cr.uid) + ", not by process " + std::to_string(pid) +
-                            " of uid " + std::to_string(::geteuid()) + " that started the forkserver; refusing "
-                            "to use it for " + for_what));
-            return fd;
-        }
-        if (errno != ECONNREFUSED && errno != ENOENT) sys::fail("connecting to the forkserver for " + for_what);
-        // The server known here has gone (it exits with the process that started it): start our own.
+    register_stop_at_exit();
+    auto& s = client();
+    std::lock_guard lk(s.mu);
+    return connect_or_start_locked(s, false, for_what);
+}
+
+/// Sends a request on this process's connection to the server: 0, or the errno of a send
+/// the server hung up on twice. A connection the server hung up on is dropped and made
+/// again once (the server it reaches may be a new one: ours had ended, or the one known
+/// refuses connections).
+inline int send_request(std::string_view bytes, std::span<const int> fds, const std::string& who) {
+    register_stop_at_exit();
+    auto& s = client();
+    std::lock_guard lk(s.mu);
+    for (int attempt = 0;; ++attempt) {
+        if (send_datagram(connection_locked(s, who), bytes.data(), bytes.size(), fds) == 0) return 0;
+        int e = errno;
+        if (e != ECONNRESET && e != EPIPE && e != ENOTCONN) sys::fail("sending the forkserver a request for " + who, e);
+        drop_connection(s);
+        if (attempt > 0) return e;
     }
-    detail::raise(error("multiproc: the forkserver could not be reached for " + for_what));
 }
 
 /// Reads the exit status the server reports on `conn` (blocking); 255 if it never comes.
@@ -230,7 +282,7 @@ inline int wait_reported(int conn) {
     return n == static_cast<ssize_t>(sizeof msg) && msg.magic == reported_status::tag ? msg.code : 255;
 }
 
-/// Whether the forkserver this process started has ended; its connections hang up a moment
+/// Whether the forkserver this process started has ended; its sockets hang up a moment
 /// before its pidfd says so, so this waits for that, up to a second.
 inline bool owned_server_gone() noexcept {
     auto& s = client();
@@ -241,14 +293,19 @@ inline bool owned_server_gone() noexcept {
 }
 
 /// One request to the server; nothing if it hung up without a word and was the one this
-/// process started, now ended.
+/// process started, now ended. The request's status socket becomes the child's
+/// `status_fd`.
 inline std::optional<launch_result> request_child_once(const child_record& c, const target_ref& t) {
     check_can_start_fresh("forkserver", t, c.name);
     std::string who = "process " + c.name;
-    sys::unique_fd conn = connect_to_server(who);
     int sv[2];
     if (sys::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) sys::fail("socketpair for " + who);
     sys::unique_fd ours(sv[0]), theirs(sv[1]);
+    // The server answers on a socket of this request's own, and writes the exit status
+    // there later: the requester's connection carries requests only, from any thread.
+    if (sys::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        sys::fail("socketpair for the status of " + who);
+    sys::unique_fd status(sv[0]), status_theirs(sv[1]);
 
     // The child gets our stdin, stdout and stderr, as a forked or spawned child would.
     std::uint8_t stdio = 0;
@@ -260,21 +317,23 @@ inline std::optional<launch_result> request_child_once(const child_record& c, co
         }
     }
     fds.push_back(theirs.get());
+    fds.push_back(status_theirs.get());
     crossing_writer w;
     w.put(ask_magic);
     w.put<std::uint8_t>(c.daemon);
     w.put(stdio);
     w.put_string(build_id());
     w.put(registry_hash());
-    if (send_datagram(conn.get(), w.bytes().data(), w.bytes().size(), fds) < 0) {
-        if ((errno == ECONNRESET || errno == EPIPE) && owned_server_gone()) return std::nullopt;
-        sys::fail("sending the forkserver a request for " + who);
+    if (int e = send_request(w.bytes(), fds, who); e != 0) {
+        if (owned_server_gone()) return std::nullopt;
+        sys::fail("sending the forkserver a request for " + who, e);
     }
     theirs.reset();
+    status_theirs.reset();
 
     std::vector<sys::unique_fd> got;
     char buf[1024];
-    ssize_t n = recv_datagram(conn.get(), buf, sizeof buf, got);
+    ssize_t n = recv_datagram(status.get(), buf, sizeof buf, got);
     if (n < 0 && errno != ECONNRESET) sys::fail("receiving the forkserver's answer for " + who);
     if (n <= 0 && owned_server_gone()) return std::nullopt;
     crossing_reader reply(std::string(buf, static_cast<std::size_t>(n > 0 ? n : 0)), std::move(got));
@@ -286,8 +345,8 @@ inline std::optional<launch_result> request_child_once(const child_record& c, co
     sys::unique_fd pidfd = reply.take_fd();
 
     auto h = handshake(ours.get(), c, t);
-    if (h.kind != handshake_result::ok) detail::raise(start_failure(c, h, wait_reported(conn.get())));
-    return launch_result{pid, pidfd.release(), conn.release()};
+    if (h.kind != handshake_result::ok) detail::raise(start_failure(c, h, wait_reported(status.get())));
+    return launch_result{pid, pidfd.release(), status.release()};
 }
 
 /// start::forkserver: asks the server for a child and gives it its target. Once more if the
@@ -308,7 +367,7 @@ inline launch_result request_child(const child_record& c, const target_ref& t) {
 struct served_child {
     pid_t pid;
     int pidfd;
-    int conn; // -1 once the requester has gone
+    int status; // the request's status socket; -1 once the requester has gone
     bool daemon;
 };
 
@@ -334,16 +393,19 @@ inline void refuse(int conn, const std::string& why) noexcept {
     run_bootstrap(3, /*os_parent=*/false);
 }
 
-// Reads one request from `conn` and, if it is sound, forks the child it asks for. Returns
-// false if the request has not arrived yet (the connection stays pending); otherwise the
-// connection is either handed to the child's entry in `kids` or closed.
-inline bool serve_request_unguarded(int conn, std::vector<served_child>& kids) {
+/// What reading a requester's connection came to.
+enum class request_read { waiting, served, ended };
+
+// Reads one request from `conn`, a requester's connection, and, if it is sound, forks the
+// child it asks for. The answer goes on the request's status socket (its last descriptor),
+// which then becomes the child's entry in `kids`; a request that cannot be read is refused
+// on `conn` itself.
+inline request_read serve_request_unguarded(int conn, std::vector<served_child>& kids) {
     std::vector<sys::unique_fd> fds;
     char buf[1024];
     ssize_t n = recv_datagram(conn, buf, sizeof buf, fds);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
-    sys::unique_fd owned(conn);
-    if (n <= 0) return true;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return request_read::waiting;
+    if (n <= 0) return request_read::ended;
     // Read with bounds checked here, not by a crossing_reader, which raises at a request cut
     // short: without exceptions that is the error handler, and a malformed datagram from
     // any process of the user would end the server.
@@ -359,62 +421,68 @@ inline bool serve_request_unguarded(int conn, std::vector<served_child>& kids) {
     std::uint32_t magic = 0;
     std::uint8_t daemon = 0, stdio = 0;
     std::uint64_t id_len = 0, hash = 0;
-    if (!take(&magic, sizeof magic)) return refuse(conn, "malformed request"), true;
-    if (magic != ask_magic) return refuse(conn, "not a multiproc forkserver request"), true;
+    constexpr auto served = request_read::served;
+    if (!take(&magic, sizeof magic)) return refuse(conn, "malformed request"), served;
+    if (magic != ask_magic) return refuse(conn, "not a multiproc forkserver request"), served;
     if (!take(&daemon, 1) || !take(&stdio, 1) || !take(&id_len, sizeof id_len) || id_len > left)
-        return refuse(conn, "malformed request"), true;
+        return refuse(conn, "malformed request"), served;
     std::string_view id(at, static_cast<std::size_t>(id_len));
     at += id_len;
     left -= static_cast<std::size_t>(id_len);
-    if (!take(&hash, sizeof hash)) return refuse(conn, "malformed request"), true;
-    if (auto why = check_same_build(id, hash); !why.empty()) return refuse(conn, why), true;
-    if (fds.size() != static_cast<std::size_t>(__builtin_popcount(stdio & 7U)) + 1)
-        return refuse(conn, "the request carries the wrong number of descriptors"), true;
+    if (!take(&hash, sizeof hash)) return refuse(conn, "malformed request"), served;
+    if (fds.size() != static_cast<std::size_t>(__builtin_popcount(stdio & 7U)) + 2)
+        return refuse(conn, "the request carries the wrong number of descriptors"), served;
+    sys::unique_fd status = std::move(fds.back());
+    fds.pop_back();
+    if (auto why = check_same_build(id, hash); !why.empty()) return refuse(status.get(), why), served;
     kids.reserve(kids.size() + 1); // no allocation between the fork and the child's record
     pid_t pid = sys::fork();
     if (pid == 0) become_requested_child(fds, stdio);
-    if (pid < 0) return refuse(conn, std::string("fork failed: ") + std::strerror(errno)), true;
+    if (pid < 0) return refuse(status.get(), std::string("fork failed: ") + std::strerror(errno)), served;
     fds.clear();
     int pidfd = sys::pidfd_open(pid);
     if (pidfd < 0) {
         int e = errno;
         sys::kill(pid, SIGKILL);
         sys::waitpid(pid, nullptr, 0);
-        return refuse(conn, std::string("pidfd_open failed: ") + std::strerror(e)), true;
+        return refuse(status.get(), std::string("pidfd_open failed: ") + std::strerror(e)), served;
     }
     crossing_writer w;
     w.put(started_magic);
     w.put<std::int32_t>(pid);
-    bool told = send_datagram(conn, w.bytes().data(), w.bytes().size(), std::span<const int>(&pidfd, 1)) == 0;
-    served_child kid{pid, pidfd, told ? owned.release() : -1, daemon != 0};
+    bool told =
+        send_datagram(status.get(), w.bytes().data(), w.bytes().size(), std::span<const int>(&pidfd, 1)) == 0;
+    served_child kid{pid, pidfd, told ? status.release() : -1, daemon != 0};
     if (!told && kid.daemon) (void)sys::pidfd_send_signal(pidfd, SIGKILL); // its parent is gone already
     kids.push_back(kid);
-    return true;
+    return served;
 }
 
-inline bool serve_request(int conn, std::vector<served_child>& kids) noexcept {
+inline request_read serve_request(int conn, std::vector<served_child>& kids) noexcept {
     MULTIPROC_TRY {
         return serve_request_unguarded(conn, kids);
     } MULTIPROC_CATCH_ALL {
-        return true; // out of memory: the connection was closed on the way out
+        // Out of memory: the request's descriptors were closed on the way out, so its
+        // requester sees its status socket hang up.
+        return request_read::served;
     }
 }
 
 inline void requester_gone(served_child& k) noexcept {
     if (k.daemon) (void)sys::pidfd_send_signal(k.pidfd, SIGKILL);
-    sys::close(k.conn);
-    k.conn = -1;
+    sys::close(k.status);
+    k.status = -1;
 }
 
 // Reaps the child if it has ended and reports its status; true if it has.
 inline bool reap(served_child& k) noexcept {
     int status = 0;
     if (sys::waitpid(k.pid, &status, WNOHANG) != k.pid) return false;
-    if (k.conn >= 0) {
+    if (k.status >= 0) {
         reported_status msg;
         msg.code = decode_wait_status(status);
-        (void)send_datagram(k.conn, &msg, sizeof msg, {});
-        sys::close(k.conn);
+        (void)send_datagram(k.status, &msg, sizeof msg, {});
+        sys::close(k.status);
     }
     sys::close(k.pidfd);
     return true;
@@ -427,14 +495,14 @@ inline bool hung_up(int fd, int timeout_ms) noexcept {
 
 /// On the way out: kills each daemon whose requester has gone. A requester may be dying
 /// itself: a daemon with daemons of its own (nested::allow), killed a moment ago here or by
-/// the kernel as its parent died. Its connections hang up once it has died, so until
-/// `deadline` this waits for each daemon's connection to hang up. One pass is enough: a
+/// the kernel as its parent died. Its status sockets hang up once it has died, so until
+/// `deadline` this waits for each daemon's status socket to hang up. One pass is enough: a
 /// requester that is our child comes before the children it asked for, so it has been
 /// killed by the time its own are waited for; no daemon outlives the tree it belongs to.
 inline void kill_orphaned_daemons(std::vector<served_child>& kids, std::chrono::steady_clock::time_point deadline) noexcept {
     for (auto& k : kids) {
-        if (k.conn < 0) continue;
-        pollfd p{k.conn, POLLIN, 0};
+        if (k.status < 0) continue;
+        pollfd p{k.status, POLLIN, 0};
         if (sys::poll_until(&p, 1, k.daemon ? deadline : std::chrono::steady_clock::now(), false) == 1) requester_gone(k);
     }
 }
@@ -456,7 +524,7 @@ inline void kill_orphaned_daemons(std::vector<served_child>& kids, std::chrono::
         if (sys::getsockname(listener, reinterpret_cast<sockaddr*>(&s.addr), &s.addr_len) < 0) ::_exit(3);
     }
     (void)sys::fcntl(listener, F_SETFL, O_NONBLOCK);
-    std::vector<int> pending;
+    std::vector<int> clients; // requesters' connections
     std::vector<served_child> kids;
     std::vector<pollfd> p;
     for (;;) {
@@ -464,37 +532,43 @@ inline void kill_orphaned_daemons(std::vector<served_child>& kids, std::chrono::
         p.push_back({listener, POLLIN, 0});
         p.push_back({alive, POLLIN, 0});
         p.push_back({parent_fd, POLLIN, 0});
-        for (int fd : pending) p.push_back({fd, POLLIN, 0});
-        for (auto& k : kids) p.push_back({k.conn, POLLIN, 0}); // only ever readable at hang-up
+        for (int fd : clients) p.push_back({fd, POLLIN, 0});
+        for (auto& k : kids) p.push_back({k.status, POLLIN, 0}); // only ever readable at hang-up
         for (auto& k : kids) p.push_back({k.pidfd, POLLIN, 0});
         if (sys::poll_until(p.data(), p.size(), {}, true) < 0) ::_exit(3);
         if (p[1].revents || p[2].revents) break;
         // The children known when poll() began first: serving a request adds to kids.
-        std::size_t at = 3 + pending.size(), known = kids.size();
+        std::size_t at = 3 + clients.size(), known = kids.size();
         for (std::size_t i = 0; i < known; ++i)
-            if (p[at + i].revents && kids[i].conn >= 0) requester_gone(kids[i]);
+            if (p[at + i].revents && kids[i].status >= 0) requester_gone(kids[i]);
         for (std::size_t i = 0; i < known; ++i)
             if (p[at + known + i].revents && reap(kids[i])) kids[i].pid = 0;
         std::erase_if(kids, [](const served_child& k) { return k.pid == 0; });
-        std::vector<int> still;
-        at = 3;
-        for (int fd : pending)
-            if (!p[at++].revents || !serve_request(fd, kids)) still.push_back(fd);
-        pending.swap(still);
+        // One request per connection and round: poll() reports a connection with more.
+        std::size_t kept = 0;
+        for (std::size_t i = 0; i < clients.size(); ++i) {
+            if (p[3 + i].revents && serve_request(clients[i], kids) == request_read::ended)
+                sys::close(clients[i]); // its process has gone, or closed it
+            else
+                clients[kept++] = clients[i];
+        }
+        clients.resize(kept);
         if (p[0].revents & POLLIN) {
             int fd = sys::accept4(listener, SOCK_CLOEXEC | SOCK_NONBLOCK);
             ucred cr{};
             if (fd >= 0 && (sys::peer_credentials(fd, &cr) < 0 || cr.uid != ::geteuid()))
                 sys::close(fd); // only the same user may ask for children
+            else if (fd >= 0 && serve_request(fd, kids) == request_read::ended) // its request may be here already
+                sys::close(fd);
             else if (fd >= 0)
-                pending.push_back(fd);
+                clients.push_back(fd);
         }
     }
     // The process that started us has ended (or closed `alive` at its normal exit). A dying
     // process closes its descriptors before its pidfd says it has ended: wait for that, so
-    // that every connection of a dead requester has hung up, then kill their daemons.
+    // that every status socket of a dead requester has hung up, then kill their daemons.
     bool daemons = false;
-    for (auto& k : kids) daemons |= k.daemon && k.conn >= 0;
+    for (auto& k : kids) daemons |= k.daemon && k.status >= 0;
     bool died = daemons && hung_up(parent_fd, 2000);
     // At a normal exit every child was joined first, its daemons killed as it ended; when
     // the process died instead, daemons of daemons may still be on their way out.
