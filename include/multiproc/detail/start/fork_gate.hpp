@@ -70,6 +70,13 @@ public:
     /// Neither opened nor given back: refused, and its word kept in use (its child may live).
     ~fork_gate() { refuse(false); }
 
+    /// A page of anonymous memory a forked child shares with its parent; null with errno if
+    /// none could be mapped.
+    static std::atomic<std::uint32_t>* map_page() noexcept {
+        return static_cast<std::atomic<std::uint32_t>*>(
+            sys::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0));
+    }
+
     /// Takes a word and closes it; call with the runtime's lock held. false with errno if
     /// no shared page could be mapped.
     bool take() noexcept {
@@ -80,9 +87,7 @@ public:
             for (auto& b : w.busy) b.store(0, std::memory_order_relaxed);
         }
         if (!w.page) {
-            void* p = sys::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-            if (!p) return false;
-            w.page = static_cast<std::atomic<std::uint32_t>*>(p);
+            if (!(w.page = map_page())) return false;
             w.inherited = false;
         }
         for (std::size_t i = 0; i < fork_gate_words::count / 64; ++i) {
@@ -95,9 +100,7 @@ public:
             return close_word();
         }
         // Every word is in use (over a thousand starts in flight): this start maps its own.
-        void* p = sys::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-        if (!p) return false;
-        word_ = static_cast<std::atomic<std::uint32_t>*>(p);
+        if (!(word_ = map_page())) return false;
         own_page_ = true;
         return close_word();
     }
