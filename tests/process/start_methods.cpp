@@ -13,6 +13,7 @@
 #include <cstring>
 #include <map>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -654,6 +655,36 @@ TEMPLATE_TEST_CASE("objects cross as descriptors plus bytes, many descriptors an
     CHECK(test::exit_of(p) == 0);
     for (auto& m : many) ::close(m.fd);
     CHECK(out.collect() == "end 299 of 300, " + std::to_string(big.size()) + " bytes\n");
+}
+
+namespace {
+// An argument whose encoding fails.
+struct unencodable {
+    void cross_out(detail::crossing_writer&) const { throw std::runtime_error("this argument cannot be encoded"); }
+    static unencodable cross_in(detail::crossing_reader&) { return {}; }
+};
+
+std::atomic<int> child_calls{0};
+int count_child_calls(detail::sys::call c) {
+    if (c == detail::sys::call::posix_spawn || c == detail::sys::call::sendmsg) child_calls.fetch_add(1);
+    return 0;
+}
+} // namespace
+
+TEMPLATE_TEST_CASE("a target whose arguments cannot be encoded fails start() before any child exists",
+                   "[spawn][crossing][errors]", FRESH_START_METHODS) {
+    // The child's request and target are encoded first, and sent ahead on its socket for it
+    // to find as it starts (issue 20): nothing is spawned and the forkserver is not asked.
+    test::warm_up<TestType>();
+    auto fds = test::open_fds();
+    child_calls = 0;
+    detail::sys::fault_hook = &count_child_calls;
+    test::process_t<TestType> p([](const unencodable&) {}, unencodable{});
+    CHECK_THROWS_WITH(p.start(), "this argument cannot be encoded");
+    detail::sys::fault_hook = nullptr;
+    CHECK(child_calls == 0);
+    CHECK_FALSE(p.pid().has_value());
+    CHECK(test::describe_fds(test::open_fds()) == test::describe_fds(fds));
 }
 
 TEMPLATE_TEST_CASE("globals: a forked child has a copy of the parent's, a fresh program its initial values",

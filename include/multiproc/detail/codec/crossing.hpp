@@ -151,14 +151,15 @@ inline constexpr std::size_t datagram_bytes = 32 * 1024;
 inline constexpr std::size_t max_fds_per_datagram = max_fds_per_message;
 
 /// Sends one datagram with descriptors; -1 with errno on failure. Never raises SIGPIPE.
-inline int send_datagram(int sock, const void* data, std::size_t n, std::span<const int> fds) noexcept {
+/// `flags`: more sendmsg flags (MSG_DONTWAIT).
+inline int send_datagram(int sock, const void* data, std::size_t n, std::span<const int> fds, int flags = 0) noexcept {
     iovec iov{const_cast<void*>(data), n};
     msghdr msg{};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
     rights_buffer control;
     attach_rights(msg, control, fds);
-    return sys::sendmsg(sock, &msg, MSG_NOSIGNAL) < 0 ? -1 : 0;
+    return sys::sendmsg(sock, &msg, MSG_NOSIGNAL | flags) < 0 ? -1 : 0;
 }
 
 /// Receives one datagram into `buf` and appends its descriptors (close-on-exec) to `fds`.
@@ -181,8 +182,8 @@ inline ssize_t recv_datagram(int sock, void* buf, std::size_t cap, std::vector<s
     return n;
 }
 
-/// Sends everything `w` holds as one logical message; -1 with errno on failure.
-inline int send_message(int sock, const crossing_writer& w) {
+// send_message's body; `flags`: more sendmsg flags for each datagram.
+inline int send_message_with(int sock, const crossing_writer& w, int flags) {
     const std::string& b = w.bytes();
     const std::vector<int>& fds = w.fds();
     std::size_t sent = 0, fds_sent = 0;
@@ -201,13 +202,27 @@ inline int send_message(int sock, const crossing_writer& w) {
         put(static_cast<std::uint32_t>(take));
         dgram.append(b, sent, take);
         std::size_t nfds = std::min(max_fds_per_datagram, fds.size() - fds_sent);
-        if (send_datagram(sock, dgram.data(), dgram.size(), std::span<const int>(fds.data() + fds_sent, nfds)) < 0)
+        if (send_datagram(sock, dgram.data(), dgram.size(), std::span<const int>(fds.data() + fds_sent, nfds), flags) < 0)
             return -1;
         sent += take;
         fds_sent += nfds;
         first = false;
     }
     return 0;
+}
+
+/// Sends everything `w` holds as one logical message; -1 with errno on failure.
+inline int send_message(int sock, const crossing_writer& w) { return send_message_with(sock, w, 0); }
+
+/// Whether `w` goes in one datagram: then sending it is all or nothing.
+inline bool fits_one_datagram(const crossing_writer& w) noexcept {
+    return w.bytes().size() <= datagram_bytes - 12 && w.fds().size() <= max_fds_per_datagram;
+}
+
+/// Sends `w` without waiting, if it goes in one datagram and the socket has room for it:
+/// true if sent. For a peer that may never read it (a child not started yet).
+inline bool send_message_now(int sock, const crossing_writer& w) {
+    return fits_one_datagram(w) && send_message_with(sock, w, MSG_DONTWAIT) == 0;
 }
 
 /// Receives one logical message sent by send_message; nothing at a clean end of stream

@@ -318,6 +318,9 @@ inline std::optional<launch_result> request_child_once(const child_record& c, co
     }
     fds.push_back(theirs.get());
     fds.push_back(status_theirs.get());
+    // The child's request and target, made first (one that cannot be encoded fails the start
+    // before any child exists), and queued on its socket for it to find as it starts.
+    const start_request q = send_ahead(ours.get(), c, t);
     crossing_writer w;
     w.put(ask_magic);
     w.put<std::uint8_t>(c.daemon);
@@ -344,7 +347,7 @@ inline std::optional<launch_result> request_child_once(const child_record& c, co
     auto pid = static_cast<pid_t>(reply.get<std::int32_t>());
     sys::unique_fd pidfd = reply.take_fd();
 
-    auto h = handshake(ours.get(), c, t);
+    auto h = handshake(ours.get(), c, q);
     if (h.kind != handshake_result::ok) detail::raise(start_failure(c, h, wait_reported(status.get())));
     return launch_result{pid, pidfd.release(), status.release()};
 }
