@@ -389,20 +389,19 @@ TEMPLATE_TEST_CASE("a task that puts /dev/null over its worker's descriptors nev
 
 namespace {
 /// A fault hook in the pool's engine thread that kills, with SIGKILL, the worker it is
-/// starting, as it waits for the new worker's answer (the start handshake of spawn and
-/// forkserver; the target was queued on the worker's socket before the worker existed):
-/// the worker is then dead before it took its work.
+/// starting, as it sends the new worker its target (the start handshake of spawn and
+/// forkserver): the worker is then dead before it took its work.
 struct kill_starting_worker {
     static inline std::atomic<int> remaining{0};
     static inline pid_t test_pid = 0, parent = 0, newest_seen = 0;
     static int hook(detail::sys::call c) {
-        if (c != detail::sys::call::recvmsg || ::getpid() != test_pid || remaining.load() <= 0) return 0;
+        if (c != detail::sys::call::sendmsg || ::getpid() != test_pid || remaining.load() <= 0) return 0;
         char thread[16] = {};
         ::prctl(PR_GET_NAME, thread);
         if (std::string(thread) != "multiproc-pool") return 0;
         auto kids = test::children_of(parent);
         const pid_t newest = kids.empty() ? 0 : *std::max_element(kids.begin(), kids.end());
-        if (newest <= newest_seen) return 0; // (the forkserver's answer, before it forked the worker)
+        if (newest <= newest_seen) return 0; // (to the forkserver, before the worker exists)
         newest_seen = newest;
         --remaining;
         ::kill(newest, SIGKILL);

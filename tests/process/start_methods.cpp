@@ -320,6 +320,35 @@ TEST_CASE("a forked process asks on its parent's connection, and starts its own 
         go.release();
         CHECK(exit_code(pid) == 0);
     }
+    SECTION("another socket at the inherited connection's number: left alone, and a connection made") {
+        // A forked process may close its descriptors and open others: the number of the
+        // connection it inherited then names something else, which no request may reach.
+        const int conn = detail::forkserver::client().conn;
+        REQUIRE(conn >= 0);
+        pid_t pid = ::fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+            int code = 3;
+            try {
+                int sv[2];
+                if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0 || ::dup2(sv[0], conn) != conn)
+                    ::_exit(4);
+                connects = 0;
+                detail::sys::fault_hook = &count_connects;
+                test::process_t<by_forkserver> p([] { std::_Exit(7); });
+                p.start();
+                p.join();
+                detail::sys::fault_hook = nullptr;
+                char c;
+                const bool untouched = ::recv(sv[1], &c, 1, MSG_DONTWAIT) < 0 && errno == EAGAIN &&
+                                       ::fcntl(conn, F_GETFD) >= 0 && detail::forkserver::client().conn != conn;
+                code = p.exitcode() != 7 ? 1 : connects != 1 ? 2 : !untouched ? 5 : 0;
+            } catch (...) {
+            }
+            ::_exit(code);
+        }
+        CHECK(exit_code(pid) == 0);
+    }
     SECTION("the server has gone: the request is sent again, on a connection to a server of its own") {
         test::gate go;
         pid_t pid = child(go, 2); // one refused at the old server's address, one to its own

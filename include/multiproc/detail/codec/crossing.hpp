@@ -182,8 +182,8 @@ inline ssize_t recv_datagram(int sock, void* buf, std::size_t cap, std::vector<s
     return n;
 }
 
-// send_message's body; `flags`: more sendmsg flags for each datagram.
-inline int send_message_with(int sock, const crossing_writer& w, int flags) {
+/// Sends everything `w` holds as one logical message; -1 with errno on failure.
+inline int send_message(int sock, const crossing_writer& w) {
     const std::string& b = w.bytes();
     const std::vector<int>& fds = w.fds();
     std::size_t sent = 0, fds_sent = 0;
@@ -202,27 +202,13 @@ inline int send_message_with(int sock, const crossing_writer& w, int flags) {
         put(static_cast<std::uint32_t>(take));
         dgram.append(b, sent, take);
         std::size_t nfds = std::min(max_fds_per_datagram, fds.size() - fds_sent);
-        if (send_datagram(sock, dgram.data(), dgram.size(), std::span<const int>(fds.data() + fds_sent, nfds), flags) < 0)
+        if (send_datagram(sock, dgram.data(), dgram.size(), std::span<const int>(fds.data() + fds_sent, nfds)) < 0)
             return -1;
         sent += take;
         fds_sent += nfds;
         first = false;
     }
     return 0;
-}
-
-/// Sends everything `w` holds as one logical message; -1 with errno on failure.
-inline int send_message(int sock, const crossing_writer& w) { return send_message_with(sock, w, 0); }
-
-/// Whether `w` goes in one datagram: then sending it is all or nothing.
-inline bool fits_one_datagram(const crossing_writer& w) noexcept {
-    return w.bytes().size() <= datagram_bytes - 12 && w.fds().size() <= max_fds_per_datagram;
-}
-
-/// Sends `w` without waiting, if it goes in one datagram and the socket has room for it:
-/// true if sent. For a peer that may never read it (a child not started yet).
-inline bool send_message_now(int sock, const crossing_writer& w) {
-    return fits_one_datagram(w) && send_message_with(sock, w, MSG_DONTWAIT) == 0;
 }
 
 /// Receives one logical message sent by send_message; nothing at a clean end of stream

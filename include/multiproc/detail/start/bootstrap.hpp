@@ -357,28 +357,22 @@ struct handshake_result {
     std::string text; // why the child refused
 };
 
-/// The start request for `c` and its target, as its child reads them; sent ahead of the
-/// child if the socket takes it at once.
-struct start_request {
+/// The start request for `c` and its target, as its child reads them. Made before the child
+/// exists, so that an argument that cannot be encoded fails the start with no child made;
+/// sent only once the child is ours to watch (with its target it can end, and be reaped by
+/// someone else, at once) and, under forkserver, is known to be the one asked for (a child
+/// of a request that failed after the fork must find nothing to run).
+inline crossing_writer encode_start(const child_record& c, const target_ref& t) {
     crossing_writer w;
-    bool sent = false;
-};
-
-/// Makes the start request for `c` and sends it over `sock` now if it goes in one datagram:
-/// the child, once it runs, finds it there instead of waiting for it (a sleep and a wake-up
-/// of the child fewer; issue 20). Not otherwise: the child may never come to read the rest.
-inline start_request send_ahead(int sock, const child_record& c, const target_ref& t) {
-    start_request q;
-    write_request(q.w, make_request(c, t.id));
-    t.save(t.target, q.w);
-    q.sent = send_message_now(sock, q.w);
-    return q;
+    write_request(w, make_request(c, t.id));
+    t.save(t.target, w);
+    return w;
 }
 
-/// Sends the request for `c` and its target over `sock` (unless sent ahead), and reads the
+/// Sends the request for `c` and its target (`encode_start`) over `sock`, and reads the
 /// child's answer.
-inline handshake_result handshake(int sock, const child_record& c, const start_request& q) {
-    if (!q.sent && send_message(sock, q.w) < 0) {
+inline handshake_result handshake(int sock, const child_record& c, const crossing_writer& q) {
+    if (send_message(sock, q) < 0) {
         if (errno != EPIPE && errno != ECONNRESET) sys::fail("sending process " + c.name + " its target");
         return {handshake_result::ended, {}};
     }
@@ -466,7 +460,7 @@ inline launch_result spawn_child(const child_record& c, const target_ref& t) {
     int sv[2];
     if (sys::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) sys::fail("socketpair for process " + c.name);
     sys::unique_fd ours(sv[0]), theirs(sv[1]);
-    const start_request q = send_ahead(ours.get(), c, t);
+    const crossing_writer q = encode_start(c, t);
     pid_t pid = spawn_self({theirs.get()}, "spawn:3:" + std::to_string(::getpid()),
                            "spawn of /proc/self/exe for process " + c.name);
     theirs.reset();

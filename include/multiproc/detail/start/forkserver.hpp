@@ -37,6 +37,7 @@
 
 #include <pthread.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -57,6 +58,9 @@ struct client_state {
     bool bound = false;  // owned: started with LD_BIND_NOW=1 added (start_server)
     bool lazy = false;   // a server started so could not load: start the next one without
     int conn = -1;       // the connection requests go on, once made; shared with forked children
+    bool conn_inherited = false; // conn was made by the process that forked this one
+    dev_t conn_dev = 0;  // what conn is (fstat), to tell it from whatever a forked process
+    ino_t conn_ino = 0;  // put at its number after closing it
     sockaddr_un addr{};
     socklen_t addr_len = 0;
 };
@@ -80,6 +84,7 @@ inline void before_fork() noexcept { client().mu.lock(); }
 inline void after_fork_in_parent() noexcept { client().mu.unlock(); }
 inline void after_fork_in_child() noexcept {
     auto& s = client();
+    s.conn_inherited = s.conn >= 0;
     if (s.owned) {
         sys::close(s.alive_w);
         sys::close(s.pidfd);
@@ -230,7 +235,14 @@ inline sys::unique_fd connect_or_start_locked(client_state& s, bool restart, con
 // Called with s.mu held: the connection this process sends its requests on, made on first
 // use. Not checked here: a request the server hangs up on is sent again (send_request).
 inline int connection_locked(client_state& s, const std::string& for_what) {
-    if (s.conn < 0) s.conn = connect_or_start_locked(s, false, for_what).release();
+    if (s.conn >= 0) return s.conn;
+    sys::unique_fd fd = connect_or_start_locked(s, false, for_what);
+    struct stat st {};
+    if (sys::fstat(fd.get(), &st) < 0) sys::fail("fstat of the connection to the forkserver");
+    s.conn_dev = st.st_dev;
+    s.conn_ino = st.st_ino;
+    s.conn_inherited = false;
+    s.conn = fd.release();
     return s.conn;
 }
 
@@ -256,14 +268,33 @@ inline sys::unique_fd connect_to_server(const std::string& for_what) {
     return connect_or_start_locked(s, false, for_what);
 }
 
-/// Sends a request on this process's connection to the server: 0, or the errno of a send
-/// the server hung up on twice. A connection the server hung up on is dropped and made
-/// again once (the server it reaches may be a new one: ours had ended, or the one known
-/// refuses connections).
-inline int send_request(std::string_view bytes, std::span<const int> fds, const std::string& who) {
+// Called with s.mu held: whether the connection this process inherited from the one that
+// forked it is still that connection. A forked process may have closed its descriptors, or
+// put something else at that number: that is no longer ours to use, or to close.
+inline bool inherited_connection_holds(client_state& s) noexcept {
+    struct stat st {};
+    return sys::fstat(s.conn, &st) == 0 && st.st_dev == s.conn_dev && st.st_ino == s.conn_ino;
+}
+
+/// Sends a request on this process's connection to the server, with `fds` and the far end
+/// of a status socket made for it, whose near end goes to `status`: 0, or the errno of a
+/// send the server hung up on twice. A connection the server hung up on is dropped and
+/// made again once (the server it reaches may be a new one: ours had ended, or the one
+/// known refuses connections). The status socket is made, sent and its far end closed under
+/// the client's mutex, which every fork() takes: no forked process holds a copy of that
+/// end, so it hangs up as soon as the server has gone.
+inline int send_request(std::string_view bytes, std::vector<int>& fds, const std::string& who,
+                        sys::unique_fd& status) {
     register_stop_at_exit();
     auto& s = client();
     std::lock_guard lk(s.mu);
+    int sv[2];
+    if (sys::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        sys::fail("socketpair for the status of " + who);
+    status.reset(sv[0]);
+    sys::unique_fd theirs(sv[1]);
+    fds.push_back(theirs.get());
+    if (s.conn >= 0 && s.conn_inherited && !inherited_connection_holds(s)) s.conn = -1; // (not closed)
     for (int attempt = 0;; ++attempt) {
         if (send_datagram(connection_locked(s, who), bytes.data(), bytes.size(), fds) == 0) return 0;
         int e = errno;
@@ -298,14 +329,17 @@ inline bool owned_server_gone() noexcept {
 inline std::optional<launch_result> request_child_once(const child_record& c, const target_ref& t) {
     check_can_start_fresh("forkserver", t, c.name);
     std::string who = "process " + c.name;
+    // The child's request and target, made first: one that cannot be encoded fails the
+    // start before any child exists. Sent once the server has answered, not ahead: a child
+    // whose start fails after the server forked it (an answer cut short, a server that died
+    // before answering, when the request is then sent again) must find nothing to run.
+    const crossing_writer q = encode_start(c, t);
     int sv[2];
     if (sys::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) sys::fail("socketpair for " + who);
     sys::unique_fd ours(sv[0]), theirs(sv[1]);
     // The server answers on a socket of this request's own, and writes the exit status
     // there later: the requester's connection carries requests only, from any thread.
-    if (sys::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-        sys::fail("socketpair for the status of " + who);
-    sys::unique_fd status(sv[0]), status_theirs(sv[1]);
+    sys::unique_fd status;
 
     // The child gets our stdin, stdout and stderr, as a forked or spawned child would.
     std::uint8_t stdio = 0;
@@ -317,22 +351,17 @@ inline std::optional<launch_result> request_child_once(const child_record& c, co
         }
     }
     fds.push_back(theirs.get());
-    fds.push_back(status_theirs.get());
-    // The child's request and target, made first (one that cannot be encoded fails the start
-    // before any child exists), and queued on its socket for it to find as it starts.
-    const start_request q = send_ahead(ours.get(), c, t);
     crossing_writer w;
     w.put(ask_magic);
     w.put<std::uint8_t>(c.daemon);
     w.put(stdio);
     w.put_string(build_id());
     w.put(registry_hash());
-    if (int e = send_request(w.bytes(), fds, who); e != 0) {
+    if (int e = send_request(w.bytes(), fds, who, status); e != 0) {
         if (owned_server_gone()) return std::nullopt;
         sys::fail("sending the forkserver a request for " + who, e);
     }
     theirs.reset();
-    status_theirs.reset();
 
     std::vector<sys::unique_fd> got;
     char buf[1024];
@@ -355,7 +384,8 @@ inline std::optional<launch_result> request_child_once(const child_record& c, co
 /// start::forkserver: asks the server for a child and gives it its target. Once more if the
 /// server this process started died before it answered (one that could not load under
 /// LD_BIND_NOW dies as it starts, after the request may have been sent): a new one is
-/// started then, and no child was (or one that waits for its target, and gets end of file).
+/// started then, and no child was (or one that waits for its target, and gets end of file:
+/// the target is sent only after the server's answer).
 inline launch_result request_child(const child_record& c, const target_ref& t) {
     for (int attempt = 0;; ++attempt) {
         if (auto r = request_child_once(c, t)) return *r;
@@ -374,11 +404,13 @@ struct served_child {
     bool daemon;
 };
 
+// The server's sends on a requester's sockets never wait: a socket another process of the
+// user handed over full would stall every request (a requester's own reads each answer).
 inline void refuse(int conn, const std::string& why) noexcept {
     crossing_writer w;
     w.put(refused_magic);
     w.put_string(why);
-    (void)send_datagram(conn, w.bytes().data(), w.bytes().size(), {});
+    (void)send_datagram(conn, w.bytes().data(), w.bytes().size(), {}, MSG_DONTWAIT);
 }
 
 // In the newly forked child: the requester's descriptors become 0-3, nothing else stays.
@@ -408,6 +440,11 @@ inline request_read serve_request_unguarded(int conn, std::vector<served_child>&
     char buf[1024];
     ssize_t n = recv_datagram(conn, buf, sizeof buf, fds);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return request_read::waiting;
+    // A datagram that could not be taken whole (EMSGSIZE: too long, or its descriptors cut
+    // off with the server's table full) is gone, its descriptors closed, so its requester's
+    // status socket hangs up: the connection, which other threads and processes share,
+    // stays.
+    if (n < 0 && errno != ECONNRESET && errno != ENOTCONN) return request_read::served;
     if (n <= 0) return request_read::ended;
     // Read with bounds checked here, not by a crossing_reader, which raises at a request cut
     // short: without exceptions that is the error handler, and a malformed datagram from
@@ -454,7 +491,7 @@ inline request_read serve_request_unguarded(int conn, std::vector<served_child>&
     w.put(started_magic);
     w.put<std::int32_t>(pid);
     bool told =
-        send_datagram(status.get(), w.bytes().data(), w.bytes().size(), std::span<const int>(&pidfd, 1)) == 0;
+        send_datagram(status.get(), w.bytes().data(), w.bytes().size(), std::span<const int>(&pidfd, 1), MSG_DONTWAIT) == 0;
     served_child kid{pid, pidfd, told ? status.release() : -1, daemon != 0};
     if (!told && kid.daemon) (void)sys::pidfd_send_signal(pidfd, SIGKILL); // its parent is gone already
     kids.push_back(kid);
@@ -484,7 +521,7 @@ inline bool reap(served_child& k) noexcept {
     if (k.status >= 0) {
         reported_status msg;
         msg.code = decode_wait_status(status);
-        (void)send_datagram(k.status, &msg, sizeof msg, {});
+        (void)send_datagram(k.status, &msg, sizeof msg, {}, MSG_DONTWAIT);
         sys::close(k.status);
     }
     sys::close(k.pidfd);
