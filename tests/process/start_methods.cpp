@@ -288,22 +288,23 @@ TEST_CASE("a process asks its forkserver for children on one connection, made on
 TEST_CASE("a forked process asks on its parent's connection, and starts its own server once that one has gone",
           "[forkserver]") {
     test::warm_up<by_forkserver>();
-    // In the forked process: one start, its exit code checked, and how many connections it
-    // tried to make. It never returns into Catch2.
-    auto child = [](test::gate& go, int expected_connects) {
+    // In the forked process: `before()`, one start, its exit code checked, how many
+    // connections it tried to make, and `after()`. It never returns into Catch2.
+    auto child = [](test::gate& go, int expected_connects, auto before, auto after) {
         pid_t pid = ::fork();
         REQUIRE(pid >= 0);
         if (pid != 0) return pid;
         int code = 3;
         try {
             go.wait();
+            if (!before()) ::_exit(4);
             connects = 0;
             detail::sys::fault_hook = &count_connects;
             test::process_t<by_forkserver> p([] { std::_Exit(7); });
             p.start();
             p.join();
             detail::sys::fault_hook = nullptr;
-            code = p.exitcode() != 7 ? 1 : connects != expected_connects ? 2 : 0;
+            code = p.exitcode() != 7 ? 1 : connects != expected_connects ? 2 : !after() ? 5 : 0;
             detail::forkserver::stop_owned_server(); // one it started, if any, as exit would
         } catch (...) {
         }
@@ -314,9 +315,10 @@ TEST_CASE("a forked process asks on its parent's connection, and starts its own 
         REQUIRE(::waitpid(pid, &status, 0) == pid);
         return test::decode(status);
     };
+    auto nothing = [] { return true; };
     SECTION("the server runs: no connection is made") {
         test::gate go;
-        pid_t pid = child(go, 0);
+        pid_t pid = child(go, 0, nothing, nothing);
         go.release();
         CHECK(exit_code(pid) == 0);
     }
@@ -325,33 +327,22 @@ TEST_CASE("a forked process asks on its parent's connection, and starts its own 
         // connection it inherited then names something else, which no request may reach.
         const int conn = detail::forkserver::client().conn;
         REQUIRE(conn >= 0);
-        pid_t pid = ::fork();
-        REQUIRE(pid >= 0);
-        if (pid == 0) {
-            int code = 3;
-            try {
-                int sv[2];
-                if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0 || ::dup2(sv[0], conn) != conn)
-                    ::_exit(4);
-                connects = 0;
-                detail::sys::fault_hook = &count_connects;
-                test::process_t<by_forkserver> p([] { std::_Exit(7); });
-                p.start();
-                p.join();
-                detail::sys::fault_hook = nullptr;
+        int sv[2] = {-1, -1}; // made in the child
+        test::gate go;
+        pid_t pid = child(
+            go, 1,
+            [&] { return ::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0 && ::dup2(sv[0], conn) == conn; },
+            [&] {
                 char c;
-                const bool untouched = ::recv(sv[1], &c, 1, MSG_DONTWAIT) < 0 && errno == EAGAIN &&
-                                       ::fcntl(conn, F_GETFD) >= 0 && detail::forkserver::client().conn != conn;
-                code = p.exitcode() != 7 ? 1 : connects != 1 ? 2 : !untouched ? 5 : 0;
-            } catch (...) {
-            }
-            ::_exit(code);
-        }
+                return ::recv(sv[1], &c, 1, MSG_DONTWAIT) < 0 && errno == EAGAIN && ::fcntl(conn, F_GETFD) >= 0 &&
+                       detail::forkserver::client().conn != conn;
+            });
+        go.release();
         CHECK(exit_code(pid) == 0);
     }
     SECTION("the server has gone: the request is sent again, on a connection to a server of its own") {
         test::gate go;
-        pid_t pid = child(go, 2); // one refused at the old server's address, one to its own
+        pid_t pid = child(go, 2, nothing, nothing); // one refused at the old server's address, one to its own
         pid_t server = kill_forkserver();
         go.release();
         CHECK(exit_code(pid) == 0);
