@@ -437,6 +437,8 @@ struct fake_forkserver {
     pid_t saved_pid = 0, saved_listener = 0;
     bool saved_owned = false;
     int saved_pidfd = -1, saved_alive = -1, saved_conn = -1;
+    dev_t saved_conn_dev = 0;
+    ino_t saved_conn_ino = 0;
 
     template <class Answer>
     explicit fake_forkserver(Answer answer) {
@@ -459,6 +461,8 @@ struct fake_forkserver {
         saved_pidfd = s.pidfd;
         saved_alive = s.alive_w;
         saved_conn = s.conn;
+        saved_conn_dev = s.conn_dev;
+        saved_conn_ino = s.conn_ino;
         s.conn = -1;
         s.addr = addr;
         s.addr_len = len;
@@ -487,6 +491,8 @@ struct fake_forkserver {
         s.alive_w = saved_alive;
         detail::forkserver::drop_connection(s); // the one made to this stand-in
         s.conn = saved_conn;
+        s.conn_dev = saved_conn_dev;
+        s.conn_ino = saved_conn_ino;
     }
 };
 
