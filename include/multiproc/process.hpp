@@ -111,12 +111,12 @@ public:
         detail::join_child(c, std::nullopt);
     }
     /// Waits at most `timeout`, then returns either way: ask is_alive() or exitcode() after
-    /// (Python: Process.join(timeout)). A negative timeout waits not at all.
+    /// (Python: Process.join(timeout)). A negative timeout waits not at all; one too long to
+    /// represent as a deadline (`seconds::max()`, `duration<double>(1e300)`) waits as join().
     template <class Rep, class Period>
     void join(std::chrono::duration<Rep, Period> timeout) {
         auto& c = joinable();
-        auto t = std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout);
-        detail::join_child(c, t < t.zero() ? t.zero() : t);
+        detail::join_child(c, detail::deadline_in(timeout));
     }
 
     /// Sends SIGTERM (Python: Process.terminate()); nothing happens if it has been reaped.
@@ -179,7 +179,7 @@ public:
             status = ended ? "stopped" : "started";
         }
         os << '<' << c.class_name << " name='" << c.name << '\'';
-        if (c.started()) os << " pid=" << c.pid;
+        if (c.started() && !c.closed) os << " pid=" << c.pid; // (close() forgets it, as Python's drops _popen)
         os << " parent=" << c.parent_pid << ' ' << status;
         if (code) {
             os << " exitcode=";

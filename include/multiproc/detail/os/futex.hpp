@@ -102,11 +102,12 @@ struct notifier {
     }
 };
 
-/// A deadline `timeout` from now: a negative timeout is now (as Python treats it), and one
-/// too long to represent, such as `hours::max()`, is none: wait forever.
+/// A deadline `timeout` from now: a negative timeout (or a NaN) is now (as Python treats a
+/// negative one), and one too long to represent, such as `hours::max()`, is none: wait
+/// forever.
 template <class Rep, class Period>
 std::optional<steady::time_point> deadline_in(std::chrono::duration<Rep, Period> timeout) {
-    if (timeout <= timeout.zero()) return steady::now();
+    if (!(timeout > timeout.zero())) return steady::now();
     if (std::chrono::duration<double>(timeout).count() > 3e9) return std::nullopt; // ~95 years
     return steady::now() + std::chrono::ceil<steady::duration>(timeout);
 }

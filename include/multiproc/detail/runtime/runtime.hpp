@@ -380,10 +380,9 @@ inline std::vector<std::shared_ptr<child_record>> reap_children() {
     return alive;
 }
 
-/// Waits for the child to exit, for at most `timeout` if given; reaps it when it has.
-inline void join_child(child_record& c, std::optional<std::chrono::steady_clock::duration> timeout) {
-    std::optional<std::chrono::steady_clock::time_point> deadline;
-    if (timeout) deadline = std::chrono::steady_clock::now() + *timeout;
+/// Waits for the child to exit, until `deadline` if given (detail::deadline_in makes one from
+/// any timeout, saturating); reaps it when it has.
+inline void join_child(child_record& c, std::optional<std::chrono::steady_clock::time_point> deadline) {
     if (wait_child(c, deadline)) forget_finished(rt());
 }
 
