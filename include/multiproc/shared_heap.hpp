@@ -62,6 +62,12 @@ inline std::mutex& attached_mutex() {
     static auto* m = new std::mutex();
     return *m;
 }
+/// fork() takes attached_mutex, so that a child forked while another thread attaches a heap
+/// does not inherit it locked by a thread it does not have. Registered during static
+/// initialisation, before any thread.
+inline void lock_attached() noexcept { attached_mutex().lock(); }
+inline void unlock_attached() noexcept { attached_mutex().unlock(); }
+inline const int attached_fork_handlers = sys::at_fork(lock_attached, unlock_attached, unlock_attached);
 
 /// The heap named `name`, attached on first use here.
 inline segment& find(const std::string& name) {
@@ -100,11 +106,19 @@ public:
     /// os_error (EEXIST) if the name is taken.
     explicit shared_heap(std::size_t size, std::string_view name = {}) : name_(name.empty() ? random_name() : name) {
         if (size < 4096) detail::raise(value_error("multiproc: a shared heap needs at least 4096 bytes"));
+        if (!detail::sys::within_file_size_limit(size)) // (else the segment's ftruncate raises SIGXFSZ)
+            detail::raise(os_error("multiproc: cannot create the shared heap '" + name_ + "' of " + std::to_string(size) +
+                                       " bytes: the file-size limit (RLIMIT_FSIZE, ulimit -f) is lower",
+                                   EFBIG));
         std::shared_ptr<detail::heap::segment> s;
         try {
             s = std::make_shared<detail::heap::segment>(boost::interprocess::create_only, name_.c_str(), size,
                                                         nullptr, boost::interprocess::permissions(0600));
         } catch (const boost::interprocess::interprocess_exception& e) {
+            // Unless the name was taken, it was made here before the size was refused (no
+            // space, no memory): it goes with the failed heap, not left in /dev/shm.
+            if (e.get_error_code() != boost::interprocess::already_exists_error)
+                boost::interprocess::shared_memory_object::remove(name_.c_str());
             detail::raise(os_error("multiproc: cannot create the shared heap '" + name_ + "' (" + e.what() + ")",
                            e.get_native_error() ? e.get_native_error() : EEXIST));
         }

@@ -22,6 +22,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/socket.h>
@@ -242,7 +243,21 @@ inline int prctl(int option, unsigned long arg) noexcept {
     return invoke(call::prctl, [&] { return ::prctl(option, arg, 0UL, 0UL, 0UL); });
 }
 
+/// Whether a file may be `size` bytes long under the process's file-size limit
+/// (RLIMIT_FSIZE, `ulimit -f`). Past it, ftruncate raises SIGXFSZ, whose default action
+/// kills the process: CPython ignores that signal at start-up and gets EFBIG, but a library
+/// may not change a program's signals, so it checks first.
+inline bool within_file_size_limit(std::uint64_t size) noexcept {
+    rlimit r{};
+    return ::getrlimit(RLIMIT_FSIZE, &r) != 0 || r.rlim_cur == RLIM_INFINITY || size <= r.rlim_cur;
+}
+
+/// ftruncate; EFBIG (as with SIGXFSZ ignored) for a size over the file-size limit.
 inline int ftruncate(int fd, off_t size) noexcept {
+    if (size > 0 && !within_file_size_limit(static_cast<std::uint64_t>(size))) {
+        errno = EFBIG;
+        return -1;
+    }
     return retry(call::ftruncate, [&] { return ::ftruncate(fd, size); });
 }
 
