@@ -304,8 +304,10 @@ public:
         if (!empty()) w.put_fd(region_.fd());
     }
     /// Receiving: maps what cross_out sent, after checking that its size is sealed and at
-    /// least what the message says (else `serialization_error`), with its page tables filled
-    /// at once (MAP_POPULATE: cheaper than a fault per page on first touch).
+    /// least what the message says (else `serialization_error`). If the sender wrote every
+    /// page, their page tables are filled at once (MAP_POPULATE: cheaper than a fault per
+    /// page on first touch); pages it never wrote are not made here, so a buffer of a size
+    /// no machine has costs only what the receiver touches (docs/design/queues.md §6a).
     static page_buffer cross_in(crossing_reader& r) {
         page_buffer b;
         const auto size = r.get<std::uint64_t>();
@@ -320,7 +322,8 @@ public:
             detail::raise(serialization_error("multiproc: a page_buffer received is not what its message says (" +
                                               std::to_string(size) + " bytes, a sealed memfd of " +
                                               std::to_string(st.st_size) + ")"));
-        b.region_ = map(std::move(fd), static_cast<std::size_t>(size), MAP_POPULATE);
+        const bool written = static_cast<std::uint64_t>(st.st_blocks) * 512 >= size; // (st_blocks: 512-byte units)
+        b.region_ = map(std::move(fd), static_cast<std::size_t>(size), written ? MAP_POPULATE : 0);
         return b;
     }
 
