@@ -175,6 +175,8 @@ public:
 
     /// Closes this process's end, in every copy of it here (Python: Connection.close()).
     /// The other end sees end of file once every process that held this one has closed it.
+    /// As for a queue, do not close an end while another thread of this process sends or
+    /// receives on it.
     void close() noexcept {
         if (s_) s_->close();
     }

@@ -32,6 +32,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <poll.h>
@@ -121,6 +122,7 @@ public:
         tx_fd_ = -1;
         head_got_ = 0;
         skip_ = 0;
+        rights_cut_ = false;
         body_.clear();
         broken_.reset();
         passed_.clear();
@@ -187,7 +189,10 @@ public:
             detail::raise(value_error("multiproc: recv_handle: descriptors pass only over Unix-domain sockets (a "
                                       "connection from listener/client, or of transport::socketpair); this one is a pipe"));
         if (skip_ != 0 && !discard(true)) detail::raise(eof_error("multiproc: got end of file during message"));
-        if (head_got_ == 0) passed_.clear();
+        if (head_got_ == 0) { // (descriptors of no frame being read: stale)
+            passed_.clear();
+            rights_cut_ = false;
+        }
         if (!fill_head()) detail::raise(eof_error(eof_text()));
         header h;
         std::memcpy(&h, head_, sizeof h);
@@ -198,6 +203,7 @@ public:
             close_reading("received a frame header claiming " + std::to_string(h.length) +
                           " bytes, more than any message can have");
         head_got_ = 0;
+        refuse_if_rights_cut(std::max<std::uint64_t>(sizeof h + h.length, min_frame));
         skip_ = std::max<std::uint64_t>(sizeof h + h.length, min_frame) - min_frame;
         std::vector<sys::unique_fd> out = std::move(passed_);
         passed_.clear();
@@ -235,7 +241,10 @@ public:
               std::span<std::byte> direct = {}, std::uint32_t kind = 0) {
         check_open();
         if (skip_ != 0 && !discard(true)) detail::raise(eof_error("multiproc: got end of file during message"));
-        if (head_got_ == 0) passed_.clear(); // (descriptors of no frame being read: stale)
+        if (head_got_ == 0) { // (descriptors of no frame being read: stale)
+            passed_.clear();
+            rights_cut_ = false;
+        }
         if (!fill_head()) {
             if (head_got_) detail::raise(eof_error(eof_text()));
             return false;
@@ -251,6 +260,7 @@ public:
                           " bytes, more than any message can have");
         const std::uint64_t frame = std::max<std::uint64_t>(sizeof h + h.length, min_frame);
         head_got_ = 0; // the head is taken; what follows is read below or skipped
+        refuse_if_rights_cut(frame);
         if (h.reserved != kind) {
             skip_ = frame - min_frame;
             passed_.clear();
@@ -422,7 +432,19 @@ private:
             sys::fail("read from a connection");
         }
         take_rights(m, passed_);
+        if (m.msg_flags & MSG_CTRUNC) rights_cut_ = true; // (the kernel closed those that did not fit)
         return r;
+    }
+
+    /// Drops the frame just taken if descriptors that came with it were cut off on arrival:
+    /// what it says cannot be read without them.
+    void refuse_if_rights_cut(std::uint64_t frame) {
+        if (!std::exchange(rights_cut_, false)) return;
+        skip_ = frame - min_frame;
+        passed_.clear();
+        detail::raise(os_error("multiproc: the descriptors sent with a message over a connection were cut off as they "
+                               "arrived (this process had no descriptor free for them); the message is dropped",
+                               EMFILE));
     }
 
     /// Reads the frame's first min_frame bytes (every frame has them); false at end of file.
@@ -481,6 +503,7 @@ private:
     message_buffer body_;          // the payload of a frame longer than the head
     std::optional<std::string> broken_; // why the end reads no more
     std::vector<sys::unique_fd> passed_; // descriptors that came with the head being read
+    bool rights_cut_ = false;            // ... some of which the kernel cut off (MSG_CTRUNC)
     int socket_ = -1;                    // whether the end is a socket: 1, 0, or -1 not known yet
 };
 
