@@ -5,6 +5,7 @@
 // works. The limit is lowered in a forked child that reports on a pipe and leaves with _exit,
 // never in the test process. Process limits (RLIMIT_NPROC) bind no root process, so the
 // EAGAIN that fork and posix_spawn then fail with is injected through detail::sys.
+#include "support/limits.hpp"
 #include "support/support.hpp"
 
 #include <multiproc/pipe.hpp>
@@ -16,7 +17,6 @@
 #include <string>
 #include <vector>
 
-#include <dirent.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 
@@ -40,16 +40,6 @@ std::string describe(const std::set<int>& s) {
     return out;
 }
 
-std::set<std::string> shm_entries() {
-    std::set<std::string> out;
-    if (DIR* d = ::opendir("/dev/shm")) {
-        while (dirent* e = ::readdir(d))
-            if (std::string n = e->d_name; n != "." && n != "..") out.insert(n);
-        ::closedir(d);
-    }
-    return out;
-}
-
 /// Any child of this process, running or a zombie: its pid, or 0 if there is none. Needs
 /// no descriptor.
 pid_t any_child() {
@@ -65,14 +55,9 @@ pid_t any_child() {
 template <class Op>
 int under_descriptor_pressure(int report, Op op) {
     auto problem = [&](const std::string& s) { test::write_str(report, s + "\n"); };
-    auto shm_before = shm_entries();
+    auto shm_before = test::shm_entries();
     rlimit old{};
-    ::getrlimit(RLIMIT_NOFILE, &old);
-    rlimit low = old;
-    low.rlim_cur = 128;
-    if (::setrlimit(RLIMIT_NOFILE, &low) != 0) problem("setrlimit failed");
-    std::vector<int> hog;
-    for (int fd; (fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) hog.push_back(fd);
+    std::vector<int> hog = test::fill_descriptor_table(128, old);
     if (errno != EMFILE) problem("filling the descriptor table did not end with EMFILE");
     int refused = 0;
     bool worked = false;
@@ -108,7 +93,7 @@ int under_descriptor_pressure(int report, Op op) {
         problem(std::string("with the limit raised again it fails: ") + e.what());
     }
     if (pid_t c = any_child()) problem("a child is left behind (" + std::to_string(c) + ")");
-    if (shm_entries() != shm_before) problem("/dev/shm has changed");
+    if (test::shm_entries() != shm_before) problem("/dev/shm has changed");
     return refused;
 }
 
