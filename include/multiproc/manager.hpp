@@ -342,6 +342,12 @@ public:
     }
     /// del d[k]: whether it was there.
     bool erase(const K& k) const { return call(with(op::erase, k)).n != 0; }
+    /// d.popitem(): the pair inserted last, removed; index_error if it is empty (Python:
+    /// KeyError).
+    std::pair<K, V> popitem() const {
+        const auto r = call(req(op::popitem));
+        return {detail::mgr::decode_str<S, K>(r.a), detail::mgr::decode_str<S, V>(r.b)};
+    }
     [[nodiscard]] std::size_t size() const { return static_cast<std::size_t>(call(req(op::size)).n); }
     [[nodiscard]] bool empty() const { return size() == 0; }
     void clear() const { call(req(op::clear)); }
@@ -385,7 +391,9 @@ private:
 };
 
 /// A proxy of a list of T on a manager's server (Python: `Manager().list()`). Indexes may
-/// be negative, counting from the end, as in Python; out of range: index_error.
+/// be negative, counting from the end, as in Python; out of range: index_error. Elements
+/// compare by their encoding under S (count, index, remove, contains), as a dict's keys; the
+/// server holds encodings, so there is no sort (sort a copy: to_vector()).
 template <class T, class S = serialize::binary>
 class list_proxy : public detail::mgr::proxy_base {
 
@@ -405,6 +413,19 @@ public:
     void set(std::int64_t i, const T& v) const { call(with(op::set, i, &v)); }
     /// l.pop(i): the element taken (the last by default).
     T pop(std::int64_t i = -1) const { return detail::mgr::decode_str<S, T>(call(with(op::pop, i)).b); }
+    /// l.count(v): how many elements equal `v`.
+    [[nodiscard]] std::size_t count(const T& v) const { return static_cast<std::size_t>(call(with(op::count, 0, &v)).n); }
+    /// l.index(v, start): the first position from `start` (negative: from the end) of an
+    /// element equal to `v`; value_error if there is none (as Python's ValueError).
+    [[nodiscard]] std::size_t index(const T& v, std::int64_t start = 0) const {
+        return static_cast<std::size_t>(call(with(op::find, start, &v)).n);
+    }
+    /// v in l
+    [[nodiscard]] bool contains(const T& v) const { return count(v) != 0; }
+    /// l.remove(v): removes the first element equal to `v`; value_error if there is none.
+    void remove(const T& v) const { call(with(op::remove, 0, &v)); }
+    /// l.reverse(), in place on the server (one call: no other call sees it half done).
+    void reverse() const { call(req(op::reverse)); }
     [[nodiscard]] std::size_t size() const { return static_cast<std::size_t>(call(req(op::size)).n); }
     [[nodiscard]] bool empty() const { return size() == 0; }
     void clear() const { call(req(op::clear)); }
@@ -475,6 +496,8 @@ public:
     T get_nowait() const { return get(std::chrono::duration<double>(0)); }
     [[nodiscard]] std::size_t qsize() const { return static_cast<std::size_t>(call(request(op::size, kind, type())).n); }
     [[nodiscard]] bool empty() const { return qsize() == 0; }
+    /// Whether it holds maxsize items (never, if it has no bound).
+    [[nodiscard]] bool full() const { return call(request(op::is_full, kind, type())).n != 0; }
 
     static const std::string& type() { return detail::mgr::type_text<queue_proxy, T>("queue"); }
     static constexpr detail::mgr::kind kind = detail::mgr::kind::queue;
@@ -885,7 +908,7 @@ public:
     dict_proxy<K, V, S> dict(const std::string& name = {}) const {
         return make<dict_proxy<K, V, S>>(name);
     }
-    /// A new list, or the one named `name`, with `initial` elements if it is new (Python: list()).
+    /// A new empty list, or the one named `name` (Python: list()).
     template <class T, class S = serialize::binary>
     list_proxy<T, S> list(const std::string& name = {}) const {
         return make<list_proxy<T, S>>(name);

@@ -81,6 +81,49 @@ TEMPLATE_TEST_CASE("a manager's dict, list, value and queue, used here and by a 
     CHECK(d.empty());
 }
 
+TEST_CASE("a manager's list counts, finds, removes and reverses on the server; a dict pops its last item; a "
+          "queue says when it is full",
+          "[manager]") {
+    basic_manager<> m;
+    auto l = m.list<std::string>();
+    l.extend(std::vector<std::string>{"a", "b", "a", "c", "a"});
+    CHECK(l.count("a") == 3);
+    CHECK(l.count("z") == 0);
+    CHECK(l.contains("c"));
+    CHECK_FALSE(l.contains("z"));
+    CHECK(l.index("a") == 0);
+    CHECK(l.index("a", 1) == 2);
+    CHECK(l.index("a", -1) == 4);  // (from the end, as Python)
+    CHECK(l.index("b", -99) == 1); // (a start before the beginning clamps to it)
+    CHECK_THROWS_AS(l.index("b", 2), value_error);
+    CHECK_THROWS_AS(l.index("a", 99), value_error);
+    l.remove("a"); // the first one only
+    CHECK(l.to_vector() == std::vector<std::string>{"b", "a", "c", "a"});
+    CHECK_THROWS_AS(l.remove("z"), value_error);
+    l.reverse();
+    CHECK(l.to_vector() == std::vector<std::string>{"a", "c", "a", "b"});
+
+    auto d = m.dict<std::string, int>();
+    CHECK_THROWS_AS(d.popitem(), index_error); // (Python: KeyError)
+    d.set("x", 1);
+    d.set("y", 2);
+    d.set("x", 3); // (replaced in place: "y" is still the last inserted)
+    CHECK(d.popitem() == std::pair<std::string, int>{"y", 2});
+    CHECK(d.popitem() == std::pair<std::string, int>{"x", 3});
+    CHECK(d.empty());
+
+    auto q = m.queue<int>(2);
+    CHECK_FALSE(q.full());
+    q.put(1);
+    q.put(2);
+    CHECK(q.full());
+    CHECK(q.get() == 1);
+    CHECK_FALSE(q.full());
+    auto unbounded = m.queue<int>();
+    for (int i = 0; i < 100; ++i) unbounded.put(i);
+    CHECK_FALSE(unbounded.full());
+}
+
 TEMPLATE_TEST_CASE("a manager's lock makes increments by four processes exact, and a semaphore and an event work",
                    "[manager]", START_METHODS) {
     test::warm_up<TestType>();

@@ -88,6 +88,12 @@ enum class op : std::uint8_t {
     shm_release, // b = a name the server made: it unlinks it now
     user_call,  // create with kind user: a = the constructor's identifier, b = its arguments;
                 // user_call: a = the member function's identifier, b = its arguments -> b
+    count,      // list: b -> n = how many elements equal it
+    find,       // list: b, n = where to start -> n = the first index of an element equal to it
+    remove,     // list: b: the first element equal to it
+    reverse,    // list
+    popitem,    // dict -> a = key, b = value of the last inserted, removed
+    is_full,    // queue -> n = whether it holds maxsize items
 };
 
 /// One message, either way (the serializer of the proxies encodes it).
@@ -293,6 +299,13 @@ private:
                 o.index.erase(found);
                 return r;
             case op::contains: r.n = found != o.index.end(); return r;
+            case op::popitem: // (the last inserted, as Python's: LIFO)
+                if (o.items.empty()) return fail(status::missing, "popitem(): dictionary is empty");
+                r.a = std::move(o.items.back().first);
+                r.b = std::move(o.items.back().second);
+                o.index.erase(r.a);
+                o.items.pop_back();
+                return r;
             case op::size: r.n = static_cast<std::int64_t>(o.items.size()); return r;
             case op::clear:
                 o.items.clear();
@@ -341,6 +354,23 @@ private:
             case op::size: r.n = static_cast<std::int64_t>(e.size()); return r;
             case op::clear: e.clear(); return r;
             case op::values: r.values = e; return r;
+            case op::count: r.n = static_cast<std::int64_t>(std::count(e.begin(), e.end(), q.b)); return r;
+            case op::find: {
+                // As Python's list.index(x, start): a start before either end clamps to it.
+                const auto n = static_cast<std::int64_t>(e.size());
+                const std::int64_t from = q.n < 0 ? std::max<std::int64_t>(0, q.n + n) : std::min(q.n, n);
+                const auto it = std::find(e.begin() + from, e.end(), q.b);
+                if (it == e.end()) return fail(status::bad, "list.index(x): x not in list");
+                r.n = it - e.begin();
+                return r;
+            }
+            case op::remove: {
+                const auto it = std::find(e.begin(), e.end(), q.b);
+                if (it == e.end()) return fail(status::bad, "list.remove(x): x not in list");
+                e.erase(it);
+                return r;
+            }
+            case op::reverse: std::reverse(e.begin(), e.end()); return r;
             default: return fail(status::bad, "not an operation of a list");
         }
     }
@@ -372,6 +402,7 @@ private:
                 o.cv.notify_all();
                 return r;
             case op::size: r.n = static_cast<std::int64_t>(o.queue.size()); return r;
+            case op::is_full: r.n = o.maxsize > 0 && static_cast<std::int64_t>(o.queue.size()) >= o.maxsize; return r;
             default: return fail(status::bad, "not an operation of a queue");
         }
     }
