@@ -81,7 +81,7 @@ TEMPLATE_TEST_CASE("a manager's dict, list, value and queue, used here and by a 
     CHECK(d.empty());
 }
 
-TEST_CASE("a manager's list counts, finds, removes and reverses on the server; a dict pops its last item; a "
+TEST_CASE("a manager's list counts, finds, removes and reverses on the server, a dict pops its last item, and a "
           "queue says when it is full",
           "[manager]") {
     basic_manager<> m;
