@@ -272,18 +272,21 @@ private:
         "multiproc: end of file: every other holder of the connection has closed it";
     [[noreturn]] static void raise_eof() { detail::raise(eof_error(eof_message)); }
 
+    // A closed end, and a direction the end does not have, are os_error EBADF, as CPython's
+    // Connection raises OSError for them (its queues raise ValueError when closed, and so do
+    // ours).
     end_t& open_end() const {
-        if (closed()) detail::raise(value_error("multiproc: handle is closed"));
+        if (closed()) detail::raise(os_error("multiproc: handle is closed", EBADF));
         return s_->end;
     }
     end_t& receiver() const {
         auto& e = open_end();
-        if (!e.can_recv()) detail::raise(value_error("multiproc: connection is write-only"));
+        if (!e.can_recv()) detail::raise(os_error("multiproc: connection is write-only", EBADF));
         return e;
     }
     end_t& sender() const {
         auto& e = open_end();
-        if (!e.can_send()) detail::raise(value_error("multiproc: connection is read-only"));
+        if (!e.can_send()) detail::raise(os_error("multiproc: connection is read-only", EBADF));
         return e;
     }
 
