@@ -200,7 +200,7 @@ public:
     /// argument too, so that the child holds only what it was given.
     /// Crossing into a start::spawn or start::forkserver child, as a process argument: the
     /// child gets this end (its descriptors travel with SCM_RIGHTS) and nothing of its peer;
-    /// `value_error` if this end is closed.
+    /// `os_error` EBADF if this end is closed.
     void cross_out(crossing_writer& w) const { open_end().cross_out(w); }
     /// In the child: the end cross_out sent.
     static basic_connection cross_in(crossing_reader& r) {
