@@ -690,6 +690,22 @@ int recv_byte(int sock) {
     return fd;
 }
 
+// All `n` bytes of the file `fd` from its start into `p` (pread), or from `p` (pwrite).
+void pread_full(int fd, char* p, std::size_t n) {
+    for (std::size_t at = 0; at < n;) {
+        const ssize_t k = ::pread(fd, p + at, n - at, static_cast<off_t>(at));
+        if (k <= 0) die("pread");
+        at += static_cast<std::size_t>(k);
+    }
+}
+void pwrite_full(int fd, const char* p, std::size_t n) {
+    for (std::size_t at = 0; at < n;) {
+        const ssize_t k = ::pwrite(fd, p + at, n - at, static_cast<off_t>(at));
+        if (k <= 0) die("pwrite");
+        at += static_cast<std::size_t>(k);
+    }
+}
+
 // The stream a large transfer goes over: a stream socket pair with 4 MiB buffers (as
 // multiproc's socketpair transport), or a pipe.
 void open_stream(int fds[2], bool socket) {
@@ -739,11 +755,7 @@ void fig_transfer(long mib, const std::string& variant) {
             [&](std::vector<char>& in) {
                 int fd = recv_byte(fds[0]);
                 if (fd < 0) die("no memfd");
-                for (std::size_t at = 0; at < n;) {
-                    ssize_t k = ::pread(fd, in.data() + at, n - at, static_cast<off_t>(at));
-                    if (k <= 0) die("pread");
-                    at += static_cast<std::size_t>(k);
-                }
+                pread_full(fd, in.data(), n);
                 ::close(fd);
             });
     } else if (variant == "memfd-kept") {
@@ -819,11 +831,7 @@ void fig_transfer_run(long mib, long count, const std::string& variant) {
             if (mapped) {
                 std::memcpy(map[k], buf.data(), n);
             } else {
-                for (std::size_t at = 0; at < n;) {
-                    ssize_t w = ::pwrite(region[k], buf.data() + at, n - at, static_cast<off_t>(at));
-                    if (w <= 0) die("pwrite");
-                    at += static_cast<std::size_t>(w);
-                }
+                pwrite_full(region[k], buf.data(), n);
             }
             send_byte(fds[1], i < 2 ? region[k] : -1);
         }
@@ -852,11 +860,7 @@ void fig_transfer_run(long mib, long count, const std::string& variant) {
             if (mapped) {
                 std::memcpy(in.data(), map[k], n);
             } else {
-                for (std::size_t at = 0; at < n;) {
-                    ssize_t r = ::pread(region[k], in.data() + at, n - at, static_cast<off_t>(at));
-                    if (r <= 0) die("pread");
-                    at += static_cast<std::size_t>(r);
-                }
+                pread_full(region[k], in.data(), n);
             }
             if (i + 2 < count) send_byte(fds[0], -1); // (given back: the sender writes it again)
         }

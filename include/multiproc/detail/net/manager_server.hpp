@@ -266,6 +266,13 @@ private:
         return true;
     }
 
+    /// Index `i` of a list of `size` as Python's insert and index(x, start) take it: negative
+    /// counts from the end, and one past either end clamps to it.
+    static std::size_t clamped_index(std::int64_t i, std::size_t size) {
+        const auto n = static_cast<std::int64_t>(size);
+        return static_cast<std::size_t>(i < 0 ? std::max<std::int64_t>(0, i + n) : std::min(i, n));
+    }
+
     static wire dict_op(object& o, const wire& q) {
         wire r;
         auto found = o.index.find(q.a);
@@ -344,21 +351,15 @@ private:
                 return r;
             case op::append: e.push_back(q.b); return r;
             case op::extend: e.insert(e.end(), q.values.begin(), q.values.end()); return r;
-            case op::insert: {
-                // As Python's list.insert: an index past either end clamps to it.
-                auto n = static_cast<std::int64_t>(e.size());
-                std::int64_t i = q.n < 0 ? std::max<std::int64_t>(0, q.n + n) : std::min(q.n, n);
-                e.insert(e.begin() + i, q.b);
+            case op::insert:
+                e.insert(e.begin() + static_cast<std::ptrdiff_t>(clamped_index(q.n, e.size())), q.b);
                 return r;
-            }
             case op::size: r.n = static_cast<std::int64_t>(e.size()); return r;
             case op::clear: e.clear(); return r;
             case op::values: r.values = e; return r;
             case op::count: r.n = static_cast<std::int64_t>(std::count(e.begin(), e.end(), q.b)); return r;
             case op::find: {
-                // As Python's list.index(x, start): a start before either end clamps to it.
-                const auto n = static_cast<std::int64_t>(e.size());
-                const std::int64_t from = q.n < 0 ? std::max<std::int64_t>(0, q.n + n) : std::min(q.n, n);
+                const auto from = static_cast<std::ptrdiff_t>(clamped_index(q.n, e.size()));
                 const auto it = std::find(e.begin() + from, e.end(), q.b);
                 if (it == e.end()) return fail(status::bad, "list.index(x): x not in list");
                 r.n = it - e.begin();
