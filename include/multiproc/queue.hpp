@@ -115,14 +115,17 @@ public:
     /// resource sharer (detail/net/resource_sharer.hpp).
     static constexpr bool shares_descriptors = crosses_with_descriptors<T, serializer>;
 
-    /// Whether no message is in the queue (Python: Queue.empty()).
-    [[nodiscard]] bool empty() const { return core().qsize() == 0; }
+    /// Whether no message is in the queue (Python: Queue.empty()). Once this process closed
+    /// the queue: `os_error` EBADF "handle is closed", as Python's (whose `empty()` asks the
+    /// queue's pipe, closed by then; it still answers for a queue never put on here, whose
+    /// close() closes nothing).
+    [[nodiscard]] bool empty() const { return core_or(closed_os_error).qsize() == 0; }
 
     /// Releases this process's hold on the queue (its descriptors and mapping), for every
-    /// copy of it here; put and get then raise `value_error`. Other processes, and messages
-    /// already put, are unaffected (Python: Queue.close()). Closing twice is harmless; do
-    /// not close a queue while another thread of this process uses it (a `wait()` on it
-    /// counts as using it).
+    /// copy of it here; put and get then raise `value_error` (a simple_queue: `os_error`
+    /// EBADF, as Python's). Other processes, and messages already put, are unaffected
+    /// (Python: Queue.close()). Closing twice is harmless; do not close a queue while another
+    /// thread of this process uses it (a `wait()` on it counts as using it).
     void close() noexcept {
         if (s_) s_->reset();
     }
@@ -142,14 +145,25 @@ public:
 protected:
     using core_t = queue_core<typename transport::queue_channel>;
 
-    queue_handle(std::ptrdiff_t maxsize, std::size_t buffer) : s_(std::make_shared<std::optional<core_t>>()) {
+    /// `simple`: a simple_queue, whose uses once closed fail as Python's SimpleQueue's.
+    queue_handle(std::ptrdiff_t maxsize, std::size_t buffer, bool simple)
+        : s_(std::make_shared<std::optional<core_t>>()), simple_(simple) {
         s_->emplace(maxsize > 0 ? maxsize : 0, buffer);
     }
     /// In a child: the queue cross_out sent.
-    explicit queue_handle(crossing_reader& r) : s_(std::make_shared<std::optional<core_t>>(core_t::cross_in(r))) {}
+    queue_handle(crossing_reader& r, bool simple)
+        : s_(std::make_shared<std::optional<core_t>>(core_t::cross_in(r))), simple_(simple) {}
 
-    core_t& core() const {
-        if (!*s_) detail::raise(value_error("Queue is closed"));
+    /// How a use of a closed queue fails: as Python's Queue (ValueError "Queue is closed")
+    /// or as its SimpleQueue, and Queue.empty(), which reach a closed pipe end (OSError).
+    enum closed_as : bool { closed_value_error, closed_os_error };
+
+    core_t& core() const { return core_or(simple_ ? closed_os_error : closed_value_error); }
+    core_t& core_or(closed_as how) const {
+        if (!*s_) {
+            if (how == closed_os_error) detail::raise(os_error("multiproc: handle is closed", EBADF));
+            detail::raise(value_error("Queue is closed"));
+        }
         return **s_;
     }
 
@@ -320,6 +334,7 @@ protected:
     }
 
     std::shared_ptr<std::optional<core_t>> s_; // shared by the copies in this process
+    bool simple_;
 };
 
 } // namespace detail
@@ -337,7 +352,7 @@ public:
     /// A queue holding at most `maxsize` messages (<= 0: no limit, as in Python). `buffer`
     /// sizes the transport's buffer in bytes (0: its default). An unbounded queue's put
     /// still waits while that buffer is full.
-    explicit basic_queue(std::ptrdiff_t maxsize = 0, std::size_t buffer = 0) : base(maxsize, buffer) {}
+    explicit basic_queue(std::ptrdiff_t maxsize = 0, std::size_t buffer = 0) : base(maxsize, buffer, false) {}
 
     /// Puts `v`, waiting for room as long as it takes (Python: Queue.put(obj)).
     void put(const T& v) { this->put_until(v, std::nullopt); }
@@ -457,7 +472,7 @@ public:
     static basic_queue cross_in(crossing_reader& r) { return basic_queue(r); }
 
 protected:
-    explicit basic_queue(crossing_reader& r) : base(r) {}
+    explicit basic_queue(crossing_reader& r) : base(r, false) {}
 };
 
 /// A queue that also counts unfinished tasks (Python: multiprocessing.JoinableQueue): each
@@ -488,7 +503,7 @@ class basic_simple_queue : public detail::queue_handle<T, Ps...> {
 
 public:
     /// An empty queue; `buffer` sizes the transport's buffer in bytes (0: its default).
-    explicit basic_simple_queue(std::size_t buffer = 0) : base(0, buffer) {}
+    explicit basic_simple_queue(std::size_t buffer = 0) : base(0, buffer, true) {}
 
     /// Puts `v`, waiting while the transport's buffer is full (Python: SimpleQueue.put()).
     void put(const T& v) { this->put_until(v, std::nullopt); }
@@ -499,7 +514,7 @@ public:
     static basic_simple_queue cross_in(crossing_reader& r) { return basic_simple_queue(r); }
 
 private:
-    explicit basic_simple_queue(crossing_reader& r) : base(r) {}
+    explicit basic_simple_queue(crossing_reader& r) : base(r, true) {}
 };
 
 MULTIPROC_ABI_END } // namespace multiproc

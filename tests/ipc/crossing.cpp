@@ -7,6 +7,7 @@
 #include <multiproc/pipe.hpp>
 #include <multiproc/queue.hpp>
 
+#include <cerrno>
 #include <cctype>
 #include <cstddef>
 #include <cstring>
@@ -132,6 +133,16 @@ TEMPLATE_TEST_CASE("a closed queue or pipe end cannot cross: start() says so", "
     q.close();
     auto p = test::process_t<TestType>([](queue<int>) {}, q);
     CHECK_THROWS_WITH(p.start(), Catch::Contains("Queue is closed"));
+    simple_queue<int> sq;
+    sq.close();
+    auto ps = test::process_t<TestType>([](simple_queue<int>) {}, sq);
+    try { // os_error, as its uses: Python's SimpleQueue is its pipe ends
+        ps.start();
+        FAIL("a closed simple_queue crossed");
+    } catch (const os_error& e) {
+        CHECK(e.code().value() == EBADF);
+        CHECK_THAT(e.what(), Catch::Contains("handle is closed"));
+    }
     auto [a, b] = pipe<int>();
     b.close();
     auto p2 = test::process_t<TestType>([](connection<int>) {}, b);

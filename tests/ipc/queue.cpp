@@ -6,6 +6,9 @@
 
 #include <multiproc/queue.hpp>
 
+#include <cerrno>
+#include <string>
+
 using namespace multiproc;
 using namespace std::chrono_literals;
 
@@ -252,7 +255,16 @@ TEMPLATE_LIST_TEST_CASE("qsize counts exactly, and a closed queue refuses put an
         q.close(); // harmless
         CHECK_THROWS_WITH(q.put(1), "Queue is closed");
         CHECK_THROWS_WITH(q.get(), "Queue is closed");
+        CHECK_THROWS_AS(q.get(), value_error);
         CHECK_THROWS_AS(copy.qsize(), value_error); // copies in this process are the same queue
+        // empty() asks the closed handle, as Python's Queue.empty() polls its closed pipe
+        try {
+            (void)copy.empty();
+            FAIL("empty() of a closed queue returned");
+        } catch (const os_error& e) {
+            CHECK(e.code().value() == EBADF);
+            CHECK(std::string(e.what()).starts_with("multiproc: handle is closed"));
+        }
     });
 }
 
@@ -344,8 +356,20 @@ TEMPLATE_LIST_TEST_CASE("simple_queue: put, get, empty and close", "[queue][simp
         p.join();
         CHECK(q.empty());
         CHECK(p.exitcode() == 0);
+        auto copy = q;
         q.close();
-        CHECK_THROWS_AS(q.put(test::point{}), value_error);
+        q.close(); // harmless, as Python's
+        // Python's SimpleQueue uses its closed pipe ends: OSError "handle is closed"
+        for (auto use : {+[](Q& x) { x.put(test::point{}); }, +[](Q& x) { (void)x.get(); },
+                         +[](Q& x) { (void)x.empty(); }}) {
+            try {
+                use(copy);
+                FAIL("a use of a closed simple_queue returned");
+            } catch (const os_error& e) {
+                CHECK(e.code().value() == EBADF);
+                CHECK(std::string(e.what()).starts_with("multiproc: handle is closed"));
+            }
+        }
     });
 }
 
