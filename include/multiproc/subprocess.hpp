@@ -260,7 +260,10 @@ private:
 };
 
 /// posix_spawn attributes restoring SIGPIPE and SIGXFSZ to their default action, which a
-/// parent may ignore but a program expects (Python: restore_signals=True).
+/// parent may ignore but a program expects (Python: restore_signals=True), and SIGINT where
+/// the library made the parent ignore it (a pool worker: sys::sigint_ignored_by_library),
+/// so that Ctrl-C ends a program a task runs, as it would under CPython, whose workers
+/// keep SIGINT.
 class spawn_attributes {
 public:
     spawn_attributes() {
@@ -269,6 +272,7 @@ public:
         ::sigemptyset(&defaults);
         ::sigaddset(&defaults, SIGPIPE);
         ::sigaddset(&defaults, SIGXFSZ);
+        if (sys::sigint_ignored_by_library()) ::sigaddset(&defaults, SIGINT);
         check(::posix_spawnattr_setsigdefault(&attr_, &defaults));
         check(::posix_spawnattr_setflags(&attr_, POSIX_SPAWN_SETSIGDEF));
     }
@@ -416,29 +420,33 @@ private:
         in_.reset();
         out_.reset();
         err_.reset();
-        if (pid_ > 0 && !returncode_ && owner_ == ::getpid()) {
-            // Unreaped, so the pid cannot have been reused: kill and reap it.
-            (void)sys::kill(pid_, SIGKILL);
-            (void)sys::waitpid(pid_, nullptr, 0);
+        if (pid_ > 0 && !returncode_ && owner_ == ::getpid() && pidfd_) {
+            // Through the pidfd, never the pid: a SIGCHLD handler or SIG_IGN may have reaped
+            // the child already, and its pid may be another process's now.
+            (void)sys::pidfd_send_signal(pidfd_.get(), SIGKILL);
+            siginfo_t info;
+            (void)sys::waitid_pidfd(pidfd_.get(), &info, 0);
         }
         pidfd_.reset();
         pid_ = 0;
     }
 
-    /// Reaps the child if it has ended (waiting for that if `block`); true once reaped.
+    /// Reaps the child if it has ended (waiting for that if `block`); true once reaped. A
+    /// child whose status something else took (SIGCHLD ignored, or reaped by a handler of
+    /// the program's) has ended with return code 0, as CPython's Popen says.
     bool reap(bool block) {
         if (returncode_) return true;
-        int status = 0;
-        pid_t r = detail::sys::waitpid(pid_, &status, block ? 0 : WNOHANG);
-        if (r == pid_) {
-            returncode_ = multiproc::detail::decode_wait_status(status);
-            pidfd_.reset();
-            return true;
+        siginfo_t info;
+        if (detail::sys::waitid_pidfd(pidfd_.get(), &info, block ? 0 : WNOHANG) == 0) {
+            if (info.si_pid == 0) return false; // (running)
+            returncode_ = multiproc::detail::decode_wait_info(info);
+        } else if (errno == ECHILD) {
+            returncode_ = 0;
+        } else {
+            detail::sys::fail("waitid for " + describe());
         }
-        if (r < 0)
-            detail::sys::fail("waitpid for " + describe() +
-                              " failed (did something else reap it, or set SIGCHLD to SIG_IGN?)");
-        return false;
+        pidfd_.reset();
+        return true;
     }
 
     /// Waits for the child until `deadline`; true once it is reaped.
@@ -693,15 +701,16 @@ inline void popen::launch(const options& o) {
         sys::fail("cannot run " + detail::python_repr(program), e);
     }
     int pidfd = sys::pidfd_open(pid);
-    if (pidfd < 0) {
+    if (pidfd < 0 && errno != ESRCH) {
         int e = errno;
-        (void)sys::kill(pid, SIGKILL);
+        (void)sys::kill(pid, SIGKILL); // (not reaped: ESRCH would say so, so the pid is still the child's)
         (void)sys::waitpid(pid, nullptr, 0);
         sys::fail("pidfd_open for " + detail::python_repr(args_) + " (pid " + std::to_string(pid) + ")", e);
     }
     pid_ = pid;
     owner_ = ::getpid();
     text_ = o.text;
+    if (pidfd < 0) returncode_ = 0; // ESRCH: ended and already reaped by the program (see reap)
     pidfd_.reset(pidfd);
     in_ = std::move(parent_end[0]);
     out_ = std::move(parent_end[1]);

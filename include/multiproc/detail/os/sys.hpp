@@ -368,6 +368,22 @@ inline int set_signal_disposition(int sig, void (*handler)(int)) noexcept {
     return invoke(call::sigaction, [&] { return ::sigaction(sig, &sa, nullptr); });
 }
 
+/// Whether this process ignores SIGINT because the library set it so: a pool worker's (or an
+/// MPI rank's worker's), whose Ctrl-C is for the parent to act on. Programs such a process
+/// runs (subprocess) get SIGINT's default action back, as from a process that never
+/// ignored it, so that Ctrl-C reaches them too.
+inline bool& sigint_ignored_by_library() noexcept {
+    static bool ignored = false;
+    return ignored;
+}
+
+/// Ignores SIGINT in a worker of the library (see sigint_ignored_by_library); 0 or -1.
+inline int ignore_sigint_in_worker() noexcept {
+    const int r = set_signal_disposition(SIGINT, SIG_IGN);
+    if (r == 0) sigint_ignored_by_library() = true;
+    return r;
+}
+
 /// The current action for `sig` (disposition and flags); 0 or -1.
 inline int signal_action(int sig, struct sigaction* out) noexcept {
     return invoke(call::sigaction, [&] { return ::sigaction(sig, nullptr, out); });

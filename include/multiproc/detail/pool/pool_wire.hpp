@@ -808,7 +808,7 @@ int serve_tasks(const worker_boot& b, Run&& run) {
 /// (it dies of it by default, and takes the workers with it). SIGTERM gets its default action.
 inline int worker_main(const worker_boot& b) {
     if (!b.in_thread) { // (a thread leaves the process's signals and descriptors alone)
-        (void)sys::set_signal_disposition(SIGINT, SIG_IGN);
+        (void)sys::ignore_sigint_in_worker();
         (void)sys::set_signal_disposition(SIGTERM, SIG_DFL); // terminate() must end it, whatever the parent set
         // A forked worker starts with SIGTERM blocked (pool_core::start_worker), so that one
         // sent before this point waits for the default action instead of running a handler

@@ -337,7 +337,7 @@ inline std::span<const std::byte> bytes_of(const byte_buffer& b) noexcept { retu
 /// then tasks, each answered, until msg_close. Ctrl-C is for rank 0 to act on, as in a pool
 /// worker; SIGTERM ends it.
 inline void local_worker_main(local_link link, progress_cell cell, std::string host, int rank, int size) {
-    (void)sys::set_signal_disposition(SIGINT, SIG_IGN);
+    (void)sys::ignore_sigint_in_worker();
     job().served_rank = rank; // (what mpi_rank() says in its tasks)
     job().size = size;
     worker_boot b;
