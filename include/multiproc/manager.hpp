@@ -33,6 +33,7 @@
 #include <boost/hana/string.hpp>
 #include <boost/hana/tuple.hpp>
 
+#include <cstdlib>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -149,26 +150,54 @@ inline wire call(const std::string& at, const wire& q, const std::optional<std::
     }
 }
 
-/// How long a client may take over the authentication exchange before the server drops it.
+/// `text` without `suffix` at its end (an os_error's what() without the words of its errno,
+/// which the os_error raised again from it adds back).
+inline std::string without_suffix(std::string text, const std::string& suffix) {
+    if (text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0)
+        text.resize(text.size() - suffix.size());
+    return text;
+}
+
+/// How long a client may take over the whole authentication exchange before the server
+/// drops it.
 inline constexpr std::chrono::seconds auth_deadline{30};
 
-/// The exchange's messages on a connection, each awaited at most auth_deadline: a client
-/// that connects and says nothing is dropped (authentication_error) rather than kept.
+/// The exchange's messages on a connection, all of them by one deadline, inside a frame
+/// too: a client that connects and says nothing, or starts a message and stops, is dropped
+/// (authentication_error) rather than kept.
 template <class End>
 struct timed_auth_channel : auth_channel<End> {
+    steady::time_point deadline;
     std::string recv() {
-        if (this->end.wait(steady::now() + auth_deadline) == frame_status::timeout)
-            auth::fail("the client did not answer within " + std::to_string(auth_deadline.count()) + " s");
-        return auth_channel<End>::recv();
+        if (this->end.wait(deadline) == frame_status::timeout) late();
+        MULTIPROC_TRY {
+            return auth_channel<End>::recv();
+        } MULTIPROC_CATCH(const timeout_error&, unnamed_) {
+            late();
+        }
+    }
+    [[noreturn]] static void late() {
+        auth::fail("the client did not finish it within " + std::to_string(auth_deadline.count()) + " s");
     }
 };
 
-/// The server's side of the exchange on `c`, as listener::accept runs it.
+/// The server's side of the exchange on `c`, as listener::accept runs it. The end's
+/// receives stay bounded by the exchange's deadline only while it runs.
 inline void authenticate(link_t& c, const std::string& key) {
     auto& end = connection_access::end(c);
-    timed_auth_channel<std::remove_reference_t<decltype(end)>> ch{{end}};
+    const auto deadline = steady::now() + auth_deadline;
+    end.read_deadline(deadline);
+    timed_auth_channel<std::remove_reference_t<decltype(end)>> ch{{end}, deadline};
     auth::deliver(ch, key);
     auth::answer(ch, key);
+    end.read_deadline(std::nullopt);
+}
+
+/// Whether the peer of the connected socket `fd` has hung up (its process ended), without
+/// waiting: a manager's waiting call asks before it takes what it waited for.
+inline bool hung_up(int fd) noexcept {
+    pollfd p{fd, POLLRDHUP, 0};
+    return sys::poll_until(&p, 1, steady::time_point{}, false) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
 
 /// Serves the manager's objects on `l` (a listener without authkey) until a shutdown
@@ -202,7 +231,7 @@ inline void authenticate(link_t& c, const std::string& key) {
                         }
                         wire r;
                         MULTIPROC_TRY {
-                            r = s->call(q, id);
+                            r = s->call(q, id, [&c] { return hung_up(c.fileno()); }); // (client_gone: ends the thread)
                         } MULTIPROC_CATCH(const std::exception&, e) {
                             r.code = static_cast<std::uint8_t>(status::bad);
                             r.a = std::string("the server failed: ") + e.what();
@@ -824,8 +853,12 @@ public:
                 std::optional<basic_listener<detail::mgr::wire>> l;
                 MULTIPROC_TRY {
                     l.emplace(at.empty() ? std::nullopt : std::optional<multiproc::address>(multiproc::address::parse(at)), 64);
-                } MULTIPROC_CATCH(const std::exception&, e) {
-                    report.send(std::string("!") + e.what());
+                } MULTIPROC_CATCH(const os_error&, e) { // "!errno text": the parent raises the same error
+                    report.send("!" + std::to_string(e.code().value()) + " " +
+                                detail::mgr::without_suffix(e.what(), ": " + e.code().message()));
+                    std::_Exit(1);
+                } MULTIPROC_CATCH(const std::exception&, e) { // (an address the listener refuses)
+                    report.send(std::string("!0 ") + e.what());
                     std::_Exit(1);
                 }
                 report.send(l->address().to_string());
@@ -845,7 +878,12 @@ public:
         }
         if (!got.empty() && got.front() == '!') {
             server_->join();
-            detail::raise(os_error("multiproc: the manager's server could not listen: " + got.substr(1), EADDRNOTAVAIL));
+            const auto space = got.find(' ');
+            const int errnum = std::atoi(got.c_str() + 1);
+            const std::string why = "multiproc: the manager's server could not listen: " +
+                                    (space == std::string::npos ? std::string() : got.substr(space + 1));
+            if (errnum > 0) detail::raise(os_error(why, errnum));
+            detail::raise(value_error(why));
         }
         address_ = got;
         detail::mgr::remember_key(address_, key_);
@@ -926,8 +964,10 @@ public:
     }
     lock_proxy lock(const std::string& name = {}) const { return make<lock_proxy>(name); }
     rlock_proxy rlock(const std::string& name = {}) const { return make<rlock_proxy>(name); }
-    /// A semaphore of value `value` (Python: Semaphore(value)).
+    /// A semaphore of value `value` (Python: Semaphore(value)); `value_error` if it is
+    /// negative.
     semaphore_proxy semaphore(std::int64_t value = 1, const std::string& name = {}) const {
+        if (value < 0) detail::raise(value_error("multiproc: semaphore initial value must be >= 0"));
         return make<semaphore_proxy>(name, {}, value);
     }
     event_proxy event(const std::string& name = {}) const { return make<event_proxy>(name); }
@@ -1019,7 +1059,7 @@ private:
     std::string make_segment(std::size_t size) const {
         detail::mgr::wire q;
         q.code = static_cast<std::uint8_t>(detail::mgr::op::shm_create);
-        q.n = static_cast<std::int64_t>(size);
+        q.n = static_cast<std::int64_t>(detail::checked_segment_size(size)); // (one past off_t's range would wrap)
         return this->call_server(q).b;
     }
 };

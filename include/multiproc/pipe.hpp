@@ -89,8 +89,10 @@ public:
     /// other holder of the other end has closed it (Python: Connection.recv()). It reads
     /// that message and nothing after it, so an end can be read by one process after
     /// another. Bytes that are not a message (a corrupt or forged frame header) raise
-    /// `serialization_error` naming what was wrong, and close the end for reading: later
-    /// receives raise the same error instead of reading from the middle of a frame.
+    /// `serialization_error` naming what was wrong, as soon as the bytes that show it are in
+    /// (a few bytes of another program are not waited on as the start of a frame), and close
+    /// the end for reading: later receives raise the same error instead of reading from the
+    /// middle of a frame.
     T recv() {
         if constexpr (detail::crosses_with_descriptors<T, serializer>) {
             std::optional<T> out;

@@ -42,6 +42,23 @@
 
 namespace multiproc { MULTIPROC_ABI_BEGIN
 
+namespace detail {
+/// Python's checks on a segment's `size` (negative first, whether or not creating), by
+/// value, so a negative signed argument is never wrapped into a huge unsigned one
+/// (shared_memory, and shared_memory_manager's segments).
+template <class Size>
+std::size_t checked_segment_size(Size size) {
+    if constexpr (std::is_signed_v<Size>)
+        if (size < 0)
+            raise(value_error("multiproc: 'size' must be a positive integer, not " +
+                              std::to_string(static_cast<long long>(size))));
+    if (static_cast<std::uintmax_t>(size) > static_cast<std::uintmax_t>(std::numeric_limits<off_t>::max()))
+        raise(value_error("multiproc: 'size' " + std::to_string(static_cast<std::uintmax_t>(size)) +
+                          " is larger than any shared memory segment can be"));
+    return static_cast<std::size_t>(size);
+}
+} // namespace detail
+
 /// A block of shared memory with a name (Python: SharedMemory). `buf()` is its bytes.
 /// Copies are new attachments to the same segment (attachers, even when copied from the
 /// owner); moves carry the role along.
@@ -56,7 +73,7 @@ public:
     template <std::integral Size = std::size_t>
         requires(!std::same_as<Size, bool>)
     explicit shared_memory(std::string_view name, bool create = false, Size size = 0) {
-        const std::size_t checked = checked_size(size);
+        const std::size_t checked = detail::checked_segment_size(size);
         if (create)
             make(name, checked);
         else
@@ -156,20 +173,6 @@ private:
     int sys_checked(int r, const char* what) const {
         if (r < 0) detail::sys::fail(std::string(what) + " shared memory '" + name_ + "'");
         return r;
-    }
-
-    // Python's checks on `size` (negative first, whether or not creating), by value, so a
-    // negative signed argument is never wrapped into a huge unsigned one.
-    template <class Size>
-    static std::size_t checked_size(Size size) {
-        if constexpr (std::is_signed_v<Size>)
-            if (size < 0)
-                detail::raise(value_error("multiproc: 'size' must be a positive integer, not " +
-                                  std::to_string(static_cast<long long>(size))));
-        if (static_cast<std::uintmax_t>(size) > static_cast<std::uintmax_t>(std::numeric_limits<off_t>::max()))
-            detail::raise(value_error("multiproc: 'size' " + std::to_string(static_cast<std::uintmax_t>(size)) +
-                              " is larger than any shared memory segment can be"));
-        return static_cast<std::size_t>(size);
     }
 
     // The name as shm_open wants it; a NUL byte would silently cut it short there.

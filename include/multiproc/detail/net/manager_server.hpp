@@ -11,6 +11,7 @@
 
 #include <multiproc/detail/runtime/code_registry.hpp>
 #include <multiproc/detail/util/demangle.hpp>
+#include <multiproc/detail/util/function_ref.hpp>
 #include <multiproc/error.hpp>
 #include <multiproc/shared_memory.hpp>
 
@@ -134,10 +135,24 @@ struct object {
     std::condition_variable cv;
 };
 
+/// What a waiting call raises when its client has hung up (a killed process) by the time
+/// it could go on: it takes nothing, and its connection's thread ends (store::call).
+struct client_gone {};
+
+/// Who makes a call: its connection's number, and whether its client has hung up.
+struct caller {
+    std::uint64_t conn;
+    function_ref<bool()> gone;
+};
+
 class store {
 public:
-    /// Serves one request of the connection numbered `conn`.
-    wire call(const wire& q, std::uint64_t conn) {
+    /// Serves one request of the connection numbered `conn`. `gone` tells whether its client
+    /// has hung up: a call that waited (a queue's get or put, an acquire, a wait) and whose
+    /// client is gone when it could go on raises client_gone instead, taking nothing, so
+    /// that the item, unit or notification goes to a live waiter.
+    wire call(const wire& q, std::uint64_t conn, function_ref<bool()> gone) {
+        const caller who{conn, gone};
         std::unique_lock<std::mutex> lk(mu_);
         wire r;
         if (static_cast<op>(q.code) == op::create) return create(q);
@@ -168,13 +183,13 @@ public:
                 if (static_cast<op>(q.code) == op::set) o.value = q.b;
                 r.b = o.value;
                 return r;
-            case kind::queue: return queue_op(o, q, lk);
+            case kind::queue: return queue_op(o, q, who, lk);
             case kind::lock:
             case kind::rlock:
-            case kind::semaphore: return lock_op(o, q, conn, lk);
-            case kind::event: return event_op(o, q, lk);
-            case kind::condition: return condition_op(o, q, conn, lk);
-            case kind::barrier: return barrier_op(o, q, lk);
+            case kind::semaphore: return lock_op(o, q, who, lk);
+            case kind::event: return event_op(o, q, who, lk);
+            case kind::condition: return condition_op(o, q, who, lk);
+            case kind::barrier: return barrier_op(o, q, who, lk);
             case kind::user:
                 if (static_cast<op>(q.code) != op::user_call) return fail(status::bad, "not an operation of an object");
                 return run_user<user_method>(o.user, q);
@@ -219,6 +234,8 @@ private:
                 return r;
             }
         }
+        if (static_cast<kind>(q.kind) == kind::semaphore && q.n < 0)
+            return fail(status::bad, "semaphore initial value must be >= 0"); // (as Python's ValueError)
         auto o = std::make_unique<object>();
         o->k = static_cast<kind>(q.kind);
         o->type = q.type;
@@ -376,28 +393,35 @@ private:
         }
     }
 
-    /// Waits on `o` until `ready()` or the request's timeout; false on timeout.
+    /// Waits on `o` until `ready()` or the request's timeout; false on timeout. Once ready,
+    /// raises client_gone if the caller's client has hung up: every change a waiter waits
+    /// for wakes all of them (notify_all), so what this one leaves goes to another.
     template <class Ready>
-    static bool wait_for(object& o, const wire& q, std::unique_lock<std::mutex>& lk, Ready ready) {
+    static bool wait_for(object& o, const wire& q, std::unique_lock<std::mutex>& lk, const caller& who, Ready ready) {
+        auto live = [&] {
+            if (!ready()) return false;
+            if (who.gone()) throw client_gone{};
+            return true;
+        };
         // No limit: negative, NaN, or too large for the clock's nanoseconds (a peer's value).
         if (!(q.timeout >= 0) || q.timeout > 1e9) {
-            o.cv.wait(lk, ready);
+            o.cv.wait(lk, live);
             return true;
         }
-        return o.cv.wait_for(lk, std::chrono::duration<double>(q.timeout), ready);
+        return o.cv.wait_for(lk, std::chrono::duration<double>(q.timeout), live);
     }
 
-    static wire queue_op(object& o, const wire& q, std::unique_lock<std::mutex>& lk) {
+    static wire queue_op(object& o, const wire& q, const caller& who, std::unique_lock<std::mutex>& lk) {
         wire r;
         switch (static_cast<op>(q.code)) {
             case op::put:
-                if (!wait_for(o, q, lk, [&] { return o.maxsize <= 0 || static_cast<std::int64_t>(o.queue.size()) < o.maxsize; }))
+                if (!wait_for(o, q, lk, who, [&] { return o.maxsize <= 0 || static_cast<std::int64_t>(o.queue.size()) < o.maxsize; }))
                     return fail(status::full, "the queue is full");
                 o.queue.push_back(q.b);
                 o.cv.notify_all();
                 return r;
             case op::take:
-                if (!wait_for(o, q, lk, [&] { return !o.queue.empty(); })) return fail(status::empty, "the queue is empty");
+                if (!wait_for(o, q, lk, who, [&] { return !o.queue.empty(); })) return fail(status::empty, "the queue is empty");
                 r.b = std::move(o.queue.front());
                 o.queue.pop_front();
                 o.cv.notify_all();
@@ -408,11 +432,12 @@ private:
         }
     }
 
-    static wire lock_op(object& o, const wire& q, std::uint64_t conn, std::unique_lock<std::mutex>& lk) {
+    static wire lock_op(object& o, const wire& q, const caller& who, std::unique_lock<std::mutex>& lk) {
+        const std::uint64_t conn = who.conn;
         wire r;
         if (o.k == kind::semaphore) {
             if (static_cast<op>(q.code) == op::acquire) {
-                r.n = wait_for(o, q, lk, [&] { return o.maxsize > 0; });
+                r.n = wait_for(o, q, lk, who, [&] { return o.maxsize > 0; });
                 if (r.n) --o.maxsize;
             } else if (static_cast<op>(q.code) == op::release) {
                 ++o.maxsize;
@@ -429,7 +454,7 @@ private:
                     r.n = 1;
                     return r;
                 }
-                r.n = wait_for(o, q, lk, [&] { return o.owner == 0; });
+                r.n = wait_for(o, q, lk, who, [&] { return o.owner == 0; });
                 if (r.n) {
                     o.owner = conn;
                     o.depth = 1;
@@ -452,11 +477,12 @@ private:
 
     /// A condition over a recursive lock of its own (Python's default): acquire/release as an
     /// rlock; wait releases it, waits for a notification, and takes it again.
-    static wire condition_op(object& o, const wire& q, std::uint64_t conn, std::unique_lock<std::mutex>& lk) {
+    static wire condition_op(object& o, const wire& q, const caller& who, std::unique_lock<std::mutex>& lk) {
+        const std::uint64_t conn = who.conn;
         wire r;
         switch (static_cast<op>(q.code)) {
             case op::acquire:
-            case op::release: return lock_op(o, q, conn, lk);
+            case op::release: return lock_op(o, q, who, lk);
             case op::wait: {
                 if (o.owner != conn) return fail(status::not_owner, "cannot wait on un-acquired lock");
                 const std::int64_t depth = o.depth;
@@ -465,7 +491,16 @@ private:
                 o.cv.notify_all();
                 bool woken = false; // notify sets it for the oldest waiters, as Python's
                 o.sleepers.push_back(&woken);
-                r.n = wait_for(o, q, lk, [&] { return woken; });
+                try {
+                    r.n = wait_for(o, q, lk, who, [&] { return woken; });
+                } catch (const client_gone&) { // (notified: the notification goes to the next sleeper)
+                    if (!o.sleepers.empty()) {
+                        *o.sleepers.front() = true;
+                        o.sleepers.pop_front();
+                        o.cv.notify_all();
+                    }
+                    throw;
+                }
                 if (!woken) std::erase(o.sleepers, &woken); // (timed out: not counted by a later notify)
                 o.cv.wait(lk, [&] { return o.owner == 0; });
                 o.owner = conn;
@@ -488,7 +523,7 @@ private:
     /// A barrier of `maxsize` parties: wait -> n = the arrival index (0 .. parties - 1).
     /// Every trip, abort, timeout and reset with waiters ends a generation; a waiter learns
     /// how its generation ended from broken_at / reset_at.
-    static wire barrier_op(object& o, const wire& q, std::unique_lock<std::mutex>& lk) {
+    static wire barrier_op(object& o, const wire& q, const caller& who, std::unique_lock<std::mutex>& lk) {
         wire r;
         auto break_it = [&] { // (Python: abort(); also a wait that times out)
             o.flag = true;
@@ -509,7 +544,7 @@ private:
                     o.cv.notify_all();
                     return r;
                 }
-                if (!wait_for(o, q, lk, [&] { return o.generation != gen; })) {
+                if (!wait_for(o, q, lk, who, [&] { return o.generation != gen; })) {
                     break_it();
                     return fail(status::broken, "the barrier is broken (a wait timed out)");
                 }
@@ -532,7 +567,7 @@ private:
         }
     }
 
-    static wire event_op(object& o, const wire& q, std::unique_lock<std::mutex>& lk) {
+    static wire event_op(object& o, const wire& q, const caller& who, std::unique_lock<std::mutex>& lk) {
         wire r;
         switch (static_cast<op>(q.code)) {
             case op::event_set:
@@ -541,7 +576,7 @@ private:
                 return r;
             case op::event_clear: o.flag = false; return r;
             case op::is_set: r.n = o.flag; return r;
-            case op::wait: r.n = wait_for(o, q, lk, [&] { return o.flag; }); return r;
+            case op::wait: r.n = wait_for(o, q, lk, who, [&] { return o.flag; }); return r;
             default: return fail(status::bad, "not an operation of an event");
         }
     }

@@ -194,11 +194,9 @@ public:
             rights_cut_ = false;
         }
         if (!fill_head()) detail::raise(eof_error(eof_text()));
+        if (!head_is_frame()) not_a_frame(fd_frame);
         header h;
         std::memcpy(&h, head_, sizeof h);
-        if (h.magic != magic || h.reserved > crossing_frame)
-            close_reading("received bytes that are not a frame (was one end used by two processes at once, or did "
-                          "something else write to its descriptor?)");
         if (h.length > max_message_bytes)
             close_reading("received a frame header claiming " + std::to_string(h.length) +
                           " bytes, more than any message can have");
@@ -218,6 +216,12 @@ public:
                                       " came (is the process out of descriptors?)"));
         return out;
     }
+
+    /// Bounds every wait of the receives from now on, inside a frame too: a wait that would
+    /// go past `d` raises timeout_error and closes the end for reading. For the server's side
+    /// of the authentication exchange, so that a peer that starts a frame and stops is
+    /// dropped instead of holding a thread. nullopt: no bound (the default).
+    void read_deadline(std::optional<steady::time_point> d) noexcept { read_deadline_ = d; }
 
     /// Waits until bytes of a message (or end of file) are there to read, at most until
     /// `deadline`. Reads nothing that belongs to a message, as CPython's poll: another
@@ -249,11 +253,9 @@ public:
             if (head_got_) detail::raise(eof_error(eof_text()));
             return false;
         }
+        if (!head_is_frame()) not_a_frame(kind);
         header h;
         std::memcpy(&h, head_, sizeof h);
-        if (h.magic != magic || h.reserved > crossing_frame)
-            close_reading("received bytes that are not a frame (was one end used by two processes at once, or did "
-                          "something else write to its descriptor?)");
         if (kind != crossing_frame) passed_.clear(); // (descriptors come only with send_handle and crossing frames)
         if (h.length > max_message_bytes)
             close_reading("received a frame header claiming " + std::to_string(h.length) +
@@ -333,11 +335,49 @@ private:
 
     /// The end reads no more: `why` leaves it mid-frame, so later reads would see garbage.
     [[noreturn]] void close_reading(const std::string& why) {
+        stop_reading(why);
+        detail::raise(serialization_error(*broken_));
+    }
+    void stop_reading(const std::string& why) {
         broken_ = "multiproc: this connection was closed for reading: it " + why;
         head_got_ = 0;
         skip_ = 0;
         passed_.clear();
-        detail::raise(serialization_error(*broken_));
+    }
+
+    /// Whether the bytes of the head read so far can begin a frame: its magic, then its
+    /// kind, judged as soon as their bytes are in, so that a peer that wrote fewer bytes than
+    /// a frame has (a program that is not multiproc's other end) is found out at once
+    /// instead of waited for.
+    [[nodiscard]] bool head_is_frame() const noexcept {
+        const std::size_t n = std::min(head_got_, sizeof magic);
+        if (std::memcmp(head_, &magic, n) != 0) return false;
+        if (head_got_ < offsetof(header, reserved) + sizeof(std::uint32_t)) return true;
+        std::uint32_t kind = 0;
+        std::memcpy(&kind, head_ + offsetof(header, reserved), sizeof kind);
+        return kind <= crossing_frame;
+    }
+
+    /// Closes the end for reading on bytes that are not a frame; in the authentication
+    /// exchange (`kind` auth_frame) that is a peer that does not speak it.
+    [[noreturn]] void not_a_frame(std::uint32_t kind) {
+        if (kind == auth_frame) {
+            stop_reading("received bytes that are not multiproc's authentication exchange");
+            detail::raise(authentication_error(
+                "multiproc: authentication failed: the peer sent bytes that are not multiproc's authentication "
+                "exchange (is it another kind of program, such as a Python multiprocessing Listener or Client? the "
+                "two cannot talk to each other)"));
+        }
+        close_reading("received bytes that are not a frame (was one end used by two processes at once, or did "
+                      "something else write to its descriptor?)");
+    }
+
+    /// Waits until the end is readable, at most until read_deadline_ (then the end reads no
+    /// more, and timeout_error).
+    void wait_readable() {
+        if (wait_fd(rx_.get(), POLLIN, read_deadline_, "a connection")) return;
+        stop_reading("missed its deadline: the peer did not send a whole message in time");
+        detail::raise(timeout_error("multiproc: the peer did not send a whole message in time"));
     }
 
     [[nodiscard]] const char* eof_text() const noexcept {
@@ -448,14 +488,17 @@ private:
     }
 
     /// Reads the frame's first min_frame bytes (every frame has them); false at end of file.
+    /// Stops early at bytes that cannot begin a frame (head_is_frame), for the caller to refuse.
     bool fill_head() {
         while (head_got_ < min_frame) {
             ssize_t r = read_head(min_frame - head_got_);
             if (r == 0) return false;
-            if (r > 0)
+            if (r > 0) {
                 head_got_ += static_cast<std::size_t>(r);
-            else
-                (void)wait_fd(rx_.get(), POLLIN, std::nullopt, "a connection");
+                if (!head_is_frame()) return true;
+            } else {
+                wait_readable();
+            }
         }
         return true;
     }
@@ -466,7 +509,7 @@ private:
             ssize_t r = read_some(rx_.get(), p, n, "a connection");
             if (r > 0) return static_cast<std::size_t>(r);
             if (r == 0) detail::raise(eof_error("multiproc: got end of file during message"));
-            (void)wait_fd(rx_.get(), POLLIN, std::nullopt, "a connection");
+            wait_readable();
         }
     }
 
@@ -488,8 +531,10 @@ private:
             if (r == 0) return false;
             if (r > 0)
                 skip_ -= static_cast<std::uint64_t>(r);
-            else if (!block || !wait_fd(rx_.get(), POLLIN, std::nullopt, "a connection"))
+            else if (!block)
                 return true;
+            else
+                wait_readable();
         }
         return true;
     }
@@ -505,6 +550,7 @@ private:
     std::vector<sys::unique_fd> passed_; // descriptors that came with the head being read
     bool rights_cut_ = false;            // ... some of which the kernel cut off (MSG_CTRUNC)
     int socket_ = -1;                    // whether the end is a socket: 1, 0, or -1 not known yet
+    std::optional<steady::time_point> read_deadline_; // bounds every wait of a receive (read_deadline)
 };
 
 } MULTIPROC_ABI_END } // namespace multiproc::detail
