@@ -19,6 +19,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -28,7 +29,8 @@ namespace multiproc { MULTIPROC_ABI_BEGIN
 enum class return_when { first_completed, first_exception, all_completed };
 
 /// What `wait` returns (Python: DoneAndNotDoneFutures): the results complete when it
-/// returned, and the others, each in the order given.
+/// returned, and the others, each in the order given and once (a result given twice, or a
+/// copy of one, counts once, as Python's sets of futures do).
 template <class V>
 struct done_and_not_done {
     std::vector<async_result<V>> done;
@@ -36,6 +38,20 @@ struct done_and_not_done {
 };
 
 namespace detail {
+/// Which results of a group are the same one (copies of one async_result).
+struct result_identity {
+    /// `rs` with each result once, where it first appears (Python takes set(fs)).
+    template <class V>
+    static std::vector<async_result<V>> distinct(const std::vector<async_result<V>>& rs) {
+        std::unordered_set<const void*> seen;
+        std::vector<async_result<V>> out;
+        out.reserve(rs.size());
+        for (const auto& r : rs)
+            if (seen.insert(r.st_.get()).second) out.push_back(r);
+        return out;
+    }
+};
+
 /// The order in which a group of results completed, filled by their done callbacks (in the
 /// pools' engine threads, or at once for results complete already).
 struct completion_board {
@@ -89,8 +105,9 @@ template <class V, class Rep = std::int64_t, class Period = std::ratio<1>>
 done_and_not_done<V> wait(const std::vector<async_result<V>>& results,
                           std::optional<std::chrono::duration<Rep, Period>> timeout = std::nullopt,
                           return_when when = return_when::all_completed) {
-    auto board = detail::completion_board::watch(results);
-    const std::size_t n = results.size();
+    const auto distinct = detail::result_identity::distinct(results);
+    auto board = detail::completion_board::watch(distinct);
+    const std::size_t n = distinct.size();
     (void)board->wait_until(
         [&] {
             switch (when) {
@@ -102,7 +119,7 @@ done_and_not_done<V> wait(const std::vector<async_result<V>>& results,
         },
         detail::deadline_after(timeout));
     done_and_not_done<V> out;
-    for (const auto& r : results) (r.ready() ? out.done : out.not_done).push_back(r);
+    for (const auto& r : distinct) (r.ready() ? out.done : out.not_done).push_back(r);
     return out;
 }
 /// As above, with a timeout given as a duration (`wait(rs, 2s, return_when::first_completed)`).
@@ -117,7 +134,8 @@ done_and_not_done<V> wait(const std::vector<async_result<V>>& results, return_wh
     return wait(results, std::optional<std::chrono::seconds>(), when);
 }
 
-/// The lazy range that `as_completed` returns: each result once, in the order they
+/// The lazy range that `as_completed` returns: each result once (given twice: still once,
+/// as Python's), in the order they
 /// complete (those complete already first). Single-pass. Advancing past the last complete
 /// result waits for the next; if the deadline passes first, timeout_error ("multiproc: 2 (of
 /// 5) results unfinished", Python's TimeoutError).
@@ -125,7 +143,8 @@ template <class V>
 class as_completed_range {
 public:
     as_completed_range(std::vector<async_result<V>> results, std::optional<detail::steady::time_point> deadline)
-        : results_(std::move(results)), board_(detail::completion_board::watch(results_)), deadline_(deadline) {}
+        : results_(detail::result_identity::distinct(results)), board_(detail::completion_board::watch(results_)),
+          deadline_(deadline) {}
 
     class iterator {
     public:

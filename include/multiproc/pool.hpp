@@ -226,6 +226,10 @@ inline std::optional<std::uint64_t> timeout_ns(std::optional<std::chrono::nanose
 }
 } // namespace detail
 
+namespace detail {
+struct result_identity; // (futures.hpp: which results of a group are the same one)
+}
+
 /// The result of an asynchronous pool call (Python: multiprocessing.pool.AsyncResult).
 /// Copies refer to the same result. `V` is the task's result type (void for none).
 template <class V>
@@ -233,6 +237,10 @@ class async_result {
 public:
     /// An empty result, to assign one to later; everything but assignment is a value_error.
     async_result() = default;
+
+    /// Whether `a` and `b` are the same result (copies are; two empty ones are too), as
+    /// Python's futures compare by identity.
+    friend bool operator==(const async_result& a, const async_result& b) noexcept { return a.st_ == b.st_; }
 
     /// Whether the call has completed (Python: ready()).
     [[nodiscard]] bool ready() const { return st().is_ready(); }
@@ -415,6 +423,7 @@ private:
             return V(*s.value);
     }
 
+    friend struct detail::result_identity;
     std::shared_ptr<detail::result_state<V>> st_;
     std::shared_ptr<detail::pool_core> core_;
 };

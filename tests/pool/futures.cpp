@@ -8,6 +8,7 @@
 #include <multiproc/pool.hpp>
 #include <multiproc/views/imap.hpp> // pool.imap returns its view
 
+#include <algorithm>
 #include <atomic>
 #include <coroutine>
 #include <chrono>
@@ -331,6 +332,27 @@ TEMPLATE_TEST_CASE("as_completed yields results as they complete, and times out"
     }
     tokens.release();
     CHECK(more[1].get() == 2);
+}
+
+TEST_CASE("wait and as_completed take a result given twice once, as Python's sets; == tells the same result",
+          "[pool][futures][wait]") {
+    pool_of<by_fork> p(1);
+    auto a = p.submit(fn<&square>, 3);
+    auto b = p.submit(fn<&square>, 4);
+    const auto copy = a;
+    CHECK(copy == a);
+    CHECK_FALSE(a == b);
+    CHECK(async_result<int>() == async_result<int>());
+    const std::vector<async_result<int>> rs{a, copy, b, a};
+    auto all = wait(rs);
+    REQUIRE(all.done.size() == 2); // (before: 4)
+    CHECK(all.done[0] == a);
+    CHECK(all.done[1] == b);
+    CHECK(all.not_done.empty());
+    std::vector<int> got;
+    for (const auto& r : as_completed(rs)) got.push_back(r.get());
+    std::sort(got.begin(), got.end());
+    CHECK(got == std::vector<int>{9, 16});
 }
 
 TEMPLATE_TEST_CASE("shutdown(wait, cancel_futures): queued tasks cancelled, running ones complete",
