@@ -11,13 +11,17 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <future>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -275,4 +279,47 @@ TEST_CASE("shared_memory_manager: a size past any segment says so", "[hostile][p
         CHECK_THROWS_WITH((void)smm.shared_memory(size), Catch::Contains("larger than any shared memory segment"));
     }
     CHECK_THROWS_WITH((void)smm.shared_memory(0), Catch::Contains("positive size"));
+}
+
+TEST_CASE("shared_memory_manager: the segments are removed when the process that started it is killed",
+          "[hostile][peers][manager]") {
+    REQUIRE(test::children_of(::getpid()).empty());
+    // Orphans come to this process, so that it can wait for every one (the server, then
+    // the server's reaper) instead of guessing when they are done.
+    struct subreaper {
+        subreaper() { REQUIRE(::prctl(PR_SET_CHILD_SUBREAPER, 1) == 0); }
+        ~subreaper() { ::prctl(PR_SET_CHILD_SUBREAPER, 0); }
+    } adopts_orphans;
+    test::pipe_pair names, hold;
+    std::fflush(nullptr); // (what Catch printed is not printed again by the child)
+    const pid_t owner = ::fork();
+    REQUIRE(owner >= 0);
+    if (owner == 0) {
+        try {
+            shared_memory_manager smm;
+            auto a = smm.shared_memory(4096);
+            auto b = smm.shared_memory(1 << 20);
+            test::write_str(names.w, a.name() + "\n" + b.name() + "\n");
+            char c;
+            (void)::read(hold.r, &c, 1); // until it is killed
+        } catch (...) {
+        }
+        ::_exit(3);
+    }
+    const std::string first = test::read_line(names.r), second = test::read_line(names.r);
+    auto exists = [](const std::string& name) {
+        struct stat st {};
+        return ::stat(("/dev/shm/" + name).c_str(), &st) == 0;
+    };
+    CHECK(exists(first));
+    CHECK(exists(second));
+    REQUIRE(::kill(owner, SIGKILL) == 0);
+    int status = 0;
+    REQUIRE(::waitpid(owner, &status, 0) == owner);
+    while (::waitpid(-1, &status, 0) > 0) { // the server (killed with its parent), then its reaper
+    }
+    CHECK_FALSE(exists(first)); // (before: both were left in /dev/shm)
+    CHECK_FALSE(exists(second));
+    (void)::shm_unlink(("/" + first).c_str());
+    (void)::shm_unlink(("/" + second).c_str());
 }
