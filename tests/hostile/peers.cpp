@@ -137,7 +137,7 @@ TEST_CASE("a listener with an authkey meets bytes that are not the exchange: aut
     good.join();
 }
 
-TEST_CASE("manager store: a waiting call whose client is gone takes nothing; a live one gets it",
+TEST_CASE("manager store: a waiting call whose client is gone takes nothing, and a live one gets it",
           "[hostile][peers][manager]") {
     auto live = [] { return false; };
     mgr::store s;

@@ -334,7 +334,7 @@ TEMPLATE_TEST_CASE("as_completed yields results as they complete, and times out"
     CHECK(more[1].get() == 2);
 }
 
-TEST_CASE("wait and as_completed take a result given twice once, as Python's sets; == tells the same result",
+TEST_CASE("wait and as_completed take a result given twice once, as Python's sets, and == tells the same result",
           "[pool][futures][wait]") {
     pool_of<by_fork> p(1);
     auto a = p.submit(fn<&square>, 3);
