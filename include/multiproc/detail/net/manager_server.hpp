@@ -152,16 +152,9 @@ struct object {
 /// segments are removed at an orderly end only, as before.
 class segment_reaper {
 public:
-    segment_reaper() = default;
-    segment_reaper(const segment_reaper&) = delete;
-    segment_reaper& operator=(const segment_reaper&) = delete;
-    ~segment_reaper() {
-        if (fd_ >= 0) (void)sys::close(fd_);
-    }
-
     /// Tells the reaper about a segment made (`made`) or removed; starts it first if need be.
     void note(const std::string& name, bool made) noexcept {
-        if (fd_ < 0 && (!made || !start())) return;
+        if (!fd_ && (!made || !start())) return;
         std::string line;
         MULTIPROC_TRY {
             line = (made ? "+" : "-") + name + "\n";
@@ -169,7 +162,7 @@ public:
             return;
         }
         // One write of a short line to a pipe is atomic; the reaper only reads.
-        (void)sys::write_all(fd_, line.data(), line.size());
+        (void)sys::write_all(fd_.get(), line.data(), line.size());
     }
 
 private:
@@ -184,7 +177,7 @@ private:
         }
         if (pid == 0) reap(p[0]);
         (void)sys::close(p[0]);
-        fd_ = p[1];
+        fd_.reset(p[1]);
         return true;
     }
 
@@ -247,7 +240,7 @@ private:
         return false;
     }
 
-    int fd_ = -1; // the pipe's write end, once the reaper runs
+    sys::unique_fd fd_; // the pipe's write end, once the reaper runs
 };
 
 /// What a waiting call raises when its client has hung up (a killed process) by the time
