@@ -367,7 +367,8 @@ public:
     /// the child, and returns what was read (Python: Popen.communicate(input, timeout)). It
     /// never deadlocks, however much the child writes. After `timeout`, throws timeout_expired
     /// holding the output so far and leaves the child running; a later call carries on where
-    /// this one stopped, so the full output is returned in the end.
+    /// this one stopped, so the full output is returned in the end. Once it has returned,
+    /// a later call returns the same output again (input then is a value_error).
     captured_output communicate(std::optional<std::string_view> input = std::nullopt,
                                 std::optional<duration> timeout = std::nullopt) {
         std::optional<std::string> owned;
@@ -458,10 +459,17 @@ private:
         return n > 0 && reap(true);
     }
 
-    captured_output take_output() {
-        captured_output r{std::move(out_buf_), std::move(err_buf_)};
-        out_buf_.clear();
-        err_buf_.clear();
+    /// What communicate() read: moved out when `keep` is false (run(), whose popen ends
+    /// here), else copied, so a later communicate() returns it again (as CPython's does).
+    captured_output take_output(bool keep = false) {
+        captured_output r;
+        if (keep) {
+            r = {out_buf_, err_buf_};
+        } else {
+            r = {std::move(out_buf_), std::move(err_buf_)};
+            out_buf_.clear();
+            err_buf_.clear();
+        }
         if (text_) {
             r.out = detail::subproc::translate_newlines(std::move(r.out));
             r.err = detail::subproc::translate_newlines(std::move(r.err));
@@ -478,8 +486,10 @@ private:
         multiproc::detail::raise(timeout_expired(args_, timeout, std::move(o), std::move(e)));
     }
 
-    /// The body of communicate(): `input` is moved in, so run() does not copy it.
-    captured_output communicate_owned(std::optional<std::string> input, std::optional<duration> timeout) {
+    /// The body of communicate(): `input` is moved in, so run() does not copy it; `keep`
+    /// keeps the output for a later call (see take_output).
+    captured_output communicate_owned(std::optional<std::string> input, std::optional<duration> timeout,
+                                      bool keep = true) {
         namespace sys = detail::sys;
         require_child();
         bool has_input = input && !input->empty();
@@ -507,7 +517,7 @@ private:
             }
         }
         if (!wait_until(deadline)) throw_timeout(*timeout);
-        return take_output();
+        return take_output(keep);
     }
 
     /// One poll over the open pipes and one write or read on each that is ready; false if
@@ -738,7 +748,7 @@ inline completed_process run(std::vector<std::string> args, options opts = {}) {
     popen p(std::move(args), std::move(opts));
     captured_output o;
     MULTIPROC_TRY {
-        o = p.communicate_owned(std::move(input), timeout);
+        o = p.communicate_owned(std::move(input), timeout, false);
     } MULTIPROC_CATCH(const timeout_expired&, unnamed_) {
         auto rest = p.kill_and_collect();
         multiproc::detail::raise(timeout_expired(p.args(), *timeout, std::move(rest.out), std::move(rest.err)));

@@ -37,6 +37,25 @@ TEST_CASE("communicate writes the input, reads both streams and sets returncode"
     before.check();
 }
 
+TEST_CASE("a communicate after one that completed returns the same output again", "[subprocess][popen]") {
+    test::baseline before;
+    sp::options o = all_pipes;
+    o.text = true;
+    sp::popen p({"sh", "-c", "printf 'out\\r\\n'; printf 'err' >&2"}, o);
+    auto first = p.communicate();
+    CHECK(first.out == "out\n");
+    CHECK(first.err == "err");
+    for (int i = 0; i < 2; ++i) { // as CPython's Popen: the output is kept, not handed out once
+        auto again = p.communicate();
+        CHECK(again.out == "out\n");
+        CHECK(again.err == "err");
+    }
+    CHECK(p.communicate(std::chrono::seconds(0)).out == "out\n"); // nothing left to wait for
+    CHECK_THROWS_WITH(p.communicate("late input"), "Cannot send input after starting communication");
+    CHECK(p.returncode() == 0);
+    before.check();
+}
+
 TEST_CASE("communicate never deadlocks, whatever the child writes to both streams", "[subprocess][popen]") {
     test::baseline before;
     std::string big(8 << 20, '\0');
