@@ -27,6 +27,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -108,6 +109,11 @@ inline void plain_release(pid_lock& s) {
 
 inline bool recursive_acquire(pid_lock& s, std::optional<steady::time_point> deadline) {
     if (s.held_by_this_thread()) {
+        // (Only this thread changes the depth while it holds the lock.)
+        if (s.depth.load(std::memory_order_relaxed) == std::numeric_limits<std::uint32_t>::max())
+            detail::raise(state_error("Internal lock count overflowed: an rlock held " +
+                                      std::to_string(std::numeric_limits<std::uint32_t>::max()) +
+                                      " times by one thread cannot be acquired once more"));
         s.depth.fetch_add(1, std::memory_order_relaxed);
         return true;
     }
@@ -578,8 +584,8 @@ public:
     /// Wakes up to `n` waiting processes (Python: notify(n=1)); state_error("lock is not
     /// owned") unless the lock is held.
     void notify(std::size_t n = 1) {
+        require_owned("lock is not owned"); // (notify(0) too, as CPython's)
         if (n == 0) return;
-        require_owned("lock is not owned");
         c_->wake(n);
     }
     /// Wakes every waiting process (Python: notify_all()).
@@ -869,6 +875,9 @@ private:
         auto& b = *s_;
         guard g(b);
         while (b.get_phase() == b.draining || b.get_phase() == b.resetting) g.wait_change(std::nullopt);
+        // The last to arrive first looks for parties that died waiting: counted, they would
+        // let the others go with one missing (it breaks the barrier, naming the dead one).
+        if (b.get_count() + 1 == b.parties) (void)b.remove_dead();
         if (b.get_phase() == b.broken) detail::raise(broken_barrier_error(b.broken_message()));
         std::uint32_t index = b.get_count();
         b.inside(index).store(detail::self_holder_id(), std::memory_order_relaxed);

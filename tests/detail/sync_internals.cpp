@@ -153,3 +153,23 @@ TEST_CASE("a semaphore's state counts the units of holders beyond its slots, and
         CHECK(s->value() == 3);
     }
 }
+
+// From an outside trial: the depth was an unchecked 32-bit count, so after 2^32 acquires one
+// release let the lock go (CPython's threading.RLock raises OverflowError there).
+TEST_CASE("an rlock acquired once more than its depth can count is refused, and stays held", "[detail][rlock]") {
+    auto s = detail::shared_ptr_in_arena<detail::pid_lock>::make(0);
+    REQUIRE(detail::recursive_acquire(*s, std::nullopt));
+    constexpr auto most = std::numeric_limits<std::uint32_t>::max();
+    s->depth.store(most - 1); // (as if acquired that often)
+    REQUIRE(detail::recursive_acquire(*s, std::nullopt));
+    CHECK(s->depth.load() == most);
+    CHECK_THROWS_MATCHES(detail::recursive_acquire(*s, std::nullopt), state_error,
+                         Catch::Matchers::Message("Internal lock count overflowed: an rlock held 4294967295 times by "
+                                                  "one thread cannot be acquired once more"));
+    CHECK(s->depth.load() == most);
+    detail::recursive_release(*s);
+    CHECK(s->held_by_this_thread()); // one level less, still held
+    s->depth.store(1);
+    detail::recursive_release(*s);
+    CHECK_FALSE(s->held_by_this_thread());
+}

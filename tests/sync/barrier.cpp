@@ -134,6 +134,29 @@ TEMPLATE_TEST_CASE("a party killed while waiting breaks the barrier, naming it, 
     CHECK(p2.exitcode() <= 2);
 }
 
+// From an outside trial: the last party to arrive released the barrier with the dead party
+// counted, so the others went on with one missing.
+TEMPLATE_TEST_CASE("the last party to arrive does not count a party that died waiting", "[sync][barrier][dead]",
+                   START_METHODS) {
+    barrier b(2);
+    auto doomed = party<TestType>(b);
+    REQUIRE(test::asleep_in(*doomed.pid()));
+    const pid_t pid = *doomed.pid();
+    doomed.kill();
+    doomed.join(); // dead and reaped before this party arrives
+    CHECK(b.n_waiting() == 1); // (nobody has looked for it yet)
+    CHECK_THROWS_MATCHES(b.wait(30s), broken_barrier_error,
+                         Catch::Matchers::Message("barrier is broken: party pid " + std::to_string(pid) +
+                                                  " died while waiting"));
+    CHECK(b.broken());
+    CHECK(b.n_waiting() == 0);
+    b.reset();
+    auto other = party<TestType>(b);
+    CHECK(b.wait(30s) <= 1);
+    other.join();
+    CHECK(other.exitcode() <= 1);
+}
+
 // Fork only: the barrier has an action.
 TEST_CASE("a party that dies running the action breaks the barrier for the others", "[sync][barrier][dead]") {
     pid_t main_pid = ::getpid();

@@ -37,6 +37,7 @@ TEST_CASE("wait and notify need the lock held: CPython's AssertionError messages
     CHECK_THROWS_MATCHES(c.wait(), state_error, Catch::Matchers::Message("must acquire() condition before using wait()"));
     CHECK_THROWS_MATCHES(c.notify(), state_error, Catch::Matchers::Message("lock is not owned"));
     CHECK_THROWS_MATCHES(c.notify_all(), state_error, Catch::Matchers::Message("lock is not owned"));
+    CHECK_THROWS_MATCHES(c.notify(0), state_error, Catch::Matchers::Message("lock is not owned")); // (as CPython's)
     CHECK(test::repr(c) == "<Condition(<RLock(None, 0)>, 0)>");
     std::lock_guard g(c);
     CHECK_NOTHROW(c.notify());
