@@ -118,6 +118,17 @@ int die_once(std::string path) {
     return 42;
 }
 
+/// Tries to make a pool of ext::start::mpi<Local> inside a task: what refused it.
+template <class Local>
+std::string nested_pool(int) {
+    try {
+        mpi_pool<Local> inner;
+        return "made";
+    } catch (const state_error& e) {
+        return e.what();
+    }
+}
+
 } // namespace
 
 TEST_CASE("the job has rank 0 here and worker ranks elsewhere", "[mpi]") {
@@ -227,6 +238,19 @@ TEMPLATE_TEST_CASE("a task's exception is a remote_error that names the rank and
         CHECK_THAT(std::string(e.what()), Contains("on rank " + std::to_string(*e.rank()) + " (host " + e.host() + ")"));
     }
     CHECK(p.apply(fn<&square>, 3) == 9); // the pool goes on
+}
+
+// From an outside trial: under in_rank such a pool waited for ranks that serve rank 0
+// (a hang of the whole job); in a worker process it blamed a missing freeze_support().
+TEMPLATE_TEST_CASE("a task cannot make a pool of ext::start::mpi: state_error names the rank it runs on", "[mpi][errors]", ext::start::in_rank, start::forkserver, start::spawn) {
+    using pool_t = mpi_pool<TestType>;
+    pool_t p;
+    for (const std::string& why : p.map(fn<&nested_pool<TestType>>, std::vector<int>{0, 1})) {
+        CHECK_THAT(why, Contains("a pool of ext::start::mpi can be made only on rank 0 of the MPI job"));
+        CHECK_THAT(why, Contains(in_rank<TestType> ? "; this is rank " : "; this is a worker process of rank "));
+        CHECK_THAT(why, Contains("a task cannot make a pool of ext::start::mpi"));
+    }
+    CHECK(p.apply(fn<&square>, 4) == 16); // the pool goes on
 }
 
 TEMPLATE_TEST_CASE("large arguments and results cross whole, in pieces over the MPI limit", "[mpi][large]", ext::start::in_rank, start::forkserver, start::spawn) {

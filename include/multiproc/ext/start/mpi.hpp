@@ -677,7 +677,9 @@ inline void end_channel(int rank, int tag, std::uint32_t how) {
 inline int relay_main(const worker_boot& b) {
     const std::uint32_t runs_in = b.remote ? *static_cast<const std::uint32_t*>(b.remote) : run_in_rank;
     const bool local = runs_in != run_in_rank;
-    const auto [rank, channel] = take_slot();
+    // (Not a structured binding: the lambdas below capture both, which Clang 14 refuses.)
+    const std::pair<int, int> slot = take_slot();
+    const int rank = slot.first, channel = slot.second;
     struct slot_guard {
         int rank;
         ~slot_guard() { give_back_slot(rank); }
@@ -848,6 +850,15 @@ inline const bool hook_installed = (freeze_support_hook = &enter, true);
 /// Why a pool of ext::start::mpi cannot start here, or empty if it can.
 inline std::string why_no_pool() {
     const job_state& j = job();
+    // (First: a worker process of a rank has not run the hook, and a rank's task must not
+    // wait on ranks that serve rank 0 and never answer it.)
+    if (j.served_rank >= 0 || (j.running && j.rank != 0))
+        return "a pool of ext::start::mpi can be made only on rank 0 of the MPI job, whose main() the other ranks "
+               "serve; this is " +
+               std::string(j.served_rank >= 0 ? "a worker process of " : "") + "rank " +
+               std::to_string(j.served_rank >= 0 ? j.served_rank : j.rank) +
+               ", which runs rank 0's tasks: a task cannot make a pool of ext::start::mpi (use a pool of another "
+               "start method there)";
     if (!j.hook_ran && under_launcher())
         return "a pool of ext::start::mpi needs main() to call multiproc::freeze_support() first: there the ranks "
                "other than 0 start serving the pool's tasks";
