@@ -202,15 +202,25 @@ private:
             if (fd < 0 && (errno != EEXIST || !name.empty())) break;
         }
         sys_checked(fd, "cannot create");
+        // A failure from here on removes the name before it is raised (no half-made segment
+        // is left behind): without exceptions the error handler runs at the raise, and
+        // nothing after it would.
+        const auto unlinked = [&] { // -> the errno of the failure
+            const int e = errno;
+            detail::sys::shm_unlink(name_.c_str());
+            return e;
+        };
         detail::sys::unique_fd guard(fd);
-        MULTIPROC_TRY {
-            if (detail::sys::ftruncate(fd, static_cast<off_t>(size)) != 0)
-                detail::sys::fail("cannot size shared memory '" + name_ + "' to " + std::to_string(size) + " bytes");
-            map(guard.release(), size);
-        } MULTIPROC_CATCH_ALL {
-            detail::sys::shm_unlink(name_.c_str()); // leave no half-made segment behind
-            MULTIPROC_RETHROW;
+        if (detail::sys::ftruncate(fd, static_cast<off_t>(size)) != 0) {
+            const int e = unlinked();
+            detail::sys::fail("cannot size shared memory '" + name_ + "' to " + std::to_string(size) + " bytes", e);
         }
+        void* p = detail::sys::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (!p) {
+            const int e = unlinked();
+            detail::sys::fail("mmap of shared memory '" + name_ + "'", e);
+        }
+        adopt(p, size, std::move(guard));
         owner_pid_ = ::getpid();
     }
 
@@ -230,9 +240,12 @@ private:
         detail::sys::unique_fd guard(fd);
         void* p = detail::sys::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         if (!p) detail::sys::fail("mmap of shared memory '" + name_ + "'");
+        adopt(p, size, std::move(guard));
+    }
+    void adopt(void* p, std::size_t size, detail::sys::unique_fd fd) noexcept {
         data_ = p;
         size_ = size;
-        fd_ = std::move(guard);
+        fd_ = std::move(fd);
     }
 
     void finish() noexcept {

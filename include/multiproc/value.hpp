@@ -295,7 +295,9 @@ private:
         std::size_t n;
     };
     static storage allocate(std::size_t n) {
-        if (n > std::numeric_limits<std::size_t>::max() / 2 / sizeof(T)) detail::raise(value_error("array is too large"));
+        // (At most 2^62 bytes: no machine maps that many, and rounded up to the arena's
+        // alignment the size still fits an off_t, which sizes the memory.)
+        if (n > std::numeric_limits<std::size_t>::max() / 4 / sizeof(T)) detail::raise(value_error("array is too large"));
         return {detail::arena::instance().allocate(n * sizeof(T)), n};
     }
     static storage crossed(crossing_reader& r) {

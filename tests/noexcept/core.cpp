@@ -19,7 +19,9 @@
 #include <type_traits>
 #include <vector>
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -116,6 +118,27 @@ void run_checks() {
         p.join();
         check(p.exitcode() == 42, "error_handler.called",
               "exitcode " + std::to_string(p.exitcode().value_or(-999)));
+    }
+    { // a shared_memory creation that fails part-way (mmap of 1 PiB: ENOMEM) removes its
+      // name before the handler runs (from an outside trial: it was left in /dev/shm)
+        const std::string name = "/mp_noexc_" + std::to_string(::getpid());
+        auto p = ctx.process(
+            [](std::string n) {
+                mp::set_error_handler(&on_error_exit_42);
+                mp::shared_memory big(n, true, std::size_t{1} << 50);
+                std::_Exit(3); // (not reached: the mapping cannot be made)
+            },
+            name);
+        p.start();
+        p.join();
+        const int fd = ::shm_open(name.c_str(), O_RDONLY, 0);
+        const int open_errno = errno;
+        if (fd >= 0) {
+            ::close(fd);
+            ::shm_unlink(name.c_str());
+        }
+        check(p.exitcode() == 42 && fd < 0 && open_errno == ENOENT, "shared_memory.failed_create_leaves_no_name",
+              "exitcode " + std::to_string(p.exitcode().value_or(-999)) + (fd >= 0 ? ", the name is still there" : ""));
     }
     { // pipe: values in order, then end of file as a result
         auto [a, b] = ctx.template pipe<int>();
