@@ -234,6 +234,16 @@ elseif(MODE STREQUAL "find_package")
     message(FATAL_ERROR "find_package found multiproc in '${found}', not under ${PREFIX}")
   endif()
   run("run app" ${SCRATCH} ${SCRATCH}/build/app)
+  # A required component the package lacks is named in find_package's failure (which CMake
+  # wraps at 80 columns: hence the [ \n]+ between words).
+  set(lacking ${SCRATCH}/lacking)
+  file(REMOVE_RECURSE ${lacking})
+  file(MAKE_DIRECTORY ${lacking})
+  file(WRITE ${lacking}/CMakeLists.txt "cmake_minimum_required(VERSION 3.21)\nproject(lacking CXX)\n"
+                                       "find_package(multiproc CONFIG REQUIRED COMPONENTS nosuch)\n")
+  run_fails("find_package asking for a component multiproc does not have" ${lacking}
+            "Reason given by package:.*lacks[ \n]+the[ \n]+required[ \n]+component.*nosuch.*no[ \n]+such[ \n]+component"
+            ${CMAKE_COMMAND} -S . -B build -DCMAKE_PREFIX_PATH=${PREFIX})
 
 elseif(MODE STREQUAL "pkg-config")
   readme_block(block sh "pkg-config --cflags")

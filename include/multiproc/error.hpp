@@ -70,7 +70,9 @@ class error : public std::system_error {
 public:
     explicit error(const std::string& what) : error(errc::error, what) {}
     explicit error(const char* what) : error(errc::error, what) {}
-    /// The sentence that describes the error, starting "multiproc: " for the library's own.
+    /// The sentence that describes the error. The library's own start "multiproc: ", except
+    /// those that are CPython's message word for word ("Queue is closed", "Pool not running",
+    /// "invalid index", ...), which are kept as CPython has them.
     [[nodiscard]] const char* what() const noexcept override { return what_.what(); }
 
 protected:
@@ -382,7 +384,9 @@ private:
 
 /// Called with every error multiproc raises in a build without exceptions (-fno-exceptions);
 /// it must not return (log and abort, longjmp to a restart point, reset the device, ...). If
-/// it returns anyway, the library aborts. With exceptions the handler is not used: errors are
+/// it returns anyway, the library aborts. It runs on the thread that met the error, which
+/// may be a library thread (a pool's engine, a start::thread worker): a longjmp is only
+/// right on the thread that set its point. With exceptions the handler is not used: errors are
 /// thrown.
 using error_handler = void (*)(const error&) noexcept;
 
@@ -451,7 +455,8 @@ template <class E>
 
 /// Sets the handler for errors in builds without exceptions and returns the previous one
 /// (nullptr: the default, which prints the error and aborts). Thread-safe; inherited by
-/// child processes.
+/// start::fork children. A start::spawn or start::forkserver child is the program started
+/// afresh: it has the handler if main() sets it before multiproc::freeze_support().
 inline error_handler set_error_handler(error_handler h) noexcept {
     return detail::user_error_handler().exchange(h, std::memory_order_acq_rel);
 }
