@@ -318,6 +318,23 @@ TEMPLATE_LIST_TEST_CASE("sending to a pipe whose every receiver is closed is an 
 }
 #endif
 
+#if MULTIPROC_TEST_ONCE // (no process started)
+// From an outside trial (the same as the queue's, tests/ipc/queue.cpp): a send of several
+// chunks after such a message had passed waited for the receiver, with the ring empty.
+TEST_CASE("shm: a message of several chunks is sent at once into an empty ring, whatever passed before",
+          "[pipe][large][shm]") {
+    test::leak_check leaks;
+    auto [a, b] = multiproc::pipe<std::string, transport::shm>(true);
+    for (const std::size_t first : {std::size_t{65536}, std::size_t{70000}, std::size_t{1} << 20}) {
+        INFO(first << " bytes first");
+        b.send(std::string(first, 'a'));
+        CHECK(a.recv().size() == first);
+        b.send(std::string(200000, 'b')); // nobody is receiving: waited for ever
+        CHECK(a.recv().size() == 200000);
+    }
+}
+#endif
+
 TEMPLATE_LIST_TEST_CASE("64 MiB messages pass whole through a pipe, larger than its buffer", "[pipe][large]",
                         test::combos) {
     using C = TestType;

@@ -392,6 +392,32 @@ std::size_t count_bad(const std::uint8_t* p, int salt) {
 }
 } // namespace
 
+#if MULTIPROC_TEST_ONCE // (no process started)
+// From an outside trial: over shm, a message of several chunks after one such message had
+// passed found the ring's end held by a pad (its first chunk went back to the front early)
+// and waited for a reader: put_nowait raised queue_full on an empty queue, and put hung a
+// program that would get the message itself.
+TEMPLATE_LIST_TEST_CASE("a message of several chunks goes into an empty queue at once, whatever passed before",
+                        "[queue][large]", test::transports) {
+    using C = TestType;
+    INFO(C::name());
+    test::leak_check leaks;
+    using Q = typename C::template queue<std::string>;
+    Q q;
+    // (Sizes every transport's buffer holds whole: a pipe's is its kernel buffer.)
+    for (const std::size_t first : {std::size_t{65496}, std::size_t{65536}, std::size_t{70000}, std::size_t{200000}}) {
+        for (const std::size_t second : {std::size_t{65537}, std::size_t{70000}, std::size_t{200000}}) {
+            INFO(first << " bytes, then " << second);
+            q.put(std::string(first, 'a'));
+            CHECK(q.get().size() == first);
+            CHECK_NOTHROW(q.put_nowait(std::string(second, 'b'))); // nobody is getting
+            CHECK(q.qsize() == 1);
+            CHECK(q.get().size() == second);
+        }
+    }
+}
+#endif
+
 TEMPLATE_LIST_TEST_CASE("64 MiB messages pass whole through a queue", "[queue][large]", test::combos) {
     using C = TestType;
     INFO(C::name());

@@ -738,7 +738,7 @@ private:
             auto slice = [&](std::span<std::byte> dst) { fill(dst, off); };
             while (!ch_.try_put(h, slice)) { // (the guard abandons the message on each return)
                 if (shutdown_state() != shut_open) return {op_status::shut_down};
-                if (!ch_.wait_room(len, deadline, ctl_->shut)) return refused_or(op_status::timed_out);
+                if (!ch_.wait_room(h, deadline, ctl_->shut)) return refused_or(op_status::timed_out);
             }
             off += len;
             ++index;

@@ -93,15 +93,19 @@ public:
 
     // ---- writer side ----
 
-    /// Whether a chunk of `len` payload bytes would fit now.
-    [[nodiscard]] bool has_room(std::size_t len) const noexcept { return plan(len).has_value(); }
+    /// Whether a message of one chunk of `len` payload bytes would fit now.
+    [[nodiscard]] bool has_room(std::size_t len) const noexcept { return plan(len, 0, false).has_value(); }
+    /// Whether chunk `h` would fit now (what try_put(h) finds).
+    [[nodiscard]] bool has_room(const chunk_header& h) const noexcept { return plan_chunk(h).has_value(); }
 
     /// Writes a chunk (header, then `fill(span)` writes the payload) and publishes it;
-    /// false, with nothing written, if it does not fit now.
+    /// false, with nothing written, if it does not fit now. A message's chunks are put in
+    /// order, index 0 first, each of max_payload() bytes but the last.
     template <class Fill>
     bool try_put(const chunk_header& h, Fill&& fill) {
         const std::uint64_t t = checked_tail();
-        auto p = plan(h.length);
+        if (h.index == 0) msg_start_ = t;
+        auto p = plan_chunk(h);
         if (!p) return false;
         write_chunk(t + pad_at(t, p->pad), h, fill);
         publish(t + p->pad + p->need);
@@ -181,7 +185,22 @@ private:
         std::uint64_t need;
     };
 
-    [[nodiscard]] std::optional<placement> plan(std::size_t len) const noexcept {
+    /// Where chunk `h` goes: plan() with the bytes the rest of its message takes, and
+    /// whether the reader has begun taking the message (released past its start).
+    [[nodiscard]] std::optional<placement> plan_chunk(const chunk_header& h) const noexcept {
+        const std::uint64_t maxp = max_payload();
+        const std::uint64_t done = std::uint64_t{h.index} * maxp + h.length; // payload up to this chunk's end
+        const std::uint64_t rest = h.total > done ? h.total - done : 0;
+        const std::uint64_t after = rest / maxp * align_up(sizeof(chunk_header) + maxp) +
+                                    (rest % maxp != 0 ? align_up(sizeof(chunk_header) + rest % maxp) : 0);
+        const bool reader_in = h.index != 0 && s_->head.load(std::memory_order_acquire) > msg_start_;
+        return plan(h.length, after, reader_in);
+    }
+
+    /// Where a chunk of `len` payload bytes goes now, if it fits: after a pad to the ring's
+    /// end, or none. `after`: the bytes the chunks still to come of its message take;
+    /// `reader_in`: the reader is taking that message already.
+    [[nodiscard]] std::optional<placement> plan(std::size_t len, std::uint64_t after, bool reader_in) const noexcept {
         std::uint64_t cap = capacity();
         std::uint64_t t = s_->tail.load(std::memory_order_relaxed);
         std::uint64_t h = s_->head.load(std::memory_order_acquire);
@@ -192,8 +211,13 @@ private:
         // Back to the start early, once past rewind_after, whenever the reader has freed the
         // room there (the bytes in use, [h, t), do not wrap and start at least `need` in):
         // a ring that streams, however large, then keeps to its first pages instead of
-        // touching fresh ones all the way round.
-        const bool early = off >= rewind_after && t - h <= off && need <= off - (t - h);
+        // touching fresh ones all the way round. The pad holds the ring's end until the
+        // reader passes it, so the rest of the message must fit there too, unless the reader
+        // is taking the message already: else a message that fits the free ring would wait
+        // for a reader (a put into an empty queue raised queue_full, or hung the program
+        // that would get it next).
+        const bool early = off >= rewind_after && t - h <= off && need <= off - (t - h) &&
+                           (reader_in || after <= off - (t - h) - need);
         if (early || off + need > cap) pad = cap - off;
         if (pad + need > free) return std::nullopt;
         return placement{pad, need};
@@ -275,6 +299,7 @@ private:
 
     ring_shared* s_ = nullptr;
     std::uint64_t cap_ = 0; // this process's copy: the shared one could be overwritten
+    std::uint64_t msg_start_ = 0; // writer: the tail when the message being put began
 };
 
 } MULTIPROC_ABI_END } // namespace multiproc::detail

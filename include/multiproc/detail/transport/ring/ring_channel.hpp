@@ -66,10 +66,12 @@ public:
         return ring_.try_put_many(first, lens, fill);
     }
 
-    /// Waits for room in the ring; true early once `stop` is set (interrupt() wakes it).
-    bool wait_room(std::size_t len, std::optional<steady::time_point> deadline, const std::atomic<std::uint32_t>& stop) {
+    /// Waits for room in the ring for chunk `h` (or, given a length, a one-chunk message);
+    /// true early once `stop` is set (interrupt() wakes it).
+    template <class Chunk>
+    bool wait_room(const Chunk& h, std::optional<steady::time_point> deadline, const std::atomic<std::uint32_t>& stop) {
         return ring_.shared().space.wait_until(
-            [&] { return ring_.has_room(len) || stop.load(std::memory_order_acquire) != 0; }, deadline);
+            [&] { return ring_.has_room(h) || stop.load(std::memory_order_acquire) != 0; }, deadline);
     }
 
     /// Wakes every process waiting in wait_room or wait_data (the caller has set their `stop`).

@@ -129,7 +129,7 @@ public:
             chunk_header h = make_chunk(chunk_data, seq, index, static_cast<std::uint32_t>(len), total);
             auto fill = [&](std::span<std::byte> dst) { from.copy_to(dst.data(), len); };
             while (!r.try_put(h, fill)) {
-                if (!r.shared().space.wait_until([&] { return r.has_room(len); }, steady::now() + liveness_slice) &&
+                if (!r.shared().space.wait_until([&] { return r.has_room(h); }, steady::now() + liveness_slice) &&
                     (poll_now(out_live_.get()) & POLLERR))
                     detail::raise(os_error("multiproc: send on a connection whose other end is closed", EPIPE));
             }

@@ -136,7 +136,8 @@ public:
     }
 
     /// Waits for room in the stream; true early once interrupt() was called (in any process).
-    bool wait_room(std::size_t, std::optional<steady::time_point> deadline, const std::atomic<std::uint32_t>&) {
+    template <class Chunk>
+    bool wait_room(const Chunk&, std::optional<steady::time_point> deadline, const std::atomic<std::uint32_t>&) {
         return wait_or_woken(w_.get(), POLLOUT, deadline);
     }
 
