@@ -5,31 +5,20 @@
 # -Werror and OPTIONS, under a compiler other than the build's (whose check is the
 # multiproc_header_check object libraries, cmake/TestHeaders.cmake): the docs name GCC 12 and
 # Clang 14, and a header one of them refuses is a header a user cannot include. FLAGS
-# supplies -std=c++20 and the include paths; EXTRA_INCLUDES the MPI ones. The same headers
-# are skipped as in TestHeaders.cmake (cereal, MPI, OpenSSL absent; shared_heap.hpp and
-# manager.hpp and cereal.hpp without exceptions, shared_heap.hpp without RTTI: each says so
-# in an #error). Failures are listed together, with the compiler's first lines for each.
+# supplies -std=c++20 and the include paths; EXTRA_INCLUDES the MPI ones. The headers are
+# those multiproc_public_headers (PublicHeaders.cmake) keeps, as the build's own check takes.
+# Failures are listed together, with the compiler's first lines for each.
 cmake_minimum_required(VERSION 3.21)
+include(${CMAKE_CURRENT_LIST_DIR}/PublicHeaders.cmake)
 string(REPLACE "|" ";" options "${OPTIONS}")
 string(REPLACE "|" ";" extra "${EXTRA_INCLUDES}")
 list(TRANSFORM extra PREPEND "-I")
-file(GLOB_RECURSE headers RELATIVE ${INCLUDE_DIR} ${INCLUDE_DIR}/multiproc/*.hpp)
-list(SORT headers)
+multiproc_public_headers(headers ${INCLUDE_DIR} "${WITH_EXT}" "${WITH_MPI}" "${WITH_CONNECTION}" ${options})
 set(bad)
 set(checked 0)
 file(REMOVE_RECURSE ${SCRATCH})
 file(MAKE_DIRECTORY ${SCRATCH})
 foreach(h IN LISTS headers)
-  if(h MATCHES "/detail/" OR (h MATCHES "/ext/serialize/" AND NOT WITH_EXT) OR (h MATCHES "/ext/start/" AND NOT WITH_MPI)
-     OR (h MATCHES "/(connection|manager).hpp$" AND NOT WITH_CONNECTION))
-    continue()
-  endif()
-  if("-fno-exceptions" IN_LIST options AND h MATCHES "/(shared_heap|manager).hpp$|/ext/serialize/cereal")
-    continue()
-  endif()
-  if("-fno-rtti" IN_LIST options AND h MATCHES "/shared_heap.hpp$")
-    continue()
-  endif()
   string(MAKE_C_IDENTIFIER ${h} id)
   set(tu ${SCRATCH}/${id}.cpp)
   file(WRITE ${tu} "#include <${h}>\n#include <${h}> // twice: include guards\n")

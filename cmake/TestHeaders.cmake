@@ -1,33 +1,15 @@
 # multiproc_test_headers(<target> <include dir> [<compile option>...]): one translation unit
 # per public header, each including only that header, compiled into an object library with
-# the options given: every header must compile on its own. detail/ headers are internal and
-# exempt. ext/serialize/cereal.hpp is skipped without cereal or given -fno-exceptions (cereal
-# needs exceptions), ext/start/mpi.hpp without MPI (MULTIPROC_WITH_MPI), connection.hpp and manager.hpp
-# without OpenSSL (MULTIPROC_WITH_CONNECTION), shared_heap.hpp given -fno-exceptions or -fno-rtti,
-# manager.hpp given -fno-exceptions.
+# the options given: every header must compile on its own. Which headers: those
+# multiproc_public_headers (PublicHeaders.cmake) keeps for this build and these options.
+include(${CMAKE_CURRENT_LIST_DIR}/PublicHeaders.cmake)
+
 function(multiproc_test_headers target include_dir)
   set(options ${ARGN})
-  file(GLOB_RECURSE headers RELATIVE ${include_dir} CONFIGURE_DEPENDS ${include_dir}/multiproc/*.hpp)
+  multiproc_public_headers(headers ${include_dir} "${MULTIPROC_HAVE_CEREAL}" "${MULTIPROC_WITH_MPI}"
+                           "${MULTIPROC_WITH_CONNECTION}" ${options})
   set(sources)
   foreach(h IN LISTS headers)
-    if(h MATCHES "/detail/")
-      continue()
-    endif()
-    if(h MATCHES "/ext/serialize/cereal" AND (NOT MULTIPROC_HAVE_CEREAL OR "-fno-exceptions" IN_LIST options))
-      continue()
-    endif()
-    if(h MATCHES "/ext/start/mpi" AND NOT MULTIPROC_WITH_MPI)
-      continue()
-    endif()
-    if(h MATCHES "/(connection|manager).hpp$" AND NOT MULTIPROC_WITH_CONNECTION)
-      continue()
-    endif()
-    if(h MATCHES "/shared_heap.hpp$" AND ("-fno-exceptions" IN_LIST options OR "-fno-rtti" IN_LIST options))
-      continue() # (Boost.Interprocess needs both: the header says so in an #error)
-    endif()
-    if(h MATCHES "/manager.hpp$" AND "-fno-exceptions" IN_LIST options)
-      continue() # (its server outlives its clients' failures by catching them: an #error says so)
-    endif()
     string(MAKE_C_IDENTIFIER ${h} id)
     set(tu ${CMAKE_CURRENT_BINARY_DIR}/${target}/${id}.cpp)
     file(CONFIGURE OUTPUT ${tu} CONTENT "#include <${h}>\n#include <${h}> // twice: include guards\n")

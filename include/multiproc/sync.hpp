@@ -678,6 +678,7 @@ struct barrier_state {
     std::uint32_t why = none;
     pid_t dead = 0;
     std::atomic<std::int64_t> next_check{0};
+    std::atomic<std::int64_t> round_started{0}; // when this round's first party arrived (steady ns)
 
     explicit barrier_state(std::uint32_t n) noexcept : parties(n) {
         for (std::uint32_t i = 0; i < n; ++i) ::new (inside_storage() + i) std::atomic<holder_id>(0);
@@ -877,9 +878,21 @@ private:
         while (b.get_phase() == b.draining || b.get_phase() == b.resetting) g.wait_change(std::nullopt);
         // The last to arrive first looks for parties that died waiting: counted, they would
         // let the others go with one missing (it breaks the barrier, naming the dead one).
-        if (b.get_count() + 1 == b.parties) (void)b.remove_dead();
+        // Only if a party sleeps on the barrier, or the round is as old as a waiter's first
+        // look of its own (check_schedule::first: a waiter wakes to look, and spins a little
+        // before it sleeps again). A look reads /proc once per party, which made a busy round
+        // of two processes 8x slower; a party still in the first spin of its wait (~20 us)
+        // is alive, or died as good as at the release.
+        const std::int64_t now_ns =
+            std::chrono::duration_cast<std::chrono::nanoseconds>(detail::steady::now().time_since_epoch()).count();
+        if (b.get_count() + 1 == b.parties && b.get_count() != 0 &&
+            (b.changed.sleepers.load(std::memory_order_seq_cst) != 0 ||
+             now_ns - b.round_started.load(std::memory_order_relaxed) >=
+                 std::chrono::nanoseconds(detail::check_schedule::first).count()))
+            (void)b.remove_dead();
         if (b.get_phase() == b.broken) detail::raise(broken_barrier_error(b.broken_message()));
         std::uint32_t index = b.get_count();
+        if (index == 0) b.round_started.store(now_ns, std::memory_order_relaxed);
         b.inside(index).store(detail::self_holder_id(), std::memory_order_relaxed);
         b.count.store(index + 1, std::memory_order_relaxed);
         MULTIPROC_TRY {
