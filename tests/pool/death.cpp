@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <set>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -317,6 +318,89 @@ TEST_CASE("a blocking map sends its input from the caller's vector: a worker kil
         CHECK(p.map(die_once_on, xs, 4999) == out); // and again, with no death
     });
     ::munmap(word, sizeof(std::atomic<int>));
+}
+
+namespace {
+// A test of the engine's pacing (sys::call::pacing): held, every worker takes as many units
+// as it may at once and none counts as running long; let go, the engine paces as always.
+// Also counts the times the engine sent a withdrawn unit's borrowed elements as zeros.
+namespace pacing {
+std::atomic<bool> held{false};
+std::atomic<int> zeros{0};
+std::atomic<pid_t> owner{0};
+int hook(detail::sys::call c) {
+    if (::getpid() != owner.load()) return 0;
+    if (c == detail::sys::call::pacing) return held.load() ? 1 : 0;
+    if (c == detail::sys::call::zeros) zeros.fetch_add(1);
+    return 0;
+}
+} // namespace pacing
+
+// How many times each element of the map below ran (shared with the forked workers), and
+// where the first element of each chunk says it started.
+unsigned char* runs_of = nullptr;
+int chunk_starts_fd = -1;
+constexpr int rebalance_chunk = 100000; // 400,000 bytes of ints: a worker's 1 MiB task ring holds two
+int count_run(int x) {
+    std::atomic_ref<unsigned char>(runs_of[x]).fetch_add(1);
+    if (x % rebalance_chunk == 0) pooltest::say(chunk_starts_fd, std::to_string(x));
+    return x + 1;
+}
+} // namespace
+
+TEST_CASE("a blocking map's chunks queued behind a blocked worker are taken back for the idle one, and what of "
+          "them that worker was not yet sent goes as zeros after map has returned", "[pool][death][policy]") {
+    // With the pacing held, the map's 8 chunks go out at once, in turn to each worker: at
+    // least 3 land behind the task that blocks worker A, and the third of those does not fit
+    // whole in A's task ring. Let go, A counts as stuck and the idle worker B takes them
+    // back. map() then returns: its input, which the chunks borrow, is gone. Only when the
+    // blocker is released can the engine send A the rest of that chunk: as zeros, which A
+    // skips. (Reading the input there would read freed memory, or a null pointer.)
+    constexpr int chunks = 8;
+    constexpr std::size_t n = std::size_t{chunks} * rebalance_chunk;
+    void* mem = ::mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    REQUIRE(mem != MAP_FAILED);
+    runs_of = static_cast<unsigned char*>(mem);
+    pooltest::tokens tokens;
+    pooltest::reports reports, starts;
+    chunk_starts_fd = starts.fd();
+    pacing::owner = ::getpid();
+    pacing::held = true;
+    pacing::zeros = 0;
+    detail::sys::fault_hook = &pacing::hook;
+    without_leaks(2, [&](pool& p) {
+        const auto workers = pooltest::worker_pids();
+        auto blocker = p.apply_async(pooltest::report_then_wait, reports.fd(), tokens.fd(), 7);
+        (void)reports.line(); // A runs it
+        std::vector<int> out;
+        std::thread caller([&] {
+            std::vector<int> xs(n);
+            for (std::size_t i = 0; i < n; ++i) xs[i] = static_cast<int>(i);
+            out = p.map(count_run, xs, rebalance_chunk);
+        }); // (xs is freed as the thread ends)
+        (void)starts.line(); // a chunk started: they were all given out, in one go under the pool's lock
+        pacing::held = false;
+        auto poke = p.apply_async(pooltest::square, 3); // the engine looks at the pacing again
+        for (int i = 1; i < chunks; ++i) (void)starts.line(); // all ran, on B
+        caller.join();
+        REQUIRE(out.size() == n);
+        std::size_t wrong = 0;
+        for (std::size_t i = 0; i < n; ++i) wrong += out[i] != static_cast<int>(i) + 1;
+        CHECK(wrong == 0);
+        CHECK(pacing::zeros.load() == 0); // (A has not read on: no room for the rest yet)
+        tokens.release();
+        CHECK(blocker.get() == 7);
+        CHECK(poke.get() == 9);
+        // A runs a task only after it has read on past the skipped chunks, zeros and all: both
+        // workers, the same two (A read its stream as sent, so it was not replaced).
+        CHECK(pooltest::busy_workers(p, 2, tokens, reports) == workers);
+        CHECK(pacing::zeros.load() > 0);
+    });
+    detail::sys::fault_hook = nullptr;
+    std::size_t not_once = 0;
+    for (std::size_t i = 0; i < n; ++i) not_once += runs_of[i] != 1;
+    CHECK(not_once == 0); // each element ran once: none of a withdrawn chunk also ran on A
+    ::munmap(mem, n);
 }
 
 TEST_CASE("a worker killed while idle is replaced without failing anything", "[pool][death]") {

@@ -45,6 +45,11 @@ enum class call : unsigned char {
     other,
     step, // not a system call: a step of bookkeeping in shared memory (sys::step), where tests kill
     atfork,
+    // Not system calls: points where a pool's engine asks the hook, so that tests can make
+    // its timing-driven choices deterministic.
+    pacing, // answered nonzero: every worker may hold the most units at once, and none counts as
+            // running long (so units queue behind a blocked worker, and stay there until answered 0)
+    zeros,  // passed when the borrowed elements of a unit taken back are sent as zeros (answer ignored)
 };
 
 /// A fault hook's answer that lets the call happen and then kills the process with

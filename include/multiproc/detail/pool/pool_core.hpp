@@ -1186,16 +1186,21 @@ private:
     /// short tasks are pipelined, while long tasks go one at a time to whichever worker is
     /// free (as from a shared queue). Until a unit has finished, one.
     [[nodiscard]] std::size_t depth() const noexcept {
+        constexpr std::uint64_t most = 64;
+        if (pacing_held()) return most;
         if (ema_ns_ == 0) return 1;
         std::uint64_t d = 300000 / ema_ns_ + 1;
-        return static_cast<std::size_t>(std::clamp<std::uint64_t>(d, 1, 64));
+        return static_cast<std::size_t>(std::clamp<std::uint64_t>(d, 1, most));
     }
+
+    /// Whether a test holds the pacing below (sys::call::pacing); never without fault injection.
+    static bool pacing_held() noexcept { return sys::injected(sys::call::pacing) != 0; }
 
     /// Whether the worker has been running its current unit for much longer than units
     /// usually take: then nothing more is queued behind it, and what is queued is withdrawn
     /// for idle workers (a shared queue, as CPython's, never leaves work behind a long task).
     [[nodiscard]] bool stuck(const pool_slot& s, std::uint64_t now_ns) const noexcept {
-        return s.live != 0 && now_ns > stuck_at(s);
+        return s.live != 0 && now_ns > stuck_at(s) && !pacing_held();
     }
     /// When the worker's current unit will count as running long.
     [[nodiscard]] std::uint64_t stuck_at(const pool_slot& s) const noexcept {
@@ -1205,6 +1210,7 @@ private:
     /// When the engine must look again because a worker with units queued behind its
     /// current one may by then count as stuck while another worker idles; or nothing.
     [[nodiscard]] std::optional<steady::time_point> next_rebalance() const {
+        if (pacing_held()) return std::nullopt;
         bool idle = false;
         for (auto& p : slots_) idle |= usable(*p) && p->live == 0;
         if (!idle) return std::nullopt;
@@ -1366,7 +1372,10 @@ private:
                     for (auto v = std::next(u); v != s.inflight.end() && v->ext_len == 0; ++v) left += v->size;
             } else if (off < std::uint64_t{u->own} + u->ext_len) {
                 const std::uint64_t in = off - u->own;
-                if (!u->withdrawn) from = u->job->source + u->ext + in;
+                if (!u->withdrawn)
+                    from = u->job->source + u->ext + in;
+                else
+                    (void)sys::injected(sys::call::zeros);
                 left = u->ext_len - in;
             } else {
                 left = u->size - off;
