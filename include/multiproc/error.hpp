@@ -393,12 +393,16 @@ using error_handler = void (*)(const error&) noexcept;
 namespace detail {
 
 /// The handler a process falls back to when the program set none: the default prints
-/// "multiproc error: <what>" and aborts; a child process of this library prints its
-/// "Process <name>:" report and leaves with exit code 1 instead, as an uncaught exception
-/// would make it (detail/runtime/runtime.hpp sets that).
+/// "multiproc error: <what>" (without the "multiproc: " that begins the library's own
+/// messages) and aborts; a child process of this library prints its "Process <name>:"
+/// report and leaves with exit code 1 instead, as an uncaught exception would make it
+/// (detail/runtime/runtime.hpp sets that).
 inline void default_error_handler(const error& e) noexcept {
+    constexpr std::string_view ours = "multiproc: ";
+    const char* what = e.what();
+    if (std::string_view(what).starts_with(ours)) what += ours.size();
     std::fputs("multiproc error: ", stderr);
-    std::fputs(e.what(), stderr);
+    std::fputs(what, stderr);
     std::fputs("\n", stderr);
     std::abort();
 }

@@ -300,8 +300,10 @@ protected:
         wire q = request(o, k, type);
         return call(with_timeout(q, timeout));
     }
-    /// `q` with `timeout` in seconds (none: -1, no limit).
-    static wire& with_timeout(wire& q, std::optional<std::chrono::duration<double>> timeout) noexcept {
+    /// `q` with `timeout` in seconds (none: -1, no limit); a NaN is value_error, as for
+    /// every other timeout.
+    static wire& with_timeout(wire& q, std::optional<std::chrono::duration<double>> timeout) {
+        if (timeout) detail::check_timeout(*timeout);
         q.timeout = timeout ? std::max(0.0, timeout->count()) : -1.0;
         return q;
     }

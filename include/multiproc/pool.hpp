@@ -652,6 +652,7 @@ public:
     template <class Rep, class Period, class F, std::ranges::input_range... Rs>
         requires(sizeof...(Rs) >= 1)
     auto map(std::chrono::duration<Rep, Period> timeout, F f, Rs&&... rs) {
+        detail::check_timeout(timeout); // (a NaN: value_error before anything is queued)
         auto r = [&] {
             if constexpr (sizeof...(Rs) == 1)
                 return map_async(f, std::forward<Rs>(rs)...);

@@ -13,11 +13,13 @@
 #include <multiproc/queue.hpp>
 #include <multiproc/shared_heap.hpp>
 #include <multiproc/shared_memory.hpp>
+#include <multiproc/sync.hpp>
 
 #include <atomic>
 #include <chrono>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <set>
 #include <string>
 #include <thread>
@@ -188,6 +190,56 @@ TEST_CASE("join with a timeout too long for a deadline waits until the process e
     round(std::chrono::hours::max());
     round(std::chrono::duration<double>(1e300));
     round(std::chrono::duration<double>(1e18));
+}
+
+TEST_CASE("a timeout that is not a number is value_error wherever a timeout is taken, and changes nothing",
+          "[hostile][limits]") {
+    // (Before, a NaN timeout was taken as "do not wait": a get that failed at once with
+    // queue_empty, a barrier broken by a timeout that never ran.)
+    const std::chrono::duration<double> nan(std::numeric_limits<double>::quiet_NaN());
+    const std::chrono::duration<float> nanf(std::numeric_limits<float>::quiet_NaN());
+    const char* const what = "multiproc: timeout is not a number";
+    lock l;
+    CHECK_THROWS_WITH(l.acquire(nan), what);
+    CHECK_THROWS_AS(l.acquire(nanf), value_error);
+    CHECK_THROWS_WITH(l.acquire(true, nan), what);
+    CHECK(l.acquire(false)); // still free
+    l.release();
+    rlock r;
+    CHECK_THROWS_WITH(r.acquire(nan), what);
+    semaphore sem(0);
+    CHECK_THROWS_WITH(sem.acquire(nan), what);
+    sem.release();
+    CHECK(sem.acquire(false)); // the count is as it was
+    condition c;
+    c.acquire();
+    CHECK_THROWS_WITH(c.wait(nan), what);
+    CHECK_THROWS_WITH(c.wait_for([] { return false; }, nan), what);
+    c.release(); // still held after the failed waits
+    event e;
+    CHECK_THROWS_WITH(e.wait(nan), what);
+    barrier b(2);
+    CHECK_THROWS_WITH(b.wait(nan), what);
+    CHECK_FALSE(b.broken());
+    CHECK(b.n_waiting() == 0);
+    queue<int> q;
+    q.put(5);
+    CHECK_THROWS_WITH(q.put(6, nan), what);
+    CHECK_THROWS_WITH(q.get(nan), what);
+    CHECK(q.get() == 5); // nothing was put or taken
+    CHECK(q.empty());
+    auto [rx, tx] = pipe<int>();
+    CHECK_THROWS_WITH(rx.poll(nan), what);
+    process p([] {});
+    p.start();
+    CHECK_THROWS_WITH(p.join(nan), what);
+    p.join();
+    CHECK(p.exitcode() == 0);
+    pool workers(1);
+    auto res = workers.apply_async(doubled, 21);
+    CHECK_THROWS_WITH(res.wait(nan), what);
+    CHECK(res.get() == 42);
+    CHECK_THROWS_WITH(workers.map(nan, doubled, std::vector<int>{1, 2}), what);
 }
 
 TEST_CASE("descriptors cut off as they arrive with a message: os_error EMFILE that says so, and the next message "

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <csignal>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -76,6 +77,9 @@ TEMPLATE_TEST_CASE("a manager's dict, list, value and queue, used here and by a 
     CHECK(l.size() == 2);
     CHECK(v.get() == 2.0);
     CHECK_THROWS_AS(q.get(20ms), queue_empty);
+    const std::chrono::duration<double> nan(std::numeric_limits<double>::quiet_NaN());
+    CHECK_THROWS_WITH(q.get(nan), "multiproc: timeout is not a number"); // (before: an instant queue_empty)
+    CHECK_THROWS_WITH(q.put(1, nan), "multiproc: timeout is not a number");
     CHECK(q.empty());
     d.clear();
     CHECK(d.empty());
@@ -154,6 +158,8 @@ TEMPLATE_TEST_CASE("a manager's lock makes increments by four processes exact, a
     CHECK(sem.acquire());
     CHECK_FALSE(sem.acquire(false));
     CHECK_FALSE(sem.acquire(true, 20ms));
+    CHECK_THROWS_AS(sem.acquire(true, std::chrono::duration<double>(std::numeric_limits<double>::quiet_NaN())),
+                    value_error);
     CHECK(sem.get_value() == 0);
     sem.release();
     CHECK(sem.get_value() == 1);

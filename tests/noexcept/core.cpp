@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <mutex>
 #include <numeric>
 #include <string>
@@ -23,6 +24,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 using namespace std::chrono_literals;
@@ -97,6 +99,30 @@ void run_checks() {
         check(first.has_value() && p.exitcode() == 0, "process.start_join");
         check(!second && second.error().code() == mp::errc::state_error, "process.try_start_twice",
               second ? "started twice" : second.error().what());
+    }
+    { // with no handler set, the default prints the message once, without the library's
+      // own "multiproc: " before it (it printed "multiproc error: multiproc: ..."), and
+      // aborts; a NaN timeout is such an error (it was taken as "do not wait")
+        int err[2];
+        check(::pipe(err) == 0, "default_handler.pipe");
+        const pid_t child = ::fork();
+        if (child == 0) {
+            ::dup2(err[1], 2);
+            mp::set_error_handler(nullptr);
+            mp::lock l;
+            (void)l.acquire(std::chrono::duration<double>(std::numeric_limits<double>::quiet_NaN()));
+            ::_exit(3); // (not reached)
+        }
+        ::close(err[1]);
+        std::string text;
+        char buf[256];
+        for (ssize_t k; (k = ::read(err[0], buf, sizeof buf)) > 0;) text.append(buf, static_cast<std::size_t>(k));
+        ::close(err[0]);
+        int status = 0;
+        ::waitpid(child, &status, 0);
+        check(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT &&
+                  text == "multiproc error: timeout is not a number\n",
+              "default_handler.prints_once_and_aborts", "status " + std::to_string(status) + ", stderr: " + text);
     }
     { // a target whose library call raises: the child leaves with exit code 1, as with exceptions
         auto p = ctx.process([] {

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <multiproc/detail/util/chrono.hpp>
 #include <climits>
+#include <limits>
 #include <cstdint>
 #include <optional>
 
@@ -102,11 +103,23 @@ struct notifier {
     }
 };
 
-/// A deadline `timeout` from now: a negative timeout (or a NaN) is now (as Python treats a
-/// negative one), and one too long to represent, such as `hours::max()`, is none: wait
-/// forever.
+/// value_error("multiproc: timeout is not a number") if `timeout` is a NaN. CPython's answer
+/// depends on the object (ValueError from a Connection's poll, an OSError or a wait of any
+/// length from a lock), and no answer but an error is right.
+template <class Rep, class Period>
+void check_timeout(std::chrono::duration<Rep, Period> timeout) {
+    if constexpr (!std::numeric_limits<Rep>::is_integer) {
+        const Rep r = timeout.count();
+        if (!(r == r)) raise(value_error("multiproc: timeout is not a number"));
+    }
+}
+
+/// A deadline `timeout` from now: a negative timeout is now (as Python treats it), and one
+/// too long to represent, such as `hours::max()`, is none: wait forever. A NaN is
+/// value_error (check_timeout).
 template <class Rep, class Period>
 std::optional<steady::time_point> deadline_in(std::chrono::duration<Rep, Period> timeout) {
+    check_timeout(timeout);
     if (!(timeout > timeout.zero())) return steady::now();
     if (std::chrono::duration<double>(timeout).count() > 3e9) return std::nullopt; // ~95 years
     return steady::now() + std::chrono::ceil<steady::duration>(timeout);
