@@ -191,8 +191,9 @@ private:
         const std::uint64_t maxp = max_payload();
         const std::uint64_t done = std::uint64_t{h.index} * maxp + h.length; // payload up to this chunk's end
         const std::uint64_t rest = h.total > done ? h.total - done : 0;
-        const std::uint64_t after = rest / maxp * align_up(sizeof(chunk_header) + maxp) +
-                                    (rest % maxp != 0 ? align_up(sizeof(chunk_header) + rest % maxp) : 0);
+        const std::uint64_t after = rest == 0 ? 0 // (a message of one chunk: no division on its way)
+                                              : rest / maxp * align_up(sizeof(chunk_header) + maxp) +
+                                                    (rest % maxp != 0 ? align_up(sizeof(chunk_header) + rest % maxp) : 0);
         const bool reader_in = h.index != 0 && s_->head.load(std::memory_order_acquire) > msg_start_;
         return plan(h.length, after, reader_in);
     }
