@@ -527,8 +527,8 @@ std::vector<std::ranges::range_value_t<R>> wait(const R& objects,
     for (const auto& x : objects) items.push_back(detail::wait_item_of(x));
     std::vector<pollfd> fds;
     for (const auto& i : items) fds.push_back(pollfd{i.fd, POLLIN, 0});
+    const auto deadline = detail::deadline_after(timeout); // (a NaN raises before the queues are watched)
     const detail::queue_watch watching(items);
-    const auto deadline = detail::deadline_after(timeout);
     const auto queue_ready = [&] {
         return std::ranges::any_of(items, [](const detail::wait_item& i) { return i.queue && i.queue->ready(); });
     };

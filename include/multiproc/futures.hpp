@@ -105,6 +105,7 @@ template <class V, class Rep = std::int64_t, class Period = std::ratio<1>>
 done_and_not_done<V> wait(const std::vector<async_result<V>>& results,
                           std::optional<std::chrono::duration<Rep, Period>> timeout = std::nullopt,
                           return_when when = return_when::all_completed) {
+    const auto deadline = detail::deadline_after(timeout); // (a NaN raises before anything is watched)
     const auto distinct = detail::result_identity::distinct(results);
     auto board = detail::completion_board::watch(distinct);
     const std::size_t n = distinct.size();
@@ -117,7 +118,7 @@ done_and_not_done<V> wait(const std::vector<async_result<V>>& results,
             }
             return board->order.size() == n;
         },
-        detail::deadline_after(timeout));
+        deadline);
     done_and_not_done<V> out;
     for (const auto& r : distinct) (r.ready() ? out.done : out.not_done).push_back(r);
     return out;

@@ -663,7 +663,8 @@ public:
         if (!r.ready() && core_->abandon(*r.st_))
             detail::raise(timeout_error(
                 "multiproc: map's results were not all in within its timeout of " +
-                std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(timeout).count()) +
+                std::to_string(static_cast<long long>(std::max(
+                    0.0, std::chrono::duration<double, std::milli>(timeout).count()))) + // (a negative one: 0)
                 " ms; the tasks no worker had started are cancelled"));
         return finish(std::move(r));
     }

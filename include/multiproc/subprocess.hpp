@@ -735,6 +735,7 @@ inline completed_process run(std::vector<std::string> args, options opts = {}) {
     if (opts.input && opts.in != inherit) multiproc::detail::raise(value_error("stdin and input arguments may not both be used."));
     if (opts.capture_output && (opts.out != inherit || opts.err != inherit))
         multiproc::detail::raise(value_error("stdout and stderr arguments may not be used with capture_output."));
+    if (opts.timeout) (void)detail::subproc::deadline_after(*opts.timeout); // a NaN: before the child starts
     std::optional<std::string> input = std::move(opts.input);
     std::optional<duration> timeout = opts.timeout;
     bool check = opts.check;

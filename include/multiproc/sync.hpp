@@ -38,10 +38,12 @@ namespace multiproc { MULTIPROC_ABI_BEGIN
 
 namespace detail {
 
-/// A deadline on the steady clock for a time point on any clock.
+/// A deadline on the steady clock for a time point on any clock. One of a floating-point
+/// duration goes through deadline_in, as a timeout would (a NaN is value_error; one too far
+/// to represent is none), since a cast of it to steady's integer ticks could overflow.
 template <class Clock, class Duration>
 std::optional<steady::time_point> steady_deadline(std::chrono::time_point<Clock, Duration> t) {
-    if constexpr (std::is_same_v<Clock, steady>)
+    if constexpr (std::is_same_v<Clock, steady> && std::numeric_limits<typename Duration::rep>::is_integer)
         return std::chrono::time_point_cast<steady::duration>(t);
     else
         return deadline_in(t - Clock::now());

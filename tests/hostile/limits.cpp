@@ -7,6 +7,7 @@
 #include "support/limits.hpp"
 #include "support/support.hpp"
 
+#include <multiproc/futures.hpp>
 #include <multiproc/pipe.hpp>
 #include <multiproc/pool.hpp>
 #include <multiproc/process.hpp>
@@ -205,6 +206,12 @@ TEST_CASE("a timeout that is not a number is value_error wherever a timeout is t
     CHECK_THROWS_WITH(l.acquire(true, nan), what);
     CHECK(l.acquire(false)); // still free
     l.release();
+    // A time point on the steady clock with a floating-point count: checked as a timeout
+    // (before, cast to the clock's integer ticks: undefined for a NaN or 1e300 s).
+    using float_point = std::chrono::time_point<std::chrono::steady_clock, std::chrono::duration<double>>;
+    CHECK_THROWS_WITH(l.try_lock_until(float_point(nan)), what);
+    CHECK(l.try_lock_until(float_point(std::chrono::duration<double>(1e300)))); // free: taken at once
+    l.release();
     rlock r;
     CHECK_THROWS_WITH(r.acquire(nan), what);
     semaphore sem(0);
@@ -238,6 +245,7 @@ TEST_CASE("a timeout that is not a number is value_error wherever a timeout is t
     pool workers(1);
     auto res = workers.apply_async(doubled, 21);
     CHECK_THROWS_WITH(res.wait(nan), what);
+    CHECK_THROWS_WITH(multiproc::wait(std::vector{res}, std::optional(nan)), what);
     CHECK(res.get() == 42);
     CHECK_THROWS_WITH(workers.map(nan, doubled, std::vector<int>{1, 2}), what);
 }

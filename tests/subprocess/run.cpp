@@ -316,6 +316,12 @@ TEST_CASE("bad arguments are value_errors that start nothing", "[subprocess][err
     CHECK_THROWS_WITH(sp::run({"true"}, {.pass_fds = {-1}}), "pass_fds holds -1, which is not a file descriptor");
     CHECK_THROWS_WITH(sp::run({"true"}, {.timeout = sp::duration(std::nan(""))}), "timeout is not a number");
     CHECK_THROWS_AS(sp::run({"true"}, {.timeout = sp::duration(std::nan(""))}), value_error);
+    { // refused before the program starts (it was started, then killed): a start would meet
+      // the failure planted in posix_spawn
+        test::inject spawn_fails(multiproc::detail::sys::call::posix_spawn, EAGAIN);
+        CHECK_THROWS_AS(sp::run({"true"}, {.timeout = sp::duration(std::nan(""))}), value_error);
+        CHECK(spawn_fails.left() == 1);
+    }
     // Descriptors that are not open are os_errors naming them.
     CHECK_THROWS_WITH(sp::run({"true"}, {.pass_fds = {987}}), "multiproc: pass_fds holds 987: Bad file descriptor");
     CHECK_THROWS_WITH(sp::run({"true"}, {.out = sp::fd(987)}),
