@@ -31,6 +31,9 @@ int slow_first(int report_fd, int token_fd, int i) {
     return i;
 }
 int slow_first_packed(std::tuple<int, int, int> a) { return slow_first(std::get<0>(a), std::get<1>(a), std::get<2>(a)); }
+int report_then_wait_packed(std::tuple<int, int, int> a) {
+    return pooltest::report_then_wait(std::get<0>(a), std::get<1>(a), std::get<2>(a));
+}
 } // namespace
 
 TEMPLATE_TEST_CASE("design 5.3: imap is lazy: infinite input, and at most the window is read ahead",
@@ -126,7 +129,38 @@ TEMPLATE_TEST_CASE("an imap view left early leaves the pool usable, and results 
     }
     CHECK(p.map(fn<&square>, std::vector<int>{1, 2, 3}) == std::vector<int>{1, 4, 9});
     p.close();
-    p.join(); // nothing is outstanding: the dropped views' tasks were allowed to finish
+    p.join(); // nothing is outstanding: the dropped views' tasks were cancelled or finished
+}
+
+TEST_CASE("an imap view dropped part-way cancels the tasks no worker has started: later calls and the pool's end "
+          "do not wait behind them", "[pool][imap]") {
+    // (They ran, all of the window read ahead: 128 tasks for two workers by default, which
+    // a later apply() and the pool's drain waited for; an outside trial timed 6.3 s.)
+    pooltest::tokens tokens;
+    pooltest::reports reports;
+    pool_progress seen;
+    {
+        pool p(pool_options{.processes = 2, .observer = std::ref(seen)});
+        {
+            auto v = ranges::views::iota(0) | ranges::views::transform([&](int i) {
+                         return std::tuple<int, int, int>(reports.fd(), tokens.fd(), i);
+                     }) |
+                     views::imap_unordered(p, report_then_wait_packed, imap_options{1, {}});
+            tokens.release(); // one task may end
+            auto it = v.begin(); // reads the window ahead, queues it, and waits for that one
+            CHECK(*it >= 0);
+            for (int i = 0; i < 3; ++i) (void)reports.line(); // it, and both workers now in a task
+            CHECK(seen.queued() >= 6);
+        } // dropped
+        CHECK(seen.cancelled() == seen.queued() - 3); // all but the three that ran
+        tokens.release(static_cast<int>(seen.queued())); // as many as would let every task run
+        CHECK(p.apply(square, 7) == 49);
+        p.close();
+        p.join();
+    }
+    CHECK(seen.finished() == 3 + 1);
+    CHECK(seen.started() == 3 + 1);
+    CHECK(seen.done() == seen.queued());
 }
 
 TEMPLATE_TEST_CASE("an imap started before close() goes on after it", "[pool][imap][lifecycle]", START_METHODS) {

@@ -524,11 +524,18 @@ public:
         after_drive_locked();
     }
 
-    /// Nobody wants the rest of the job's results (an imap view was dropped early).
+    /// Nobody wants the rest of the job's results (an imap view was dropped early): what no
+    /// worker has started is dropped (cancelled_error, which nobody sees), what runs
+    /// completes and is discarded; so later calls, and the pool's end, do not wait behind
+    /// the window the view had read ahead. Nothing in another process than the pool's owner
+    /// (a forked child's copy of a view: nothing of the pool is its own there).
     void cancel(job_core& job) {
+        if (::getpid() != owner_) return;
         std::lock_guard lk(mu_);
+        drive_locked(); // results already published count as complete
         job.cancelled = true;
         job.open = false;
+        if (job.keep && job.outstanding != 0) (void)drop_queued(job);
         finish_if_done(job);
         after_drive_locked();
     }
