@@ -79,7 +79,7 @@ TEMPLATE_TEST_CASE("a manager's dict, list, value and queue, used here and by a 
     CHECK_THROWS_AS(q.get(20ms), queue_empty);
     const std::chrono::duration<double> nan(std::numeric_limits<double>::quiet_NaN());
     CHECK_THROWS_WITH(q.get(nan), "multiproc: timeout is not a number"); // (before: an instant queue_empty)
-    CHECK_THROWS_WITH(q.put(1, nan), "multiproc: timeout is not a number");
+    CHECK_THROWS_WITH(q.put({1}, nan), "multiproc: timeout is not a number");
     CHECK(q.empty());
     d.clear();
     CHECK(d.empty());
