@@ -532,10 +532,9 @@ public:
     void cancel(job_core& job) {
         if (::getpid() != owner_) return;
         std::lock_guard lk(mu_);
-        drive_locked(); // results already published count as complete
         job.cancelled = true;
         job.open = false;
-        if (job.keep && job.outstanding != 0) (void)drop_queued(job);
+        (void)drop_unwanted_locked(job);
         finish_if_done(job);
         after_drive_locked();
     }
@@ -562,13 +561,21 @@ public:
     bool abandon(job_core& job) {
         check_owner();
         std::lock_guard lk(mu_);
+        const bool outstanding = drop_unwanted_locked(job);
+        after_drive_locked();
+        return outstanding;
+    }
+
+    /// What cancel and abandon share, under the lock: after collecting what the workers
+    /// published (those results count as complete), marks `job` unwanted and drops what no
+    /// worker has started. Returns whether anything of it was still outstanding.
+    bool drop_unwanted_locked(job_core& job) {
         drive_locked();
         const bool outstanding = job.keep && job.outstanding != 0;
         if (outstanding) {
             job.cancelled = true;
             (void)drop_queued(job);
         }
-        after_drive_locked();
         return outstanding;
     }
 
