@@ -5,9 +5,13 @@
 // which stops a thread inside the initialisation with a fault hook and forks meanwhile.
 // Only start::fork applies: spawn and forkserver children are fresh programs, and the
 // forkserver forks from a single thread.
+#include "support/sanitizer_fork.hpp"
 #include "support/support.hpp"
 
+#include <atomic>
 #include <string>
+#include <sys/wait.h>
+#include <thread>
 
 TEST_CASE("a child forked while another thread makes the first holder id, arena or pipe of the process does not hang",
           "[process][fork][threads]") {
@@ -18,3 +22,39 @@ TEST_CASE("a child forked while another thread makes the first holder id, arena 
         CHECK(r.code == 0);
     }
 }
+
+// Not the library's: the test programs' own guard (support/sanitizer_fork.hpp) against GCC
+// 12's AddressSanitizer runtime, which takes none of its locks around fork(). Without it, a
+// worker forked by a pool's engine thread while the test's thread maps a block for new
+// allocation stacks spins for ever on its first new stack. Here a thread holds that lock as
+// the runtime would, another forks: fork() must wait for the lock, and the child must find
+// it free.
+#if defined(__SANITIZE_ADDRESS__) && defined(__linux__) && defined(__x86_64__)
+TEST_CASE("the test programs hold AddressSanitizer's stack depot lock across fork (support/sanitizer_fork.hpp)",
+          "[process][fork][threads]") {
+    namespace sf = test::sanitizer_fork;
+    REQUIRE(sf::rt.depot_block_lock != nullptr); // found in libasan's symbol table, handler registered
+    const int waited = sf::rt.waited.load();
+    sf::lock_depot_blocks(); // as a thread that maps a block for new stacks
+    std::atomic<pid_t> child{-1};
+    std::thread forker([&] {
+        pid_t pid = ::fork();
+        if (pid == 0) {
+            const bool free = *sf::rt.depot_block_lock == 0;
+            std::vector<int> fresh(4096, 1); // a new allocation stack in the child
+            _exit(free && fresh.back() == 1 ? 0 : 1);
+        }
+        child = pid;
+    });
+    while (sf::rt.waited.load() == waited && child.load() == -1) std::this_thread::yield();
+    CHECK(child.load() == -1); // the fork waits in its prepare handler for the lock
+    sf::unlock_depot_blocks();
+    forker.join();
+    REQUIRE(child.load() > 0);
+    int status = 0;
+    REQUIRE(::waitpid(child.load(), &status, 0) == child.load());
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    CHECK(*sf::rt.depot_block_lock == 0); // and given back in the parent
+}
+#endif
