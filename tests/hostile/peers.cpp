@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstring>
 #include <future>
+#include <limits>
 #include <string>
 #include <thread>
 #include <vector>
@@ -249,6 +250,33 @@ TEST_CASE("manager: a negative semaphore is value_error, on the proxy and on the
     auto q = request(mgr::op::create, mgr::kind::semaphore);
     q.n = -5;
     CHECK(s.call(q, 1, [] { return false; }).code == static_cast<std::uint8_t>(mgr::status::bad));
+}
+
+TEST_CASE("manager store: a peer's NaN timeout is refused, not taken as no limit", "[hostile][peers][manager]") {
+    // (Before, a NaN was "no limit": each call below succeeded, or waited for ever.)
+    auto live = [] { return false; };
+    mgr::store s;
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    const auto q = make(s, mgr::kind::queue);
+    auto put = request(mgr::op::put, mgr::kind::queue, q);
+    put.b = "item";
+    CHECK(s.call(put, 1, live).code == 0);
+    auto take = request(mgr::op::take, mgr::kind::queue, q);
+    take.timeout = nan;
+    auto r = s.call(take, 1, live);
+    CHECK(r.code == static_cast<std::uint8_t>(mgr::status::bad));
+    CHECK(r.a == "timeout is not a number");
+    const auto sem = make(s, mgr::kind::semaphore, 1);
+    auto acquire = request(mgr::op::acquire, mgr::kind::semaphore, sem);
+    acquire.timeout = nan;
+    CHECK(s.call(acquire, 1, live).code == static_cast<std::uint8_t>(mgr::status::bad));
+    // The refused calls took nothing.
+    acquire.timeout = 0;
+    CHECK(s.call(acquire, 1, live).n == 1);
+    take.timeout = 0;
+    r = s.call(take, 1, live);
+    CHECK(r.code == 0);
+    CHECK(r.b == "item");
 }
 
 TEST_CASE("manager: a server that cannot listen raises the listener's errno and says it once",

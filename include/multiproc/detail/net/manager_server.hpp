@@ -286,6 +286,9 @@ public:
         object& o = *it->second;
         if (static_cast<std::uint8_t>(o.k) != q.kind || o.type != q.type)
             return fail(status::wrong_object, "the object is a " + o.type + ", not a " + q.type);
+        // A peer's NaN timeout (our proxies refuse one before they send) is refused as the
+        // caller's do it, not taken as "no limit"; Python's waits raise ValueError for it.
+        if (q.timeout != q.timeout) return fail(status::bad, "timeout is not a number");
         switch (o.k) {
             case kind::dict: return dict_op(o, q);
             case kind::list: return list_op(o, q);
@@ -514,7 +517,7 @@ private:
             if (who.gone()) throw client_gone{};
             return true;
         };
-        // No limit: negative, NaN, or too large for the clock's nanoseconds (a peer's value).
+        // No limit: negative, or too large for the clock's nanoseconds (a peer's value).
         if (!(q.timeout >= 0) || q.timeout > 1e9) {
             o.cv.wait(lk, live);
             return true;
