@@ -29,7 +29,7 @@ TEST_CASE("a child forked while another thread makes the first holder id, arena 
 // allocation stacks spins for ever on its first new stack. Here a thread holds that lock as
 // the runtime would, another forks: fork() must wait for the lock, and the child must find
 // it free.
-#if defined(__SANITIZE_ADDRESS__) && defined(__linux__) && defined(__x86_64__)
+#if defined(__SANITIZE_ADDRESS__) && !defined(__clang__) && defined(__linux__) && defined(__x86_64__)
 TEST_CASE("the test programs hold AddressSanitizer's stack depot lock across fork (support/sanitizer_fork.hpp)",
           "[process][fork][threads]") {
     namespace sf = test::sanitizer_fork;

@@ -17,7 +17,8 @@
 // libasan, not exported: their addresses are read from the library's own symbol table
 // (Debian does not strip it) once, at start. The allocator's lock is its first byte, as
 // `refillAndAlloc` takes it (`xchg %al,(%rdi)`), and held and freed as the runtime does.
-// Where any name is missing (another runtime, a stripped library), nothing is registered.
+// Where any name is missing (another runtime, a stripped library), nothing is registered;
+// with Clang (whose runtime is linked in statically) this header is empty.
 //
 // Registered by a constructor of priority 101, before any of the program's static
 // initialisers, so before the library registers its own fork handlers (inline variables):
@@ -31,7 +32,7 @@
 // and that fork() waits for the lock.
 #pragma once
 
-#if defined(__SANITIZE_ADDRESS__) && defined(__linux__) && defined(__x86_64__)
+#if defined(__SANITIZE_ADDRESS__) && !defined(__clang__) && defined(__linux__) && defined(__x86_64__)
 #include <atomic>
 #include <cstring>
 #include <elf.h>
