@@ -12,7 +12,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <ranges>
 #include <set>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -103,6 +105,31 @@ TEST_CASE("imap_unordered yields results as they are ready", "[pool][imap]") {
     CHECK(*it == 0);
     ++it;
     CHECK(it == v.end());
+}
+
+TEST_CASE("imap reads standard input ranges whose iterators are move-only (std::views::istream)", "[pool][imap][ranges]") {
+    // range-v3 0.12's concepts want copyable iterators: these were refused at compile time.
+    static_assert(!ranges::input_range<std::ranges::istream_view<int>>);
+    static_assert(std::ranges::input_range<std::ranges::istream_view<int>>);
+    pool p(2);
+    std::istringstream piped("1 2 3 4 5");
+    CHECK((std::views::istream<int>(piped) | views::imap(p, square) | ranges::to<std::vector>()) ==
+          std::vector<int>{1, 4, 9, 16, 25});
+    std::istringstream named("6 7 8");
+    auto lvalue = std::views::istream<int>(named); // referred to by the view, as an lvalue container is
+    CHECK((lvalue | views::imap(p, square) | ranges::to<std::vector>()) == std::vector<int>{36, 49, 64});
+    std::istringstream unordered("1 2 3");
+    auto u = views::imap_unordered(std::views::istream<int>(unordered), p, square) | ranges::to<std::vector>();
+    CHECK(std::multiset<int>(u.begin(), u.end()) == std::multiset<int>{1, 4, 9});
+    std::istringstream method("2 3");
+    std::vector<int> got;
+    for (int y : p.imap(square, std::views::istream<int>(method), 2)) got.push_back(y);
+    CHECK(got == std::vector<int>{4, 9});
+    std::istringstream endless("1 2 3 4 5 6 7 8 9");
+    CHECK((std::views::istream<int>(endless) | views::imap(p, square) | ranges::views::take(2) |
+           ranges::to<std::vector>()) == std::vector<int>{1, 4});
+    std::istringstream bad("1 2 x 4"); // the stream's end, as for any loop over it
+    CHECK((std::views::istream<int>(bad) | views::imap(p, square) | ranges::to<std::vector>()) == std::vector<int>{1, 4});
 }
 
 TEST_CASE("the ordering policy chooses what plain imap yields", "[pool][imap][policy]") {

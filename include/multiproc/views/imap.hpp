@@ -53,6 +53,47 @@ concept pool_type = requires(P& p) {
 
 namespace views {
 
+namespace detail_imap {
+
+/// What imap reads: any input range, range-v3's or the standard's. range-v3 0.12's concepts
+/// want copyable iterators; a standard input range may have move-only ones
+/// (`std::views::istream<int>(in)`), so each range is read with its own library's begin,
+/// end and value type.
+template <class Rng>
+concept input = ranges::input_range<Rng> || std::ranges::input_range<Rng>;
+
+template <class Rng>
+decltype(auto) begin_of(Rng& r) {
+    if constexpr (ranges::range<Rng>)
+        return ranges::begin(r);
+    else
+        return std::ranges::begin(r);
+}
+template <class Rng>
+decltype(auto) end_of(Rng& r) {
+    if constexpr (ranges::range<Rng>)
+        return ranges::end(r);
+    else
+        return std::ranges::end(r);
+}
+template <class Rng>
+using iterator_of = decltype(begin_of(std::declval<Rng&>()));
+template <class Rng>
+using sentinel_of = decltype(end_of(std::declval<Rng&>()));
+template <class Rng>
+struct value_of_ {
+    using type = std::ranges::range_value_t<Rng>;
+};
+template <class Rng>
+    requires ranges::range<Rng>
+struct value_of_<Rng> {
+    using type = ranges::range_value_t<Rng>;
+};
+template <class Rng>
+using value_of = typename value_of_<Rng>::type;
+
+} // namespace detail_imap
+
 /// The view that `views::imap`, `views::imap_unordered`, `pool.imap` and
 /// `pool.imap_unordered` return: single-pass, lazy; each element is the result of `f` on
 /// the corresponding input (in input order if `Ordered`, else as results arrive). A task
@@ -61,7 +102,7 @@ namespace views {
 template <class Pool, class F, class Rng, bool Ordered>
 class imap_view : public ranges::view_facade<imap_view<Pool, F, Rng, Ordered>, ranges::unknown> {
     using codec = typename Pool::codec;
-    using wire = detail::wire_t<ranges::range_value_t<Rng>>;
+    using wire = detail::wire_t<detail_imap::value_of<Rng>>;
     using inv = detail::invoker<codec, F, wire>;
     using result = typename inv::result_type;
     using job_t = detail::imap_job<codec, result, Ordered>;
@@ -94,8 +135,8 @@ private:
     struct state {
         std::shared_ptr<detail::pool_core> core;
         F f;
-        ranges::iterator_t<Rng> it;
-        ranges::sentinel_t<Rng> end;
+        detail_imap::iterator_of<Rng> it;
+        detail_imap::sentinel_of<Rng> end;
         std::size_t chunksize, window;
         std::shared_ptr<job_t> job = std::make_shared<job_t>();
         std::uint64_t pulled = 0, yielded = 0;
@@ -108,7 +149,8 @@ private:
         std::vector<detail::unit_meta> units;
 
         state(std::shared_ptr<detail::pool_core> c, F fn, Rng& base, std::size_t cs, std::size_t w)
-            : core(std::move(c)), f(fn), it(ranges::begin(base)), end(ranges::end(base)), chunksize(cs), window(w) {}
+            : core(std::move(c)), f(fn), it(detail_imap::begin_of(base)), end(detail_imap::end_of(base)), chunksize(cs),
+              window(w) {}
         state(const state&) = delete;
         state& operator=(const state&) = delete;
         ~state() {
@@ -244,23 +286,39 @@ private:
 
 namespace detail_imap {
 
-/// A container given to imap as an rvalue, kept alive (shared) by the view.
+/// A container or standard view given to imap as an rvalue, kept alive (shared) by the view.
 template <class C>
 class owning : public ranges::view_base {
 public:
     owning() = default;
     explicit owning(C&& c) : c_(std::make_shared<C>(std::move(c))) {}
-    auto begin() const { return ranges::begin(*c_); }
-    auto end() const { return ranges::end(*c_); }
+    auto begin() const { return begin_of(*c_); }
+    auto end() const { return end_of(*c_); }
 
 private:
     std::shared_ptr<C> c_;
+};
+
+/// A standard range given as an lvalue that range-v3 cannot view (its iterators are
+/// move-only): referred to, as an lvalue container is; it must outlive the view.
+template <class C>
+class borrowed : public ranges::view_base {
+public:
+    borrowed() = default;
+    explicit borrowed(C& c) : c_(&c) {}
+    auto begin() const { return begin_of(*c_); }
+    auto end() const { return end_of(*c_); }
+
+private:
+    C* c_ = nullptr;
 };
 
 template <class Rng>
 auto as_view(Rng&& rng) {
     if constexpr (ranges::viewable_range<Rng>)
         return ranges::views::all(std::forward<Rng>(rng));
+    else if constexpr (std::is_lvalue_reference_v<Rng>)
+        return borrowed<std::remove_reference_t<Rng>>(rng);
     else
         return owning<std::remove_cvref_t<Rng>>(std::move(rng));
 }
@@ -268,7 +326,7 @@ auto as_view(Rng&& rng) {
 template <bool Unordered>
 struct imap_base_fn {
     template <class Rng, class Pool, class F>
-        requires ranges::input_range<Rng> && pool_type<Pool>
+        requires input<Rng> && pool_type<Pool>
     auto operator()(Rng&& rng, Pool* pool, F f, imap_options opts) const {
         constexpr bool ordered = !Unordered && Pool::policies::order::is_ordered;
         using view_t = imap_view<Pool, F, decltype(as_view(std::forward<Rng>(rng))), ordered>;
@@ -284,17 +342,18 @@ struct imap_bound {
     imap_options opts{};
 
     template <class Rng>
-        requires ranges::input_range<Rng>
+        requires input<Rng>
     auto operator()(Rng&& rng) const {
         return imap_base_fn<Unordered>{}(std::forward<Rng>(rng), pool, f, opts);
     }
 };
 
 /// `std_view | views::imap(pool, f)`. range-v3 0.12 counts only its own views as views, and
-/// deletes `|` for a standard view given as an rvalue (`std::views::iota(0, 9) | ...`); the
-/// view is then kept by the imap view, as range-v3 keeps its own.
+/// deletes `|` for a standard view given as an rvalue (`std::views::iota(0, 9) | ...`), or
+/// for any whose iterators are move-only (`std::views::istream<int>(in) | ...`); the view is
+/// then kept by the imap view, as range-v3 keeps its own (or referred to, if an lvalue).
 template <class Rng, bool Unordered, class Pool, class F>
-    requires std::ranges::viewable_range<Rng> && (!ranges::viewable_range<Rng>) && ranges::input_range<Rng>
+    requires std::ranges::viewable_range<Rng> && (!ranges::viewable_range<Rng>) && std::ranges::input_range<Rng>
 auto operator|(Rng&& rng, const ranges::views::view_closure<imap_bound<Unordered, Pool, F>>& closure) {
     return closure(std::forward<Rng>(rng));
 }
@@ -310,7 +369,7 @@ struct imap_fn : imap_base_fn<Unordered> {
     }
     /// `views::imap(xs, pool, f)`: the view at once (an rvalue container is kept by the view).
     template <class Rng, class Pool, class F>
-        requires ranges::input_range<Rng> && pool_type<Pool>
+        requires input<Rng> && pool_type<Pool>
     auto operator()(Rng&& rng, Pool& pool, F f, imap_options opts = {}) const {
         return imap_base_fn<Unordered>::operator()(std::forward<Rng>(rng), &pool, f, opts);
     }
