@@ -749,13 +749,12 @@ struct member_traits<R (C::*)(A...) const noexcept> : member_traits<R (C::*)(A..
 template <class T, auto M>
 struct method_tag {};
 
-/// Whether two member pointers, of any types, are the same member.
+/// Whether two member pointers, of any types, are the same member: by the identity of the
+/// template arguments, not `M == N`, which GCC 12 does not take as a constant expression
+/// under -fsanitize=undefined (two exposed members of the same type failed to compile).
 template <auto M, auto N>
 constexpr bool same_member() {
-    if constexpr (std::is_same_v<decltype(M), decltype(N)>)
-        return M == N;
-    else
-        return false;
+    return std::is_same_v<method_tag<void, M>, method_tag<void, N>>;
 }
 template <class T, class... Args>
 struct creator_tag {};
@@ -904,9 +903,10 @@ public:
         return m;
     }
 
-    /// Runs a manager's server in this process, on `where`, until a client shuts it down
-    /// (Python: `BaseManager(address, authkey).get_server().serve_forever()`); then the
-    /// process exits with 0.
+    /// Runs a manager's server in this process, on `where`, for ever (Python:
+    /// `BaseManager(address, authkey).get_server().serve_forever()`): never returns. A
+    /// manager made with `connect` leaves it running when shut down or destroyed, as CPython's
+    /// does; the server ends with its process (a signal).
     [[noreturn]] static void serve(const multiproc::address& where, std::optional<std::string> authkey = std::nullopt) {
         basic_listener<detail::mgr::wire> l(where, 64);
         detail::mgr::serve_on(l, (authkey ? *authkey : detail::mgr::process_key()));

@@ -5,6 +5,7 @@
 struct counter {
     long n = 0;
     long add(long d) { return n += d; }
+    long sub(long d) { return n -= d; } // the type of add, which is exposed: still refused
     void reset() { n = 0; }
 };
 
@@ -12,7 +13,7 @@ int main() {
     multiproc::manager m;
     auto c = m.register_<counter, &counter::add>();
 #ifdef MULTIPROC_COMPILE_FAIL
-    c.call<&counter::reset>();
+    c.call<&counter::sub>(1);
 #else
     c.call<&counter::add>(1);
 #endif
