@@ -7,11 +7,14 @@
 #include <multiproc/process.hpp>
 
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <fcntl.h>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <poll.h>
+#include <stdio_ext.h>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -40,7 +43,61 @@ std::pair<int, std::string> stderr_of(Throwing, std::string name = {}) {
     p.join();
     return {*p.exitcode(), text};
 }
+
+// What a child finds on its stdin, as its exit code: twice the bytes of one read(0) (0: end
+// of file), plus 1 if getchar() still gives a character.
+void read_stdin() {
+    char buf[16];
+    const ssize_t n = ::read(0, buf, sizeof buf);
+    const bool more = std::getchar() != EOF;
+    std::exit(n < 0 ? 100 : static_cast<int>(n) * 2 + (more ? 1 : 0));
+}
+
+// Makes a pipe holding `text` (and then end of file) this process's stdin, until destroyed.
+class stdin_as {
+public:
+    explicit stdin_as(const std::string& text) : saved_(::dup(0)) {
+        int p[2];
+        REQUIRE(saved_ >= 0);
+        REQUIRE(::pipe(p) == 0);
+        REQUIRE(::write(p[1], text.data(), text.size()) == static_cast<ssize_t>(text.size()));
+        ::close(p[1]);
+        REQUIRE(::dup2(p[0], 0) == 0);
+        ::close(p[0]);
+        ::__fpurge(stdin);
+        std::clearerr(stdin);
+    }
+    ~stdin_as() {
+        ::dup2(saved_, 0);
+        ::close(saved_);
+        ::__fpurge(stdin);
+        std::clearerr(stdin);
+    }
+    stdin_as(const stdin_as&) = delete;
+    stdin_as& operator=(const stdin_as&) = delete;
+
+private:
+    int saved_;
+};
 } // namespace
+
+TEMPLATE_TEST_CASE("a child's stdin reads /dev/null, and the program's input stays the parent's (CPython's "
+                   "util._close_stdin)",
+                   "[process][stdin]", START_METHODS) {
+    stdin_as input("hello\n");
+    test::process_t<TestType> p(fn<&read_stdin>);
+    CHECK(test::exit_of(p) == 0); // end of file at once (before: 12, the child took the 6 bytes)
+    char buf[16];
+    CHECK(::read(0, buf, sizeof buf) == 6);
+}
+
+TEST_CASE("a forked child does not read again what the parent's stdin had read ahead", "[process][stdin]") {
+    stdin_as input("hello\n");
+    CHECK(std::getchar() == 'h'); // stdio has read the whole line into its buffer
+    process p(fn<&read_stdin>);
+    CHECK(test::exit_of(p) == 0); // (before: 1, getchar() gave the 'e' of the parent's buffer)
+    CHECK(std::getchar() == 'e'); // the parent's buffer is its own still
+}
 
 TEMPLATE_TEST_CASE("a target that returns gives exit code 0", "[process][exitcode]", START_METHODS) {
     test::process_t<TestType> p([] {});

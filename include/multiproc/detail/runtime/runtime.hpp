@@ -24,7 +24,9 @@
 #include <string_view>
 #include <vector>
 
+#include <fcntl.h>
 #include <signal.h>
+#include <stdio_ext.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -592,6 +594,23 @@ inline void become_child(const child_record& c) {
     r.children.clear();
 }
 
+/// A child's standard input reads /dev/null (CPython's util._close_stdin, in every child's
+/// _bootstrap): a child must not take the program's input from under it, nor read again
+/// what the parent's `stdin` had read ahead before a fork (dropped, without the stream's
+/// lock, which another thread of the parent may have held). CPython replaces `sys.stdin`
+/// and leaves descriptor 0; C++'s streams read descriptor 0, so it is /dev/null here.
+inline void stdin_from_devnull() noexcept {
+    const int fd = sys::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return; // (as CPython: the child keeps its stdin)
+    if (fd == 0) {
+        (void)sys::fcntl(0, F_SETFD, 0);
+    } else {
+        (void)sys::dup2(fd, 0); // (0 without close-on-exec, as a stdin is)
+        (void)sys::close(fd);
+    }
+    ::__fpurge(stdin);
+}
+
 /// Runs `entry(ctx)` as the body of a new child and leaves: 0 when it returns, 1 with
 /// "Process <name>:" and the exception on stderr when it throws, by way of std::exit so that
 /// the child's own atexit handlers run (see child_exit_hook). `os_parent` says whether the
@@ -610,6 +629,7 @@ inline void become_child(const child_record& c) {
             (void)sys::prctl(PR_SET_PDEATHSIG, SIGKILL);
             if (::getppid() != c.parent_pid) ::raise(SIGKILL);
         }
+        stdin_from_devnull();
         child_exit_hooked = child_exits.on_exit(child_exit_hook, nullptr) == 0;
         fallback_error_handler().store(&child_error_handler, std::memory_order_release);
         r.in_child = true;
