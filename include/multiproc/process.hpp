@@ -42,7 +42,8 @@ namespace multiproc { MULTIPROC_ABI_BEGIN
 struct process_options {
     /// The process's name; empty means the default, `Process-N`.
     std::string name{};
-    /// Whether it is a daemon; empty means the daemon policy's default.
+    /// Whether it is a daemon; empty means the daemon policy's default, or true when the
+    /// creating process is a daemon (Python: inherited from the creating process).
     std::optional<bool> daemon{}; // (default initializers let users name one field under -Wextra)
 };
 
@@ -506,7 +507,9 @@ protected:
         } else {
             c->name = std::move(opts.name);
         }
-        c->daemon = opts.daemon.value_or(policies::daemon::value);
+        // Unset: the policy's default, or, in a daemon, a daemon (CPython: "the initial value
+        // is inherited from the creating process").
+        c->daemon = opts.daemon.value_or(policies::daemon::value || detail::rt().self.daemon);
         c->may_have_children = policies::nested::allowed;
         rec_ = std::move(c);
     }

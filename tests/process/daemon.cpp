@@ -53,6 +53,28 @@ TEMPLATE_TEST_CASE("a daemon knows it is one and may not have children", "[proce
     CHECK(d.exitcode() == 0);
 }
 
+TEMPLATE_TEST_CASE("a process made in a daemon is a daemon unless told otherwise (CPython: inherited)",
+                   "[process][daemon]", START_METHODS) {
+    test::report_pipe out;
+    basic_process<typename TestType::policies::start, daemon::yes, nested::allow> d(
+        [](test::fd_arg o) {
+            test::process_t<TestType> inherits([] {});
+            test::process_t<TestType> told(process_options{.name = {}, .daemon = false}, [] {});
+            basic_process<typename TestType::policies::start, daemon::no> by_policy([] {});
+            o.write(std::string(inherits.daemon() ? "daemon" : "not-daemon") + (told.daemon() ? " daemon" : " not-daemon") +
+                    (by_policy.daemon() ? " daemon" : " not-daemon"));
+        },
+        out.w_arg());
+    d.start();
+    // (Before: "not-daemon not-daemon not-daemon": under nested::allow such a child outlived
+    // its daemon parent's end.)
+    CHECK(out.collect() == "daemon not-daemon daemon");
+    d.join();
+    CHECK(d.exitcode() == 0);
+    process here([] {});
+    CHECK_FALSE(here.daemon()); // the main process is no daemon
+}
+
 TEMPLATE_TEST_CASE("at normal exit daemons are terminated and every child joined, with CPython's log lines",
                    "[process][daemon][exit]", START_METHODS) {
     test::running_program prog("daemon_at_exit", method<TestType>());
