@@ -224,8 +224,14 @@ inline bool hung_up(int fd) noexcept {
                     for (;;) {
                         const wire q = c.recv();
                         if (static_cast<op>(q.code) == op::shutdown) {
+                            log(10, "manager received shutdown message");
                             s->release_segments();
                             c.send(wire{});
+                            // As CPython's server leaves serve_forever by sys.exit(0): the
+                            // process's shutdown ("process shutting down", its children
+                            // joined, its finalizers run, "process exiting with exitcode 0"),
+                            // then _Exit, as other threads still run.
+                            finish_child_steps(0, {});
                             flush_std_streams();
                             std::_Exit(0);
                         }
@@ -862,6 +868,7 @@ public:
                     report.send(std::string("!0 ") + e.what());
                     std::_Exit(1);
                 }
+                detail::log(20, "manager serving at '{}'", l->address().to_string()); // (CPython: before it answers)
                 report.send(l->address().to_string());
                 report.close();
                 detail::mgr::serve_on(*l, key);
@@ -892,10 +899,13 @@ public:
 
     /// A manager for the server already serving at `where` (Python:
     /// BaseManager(address, authkey).connect()): checks it answers, leaves it running.
+    /// Where nothing listens: the connection's `os_error` (ECONNREFUSED, ENOENT), as CPython's
+    /// ConnectionRefusedError or FileNotFoundError; a server that goes later is `eof_error`.
     static basic_manager connect(const multiproc::address& where, std::optional<std::string> authkey = std::nullopt) {
         basic_manager m{connected_tag{}};
         m.key_ = (authkey ? *authkey : detail::mgr::process_key());
         m.address_ = where.to_string();
+        (void)detail::mgr::link_to(m.address_, &m.key_); // (outside call(), which says "has gone")
         detail::mgr::wire q;
         q.code = static_cast<std::uint8_t>(detail::mgr::op::ping);
         detail::mgr::call(m.address_, q, m.key_);
@@ -923,6 +933,7 @@ public:
         if (!server_) return;
         MULTIPROC_TRY {
             if (server_->is_alive()) {
+                detail::log(20, "sending shutdown message to manager");
                 detail::mgr::wire q;
                 q.code = static_cast<std::uint8_t>(detail::mgr::op::shutdown);
                 MULTIPROC_TRY {

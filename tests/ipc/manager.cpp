@@ -343,6 +343,40 @@ TEST_CASE("proxies cross through a pool's tasks and a queue", "[manager]") {
     CHECK(d.at(100) == "through a queue");
 }
 
+namespace {
+// Writes log lines to the descriptor *ctx (the server, a forked child, inherits it).
+void log_to_fd(log_level, std::string_view line, void* ctx) { test::write_str(*static_cast<int*>(ctx), std::string(line)); }
+} // namespace
+
+TEST_CASE("a manager's server and its owner log CPython's lines, from serving to the server's exit", "[manager][logging]") {
+    test::pipe_pair out;
+    auto log = get_logger();
+    log.set_handler(log_to_fd, &out.w);
+    log.set_level(log_level::debug);
+    std::string name;
+    {
+        manager m; // (start::fork: the server is a copy of this process, the handler included)
+        name = m.server()->name();
+    }
+    log.set_handler(nullptr);
+    log.set_level(log_level::notset);
+    out.close_w();
+    const std::string text = test::read_all(out.r);
+    INFO(text);
+    // In this order (the owner's line comes before the server can read what it sends).
+    std::size_t at = 0;
+    for (const std::string& line : {"[INFO/" + name + "] child process calling self.run()\n",
+                                    "[INFO/" + name + "] manager serving at '",
+                                    std::string("[INFO/MainProcess] sending shutdown message to manager\n"),
+                                    "[DEBUG/" + name + "] manager received shutdown message\n",
+                                    "[INFO/" + name + "] process shutting down\n",
+                                    "[INFO/" + name + "] process exiting with exitcode 0\n"}) {
+        const std::size_t found = text.find(line, at);
+        CHECK(found != std::string::npos);
+        if (found != std::string::npos) at = found + line.size();
+    }
+}
+
 TEST_CASE("named objects, connect(), a manager on TCP, and the wrong key", "[manager]") {
     basic_manager<start::spawn> m(address("127.0.0.1", 0), std::string("manager key"));
     CHECK(m.address().port() != 0);
@@ -377,6 +411,20 @@ TEST_CASE("named objects, connect(), a manager on TCP, and the wrong key", "[man
         CHECK_THAT(e.what(), Catch::Matchers::Contains("results"));
     }
     CHECK_THROWS_AS(manager::connect(m.address(), std::string("another key")), authentication_error);
+    // Where nothing listens: the connection's os_error and its errno, as CPython's
+    // ConnectionRefusedError and FileNotFoundError (it was eof_error, "has gone").
+    const std::pair<address, int> nowhere[] = {
+        {address("/nonexistent-multiproc-test-dir/manager"), ENOENT},
+        {address::abstract("multiproc-test-nobody-" + std::to_string(::getpid())), ECONNREFUSED}};
+    for (const auto& [at, errnum] : nowhere) {
+        try {
+            (void)manager::connect(at, std::string("manager key"));
+            FAIL("connected where nothing listens");
+        } catch (const os_error& e) {
+            CHECK(e.code().value() == errnum);
+            CHECK_THAT(e.what(), Catch::Matchers::Contains("cannot connect"));
+        }
+    }
     auto again = manager::connect(m.address(), std::string("manager key"));
     CHECK(again.dict<int, int>("results").size() == 5);
     CHECK(again.server() == nullptr);
