@@ -231,8 +231,7 @@ inline bool hung_up(int fd) noexcept {
                             // process's shutdown ("process shutting down", its children
                             // joined, its finalizers run, "process exiting with exitcode 0"),
                             // then _Exit, as other threads still run.
-                            finish_child_steps(0, {});
-                            flush_std_streams();
+                            finish_child_steps(0, {}); // (which flushes the standard streams last)
                             std::_Exit(0);
                         }
                         wire r;
@@ -868,8 +867,9 @@ public:
                     report.send(std::string("!0 ") + e.what());
                     std::_Exit(1);
                 }
-                detail::log(20, "manager serving at '{}'", l->address().to_string()); // (CPython: before it answers)
-                report.send(l->address().to_string());
+                const std::string serving = l->address().to_string();
+                detail::log(20, "manager serving at '{}'", serving); // (CPython: before it answers)
+                report.send(serving);
                 report.close();
                 detail::mgr::serve_on(*l, key);
             },

@@ -343,15 +343,10 @@ TEST_CASE("proxies cross through a pool's tasks and a queue", "[manager]") {
     CHECK(d.at(100) == "through a queue");
 }
 
-namespace {
-// Writes log lines to the descriptor *ctx (the server, a forked child, inherits it).
-void log_to_fd(log_level, std::string_view line, void* ctx) { test::write_str(*static_cast<int*>(ctx), std::string(line)); }
-} // namespace
-
 TEST_CASE("a manager's server and its owner log CPython's lines, from serving to the server's exit", "[manager][logging]") {
     test::pipe_pair out;
     auto log = get_logger();
-    log.set_handler(log_to_fd, &out.w);
+    log.set_handler(test::log_to_fd, &out.w);
     log.set_level(log_level::debug);
     std::string name;
     {

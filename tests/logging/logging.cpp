@@ -12,8 +12,6 @@ using namespace multiproc;
 namespace {
 // Collects lines in this process.
 void collect(log_level, std::string_view line, void* ctx) { static_cast<std::string*>(ctx)->append(line); }
-// Writes lines to the descriptor *ctx: works in children too, which inherit it.
-void to_fd(log_level, std::string_view line, void* ctx) { test::write_str(*static_cast<int*>(ctx), std::string(line)); }
 
 struct reset_logger {
     ~reset_logger() {
@@ -74,7 +72,7 @@ TEST_CASE("a child logs its lifecycle lines as CPython 3.12 does", "[logging][li
     reset_logger reset;
     test::pipe_pair out;
     auto log = get_logger();
-    log.set_handler(to_fd, &out.w);
+    log.set_handler(test::log_to_fd, &out.w);
     log.set_level(log_level::debug);
     process p(process_options{.name = "worker"}, [](logger l) { l.debug("doing work"); }, log);
     p.start();
@@ -94,7 +92,7 @@ TEST_CASE("a child's exit code in its last line: exit(n), an exception, its own 
     reset_logger reset;
     test::pipe_pair out;
     auto log = get_logger();
-    log.set_handler(to_fd, &out.w);
+    log.set_handler(test::log_to_fd, &out.w);
     log.set_level(log_level::info);
     process e(process_options{.name = "exits"}, [] { std::exit(4); });
     process x(process_options{.name = "throws"}, [&] {

@@ -191,6 +191,12 @@ struct report_pipe : pipe_pair {
 /// Writes a whole string (for children reporting to the test).
 inline void write_str(int fd, const std::string& s) { (void)multiproc::detail::sys::write_all(fd, s.data(), s.size()); }
 
+/// A log handler writing each line to the descriptor `*static_cast<int*>(ctx)`: it works in
+/// forked children too (a manager's server, a process), which inherit both.
+inline void log_to_fd(multiproc::log_level, std::string_view line, void* ctx) {
+    write_str(*static_cast<int*>(ctx), std::string(line));
+}
+
 /// Reads until EOF.
 inline std::string read_all(int fd) {
     std::string out;
