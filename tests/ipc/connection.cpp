@@ -318,6 +318,87 @@ TEMPLATE_LIST_TEST_CASE("sending to a pipe whose every receiver is closed is an 
 }
 #endif
 
+#if MULTIPROC_TEST_ONCE && MULTIPROC_TEST_PART_ONCE // (no process started, over no combination)
+namespace {
+bool sigpipe_pending() {
+    sigset_t s;
+    sigemptyset(&s);
+    REQUIRE(sigpending(&s) == 0);
+    return sigismember(&s, SIGPIPE) == 1;
+}
+bool sigpipe_blocked() {
+    sigset_t s;
+    REQUIRE(pthread_sigmask(SIG_BLOCK, nullptr, &s) == 0);
+    return sigismember(&s, SIGPIPE) == 1;
+}
+/// Sends to a pipe whose reader is closed: EPIPE, with SIGPIPE at its default action.
+void send_to_no_reader() {
+    auto [r, w] = multiproc::pipe<int, transport::pipe>(false);
+    r.close();
+    try {
+        w.send(1);
+        FAIL("send should have failed");
+    } catch (const os_error& e) {
+        CHECK(e.code().value() == EPIPE);
+    }
+}
+} // namespace
+
+// Issue 20: a pipe's send is one pwritev2 with RWF_NOSIGNAL where the kernel takes it
+// (Linux 6.18), else a writev with SIGPIPE blocked around it (two or more system calls more);
+// either way no SIGPIPE reaches the program, a thread's mask is left as it was, and a
+// SIGPIPE the thread had pending before is still pending after.
+TEST_CASE("a send to a pipe with no reader raises no SIGPIPE, with or without RWF_NOSIGNAL, and keeps one pending",
+          "[pipe][epipe]") {
+    test::leak_check leaks;
+    namespace sys = detail::sys;
+    REQUIRE(sys::nosignal_writes.load() == 0);
+    // What this kernel does with the flag, asked directly (a pipe with a reader).
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    char byte = 'x';
+    iovec v{&byte, 1};
+    const bool kernel_takes_it = ::pwritev2(fds[1], &v, 1, -1, sys::rwf_nosignal) == 1;
+    const bool refused = !kernel_takes_it && errno == EOPNOTSUPP;
+    ::close(fds[0]);
+    ::close(fds[1]);
+    REQUIRE((kernel_takes_it || refused));
+    struct sigaction dfl {}, old{};
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    REQUIRE(::sigaction(SIGPIPE, &dfl, &old) == 0); // a SIGPIPE would end this program
+    for (int way : {0, -1}) {
+        INFO((way == 0 ? "RWF_NOSIGNAL where the kernel takes it" : "SIGPIPE blocked around the write"));
+        sys::nosignal_writes.store(way);
+        // Not blocked: EPIPE, nothing pending, still not blocked.
+        send_to_no_reader();
+        CHECK(sys::nosignal_writes.load() == (way == 0 && refused ? -1 : way));
+        CHECK_FALSE(sigpipe_pending());
+        CHECK_FALSE(sigpipe_blocked());
+        // Blocked by the thread, none pending: none after, still blocked.
+        sigset_t pipe_only;
+        sigemptyset(&pipe_only);
+        sigaddset(&pipe_only, SIGPIPE);
+        REQUIRE(pthread_sigmask(SIG_BLOCK, &pipe_only, nullptr) == 0);
+        send_to_no_reader();
+        CHECK_FALSE(sigpipe_pending());
+        CHECK(sigpipe_blocked());
+        // Blocked, with one of the thread's own pending before: still pending after.
+        REQUIRE(pthread_kill(pthread_self(), SIGPIPE) == 0);
+        REQUIRE(sigpipe_pending());
+        send_to_no_reader();
+        CHECK(sigpipe_pending());
+        CHECK(sigpipe_blocked());
+        timespec zero{};
+        CHECK(sigtimedwait(&pipe_only, nullptr, &zero) == SIGPIPE);
+        CHECK_FALSE(sigpipe_pending());
+        REQUIRE(pthread_sigmask(SIG_UNBLOCK, &pipe_only, nullptr) == 0);
+    }
+    sys::nosignal_writes.store(0);
+    REQUIRE(::sigaction(SIGPIPE, &old, nullptr) == 0);
+}
+#endif
+
 #if MULTIPROC_TEST_ONCE // (no process started)
 // From an outside trial (the same as the queue's, tests/ipc/queue.cpp): a send of several
 // chunks after such a message had passed waited for the receiver, with the ring empty.

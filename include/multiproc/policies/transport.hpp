@@ -76,8 +76,9 @@ struct pipe : stream_base<pipe> {
     static constexpr std::size_t atomic_write = PIPE_BUF;
 
     static stream_ends open_stream(std::size_t buffer);
-    /// A queue's writer always holds a read end itself, so only a connection pays for
-    /// blocking SIGPIPE around the write (two more system calls).
+    /// A queue's writer always holds a read end itself, so only a connection's write must
+    /// not raise SIGPIPE: one `pwritev2` with RWF_NOSIGNAL where the kernel takes it (Linux
+    /// 6.18), else a `writev` with SIGPIPE blocked around it (two more system calls).
     static ssize_t send(int fd, const iovec* iov, int n, bool reader_may_be_gone) noexcept;
 };
 

@@ -514,46 +514,78 @@ inline void unblock_signal(int sig) noexcept {
 /// While alive, a write to a pipe whose reader is gone fails with EPIPE in this thread
 /// instead of raising SIGPIPE (which kills a process that does not ignore it). SIGPIPE is
 /// blocked in the calling thread, and one it raised meanwhile is consumed on the way out;
-/// one that was pending before is left pending.
+/// one that was pending before is left pending. Costs two system calls (the mask, and the
+/// mask back) where the thread did not block SIGPIPE and no write under it may have raised
+/// one (see `wrote`); up to two more otherwise.
 class sigpipe_guard {
 public:
     sigpipe_guard() noexcept {
         ::sigemptyset(&pipe_);
         ::sigaddset(&pipe_, SIGPIPE);
         ::pthread_sigmask(SIG_BLOCK, &pipe_, &old_);
-        sigset_t pending;
-        ::sigemptyset(&pending);
-        ::sigpending(&pending);
-        was_pending_ = ::sigismember(&pending, SIGPIPE) == 1;
+        // A SIGPIPE pending for a thread that did not block it would have been delivered to
+        // it already (the kernel directs a process-wide one to a thread that does not block
+        // it): only a thread that blocked it can have one pending from before.
+        if (::sigismember(&old_, SIGPIPE) == 1) was_pending_ = pending();
     }
     sigpipe_guard(const sigpipe_guard&) = delete;
     sigpipe_guard& operator=(const sigpipe_guard&) = delete;
     ~sigpipe_guard() {
         int saved = errno;
-        if (!was_pending_) {
-            sigset_t pending;
-            ::sigemptyset(&pending);
-            ::sigpending(&pending);
-            if (::sigismember(&pending, SIGPIPE) == 1) {
-                timespec zero{};
-                while (::sigtimedwait(&pipe_, nullptr, &zero) < 0 && errno == EINTR) {
-                }
+        if (may_have_raised_ && !was_pending_ && pending()) {
+            timespec zero{};
+            while (::sigtimedwait(&pipe_, nullptr, &zero) < 0 && errno == EINTR) {
             }
         }
         ::pthread_sigmask(SIG_SETMASK, &old_, nullptr);
         errno = saved;
     }
 
+    /// Tells the guard what the one write under it returned, of `wanted` bytes: a pipe
+    /// raises SIGPIPE only in a write that fails with EPIPE or stops short (bytes written,
+    /// then the reader gone). Until told, the guard assumes a SIGPIPE may have been raised.
+    void wrote(ssize_t r, std::size_t wanted) noexcept {
+        may_have_raised_ = r < 0 ? errno == EPIPE : static_cast<std::size_t>(r) < wanted;
+    }
+
 private:
+    static bool pending() noexcept {
+        sigset_t set;
+        ::sigemptyset(&set);
+        ::sigpending(&set);
+        return ::sigismember(&set, SIGPIPE) == 1;
+    }
+
     sigset_t pipe_{}, old_{};
     bool was_pending_ = false;
+    bool may_have_raised_ = true;
 };
 
+/// pwritev2's RWF_NOSIGNAL (Linux 6.18; glibc 2.36's headers do not have it): a write to a
+/// pipe whose reader is gone fails with EPIPE and raises no SIGPIPE. Older kernels refuse
+/// the flag with EOPNOTSUPP.
+inline constexpr int rwf_nosignal = 0x100;
+
+/// Whether this kernel takes `rwf_nosignal`: until a write finds that it does not, it is
+/// tried (-1 once refused; tests set it to -1 to take the other way, and back to 0).
+inline std::atomic<int> nosignal_writes{0};
+
 /// writev() to a pipe that reports a reader-less pipe as EPIPE instead of killing the
-/// process with SIGPIPE. (Sockets use MSG_NOSIGNAL instead, which costs nothing.)
+/// process with SIGPIPE. (Sockets use MSG_NOSIGNAL instead, which costs nothing.) One
+/// system call where the kernel takes RWF_NOSIGNAL; else the write under a sigpipe_guard,
+/// two or more calls more.
 inline ssize_t writev_nosigpipe(int fd, const iovec* iov, int n) noexcept {
+    if (nosignal_writes.load(std::memory_order_relaxed) == 0) {
+        ssize_t r = retry(call::writev, [&] { return ::pwritev2(fd, iov, n, -1, rwf_nosignal); });
+        if (r >= 0 || errno != EOPNOTSUPP) return r;
+        nosignal_writes.store(-1, std::memory_order_relaxed);
+    }
+    std::size_t wanted = 0;
+    for (int i = 0; i < n; ++i) wanted += iov[i].iov_len;
     sigpipe_guard guard;
-    return sys::writev(fd, iov, n);
+    ssize_t r = sys::writev(fd, iov, n);
+    guard.wrote(r, wanted);
+    return r;
 }
 
 /// An owned file descriptor: closed on destruction, movable, never copied.
