@@ -353,6 +353,7 @@ TEST_CASE("submitting from many threads at once", "[pool][threads]") {
 
 TEST_CASE("a child process may make and use a pool of its own, but not its parent's", "[pool][lifecycle]") {
     pool outer(1);
+    CHECK(outer.apply(square, 2) == 4); // (the owner check has read this process's id before the fork)
     process child([&outer] {
         pool inner(2);
         int r = inner.apply(square, 6);

@@ -117,6 +117,27 @@ inline int at_fork(void (*prepare)(), void (*parent)(), void (*child)()) noexcep
     });
 }
 
+/// This process's id as last read by self_pid(); 0 until then, and again in a child from the
+/// moment fork() returns there (an atfork handler).
+inline std::atomic<pid_t> cached_pid{0};
+inline void forget_cached_pid() noexcept { cached_pid.store(0, std::memory_order_relaxed); }
+/// Registered during static initialisation, before main and any thread.
+inline const int forget_cached_pid_at_fork = at_fork(nullptr, nullptr, &forget_cached_pid);
+
+/// getpid() without a system call after the first (glibc caches nothing since 2.25): for a
+/// check made on every call, such as a pool's "only the process that made it". A child made
+/// by fork() reads its own id anew; one made by a raw clone() or syscall(SYS_fork) runs no
+/// atfork handler and reads its parent's, so what must be right there (a destructor telling
+/// an inherited copy) asks getpid() itself.
+inline pid_t self_pid() noexcept {
+    pid_t p = cached_pid.load(std::memory_order_relaxed);
+    if (p == 0) {
+        p = ::getpid();
+        cached_pid.store(p, std::memory_order_relaxed);
+    }
+    return p;
+}
+
 /// Storage for a process-wide object that a forked child can always use: constant-initialised
 /// (no code runs, so no guard is left "in progress" by a thread that a child does not have)
 /// and never destroyed (objects may use it during static destruction). A function-local

@@ -764,7 +764,7 @@ private:
     /// thread or its workers: there, every use is an error (Python: pools cannot be passed
     /// to other processes).
     void check_owner() const {
-        if (::getpid() != owner_)
+        if (sys::self_pid() != owner_) // (cached: this is on every call)
             detail::raise(state_error("multiproc: a pool can only be used by the process that created it"));
     }
 
