@@ -3,8 +3,8 @@
 /// managed by Boost.Interprocess (`managed_shared_memory`), and `shared_vector`,
 /// `shared_string`, `shared_map` are Boost.Interprocess containers whose memory comes from
 /// it. `heap.make<C>(...)` builds one there and returns a `shared_object<C>`: a reference
-/// that crosses as data (the heap's name and the object's offset), so a pool task, a queue
-/// message or a child's argument refers to the same memory, nothing copied; each process
+/// that crosses as data (the heap's name and id, and the object's offset), so a pool task,
+/// a queue message or a child's argument refers to the same memory, nothing copied; each process
 /// attaches to the heap on first use. Python has no counterpart (its SharedMemoryManager and
 /// ShareableList hold scalars and strings only).
 ///
@@ -43,6 +43,10 @@
 #include <type_traits>
 #include <utility>
 
+#include <cstring>
+
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace multiproc { MULTIPROC_ABI_BEGIN
@@ -52,10 +56,25 @@ namespace detail::heap {
 namespace bip = boost::interprocess;
 using segment = bip::managed_shared_memory;
 
-/// The heaps this process has attached to, by name: one mapping each, kept until the
-/// process ends (a fork child inherits them, at the same addresses).
-inline std::map<std::string, std::shared_ptr<segment>>& attached() {
-    static auto* m = new std::map<std::string, std::shared_ptr<segment>>();
+/// A heap mapped here, and the id its creator gave it (a random number kept in the heap,
+/// under `id_name`): what tells it from a later heap made under the same name.
+struct attachment {
+    std::shared_ptr<segment> seg;
+    std::uint64_t id = 0;
+};
+inline constexpr const char* id_name = "multiproc.shared_heap.id";
+
+/// The heaps this process has attached to, by name: the newest of each name, kept until
+/// the process ends (a fork child inherits them, at the same addresses), or until its owner
+/// here destroys it.
+inline std::map<std::string, attachment>& attached() {
+    static auto* m = new std::map<std::string, attachment>();
+    return *m;
+}
+/// Older heaps of a name, found here before a newer one took their place: still mapped,
+/// for the objects in them that this process still refers to.
+inline std::multimap<std::string, attachment>& replaced() {
+    static auto* m = new std::multimap<std::string, attachment>();
     return *m;
 }
 inline std::mutex& attached_mutex() {
@@ -69,19 +88,71 @@ inline void lock_attached() noexcept { attached_mutex().lock(); }
 inline void unlock_attached() noexcept { attached_mutex().unlock(); }
 inline const int attached_fork_handlers = sys::at_fork(lock_attached, unlock_attached, unlock_attached);
 
-/// The heap named `name`, attached on first use here.
-inline segment& find(const std::string& name) {
+[[noreturn]] inline void cannot_attach(const std::string& name, const std::string& why) {
+    raise(value_error("multiproc: the shared heap '" + name + "' cannot be attached (has its owner destroyed it?): " +
+                      why));
+}
+
+/// Refuses at once a segment that is not a heap made whole: Boost.Interprocess's open waits
+/// up to 300 s for a segment's creator to finish making it before it fails. A managed
+/// segment begins with a 32-bit state word, 2 once made (Boost 1.81,
+/// managed_open_or_create_impl.hpp); a shared_heap has at least 4096 bytes, and gives out
+/// its name only once made.
+inline void require_heap(const std::string& name) {
+    const std::string path = name.empty() || name[0] != '/' ? "/" + name : name;
+    sys::unique_fd fd(sys::shm_open(path.c_str(), O_RDONLY | O_CLOEXEC, 0));
+    if (!fd) cannot_attach(name, std::strerror(errno));
+    struct stat st {};
+    std::uint32_t state = 0;
+    if (sys::fstat(fd.get(), &st) != 0) sys::fail("fstat of the shared heap '" + name + "'");
+    if (st.st_size < 4096 || sys::pread(fd.get(), &state, sizeof state, 0) != sizeof state || state != 2)
+        raise(value_error("multiproc: '" + name + "' is not a shared heap (a shared memory segment of " +
+                          std::to_string(st.st_size) + " bytes that no shared_heap made whole)"));
+}
+
+/// Maps the heap now named `name`, with its id.
+inline attachment open(const std::string& name) {
+    require_heap(name);
+    attachment a;
+    try {
+        a.seg = std::make_shared<segment>(bip::open_only, name.c_str());
+    } catch (const bip::interprocess_exception& e) {
+        cannot_attach(name, e.what());
+    }
+    const auto [id, n] = a.seg->find<std::uint64_t>(id_name);
+    if (!id || n != 1)
+        raise(value_error("multiproc: '" + name + "' is not a shared heap (a Boost.Interprocess segment that no "
+                          "shared_heap made)"));
+    a.id = *id;
+    return a;
+}
+
+/// The heap named `name` whose id is `id` (0: the heap of that name now, its id put in
+/// `*found`), attached on first use here. value_error if it is gone: removed, or its name
+/// now another heap's (a process that kept its mapping would read the old heap for the new
+/// one's objects).
+inline segment& find(const std::string& name, std::uint64_t id, std::uint64_t* found = nullptr) {
     std::lock_guard<std::mutex> lk(attached_mutex());
     auto& m = attached();
-    if (auto it = m.find(name); it != m.end()) return *it->second;
-    std::shared_ptr<segment> s;
-    try {
-        s = std::make_shared<segment>(bip::open_only, name.c_str());
-    } catch (const bip::interprocess_exception& e) {
-        raise(value_error("multiproc: the shared heap '" + name +
-                          "' cannot be attached (has its owner destroyed it?): " + e.what()));
+    auto it = m.find(name);
+    if (it != m.end() && id != 0 && it->second.id == id) return *it->second.seg;
+    if (id != 0)
+        for (auto [r, end] = replaced().equal_range(name); r != end; ++r)
+            if (r->second.id == id) return *r->second.seg;
+    attachment fresh = open(name);
+    const std::uint64_t now = fresh.id;
+    if (found) *found = now;
+    if (it == m.end() || it->second.id != now) { // (else the fresh mapping goes: the same heap)
+        if (it != m.end()) {
+            replaced().emplace(name, std::move(it->second));
+            m.erase(it);
+        }
+        it = m.emplace(name, std::move(fresh)).first;
     }
-    return *m.emplace(name, std::move(s)).first->second;
+    if (id != 0 && now != id)
+        raise(value_error("multiproc: the shared heap '" + name +
+                          "' that the object was made in is gone: that name is another heap's now"));
+    return *it->second.seg;
 }
 
 struct object_access;
@@ -122,20 +193,31 @@ public:
             detail::raise(os_error("multiproc: cannot create the shared heap '" + name_ + "' (" + e.what() + ")",
                            e.get_native_error() ? e.get_native_error() : EEXIST));
         }
+        try {
+            id_ = random_id();
+            s->construct<std::uint64_t>(detail::heap::id_name)(id_);
+        } catch (...) {
+            boost::interprocess::shared_memory_object::remove(name_.c_str());
+            throw;
+        }
         owner_ = ::getpid();
         std::lock_guard<std::mutex> lk(detail::heap::attached_mutex());
-        detail::heap::attached()[name_] = std::move(s);
+        auto& m = detail::heap::attached();
+        if (auto it = m.find(name_); it != m.end()) // an older heap of this name, attached here
+            detail::heap::replaced().emplace(name_, std::move(it->second));
+        m[name_] = detail::heap::attachment{std::move(s), id_};
     }
     /// Attaches to the heap `name` (value_error if there is none): an attacher never
     /// removes it.
     static shared_heap attach(std::string_view name) {
         shared_heap h;
         h.name_ = std::string(name);
-        (void)detail::heap::find(h.name_);
+        (void)detail::heap::find(h.name_, 0, &h.id_);
         return h;
     }
 
-    shared_heap(shared_heap&& o) noexcept : name_(std::move(o.name_)), owner_(std::exchange(o.owner_, 0)) {}
+    shared_heap(shared_heap&& o) noexcept
+        : name_(std::move(o.name_)), id_(o.id_), owner_(std::exchange(o.owner_, 0)) {}
     shared_heap& operator=(shared_heap&&) = delete;
     /// The owner (in the process that created it) removes the name and unmaps the heap
     /// here: the memory is freed once every other process that mapped it has ended or
@@ -144,7 +226,8 @@ public:
         if (owner_ != ::getpid()) return;
         boost::interprocess::shared_memory_object::remove(name_.c_str());
         std::lock_guard<std::mutex> lk(detail::heap::attached_mutex());
-        detail::heap::attached().erase(name_);
+        auto& m = detail::heap::attached();
+        if (auto it = m.find(name_); it != m.end() && it->second.id == id_) m.erase(it);
     }
 
     /// Builds a T in the heap from `args` — and the heap's allocator last, when T takes one
@@ -157,7 +240,7 @@ public:
             p = s.construct<T>(boost::interprocess::anonymous_instance)(std::forward<Args>(args)..., s.get_segment_manager());
         else
             p = s.construct<T>(boost::interprocess::anonymous_instance)(std::forward<Args>(args)...);
-        return shared_object<T>(name_, static_cast<std::uint64_t>(reinterpret_cast<char*>(p) - base()));
+        return shared_object<T>(name_, static_cast<std::uint64_t>(reinterpret_cast<char*>(p) - base()), id_);
     }
     /// Destroys an object make() built, and frees its memory.
     template <class T>
@@ -165,6 +248,9 @@ public:
         if (o.heap_name() != name_)
             detail::raise(value_error("multiproc: shared_heap::destroy: the object is in the heap '" + o.heap_name() +
                                       "', not in '" + name_ + "'"));
+        if (o.id_ != id_)
+            detail::raise(value_error("multiproc: shared_heap::destroy: the object is in another heap that had the name '" +
+                                      name_ + "', not in this one"));
         seg().destroy_ptr(o.get());
     }
 
@@ -183,12 +269,19 @@ public:
 
 private:
     shared_heap() = default;
-    detail::heap::segment& seg() const { return detail::heap::find(name_); }
+    detail::heap::segment& seg() const { return detail::heap::find(name_, id_); }
     char* base() const { return static_cast<char*>(seg().get_address()); }
 
     static std::string random_name() { return "mph_" + detail::sys::random_hex("a shared heap's name"); }
+    static std::uint64_t random_id() {
+        std::uint64_t id = 0;
+        while (id == 0) // (0 means "whichever heap has the name")
+            if (detail::sys::getrandom_all(&id, sizeof id) != 0) detail::sys::fail("getrandom for a shared heap's id");
+        return id;
+    }
 
     std::string name_;
+    std::uint64_t id_ = 0; // the heap's own (an attacher's: the heap it found under the name)
     pid_t owner_ = 0;
 };
 
@@ -201,10 +294,11 @@ using shared_string = boost::interprocess::basic_string<char, std::char_traits<c
 template <class K, class V, class Compare = std::less<K>>
 using shared_map = boost::interprocess::map<K, V, Compare, shared_heap::allocator<std::pair<const K, V>>>;
 
-/// A reference to an object in a shared heap: the heap's name and the object's offset. It
-/// is data — it crosses into children, pool tasks and queues as any value does — and every
-/// process that dereferences it sees the same object, attaching to the heap on first use
-/// (value_error if the heap is gone). Copies refer to the same object; nothing is copied.
+/// A reference to an object in a shared heap: the heap's name and id (which tells it from a
+/// later heap of the same name) and the object's offset. It is data — it crosses into
+/// children, pool tasks and queues as any value does — and every process that dereferences
+/// it sees the same object, attaching to the heap on first use (value_error if the heap is
+/// gone). Copies refer to the same object; nothing is copied.
 /// Nothing orders concurrent writers: guard with a lock of sync.hpp.
 template <class T>
 class shared_object {
@@ -212,7 +306,7 @@ public:
     shared_object() = default;
     [[nodiscard]] T* get() const {
         if (heap_.empty()) detail::raise(value_error("multiproc: a shared_object that refers to nothing (made by default)"));
-        auto& s = detail::heap::find(heap_);
+        auto& s = detail::heap::find(heap_, id_);
         if (offset_ > s.get_size() || s.get_size() - offset_ < sizeof(T))
             detail::raise(value_error("multiproc: a shared_object points past the end of the shared heap '" + heap_ + "'"));
         return reinterpret_cast<T*>(static_cast<char*>(s.get_address()) + offset_);
@@ -225,9 +319,11 @@ public:
 private:
     friend class shared_heap;
     friend struct detail::heap::object_access;
-    shared_object(std::string heap, std::uint64_t offset) : heap_(std::move(heap)), offset_(offset) {}
+    shared_object(std::string heap, std::uint64_t offset, std::uint64_t id)
+        : heap_(std::move(heap)), offset_(offset), id_(id) {}
     std::string heap_;
     std::uint64_t offset_ = 0;
+    std::uint64_t id_ = 0; // the heap's own
 };
 
 namespace detail::heap {
@@ -239,6 +335,10 @@ struct object_access {
     template <class O>
     static auto& offset(O& o) noexcept {
         return o.offset_;
+    }
+    template <class O>
+    static auto& id(O& o) noexcept {
+        return o.id_;
     }
 };
 } // namespace detail::heap
@@ -253,7 +353,8 @@ struct accessors_impl<multiproc::shared_object<T>, when<true>> {
         using access = multiproc::detail::heap::object_access;
         return make_tuple(
             make_pair(BOOST_HANA_STRING("heap"), [](auto&& o) -> decltype(auto) { return access::heap(o); }),
-            make_pair(BOOST_HANA_STRING("offset"), [](auto&& o) -> decltype(auto) { return access::offset(o); }));
+            make_pair(BOOST_HANA_STRING("offset"), [](auto&& o) -> decltype(auto) { return access::offset(o); }),
+            make_pair(BOOST_HANA_STRING("id"), [](auto&& o) -> decltype(auto) { return access::id(o); }));
     }
 };
 } // namespace boost::hana

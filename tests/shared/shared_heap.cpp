@@ -119,3 +119,73 @@ TEST_CASE("shared_heap: exhaustion is bad_alloc and leaves the heap usable, and 
     CHECK_THROWS_AS(shared_heap(100), value_error);
 }
 #endif
+
+namespace {
+using string_ref = shared_object<shared_string>;
+/// A child that keeps its heaps mapped, as a pool worker does: for each reference that comes,
+/// sends back the text it finds there ("gone: <what>" if value_error).
+void reader(multiproc::queue<string_ref> in, multiproc::queue<std::string> out) {
+    for (;;) {
+        auto ref = in.get();
+        if (ref.heap_name().empty()) return; // (a default reference: the end)
+        try {
+            out.put(std::string(ref->c_str()));
+        } catch (const value_error& e) {
+            out.put(std::string("gone: ") + e.what());
+        }
+    }
+}
+} // namespace
+
+// From an outside trial: a process kept every heap it had attached, by name, for its life,
+// so after the owner made a new heap under the same name, an object of the new heap was read
+// in the old one's mapping (the text at that offset of the removed heap, or any bytes).
+TEST_CASE("shared_heap: a new heap under an old heap's name is the new one in a process that had the old one",
+          "[shared_heap]") {
+    const std::string name = "mp_test_heap_again_" + std::to_string(::getpid());
+    multiproc::queue<string_ref> in;
+    multiproc::queue<std::string> out;
+    multiproc::process child([](multiproc::queue<string_ref> i, multiproc::queue<std::string> o) { reader(i, o); }, in, out);
+    child.start();
+    string_ref first;
+    {
+        shared_heap heap(1 << 16, name);
+        first = heap.make<shared_string>("first heap");
+        in.put(first);
+        CHECK(out.get() == "first heap");
+    }
+    shared_heap again(1 << 16, name);
+    auto second = again.make<shared_string>("SECOND heap");
+    CHECK(second.heap_name() == first.heap_name());
+    in.put(second); // the same name and, here, the same offset: only the heap's id differs
+    CHECK(out.get() == "SECOND heap");
+    // The child still maps the first heap: its object is still there for it.
+    in.put(first);
+    CHECK(out.get() == "first heap");
+    // Here the first heap went with its owner: its object is gone, not read in the second.
+    CHECK_THROWS_WITH(first.get(), Catch::Matchers::Contains("is gone: that name is another heap's now"));
+    CHECK_THROWS_WITH(again.destroy(first), Catch::Matchers::Contains("in another heap that had the name"));
+    in.put(string_ref());
+    child.join();
+    CHECK(child.exitcode() == 0);
+}
+
+// From an outside trial: attaching to a segment no shared_heap made waited 300 s in
+// Boost.Interprocess (for its creator to finish it), then failed with "library_error".
+TEST_CASE("shared_heap: attaching to a segment that is not a heap is a value_error at once", "[shared_heap]") {
+    test::baseline before; // (no descriptor left open)
+    const std::string name = "mp_test_not_a_heap_" + std::to_string(::getpid());
+    for (const long size : {0L, 100L, 1L << 16}) {
+        INFO(size << " bytes of zeros");
+        int fd = ::shm_open(("/" + name).c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+        REQUIRE(fd >= 0);
+        REQUIRE(::ftruncate(fd, size) == 0);
+        ::close(fd);
+        CHECK_THROWS_WITH(shared_heap::attach(name),
+                          "multiproc: '" + name + "' is not a shared heap (a shared memory segment of " +
+                              std::to_string(size) + " bytes that no shared_heap made whole)");
+        ::shm_unlink(("/" + name).c_str());
+    }
+    CHECK_THROWS_WITH(shared_heap::attach(name), Catch::Matchers::Contains("cannot be attached"));
+    before.check();
+}

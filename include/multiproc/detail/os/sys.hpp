@@ -418,6 +418,11 @@ inline int signal_action(int sig, struct sigaction* out) noexcept {
 /// Gives the CPU to another runnable thread, if any (for spin loops on busy machines).
 inline void yield() noexcept { (void)::sched_yield(); }
 
+/// pread(): `n` bytes at `offset`, the descriptor's position unmoved. Faults as call::read.
+inline ssize_t pread(int fd, void* buf, std::size_t n, off_t offset) noexcept {
+    return retry(call::read, [&] { return ::pread(fd, buf, n, offset); });
+}
+
 inline int fstat(int fd, struct stat* st) noexcept {
     return invoke(call::fstat, [&] { return ::fstat(fd, st); });
 }
