@@ -10,6 +10,12 @@
 
 #include <atomic>
 #include <string>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <thread>
 
@@ -36,19 +42,39 @@ TEST_CASE("the test programs hold AddressSanitizer's stack depot lock across for
     REQUIRE(sf::rt.depot_block_lock != nullptr); // found in libasan's symbol table, handler registered
     const int waited = sf::rt.waited.load();
     sf::lock_depot_blocks(); // as a thread that maps a block for new stacks
-    std::atomic<pid_t> child{-1};
+    std::atomic<pid_t> child{-1}, forker_tid{0};
     std::thread forker([&] {
+        forker_tid = static_cast<pid_t>(::syscall(SYS_gettid));
         pid_t pid = ::fork();
         if (pid == 0) {
             const bool free = *sf::rt.depot_block_lock == 0;
             std::vector<int> fresh(4096, 1); // a new allocation stack in the child
-            _exit(free && fresh.back() == 1 ? 0 : 1);
+            sigset_t mask;
+            ::pthread_sigmask(SIG_BLOCK, nullptr, &mask);
+            const bool unblocked = ::sigismember(&mask, SIGTERM) == 0; // given back in the child
+            _exit(free && fresh.back() == 1 && unblocked ? 0 : 1);
         }
         child = pid;
     });
     while (sf::rt.waited.load() == waited && child.load() == -1) std::this_thread::yield();
-    CHECK(child.load() == -1); // the fork waits in its prepare handler for the lock
+    const bool fork_waited = child.load() == -1; // the fork waits in its prepare handler for the lock
+    // ... with every signal blocked: a handler that allocates (Catch2's, for SIGTERM) would
+    // wait for ever on the runtime's locks, there or in a child not yet past fork(). (Read
+    // without allocating: the forking thread holds the allocator's lock.)
+    char path[64], proc_status[4096] = {};
+    std::snprintf(path, sizeof path, "/proc/self/task/%d/status", static_cast<int>(forker_tid.load()));
+    const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    const ssize_t got = fd >= 0 ? ::read(fd, proc_status, sizeof proc_status - 1) : -1;
+    if (fd >= 0) ::close(fd);
+    const char* sigblk = got > 0 ? std::strstr(proc_status, "SigBlk:") : nullptr;
+    const unsigned long long blocked = sigblk ? std::strtoull(sigblk + 7, nullptr, 16) : 0;
     sf::unlock_depot_blocks();
+    CHECK(fork_waited);
+    CHECK(sigblk != nullptr);
+    for (int sig : {SIGTERM, SIGINT, SIGCHLD, SIGUSR1}) {
+        INFO("signal " << sig);
+        CHECK((blocked >> (sig - 1) & 1) == 1);
+    }
     forker.join();
     REQUIRE(child.load() > 0);
     int status = 0;

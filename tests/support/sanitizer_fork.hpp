@@ -40,6 +40,7 @@
 #include <link.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -131,15 +132,28 @@ inline void unlock_depot_blocks() {
     std::atomic_ref<unsigned char>(*rt.depot_block_lock).store(0, std::memory_order_release);
 }
 
+// The forking thread's signal mask, kept from the prepare handler to the parent's and the
+// child's (the runtime's locks, held meanwhile, let one fork at a time through).
+inline sigset_t saved_mask;
+// Signals are blocked while the locks are held: a handler that allocates (Catch2's, which
+// reports a fatal signal) would wait for ever on the allocator's lock, in the parent, or in
+// a child signalled before its first fork handler ran (seen: a test's terminate() reaching
+// a child still inside fork(), which then never ended). Pending ones come once unlocked.
 inline void lock_runtime() {
+    sigset_t all, old;
+    ::sigfillset(&all);
+    ::pthread_sigmask(SIG_BLOCK, &all, &old);
     rt.lock_threads();
     rt.lock_allocator();
     lock_depot_blocks();
+    saved_mask = old;
 }
 inline void unlock_runtime() {
+    const sigset_t old = saved_mask;
     unlock_depot_blocks();
     rt.unlock_allocator();
     rt.unlock_threads();
+    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
 
 #if defined(TEST_SANITIZER_FORK_INSTALL)
