@@ -228,6 +228,8 @@ public:
         std::lock_guard<std::mutex> lk(detail::heap::attached_mutex());
         auto& m = detail::heap::attached();
         if (auto it = m.find(name_); it != m.end() && it->second.id == id_) m.erase(it);
+        auto& old = detail::heap::replaced(); // (a newer heap of this name was made here since)
+        for (auto [r, end] = old.equal_range(name_); r != end;) r = r->second.id == id_ ? old.erase(r) : std::next(r);
     }
 
     /// Builds a T in the heap from `args` — and the heap's allocator last, when T takes one
