@@ -88,6 +88,17 @@ inline void lock_attached() noexcept { attached_mutex().lock(); }
 inline void unlock_attached() noexcept { attached_mutex().unlock(); }
 inline const int attached_fork_handlers = sys::at_fork(lock_attached, unlock_attached, unlock_attached);
 
+/// Makes `a` the current heap of `name` here, the one before it (if any) kept among the
+/// replaced. Under attached_mutex.
+inline std::map<std::string, attachment>::iterator make_current(const std::string& name, attachment a) {
+    auto& m = attached();
+    if (auto it = m.find(name); it != m.end()) {
+        replaced().emplace(name, std::move(it->second));
+        m.erase(it);
+    }
+    return m.emplace(name, std::move(a)).first;
+}
+
 [[noreturn]] inline void cannot_attach(const std::string& name, const std::string& why) {
     raise(value_error("multiproc: the shared heap '" + name + "' cannot be attached (has its owner destroyed it?): " +
                       why));
@@ -142,13 +153,7 @@ inline segment& find(const std::string& name, std::uint64_t id, std::uint64_t* f
     attachment fresh = open(name);
     const std::uint64_t now = fresh.id;
     if (found) *found = now;
-    if (it == m.end() || it->second.id != now) { // (else the fresh mapping goes: the same heap)
-        if (it != m.end()) {
-            replaced().emplace(name, std::move(it->second));
-            m.erase(it);
-        }
-        it = m.emplace(name, std::move(fresh)).first;
-    }
+    if (it == m.end() || it->second.id != now) it = make_current(name, std::move(fresh)); // (else: the same heap)
     if (id != 0 && now != id)
         raise(value_error("multiproc: the shared heap '" + name +
                           "' that the object was made in is gone: that name is another heap's now"));
@@ -202,10 +207,7 @@ public:
         }
         owner_ = ::getpid();
         std::lock_guard<std::mutex> lk(detail::heap::attached_mutex());
-        auto& m = detail::heap::attached();
-        if (auto it = m.find(name_); it != m.end()) // an older heap of this name, attached here
-            detail::heap::replaced().emplace(name_, std::move(it->second));
-        m[name_] = detail::heap::attachment{std::move(s), id_};
+        (void)detail::heap::make_current(name_, detail::heap::attachment{std::move(s), id_});
     }
     /// Attaches to the heap `name` (value_error if there is none): an attacher never
     /// removes it.
