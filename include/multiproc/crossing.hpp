@@ -29,6 +29,10 @@
 
 namespace multiproc { MULTIPROC_ABI_BEGIN
 
+namespace detail {
+struct crossing_pages;
+} // namespace detail
+
 /// What an object's cross_out writes for the child: bytes, and descriptors that the kernel
 /// duplicates into the child. The descriptors are borrowed: the object keeps owning them,
 /// and must keep them open until start() returns; the child gets fresh copies.
@@ -61,8 +65,11 @@ public:
     [[nodiscard]] const std::vector<int>& fds() const noexcept { return fds_; }
 
 private:
+    friend struct detail::crossing_pages;
+
     std::string bytes_;
     std::vector<int> fds_;
+    std::size_t page_fds_ = 0; // how many of fds_ are page_buffers' memfds (detail::crossing_pages)
 };
 
 /// What an object's cross_in reads in the child: what the parent's crossing_writer wrote.
@@ -126,6 +133,19 @@ private:
     std::vector<owned_fd> fds_;
     std::size_t next_fd_ = 0;
 };
+
+namespace detail {
+/// For page_buffer, the one object a connection over a kernel pipe carries (through the
+/// sender's resource sharer), alone or inside a container or tuple: put() marks its memfd,
+/// only() says whether every descriptor of a crossing is such a memfd.
+struct crossing_pages {
+    static void put(crossing_writer& w, int fd) {
+        w.put_fd(fd);
+        ++w.page_fds_;
+    }
+    [[nodiscard]] static bool only(const crossing_writer& w) noexcept { return w.page_fds_ == w.fds_.size(); }
+};
+} // namespace detail
 
 /// A type that crosses into a spawn or forkserver child by its own members: `t.cross_out(w)`
 /// and `T::cross_in(r)`, which returns a T. As a process argument (or a member a process

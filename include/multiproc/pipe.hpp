@@ -65,16 +65,24 @@ public:
     /// (transport::socketpair, listener/client on a Unix address) they go with the message
     /// (SCM_RIGHTS); over transport::shm through this process's resource sharer, as for a
     /// queue (the receiver takes them from the sender, which must still be running then).
-    /// A kernel pipe (transport::pipe) or TCP refuses them with value_error, except a
-    /// page_buffer, which a pipe carries through the sharer too.
+    /// TCP refuses them with value_error; a kernel pipe (transport::pipe) carries
+    /// page_buffers (alone, or in a vector or tuple) through the sharer too, and refuses
+    /// other objects with value_error.
     void send(const T& obj) {
         auto& e = sender();
         if constexpr (detail::crosses_with_descriptors<T, serializer>) {
             crossing_writer w;
             detail::cross_save<serializer>(w, obj);
-            if constexpr (carries_descriptors)
+            if constexpr (carries_descriptors) {
                 if (sends_descriptors(e)) return e.send_crossing(std::as_bytes(std::span<const char>(w.bytes())), w.fds());
-            detail::shared_message m(w); // a ring, or a page_buffer on a kernel pipe: through this process's sharer
+                if (!detail::crossing_pages::only(w))
+                    detail::raise(value_error(
+                        "multiproc: over a kernel pipe (transport::pipe) only page_buffers cross, alone or in a "
+                        "container; other objects with descriptors (connections, queues, locks, shared memory) cross "
+                        "over Unix-domain sockets (transport::socketpair, listener/client on a Unix address) or "
+                        "transport::shm"));
+            }
+            detail::shared_message m(w); // a ring, or page_buffers on a kernel pipe: through this process's sharer
             if constexpr (carries_descriptors)
                 e.send_crossing(m.bytes(), {}); // (the frame kind recv_crossed asks for)
             else
@@ -256,16 +264,10 @@ private:
 
     /// Whether objects with descriptors cross with the message (SCM_RIGHTS on a Unix
     /// socket; a TCP connection refuses them there), not through the sender's resource
-    /// sharer, which a ring always uses, and a kernel pipe only for a page_buffer (other
-    /// objects are refused on a pipe, as before: send_crossing raises value_error). Asked
-    /// only of stream ends; both ends of a connection are of one kind, so sender and
-    /// receiver agree.
-    static bool sends_descriptors(end_t& e) {
-        if constexpr (requires { T::crosses_as_pages; })
-            return !e.on_pipe();
-        else
-            return true;
-    }
+    /// sharer, which a ring always uses, and a kernel pipe for page_buffers (send refuses
+    /// other objects on a pipe before any byte is written). Asked only of stream ends; both
+    /// ends of a connection are of one kind, so sender and receiver agree.
+    static bool sends_descriptors(end_t& e) { return !e.on_pipe(); }
 
     /// The length check of a receive that takes a message of any length.
     static constexpr auto any_length = [](std::uint64_t) noexcept {};

@@ -179,8 +179,10 @@ public:
     using allocator = boost::interprocess::allocator<T, segment_manager>;
 
     /// Creates a heap of `size` bytes named `name` (a random `mph_…` if empty), mode 0600;
-    /// os_error (EEXIST) if the name is taken.
-    explicit shared_heap(std::size_t size, std::string_view name = {}) : name_(name.empty() ? random_name() : name) {
+    /// os_error (EEXIST) if the name is taken. "x" and "/x" are one name (glibc's
+    /// shm_open drops leading slashes); value_error for a name of slashes only.
+    explicit shared_heap(std::size_t size, std::string_view name = {})
+        : name_(name.empty() ? random_name() : spelled(name)) {
         if (size < 4096) detail::raise(value_error("multiproc: a shared heap needs at least 4096 bytes"));
         if (!detail::sys::within_file_size_limit(size)) // (else the segment's ftruncate raises SIGXFSZ)
             detail::raise(os_error("multiproc: cannot create the shared heap '" + name_ + "' of " + std::to_string(size) +
@@ -209,11 +211,11 @@ public:
         std::lock_guard<std::mutex> lk(detail::heap::attached_mutex());
         (void)detail::heap::make_current(name_, detail::heap::attachment{std::move(s), id_});
     }
-    /// Attaches to the heap `name` (value_error if there is none): an attacher never
-    /// removes it.
+    /// Attaches to the heap `name` (value_error if there is none, or for an empty name):
+    /// an attacher never removes it.
     static shared_heap attach(std::string_view name) {
         shared_heap h;
-        h.name_ = std::string(name);
+        h.name_ = spelled(name);
         (void)detail::heap::find(h.name_, 0, &h.id_);
         return h;
     }
@@ -265,6 +267,7 @@ public:
         return allocator<T>(seg().get_segment_manager());
     }
 
+    /// The name, without leading slashes.
     [[nodiscard]] const std::string& name() const noexcept { return name_; }
     [[nodiscard]] std::size_t size() const { return seg().get_size(); }
     /// Bytes not yet allocated.
@@ -276,6 +279,15 @@ private:
     detail::heap::segment& seg() const { return detail::heap::find(name_, id_); }
     char* base() const { return static_cast<char*>(seg().get_address()); }
 
+    /// `name` as this process keeps it (the key of its attachments, and an object's heap
+    /// name): without leading slashes, so "x" and "/x", one segment, are one heap here too.
+    static std::string spelled(std::string_view name) {
+        const auto first = name.find_first_not_of('/');
+        if (first == std::string_view::npos)
+            detail::raise(value_error("multiproc: '" + std::string(name) + "' is not a shared heap's name (it is empty "
+                                      "or slashes only)"));
+        return std::string(name.substr(first));
+    }
     static std::string random_name() { return "mph_" + detail::sys::random_hex("a shared heap's name"); }
     static std::uint64_t random_id() {
         std::uint64_t id = 0;

@@ -148,7 +148,7 @@ public:
     /// child attaches to the same segment through its descriptor (so it works even once the
     /// name is unlinked), as an attacher: it never unlinks.
     void cross_out(crossing_writer& w) const {
-        if (!data_) detail::raise(value_error("multiproc: a closed shared_memory cannot cross into a child"));
+        if (!data_) detail::raise(value_error("multiproc: a closed shared_memory cannot be sent (to a child, or through a connection or a queue)"));
         w.put_string(name_);
         w.put<std::uint64_t>(size_);
         w.put_fd(fd_.get());
@@ -278,9 +278,14 @@ class page_buffer {
 public:
     /// No memory: size 0.
     page_buffer() = default;
-    /// `size` zeroed bytes (0: an empty buffer, which crosses as one).
+    /// `size` zeroed bytes (0: an empty buffer, which crosses as one); value_error if no
+    /// file can be that large (more than the largest off_t), os_error if the memory cannot
+    /// be had.
     explicit page_buffer(std::size_t size) {
         if (size == 0) return;
+        if (size > static_cast<std::size_t>(std::numeric_limits<off_t>::max()))
+            detail::raise(value_error("multiproc: page_buffer: 'size' " + std::to_string(size) +
+                                      " is larger than any memfd can be"));
         detail::sys::unique_fd fd(detail::sys::memfd_create("multiproc-page-buffer", MFD_CLOEXEC | MFD_ALLOW_SEALING));
         if (!fd) detail::sys::fail("memfd_create for a page_buffer");
         if (detail::sys::ftruncate(fd.get(), static_cast<off_t>(size)) != 0)
@@ -310,17 +315,17 @@ public:
     /// The bytes, writable.
     [[nodiscard]] std::span<std::byte> bytes() const noexcept { return {data(), size()}; }
 
-    /// Connections of every local transport carry it (a kernel pipe through the sender's
-    /// resource sharer, which it refuses for other objects with descriptors).
-    static constexpr bool crosses_as_pages = true;
-
-    /// Sending: the memfd and the size (the receiver maps the same pages).
+    /// Sending: the memfd and the size (the receiver maps the same pages). The memfd is
+    /// marked as pages: connections of every local transport carry it, alone or in a
+    /// container (a kernel pipe through the sender's resource sharer, which a pipe refuses
+    /// for other objects with descriptors).
     void cross_out(crossing_writer& w) const {
         w.put<std::uint64_t>(size());
-        if (!empty()) w.put_fd(region_.fd());
+        if (!empty()) detail::crossing_pages::put(w, region_.fd());
     }
-    /// Receiving: maps what cross_out sent, after checking that its size is sealed and at
-    /// least what the message says (else `serialization_error`). If the sender wrote every
+    /// Receiving: maps what cross_out sent, after checking that it is a memfd whose size is
+    /// sealed, that is at least what the message says and that may still be written
+    /// (else `serialization_error`, naming which). If the sender wrote every
     /// page, their page tables are filled at once (MAP_POPULATE: cheaper than a fault per
     /// page on first touch); pages it never wrote are not made here, so a buffer of a size
     /// no machine has costs only what the receiver touches (docs/design/queues.md §6a).
@@ -333,11 +338,17 @@ public:
         if (detail::sys::fstat(fd.get(), &st) != 0) detail::sys::fail("fstat of a page_buffer received");
         const int seals = detail::sys::fcntl(fd.get(), F_GET_SEALS);
         constexpr int needed = F_SEAL_SHRINK | F_SEAL_GROW;
-        if (seals < 0 || (seals & needed) != needed || static_cast<std::uint64_t>(st.st_size) < size ||
-            size > std::numeric_limits<std::size_t>::max())
-            detail::raise(serialization_error("multiproc: a page_buffer received is not what its message says (" +
-                                              std::to_string(size) + " bytes, a sealed memfd of " +
-                                              std::to_string(st.st_size) + ")"));
+        const char* wrong = seals < 0                   ? "its descriptor is not a memfd (no seals can be read)"
+                            : (seals & needed) != needed ? "the memfd's size is not sealed (it could shrink under the reader)"
+                            : (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) != 0
+                                ? "the memfd is sealed against writing (a page_buffer is writable)"
+                            : static_cast<std::uint64_t>(st.st_size) < size ? "the memfd is smaller than the message says"
+                            : size > std::numeric_limits<std::size_t>::max()  ? "it is larger than this process can map"
+                                                                              : nullptr;
+        if (wrong)
+            detail::raise(serialization_error("multiproc: a page_buffer received is not what its message says: " +
+                                              std::string(wrong) + " (" + std::to_string(size) +
+                                              " bytes said, the descriptor has " + std::to_string(st.st_size) + ")"));
         const bool written = static_cast<std::uint64_t>(st.st_blocks) * 512 >= size; // (st_blocks: 512-byte units)
         b.region_ = map(std::move(fd), static_cast<std::size_t>(size), written ? MAP_POPULATE : 0);
         return b;

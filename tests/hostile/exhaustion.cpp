@@ -12,6 +12,7 @@
 #include <multiproc/pool.hpp>
 #include <multiproc/process.hpp>
 #include <multiproc/queue.hpp>
+#include <multiproc/shared_memory.hpp>
 
 #include <set>
 #include <string>
@@ -208,4 +209,47 @@ TEMPLATE_TEST_CASE("out of processes (EAGAIN), starting a process or a pool fail
     CHECK(p.exitcode() == 0);
     auto pl = TestType{}.pool(2);
     CHECK(pl.map(fn<&twice>, std::vector<int>{1, 2}) == std::vector<int>{2, 4});
+}
+
+// From an outside trial: a socketpair's receiver out of descriptors said the message was
+// dropped; one taking them from the sender's sharer (a pipe, a ring) said only which call failed.
+TEST_CASE("a receiver out of descriptors is told that the page_buffer's message is dropped",
+          "[hostile][exhaustion][page_buffer]") {
+    // In a forked child (the descriptor limit is lowered there), which reports by exit code.
+    test::pipe_pair out;
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        out.close_r();
+        int code = 0;
+        try {
+            auto [r, w] = multiproc::pipe<page_buffer, transport::pipe>(false);
+            w.send(page_buffer(4096)); // (this process's sharer holds the memfd)
+            rlimit old{};
+            std::vector<int> hog = test::fill_descriptor_table(64, old);
+            try {
+                (void)r.recv();
+                code = 2;
+            } catch (const os_error& e) {
+                const std::string what = e.what();
+                test::write_str(out.w, what);
+                code = e.code().value() == EMFILE && what.find("the message is dropped") != std::string::npos &&
+                               what.find("Too many open files") != std::string::npos
+                           ? 0
+                           : 3;
+            }
+            for (int fd : hog) ::close(fd);
+            ::setrlimit(RLIMIT_NOFILE, &old);
+        } catch (...) {
+            code = 4;
+        }
+        ::_exit(code);
+    }
+    out.close_w();
+    const std::string said = test::read_all(out.r);
+    INFO(said);
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
 }

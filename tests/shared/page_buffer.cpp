@@ -6,6 +6,7 @@
 #include <multiproc/shared_memory.hpp>
 
 #include <cstring>
+#include <limits>
 #include <numeric>
 
 #include <fcntl.h>
@@ -137,13 +138,31 @@ TEST_CASE("a page_buffer received is checked: unsealed or shorter memory is refu
     int loose = ::memfd_create("loose", MFD_CLOEXEC);
     REQUIRE(loose >= 0);
     REQUIRE(::ftruncate(loose, 4096) == 0);
-    CHECK_THROWS_WITH(received(loose, 4096), Catch::Contains("not what its message says"));
+    CHECK_THROWS_WITH(received(loose, 4096), Catch::Contains("not what its message says: the memfd's size is not sealed"));
     // Sealed, but smaller than the message says.
     int small = ::memfd_create("small", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     REQUIRE(small >= 0);
     REQUIRE(::ftruncate(small, 4096) == 0);
     REQUIRE(::fcntl(small, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) == 0);
     CHECK_THROWS_AS(received(small, 1 << 20), serialization_error);
+    small = ::memfd_create("small", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    REQUIRE(small >= 0);
+    REQUIRE(::ftruncate(small, 4096) == 0);
+    REQUIRE(::fcntl(small, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) == 0);
+    CHECK_THROWS_WITH(received(small, 1 << 20), Catch::Contains("smaller than the message says"));
+    // Sealed against writing: a writable mapping would fail (EPERM), so it is refused as
+    // the message it is, for either seal.
+    for (int seal : {F_SEAL_WRITE, F_SEAL_FUTURE_WRITE}) {
+        int ro = ::memfd_create("read-only", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        REQUIRE(ro >= 0);
+        REQUIRE(::ftruncate(ro, 4096) == 0);
+        REQUIRE(::fcntl(ro, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | seal) == 0);
+        CHECK_THROWS_WITH(received(ro, 4096), Catch::Contains("sealed against writing"));
+    }
+    // Not a memfd at all.
+    int file = ::open("/dev/zero", O_RDWR | O_CLOEXEC);
+    REQUIRE(file >= 0);
+    CHECK_THROWS_WITH(received(file, 4096), Catch::Contains("its descriptor is not a memfd"));
     // Sealed and large enough: accepted.
     int good = ::memfd_create("good", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     REQUIRE(good >= 0);
@@ -153,7 +172,68 @@ TEST_CASE("a page_buffer received is checked: unsealed or shorter memory is refu
 }
 
 TEST_CASE("a connection over a kernel pipe still refuses other objects with descriptors", "[page_buffer][pipe]") {
+    test::leak_check leaks;
     auto [x, y] = multiproc::pipe<connection<int>>(); // transport::pipe
     auto [u, v] = multiproc::pipe<int>();
-    CHECK_THROWS_AS(x.send(u), value_error);
+    CHECK_THROWS_WITH(x.send(u), Catch::Contains("over a kernel pipe (transport::pipe) only page_buffers cross"));
+    // In a container, next to page_buffers too: refused before any byte is written.
+    auto [vx, vy] = multiproc::pipe<std::vector<connection<int>>>();
+    CHECK_THROWS_AS(vx.send({u, v}), value_error);
+    auto [tx, ty] = multiproc::pipe<std::tuple<page_buffer, connection<int>>>();
+    CHECK_THROWS_WITH(tx.send({page_buffer(4096), u}), Catch::Contains("only page_buffers cross"));
+    // Nothing was written.
+    CHECK(!y.poll());
+    CHECK(!vy.poll());
+    CHECK(!ty.poll());
+}
+
+TEST_CASE("page_buffers in a vector or a tuple cross a kernel pipe as the same pages", "[page_buffer][pipe]") {
+    test::leak_check leaks;
+    // More buffers than one SCM_RIGHTS message takes (a socketpair's limit is 250): over a
+    // pipe they go through the sender's resource sharer.
+    constexpr std::size_t count = 300;
+    auto [vr, vw] = multiproc::pipe<std::vector<page_buffer>, transport::pipe>(false);
+    auto [tr, tw] = multiproc::pipe<std::tuple<int, page_buffer, std::string>, transport::pipe>(false);
+    auto acks = multiproc::pipe<int>(false);
+    process child([&] {
+        std::vector<page_buffer> many;
+        for (std::size_t k = 0; k < count; ++k) {
+            many.emplace_back(4096 + k);
+            fill(many.back(), static_cast<std::uint8_t>(k));
+        }
+        vw.send(many);
+        vw.send({}); // an empty vector: no descriptor at all
+        page_buffer one(big);
+        fill(one, 42);
+        tw.send({7, one, "seven"});
+        // The sender stays until the parent has taken the descriptors, and sees its writes.
+        if (acks.first.recv() != 1) std::_Exit(2);
+        std::_Exit(many[count - 1].data()[0] == std::byte{0x5a} && one.data()[1] == std::byte{0xa5} ? 0 : 3);
+    });
+    child.start();
+    vw.close();
+    tw.close();
+    std::vector<page_buffer> got = vr.recv();
+    REQUIRE(got.size() == count);
+    bool all = true;
+    for (std::size_t k = 0; k < count; ++k) all = all && got[k].size() == 4096 + k && holds(got[k], static_cast<std::uint8_t>(k));
+    CHECK(all);
+    CHECK(vr.recv().empty());
+    auto [n, one, text] = tr.recv();
+    CHECK(n == 7);
+    CHECK(text == "seven");
+    REQUIRE(one.size() == big);
+    CHECK(holds(one, 42));
+    got[count - 1].data()[0] = std::byte{0x5a};
+    one.data()[1] = std::byte{0xa5};
+    acks.second.send(1);
+    child.join();
+    CHECK(child.exitcode() == 0);
+}
+
+TEST_CASE("a page_buffer: a size no memfd can have is value_error", "[page_buffer]") {
+    test::leak_check leaks;
+    CHECK_THROWS_WITH(page_buffer(std::numeric_limits<std::size_t>::max()),
+                      Catch::Contains("is larger than any memfd can be"));
+    CHECK_THROWS_AS(page_buffer(static_cast<std::size_t>(std::numeric_limits<off_t>::max()) + 1), value_error);
 }

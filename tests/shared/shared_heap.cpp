@@ -189,3 +189,29 @@ TEST_CASE("shared_heap: attaching to a segment that is not a heap is a value_err
     CHECK_THROWS_WITH(shared_heap::attach(name), Catch::Matchers::Contains("cannot be attached"));
     before.check();
 }
+
+// From an outside trial: "x" and "/x" name one segment (glibc's shm_open drops leading
+// slashes), but were two heaps here: two mappings, and destroy() through one refused an
+// object made through the other.
+TEST_CASE("shared_heap: a name with and without its leading slash is one heap", "[shared_heap]") {
+    test::baseline before;
+    const std::string name = "mp_test_heap_slash_" + std::to_string(::getpid());
+    {
+        shared_heap heap(1 << 16, "/" + name);
+        CHECK(heap.name() == name);
+        CHECK(in_dev_shm(name));
+        auto made = heap.make<shared_string>("made under /x");
+        auto other = shared_heap::attach(name);
+        CHECK(other.name() == name);
+        auto through = other.make<shared_string>("made through x");
+        CHECK(made.heap_name() == through.heap_name());
+        auto slashes = shared_heap::attach("//" + name);
+        CHECK(*made.get() == "made under /x");
+        heap.destroy(through);
+        slashes.destroy(made);
+        CHECK_THROWS_WITH(shared_heap::attach("/"), Catch::Matchers::Contains("is not a shared heap's name"));
+        CHECK_THROWS_AS(shared_heap(1 << 16, "//"), value_error);
+    }
+    CHECK(!in_dev_shm(name));
+    before.check();
+}

@@ -302,7 +302,13 @@ inline std::vector<sys::unique_fd> claim_shared(const share_ticket& t, steady::t
     if (t.count == 0) return out;
     const std::string who = "the process (pid " + std::to_string(t.pid) + ") that sent an object with descriptors (through a queue or a connection)";
     sys::unique_fd c(sys::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-    if (!c) sys::fail("socket to take descriptors shared through a queue or a connection");
+    if (!c) {
+        const int e = errno;
+        detail::raise(os_error("multiproc: cannot take the descriptors of a message from " + who +
+                                   ": no socket to take them with (is this process out of descriptors, RLIMIT_NOFILE?); "
+                                   "the message is dropped",
+                               e));
+    }
     sockaddr_un a{};
     a.sun_family = AF_UNIX;
     std::memcpy(a.sun_path + 1, t.name.data(), t.name.size());
