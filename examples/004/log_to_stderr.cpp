@@ -1,5 +1,5 @@
 // Seed 004 (PyMOTW), multiprocessing_log_to_stderr: log_to_stderr() shows what
-// multiproc does inside each process. The logger is silent until it is given a level.
+// multiproc does inside each process. Its lines are below WARNING: none shows until the level is lowered.
 
 #include <multiproc/logging.hpp>
 #include <multiproc/process.hpp>

@@ -25,9 +25,11 @@ public:
     [[nodiscard]] log_level level() const noexcept {
         return static_cast<log_level>(core().level.load(std::memory_order_relaxed));
     }
-    /// Whether a message at `l` would be emitted: a handler is set and `l` reaches the level.
-    [[nodiscard]] bool is_enabled_for(log_level l) const noexcept { return core().enabled(static_cast<int>(l)); }
-    /// Sends lines to `h(level, line, context)`; `nullptr` silences the logger (the initial state).
+    /// Whether `l` reaches the level (Python: isEnabledFor), handler or not.
+    [[nodiscard]] bool is_enabled_for(log_level l) const noexcept { return core().passes(static_cast<int>(l)); }
+    /// Sends lines to `h(level, line, context)`. `nullptr` (the initial state) leaves only
+    /// Python's last resort: messages at WARNING and above (and at the level) go to stderr
+    /// bare, without the "[LEVEL/ProcessName] " of a line; the rest go nowhere.
     void set_handler(log_handler h, void* context = nullptr) noexcept {
         core().sink_ctx.store(context, std::memory_order_relaxed);
         core().sink.store(h, std::memory_order_relaxed);
@@ -59,7 +61,10 @@ private:
     static detail::log_core& core() noexcept { return detail::rt().log; }
 };
 
-/// The multiproc logger, silent until given a handler (Python: multiprocessing.get_logger()).
+/// The multiproc logger (Python: multiprocessing.get_logger()). Until it is given a handler,
+/// messages at WARNING and above are written to stderr as they are (Python's
+/// logging.lastResort), and the rest are dropped; the library's own lines are below
+/// WARNING, so it says nothing unless asked.
 inline logger get_logger() { return logger{}; }
 
 /// Sends the logger's lines to stderr, each with one write(2) so that lines of different

@@ -46,12 +46,13 @@ TEST_CASE("levels have Python's names and numbers", "[logging][levels]") {
     CHECK(static_cast<int>(log_level::subwarning) == 25);
 }
 
-TEST_CASE("the logger is silent until given a handler, NOTSET means WARNING", "[logging][levels]") {
+TEST_CASE("a handler gets the lines the level lets through, NOTSET means WARNING", "[logging][levels]") {
     reset_logger reset;
     auto log = get_logger();
     std::string lines;
-    CHECK_FALSE(log.is_enabled_for(log_level::critical)); // no handler yet
-    log.error("lost");
+    // (Python's isEnabledFor: the level alone, handler or not.)
+    CHECK(log.is_enabled_for(log_level::warning));
+    CHECK_FALSE(log.is_enabled_for(log_level::info));
     log.set_handler(collect, &lines);
     CHECK(log.level() == log_level::notset);
     log.info("not shown");
@@ -133,6 +134,30 @@ TEST_CASE("a child's exit code in its last line: exit(n), an exception, its own 
         CHECK(j1 < last);
     }
     CHECK(parent.exitcode() == 0);
+}
+
+TEST_CASE("without a handler, WARNING and above go to stderr bare, as Python's last resort writes them",
+          "[logging][stderr]") {
+    reset_logger reset;
+    test::pipe_pair err;
+    process p([&] {
+        ::dup2(err.w, 2);
+        auto log = get_logger();
+        log.error("lost {}", 1);
+        log.info("dropped: below the level");
+        log.set_level(log_level::debug);
+        log.debug("dropped: below the last resort's WARNING");
+        log.warning("kept");
+        log.set_level(log_level::error);
+        log.warning("dropped: below the level again");
+        log.critical("last");
+        std::_Exit(log.is_enabled_for(log_level::error) && !log.is_enabled_for(log_level::warning) ? 0 : 2);
+    });
+    p.start();
+    err.close_w();
+    CHECK(test::read_all(err.r) == "lost 1\nkept\nlast\n");
+    p.join();
+    CHECK(p.exitcode() == 0);
 }
 
 TEST_CASE("log_to_stderr writes whole lines to stderr and does not duplicate them when called twice",

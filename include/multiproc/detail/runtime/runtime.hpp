@@ -81,9 +81,14 @@ struct log_core {
         int l = level.load(std::memory_order_relaxed);
         return l == 0 ? 30 : l;
     }
+    /// Whether the level lets `l` through (Python: Logger.isEnabledFor).
+    [[nodiscard]] bool passes(int l) const noexcept { return l >= effective_level(); }
+    /// Whether a message at `l` is written anywhere: to the handler, or, with none, at
+    /// WARNING and above to stderr (Python: logging.lastResort).
     [[nodiscard]] bool enabled(int l) const noexcept {
-        return sink.load(std::memory_order_relaxed) != nullptr && l >= effective_level();
+        return passes(l) && (l >= last_resort_level || sink.load(std::memory_order_relaxed) != nullptr);
     }
+    static constexpr int last_resort_level = 30;
 };
 
 // ---------------------------------------------------------------------------------------
@@ -158,9 +163,13 @@ template <class... Args>
 void log(int level, std::string_view fmt, const Args&... args) {
     auto& lc = rt().log;
     if (!lc.enabled(level)) return;
-    std::string line = "[" + level_name(level) + "/" + rt().self.name + "] " + format(fmt, args...) + "\n";
-    if (auto s = lc.sink.load(std::memory_order_relaxed))
+    if (auto s = lc.sink.load(std::memory_order_relaxed)) {
+        std::string line = "[" + level_name(level) + "/" + rt().self.name + "] " + format(fmt, args...) + "\n";
         s(static_cast<log_level>(level), line, lc.sink_ctx.load(std::memory_order_relaxed));
+    } else { // (no handler: Python's last resort writes the bare message to stderr)
+        const std::string line = format(fmt, args...) + "\n";
+        (void)sys::write_all(2, line.data(), line.size());
+    }
 }
 
 /// Flushes C++ and C standard streams, so that output buffered before a fork is written
