@@ -76,6 +76,25 @@ struct check_callable_reaches_workers {
     static constexpr bool value = WorkersShareMemory || !is_function_pointer<F>;
 };
 
+/// check_serializable for a task's argument or result, with a sentence of its own for an
+/// object with descriptors, which a pool cannot send (its tasks travel as data).
+template <class T, class S>
+constexpr bool check_task_value() {
+    if constexpr (crosses_with_descriptors<T, S> && !serializer_for<S, T>) {
+        static_assert(serializer_for<S, T>,
+                      "multiproc: a pool task's argument or result T is an object with descriptors (a connection, "
+                      "queue, lock, shared memory, page_buffer, or a vector or tuple of them), and a pool sends its "
+                      "tasks and results as data, as Python's pool refuses a Queue; send it through a queue or a "
+                      "connection the task reads, give it to a process as an argument, or under start::fork let "
+                      "the initializer capture it");
+        type_cannot_be_serialized_by<T, S> carrier;
+        (void)carrier;
+        return true;
+    } else {
+        return check_serializable<T, S>();
+    }
+}
+
 /// The compile-time checks of a task `f(a...)`, each with a sentence naming the fix.
 template <class Codec, class F, class... A>
 constexpr bool check_task() {
@@ -97,10 +116,10 @@ constexpr bool check_task() {
         } else {
             // An argument or result the pool's serialization policy cannot send fails here,
             // with check_serializable's sentence naming the type and the policy.
-            (void)(check_serializable<A, typename Codec::serializer>() && ...);
+            (void)(check_task_value<A, typename Codec::serializer>() && ...);
             if constexpr (std::is_invocable_v<F&, A&...>) {
                 using R = std::remove_cvref_t<std::invoke_result_t<F&, A&...>>;
-                if constexpr (!std::is_void_v<R>) (void)check_serializable<R, typename Codec::serializer>();
+                if constexpr (!std::is_void_v<R>) (void)check_task_value<R, typename Codec::serializer>();
             }
         }
     }
