@@ -63,8 +63,9 @@ private:
 
 /// The multiproc logger (Python: multiprocessing.get_logger()). Until it is given a handler,
 /// messages at WARNING and above are written to stderr as they are (Python's
-/// logging.lastResort), and the rest are dropped; the library's own lines are below
-/// WARNING, so it says nothing unless asked.
+/// logging.lastResort), and the rest are dropped. The library's own lines are below
+/// WARNING but for two, about a forkserver that fails (it ended before reporting how a
+/// child ended; it could not load with LD_BIND_NOW=1).
 inline logger get_logger() { return logger{}; }
 
 /// Sends the logger's lines to stderr, each with one write(2) so that lines of different

@@ -10,6 +10,7 @@
 #include <multiproc/pipe.hpp>
 #include <multiproc/process.hpp>
 #include <multiproc/queue.hpp>
+#include <multiproc/shared_memory.hpp>
 
 #include <cstdio>
 #include <fcntl.h>
@@ -729,3 +730,28 @@ TEST_CASE("soak: 8 clients x 10,000 requests, nothing lost", "[listener][soak]")
     for (int k = 0; k < clients; ++k) CHECK(served[k] == requests);
 }
 #endif
+
+// From a review: an end asked first whether it was a socket through the descriptor of a
+// direction it does not have (-1) took itself for a pipe, so a vector of page_buffers went
+// through the sharer while the socket's receiver looked for them in the message.
+TEST_CASE("a socketpair end still sends page_buffers with the message after a wrong-way recv_handle",
+          "[page_buffer][socketpair]") {
+    test::baseline before;
+    {
+        auto [r, w] = multiproc::pipe<std::vector<page_buffer>, transport::socketpair>(false);
+        CHECK_THROWS(recv_handle(w)); // (w only sends)
+        std::vector<page_buffer> v;
+        v.emplace_back(4096);
+        v.back().data()[7] = std::byte{0x77};
+        w.send(v);
+        auto got = r.recv();
+        REQUIRE(got.size() == 1);
+        CHECK(got[0].data()[7] == std::byte{0x77});
+        // The other way round: send_handle on the end that only receives.
+        auto [r2, w2] = multiproc::pipe<std::vector<page_buffer>, transport::socketpair>(false);
+        CHECK_THROWS(send_handle(r2, 0, ::getpid()));
+        w2.send(v);
+        CHECK(r2.recv().size() == 1);
+    }
+    before.check();
+}

@@ -206,6 +206,7 @@ TEST_CASE("page_buffers in a vector or a tuple cross a kernel pipe as the same p
         page_buffer one(big);
         fill(one, 42);
         tw.send({7, one, "seven"});
+        tw.send({8, page_buffer(), "none"}); // (an empty buffer: no descriptor)
         // The sender stays until the parent has taken the descriptors, and sees its writes.
         if (acks.first.recv() != 1) std::_Exit(2);
         std::_Exit(many[count - 1].data()[0] == std::byte{0x5a} && one.data()[1] == std::byte{0xa5} ? 0 : 3);
@@ -224,6 +225,8 @@ TEST_CASE("page_buffers in a vector or a tuple cross a kernel pipe as the same p
     CHECK(text == "seven");
     REQUIRE(one.size() == big);
     CHECK(holds(one, 42));
+    auto [m, none, word] = tr.recv();
+    CHECK((m == 8 && none.empty() && word == "none"));
     got[count - 1].data()[0] = std::byte{0x5a};
     one.data()[1] = std::byte{0xa5};
     acks.second.send(1);
@@ -237,3 +240,4 @@ TEST_CASE("a page_buffer: a size no memfd can have is value_error", "[page_buffe
                       Catch::Contains("is larger than any memfd can be"));
     CHECK_THROWS_AS(page_buffer(static_cast<std::size_t>(std::numeric_limits<off_t>::max()) + 1), value_error);
 }
+

@@ -305,8 +305,11 @@ inline std::vector<sys::unique_fd> claim_shared(const share_ticket& t, steady::t
     if (!c) {
         const int e = errno;
         detail::raise(os_error("multiproc: cannot take the descriptors of a message from " + who +
-                                   ": no socket to take them with (is this process out of descriptors, RLIMIT_NOFILE?); "
-                                   "the message is dropped",
+                                   ": no socket to take them with" +
+                                   (e == EMFILE   ? std::string(" (this process is out of descriptors: RLIMIT_NOFILE)")
+                                    : e == ENFILE ? std::string(" (the system is out of descriptors)")
+                                                  : std::string()) +
+                                   "; the message is dropped",
                                e));
     }
     sockaddr_un a{};

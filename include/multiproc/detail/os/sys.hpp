@@ -614,6 +614,20 @@ inline ssize_t writev_nosigpipe(int fd, const iovec* iov, int n) noexcept {
     return r;
 }
 
+/// write_all() to a descriptor that may be a pipe nobody reads any more (stderr piped into a
+/// program that has ended; a reaper killed): -1 with EPIPE, never SIGPIPE.
+inline int write_all_nosigpipe(int fd, const void* buf, std::size_t n) noexcept {
+    auto p = static_cast<const char*>(buf);
+    while (n > 0) {
+        iovec v{const_cast<char*>(p), n};
+        const ssize_t w = writev_nosigpipe(fd, &v, 1);
+        if (w < 0) return -1;
+        p += w;
+        n -= static_cast<std::size_t>(w);
+    }
+    return 0;
+}
+
 /// An owned file descriptor: closed on destruction, movable, never copied.
 class unique_fd {
 public:

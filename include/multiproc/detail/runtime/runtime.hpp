@@ -56,7 +56,9 @@ namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail {
 
 using log_sink_fn = log_handler;
 
-inline void stderr_sink(log_level, std::string_view line, void*) { (void)sys::write_all(2, line.data(), line.size()); }
+inline void stderr_sink(log_level, std::string_view line, void*) {
+    (void)sys::write_all_nosigpipe(2, line.data(), line.size());
+}
 
 inline std::string level_name(int level) {
     switch (level) {
@@ -83,11 +85,7 @@ struct log_core {
     }
     /// Whether the level lets `l` through (Python: Logger.isEnabledFor).
     [[nodiscard]] bool passes(int l) const noexcept { return l >= effective_level(); }
-    /// Whether a message at `l` is written anywhere: to the handler, or, with none, at
-    /// WARNING and above to stderr (Python: logging.lastResort).
-    [[nodiscard]] bool enabled(int l) const noexcept {
-        return passes(l) && (l >= last_resort_level || sink.load(std::memory_order_relaxed) != nullptr);
-    }
+    /// With no handler, messages from this level up go to stderr (Python: logging.lastResort).
     static constexpr int last_resort_level = 30;
 };
 
@@ -162,13 +160,13 @@ inline runtime& rt() {
 template <class... Args>
 void log(int level, std::string_view fmt, const Args&... args) {
     auto& lc = rt().log;
-    if (!lc.enabled(level)) return;
-    if (auto s = lc.sink.load(std::memory_order_relaxed)) {
+    if (!lc.passes(level)) return;
+    if (auto s = lc.sink.load(std::memory_order_relaxed)) { // (read once: another thread may change it)
         std::string line = "[" + level_name(level) + "/" + rt().self.name + "] " + format(fmt, args...) + "\n";
         s(static_cast<log_level>(level), line, lc.sink_ctx.load(std::memory_order_relaxed));
-    } else { // (no handler: Python's last resort writes the bare message to stderr)
+    } else if (level >= log_core::last_resort_level) { // (Python's last resort: the bare message)
         const std::string line = format(fmt, args...) + "\n";
-        (void)sys::write_all(2, line.data(), line.size());
+        (void)sys::write_all_nosigpipe(2, line.data(), line.size());
     }
 }
 

@@ -385,11 +385,15 @@ private:
                          : "multiproc: end of file: every other holder of the connection has closed it";
     }
 
-    /// Whether `fd` is a socket (cached: the two descriptors of an end are of one kind).
+    /// Whether the end is a socket (cached: the two descriptors of an end are of one kind).
+    /// `fd` is the one to ask; where it is -1 (a direction the end does not have), the
+    /// other is asked, so that what is cached is the end's kind whichever call asks first.
     bool is_socket(int fd) {
         if (socket_ < 0) {
+            if (fd < 0) fd = rx_ ? rx_.get() : tx_fd_;
+            if (fd < 0) return false; // (a closed end: nothing cached)
             struct stat st {};
-            socket_ = fd >= 0 && sys::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) ? 1 : 0;
+            socket_ = sys::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) ? 1 : 0;
         }
         return socket_ == 1;
     }
@@ -397,10 +401,12 @@ private:
     /// value_error unless the end sends on a Unix-domain socket (`what` ... "only over ...").
     void require_unix_socket(const char* what) {
         int domain = AF_UNIX;
-        if (!is_socket(tx_fd_) || (sys::getsockopt_int(tx_fd_, SOL_SOCKET, SO_DOMAIN, domain) == 0 && domain != AF_UNIX))
+        const bool socket = is_socket(tx_fd_);
+        if (!socket || (sys::getsockopt_int(tx_fd_, SOL_SOCKET, SO_DOMAIN, domain) == 0 && domain != AF_UNIX))
             detail::raise(value_error(std::string("multiproc: ") + what +
                                       " only over Unix-domain sockets (a connection of transport::socketpair, or from "
-                                      "listener/client on a Unix address), not a pipe or TCP"));
+                                      "listener/client on a Unix address); this one is " +
+                                      (socket ? "a TCP connection" : "a pipe")));
     }
 
     /// Hands `write(iov, n)` a frame of `kind` holding `parts`: the header, each non-empty
