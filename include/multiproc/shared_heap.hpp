@@ -19,6 +19,7 @@
 #include "multiproc: compilation stopped: shared_heap.hpp needs exceptions and RTTI" // (as config.hpp: stop here)
 #endif
 
+#include <multiproc/detail/os/segment_reaper.hpp>
 #include <multiproc/detail/os/sys.hpp>
 #include <multiproc/error.hpp>
 
@@ -208,6 +209,7 @@ public:
             throw;
         }
         owner_ = ::getpid();
+        reaped_ = reap_at_end();
         std::lock_guard<std::mutex> lk(detail::heap::attached_mutex());
         (void)detail::heap::make_current(name_, detail::heap::attachment{std::move(s), id_});
     }
@@ -221,7 +223,8 @@ public:
     }
 
     shared_heap(shared_heap&& o) noexcept
-        : name_(std::move(o.name_)), id_(o.id_), owner_(std::exchange(o.owner_, 0)) {}
+        : name_(std::move(o.name_)), id_(o.id_), owner_(std::exchange(o.owner_, 0)),
+          reaped_(std::exchange(o.reaped_, 0)) {}
     shared_heap& operator=(shared_heap&&) = delete;
     /// The owner (in the process that created it) removes the name and unmaps the heap
     /// here: the memory is freed once every other process that mapped it has ended or
@@ -229,6 +232,7 @@ public:
     ~shared_heap() {
         if (owner_ != ::getpid()) return;
         boost::interprocess::shared_memory_object::remove(name_.c_str());
+        if (reaped_) detail::segment_reaper::removed(reaped_, name_, true);
         std::lock_guard<std::mutex> lk(detail::heap::attached_mutex());
         auto& m = detail::heap::attached();
         if (auto it = m.find(name_); it != m.end() && it->second.id == id_) m.erase(it);
@@ -288,6 +292,20 @@ private:
                                       "or slashes only)"));
         return std::string(name.substr(first));
     }
+    /// Has this process's segment reaper remove the name if the process ends without the
+    /// owner's destructor (design §5.5); which reaper knows it (0: none).
+    detail::segment_reaper::ticket reap_at_end() const noexcept {
+        std::string path;
+        MULTIPROC_TRY {
+            path = "/" + name_;
+        } MULTIPROC_CATCH_ALL {
+            return 0;
+        }
+        detail::sys::unique_fd fd(detail::sys::shm_open(path.c_str(), O_RDONLY | O_CLOEXEC, 0));
+        struct stat st {};
+        if (!fd || detail::sys::fstat(fd.get(), &st) != 0) return 0;
+        return detail::segment_reaper::made(path, st.st_ino);
+    }
     static std::string random_name() { return "mph_" + detail::sys::random_hex("a shared heap's name"); }
     static std::uint64_t random_id() {
         std::uint64_t id = 0;
@@ -299,6 +317,7 @@ private:
     std::string name_;
     std::uint64_t id_ = 0; // the heap's own (an attacher's: the heap it found under the name)
     pid_t owner_ = 0;
+    detail::segment_reaper::ticket reaped_ = 0; // which segment reaper of the owner's knows the name (detail/os/segment_reaper.hpp)
 };
 
 /// A vector of T in a shared heap (Boost.Interprocess vector): `heap.make<shared_vector<T>>()`.

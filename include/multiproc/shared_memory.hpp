@@ -13,6 +13,7 @@
 #include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
 
 #include <multiproc/crossing.hpp>
+#include <multiproc/detail/os/segment_reaper.hpp>
 #include <multiproc/detail/os/shared_region.hpp>
 #include <multiproc/detail/os/sys.hpp>
 #include <multiproc/error.hpp>
@@ -39,6 +40,10 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#ifndef F_SEAL_FUTURE_WRITE // (glibc before 2.29; the kernel's value, linux/fcntl.h)
+#define F_SEAL_FUTURE_WRITE 0x0010
+#endif
 
 namespace multiproc { MULTIPROC_ABI_BEGIN
 
@@ -98,7 +103,7 @@ public:
     }
     shared_memory(shared_memory&& o) noexcept
         : name_(std::move(o.name_)), data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)),
-          fd_(std::move(o.fd_)), owner_pid_(std::exchange(o.owner_pid_, 0)) {}
+          fd_(std::move(o.fd_)), owner_pid_(std::exchange(o.owner_pid_, 0)), reaped_(std::exchange(o.reaped_, 0)) {}
     shared_memory& operator=(shared_memory&& o) noexcept {
         if (this != &o) {
             finish();
@@ -107,6 +112,7 @@ public:
             size_ = std::exchange(o.size_, 0);
             fd_ = std::move(o.fd_);
             owner_pid_ = std::exchange(o.owner_pid_, 0);
+            reaped_ = std::exchange(o.reaped_, 0);
         }
         return *this;
     }
@@ -135,8 +141,12 @@ public:
     /// process has closed it (Python: unlink()). Any process may call it; os_error (ENOENT)
     /// if the name is already gone.
     void unlink() {
+        const bool mine = is_owner();
         owner_pid_ = 0; // done: the destructor has nothing left to remove
-        if (detail::sys::shm_unlink(name_.c_str()) != 0) detail::sys::fail("cannot unlink shared memory '" + name_ + "'");
+        const int r = detail::sys::shm_unlink(name_.c_str());
+        const int e = errno;
+        if (mine) unreap();
+        if (r != 0) detail::sys::fail("cannot unlink shared memory '" + name_ + "'", e);
     }
 
     /// Python's repr: `SharedMemory('psm_1a2b3c4d', size=4096)`.
@@ -220,8 +230,12 @@ private:
             const int e = unlinked();
             detail::sys::fail("mmap of shared memory '" + name_ + "'", e);
         }
+        struct stat st {};
+        const bool known = detail::sys::fstat(fd, &st) == 0;
         adopt(p, size, std::move(guard));
         owner_pid_ = ::getpid();
+        // From here the name goes with this process however it ends (design §5.5).
+        reaped_ = known ? detail::segment_reaper::made(name_, st.st_ino) : 0;
     }
 
     void open_existing(std::string_view name) {
@@ -250,8 +264,15 @@ private:
 
     void finish() noexcept {
         close();
-        if (is_owner()) detail::sys::shm_unlink(name_.c_str());
+        if (is_owner()) {
+            detail::sys::shm_unlink(name_.c_str());
+            unreap();
+        }
         owner_pid_ = 0;
+    }
+    /// Tells this process's segment reaper that the name it was told of is removed.
+    void unreap() noexcept {
+        if (const auto t = std::exchange(reaped_, 0)) detail::segment_reaper::removed(t, name_);
     }
 
     std::string name_; // with the leading slash
@@ -259,6 +280,7 @@ private:
     std::size_t size_ = 0;
     detail::sys::unique_fd fd_;
     pid_t owner_pid_ = 0; // the creating process, while it still owns the name
+    detail::segment_reaper::ticket reaped_ = 0; // which segment reaper of the owner's knows the name (detail/os/segment_reaper.hpp)
 };
 
 /// Anonymous shared memory to fill in place and send through a connection or a queue of

@@ -8,12 +8,19 @@
 #include <multiproc/process.hpp>
 #include <multiproc/queue.hpp>
 #include <multiproc/shared_heap.hpp>
+#include <multiproc/shared_memory.hpp>
 
+#include <algorithm>
 #include <array>
 #include <numeric>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 
 using namespace multiproc;
 
@@ -213,5 +220,101 @@ TEST_CASE("shared_heap: a name with and without its leading slash is one heap", 
         CHECK_THROWS_AS(shared_heap(1 << 16, "//"), value_error);
     }
     CHECK(!in_dev_shm(name));
+    before.check();
+}
+
+namespace {
+/// Waits (at most 30 s) for the process `pidfd` refers to, which need not be a child.
+bool ended(int pidfd) {
+    pollfd p{pidfd, POLLIN, 0};
+    return ::poll(&p, 1, 30'000) == 1;
+}
+} // namespace
+
+// Design §5.5: no segment outlives the processes using it, even after SIGKILL. A process's
+// segment reaper removes the names it made when it ends without removing them.
+TEST_CASE("named segments go with their owner killed by SIGKILL, and a newer one of a name stays",
+          "[shared_heap][shared_memory][reaper]") {
+    test::baseline before;
+    {
+        const std::string tag = std::to_string(::getpid());
+        const std::string memory = "mp_test_reap_memory_" + tag, heap = "mp_test_reap_heap_" + tag,
+                          taken = "mp_test_reap_taken_" + tag, gone = "mp_test_reap_gone_" + tag;
+        test::pipe_pair report, hold;
+        const pid_t owner = ::fork();
+        REQUIRE(owner >= 0);
+        if (owner == 0) {
+            report.close_r();
+            hold.close_w();
+            try {
+                shared_memory m(memory, true, 4096);
+                shared_heap h(1 << 16, heap);
+                shared_memory t(taken, true, 4096);
+                { shared_memory g(gone, true, 4096); } // made and removed: not the reaper's to remove
+                test::write_str(report.w, std::to_string(detail::segment_reaper::pid()) + "\n");
+                char c;
+                (void)!::read(hold.r, &c, 1); // (until killed)
+            } catch (const std::exception& e) {
+                test::write_str(report.w, std::string("0 ") + e.what() + "\n");
+            }
+            ::_exit(1);
+        }
+        report.close_w();
+        hold.close_r();
+        const std::string line = test::read_line(report.r);
+        INFO(line);
+        const pid_t reaper = static_cast<pid_t>(std::stol(line));
+        REQUIRE(reaper > 0);
+        const int pidfd = detail::sys::pidfd_open(reaper);
+        REQUIRE(pidfd >= 0);
+        CHECK(in_dev_shm(memory));
+        CHECK(in_dev_shm(heap));
+        CHECK(!in_dev_shm(gone));
+        // Someone else removes one of the owner's names and makes a segment of their own there.
+        REQUIRE(::shm_unlink(("/" + taken).c_str()) == 0);
+        const int newer = ::shm_open(("/" + taken).c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+        REQUIRE(newer >= 0);
+        ::close(newer);
+        REQUIRE(::kill(owner, SIGKILL) == 0);
+        int status = 0;
+        REQUIRE(::waitpid(owner, &status, 0) == owner);
+        CHECK(WIFSIGNALED(status));
+        REQUIRE(ended(pidfd));
+        ::close(pidfd);
+        CHECK(!in_dev_shm(memory));
+        CHECK(!in_dev_shm(heap));
+        CHECK(in_dev_shm(taken)); // (the newer segment: another inode)
+        ::shm_unlink(("/" + taken).c_str());
+    }
+    before.check();
+}
+
+TEST_CASE("a process's segment reaper runs while it owns a named segment, and ends with the last",
+          "[shared_heap][shared_memory][reaper]") {
+    test::baseline before;
+    CHECK(detail::segment_reaper::pid() == 0);
+    int pidfd = -1;
+    {
+        auto first = shared_memory::create(4096);
+        const pid_t reaper = detail::segment_reaper::pid();
+        REQUIRE(reaper > 0);
+        const auto children = test::children_of();
+        CHECK(std::find(children.begin(), children.end(), reaper) != children.end()); // (ps: multiproc-reap)
+        pidfd = detail::sys::pidfd_open(reaper);
+        REQUIRE(pidfd >= 0);
+        {
+            shared_heap second(1 << 16);
+            CHECK(detail::segment_reaper::pid() == reaper); // (one for the process)
+        }
+        pollfd p{pidfd, POLLIN, 0};
+        CHECK(::poll(&p, 1, 0) == 0); // still running: `first` is left
+        auto moved = std::move(first);
+        first = shared_memory::create(4096); // (the moved-from object's assignment)
+        moved.unlink();
+        CHECK(::poll(&p, 1, 0) == 0);
+    }
+    CHECK(detail::segment_reaper::pid() == 0);
+    CHECK(ended(pidfd)); // nothing left to remove: it has ended, and was waited for (before.check)
+    ::close(pidfd);
     before.check();
 }

@@ -32,11 +32,8 @@
 #include <utility>
 #include <vector>
 
-#include <csignal>
 #include <cstring>
 #include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail::mgr {
@@ -141,108 +138,6 @@ struct object {
     std::condition_variable cv;
 };
 
-/// Removes the segments a server made if the server ends without removing them: killed,
-/// or killed with the process that started it (a daemon dies with its parent), as CPython's
-/// resource tracker does for a SharedMemoryManager's. A process of its own, forked at the
-/// server's first segment, that holds nothing but the read end of a pipe whose write end
-/// only the server holds: the server writes "+name\n" once it has made a segment and
-/// "-name\n" once it has removed one; at end of file the reaper removes those left, and
-/// ends. It uses no allocator (the server has threads when it forks it): the names live in
-/// an anonymous mapping it grows with mremap. Without it (no process or pipe to spare),
-/// segments are removed at an orderly end only, as before.
-class segment_reaper {
-public:
-    /// Tells the reaper about a segment made (`made`) or removed; starts it first if need be.
-    void note(const std::string& name, bool made) noexcept {
-        if (!fd_ && (!made || !start())) return;
-        std::string line;
-        MULTIPROC_TRY {
-            line = (made ? "+" : "-") + name + "\n";
-        } MULTIPROC_CATCH_ALL {
-            return;
-        }
-        // One write of a short line to a pipe is atomic; the reaper only reads.
-        (void)sys::write_all(fd_.get(), line.data(), line.size());
-    }
-
-private:
-    bool start() noexcept {
-        int p[2];
-        if (sys::pipe2(p, O_CLOEXEC) != 0) return false;
-        const pid_t pid = sys::fork();
-        if (pid < 0) {
-            (void)sys::close(p[0]);
-            (void)sys::close(p[1]);
-            return false;
-        }
-        if (pid == 0) reap(p[0]);
-        (void)sys::close(p[0]);
-        fd_.reset(p[1]);
-        return true;
-    }
-
-    /// The reaper's life: only system calls, no allocation, no lock.
-    [[noreturn]] static void reap(int in) noexcept {
-        // Nothing of the server's but the pipe (its listener above all: clients must see the
-        // server gone); the signals of a terminal's Ctrl-C or hang-up, meant for the
-        // program, must not end it before it has done its work.
-        if (in != 0) {
-            (void)::dup2(in, 0);
-        }
-        (void)::syscall(SYS_close_range, 1U, ~0U, 0U);
-        for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE}) (void)::signal(sig, SIG_IGN);
-        std::size_t cap = 1 << 16, used = 0;
-        void* m = ::mmap(nullptr, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (m == MAP_FAILED) ::_exit(1);
-        char* names = static_cast<char*>(m); // lines "+name\n" and "-name\n", as they came
-        for (;;) {
-            if (used + 4096 > cap) {
-                void* grown = ::mremap(names, cap, cap * 2, MREMAP_MAYMOVE);
-                if (grown == MAP_FAILED) break; // (remove what it knows of)
-                names = static_cast<char*>(grown);
-                cap *= 2;
-            }
-            const ssize_t r = ::read(0, names + used, 4096);
-            if (r == 0) break;
-            if (r < 0) {
-                if (errno == EINTR) continue;
-                break;
-            }
-            used += static_cast<std::size_t>(r);
-        }
-        // A name made and not removed since: its last line is a '+'.
-        for (std::size_t i = 0; i < used;) {
-            std::size_t end = i;
-            while (end < used && names[end] != '\n') ++end;
-            if (end == used) break; // (a line cut short: the server died writing it)
-            if (names[i] == '+' && end - i - 1 < 250 && !removed_later(names, used, i, end)) {
-                char path[256];
-                path[0] = '/';
-                std::memcpy(path + 1, names + i + 1, end - i - 1);
-                path[end - i] = '\0';
-                (void)::shm_unlink(path);
-            }
-            i = end + 1;
-        }
-        ::_exit(0);
-    }
-
-    /// Whether the name of the "+" line [i, end) has a "-" line after it.
-    static bool removed_later(const char* names, std::size_t used, std::size_t i, std::size_t end) noexcept {
-        const std::size_t n = end - i - 1;
-        for (std::size_t j = end + 1; j < used;) {
-            std::size_t e = j;
-            while (e < used && names[e] != '\n') ++e;
-            if (e < used && names[j] == '-' && e - j - 1 == n && std::memcmp(names + j + 1, names + i + 1, n) == 0)
-                return true;
-            j = e + 1;
-        }
-        return false;
-    }
-
-    sys::unique_fd fd_; // the pipe's write end, once the reaper runs
-};
-
 /// What a waiting call raises when its client has hung up (a killed process) by the time
 /// it could go on: it takes nothing, and its connection's thread ends (store::call).
 struct client_gone {};
@@ -272,13 +167,11 @@ public:
             } MULTIPROC_CATCH(const std::exception&, e) {
                 return fail(status::bad, e.what());
             }
-            r.b = segments_.back().name();
-            reaper_.note(r.b, true); // (made first: never a name that might be another's)
+            r.b = segments_.back().name(); // (the server's segment reaper removes it if the server is killed)
             return r;
         }
         if (static_cast<op>(q.code) == op::shm_release) {
-            if (std::erase_if(segments_, [&](const shared_memory& m) { return m.name() == q.b; }) != 0)
-                reaper_.note(q.b, false);
+            (void)std::erase_if(segments_, [&](const shared_memory& m) { return m.name() == q.b; });
             return r;
         }
         auto it = objects_.find(q.object);
@@ -313,7 +206,6 @@ public:
     /// Removes the names of the segments made by shm_create (at shutdown).
     void release_segments() noexcept {
         std::lock_guard<std::mutex> lk(mu_);
-        for (const auto& m : segments_) reaper_.note(m.name(), false);
         segments_.clear();
     }
 
@@ -699,8 +591,8 @@ private:
     std::map<std::uint64_t, std::unique_ptr<object>> objects_;
     std::map<std::string, std::uint64_t> names_;
     std::uint64_t next_ = 1;
-    std::vector<shared_memory> segments_; // made for a shared_memory_manager: owned (unlinked) here
-    segment_reaper reaper_;               // ... and by it, if this process dies first
+    std::vector<shared_memory> segments_; // made for a shared_memory_manager: owned (unlinked) here, and by
+                                          // this process's segment reaper if it is killed
 };
 
 } MULTIPROC_ABI_END } // namespace multiproc::detail::mgr
