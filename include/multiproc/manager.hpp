@@ -207,6 +207,8 @@ inline bool hung_up(int fd) noexcept {
 [[noreturn]] inline void serve_on(basic_listener<wire>& l, std::string key) {
     auto* s = new store(); // lives as long as the process: connection threads are detached
     std::uint64_t next = 1;
+    const std::string unix_path =
+        l.address().is_unix() && !l.address().is_abstract() ? l.address().path() : std::string();
     for (;;) {
         std::optional<link_t> conn;
         MULTIPROC_TRY {
@@ -218,7 +220,7 @@ inline bool hung_up(int fd) noexcept {
             continue;
         }
         MULTIPROC_TRY {
-            std::thread([s, key, id = next++, c = std::move(*conn)]() mutable {
+            std::thread([s, key, unix_path, id = next++, c = std::move(*conn)]() mutable {
                 MULTIPROC_TRY {
                     authenticate(c, key); // (in this thread: a silent client holds up nobody)
                     for (;;) {
@@ -226,6 +228,10 @@ inline bool hung_up(int fd) noexcept {
                         if (static_cast<op>(q.code) == op::shutdown) {
                             log(10, "manager received shutdown message");
                             s->release_segments();
+                            // (The listener is not closed, its thread being in accept: a
+                            // path socket's file goes here, so that a manager can start at
+                            // the same path again, as CPython's does.)
+                            if (!unix_path.empty()) (void)::unlink(unix_path.c_str());
                             c.send(wire{});
                             // As CPython's server leaves serve_forever by sys.exit(0): the
                             // process's shutdown ("process shutting down", its children
@@ -519,14 +525,18 @@ class queue_proxy : public detail::mgr::proxy_base {
 public:
     queue_proxy() = default;
     /// Puts `v`, waiting at most `timeout` for room (nothing: as long as it takes); queue_full.
+    /// A negative timeout is value_error, as Python's queue.Queue says.
     void put(const T& v, std::optional<std::chrono::duration<double>> timeout = std::nullopt) const {
+        non_negative(timeout);
         wire q = request(op::put, kind, type());
         q.b = detail::mgr::encode_str<S>(v);
         call(with_timeout(q, timeout));
     }
     void put_nowait(const T& v) const { put(v, std::chrono::duration<double>(0)); }
-    /// Takes the next item, waiting at most `timeout` (nothing: as long as it takes); queue_empty.
+    /// Takes the next item, waiting at most `timeout` (nothing: as long as it takes);
+    /// queue_empty. A negative timeout is value_error, as for put.
     T get(std::optional<std::chrono::duration<double>> timeout = std::nullopt) const {
+        non_negative(timeout);
         return detail::mgr::decode_str<S, T>(call_waiting(op::take, kind, type(), timeout).b);
     }
     T get_nowait() const { return get(std::chrono::duration<double>(0)); }
@@ -539,6 +549,11 @@ public:
     static constexpr detail::mgr::kind kind = detail::mgr::kind::queue;
 
 private:
+    static void non_negative(const std::optional<std::chrono::duration<double>>& timeout) {
+        if (timeout && timeout->count() < 0)
+            detail::raise(value_error("multiproc: 'timeout' must be a non-negative number"));
+    }
+
     template <class...>
     friend class basic_manager;
     queue_proxy(std::string at, std::uint64_t id) : proxy_base(std::move(at), id) {}
@@ -553,8 +568,12 @@ class basic_lock_proxy : public detail::mgr::proxy_base {
 
 public:
     basic_lock_proxy() = default;
-    /// Waits at most `timeout` (nothing: as long as it takes); whether it was acquired.
+    /// Waits at most `timeout` (nothing: as long as it takes); whether it was acquired. As
+    /// Python's, a timeout with `block` false, or a negative one, is value_error.
     bool acquire(bool block = true, std::optional<std::chrono::duration<double>> timeout = std::nullopt) const {
+        if (!block && timeout) detail::raise(value_error("multiproc: can't specify a timeout for a non-blocking call"));
+        if (timeout && timeout->count() < 0)
+            detail::raise(value_error("multiproc: timeout value must be a non-negative number"));
         return call_waiting(op::acquire, K, type(), block ? timeout : std::chrono::duration<double>(0)).n != 0;
     }
     /// state_error if it is not held (for a recursive lock: not by this thread's connection).

@@ -570,6 +570,82 @@ TEST_CASE("a lock held by a process that dies is released", "[manager]") {
     lk.release();
 }
 
+namespace {
+/// Registered on the server (from an outside trial): its member functions use other objects
+/// of the same manager through their proxies, wait for another client, and throw what is
+/// not a std::exception.
+struct recorder {
+    std::int64_t record(sdict d, std::int64_t v) {
+        d.set("seen", static_cast<int>(v)); // (a connection of its own to this same server)
+        return v;
+    }
+    std::int64_t take(queue_proxy<int> q) { return q.get(30s); }
+    std::int64_t odd() { throw 42; }
+};
+} // namespace
+
+TEST_CASE("a registered type's member functions may use the manager's other objects, wait, and throw anything",
+          "[manager][register]") {
+    manager m;
+    auto d = m.dict<std::string, int>();
+    auto q = m.queue<int>();
+    auto r = m.register_<recorder, &recorder::record, &recorder::take, &recorder::odd>();
+    // It ran under the server's one lock, which the dict's call waited for: the whole
+    // server hung for good.
+    CHECK(r.call<&recorder::record>(d, 7) == 7);
+    CHECK(d.get("seen") == 7);
+    // One that waits for another client holds up no other object.
+    std::thread taker([&] { CHECK(r.call<&recorder::take>(q) == 5); });
+    q.put(5);
+    taker.join();
+    // Something not a std::exception comes back raised (it ended the connection, taken for
+    // a dead server, and released what the client held).
+    try {
+        (void)r.call<&recorder::odd>();
+        FAIL("the server's exception did not come back");
+    } catch (const remote_error& e) {
+        CHECK_THAT(e.message(), Catch::Matchers::Contains("not a std::exception"));
+    }
+    CHECK(d.size() == 1);
+}
+
+TEST_CASE("a manager at a path starts again there after shutdown, and an old proxy finds nothing in the new one",
+          "[manager]") {
+    const std::string path = "/tmp/mp_test_manager_" + std::to_string(::getpid());
+    sdict old;
+    {
+        manager m(address(path), std::string("restart key"));
+        old = m.dict<std::string, int>();
+        old.set("first", 1);
+        m.shutdown();
+        CHECK(::access(path.c_str(), F_OK) != 0); // (it stayed, and the next bind failed EADDRINUSE)
+    }
+    for (int round = 0; round < 2; ++round) {
+        manager m(address(path), std::string("restart key"));
+        auto d = m.dict<std::string, int>();
+        d.set("second", 2);
+        // The old proxy's object number is nothing here (it was the new dict's).
+        CHECK_THROWS_WITH(old.size(), Catch::Matchers::Contains("no object"));
+        CHECK(d.size() == 1);
+        m.shutdown();
+    }
+    CHECK(::access(path.c_str(), F_OK) != 0);
+}
+
+TEST_CASE("a manager's queue refuses a negative timeout and its lock a timeout without blocking, as Python's",
+          "[manager][errors]") {
+    manager m;
+    auto q = m.queue<int>();
+    CHECK_THROWS_WITH(q.get(-1s), Catch::Matchers::Contains("'timeout' must be a non-negative number"));
+    CHECK_THROWS_AS(q.put(1, -1s), value_error);
+    CHECK(q.qsize() == 0);
+    auto lk = m.lock();
+    CHECK_THROWS_WITH(lk.acquire(false, 1s), Catch::Matchers::Contains("can't specify a timeout for a non-blocking call"));
+    CHECK_THROWS_AS(lk.acquire(true, -1s), value_error);
+    CHECK(lk.acquire(false));
+    lk.release();
+}
+
 TEST_CASE("a thread waiting on a manager's queue does not hold up another thread's calls", "[manager]") {
     manager m;
     auto q = m.queue<int>();

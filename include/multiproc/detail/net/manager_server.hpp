@@ -131,6 +131,7 @@ struct object {
     bool flag = false;                 // event; barrier: broken
     std::int64_t waiters = 0;          // barrier: how many wait now
     std::deque<bool*> sleepers;        // condition: the waiters, oldest first (each its own flag)
+    std::mutex user_mu;                // user: held while one of its member functions runs
     std::uint64_t generation = 0;      // barrier: trips, aborts and resets so far
     std::uint64_t broken_at = ~std::uint64_t{0}; // barrier: the generation an abort or a timeout ended
     std::uint64_t reset_at = ~std::uint64_t{0};  // barrier: the generation a reset ended
@@ -196,9 +197,16 @@ public:
             case kind::event: return event_op(o, q, who, lk);
             case kind::condition: return condition_op(o, q, who, lk);
             case kind::barrier: return barrier_op(o, q, who, lk);
-            case kind::user:
+            case kind::user: {
                 if (static_cast<op>(q.code) != op::user_call) return fail(status::bad, "not an operation of an object");
+                // Atomic for the object, not for the server: a member function that takes its
+                // time, or that calls other objects of this manager through their proxies
+                // (another connection, another thread here), holds up no other object.
+                // Objects are never removed, so `o` stays valid without the store's lock.
+                lk.unlock();
+                std::lock_guard<std::mutex> one(o.user_mu);
                 return run_user<user_method>(o.user, q);
+            }
         }
         return fail(status::bad, "unknown object kind");
     }
@@ -276,6 +284,11 @@ private:
 #else
             x.b = "std::exception";
 #endif
+            return x;
+        } MULTIPROC_CATCH_ALL { // (an int, a type of the program's own: raised all the same, the connection goes on)
+            wire x = fail(status::raised, "the registered code threw an object that is not a std::exception");
+            x.n = ::getpid();
+            x.b = "(not a std::exception)";
             return x;
         }
         return r;
@@ -590,7 +603,14 @@ private:
     std::mutex mu_;
     std::map<std::uint64_t, std::unique_ptr<object>> objects_;
     std::map<std::string, std::uint64_t> names_;
-    std::uint64_t next_ = 1;
+    /// The first object number: random below 2^48, so that a proxy made by an earlier
+    /// server at the same address names no object here (CPython's ids are addresses).
+    static std::uint64_t first_number() noexcept {
+        std::uint64_t r = 0;
+        if (sys::getrandom_all(&r, sizeof r) != 0) r = static_cast<std::uint64_t>(::getpid()) << 20;
+        return (r & ((std::uint64_t(1) << 48) - 1)) + 1;
+    }
+    std::uint64_t next_ = first_number(); // (random: a proxy of another server at this address finds nothing)
     std::vector<shared_memory> segments_; // made for a shared_memory_manager: owned (unlinked) here, and by
                                           // this process's segment reaper if it is killed
 };
