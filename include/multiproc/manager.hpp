@@ -53,19 +53,17 @@ namespace detail::mgr {
 using link_t = basic_connection<wire>;
 
 /// The authkeys this process was given for manager addresses (by constructing or connecting
-/// a manager); any other address is reached with current_process().authkey(), as Python's
-/// proxies do.
-inline std::map<std::string, std::string>& known_keys() {
-    static std::map<std::string, std::string> k;
-    return k;
-}
-inline std::mutex& known_keys_mutex() {
-    static std::mutex m;
-    return m;
-}
+/// a manager; runtime::manager_keys, which spawn and forkserver children are given too); any
+/// other address is reached with current_process().authkey(), as Python's proxies do.
 inline void remember_key(const std::string& at, const std::string& key) {
-    std::lock_guard<std::mutex> lk(known_keys_mutex());
-    known_keys()[at] = key;
+    auto& r = rt();
+    std::lock_guard<std::mutex> lk(r.keys_mu);
+    for (auto& [a, k] : r.manager_keys)
+        if (a == at) {
+            k = key;
+            return;
+        }
+    r.manager_keys.emplace_back(at, key);
 }
 /// This process's authkey, the default key of managers; error if it has none (getrandom
 /// failed when the process started, and nobody set one).
@@ -78,8 +76,10 @@ inline std::string process_key() {
 }
 inline std::string key_for(const std::string& at) {
     {
-        std::lock_guard<std::mutex> lk(known_keys_mutex());
-        if (auto k = known_keys().find(at); k != known_keys().end()) return k->second;
+        auto& r = rt();
+        std::lock_guard<std::mutex> lk(r.keys_mu);
+        for (const auto& [a, k] : r.manager_keys)
+            if (a == at) return k;
     }
     return process_key();
 }

@@ -85,6 +85,21 @@ TEMPLATE_TEST_CASE("a manager's dict, list, value and queue, used here and by a 
     CHECK(d.empty());
 }
 
+// From an outside trial: a manager's own key reached children made by fork (their copy of
+// the table of keys) but not spawn or forkserver children, whose first call failed
+// authentication. CPython sends a proxy's key with it into such a child.
+TEMPLATE_TEST_CASE("a manager with a key of its own serves children of every start method", "[manager]",
+                   START_METHODS) {
+    test::warm_up<TestType>();
+    manager_of<TestType> m(std::nullopt, std::string("a key of its own"));
+    auto d = m.template dict<std::string, int>();
+    test::process_t<TestType> child([](sdict d) { d.set("child", 7); }, d);
+    child.start();
+    child.join();
+    CHECK(child.exitcode() == 0);
+    CHECK(d.get("child") == 7);
+}
+
 TEST_CASE("a manager's list counts, finds, removes and reverses on the server, a dict pops its last item, and a "
           "queue says when it is full",
           "[manager]") {

@@ -129,6 +129,11 @@ struct runtime {
     std::vector<finalizer> finalizers;
     unsigned long next_finalizer = 1;
     log_core log;
+    // The authkeys this process was given for manager addresses (manager.hpp: by making or
+    // connecting a manager), address first; a spawn or forkserver child gets a copy, as a
+    // child made by fork has one (CPython sends a proxy's key with it into such a child).
+    std::mutex keys_mu;
+    std::vector<std::pair<std::string, std::string>> manager_keys;
     bool exiting = false;
     bool in_child = false; // running a target under child_main
     // Room for a forked child's name, parent name and identity, made before the fork under

@@ -210,6 +210,7 @@ struct bootstrap_request {
     pid_t parent_pid = 0;
     std::string parent_name;
     std::string authkey;
+    std::vector<std::pair<std::string, std::string>> manager_keys; // runtime::manager_keys
     int log_level = 0;
     std::uint8_t log_handler = 0; // 0 none, 1 stderr; other handlers do not cross
     std::string target;
@@ -227,6 +228,10 @@ inline bootstrap_request make_request(const child_record& c, const char* target)
     q.parent_pid = ::getpid();
     q.parent_name = r.self.name;
     q.authkey = r.self.authkey;
+    {
+        std::lock_guard<std::mutex> lk(r.keys_mu);
+        q.manager_keys = r.manager_keys;
+    }
     q.log_level = r.log.level.load(std::memory_order_relaxed);
     auto sink = r.log.sink.load(std::memory_order_relaxed);
     q.log_handler = sink == &stderr_sink ? 1 : 0;
@@ -246,6 +251,11 @@ inline void write_request(crossing_writer& w, const bootstrap_request& q) {
     w.put<std::int32_t>(q.parent_pid);
     w.put_string(q.parent_name);
     w.put_string(q.authkey);
+    w.put<std::uint64_t>(q.manager_keys.size());
+    for (const auto& [at, key] : q.manager_keys) {
+        w.put_string(at);
+        w.put_string(key);
+    }
     w.put<std::int32_t>(q.log_level);
     w.put(q.log_handler);
     w.put_string(q.target);
@@ -267,6 +277,12 @@ inline bootstrap_request read_request(crossing_reader& in) {
     q.parent_pid = in.get<std::int32_t>();
     q.parent_name = in.get_string();
     q.authkey = in.get_string();
+    const auto keys = in.get<std::uint64_t>();
+    if (keys > in.remaining() / (2 * sizeof(std::uint64_t))) detail::raise(serialization_error("multiproc: malformed start request"));
+    for (std::uint64_t i = 0; i < keys; ++i) {
+        std::string at = in.get_string();
+        q.manager_keys.emplace_back(std::move(at), in.get_string());
+    }
     q.log_level = in.get<std::int32_t>();
     q.log_handler = in.get<std::uint8_t>();
     q.target = in.get_string();
@@ -324,6 +340,7 @@ inline void send_reply(int sock, bool ok, std::string_view text) noexcept {
         self = rec;
         r.self.name = q.parent_name; // become_child takes it as the parent's name
         r.self.authkey = q.authkey;
+        r.manager_keys = std::move(q.manager_keys); // (one thread here yet)
         r.log.level.store(q.log_level, std::memory_order_relaxed);
         r.log.sink.store(q.log_handler == 1 ? &stderr_sink : nullptr, std::memory_order_relaxed);
         if (!os_parent) {
