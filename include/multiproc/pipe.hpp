@@ -202,6 +202,10 @@ public:
     /// throws `value_error`.
     [[nodiscard]] int fileno() const { return open_end().fileno(); }
 
+    /// Whether `a` and `b` are the same end (copies of one another), so that Python's
+    /// `readers.remove(r)` after wait() is `std::erase(readers, r)`; closed ends too.
+    friend bool operator==(const basic_connection& a, const basic_connection& b) noexcept { return a.s_ == b.s_; }
+
     /// For process start: this end is an argument of the child being started.
     void claim_in_child(detail::child_key) noexcept {
         if (s_) s_->claimed = true;

@@ -755,3 +755,26 @@ TEST_CASE("a socketpair end still sends page_buffers with the message after a wr
     }
     before.check();
 }
+
+TEST_CASE("wait: a connection that ended is removed from the list it came back from, as Python's readers.remove(r)",
+          "[listener][wait]") {
+    auto [a, a_w] = multiproc::pipe<int>(false);
+    auto [b, b_w] = multiproc::pipe<int>(false);
+    std::vector<connection<int>> readers{a, b};
+    CHECK(readers[0] == a); // a copy is the same end
+    CHECK_FALSE(readers[0] == b);
+    b_w.send(2);
+    b_w.close();
+    int got = 0;
+    while (!readers.empty()) {
+        for (auto& r : wait(readers, 30s)) {
+            try {
+                got += r.recv();
+            } catch (const eof_error&) {
+                std::erase(readers, r);
+            }
+        }
+        if (readers.size() == 1 && readers[0] == a) a_w.close(); // (b is done: now a ends too)
+    }
+    CHECK(got == 2);
+}
