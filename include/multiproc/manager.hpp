@@ -57,7 +57,7 @@ using link_t = basic_connection<wire>;
 /// other address is reached with current_process().authkey(), as Python's proxies do.
 inline void remember_key(const std::string& at, const std::string& key) {
     auto& r = rt();
-    std::lock_guard<std::mutex> lk(r.keys_mu);
+    std::lock_guard<std::mutex> lk(manager_keys_mutex());
     for (auto& [a, k] : r.manager_keys)
         if (a == at) {
             k = key;
@@ -77,7 +77,7 @@ inline std::string process_key() {
 inline std::string key_for(const std::string& at) {
     {
         auto& r = rt();
-        std::lock_guard<std::mutex> lk(r.keys_mu);
+        std::lock_guard<std::mutex> lk(manager_keys_mutex());
         for (const auto& [a, k] : r.manager_keys)
             if (a == at) return k;
     }
@@ -568,9 +568,11 @@ class basic_lock_proxy : public detail::mgr::proxy_base {
 
 public:
     basic_lock_proxy() = default;
-    /// Waits at most `timeout` (nothing: as long as it takes); whether it was acquired. As
-    /// Python's, a timeout with `block` false, or a negative one, is value_error.
+    /// Waits at most `timeout` (nothing, or -1 s as Python's -1: as long as it takes);
+    /// whether it was acquired. As Python's, a timeout with `block` false, or another
+    /// negative one, is value_error.
     bool acquire(bool block = true, std::optional<std::chrono::duration<double>> timeout = std::nullopt) const {
+        if (timeout && timeout->count() == -1.0) timeout.reset();
         if (!block && timeout) detail::raise(value_error("multiproc: can't specify a timeout for a non-blocking call"));
         if (timeout && timeout->count() < 0)
             detail::raise(value_error("multiproc: timeout value must be a non-negative number"));
@@ -817,8 +819,10 @@ inline const char* const creator_id =
 /// A proxy of an object of a type of the program, held by a manager's server (Python: the
 /// proxy of a type given to BaseManager.register, with `exposed` methods). `Methods` are the
 /// member functions of T it may call, listed at compile time; each call is one round trip,
-/// atomic on the server, its arguments and result serialized (serialize::binary). What a
-/// member function throws comes back as remote_error with its type and message. T needs
+/// atomic for the object (calls on one object run one at a time; other objects go on, so
+/// a member function may use other objects of the manager through their proxies), its
+/// arguments and result serialized (serialize::binary). What a member function throws
+/// comes back as remote_error with its type and message. T needs
 /// no virtual function and no RTTI; its code runs in the server process, found by an
 /// identifier the executable registers at start, so the server may be of any start method
 /// (a server of another build refuses the call with value_error).

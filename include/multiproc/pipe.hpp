@@ -203,7 +203,8 @@ public:
     [[nodiscard]] int fileno() const { return open_end().fileno(); }
 
     /// Whether `a` and `b` are the same end (copies of one another), so that Python's
-    /// `readers.remove(r)` after wait() is `std::erase(readers, r)`; closed ends too.
+    /// `readers.remove(r)` after wait() is `std::erase(readers, r)`; a closed end still equals
+    /// its copies.
     friend bool operator==(const basic_connection& a, const basic_connection& b) noexcept { return a.s_ == b.s_; }
 
     /// For process start: this end is an argument of the child being started.

@@ -656,8 +656,10 @@ TEST_CASE("a manager's queue refuses a negative timeout and its lock a timeout w
     CHECK(q.qsize() == 0);
     auto lk = m.lock();
     CHECK_THROWS_WITH(lk.acquire(false, 1s), Catch::Matchers::Contains("can't specify a timeout for a non-blocking call"));
-    CHECK_THROWS_AS(lk.acquire(true, -1s), value_error);
-    CHECK(lk.acquire(false));
+    CHECK_THROWS_AS(lk.acquire(true, -2s), value_error);
+    CHECK(lk.acquire(false, -1s)); // (Python's -1: no limit)
+    lk.release();
+    CHECK(lk.acquire(true, -1s));
     lk.release();
 }
 

@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -47,9 +48,9 @@ inline constinit sys::never_destroyed<segment_reaper_state> segment_reaper_stora
 /// (named "multiproc-reap" in ps), which waits for it when it ends it; one whose process was
 /// killed is an orphan for the moment it works. It uses no allocator and takes no lock (the
 /// program may have threads when it forks it): its lines live in an anonymous mapping it
-/// grows with mremap. It ignores the terminal's
-/// SIGINT, SIGHUP and SIGTERM, which are meant for the program; only SIGKILL ends it early.
-/// Without a process or pipe to spare, segments are removed at an orderly end only.
+/// grows with mremap. It ignores the terminal's SIGINT, SIGHUP and SIGTERM, which are meant
+/// for the program; only SIGKILL ends it early. Without a process or pipe to spare, or for
+/// a name with a line break in it, segments are removed at an orderly end only.
 class segment_reaper {
 public:
     /// Which reaper knows a name: 0 none (a name too long, no process or pipe to spare),
@@ -61,7 +62,9 @@ public:
     /// removed() with what it returned once it removes the name.
     static ticket made(std::string_view path, ino_t ino) noexcept {
         char line[line_max];
-        if (path.empty() || path.size() > name_max || path.front() != '/') return 0;
+        if (path.empty() || path.size() > name_max || path.front() != '/' ||
+            path.find('\n') != std::string_view::npos) // (the reaper's lines end there)
+            return 0;
         line[0] = '+';
         static constexpr char hex[] = "0123456789abcdef";
         auto v = static_cast<std::uint64_t>(ino);
@@ -74,7 +77,7 @@ public:
         if (s.fd < 0 && !start(s)) return 0;
         // One write of a short line to a pipe is atomic; the reaper only reads.
         if (sys::write_all_nosigpipe(s.fd, line, n + 1) != 0) { // (EPIPE: someone killed the reaper)
-            stop(s); // (the next segment starts another; the names this one knew are not reaped)
+            stop(s, true); // (the next segment starts another; the names this one knew are not reaped)
             return 0;
         }
         ++s.live;
@@ -115,20 +118,13 @@ private:
 
     // Around fork: the lock is held, so no thread is inside it when the child is copied; the
     // child closes its copy of the pipe (its parent's reaper ends with its parent, not with
-    // the child) and starts a reaper of its own at its first segment. The fork that makes
-    // the reaper is made with the lock held already (start): the handlers leave it be, and
-    // the reaper, which never comes back, does nothing of the child's.
-    static inline thread_local bool forking_reaper = false;
-    static void before_fork() noexcept {
-        if (!forking_reaper) here().mu.lock();
-    }
-    static void after_fork_in_parent() noexcept {
-        if (!forking_reaper) here().mu.unlock();
-    }
+    // the child) and starts a reaper of its own at its first segment. (The reaper itself is
+    // made by a raw clone, which runs no fork handler: see start.)
+    static void before_fork() noexcept { here().mu.lock(); }
+    static void after_fork_in_parent() noexcept { here().mu.unlock(); }
     static void after_fork_in_child() noexcept {
-        if (forking_reaper) return;
         state& s = here();
-        if (s.fd >= 0) (void)sys::close(s.fd);
+        if (s.fd >= 0) (void)::syscall(SYS_close, s.fd);
         s.fd = -1;
         s.live = 0;
         s.pid = 0;
@@ -140,18 +136,20 @@ public:
     static inline const int fork_handlers = sys::at_fork(before_fork, after_fork_in_parent, after_fork_in_child);
 
 private:
-    // Called with s.mu held.
+    // Called with s.mu held. The reaper is cloned without fork handlers (a fork() would run
+    // every handler of the program with this lock held, in the parent, where a handler
+    // that takes a lock another forking thread holds would wait on it, and in the child),
+    // and from then on makes nothing but raw system calls: it shares no lock, allocator or
+    // interceptor state with the threads it was copied from.
     static bool start(state& s) noexcept {
         (void)fork_handlers;
         int p[2];
         if (sys::pipe2(p, O_CLOEXEC) != 0) return false;
-        forking_reaper = true;
-        const pid_t pid = sys::fork();
+        const auto pid = static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD, nullptr, nullptr, nullptr, nullptr));
         if (pid == 0) reap(p[0]);
-        forking_reaper = false;
-        (void)sys::close(p[0]);
+        (void)::syscall(SYS_close, p[0]);
         if (pid < 0) {
-            (void)sys::close(p[1]);
+            (void)::syscall(SYS_close, p[1]);
             return false;
         }
         s.fd = p[1];
@@ -162,43 +160,63 @@ private:
 
     // Called with s.mu held: at end of file the reaper, which has nothing to remove, ends,
     // and is waited for here (unless something else of the program's waited for it first).
-    static void stop(state& s) noexcept {
-        (void)sys::close(s.fd);
+    // `failed`: the pipe failed while the reaper may still run, and the segments it knows are
+    // still in use: it is killed first, so that it removes none of them.
+    static void stop(state& s, bool failed = false) noexcept {
+        if (failed && s.pid > 0) (void)::kill(s.pid, SIGKILL);
+        (void)::syscall(SYS_close, s.fd);
         int status = 0;
-        if (s.pid > 0) (void)sys::waitpid(s.pid, &status, 0);
+        if (s.pid > 0)
+            while (::waitpid(s.pid, &status, 0) < 0 && errno == EINTR) {
+            }
         s.fd = -1;
         s.pid = 0;
         s.live = 0;
     }
 
-    /// The reaper's life: only system calls, no allocation, no lock.
+    /// The reaper's life: raw system calls only (no allocation, no lock), but for fstat and
+    /// the mem* functions, which take no lock either.
     [[noreturn]] static void reap(int in) noexcept {
         // Nothing of the program's but the pipe (a program's pipes and sockets must see end
         // of file when the program closes them); the signals of a terminal's Ctrl-C or
-        // hang-up, meant for the program, must not end it before it has done its work.
-        if (in != 0) (void)::dup2(in, 0);
-        (void)::syscall(SYS_close_range, 1U, ~0U, 0U);
-        for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE}) (void)::signal(sig, SIG_IGN);
-        (void)!::chdir("/"); // (holds no directory of the program's busy)
-        (void)::prctl(PR_SET_NAME, "multiproc-reap", 0, 0, 0);
+        // hang-up, meant for the program, must not end it before it has done its work: they
+        // stay blocked (pending for ever, never delivered).
+        if (in != 0) (void)::syscall(SYS_dup3, in, 0, 0);
+        if (::syscall(SYS_close_range, 1U, ~0U, 0U) != 0) { // (Linux before 5.9: one by one)
+            rlimit lim{};
+            const long top = ::syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, nullptr, &lim) == 0 && lim.rlim_cur < (1U << 20)
+                                 ? static_cast<long>(lim.rlim_cur)
+                                 : long{1} << 20;
+            for (long fd = 1; fd < top; ++fd) (void)::syscall(SYS_close, fd);
+        }
+        std::uint64_t blocked = 0;
+        for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE}) blocked |= std::uint64_t{1} << (sig - 1);
+        (void)::syscall(SYS_rt_sigprocmask, SIG_BLOCK, &blocked, nullptr, sizeof blocked);
+        (void)::syscall(SYS_chdir, "/"); // (holds no directory of the program's busy)
+        (void)::syscall(SYS_prctl, PR_SET_NAME, "multiproc-reap", 0, 0, 0);
         std::size_t cap = 1 << 16, used = 0;
-        void* m = ::mmap(nullptr, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (m == MAP_FAILED) ::_exit(1);
-        char* lines = static_cast<char*>(m); // "+<inode><path>\n" and "-<path>\n", as they came
+        auto* lines = static_cast<char*>(raw_mmap(cap)); // "+<inode><path>\n" and "-<path>\n", as they came
+        if (!lines) done();
+        char spill[4096]; // (where lines go that there is no room for: those names are not reaped)
         for (;;) {
             if (used + 4096 > cap) {
-                void* grown = ::mremap(lines, cap, cap * 2, MREMAP_MAYMOVE);
-                if (grown == MAP_FAILED) break; // (removes what it knows of)
-                lines = static_cast<char*>(grown);
-                cap *= 2;
+                used = compact(lines, used);
+                if (used + 4096 > cap) {
+                    void* grown = reinterpret_cast<void*>(::syscall(SYS_mremap, lines, cap, cap * 2, MREMAP_MAYMOVE));
+                    if (grown != MAP_FAILED) {
+                        lines = static_cast<char*>(grown);
+                        cap *= 2;
+                    }
+                }
             }
-            const ssize_t r = ::read(0, lines + used, 4096);
+            const bool room = used + 4096 <= cap;
+            const long r = ::syscall(SYS_read, 0, room ? lines + used : spill, std::size_t{4096});
             if (r == 0) break;
             if (r < 0) {
                 if (errno == EINTR) continue;
                 break;
             }
-            used += static_cast<std::size_t>(r);
+            if (room) used += static_cast<std::size_t>(r);
         }
         // A path made and not removed since: its last line is a '+'.
         for (std::size_t i = 0; i < used;) {
@@ -210,7 +228,39 @@ private:
                 remove_if_same(lines + i + 1, lines + at, end - at);
             i = end + 1;
         }
-        ::_exit(0);
+        done();
+    }
+
+    [[noreturn]] static void done() noexcept {
+        for (;;) (void)::syscall(SYS_exit_group, 0);
+    }
+
+    static void* raw_mmap(std::size_t n) noexcept {
+        void* m = reinterpret_cast<void*>(
+            ::syscall(SYS_mmap, nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+        return m == MAP_FAILED ? nullptr : m;
+    }
+
+    /// Drops from the first `used` bytes each "+" line with a "-" line of its path after it,
+    /// and every "-" line; returns how many bytes are left (whole lines, in order, and an
+    /// unfinished last line, kept as it is).
+    static std::size_t compact(char* lines, std::size_t used) noexcept {
+        std::size_t out = 0;
+        std::size_t i = 0;
+        while (i < used) {
+            std::size_t end = i;
+            while (end < used && lines[end] != '\n') ++end;
+            if (end == used) break; // (unfinished: kept below)
+            const std::size_t at = i + 1 + ino_digits;
+            const bool keep = lines[i] == '+' && !(end > at && removed_later(lines, used, at, end));
+            if (keep) {
+                std::memmove(lines + out, lines + i, end + 1 - i);
+                out += end + 1 - i;
+            }
+            i = end + 1;
+        }
+        std::memmove(lines + out, lines + i, used - i);
+        return out + (used - i);
     }
 
     /// Removes the path [p, p + n) if it names the segment of inode `hex` (16 digits).
@@ -220,15 +270,18 @@ private:
             const char c = hex[k];
             ino = ino << 4 | static_cast<std::uint64_t>(c <= '9' ? c - '0' : c - 'a' + 10);
         }
-        char path[name_max + 1];
-        std::memcpy(path, p, n);
-        path[n] = '\0';
-        const int fd = ::shm_open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
+        // shm_open's file: "/dev/shm" and the path (which starts with its slash).
+        static constexpr char dir[] = "/dev/shm";
+        char path[sizeof dir + name_max + 1];
+        std::memcpy(path, dir, sizeof dir - 1);
+        std::memcpy(path + sizeof dir - 1, p, n);
+        path[sizeof dir - 1 + n] = '\0';
+        const long fd = ::syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
         if (fd < 0) return; // (removed by another process)
         struct stat st {};
-        const bool same = ::fstat(fd, &st) == 0 && static_cast<std::uint64_t>(st.st_ino) == ino;
-        (void)::close(fd);
-        if (same) (void)::shm_unlink(path);
+        const bool same = ::fstat(static_cast<int>(fd), &st) == 0 && static_cast<std::uint64_t>(st.st_ino) == ino;
+        (void)::syscall(SYS_close, fd);
+        if (same) (void)::syscall(SYS_unlinkat, AT_FDCWD, path, 0);
     }
 
     /// Whether the path [at, end) of a "+" line has a "-" line after it.

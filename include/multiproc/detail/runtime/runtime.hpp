@@ -116,6 +116,15 @@ struct self_info {
     std::string authkey;      // 32 random bytes in a main process; a child gets its parent's
 };
 
+/// Guards runtime::manager_keys. Every spawn or forkserver start takes it, so it is held
+/// across fork (a child forked while another thread held it would wait on it for ever):
+/// constant-initialised, with fork handlers registered before main.
+inline constinit sys::never_destroyed<std::mutex> manager_keys_mutex_storage;
+inline std::mutex& manager_keys_mutex() noexcept { return manager_keys_mutex_storage.value; }
+inline void lock_manager_keys() noexcept { manager_keys_mutex().lock(); }
+inline void unlock_manager_keys() noexcept { manager_keys_mutex().unlock(); }
+inline const int manager_keys_fork_handlers = sys::at_fork(lock_manager_keys, unlock_manager_keys, unlock_manager_keys);
+
 struct runtime {
     std::mutex mu;                                       // guards children, records, finalizers
     self_info self;
@@ -130,9 +139,9 @@ struct runtime {
     unsigned long next_finalizer = 1;
     log_core log;
     // The authkeys this process was given for manager addresses (manager.hpp: by making or
-    // connecting a manager), address first; a spawn or forkserver child gets a copy, as a
-    // child made by fork has one (CPython sends a proxy's key with it into such a child).
-    std::mutex keys_mu;
+    // connecting a manager), address first, under manager_keys_mutex(); a spawn or
+    // forkserver child gets a copy, as a child made by fork has one (CPython sends a proxy's
+    // key with it into such a child).
     std::vector<std::pair<std::string, std::string>> manager_keys;
     bool exiting = false;
     bool in_child = false; // running a target under child_main

@@ -229,7 +229,7 @@ inline bootstrap_request make_request(const child_record& c, const char* target)
     q.parent_name = r.self.name;
     q.authkey = r.self.authkey;
     {
-        std::lock_guard<std::mutex> lk(r.keys_mu);
+        std::lock_guard<std::mutex> lk(manager_keys_mutex());
         q.manager_keys = r.manager_keys;
     }
     q.log_level = r.log.level.load(std::memory_order_relaxed);
