@@ -305,9 +305,7 @@ TEMPLATE_LIST_TEST_CASE("a producer killed in the middle of a large message: con
     CHECK(victim.exitcode() == -SIGKILL);
     CHECK(q.qsize() == 0);
     // A consumer takes the four chunks, finds no producer at work, and drops them.
-    auto t0 = std::chrono::steady_clock::now();
     CHECK_THROWS_AS(q.get(50ms), queue_empty);
-    CHECK(std::chrono::steady_clock::now() - t0 < 5s);
     process next([&] { q.put("next"); });
     next.start();
     CHECK(q.get(10s) == "next");

@@ -46,12 +46,10 @@ TEMPLATE_TEST_CASE("design 5.3: imap is lazy: infinite input, and at most the wi
                        ++read;
                        return i;
                    });
-    auto t0 = std::chrono::steady_clock::now();
     std::vector<int> first;
     for (int y : counted | views::imap(p, fn<&square>, imap_options{1, 8}) | ranges::views::take(5)) first.push_back(y);
     CHECK(first == std::vector<int>{0, 1, 4, 9, 16});
-    CHECK(read <= 5 + 8); // what was yielded, plus at most the window
-    CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+    CHECK(read <= 5 + 8); // what was yielded, plus at most the window (an eager read never ends)
 
     // The default window: two chunks per worker, at least 64 tasks per worker.
     read = 0;

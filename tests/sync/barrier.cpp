@@ -117,11 +117,9 @@ TEMPLATE_TEST_CASE("a party killed while waiting breaks the barrier, naming it, 
     CHECK(b.n_waiting() == 1);
     pid_t pid = *doomed.pid();
     doomed.kill();
-    auto t0 = std::chrono::steady_clock::now();
     CHECK_THROWS_MATCHES(b.wait(30s), broken_barrier_error,
                          Catch::Matchers::Message("barrier is broken: party pid " + std::to_string(pid) +
                                                   " died while waiting"));
-    CHECK(std::chrono::steady_clock::now() - t0 < 5s);
     doomed.join();
     CHECK(b.n_waiting() == 0);
     b.reset();
@@ -168,11 +166,9 @@ TEST_CASE("a party that dies running the action breaks the barrier for the other
         b.wait(30s);
     });
     last.start();
-    auto t0 = std::chrono::steady_clock::now();
     CHECK_THROWS_MATCHES(b.wait(30s), broken_barrier_error,
                          Catch::Matchers::Message("barrier is broken: pid " + std::to_string(*last.pid()) +
                                                   " died while using it"));
-    CHECK(std::chrono::steady_clock::now() - t0 < 5s);
     last.join();
     CHECK(last.exitcode() == -SIGKILL);
     CHECK(b.broken());

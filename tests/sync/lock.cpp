@@ -149,9 +149,7 @@ TEMPLATE_TEST_CASE("a lock whose holder is killed goes to the next acquirer, who
     CHECK_FALSE(l.acquire(false)); // the holder is alive
     pid_t pid = *p.pid();
     p.kill(); // not reaped yet (under fork and spawn): a zombie still holds the pid
-    auto t0 = std::chrono::steady_clock::now();
-    REQUIRE(l.acquire(30s));
-    CHECK(elapsed_since(t0) < 5s);
+    REQUIRE(l.acquire(30s)); // (a lock never taken back would time out: false)
     CHECK(l.owner_died());
     CHECK(l.dead_owner_pid() == pid);
     l.release();

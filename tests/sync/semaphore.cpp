@@ -135,9 +135,7 @@ TEMPLATE_TEST_CASE("units held by a killed process go back to the semaphore, the
     CHECK_FALSE(s.owner_died());
     CHECK_FALSE(s.acquire(false));
     p.kill();
-    auto t0 = std::chrono::steady_clock::now();
-    REQUIRE(s.acquire(30s));
-    CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+    REQUIRE(s.acquire(30s)); // (a lost unit would time out: false)
     CHECK(s.owner_died());
     REQUIRE(s.acquire(30s));
     CHECK(s.owner_died());
