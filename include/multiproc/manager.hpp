@@ -1,6 +1,6 @@
 /// @file manager.hpp
 /// Managers and their proxies (Python: multiprocessing.Manager, managers.BaseManager,
-/// SyncManager): a server process holds shared objects — dicts, lists, values, queues,
+/// SyncManager): a server process holds shared objects — dicts, lists, arrays, values, queues,
 /// locks, recursive locks, semaphores, events, conditions, barriers, namespaces — and every
 /// process that has a proxy of one works on it with calls that are each one round trip,
 /// atomic on the server. Proxies are
@@ -25,7 +25,6 @@
 #include <multiproc/detail/net/manager_server.hpp>
 #include <multiproc/detail/util/demangle.hpp>
 #include <multiproc/process.hpp>
-#include <tuple>
 #include <multiproc/serialize.hpp>
 
 #include <boost/hana/core/when.hpp>
@@ -33,14 +32,19 @@
 #include <boost/hana/string.hpp>
 #include <boost/hana/tuple.hpp>
 
+#include <concepts>
 #include <cstdlib>
 #include <cstdint>
+#include <initializer_list>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <chrono>
 #include <thread>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -342,6 +346,22 @@ T decode_str(const std::string& b) {
     return decode_from<S, T>([&](auto take) { take(std::as_bytes(std::span<const char>(b))); });
 }
 
+/// What a list or an array may be made from: a range of values that convert to T (not a
+/// string, which names an object).
+template <class R, class T>
+concept initial_elements = !std::convertible_to<const R&, std::string> && requires(const R& r) {
+    { *std::begin(r) } -> std::convertible_to<const T&>;
+    std::end(r);
+};
+/// What a dict may be made from: a range of pairs (a map, a vector of pairs) whose first
+/// converts to K and second to V.
+template <class R, class K, class V>
+concept initial_items = !std::convertible_to<const R&, std::string> && requires(const R& r) {
+    { std::get<0>(*std::begin(r)) } -> std::convertible_to<const K&>;
+    { std::get<1>(*std::begin(r)) } -> std::convertible_to<const V&>;
+    std::end(r);
+};
+
 } // namespace detail::mgr
 
 template <class... Ps>
@@ -432,12 +452,51 @@ private:
     }
 };
 
+namespace detail::mgr {
+/// What a list's and an array's proxies share (P: the proxy, for its kind and type text):
+/// elements by index (negative: from the end; out of range: index_error), the length, a
+/// copy of all.
+template <class P, class T, class S>
+class indexed_proxy : public proxy_base {
+public:
+    /// l[i]
+    [[nodiscard]] T at(std::int64_t i) const { return decode_str<S, T>(call(with(op::get, i)).b); }
+    /// l[i] = v
+    void set(std::int64_t i, const T& v) const { call(with(op::set, i, &v)); }
+    /// len(l)
+    [[nodiscard]] std::size_t size() const { return static_cast<std::size_t>(call(req(op::size)).n); }
+    /// list(l): every element, in one round trip.
+    [[nodiscard]] std::vector<T> to_vector() const {
+        std::vector<T> out;
+        for (const auto& b : call(req(op::values)).values) out.push_back(decode_str<S, T>(b));
+        return out;
+    }
+
+protected:
+    indexed_proxy() = default;
+    indexed_proxy(std::string at, std::uint64_t id) : proxy_base(std::move(at), id) {}
+    wire req(op o) const { return request(o, P::kind, P::type()); }
+    wire with(op o, std::int64_t i, const T* v = nullptr) const {
+        wire q = req(o);
+        q.n = i;
+        if (v) q.b = encode_str<S>(*v);
+        return q;
+    }
+};
+} // namespace detail::mgr
+
 /// A proxy of a list of T on a manager's server (Python: `Manager().list()`). Indexes may
 /// be negative, counting from the end, as in Python; out of range: index_error. Elements
 /// compare by their encoding under S (count, index, remove, contains), as a dict's keys; the
 /// server holds encodings, so there is no sort (sort a copy: to_vector()).
 template <class T, class S = serialize::binary>
-class list_proxy : public detail::mgr::proxy_base {
+class list_proxy : public detail::mgr::indexed_proxy<list_proxy<T, S>, T, S> {
+    using base = detail::mgr::indexed_proxy<list_proxy<T, S>, T, S>;
+    using typename base::op;
+    using typename base::wire;
+    using base::call;
+    using base::req;
+    using base::with;
 
 public:
     list_proxy() = default;
@@ -449,10 +508,6 @@ public:
         call(q);
     }
     void insert(std::int64_t i, const T& v) const { call(with(op::insert, i, &v)); }
-    /// l[i]
-    [[nodiscard]] T at(std::int64_t i) const { return detail::mgr::decode_str<S, T>(call(with(op::get, i)).b); }
-    /// l[i] = v
-    void set(std::int64_t i, const T& v) const { call(with(op::set, i, &v)); }
     /// l.pop(i): the element taken (the last by default).
     T pop(std::int64_t i = -1) const { return detail::mgr::decode_str<S, T>(call(with(op::pop, i)).b); }
     /// l.count(v): how many elements equal `v`.
@@ -468,15 +523,8 @@ public:
     void remove(const T& v) const { call(with(op::remove, 0, &v)); }
     /// l.reverse(), in place on the server (one call: no other call sees it half done).
     void reverse() const { call(req(op::reverse)); }
-    [[nodiscard]] std::size_t size() const { return static_cast<std::size_t>(call(req(op::size)).n); }
-    [[nodiscard]] bool empty() const { return size() == 0; }
+    [[nodiscard]] bool empty() const { return this->size() == 0; }
     void clear() const { call(req(op::clear)); }
-    /// list(l): every element, in one round trip.
-    [[nodiscard]] std::vector<T> to_vector() const {
-        std::vector<T> out;
-        for (const auto& b : call(req(op::values)).values) out.push_back(detail::mgr::decode_str<S, T>(b));
-        return out;
-    }
 
     static const std::string& type() { return detail::mgr::type_text<list_proxy, T>("list"); }
     static constexpr detail::mgr::kind kind = detail::mgr::kind::list;
@@ -484,14 +532,25 @@ public:
 private:
     template <class...>
     friend class basic_manager;
-    list_proxy(std::string at, std::uint64_t id) : proxy_base(std::move(at), id) {}
-    wire req(op o) const { return request(o, kind, type()); }
-    wire with(op o, std::int64_t i, const T* v = nullptr) const {
-        wire q = req(o);
-        q.n = i;
-        if (v) q.b = detail::mgr::encode_str<S>(*v);
-        return q;
-    }
+    list_proxy(std::string at, std::uint64_t id) : base(std::move(at), id) {}
+};
+
+/// A proxy of an array of T on a manager's server (Python: `Manager().Array(typecode,
+/// sequence)`): a list of fixed length, whose elements are read and set in place: at(i),
+/// set(i, v), size(), to_vector(). Indexes may be negative, counting from the end; out of
+/// range: index_error.
+template <class T, class S = serialize::binary>
+class array_proxy : public detail::mgr::indexed_proxy<array_proxy<T, S>, T, S> {
+public:
+    array_proxy() = default;
+
+    static const std::string& type() { return detail::mgr::type_text<array_proxy, T>("array"); }
+    static constexpr detail::mgr::kind kind = detail::mgr::kind::list; // (held as a list, reached as an array)
+
+private:
+    template <class...>
+    friend class basic_manager;
+    array_proxy(std::string at, std::uint64_t id) : detail::mgr::indexed_proxy<array_proxy, T, S>(std::move(at), id) {}
 };
 
 /// A proxy of one value of T on a manager's server (Python: `Manager().Value(typecode,
@@ -544,6 +603,12 @@ public:
     [[nodiscard]] bool empty() const { return qsize() == 0; }
     /// Whether it holds maxsize items (never, if it has no bound).
     [[nodiscard]] bool full() const { return call(request(op::is_full, kind, type())).n != 0; }
+    /// Marks one item taken as dealt with (Python: Queue.task_done(), which the proxies of
+    /// `Manager().Queue()` and `JoinableQueue()` both have); value_error if called more
+    /// times than items were put.
+    void task_done() const { call(request(op::task_done, kind, type())); }
+    /// Waits until every item ever put has been marked task_done (Python: Queue.join()).
+    void join() const { (void)call_waiting(op::join_tasks, kind, type(), std::nullopt); }
 
     static const std::string& type() { return detail::mgr::type_text<queue_proxy, T>("queue"); }
     static constexpr detail::mgr::kind kind = detail::mgr::kind::queue;
@@ -950,10 +1015,11 @@ public:
     ~basic_manager() { shutdown(); }
 
     /// Ends the server this manager started (Python: shutdown()): it is asked to, then
-    /// joined. Proxies of its objects then fail with eof_error. Idempotent; a manager made
-    /// by connect() asks nothing of the server.
+    /// joined. Proxies of its objects then fail with eof_error; server() stays, ended, for
+    /// its exit code. Idempotent; a manager made by connect() asks nothing of the server.
     void shutdown() noexcept {
-        if (!server_) return;
+        if (!server_ || shut_down_) return;
+        shut_down_ = true;
         MULTIPROC_TRY {
             if (server_->is_alive()) {
                 detail::log(20, "sending shutdown message to manager");
@@ -969,12 +1035,12 @@ public:
         } MULTIPROC_CATCH_ALL {
         }
         detail::mgr::forget_links(address_); // (other threads' close at their next call, or when they end)
-        server_.reset();
     }
 
     /// The address of the server, for connect() elsewhere (Python: Manager().address).
     [[nodiscard]] multiproc::address address() const { return multiproc::address::parse(address_); }
-    /// The server process (none for a manager made by connect()).
+    /// The server process (none for a manager made by connect()); after shutdown(), ended
+    /// (Python: the manager's `_process`, whose exitcode is then 0).
     [[nodiscard]] const basic_process<Ps...>* server() const noexcept { return server_.get(); }
 
     /// A new dict, or the one named `name` (Python: dict()).
@@ -982,11 +1048,43 @@ public:
     dict_proxy<K, V, S> dict(const std::string& name = {}) const {
         return make<dict_proxy<K, V, S>>(name);
     }
+    /// A new dict holding the (key, value) pairs of `items` (Python: dict(mapping or
+    /// iterable)): a key given twice keeps its first place and its last value.
+    template <class K, class V, class S = serialize::binary, class R>
+        requires detail::mgr::initial_items<R, K, V>
+    dict_proxy<K, V, S> dict(const R& items) const {
+        auto q = creation<dict_proxy<K, V, S>>({});
+        for (const auto& [k, v] : items) {
+            q.values.push_back(detail::mgr::encode_str<S>(static_cast<const K&>(k)));
+            q.values.push_back(detail::mgr::encode_str<S>(static_cast<const V&>(v)));
+        }
+        return made<dict_proxy<K, V, S>>(q);
+    }
+    template <class K, class V, class S = serialize::binary>
+    dict_proxy<K, V, S> dict(std::initializer_list<std::pair<K, V>> items) const {
+        return dict<K, V, S, std::initializer_list<std::pair<K, V>>>(items);
+    }
     /// A new empty list, or the one named `name` (Python: list()).
     template <class T, class S = serialize::binary>
     list_proxy<T, S> list(const std::string& name = {}) const {
         return make<list_proxy<T, S>>(name);
     }
+    /// A new list holding `elements`, a range or `{a, b, ...}` (Python: list(iterable)).
+    template <class T, class S = serialize::binary, class R>
+        requires detail::mgr::initial_elements<R, T>
+    list_proxy<T, S> list(const R& elements) const { return holding<list_proxy<T, S>, S, T>(elements); }
+    template <class T, class S = serialize::binary>
+    list_proxy<T, S> list(std::initializer_list<T> elements) const { return holding<list_proxy<T, S>, S, T>(elements); }
+    /// A new array of `size` elements T{} (Python: Array(typecode, size), zeros).
+    template <class T, class S = serialize::binary>
+    array_proxy<T, S> array(std::size_t size) const { return holding<array_proxy<T, S>, S, T>(std::vector<T>(size)); }
+    /// A new array holding `elements`, a range or `{a, b, ...}` (Python: Array(typecode,
+    /// sequence)).
+    template <class T, class S = serialize::binary, class R>
+        requires detail::mgr::initial_elements<R, T>
+    array_proxy<T, S> array(const R& elements) const { return holding<array_proxy<T, S>, S, T>(elements); }
+    template <class T, class S = serialize::binary>
+    array_proxy<T, S> array(std::initializer_list<T> elements) const { return holding<array_proxy<T, S>, S, T>(elements); }
     /// A new value holding `initial`, or the one named `name` (Python: Value()).
     template <class T, class S = serialize::binary>
     value_proxy<T, S> value(const T& initial = T{}, const std::string& name = {}) const {
@@ -1013,6 +1111,18 @@ public:
     barrier_proxy barrier(std::int64_t parties, const std::string& name = {}) const {
         if (parties < 1) detail::raise(value_error("multiproc: a barrier needs at least one party"));
         return make<barrier_proxy>(name, {}, parties);
+    }
+    /// A barrier for `parties` processes whose wait() without a timeout gives up after
+    /// `timeout`, breaking it (Python: Barrier(parties, timeout=t)); a negative or NaN
+    /// timeout is value_error.
+    barrier_proxy barrier(std::int64_t parties, std::chrono::duration<double> timeout, const std::string& name = {}) const {
+        if (parties < 1) detail::raise(value_error("multiproc: a barrier needs at least one party"));
+        detail::check_timeout(timeout);
+        if (timeout.count() < 0) detail::raise(value_error("multiproc: a barrier's timeout must be a non-negative number"));
+        auto q = creation<barrier_proxy>(name);
+        q.n = parties;
+        q.timeout = timeout.count();
+        return made<barrier_proxy>(q);
     }
     /// A T of the program on the server, made from `args`, whose member functions `Methods`
     /// the returned proxy may call (Python: BaseManager.register(typeid, callable, exposed)
@@ -1050,22 +1160,41 @@ private:
         return ++n;
     }
 
+    /// The request that makes a P named `name` ("": anonymous).
     template <class P>
-    P make(const std::string& name, std::string initial = {}, std::int64_t n = 0, std::string code = {}) const {
+    static detail::mgr::wire creation(const std::string& name) {
         detail::mgr::wire q;
         q.code = static_cast<std::uint8_t>(detail::mgr::op::create);
         q.kind = static_cast<std::uint8_t>(P::kind);
         q.type = P::type();
         q.name = name;
+        return q;
+    }
+    /// Sends the creation request `q`: the proxy of the object made (or found by name).
+    template <class P>
+    P made(const detail::mgr::wire& q) const {
+        return P(address_, detail::mgr::call(address_, q, key_).object);
+    }
+    template <class P>
+    P make(const std::string& name, std::string initial = {}, std::int64_t n = 0, std::string code = {}) const {
+        auto q = creation<P>(name);
         q.a = std::move(code);
         q.b = std::move(initial);
         q.n = n;
-        return P(address_, detail::mgr::call(address_, q, key_).object);
+        return made<P>(q);
+    }
+    /// A new anonymous P (a list or an array) holding `elements`, each encoded under S as a T.
+    template <class P, class S, class T, class R>
+    P holding(const R& elements) const {
+        auto q = creation<P>({});
+        for (const auto& v : elements) q.values.push_back(detail::mgr::encode_str<S>(static_cast<const T&>(v)));
+        return made<P>(q);
     }
 
     std::string key_;
     std::string address_;
     std::unique_ptr<basic_process<Ps...>> server_;
+    bool shut_down_ = false;
 };
 
 /// A manager with the default policies (Python: multiprocessing.Manager()).

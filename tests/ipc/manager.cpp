@@ -467,7 +467,10 @@ TEST_CASE("a manager whose server dies makes calls fail with eof_error, and shut
         server_pid = *m.server()->pid();
         m.shutdown();
         CHECK(::kill(server_pid, 0) == -1); // joined: gone
-        m.shutdown();                        // idempotent
+        REQUIRE(m.server() != nullptr);      // (kept, ended: Python's _process.exitcode)
+        CHECK(m.server()->exitcode() == 0);
+        CHECK_FALSE(m.server()->is_alive());
+        m.shutdown(); // idempotent
     }
     CHECK_THROWS_AS(left.set("x", 2), eof_error);
     CHECK_THROWS_AS(sdict().size(), value_error); // a proxy made by default refers to nothing
@@ -661,6 +664,83 @@ TEST_CASE("a manager's queue refuses a negative timeout and its lock a timeout w
     lk.release();
     CHECK(lk.acquire(true, -1s));
     lk.release();
+}
+
+TEMPLATE_TEST_CASE("a manager's queue is joinable: join returns once a child has marked every item done",
+                   "[manager][queue]", START_METHODS) {
+    test::warm_up<TestType>();
+    manager_of<TestType> m;
+    auto q = m.template queue<int>();
+    auto seen = m.template list<int>();
+    test::process_t<TestType> worker(
+        [](queue_proxy<int> tasks, list_proxy<int> done) {
+            for (;;) {
+                const int v = tasks.get();
+                if (v < 0) {
+                    tasks.task_done();
+                    return;
+                }
+                done.append(v); // before task_done: join cannot return without it
+                tasks.task_done();
+            }
+        },
+        q, seen);
+    worker.start();
+    for (int i = 0; i < 20; ++i) q.put(i);
+    q.put(-1);
+    q.join();
+    CHECK(seen.size() == 20); // every item's work was done before its task_done
+    std::vector<int> want(20);
+    for (int i = 0; i < 20; ++i) want[static_cast<std::size_t>(i)] = i;
+    CHECK(seen.to_vector() == want);
+    worker.join();
+    CHECK(worker.exitcode() == 0);
+    q.join(); // nothing unfinished: at once
+    CHECK_THROWS_WITH(q.task_done(), Catch::Matchers::Contains("task_done() called too many times"));
+    CHECK_THROWS_AS(q.task_done(), value_error);
+    q.put(5); // an item taken but not done keeps join waiting; a thread marks it
+    CHECK(q.get() == 5);
+    std::thread marker([q] { q.task_done(); });
+    q.join();
+    marker.join();
+}
+
+TEST_CASE("a manager's dict, list and array made with contents, an array's fixed length, a barrier's own timeout",
+          "[manager]") {
+    manager m;
+    auto d = m.dict<std::string, int>({{"a", 1}, {"b", 2}, {"a", 3}}); // (as dict(pairs): a keeps its place)
+    CHECK(d.items() == std::vector<std::pair<std::string, int>>{{"a", 3}, {"b", 2}});
+    const std::map<int, std::string> from{{2, "two"}, {1, "one"}};
+    auto d2 = m.dict<int, std::string>(from);
+    CHECK(d2.size() == 2);
+    CHECK(d2.at(1) == "one");
+    auto l = m.list<int>({3, 1, 2});
+    CHECK(l.to_vector() == std::vector<int>{3, 1, 2});
+    l.append(4);
+    CHECK(l.size() == 4);
+    const std::vector<std::string> words{"x", "y"};
+    CHECK(m.list<std::string>(words).to_vector() == words);
+    CHECK(m.list<std::string>("named").empty()); // (a string still names a list)
+
+    auto a = m.array<double>(3); // Python: Array('d', 3): zeros
+    CHECK(a.size() == 3);
+    CHECK(a.to_vector() == std::vector<double>{0, 0, 0});
+    a.set(0, 1.5);
+    a.set(-1, 2.5);
+    CHECK(a.at(0) == 1.5);
+    CHECK(a.at(2) == 2.5);
+    CHECK_THROWS_AS(a.at(3), index_error);
+    CHECK_THROWS_AS(a.set(-4, 0), index_error);
+    auto b = m.array<int>({7, 8});
+    CHECK(b.to_vector() == std::vector<int>{7, 8});
+
+    auto bar = m.barrier(2, 50ms); // wait() alone: gives up after the barrier's own timeout
+    CHECK_THROWS_AS(bar.wait(), broken_barrier_error);
+    CHECK(bar.broken());
+    bar.reset();
+    CHECK_THROWS_AS(bar.wait(0s), broken_barrier_error); // (a timeout given is used instead)
+    CHECK_THROWS_AS(m.barrier(2, -1s), value_error);
+    CHECK_THROWS_AS(m.barrier(2, std::chrono::duration<double>(std::numeric_limits<double>::quiet_NaN())), value_error);
 }
 
 TEST_CASE("a thread waiting on a manager's queue does not hold up another thread's calls", "[manager]") {

@@ -60,7 +60,9 @@ inline code_registry<user_method>& user_methods() { return code_registry<user_me
 
 /// The operations. One request, one reply, each atomic on the server.
 enum class op : std::uint8_t {
-    create = 1, // a = type text, b = initial value (value), n = kind, name = object name ("" anonymous)
+    create = 1, // type = type text, kind, name = object name ("" anonymous), b = initial value (value),
+                // n = maxsize (queue), value (semaphore), parties (barrier), values = initial
+                // elements (list) or k0, v0, k1, v1, ... (dict), timeout = a barrier's default
     get,        // dict: a = key -> n = 1 and b if there; list: n = index; value; semaphore
     set,        // dict: a = key, b = value; list: n = index, b = value; value: b
     erase,      // dict: a = key -> n = 1 if it was there
@@ -98,6 +100,8 @@ enum class op : std::uint8_t {
     reverse,    // list
     popitem,    // dict -> a = key, b = value of the last inserted, removed
     is_full,    // queue -> n = whether it holds maxsize items
+    task_done,  // queue: one item put has been dealt with
+    join_tasks, // queue: timeout -> n = whether every item put has been dealt with
 };
 
 /// One message, either way (the serializer of the proxies encodes it).
@@ -126,6 +130,8 @@ struct object {
     std::string value;                 // value
     std::deque<std::string> queue;     // queue
     std::int64_t maxsize = 0;          // queue (0: unbounded); semaphore: its value
+    std::int64_t unfinished = 0;       // queue: items put and not yet marked task_done
+    double default_timeout = -1;       // barrier: a wait's timeout when it gives none (< 0: none)
     std::uint64_t owner = 0;           // lock, rlock: the connection holding it (0: none)
     std::int64_t depth = 0;            // rlock: how many times
     bool flag = false;                 // event; barrier: broken
@@ -250,15 +256,29 @@ private:
         }
         if (static_cast<kind>(q.kind) == kind::semaphore && q.n < 0)
             return fail(status::bad, "semaphore initial value must be >= 0"); // (as Python's ValueError)
+        if (q.timeout != q.timeout) return fail(status::bad, "timeout is not a number");
+        if (static_cast<kind>(q.kind) == kind::dict && q.values.size() % 2 != 0)
+            return fail(status::bad, "a dict's initial items come in pairs");
         auto o = std::make_unique<object>();
         o->k = static_cast<kind>(q.kind);
         o->type = q.type;
         o->maxsize = q.n;
+        o->default_timeout = q.timeout;
         if (o->k == kind::user) {
             wire made = run_user<user_creator>(o->user, q);
             if (made.code != 0) return made;
         } else {
             o->value = q.b;
+        }
+        if (o->k == kind::list) o->elements = q.values;
+        if (o->k == kind::dict) { // (as dict(pairs): a key given twice keeps its first place and its last value)
+            wire set;
+            set.code = static_cast<std::uint8_t>(op::set);
+            for (std::size_t i = 0; i + 1 < q.values.size(); i += 2) {
+                set.a = q.values[i];
+                set.b = q.values[i + 1];
+                (void)dict_op(*o, set);
+            }
         }
         const std::uint64_t id = next_++;
         objects_.emplace(id, std::move(o));
@@ -437,6 +457,7 @@ private:
                 if (!wait_for(o, q, lk, who, [&] { return o.maxsize <= 0 || static_cast<std::int64_t>(o.queue.size()) < o.maxsize; }))
                     return fail(status::full, "the queue is full");
                 o.queue.push_back(q.b);
+                ++o.unfinished;
                 o.cv.notify_all();
                 return r;
             case op::take:
@@ -447,6 +468,11 @@ private:
                 return r;
             case op::size: r.n = static_cast<std::int64_t>(o.queue.size()); return r;
             case op::is_full: r.n = o.maxsize > 0 && static_cast<std::int64_t>(o.queue.size()) >= o.maxsize; return r;
+            case op::task_done: // (Python's queue.Queue.task_done, and its ValueError)
+                if (o.unfinished <= 0) return fail(status::bad, "task_done() called too many times");
+                if (--o.unfinished == 0) o.cv.notify_all();
+                return r;
+            case op::join_tasks: r.n = wait_for(o, q, lk, who, [&] { return o.unfinished == 0; }); return r;
             default: return fail(status::bad, "not an operation of a queue");
         }
     }
@@ -563,7 +589,9 @@ private:
                     o.cv.notify_all();
                     return r;
                 }
-                if (!wait_for(o, q, lk, who, [&] { return o.generation != gen; })) {
+                wire timed = q; // (no timeout given: the barrier's own, as threading.Barrier's)
+                if (q.timeout < 0) timed.timeout = o.default_timeout;
+                if (!wait_for(o, timed, lk, who, [&] { return o.generation != gen; })) {
                     break_it();
                     return fail(status::broken, "the barrier is broken (a wait timed out)");
                 }
