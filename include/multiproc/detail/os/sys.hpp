@@ -477,16 +477,23 @@ inline int futex_wake(const void* word, int n) noexcept {
     return static_cast<int>(::syscall(SYS_futex, word, FUTEX_WAKE, n, nullptr, nullptr, 0));
 }
 
-/// Writes all of `n` bytes unless an error other than EINTR occurs; returns 0 or -1.
-inline int write_all(int fd, const void* buf, std::size_t n) noexcept {
+/// Writes all of `n` bytes with `write_some(p, k)`, which writes some of the `k` bytes at
+/// `p` and returns how many, or -1; returns 0, or -1 at the first error.
+template <class WriteSome>
+int write_fully(const void* buf, std::size_t n, WriteSome write_some) noexcept {
     auto p = static_cast<const char*>(buf);
     while (n > 0) {
-        ssize_t w = write(fd, p, n);
+        const ssize_t w = write_some(p, n);
         if (w < 0) return -1;
         p += w;
         n -= static_cast<std::size_t>(w);
     }
     return 0;
+}
+
+/// Writes all of `n` bytes unless an error other than EINTR occurs; returns 0 or -1.
+inline int write_all(int fd, const void* buf, std::size_t n) noexcept {
+    return write_fully(buf, n, [fd](const char* p, std::size_t k) { return write(fd, p, k); });
 }
 
 /// poll() until `deadline`; EINTR restarts it with the time that is left. Returns poll's
@@ -617,15 +624,10 @@ inline ssize_t writev_nosigpipe(int fd, const iovec* iov, int n) noexcept {
 /// write_all() to a descriptor that may be a pipe nobody reads any more (stderr piped into a
 /// program that has ended; a reaper killed): -1 with EPIPE, never SIGPIPE.
 inline int write_all_nosigpipe(int fd, const void* buf, std::size_t n) noexcept {
-    auto p = static_cast<const char*>(buf);
-    while (n > 0) {
-        iovec v{const_cast<char*>(p), n};
-        const ssize_t w = writev_nosigpipe(fd, &v, 1);
-        if (w < 0) return -1;
-        p += w;
-        n -= static_cast<std::size_t>(w);
-    }
-    return 0;
+    return write_fully(buf, n, [fd](const char* p, std::size_t k) {
+        iovec v{const_cast<char*>(p), k};
+        return writev_nosigpipe(fd, &v, 1);
+    });
 }
 
 /// An owned file descriptor: closed on destruction, movable, never copied.
