@@ -29,6 +29,7 @@ struct segment_reaper_state {
     int fd = -1;               // the pipe's write end, while a reaper runs
     std::size_t live = 0;      // segments made here and not removed
     pid_t pid = 0;             // the reaper's
+    int pidfd = -1;            // the reaper's, where the kernel gives one (CLONE_PIDFD, Linux 5.2)
     std::uint64_t number = 0;  // the reaper's number (counted up, per process)
 };
 inline constinit sys::never_destroyed<segment_reaper_state> segment_reaper_storage;
@@ -112,6 +113,7 @@ private:
     static constexpr std::size_t name_max = 255; // (NAME_MAX, and the slash)
     static constexpr int ino_digits = 16;
     static constexpr std::size_t line_max = 1 + ino_digits + name_max + 1;
+    static constexpr unsigned long clone_pidfd = 0x1000; // CLONE_PIDFD (Linux 5.2; glibc headers from 2.31)
 
     using state = segment_reaper_state;
     static state& here() noexcept { return segment_reaper_storage.value; }
@@ -125,7 +127,9 @@ private:
     static void after_fork_in_child() noexcept {
         state& s = here();
         if (s.fd >= 0) (void)::syscall(SYS_close, s.fd);
+        if (s.pidfd >= 0) (void)::syscall(SYS_close, s.pidfd);
         s.fd = -1;
+        s.pidfd = -1;
         s.live = 0;
         s.pid = 0;
         s.mu.unlock();
@@ -145,7 +149,14 @@ private:
         (void)fork_handlers;
         int p[2];
         if (sys::pipe2(p, O_CLOEXEC) != 0) return false;
-        const auto pid = static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD, nullptr, nullptr, nullptr, nullptr));
+        // With a pidfd (close-on-exec), so that it is killed and waited for exactly, even
+        // after something else of the program's collected it and its pid went to another.
+        int pidfd = -1;
+        auto pid = static_cast<pid_t>(::syscall(SYS_clone, clone_pidfd | SIGCHLD, nullptr, &pidfd, nullptr, nullptr));
+        if (pid < 0 && errno == EINVAL) { // (a kernel before 5.2)
+            pidfd = -1;
+            pid = static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD, nullptr, nullptr, nullptr, nullptr));
+        }
         if (pid == 0) reap(p[0]);
         (void)::syscall(SYS_close, p[0]);
         if (pid < 0) {
@@ -154,6 +165,7 @@ private:
         }
         s.fd = p[1];
         s.pid = pid;
+        s.pidfd = pidfd;
         ++s.number;
         return true;
     }
@@ -163,14 +175,22 @@ private:
     // `failed`: the pipe failed while the reaper may still run, and the segments it knows are
     // still in use: it is killed first, so that it removes none of them.
     static void stop(state& s, bool failed = false) noexcept {
-        if (failed && s.pid > 0) (void)::kill(s.pid, SIGKILL);
+        if (failed && s.pidfd >= 0) (void)::syscall(SYS_pidfd_send_signal, s.pidfd, SIGKILL, nullptr, 0U);
+        else if (failed && s.pid > 0) (void)::kill(s.pid, SIGKILL);
         (void)::syscall(SYS_close, s.fd);
-        int status = 0;
-        if (s.pid > 0)
+        if (s.pidfd >= 0) { // (ECHILD: collected already, by a wait() of the program's)
+            siginfo_t info{};
+            while (::syscall(SYS_waitid, P_PIDFD, s.pidfd, &info, WEXITED, nullptr) < 0 && errno == EINTR) {
+            }
+            (void)::syscall(SYS_close, s.pidfd);
+        } else if (s.pid > 0) {
+            int status = 0;
             while (::waitpid(s.pid, &status, 0) < 0 && errno == EINTR) {
             }
+        }
         s.fd = -1;
         s.pid = 0;
+        s.pidfd = -1;
         s.live = 0;
     }
 
