@@ -1104,6 +1104,13 @@ public:
         if (value < 0) detail::raise(value_error("multiproc: semaphore initial value must be >= 0"));
         return make<semaphore_proxy>(name, {}, value);
     }
+    /// A semaphore of value `value` that may not be released past it (Python:
+    /// BoundedSemaphore(value)): such a release is `value_error("Semaphore released too many
+    /// times")`, as Python's ValueError.
+    semaphore_proxy bounded_semaphore(std::int64_t value = 1, const std::string& name = {}) const {
+        if (value < 0) detail::raise(value_error("multiproc: semaphore initial value must be >= 0"));
+        return make<semaphore_proxy>(name, "bounded", value);
+    }
     event_proxy event(const std::string& name = {}) const { return make<event_proxy>(name); }
     /// A condition over a recursive lock (Python: Condition()).
     condition_proxy condition(const std::string& name = {}) const { return make<condition_proxy>(name); }

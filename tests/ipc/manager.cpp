@@ -705,7 +705,8 @@ TEMPLATE_TEST_CASE("a manager's queue is joinable: join returns once a child has
     marker.join();
 }
 
-TEST_CASE("a manager's dict, list and array made with contents, an array's fixed length, a barrier's own timeout",
+TEST_CASE("a manager's dict, list and array made with contents, an array's fixed length, a bounded semaphore, a "
+          "barrier's own timeout",
           "[manager]") {
     manager m;
     auto d = m.dict<std::string, int>({{"a", 1}, {"b", 2}, {"a", 3}}); // (as dict(pairs): a keeps its place)
@@ -733,6 +734,16 @@ TEST_CASE("a manager's dict, list and array made with contents, an array's fixed
     CHECK_THROWS_AS(a.set(-4, 0), index_error);
     auto b = m.array<int>({7, 8});
     CHECK(b.to_vector() == std::vector<int>{7, 8});
+
+    auto bs = m.bounded_semaphore(2); // Python: BoundedSemaphore(2)
+    CHECK(bs.acquire());
+    bs.release();
+    CHECK_THROWS_WITH(bs.release(), Catch::Matchers::Contains("Semaphore released too many times"));
+    CHECK(bs.get_value() == 2);
+    auto plain = m.semaphore(2); // (a Semaphore has no bound, as Python's)
+    plain.release();
+    CHECK(plain.get_value() == 3);
+    CHECK_THROWS_AS(m.bounded_semaphore(-1), value_error);
 
     auto bar = m.barrier(2, 50ms); // wait() alone: gives up after the barrier's own timeout
     CHECK_THROWS_AS(bar.wait(), broken_barrier_error);

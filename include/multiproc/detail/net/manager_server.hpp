@@ -60,8 +60,9 @@ inline code_registry<user_method>& user_methods() { return code_registry<user_me
 
 /// The operations. One request, one reply, each atomic on the server.
 enum class op : std::uint8_t {
-    create = 1, // type = type text, kind, name = object name ("" anonymous), b = initial value (value),
-                // n = maxsize (queue), value (semaphore), parties (barrier), values = initial
+    create = 1, // type = type text, kind, name = object name ("" anonymous), b = initial value (value;
+                // a semaphore: "bounded" or ""), n = maxsize (queue), value (semaphore), parties
+                // (barrier), values = initial
                 // elements (list) or k0, v0, k1, v1, ... (dict), timeout = a barrier's default
     get,        // dict: a = key -> n = 1 and b if there; list: n = index; value; semaphore
     set,        // dict: a = key, b = value; list: n = index, b = value; value: b
@@ -131,6 +132,7 @@ struct object {
     std::deque<std::string> queue;     // queue
     std::int64_t maxsize = 0;          // queue (0: unbounded); semaphore: its value
     std::int64_t unfinished = 0;       // queue: items put and not yet marked task_done
+    std::int64_t bound = -1;           // bounded semaphore: its initial value, past which no release goes
     double default_timeout = -1;       // barrier: a wait's timeout when it gives none (< 0: none)
     std::uint64_t owner = 0;           // lock, rlock: the connection holding it (0: none)
     std::int64_t depth = 0;            // rlock: how many times
@@ -264,6 +266,7 @@ private:
         o->type = q.type;
         o->maxsize = q.n;
         o->default_timeout = q.timeout;
+        if (o->k == kind::semaphore && q.b == "bounded") o->bound = q.n;
         if (o->k == kind::user) {
             wire made = run_user<user_creator>(o->user, q);
             if (made.code != 0) return made;
@@ -485,6 +488,8 @@ private:
                 r.n = wait_for(o, q, lk, who, [&] { return o.maxsize > 0; });
                 if (r.n) --o.maxsize;
             } else if (static_cast<op>(q.code) == op::release) {
+                if (o.bound >= 0 && o.maxsize >= o.bound) // (Python's BoundedSemaphore: ValueError)
+                    return fail(status::bad, "Semaphore released too many times");
                 ++o.maxsize;
                 o.cv.notify_all();
             } else if (static_cast<op>(q.code) == op::get) {
