@@ -27,6 +27,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -167,7 +168,7 @@ public:
         const caller who{conn, gone};
         std::unique_lock<std::mutex> lk(mu_);
         wire r;
-        if (static_cast<op>(q.code) == op::create) return create(q);
+        if (static_cast<op>(q.code) == op::create) return create(q, lk);
         if (static_cast<op>(q.code) == op::ping) return r;
         if (static_cast<op>(q.code) == op::shm_create) {
             if (q.n <= 0) return fail(status::bad, "a shared memory segment needs a positive size");
@@ -245,17 +246,24 @@ private:
         return r;
     }
 
-    wire create(const wire& q) {
+    /// The reply to a create request for the name `q.name` if an object has it already.
+    std::optional<wire> named(const wire& q) const {
+        if (q.name.empty()) return std::nullopt;
+        const auto n = names_.find(q.name);
+        if (n == names_.end()) return std::nullopt;
+        const object& o = *objects_.at(n->second);
+        if (static_cast<std::uint8_t>(o.k) != q.kind || o.type != q.type)
+            return fail(status::wrong_object, "the object named '" + q.name + "' is a " + o.type + ", not a " + q.type);
         wire r;
-        if (!q.name.empty()) {
-            if (auto n = names_.find(q.name); n != names_.end()) {
-                object& o = *objects_.at(n->second);
-                if (static_cast<std::uint8_t>(o.k) != q.kind || o.type != q.type)
-                    return fail(status::wrong_object, "the object named '" + q.name + "' is a " + o.type + ", not a " + q.type);
-                r.object = n->second;
-                return r;
-            }
-        }
+        r.object = n->second;
+        return r;
+    }
+
+    /// Called with the store's lock held (`lk`); a registered type's constructor runs without
+    /// it, so that it may use this manager's other objects through their proxies.
+    wire create(const wire& q, std::unique_lock<std::mutex>& lk) {
+        wire r;
+        if (auto there = named(q)) return *there;
         if (static_cast<kind>(q.kind) == kind::semaphore && q.n < 0)
             return fail(status::bad, "semaphore initial value must be >= 0"); // (as Python's ValueError)
         if (q.timeout != q.timeout) return fail(status::bad, "timeout is not a number");
@@ -268,8 +276,14 @@ private:
         o->default_timeout = q.timeout;
         if (o->k == kind::semaphore && q.b == "bounded") o->bound = q.n;
         if (o->k == kind::user) {
+            lk.unlock();
             wire made = run_user<user_creator>(o->user, q);
+            lk.lock();
             if (made.code != 0) return made;
+            // Another client made one by that name meanwhile: theirs is the one. (Ours stays
+            // made, unreachable, until the server ends, as every object does: the registry
+            // keeps no destructor.)
+            if (auto there = named(q)) return *there;
         } else {
             o->value = q.b;
         }
