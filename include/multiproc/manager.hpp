@@ -32,6 +32,7 @@
 #include <boost/hana/string.hpp>
 #include <boost/hana/tuple.hpp>
 
+#include <algorithm>
 #include <concepts>
 #include <cstdlib>
 #include <cstdint>
@@ -1069,13 +1070,15 @@ public:
     list_proxy<T, S> list(const std::string& name = {}) const {
         return make<list_proxy<T, S>>(name);
     }
-    /// A new list holding `elements`, a range or `{a, b, ...}` (Python: list(iterable)).
+    /// A new list holding `elements`, a range or `{a, b, ...}` (Python: list(iterable)). A
+    /// braced list is contents, also of one string: a name is given as a string alone.
     template <class T, class S = serialize::binary, class R>
         requires detail::mgr::initial_elements<R, T>
     list_proxy<T, S> list(const R& elements) const { return holding<list_proxy<T, S>, S, T>(elements); }
     template <class T, class S = serialize::binary>
     list_proxy<T, S> list(std::initializer_list<T> elements) const { return holding<list_proxy<T, S>, S, T>(elements); }
-    /// A new array of `size` elements T{} (Python: Array(typecode, size), zeros).
+    /// A new array of `size` elements T{} (no Python counterpart: a manager's Array takes a
+    /// sequence; sharedctypes' Array(typecode, size) gives zeros so).
     template <class T, class S = serialize::binary>
     array_proxy<T, S> array(std::size_t size) const { return holding<array_proxy<T, S>, S, T>(std::vector<T>(size)); }
     /// A new array holding `elements`, a range or `{a, b, ...}` (Python: Array(typecode,
@@ -1120,15 +1123,14 @@ public:
         return make<barrier_proxy>(name, {}, parties);
     }
     /// A barrier for `parties` processes whose wait() without a timeout gives up after
-    /// `timeout`, breaking it (Python: Barrier(parties, timeout=t)); a negative or NaN
-    /// timeout is value_error.
+    /// `timeout`, breaking it (Python: Barrier(parties, timeout=t)); a negative timeout is
+    /// 0, as Python's (every wait but the last breaks it), a NaN is value_error.
     barrier_proxy barrier(std::int64_t parties, std::chrono::duration<double> timeout, const std::string& name = {}) const {
         if (parties < 1) detail::raise(value_error("multiproc: a barrier needs at least one party"));
         detail::check_timeout(timeout);
-        if (timeout.count() < 0) detail::raise(value_error("multiproc: a barrier's timeout must be a non-negative number"));
         auto q = creation<barrier_proxy>(name);
         q.n = parties;
-        q.timeout = timeout.count();
+        q.timeout = std::max(0.0, timeout.count());
         return made<barrier_proxy>(q);
     }
     /// A T of the program on the server, made from `args`, whose member functions `Methods`

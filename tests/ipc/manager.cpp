@@ -9,6 +9,7 @@
 #include <multiproc/queue.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <csignal>
 #include <limits>
 #include <stdexcept>
@@ -600,9 +601,16 @@ struct recorder {
     std::int64_t take(queue_proxy<int> q) { return q.get(30s); }
     std::int64_t odd() { throw 42; }
 };
+/// Registered on the server: its constructor uses another object of the same manager.
+struct announced {
+    explicit announced(sdict d) : seen(d.size()) { d.set("made", 1); }
+    std::int64_t count() { return static_cast<std::int64_t>(seen); }
+    std::size_t seen;
+};
 } // namespace
 
-TEST_CASE("a registered type's member functions may use the manager's other objects, wait, and throw anything",
+TEST_CASE("a registered type's constructor and member functions may use the manager's other objects, wait, and "
+          "throw anything",
           "[manager][register]") {
     manager m;
     auto d = m.dict<std::string, int>();
@@ -625,6 +633,10 @@ TEST_CASE("a registered type's member functions may use the manager's other obje
         CHECK_THAT(e.message(), Catch::Matchers::Contains("not a std::exception"));
     }
     CHECK(d.size() == 1);
+    // Its constructor may do the same: it ran under the server's lock, and hung the server.
+    auto made = m.register_<announced, &announced::count>({}, d);
+    CHECK(made.call<&announced::count>() == 1);
+    CHECK(d.get("made") == 1);
 }
 
 TEST_CASE("a manager at a path starts again there after shutdown, and an old proxy finds nothing in the new one",
@@ -700,8 +712,13 @@ TEMPLATE_TEST_CASE("a manager's queue is joinable: join returns once a child has
     CHECK_THROWS_AS(q.task_done(), value_error);
     q.put(5); // an item taken but not done keeps join waiting; a thread marks it
     CHECK(q.get() == 5);
-    std::thread marker([q] { q.task_done(); });
+    std::atomic<bool> marking{false};
+    std::thread marker([q, &marking] {
+        marking = true;
+        q.task_done();
+    });
     q.join();
+    CHECK(marking.load()); // (join had to wait for the marker's task_done)
     marker.join();
 }
 
@@ -748,9 +765,13 @@ TEST_CASE("a manager's dict, list and array made with contents, an array's fixed
     auto bar = m.barrier(2, 50ms); // wait() alone: gives up after the barrier's own timeout
     CHECK_THROWS_AS(bar.wait(), broken_barrier_error);
     CHECK(bar.broken());
-    bar.reset();
-    CHECK_THROWS_AS(bar.wait(0s), broken_barrier_error); // (a timeout given is used instead)
-    CHECK_THROWS_AS(m.barrier(2, -1s), value_error);
+    auto patient = m.barrier(2, 0s); // a timeout given is used instead of the barrier's own
+    std::thread other([patient] { CHECK(patient.wait(30s) >= 0); });
+    CHECK(patient.wait(30s) >= 0); // (with its own 0 s, the first to come would break it)
+    other.join();
+    CHECK_FALSE(patient.broken());
+    auto hasty = m.barrier(2, -1s); // negative: 0, as Python's
+    CHECK_THROWS_AS(hasty.wait(), broken_barrier_error);
     CHECK_THROWS_AS(m.barrier(2, std::chrono::duration<double>(std::numeric_limits<double>::quiet_NaN())), value_error);
 }
 

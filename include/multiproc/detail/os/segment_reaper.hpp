@@ -153,7 +153,7 @@ private:
         // after something else of the program's collected it and its pid went to another.
         int pidfd = -1;
         auto pid = static_cast<pid_t>(::syscall(SYS_clone, clone_pidfd | SIGCHLD, nullptr, &pidfd, nullptr, nullptr));
-        if (pid < 0 && errno == EINVAL) { // (a kernel before 5.2)
+        if (pid < 0) { // (a kernel that knows no CLONE_PIDFD, or a filter that refuses it: by pid alone)
             pidfd = -1;
             pid = static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD, nullptr, nullptr, nullptr, nullptr));
         }
@@ -178,12 +178,16 @@ private:
         if (failed && s.pidfd >= 0) (void)::syscall(SYS_pidfd_send_signal, s.pidfd, SIGKILL, nullptr, 0U);
         else if (failed && s.pid > 0) (void)::kill(s.pid, SIGKILL);
         (void)::syscall(SYS_close, s.fd);
+        bool waited = false;
         if (s.pidfd >= 0) { // (ECHILD: collected already, by a wait() of the program's)
             siginfo_t info{};
-            while (::syscall(SYS_waitid, P_PIDFD, s.pidfd, &info, WEXITED, nullptr) < 0 && errno == EINTR) {
+            long r = 0;
+            while ((r = ::syscall(SYS_waitid, P_PIDFD, s.pidfd, &info, WEXITED, nullptr)) < 0 && errno == EINTR) {
             }
+            waited = r == 0 || errno == ECHILD; // (else no P_PIDFD, Linux 5.2 and 5.3: by pid, which a zombie keeps)
             (void)::syscall(SYS_close, s.pidfd);
-        } else if (s.pid > 0) {
+        }
+        if (!waited && s.pid > 0) {
             int status = 0;
             while (::waitpid(s.pid, &status, 0) < 0 && errno == EINTR) {
             }
