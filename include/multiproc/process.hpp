@@ -179,7 +179,7 @@ public:
             }
             status = ended ? "stopped" : "started";
         }
-        os << '<' << c.class_name << " name='" << c.name << '\'';
+        os << '<' << c.class_name << " name=" << detail::python_repr(c.name);
         if (c.started() && !c.closed) os << " pid=" << c.pid; // (close() forgets it, as Python's drops _popen)
         os << " parent=" << c.parent_pid << ' ' << status;
         if (code) {

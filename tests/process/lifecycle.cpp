@@ -405,6 +405,23 @@ TEMPLATE_TEST_CASE("the repr is Python 3.12's", "[process][repr]", START_METHODS
     CHECK(closed.str() == "<Process name='d' parent=" + std::to_string(::getpid()) + " closed daemon>"); // (no pid)
 }
 
+TEST_CASE("the repr quotes and escapes a name as Python's repr() of a str", "[process][repr]") {
+    auto repr_of = [](std::string name) {
+        process p(process_options{.name = std::move(name), .daemon = {}}, [] {});
+        std::ostringstream os;
+        os << p;
+        const std::string s = os.str(); // "<Process name=... parent=N initial>"
+        return s.substr(14, s.find(" parent=") - 14);
+    };
+    CHECK(repr_of("plain") == "'plain'");
+    CHECK(repr_of("it's") == "\"it's\"");            // (a single quote alone: double quotes)
+    CHECK(repr_of("say \"hi\"") == "'say \"hi\"'");  // (a double quote alone: single)
+    CHECK(repr_of("both ' \"") == "'both \\' \"'");  // (both: single, the single escaped)
+    CHECK(repr_of("a\nb\tc\\d") == "'a\\nb\\tc\\\\d'");
+    CHECK(repr_of(std::string("nul\0\x1b", 5)) == "'nul\\x00\\x1b'");
+    CHECK(repr_of("caf\xc3\xa9") == "'caf\xc3\xa9'"); // (UTF-8 text as itself)
+}
+
 TEMPLATE_TEST_CASE("no descriptor and no zombie is left once processes are joined", "[process][leaks]",
                    START_METHODS) {
     test::warm_up<TestType>(); // the forkserver, started on first use, stays: start it before counting
