@@ -61,10 +61,10 @@ inline code_registry<user_method>& user_methods() { return code_registry<user_me
 
 /// The operations. One request, one reply, each atomic on the server.
 enum class op : std::uint8_t {
-    create = 1, // type = type text, kind, name = object name ("" anonymous), b = initial value (value;
-                // a semaphore: "bounded" or ""), n = maxsize (queue), value (semaphore), parties
-                // (barrier), values = initial
-                // elements (list) or k0, v0, k1, v1, ... (dict), timeout = a barrier's default
+    create = 1, // type = type text, kind, name = object name ("" anonymous), b = initial value
+                // (value; a semaphore: "bounded" or ""), n = maxsize (queue), value (semaphore),
+                // parties (barrier), values = initial elements (list) or k0, v0, k1, v1, ...
+                // (dict), timeout = a barrier's default
     get,        // dict: a = key -> n = 1 and b if there; list: n = index; value; semaphore
     set,        // dict: a = key, b = value; list: n = index, b = value; value: b
     erase,      // dict: a = key -> n = 1 if it was there
