@@ -536,6 +536,7 @@ public:
         job.open = false;
         (void)drop_unwanted_locked(job);
         finish_if_done(job);
+        redispatch_after_drop();
         after_drive_locked();
     }
 
@@ -551,6 +552,7 @@ public:
         drive_locked(); // results already published count as complete
         kill = kill && (!cfg_.threads || cfg_.threads_stoppable); // (a thread cannot be killed: a running task finishes)
         const bool cancelled_now = job.keep && job.outstanding != 0 ? cancel_locked(job, kill) : job.dropped;
+        redispatch_after_drop();
         after_drive_locked();
         return cancelled_now;
     }
@@ -562,6 +564,7 @@ public:
         check_owner();
         std::lock_guard lk(mu_);
         const bool outstanding = drop_unwanted_locked(job);
+        redispatch_after_drop();
         after_drive_locked();
         return outstanding;
     }
@@ -592,6 +595,7 @@ public:
             if (drop_queued(*j).dropped != 0 && j->outstanding == 0) j->dropped = true;
             j = next;
         }
+        redispatch_after_drop();
         after_drive_locked();
     }
 
@@ -815,6 +819,15 @@ private:
             j.mark_ready();
         }
     }
+
+    /// After drop_queued, once the caller has dropped all it meant to (not between: a worker
+    /// could start what is about to be dropped): units withdrawn from a worker's ring may
+    /// leave a worker that had all it may take (maxtasksperchild, its depth) free for more,
+    /// and the zeros of what was withdrawn must still reach it. The queue goes out again
+    /// here, as no result may ever come to make the engine do it (an outside trial: imaps
+    /// cut short on a closing pool with maxtasksperchild hung for ever, their workers idle
+    /// and units queued).
+    void redispatch_after_drop() { dispatch_locked(); }
 
     /// What drop_queued did: units failed, and units that a worker holds and could not be
     /// withdrawn (claimed, about to run, or sent in part), which run.
