@@ -1104,34 +1104,25 @@ public:
     /// A semaphore of value `value` (Python: Semaphore(value)); `value_error` if it is
     /// negative.
     semaphore_proxy semaphore(std::int64_t value = 1, const std::string& name = {}) const {
-        if (value < 0) detail::raise(value_error("multiproc: semaphore initial value must be >= 0"));
-        return make<semaphore_proxy>(name, {}, value);
+        return semaphore_of(value, name, false);
     }
     /// A semaphore of value `value` that may not be released past it (Python:
     /// BoundedSemaphore(value)): such a release is `value_error("Semaphore released too many
     /// times")`, as Python's ValueError.
     semaphore_proxy bounded_semaphore(std::int64_t value = 1, const std::string& name = {}) const {
-        if (value < 0) detail::raise(value_error("multiproc: semaphore initial value must be >= 0"));
-        return make<semaphore_proxy>(name, "bounded", value);
+        return semaphore_of(value, name, true);
     }
     event_proxy event(const std::string& name = {}) const { return make<event_proxy>(name); }
     /// A condition over a recursive lock (Python: Condition()).
     condition_proxy condition(const std::string& name = {}) const { return make<condition_proxy>(name); }
     /// A barrier for `parties` processes (Python: Barrier(parties)).
-    barrier_proxy barrier(std::int64_t parties, const std::string& name = {}) const {
-        if (parties < 1) detail::raise(value_error("multiproc: a barrier needs at least one party"));
-        return make<barrier_proxy>(name, {}, parties);
-    }
+    barrier_proxy barrier(std::int64_t parties, const std::string& name = {}) const { return barrier_of(parties, -1, name); }
     /// A barrier for `parties` processes whose wait() without a timeout gives up after
     /// `timeout`, breaking it (Python: Barrier(parties, timeout=t)); a negative timeout is
     /// 0, as Python's (every wait but the last breaks it), a NaN is value_error.
     barrier_proxy barrier(std::int64_t parties, std::chrono::duration<double> timeout, const std::string& name = {}) const {
-        if (parties < 1) detail::raise(value_error("multiproc: a barrier needs at least one party"));
         detail::check_timeout(timeout);
-        auto q = creation<barrier_proxy>(name);
-        q.n = parties;
-        q.timeout = std::max(0.0, timeout.count());
-        return made<barrier_proxy>(q);
+        return barrier_of(parties, std::max(0.0, timeout.count()), name);
     }
     /// A T of the program on the server, made from `args`, whose member functions `Methods`
     /// the returned proxy may call (Python: BaseManager.register(typeid, callable, exposed)
@@ -1191,6 +1182,20 @@ private:
         q.b = std::move(initial);
         q.n = n;
         return made<P>(q);
+    }
+    /// A semaphore of `value` (Python's ValueError if negative), bounded or not.
+    semaphore_proxy semaphore_of(std::int64_t value, const std::string& name, bool bounded) const {
+        if (value < 0) detail::raise(value_error("multiproc: semaphore initial value must be >= 0"));
+        return make<semaphore_proxy>(name, bounded ? "bounded" : "", value);
+    }
+    /// A barrier of `parties`, whose waits without a timeout of their own take `timeout`
+    /// seconds (< 0: none).
+    barrier_proxy barrier_of(std::int64_t parties, double timeout, const std::string& name) const {
+        if (parties < 1) detail::raise(value_error("multiproc: a barrier needs at least one party"));
+        auto q = creation<barrier_proxy>(name);
+        q.n = parties;
+        q.timeout = timeout;
+        return made<barrier_proxy>(q);
     }
     /// A new anonymous P (a list or an array) holding `elements`, each encoded under S as a T.
     template <class P, class S, class T, class R>

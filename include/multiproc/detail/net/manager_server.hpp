@@ -449,36 +449,37 @@ private:
         }
     }
 
-    /// Waits on `o` until `ready()` or the request's timeout; false on timeout. Once ready,
+    /// Waits on `o` until `ready()` or `timeout` seconds (< 0: none, as a request's); false
+    /// on timeout. Once ready,
     /// raises client_gone if the caller's client has hung up: every change a waiter waits
     /// for wakes all of them (notify_all), so what this one leaves goes to another.
     template <class Ready>
-    static bool wait_for(object& o, const wire& q, std::unique_lock<std::mutex>& lk, const caller& who, Ready ready) {
+    static bool wait_for(object& o, double timeout, std::unique_lock<std::mutex>& lk, const caller& who, Ready ready) {
         auto live = [&] {
             if (!ready()) return false;
             if (who.gone()) throw client_gone{};
             return true;
         };
         // No limit: negative, or too large for the clock's nanoseconds (a peer's value).
-        if (!(q.timeout >= 0) || q.timeout > 1e9) {
+        if (!(timeout >= 0) || timeout > 1e9) {
             o.cv.wait(lk, live);
             return true;
         }
-        return o.cv.wait_for(lk, std::chrono::duration<double>(q.timeout), live);
+        return o.cv.wait_for(lk, std::chrono::duration<double>(timeout), live);
     }
 
     static wire queue_op(object& o, const wire& q, const caller& who, std::unique_lock<std::mutex>& lk) {
         wire r;
         switch (static_cast<op>(q.code)) {
             case op::put:
-                if (!wait_for(o, q, lk, who, [&] { return o.maxsize <= 0 || static_cast<std::int64_t>(o.queue.size()) < o.maxsize; }))
+                if (!wait_for(o, q.timeout, lk, who, [&] { return o.maxsize <= 0 || static_cast<std::int64_t>(o.queue.size()) < o.maxsize; }))
                     return fail(status::full, "the queue is full");
                 o.queue.push_back(q.b);
                 ++o.unfinished;
                 o.cv.notify_all();
                 return r;
             case op::take:
-                if (!wait_for(o, q, lk, who, [&] { return !o.queue.empty(); })) return fail(status::empty, "the queue is empty");
+                if (!wait_for(o, q.timeout, lk, who, [&] { return !o.queue.empty(); })) return fail(status::empty, "the queue is empty");
                 r.b = std::move(o.queue.front());
                 o.queue.pop_front();
                 o.cv.notify_all();
@@ -489,7 +490,7 @@ private:
                 if (o.unfinished <= 0) return fail(status::bad, "task_done() called too many times");
                 if (--o.unfinished == 0) o.cv.notify_all();
                 return r;
-            case op::join_tasks: r.n = wait_for(o, q, lk, who, [&] { return o.unfinished == 0; }); return r;
+            case op::join_tasks: r.n = wait_for(o, q.timeout, lk, who, [&] { return o.unfinished == 0; }); return r;
             default: return fail(status::bad, "not an operation of a queue");
         }
     }
@@ -499,7 +500,7 @@ private:
         wire r;
         if (o.k == kind::semaphore) {
             if (static_cast<op>(q.code) == op::acquire) {
-                r.n = wait_for(o, q, lk, who, [&] { return o.maxsize > 0; });
+                r.n = wait_for(o, q.timeout, lk, who, [&] { return o.maxsize > 0; });
                 if (r.n) --o.maxsize;
             } else if (static_cast<op>(q.code) == op::release) {
                 if (o.bound >= 0 && o.maxsize >= o.bound) // (Python's BoundedSemaphore: ValueError)
@@ -518,7 +519,7 @@ private:
                     r.n = 1;
                     return r;
                 }
-                r.n = wait_for(o, q, lk, who, [&] { return o.owner == 0; });
+                r.n = wait_for(o, q.timeout, lk, who, [&] { return o.owner == 0; });
                 if (r.n) {
                     o.owner = conn;
                     o.depth = 1;
@@ -556,7 +557,7 @@ private:
                 bool woken = false; // notify sets it for the oldest waiters, as Python's
                 o.sleepers.push_back(&woken);
                 try {
-                    r.n = wait_for(o, q, lk, who, [&] { return woken; });
+                    r.n = wait_for(o, q.timeout, lk, who, [&] { return woken; });
                 } catch (const client_gone&) { // (notified: the notification goes to the next sleeper)
                     if (!o.sleepers.empty()) {
                         *o.sleepers.front() = true;
@@ -608,9 +609,9 @@ private:
                     o.cv.notify_all();
                     return r;
                 }
-                wire timed = q; // (no timeout given: the barrier's own, as threading.Barrier's)
-                if (q.timeout < 0) timed.timeout = o.default_timeout;
-                if (!wait_for(o, timed, lk, who, [&] { return o.generation != gen; })) {
+                // (No timeout given: the barrier's own, as threading.Barrier's.)
+                const double timeout = q.timeout < 0 ? o.default_timeout : q.timeout;
+                if (!wait_for(o, timeout, lk, who, [&] { return o.generation != gen; })) {
                     break_it();
                     return fail(status::broken, "the barrier is broken (a wait timed out)");
                 }
@@ -642,7 +643,7 @@ private:
                 return r;
             case op::event_clear: o.flag = false; return r;
             case op::is_set: r.n = o.flag; return r;
-            case op::wait: r.n = wait_for(o, q, lk, who, [&] { return o.flag; }); return r;
+            case op::wait: r.n = wait_for(o, q.timeout, lk, who, [&] { return o.flag; }); return r;
             default: return fail(status::bad, "not an operation of an event");
         }
     }
