@@ -370,3 +370,25 @@ TEST_CASE("a child process may make and use a pool of its own, but not its paren
     CHECK(child.exitcode() == 0);
     CHECK(outer.apply(square, 7) == 49);
 }
+
+// Python: `pool = Pool(2)` at a script's top. Here the workers fork during static
+// initialisation, before the program's task registrations: they run the tasks all the same
+// (the code the parent names is at the same address in a fork), and the pool, a static,
+// ends its workers when the program exits.
+TEST_CASE("a pool made at namespace scope, before the tasks' registrations, runs them", "[pool][lifecycle]") {
+    auto r = test::run_program("static_pool");
+    INFO(r.out << r.err);
+    CHECK(r.code == 0);
+    std::vector<pid_t> workers;
+    std::string rest;
+    std::istringstream lines(r.out);
+    for (std::string line; std::getline(lines, line);) {
+        if (line.rfind("worker ", 0) == 0)
+            workers.push_back(std::stoi(line.substr(7)));
+        else
+            rest += line + "\n";
+    }
+    CHECK(workers.size() == 2);
+    CHECK(rest == "registered after the fork: yes\n1 4 9 16 \n42\n25 36 \ndone\n");
+    for (pid_t w : workers) CHECK(test::wait_exit(w)); // gone with the program
+}

@@ -95,7 +95,8 @@ TEMPLATE_TEST_CASE("a program without freeze_support() gets an error in the pare
     CHECK(r.out == "main runs\nmultiproc: process Process-1 uses start::" + std::string(TestType::start_method()) +
                        ", which starts a fresh copy of this program, but main() does not call "
                        "multiproc::freeze_support(); make `multiproc::freeze_support();` the first statement of "
-                       "main()\n");
+                       "main(), and start processes from main() or later (not from a static initializer, such as "
+                       "a pool at namespace scope)\n");
 }
 
 TEST_CASE("freeze_support() returns at once in a program that was not started as a child", "[spawn][freeze_support]") {

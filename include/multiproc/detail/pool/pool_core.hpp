@@ -1480,6 +1480,7 @@ private:
             // fresh programs have default handlers, and whose server must not inherit a mask).
             std::optional<sys::signal_block> term;
             if (cfg_.forks_workers) term.emplace(SIGTERM);
+            s->boot.forked = cfg_.forks_workers;
             process_handle h = cfg_.spawn(&s->boot);
             term.reset();
             s->pid = *h.pid();

@@ -87,6 +87,7 @@ struct task_header {
     std::uint32_t claim; // claim_free, then claim_taken by the worker or claim_withdrawn by the parent
     std::uint32_t flags; // task_timed: the worker records when each element starts
     std::uint64_t arena; // start::thread: the job's box_arena, which the results made go to (else 0)
+    std::uint64_t code;  // the invoker's address in the submitting process (see run_task)
 };
 
 /// task_header::flags. A unit of a job with a task timeout is timed: the parent stops an
@@ -413,6 +414,7 @@ std::size_t begin_task(byte_buffer& out, const F& f) {
     h.kind = msg_task;
     h.invoker = invoker_id<Inv>;
     h.signature = invoker_signature<Inv>();
+    h.code = reinterpret_cast<std::uintptr_t>(&Inv::run);
     h.callable_size = static_cast<std::uint32_t>(callable_wire<F>::size);
     out.append(&h, sizeof h);
     callable_wire<F>::encode(out, f);
@@ -500,6 +502,7 @@ struct worker_boot {
     const mirrored_region* rings = nullptr; // this worker's header and two rings
     const remote_init* init = nullptr;      // the initializer, when it can cross
     bool in_thread = false; // a thread of the pool's own process (start::thread)
+    bool forked = false;    // a fork of the pool's process (start::fork): its code is at the same addresses
     // A thread that stands for a worker of another machine (pool_config::thread_main):
     void* remote = nullptr;        // its start method's link (pool_config::thread_context)
     remote_place* place = nullptr; // where it says the worker runs, before its first result
@@ -711,6 +714,18 @@ inline void init_failed_message(byte_buffer& out) {
     init_failed_message(out, type, what);
 }
 
+/// The invoker a task message names: the registered one of its number and signature; in a
+/// worker forked before that number was registered (a pool made during static
+/// initialisation, e.g. at namespace scope, whose workers fork before the registrations of
+/// the translation units initialised after it), the address the parent sent, which is the
+/// same code in a fork. nullptr if neither applies.
+inline invoker_fn task_invoker(const worker_boot& b, const task_header& h) {
+    if (invoker_fn fn = find_invoker(h.invoker, h.signature)) return fn;
+    if (b.forked && h.code != 0 && h.invoker >= code_registry<invoker_fn>::instance().size())
+        return reinterpret_cast<invoker_fn>(static_cast<std::uintptr_t>(h.code));
+    return nullptr;
+}
+
 /// Runs one task message; builds the result message in `out`, the values in place after
 /// its header (no copy), the errors in `errors` until they are appended.
 inline void run_task(const worker_boot& b, const std::byte* msg, std::size_t size, byte_buffer& errors,
@@ -722,7 +737,7 @@ inline void run_task(const worker_boot& b, const std::byte* msg, std::size_t siz
     errors.clear();
     result_sink sink{out, errors, 0,
                      {&b.self->element, (h.flags & task_timed) != 0 ? &b.self->element_started_ns : nullptr}};
-    if (invoker_fn fn = find_invoker(h.invoker, h.signature);
+    if (invoker_fn fn = task_invoker(b, h);
         fn && size >= sizeof h + h.callable_size) {
         task_view v{&h, msg + sizeof h, msg + sizeof h + h.callable_size, size - sizeof h - h.callable_size};
         fn(v, sink);

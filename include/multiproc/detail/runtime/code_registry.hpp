@@ -62,6 +62,13 @@ public:
         return &entries_[index].code;
     }
 
+    /// How many entries there are: a copy of the program forked during static initialisation
+    /// has the entries made before the fork, numbered as in its parent, and none after.
+    std::size_t size() const {
+        std::lock_guard lk(mu_);
+        return entries_.size();
+    }
+
     /// The entry with identifier `id`, if there is one.
     const Entry* find(std::string_view id) const {
         std::lock_guard lk(mu_);

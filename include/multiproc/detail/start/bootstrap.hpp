@@ -188,7 +188,8 @@ inline void check_can_start_fresh(std::string_view method, const target_ref& t, 
         detail::raise(state_error("multiproc: process " + name + " uses start::" + std::string(method) +
                           ", which starts a fresh copy of this program, but main() does not call "
                           "multiproc::freeze_support(); make `multiproc::freeze_support();` the first "
-                          "statement of main()"));
+                          "statement of main(), and start processes from main() or later (not from a static "
+                          "initializer, such as a pool at namespace scope)"));
     if (!targets().find(std::string_view(t.id)))
         detail::raise(error("multiproc: the target of process " + name + " (identifier " + std::string(t.id) +
                     ") is not registered in this program"));
