@@ -200,3 +200,33 @@ TEMPLATE_TEST_CASE("an imap started before close() goes on after it", "[pool][im
     CHECK(sum == want);
     p.join();
 }
+
+// Python: `it = pool.imap(f, xs)` is its own iterator, so a second `for x in it` goes on
+// where the first stopped. (A second begin() started the iteration over, submitting every
+// task again: an outside trial.)
+TEST_CASE("a view read twice, and with next(), is one iteration: each task is submitted once", "[pool][imap]") {
+    pool_progress seen;
+    std::vector<int> xs(10);
+    for (int i = 0; i < 10; ++i) xs[static_cast<std::size_t>(i)] = i + 1;
+    {
+        pool p(pool_options{.processes = 2, .observer = std::ref(seen)});
+        auto v = p.imap(square, xs, 1);
+        std::vector<int> got;
+        for (int y : v) {
+            got.push_back(y);
+            if (got.size() == 3) break;
+        }
+        got.push_back(v.next().value()); // the fourth
+        auto it = v.begin();
+        it = v.begin(); // standing on the fifth, unread: a second begin() stays there
+        CHECK(*it == 25);
+        for (; it != v.end(); ++it) got.push_back(*it);
+        CHECK(got == std::vector<int>{1, 4, 9, 16, 25, 36, 49, 64, 81, 100});
+        CHECK(v.begin() == v.end()); // all given
+        CHECK(v.next() == std::nullopt);
+        p.close();
+        p.join();
+    }
+    CHECK(seen.queued() == 10);
+    CHECK(seen.finished() == 10);
+}

@@ -98,7 +98,9 @@ using value_of = typename value_of_<Rng>::type;
 /// `pool.imap_unordered` return: single-pass, lazy; each element is the result of `f` on
 /// the corresponding input (in input order if `Ordered`, else as results arrive). A task
 /// that threw makes dereferencing its element throw `remote_error`; a lost task throws
-/// `broken_pool`. The view refers to the pool, which must outlive the iteration.
+/// `broken_pool`. The view refers to the pool, which must outlive the iteration. It is
+/// one iteration, as Python's IMapIterator: a second begin() goes on where the first
+/// stopped (a result that was dereferenced is consumed), and nothing is submitted twice.
 template <class Pool, class F, class Rng, bool Ordered>
 class imap_view : public ranges::view_facade<imap_view<Pool, F, Rng, Ordered>, ranges::unknown> {
     using codec = typename Pool::codec;
@@ -144,6 +146,7 @@ private:
         error_ptr input_error; // the input itself threw: yielded after the chunks before the one it broke
         std::deque<detail::outcome<result>> ready;
         detail::outcome<result> current;
+        bool fresh = false; // `current` is a result not yet read
         bool at_end = false;
         detail::byte_buffer buf;
         std::vector<detail::unit_meta> units;
@@ -212,6 +215,7 @@ private:
                     current = std::move(ready.front());
                     ready.pop_front();
                     ++yielded;
+                    fresh = true;
                     return true;
                 }
                 // Top up in batches (when half the window is free): one lock and one
@@ -220,6 +224,7 @@ private:
                 if (yielded == pulled) {
                     if (input_error) {
                         current = detail::outcome<result>{std::nullopt, std::exchange(input_error, {})};
+                        fresh = true;
                         return true;
                     }
                     at_end = true;
@@ -237,6 +242,7 @@ private:
         using single_pass = std::true_type;
 
         value_type& read() const {
+            st->fresh = false; // read: a later begin() or next() goes on after it
             if (st->current.failure) (st->current.failure).raise();
             return *st->current.value;
         }
@@ -244,18 +250,28 @@ private:
         bool equal(ranges::default_sentinel_t) const { return st->at_end; }
     };
 
+    /// The one iteration of this view, begun at the first begin() or next() (Python: an
+    /// IMapIterator is its own iterator, so a second loop goes on where the first stopped).
+    state& iteration() {
+        if (!st_) {
+            if (!core_) detail::raise(value_error("multiproc: an imap view made without a pool cannot be iterated"));
+            st_ = std::make_shared<state>(core_, f_, base_, chunksize_, window_);
+        }
+        return *st_;
+    }
+
     cursor begin_cursor() {
-        if (!core_) detail::raise(value_error("multiproc: an imap view made without a pool cannot be iterated"));
-        auto st = std::make_shared<state>(core_, f_, base_, chunksize_, window_);
-        (void)st->advance();
-        return cursor{std::move(st)};
+        state& s = iteration();
+        if (!s.fresh && !s.at_end) (void)s.advance();
+        return cursor{st_};
     }
 
 public:
     /// The next result, waiting for it at most `timeout` (Python: IMapIterator.next(timeout)):
     /// empty once every result has been given; timeout_error if none was ready in time (the
-    /// view stays usable: ask again). A task's error is thrown, as iteration throws it. A
-    /// view is read either this way or with begin()/end(), not both.
+    /// view stays usable: ask again). A task's error is thrown, as iteration throws it. This
+    /// and begin() go on with one iteration: the result an iterator stands on and has not
+    /// given (dereferenced) comes next.
     template <class Rep, class Period>
     std::optional<value_type> next(std::chrono::duration<Rep, Period> timeout) {
         return next_until(detail::deadline_after(std::optional(timeout)));
@@ -265,15 +281,13 @@ public:
 
 private:
     std::optional<value_type> next_until(std::optional<detail::steady::time_point> deadline) {
-        if (!next_) {
-            if (!core_) detail::raise(value_error("multiproc: an imap view made without a pool cannot be iterated"));
-            next_ = std::make_shared<state>(core_, f_, base_, chunksize_, window_);
-        }
-        if (!next_->advance(deadline))
+        state& s = iteration();
+        if (!s.fresh && !s.at_end && !s.advance(deadline))
             detail::raise(timeout_error("multiproc: the next imap result was not ready within the timeout"));
-        if (next_->at_end) return std::nullopt;
-        if (next_->current.failure) (next_->current.failure).raise();
-        return std::move(*next_->current.value);
+        if (s.at_end) return std::nullopt;
+        s.fresh = false;
+        if (s.current.failure) (s.current.failure).raise();
+        return std::move(*s.current.value);
     }
 
     std::shared_ptr<detail::pool_core> core_;
@@ -281,7 +295,7 @@ private:
     Rng base_{};
     imap_options opts_{};
     std::size_t chunksize_ = 1, window_ = 1;
-    std::shared_ptr<state> next_; // the iteration of next(timeout)
+    std::shared_ptr<state> st_; // the iteration (begin() and next() alike), once begun
 };
 
 namespace detail_imap {
