@@ -68,9 +68,13 @@ public:
         c.daemon = d;
     }
 
-    /// The pid, or nothing before start() (Python: Process.pid).
+    /// The pid, or nothing before start() (Python: Process.pid). In the child, the object
+    /// it was started from (its copy under fork, the one rebuilt under spawn and forkserver)
+    /// is the current process: this is its own pid there, is_alive() is true and exitcode()
+    /// empty, as Python's `self is _current_process`.
     [[nodiscard]] std::optional<pid_t> pid() const {
         auto& c = checked();
+        if (is_current(c)) return ::getpid();
         return c.started() ? std::optional<pid_t>(c.pid) : std::nullopt;
     }
 
@@ -86,7 +90,7 @@ public:
     /// server collects it, so it is always known.)
     [[nodiscard]] std::optional<int> exitcode() const {
         auto& c = checked();
-        if (!c.started()) return std::nullopt;
+        if (!c.started() || is_current(c)) return std::nullopt;
         require_child(c, "can only test a child process");
         if (!detail::poll_child(c)) return std::nullopt;
         if (!c.exitcode) detail::raise(os_error(c.status_lost, ECHILD));
@@ -97,6 +101,7 @@ public:
     /// Known whoever reaped it: it watches the process through a pidfd.
     [[nodiscard]] bool is_alive() const {
         auto& c = checked();
+        if (is_current(c)) return true;
         require_child(c, "can only test a child process");
         if (!c.started()) return false;
         if (detail::poll_child(c)) {
@@ -164,7 +169,10 @@ public:
         auto& c = p.rec();
         std::string status;
         std::optional<int> code;
-        if (c.closed)
+        const bool current = is_current(c);
+        if (current)
+            status = "started";
+        else if (c.closed)
             status = "closed";
         else if (c.parent_pid != ::getpid())
             status = "unknown";
@@ -180,7 +188,8 @@ public:
             status = ended ? "stopped" : "started";
         }
         os << '<' << c.class_name << " name=" << detail::python_repr(c.name);
-        if (c.started() && !c.closed) os << " pid=" << c.pid; // (close() forgets it, as Python's drops _popen)
+        // (close() forgets it, as Python's drops _popen; the current process's object has none)
+        if (c.started() && !c.closed && !current) os << " pid=" << c.pid;
         os << " parent=" << c.parent_pid << ' ' << status;
         if (code) {
             os << " exitcode=";
@@ -205,6 +214,13 @@ protected:
         auto& c = rec();
         if (c.closed) detail::raise(value_error("process object is closed"));
         return c;
+    }
+    /// Whether `c` is the record of the object this process was started from: the child's
+    /// identity is its object's (become_child), and no other object here has it (those made
+    /// here have longer ones, those copied from the parent other numbers).
+    static bool is_current(const detail::child_record& c) {
+        const auto& self = detail::rt().self.identity;
+        return !self.empty() && c.identity == self;
     }
     static void require_child(const detail::child_record& c, const char* what) {
         if (c.parent_pid != ::getpid()) detail::raise(state_error(what));

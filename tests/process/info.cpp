@@ -42,7 +42,58 @@ template <class Ctx>
 struct silent : process_base<silent<Ctx>, typename Ctx::policies::start> {
     void run() { std::_Exit(current_process().name() == this->name() ? 17 : 1); }
 };
+
+// What a process object answers about itself in its own child: is_alive(), pid(),
+// exitcode() and the repr, as Python's Process does when `self is _current_process`.
+std::string self_report(const process_handle& me) {
+    std::ostringstream repr;
+    repr << me;
+    return std::string(me.is_alive() ? "alive" : "not alive") + " " +
+           (me.pid() == std::optional<pid_t>(::getpid()) ? "own pid" : "other pid") + " " +
+           (me.exitcode() ? "exitcode" : "no exitcode") + " " + repr.str() + "\n";
+}
+// The same from a subclass, under every start method (rebuilt in a spawn or forkserver child).
+template <class Ctx>
+struct self_reporter : process_base<self_reporter<Ctx>, typename Ctx::policies::start> {
+    test::fd_arg out;
+    auto fields() { return std::tie(out); }
+    void run() { out.write(self_report(*this)); }
+};
+// The repr a process object shows in its own child: that of the unstarted object, started.
+std::string started_repr(const process_handle& p) {
+    std::ostringstream os;
+    os << p;
+    std::string s = os.str();
+    const std::string initial = " initial>";
+    REQUIRE(s.size() > initial.size());
+    REQUIRE(s.substr(s.size() - initial.size()) == initial);
+    return s.substr(0, s.size() - initial.size()) + " started>";
+}
 } // namespace
+
+// (Each answered as a stranger: is_alive() was "can only test a child process", pid() empty.)
+TEST_CASE("in its child, a forked process object is the current process", "[process][names]") {
+    test::report_pipe out;
+    std::optional<process> p;
+    const int w = out.w;
+    p.emplace([&p, w] { test::write_str(w, self_report(*p)); });
+    const std::string repr = started_repr(*p);
+    p->start();
+    CHECK(out.collect() == "alive own pid no exitcode " + repr + "\n");
+    p->join();
+    CHECK(p->exitcode() == 0);
+}
+
+TEMPLATE_TEST_CASE("in its child, a process subclass is the current process", "[process][names]", START_METHODS) {
+    test::report_pipe out;
+    self_reporter<TestType> p;
+    p.out = out.w_arg();
+    const std::string repr = started_repr(p);
+    p.start();
+    CHECK(out.collect() == "alive own pid no exitcode " + repr + "\n");
+    p.join();
+    CHECK(p.exitcode() == 0);
+}
 
 TEST_CASE("the main process is MainProcess with no parent", "[process][names]") {
     CHECK(current_process().name() == "MainProcess");
