@@ -10,6 +10,7 @@
 #include <multiproc/detail/util/chrono.hpp>
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <string>
 
 #include <fcntl.h>
@@ -152,6 +153,19 @@ union never_destroyed {
     never_destroyed& operator=(const never_destroyed&) = delete;
     ~never_destroyed() {}
 };
+
+/// The lock of the code registries (runtime/code_registry.hpp), held across fork: a pool
+/// made during static initialisation forks its workers while the main thread may still be
+/// registering code, and a worker that inherited the lock held, or the table half-changed,
+/// would wait for ever at its first lookup. Here, because every header that registers fork
+/// handlers includes this one first, so these are registered before all the others, and
+/// prepare handlers run in reverse order: fork takes this lock last, after every lock under
+/// which a thread may ask the registry (it is a leaf: nothing is taken under it).
+inline constinit never_destroyed<std::mutex> code_registry_mutex_storage;
+inline std::mutex& code_registry_mutex() noexcept { return code_registry_mutex_storage.value; }
+inline void lock_code_registry() noexcept { code_registry_mutex().lock(); }
+inline void unlock_code_registry() noexcept { code_registry_mutex().unlock(); }
+inline const int code_registry_fork_handlers = at_fork(lock_code_registry, unlock_code_registry, unlock_code_registry);
 
 /// The kernel's id of the calling thread (what ps -L, gdb and /proc/<pid>/task show); the
 /// process's initial thread has the pid. Cannot fail.
