@@ -215,12 +215,15 @@ protected:
         if (c.closed) detail::raise(value_error("process object is closed"));
         return c;
     }
-    /// Whether `c` is the record of the object this process was started from: the child's
-    /// identity is its object's (become_child), and no other object here has it (those made
-    /// here have longer ones, those copied from the parent other numbers).
+    /// Whether `c` is the record of the object this process was started from: the child has
+    /// that object's identity and creator (become_child). No other object here has both:
+    /// those made here have longer identities and this process as creator; those copied from
+    /// the parent under fork, other numbers; those a fresh program (spawn, the forkserver)
+    /// made during its static initialisation, numbered from 1 as in a main process, were
+    /// made by that program, not by this child's creator.
     static bool is_current(const detail::child_record& c) {
-        const auto& self = detail::rt().self.identity;
-        return !self.empty() && c.identity == self;
+        const auto& self = detail::rt().self;
+        return !self.identity.empty() && c.parent_pid == self.parent_pid && c.identity == self.identity;
     }
     static void require_child(const detail::child_record& c, const char* what) {
         if (c.parent_pid != ::getpid()) detail::raise(state_error(what));
@@ -609,11 +612,15 @@ private:
         std::unique_ptr<void, void (*)(void*)> box{nullptr, [](void*) {}};
         void (*call)(void*) = nullptr;
         void (*adopt)(void*) = nullptr;
-        const char* id = nullptr;                                      // spawn, forkserver
+        // spawn, forkserver: read at start(), not here: an object made during static
+        // initialisation (at namespace scope) may come before the registration it reads
+        const char* (*id)() noexcept = nullptr;
         void (*save)(const void*, detail::crossing_writer&) = nullptr; // spawn, forkserver
     };
 
-    detail::target_ref crossing_target() const { return {target_.id, target_.save, target_.box.get()}; }
+    detail::target_ref crossing_target() const {
+        return {target_.id ? target_.id() : nullptr, target_.save, target_.box.get()};
+    }
 
     template <class F, class... Args>
     static target_holder make_target(F&& f, Args&&... args) {
@@ -633,7 +640,7 @@ private:
                 using key = detail::function_target<typename base::policies::serialize, std::decay_t<F>,
                                                     std::decay_t<Args>...>;
                 static_cast<void>(detail::registered<key>);
-                t.id = detail::target_id<key>();
+                t.id = &detail::target_id<key>;
                 t.save = &key::save;
             }
         }

@@ -202,9 +202,10 @@ TEMPLATE_TEST_CASE("an imap started before close() goes on after it", "[pool][im
 }
 
 // Python: `it = pool.imap(f, xs)` is its own iterator, so a second `for x in it` goes on
-// where the first stopped. (A second begin() started the iteration over, submitting every
-// task again: an outside trial.)
-TEST_CASE("a view read twice, and with next(), is one iteration: each task is submitted once", "[pool][imap]") {
+// where the first stopped, after `islice(it, 2)` too. (A second begin() started the
+// iteration over, submitting every task again: an outside trial.)
+TEST_CASE("a view read twice, through a copy and with next(), is one iteration: each task is submitted once",
+          "[pool][imap]") {
     pool_progress seen;
     std::vector<int> xs(10);
     for (int i = 0; i < 10; ++i) xs[static_cast<std::size_t>(i)] = i + 1;
@@ -212,6 +213,7 @@ TEST_CASE("a view read twice, and with next(), is one iteration: each task is su
         pool p(pool_options{.processes = 2, .observer = std::ref(seen)});
         auto v = p.imap(square, xs, 1);
         std::vector<int> got;
+        for (int y : v | ranges::views::take(2)) got.push_back(y); // (take adapts a copy of v)
         for (int y : v) {
             got.push_back(y);
             if (got.size() == 3) break;

@@ -84,6 +84,20 @@ TEST_CASE("in its child, a forked process object is the current process", "[proc
     CHECK(p->exitcode() == 0);
 }
 
+// A fresh program's static initialisation numbers its objects as a main process does, so
+// they share the number of the child they run in; they are not the current process. (A
+// namespace-scope spawn process crashed at start(): its target's identifier was read when
+// the object was made, before the registration that sets it.)
+TEST_CASE("namespace-scope process objects start under spawn and forkserver, and their copies there are not the "
+          "current process", "[process][names]") {
+    auto r = test::run_program("static_process", {"spawn"});
+    CHECK(r.code == 0);
+    CHECK(r.out == "Process-1 not alive, no pid\n");
+    r = test::run_program("static_process", {"forkserver"});
+    CHECK(r.code == 0);
+    CHECK(r.out == "Process-2 can only test a child process, no pid\n");
+}
+
 TEMPLATE_TEST_CASE("in its child, a process subclass is the current process", "[process][names]", START_METHODS) {
     test::report_pipe out;
     self_reporter<TestType> p;

@@ -98,9 +98,10 @@ using value_of = typename value_of_<Rng>::type;
 /// `pool.imap_unordered` return: single-pass, lazy; each element is the result of `f` on
 /// the corresponding input (in input order if `Ordered`, else as results arrive). A task
 /// that threw makes dereferencing its element throw `remote_error`; a lost task throws
-/// `broken_pool`. The view refers to the pool, which must outlive the iteration. It is
-/// one iteration, as Python's IMapIterator: a second begin() goes on where the first
-/// stopped (a result that was dereferenced is consumed), and nothing is submitted twice.
+/// `broken_pool`. The view refers to the pool, which must outlive the iteration. It and
+/// its copies are one iteration, as Python's IMapIterator: a second begin() goes on where
+/// the first stopped (a result that was dereferenced is consumed), and nothing is submitted
+/// twice.
 template <class Pool, class F, class Rng, bool Ordered>
 class imap_view : public ranges::view_facade<imap_view<Pool, F, Rng, Ordered>, ranges::unknown> {
     using codec = typename Pool::codec;
@@ -115,7 +116,7 @@ public:
 
     imap_view() = default;
     imap_view(Pool& pool, F f, Rng base, imap_options opts)
-        : core_(pool.core_), f_(f), base_(std::move(base)), opts_(opts) {
+        : core_(pool.core_), f_(f), sh_(std::make_shared<shared>(std::move(base))), opts_(opts) {
         static_assert(detail::check_task<codec, F, wire>());
         static_assert(detail::check_callable_reaches_workers<F, Pool::policies::start::inherits_memory>::value);
         chunksize_ = detail::checked_chunksize(opts_.chunksize);
@@ -237,33 +238,41 @@ private:
         }
     };
 
+    // What every copy of the view shares (range-v3's adaptors copy the view they adapt): the
+    // input, and the one iteration once begun, whose iterators point into that input.
+    struct shared {
+        explicit shared(Rng b) : base(std::move(b)) {}
+        Rng base;
+        std::optional<state> st; // (declared after base: destroyed first)
+    };
+
     struct cursor {
-        std::shared_ptr<state> st;
+        std::shared_ptr<shared> sh; // (keeps the input too: an iterator may outlive the view)
         using single_pass = std::true_type;
 
         value_type& read() const {
-            st->fresh = false; // read: a later begin() or next() goes on after it
-            if (st->current.failure) (st->current.failure).raise();
-            return *st->current.value;
+            state& st = *sh->st;
+            st.fresh = false; // read: a later begin() or next() goes on after it
+            if (st.current.failure) (st.current.failure).raise();
+            return *st.current.value;
         }
-        void next() { (void)st->advance(); }
-        bool equal(ranges::default_sentinel_t) const { return st->at_end; }
+        void next() { (void)sh->st->advance(); }
+        bool equal(ranges::default_sentinel_t) const { return sh->st->at_end; }
     };
 
-    /// The one iteration of this view, begun at the first begin() or next() (Python: an
-    /// IMapIterator is its own iterator, so a second loop goes on where the first stopped).
+    /// The one iteration of this view and its copies, begun at the first begin() or next()
+    /// (Python: an IMapIterator is its own iterator, so a second loop goes on where the first
+    /// stopped, after an islice of it too).
     state& iteration() {
-        if (!st_) {
-            if (!core_) detail::raise(value_error("multiproc: an imap view made without a pool cannot be iterated"));
-            st_ = std::make_shared<state>(core_, f_, base_, chunksize_, window_);
-        }
-        return *st_;
+        if (!core_) detail::raise(value_error("multiproc: an imap view made without a pool cannot be iterated"));
+        if (!sh_->st) sh_->st.emplace(core_, f_, sh_->base, chunksize_, window_);
+        return *sh_->st;
     }
 
     cursor begin_cursor() {
         state& s = iteration();
         if (!s.fresh && !s.at_end) (void)s.advance();
-        return cursor{st_};
+        return cursor{sh_};
     }
 
 public:
@@ -292,10 +301,9 @@ private:
 
     std::shared_ptr<detail::pool_core> core_;
     F f_{};
-    Rng base_{};
+    std::shared_ptr<shared> sh_; // the input and the iteration, shared by copies
     imap_options opts_{};
     std::size_t chunksize_ = 1, window_ = 1;
-    std::shared_ptr<state> st_; // the iteration (begin() and next() alike), once begun
 };
 
 namespace detail_imap {

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include <fcntl.h>
+#include <link.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -718,12 +719,31 @@ inline void init_failed_message(byte_buffer& out) {
 /// worker forked before that number was registered (a pool made during static
 /// initialisation, e.g. at namespace scope, whose workers fork before the registrations of
 /// the translation units initialised after it), the address the parent sent, which is the
-/// same code in a fork. nullptr if neither applies.
+/// same code in a fork, if it lies in an object this worker has loaded (not so for code of a
+/// library the parent loaded after the fork). nullptr if neither applies.
 inline invoker_fn task_invoker(const worker_boot& b, const task_header& h) {
     if (invoker_fn fn = find_invoker(h.invoker, h.signature)) return fn;
-    if (b.forked && h.code != 0 && h.invoker >= code_registry<invoker_fn>::instance().size())
-        return reinterpret_cast<invoker_fn>(static_cast<std::uintptr_t>(h.code));
-    return nullptr;
+    if (!b.forked || h.code == 0 || h.invoker < code_registry<invoker_fn>::instance().size()) return nullptr;
+    // In the code (an executable segment) of an object loaded here?
+    struct probe {
+        std::uint64_t at;
+        bool found = false;
+    } p{h.code};
+    ::dl_iterate_phdr(
+        [](dl_phdr_info* info, std::size_t, void* data) -> int {
+            auto& q = *static_cast<probe*>(data);
+            for (int i = 0; i < info->dlpi_phnum; ++i) {
+                const auto& ph = info->dlpi_phdr[i];
+                const std::uint64_t lo = info->dlpi_addr + ph.p_vaddr;
+                if (ph.p_type == PT_LOAD && (ph.p_flags & PF_X) != 0 && q.at >= lo && q.at - lo < ph.p_memsz) {
+                    q.found = true;
+                    return 1;
+                }
+            }
+            return 0;
+        },
+        &p);
+    return p.found ? reinterpret_cast<invoker_fn>(static_cast<std::uintptr_t>(h.code)) : nullptr;
 }
 
 /// Runs one task message; builds the result message in `out`, the values in place after

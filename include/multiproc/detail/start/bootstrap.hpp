@@ -190,6 +190,9 @@ inline void check_can_start_fresh(std::string_view method, const target_ref& t, 
                           "multiproc::freeze_support(); make `multiproc::freeze_support();` the first "
                           "statement of main(), and start processes from main() or later (not from a static "
                           "initializer, such as a pool at namespace scope)"));
+    if (!t.id) // its registration has not run yet: a start during static initialisation
+        detail::raise(state_error("multiproc: process " + name + " was started during static initialisation, before "
+                                  "its target was registered; start processes from main() or later"));
     if (!targets().find(std::string_view(t.id)))
         detail::raise(error("multiproc: the target of process " + name + " (identifier " + std::string(t.id) +
                     ") is not registered in this program"));
