@@ -24,6 +24,7 @@
 #include <multiproc/connection.hpp>
 #include <multiproc/detail/net/manager_server.hpp>
 #include <multiproc/detail/util/demangle.hpp>
+#include <multiproc/detail/util/per_thread.hpp>
 #include <multiproc/process.hpp>
 #include <multiproc/serialize.hpp>
 
@@ -99,10 +100,10 @@ struct link_entry {
     std::string key;
     link_t conn;
 };
-inline std::map<std::string, link_entry, std::less<>>& thread_links() {
-    thread_local std::map<std::string, link_entry, std::less<>> links;
-    return links;
-}
+using link_map = std::map<std::string, link_entry, std::less<>>;
+/// (per_thread: a manager or proxy at namespace scope calls its server from its destructor,
+/// after the main thread's thread_local objects are gone.)
+inline link_map& thread_links() { return per_thread<link_map>(); }
 /// Closes this thread's connection to the manager at `at` (its server has been shut down).
 inline void forget_links(const std::string& at) noexcept { thread_links().erase(at); }
 /// `key`: the one to use (connect()), or null for the one known for `at`.

@@ -785,4 +785,20 @@ TEST_CASE("a thread waiting on a manager's queue does not hold up another thread
     q.put(7);
     waiter.join();
 }
+// Python: `manager = Manager()` and `d = manager.dict()` at a script's top. Both are
+// destroyed at exit, after the main thread's thread_local objects (its connections, the
+// encoder's buffers) and after libcrypto's cleanup, which it registered at its first use,
+// later than the manager: the manager's shutdown crashed in the HMAC, then, that mended,
+// used the freed buffers (ASan: heap-use-after-free).
+TEST_CASE("a manager and a proxy at namespace scope work, and shut the server down at exit", "[manager]") {
+    auto r = test::run_program("static_manager");
+    INFO(r.out << r.err);
+    CHECK(r.code == 0);
+    REQUIRE(r.out.rfind("server ", 0) == 0);
+    const auto eol = r.out.find('\n');
+    const pid_t server = std::stoi(r.out.substr(7, eol - 7));
+    CHECK(r.out.substr(eol + 1) == "1 1 0\n");
+    CHECK(test::wait_exit(server)); // ended by the manager's destructor, not left behind
+}
+
 #endif

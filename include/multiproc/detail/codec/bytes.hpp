@@ -4,6 +4,7 @@
 #include <multiproc/config.hpp> // MULTIPROC_ABI_BEGIN
 
 #include <multiproc/detail/os/sys.hpp>
+#include <multiproc/detail/util/per_thread.hpp>
 #include <multiproc/error.hpp>
 
 #include <algorithm>
@@ -102,8 +103,8 @@ private:
 /// Where a message is encoded before it is sent, when it cannot be encoded in place: one
 /// buffer per thread, kept between messages.
 inline std::vector<std::byte>& scratch() {
-    thread_local std::vector<std::byte> buf;
-    return buf;
+    struct tag;
+    return per_thread<std::vector<std::byte>, tag>();
 }
 
 /// A message as consecutive pieces of bytes, sent one after the other as one message (a
@@ -194,10 +195,7 @@ private:
         std::vector<run> runs;
         std::vector<std::span<const std::byte>> pieces;
     };
-    static buffers& state() {
-        thread_local buffers b;
-        return b;
-    }
+    static buffers& state() { return per_thread<buffers>(); }
 
     std::vector<std::byte>& small_;
     buffers& s_;

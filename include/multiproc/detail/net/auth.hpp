@@ -31,6 +31,14 @@
 
 namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail::auth {
 
+/// libcrypto set up during static initialisation, before the objects of a program that
+/// includes this header (its headers come first), and told not to tear itself down at exit
+/// (OPENSSL_INIT_NO_ATEXIT). A manager at namespace scope is destroyed at exit and
+/// authenticates then, to shut its server down; libcrypto, first used after it was made,
+/// registered its cleanup later, so the cleanup ran first and the HMAC crashed on freed
+/// locks. (No effect when the program set libcrypto up before; it then owns the exit.)
+inline const bool libcrypto_ready = OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, nullptr) == 1;
+
 inline constexpr std::string_view challenge_tag = "#CHALLENGE#";
 inline constexpr std::string_view welcome = "#WELCOME#";
 inline constexpr std::string_view failure = "#FAILURE#";

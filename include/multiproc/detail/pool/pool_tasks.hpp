@@ -7,6 +7,7 @@
 #include <multiproc/detail/pool/pool_codec.hpp>
 #include <multiproc/detail/pool/pool_core.hpp>
 #include <multiproc/detail/pool/pool_wire.hpp>
+#include <multiproc/detail/util/per_thread.hpp>
 
 #include <algorithm>
 #include <cstddef>
@@ -180,12 +181,12 @@ inline std::size_t checked_chunksize(std::ptrdiff_t n) {
 /// A scratch buffer per thread for building messages, so that submitting does not allocate
 /// once it has grown to size.
 inline byte_buffer& scratch_buffer() {
-    thread_local byte_buffer b;
+    byte_buffer& b = per_thread<byte_buffer>();
     b.clear();
     return b;
 }
 inline std::vector<unit_meta>& scratch_units() {
-    thread_local std::vector<unit_meta> u;
+    std::vector<unit_meta>& u = per_thread<std::vector<unit_meta>>();
     u.clear();
     return u;
 }
