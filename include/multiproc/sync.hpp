@@ -629,9 +629,10 @@ private:
     static detail::shared_ptr_in_arena<detail::condition_state> make_state() {
         return detail::shared_ptr_in_arena<detail::condition_state>::make(0);
     }
-    [[nodiscard]] bool owned() const noexcept {
-        return recursive_ ? l_->held_by_this_thread() : l_->holder() == detail::self_holder_id();
-    }
+    /// Held by this thread of this process (a plain lock records its holding thread too), as
+    /// CPython's SemLock._is_mine: another thread of the holding process may not wait or
+    /// notify, or its wait() would let go of the holder's lock.
+    [[nodiscard]] bool owned() const noexcept { return l_->held_by_this_thread(); }
     void require_owned(const char* what) const {
         if (!owned()) detail::raise(state_error(what));
     }
@@ -681,12 +682,26 @@ struct barrier_state {
     pid_t dead = 0;
     std::atomic<std::int64_t> next_check{0};
     std::atomic<std::int64_t> round_started{0}; // when this round's first party arrived (steady ns)
+    // Who runs the action now (holder, thread), with `mu` held: its abort() and reset() of
+    // this barrier take `mu` no second time (CPython's lock here is an RLock).
+    std::atomic<holder_id> acting{0};
+    std::atomic<std::uint64_t> acting_thread{0};
 
     explicit barrier_state(std::uint32_t n) noexcept : parties(n) {
         for (std::uint32_t i = 0; i < n; ++i) ::new (inside_storage() + i) std::atomic<holder_id>(0);
     }
 
     std::atomic<holder_id>& inside(std::uint32_t i) noexcept { return *std::launder(inside_storage() + i); }
+
+    /// Whether the calling thread runs the barrier's action (and so holds `mu`).
+    [[nodiscard]] bool acting_here() const noexcept {
+        return acting.load(std::memory_order_relaxed) == self_holder_id() &&
+               acting_thread.load(std::memory_order_relaxed) == self_thread_id();
+    }
+    void act(bool on) noexcept {
+        acting_thread.store(on ? self_thread_id() : 0, std::memory_order_relaxed);
+        acting.store(on ? self_holder_id() : 0, std::memory_order_relaxed);
+    }
 
     [[nodiscard]] std::int32_t get_phase() const noexcept { return phase.load(std::memory_order_relaxed); }
     void set_phase(std::int32_t p) noexcept { phase.store(p, std::memory_order_relaxed); }
@@ -735,6 +750,7 @@ struct barrier_state {
             n += h != 0;
         }
         count.store(n, std::memory_order_relaxed);
+        act(false); // (if it died in the action)
         break_(died_inside, holder_pid(dead_holder));
     }
     [[nodiscard]] std::string broken_message() const {
@@ -783,7 +799,8 @@ public:
     }
 
     /// Returns the barrier to its initial state; parties waiting get broken_barrier_error
-    /// (Python: reset()).
+    /// (Python: reset()). Called by the barrier's action, the round still ends as if it had
+    /// not been: the parties are released (as CPython).
     void reset() {
         guard g(*s_);
         auto& b = *s_;
@@ -796,7 +813,9 @@ public:
         b.notify();
     }
     /// Breaks the barrier: waiting and later parties get broken_barrier_error until reset()
-    /// (Python: abort()).
+    /// (Python: abort()). Called by the barrier's action, the round still ends: the parties
+    /// are released and the barrier is not broken (CPython's `_release` sets it draining after
+    /// the action, whatever the action did).
     void abort() {
         guard g(*s_);
         s_->break_(s_->aborted);
@@ -845,8 +864,13 @@ private:
     // Holds the barrier's own lock; if it is taken from a dead process, repairs and breaks.
     class guard {
     public:
-        explicit guard(state& b) : b_(b) { lock(); }
-        ~guard() { b_.mu.release(); }
+        /// (Taken no second time by the thread that runs the action, which holds it.)
+        explicit guard(state& b) : b_(b), nested_(b.acting_here()) {
+            if (!nested_) lock();
+        }
+        ~guard() {
+            if (!nested_) b_.mu.release();
+        }
         guard(const guard&) = delete;
         guard& operator=(const guard&) = delete;
 
@@ -872,10 +896,14 @@ private:
             if (b_.mu.acquire() == detail::lock_status::owner_died) b_.recover(b_.mu.died.load(std::memory_order_relaxed));
         }
         state& b_;
+        bool nested_;
     };
 
     std::size_t wait_until(std::optional<detail::steady::time_point> deadline) {
         auto& b = *s_;
+        if (b.acting_here()) // (CPython waits out the timeout, or for ever, and breaks it)
+            detail::raise(state_error("multiproc: a barrier's action cannot wait on its own barrier: the parties are "
+                                      "released only once it returns"));
         guard g(b);
         while (b.get_phase() == b.draining || b.get_phase() == b.resetting) g.wait_change(std::nullopt);
         // The last to arrive first looks for parties that died waiting: counted, they would
@@ -900,12 +928,15 @@ private:
         MULTIPROC_TRY {
             if (index + 1 == b.parties) {
                 if (action_) {
+                    b.act(true);
                     MULTIPROC_TRY {
                         action_();
                     } MULTIPROC_CATCH_ALL {
+                        b.act(false);
                         b.break_(b.action_threw);
                         MULTIPROC_RETHROW;
                     }
+                    b.act(false);
                 }
                 b.set_phase(b.draining);
                 b.notify();

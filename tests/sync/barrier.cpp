@@ -101,6 +101,38 @@ TEST_CASE("an action that throws breaks the barrier, its party gets the exceptio
     CHECK(b.broken());
 }
 
+// (The action ran holding the barrier's own lock, which abort() and reset() took again: the
+// last party hung for ever, and the others with it. An outside trial.)
+TEST_CASE("an action may abort() or reset() its own barrier: the round ends all the same, as CPython's",
+          "[sync][barrier]") {
+    barrier* self = nullptr;
+    barrier aborting(1, [&] { self->abort(); });
+    self = &aborting;
+    CHECK(aborting.wait(30s) == 0);
+    CHECK_FALSE(aborting.broken()); // (CPython's _release sets it draining after the action)
+    CHECK(aborting.wait(30s) == 0);
+
+    barrier resetting(2, [&] { self->reset(); });
+    self = &resetting;
+    auto p = party<by_fork>(resetting);
+    REQUIRE(test::asleep_in(*p.pid()));
+    CHECK(resetting.wait(30s) == 1);
+    p.join();
+    CHECK(p.exitcode() == 0); // released, with its index
+    CHECK_FALSE(resetting.broken());
+    CHECK(resetting.n_waiting() == 0);
+}
+
+TEST_CASE("an action that waits on its own barrier is a state_error, not a hang", "[sync][barrier]") {
+    barrier* self = nullptr;
+    barrier b(1, [&] { (void)self->wait(30s); });
+    self = &b;
+    CHECK_THROWS_MATCHES(b.wait(30s), state_error,
+                         Catch::Matchers::Message("multiproc: a barrier's action cannot wait on its own barrier: the "
+                                                  "parties are released only once it returns"));
+    CHECK(b.broken()); // (an action that throws breaks it)
+}
+
 TEST_CASE("a barrier needs at least one party", "[sync][barrier]") {
     CHECK_THROWS_MATCHES(barrier(0), value_error, Catch::Matchers::Message("parties must be >= 1"));
     CHECK_THROWS_AS(barrier(100000), value_error);

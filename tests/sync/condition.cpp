@@ -10,6 +10,8 @@
 
 #include <mutex>
 #include <optional>
+#include <string>
+#include <thread>
 
 using namespace multiproc;
 using namespace std::chrono_literals;
@@ -43,6 +45,42 @@ TEST_CASE("wait and notify need the lock held: CPython's AssertionError messages
     CHECK_NOTHROW(c.notify());
     CHECK_NOTHROW(c.notify_all());
     CHECK(test::repr(c) == "<Condition(<RLock(MainProcess, 1)>, 0)>");
+}
+
+// CPython's SemLock._is_mine: held by this thread. (A condition over a plain lock took any
+// thread of the holding process for the holder, and such a thread's wait() let go of the
+// lock the other thread held, for another process to take. An outside trial.)
+TEST_CASE("another thread of the holding process may not wait on or notify the condition", "[sync][condition]") {
+    for (bool recursive : {false, true}) {
+        INFO((recursive ? "over an rlock" : "over a lock"));
+        lock plain;
+        rlock reentrant;
+        std::optional<condition> c;
+        if (recursive)
+            c.emplace(reentrant);
+        else
+            c.emplace(plain);
+        c->acquire();
+        std::string notify_error, wait_error;
+        std::thread other([&] {
+            try {
+                c->notify();
+            } catch (const state_error& e) {
+                notify_error = e.what();
+            }
+            try {
+                (void)c->wait(0ms);
+            } catch (const state_error& e) {
+                wait_error = e.what();
+            }
+        });
+        other.join();
+        CHECK(notify_error == "lock is not owned");
+        CHECK(wait_error == "must acquire() condition before using wait()");
+        CHECK((recursive ? reentrant.locked() : plain.locked())); // still this thread's
+        CHECK_NOTHROW(c->notify());
+        c->release();
+    }
 }
 
 TEST_CASE("wait(timeout) returns false after the timeout, holding the lock again at its depth", "[sync][condition][timeout]") {
