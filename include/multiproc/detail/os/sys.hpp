@@ -10,7 +10,6 @@
 #include <multiproc/detail/util/chrono.hpp>
 #include <cstddef>
 #include <cstdint>
-#include <mutex>
 #include <string>
 
 #include <fcntl.h>
@@ -161,8 +160,15 @@ union never_destroyed {
 /// handlers includes this one first, so these are registered before all the others, and
 /// prepare handlers run in reverse order: fork takes this lock last, after every lock under
 /// which a thread may ask the registry (it is a leaf: nothing is taken under it).
-inline constinit never_destroyed<std::mutex> code_registry_mutex_storage;
-inline std::mutex& code_registry_mutex() noexcept { return code_registry_mutex_storage.value; }
+/// (A pthread mutex, constant-initialised and trivially destroyed, so that this header does
+/// not include <mutex> for it: a Lockable, for std::lock_guard.)
+struct static_mutex {
+    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    void lock() noexcept { (void)::pthread_mutex_lock(&m); }
+    void unlock() noexcept { (void)::pthread_mutex_unlock(&m); }
+};
+inline constinit static_mutex code_registry_mutex_storage;
+inline static_mutex& code_registry_mutex() noexcept { return code_registry_mutex_storage; }
 inline void lock_code_registry() noexcept { code_registry_mutex().lock(); }
 inline void unlock_code_registry() noexcept { code_registry_mutex().unlock(); }
 inline const int code_registry_fork_handlers = at_fork(lock_code_registry, unlock_code_registry, unlock_code_registry);
