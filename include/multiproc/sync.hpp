@@ -96,8 +96,8 @@ private:
 
 // The two ways to hold a pid_lock, shared by lock, rlock and condition.
 
-// A plain lock records its holding thread too, for its repr alone (any thread or process
-// may release it).
+// A plain lock records its holding thread too, for its repr and for a condition over it,
+// which only the holding thread may wait on or notify (any thread or process may release it).
 inline bool plain_acquire(pid_lock& s, std::optional<steady::time_point> deadline) {
     if (s.acquire(deadline) == lock_status::timed_out) return false;
     s.owner_thread.store(self_thread_id(), std::memory_order_relaxed);

@@ -37,7 +37,9 @@ namespace multiproc { MULTIPROC_ABI_BEGIN namespace detail::auth {
 /// authenticates then, to shut its server down; libcrypto, first used after it was made,
 /// registered its cleanup later, so the cleanup ran first and the HMAC crashed on freed
 /// locks. (No effect when the program set libcrypto up before; it then owns the exit.)
+#ifdef OPENSSL_INIT_NO_ATEXIT // (OpenSSL 1.1.1b and later)
 inline const bool libcrypto_ready = OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, nullptr) == 1;
+#endif
 
 inline constexpr std::string_view challenge_tag = "#CHALLENGE#";
 inline constexpr std::string_view welcome = "#WELCOME#";
