@@ -702,6 +702,14 @@ struct barrier_state {
         acting_thread.store(on ? self_thread_id() : 0, std::memory_order_relaxed);
         acting.store(on ? self_holder_id() : 0, std::memory_order_relaxed);
     }
+    /// Marks the calling thread as running the action for its lifetime (however it ends).
+    struct acting_scope {
+        barrier_state& b;
+        explicit acting_scope(barrier_state& s) noexcept : b(s) { b.act(true); }
+        ~acting_scope() { b.act(false); }
+        acting_scope(const acting_scope&) = delete;
+        acting_scope& operator=(const acting_scope&) = delete;
+    };
 
     [[nodiscard]] std::int32_t get_phase() const noexcept { return phase.load(std::memory_order_relaxed); }
     void set_phase(std::int32_t p) noexcept { phase.store(p, std::memory_order_relaxed); }
@@ -928,15 +936,13 @@ private:
         MULTIPROC_TRY {
             if (index + 1 == b.parties) {
                 if (action_) {
-                    b.act(true);
                     MULTIPROC_TRY {
+                        state::acting_scope acting(b);
                         action_();
                     } MULTIPROC_CATCH_ALL {
-                        b.act(false);
                         b.break_(b.action_threw);
                         MULTIPROC_RETHROW;
                     }
-                    b.act(false);
                 }
                 b.set_phase(b.draining);
                 b.notify();

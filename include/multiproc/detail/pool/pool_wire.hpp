@@ -723,6 +723,11 @@ inline void init_failed_message(byte_buffer& out) {
 /// library the parent loaded after the fork). nullptr if neither applies.
 inline invoker_fn task_invoker(const worker_boot& b, const task_header& h) {
     if (invoker_fn fn = find_invoker(h.invoker, h.signature)) return fn;
+    const auto as_fn = [&] { return reinterpret_cast<invoker_fn>(static_cast<std::uintptr_t>(h.code)); };
+    // The address checked last (a map's chunks, an imap's tasks, name the same code): the
+    // walk over the loaded objects below is paid once per invoker, not once per chunk.
+    thread_local std::uint64_t checked = 0;
+    if (b.forked && h.code != 0 && h.code == checked) return as_fn();
     if (!b.forked || h.code == 0 || h.invoker < code_registry<invoker_fn>::instance().size()) return nullptr;
     // In the code (an executable segment) of an object loaded here?
     struct probe {
@@ -743,7 +748,9 @@ inline invoker_fn task_invoker(const worker_boot& b, const task_header& h) {
             return 0;
         },
         &p);
-    return p.found ? reinterpret_cast<invoker_fn>(static_cast<std::uintptr_t>(h.code)) : nullptr;
+    if (!p.found) return nullptr;
+    checked = h.code;
+    return as_fn();
 }
 
 /// Runs one task message; builds the result message in `out`, the values in place after
