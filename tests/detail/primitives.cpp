@@ -15,6 +15,7 @@
 #include <cstring>
 #include <vector>
 #include <filesystem>
+#include <thread>
 
 using namespace multiproc;
 using namespace std::chrono_literals;
@@ -195,4 +196,46 @@ TEST_CASE("staging moved to its front is never written over while the journal st
         CHECK((committed.pos == 0) == moves);
         CHECK(commits == (moves ? (n > pos ? 2 : 1) : 0));
     }
+}
+
+namespace {
+// Counts the per_thread objects alive; a program-owned thread_local whose destructor uses
+// per_thread after the thread's own object is gone (thread_locals are destroyed in the
+// reverse order of their construction, so `late_user`, made first, goes last).
+std::atomic<int> probes_made{0};
+std::atomic<int> probes_freed{0};
+struct probe {
+    int uses = 0;
+    probe() { probes_made.fetch_add(1); }
+    probe(const probe&) = delete;
+    probe& operator=(const probe&) = delete;
+    ~probe() { probes_freed.fetch_add(1); }
+};
+struct probe_tag {};
+struct late_user {
+    bool armed = false;
+    ~late_user() {
+        if (armed) ++detail::per_thread<probe, probe_tag>().uses;
+    }
+};
+} // namespace
+
+TEST_CASE("per_thread: a use after the thread's own object is gone gets another, freed when the thread ends",
+          "[detail][per_thread]") {
+    probes_made = 0;
+    probes_freed = 0;
+    constexpr int threads = 20;
+    for (int i = 0; i < threads; ++i) {
+        std::thread([] {
+            thread_local late_user user; // constructed before the thread's own probe
+            user.armed = true;
+            probe& own = detail::per_thread<probe, probe_tag>();
+            ++own.uses;
+            CHECK(&detail::per_thread<probe, probe_tag>() == &own); // kept from one use to the next
+        }).join();
+    }
+    // Each thread: its own probe, destroyed with its thread_locals, and the late one that
+    // late_user's destructor got afterwards, freed with the thread's pthread keys.
+    CHECK(probes_made.load() == 2 * threads);
+    CHECK(probes_freed.load() == 2 * threads);
 }
