@@ -55,9 +55,14 @@ struct pid_lock {
         return old != 0;
     }
 
-    /// rlock: whether this thread of this process holds it.
+    /// Whether this thread of this process holds it (an rlock's holder; a plain lock's, for a
+    /// condition over it and for its repr). The word is read with acquire order: a plain lock
+    /// may be released by another thread and taken again by a third, and the releaser clears
+    /// the thread before its release of the word, so a reader that sees the new holding in
+    /// the word sees that clearing or the new thread, never its own old holding.
     [[nodiscard]] bool held_by_this_thread() const noexcept {
-        return holder() == self_holder_id() && owner_thread.load(std::memory_order_relaxed) == self_thread_id();
+        return (word.load(std::memory_order_acquire) & ~waiters) == self_holder_id() &&
+               owner_thread.load(std::memory_order_relaxed) == self_thread_id();
     }
 
 private:
