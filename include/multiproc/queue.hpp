@@ -459,10 +459,13 @@ public:
 
     /// Messages in the queue: put completely and not yet taken (Python: Queue.qsize()).
     /// Exact when no process is killed mid-put or mid-get (docs/design/queues.md says what
-    /// a kill can do to it).
+    /// a kill can do to it). `value_error` once this process closed the queue, as its other
+    /// uses: CPython's still answers, from a semaphore its close() leaves open, where this
+    /// close() lets go of the shared memory the count is kept in.
     [[nodiscard]] std::size_t qsize() const { return this->core().qsize(); }
 
-    /// Whether the queue holds maxsize messages; always false without a limit (Python: Queue.full()).
+    /// Whether the queue holds maxsize messages; always false without a limit (Python:
+    /// Queue.full()). `value_error` once this process closed the queue (see qsize()).
     [[nodiscard]] bool full() const {
         auto m = this->core().maxsize();
         return m > 0 && qsize() >= static_cast<std::size_t>(m);
