@@ -799,6 +799,9 @@ TEST_CASE("a manager and a proxy at namespace scope work, and shut the server do
     const pid_t server = std::stoi(r.out.substr(7, eol - 7));
     CHECK(r.out.substr(eol + 1) == "1 1 0\n");
     CHECK(test::wait_exit(server)); // ended by the manager's destructor, not left behind
+    // ... by its shutdown request, authenticated at exit, not by terminate(): the server logs it.
+    CHECK(r.err.find("sending shutdown message to manager") != std::string::npos);
+    CHECK(r.err.find("manager received shutdown message") != std::string::npos);
 }
 
 #endif

@@ -4,7 +4,10 @@
 // would have torn itself down, had it registered its cleanup at its first use, later than
 // the manager. A child (fork) writes to the dict and to a list made in main. Prints the
 // server's pid, then "1 1 0" (the dict's value, the list's size, the child's exit code);
-// exit code 0, with the server ended by the manager's destructor.
+// exit code 0, with the server ended by the manager's destructor. The log, at debug level
+// from before the manager is made (so the server has it too), says whether that was the
+// shutdown request, which needs libcrypto's HMAC at exit, or the terminate() fallback.
+#include <multiproc/logging.hpp>
 #include <multiproc/manager.hpp>
 #include <multiproc/process.hpp>
 
@@ -12,6 +15,7 @@
 #include <string>
 
 namespace {
+const multiproc::logger log_setup = multiproc::log_to_stderr(multiproc::log_level::debug);
 multiproc::manager m;
 auto counts = m.dict<std::string, int>();
 } // namespace
