@@ -112,6 +112,22 @@ TEST_CASE("an action may abort() or reset() its own barrier: the round ends all 
     CHECK_FALSE(aborting.broken()); // (CPython's _release sets it draining after the action)
     CHECK(aborting.wait(30s) == 0);
 
+    // ... with parties asleep in it: they are released with their indices, not broken.
+    barrier aborting3(3, [&] { self->abort(); });
+    self = &aborting3;
+    for (int round = 1; round <= 2; ++round) {
+        auto p1 = party<by_fork>(aborting3);
+        REQUIRE(test::asleep_in(*p1.pid()));
+        auto p2 = party<by_fork>(aborting3);
+        REQUIRE(test::asleep_in(*p2.pid())); // (so this process is the last, and runs the action)
+        CHECK(aborting3.wait(30s) == 2);
+        p1.join();
+        p2.join();
+        CHECK(std::set<int>{*p1.exitcode(), *p2.exitcode()} == std::set<int>{0, 1});
+        CHECK_FALSE(aborting3.broken());
+        CHECK(aborting3.n_waiting() == 0);
+    }
+
     barrier resetting(2, [&] { self->reset(); });
     self = &resetting;
     auto p = party<by_fork>(resetting);
