@@ -232,3 +232,34 @@ TEST_CASE("a view read twice, through a copy and with next(), is one iteration: 
     CHECK(seen.queued() == 10);
     CHECK(seen.finished() == 10);
 }
+
+namespace {
+int sixth_token_fd = -1; // (set before the pool forks its workers)
+// Task 5, the sixth, waits for a token; the others return at once.
+int sixth_waits(int i) {
+    if (i == 5) pooltest::take_token(sixth_token_fd);
+    return i;
+}
+} // namespace
+
+// Python: `islice(pool.imap(f, count()), 5)` calls next() five times and waits for five
+// results. An iterator's ++ moved to the next result, waiting for it, so take(5) waited for
+// the sixth too, and a loop cut there hung on a task that never ends.
+TEST_CASE("take(n) over an imap view waits for n results, not for the one after them", "[pool][imap]") {
+    test::pipe_pair token;
+    sixth_token_fd = token.r;
+    pool p(2);
+    auto v = ranges::views::iota(0) | views::imap(p, sixth_waits, imap_options{1, 8});
+    std::vector<int> got;
+    for (int y : v | ranges::views::take(5)) got.push_back(y); // (task 5 still waits for its token)
+    CHECK(got == std::vector<int>{0, 1, 2, 3, 4});
+    test::write_str(token.w, "x");
+    CHECK(v.next() == 5); // the sixth comes next, once done
+    CHECK(*v.begin() == 6);
+    auto it = v.begin(); // (the sixth was read: a new begin() moves past it)
+    CHECK(*it == 7);
+    ++it;
+    ++it; // past the eighth, never read
+    CHECK(*it == 9);
+    CHECK(*it == 9); // read twice: the same
+}

@@ -148,6 +148,7 @@ private:
         std::deque<detail::outcome<result>> ready;
         detail::outcome<result> current;
         bool fresh = false; // `current` is a result not yet read
+        bool stale = false; // moved past `current`: the next result is fetched when it is read or compared with the end
         bool at_end = false;
         detail::byte_buffer buf;
         std::vector<detail::unit_meta> units;
@@ -209,8 +210,32 @@ private:
             }
         }
 
+        /// An iterator's ++: moves past the result it stands on without waiting for the next
+        /// one (so take(n) waits for n results, not n + 1: Python's islice calls next() n
+        /// times), topping the window up. A result never fetched that it moves past (++
+        /// twice) is fetched, and dropped.
+        void step() {
+            if (stale) (void)advance();
+            move_on();
+        }
+
+        /// Marks the result the iteration stands on passed (or, before the first, the start),
+        /// and tops the window up.
+        void move_on() {
+            fresh = false;
+            if (at_end) return;
+            stale = true;
+            if (pulled - yielded <= window / 2) fill();
+        }
+
+        /// The result the iteration stands on, fetched if it moved past the last one.
+        void settle() {
+            if (stale) (void)advance();
+        }
+
         /// Moves to the next result; false if `deadline` passed first (nothing moved).
         bool advance(std::optional<detail::steady::time_point> deadline = std::nullopt) {
+            stale = false;
             for (;;) {
                 if (!ready.empty()) {
                     current = std::move(ready.front());
@@ -231,8 +256,10 @@ private:
                     at_end = true;
                     return true;
                 }
-                if (!core->wait(*job, [&] { return job->available.load(std::memory_order_acquire) != 0; }, deadline))
+                if (!core->wait(*job, [&] { return job->available.load(std::memory_order_acquire) != 0; }, deadline)) {
+                    stale = true; // (still to be fetched)
                     return false;
+                }
                 core->locked([&] { job->take(ready); });
             }
         }
@@ -252,12 +279,16 @@ private:
 
         value_type& read() const {
             state& st = *sh->st;
+            st.settle();
             st.fresh = false; // read: a later begin() or next() goes on after it
             if (st.current.failure) (st.current.failure).raise();
             return *st.current.value;
         }
-        void next() { (void)sh->st->advance(); }
-        bool equal(ranges::default_sentinel_t) const { return sh->st->at_end; }
+        void next() { sh->st->step(); }
+        bool equal(ranges::default_sentinel_t) const {
+            sh->st->settle();
+            return sh->st->at_end;
+        }
     };
 
     /// The one iteration of this view and its copies, begun at the first begin() or next()
@@ -271,7 +302,8 @@ private:
 
     cursor begin_cursor() {
         state& s = iteration();
-        if (!s.fresh && !s.at_end) (void)s.advance();
+        // (The first result, or the one after the last read; fetched when it is asked for.)
+        if (!s.fresh && !s.at_end && !s.stale) s.move_on();
         return cursor{sh_};
     }
 
