@@ -209,7 +209,7 @@ public:
             throw;
         }
         owner_ = ::getpid();
-        reaped_ = reap_at_end();
+        reaped_ = reap_at_end(ino_);
         std::lock_guard<std::mutex> lk(detail::heap::attached_mutex());
         (void)detail::heap::make_current(name_, detail::heap::attachment{std::move(s), id_});
     }
@@ -224,14 +224,19 @@ public:
 
     shared_heap(shared_heap&& o) noexcept
         : name_(std::move(o.name_)), id_(o.id_), owner_(std::exchange(o.owner_, 0)),
-          reaped_(std::exchange(o.reaped_, 0)) {}
+          reaped_(std::exchange(o.reaped_, 0)), ino_(std::exchange(o.ino_, 0)) {}
     shared_heap& operator=(shared_heap&&) = delete;
     /// The owner (in the process that created it) removes the name and unmaps the heap
     /// here: the memory is freed once every other process that mapped it has ended or
-    /// dropped it. References to it in this process then fail (value_error).
+    /// dropped it. References to it in this process then fail (value_error). A heap made
+    /// since by someone else under the name (after another process removed this one's)
+    /// stays.
     ~shared_heap() {
         if (owner_ != ::getpid()) return;
-        boost::interprocess::shared_memory_object::remove(name_.c_str());
+        if (ino_ != 0)
+            (void)detail::segment_reaper::remove_if_same(name_, ino_, true);
+        else
+            boost::interprocess::shared_memory_object::remove(name_.c_str());
         if (reaped_) detail::segment_reaper::removed(reaped_, name_, true);
         std::lock_guard<std::mutex> lk(detail::heap::attached_mutex());
         auto& m = detail::heap::attached();
@@ -293,8 +298,10 @@ private:
         return std::string(name.substr(first));
     }
     /// Has this process's segment reaper remove the name if the process ends without the
-    /// owner's destructor (design §5.5); which reaper knows it (0: none).
-    detail::segment_reaper::ticket reap_at_end() const noexcept {
+    /// owner's destructor (design §5.5); which reaper knows it (0: none). Sets `ino` to the
+    /// segment's inode (0 if it cannot be read).
+    detail::segment_reaper::ticket reap_at_end(std::uint64_t& ino) const noexcept {
+        ino = 0;
         std::string path;
         MULTIPROC_TRY {
             path = "/" + name_;
@@ -304,6 +311,7 @@ private:
         detail::sys::unique_fd fd(detail::sys::shm_open(path.c_str(), O_RDONLY | O_CLOEXEC, 0));
         struct stat st {};
         if (!fd || detail::sys::fstat(fd.get(), &st) != 0) return 0;
+        ino = static_cast<std::uint64_t>(st.st_ino);
         return detail::segment_reaper::made(path, st.st_ino);
     }
     static std::string random_name() { return "mph_" + detail::sys::random_hex("a shared heap's name"); }
@@ -318,6 +326,7 @@ private:
     std::uint64_t id_ = 0; // the heap's own (an attacher's: the heap it found under the name)
     pid_t owner_ = 0;
     detail::segment_reaper::ticket reaped_ = 0; // which segment reaper of the owner's knows the name (detail/os/segment_reaper.hpp)
+    std::uint64_t ino_ = 0; // the owner's: the segment's inode (0: unknown, the name is removed whatever it is)
 };
 
 /// A vector of T in a shared heap (Boost.Interprocess vector): `heap.make<shared_vector<T>>()`.

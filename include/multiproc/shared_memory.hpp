@@ -103,7 +103,8 @@ public:
     }
     shared_memory(shared_memory&& o) noexcept
         : name_(std::move(o.name_)), data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)),
-          fd_(std::move(o.fd_)), owner_pid_(std::exchange(o.owner_pid_, 0)), reaped_(std::exchange(o.reaped_, 0)) {}
+          fd_(std::move(o.fd_)), owner_pid_(std::exchange(o.owner_pid_, 0)), reaped_(std::exchange(o.reaped_, 0)),
+          ino_(std::exchange(o.ino_, 0)) {}
     shared_memory& operator=(shared_memory&& o) noexcept {
         if (this != &o) {
             finish();
@@ -113,11 +114,13 @@ public:
             fd_ = std::move(o.fd_);
             owner_pid_ = std::exchange(o.owner_pid_, 0);
             reaped_ = std::exchange(o.reaped_, 0);
+            ino_ = std::exchange(o.ino_, 0);
         }
         return *this;
     }
     /// Closes; the owner also unlinks the name, if nobody has (only in the process that
-    /// created it, never in a child that inherited the object).
+    /// created it, never in a child that inherited the object), and only if the name is
+    /// still its segment: one made since under a name someone else unlinked stays.
     ~shared_memory() { finish(); }
 
     /// The bytes (Python: buf); empty once closed.
@@ -234,6 +237,7 @@ private:
         const bool known = detail::sys::fstat(fd, &st) == 0;
         adopt(p, size, std::move(guard));
         owner_pid_ = ::getpid();
+        ino_ = known ? static_cast<std::uint64_t>(st.st_ino) : 0;
         // From here the name goes with this process however it ends (design §5.5).
         reaped_ = known ? detail::segment_reaper::made(name_, st.st_ino) : 0;
     }
@@ -265,7 +269,12 @@ private:
     void finish() noexcept {
         close();
         if (is_owner()) {
-            detail::sys::shm_unlink(name_.c_str());
+            // (Any process may unlink the name, and another then make a segment of its own
+            // under it: that one is not this owner's to remove.)
+            if (ino_ != 0)
+                (void)detail::segment_reaper::remove_if_same(name_, ino_);
+            else
+                detail::sys::shm_unlink(name_.c_str());
             unreap();
         }
         owner_pid_ = 0;
@@ -281,6 +290,7 @@ private:
     detail::sys::unique_fd fd_;
     pid_t owner_pid_ = 0; // the creating process, while it still owns the name
     detail::segment_reaper::ticket reaped_ = 0; // which segment reaper of the owner's knows the name (detail/os/segment_reaper.hpp)
+    std::uint64_t ino_ = 0; // the owner's: the segment's inode (0: unknown, the name is unlinked whatever it is)
 };
 
 /// Anonymous shared memory to fill in place and send through a connection or a queue of
@@ -400,6 +410,10 @@ class shareable_list {
 public:
     /// One element (Python: None, int, float, bool, str, bytes).
     using item = std::variant<std::monostate, std::int64_t, double, bool, std::string, std::vector<std::byte>>;
+    /// The longest str or bytes item, in bytes: its slot's format, "<room>s", must fit the 8
+    /// bytes the layout gives it (a room of 9,999,992: "9999992s"). A list with a longer one
+    /// is a value_error (CPython: an AssertionError) when it is made.
+    static constexpr std::size_t max_string = 9'999'991;
 
     /// Creates a list of `items` in a new segment named `name` (a random one if empty)
     /// (Python: ShareableList(sequence, name=name)).
@@ -439,7 +453,9 @@ public:
     /// longer than its slot ("exceeds available storage", as Python).
     void set(std::int64_t i, const item& v) { store(position(i), v, false); }
 
-    /// How many elements equal `v` (Python: count()).
+    /// How many elements equal `v` (Python: count()). Equal means of the same kind and
+    /// value (std::variant's ==): an int 1, a float 1.0 and true are three different
+    /// elements, where Python's `1 == 1.0 == True` counts them all. So for index().
     [[nodiscard]] std::size_t count(const item& v) const {
         std::size_t c = 0;
         for (std::size_t i = 0; i < size(); ++i) c += load(i) == v ? 1 : 0;
@@ -494,7 +510,15 @@ private:
     }
     static bool is_string(const item& v) noexcept { return v.index() >= 4; }
     /// A slot's room: 8, or a string's length rounded up past the next multiple of 8.
-    static std::size_t room_of(const item& v) { return is_string(v) ? align * (bytes_of(v) / align + 1) : align; }
+    static std::size_t room_of(const item& v) {
+        if (!is_string(v)) return align;
+        const std::size_t n = bytes_of(v);
+        if (n > max_string)
+            detail::raise(value_error("multiproc: shareable_list: a str or bytes item of " + std::to_string(n) +
+                                      " bytes is too long: at most " + std::to_string(max_string) +
+                                      " fit, as its slot's format (\"<size>s\") must fit in 8 bytes"));
+        return align * (n / align + 1);
+    }
 public:
     /// The bytes a list of `items` takes in its segment.
     static std::size_t size_for(const std::vector<item>& items) {

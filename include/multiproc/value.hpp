@@ -234,7 +234,11 @@ public:
     using reference = T&;
 
     /// `n` value-initialized elements, zero for arithmetic T (Python: RawArray(typecode, n)).
-    explicit raw_array(std::size_t n) : raw_array(allocate(n)) {
+    /// `n` is any integer type, checked by value: a negative one is CPython's value_error
+    /// ("Array length must be >= 0, not -1"), not a huge size.
+    template <std::integral N>
+        requires(!std::same_as<N, bool>)
+    explicit raw_array(N n) : raw_array(allocate(length(n))) {
         std::uninitialized_value_construct_n(data_, size_);
     }
     /// The elements given (Python: RawArray(typecode, [1, 2, 3])).
@@ -294,6 +298,15 @@ private:
         detail::shared_block block;
         std::size_t n;
     };
+    template <class N>
+    static std::size_t length(N n) {
+        if constexpr (std::is_signed_v<N>)
+            if (n < 0) detail::raise(value_error("Array length must be >= 0, not " + std::to_string(n)));
+        if constexpr (sizeof(N) > sizeof(std::size_t))
+            if (static_cast<std::uintmax_t>(n) > std::numeric_limits<std::size_t>::max())
+                detail::raise(value_error("array is too large"));
+        return static_cast<std::size_t>(n);
+    }
     static storage allocate(std::size_t n) {
         // (At most 2^62 bytes: no machine maps that many, and rounded up to the arena's
         // alignment the size still fits an off_t, which sizes the memory.)
@@ -325,7 +338,9 @@ class array : public raw_array<T> {
 public:
     using raw_array<T>::raw_array;
     /// `n` value-initialized elements guarded by `lock` (Python: Array(typecode, n, lock=lock)).
-    array(std::size_t n, Lock lock) : raw_array<T>(n), lock_(std::move(lock)) {}
+    template <std::integral N>
+        requires(!std::same_as<N, bool>)
+    array(N n, Lock lock) : raw_array<T>(n), lock_(std::move(lock)) {}
     /// The elements given, guarded by `lock`.
     array(std::initializer_list<T> init, Lock lock) : raw_array<T>(init), lock_(std::move(lock)) {}
 

@@ -72,6 +72,31 @@ TEST_CASE("shareable_list: every kind of element, replaced, with Python's format
     CHECK_THROWS_AS(shareable_list::attach(junk.name()), value_error);
 }
 
+// From an outside trial: a string of 9,999,992 bytes or more was stored, with its format
+// ("10000000s") cut to the 8 bytes the layout gives it, and could not be read back (CPython
+// refuses it when the list is made: its `len(fmt) <= 8` assertion).
+TEST_CASE("shareable_list: a string too long for its slot's format is refused when the list is made",
+          "[shareable_list]") {
+    test::baseline before;
+    const std::string name = "mpt_sl_long_" + std::to_string(::getpid());
+    {
+        shareable_list longest({item(std::string(9'999'991, 'b'))}, name);
+        CHECK(longest.format() == "9999992s");
+        CHECK(std::get<std::string>(longest[0]).size() == 9'999'991);
+    }
+    CHECK_FALSE(in_dev_shm(name));
+    CHECK(shareable_list::max_string == 9'999'991);
+    for (const std::size_t n : {std::size_t{9'999'992}, std::size_t{10'000'000}})
+        for (const item& v : {item(std::string(n, 'b')), item(std::vector<std::byte>(n))})
+            CHECK_THROWS_MATCHES(shareable_list({item(std::int64_t{1}), v}, name), value_error,
+                             Catch::Matchers::Message("multiproc: shareable_list: a str or bytes item of " +
+                                                      std::to_string(n) +
+                                                      " bytes is too long: at most 9999991 fit, as its slot's "
+                                                      "format (\"<size>s\") must fit in 8 bytes"));
+    CHECK_FALSE(in_dev_shm(name));
+    before.check();
+}
+
 TEST_CASE("shareable_list: CPython attaches to a list made here, and this attaches to one CPython made",
           "[shareable_list][python]") {
     if (!have_python()) {

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <array>
 #include <numeric>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -229,6 +230,56 @@ bool ended(int pidfd) {
     pollfd p{pidfd, POLLIN, 0};
     return ::poll(&p, 1, 30'000) == 1;
 }
+
+/// A forked owner of segments, killed with SIGKILL: `make()`, in the child, makes its
+/// segments and returns the pid of its segment reaper (0 if there is none to report); the
+/// child reports it and holds on until kill(). The parent's side.
+class killed_owner {
+public:
+    template <class Make>
+    explicit killed_owner(Make make) {
+        owner_ = ::fork();
+        REQUIRE(owner_ >= 0);
+        if (owner_ == 0) {
+            report_.close_r();
+            hold_.close_w();
+            try {
+                test::write_str(report_.w, std::to_string(make()) + "\n");
+                char c;
+                (void)!::read(hold_.r, &c, 1); // (until killed)
+            } catch (const std::exception& e) {
+                test::write_str(report_.w, std::string("0 ") + e.what() + "\n");
+            }
+            ::_exit(1);
+        }
+        report_.close_w();
+        hold_.close_r();
+        line_ = test::read_line(report_.r);
+    }
+    killed_owner(const killed_owner&) = delete;
+    killed_owner& operator=(const killed_owner&) = delete;
+
+    /// What the child reported: its reaper's pid, or "0 <why not>".
+    [[nodiscard]] const std::string& report() const { return line_; }
+    [[nodiscard]] pid_t reaper() const { return static_cast<pid_t>(std::stol(line_)); }
+
+    /// Kills the owner with SIGKILL, reaps it, and waits for its reaper to end.
+    void kill() {
+        const int pidfd = detail::sys::pidfd_open(reaper());
+        REQUIRE(pidfd >= 0);
+        REQUIRE(::kill(owner_, SIGKILL) == 0);
+        int status = 0;
+        REQUIRE(::waitpid(owner_, &status, 0) == owner_);
+        CHECK(WIFSIGNALED(status));
+        CHECK(ended(pidfd));
+        ::close(pidfd);
+    }
+
+private:
+    test::pipe_pair report_, hold_;
+    pid_t owner_ = -1;
+    std::string line_;
+};
 } // namespace
 
 // Design §5.5: no segment outlives the processes using it, even after SIGKILL. A process's
@@ -240,35 +291,19 @@ TEST_CASE("named segments go with their owner killed by SIGKILL, and a newer one
         const std::string tag = std::to_string(::getpid());
         const std::string memory = "mp_test_reap_memory_" + tag, heap = "mp_test_reap_heap_" + tag,
                           taken = "mp_test_reap_taken_" + tag, gone = "mp_test_reap_gone_" + tag;
-        test::pipe_pair report, hold;
-        const pid_t owner = ::fork();
-        REQUIRE(owner >= 0);
-        if (owner == 0) {
-            report.close_r();
-            hold.close_w();
-            try {
-                shared_memory m(memory, true, 4096);
-                shared_heap h(1 << 16, heap);
-                shared_memory t(taken, true, 4096);
-                // Made and removed, again and again: not the reaper's to remove, and more lines
-                // than its first mapping holds (it drops those of names made and removed).
-                for (int k = 0; k < 1500; ++k) shared_memory g(gone, true, 4096);
-                test::write_str(report.w, std::to_string(detail::segment_reaper::pid()) + "\n");
-                char c;
-                (void)!::read(hold.r, &c, 1); // (until killed)
-            } catch (const std::exception& e) {
-                test::write_str(report.w, std::string("0 ") + e.what() + "\n");
-            }
-            ::_exit(1);
-        }
-        report.close_w();
-        hold.close_r();
-        const std::string line = test::read_line(report.r);
-        INFO(line);
-        const pid_t reaper = static_cast<pid_t>(std::stol(line));
-        REQUIRE(reaper > 0);
-        const int pidfd = detail::sys::pidfd_open(reaper);
-        REQUIRE(pidfd >= 0);
+        std::optional<shared_memory> m, t;
+        std::optional<shared_heap> h;
+        killed_owner owner([&] {
+            m.emplace(memory, true, 4096);
+            h.emplace(1 << 16, heap);
+            t.emplace(taken, true, 4096);
+            // Made and removed, again and again: not the reaper's to remove, and more lines
+            // than its first mapping holds (it drops those of names made and removed).
+            for (int k = 0; k < 1500; ++k) shared_memory g(gone, true, 4096);
+            return detail::segment_reaper::pid();
+        });
+        INFO(owner.report());
+        REQUIRE(owner.reaper() > 0);
         CHECK(in_dev_shm(memory));
         CHECK(in_dev_shm(heap));
         CHECK(!in_dev_shm(gone));
@@ -277,17 +312,75 @@ TEST_CASE("named segments go with their owner killed by SIGKILL, and a newer one
         const int newer = ::shm_open(("/" + taken).c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
         REQUIRE(newer >= 0);
         ::close(newer);
-        REQUIRE(::kill(owner, SIGKILL) == 0);
-        int status = 0;
-        REQUIRE(::waitpid(owner, &status, 0) == owner);
-        CHECK(WIFSIGNALED(status));
-        REQUIRE(ended(pidfd));
-        ::close(pidfd);
+        owner.kill();
         CHECK(!in_dev_shm(memory));
         CHECK(!in_dev_shm(heap));
         CHECK(in_dev_shm(taken)); // (the newer segment: another inode)
         ::shm_unlink(("/" + taken).c_str());
     }
+    before.check();
+}
+
+// From an outside trial: the segment made when the owner found its reaper killed (by
+// someone else) was left to no reaper; a new one takes it, as CPython's resource tracker is
+// started again by the next name it is told of.
+TEST_CASE("a segment made after the reaper was killed goes to a new reaper", "[shared_memory][reaper]") {
+    test::baseline before;
+    {
+        const std::string tag = std::to_string(::getpid());
+        const std::string first = "mp_test_rekill_first_" + tag, second = "mp_test_rekill_second_" + tag;
+        std::optional<shared_memory> a, b;
+        killed_owner owner([&] {
+            a.emplace(first, true, 4096);
+            const pid_t killed = detail::segment_reaper::pid();
+            siginfo_t info{};
+            if (killed <= 0 || ::kill(killed, SIGKILL) != 0 ||
+                ::waitid(P_PID, static_cast<id_t>(killed), &info, WEXITED | WNOWAIT) != 0)
+                throw std::runtime_error("no reaper to kill");
+            b.emplace(second, true, 4096); // (the write to the killed one fails: EPIPE)
+            const pid_t next = detail::segment_reaper::pid();
+            return next == killed ? 0 : next;
+        });
+        INFO(owner.report());
+        REQUIRE(owner.reaper() > 0); // a new reaper runs
+        owner.kill();
+        CHECK(!in_dev_shm(second)); // the new reaper's
+        CHECK(in_dev_shm(first));   // (the killed reaper's: lost with it)
+        ::shm_unlink(("/" + first).c_str());
+    }
+    before.check();
+}
+
+// From an outside trial: the owner's destructor unlinked the name whatever it named by then
+// (CPython's SharedMemory unlinks only when asked), as the reaper, after a kill, does not.
+TEST_CASE("an owner's orderly end removes its name only if it still names its segment",
+          "[shared_heap][shared_memory]") {
+    test::baseline before;
+    const std::string tag = std::to_string(::getpid());
+    const std::string memory = "mp_test_newer_memory_" + tag, heap = "mp_test_newer_heap_" + tag;
+    // Someone removes the name and makes a segment of their own under it.
+    const auto make_newer = [](const std::string& name) {
+        REQUIRE(::shm_unlink(("/" + name).c_str()) == 0);
+        const int fd = ::shm_open(("/" + name).c_str(), O_CREAT | O_EXCL | O_RDWR, 0600);
+        REQUIRE(fd >= 0);
+        ::close(fd);
+    };
+    {
+        shared_memory m(memory, true, 4096);
+        shared_heap h(1 << 16, heap);
+        make_newer(memory);
+        make_newer(heap);
+    }
+    CHECK(in_dev_shm(memory)); // (the newer segments: another inode)
+    CHECK(in_dev_shm(heap));
+    ::shm_unlink(("/" + memory).c_str());
+    ::shm_unlink(("/" + heap).c_str());
+    { // (its own it still removes)
+        shared_memory m(memory, true, 4096);
+        shared_heap h(1 << 16, heap);
+    }
+    CHECK(!in_dev_shm(memory));
+    CHECK(!in_dev_shm(heap));
     before.check();
 }
 

@@ -184,6 +184,14 @@ TEST_CASE("a large array gets a region of its own, a copy shares its elements", 
     // size, rounded up, became a negative off_t: os_error EINVAL from ftruncate.)
     CHECK_THROWS_MATCHES(raw_array<char>(std::size_t(-1) / 2), value_error, Catch::Matchers::Message("array is too large"));
     CHECK_THROWS_MATCHES(raw_array<char>(std::size_t(-1) / 4 + 1), value_error, Catch::Matchers::Message("array is too large"));
+    // A negative length is CPython's ValueError, checked by value (an outside trial: it
+    // became a huge size_t, "array is too large").
+    CHECK_THROWS_MATCHES(raw_array<int>(-1), value_error, Catch::Matchers::Message("Array length must be >= 0, not -1"));
+    CHECK_THROWS_MATCHES(array<int>(std::int64_t{-5}), value_error,
+                         Catch::Matchers::Message("Array length must be >= 0, not -5"));
+    CHECK_THROWS_MATCHES(array<int>(-2, rlock()), value_error, Catch::Matchers::Message("Array length must be >= 0, not -2"));
+    CHECK(raw_array<int>(0).empty());
+    CHECK(array<int>(short{3}).size() == 3);
 }
 
 TEST_CASE("a context makes values and arrays", "[shared][value][context]") {

@@ -78,8 +78,14 @@ public:
         if (s.fd < 0 && !start(s)) return 0;
         // One write of a short line to a pipe is atomic; the reaper only reads.
         if (sys::write_all_nosigpipe(s.fd, line, n + 1) != 0) { // (EPIPE: someone killed the reaper)
-            stop(s, true); // (the next segment starts another; the names this one knew are not reaped)
-            return 0;
+            // The names the killed one knew are not reaped (their owners' removed() go to
+            // it, and are dropped); this one goes to a new reaper.
+            stop(s, true);
+            if (!start(s)) return 0;
+            if (sys::write_all_nosigpipe(s.fd, line, n + 1) != 0) {
+                stop(s, true);
+                return 0;
+            }
         }
         ++s.live;
         return s.number;
@@ -100,6 +106,28 @@ public:
         if (s.fd < 0 || t != s.number) return; // (told to a reaper that has ended)
         (void)sys::write_all_nosigpipe(s.fd, line, n + 2);
         if (s.live > 0 && --s.live == 0) stop(s);
+    }
+
+    /// Removes the segment `path` ("/name"; "name" with `slash`) if that name is still the
+    /// segment whose inode is `ino`, not a newer one someone else made under it after it was
+    /// removed; whether it did. For an owner's orderly end as for the reaper's (raw system
+    /// calls only). No system call removes a name only if it is a given file: a removal and
+    /// a new segment by others between the check and the removal would still lose the new one.
+    static bool remove_if_same(std::string_view path, std::uint64_t ino, bool slash = false) noexcept {
+        static constexpr char dir[] = "/dev/shm/"; // (where shm_open makes its files)
+        char file[sizeof dir + name_max + 1];
+        if (!slash && (path.empty() || path.front() != '/')) return false;
+        if (!slash) path.remove_prefix(1);
+        if (path.empty() || path.size() + 1 > name_max) return false;
+        std::memcpy(file, dir, sizeof dir - 1);
+        std::memcpy(file + sizeof dir - 1, path.data(), path.size());
+        file[sizeof dir - 1 + path.size()] = '\0';
+        const long fd = ::syscall(SYS_openat, AT_FDCWD, file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
+        if (fd < 0) return false; // (removed by another process)
+        struct stat st {};
+        const bool same = ::fstat(static_cast<int>(fd), &st) == 0 && static_cast<std::uint64_t>(st.st_ino) == ino;
+        (void)::syscall(SYS_close, fd);
+        return same && ::syscall(SYS_unlinkat, AT_FDCWD, file, 0) == 0;
     }
 
     /// The reaper's pid while one runs for this process, else 0 (for tests).
@@ -249,7 +277,7 @@ private:
             if (end == used) break; // (a line cut short: the process died writing it)
             const std::size_t at = i + 1 + ino_digits;
             if (lines[i] == '+' && end > at && end - at <= name_max && !removed_later(lines, used, at, end))
-                remove_if_same(lines + i + 1, lines + at, end - at);
+                (void)remove_if_same(std::string_view(lines + at, end - at), inode_of(lines + i + 1));
             i = end + 1;
         }
         done();
@@ -287,25 +315,14 @@ private:
         return out + (used - i);
     }
 
-    /// Removes the path [p, p + n) if it names the segment of inode `hex` (16 digits).
-    static void remove_if_same(const char* hex, const char* p, std::size_t n) noexcept {
+    /// The inode of a "+" line's 16 hex digits.
+    static std::uint64_t inode_of(const char* hex) noexcept {
         std::uint64_t ino = 0;
         for (int k = 0; k < ino_digits; ++k) {
             const char c = hex[k];
             ino = ino << 4 | static_cast<std::uint64_t>(c <= '9' ? c - '0' : c - 'a' + 10);
         }
-        // shm_open's file: "/dev/shm" and the path (which starts with its slash).
-        static constexpr char dir[] = "/dev/shm";
-        char path[sizeof dir + name_max + 1];
-        std::memcpy(path, dir, sizeof dir - 1);
-        std::memcpy(path + sizeof dir - 1, p, n);
-        path[sizeof dir - 1 + n] = '\0';
-        const long fd = ::syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
-        if (fd < 0) return; // (removed by another process)
-        struct stat st {};
-        const bool same = ::fstat(static_cast<int>(fd), &st) == 0 && static_cast<std::uint64_t>(st.st_ino) == ino;
-        (void)::syscall(SYS_close, fd);
-        if (same) (void)::syscall(SYS_unlinkat, AT_FDCWD, path, 0);
+        return ino;
     }
 
     /// Whether the path [at, end) of a "+" line has a "-" line after it.
