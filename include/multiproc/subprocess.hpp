@@ -209,18 +209,21 @@ inline sys::unique_fd above_std(sys::unique_fd f, const std::string& what) {
     return sys::unique_fd(moved);
 }
 
-/// Where execvp would find `program` (Python: os.get_exec_path and the search in
-/// _execute_child): as is if it has a '/', else the first executable regular file in PATH
-/// of the child's environment. Throws os_error ENOENT, or EACCES if only unusable ones exist.
-inline std::string find_program(const std::string& program, const options& o) {
-    if (program.find('/') != std::string::npos) return program;
+/// Where execvp would look for `program` (Python: os.get_exec_path and the search in
+/// _execute_child): as is if it has a '/', else each executable regular file of its name in
+/// PATH of the child's environment, in order (one that cannot be run, as a script whose
+/// interpreter is missing, makes the next one tried, as CPython's child tries each).
+/// None found: `denied` says whether there were unusable ones (EACCES) or none (ENOENT).
+inline std::vector<std::string> find_program(const std::string& program, const options& o, bool& denied) {
+    denied = false;
+    if (program.find('/') != std::string::npos) return {program};
+    std::vector<std::string> found;
     std::string path = "/bin:/usr/bin";
     if (o.env) {
         if (auto it = o.env->find("PATH"); it != o.env->end()) path = it->second;
     } else if (const char* p = std::getenv("PATH")) {
         path = p;
     }
-    bool denied = false;
     for (std::size_t start = 0;;) {
         std::size_t end = path.find(':', start);
         std::string dir = path.substr(start, end == std::string::npos ? std::string::npos : end - start);
@@ -228,15 +231,17 @@ inline std::string find_program(const std::string& program, const options& o) {
         std::string seen_from_parent = candidate[0] != '/' && o.cwd ? *o.cwd + "/" + candidate : candidate;
         struct stat st {};
         if (sys::access(seen_from_parent.c_str(), X_OK) == 0 && sys::stat(seen_from_parent.c_str(), &st) == 0) {
-            if (S_ISREG(st.st_mode)) return candidate;
-            denied = true; // a directory: execve would say EACCES
+            if (S_ISREG(st.st_mode))
+                found.push_back(std::move(candidate));
+            else
+                denied = true; // a directory: execve would say EACCES
         } else if (errno == EACCES) {
             denied = true;
         }
         if (end == std::string::npos) break;
         start = end + 1;
     }
-    sys::fail("cannot run " + python_repr(program), denied ? EACCES : ENOENT);
+    return found;
 }
 
 /// A posix_spawn_file_actions_t that is destroyed with its scope; each step throws on failure.
@@ -333,9 +338,14 @@ public:
     /// signal N killed it, else nothing (Python: Popen.returncode).
     [[nodiscard]] std::optional<int> returncode() const noexcept { return returncode_; }
 
-    /// This end of the stdin pipe, or -1 (Python: Popen.stdin). Owned by the popen;
-    /// communicate() closes it.
+    /// This end of the stdin pipe, or -1 (Python: Popen.stdin). Owned by the popen (do not
+    /// close it yourself: close_in() does); communicate() closes it.
     [[nodiscard]] int in_fd() const noexcept { return in_.get(); }
+    /// Closes this end of the stdin pipe, so that the child reads end of file (Python:
+    /// Popen.stdin.close()); nothing if there is none or it is closed already. A later
+    /// communicate() works as for a child without a stdin pipe (CPython's raises "flush of
+    /// closed file"); given input, it is a value_error.
+    void close_in() noexcept { in_.reset(); }
     /// This end of the stdout pipe, or -1 (Python: Popen.stdout).
     [[nodiscard]] int out_fd() const noexcept { return out_.get(); }
     /// This end of the stderr pipe, or -1 (Python: Popen.stderr).
@@ -378,9 +388,11 @@ public:
     /// communicate() without input, for at most `timeout` (Python: communicate(timeout=t)).
     captured_output communicate(duration timeout) { return communicate_owned(std::nullopt, timeout); }
 
-    /// Sends signal `sig`, unless the child is known to have ended (Python: Popen.send_signal).
+    /// Sends signal `sig`, unless the child has ended: it is reaped first if it has, so
+    /// returncode() is then set (Python: Popen.send_signal, which polls first).
     void send_signal(int sig) {
         require_child();
+        if (!returncode_ && pidfd_) (void)reap(false);
         if (returncode_ || !pidfd_) return;
         if (detail::sys::pidfd_send_signal(pidfd_.get(), sig) < 0 && errno != ESRCH)
             detail::sys::fail("sending signal " + std::to_string(sig) + " to " + describe());
@@ -634,11 +646,28 @@ inline void popen::launch(const options& o) {
         for (auto& [k, v] : *o.env) {
             check_no_nul(k);
             check_no_nul(v);
-            if (k.empty() || k.find('=') != std::string::npos) multiproc::detail::raise(value_error("illegal environment variable name"));
+            // (CPython's subprocess refuses a name with '=' only: an empty one passes, as "=value".)
+            if (k.find('=') != std::string::npos) multiproc::detail::raise(value_error("illegal environment variable name"));
             env_s.push_back(k + "=" + v);
         }
     }
-    std::string path = detail::subproc::find_program(program, o);
+    // A bad cwd is named before a program that is not found, as CPython's child changes
+    // directory before it looks (and posix_spawn reports either alike).
+    const auto check_cwd = [&] {
+        if (!o.cwd) return;
+        const std::string dir = "cannot change to directory " + detail::python_repr(*o.cwd) + " to run " +
+                                detail::python_repr(program);
+        struct stat st {};
+        if (sys::stat(o.cwd->c_str(), &st) < 0) sys::fail(dir);
+        if (!S_ISDIR(st.st_mode)) sys::fail(dir, ENOTDIR);
+        if (sys::access(o.cwd->c_str(), X_OK) < 0) sys::fail(dir);
+    };
+    bool denied = false;
+    const std::vector<std::string> paths = detail::subproc::find_program(program, o, denied);
+    if (paths.empty()) {
+        check_cwd();
+        sys::fail("cannot run " + detail::python_repr(program), denied ? EACCES : ENOENT);
+    }
     auto argv = detail::subproc::c_strings(argv_s);
     auto envp = detail::subproc::c_strings(env_s);
 
@@ -697,19 +726,26 @@ inline void popen::launch(const options& o) {
 
     multiproc::detail::flush_std_streams(); // output written before the call comes before the child's
     pid_t pid = 0;
-    if (sys::posix_spawn(&pid, path.c_str(), actions.get(), attributes.get(), argv.data(),
-                         o.env ? envp.data() : environ) < 0) {
-        int e = errno;
-        if (o.cwd) { // tell a bad cwd from a bad program, which posix_spawn reports alike
-            std::string dir = "cannot change to directory " + detail::python_repr(*o.cwd) + " to run " +
-                              detail::python_repr(program);
-            struct stat st {};
-            if (sys::stat(o.cwd->c_str(), &st) < 0) sys::fail(dir);
-            if (!S_ISDIR(st.st_mode)) sys::fail(dir, ENOTDIR);
-            if (sys::access(o.cwd->c_str(), X_OK) < 0) sys::fail(dir);
+    // Each candidate in turn until one runs; the error reported is the first that is not
+    // ENOENT or ENOTDIR, else the last (as CPython's child reports its execve failures). An
+    // error that is not the file's (no process to spare, no memory) ends the search.
+    const auto the_files = [](int e) {
+        return e == ENOENT || e == ENOTDIR || e == EACCES || e == EPERM || e == ENOEXEC || e == ELOOP ||
+               e == ENAMETOOLONG || e == ETXTBSY || e == EISDIR || e == ELIBBAD;
+    };
+    int first_other = 0, last = 0;
+    for (const std::string& path : paths) {
+        if (sys::posix_spawn(&pid, path.c_str(), actions.get(), attributes.get(), argv.data(),
+                             o.env ? envp.data() : environ) == 0) {
+            last = 0;
+            break;
         }
-        sys::fail("cannot run " + detail::python_repr(program), e);
+        last = errno;
+        if (first_other == 0 && last != ENOENT && last != ENOTDIR) first_other = last;
+        check_cwd(); // (a bad cwd: every candidate would fail alike)
+        if (!the_files(last)) break;
     }
+    if (last != 0) sys::fail("cannot run " + detail::python_repr(program), first_other != 0 ? first_other : last);
     int pidfd = sys::pidfd_open(pid);
     if (pidfd < 0 && errno != ESRCH) {
         int e = errno;

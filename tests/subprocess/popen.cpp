@@ -171,6 +171,40 @@ TEST_CASE("poll says nothing while the child runs and its status once it has end
     before.check();
 }
 
+// Python: `p.stdin.write(...); p.stdin.close()`, then read. There was no way to close the
+// pipe but communicate(), and closing in_fd() by hand closed it twice (an outside trial).
+TEST_CASE("close_in() sends the child end of file, and communicate() goes on without input",
+          "[subprocess][popen]") {
+    test::baseline before;
+    sp::popen p({"cat"}, {.in = sp::pipe, .out = sp::pipe});
+    test::write_str(p.in_fd(), "line\n");
+    p.close_in();
+    CHECK(p.in_fd() == -1);
+    p.close_in(); // (again: nothing)
+    CHECK(p.communicate().out == "line\n"); // (cat ended: it read end of file)
+    CHECK(p.returncode() == 0);
+    before.check();
+}
+
+// Python's send_signal polls first: a child that has ended is reaped, and not signalled.
+TEST_CASE("a signal to a child that has ended but is not reaped yet reaps it instead", "[subprocess][popen]") {
+    test::baseline before;
+    for (const int sig : {SIGTERM, SIGKILL, SIGUSR1}) {
+        sp::popen p({"true"});
+        siginfo_t info{};
+        REQUIRE(::waitid(P_PID, static_cast<id_t>(p.pid()), &info, WEXITED | WNOWAIT) == 0); // (ended, not reaped)
+        CHECK_FALSE(p.returncode().has_value());
+        p.send_signal(sig);
+        CHECK(p.returncode() == 0);
+    }
+    sp::popen q({"true"});
+    siginfo_t info{};
+    REQUIRE(::waitid(P_PID, static_cast<id_t>(q.pid()), &info, WEXITED | WNOWAIT) == 0);
+    q.terminate();
+    CHECK(q.returncode() == 0);
+    before.check();
+}
+
 TEST_CASE("text mode in communicate, and input without a stdin pipe is an error", "[subprocess][popen][text]") {
     test::baseline before;
     sp::popen p({"printf", "x\\r\\ny\\r"}, {.out = sp::pipe, .text = true});
