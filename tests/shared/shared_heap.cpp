@@ -258,6 +258,12 @@ public:
     }
     killed_owner(const killed_owner&) = delete;
     killed_owner& operator=(const killed_owner&) = delete;
+    ~killed_owner() { // (a case that stopped before kill(): no child left behind)
+        if (owner_ > 0 && !killed_) {
+            (void)::kill(owner_, SIGKILL);
+            (void)::waitpid(owner_, nullptr, 0);
+        }
+    }
 
     /// What the child reported: its reaper's pid, or "0 <why not>".
     [[nodiscard]] const std::string& report() const { return line_; }
@@ -270,6 +276,7 @@ public:
         REQUIRE(::kill(owner_, SIGKILL) == 0);
         int status = 0;
         REQUIRE(::waitpid(owner_, &status, 0) == owner_);
+        killed_ = true;
         CHECK(WIFSIGNALED(status));
         CHECK(ended(pidfd));
         ::close(pidfd);
@@ -278,6 +285,7 @@ public:
 private:
     test::pipe_pair report_, hold_;
     pid_t owner_ = -1;
+    bool killed_ = false;
     std::string line_;
 };
 } // namespace
