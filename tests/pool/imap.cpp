@@ -11,6 +11,8 @@
 #include <range/v3/view/transform.hpp>
 
 #include <atomic>
+#include <poll.h>
+#include <sys/wait.h>
 #include <chrono>
 #include <ranges>
 #include <set>
@@ -234,10 +236,15 @@ TEST_CASE("a view read twice, through a copy and with next(), is one iteration: 
 }
 
 namespace {
-int sixth_token_fd = -1; // (set before the pool forks its workers)
-// Task 5, the sixth, waits for a token; the others return at once.
+int sixth_token_fd = -1, sixth_report_fd = -1; // (set before the pool forks its workers)
+// Task 5, the sixth, waits for a token (30 s at most: so that a take(5) that waits for it
+// ends, and fails), then says so; the others return at once.
 int sixth_waits(int i) {
-    if (i == 5) pooltest::take_token(sixth_token_fd);
+    if (i == 5) {
+        pollfd p{sixth_token_fd, POLLIN, 0};
+        (void)::poll(&p, 1, 30'000);
+        pooltest::say(sixth_report_fd, "5 ended");
+    }
     return i;
 }
 } // namespace
@@ -246,20 +253,68 @@ int sixth_waits(int i) {
 // results. An iterator's ++ moved to the next result, waiting for it, so take(5) waited for
 // the sixth too, and a loop cut there hung on a task that never ends.
 TEST_CASE("take(n) over an imap view waits for n results, not for the one after them", "[pool][imap]") {
-    test::pipe_pair token;
+    test::pipe_pair token, report;
     sixth_token_fd = token.r;
+    sixth_report_fd = report.w;
     pool p(2);
     auto v = ranges::views::iota(0) | views::imap(p, sixth_waits, imap_options{1, 8});
     std::vector<int> got;
-    for (int y : v | ranges::views::take(5)) got.push_back(y); // (task 5 still waits for its token)
+    for (int y : v | ranges::views::take(5)) got.push_back(y);
     CHECK(got == std::vector<int>{0, 1, 2, 3, 4});
+    pollfd ended{report.r, POLLIN, 0};
+    CHECK(::poll(&ended, 1, 0) == 0); // task 5 still waits for its token: nobody waited for it
     test::write_str(token.w, "x");
     CHECK(v.next() == 5); // the sixth comes next, once done
     CHECK(*v.begin() == 6);
-    auto it = v.begin(); // (the sixth was read: a new begin() moves past it)
+    auto it = v.begin(); // (the seventh, 6, was read: a new begin() moves past it)
     CHECK(*it == 7);
     ++it;
     ++it; // past the eighth, never read
     CHECK(*it == 9);
     CHECK(*it == 9); // read twice: the same
+}
+
+namespace {
+int first_token_fd = -1; // (set before the pool forks its workers)
+// Task 0 waits for a token (30 s at most); the others return at once.
+int first_waits(int i) {
+    if (i == 0) {
+        pollfd p{first_token_fd, POLLIN, 0};
+        (void)::poll(&p, 1, 30'000);
+    }
+    return i;
+}
+} // namespace
+
+// From a review: a wait that threw had marked the iteration settled on the result before
+// (none yet here), so asking again read it: a value already given, or an empty optional.
+TEST_CASE("an imap iterator whose wait threw stands where it stood: asking again throws again", "[pool][imap]") {
+    test::pipe_pair token;
+    first_token_fd = token.r;
+    pool p(1);
+    auto v = ranges::views::iota(0) | views::imap(p, first_waits, imap_options{1, 2});
+    auto it = v.begin(); // (task 0 waits for its token: no result can be there yet)
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        // A copy of this process: the pool is not its own, so each read throws.
+        int thrown = 0;
+        for (int k = 0; k < 2; ++k) {
+            try {
+                (void)*it;
+            } catch (const state_error&) {
+                ++thrown;
+            } catch (...) {
+            }
+        }
+        ::_exit(thrown);
+    }
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 2);
+    test::write_str(token.w, "x");
+    CHECK(*it == 0); // (here the first result)
+    ++it;
+    CHECK(*it == 1);
 }

@@ -233,15 +233,17 @@ private:
             if (stale) (void)advance();
         }
 
-        /// Moves to the next result; false if `deadline` passed first (nothing moved).
+        /// Moves to the next result; false if `deadline` passed first (nothing moved). What
+        /// throws (a pool stopped, a call from another process) moves nothing either: the
+        /// iteration still stands where it stood, `stale` included.
         bool advance(std::optional<detail::steady::time_point> deadline = std::nullopt) {
-            stale = false;
             for (;;) {
                 if (!ready.empty()) {
                     current = std::move(ready.front());
                     ready.pop_front();
                     ++yielded;
                     fresh = true;
+                    stale = false;
                     return true;
                 }
                 // Top up in batches (when half the window is free): one lock and one
@@ -251,15 +253,15 @@ private:
                     if (input_error) {
                         current = detail::outcome<result>{std::nullopt, std::exchange(input_error, {})};
                         fresh = true;
+                        stale = false;
                         return true;
                     }
                     at_end = true;
+                    stale = false;
                     return true;
                 }
-                if (!core->wait(*job, [&] { return job->available.load(std::memory_order_acquire) != 0; }, deadline)) {
-                    stale = true; // (still to be fetched)
+                if (!core->wait(*job, [&] { return job->available.load(std::memory_order_acquire) != 0; }, deadline))
                     return false;
-                }
                 core->locked([&] { job->take(ready); });
             }
         }
