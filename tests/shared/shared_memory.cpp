@@ -102,6 +102,30 @@ TEST_CASE("close() unmaps, unlink() removes the name, once", "[shared][shared_me
                                                   "': No such file or directory"));
 }
 
+// The owner's end checks that the name is still its segment (tests/shared/shared_heap.cpp)
+// without opening what is there (a review: a FIFO made under the name would have hung it),
+// and removes a name of NAME_MAX characters too (the check once gave up on it).
+TEST_CASE("an owner's end removes the longest name, and leaves a FIFO made under its name unopened",
+          "[shared][shared_memory]") {
+    test::baseline before;
+    std::string longest = unique_name("long_");
+    longest.resize(255, 'x');
+    {
+        auto m = shared_memory::create(8, longest);
+        CHECK(in_dev_shm(longest));
+    }
+    CHECK_FALSE(in_dev_shm(longest));
+    const std::string name = unique_name("fifo");
+    {
+        auto m = shared_memory::create(8, name);
+        REQUIRE(::shm_unlink(("/" + name).c_str()) == 0);
+        REQUIRE(::mkfifo(("/dev/shm/" + name).c_str(), 0600) == 0);
+    } // (must not open it: an open of a FIFO waits for a writer)
+    CHECK(in_dev_shm(name));
+    ::unlink(("/dev/shm/" + name).c_str());
+    before.check();
+}
+
 TEST_CASE("shared_memory errors are CPython's: FileExistsError, FileNotFoundError, ValueError",
           "[shared][shared_memory][errors]") {
     auto m = shared_memory::create(8, unique_name("exists"));

@@ -108,26 +108,29 @@ public:
         if (s.live > 0 && --s.live == 0) stop(s);
     }
 
-    /// Removes the segment `path` ("/name"; "name" with `slash`) if that name is still the
-    /// segment whose inode is `ino`, not a newer one someone else made under it after it was
-    /// removed; whether it did. For an owner's orderly end as for the reaper's (raw system
-    /// calls only). No system call removes a name only if it is a given file: a removal and
-    /// a new segment by others between the check and the removal would still lose the new one.
+    /// Removes the segment `path` ("/name"; "name" with `slash`) unless that name is now
+    /// another segment than the one whose inode is `ino`: one someone else made under it
+    /// after it was removed. A name that cannot be examined (it is too long for the check,
+    /// or stat fails but for ENOENT) is removed all the same, as before there was a check.
+    /// Whether it removed it. For an owner's orderly end as for the reaper's (raw system
+    /// calls only, but for fstatat, which takes no lock). No system call removes a name only
+    /// if it is a given file: a removal and a new segment by others between the check and
+    /// the removal would still lose the new one.
     static bool remove_if_same(std::string_view path, std::uint64_t ino, bool slash = false) noexcept {
         static constexpr char dir[] = "/dev/shm/"; // (where shm_open makes its files)
+        if (!slash && !path.empty() && path.front() == '/') path.remove_prefix(1);
         char file[sizeof dir + name_max + 1];
-        if (!slash && (path.empty() || path.front() != '/')) return false;
-        if (!slash) path.remove_prefix(1);
-        if (path.empty() || path.size() + 1 > name_max) return false;
+        if (path.empty() || path.size() > name_max) return false; // (no such name: shm_open refuses it)
         std::memcpy(file, dir, sizeof dir - 1);
         std::memcpy(file + sizeof dir - 1, path.data(), path.size());
         file[sizeof dir - 1 + path.size()] = '\0';
-        const long fd = ::syscall(SYS_openat, AT_FDCWD, file, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
-        if (fd < 0) return false; // (removed by another process)
         struct stat st {};
-        const bool same = ::fstat(static_cast<int>(fd), &st) == 0 && static_cast<std::uint64_t>(st.st_ino) == ino;
-        (void)::syscall(SYS_close, fd);
-        return same && ::syscall(SYS_unlinkat, AT_FDCWD, file, 0) == 0;
+        if (::fstatat(AT_FDCWD, file, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+            if (static_cast<std::uint64_t>(st.st_ino) != ino) return false; // (another segment)
+        } else if (errno == ENOENT) {
+            return false; // (removed by another process)
+        }
+        return ::syscall(SYS_unlinkat, AT_FDCWD, file, 0) == 0;
     }
 
     /// The reaper's pid while one runs for this process, else 0 (for tests).
