@@ -209,15 +209,20 @@ inline sys::unique_fd above_std(sys::unique_fd f, const std::string& what) {
     return sys::unique_fd(moved);
 }
 
+/// A file execve would be given for a program: `error` is 0 if it may run, else what
+/// execve would say without trying (EACCES: not executable, or a directory).
+struct program_candidate {
+    std::string path;
+    int error = 0;
+};
+
 /// Where execvp would look for `program` (Python: os.get_exec_path and the search in
-/// _execute_child): as is if it has a '/', else each executable regular file of its name in
-/// PATH of the child's environment, in order (one that cannot be run, as a script whose
-/// interpreter is missing, makes the next one tried, as CPython's child tries each).
-/// None found: `denied` says whether there were unusable ones (EACCES) or none (ENOENT).
-inline std::vector<std::string> find_program(const std::string& program, const options& o, bool& denied) {
-    denied = false;
-    if (program.find('/') != std::string::npos) return {program};
-    std::vector<std::string> found;
+/// _execute_child): as is if it has a '/', else each file of its name in PATH of the
+/// child's environment that exists, in order (CPython's child tries each with execve; one
+/// that cannot run, as a script whose interpreter is missing, makes the next one tried).
+inline std::vector<program_candidate> find_program(const std::string& program, const options& o) {
+    if (program.find('/') != std::string::npos) return {{program, 0}};
+    std::vector<program_candidate> found;
     std::string path = "/bin:/usr/bin";
     if (o.env) {
         if (auto it = o.env->find("PATH"); it != o.env->end()) path = it->second;
@@ -230,14 +235,10 @@ inline std::vector<std::string> find_program(const std::string& program, const o
         std::string candidate = (dir.empty() ? std::string(".") : dir) + "/" + program;
         std::string seen_from_parent = candidate[0] != '/' && o.cwd ? *o.cwd + "/" + candidate : candidate;
         struct stat st {};
-        if (sys::access(seen_from_parent.c_str(), X_OK) == 0 && sys::stat(seen_from_parent.c_str(), &st) == 0) {
-            if (S_ISREG(st.st_mode))
-                found.push_back(std::move(candidate));
-            else
-                denied = true; // a directory: execve would say EACCES
-        } else if (errno == EACCES) {
-            denied = true;
-        }
+        if (sys::access(seen_from_parent.c_str(), X_OK) == 0 && sys::stat(seen_from_parent.c_str(), &st) == 0)
+            found.push_back({std::move(candidate), S_ISREG(st.st_mode) ? 0 : EACCES}); // (a directory: EACCES)
+        else if (errno == EACCES)
+            found.push_back({std::move(candidate), EACCES});
         if (end == std::string::npos) break;
         start = end + 1;
     }
@@ -345,7 +346,10 @@ public:
     /// Popen.stdin.close()); nothing if there is none or it is closed already. A later
     /// communicate() works as for a child without a stdin pipe (CPython's raises "flush of
     /// closed file"); given input, it is a value_error.
-    void close_in() noexcept { in_.reset(); }
+    void close_in() noexcept {
+        if (in_) stdin_closed_ = true;
+        in_.reset();
+    }
     /// This end of the stdout pipe, or -1 (Python: Popen.stdout).
     [[nodiscard]] int out_fd() const noexcept { return out_.get(); }
     /// This end of the stderr pipe, or -1 (Python: Popen.stderr).
@@ -421,6 +425,7 @@ private:
         in_ = std::move(o.in_);
         out_ = std::move(o.out_);
         err_ = std::move(o.err_);
+        stdin_closed_ = std::exchange(o.stdin_closed_, false);
         communicating_ = std::exchange(o.communicating_, false);
         input_ = std::move(o.input_);
         input_done_ = std::exchange(o.input_done_, 0);
@@ -507,8 +512,10 @@ private:
         bool has_input = input && !input->empty();
         if (has_input && communicating_) multiproc::detail::raise(value_error("Cannot send input after starting communication"));
         if (has_input && !in_)
-            multiproc::detail::raise(value_error("communicate() was given input, but the child's stdin is not a pipe "
-                              "(start it with .in = subprocess::pipe)"));
+            multiproc::detail::raise(value_error(stdin_closed_ ? "communicate() was given input, but the child's stdin was "
+                                                                 "closed (close_in())"
+                                                               : "communicate() was given input, but the child's stdin is not "
+                                                                 "a pipe (start it with .in = subprocess::pipe)"));
         auto deadline = timeout ? detail::subproc::deadline_after(*timeout) : detail::subproc::never;
         if (!communicating_) {
             communicating_ = true;
@@ -613,6 +620,7 @@ private:
     std::optional<int> returncode_;
     bool text_ = false;
     detail::sys::unique_fd pidfd_, in_, out_, err_;
+    bool stdin_closed_ = false; // by close_in()
     // communicate()'s progress, kept across timeouts (Python: _communication_started,
     // _input, _input_offset and _fileobj2output).
     bool communicating_ = false;
@@ -662,12 +670,7 @@ inline void popen::launch(const options& o) {
         if (!S_ISDIR(st.st_mode)) sys::fail(dir, ENOTDIR);
         if (sys::access(o.cwd->c_str(), X_OK) < 0) sys::fail(dir);
     };
-    bool denied = false;
-    const std::vector<std::string> paths = detail::subproc::find_program(program, o, denied);
-    if (paths.empty()) {
-        check_cwd();
-        sys::fail("cannot run " + detail::python_repr(program), denied ? EACCES : ENOENT);
-    }
+    const std::vector<detail::subproc::program_candidate> candidates = detail::subproc::find_program(program, o);
     auto argv = detail::subproc::c_strings(argv_s);
     auto envp = detail::subproc::c_strings(env_s);
 
@@ -733,19 +736,25 @@ inline void popen::launch(const options& o) {
         return e == ENOENT || e == ENOTDIR || e == EACCES || e == EPERM || e == ENOEXEC || e == ELOOP ||
                e == ENAMETOOLONG || e == ETXTBSY || e == EISDIR || e == ELIBBAD;
     };
-    int first_other = 0, last = 0;
-    for (const std::string& path : paths) {
-        if (sys::posix_spawn(&pid, path.c_str(), actions.get(), attributes.get(), argv.data(),
-                             o.env ? envp.data() : environ) == 0) {
-            last = 0;
-            break;
+    int first_other = 0, last = ENOENT;
+    for (const auto& [path, pre_error] : candidates) {
+        if (pre_error == 0) {
+            if (sys::posix_spawn(&pid, path.c_str(), actions.get(), attributes.get(), argv.data(),
+                                 o.env ? envp.data() : environ) == 0) {
+                last = 0;
+                break;
+            }
+            last = errno;
+        } else {
+            last = pre_error;
         }
-        last = errno;
         if (first_other == 0 && last != ENOENT && last != ENOTDIR) first_other = last;
-        check_cwd(); // (a bad cwd: every candidate would fail alike)
         if (!the_files(last)) break;
     }
-    if (last != 0) sys::fail("cannot run " + detail::python_repr(program), first_other != 0 ? first_other : last);
+    if (last != 0) {
+        check_cwd(); // (a bad cwd: every candidate fails alike, or none is found from there)
+        sys::fail("cannot run " + detail::python_repr(program), first_other != 0 ? first_other : last);
+    }
     int pidfd = sys::pidfd_open(pid);
     if (pidfd < 0 && errno != ESRCH) {
         int e = errno;

@@ -18,6 +18,7 @@
 #include <atomic>
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
 #include <initializer_list>
 #include <iterator>
 #include <limits>
@@ -25,6 +26,7 @@
 #include <mutex>
 #include <new>
 #include <ranges>
+#include <string>
 #include <type_traits>
 #include <utility>
 
@@ -237,7 +239,7 @@ public:
     /// `n` is any integer type, checked by value: a negative one is CPython's value_error
     /// ("Array length must be >= 0, not -1"), not a huge size.
     template <std::integral N>
-        requires(!std::same_as<N, bool>)
+        requires(!std::same_as<N, bool> && sizeof(N) <= sizeof(std::uintmax_t))
     explicit raw_array(N n) : raw_array(allocate(length(n))) {
         std::uninitialized_value_construct_n(data_, size_);
     }
@@ -301,7 +303,8 @@ private:
     template <class N>
     static std::size_t length(N n) {
         if constexpr (std::is_signed_v<N>)
-            if (n < 0) detail::raise(value_error("Array length must be >= 0, not " + std::to_string(n)));
+            if (n < 0)
+                detail::raise(value_error("Array length must be >= 0, not " + std::to_string(static_cast<std::intmax_t>(n))));
         if constexpr (sizeof(N) > sizeof(std::size_t))
             if (static_cast<std::uintmax_t>(n) > std::numeric_limits<std::size_t>::max())
                 detail::raise(value_error("array is too large"));
@@ -339,7 +342,7 @@ public:
     using raw_array<T>::raw_array;
     /// `n` value-initialized elements guarded by `lock` (Python: Array(typecode, n, lock=lock)).
     template <std::integral N>
-        requires(!std::same_as<N, bool>)
+        requires(!std::same_as<N, bool> && sizeof(N) <= sizeof(std::uintmax_t))
     array(N n, Lock lock) : raw_array<T>(n), lock_(std::move(lock)) {}
     /// The elements given, guarded by `lock`.
     array(std::initializer_list<T> init, Lock lock) : raw_array<T>(init), lock_(std::move(lock)) {}

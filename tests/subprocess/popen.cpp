@@ -181,6 +181,7 @@ TEST_CASE("close_in() sends the child end of file, and communicate() goes on wit
     p.close_in();
     CHECK(p.in_fd() == -1);
     p.close_in(); // (again: nothing)
+    CHECK_THROWS_WITH(p.communicate("more"), "communicate() was given input, but the child's stdin was closed (close_in())");
     CHECK(p.communicate().out == "line\n"); // (cat ended: it read end of file)
     CHECK(p.returncode() == 0);
     before.check();

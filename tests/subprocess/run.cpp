@@ -238,10 +238,15 @@ TEST_CASE("a program found in PATH that cannot run makes the next one in PATH ru
     const sp::environment env{{"PATH", top + "/p1:" + top + "/p2"}};
     CHECK(sp::run({"tool"}, {.capture_output = true, .env = env}).out == "p2\n");
     CHECK(sp::run({"junk"}, {.capture_output = true, .env = env}).out == "p2\n");
-    // None runs: the first error that is not ENOENT.
+    // None runs: the first error that is not ENOENT, in PATH order, whether execve met it
+    // or the file could be seen not to run (not executable) without trying.
     const sp::environment only_bad{{"PATH", top + "/p1:" + top + "/p1"}};
     CHECK_THROWS_WITH(sp::run({"tool"}, {.env = only_bad}), "multiproc: cannot run 'tool': No such file or directory");
     CHECK_THROWS_WITH(sp::run({"junk"}, {.env = only_bad}), "multiproc: cannot run 'junk': Exec format error");
+    REQUIRE(::mkdir((top + "/p0").c_str(), 0755) == 0);
+    std::ofstream(top + "/p0/tool") << "#!/bin/sh\necho p0\n"; // (mode 0644: not executable)
+    CHECK_THROWS_WITH(sp::run({"tool"}, {.env = sp::environment{{"PATH", top + "/p0:" + top + "/p1"}}}),
+                      "multiproc: cannot run 'tool': Permission denied");
     std::filesystem::remove_all(top);
     before.check();
 }
