@@ -233,10 +233,7 @@ public:
     /// stays.
     ~shared_heap() {
         if (owner_ != ::getpid()) return;
-        if (ino_ != 0)
-            (void)detail::segment_reaper::remove_if_same(name_, ino_, true);
-        else
-            boost::interprocess::shared_memory_object::remove(name_.c_str());
+        (void)detail::segment_reaper::remove_if_same(name_, ino_, true);
         if (reaped_) detail::segment_reaper::removed(reaped_, name_, true);
         std::lock_guard<std::mutex> lk(detail::heap::attached_mutex());
         auto& m = detail::heap::attached();

@@ -271,10 +271,7 @@ private:
         if (is_owner()) {
             // (Any process may unlink the name, and another then make a segment of its own
             // under it: that one is not this owner's to remove.)
-            if (ino_ != 0)
-                (void)detail::segment_reaper::remove_if_same(name_, ino_);
-            else
-                detail::sys::shm_unlink(name_.c_str());
+            (void)detail::segment_reaper::remove_if_same(name_, ino_);
             unreap();
         }
         owner_pid_ = 0;

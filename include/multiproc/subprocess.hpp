@@ -659,17 +659,6 @@ inline void popen::launch(const options& o) {
             env_s.push_back(k + "=" + v);
         }
     }
-    // A bad cwd is named before a program that is not found, as CPython's child changes
-    // directory before it looks (and posix_spawn reports either alike).
-    const auto check_cwd = [&] {
-        if (!o.cwd) return;
-        const std::string dir = "cannot change to directory " + detail::python_repr(*o.cwd) + " to run " +
-                                detail::python_repr(program);
-        struct stat st {};
-        if (sys::stat(o.cwd->c_str(), &st) < 0) sys::fail(dir);
-        if (!S_ISDIR(st.st_mode)) sys::fail(dir, ENOTDIR);
-        if (sys::access(o.cwd->c_str(), X_OK) < 0) sys::fail(dir);
-    };
     const std::vector<detail::subproc::program_candidate> candidates = detail::subproc::find_program(program, o);
     auto argv = detail::subproc::c_strings(argv_s);
     auto envp = detail::subproc::c_strings(env_s);
@@ -752,7 +741,16 @@ inline void popen::launch(const options& o) {
         if (!the_files(last)) break;
     }
     if (last != 0) {
-        check_cwd(); // (a bad cwd: every candidate fails alike, or none is found from there)
+        // A bad cwd is named before a program not found, as CPython's child changes directory
+        // before it looks (every candidate fails alike then; posix_spawn reports either alike).
+        if (o.cwd) {
+            const std::string dir = "cannot change to directory " + detail::python_repr(*o.cwd) + " to run " +
+                                    detail::python_repr(program);
+            struct stat st {};
+            if (sys::stat(o.cwd->c_str(), &st) < 0) sys::fail(dir);
+            if (!S_ISDIR(st.st_mode)) sys::fail(dir, ENOTDIR);
+            if (sys::access(o.cwd->c_str(), X_OK) < 0) sys::fail(dir);
+        }
         sys::fail("cannot run " + detail::python_repr(program), first_other != 0 ? first_other : last);
     }
     int pidfd = sys::pidfd_open(pid);

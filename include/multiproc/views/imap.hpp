@@ -215,7 +215,7 @@ private:
         /// times), topping the window up. A result never fetched that it moves past (++
         /// twice) is fetched, and dropped.
         void step() {
-            if (stale) (void)advance();
+            settle();
             move_on();
         }
 
@@ -225,6 +225,12 @@ private:
             fresh = false;
             if (at_end) return;
             stale = true;
+            top_up();
+        }
+
+        // Top up in batches (when half the window is free): one lock and one dispatch for
+        // many tasks.
+        void top_up() {
             if (pulled - yielded <= window / 2) fill();
         }
 
@@ -237,27 +243,29 @@ private:
         /// throws (a pool stopped, a call from another process) moves nothing either: the
         /// iteration still stands where it stood, `stale` included.
         bool advance(std::optional<detail::steady::time_point> deadline = std::nullopt) {
+            if (!fetch(deadline)) return false;
+            stale = false;
+            return true;
+        }
+
+        // advance() but for `stale`.
+        bool fetch(std::optional<detail::steady::time_point> deadline) {
             for (;;) {
                 if (!ready.empty()) {
                     current = std::move(ready.front());
                     ready.pop_front();
                     ++yielded;
                     fresh = true;
-                    stale = false;
                     return true;
                 }
-                // Top up in batches (when half the window is free): one lock and one
-                // dispatch for many tasks.
-                if (pulled - yielded <= window / 2) fill();
+                top_up();
                 if (yielded == pulled) {
                     if (input_error) {
                         current = detail::outcome<result>{std::nullopt, std::exchange(input_error, {})};
                         fresh = true;
-                        stale = false;
                         return true;
                     }
                     at_end = true;
-                    stale = false;
                     return true;
                 }
                 if (!core->wait(*job, [&] { return job->available.load(std::memory_order_acquire) != 0; }, deadline))

@@ -110,8 +110,8 @@ public:
 
     /// Removes the segment `path` ("/name"; "name" with `slash`) unless that name is now
     /// another segment than the one whose inode is `ino`: one someone else made under it
-    /// after it was removed. A name that cannot be examined (it is too long for the check,
-    /// or stat fails but for ENOENT) is removed all the same, as before there was a check.
+    /// after it was removed. With `ino` 0 (not known), or a name that cannot be examined
+    /// (stat fails but for ENOENT), the name is removed whatever it is.
     /// Whether it removed it. For an owner's orderly end as for the reaper's (raw system
     /// calls only, but for fstatat, which takes no lock). No system call removes a name only
     /// if it is a given file: a removal and a new segment by others between the check and
@@ -125,10 +125,12 @@ public:
         std::memcpy(file + sizeof dir - 1, path.data(), path.size());
         file[sizeof dir - 1 + path.size()] = '\0';
         struct stat st {};
-        if (::fstatat(AT_FDCWD, file, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-            if (static_cast<std::uint64_t>(st.st_ino) != ino) return false; // (another segment)
-        } else if (errno == ENOENT) {
-            return false; // (removed by another process)
+        if (ino != 0) {
+            if (::fstatat(AT_FDCWD, file, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+                if (static_cast<std::uint64_t>(st.st_ino) != ino) return false; // (another segment)
+            } else if (errno == ENOENT) {
+                return false; // (removed by another process)
+            }
         }
         return ::syscall(SYS_unlinkat, AT_FDCWD, file, 0) == 0;
     }
